@@ -1,0 +1,365 @@
+//! The `dreamlog` command line: a thin surface over the library. Each subcommand parses
+//! its arguments, calls one library function and prints the result for people, or as
+//! JSON with `--json` (one object per line for lists).
+
+mod demo;
+mod output;
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::core::{EventJson, Kind};
+use crate::error::{Error, Result};
+use crate::exchange;
+use crate::store::{AppendBatch, ExpectedVersion, Options, Store, SyncMode};
+
+/// dreamlog: a content-addressed, replayable event store for AI agents.
+#[derive(Parser, Debug)]
+#[command(name = "dreamlog", version, about, long_about = None)]
+pub struct Cli {
+    /// Database directory.
+    #[arg(long, global = true, env = "DREAMLOG_DB", default_value = "./dreamlog.db")]
+    pub db: PathBuf,
+    /// When appends are acknowledged: `fsync` (after the WAL is synced) or `none`.
+    #[arg(long, global = true, env = "DREAMLOG_SYNC", default_value = "fsync")]
+    pub sync: SyncMode,
+    /// Print JSON (one object per line for lists) instead of text for people.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create an empty database (nothing happens if one exists).
+    Init,
+    /// Append events given as JSON Lines (from a file or standard input), atomically.
+    Append(AppendArgs),
+    /// List events in log order.
+    Log(LogArgs),
+    /// Show one event by id or unique id prefix.
+    Show {
+        /// Event id or unique hex prefix.
+        id: String,
+    },
+    /// Recompute every id and body hash; check every stream chain and index entry.
+    Verify,
+    /// Write the log as JSON Lines that another store can import and re-verify.
+    Export(ExportArgs),
+    /// Import an export (checked whole before anything is written; idempotent).
+    Import(ImportArgs),
+    /// Record a small real agent session, then show `log` and `verify`.
+    Demo,
+}
+
+/// Arguments of `append`.
+#[derive(Args, Debug)]
+pub struct AppendArgs {
+    /// JSON Lines file of events; `-` or absent reads standard input.
+    pub file: Option<PathBuf>,
+    /// Stream for events that do not name one.
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// Expected version of `--stream`: any, no-stream, exists or a version number.
+    #[arg(long, requires = "stream")]
+    pub expect: Option<ExpectedVersion>,
+}
+
+/// Arguments of `log`.
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    /// First global position (or, with --stream, first stream version).
+    #[arg(long, default_value_t = 0)]
+    pub from: u64,
+    /// Most events to print.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Only this stream.
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// Only this kind (e.g. action, grade, memory).
+    #[arg(long)]
+    pub kind: Option<Kind>,
+}
+
+/// Arguments of `export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Output file; standard output when absent.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// First global position.
+    #[arg(long, default_value_t = 0)]
+    pub from: u64,
+}
+
+/// Arguments of `import`.
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// `[FORMAT] FILE...`: FORMAT is `dreamlog` (an export, the default); `-` reads
+    /// standard input.
+    #[arg(required = true, num_args = 1..)]
+    pub args: Vec<String>,
+}
+
+/// Runs the CLI and turns errors into one line on stderr and a non-zero exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open(cli: &Cli, create: bool) -> Result<Store> {
+    Store::open(&cli.db, Options { sync: cli.sync, create_if_missing: create, ..Options::default() })
+}
+
+/// A progress bar on stderr when it is a terminal; hidden otherwise.
+pub(crate) fn progress_bar(len: Option<u64>, what: &str) -> ProgressBar {
+    if !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = match len {
+        Some(n) => ProgressBar::new(n).with_style(
+            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+        None => ProgressBar::new_spinner(),
+    };
+    bar.set_message(what.to_owned());
+    bar
+}
+
+fn stdout_line(line: &str) -> Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{line}").map_err(|source| Error::Io { path: "stdout".into(), source })
+}
+
+fn read_input(path: Option<&PathBuf>) -> Result<(String, Box<dyn BufRead>)> {
+    match path {
+        None => Ok(("-".into(), Box::new(BufReader::new(io::stdin())))),
+        Some(p) if p.as_os_str() == "-" => Ok(("-".into(), Box::new(BufReader::new(io::stdin())))),
+        Some(p) => {
+            let f = File::open(p).map_err(|source| Error::Io { path: p.display().to_string(), source })?;
+            Ok((p.display().to_string(), Box::new(BufReader::with_capacity(1 << 20, f))))
+        }
+    }
+}
+
+/// Parses JSON Lines of events into one atomic batch.
+pub(crate) fn parse_events(path: &str, reader: Box<dyn BufRead>, stream: Option<&str>) -> Result<AppendBatch> {
+    let mut batch = AppendBatch::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.map_err(|source| Error::Io { path: path.to_owned(), source })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let input = |reason: String| Error::Input { path: path.to_owned(), line: i + 1, reason };
+        let draft = EventJson::parse(&line).and_then(|j| j.into_draft(stream)).map_err(|e| input(e.to_string()))?;
+        batch.events.push(draft);
+    }
+    Ok(batch)
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Init => {
+            let store = open(&cli, true)?;
+            if cli.json {
+                stdout_line(&serde_json::json!({"db": cli.db, "events": store.len()}).to_string())?;
+            } else {
+                stdout_line(&format!("dreamlog database at {} ({} events)", cli.db.display(), store.len()))?;
+            }
+            store.close()?;
+        }
+        Command::Append(args) => {
+            let (path, reader) = read_input(args.file.as_ref())?;
+            let mut batch = parse_events(&path, reader, args.stream.as_deref())?;
+            if batch.events.is_empty() {
+                return Err(Error::Input { path, line: 0, reason: "no events to append".into() });
+            }
+            if let (Some(stream), Some(expect)) = (&args.stream, args.expect) {
+                batch.expectations.push((stream.clone(), expect));
+            }
+            let streams: Vec<String> = batch.events.iter().map(|d| d.stream.clone()).collect();
+            let store = open(&cli, true)?;
+            let appended = store.append(batch)?;
+            for (a, stream) in appended.iter().zip(streams) {
+                if cli.json {
+                    stdout_line(
+                        &serde_json::json!({"position": a.position, "id": a.id, "stream": stream,
+                            "version": a.version, "existed": a.existed})
+                        .to_string(),
+                    )?;
+                } else {
+                    let note = if a.existed { "  (already present)" } else { "" };
+                    stdout_line(&format!("{}\t{}\t{stream}@{}{note}", a.position, a.id, a.version))?;
+                }
+            }
+            store.close()?;
+        }
+        Command::Log(args) => {
+            let store = open(&cli, false)?;
+            let limit = args.limit.unwrap_or(usize::MAX);
+            let print = |e: &crate::store::StoredEvent| -> Result<()> {
+                if cli.json {
+                    stdout_line(&e.to_json().to_line())
+                } else {
+                    stdout_line(&output::log_line(e))
+                }
+            };
+            let mut printed = 0usize;
+            if limit == 0 {
+                return Ok(ExitCode::SUCCESS);
+            }
+            match (&args.stream, args.kind) {
+                (Some(stream), kind) => {
+                    let mut from = args.from;
+                    'chunks: while printed < limit {
+                        let chunk = store.read_stream(stream, from, 1024)?;
+                        let Some(last) = chunk.last() else { break };
+                        from = last.version + 1;
+                        for e in chunk.iter().filter(|e| kind.is_none_or(|k| e.event.header.kind == k)) {
+                            if printed >= limit {
+                                break 'chunks;
+                            }
+                            print(e)?;
+                            printed += 1;
+                        }
+                    }
+                }
+                (None, Some(kind)) => {
+                    let mut from = args.from;
+                    while printed < limit {
+                        let chunk = store.read_kind(kind, from, (limit - printed).min(1024))?;
+                        let Some(last) = chunk.last() else { break };
+                        from = last.position + 1;
+                        for e in &chunk {
+                            print(e)?;
+                            printed += 1;
+                        }
+                    }
+                }
+                (None, None) => {
+                    let mut failed = None;
+                    store.scan(args.from, |e| {
+                        if let Err(err) = print(&e) {
+                            failed = Some(err);
+                            return false;
+                        }
+                        printed += 1;
+                        printed < limit
+                    })?;
+                    if let Some(e) = failed {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Command::Show { id } => {
+            let store = open(&cli, false)?;
+            let id = store.resolve_id(id)?;
+            let e = store.get(&id)?;
+            if cli.json {
+                stdout_line(&e.to_json().to_line())?;
+            } else {
+                stdout_line(&output::show(&e))?;
+            }
+        }
+        Command::Verify => {
+            let store = open(&cli, false)?;
+            let bar = progress_bar(Some(store.len()), "verifying");
+            let report = store.verify(|n| bar.set_position(n))?;
+            bar.finish_and_clear();
+            if cli.json {
+                stdout_line(&serde_json::to_string(&report).unwrap_or_default())?;
+            } else {
+                stdout_line(&output::verify_report(&report))?;
+            }
+            if !report.is_clean() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Export(args) => {
+            let store = open(&cli, false)?;
+            let bar = progress_bar(Some(store.len().saturating_sub(args.from)), "exporting");
+            let n = match &args.out {
+                Some(p) => {
+                    let f = File::create(p).map_err(|source| Error::Io { path: p.display().to_string(), source })?;
+                    let mut w = io::BufWriter::with_capacity(1 << 20, f);
+                    exchange::export(&store, args.from, &mut w, |n| bar.set_position(n))?
+                }
+                None => {
+                    let mut w = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
+                    exchange::export(&store, args.from, &mut w, |n| bar.set_position(n))?
+                }
+            };
+            bar.finish_and_clear();
+            if args.out.is_some() {
+                eprintln!("exported {n} events");
+            }
+        }
+        Command::Import(args) => {
+            let (format, files) = match args.args[0].as_str() {
+                "dreamlog" => ("dreamlog", &args.args[1..]),
+                _ => ("dreamlog", &args.args[..]),
+            };
+            if files.is_empty() {
+                return Err(Error::Input { path: format.into(), line: 0, reason: "no files to import".into() });
+            }
+            let store = open(&cli, true)?;
+            for file in files {
+                let path = PathBuf::from(file);
+                // The import reads its input twice (check, then write): standard input
+                // is kept in memory for that.
+                let stdin_copy = if file == "-" {
+                    let mut buf = Vec::new();
+                    io::Read::read_to_end(&mut io::stdin(), &mut buf)
+                        .map_err(|source| Error::Io { path: "-".into(), source })?;
+                    Some(std::sync::Arc::new(buf))
+                } else {
+                    None
+                };
+                let bar = progress_bar(None, &format!("importing {file}"));
+                let report = exchange::import(
+                    &store,
+                    file,
+                    || match &stdin_copy {
+                        Some(buf) => Ok(Box::new(io::Cursor::new(buf.as_ref().clone())) as Box<dyn BufRead>),
+                        None => read_input(Some(&path)).map(|(_, r)| r),
+                    },
+                    |n| bar.set_position(n),
+                )?;
+                bar.finish_and_clear();
+                if cli.json {
+                    let mut v = serde_json::to_value(&report).unwrap_or_default();
+                    v["file"] = serde_json::Value::String(file.clone());
+                    stdout_line(&v.to_string())?;
+                } else {
+                    stdout_line(&format!(
+                        "{file}: {} events checked, {} appended, {} already present{}",
+                        report.events,
+                        report.appended,
+                        report.existing,
+                        if report.same_positions { ", same positions as the source" } else { "" }
+                    ))?;
+                }
+            }
+            store.close()?;
+        }
+        Command::Demo => demo::run(&cli)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,81 @@
+//! Text for people: log lines, event views, verify reports.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::store::{StoredEvent, VerifyReport};
+
+/// RFC 3339 time (UTC, milliseconds) of a ms-since-epoch timestamp.
+pub fn time_text(ms: u64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms as i64)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+        .unwrap_or_else(|| format!("{ms}ms"))
+}
+
+/// One line of `log`.
+pub fn log_line(e: &StoredEvent) -> String {
+    let h = &e.event.header;
+    format!(
+        "{:>8}  {}  {}  {}@{}  {:<13} {:<28} {}",
+        e.position,
+        e.event.id.short(12),
+        time_text(h.time),
+        h.stream,
+        e.version,
+        h.kind.name(),
+        h.actor.to_string(),
+        if e.redacted { "(redacted)".to_owned() } else { e.event.body.summary() }
+    )
+}
+
+/// The full view of one event for `show`.
+pub fn show(e: &StoredEvent) -> String {
+    let h = &e.event.header;
+    let mut s = String::new();
+    s.push_str(&format!("id        {}\n", e.event.id));
+    s.push_str(&format!("position  {}\n", e.position));
+    s.push_str(&format!("stream    {} (version {})\n", h.stream, e.version));
+    s.push_str(&format!("kind      {}\n", h.kind));
+    s.push_str(&format!("actor     {}\n", h.actor));
+    s.push_str(&format!("time      {} ({})\n", time_text(h.time), h.time));
+    let list = |ids: &[crate::core::EventId]| {
+        if ids.is_empty() {
+            "-".to_owned()
+        } else {
+            ids.iter().map(|i| i.to_hex()).collect::<Vec<_>>().join("\n          ")
+        }
+    };
+    s.push_str(&format!("parents   {}\n", list(&h.parents)));
+    s.push_str(&format!("causes    {}\n", list(&h.causes)));
+    s.push_str(&format!("body      {} bytes, blake3 {}\n", h.body_len, h.body_hash));
+    if e.redacted {
+        s.push_str("          (redacted)\n");
+    } else {
+        let pretty = serde_json::to_string_pretty(&e.event.body.to_json()).unwrap_or_default();
+        s.push_str(&pretty);
+    }
+    s
+}
+
+/// The report of `verify`.
+pub fn verify_report(r: &VerifyReport) -> String {
+    let mut s = format!(
+        "checked {} events in {} streams ({} bytes hashed, {} index entries)",
+        r.events, r.streams, r.bytes, r.index_entries
+    );
+    if r.is_clean() {
+        s.push_str(": all ids, body hashes, chains and indexes verify");
+    } else {
+        s.push_str(&format!(": {} problems", r.problems.len()));
+        for p in &r.problems {
+            s.push_str("\n  ");
+            if let Some(pos) = p.position {
+                s.push_str(&format!("position {pos}"));
+            }
+            if let Some(id) = &p.id {
+                s.push_str(&format!(" (id {id})"));
+            }
+            s.push_str(&format!(": {}", p.problem));
+        }
+    }
+    s
+}

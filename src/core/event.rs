@@ -1,0 +1,225 @@
+//! Headers, ids and sealed events.
+
+use bincode::{Decode, Encode};
+
+use super::body::Body;
+use super::error::FormatError;
+use super::hash::{Digest, EventId};
+use super::kind::{Actor, Kind};
+use super::validate::check_name;
+use super::wire;
+
+/// The format version written in every v1 header.
+pub const FORMAT_VERSION: u8 = 1;
+/// At most this many parents: v1 streams are linear chains.
+pub const MAX_PARENTS: usize = 1;
+/// At most this many causes per event.
+pub const MAX_CAUSES: usize = 4096;
+
+/// An event header. Its canonical bytes are what the event id hashes; the body is
+/// referenced only by its length and hash, so a body can be redacted while every id and
+/// chain still verifies. Field order is the encoding order (docs/FORMAT.md).
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
+pub struct Header {
+    /// Always [`FORMAT_VERSION`].
+    pub format: u8,
+    /// The body's kind.
+    pub kind: Kind,
+    /// The stream the event belongs to.
+    pub stream: String,
+    /// Who wrote it.
+    pub actor: Actor,
+    /// Milliseconds since the Unix epoch, as supplied or stamped on append.
+    pub time: u64,
+    /// The previous head of the stream (empty for a stream's first event).
+    pub parents: Vec<EventId>,
+    /// Provenance: the events this one was derived from.
+    pub causes: Vec<EventId>,
+    /// Length of the body bytes.
+    pub body_len: u64,
+    /// BLAKE3-256 of the body bytes.
+    pub body_hash: Digest,
+}
+
+impl Header {
+    /// The canonical header bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        wire::encode(self)
+    }
+
+    /// Decodes header bytes (all must be consumed).
+    pub fn decode(bytes: &[u8]) -> Result<Header, FormatError> {
+        let header: Header = wire::decode_exact(bytes, "header")?;
+        if header.format != FORMAT_VERSION {
+            return Err(FormatError::Decode {
+                what: "header".into(),
+                reason: format!("format version {} (this build reads {FORMAT_VERSION})", header.format),
+            });
+        }
+        Ok(header)
+    }
+
+    /// Checks the header's own fields (not its relation to the stream).
+    pub fn validate(&self) -> Result<(), FormatError> {
+        check_name("stream", &self.stream)?;
+        self.actor.validate()?;
+        if self.parents.len() > MAX_PARENTS {
+            return Err(FormatError::field(
+                "parents",
+                format!("{} given; a v1 stream is a chain with at most one parent", self.parents.len()),
+            ));
+        }
+        if self.causes.len() > MAX_CAUSES {
+            return Err(FormatError::field(
+                "causes",
+                format!("{} given, at most {MAX_CAUSES} allowed", self.causes.len()),
+            ));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(self.causes.len());
+        for c in &self.causes {
+            if !seen.insert(c) {
+                return Err(FormatError::field("causes", format!("{c} is listed twice")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An event ready to be appended, before the store fills in what only it knows: the
+/// time (when not supplied) and the stream parent (when not supplied).
+#[derive(Clone, PartialEq, Debug)]
+pub struct Draft {
+    /// Target stream.
+    pub stream: String,
+    /// Author.
+    pub actor: Actor,
+    /// Time in ms since the epoch; `None` means "stamp on append".
+    pub time: Option<u64>,
+    /// Stream parent; `None` means "the stream's head at append".
+    pub parents: Option<Vec<EventId>>,
+    /// Provenance.
+    pub causes: Vec<EventId>,
+    /// Body.
+    pub body: Body,
+}
+
+impl Draft {
+    /// A draft with no causes, stamped and chained by the store.
+    pub fn new(stream: impl Into<String>, actor: Actor, body: Body) -> Draft {
+        Draft { stream: stream.into(), actor, time: None, parents: None, causes: Vec::new(), body }
+    }
+
+    /// Sets the time.
+    pub fn at(mut self, time_ms: u64) -> Draft {
+        self.time = Some(time_ms);
+        self
+    }
+
+    /// Sets the causes.
+    pub fn caused_by(mut self, causes: Vec<EventId>) -> Draft {
+        self.causes = causes;
+        self
+    }
+
+    /// Seals the draft with the given time and parents: encodes the body, builds the
+    /// header, computes the id. Validates everything first.
+    pub fn seal(&self, time: u64, parents: Vec<EventId>) -> Result<SealedEvent, FormatError> {
+        self.clone().into_sealed(time, parents)
+    }
+
+    /// Like [`Draft::seal`], consuming the draft (no copies on the append path).
+    pub fn into_sealed(self, time: u64, parents: Vec<EventId>) -> Result<SealedEvent, FormatError> {
+        let mut body = self.body;
+        body.normalize_and_validate()?;
+        SealedEvent::new(self.stream, self.actor, time, parents, self.causes, body)
+    }
+}
+
+/// A complete event: header, body, their canonical bytes and the id.
+#[derive(Clone, PartialEq, Debug)]
+pub struct SealedEvent {
+    /// BLAKE3-256 of `header_bytes`.
+    pub id: EventId,
+    /// Decoded header.
+    pub header: Header,
+    /// Decoded body.
+    pub body: Body,
+    /// Canonical header bytes.
+    pub header_bytes: Vec<u8>,
+    /// Canonical body bytes.
+    pub body_bytes: Vec<u8>,
+}
+
+impl SealedEvent {
+    /// Builds and validates an event from its parts. The body must already be normalised.
+    pub fn new(
+        stream: String,
+        actor: Actor,
+        time: u64,
+        parents: Vec<EventId>,
+        causes: Vec<EventId>,
+        body: Body,
+    ) -> Result<SealedEvent, FormatError> {
+        let body_bytes = body.encode();
+        let header = Header {
+            format: FORMAT_VERSION,
+            kind: body.kind(),
+            stream,
+            actor,
+            time,
+            parents,
+            causes,
+            body_len: body_bytes.len() as u64,
+            body_hash: Digest::of(&body_bytes),
+        };
+        header.validate()?;
+        let header_bytes = header.encode();
+        Ok(SealedEvent { id: EventId::of(&header_bytes), header, body, header_bytes, body_bytes })
+    }
+
+    /// Decodes stored bytes without re-checking hashes (the fast read path; `verify`
+    /// checks them).
+    pub fn decode(header_bytes: Vec<u8>, body_bytes: Vec<u8>) -> Result<SealedEvent, FormatError> {
+        let header = Header::decode(&header_bytes)?;
+        let body = Body::decode(header.kind, &body_bytes)?;
+        Ok(SealedEvent { id: EventId::of(&header_bytes), header, body, header_bytes, body_bytes })
+    }
+
+    /// Every check a stored event must pass: the header and body decode, re-encode to
+    /// the same bytes (canonical), the body length and hash match, and the fields are
+    /// valid. Returns the reasons it fails, empty when sound.
+    pub fn audit(header_bytes: &[u8], body_bytes: &[u8]) -> Vec<String> {
+        let mut problems = Vec::new();
+        let header = match Header::decode(header_bytes) {
+            Ok(h) => h,
+            Err(e) => return vec![e.to_string()],
+        };
+        if header.encode() != header_bytes {
+            problems.push("header bytes are not canonical".to_owned());
+        }
+        if let Err(e) = header.validate() {
+            problems.push(format!("header: {e}"));
+        }
+        if header.body_len != body_bytes.len() as u64 {
+            problems.push(format!("body is {} bytes, header says {}", body_bytes.len(), header.body_len));
+        }
+        let actual = Digest::of(body_bytes);
+        if actual != header.body_hash {
+            problems.push(format!("body hash {} does not match header's {}", actual, header.body_hash));
+            return problems;
+        }
+        match Body::decode(header.kind, body_bytes) {
+            Ok(body) => {
+                // Through the JSON form and back re-canonicalises every free-form JSON
+                // text and re-validates every field: a sound body comes back byte-equal.
+                match Body::from_json(header.kind, body.to_json()) {
+                    Ok(again) if again.encode() == body_bytes => {}
+                    Ok(_) => problems.push("body bytes are not canonical".to_owned()),
+                    Err(e) => problems.push(format!("body: {e}")),
+                }
+            }
+            Err(e) => problems.push(e.to_string()),
+        }
+        problems
+    }
+}

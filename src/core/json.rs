@@ -1,0 +1,108 @@
+//! The JSON form of events, as the CLI and the server accept and emit it
+//! (schemas/event.schema.json).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::body::Body;
+use super::error::FormatError;
+use super::event::{Draft, SealedEvent};
+use super::hash::EventId;
+use super::kind::{Actor, Kind};
+
+/// An event in its JSON form. On input, `position`, `id` and `version` are optional
+/// (an `id` given is checked against the recomputed one); `time` and `parents`, when
+/// absent, are stamped by the store. On output every field is present.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EventJson {
+    /// Global position (output; checked on import).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
+    /// Event id (output; checked when given on input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<EventId>,
+    /// Stream name; on `append` input it may come from `--stream` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// Version within the stream (output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// Kind name.
+    pub kind: Kind,
+    /// Actor, `ROLE:NAME`.
+    pub actor: Actor,
+    /// Milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<u64>,
+    /// Stream parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parents: Option<Vec<EventId>>,
+    /// Provenance.
+    #[serde(default)]
+    pub causes: Vec<EventId>,
+    /// The body in its kind's JSON form.
+    pub body: Value,
+}
+
+impl EventJson {
+    /// Parses one line of JSON.
+    pub fn parse(text: &str) -> Result<EventJson, FormatError> {
+        serde_json::from_str(text).map_err(|e| FormatError::Json { context: "event".into(), reason: e.to_string() })
+    }
+
+    /// The JSON form of a stored event.
+    pub fn from_sealed(event: &SealedEvent, position: u64, version: u64) -> EventJson {
+        EventJson {
+            position: Some(position),
+            id: Some(event.id),
+            stream: Some(event.header.stream.clone()),
+            version: Some(version),
+            kind: event.header.kind,
+            actor: event.header.actor.clone(),
+            time: Some(event.header.time),
+            parents: Some(event.header.parents.clone()),
+            causes: event.header.causes.clone(),
+            body: event.body.to_json(),
+        }
+    }
+
+    /// Turns the JSON form into a draft; `default_stream` fills a missing `stream`.
+    pub fn into_draft(self, default_stream: Option<&str>) -> Result<Draft, FormatError> {
+        let stream = match (self.stream, default_stream) {
+            (Some(s), _) => s,
+            (None, Some(d)) => d.to_owned(),
+            (None, None) => {
+                return Err(FormatError::field("stream", "missing (give it in the event or with --stream)"))
+            }
+        };
+        let body = Body::from_json(self.kind, self.body)?;
+        Ok(Draft { stream, actor: self.actor, time: self.time, parents: self.parents, causes: self.causes, body })
+    }
+
+    /// Rebuilds the complete event from a JSON form that carries everything (an export
+    /// line) and checks that the given id recomputes.
+    pub fn into_sealed(self) -> Result<(Option<u64>, SealedEvent), FormatError> {
+        let position = self.position;
+        let supplied = self.id;
+        let time = self.time.ok_or_else(|| FormatError::field("time", "missing (an exported event carries it)"))?;
+        let parents = self
+            .parents
+            .clone()
+            .ok_or_else(|| FormatError::field("parents", "missing (an exported event carries them)"))?;
+        let draft = self.into_draft(None)?;
+        let sealed = draft.seal(time, parents)?;
+        match supplied {
+            Some(id) if id != sealed.id => {
+                Err(FormatError::IdMismatch { supplied: id.to_hex(), recomputed: sealed.id.to_hex() })
+            }
+            Some(_) => Ok((position, sealed)),
+            None => Err(FormatError::field("id", "missing (an exported event carries it)")),
+        }
+    }
+
+    /// Serialises to one line of JSON.
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}

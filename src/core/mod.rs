@@ -1,0 +1,24 @@
+//! The pure core: event model, canonical encoding, ids, JSON forms.
+//!
+//! Architecture invariant: nothing in here does I/O or knows about RocksDB.
+
+pub mod body;
+pub mod canonical_json;
+pub mod error;
+pub mod event;
+pub mod hash;
+pub mod json;
+pub mod kind;
+pub mod validate;
+pub mod wire;
+
+pub use body::{
+    Action, ActionStatus, Body, Criterion, Dream, Grade, GradeResult, LlmExchange, Memory, MemoryCommand, Message,
+    Note, Redact, Revert, RevertTarget, SessionEnd, SessionStart, StoreFork, Tag,
+};
+pub use canonical_json::CanonicalJson;
+pub use error::FormatError;
+pub use event::{Draft, Header, SealedEvent, FORMAT_VERSION};
+pub use hash::{Digest, EventId};
+pub use json::EventJson;
+pub use kind::{Actor, Kind};

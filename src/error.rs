@@ -1,0 +1,146 @@
+//! The library's error type: every failure names the thing and the reason.
+
+use thiserror::Error;
+
+use crate::core::{EventId, FormatError};
+use crate::store::ExpectedVersion;
+
+/// Any failure of a dreamlog operation.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Input that is not a valid event (field, JSON, encoding).
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// One event of a batch is invalid; nothing of the batch was written.
+    #[error("event #{index} of the batch: {source}")]
+    InvalidEvent {
+        /// Index of the event in its batch (0-based).
+        index: usize,
+        /// Why.
+        #[source]
+        source: FormatError,
+    },
+    /// An expected-version check failed; nothing of the batch was written.
+    #[error("stream {stream:?}: expected {expected}, but the stream {}", current_text(*.current))]
+    WrongExpectedVersion {
+        /// The stream.
+        stream: String,
+        /// What the writer expected.
+        expected: ExpectedVersion,
+        /// The stream's current version (`None`: no such stream).
+        current: Option<u64>,
+    },
+    /// An event names a parent that is not its stream's head; nothing was written.
+    #[error("event #{index} of the batch: parent {given} is not the head of stream {stream:?} ({})",
+        .head.map(|(v, id)| format!("head is {id} at version {v}")).unwrap_or_else(|| "the stream is empty".into()))]
+    ParentMismatch {
+        /// Index of the event in its batch.
+        index: usize,
+        /// The stream.
+        stream: String,
+        /// The parent given.
+        given: String,
+        /// The stream's head: version and id.
+        head: Option<(u64, EventId)>,
+    },
+    /// A body above the configured limit.
+    #[error("event #{index} of the batch: body is {len} bytes, over the limit of {limit}")]
+    BodyTooLarge {
+        /// Index of the event in its batch.
+        index: usize,
+        /// Body length.
+        len: u64,
+        /// Configured limit.
+        limit: u64,
+    },
+    /// A batch above the configured limit.
+    #[error("batch of {len} events is over the limit of {limit}")]
+    BatchTooLarge {
+        /// Events in the batch.
+        len: usize,
+        /// Configured limit.
+        limit: usize,
+    },
+    /// No event has this id (or id prefix).
+    #[error("no event with id {0}")]
+    NotFound(String),
+    /// No event at this position.
+    #[error("no event at position {0}")]
+    NoSuchPosition(u64),
+    /// An id prefix matches several events.
+    #[error("id prefix {prefix:?} is ambiguous: it matches {}{}",
+        .candidates.iter().map(|c| c.to_hex()).collect::<Vec<_>>().join(", "),
+        if *.more { " and more" } else { "" })]
+    AmbiguousPrefix {
+        /// The prefix given.
+        prefix: String,
+        /// Some of the ids it matches.
+        candidates: Vec<EventId>,
+        /// Whether there are more matches than listed.
+        more: bool,
+    },
+    /// Not a hex id prefix.
+    #[error("invalid id {0:?}: expected 1 to 64 hex characters")]
+    BadIdPrefix(String),
+    /// A write failed to become durable earlier; the store refuses writes until reopened.
+    #[error("the store refuses writes after a failed write ({0}); reopen it after fixing the cause")]
+    Poisoned(String),
+    /// The store's writer has shut down.
+    #[error("the store is closed")]
+    Closed,
+    /// The database could not be opened.
+    #[error("cannot open database at {path}: {reason}")]
+    Open {
+        /// Database directory.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A stored record that does not decode.
+    #[error("corrupt record at position {position}: {reason}")]
+    Corrupt {
+        /// Its position.
+        position: u64,
+        /// Why.
+        reason: String,
+    },
+    /// RocksDB reported an error.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// A file or stream could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file (or `-` for standard input).
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bad input at a line of a file.
+    #[error("{path}:{line}: {reason}")]
+    Input {
+        /// The file.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn current_text(current: Option<u64>) -> String {
+    match current {
+        None => "does not exist".to_owned(),
+        Some(v) => format!("is at version {v}"),
+    }
+}
+
+impl From<rocksdb::Error> for Error {
+    fn from(e: rocksdb::Error) -> Self {
+        Error::Storage(e.into_string())
+    }
+}
+
+/// Result with the library's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,38 @@
+//! # dreamlog
+//!
+//! A content-addressed, replayable event store for AI agents that learn between
+//! sessions. Every agent action, grade and memory change is an immutable event whose id
+//! is the BLAKE3 hash of its canonical header; events live in RocksDB in a gapless
+//! global log, chained per stream.
+//!
+//! ```no_run
+//! use dreamlog::{Actor, AppendBatch, Body, Draft, Note, Options, Store, CanonicalJson};
+//!
+//! let store = Store::open("./dreamlog.db", Options::default())?;
+//! let note = Body::Note(Note { note_type: "hello".into(), json: CanonicalJson::parse(r#"{"a":1}"#)? });
+//! let done = store.append(AppendBatch::one(Draft::new("notes", Actor::Human("ada".into()), note)))?;
+//! println!("appended at position {} with id {}", done[0].position, done[0].id);
+//! # Ok::<(), dreamlog::Error>(())
+//! ```
+//!
+//! Layers (see ARCHITECTURE.md): [`core`] is pure (model, encoding, ids, JSON forms);
+//! [`store`] is the only module that touches RocksDB; [`cli`] is a thin surface.
+
+#![warn(missing_docs)]
+#![deny(clippy::unwrap_used)]
+
+pub mod cli;
+pub mod core;
+pub mod error;
+pub mod exchange;
+pub mod store;
+
+pub use crate::core::{
+    Action, ActionStatus, Actor, Body, CanonicalJson, Criterion, Digest, Draft, Dream, EventId, EventJson, FormatError,
+    Grade, GradeResult, Header, Kind, LlmExchange, Memory, MemoryCommand, Message, Note, Redact, Revert, RevertTarget,
+    SealedEvent, SessionEnd, SessionStart, StoreFork, Tag,
+};
+pub use crate::error::{Error, Result};
+pub use crate::store::{
+    AppendBatch, Appended, ExpectedVersion, Options, Store, StoredEvent, Subscription, SyncMode, VerifyReport,
+};

@@ -1,0 +1,128 @@
+//! The on-disk layout: column families, key encodings and the log record. Integer keys
+//! are big-endian so that RocksDB's byte order is numeric order. docs/FORMAT.md
+//! ("Storage layout") documents the same bytes.
+
+use crate::core::{EventId, Kind};
+
+/// Global position → record. Sequential keys: the cheap write.
+pub const CF_LOG: &str = "log";
+/// Event id → position (8 bytes BE). The one random-key write per event.
+pub const CF_IDS: &str = "ids";
+/// `stream` 0x00 `version` (8 bytes BE) → position (8 bytes BE).
+pub const CF_STREAMS: &str = "streams";
+/// `kind tag` (1 byte) `position` (8 bytes BE) → empty.
+pub const CF_KINDS: &str = "kinds";
+/// Store metadata (format marker).
+pub const CF_META: &str = "meta";
+
+/// Every column family, in creation order.
+pub const ALL_CFS: [&str; 5] = [CF_LOG, CF_IDS, CF_STREAMS, CF_KINDS, CF_META];
+
+/// Meta key holding the store's format marker.
+pub const META_FORMAT_KEY: &[u8] = b"format";
+/// The store format marker written by this build.
+pub const META_FORMAT_VALUE: &[u8] = b"dreamlog-store/1";
+
+/// Record flag: the body has been redacted (the record holds no body bytes).
+pub const FLAG_REDACTED: u8 = 0x01;
+
+/// Log key of a position.
+pub fn pos_key(position: u64) -> [u8; 8] {
+    position.to_be_bytes()
+}
+
+/// Decodes an 8-byte big-endian integer.
+pub fn be_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+/// Stream index key: the stream name, a 0x00 separator (names hold no control
+/// characters), the version.
+pub fn stream_key(stream: &str, version: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(stream.len() + 9);
+    k.extend_from_slice(stream.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// The prefix shared by every index key of one stream.
+pub fn stream_prefix(stream: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(stream.len() + 1);
+    k.extend_from_slice(stream.as_bytes());
+    k.push(0);
+    k
+}
+
+/// Splits a stream index key into stream name and version.
+pub fn split_stream_key(key: &[u8]) -> Option<(&str, u64)> {
+    if key.len() < 9 {
+        return None;
+    }
+    let (name, rest) = key.split_at(key.len() - 9);
+    if rest[0] != 0 {
+        return None;
+    }
+    Some((std::str::from_utf8(name).ok()?, be_u64(&rest[1..])?))
+}
+
+/// Kind index key.
+pub fn kind_key(kind: Kind, position: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = kind.tag();
+    k[1..].copy_from_slice(&position.to_be_bytes());
+    k
+}
+
+/// The log record: `flags` (1 byte), stream version (8 bytes BE), header length
+/// (4 bytes BE), header bytes, body bytes (absent when redacted).
+pub fn encode_record(version: u64, header: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut r = Vec::with_capacity(13 + header.len() + body.len());
+    r.push(0);
+    r.extend_from_slice(&version.to_be_bytes());
+    r.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    r.extend_from_slice(header);
+    r.extend_from_slice(body);
+    r
+}
+
+/// A log record split into its parts (borrowed).
+pub struct RecordParts<'a> {
+    /// Flags byte.
+    pub flags: u8,
+    /// Stream version.
+    pub version: u64,
+    /// Header bytes.
+    pub header: &'a [u8],
+    /// Body bytes (empty when redacted).
+    pub body: &'a [u8],
+}
+
+/// Splits a log record; `None` when it is too short or has unknown flags.
+pub fn split_record(r: &[u8]) -> Option<RecordParts<'_>> {
+    if r.len() < 13 {
+        return None;
+    }
+    let flags = r[0];
+    if flags & !FLAG_REDACTED != 0 {
+        return None;
+    }
+    let version = be_u64(&r[1..9])?;
+    let hlen = u32::from_be_bytes(r[9..13].try_into().ok()?) as usize;
+    let header = r.get(13..13 + hlen)?;
+    let body = &r[13 + hlen..];
+    if flags & FLAG_REDACTED != 0 && !body.is_empty() {
+        return None;
+    }
+    Some(RecordParts { flags, version, header, body })
+}
+
+/// The id index value for a position.
+pub fn id_value(position: u64) -> [u8; 8] {
+    position.to_be_bytes()
+}
+
+/// Converts an id to its index key.
+pub fn id_key(id: &EventId) -> &[u8] {
+    &id.0
+}

@@ -1,0 +1,562 @@
+//! The storage layer: the event log on RocksDB.
+//!
+//! Architecture invariant: this is the only module that imports `rocksdb`. Everything
+//! above it talks to [`Store`]: append a batch with expectations, read, subscribe.
+
+mod layout;
+mod subscribe;
+mod verify;
+mod writer;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode,
+    Options as RocksOptions, ReadOptions, DB,
+};
+
+pub use layout::{ALL_CFS, CF_IDS, CF_KINDS, CF_LOG, CF_META, CF_STREAMS};
+pub use subscribe::Subscription;
+pub use verify::{VerifyProblem, VerifyReport};
+pub use writer::{AppendBatch, Appended};
+
+use crate::core::{EventId, Kind, SealedEvent};
+use crate::error::{Error, Result};
+
+/// A raw key and value from a column family.
+pub(crate) type KeyValue = (Box<[u8]>, Box<[u8]>);
+
+/// When an append is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// After the batch is in the WAL (survives a process crash, not a power loss).
+    None,
+    /// After the WAL is synced to disk (survives a power loss). The default.
+    #[default]
+    Fsync,
+}
+
+impl FromStr for SyncMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(SyncMode::None),
+            "fsync" => Ok(SyncMode::Fsync),
+            _ => Err(format!("unknown sync mode {s:?}: expected none or fsync")),
+        }
+    }
+}
+
+/// Store settings. Memory budgets are explicit.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Durability of acknowledged appends.
+    pub sync: SyncMode,
+    /// Create the database when it does not exist.
+    pub create_if_missing: bool,
+    /// Shared block cache, bytes.
+    pub block_cache_bytes: usize,
+    /// Memtable size per column family, bytes.
+    pub write_buffer_bytes: usize,
+    /// Largest body accepted, bytes.
+    pub max_body_bytes: u64,
+    /// Most events in one append batch.
+    pub max_batch_events: usize,
+    /// Most events the writer commits in one group (one WriteBatch, one sync).
+    pub max_group_events: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            sync: SyncMode::Fsync,
+            create_if_missing: true,
+            block_cache_bytes: 64 << 20,
+            write_buffer_bytes: 64 << 20,
+            max_body_bytes: 16 << 20,
+            max_batch_events: 100_000,
+            max_group_events: 20_000,
+        }
+    }
+}
+
+/// The expected version of a stream for optimistic concurrency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// No check.
+    Any,
+    /// The stream must not exist.
+    NoStream,
+    /// The stream must exist.
+    StreamExists,
+    /// The stream's last event must have this version.
+    Exact(u64),
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any version"),
+            ExpectedVersion::NoStream => f.write_str("no stream"),
+            ExpectedVersion::StreamExists => f.write_str("an existing stream"),
+            ExpectedVersion::Exact(v) => write!(f, "version {v}"),
+        }
+    }
+}
+
+impl FromStr for ExpectedVersion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "any" => Ok(ExpectedVersion::Any),
+            "no-stream" => Ok(ExpectedVersion::NoStream),
+            "exists" => Ok(ExpectedVersion::StreamExists),
+            n => n
+                .parse()
+                .map(ExpectedVersion::Exact)
+                .map_err(|_| format!("invalid expected version {s:?}: expected any, no-stream, exists or a number")),
+        }
+    }
+}
+
+/// An event as stored: its global position, stream version and content.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    /// Global position.
+    pub position: u64,
+    /// Version within its stream.
+    pub version: u64,
+    /// Whether the body has been redacted.
+    pub redacted: bool,
+    /// The event.
+    pub event: SealedEvent,
+}
+
+impl StoredEvent {
+    /// The event id.
+    pub fn id(&self) -> EventId {
+        self.event.id
+    }
+
+    /// The JSON form with position, id and version.
+    pub fn to_json(&self) -> crate::core::EventJson {
+        crate::core::EventJson::from_sealed(&self.event, self.position, self.version)
+    }
+}
+
+/// Counts published by the writer: readers wait on these to follow the log live.
+pub(crate) struct Committed {
+    /// Number of committed events (= next global position).
+    pub count: Mutex<u64>,
+    /// Signalled after every commit.
+    pub changed: Condvar,
+    /// The same count for async waiters.
+    pub watch: tokio::sync::watch::Sender<u64>,
+}
+
+pub(crate) struct Inner {
+    pub db: Arc<DB>,
+    pub path: PathBuf,
+    pub opts: Options,
+    pub committed: Arc<Committed>,
+    pub poisoned: Arc<Mutex<Option<String>>>,
+    pub writer: Mutex<Option<writer::WriterHandle>>,
+    pub writer_thread: Mutex<Option<JoinHandle<()>>>,
+    pub closed: AtomicBool,
+}
+
+/// A dreamlog event store: one RocksDB database, one writer thread, any number of readers.
+/// Cloning is cheap and shares the store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+fn cf_options(name: &str, cache: &Cache, opts: &Options) -> RocksOptions {
+    let mut o = RocksOptions::default();
+    o.set_write_buffer_size(opts.write_buffer_bytes);
+    o.set_compression_type(DBCompressionType::Lz4);
+    let mut bb = BlockBasedOptions::default();
+    bb.set_block_cache(cache);
+    bb.set_cache_index_and_filter_blocks(true);
+    bb.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    if name == CF_IDS || name == CF_STREAMS {
+        // Point lookups by id and by stream head: bloom filters make misses cheap.
+        bb.set_bloom_filter(10.0, false);
+    }
+    if name == CF_LOG {
+        bb.set_block_size(32 << 10);
+    }
+    o.set_block_based_table_factory(&bb);
+    o
+}
+
+impl Store {
+    /// Opens (or, with `create_if_missing`, creates) the database at `path`.
+    pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        let open_err = |reason: String| Error::Open { path: path.display().to_string(), reason };
+        if !opts.create_if_missing && !path.join("CURRENT").exists() {
+            return Err(open_err("no dreamlog database here (run `dreamlog init` to create one)".into()));
+        }
+        let cache = Cache::new_lru_cache(opts.block_cache_bytes);
+        let mut db_opts = RocksOptions::default();
+        db_opts.create_if_missing(opts.create_if_missing);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_bytes_per_sync(1 << 20);
+        db_opts.set_keep_log_file_num(4);
+        let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &cache, &opts)));
+        let db = DB::open_cf_descriptors(&db_opts, &path, cfs).map_err(|e| open_err(e.into_string()))?;
+        let db = Arc::new(db);
+        let meta = db.cf_handle(CF_META).ok_or_else(|| open_err("meta column family missing".into()))?;
+        match db.get_cf(meta, layout::META_FORMAT_KEY)? {
+            Some(v) if v == layout::META_FORMAT_VALUE => {}
+            Some(v) => {
+                return Err(open_err(format!(
+                    "store format {:?} is not one this build reads ({:?})",
+                    String::from_utf8_lossy(&v),
+                    String::from_utf8_lossy(layout::META_FORMAT_VALUE)
+                )))
+            }
+            None => db.put_cf(meta, layout::META_FORMAT_KEY, layout::META_FORMAT_VALUE)?,
+        }
+        let count = {
+            let log = db.cf_handle(CF_LOG).ok_or_else(|| open_err("log column family missing".into()))?;
+            let mut it = db.raw_iterator_cf(log);
+            it.seek_to_last();
+            match it.key() {
+                Some(k) => layout::be_u64(k).ok_or_else(|| open_err("bad key in log".into()))? + 1,
+                None => 0,
+            }
+        };
+        let (watch, _) = tokio::sync::watch::channel(count);
+        let committed = Arc::new(Committed { count: Mutex::new(count), changed: Condvar::new(), watch });
+        let poisoned = Arc::new(Mutex::new(None));
+        let (handle, thread) = writer::spawn(db.clone(), opts.clone(), count, committed.clone(), poisoned.clone())?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                path,
+                opts,
+                committed,
+                poisoned,
+                writer: Mutex::new(Some(handle)),
+                writer_thread: Mutex::new(Some(thread)),
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The settings the store was opened with.
+    pub fn options(&self) -> &Options {
+        &self.inner.opts
+    }
+
+    /// Appends a batch atomically (all events or none) and waits until it is durable per
+    /// the sync mode. Events already in the log (same id) are not written again: their
+    /// existing position is returned with `existed = true`.
+    pub fn append(&self, batch: AppendBatch) -> Result<Vec<Appended>> {
+        self.submit(batch)?.blocking_recv().map_err(|_| Error::Closed)?
+    }
+
+    /// The async form of [`Store::append`], for servers.
+    pub async fn append_async(&self, batch: AppendBatch) -> Result<Vec<Appended>> {
+        self.submit(batch)?.await.map_err(|_| Error::Closed)?
+    }
+
+    fn submit(&self, batch: AppendBatch) -> Result<tokio::sync::oneshot::Receiver<Result<Vec<Appended>>>> {
+        if let Some(reason) = self.inner.poisoned.lock().map_err(|_| Error::Closed)?.clone() {
+            return Err(Error::Poisoned(reason));
+        }
+        if batch.events.len() > self.inner.opts.max_batch_events {
+            return Err(Error::BatchTooLarge { len: batch.events.len(), limit: self.inner.opts.max_batch_events });
+        }
+        let guard = self.inner.writer.lock().map_err(|_| Error::Closed)?;
+        let handle = guard.as_ref().ok_or(Error::Closed)?;
+        handle.submit(batch)
+    }
+
+    /// Number of committed events; also the next global position.
+    pub fn len(&self) -> u64 {
+        *self.inner.committed.count.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the log is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
+        // Every column family is created on open.
+        self.inner.db.cf_handle(name).expect("column family created on open")
+    }
+
+    pub(crate) fn db(&self) -> &DB {
+        &self.inner.db
+    }
+
+    pub(crate) fn committed(&self) -> &Arc<Committed> {
+        &self.inner.committed
+    }
+
+    /// The event at a global position.
+    pub fn get_at(&self, position: u64) -> Result<StoredEvent> {
+        if position >= self.len() {
+            return Err(Error::NoSuchPosition(position));
+        }
+        let raw = self
+            .inner
+            .db
+            .get_pinned_cf(self.cf(CF_LOG), layout::pos_key(position))?
+            .ok_or(Error::NoSuchPosition(position))?;
+        decode_record(position, &raw)
+    }
+
+    /// The position of an event id, if stored.
+    pub fn position_of(&self, id: &EventId) -> Result<Option<u64>> {
+        let v = self.inner.db.get_pinned_cf(self.cf(CF_IDS), layout::id_key(id))?;
+        Ok(v.and_then(|v| layout::be_u64(&v)))
+    }
+
+    /// The event with this id.
+    pub fn get(&self, id: &EventId) -> Result<StoredEvent> {
+        let pos = self.position_of(id)?.ok_or_else(|| Error::NotFound(id.to_hex()))?;
+        self.get_at(pos)
+    }
+
+    /// Resolves a full id or a unique hex prefix of one. An ambiguous prefix is an error
+    /// listing (up to 8 of) the candidates.
+    pub fn resolve_id(&self, hex_prefix: &str) -> Result<EventId> {
+        let p = hex_prefix.trim().to_ascii_lowercase();
+        if p.is_empty() || p.len() > 64 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::BadIdPrefix(hex_prefix.to_owned()));
+        }
+        // Whole bytes of the prefix select the key range; an odd last nibble filters.
+        let even = &p[..p.len() & !1];
+        let start = hex::decode(even).map_err(|_| Error::BadIdPrefix(hex_prefix.to_owned()))?;
+        let nibble = (p.len() % 2 == 1).then(|| u8::from_str_radix(&p[p.len() - 1..], 16).unwrap_or(0));
+        let mut it = self.inner.db.raw_iterator_cf(self.cf(CF_IDS));
+        let mut seek = start.clone();
+        if let Some(n) = nibble {
+            seek.push(n << 4);
+        }
+        it.seek(&seek);
+        let mut found = Vec::new();
+        let mut more = false;
+        while let Some(key) = it.key() {
+            if !key.starts_with(&start) {
+                break;
+            }
+            if let Some(n) = nibble {
+                if key.get(start.len()).map(|b| b >> 4) != Some(n) {
+                    break;
+                }
+            }
+            if found.len() == 8 {
+                more = true;
+                break;
+            }
+            let mut id = [0u8; 32];
+            if key.len() == 32 {
+                id.copy_from_slice(key);
+                found.push(EventId(id));
+            }
+            it.next();
+        }
+        it.status()?;
+        match found.len() {
+            0 => Err(Error::NotFound(hex_prefix.to_owned())),
+            1 => Ok(found[0]),
+            _ => Err(Error::AmbiguousPrefix { prefix: hex_prefix.to_owned(), candidates: found, more }),
+        }
+    }
+
+    /// Up to `limit` events from global position `from`, in order.
+    pub fn read_range(&self, from: u64, limit: usize) -> Result<Vec<StoredEvent>> {
+        let mut out = Vec::with_capacity(limit.min(4096));
+        self.scan(from, |e| {
+            out.push(e);
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` for each event from position `from` on, in order, until it returns
+    /// false or the committed end is reached. Reads a consistent snapshot.
+    pub fn scan(&self, from: u64, mut f: impl FnMut(StoredEvent) -> bool) -> Result<()> {
+        self.scan_raw(from, |pos, raw| Ok(f(decode_record(pos, raw)?)))
+    }
+
+    /// Like [`Store::scan`] but hands over the raw record bytes (for verify and export).
+    pub(crate) fn scan_raw(&self, from: u64, mut f: impl FnMut(u64, &[u8]) -> Result<bool>) -> Result<()> {
+        let end = self.len();
+        let mut ro = ReadOptions::default();
+        ro.set_readahead_size(2 << 20);
+        ro.set_iterate_upper_bound(layout::pos_key(end).to_vec());
+        let mut it = self.inner.db.raw_iterator_cf_opt(self.cf(CF_LOG), ro);
+        it.seek(layout::pos_key(from));
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let pos =
+                layout::be_u64(k).ok_or_else(|| Error::Corrupt { position: from, reason: "bad log key".into() })?;
+            if !f(pos, v)? {
+                return Ok(());
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(())
+    }
+
+    /// The last version of a stream, `None` when it does not exist.
+    pub fn stream_version(&self, stream: &str) -> Result<Option<u64>> {
+        Ok(self.stream_last(stream)?.map(|(v, _)| v))
+    }
+
+    /// The last (version, position) of a stream.
+    pub(crate) fn stream_last(&self, stream: &str) -> Result<Option<(u64, u64)>> {
+        stream_last(&self.inner.db, stream)
+    }
+
+    /// Up to `limit` events of a stream from version `from_version`, in order.
+    pub fn read_stream(&self, stream: &str, from_version: u64, limit: usize) -> Result<Vec<StoredEvent>> {
+        let prefix = layout::stream_prefix(stream);
+        let mut it = self.inner.db.raw_iterator_cf(self.cf(CF_STREAMS));
+        it.seek(layout::stream_key(stream, from_version));
+        let mut positions = Vec::new();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(&prefix) || k.len() != prefix.len() + 8 || positions.len() >= limit {
+                break;
+            }
+            positions.push(layout::be_u64(v).unwrap_or(u64::MAX));
+            it.next();
+        }
+        it.status()?;
+        self.get_many(&positions)
+    }
+
+    /// Up to `limit` events of a kind from global position `from`, in order.
+    pub fn read_kind(&self, kind: Kind, from: u64, limit: usize) -> Result<Vec<StoredEvent>> {
+        let mut it = self.inner.db.raw_iterator_cf(self.cf(CF_KINDS));
+        it.seek(layout::kind_key(kind, from));
+        let mut positions = Vec::new();
+        while let Some(k) = it.key() {
+            if k.len() != 9 || k[0] != kind.tag() || positions.len() >= limit {
+                break;
+            }
+            positions.push(layout::be_u64(&k[1..]).unwrap_or(u64::MAX));
+            it.next();
+        }
+        it.status()?;
+        self.get_many(&positions)
+    }
+
+    /// Names of all streams, in byte order (scans the stream index).
+    pub fn streams(&self) -> Result<Vec<(String, u64)>> {
+        let mut out: Vec<(String, u64)> = Vec::new();
+        let mut it = self.inner.db.raw_iterator_cf(self.cf(CF_STREAMS));
+        it.seek_to_first();
+        while let Some(k) = it.key() {
+            let Some((name, version)) = layout::split_stream_key(k).map(|(n, v)| (n.to_owned(), v)) else { break };
+            // Jump to the stream's last version, then past it.
+            it.seek_for_prev(layout::stream_key(&name, u64::MAX));
+            let last = it.key().and_then(layout::split_stream_key).map(|(_, v)| v).unwrap_or(version);
+            let mut next = layout::stream_prefix(&name);
+            out.push((name, last));
+            *next.last_mut().unwrap_or(&mut 0) = 1; // name 0x01 sorts after every name 0x00 …
+            it.seek(&next);
+        }
+        it.status()?;
+        Ok(out)
+    }
+
+    fn get_many(&self, positions: &[u64]) -> Result<Vec<StoredEvent>> {
+        let cf = self.cf(CF_LOG);
+        let keys: Vec<_> = positions.iter().map(|p| (cf, layout::pos_key(*p))).collect();
+        let values = self.inner.db.multi_get_cf(keys);
+        positions
+            .iter()
+            .zip(values)
+            .map(|(pos, v)| match v? {
+                Some(raw) => decode_record(*pos, &raw),
+                None => Err(Error::Corrupt { position: *pos, reason: "index points at a missing record".into() }),
+            })
+            .collect()
+    }
+
+    /// A subscription that yields every event from position `from`, then follows the
+    /// log live: no gaps, no duplicates.
+    pub fn subscribe(&self, from: u64) -> Subscription {
+        Subscription::new(self.clone(), from)
+    }
+
+    /// Flushes memtables and stops the writer, waiting for in-flight appends.
+    pub fn close(&self) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        if let Ok(mut w) = self.inner.writer.lock() {
+            w.take(); // dropping the handle ends the writer after its queue drains
+        }
+        if let Some(t) = self.inner.writer_thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+        self.inner.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    pub(crate) fn iterate_cf(&self, cf: &str) -> impl Iterator<Item = Result<KeyValue>> + '_ {
+        self.inner
+            .db
+            .iterator_cf(self.cf(cf), IteratorMode::From(&[], Direction::Forward))
+            .map(|r| r.map_err(Error::from))
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.writer.lock() {
+            w.take();
+        }
+        if let Some(t) = self.writer_thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The last (version, position) of a stream, from the stream index.
+pub(crate) fn stream_last(db: &DB, stream: &str) -> Result<Option<(u64, u64)>> {
+    let cf = db.cf_handle(CF_STREAMS).expect("column family created on open");
+    let prefix = layout::stream_prefix(stream);
+    let mut it = db.raw_iterator_cf(cf);
+    it.seek_for_prev(layout::stream_key(stream, u64::MAX));
+    if let (Some(k), Some(v)) = (it.key(), it.value()) {
+        if k.starts_with(&prefix) && k.len() == prefix.len() + 8 {
+            let version = layout::be_u64(&k[prefix.len()..]).unwrap_or(0);
+            let pos = layout::be_u64(v).unwrap_or(0);
+            return Ok(Some((version, pos)));
+        }
+    }
+    it.status()?;
+    Ok(None)
+}
+
+/// Decodes a log record into a stored event (fast path: no hash checks).
+pub(crate) fn decode_record(position: u64, raw: &[u8]) -> Result<StoredEvent> {
+    let parts = layout::split_record(raw)
+        .ok_or_else(|| Error::Corrupt { position, reason: "record layout is invalid".into() })?;
+    let redacted = parts.flags & layout::FLAG_REDACTED != 0;
+    let event = SealedEvent::decode(parts.header.to_vec(), parts.body.to_vec())
+        .map_err(|e| Error::Corrupt { position, reason: e.to_string() })?;
+    Ok(StoredEvent { position, version: parts.version, redacted, event })
+}

@@ -1,0 +1,88 @@
+//! Subscriptions: catch up from a position, then follow the log live.
+//!
+//! The writer publishes the number of committed events only after their WriteBatch is
+//! written, so everything below that count is readable; a subscription reads positions
+//! in order below it and waits when it reaches it. Positions are gapless, so this yields
+//! every event exactly once.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::{Store, StoredEvent};
+use crate::error::Result;
+
+/// How many events a subscription reads from the log at a time.
+const CHUNK: usize = 512;
+
+/// A live cursor over the global log.
+pub struct Subscription {
+    store: Store,
+    next: u64,
+    buffer: VecDeque<StoredEvent>,
+    watch: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Subscription {
+    pub(crate) fn new(store: Store, from: u64) -> Subscription {
+        let watch = store.committed().watch.subscribe();
+        Subscription { store, next: from, buffer: VecDeque::new(), watch }
+    }
+
+    /// The position of the next event this subscription yields.
+    pub fn position(&self) -> u64 {
+        self.buffer.front().map(|e| e.position).unwrap_or(self.next)
+    }
+
+    fn fill(&mut self, committed: u64) -> Result<bool> {
+        if self.next >= committed {
+            return Ok(false);
+        }
+        let want = ((committed - self.next) as usize).min(CHUNK);
+        let events = self.store.read_range(self.next, want)?;
+        if let Some(last) = events.last() {
+            self.next = last.position + 1;
+        }
+        let got = !events.is_empty();
+        self.buffer.extend(events);
+        Ok(got)
+    }
+
+    /// The next event, waiting for it if the subscription has caught up.
+    pub async fn next(&mut self) -> Result<StoredEvent> {
+        loop {
+            if let Some(e) = self.buffer.pop_front() {
+                return Ok(e);
+            }
+            let committed = *self.watch.borrow_and_update();
+            if self.fill(committed)? {
+                continue;
+            }
+            if self.watch.changed().await.is_err() {
+                return Err(crate::error::Error::Closed);
+            }
+        }
+    }
+
+    /// The next event, waiting up to `timeout` for it; `None` on timeout.
+    pub fn next_blocking(&mut self, timeout: Duration) -> Result<Option<StoredEvent>> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.buffer.pop_front() {
+                return Ok(Some(e));
+            }
+            let committed = self.store.len();
+            if self.fill(committed)? {
+                continue;
+            }
+            let c = self.store.committed().clone();
+            let guard = c.count.lock().unwrap_or_else(|e| e.into_inner());
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            if *guard <= self.next {
+                let _ = c.changed.wait_timeout(guard, deadline - now);
+            }
+        }
+    }
+}

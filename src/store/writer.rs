@@ -1,0 +1,409 @@
+//! The single writer: group commit of concurrent appends.
+//!
+//! Every append request goes through one thread. It takes all requests waiting in its
+//! queue, checks each against the log as the earlier ones of the group leave it, and
+//! commits the accepted ones in one WriteBatch with one WAL sync; then it publishes the
+//! new end of the log and acknowledges. A request that fails its checks is refused alone
+//! and writes nothing. If the write itself fails, every request of the group gets the
+//! error and the store is poisoned: it refuses further writes rather than pretend.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use rocksdb::{WriteBatch, WriteOptions, DB};
+use tokio::sync::oneshot;
+
+use super::layout::{self, CF_IDS, CF_KINDS, CF_LOG, CF_STREAMS};
+use super::{Committed, ExpectedVersion, Options, SyncMode};
+use crate::core::{Draft, EventId, SealedEvent};
+use crate::error::{Error, Result};
+
+/// Events to append atomically, with optional expected versions per stream (checked
+/// against the streams as they were before the batch).
+#[derive(Clone, Debug, Default)]
+pub struct AppendBatch {
+    /// The events, in order.
+    pub events: Vec<Draft>,
+    /// Expected versions, checked before any event is written.
+    pub expectations: Vec<(String, ExpectedVersion)>,
+}
+
+impl AppendBatch {
+    /// An empty batch.
+    pub fn new() -> AppendBatch {
+        AppendBatch::default()
+    }
+
+    /// A batch of one event.
+    pub fn one(draft: Draft) -> AppendBatch {
+        AppendBatch { events: vec![draft], expectations: Vec::new() }
+    }
+
+    /// Adds an event.
+    pub fn push(mut self, draft: Draft) -> AppendBatch {
+        self.events.push(draft);
+        self
+    }
+
+    /// Adds an expectation on a stream.
+    pub fn expect(mut self, stream: impl Into<String>, expected: ExpectedVersion) -> AppendBatch {
+        self.expectations.push((stream.into(), expected));
+        self
+    }
+}
+
+/// Where an appended event landed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Global position.
+    pub position: u64,
+    /// Event id.
+    pub id: EventId,
+    /// Version in its stream.
+    pub version: u64,
+    /// True when the identical event was already in the log (nothing was written).
+    pub existed: bool,
+}
+
+type Reply = oneshot::Sender<Result<Vec<Appended>>>;
+
+struct Job {
+    batch: AppendBatch,
+    reply: Reply,
+}
+
+/// The sending side of the writer's queue.
+pub(crate) struct WriterHandle {
+    tx: mpsc::Sender<Job>,
+}
+
+impl WriterHandle {
+    pub(crate) fn submit(&self, batch: AppendBatch) -> Result<oneshot::Receiver<Result<Vec<Appended>>>> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Job { batch, reply }).map_err(|_| Error::Closed)?;
+        Ok(rx)
+    }
+}
+
+/// A stream's last event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Head {
+    version: u64,
+    id: EventId,
+}
+
+/// Stream heads already looked up, bounded so a log with millions of streams does not
+/// grow the writer without limit.
+const HEAD_CACHE_MAX: usize = 1 << 20;
+
+struct Writer {
+    db: Arc<DB>,
+    opts: Options,
+    next: u64,
+    heads: HashMap<String, Option<Head>>,
+    committed: Arc<Committed>,
+    poisoned: Arc<Mutex<Option<String>>>,
+}
+
+pub(crate) fn spawn(
+    db: Arc<DB>,
+    opts: Options,
+    next: u64,
+    committed: Arc<Committed>,
+    poisoned: Arc<Mutex<Option<String>>>,
+) -> Result<(WriterHandle, JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let mut w = Writer { db, opts, next, heads: HashMap::new(), committed, poisoned };
+    let thread = std::thread::Builder::new()
+        .name("dreamlog-writer".into())
+        .spawn(move || w.run(rx))
+        .map_err(|e| Error::Storage(format!("cannot start the writer thread: {e}")))?;
+    Ok((WriterHandle { tx }, thread))
+}
+
+/// One event staged for the group's WriteBatch.
+struct Staged {
+    position: u64,
+    version: u64,
+    event: SealedEvent,
+}
+
+/// What one job adds to the group, before it is known to be accepted.
+#[derive(Default)]
+struct JobStage {
+    staged: Vec<Staged>,
+    appended: Vec<Appended>,
+    heads: HashMap<String, Option<Head>>,
+    ids: HashMap<EventId, (u64, u64)>,
+}
+
+/// What the accepted jobs of the group have added so far.
+#[derive(Default)]
+struct GroupState {
+    heads: HashMap<String, Option<Head>>,
+    ids: HashMap<EventId, (u64, u64)>,
+    next: u64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Writer {
+    fn run(&mut self, rx: mpsc::Receiver<Job>) {
+        while let Ok(first) = rx.recv() {
+            let mut jobs = vec![first];
+            let mut events = jobs[0].batch.events.len();
+            while events < self.opts.max_group_events {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        events += job.batch.events.len();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(jobs);
+        }
+    }
+
+    fn commit_group(&mut self, jobs: Vec<Job>) {
+        let poisoned = self.poisoned.lock().map(|p| p.clone()).unwrap_or_else(|e| e.into_inner().clone());
+        if let Some(reason) = poisoned {
+            for job in jobs {
+                let _ = job.reply.send(Err(Error::Poisoned(reason.clone())));
+            }
+            return;
+        }
+        let now = now_ms();
+        let mut group = GroupState { next: self.next, ..Default::default() };
+        let mut wb = WriteBatch::default();
+        let mut outcomes: Vec<(Reply, Result<Vec<Appended>>)> = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match self.stage_job(job.batch, &group, now) {
+                Ok(stage) => {
+                    self.write_stage(&mut wb, &stage.staged);
+                    group.next += stage.staged.len() as u64;
+                    group.heads.extend(stage.heads);
+                    group.ids.extend(stage.ids);
+                    outcomes.push((job.reply, Ok(stage.appended)));
+                }
+                Err(e) => outcomes.push((job.reply, Err(e))),
+            }
+        }
+        if group.next > self.next {
+            let mut wo = WriteOptions::default();
+            wo.set_sync(self.opts.sync == SyncMode::Fsync);
+            if let Err(e) = self.db.write_opt(wb, &wo) {
+                let reason = e.into_string();
+                if let Ok(mut p) = self.poisoned.lock() {
+                    *p = Some(reason.clone());
+                }
+                // Heads may now be wrong; forget them (the next open re-reads the log).
+                self.heads.clear();
+                for (reply, outcome) in outcomes {
+                    let err = match outcome {
+                        Ok(_) => Err(Error::Poisoned(reason.clone())),
+                        Err(e) => Err(e),
+                    };
+                    let _ = reply.send(err);
+                }
+                return;
+            }
+            self.next = group.next;
+            if self.heads.len() + group.heads.len() > HEAD_CACHE_MAX {
+                self.heads.clear();
+            }
+            self.heads.extend(group.heads);
+            self.publish();
+        }
+        for (reply, outcome) in outcomes {
+            let _ = reply.send(outcome);
+        }
+    }
+
+    fn publish(&self) {
+        if let Ok(mut c) = self.committed.count.lock() {
+            *c = self.next;
+        }
+        self.committed.changed.notify_all();
+        self.committed.watch.send_replace(self.next);
+    }
+
+    fn write_stage(&self, wb: &mut WriteBatch, staged: &[Staged]) {
+        let (log, ids, streams, kinds) = (self.cf(CF_LOG), self.cf(CF_IDS), self.cf(CF_STREAMS), self.cf(CF_KINDS));
+        for s in staged {
+            let e = &s.event;
+            let pos = layout::pos_key(s.position);
+            wb.put_cf(log, pos, layout::encode_record(s.version, &e.header_bytes, &e.body_bytes));
+            wb.put_cf(ids, layout::id_key(&e.id), layout::id_value(s.position));
+            wb.put_cf(streams, layout::stream_key(&e.header.stream, s.version), pos);
+            wb.put_cf(kinds, layout::kind_key(e.header.kind, s.position), b"");
+        }
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("column family created on open")
+    }
+
+    /// The head of a stream as the job sees it: its own changes, then the group's, then
+    /// the committed log.
+    fn head(&mut self, stream: &str, stage: &JobStage, group: &GroupState) -> Result<Option<Head>> {
+        if let Some(h) = stage.heads.get(stream).or_else(|| group.heads.get(stream)) {
+            return Ok(*h);
+        }
+        if let Some(h) = self.heads.get(stream) {
+            return Ok(*h);
+        }
+        let head = self.lookup_head(stream, None)?;
+        if self.heads.len() >= HEAD_CACHE_MAX {
+            self.heads.clear();
+        }
+        self.heads.insert(stream.to_owned(), head);
+        Ok(head)
+    }
+
+    /// Reads a stream's last event (or the event at `version`) from the committed log.
+    fn lookup_head(&self, stream: &str, version: Option<u64>) -> Result<Option<Head>> {
+        let (version, pos) = match version {
+            Some(v) => match self.db.get_pinned_cf(self.cf(CF_STREAMS), layout::stream_key(stream, v))? {
+                Some(p) => (v, layout::be_u64(&p).unwrap_or(u64::MAX)),
+                None => return Ok(None),
+            },
+            None => match super::stream_last(&self.db, stream)? {
+                Some(vp) => vp,
+                None => return Ok(None),
+            },
+        };
+        let raw = self.db.get_pinned_cf(self.cf(CF_LOG), layout::pos_key(pos))?.ok_or_else(|| Error::Corrupt {
+            position: pos,
+            reason: format!("stream {stream:?} indexes a missing record"),
+        })?;
+        let parts = layout::split_record(&raw)
+            .ok_or_else(|| Error::Corrupt { position: pos, reason: "record layout is invalid".into() })?;
+        Ok(Some(Head { version, id: EventId::of(parts.header) }))
+    }
+
+    /// The committed event of `stream` at `version` (for the idempotent-retry check).
+    fn head_at(&self, stream: &str, version: u64) -> Result<Option<Head>> {
+        self.lookup_head(stream, Some(version))
+    }
+
+    /// Where an id already is: in this job, in the group, or in the committed log.
+    fn existing(&self, id: &EventId, stage: &JobStage, group: &GroupState) -> Result<Option<(u64, u64)>> {
+        if let Some(pv) = stage.ids.get(id).or_else(|| group.ids.get(id)) {
+            return Ok(Some(*pv));
+        }
+        let Some(pos) = self.db.get_pinned_cf(self.cf(CF_IDS), layout::id_key(id))? else {
+            return Ok(None);
+        };
+        let pos = layout::be_u64(&pos).unwrap_or(u64::MAX);
+        let raw = self
+            .db
+            .get_pinned_cf(self.cf(CF_LOG), layout::pos_key(pos))?
+            .ok_or_else(|| Error::Corrupt { position: pos, reason: "id index points at a missing record".into() })?;
+        let parts = layout::split_record(&raw)
+            .ok_or_else(|| Error::Corrupt { position: pos, reason: "record layout is invalid".into() })?;
+        Ok(Some((pos, parts.version)))
+    }
+
+    /// Checks one job against the log and stages its events, or refuses it whole.
+    fn stage_job(&mut self, batch: AppendBatch, group: &GroupState, now: u64) -> Result<JobStage> {
+        let mut stage = JobStage::default();
+        // Streams whose expectation failed: the batch may still be a retry of one that
+        // was committed. Its events are then chained from the expected head and must all
+        // exist already.
+        let mut replay: HashMap<String, (Option<Head>, Error)> = HashMap::new();
+        let mut replay_touched: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for (stream, expected) in &batch.expectations {
+            let head = self.head(stream, &stage, group)?;
+            let current = head.map(|h| h.version);
+            let ok = match expected {
+                ExpectedVersion::Any => true,
+                ExpectedVersion::NoStream => current.is_none(),
+                ExpectedVersion::StreamExists => current.is_some(),
+                ExpectedVersion::Exact(v) => current == Some(*v),
+            };
+            if ok {
+                continue;
+            }
+            let err = Error::WrongExpectedVersion { stream: stream.clone(), expected: *expected, current };
+            let replay_from = match expected {
+                ExpectedVersion::NoStream => None,
+                ExpectedVersion::Exact(v) if current.is_some_and(|c| c > *v) => match self.head_at(stream, *v)? {
+                    Some(h) => Some(h),
+                    None => return Err(err),
+                },
+                _ => return Err(err),
+            };
+            replay.insert(stream.clone(), (replay_from, err));
+        }
+
+        for (index, mut draft) in batch.events.into_iter().enumerate() {
+            let time = draft.time.unwrap_or(now);
+            if let Some((from, err)) = replay.get_mut(draft.stream.as_str()) {
+                replay_touched.insert(draft.stream.clone());
+                let parents = draft.parents.take().unwrap_or_else(|| from.map(|h| vec![h.id]).unwrap_or_default());
+                let sealed =
+                    draft.into_sealed(time, parents).map_err(|source| Error::InvalidEvent { index, source })?;
+                match self.existing(&sealed.id, &stage, group)? {
+                    Some((position, version)) => {
+                        *from = Some(Head { version, id: sealed.id });
+                        stage.appended.push(Appended { position, id: sealed.id, version, existed: true });
+                        continue;
+                    }
+                    None => {
+                        return Err(std::mem::replace(err, Error::Closed));
+                    }
+                }
+            }
+
+            let head = self.head(&draft.stream, &stage, group)?;
+            let head_parents = head.map(|h| vec![h.id]).unwrap_or_default();
+            let parents = draft.parents.take().unwrap_or_else(|| head_parents.clone());
+            let stream = draft.stream.clone();
+            let sealed = draft.into_sealed(time, parents).map_err(|source| Error::InvalidEvent { index, source })?;
+            if sealed.header.body_len > self.opts.max_body_bytes {
+                return Err(Error::BodyTooLarge {
+                    index,
+                    len: sealed.header.body_len,
+                    limit: self.opts.max_body_bytes,
+                });
+            }
+            if sealed.header.parents != head_parents {
+                // Chained from the current head, an event cannot exist yet (its stream
+                // would have a successor of the head). Chained elsewhere, it must exist.
+                match self.existing(&sealed.id, &stage, group)? {
+                    Some((position, version)) => {
+                        stage.appended.push(Appended { position, id: sealed.id, version, existed: true });
+                        continue;
+                    }
+                    None => {
+                        return Err(Error::ParentMismatch {
+                            index,
+                            stream,
+                            given: sealed.header.parents.first().map(|p| p.to_hex()).unwrap_or_else(|| "none".into()),
+                            head: head.map(|h| (h.version, h.id)),
+                        })
+                    }
+                }
+            }
+            let version = head.map(|h| h.version + 1).unwrap_or(0);
+            let position = group.next + stage.staged.len() as u64;
+            stage.heads.insert(stream, Some(Head { version, id: sealed.id }));
+            stage.ids.insert(sealed.id, (position, version));
+            stage.appended.push(Appended { position, id: sealed.id, version, existed: false });
+            stage.staged.push(Staged { position, version, event: sealed });
+        }
+        // A failed expectation is forgiven only for a complete retry: every event of the
+        // batch already stored, and each failing stream named by at least one of them.
+        if !replay.is_empty() && (!stage.staged.is_empty() || replay_touched.len() < replay.len()) {
+            let mut errs: Vec<Error> = replay.into_values().map(|(_, e)| e).collect();
+            errs.sort_by_key(|e| e.to_string());
+            return Err(errs.swap_remove(0));
+        }
+        Ok(stage)
+    }
+}

@@ -1,0 +1,181 @@
+//! The `dreamlog` binary, run as a user runs it: real files, real processes, exit codes.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use tempfile::tempdir;
+
+fn dreamlog(db: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dreamlog"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env("DREAMLOG_SYNC", "none")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run dreamlog");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn fails(out: &Output) -> String {
+    assert!(!out.status.success(), "unexpectedly succeeded: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+fn json_lines(s: &str) -> Vec<Value> {
+    s.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+const EVENTS: &str = r#"{"kind":"session.start","actor":"agent:bot","body":{"session":"s1","agent":"bot","task":"book a flight"}}
+{"kind":"action","actor":"agent:bot","body":{"session":"s1","name":"search","input":{"to":"SEA","from":"JFK"},"output":"3 flights","status":"ok"}}
+{"kind":"grade","actor":"evaluator:judge","body":{"session":"s1","rubric":"r","evaluator":"judge","score":1,"result":"satisfied"}}
+"#;
+
+#[test]
+fn append_log_show_verify_round_trip() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    assert!(ok(&dreamlog(&db, &["init"], None)).contains("0 events"));
+    let out = ok(&dreamlog(&db, &["append", "--stream", "session/s1", "--json"], Some(EVENTS)));
+    let appended = json_lines(&out);
+    assert_eq!(appended.len(), 3);
+    assert_eq!(appended.iter().map(|a| a["position"].as_u64().unwrap()).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert_eq!(appended[2]["version"], 2);
+
+    let log = json_lines(&ok(&dreamlog(&db, &["log", "--json"], None)));
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[1]["body"]["input"], serde_json::json!({"from": "JFK", "to": "SEA"}));
+    assert_eq!(log[1]["id"], appended[1]["id"]);
+    assert_eq!(log[1]["parents"][0], appended[0]["id"]);
+
+    let text = ok(&dreamlog(&db, &["log", "--kind", "grade"], None));
+    assert_eq!(text.lines().count(), 1);
+    assert!(text.contains("grade") && text.contains("satisfied"), "{text}");
+    let limited = ok(&dreamlog(&db, &["log", "--from", "1", "--limit", "1", "--json"], None));
+    assert_eq!(json_lines(&limited)[0]["position"], 1);
+    let by_stream = json_lines(&ok(&dreamlog(&db, &["log", "--stream", "session/s1", "--from", "2", "--json"], None)));
+    assert_eq!(by_stream.len(), 1);
+
+    let id = appended[1]["id"].as_str().unwrap();
+    let shown = ok(&dreamlog(&db, &["show", &id[..10]], None));
+    assert!(shown.contains(id) && shown.contains("\"to\": \"SEA\""), "{shown}");
+    let shown: Value = serde_json::from_str(&ok(&dreamlog(&db, &["show", id, "--json"], None))).unwrap();
+    assert_eq!(shown, log[1]);
+
+    let v = ok(&dreamlog(&db, &["verify"], None));
+    assert!(v.contains("checked 3 events in 1 streams") && v.contains("verify"), "{v}");
+    let v: Value = serde_json::from_str(&ok(&dreamlog(&db, &["verify", "--json"], None))).unwrap();
+    assert_eq!(v["events"], 3);
+    assert_eq!(v["problems"], serde_json::json!([]));
+}
+
+#[test]
+fn bad_input_is_a_clear_error_and_writes_nothing() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    ok(&dreamlog(&db, &["append", "--stream", "s"], Some(EVENTS)));
+    let cases: &[(&str, &str)] = &[
+        ("{\"kind\":\"note\",\"actor\":\"human:a\",\"body\":{\"type\":\"t\",\"json\":1}}\n{not json\n", "-:2:"),
+        ("{\"kind\":\"nope\",\"actor\":\"human:a\",\"body\":{}}\n", "unknown event kind \"nope\""),
+        ("{\"kind\":\"grade\",\"actor\":\"evaluator:e\",\"body\":{\"session\":\"s\",\"rubric\":\"r\",\"evaluator\":\"e\",\"score\":1.5,\"result\":\"failed\"}}\n", "body.score: 1.5 is not in 0..1"),
+        ("{\"kind\":\"action\",\"actor\":\"agent:a\",\"body\":{\"session\":\"s\",\"name\":\"t\",\"status\":\"ok\"}}\n", "missing field `input`"),
+        ("{\"kind\":\"note\",\"actor\":\"robot:a\",\"body\":{\"type\":\"t\",\"json\":1}}\n", "role must be agent"),
+        ("{\"kind\":\"note\",\"actor\":\"human:a\",\"body\":{\"type\":\"t\",\"json\":1},\"extra\":1}\n", "unknown field `extra`"),
+        ("{\"kind\":\"note\",\"actor\":\"human:a\",\"causes\":[\"abc\"],\"body\":{\"type\":\"t\",\"json\":1}}\n", "expected 64 hex characters"),
+    ];
+    for (input, expected) in cases {
+        let err = fails(&dreamlog(&db, &["append", "--stream", "s"], Some(input)));
+        assert!(err.starts_with("error: ") && err.contains(expected), "input {input:?}: {err}");
+    }
+    let err = fails(&dreamlog(&db, &["append", "--stream", "s", "--expect", "0"], Some(EVENTS)));
+    assert!(err.contains("stream \"s\": expected version 0, but the stream is at version 2"), "{err}");
+    let err = fails(&dreamlog(&db, &["append"], Some(EVENTS)));
+    assert!(err.contains("stream: missing"), "{err}");
+    let err = fails(&dreamlog(&db, &["show", "ffffffffffffffffffff"], None));
+    assert!(err.contains("no event with id"), "{err}");
+    assert_eq!(json_lines(&ok(&dreamlog(&db, &["log", "--json"], None))).len(), 3, "nothing was written");
+    let err = fails(&dreamlog(&dir.path().join("missing"), &["log"], None));
+    assert!(err.contains("run `dreamlog init`"), "{err}");
+}
+
+#[test]
+fn an_export_imported_into_an_empty_store_has_the_same_ids_and_positions_and_verifies() {
+    let dir = tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    ok(&dreamlog(&a, &["append", "--stream", "one"], Some(EVENTS)));
+    ok(&dreamlog(&a, &["append", "--stream", "two"], Some(EVENTS)));
+    ok(&dreamlog(&a, &["append", "--stream", "one"], Some(EVENTS)));
+    let export = dir.path().join("export.jsonl");
+    ok(&dreamlog(&a, &["export", "--out", export.to_str().unwrap()], None));
+    let exported = std::fs::read_to_string(&export).unwrap();
+    assert_eq!(exported.lines().count(), 9);
+    assert_eq!(ok(&dreamlog(&a, &["export"], None)), exported, "stdout and file exports agree");
+
+    let report: Value =
+        serde_json::from_str(&ok(&dreamlog(&b, &["import", export.to_str().unwrap(), "--json"], None))).unwrap();
+    assert_eq!((report["events"].as_u64(), report["appended"].as_u64()), (Some(9), Some(9)));
+    assert_eq!(report["same_positions"], true);
+    assert_eq!(ok(&dreamlog(&b, &["export"], None)), exported, "same ids, positions, everything");
+    assert!(ok(&dreamlog(&b, &["verify"], None)).contains("checked 9 events"));
+
+    // Idempotent: importing again adds nothing.
+    let again = ok(&dreamlog(&b, &["import", "dreamlog", export.to_str().unwrap()], None));
+    assert!(again.contains("9 events checked, 0 appended, 9 already present"), "{again}");
+    // From standard input too.
+    let again = ok(&dreamlog(&b, &["import", "-"], Some(&exported)));
+    assert!(again.contains("0 appended"), "{again}");
+}
+
+#[test]
+fn import_refuses_a_file_whose_ids_do_not_recompute_and_writes_nothing() {
+    let dir = tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    ok(&dreamlog(&a, &["append", "--stream", "one"], Some(EVENTS)));
+    let exported = ok(&dreamlog(&a, &["export"], None));
+    // Change the task text of the first event but keep its id: a forgery.
+    let tampered = exported.replacen("book a flight", "book two flights", 1);
+    assert_ne!(tampered, exported);
+    let err = fails(&dreamlog(&b, &["import", "-"], Some(&tampered)));
+    assert!(err.contains("-:1:") && err.contains("id mismatch"), "{err}");
+    // An event whose chain does not link is refused before anything is written too.
+    let lines: Vec<&str> = exported.lines().collect();
+    let gap = format!("{}\n{}\n", lines[0], lines[2]);
+    let err = fails(&dreamlog(&b, &["import", "-"], Some(&gap)));
+    assert!(err.contains("-:2:") && err.contains("does not link"), "{err}");
+    let log = dreamlog(&b, &["log", "--json"], None);
+    assert!(!log.status.success() || log.stdout.is_empty(), "nothing was written");
+}
+
+#[test]
+fn demo_records_a_real_session_and_is_idempotent() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let first = ok(&dreamlog(&db, &["demo"], None));
+    assert!(first.contains("15 events, 15 new"), "{first}");
+    assert!(first.contains("transfer_to_human_agents"), "{first}");
+    assert!(first.contains("all ids, body hashes, chains and indexes verify"), "{first}");
+    let second = ok(&dreamlog(&db, &["demo"], None));
+    assert!(second.contains("15 events, 0 new, 15 already recorded"), "{second}");
+    assert_eq!(json_lines(&ok(&dreamlog(&db, &["log", "--json"], None))).len(), 15);
+}
