@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dreamlog::{Actor, AppendBatch, Body, CanonicalJson, Draft, Note, Options, Store, SyncMode};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A note whose body encodes to 256 bytes.
@@ -63,6 +66,7 @@ fn raw_rocksdb(c: &mut Criterion) {
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_write_buffer_size(64 << 20);
+        opts.set_allow_concurrent_memtable_write(false);
         let db = rocksdb::DB::open_cf(&opts, dir.path(), dreamlog::store::ALL_CFS).expect("open");
         let mut pos = 0u64;
         let mut versions = std::collections::HashMap::<String, u64>::new();
@@ -92,9 +96,10 @@ fn raw_rocksdb(c: &mut Criterion) {
                     let mut wb = rocksdb::WriteBatch::default();
                     for (stream, v, draft) in &events {
                         let e = draft.seal(1, vec![]).expect("seal");
-                        let mut rec = Vec::with_capacity(13 + e.header_bytes.len() + e.body_bytes.len());
+                        let mut rec = Vec::with_capacity(45 + e.header_bytes.len() + e.body_bytes.len());
                         rec.push(0);
                         rec.extend_from_slice(&v.to_be_bytes());
+                        rec.extend_from_slice(&e.id.0);
                         rec.extend_from_slice(&(e.header_bytes.len() as u32).to_be_bytes());
                         rec.extend_from_slice(&e.header_bytes);
                         rec.extend_from_slice(&e.body_bytes);
@@ -111,6 +116,7 @@ fn raw_rocksdb(c: &mut Criterion) {
                     }
                     let mut wo = rocksdb::WriteOptions::default();
                     wo.set_sync(sync);
+                    wo.set_memtable_insert_hint_per_batch(true);
                     db.write_opt(wb, &wo).expect("write");
                 },
                 criterion::BatchSize::SmallInput,

@@ -5,6 +5,9 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dreamlog::{Actor, AppendBatch, Body, CanonicalJson, Draft, Note, Options, Store, SyncMode};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EVENTS: u64 = 200_000;
 
 fn setup(dir: &std::path::Path) -> Store {

@@ -135,6 +135,27 @@ impl Draft {
     }
 }
 
+/// A decoded event: id, header and body (what reads return; no bytes kept).
+#[derive(Clone, PartialEq, Debug)]
+pub struct Event {
+    /// BLAKE3-256 of the canonical header bytes.
+    pub id: EventId,
+    /// Decoded header.
+    pub header: Header,
+    /// Decoded body.
+    pub body: Body,
+}
+
+impl Event {
+    /// Decodes stored header and body bytes whose id is known (the fast read path: no
+    /// hashing, no copies of the bytes; `verify` checks ids and hashes).
+    pub fn decode_with_id(id: EventId, header_bytes: &[u8], body_bytes: &[u8]) -> Result<Event, FormatError> {
+        let header = Header::decode(header_bytes)?;
+        let body = Body::decode(header.kind, body_bytes)?;
+        Ok(Event { id, header, body })
+    }
+}
+
 /// A complete event: header, body, their canonical bytes and the id.
 #[derive(Clone, PartialEq, Debug)]
 pub struct SealedEvent {
@@ -175,6 +196,11 @@ impl SealedEvent {
         header.validate()?;
         let header_bytes = header.encode();
         Ok(SealedEvent { id: EventId::of(&header_bytes), header, body, header_bytes, body_bytes })
+    }
+
+    /// The decoded event without its bytes.
+    pub fn into_event(self) -> Event {
+        Event { id: self.id, header: self.header, body: self.body }
     }
 
     /// Decodes stored bytes without re-checking hashes (the fast read path; `verify`

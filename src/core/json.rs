@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::body::Body;
 use super::error::FormatError;
-use super::event::{Draft, SealedEvent};
+use super::event::{Draft, Event, Header, SealedEvent};
 use super::hash::EventId;
 use super::kind::{Actor, Kind};
 
@@ -53,17 +53,26 @@ impl EventJson {
 
     /// The JSON form of a stored event.
     pub fn from_sealed(event: &SealedEvent, position: u64, version: u64) -> EventJson {
+        EventJson::from_parts(&event.id, &event.header, &event.body, position, version)
+    }
+
+    /// The JSON form of a decoded event.
+    pub fn from_event(event: &Event, position: u64, version: u64) -> EventJson {
+        EventJson::from_parts(&event.id, &event.header, &event.body, position, version)
+    }
+
+    fn from_parts(id: &EventId, header: &Header, body: &Body, position: u64, version: u64) -> EventJson {
         EventJson {
             position: Some(position),
-            id: Some(event.id),
-            stream: Some(event.header.stream.clone()),
+            id: Some(*id),
+            stream: Some(header.stream.clone()),
             version: Some(version),
-            kind: event.header.kind,
-            actor: event.header.actor.clone(),
-            time: Some(event.header.time),
-            parents: Some(event.header.parents.clone()),
-            causes: event.header.causes.clone(),
-            body: event.body.to_json(),
+            kind: header.kind,
+            actor: header.actor.clone(),
+            time: Some(header.time),
+            parents: Some(header.parents.clone()),
+            causes: header.causes.clone(),
+            body: body.to_json(),
         }
     }
 

@@ -18,7 +18,7 @@ pub use body::{
 };
 pub use canonical_json::CanonicalJson;
 pub use error::FormatError;
-pub use event::{Draft, Header, SealedEvent, FORMAT_VERSION};
+pub use event::{Draft, Event, Header, SealedEvent, FORMAT_VERSION};
 pub use hash::{Digest, EventId};
 pub use json::EventJson;
 pub use kind::{Actor, Kind};

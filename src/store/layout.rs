@@ -74,12 +74,17 @@ pub fn kind_key(kind: Kind, position: u64) -> [u8; 9] {
     k
 }
 
-/// The log record: `flags` (1 byte), stream version (8 bytes BE), header length
-/// (4 bytes BE), header bytes, body bytes (absent when redacted).
-pub fn encode_record(version: u64, header: &[u8], body: &[u8]) -> Vec<u8> {
-    let mut r = Vec::with_capacity(13 + header.len() + body.len());
+/// Bytes of a record before the header: flags, version, id, header length.
+pub const RECORD_PREFIX: usize = 1 + 8 + 32 + 4;
+
+/// The log record: `flags` (1 byte), stream version (8 bytes BE), event id (32 bytes,
+/// so reads need not hash), header length (4 bytes BE), header bytes, body bytes
+/// (absent when redacted).
+pub fn encode_record(version: u64, id: &EventId, header: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut r = Vec::with_capacity(RECORD_PREFIX + header.len() + body.len());
     r.push(0);
     r.extend_from_slice(&version.to_be_bytes());
+    r.extend_from_slice(&id.0);
     r.extend_from_slice(&(header.len() as u32).to_be_bytes());
     r.extend_from_slice(header);
     r.extend_from_slice(body);
@@ -92,6 +97,8 @@ pub struct RecordParts<'a> {
     pub flags: u8,
     /// Stream version.
     pub version: u64,
+    /// The id stored with the record (recomputed and compared by `verify`).
+    pub id: EventId,
     /// Header bytes.
     pub header: &'a [u8],
     /// Body bytes (empty when redacted).
@@ -100,7 +107,7 @@ pub struct RecordParts<'a> {
 
 /// Splits a log record; `None` when it is too short or has unknown flags.
 pub fn split_record(r: &[u8]) -> Option<RecordParts<'_>> {
-    if r.len() < 13 {
+    if r.len() < RECORD_PREFIX {
         return None;
     }
     let flags = r[0];
@@ -108,13 +115,14 @@ pub fn split_record(r: &[u8]) -> Option<RecordParts<'_>> {
         return None;
     }
     let version = be_u64(&r[1..9])?;
-    let hlen = u32::from_be_bytes(r[9..13].try_into().ok()?) as usize;
-    let header = r.get(13..13 + hlen)?;
-    let body = &r[13 + hlen..];
+    let id = EventId(r[9..41].try_into().ok()?);
+    let hlen = u32::from_be_bytes(r[41..45].try_into().ok()?) as usize;
+    let header = r.get(RECORD_PREFIX..RECORD_PREFIX + hlen)?;
+    let body = &r[RECORD_PREFIX + hlen..];
     if flags & FLAG_REDACTED != 0 && !body.is_empty() {
         return None;
     }
-    Some(RecordParts { flags, version, header, body })
+    Some(RecordParts { flags, version, id, header, body })
 }
 
 /// The id index value for a position.

@@ -91,6 +91,9 @@ impl Store {
             } else {
                 SealedEvent::audit(parts.header, parts.body)
             };
+            if parts.id != id {
+                findings.push(format!("record stores id {}, but its header hashes to {id}", parts.id));
+            }
             let header_ok = match self.db().get_pinned_cf(ids_cf, layout::id_key(&id))? {
                 Some(v) if layout::be_u64(&v) == Some(pos) => true,
                 Some(v) => {

@@ -196,6 +196,7 @@ impl Writer {
         if group.next > self.next {
             let mut wo = WriteOptions::default();
             wo.set_sync(self.opts.sync == SyncMode::Fsync);
+            wo.set_memtable_insert_hint_per_batch(true);
             if let Err(e) = self.db.write_opt(wb, &wo) {
                 let reason = e.into_string();
                 if let Ok(mut p) = self.poisoned.lock() {
@@ -237,7 +238,7 @@ impl Writer {
         for s in staged {
             let e = &s.event;
             let pos = layout::pos_key(s.position);
-            wb.put_cf(log, pos, layout::encode_record(s.version, &e.header_bytes, &e.body_bytes));
+            wb.put_cf(log, pos, layout::encode_record(s.version, &e.id, &e.header_bytes, &e.body_bytes));
             wb.put_cf(ids, layout::id_key(&e.id), layout::id_value(s.position));
             wb.put_cf(streams, layout::stream_key(&e.header.stream, s.version), pos);
             wb.put_cf(kinds, layout::kind_key(e.header.kind, s.position), b"");
@@ -283,7 +284,7 @@ impl Writer {
         })?;
         let parts = layout::split_record(&raw)
             .ok_or_else(|| Error::Corrupt { position: pos, reason: "record layout is invalid".into() })?;
-        Ok(Some(Head { version, id: EventId::of(parts.header) }))
+        Ok(Some(Head { version, id: parts.id }))
     }
 
     /// The committed event of `stream` at `version` (for the idempotent-retry check).
