@@ -9,6 +9,7 @@ pub mod event;
 pub mod hash;
 pub mod json;
 pub mod kind;
+pub mod memory;
 pub mod validate;
 pub mod wire;
 

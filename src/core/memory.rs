@@ -1,0 +1,489 @@
+//! Memory stores as a pure projection: a tree of UTF-8 files under `/memories`, changed
+//! only by the Claude memory tool's commands (`memory_20250818`). Result and error texts
+//! are that tool's, verbatim (see `memory-tool-contract.md` in shared/), so an agent loop
+//! can hand them straight back to the model.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::body::MemoryCommand;
+use super::hash::Digest;
+
+/// The root every path lives under.
+pub const ROOT: &str = "/memories";
+/// Longest path, in bytes.
+pub const MAX_PATH_BYTES: usize = 1024;
+/// Deepest path, in segments below `/memories`.
+pub const MAX_DEPTH: usize = 16;
+/// Largest file, in bytes.
+pub const MAX_FILE_BYTES: usize = 1 << 20;
+/// Most lines `view` shows of one file.
+pub const MAX_VIEW_LINES: usize = 999_999;
+
+/// Why a memory command failed. `message` is the text the tool returns to the model.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ToolError {
+    /// The failure class (for HTTP status codes and JSON output).
+    pub kind: ToolErrorKind,
+    /// The tool's text.
+    pub message: String,
+}
+
+/// Classes of memory command failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolErrorKind {
+    /// The path does not exist.
+    NotFound,
+    /// The file or destination already exists.
+    AlreadyExists,
+    /// The input is not valid (path, line numbers, old_str not found or not unique).
+    Invalid,
+    /// A precondition on the file's content hash did not hold.
+    Conflict,
+    /// A size limit was exceeded.
+    TooLarge,
+}
+
+fn err(kind: ToolErrorKind, message: impl Into<String>) -> ToolError {
+    ToolError { kind, message: message.into() }
+}
+
+/// Checks a path and returns it normalised (one trailing `/` removed). Paths must be
+/// `/memories` or below it, with no `.`/`..` segments (also percent-encoded or with
+/// backslashes), no empty segments, no control characters, within the length and depth
+/// bounds.
+pub fn validate_path(path: &str) -> Result<String, ToolError> {
+    let invalid = |reason: &str| err(ToolErrorKind::Invalid, format!("Error: Invalid path {path:?}: {reason}"));
+    if path.len() > MAX_PATH_BYTES {
+        return Err(invalid(&format!("longer than {MAX_PATH_BYTES} bytes")));
+    }
+    if let Some(c) = path.chars().find(|c| c.is_control()) {
+        return Err(invalid(&format!("contains the control character U+{:04X}", c as u32)));
+    }
+    if path.contains('\\') {
+        return Err(invalid("backslashes are not allowed"));
+    }
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") {
+        return Err(invalid("percent-encoded dots, slashes and NUL are not allowed"));
+    }
+    let trimmed = if path.len() > 1 && path.ends_with('/') { &path[..path.len() - 1] } else { path };
+    if trimmed != ROOT && !trimmed.starts_with("/memories/") {
+        return Err(invalid("every path must be inside /memories"));
+    }
+    let segments: Vec<&str> = trimmed[ROOT.len()..].split('/').skip(1).collect();
+    if segments.len() > MAX_DEPTH {
+        return Err(invalid(&format!("deeper than {MAX_DEPTH} levels")));
+    }
+    for s in &segments {
+        match *s {
+            "" => return Err(invalid("empty path segment")),
+            "." | ".." => return Err(invalid("'.' and '..' segments are not allowed")),
+            _ => {}
+        }
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// One file: its text and content hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct File {
+    /// UTF-8 text.
+    pub text: Arc<str>,
+    /// BLAKE3 of the text.
+    pub hash: Digest,
+}
+
+impl File {
+    /// A file holding `text`.
+    pub fn new(text: &str) -> File {
+        File { text: Arc::from(text), hash: Digest::of(text.as_bytes()) }
+    }
+}
+
+/// The state of a memory store: files by path. Directories are implied by file paths.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemoryState {
+    files: BTreeMap<String, File>,
+}
+
+/// Lines of a text: split on `\n`, without the empty piece after a final newline.
+fn lines(text: &str) -> Vec<&str> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    let t = text.strip_suffix('\n').unwrap_or(text);
+    t.split('\n').collect()
+}
+
+fn numbered(lines: &[&str], first: usize) -> String {
+    lines.iter().enumerate().map(|(i, l)| format!("{:>6}\t{l}", first + i)).collect::<Vec<_>>().join("\n")
+}
+
+/// Sizes as `du -h` prints them: bytes below 1K, then one decimal below 10 of a unit.
+pub fn human_size(bytes: u64) -> String {
+    if bytes < 1024 {
+        return bytes.to_string();
+    }
+    let mut v = bytes as f64;
+    for unit in ["K", "M", "G", "T"] {
+        v /= 1024.0;
+        if v < 1024.0 || unit == "T" {
+            return if v < 10.0 {
+                format!("{:.1}{unit}", (v * 10.0).ceil() / 10.0)
+            } else {
+                format!("{}{unit}", v.ceil() as u64)
+            };
+        }
+    }
+    unreachable!("the loop returns at T")
+}
+
+fn is_under(path: &str, dir: &str) -> bool {
+    path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/'
+}
+
+impl MemoryState {
+    /// An empty store.
+    pub fn new() -> MemoryState {
+        MemoryState::default()
+    }
+
+    /// Files by path, in path order.
+    pub fn files(&self) -> &BTreeMap<String, File> {
+        &self.files
+    }
+
+    /// The file at `path`.
+    pub fn file(&self, path: &str) -> Option<&File> {
+        self.files.get(path)
+    }
+
+    /// Whether `path` is a directory: the root, or an ancestor of some file.
+    pub fn is_dir(&self, path: &str) -> bool {
+        if path == ROOT {
+            return true;
+        }
+        let prefix = format!("{path}/");
+        self.files.range(prefix.clone()..).next().is_some_and(|(p, _)| p.starts_with(&prefix))
+    }
+
+    fn files_under(&self, dir: &str) -> impl Iterator<Item = (&String, &File)> {
+        let prefix = format!("{dir}/");
+        self.files.range(prefix.clone()..).take_while(move |(p, _)| p.starts_with(&prefix))
+    }
+
+    /// Replaces the whole file map (snapshots, forks).
+    pub fn from_files(files: impl IntoIterator<Item = (String, String)>) -> MemoryState {
+        MemoryState {
+            files: files
+                .into_iter()
+                .map(|(p, t)| {
+                    let f = File::new(&t);
+                    (p, f)
+                })
+                .collect(),
+        }
+    }
+
+    /// Sets a file's text directly (promote and revert build commands from this).
+    pub fn put(&mut self, path: &str, text: &str) {
+        self.files.insert(path.to_owned(), File::new(text));
+    }
+
+    /// State hash: a Merkle tree over the leaves `(path, content hash)` in path order
+    /// (docs/FORMAT.md, "Memory state hash"). Equal states have equal hashes.
+    pub fn state_hash(&self) -> Digest {
+        let mut level: Vec<[u8; 32]> = self
+            .files
+            .iter()
+            .map(|(p, f)| {
+                let mut h = blake3::Hasher::new();
+                h.update(&[0x00]);
+                h.update(&(p.len() as u64).to_le_bytes());
+                h.update(p.as_bytes());
+                h.update(&f.hash.0);
+                *h.finalize().as_bytes()
+            })
+            .collect();
+        if level.is_empty() {
+            return Digest::of(b"");
+        }
+        while level.len() > 1 {
+            level = level
+                .chunks(2)
+                .map(|pair| match pair {
+                    [l, r] => {
+                        let mut h = blake3::Hasher::new();
+                        h.update(&[0x01]);
+                        h.update(l);
+                        h.update(r);
+                        *h.finalize().as_bytes()
+                    }
+                    [single] => *single,
+                    _ => unreachable!("chunks(2)"),
+                })
+                .collect();
+        }
+        Digest(level[0])
+    }
+
+    /// The tool's `view` of a file or directory.
+    pub fn view(&self, path: &str, view_range: Option<(i64, i64)>) -> Result<String, ToolError> {
+        let path = validate_path(path)?;
+        if let Some(f) = self.files.get(&path) {
+            let all = lines(&f.text);
+            if all.len() > MAX_VIEW_LINES {
+                return Err(err(
+                    ToolErrorKind::TooLarge,
+                    format!("File {path} exceeds maximum line limit of 999,999 lines."),
+                ));
+            }
+            let (start, end) = match view_range {
+                None => (1, all.len()),
+                Some((s, e)) => {
+                    let n = all.len() as i64;
+                    let end = if e == -1 { n } else { e };
+                    if s < 1 || s > n.max(1) || end < s || end > n {
+                        return Err(err(
+                            ToolErrorKind::Invalid,
+                            format!(
+                                "Error: Invalid `view_range` parameter: [{s}, {e}]. It should be within the range of lines of the file: [1, {n}]"
+                            ),
+                        ));
+                    }
+                    (s as usize, end as usize)
+                }
+            };
+            let shown = if all.is_empty() { &all[..] } else { &all[start - 1..end] };
+            return Ok(format!("Here's the content of {path} with line numbers:\n{}", numbered(shown, start)));
+        }
+        if !self.is_dir(&path) {
+            return Err(err(
+                ToolErrorKind::NotFound,
+                format!("The path {path} does not exist. Please provide a valid path."),
+            ));
+        }
+        // Up to two levels below `path`; directories are sized by the files in them.
+        let depth0 = path.matches('/').count();
+        let mut entries: BTreeMap<String, u64> = BTreeMap::new();
+        let mut total = 0u64;
+        for (p, f) in self.files_under(&path) {
+            let size = f.text.len() as u64;
+            total += size;
+            let rel: Vec<&str> = p[path.len() + 1..].split('/').collect();
+            if rel.iter().any(|s| s.starts_with('.') || *s == "node_modules") {
+                continue;
+            }
+            for level in 1..=rel.len().min(2) {
+                let entry = format!("{path}/{}", rel[..level].join("/"));
+                *entries.entry(entry).or_default() += size;
+            }
+        }
+        let _ = depth0;
+        let mut out = format!(
+            "Here're the files and directories up to 2 levels deep in {path}, excluding hidden items and node_modules:\n{}\t{path}",
+            human_size(total)
+        );
+        for (p, size) in entries {
+            out.push_str(&format!("\n{}\t{p}", human_size(size)));
+        }
+        Ok(out)
+    }
+
+    /// Checks a command against this state without changing it; returns the tool's
+    /// success text. `precondition` is the expected content hash of the command's file.
+    pub fn check(&self, cmd: &MemoryCommand, precondition: Option<&Digest>) -> Result<String, ToolError> {
+        self.clone().apply(cmd, precondition)
+    }
+
+    /// Applies a command: on success the state changes and the tool's success text is
+    /// returned; on failure nothing changes.
+    pub fn apply(&mut self, cmd: &MemoryCommand, precondition: Option<&Digest>) -> Result<String, ToolError> {
+        let target = match cmd {
+            MemoryCommand::Create { path, .. }
+            | MemoryCommand::StrReplace { path, .. }
+            | MemoryCommand::Insert { path, .. }
+            | MemoryCommand::Delete { path } => validate_path(path)?,
+            MemoryCommand::Rename { old_path, .. } => validate_path(old_path)?,
+        };
+        if let Some(expected) = precondition {
+            let actual = self.files.get(&target).map(|f| f.hash);
+            if actual.as_ref() != Some(expected) {
+                return Err(err(
+                    ToolErrorKind::Conflict,
+                    format!(
+                        "Error: Conflict: {target} {}, not the expected content hash {expected}",
+                        actual.map(|a| format!("has content hash {a}")).unwrap_or_else(|| "does not exist".into())
+                    ),
+                ));
+            }
+        }
+        match cmd {
+            MemoryCommand::Create { file_text, .. } => self.create(&target, file_text),
+            MemoryCommand::StrReplace { old_str, new_str, .. } => self.str_replace(&target, old_str, new_str),
+            MemoryCommand::Insert { insert_line, insert_text, .. } => self.insert(&target, *insert_line, insert_text),
+            MemoryCommand::Delete { .. } => self.delete(&target),
+            MemoryCommand::Rename { new_path, .. } => {
+                let new_path = validate_path(new_path)?;
+                self.rename(&target, &new_path)
+            }
+        }
+    }
+
+    fn check_size(path: &str, len: usize) -> Result<(), ToolError> {
+        if len > MAX_FILE_BYTES {
+            return Err(err(
+                ToolErrorKind::TooLarge,
+                format!("Error: File {path} would be {len} bytes, over the limit of {MAX_FILE_BYTES} bytes"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The nearest ancestor of `path` (below the root) that is a file, if any.
+    fn file_ancestor(&self, path: &str) -> Option<String> {
+        let mut p = path;
+        while let Some(i) = p.rfind('/') {
+            p = &p[..i];
+            if p.len() <= ROOT.len() {
+                return None;
+            }
+            if self.files.contains_key(p) {
+                return Some(p.to_owned());
+            }
+        }
+        None
+    }
+
+    fn create(&mut self, path: &str, text: &str) -> Result<String, ToolError> {
+        if self.files.contains_key(path) || self.is_dir(path) {
+            return Err(err(ToolErrorKind::AlreadyExists, format!("Error: File {path} already exists")));
+        }
+        if let Some(file) = self.file_ancestor(path) {
+            return Err(err(ToolErrorKind::Invalid, format!("Error: Cannot create {path}: {file} is a file")));
+        }
+        Self::check_size(path, text.len())?;
+        self.files.insert(path.to_owned(), File::new(text));
+        Ok(format!("File created successfully at: {path}"))
+    }
+
+    fn str_replace(&mut self, path: &str, old: &str, new: &str) -> Result<String, ToolError> {
+        let Some(f) = self.files.get(path) else {
+            return Err(err(
+                ToolErrorKind::NotFound,
+                format!("Error: The path {path} does not exist. Please provide a valid path."),
+            ));
+        };
+        let text = f.text.clone();
+        let starts: Vec<usize> =
+            if old.is_empty() { Vec::new() } else { text.match_indices(old).map(|(i, _)| i).collect() };
+        match starts.len() {
+            0 => {
+                return Err(err(
+                    ToolErrorKind::Invalid,
+                    format!("No replacement was performed, old_str `{old}` did not appear verbatim in {path}."),
+                ))
+            }
+            1 => {}
+            _ => {
+                let line_numbers: Vec<String> =
+                    starts.iter().map(|i| (text[..*i].matches('\n').count() + 1).to_string()).collect();
+                return Err(err(
+                    ToolErrorKind::Invalid,
+                    format!(
+                        "No replacement was performed. Multiple occurrences of old_str `{old}` in lines: [{}]. Please ensure it is unique",
+                        line_numbers.join(", ")
+                    ),
+                ));
+            }
+        }
+        let at = starts[0];
+        let updated = format!("{}{new}{}", &text[..at], &text[at + old.len()..]);
+        Self::check_size(path, updated.len())?;
+        // A snippet of the edited region with four lines of context either side.
+        let first_line = text[..at].matches('\n').count();
+        let last_line = first_line + new.matches('\n').count();
+        let all = lines(&updated);
+        let from = first_line.saturating_sub(4);
+        let to = (last_line + 5).min(all.len());
+        let snippet = if from < to { numbered(&all[from..to], from + 1) } else { String::new() };
+        self.files.insert(path.to_owned(), File::new(&updated));
+        Ok(format!("The memory file has been edited.\n{snippet}"))
+    }
+
+    fn insert(&mut self, path: &str, line: u64, insert_text: &str) -> Result<String, ToolError> {
+        let Some(f) = self.files.get(path) else {
+            return Err(err(ToolErrorKind::NotFound, format!("Error: The path {path} does not exist")));
+        };
+        let text = f.text.clone();
+        let mut all: Vec<&str> = lines(&text);
+        let n = all.len() as u64;
+        if line > n {
+            return Err(err(
+                ToolErrorKind::Invalid,
+                format!(
+                    "Error: Invalid `insert_line` parameter: {line}. It should be within the range of lines of the file: [0, {n}]"
+                ),
+            ));
+        }
+        let new_lines = if insert_text.is_empty() { vec![""] } else { lines(insert_text) };
+        let at = line as usize;
+        all.splice(at..at, new_lines);
+        let mut updated = all.join("\n");
+        if text.ends_with('\n') || text.is_empty() {
+            updated.push('\n');
+        }
+        Self::check_size(path, updated.len())?;
+        self.files.insert(path.to_owned(), File::new(&updated));
+        Ok(format!("The file {path} has been edited."))
+    }
+
+    fn delete(&mut self, path: &str) -> Result<String, ToolError> {
+        if path == ROOT {
+            return Err(err(ToolErrorKind::Invalid, format!("Error: Cannot delete the memory root {ROOT}")));
+        }
+        if self.files.remove(path).is_none() {
+            let under: Vec<String> = self.files_under(path).map(|(p, _)| p.clone()).collect();
+            if under.is_empty() {
+                return Err(err(ToolErrorKind::NotFound, format!("Error: The path {path} does not exist")));
+            }
+            for p in under {
+                self.files.remove(&p);
+            }
+        }
+        Ok(format!("Successfully deleted {path}"))
+    }
+
+    fn rename(&mut self, old: &str, new: &str) -> Result<String, ToolError> {
+        let is_file = self.files.contains_key(old);
+        if old == ROOT || (!is_file && !self.is_dir(old)) {
+            return Err(err(ToolErrorKind::NotFound, format!("Error: The path {old} does not exist")));
+        }
+        if self.files.contains_key(new) || self.is_dir(new) {
+            return Err(err(ToolErrorKind::AlreadyExists, format!("Error: The destination {new} already exists")));
+        }
+        if is_under(new, old) {
+            return Err(err(ToolErrorKind::Invalid, format!("Error: Cannot move {old} into itself ({new})")));
+        }
+        if let Some(file) = self.file_ancestor(new) {
+            return Err(err(ToolErrorKind::Invalid, format!("Error: Cannot rename to {new}: {file} is a file")));
+        }
+        if is_file {
+            if let Some(f) = self.files.remove(old) {
+                self.files.insert(new.to_owned(), f);
+            }
+        } else {
+            let moved: Vec<(String, File)> =
+                self.files_under(old).map(|(p, f)| (format!("{new}{}", &p[old.len()..]), f.clone())).collect();
+            let gone: Vec<String> = self.files_under(old).map(|(p, _)| p.clone()).collect();
+            for p in gone {
+                self.files.remove(&p);
+            }
+            self.files.extend(moved);
+        }
+        Ok(format!("Successfully renamed {old} to {new}"))
+    }
+}
