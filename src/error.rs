@@ -117,6 +117,41 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A memory tool command was refused (the text is the tool's).
+    #[error("{0}")]
+    Tool(#[from] crate::core::memory::ToolError),
+    /// A point (`--at`) that resolves to nothing.
+    #[error("cannot resolve {0:?} as a position, event id, RFC 3339 time, tag or `head`")]
+    UnknownPoint(String),
+    /// A tag name already in use.
+    #[error("tag {name:?} already names position {position}")]
+    TagExists {
+        /// The tag.
+        name: String,
+        /// Where it points.
+        position: u64,
+    },
+    /// A memory store that already exists (fork target).
+    #[error("memory store {0:?} already exists")]
+    StoreExists(String),
+    /// A memory store with no events.
+    #[error("memory store {0:?} does not exist")]
+    NoSuchStore(String),
+    /// An event that is not what the operation needs.
+    #[error("event {id} is not {what}")]
+    WrongEvent {
+        /// The event.
+        id: String,
+        /// What it should have been.
+        what: String,
+    },
+    /// A revert that later edits conflict with; nothing was written.
+    #[error("revert refused: later edits touched the same files (use --force to restore them whole):{}",
+        .conflicts.iter().map(|(p, evs)| format!("\n  {p}: changed since by {}", evs.iter().map(|(pos, id)| format!("{} at {pos}", id.short(12))).collect::<Vec<_>>().join(", "))).collect::<String>())]
+    RevertConflict {
+        /// Per file, the later events that changed it.
+        conflicts: Vec<(String, Vec<(u64, EventId)>)>,
+    },
     /// Bad input at a line of a file.
     #[error("{path}:{line}: {reason}")]
     Input {

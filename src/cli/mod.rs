@@ -3,6 +3,7 @@
 //! JSON with `--json` (one object per line for lists).
 
 mod demo;
+mod memory;
 mod output;
 
 use std::fs::File;
@@ -56,6 +57,20 @@ pub enum Command {
     Export(ExportArgs),
     /// Import an export (checked whole before anything is written; idempotent).
     Import(ImportArgs),
+    /// Memory stores: view, apply, history, diff, blame, revert, fork, promote.
+    #[command(subcommand)]
+    Memory(memory::MemoryCmd),
+    /// Name a point of the log (recorded as an event).
+    Tag {
+        /// Tag name.
+        name: String,
+        /// Point: position, id or prefix, RFC 3339 time, existing tag, or head.
+        #[arg(long, default_value = "head")]
+        at: String,
+        /// Who tags (ROLE:NAME).
+        #[arg(long)]
+        actor: Option<crate::core::Actor>,
+    },
     /// Record a small real agent session, then show `log` and `verify`.
     Demo,
 }
@@ -359,6 +374,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             store.close()?;
         }
+        Command::Memory(cmd) => return memory::run(&cli, cmd),
+        Command::Tag { name, at, actor } => return memory::tag(&cli, name, at, actor.clone()),
         Command::Demo => demo::run(&cli)?,
     }
     Ok(ExitCode::SUCCESS)

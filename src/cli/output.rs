@@ -79,3 +79,36 @@ pub fn verify_report(r: &VerifyReport) -> String {
     }
     s
 }
+
+/// `memory diff` for people: a summary line per file, then unified diffs (not with --stat).
+pub fn memory_diff(d: &crate::core::memory::MemoryDiff, stat: bool) -> String {
+    if d.is_empty() {
+        return "no differences".to_owned();
+    }
+    let mut lines = Vec::new();
+    for p in &d.added {
+        lines.push(format!("added    {p}"));
+    }
+    for p in &d.removed {
+        lines.push(format!("removed  {p}"));
+    }
+    for (a, b) in &d.renamed {
+        lines.push(format!("renamed  {a} -> {b}"));
+    }
+    for c in &d.changed {
+        lines.push(format!("changed  {} | +{} -{}", c.path, c.insertions, c.deletions));
+    }
+    lines.push(format!(
+        "{} added, {} removed, {} renamed, {} changed",
+        d.added.len(),
+        d.removed.len(),
+        d.renamed.len(),
+        d.changed.len()
+    ));
+    if !stat {
+        for c in &d.changed {
+            lines.push(c.unified.trim_end().to_owned());
+        }
+    }
+    lines.join("\n")
+}

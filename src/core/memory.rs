@@ -487,3 +487,188 @@ impl MemoryState {
         Ok(format!("Successfully renamed {old} to {new}"))
     }
 }
+
+/// How two memory states differ.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MemoryDiff {
+    /// Files only in the second state.
+    pub added: Vec<String>,
+    /// Files only in the first state.
+    pub removed: Vec<String>,
+    /// Files moved with their content unchanged: (from, to).
+    pub renamed: Vec<(String, String)>,
+    /// Files in both with different content.
+    pub changed: Vec<ChangedFile>,
+}
+
+/// One changed file of a [`MemoryDiff`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ChangedFile {
+    /// Path.
+    pub path: String,
+    /// Lines added.
+    pub insertions: usize,
+    /// Lines removed.
+    pub deletions: usize,
+    /// Unified diff (3 lines of context).
+    pub unified: String,
+}
+
+impl MemoryDiff {
+    /// True when the states are equal.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.renamed.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// Compares two states: added, removed, renamed (same content under a new path) and
+/// changed files with unified diffs.
+pub fn diff_states(a: &MemoryState, b: &MemoryState) -> MemoryDiff {
+    let mut d = MemoryDiff::default();
+    let mut removed: Vec<(&String, &File)> = Vec::new();
+    for (p, f) in &a.files {
+        match b.files.get(p) {
+            None => removed.push((p, f)),
+            Some(g) if g.hash != f.hash => {
+                let td = similar::TextDiff::from_lines(f.text.as_ref(), g.text.as_ref());
+                let (mut ins, mut del) = (0, 0);
+                for op in td.ops() {
+                    for change in td.iter_changes(op) {
+                        match change.tag() {
+                            similar::ChangeTag::Insert => ins += 1,
+                            similar::ChangeTag::Delete => del += 1,
+                            similar::ChangeTag::Equal => {}
+                        }
+                    }
+                }
+                let unified =
+                    td.unified_diff().context_radius(3).header(&format!("a{p}"), &format!("b{p}")).to_string();
+                d.changed.push(ChangedFile { path: p.clone(), insertions: ins, deletions: del, unified });
+            }
+            Some(_) => {}
+        }
+    }
+    let mut added: Vec<(&String, &File)> = b.files.iter().filter(|(p, _)| !a.files.contains_key(*p)).collect();
+    // A removed file whose exact content reappears under an added path is a rename.
+    removed.retain(|(rp, rf)| {
+        if let Some(i) = added.iter().position(|(_, af)| af.hash == rf.hash) {
+            let (ap, _) = added.remove(i);
+            d.renamed.push(((*rp).clone(), ap.clone()));
+            false
+        } else {
+            true
+        }
+    });
+    d.removed = removed.into_iter().map(|(p, _)| p.clone()).collect();
+    d.added = added.into_iter().map(|(p, _)| p.clone()).collect();
+    d
+}
+
+/// Commands that turn `current` into `target` (for the given paths only, when given):
+/// a missing file is created, an extra one deleted, a different one replaced whole.
+pub fn restore_commands(
+    current: &MemoryState,
+    target: &MemoryState,
+    only: Option<&std::collections::BTreeSet<String>>,
+) -> Vec<MemoryCommand> {
+    let mut paths: std::collections::BTreeSet<&String> = current.files.keys().chain(target.files.keys()).collect();
+    if let Some(only) = only {
+        paths.retain(|p| only.contains(*p));
+    }
+    let mut cmds = Vec::new();
+    for p in paths {
+        match (current.files.get(p), target.files.get(p)) {
+            (Some(c), Some(t)) if c.hash == t.hash => {}
+            // Replacing the whole text keeps blame of the unchanged lines (blame diffs
+            // the before and after of every edit); an empty file cannot be matched.
+            (Some(c), Some(t)) if !c.text.is_empty() => cmds.push(MemoryCommand::StrReplace {
+                path: p.clone(),
+                old_str: c.text.to_string(),
+                new_str: t.text.to_string(),
+            }),
+            (Some(_), Some(t)) => {
+                cmds.push(MemoryCommand::Delete { path: p.clone() });
+                cmds.push(MemoryCommand::Create { path: p.clone(), file_text: t.text.to_string() });
+            }
+            (Some(_), None) => cmds.push(MemoryCommand::Delete { path: p.clone() }),
+            (None, Some(t)) => cmds.push(MemoryCommand::Create { path: p.clone(), file_text: t.text.to_string() }),
+            (None, None) => {}
+        }
+    }
+    cmds
+}
+
+impl MemoryState {
+    /// Snapshot bytes: the store version folded, then (path, text) pairs in path order,
+    /// in the v1 encoding.
+    pub fn encode_snapshot(&self, version: u64) -> Vec<u8> {
+        let files: Vec<(String, String)> = self.files.iter().map(|(p, f)| (p.clone(), f.text.to_string())).collect();
+        super::wire::encode(&(version, files))
+    }
+
+    /// Decodes [`MemoryState::encode_snapshot`] bytes into (version, state).
+    pub fn decode_snapshot(bytes: &[u8]) -> Result<(u64, MemoryState), super::FormatError> {
+        let (version, files): (u64, Vec<(String, String)>) = super::wire::decode_exact(bytes, "memory snapshot")?;
+        Ok((version, MemoryState::from_files(files)))
+    }
+}
+
+impl MemoryState {
+    /// Removes a file directly (revert builds target states with this).
+    pub fn remove(&mut self, path: &str) {
+        self.files.remove(path);
+    }
+}
+
+/// Three-way line merge: applies both the change `base → ours` and the change
+/// `base → theirs`, or returns `None` when they touch the same or adjacent lines.
+pub fn merge3(base: &str, ours: &str, theirs: &str) -> Option<String> {
+    struct Change<'a> {
+        start: usize,
+        end: usize,
+        lines: Vec<&'a str>,
+    }
+    fn changes<'a>(b: &[&str], other: &[&'a str]) -> Vec<Change<'a>> {
+        let mut out = Vec::new();
+        for op in similar::capture_diff_slices(similar::Algorithm::Myers, b, other) {
+            let (old_index, old_len, new_index, new_len) = match op {
+                similar::DiffOp::Equal { .. } => continue,
+                similar::DiffOp::Delete { old_index, old_len, new_index } => (old_index, old_len, new_index, 0),
+                similar::DiffOp::Insert { old_index, new_index, new_len } => (old_index, 0, new_index, new_len),
+                similar::DiffOp::Replace { old_index, old_len, new_index, new_len } => {
+                    (old_index, old_len, new_index, new_len)
+                }
+            };
+            out.push(Change {
+                start: old_index,
+                end: old_index + old_len,
+                lines: other[new_index..new_index + new_len].to_vec(),
+            });
+        }
+        out
+    }
+    let (b, o, t) = (lines(base), lines(ours), lines(theirs));
+    let mut all = changes(&b, &o);
+    let theirs_changes = changes(&b, &t);
+    for ct in &theirs_changes {
+        // Closed intervals: touching changes conflict too.
+        if all.iter().any(|co| co.start <= ct.end && ct.start <= co.end) {
+            return None;
+        }
+    }
+    all.extend(theirs_changes);
+    all.sort_by_key(|c| (c.start, c.end));
+    let mut merged: Vec<&str> = Vec::new();
+    let mut at = 0;
+    for c in &all {
+        merged.extend_from_slice(&b[at..c.start]);
+        merged.extend_from_slice(&c.lines);
+        at = c.end;
+    }
+    merged.extend_from_slice(&b[at..]);
+    let mut text = merged.join("\n");
+    if !merged.is_empty() && (ours.ends_with('\n') || ours.is_empty()) {
+        text.push('\n');
+    }
+    Some(text)
+}

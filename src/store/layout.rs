@@ -14,9 +14,15 @@ pub const CF_STREAMS: &str = "streams";
 pub const CF_KINDS: &str = "kinds";
 /// Store metadata (format marker).
 pub const CF_META: &str = "meta";
+/// Memory path index: `store` 0x00 `path` 0x00 `position` (8 bytes BE) → empty, for
+/// every path a `memory` event names (both paths of a rename).
+pub const CF_PATHS: &str = "paths";
+/// Projection snapshots: `projection` 0x00 `position` (8 bytes BE) → snapshot bytes.
+/// Derived data: deleting them loses nothing but speed.
+pub const CF_SNAPSHOTS: &str = "snapshots";
 
 /// Every column family, in creation order.
-pub const ALL_CFS: [&str; 5] = [CF_LOG, CF_IDS, CF_STREAMS, CF_KINDS, CF_META];
+pub const ALL_CFS: [&str; 7] = [CF_LOG, CF_IDS, CF_STREAMS, CF_KINDS, CF_META, CF_PATHS, CF_SNAPSHOTS];
 
 /// Meta key holding the store's format marker.
 pub const META_FORMAT_KEY: &[u8] = b"format";
@@ -64,6 +70,46 @@ pub fn split_stream_key(key: &[u8]) -> Option<(&str, u64)> {
         return None;
     }
     Some((std::str::from_utf8(name).ok()?, be_u64(&rest[1..])?))
+}
+
+/// The paths a memory event touches (for the path index).
+pub fn memory_paths(body: &crate::core::Body) -> Option<(&str, Vec<&str>)> {
+    use crate::core::{Body, MemoryCommand};
+    let Body::Memory(m) = body else { return None };
+    let paths = match &m.command {
+        MemoryCommand::Create { path, .. }
+        | MemoryCommand::StrReplace { path, .. }
+        | MemoryCommand::Insert { path, .. }
+        | MemoryCommand::Delete { path } => vec![path.as_str()],
+        MemoryCommand::Rename { old_path, new_path } => vec![old_path.as_str(), new_path.as_str()],
+    };
+    Some((m.store.as_str(), paths))
+}
+
+/// Path index key: store, 0x00, path, 0x00, position.
+pub fn path_key(store: &str, path: &str, position: u64) -> Vec<u8> {
+    let mut k = path_prefix(store, path);
+    k.extend_from_slice(&position.to_be_bytes());
+    k
+}
+
+/// The prefix of every path index key of one (store, path).
+pub fn path_prefix(store: &str, path: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(store.len() + path.len() + 10);
+    k.extend_from_slice(store.as_bytes());
+    k.push(0);
+    k.extend_from_slice(path.as_bytes());
+    k.push(0);
+    k
+}
+
+/// Snapshot key: projection name, 0x00, position.
+pub fn snapshot_key(projection: &str, position: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(projection.len() + 9);
+    k.extend_from_slice(projection.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&position.to_be_bytes());
+    k
 }
 
 /// Kind index key.

@@ -20,7 +20,7 @@ use rocksdb::{
     Options as RocksOptions, ReadOptions, DB,
 };
 
-pub use layout::{ALL_CFS, CF_IDS, CF_KINDS, CF_LOG, CF_META, CF_STREAMS};
+pub use layout::{ALL_CFS, CF_IDS, CF_KINDS, CF_LOG, CF_META, CF_PATHS, CF_SNAPSHOTS, CF_STREAMS};
 pub use subscribe::Subscription;
 pub use verify::{VerifyProblem, VerifyReport};
 pub use writer::{AppendBatch, Appended};
@@ -497,6 +497,58 @@ impl Store {
                 None => Err(Error::Corrupt { position: *pos, reason: "index points at a missing record".into() }),
             })
             .collect()
+    }
+
+    /// Positions of the `memory` events of `store` that name exactly `path`, in order.
+    pub fn memory_path_positions(&self, store: &str, path: &str) -> Result<Vec<u64>> {
+        let prefix = layout::path_prefix(store, path);
+        let mut it = self.inner.db.raw_iterator_cf(self.cf(CF_PATHS));
+        it.seek(&prefix);
+        let mut out = Vec::new();
+        while let Some(k) = it.key() {
+            if !k.starts_with(&prefix) || k.len() != prefix.len() + 8 {
+                break;
+            }
+            out.push(layout::be_u64(&k[prefix.len()..]).unwrap_or(u64::MAX));
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
+    }
+
+    /// Events at the given positions (in the order given).
+    pub fn get_positions(&self, positions: &[u64]) -> Result<Vec<StoredEvent>> {
+        self.get_many(positions)
+    }
+
+    /// Stores a projection snapshot taken at `position` (derived data, written outside
+    /// the log).
+    pub fn put_snapshot(&self, projection: &str, position: u64, bytes: &[u8]) -> Result<()> {
+        self.inner.db.put_cf(self.cf(CF_SNAPSHOTS), layout::snapshot_key(projection, position), bytes)?;
+        Ok(())
+    }
+
+    /// The latest snapshot of `projection` taken at or before `position`.
+    pub fn snapshot_at_or_before(&self, projection: &str, position: u64) -> Result<Option<(u64, Vec<u8>)>> {
+        let prefix = layout::snapshot_key(projection, 0);
+        let prefix = &prefix[..prefix.len() - 8];
+        let mut it = self.inner.db.raw_iterator_cf(self.cf(CF_SNAPSHOTS));
+        it.seek_for_prev(layout::snapshot_key(projection, position));
+        if let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if k.starts_with(prefix) && k.len() == prefix.len() + 8 {
+                return Ok(Some((layout::be_u64(&k[prefix.len()..]).unwrap_or(0), v.to_vec())));
+            }
+        }
+        it.status()?;
+        Ok(None)
+    }
+
+    /// Deletes every snapshot of `projection` (they are rebuilt on demand).
+    pub fn drop_snapshots(&self, projection: &str) -> Result<()> {
+        let from = layout::snapshot_key(projection, 0);
+        let to = layout::snapshot_key(projection, u64::MAX);
+        self.inner.db.delete_range_cf(self.cf(CF_SNAPSHOTS), from, to)?;
+        Ok(())
     }
 
     /// A subscription that yields every event from position `from`, then follows the

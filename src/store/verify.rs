@@ -3,9 +3,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::layout::{self, CF_IDS, CF_KINDS, CF_STREAMS};
+use super::layout::{self, CF_IDS, CF_KINDS, CF_PATHS, CF_STREAMS};
 use super::Store;
-use crate::core::{EventId, Header, Kind, SealedEvent};
+use crate::core::{Body, EventId, Header, Kind, SealedEvent};
 use crate::error::Result;
 
 /// One problem found by `verify`.
@@ -56,6 +56,8 @@ impl Store {
         let mut header_bad: HashSet<u64> = HashSet::new();
         let mut expected_pos = 0u64;
         let mut kinds_seen: Vec<(Kind, u64)> = Vec::new();
+        let mut path_entries_expected = 0u64;
+        let paths_cf = self.cf(CF_PATHS);
         let ids_cf = self.cf(CF_IDS);
         let streams_cf = self.cf(CF_STREAMS);
         let problems = &mut report.problems;
@@ -113,6 +115,18 @@ impl Store {
             // of its stream is checked against the index instead.
             if let (true, Ok(header)) = (header_ok, Header::decode(parts.header)) {
                 kinds_seen.push((header.kind, pos));
+                if header.kind == Kind::Memory && !redacted {
+                    if let Ok(body) = Body::decode(header.kind, parts.body) {
+                        if let Some((store, paths)) = layout::memory_paths(&body) {
+                            for path in paths {
+                                path_entries_expected += 1;
+                                if self.db().get_pinned_cf(paths_cf, layout::path_key(store, path, pos))?.is_none() {
+                                    findings.push(format!("path index has no entry for {store}:{path}"));
+                                }
+                            }
+                        }
+                    }
+                }
                 let (mut want_version, want_parents) = match chains.get(&header.stream) {
                     Some(c) => (c.next_version, vec![c.head]),
                     None => (0, Vec::new()),
@@ -239,7 +253,15 @@ impl Store {
                 problem: format!("kind index has entries for {kind_matched} of {} events", kind_set.len()),
             });
         }
-        report.index_entries = id_entries + stream_entries + kind_entries;
+        let path_entries = self.iterate_cf(CF_PATHS).count() as u64;
+        if path_entries != path_entries_expected {
+            report.problems.push(VerifyProblem {
+                position: None,
+                id: None,
+                problem: format!("path index holds {path_entries} entries for {path_entries_expected} memory paths"),
+            });
+        }
+        report.index_entries = id_entries + stream_entries + kind_entries + path_entries;
         progress(events);
         Ok(report)
     }

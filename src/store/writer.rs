@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use rocksdb::{WriteBatch, WriteOptions, DB};
 use tokio::sync::oneshot;
 
-use super::layout::{self, CF_IDS, CF_KINDS, CF_LOG, CF_STREAMS};
+use super::layout::{self, CF_IDS, CF_KINDS, CF_LOG, CF_PATHS, CF_STREAMS};
 use super::{Committed, ExpectedVersion, Options, SyncMode};
 use crate::core::{Draft, EventId, SealedEvent};
 use crate::error::{Error, Result};
@@ -242,6 +242,11 @@ impl Writer {
             wb.put_cf(ids, layout::id_key(&e.id), layout::id_value(s.position));
             wb.put_cf(streams, layout::stream_key(&e.header.stream, s.version), pos);
             wb.put_cf(kinds, layout::kind_key(e.header.kind, s.position), b"");
+            if let Some((store, paths)) = layout::memory_paths(&e.body) {
+                for path in paths {
+                    wb.put_cf(self.cf(CF_PATHS), layout::path_key(store, path, s.position), b"");
+                }
+            }
         }
     }
 

@@ -1,0 +1,364 @@
+//! `dreamlog memory …` and `dreamlog tag`: thin wrappers over [`crate::memory::Memory`].
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use super::{open, output, stdout_line, Cli};
+use crate::core::memory::diff_states;
+use crate::core::{Actor, Digest, MemoryCommand};
+use crate::error::{Error, Result};
+use crate::memory::{ApplyOptions, Memory};
+use crate::store::Appended;
+
+/// `memory` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum MemoryCmd {
+    /// Show a file or directory of a store as the memory tool's `view` does.
+    View {
+        /// Store name.
+        store: String,
+        /// Path (default /memories).
+        #[arg(default_value = "/memories")]
+        path: String,
+        /// Point: position, id or prefix, RFC 3339 time, tag, or head.
+        #[arg(long, default_value = "head")]
+        at: String,
+        /// Lines START:END of a file (END -1 = to the end).
+        #[arg(long)]
+        range: Option<String>,
+    },
+    /// Run one memory tool call (its `input` JSON, verbatim) and print the tool's result.
+    Apply {
+        /// Store name.
+        store: String,
+        /// The call's input JSON; read from standard input when absent.
+        input: Option<String>,
+        /// Who issues it (ROLE:NAME).
+        #[arg(long)]
+        actor: Option<Actor>,
+        /// Session it belongs to.
+        #[arg(long)]
+        session: Option<String>,
+        /// Expected BLAKE3 content hash of the file (conflict if it differs).
+        #[arg(long)]
+        precondition: Option<Digest>,
+    },
+    /// Every change of a store or of one path.
+    History {
+        /// Store name.
+        store: String,
+        /// Only this path (and deletes/renames of directories above it).
+        path: Option<String>,
+    },
+    /// Differences between two points of a store, or between two stores.
+    Diff {
+        /// Store (or first store).
+        store: String,
+        /// Second store, to compare two stores.
+        other: Option<String>,
+        /// From point (one store).
+        #[arg(long)]
+        from: Option<String>,
+        /// To point (one store).
+        #[arg(long)]
+        to: Option<String>,
+        /// Point for both stores (two stores).
+        #[arg(long, default_value = "head")]
+        at: String,
+        /// Only counts per file.
+        #[arg(long)]
+        stat: bool,
+    },
+    /// Each line of a file with the event (and dream, sessions, grades) behind it.
+    Blame {
+        /// Store name.
+        store: String,
+        /// File path.
+        path: String,
+        /// Point.
+        #[arg(long, default_value = "head")]
+        at: String,
+    },
+    /// Undo changes by appending inverse commands (history never shrinks).
+    Revert(RevertArgs),
+    /// Start a new store as a copy of another at a point.
+    Fork {
+        /// Source store.
+        source: String,
+        /// New store.
+        new: String,
+        /// Point.
+        #[arg(long, default_value = "head")]
+        at: String,
+    },
+    /// Make a store equal to a fork of it (appends the commands, citing the fork).
+    Promote {
+        /// The fork.
+        fork: String,
+        /// The store to change.
+        #[arg(long)]
+        into: String,
+    },
+}
+
+/// Arguments of `memory revert`.
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["event", "dream", "to"])))]
+pub struct RevertArgs {
+    /// Store name.
+    pub store: String,
+    /// Revert one memory event.
+    #[arg(long)]
+    pub event: Option<String>,
+    /// Revert everything a dream wrote.
+    #[arg(long)]
+    pub dream: Option<String>,
+    /// Restore the store as of this point.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Why (recorded in the revert event).
+    #[arg(long)]
+    pub reason: String,
+    /// Restore conflicting files whole instead of refusing.
+    #[arg(long)]
+    pub force: bool,
+}
+
+fn default_actor() -> Actor {
+    Actor::Human(std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "cli".into()))
+}
+
+fn print_appended(cli: &Cli, what: &str, appended: &[Appended]) -> Result<()> {
+    if cli.json {
+        for a in appended {
+            stdout_line(&json!({"position": a.position, "id": a.id, "version": a.version}).to_string())?;
+        }
+    } else {
+        stdout_line(&format!("{what}: {} event(s) appended", appended.len()))?;
+        for a in appended {
+            stdout_line(&format!("  {}\t{}", a.position, a.id))?;
+        }
+    }
+    Ok(())
+}
+
+/// `tag NAME --at POINT`.
+pub fn tag(cli: &Cli, name: &str, at: &str, actor: Option<Actor>) -> Result<ExitCode> {
+    let store = open(cli, false)?;
+    let mem = Memory::new(store.clone());
+    let until = mem.resolve_point(at)?;
+    let a = mem.tag(name, until, actor.unwrap_or_else(default_actor))?;
+    if cli.json {
+        stdout_line(
+            &json!({"tag": name, "position": until - 1, "id": a.id, "event_position": a.position}).to_string(),
+        )?;
+    } else {
+        stdout_line(&format!("tag {name} = position {} (recorded as event {} at {})", until - 1, a.id, a.position))?;
+    }
+    store.close()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a `memory` subcommand.
+pub fn run(cli: &Cli, cmd: &MemoryCmd) -> Result<ExitCode> {
+    let writes = matches!(
+        cmd,
+        MemoryCmd::Apply { .. } | MemoryCmd::Revert(_) | MemoryCmd::Fork { .. } | MemoryCmd::Promote { .. }
+    );
+    let store = open(cli, writes)?;
+    let mem = Memory::new(store.clone());
+    let code = run_with(cli, &mem, cmd)?;
+    store.close()?;
+    Ok(code)
+}
+
+fn run_with(cli: &Cli, mem: &Memory, cmd: &MemoryCmd) -> Result<ExitCode> {
+    match cmd {
+        MemoryCmd::View { store, path, at, range } => {
+            let until = mem.resolve_point(at)?;
+            let (state, _) = mem.state_until(store, until)?;
+            let range = match range {
+                None => None,
+                Some(r) => {
+                    let (a, b) =
+                        r.split_once(':').ok_or_else(|| Error::UnknownPoint(format!("range {r} (want START:END)")))?;
+                    let parse =
+                        |s: &str| s.trim().parse::<i64>().map_err(|_| Error::UnknownPoint(format!("range {r}")));
+                    Some((parse(a)?, parse(b)?))
+                }
+            };
+            let text = state.view(path, range);
+            if cli.json {
+                let v = match &text {
+                    Ok(t) => {
+                        json!({"ok": true, "store": store, "path": path, "until": until, "state_hash": state.state_hash(), "text": t})
+                    }
+                    Err(e) => json!({"ok": false, "error": {"type": e.kind, "message": e.message}}),
+                };
+                stdout_line(&v.to_string())?;
+            } else {
+                stdout_line(text.as_ref().unwrap_or_else(|e| &e.message))?;
+            }
+            return Ok(if text.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        MemoryCmd::Apply { store, input, actor, session, precondition } => {
+            let text = match input {
+                Some(t) => t.clone(),
+                None => {
+                    let mut s = String::new();
+                    std::io::stdin().read_to_string(&mut s).map_err(|source| Error::Io { path: "-".into(), source })?;
+                    s
+                }
+            };
+            let outcome = apply_tool_call(mem, store, &text, actor.clone(), session.clone(), *precondition)?;
+            match outcome {
+                Ok((t, event)) => {
+                    if cli.json {
+                        let mut v = json!({"ok": true, "text": t});
+                        if let Some(a) = event {
+                            v["position"] = a.position.into();
+                            v["id"] = json!(a.id);
+                        }
+                        stdout_line(&v.to_string())?;
+                    } else {
+                        stdout_line(&t)?;
+                    }
+                }
+                Err(e) => {
+                    if cli.json {
+                        stdout_line(
+                            &json!({"ok": false, "error": {"type": e.kind, "message": e.message}}).to_string(),
+                        )?;
+                    } else {
+                        stdout_line(&e.message)?;
+                    }
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        MemoryCmd::History { store, path } => {
+            for e in mem.history(store, path.as_deref())? {
+                if cli.json {
+                    stdout_line(&e.to_json().to_line())?;
+                } else {
+                    let causes = e.event.header.causes.iter().map(|c| c.short(12)).collect::<Vec<_>>().join(",");
+                    stdout_line(&format!(
+                        "{:>8}  {}  {}  {:<24} {}{}",
+                        e.position,
+                        e.id().short(12),
+                        output::time_text(e.event.header.time),
+                        e.event.header.actor.to_string(),
+                        e.event.body.summary(),
+                        if causes.is_empty() { String::new() } else { format!("  causes {causes}") }
+                    ))?;
+                }
+            }
+        }
+        MemoryCmd::Diff { store, other, from, to, at, stat } => {
+            let d = match other {
+                Some(b) => {
+                    let until = mem.resolve_point(at)?;
+                    mem.diff(store, until, b, until)?
+                }
+                None => {
+                    let from = mem.resolve_point(from.as_deref().unwrap_or("head"))?;
+                    let to = mem.resolve_point(to.as_deref().unwrap_or("head"))?;
+                    diff_states(&mem.state_until(store, from)?.0, &mem.state_until(store, to)?.0)
+                }
+            };
+            if cli.json {
+                stdout_line(&serde_json::to_string(&d).unwrap_or_default())?;
+            } else {
+                stdout_line(&output::memory_diff(&d, *stat))?;
+            }
+        }
+        MemoryCmd::Blame { store, path, at } => {
+            let until = mem.resolve_point(at)?;
+            let lines = mem.blame(store, path, until)?;
+            for l in lines {
+                if cli.json {
+                    stdout_line(&serde_json::to_string(&l).unwrap_or_default())?;
+                } else {
+                    let from_dream = l
+                        .dream
+                        .map(|d| {
+                            format!(
+                                "  dream {} evidence {}",
+                                d.short(12),
+                                l.evidence.iter().map(|e| e.short(12)).collect::<Vec<_>>().join(",")
+                            )
+                        })
+                        .unwrap_or_default();
+                    stdout_line(&format!(
+                        "{} {:>8} {} {:<20} {:>5}| {}{}",
+                        l.id.short(12),
+                        l.position,
+                        output::time_text(l.time),
+                        l.actor,
+                        l.line,
+                        l.text,
+                        from_dream
+                    ))?;
+                }
+            }
+        }
+        MemoryCmd::Revert(args) => {
+            let actor = default_actor();
+            let appended = if let Some(ev) = &args.event {
+                let id = mem.store().resolve_id(ev)?;
+                mem.revert_event(&args.store, &id, &args.reason, args.force, actor)?
+            } else if let Some(dr) = &args.dream {
+                let id = mem.store().resolve_id(dr)?;
+                mem.revert_dream(&args.store, &id, &args.reason, args.force, actor)?
+            } else {
+                let until = mem.resolve_point(args.to.as_deref().unwrap_or("head"))?;
+                mem.revert_to(&args.store, until, &args.reason, actor)?
+            };
+            print_appended(cli, "reverted", &appended)?;
+        }
+        MemoryCmd::Fork { source, new, at } => {
+            let until = mem.resolve_point(at)?;
+            let a = mem.fork(source, new, until, default_actor())?;
+            print_appended(cli, &format!("forked {source} at position {} into {new}", until - 1), &[a])?;
+        }
+        MemoryCmd::Promote { fork, into } => {
+            let appended = mem.promote(fork, into, default_actor())?;
+            print_appended(cli, &format!("promoted {fork} into {into}"), &appended)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs one memory tool call given as its `input` JSON: `view` reads the current state;
+/// every other command is applied and recorded. The inner result is the tool's text.
+pub fn apply_tool_call(
+    mem: &Memory,
+    store: &str,
+    input: &str,
+    actor: Option<Actor>,
+    session: Option<String>,
+    precondition: Option<Digest>,
+) -> Result<std::result::Result<(String, Option<Appended>), crate::core::memory::ToolError>> {
+    let value: Value = serde_json::from_str(input)
+        .map_err(|e| crate::core::FormatError::Json { context: "memory tool input".into(), reason: e.to_string() })?;
+    if value.get("command").and_then(Value::as_str) == Some("view") {
+        let path = value.get("path").and_then(Value::as_str).unwrap_or("/memories");
+        let range = value
+            .get("view_range")
+            .and_then(Value::as_array)
+            .and_then(|r| Some((r.first()?.as_i64()?, r.get(1)?.as_i64()?)));
+        let (state, _) = mem.state(store)?;
+        return Ok(state.view(path, range).map(|t| (t, None)));
+    }
+    let command: MemoryCommand = serde_json::from_value(value)
+        .map_err(|e| crate::core::FormatError::Json { context: "memory tool input".into(), reason: e.to_string() })?;
+    let opts = ApplyOptions { actor: actor.unwrap_or_else(default_actor), session, precondition, causes: Vec::new() };
+    match mem.apply(store, command, opts) {
+        Ok(a) => Ok(Ok((a.text, Some(a.event)))),
+        Err(Error::Tool(e)) => Ok(Err(e)),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,634 @@
+//! Memory stores over the log: apply commands, read any state as of any point, history,
+//! diff, blame, revert, fork, promote and tags. The pure rules live in
+//! `core::memory`; this module reads and appends events through [`Store`].
+//!
+//! A store `S` is the stream `memory/S`. Its state at a point is the fold of its
+//! `memory` events up to that point, starting from its source's state when its first
+//! event is a `store.fork`. Every `apply` checks the command against the current state
+//! and appends with the stream's expected version, so concurrent writers can never
+//! append a command that was checked against a stale state.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::core::memory::{diff_states, merge3, restore_commands, MemoryDiff, MemoryState, ToolError};
+use crate::core::{
+    Actor, Body, Digest, Draft, EventId, Kind, Memory as MemoryBody, MemoryCommand, Revert, RevertTarget, StoreFork,
+    Tag,
+};
+use crate::error::{Error, Result};
+use crate::store::{AppendBatch, Appended, ExpectedVersion, Store, StoredEvent};
+
+/// The stream of a memory store.
+pub fn stream_name(store: &str) -> String {
+    format!("memory/{store}")
+}
+
+/// The stream tags are recorded in.
+pub const TAG_STREAM: &str = "tags";
+
+/// Default: a snapshot of a store every this many of its events.
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 1000;
+
+/// Options of one memory command.
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    /// Who issues it.
+    pub actor: Actor,
+    /// The session it belongs to.
+    pub session: Option<String>,
+    /// Expected content hash of the file.
+    pub precondition: Option<Digest>,
+    /// Evidence the command derives from.
+    pub causes: Vec<EventId>,
+}
+
+impl ApplyOptions {
+    /// Options with just an actor.
+    pub fn by(actor: Actor) -> ApplyOptions {
+        ApplyOptions { actor, session: None, precondition: None, causes: Vec::new() }
+    }
+}
+
+/// What a successful command did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The tool's result text.
+    pub text: String,
+    /// Where its event landed.
+    pub event: Appended,
+}
+
+/// Where a store stands at a point.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreHead {
+    /// Version of the store's last event at that point (`None`: no events).
+    pub version: Option<u64>,
+    /// Position of that event.
+    pub position: Option<u64>,
+}
+
+/// One line of `blame`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BlameLine {
+    /// 1-based line number.
+    pub line: usize,
+    /// The line's text.
+    pub text: String,
+    /// The event that wrote it.
+    pub id: EventId,
+    /// Its position.
+    pub position: u64,
+    /// Its time (ms).
+    pub time: u64,
+    /// Its actor.
+    pub actor: String,
+    /// The dream that produced it, if any.
+    pub dream: Option<EventId>,
+    /// The evidence the event cites (sessions, grades…), without the dream itself.
+    pub evidence: Vec<EventId>,
+}
+
+/// Line origin during blame.
+#[derive(Clone, Debug)]
+struct Origin {
+    position: u64,
+}
+
+/// A file with the origin of each line.
+#[derive(Clone, Debug)]
+struct Attributed {
+    text: String,
+    lines: Vec<Arc<Origin>>,
+}
+
+fn split_lines(text: &str) -> Vec<&str> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    text.strip_suffix('\n').unwrap_or(text).split('\n').collect()
+}
+
+/// Memory operations over a store.
+#[derive(Clone)]
+pub struct Memory {
+    store: Store,
+    snapshot_every: u64,
+}
+
+impl Memory {
+    /// Memory operations over `store`, snapshotting every [`DEFAULT_SNAPSHOT_EVERY`] events.
+    pub fn new(store: Store) -> Memory {
+        Memory { store, snapshot_every: DEFAULT_SNAPSHOT_EVERY }
+    }
+
+    /// Sets the snapshot interval (0 disables snapshots).
+    pub fn with_snapshot_every(mut self, n: u64) -> Memory {
+        self.snapshot_every = n;
+        self
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Resolves a point to an exclusive end position ("the log up to here"): `head`, a
+    /// global position (inclusive), a tag, an RFC 3339 time (every event up to the first
+    /// one stamped later), or an event id / unique id prefix (inclusive).
+    pub fn resolve_point(&self, at: &str) -> Result<u64> {
+        let len = self.store.len();
+        let at = at.trim();
+        if at.is_empty() || at == "head" {
+            return Ok(len);
+        }
+        if at.len() < 16 && at.bytes().all(|b| b.is_ascii_digit()) {
+            let p: u64 = at.parse().map_err(|_| Error::UnknownPoint(at.to_owned()))?;
+            if p >= len {
+                return Err(Error::NoSuchPosition(p));
+            }
+            return Ok(p + 1);
+        }
+        if let Some(p) = self.tag_position(at)? {
+            return Ok(p + 1);
+        }
+        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(at) {
+            let ms = t.timestamp_millis().max(0) as u64;
+            let mut until = 0;
+            self.store.scan(0, |e| {
+                if e.event.header.time > ms {
+                    return false;
+                }
+                until = e.position + 1;
+                true
+            })?;
+            return Ok(until);
+        }
+        match self.store.resolve_id(at) {
+            Ok(id) => Ok(self.store.position_of(&id)?.ok_or_else(|| Error::NotFound(at.to_owned()))? + 1),
+            Err(Error::BadIdPrefix(_)) | Err(Error::NotFound(_)) => Err(Error::UnknownPoint(at.to_owned())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The position a tag names.
+    pub fn tag_position(&self, name: &str) -> Result<Option<u64>> {
+        let mut found = None;
+        let mut from = 0;
+        loop {
+            let tags = self.store.read_kind(Kind::Tag, from, 1024)?;
+            let Some(last) = tags.last() else { break };
+            from = last.position + 1;
+            for e in &tags {
+                if let Body::Tag(t) = &e.event.body {
+                    if t.name == name {
+                        found = Some(t.position);
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Records a tag naming the last position before `until`.
+    pub fn tag(&self, name: &str, until: u64, actor: Actor) -> Result<Appended> {
+        if let Some(position) = self.tag_position(name)? {
+            return Err(Error::TagExists { name: name.to_owned(), position });
+        }
+        let position = until.checked_sub(1).ok_or_else(|| Error::UnknownPoint("an empty log".into()))?;
+        let body = Body::Tag(Tag { name: name.to_owned(), position });
+        Ok(self.store.append(AppendBatch::one(Draft::new(TAG_STREAM, actor, body)))?.remove(0))
+    }
+
+    /// The state of `name` from the log up to (excluding) position `until`.
+    pub fn state_until(&self, name: &str, until: u64) -> Result<(MemoryState, StoreHead)> {
+        let stream = stream_name(name);
+        let (mut state, mut head) = (MemoryState::new(), StoreHead::default());
+        let mut from_version = 0;
+        if self.snapshot_every > 0 && until > 0 {
+            if let Some((pos, bytes)) = self.store.snapshot_at_or_before(&stream, until - 1)? {
+                let (version, s) = MemoryState::decode_snapshot(&bytes)?;
+                state = s;
+                head = StoreHead { version: Some(version), position: Some(pos) };
+                from_version = version + 1;
+            }
+        }
+        loop {
+            let chunk = self.store.read_stream(&stream, from_version, 1024)?;
+            let Some(last) = chunk.last() else { break };
+            from_version = last.version + 1;
+            for e in chunk {
+                if e.position >= until {
+                    return Ok((state, head));
+                }
+                self.fold_event(&mut state, &e)?;
+                head = StoreHead { version: Some(e.version), position: Some(e.position) };
+                if self.snapshot_every > 0 && (e.version + 1).is_multiple_of(self.snapshot_every) {
+                    self.store.put_snapshot(&stream, e.position, &state.encode_snapshot(e.version))?;
+                }
+            }
+        }
+        Ok((state, head))
+    }
+
+    fn fold_event(&self, state: &mut MemoryState, e: &StoredEvent) -> Result<()> {
+        match &e.event.body {
+            Body::StoreFork(f) if e.version == 0 => {
+                *state = self.state_until(&f.source, f.position + 1)?.0;
+            }
+            // A command that fails does nothing, exactly as the tool would have done
+            // (appends through `apply` are checked; raw appends are not).
+            Body::Memory(m) => {
+                let _ = state.apply(&m.command, None);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The current state of `name`.
+    pub fn state(&self, name: &str) -> Result<(MemoryState, StoreHead)> {
+        self.state_until(name, self.store.len())
+    }
+
+    /// Applies one memory tool command: checked against the current state, appended
+    /// with the store's expected version (retried when another writer got there first).
+    /// A refused command writes nothing and returns the tool's error text.
+    pub fn apply(&self, name: &str, command: MemoryCommand, opts: ApplyOptions) -> Result<Applied> {
+        let mut plan = vec![(command, opts.causes.clone())];
+        let (texts, appended) = self.commit(name, Vec::new(), &mut plan, &opts)?;
+        Ok(Applied {
+            text: texts.into_iter().next().unwrap_or_default(),
+            event: appended.into_iter().next_back().ok_or(Error::Closed)?,
+        })
+    }
+
+    /// Checks `commands` in order against the current state and appends `leading` events
+    /// and them in one atomic batch on the store's stream. Returns the tool texts and
+    /// where every event landed.
+    fn commit(
+        &self,
+        name: &str,
+        leading: Vec<Draft>,
+        commands: &mut [(MemoryCommand, Vec<EventId>)],
+        opts: &ApplyOptions,
+    ) -> Result<(Vec<String>, Vec<Appended>)> {
+        let stream = stream_name(name);
+        for _attempt in 0..16 {
+            let (mut state, head) = self.state(name)?;
+            let mut texts = Vec::with_capacity(commands.len());
+            let mut batch = AppendBatch::new();
+            batch.events.extend(leading.iter().cloned());
+            for (i, (cmd, causes)) in commands.iter().enumerate() {
+                let precondition = if i == 0 { opts.precondition } else { None };
+                texts.push(state.apply(cmd, precondition.as_ref())?);
+                let body = Body::Memory(MemoryBody {
+                    store: name.to_owned(),
+                    command: cmd.clone(),
+                    precondition,
+                    session: opts.session.clone(),
+                });
+                batch.events.push(Draft::new(stream.clone(), opts.actor.clone(), body).caused_by(causes.clone()));
+            }
+            let expected = head.version.map(ExpectedVersion::Exact).unwrap_or(ExpectedVersion::NoStream);
+            match self.store.append(batch.expect(stream.clone(), expected)) {
+                Ok(appended) => {
+                    // Snapshot when this batch crossed a multiple of the interval.
+                    if let Some(last) = appended.last() {
+                        let after = (last.version + 1).checked_div(self.snapshot_every);
+                        let before = head.version.map_or(Some(0), |v| (v + 1).checked_div(self.snapshot_every));
+                        if after.is_some() && after > before {
+                            self.store.put_snapshot(&stream, last.position, &state.encode_snapshot(last.version))?;
+                        }
+                    }
+                    return Ok((texts, appended));
+                }
+                Err(Error::WrongExpectedVersion { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Storage(format!("memory store {name:?}: too much contention, gave up after 16 attempts")))
+    }
+
+    /// Forks `source` as it was up to `until` into the new store `new`.
+    pub fn fork(&self, source: &str, new: &str, until: u64, actor: Actor) -> Result<Appended> {
+        let position = until.checked_sub(1).ok_or_else(|| Error::UnknownPoint("an empty log".into()))?;
+        let body = Body::StoreFork(StoreFork { store: new.to_owned(), source: source.to_owned(), position });
+        let stream = stream_name(new);
+        let batch = AppendBatch::one(Draft::new(stream.clone(), actor, body)).expect(stream, ExpectedVersion::NoStream);
+        match self.store.append(batch) {
+            Ok(mut a) => Ok(a.remove(0)),
+            Err(Error::WrongExpectedVersion { .. }) => Err(Error::StoreExists(new.to_owned())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Appends the commands that make `into` equal to `fork`'s current state, citing
+    /// the fork event.
+    pub fn promote(&self, fork: &str, into: &str, actor: Actor) -> Result<Vec<Appended>> {
+        let first = self.store.read_stream(&stream_name(fork), 0, 1)?;
+        let fork_event = first.first().ok_or_else(|| Error::NoSuchStore(fork.to_owned()))?;
+        let (target, _) = self.state(fork)?;
+        let (current, _) = self.state(into)?;
+        let mut plan: Vec<(MemoryCommand, Vec<EventId>)> =
+            restore_commands(&current, &target, None).into_iter().map(|c| (c, vec![fork_event.id()])).collect();
+        if plan.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.commit(into, Vec::new(), &mut plan, &ApplyOptions::by(actor))?.1)
+    }
+
+    /// Every change of a store (or of one path in it, including deletes and renames of
+    /// the directories above it), in log order.
+    pub fn history(&self, name: &str, path: Option<&str>) -> Result<Vec<StoredEvent>> {
+        match path {
+            None => self.store.read_stream(&stream_name(name), 0, usize::MAX),
+            Some(path) => {
+                let path = crate::core::memory::validate_path(path)?;
+                let mut positions = BTreeSet::new();
+                let mut p = path.as_str();
+                loop {
+                    positions.extend(self.store.memory_path_positions(name, p)?);
+                    match p.rfind('/') {
+                        Some(i) if i > 0 => p = &p[..i],
+                        _ => break,
+                    }
+                }
+                self.store.get_positions(&positions.into_iter().collect::<Vec<_>>())
+            }
+        }
+    }
+
+    /// Differences between two states of stores (the same or different) at points.
+    pub fn diff(&self, a: &str, a_until: u64, b: &str, b_until: u64) -> Result<MemoryDiff> {
+        Ok(diff_states(&self.state_until(a, a_until)?.0, &self.state_until(b, b_until)?.0))
+    }
+
+    /// Each line of `path` as of `until` with the event that wrote it and, when that
+    /// event came from a dream, the dream and the evidence it cites.
+    pub fn blame(&self, name: &str, path: &str, until: u64) -> Result<Vec<BlameLine>> {
+        let path = crate::core::memory::validate_path(path)?;
+        let Some(file) = self.attribute(name, &path, until)? else {
+            return Err(Error::Tool(ToolError {
+                kind: crate::core::memory::ToolErrorKind::NotFound,
+                message: format!("The path {path} does not exist. Please provide a valid path."),
+            }));
+        };
+        let mut cache: HashMap<u64, StoredEvent> = HashMap::new();
+        let mut kinds: HashMap<EventId, Kind> = HashMap::new();
+        let mut out = Vec::with_capacity(file.lines.len());
+        for (i, (text, origin)) in split_lines(&file.text).into_iter().zip(&file.lines).enumerate() {
+            let e = match cache.entry(origin.position) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(self.store.get_at(origin.position)?),
+            };
+            let mut dream = None;
+            let mut evidence = Vec::new();
+            for c in &e.event.header.causes {
+                let kind = match kinds.get(c) {
+                    Some(k) => *k,
+                    None => {
+                        let k = self.store.get(c).map(|x| x.event.header.kind).unwrap_or(Kind::Note);
+                        kinds.insert(*c, k);
+                        k
+                    }
+                };
+                if kind == Kind::Dream && dream.is_none() {
+                    dream = Some(*c);
+                } else {
+                    evidence.push(*c);
+                }
+            }
+            out.push(BlameLine {
+                line: i + 1,
+                text: text.to_owned(),
+                id: e.id(),
+                position: e.position,
+                time: e.event.header.time,
+                actor: e.event.header.actor.to_string(),
+                dream,
+                evidence,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The file at `path` of store `name` before `until`, each line with its origin,
+    /// following renames and forks; built from the path index, not a log scan.
+    fn attribute(&self, name: &str, path: &str, until: u64) -> Result<Option<Attributed>> {
+        // The base: the source store's file at the fork point, if this store is a fork.
+        let mut cur: Option<Attributed> = None;
+        if let Some(first) = self.store.read_stream(&stream_name(name), 0, 1)?.first() {
+            if let Body::StoreFork(f) = &first.event.body {
+                if first.position < until {
+                    cur = self.attribute(&f.source, path, f.position + 1)?;
+                }
+            }
+        }
+        for e in self.history(name, Some(path))? {
+            if e.position >= until {
+                break;
+            }
+            let Body::Memory(m) = &e.event.body else { continue };
+            let origin = Arc::new(Origin { position: e.position });
+            let covers = |p: &str| {
+                p == path || (path.len() > p.len() && path.starts_with(p) && path.as_bytes()[p.len()] == b'/')
+            };
+            match &m.command {
+                MemoryCommand::Create { path: p, file_text } if p == path => {
+                    cur = Some(Attributed {
+                        text: file_text.clone(),
+                        lines: split_lines(file_text).iter().map(|_| origin.clone()).collect(),
+                    });
+                }
+                MemoryCommand::StrReplace { path: p, .. } | MemoryCommand::Insert { path: p, .. } if p == path => {
+                    let Some(old) = cur.take() else { continue };
+                    let mut s = MemoryState::new();
+                    s.put(path, &old.text);
+                    if s.apply(&m.command, None).is_err() {
+                        cur = Some(old);
+                        continue;
+                    }
+                    let new_text = s.file(path).map(|f| f.text.to_string()).unwrap_or_default();
+                    cur = Some(carry_origins(old, new_text, &origin));
+                }
+                MemoryCommand::Delete { path: p } if covers(p) => cur = None,
+                MemoryCommand::Rename { old_path, new_path } => {
+                    if covers(old_path) {
+                        cur = None;
+                    }
+                    if covers(new_path) {
+                        let from = format!("{old_path}{}", &path[new_path.len()..]);
+                        cur = self.attribute(name, &from, e.position)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(cur)
+    }
+
+    /// Reverts one memory event of `name`: the files it changed go back to what they were
+    /// before it. Refused when later events changed those files, unless `force`.
+    pub fn revert_event(
+        &self,
+        name: &str,
+        id: &EventId,
+        reason: &str,
+        force: bool,
+        actor: Actor,
+    ) -> Result<Vec<Appended>> {
+        let e = self.store.get(id)?;
+        match &e.event.body {
+            Body::Memory(m) if m.store == name => {}
+            _ => return Err(Error::WrongEvent { id: id.to_hex(), what: format!("a memory event of store {name:?}") }),
+        }
+        self.revert_span(name, vec![e], RevertTarget::Event(*id), reason, force, actor)
+    }
+
+    /// Reverts everything a dream wrote to `name`.
+    pub fn revert_dream(
+        &self,
+        name: &str,
+        dream: &EventId,
+        reason: &str,
+        force: bool,
+        actor: Actor,
+    ) -> Result<Vec<Appended>> {
+        let d = self.store.get(dream)?;
+        if d.event.header.kind != Kind::Dream {
+            return Err(Error::WrongEvent { id: dream.to_hex(), what: "a dream event".into() });
+        }
+        let events: Vec<StoredEvent> = self
+            .history(name, None)?
+            .into_iter()
+            .filter(|e| e.event.header.kind == Kind::Memory && e.event.header.causes.contains(dream))
+            .collect();
+        if events.is_empty() {
+            return Err(Error::WrongEvent {
+                id: dream.to_hex(),
+                what: format!("a dream that wrote to store {name:?}"),
+            });
+        }
+        self.revert_span(name, events, RevertTarget::Dream(*dream), reason, force, actor)
+    }
+
+    /// Restores `name` to its state before `until`, recording what was undone.
+    pub fn revert_to(&self, name: &str, until: u64, reason: &str, actor: Actor) -> Result<Vec<Appended>> {
+        let (target, _) = self.state_until(name, until)?;
+        let (current, _) = self.state(name)?;
+        let undone: Vec<EventId> = self
+            .history(name, None)?
+            .into_iter()
+            .filter(|e| e.position >= until && e.event.header.kind == Kind::Memory)
+            .map(|e| e.id())
+            .collect();
+        let causes: Vec<EventId> = undone.iter().rev().take(crate::core::event::MAX_CAUSES).rev().copied().collect();
+        let position = until.saturating_sub(1);
+        let mut plan: Vec<(MemoryCommand, Vec<EventId>)> =
+            restore_commands(&current, &target, None).into_iter().map(|c| (c, causes.clone())).collect();
+        let revert = Draft::new(
+            stream_name(name),
+            actor.clone(),
+            Body::Revert(Revert {
+                store: name.to_owned(),
+                target: RevertTarget::Position(position),
+                reason: reason.to_owned(),
+            }),
+        )
+        .caused_by(causes);
+        Ok(self.commit(name, vec![revert], &mut plan, &ApplyOptions::by(actor))?.1)
+    }
+
+    fn revert_span(
+        &self,
+        name: &str,
+        events: Vec<StoredEvent>,
+        target: RevertTarget,
+        reason: &str,
+        force: bool,
+        actor: Actor,
+    ) -> Result<Vec<Appended>> {
+        let first = events.first().map(|e| e.position).unwrap_or(0);
+        let last = events.last().map(|e| e.position).unwrap_or(0);
+        let (before, _) = self.state_until(name, first)?;
+        let (after, _) = self.state_until(name, last + 1)?;
+        let (current, _) = self.state(name)?;
+        // The files the span changed: differing between before and after.
+        let d = diff_states(&before, &after);
+        let mut touched: BTreeSet<String> = d.added.iter().chain(&d.removed).cloned().collect();
+        touched.extend(d.changed.iter().map(|c| c.path.clone()));
+        for (a, b) in &d.renamed {
+            touched.insert(a.clone());
+            touched.insert(b.clone());
+        }
+        // Each touched file goes back to its content before the span. Where later edits
+        // changed it since, the undo is merged line by line with them (three-way, with the
+        // span's result as the base); overlapping edits are a conflict.
+        let mut wanted = current.clone();
+        let mut conflicts: BTreeMap<String, Vec<(u64, EventId)>> = BTreeMap::new();
+        for p in &touched {
+            let (now, then, was) = (current.file(p), after.file(p), before.file(p));
+            let restored = if now.map(|f| f.hash) == then.map(|f| f.hash) {
+                Some(was.map(|f| f.text.to_string()))
+            } else if let (Some(n), Some(t), Some(w)) = (now, then, was) {
+                merge3(&t.text, &n.text, &w.text).map(Some)
+            } else {
+                None
+            };
+            let restored = match restored {
+                Some(r) => r,
+                None => {
+                    let later: Vec<(u64, EventId)> = self
+                        .history(name, Some(p))?
+                        .into_iter()
+                        .filter(|e| e.position > last)
+                        .map(|e| (e.position, e.id()))
+                        .collect();
+                    conflicts.insert(p.clone(), later);
+                    was.map(|f| f.text.to_string())
+                }
+            };
+            match restored {
+                Some(text) => wanted.put(p, &text),
+                None => wanted.remove(p),
+            }
+        }
+        if !conflicts.is_empty() && !force {
+            return Err(Error::RevertConflict { conflicts: conflicts.into_iter().collect() });
+        }
+        let causes: Vec<EventId> = events.iter().map(|e| e.id()).take(crate::core::event::MAX_CAUSES).collect();
+        let mut plan: Vec<(MemoryCommand, Vec<EventId>)> =
+            restore_commands(&current, &wanted, Some(&touched)).into_iter().map(|c| (c, causes.clone())).collect();
+        let mut why = reason.to_owned();
+        if !conflicts.is_empty() {
+            why.push_str(&format!(" (forced: restored {} file(s) whole over later edits)", conflicts.len()));
+        }
+        let revert = Draft::new(
+            stream_name(name),
+            actor.clone(),
+            Body::Revert(Revert { store: name.to_owned(), target, reason: why }),
+        )
+        .caused_by(causes);
+        Ok(self.commit(name, vec![revert], &mut plan, &ApplyOptions::by(actor))?.1)
+    }
+}
+
+/// Carries line origins from `old` to `new_text`: unchanged lines keep theirs, new lines
+/// get `origin`.
+fn carry_origins(old: Attributed, new_text: String, origin: &Arc<Origin>) -> Attributed {
+    let old_lines = split_lines(&old.text);
+    let new_lines = split_lines(&new_text);
+    let mut lines = Vec::with_capacity(new_lines.len());
+    for op in similar::capture_diff_slices(similar::Algorithm::Myers, &old_lines, &new_lines) {
+        match op {
+            similar::DiffOp::Equal { old_index, len, .. } => {
+                lines.extend(old.lines[old_index..old_index + len].iter().cloned());
+            }
+            similar::DiffOp::Insert { new_len, .. } => lines.extend(std::iter::repeat_n(origin.clone(), new_len)),
+            similar::DiffOp::Replace { new_len, .. } => lines.extend(std::iter::repeat_n(origin.clone(), new_len)),
+            similar::DiffOp::Delete { .. } => {}
+        }
+    }
+    Attributed { text: new_text, lines }
+}
