@@ -114,12 +114,16 @@ fn split_lines(text: &str) -> Vec<&str> {
 pub struct Memory {
     store: Store,
     snapshot_every: u64,
+    /// One lock per store name: writers in this process take turns, so their expected
+    /// versions rarely clash; writers in other processes are caught by the expected
+    /// version and retried.
+    locks: Arc<std::sync::Mutex<HashMap<String, Arc<std::sync::Mutex<()>>>>>,
 }
 
 impl Memory {
     /// Memory operations over `store`, snapshotting every [`DEFAULT_SNAPSHOT_EVERY`] events.
     pub fn new(store: Store) -> Memory {
-        Memory { store, snapshot_every: DEFAULT_SNAPSHOT_EVERY }
+        Memory { store, snapshot_every: DEFAULT_SNAPSHOT_EVERY, locks: Arc::default() }
     }
 
     /// Sets the snapshot interval (0 disables snapshots).
@@ -274,7 +278,16 @@ impl Memory {
         opts: &ApplyOptions,
     ) -> Result<(Vec<String>, Vec<Appended>)> {
         let stream = stream_name(name);
-        for _attempt in 0..16 {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            locks.entry(name.to_owned()).or_default().clone()
+        };
+        let _turn = lock.lock().unwrap_or_else(|e| e.into_inner());
+        for attempt in 0..64u32 {
+            if attempt > 0 {
+                // Another process appended first: back off a little, then re-check.
+                std::thread::sleep(std::time::Duration::from_micros(50 << attempt.min(10)));
+            }
             let (mut state, head) = self.state(name)?;
             let mut texts = Vec::with_capacity(commands.len());
             let mut batch = AppendBatch::new();
@@ -307,7 +320,7 @@ impl Memory {
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::Storage(format!("memory store {name:?}: too much contention, gave up after 16 attempts")))
+        Err(Error::Storage(format!("memory store {name:?}: too much contention, gave up after 64 attempts")))
     }
 
     /// Forks `source` as it was up to `until` into the new store `new`.

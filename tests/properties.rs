@@ -149,3 +149,67 @@ proptest! {
         prop_assert!(clean);
     }
 }
+
+fn memory_command() -> impl Strategy<Value = MemoryCommand> {
+    let path = prop::sample::select(vec!["/memories/a.md", "/memories/b.md", "/memories/d/c.md", "/memories/d"]);
+    prop_oneof![
+        (path.clone(), "[a-c\n]{0,12}").prop_map(|(p, t)| MemoryCommand::Create { path: p.into(), file_text: t }),
+        (path.clone(), "[a-c]{1,2}", "[a-c\n]{0,3}").prop_map(|(p, o, n)| MemoryCommand::StrReplace {
+            path: p.into(),
+            old_str: o,
+            new_str: n
+        }),
+        (path.clone(), 0u64..4, "[a-c]{0,4}").prop_map(|(p, l, t)| MemoryCommand::Insert {
+            path: p.into(),
+            insert_line: l,
+            insert_text: t
+        }),
+        path.clone().prop_map(|p| MemoryCommand::Delete { path: p.into() }),
+        (path.clone(), path).prop_map(|(a, b)| MemoryCommand::Rename { old_path: a.into(), new_path: b.into() }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn memory_state_from_snapshot_and_tail_equals_full_replay(
+        cmds in prop::collection::vec(memory_command(), 1..80),
+        every in 1u64..6,
+        fork_at in prop::option::of(0usize..40),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = common::open(dir.path());
+        let snap = dreamlog::memory::Memory::new(store.clone()).with_snapshot_every(every);
+        let full = dreamlog::memory::Memory::new(store.clone()).with_snapshot_every(0);
+        for (i, c) in cmds.into_iter().enumerate() {
+            let target = if fork_at.is_some_and(|f| i > f) { "fork" } else { "main" };
+            if fork_at == Some(i) {
+                snap.fork("main", "fork", store.len().max(1), Actor::Human("p".into())).ok();
+            }
+            let _ = snap.apply(target, c, dreamlog::memory::ApplyOptions::by(Actor::Human("p".into())));
+        }
+        for until in 0..=store.len() {
+            for name in ["main", "fork"] {
+                let (a, ha) = snap.state_until(name, until).unwrap();
+                let (b, hb) = full.state_until(name, until).unwrap();
+                prop_assert_eq!(&a, &b, "store {} until {}", name, until);
+                prop_assert_eq!(ha, hb);
+                prop_assert_eq!(a.state_hash(), b.state_hash());
+            }
+        }
+    }
+
+    #[test]
+    fn equal_contents_give_equal_state_hashes_and_different_ones_differ(
+        files in prop::collection::btree_map("/memories/[a-c]{1,3}(/[a-c]{1,2})?", "[a-z\n]{0,8}", 0..6),
+        other in prop::collection::btree_map("/memories/[a-c]{1,3}(/[a-c]{1,2})?", "[a-z\n]{0,8}", 0..6),
+    ) {
+        let a = dreamlog::core::memory::MemoryState::from_files(files.clone());
+        let reversed: Vec<(String, String)> = files.clone().into_iter().rev().collect();
+        let b = dreamlog::core::memory::MemoryState::from_files(reversed);
+        prop_assert_eq!(a.state_hash(), b.state_hash());
+        let c = dreamlog::core::memory::MemoryState::from_files(other.clone());
+        prop_assert_eq!(a.state_hash() == c.state_hash(), files == other);
+    }
+}

@@ -1,0 +1,348 @@
+//! Memory stores over a real RocksDB log: every command's success and error path through
+//! the store, as-of reads, snapshots, tags, history, diff, blame, revert, fork, promote.
+
+mod common;
+
+use dreamlog::core::memory::ToolErrorKind;
+use dreamlog::memory::{stream_name, ApplyOptions, Memory};
+use dreamlog::{
+    Actor, AppendBatch, Body, CanonicalJson, Digest, Draft, Dream, Error, EventId, Kind, MemoryCommand, Note,
+};
+use tempfile::tempdir;
+
+fn human() -> Actor {
+    Actor::Human("ada".into())
+}
+
+fn apply(m: &Memory, store: &str, cmd: MemoryCommand) -> dreamlog::memory::Applied {
+    m.apply(store, cmd, ApplyOptions::by(human())).expect("apply")
+}
+
+fn create(path: &str, text: &str) -> MemoryCommand {
+    MemoryCommand::Create { path: path.into(), file_text: text.into() }
+}
+
+fn replace(path: &str, old: &str, new: &str) -> MemoryCommand {
+    MemoryCommand::StrReplace { path: path.into(), old_str: old.into(), new_str: new.into() }
+}
+
+fn text(m: &Memory, store: &str, path: &str, until: u64) -> Option<String> {
+    m.state_until(store, until).unwrap().0.file(path).map(|f| f.text.to_string())
+}
+
+#[test]
+fn commands_are_recorded_and_refusals_write_nothing() {
+    let dir = tempdir().unwrap();
+    let m = Memory::new(common::open(dir.path()));
+    let a = apply(&m, "s", create("/memories/a.md", "one\n"));
+    assert_eq!(a.text, "File created successfully at: /memories/a.md");
+    assert_eq!((a.event.position, a.event.version), (0, 0));
+    let stored = m.store().get_at(0).unwrap();
+    assert_eq!(stored.event.header.stream, stream_name("s"));
+    assert!(matches!(&stored.event.body, Body::Memory(b) if b.store == "s"));
+    for (bad, kind) in [
+        (create("/memories/a.md", "again"), ToolErrorKind::AlreadyExists),
+        (replace("/memories/a.md", "two", "x"), ToolErrorKind::Invalid),
+        (MemoryCommand::Delete { path: "/memories/none".into() }, ToolErrorKind::NotFound),
+        (create("/memories/../x", "x"), ToolErrorKind::Invalid),
+    ] {
+        match m.apply("s", bad, ApplyOptions::by(human())) {
+            Err(Error::Tool(e)) => assert_eq!(e.kind, kind),
+            other => panic!("expected a tool error, got {other:?}"),
+        }
+    }
+    let mut opts = ApplyOptions::by(human());
+    opts.precondition = Some(Digest::of(b"not the content"));
+    match m.apply("s", replace("/memories/a.md", "one", "1"), opts) {
+        Err(Error::Tool(e)) => assert_eq!(e.kind, ToolErrorKind::Conflict),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(m.store().len(), 1, "refused commands wrote nothing");
+    let mut opts = ApplyOptions::by(human());
+    opts.precondition = Some(Digest::of(b"one\n"));
+    assert!(m.apply("s", replace("/memories/a.md", "one", "1"), opts).is_ok());
+}
+
+#[test]
+fn any_point_resolves_by_position_id_tag_and_time() {
+    let dir = tempdir().unwrap();
+    let store = common::open(dir.path());
+    let m = Memory::new(store.clone());
+    let mut draft = |cmd: MemoryCommand, t: u64| {
+        let body =
+            Body::Memory(dreamlog::Memory { store: "s".into(), command: cmd, precondition: None, session: None });
+        store.append(AppendBatch::one(Draft::new(stream_name("s"), human(), body).at(t))).unwrap()[0].clone()
+    };
+    let first = draft(create("/memories/a.md", "v1\n"), 1_700_000_000_000);
+    draft(replace("/memories/a.md", "v1", "v2"), 1_700_000_060_000);
+    draft(replace("/memories/a.md", "v2", "v3"), 1_700_000_120_000);
+    m.tag("before-v3", 2, human()).unwrap();
+    assert!(matches!(m.tag("before-v3", 3, human()).unwrap_err(), Error::TagExists { position: 1, .. }));
+    let at = |p: &str| text(&m, "s", "/memories/a.md", m.resolve_point(p).unwrap());
+    assert_eq!(at("0").as_deref(), Some("v1\n"));
+    assert_eq!(at("1").as_deref(), Some("v2\n"));
+    assert_eq!(at("head").as_deref(), Some("v3\n"));
+    assert_eq!(at("before-v3").as_deref(), Some("v2\n"));
+    assert_eq!(at(&first.id.to_hex()[..10]).as_deref(), Some("v1\n"));
+    assert_eq!(at("2023-11-14T22:13:50Z").as_deref(), Some("v1\n"), "one second after the first event");
+    assert_eq!(at("2023-11-14T22:14:20Z").as_deref(), Some("v2\n"));
+    assert!(matches!(m.resolve_point("no-such-tag").unwrap_err(), Error::UnknownPoint(_)));
+    assert!(matches!(m.resolve_point("99").unwrap_err(), Error::NoSuchPosition(99)));
+}
+
+#[test]
+fn snapshots_give_the_same_state_as_a_full_replay() {
+    let dir = tempdir().unwrap();
+    let store = common::open(dir.path());
+    let with = Memory::new(store.clone()).with_snapshot_every(7);
+    let without = Memory::new(store.clone()).with_snapshot_every(0);
+    apply(&with, "s", create("/memories/log.md", "start\n"));
+    for i in 0..60 {
+        apply(
+            &with,
+            "s",
+            MemoryCommand::Insert { path: "/memories/log.md".into(), insert_line: 0, insert_text: format!("line {i}") },
+        );
+        if i % 9 == 0 {
+            apply(&with, "s", create(&format!("/memories/f{i}.md"), "x"));
+        }
+    }
+    assert!(store.snapshot_at_or_before(&stream_name("s"), store.len()).unwrap().is_some(), "snapshots were written");
+    for until in 0..=store.len() {
+        let (a, ha) = with.state_until("s", until).unwrap();
+        let (b, hb) = without.state_until("s", until).unwrap();
+        assert_eq!(a, b, "state until {until}");
+        assert_eq!(ha, hb);
+        assert_eq!(a.state_hash(), b.state_hash());
+    }
+}
+
+#[test]
+fn history_of_a_path_includes_directory_deletes_and_renames_above_it() {
+    let dir = tempdir().unwrap();
+    let m = Memory::new(common::open(dir.path()));
+    apply(&m, "s", create("/memories/team/a.md", "a\n"));
+    apply(&m, "s", create("/memories/other.md", "o\n"));
+    apply(&m, "s", replace("/memories/team/a.md", "a", "b"));
+    apply(&m, "s", MemoryCommand::Rename { old_path: "/memories/team".into(), new_path: "/memories/crew".into() });
+    apply(&m, "s", MemoryCommand::Delete { path: "/memories/crew".into() });
+    let h: Vec<u64> = m.history("s", Some("/memories/team/a.md")).unwrap().iter().map(|e| e.position).collect();
+    assert_eq!(h, vec![0, 2, 3]);
+    let h: Vec<u64> = m.history("s", Some("/memories/crew/a.md")).unwrap().iter().map(|e| e.position).collect();
+    assert_eq!(h, vec![3, 4]);
+    assert_eq!(m.history("s", None).unwrap().len(), 5);
+}
+
+#[test]
+fn blame_follows_edits_renames_and_forks_and_names_dreams_and_evidence() {
+    let dir = tempdir().unwrap();
+    let store = common::open(dir.path());
+    let m = Memory::new(store.clone());
+    let c = apply(&m, "s", create("/memories/a.md", "one\ntwo\nthree\n"));
+    let r = apply(&m, "s", replace("/memories/a.md", "two", "TWO"));
+    // A dream writes a line citing a grade.
+    let grade = store
+        .append(AppendBatch::one(Draft::new(
+            "session/x",
+            Actor::Evaluator("e".into()),
+            Body::Note(Note { note_type: "grade-ish".into(), json: CanonicalJson::null() }),
+        )))
+        .unwrap()[0]
+        .id;
+    let dream_body = Body::Dream(Dream {
+        dreamer: "evidence".into(),
+        version: "1".into(),
+        config: CanonicalJson::null(),
+        store: "s".into(),
+        base_state: Digest::of(b""),
+        from_position: 0,
+        to_position: 2,
+        output_store: "s".into(),
+        result_state: Digest::of(b""),
+        meta: None,
+    });
+    let dream = store
+        .append(AppendBatch::one(Draft::new(
+            "dreams",
+            Actor::Dreamer { name: "evidence".into(), version: "1".into() },
+            dream_body,
+        )))
+        .unwrap()[0]
+        .id;
+    let mut opts = ApplyOptions::by(Actor::Dreamer { name: "evidence".into(), version: "1".into() });
+    opts.causes = vec![dream, grade];
+    let d = m
+        .apply(
+            "s",
+            MemoryCommand::Insert { path: "/memories/a.md".into(), insert_line: 3, insert_text: "lesson".into() },
+            opts,
+        )
+        .unwrap();
+    apply(&m, "s", MemoryCommand::Rename { old_path: "/memories/a.md".into(), new_path: "/memories/b.md".into() });
+    m.fork("s", "f", store.len(), human()).unwrap();
+    let f = apply(&m, "f", replace("/memories/b.md", "one", "ONE"));
+
+    let blame = m.blame("f", "/memories/b.md", store.len()).unwrap();
+    let who: Vec<(EventId, &str)> = blame.iter().map(|l| (l.id, l.text.as_str())).collect();
+    assert_eq!(who, vec![(f.event.id, "ONE"), (r.event.id, "TWO"), (c.event.id, "three"), (d.event.id, "lesson")]);
+    assert_eq!(blame[3].dream, Some(dream));
+    assert_eq!(blame[3].evidence, vec![grade]);
+    assert_eq!(blame[3].actor, "dreamer:evidence@1");
+    assert!(blame[0].dream.is_none());
+    // As of before the dream, the lesson line is not there.
+    let earlier = m.blame("s", "/memories/a.md", d.event.position).unwrap();
+    assert_eq!(earlier.len(), 3);
+    assert!(matches!(m.blame("s", "/memories/a.md", store.len()).unwrap_err(), Error::Tool(_)));
+
+    // The file the dream wrote was renamed since: reverting the dream is a conflict
+    // naming that rename (renames are not merged), and nothing is written.
+    let len = store.len();
+    match m.revert_dream("s", &dream, "bad lesson", false, human()).unwrap_err() {
+        Error::RevertConflict { conflicts } => assert_eq!(conflicts[0].0, "/memories/a.md"),
+        other => panic!("expected a conflict, got {other}"),
+    }
+    assert_eq!(store.len(), len);
+}
+
+#[test]
+fn revert_of_an_event_merges_with_unrelated_later_edits_and_refuses_overlapping_ones() {
+    let dir = tempdir().unwrap();
+    let m = Memory::new(common::open(dir.path()));
+    apply(&m, "s", create("/memories/a.md", "one\ntwo\nthree\nfour\nfive\n"));
+    let bad = apply(&m, "s", replace("/memories/a.md", "two", "TWO"));
+    apply(&m, "s", replace("/memories/a.md", "five", "FIVE"));
+    let out = m.revert_event("s", &bad.event.id, "wrong", false, human()).unwrap();
+    assert_eq!(out.len(), 2, "a revert event and one command");
+    assert_eq!(text(&m, "s", "/memories/a.md", u64::MAX).as_deref(), Some("one\ntwo\nthree\nfour\nFIVE\n"));
+    let revert = m.store().get_at(out[0].position).unwrap();
+    assert_eq!(revert.event.header.kind, Kind::Revert);
+    assert_eq!(revert.event.header.causes, vec![bad.event.id]);
+    assert_eq!(m.store().get_at(out[1].position).unwrap().event.header.causes, vec![bad.event.id]);
+
+    // An edit on the same line conflicts: refused, nothing written; --force restores.
+    let bad2 = apply(&m, "s", replace("/memories/a.md", "three", "3"));
+    let later = apply(&m, "s", replace("/memories/a.md", "3", "III"));
+    let len = m.store().len();
+    match m.revert_event("s", &bad2.event.id, "wrong", false, human()).unwrap_err() {
+        Error::RevertConflict { conflicts } => {
+            assert_eq!(conflicts.len(), 1);
+            assert_eq!(conflicts[0].0, "/memories/a.md");
+            assert_eq!(conflicts[0].1, vec![(later.event.position, later.event.id)]);
+        }
+        other => panic!("expected a conflict, got {other}"),
+    }
+    assert_eq!(m.store().len(), len);
+    m.revert_event("s", &bad2.event.id, "wrong", true, human()).unwrap();
+    assert_eq!(text(&m, "s", "/memories/a.md", u64::MAX).as_deref(), Some("one\ntwo\nthree\nfour\nFIVE\n"));
+    assert!(m.store().verify(|_| ()).unwrap().is_clean());
+}
+
+#[test]
+fn revert_to_a_point_and_of_a_dream_and_of_a_delete() {
+    let dir = tempdir().unwrap();
+    let store = common::open(dir.path());
+    let m = Memory::new(store.clone());
+    apply(&m, "s", create("/memories/a.md", "a\n"));
+    let point = store.len();
+    apply(&m, "s", create("/memories/b.md", "b\n"));
+    apply(&m, "s", MemoryCommand::Delete { path: "/memories/a.md".into() });
+    let before = m.state_until("s", point).unwrap().0;
+    m.revert_to("s", point, "back", human()).unwrap();
+    assert_eq!(m.state("s").unwrap().0, before);
+    assert!(store.len() > point + 2, "history never shrinks");
+
+    let del = apply(&m, "s", MemoryCommand::Delete { path: "/memories/a.md".into() });
+    m.revert_event("s", &del.event.id, "undo delete", false, human()).unwrap();
+    assert_eq!(text(&m, "s", "/memories/a.md", u64::MAX).as_deref(), Some("a\n"));
+
+    let note = store.append(AppendBatch::one(common::note("dreams", 1))).unwrap()[0].id;
+    let not_a_dream = m.revert_dream("s", &note, "x", false, human()).unwrap_err();
+    assert!(matches!(not_a_dream, Error::WrongEvent { .. }), "a note is not a dream");
+
+    // A dream's two commands, then a human edit elsewhere in the file: the dream's
+    // lines go, the human's edit stays.
+    apply(&m, "s", create("/memories/lessons.md", "keep\n\nmiddle\n\nend\n"));
+    let dream_body = Body::Dream(Dream {
+        dreamer: "evidence".into(),
+        version: "1".into(),
+        config: CanonicalJson::null(),
+        store: "s".into(),
+        base_state: Digest::of(b""),
+        from_position: 0,
+        to_position: 1,
+        output_store: "s".into(),
+        result_state: Digest::of(b""),
+        meta: None,
+    });
+    let dream = store.append(AppendBatch::one(Draft::new("dreams", human(), dream_body))).unwrap()[0].id;
+    let mut opts = ApplyOptions::by(human());
+    opts.causes = vec![dream];
+    m.apply(
+        "s",
+        MemoryCommand::Insert { path: "/memories/lessons.md".into(), insert_line: 0, insert_text: "lesson 1".into() },
+        opts.clone(),
+    )
+    .unwrap();
+    m.apply("s", create("/memories/dreamt.md", "lesson 2\n"), opts).unwrap();
+    apply(&m, "s", replace("/memories/lessons.md", "end", "END"));
+    m.revert_dream("s", &dream, "bad lessons", false, human()).unwrap();
+    assert_eq!(text(&m, "s", "/memories/lessons.md", u64::MAX).as_deref(), Some("keep\n\nmiddle\n\nEND\n"));
+    assert_eq!(text(&m, "s", "/memories/dreamt.md", u64::MAX), None);
+}
+
+#[test]
+fn fork_and_promote() {
+    let dir = tempdir().unwrap();
+    let store = common::open(dir.path());
+    let m = Memory::new(store.clone());
+    apply(&m, "live", create("/memories/a.md", "a\n"));
+    apply(&m, "live", create("/memories/gone.md", "g\n"));
+    let fork = m.fork("live", "trial", store.len(), human()).unwrap();
+    assert!(matches!(m.fork("live", "trial", store.len(), human()).unwrap_err(), Error::StoreExists(_)));
+    apply(&m, "trial", replace("/memories/a.md", "a", "A"));
+    apply(&m, "trial", MemoryCommand::Delete { path: "/memories/gone.md".into() });
+    apply(&m, "trial", create("/memories/new.md", "n\n"));
+    apply(&m, "live", create("/memories/live-only.md", "l\n"));
+    assert_eq!(text(&m, "live", "/memories/a.md", u64::MAX).as_deref(), Some("a\n"), "the source is untouched");
+    let d = m.diff("live", u64::MAX, "trial", u64::MAX).unwrap();
+    assert_eq!(d.added, vec!["/memories/new.md".to_string()]);
+    assert_eq!(d.removed.len(), 2);
+    assert_eq!(d.changed.len(), 1);
+    let promoted = m.promote("trial", "live", human()).unwrap();
+    assert!(!promoted.is_empty());
+    for a in &promoted {
+        assert_eq!(store.get_at(a.position).unwrap().event.header.causes, vec![fork.id]);
+    }
+    assert_eq!(m.state("live").unwrap().0, m.state("trial").unwrap().0);
+    assert!(m.promote("trial", "live", human()).unwrap().is_empty(), "nothing left to promote");
+}
+
+#[test]
+fn concurrent_writers_never_apply_a_command_checked_against_a_stale_state() {
+    let dir = tempdir().unwrap();
+    let m = Memory::new(common::open(dir.path()));
+    apply(&m, "s", create("/memories/counter.md", ""));
+    // A Memory per thread: separate writers that share nothing but the log, as
+    // separate processes behind one server would; the expected version keeps them apart.
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let m = Memory::new(m.store().clone());
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    let cmd = MemoryCommand::Insert {
+                        path: "/memories/counter.md".into(),
+                        insert_line: 0,
+                        insert_text: format!("{t}-{i}"),
+                    };
+                    m.apply("s", cmd, ApplyOptions::by(Actor::Agent(format!("w{t}")))).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let state = m.state("s").unwrap().0;
+    assert_eq!(state.file("/memories/counter.md").unwrap().text.lines().count(), 100);
+    assert_eq!(m.store().stream_version(&stream_name("s")).unwrap(), Some(100));
+}
