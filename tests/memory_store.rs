@@ -68,7 +68,7 @@ fn any_point_resolves_by_position_id_tag_and_time() {
     let dir = tempdir().unwrap();
     let store = common::open(dir.path());
     let m = Memory::new(store.clone());
-    let mut draft = |cmd: MemoryCommand, t: u64| {
+    let draft = |cmd: MemoryCommand, t: u64| {
         let body =
             Body::Memory(dreamlog::Memory { store: "s".into(), command: cmd, precondition: None, session: None });
         store.append(AppendBatch::one(Draft::new(stream_name("s"), human(), body).at(t))).unwrap()[0].clone()
