@@ -175,7 +175,98 @@ fn demo_records_a_real_session_and_is_idempotent() {
     assert!(first.contains("15 events, 15 new"), "{first}");
     assert!(first.contains("transfer_to_human_agents"), "{first}");
     assert!(first.contains("all ids, body hashes, chains and indexes verify"), "{first}");
+    // The memory part: a lesson, a tag, a bad lesson, its diff, its revert.
+    assert!(
+        first.contains("-- Basic economy is not refundable")
+            && first.contains("+- Basic economy can always be refunded."),
+        "{first}"
+    );
+    assert!(first.contains("demo revert event"), "{first}");
+    let view_at_end = first.split("$ dreamlog memory view demo /memories/airline.md").nth(1).unwrap();
+    assert!(view_at_end.contains("     3\t- Basic economy is not refundable"), "{view_at_end}");
     let second = ok(&dreamlog(&db, &["demo"], None));
     assert!(second.contains("15 events, 0 new, 15 already recorded"), "{second}");
-    assert_eq!(json_lines(&ok(&dreamlog(&db, &["log", "--json"], None))).len(), 15);
+    assert!(second.contains("already recorded in store \"demo\""), "{second}");
+    assert_eq!(json_lines(&ok(&dreamlog(&db, &["log", "--json"], None))).len(), 20);
+}
+
+#[test]
+fn memory_commands_from_the_cli_print_what_the_tool_returns() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    let create = r##"{"command":"create","path":"/memories/airline.md","file_text":"# Airline\n- Ask for the reservation id.\n"}"##;
+    assert_eq!(
+        ok(&dreamlog(&db, &["memory", "apply", "support", create], None)),
+        "File created successfully at: /memories/airline.md\n"
+    );
+    // The same call again: the tool's error text on stdout, exit 1, nothing written.
+    let out = dreamlog(&db, &["memory", "apply", "support", create], None);
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Error: File /memories/airline.md already exists\n");
+    ok(&dreamlog(&db, &["tag", "v1"], None));
+    let edit =
+        r#"{"command":"str_replace","path":"/memories/airline.md","old_str":"Ask for","new_str":"Always ask for"}"#;
+    let edited =
+        ok(&dreamlog(&db, &["memory", "apply", "support", "--actor", "agent:bot", "--session", "s1"], Some(edit)));
+    assert_eq!(
+        edited,
+        "The memory file has been edited.\n     1\t# Airline\n     2\t- Always ask for the reservation id.\n"
+    );
+    let view = ok(&dreamlog(
+        &db,
+        &["memory", "apply", "support", r#"{"command":"view","path":"/memories/airline.md","view_range":[2,2]}"#],
+        None,
+    ));
+    assert_eq!(
+        view,
+        "Here's the content of /memories/airline.md with line numbers:\n     2\t- Always ask for the reservation id.\n"
+    );
+    let old = ok(&dreamlog(&db, &["memory", "view", "support", "/memories/airline.md", "--at", "v1"], None));
+    assert!(old.contains("     2\t- Ask for the reservation id."), "{old}");
+    let json: Value =
+        serde_json::from_str(&ok(&dreamlog(&db, &["memory", "view", "support", "--json"], None))).unwrap();
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["state_hash"].as_str().unwrap().len(), 64);
+
+    let history =
+        json_lines(&ok(&dreamlog(&db, &["memory", "history", "support", "/memories/airline.md", "--json"], None)));
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1]["actor"], "agent:bot");
+    assert_eq!(history[1]["body"]["session"], "s1");
+
+    let diff = ok(&dreamlog(&db, &["memory", "diff", "support", "--from", "v1", "--to", "head"], None));
+    assert!(diff.contains("changed  /memories/airline.md | +1 -1") && diff.contains("+- Always ask for"), "{diff}");
+    let stat = ok(&dreamlog(&db, &["memory", "diff", "support", "--from", "v1", "--stat"], None));
+    assert!(!stat.contains("+- Always"), "{stat}");
+
+    let blame =
+        json_lines(&ok(&dreamlog(&db, &["memory", "blame", "support", "/memories/airline.md", "--json"], None)));
+    assert_eq!(blame.len(), 2);
+    assert_eq!(blame[0]["id"], history[0]["id"]);
+    assert_eq!(blame[1]["id"], history[1]["id"]);
+
+    ok(&dreamlog(&db, &["memory", "fork", "support", "trial"], None));
+    ok(&dreamlog(&db, &["memory", "apply", "trial", r#"{"command":"delete","path":"/memories/airline.md"}"#], None));
+    let two = ok(&dreamlog(&db, &["memory", "diff", "support", "trial"], None));
+    assert!(two.contains("removed  /memories/airline.md"), "{two}");
+    let id = history[1]["id"].as_str().unwrap();
+    let reverted =
+        ok(&dreamlog(&db, &["memory", "revert", "support", "--event", &id[..12], "--reason", "bad edit"], None));
+    assert!(reverted.starts_with("reverted: 2 event(s) appended"), "{reverted}");
+    let now = ok(&dreamlog(&db, &["memory", "view", "support", "/memories/airline.md"], None));
+    assert!(now.contains("- Ask for the reservation id."), "{now}");
+    ok(&dreamlog(&db, &["memory", "promote", "trial", "--into", "support"], None));
+    let gone = dreamlog(&db, &["memory", "view", "support", "/memories/airline.md"], None);
+    assert!(!gone.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&gone.stdout),
+        "The path /memories/airline.md does not exist. Please provide a valid path.\n"
+    );
+    let err = fails(&dreamlog(&db, &["memory", "revert", "support", "--to", "v1"], None));
+    assert!(err.contains("--reason"), "{err}");
+    let err = fails(&dreamlog(&db, &["memory", "view", "support", "--at", "nope"], None));
+    assert!(err.contains("cannot resolve \"nope\""), "{err}");
+    let err = fails(&dreamlog(&db, &["memory", "apply", "support", "{bad json"], None));
+    assert!(err.contains("memory tool input"), "{err}");
+    assert!(ok(&dreamlog(&db, &["verify"], None)).contains("verify"));
 }

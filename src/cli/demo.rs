@@ -1,17 +1,23 @@
 //! `dreamlog demo`: records one real τ-bench session (tools/make_demo_session.py built
-//! it from ../shared/data; MIT, Copyright (c) 2024 Sierra) and shows `log` and `verify`.
+//! it from ../shared/data; MIT, Copyright (c) 2024 Sierra), then writes a lesson to a
+//! memory store, tags it, adds a bad lesson, shows diff and blame, reverts the bad
+//! lesson and verifies the log.
 
 use super::{open, output, parse_events, stdout_line, Cli};
+use crate::core::{Actor, Kind, MemoryCommand};
 use crate::error::Result;
+use crate::memory::{ApplyOptions, Memory};
 use crate::store::ExpectedVersion;
 
 const SESSION: &str = include_str!("demo_session.jsonl");
 const STREAM: &str = "session/tau-bench-airline-12-1";
+const STORE: &str = "demo";
+const FILE: &str = "/memories/airline.md";
 
 pub(super) fn run(cli: &Cli) -> Result<()> {
     let store = open(cli, true)?;
     let mut batch = parse_events("demo session", Box::new(SESSION.as_bytes()), Some(STREAM))?;
-    // Expecting no stream makes the demo idempotent: a second run finds the same events
+    // Expecting no stream makes this idempotent: a second run finds the same events
     // (same ids, since their times are fixed) and writes nothing.
     batch.expectations.push((STREAM.to_owned(), ExpectedVersion::NoStream));
     let appended = store.append(batch)?;
@@ -22,8 +28,35 @@ pub(super) fn run(cli: &Cli) -> Result<()> {
         appended.len() - fresh
     ))?;
     stdout_line(&format!("\n$ dreamlog log --stream {STREAM}"))?;
-    for e in store.read_stream(STREAM, 0, usize::MAX)? {
-        stdout_line(&output::log_line(&e))?;
+    let session = store.read_stream(STREAM, 0, usize::MAX)?;
+    for e in &session {
+        stdout_line(&output::log_line(e))?;
+    }
+
+    let mem = Memory::new(store.clone());
+    if store.stream_version(&crate::memory::stream_name(STORE))?.is_none() {
+        memory_story(&mem, &session)?;
+    } else {
+        stdout_line(&format!("\n(the memory part of the demo is already recorded in store {STORE:?}; showing it)"))?;
+    }
+    stdout_line(&format!("\n$ dreamlog memory history {STORE}"))?;
+    for e in mem.history(STORE, None)? {
+        stdout_line(&format!(
+            "{:>8}  {}  {:<24} {}",
+            e.position,
+            e.id().short(12),
+            e.event.header.actor.to_string(),
+            e.event.body.summary()
+        ))?;
+    }
+    stdout_line(&format!("\n$ dreamlog memory blame {STORE} {FILE}"))?;
+    for l in mem.blame(STORE, FILE, store.len())? {
+        let evidence = if l.evidence.is_empty() {
+            String::new()
+        } else {
+            format!("   <- causes {}", l.evidence.iter().map(|e| e.short(12)).collect::<Vec<_>>().join(","))
+        };
+        stdout_line(&format!("{} {:<24} {:>3}| {}{evidence}", l.id.short(12), l.actor, l.line, l.text))?;
     }
     stdout_line("\n$ dreamlog verify")?;
     let report = store.verify(|_| {})?;
@@ -33,5 +66,61 @@ pub(super) fn run(cli: &Cli) -> Result<()> {
     if !report.is_clean() {
         return Err(crate::error::Error::Storage("verify found problems".into()));
     }
+    Ok(())
+}
+
+/// Lesson, tag, bad lesson, diff, revert: the rollback loop in six commands.
+fn memory_story(mem: &Memory, session: &[crate::store::StoredEvent]) -> Result<()> {
+    let agent = Actor::Agent("gpt-4o-airline".into());
+    let grade = session.iter().find(|e| e.event.header.kind == Kind::Grade).map(|e| e.id());
+    let mut opts = ApplyOptions::by(agent.clone());
+    opts.session = Some("tau-bench-airline-12-1".into());
+    opts.causes = grade.into_iter().collect();
+
+    let lesson = MemoryCommand::Create {
+        path: FILE.into(),
+        file_text: "# Airline lessons\n- Ask for the user id, then look the reservation up with get_user_details.\n- Basic economy is not refundable: offer a transfer to a human agent.\n".into(),
+    };
+    stdout_line(&format!(
+        "\n$ dreamlog memory apply {STORE} '{}'",
+        serde_json::to_string(&lesson).unwrap_or_default()
+    ))?;
+    stdout_line(&mem.apply(STORE, lesson, opts.clone())?.text)?;
+
+    let v1 = mem.store().len();
+    let tag = mem.tag("demo-v1", v1, Actor::Human("demo".into()))?;
+    stdout_line(&format!("\n$ dreamlog tag demo-v1\ntag demo-v1 = position {} (event {})", v1 - 1, tag.id.short(12)))?;
+
+    let bad = MemoryCommand::StrReplace {
+        path: FILE.into(),
+        old_str: "- Basic economy is not refundable: offer a transfer to a human agent.".into(),
+        new_str: "- Basic economy can always be refunded.".into(),
+    };
+    stdout_line(&format!(
+        "\n$ dreamlog memory apply {STORE} '{}'   # a bad lesson",
+        serde_json::to_string(&bad).unwrap_or_default()
+    ))?;
+    let bad_event = mem.apply(STORE, bad, ApplyOptions::by(agent))?;
+    stdout_line(&bad_event.text)?;
+
+    stdout_line(&format!("\n$ dreamlog memory diff {STORE} --from demo-v1 --to head"))?;
+    let d = mem.diff(STORE, mem.resolve_point("demo-v1")?, STORE, mem.store().len())?;
+    stdout_line(&output::memory_diff(&d, false))?;
+
+    stdout_line(&format!(
+        "\n$ dreamlog memory revert {STORE} --event {} --reason \"basic economy is not refundable\"",
+        bad_event.event.id.short(12)
+    ))?;
+    let reverted = mem.revert_event(
+        STORE,
+        &bad_event.event.id,
+        "basic economy is not refundable",
+        false,
+        Actor::Human("demo".into()),
+    )?;
+    stdout_line(&format!("reverted: {} event(s) appended; nothing was deleted", reverted.len()))?;
+    stdout_line(&format!("\n$ dreamlog memory view {STORE} {FILE}"))?;
+    let (state, _) = mem.state(STORE)?;
+    stdout_line(&state.view(FILE, None)?)?;
     Ok(())
 }

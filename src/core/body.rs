@@ -606,7 +606,14 @@ impl Body {
             },
             Body::Dream(b) => format!("{}@{} {} -> {}", b.dreamer, b.version, b.store, b.output_store),
             Body::LlmExchange(b) => format!("{} {}", b.api, b.model),
-            Body::Revert(b) => format!("{} {:?}: {}", b.store, b.target, clip(&b.reason, 40)),
+            Body::Revert(b) => {
+                let what = match &b.target {
+                    RevertTarget::Event(id) => format!("event {}", id.short(12)),
+                    RevertTarget::Dream(id) => format!("dream {}", id.short(12)),
+                    RevertTarget::Position(p) => format!("to position {p}"),
+                };
+                format!("{} revert {what}: {}", b.store, clip(&b.reason, 40))
+            }
             Body::Tag(b) => format!("{} = {}", b.name, b.position),
             Body::StoreFork(b) => format!("{} from {}@{}", b.store, b.source, b.position),
             Body::Redact(b) => format!("{}: {}", b.target.short(12), clip(&b.reason, 40)),
