@@ -243,7 +243,7 @@ impl Memory {
             // A command that fails does nothing, exactly as the tool would have done
             // (appends through `apply` are checked; raw appends are not).
             Body::Memory(m) => {
-                let _ = state.apply(&m.command, None);
+                state.replay(&m.command);
             }
             _ => {}
         }
@@ -458,7 +458,7 @@ impl Memory {
                     let Some(old) = cur.take() else { continue };
                     let mut s = MemoryState::new();
                     s.put(path, &old.text);
-                    if s.apply(&m.command, None).is_err() {
+                    if !s.replay(&m.command) {
                         cur = Some(old);
                         continue;
                     }
@@ -582,7 +582,7 @@ impl Memory {
         let mut conflicts: BTreeMap<String, Vec<(u64, EventId)>> = BTreeMap::new();
         for p in &touched {
             let (now, then, was) = (current.file(p), after.file(p), before.file(p));
-            let restored = if now.map(|f| f.hash) == then.map(|f| f.hash) {
+            let restored = if now.map(|f| &f.text) == then.map(|f| &f.text) {
                 Some(was.map(|f| f.text.to_string()))
             } else if let (Some(n), Some(t), Some(w)) = (now, then, was) {
                 merge3(&t.text, &n.text, &w.text).map(Some)
@@ -632,16 +632,22 @@ impl Memory {
 fn carry_origins(old: Attributed, new_text: String, origin: &Arc<Origin>) -> Attributed {
     let old_lines = split_lines(&old.text);
     let new_lines = split_lines(&new_text);
+    // Edits are local: diff only what lies between the common head and tail.
+    let head = old_lines.iter().zip(&new_lines).take_while(|(a, b)| a == b).count();
+    let tail = old_lines[head..].iter().rev().zip(new_lines[head..].iter().rev()).take_while(|(a, b)| a == b).count();
+    let (old_mid, new_mid) = (&old_lines[head..old_lines.len() - tail], &new_lines[head..new_lines.len() - tail]);
     let mut lines = Vec::with_capacity(new_lines.len());
-    for op in similar::capture_diff_slices(similar::Algorithm::Myers, &old_lines, &new_lines) {
+    lines.extend(old.lines[..head].iter().cloned());
+    for op in similar::capture_diff_slices(similar::Algorithm::Myers, old_mid, new_mid) {
         match op {
             similar::DiffOp::Equal { old_index, len, .. } => {
-                lines.extend(old.lines[old_index..old_index + len].iter().cloned());
+                lines.extend(old.lines[head + old_index..head + old_index + len].iter().cloned());
             }
             similar::DiffOp::Insert { new_len, .. } => lines.extend(std::iter::repeat_n(origin.clone(), new_len)),
             similar::DiffOp::Replace { new_len, .. } => lines.extend(std::iter::repeat_n(origin.clone(), new_len)),
             similar::DiffOp::Delete { .. } => {}
         }
     }
+    lines.extend(old.lines[old.lines.len() - tail..].iter().cloned());
     Attributed { text: new_text, lines }
 }

@@ -270,3 +270,53 @@ fn memory_commands_from_the_cli_print_what_the_tool_returns() {
     assert!(err.contains("memory tool input"), "{err}");
     assert!(ok(&dreamlog(&db, &["verify"], None)).contains("verify"));
 }
+
+#[test]
+fn memory_json_output_matches_its_schemas() {
+    fn validator(name: &str) -> jsonschema::Validator {
+        let load = |n: &str| -> Value {
+            serde_json::from_str(&std::fs::read_to_string(common::root().join("schemas").join(n)).unwrap()).unwrap()
+        };
+        let registry = jsonschema::Registry::new()
+            .add("https://dreamlog.dev/schemas/event.schema.json", load("event.schema.json"))
+            .unwrap()
+            .prepare()
+            .unwrap();
+        jsonschema::options().with_registry(&registry).build(&load(name)).unwrap()
+    }
+    let check = |schema: &str, value: &Value| {
+        let v = validator(schema);
+        let errors: Vec<String> = v.iter_errors(value).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{schema}: {value}\n{errors:#?}");
+    };
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    let input = r#"{"command":"create","path":"/memories/a.md","file_text":"one\ntwo\n"}"#;
+    check("memory-tool-input.schema.json", &serde_json::from_str(input).unwrap());
+    let applied: Value =
+        serde_json::from_str(&ok(&dreamlog(&db, &["memory", "apply", "s", input, "--json"], None))).unwrap();
+    check("memory-apply-result.schema.json", &applied);
+    let refused = dreamlog(&db, &["memory", "apply", "s", input, "--json"], None);
+    let refused: Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(refused["error"]["type"], "already_exists");
+    check("memory-apply-result.schema.json", &refused);
+    ok(&dreamlog(
+        &db,
+        &["memory", "apply", "s", r#"{"command":"str_replace","path":"/memories/a.md","old_str":"two","new_str":"2"}"#],
+        None,
+    ));
+    check(
+        "memory-view.schema.json",
+        &serde_json::from_str(&ok(&dreamlog(&db, &["memory", "view", "s", "--json"], None))).unwrap(),
+    );
+    for line in json_lines(&ok(&dreamlog(&db, &["memory", "blame", "s", "/memories/a.md", "--json"], None))) {
+        check("blame-line.schema.json", &line);
+    }
+    let diff: Value =
+        serde_json::from_str(&ok(&dreamlog(&db, &["memory", "diff", "s", "--from", "0", "--json"], None))).unwrap();
+    assert_eq!(diff["changed"][0]["insertions"], 1);
+    check("memory-diff.schema.json", &diff);
+    for line in json_lines(&ok(&dreamlog(&db, &["memory", "history", "s", "--json"], None))) {
+        check("export-line.schema.json", &line);
+    }
+}

@@ -87,21 +87,34 @@ pub fn validate_path(path: &str) -> Result<String, ToolError> {
     Ok(trimmed.to_owned())
 }
 
-/// One file: its text and content hash.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One file: its text and (computed when first asked for) its content hash.
+#[derive(Clone, Debug)]
 pub struct File {
     /// UTF-8 text.
     pub text: Arc<str>,
-    /// BLAKE3 of the text.
-    pub hash: Digest,
+    hash: std::sync::OnceLock<Digest>,
 }
 
 impl File {
     /// A file holding `text`.
     pub fn new(text: &str) -> File {
-        File { text: Arc::from(text), hash: Digest::of(text.as_bytes()) }
+        File { text: Arc::from(text), hash: std::sync::OnceLock::new() }
+    }
+
+    /// BLAKE3 of the text. Folds edit files far more often than they compare them, so
+    /// the hash is computed lazily, once.
+    pub fn hash(&self) -> Digest {
+        *self.hash.get_or_init(|| Digest::of(self.text.as_bytes()))
     }
 }
+
+impl PartialEq for File {
+    fn eq(&self, other: &File) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for File {}
 
 /// The state of a memory store: files by path. Directories are implied by file paths.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -204,7 +217,7 @@ impl MemoryState {
                 h.update(&[0x00]);
                 h.update(&(p.len() as u64).to_le_bytes());
                 h.update(p.as_bytes());
-                h.update(&f.hash.0);
+                h.update(&f.hash().0);
                 *h.finalize().as_bytes()
             })
             .collect();
@@ -302,6 +315,21 @@ impl MemoryState {
     /// Applies a command: on success the state changes and the tool's success text is
     /// returned; on failure nothing changes.
     pub fn apply(&mut self, cmd: &MemoryCommand, precondition: Option<&Digest>) -> Result<String, ToolError> {
+        self.apply_mode(cmd, precondition, true)
+    }
+
+    /// Applies a recorded command during a fold: same effect as [`MemoryState::apply`]
+    /// without building the result text. Returns whether it applied.
+    pub fn replay(&mut self, cmd: &MemoryCommand) -> bool {
+        self.apply_mode(cmd, None, false).is_ok()
+    }
+
+    fn apply_mode(
+        &mut self,
+        cmd: &MemoryCommand,
+        precondition: Option<&Digest>,
+        snippet: bool,
+    ) -> Result<String, ToolError> {
         let target = match cmd {
             MemoryCommand::Create { path, .. }
             | MemoryCommand::StrReplace { path, .. }
@@ -310,7 +338,7 @@ impl MemoryState {
             MemoryCommand::Rename { old_path, .. } => validate_path(old_path)?,
         };
         if let Some(expected) = precondition {
-            let actual = self.files.get(&target).map(|f| f.hash);
+            let actual = self.files.get(&target).map(|f| f.hash());
             if actual.as_ref() != Some(expected) {
                 return Err(err(
                     ToolErrorKind::Conflict,
@@ -323,7 +351,7 @@ impl MemoryState {
         }
         match cmd {
             MemoryCommand::Create { file_text, .. } => self.create(&target, file_text),
-            MemoryCommand::StrReplace { old_str, new_str, .. } => self.str_replace(&target, old_str, new_str),
+            MemoryCommand::StrReplace { old_str, new_str, .. } => self.str_replace(&target, old_str, new_str, snippet),
             MemoryCommand::Insert { insert_line, insert_text, .. } => self.insert(&target, *insert_line, insert_text),
             MemoryCommand::Delete { .. } => self.delete(&target),
             MemoryCommand::Rename { new_path, .. } => {
@@ -370,7 +398,7 @@ impl MemoryState {
         Ok(format!("File created successfully at: {path}"))
     }
 
-    fn str_replace(&mut self, path: &str, old: &str, new: &str) -> Result<String, ToolError> {
+    fn str_replace(&mut self, path: &str, old: &str, new: &str, snippet: bool) -> Result<String, ToolError> {
         let Some(f) = self.files.get(path) else {
             return Err(err(
                 ToolErrorKind::NotFound,
@@ -403,6 +431,10 @@ impl MemoryState {
         let at = starts[0];
         let updated = format!("{}{new}{}", &text[..at], &text[at + old.len()..]);
         Self::check_size(path, updated.len())?;
+        if !snippet {
+            self.files.insert(path.to_owned(), File::new(&updated));
+            return Ok(String::new());
+        }
         // A snippet of the edited region with four lines of context either side.
         let first_line = text[..at].matches('\n').count();
         let last_line = first_line + new.matches('\n').count();
@@ -529,7 +561,7 @@ pub fn diff_states(a: &MemoryState, b: &MemoryState) -> MemoryDiff {
     for (p, f) in &a.files {
         match b.files.get(p) {
             None => removed.push((p, f)),
-            Some(g) if g.hash != f.hash => {
+            Some(g) if g.text != f.text => {
                 let td = similar::TextDiff::from_lines(f.text.as_ref(), g.text.as_ref());
                 let (mut ins, mut del) = (0, 0);
                 for op in td.ops() {
@@ -551,7 +583,7 @@ pub fn diff_states(a: &MemoryState, b: &MemoryState) -> MemoryDiff {
     let mut added: Vec<(&String, &File)> = b.files.iter().filter(|(p, _)| !a.files.contains_key(*p)).collect();
     // A removed file whose exact content reappears under an added path is a rename.
     removed.retain(|(rp, rf)| {
-        if let Some(i) = added.iter().position(|(_, af)| af.hash == rf.hash) {
+        if let Some(i) = added.iter().position(|(_, af)| af.text == rf.text) {
             let (ap, _) = added.remove(i);
             d.renamed.push(((*rp).clone(), ap.clone()));
             false
@@ -578,7 +610,7 @@ pub fn restore_commands(
     let mut cmds = Vec::new();
     for p in paths {
         match (current.files.get(p), target.files.get(p)) {
-            (Some(c), Some(t)) if c.hash == t.hash => {}
+            (Some(c), Some(t)) if c.text == t.text => {}
             // Replacing the whole text keeps blame of the unchanged lines (blame diffs
             // the before and after of every edit); an empty file cannot be matched.
             (Some(c), Some(t)) if !c.text.is_empty() => cmds.push(MemoryCommand::StrReplace {
