@@ -10,6 +10,22 @@ use dreamlog::{
 };
 use tempfile::tempdir;
 
+/// A `dream` body for store `store` (what a dreamer records; its output is cited by id).
+fn dream_body(store: &str) -> Body {
+    Body::Dream(Dream {
+        dreamer: "evidence".into(),
+        version: "1".into(),
+        config: CanonicalJson::null(),
+        store: store.into(),
+        base_state: Digest::of(b""),
+        from_position: 0,
+        to_position: 1,
+        output_store: store.into(),
+        result_state: Digest::of(b""),
+        meta: None,
+    })
+}
+
 fn human() -> Actor {
     Actor::Human("ada".into())
 }
@@ -149,18 +165,7 @@ fn blame_follows_edits_renames_and_forks_and_names_dreams_and_evidence() {
         )))
         .unwrap()[0]
         .id;
-    let dream_body = Body::Dream(Dream {
-        dreamer: "evidence".into(),
-        version: "1".into(),
-        config: CanonicalJson::null(),
-        store: "s".into(),
-        base_state: Digest::of(b""),
-        from_position: 0,
-        to_position: 2,
-        output_store: "s".into(),
-        result_state: Digest::of(b""),
-        meta: None,
-    });
+    let dream_body = dream_body("s");
     let dream = store
         .append(AppendBatch::one(Draft::new(
             "dreams",
@@ -262,18 +267,7 @@ fn revert_to_a_point_and_of_a_dream_and_of_a_delete() {
     // A dream's two commands, then a human edit elsewhere in the file: the dream's
     // lines go, the human's edit stays.
     apply(&m, "s", create("/memories/lessons.md", "keep\n\nmiddle\n\nend\n"));
-    let dream_body = Body::Dream(Dream {
-        dreamer: "evidence".into(),
-        version: "1".into(),
-        config: CanonicalJson::null(),
-        store: "s".into(),
-        base_state: Digest::of(b""),
-        from_position: 0,
-        to_position: 1,
-        output_store: "s".into(),
-        result_state: Digest::of(b""),
-        meta: None,
-    });
+    let dream_body = dream_body("s");
     let dream = store.append(AppendBatch::one(Draft::new("dreams", human(), dream_body))).unwrap()[0].id;
     let mut opts = ApplyOptions::by(human());
     opts.causes = vec![dream];
