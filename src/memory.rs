@@ -89,17 +89,11 @@ pub struct BlameLine {
     pub evidence: Vec<EventId>,
 }
 
-/// Line origin during blame.
-#[derive(Clone, Debug)]
-struct Origin {
-    position: u64,
-}
-
-/// A file with the origin of each line.
+/// A file with the origin of each line: the position of the event that wrote it.
 #[derive(Clone, Debug)]
 struct Attributed {
     text: String,
-    lines: Vec<Arc<Origin>>,
+    lines: Vec<u64>,
 }
 
 fn split_lines(text: &str) -> Vec<&str> {
@@ -390,10 +384,10 @@ impl Memory {
         let mut cache: HashMap<u64, StoredEvent> = HashMap::new();
         let mut kinds: HashMap<EventId, Kind> = HashMap::new();
         let mut out = Vec::with_capacity(file.lines.len());
-        for (i, (text, origin)) in split_lines(&file.text).into_iter().zip(&file.lines).enumerate() {
-            let e = match cache.entry(origin.position) {
+        for (i, (text, &origin)) in split_lines(&file.text).into_iter().zip(&file.lines).enumerate() {
+            let e = match cache.entry(origin) {
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => v.insert(self.store.get_at(origin.position)?),
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(self.store.get_at(origin)?),
             };
             let mut dream = None;
             let mut evidence = Vec::new();
@@ -443,16 +437,14 @@ impl Memory {
                 break;
             }
             let Body::Memory(m) = &e.event.body else { continue };
-            let origin = Arc::new(Origin { position: e.position });
+            let origin = e.position;
             let covers = |p: &str| {
                 p == path || (path.len() > p.len() && path.starts_with(p) && path.as_bytes()[p.len()] == b'/')
             };
             match &m.command {
                 MemoryCommand::Create { path: p, file_text } if p == path => {
-                    cur = Some(Attributed {
-                        text: file_text.clone(),
-                        lines: split_lines(file_text).iter().map(|_| origin.clone()).collect(),
-                    });
+                    cur =
+                        Some(Attributed { text: file_text.clone(), lines: vec![origin; split_lines(file_text).len()] });
                 }
                 MemoryCommand::StrReplace { path: p, .. } | MemoryCommand::Insert { path: p, .. } if p == path => {
                     let Some(old) = cur.take() else { continue };
@@ -463,7 +455,7 @@ impl Memory {
                         continue;
                     }
                     let new_text = s.file(path).map(|f| f.text.to_string()).unwrap_or_default();
-                    cur = Some(carry_origins(old, new_text, &origin));
+                    cur = Some(carry_origins(old, new_text, origin));
                 }
                 MemoryCommand::Delete { path: p } if covers(p) => cur = None,
                 MemoryCommand::Rename { old_path, new_path } => {
@@ -629,7 +621,7 @@ impl Memory {
 
 /// Carries line origins from `old` to `new_text`: unchanged lines keep theirs, new lines
 /// get `origin`.
-fn carry_origins(old: Attributed, new_text: String, origin: &Arc<Origin>) -> Attributed {
+fn carry_origins(old: Attributed, new_text: String, origin: u64) -> Attributed {
     let old_lines = split_lines(&old.text);
     let new_lines = split_lines(&new_text);
     // Edits are local: diff only what lies between the common head and tail.
@@ -637,17 +629,18 @@ fn carry_origins(old: Attributed, new_text: String, origin: &Arc<Origin>) -> Att
     let tail = old_lines[head..].iter().rev().zip(new_lines[head..].iter().rev()).take_while(|(a, b)| a == b).count();
     let (old_mid, new_mid) = (&old_lines[head..old_lines.len() - tail], &new_lines[head..new_lines.len() - tail]);
     let mut lines = Vec::with_capacity(new_lines.len());
-    lines.extend(old.lines[..head].iter().cloned());
+    lines.extend_from_slice(&old.lines[..head]);
     for op in similar::capture_diff_slices(similar::Algorithm::Myers, old_mid, new_mid) {
         match op {
             similar::DiffOp::Equal { old_index, len, .. } => {
-                lines.extend(old.lines[head + old_index..head + old_index + len].iter().cloned());
+                lines.extend_from_slice(&old.lines[head + old_index..head + old_index + len]);
             }
-            similar::DiffOp::Insert { new_len, .. } => lines.extend(std::iter::repeat_n(origin.clone(), new_len)),
-            similar::DiffOp::Replace { new_len, .. } => lines.extend(std::iter::repeat_n(origin.clone(), new_len)),
+            similar::DiffOp::Insert { new_len, .. } | similar::DiffOp::Replace { new_len, .. } => {
+                lines.extend(std::iter::repeat_n(origin, new_len))
+            }
             similar::DiffOp::Delete { .. } => {}
         }
     }
-    lines.extend(old.lines[old.lines.len() - tail..].iter().cloned());
+    lines.extend_from_slice(&old.lines[old.lines.len() - tail..]);
     Attributed { text: new_text, lines }
 }

@@ -55,6 +55,11 @@ fn err(kind: ToolErrorKind, message: impl Into<String>) -> ToolError {
 /// backslashes), no empty segments, no control characters, within the length and depth
 /// bounds.
 pub fn validate_path(path: &str) -> Result<String, ToolError> {
+    check_path(path).map(str::to_owned)
+}
+
+/// [`validate_path`] without allocating: the normalised path is a slice of the input.
+pub fn check_path(path: &str) -> Result<&str, ToolError> {
     let invalid = |reason: &str| err(ToolErrorKind::Invalid, format!("Error: Invalid path {path:?}: {reason}"));
     if path.len() > MAX_PATH_BYTES {
         return Err(invalid(&format!("longer than {MAX_PATH_BYTES} bytes")));
@@ -65,26 +70,28 @@ pub fn validate_path(path: &str) -> Result<String, ToolError> {
     if path.contains('\\') {
         return Err(invalid("backslashes are not allowed"));
     }
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") {
+    let encoded = path.match_indices('%').any(|(i, _)| {
+        let code = path.get(i + 1..i + 3).map(|c| c.to_ascii_lowercase());
+        matches!(code.as_deref(), Some("2e" | "2f" | "5c" | "00"))
+    });
+    if encoded {
         return Err(invalid("percent-encoded dots, slashes and NUL are not allowed"));
     }
     let trimmed = if path.len() > 1 && path.ends_with('/') { &path[..path.len() - 1] } else { path };
     if trimmed != ROOT && !trimmed.starts_with("/memories/") {
         return Err(invalid("every path must be inside /memories"));
     }
-    let segments: Vec<&str> = trimmed[ROOT.len()..].split('/').skip(1).collect();
-    if segments.len() > MAX_DEPTH {
-        return Err(invalid(&format!("deeper than {MAX_DEPTH} levels")));
-    }
-    for s in &segments {
-        match *s {
+    for (depth, s) in trimmed[ROOT.len()..].split('/').skip(1).enumerate() {
+        if depth >= MAX_DEPTH {
+            return Err(invalid(&format!("deeper than {MAX_DEPTH} levels")));
+        }
+        match s {
             "" => return Err(invalid("empty path segment")),
             "." | ".." => return Err(invalid("'.' and '..' segments are not allowed")),
             _ => {}
         }
     }
-    Ok(trimmed.to_owned())
+    Ok(trimmed)
 }
 
 /// One file: its text and (computed when first asked for) its content hash.
@@ -334,11 +341,11 @@ impl MemoryState {
             MemoryCommand::Create { path, .. }
             | MemoryCommand::StrReplace { path, .. }
             | MemoryCommand::Insert { path, .. }
-            | MemoryCommand::Delete { path } => validate_path(path)?,
-            MemoryCommand::Rename { old_path, .. } => validate_path(old_path)?,
+            | MemoryCommand::Delete { path } => check_path(path)?,
+            MemoryCommand::Rename { old_path, .. } => check_path(old_path)?,
         };
         if let Some(expected) = precondition {
-            let actual = self.files.get(&target).map(|f| f.hash());
+            let actual = self.files.get(target).map(|f| f.hash());
             if actual.as_ref() != Some(expected) {
                 return Err(err(
                     ToolErrorKind::Conflict,
@@ -350,13 +357,13 @@ impl MemoryState {
             }
         }
         match cmd {
-            MemoryCommand::Create { file_text, .. } => self.create(&target, file_text),
-            MemoryCommand::StrReplace { old_str, new_str, .. } => self.str_replace(&target, old_str, new_str, snippet),
-            MemoryCommand::Insert { insert_line, insert_text, .. } => self.insert(&target, *insert_line, insert_text),
-            MemoryCommand::Delete { .. } => self.delete(&target),
+            MemoryCommand::Create { file_text, .. } => self.create(target, file_text),
+            MemoryCommand::StrReplace { old_str, new_str, .. } => self.str_replace(target, old_str, new_str, snippet),
+            MemoryCommand::Insert { insert_line, insert_text, .. } => self.insert(target, *insert_line, insert_text),
+            MemoryCommand::Delete { .. } => self.delete(target),
             MemoryCommand::Rename { new_path, .. } => {
-                let new_path = validate_path(new_path)?;
-                self.rename(&target, &new_path)
+                let new_path = check_path(new_path)?;
+                self.rename(target, new_path)
             }
         }
     }
@@ -429,10 +436,15 @@ impl MemoryState {
             }
         }
         let at = starts[0];
-        let updated = format!("{}{new}{}", &text[..at], &text[at + old.len()..]);
+        let mut updated = String::with_capacity(text.len() + new.len() - old.len().min(text.len() + new.len()));
+        updated.push_str(&text[..at]);
+        updated.push_str(new);
+        updated.push_str(&text[at + old.len()..]);
         Self::check_size(path, updated.len())?;
         if !snippet {
-            self.files.insert(path.to_owned(), File::new(&updated));
+            if let Some(f) = self.files.get_mut(path) {
+                *f = File::new(&updated);
+            }
             return Ok(String::new());
         }
         // A snippet of the edited region with four lines of context either side.

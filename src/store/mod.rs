@@ -485,18 +485,29 @@ impl Store {
         Ok(out)
     }
 
+    /// Events at ascending `positions`, read with one iterator: a step to the next key
+    /// when positions are adjacent (dense streams read at scan speed), a seek otherwise.
     fn get_many(&self, positions: &[u64]) -> Result<Vec<StoredEvent>> {
-        let cf = self.cf(CF_LOG);
-        let keys: Vec<_> = positions.iter().map(|p| (cf, layout::pos_key(*p))).collect();
-        let values = self.inner.db.multi_get_cf(keys);
-        positions
-            .iter()
-            .zip(values)
-            .map(|(pos, v)| match v? {
-                Some(raw) => decode_record(*pos, &raw),
-                None => Err(Error::Corrupt { position: *pos, reason: "index points at a missing record".into() }),
-            })
-            .collect()
+        let mut out = Vec::with_capacity(positions.len());
+        let mut it = self.inner.db.raw_iterator_cf(self.cf(CF_LOG));
+        let mut at: Option<u64> = None;
+        for &pos in positions {
+            match at {
+                Some(a) if a + 1 == pos => it.next(),
+                Some(a) if a == pos => {}
+                _ => it.seek(layout::pos_key(pos)),
+            }
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                it.status()?;
+                return Err(Error::Corrupt { position: pos, reason: "index points at a missing record".into() });
+            };
+            if layout::be_u64(k) != Some(pos) {
+                return Err(Error::Corrupt { position: pos, reason: "index points at a missing record".into() });
+            }
+            out.push(decode_record(pos, v)?);
+            at = Some(pos);
+        }
+        Ok(out)
     }
 
     /// Positions of the `memory` events of `store` that name exactly `path`, in order.
