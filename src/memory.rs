@@ -455,7 +455,17 @@ impl Memory {
                         continue;
                     }
                     let new_text = s.file(path).map(|f| f.text.to_string()).unwrap_or_default();
-                    cur = Some(carry_origins(old, new_text, origin));
+                    cur = Some(match &m.command {
+                        // An insert only adds lines at `insert_line`: no diff needed.
+                        MemoryCommand::Insert { insert_line, .. } => {
+                            let added = split_lines(&new_text).len().saturating_sub(old.lines.len());
+                            let mut lines = old.lines;
+                            let at = (*insert_line as usize).min(lines.len());
+                            lines.splice(at..at, std::iter::repeat_n(origin, added));
+                            Attributed { text: new_text, lines }
+                        }
+                        _ => carry_origins(old, new_text, origin),
+                    });
                 }
                 MemoryCommand::Delete { path: p } if covers(p) => cur = None,
                 MemoryCommand::Rename { old_path, new_path } => {

@@ -340,3 +340,38 @@ fn concurrent_writers_never_apply_a_command_checked_against_a_stale_state() {
     assert_eq!(state.file("/memories/counter.md").unwrap().text.lines().count(), 100);
     assert_eq!(m.store().stream_version(&stream_name("s")).unwrap(), Some(100));
 }
+
+#[test]
+fn blame_names_the_revision_that_wrote_each_line_over_many_edits() {
+    // Every line's text names the revision that wrote it, so blame can be checked line
+    // by line against the history that produced the file.
+    let dir = tempdir().unwrap();
+    let m = Memory::new(common::open(dir.path()));
+    let doc = "/memories/doc.md";
+    let first = apply(&m, "s", create(doc, &(0..10).map(|i| format!("rev 0 line {i}\n")).collect::<String>()));
+    let mut revisions = vec![first.event.id];
+    let mut lines: Vec<String> = (0..10).map(|i| format!("rev 0 line {i}")).collect();
+    let mut seed = 12345u64;
+    for rev in 1..200u64 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let at = (seed % lines.len() as u64) as usize;
+        let cmd = if rev % 3 == 0 {
+            let new = format!("rev {rev} line {at}");
+            let old = std::mem::replace(&mut lines[at], new.clone());
+            replace(doc, &format!("{old}\n"), &format!("{new}\n"))
+        } else {
+            let new = format!("rev {rev} inserted");
+            lines.insert(at, new.clone());
+            MemoryCommand::Insert { path: doc.into(), insert_line: at as u64, insert_text: new }
+        };
+        revisions.push(apply(&m, "s", cmd).event.id);
+    }
+    let blame = m.blame("s", doc, u64::MAX).unwrap();
+    assert_eq!(blame.iter().map(|l| l.text.clone()).collect::<Vec<_>>(), lines);
+    for l in &blame {
+        let rev: usize = l.text.split(' ').nth(1).unwrap().parse().unwrap();
+        assert_eq!(l.id, revisions[rev], "line {:?}", l.text);
+    }
+}
