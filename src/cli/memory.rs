@@ -148,7 +148,7 @@ fn print_appended(cli: &Cli, what: &str, appended: &[Appended]) -> Result<()> {
 /// `tag NAME --at POINT`.
 pub fn tag(cli: &Cli, name: &str, at: &str, actor: Option<Actor>) -> Result<ExitCode> {
     let store = open(cli, false)?;
-    let mem = Memory::new(store.clone());
+    let mem = Memory::new(store.clone()).with_snapshot_every(cli.snapshot_every);
     let until = mem.resolve_point(at)?;
     let a = mem.tag(name, until, actor.unwrap_or_else(default_actor))?;
     if cli.json {
@@ -169,7 +169,7 @@ pub fn run(cli: &Cli, cmd: &MemoryCmd) -> Result<ExitCode> {
         MemoryCmd::Apply { .. } | MemoryCmd::Revert(_) | MemoryCmd::Fork { .. } | MemoryCmd::Promote { .. }
     );
     let store = open(cli, writes)?;
-    let mem = Memory::new(store.clone());
+    let mem = Memory::new(store.clone()).with_snapshot_every(cli.snapshot_every);
     let code = run_with(cli, &mem, cmd)?;
     store.close()?;
     Ok(code)
@@ -317,7 +317,12 @@ fn run_with(cli: &Cli, mem: &Memory, cmd: &MemoryCmd) -> Result<ExitCode> {
                 let until = mem.resolve_point(args.to.as_deref().unwrap_or("head"))?;
                 mem.revert_to(&args.store, until, &args.reason, actor)?
             };
-            print_appended(cli, "reverted", &appended)?;
+            let what = if args.force {
+                "reverted (--force: files that later edits conflicted with were restored whole; the revert event's reason says which)"
+            } else {
+                "reverted"
+            };
+            print_appended(cli, what, &appended)?;
         }
         MemoryCmd::Fork { source, new, at } => {
             let until = mem.resolve_point(at)?;

@@ -32,6 +32,9 @@ pub struct Cli {
     /// Print JSON (one object per line for lists) instead of text for people.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Snapshot each memory store every N of its events (0: never).
+    #[arg(long, global = true, env = "DREAMLOG_SNAPSHOT_EVERY", default_value_t = crate::memory::DEFAULT_SNAPSHOT_EVERY)]
+    pub snapshot_every: u64,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
