@@ -25,6 +25,7 @@ pub mod cli;
 pub mod core;
 pub mod error;
 pub mod exchange;
+pub mod import;
 pub mod memory;
 pub mod store;
 

@@ -3,6 +3,7 @@
 //! JSON with `--json` (one object per line for lists).
 
 mod demo;
+mod import;
 mod memory;
 mod output;
 
@@ -122,10 +123,15 @@ pub struct ExportArgs {
 /// Arguments of `import`.
 #[derive(Args, Debug)]
 pub struct ImportArgs {
-    /// `[FORMAT] FILE...`: FORMAT is `dreamlog` (an export, the default); `-` reads
-    /// standard input.
+    /// `[FORMAT] FILE...`: FORMAT is `auto` (the default: detected from each file's
+    /// content), `dreamlog` (an export), `tau-bench`, `tau2` or `swe-agent`. A directory
+    /// imports every .json, .jsonl and .traj file below it; `-` reads standard input
+    /// (exports only).
     #[arg(required = true, num_args = 1..)]
     pub args: Vec<String>,
+    /// Record the memory store (and its current state hash) the imported sessions ran with.
+    #[arg(long)]
+    pub store: Option<String>,
 }
 
 /// Runs the CLI and turns errors into one line on stderr and a non-zero exit code.
@@ -329,54 +335,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 eprintln!("exported {n} events");
             }
         }
-        Command::Import(args) => {
-            let (format, files) = match args.args[0].as_str() {
-                "dreamlog" => ("dreamlog", &args.args[1..]),
-                _ => ("dreamlog", &args.args[..]),
-            };
-            if files.is_empty() {
-                return Err(Error::Input { path: format.into(), line: 0, reason: "no files to import".into() });
-            }
-            let store = open(&cli, true)?;
-            for file in files {
-                let path = PathBuf::from(file);
-                // The import reads its input twice (check, then write): standard input
-                // is kept in memory for that.
-                let stdin_copy = if file == "-" {
-                    let mut buf = Vec::new();
-                    io::Read::read_to_end(&mut io::stdin(), &mut buf)
-                        .map_err(|source| Error::Io { path: "-".into(), source })?;
-                    Some(std::sync::Arc::new(buf))
-                } else {
-                    None
-                };
-                let bar = progress_bar(None, &format!("importing {file}"));
-                let report = exchange::import(
-                    &store,
-                    file,
-                    || match &stdin_copy {
-                        Some(buf) => Ok(Box::new(io::Cursor::new(buf.as_ref().clone())) as Box<dyn BufRead>),
-                        None => read_input(Some(&path)).map(|(_, r)| r),
-                    },
-                    |n| bar.set_position(n),
-                )?;
-                bar.finish_and_clear();
-                if cli.json {
-                    let mut v = serde_json::to_value(&report).unwrap_or_default();
-                    v["file"] = serde_json::Value::String(file.clone());
-                    stdout_line(&v.to_string())?;
-                } else {
-                    stdout_line(&format!(
-                        "{file}: {} events checked, {} appended, {} already present{}",
-                        report.events,
-                        report.appended,
-                        report.existing,
-                        if report.same_positions { ", same positions as the source" } else { "" }
-                    ))?;
-                }
-            }
-            store.close()?;
-        }
+        Command::Import(args) => return import::run(&cli, args),
         Command::Memory(cmd) => return memory::run(&cli, cmd),
         Command::Tag { name, at, actor } => return memory::tag(&cli, name, at, actor.clone()),
         Command::Demo => demo::run(&cli)?,

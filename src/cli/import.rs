@@ -1,0 +1,137 @@
+//! `dreamlog import [FORMAT] FILE...`: exports and other agents' run formats.
+
+use std::io::{self, BufRead};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::{open, progress_bar, stdout_line, Cli, ImportArgs};
+use crate::error::{Error, Result};
+use crate::exchange;
+use crate::import::{self, Format};
+use crate::memory::Memory;
+
+/// Files named on the command line, with directories expanded (sorted, recursively).
+fn expand(paths: &[String]) -> Result<Vec<String>> {
+    fn walk(dir: &Path, out: &mut Vec<String>) -> Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|source| Error::Io { path: dir.display().to_string(), source })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "jsonl" | "traj")) {
+                out.push(p.display().to_string());
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        let path = Path::new(p);
+        if path.is_dir() {
+            walk(path, &mut out)?;
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn run(cli: &Cli, args: &ImportArgs) -> Result<ExitCode> {
+    let (format, rest) = match args.args[0].as_str() {
+        "auto" => (None, &args.args[1..]),
+        name => match Format::from_name(name) {
+            Some(f) => (Some(f), &args.args[1..]),
+            None => (None, &args.args[..]),
+        },
+    };
+    let files = expand(rest)?;
+    if files.is_empty() {
+        return Err(Error::Input { path: args.args.join(" "), line: 0, reason: "no files to import".into() });
+    }
+    let store = open(cli, true)?;
+    let memory = match &args.store {
+        Some(name) => Some((name.clone(), Memory::new(store.clone()).state(name)?.0.state_hash())),
+        None => None,
+    };
+    for file in &files {
+        // Exports are read as a stream (twice: check, then write); the other formats are
+        // single JSON documents, read whole.
+        let bytes = if file == "-" {
+            let mut buf = Vec::new();
+            io::Read::read_to_end(&mut io::stdin(), &mut buf)
+                .map_err(|source| Error::Io { path: "-".into(), source })?;
+            buf
+        } else {
+            std::fs::read(file).map_err(|source| Error::Io { path: file.clone(), source })?
+        };
+        let chosen = match format {
+            Some(f) => f,
+            None => {
+                let f = import::detect(&bytes).ok_or_else(|| Error::Input {
+                    path: file.clone(),
+                    line: 0,
+                    reason: "cannot tell the format (name it: dreamlog, tau-bench, tau2 or swe-agent)".into(),
+                })?;
+                if !cli.json {
+                    eprintln!("{file}: detected {}", f.name());
+                }
+                f
+            }
+        };
+        let bar = progress_bar(None, &format!("importing {file}"));
+        if chosen == Format::Dreamlog {
+            let bytes = std::sync::Arc::new(bytes);
+            let report = exchange::import(
+                &store,
+                file,
+                || Ok(Box::new(io::Cursor::new(bytes.as_ref().clone())) as Box<dyn BufRead>),
+                |n| bar.set_position(n),
+            )?;
+            bar.finish_and_clear();
+            if cli.json {
+                let mut v = serde_json::to_value(&report).unwrap_or_default();
+                v["file"] = serde_json::Value::String(file.clone());
+                stdout_line(&v.to_string())?;
+            } else {
+                stdout_line(&format!(
+                    "{file}: {} events checked, {} appended, {} already present{}",
+                    report.events,
+                    report.appended,
+                    report.existing,
+                    if report.same_positions { ", same positions as the source" } else { "" }
+                ))?;
+            }
+            continue;
+        }
+        let mem = memory.as_ref().map(|(n, h)| (n.as_str(), *h));
+        let sessions = import::parse(chosen, file, &bytes, mem)?;
+        let counts = import::write(&store, sessions, |n| bar.set_position(n))?;
+        bar.finish_and_clear();
+        if cli.json {
+            let mut v = serde_json::to_value(&counts).unwrap_or_default();
+            v["file"] = serde_json::Value::String(file.clone());
+            v["format"] = serde_json::Value::String(chosen.name().into());
+            stdout_line(&v.to_string())?;
+        } else {
+            stdout_line(&format!(
+                "{file} ({}): {} sessions imported, {} already present; {} messages, {} tool calls, {} grades{}",
+                chosen.name(),
+                counts.sessions,
+                counts.already_present,
+                counts.messages,
+                counts.actions,
+                counts.grades,
+                if counts.skipped.is_empty() {
+                    String::new()
+                } else {
+                    format!("; skipped: {}", counts.skipped.join("; "))
+                }
+            ))?;
+        }
+    }
+    store.close()?;
+    Ok(ExitCode::SUCCESS)
+}

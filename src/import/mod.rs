@@ -1,0 +1,254 @@
+//! Importers: real agent runs from other formats into sessions (issue 4). Each file is
+//! parsed whole first; a malformed record fails the file with its JSON pointer and
+//! nothing is written. Each session is then appended atomically to its stream
+//! `session/ID` expecting no stream, so importing the same file again adds nothing
+//! (same events, same times, same ids).
+//!
+//! Sources without timestamps (τ-bench, SWE-agent) get their step index as the event
+//! time, in milliseconds since the epoch, so their ids are stable.
+
+mod swe;
+mod tau;
+
+use serde_json::Value;
+
+use crate::core::{Actor, Body, CanonicalJson, Draft, Message};
+use crate::error::{Error, Result};
+use crate::store::{AppendBatch, ExpectedVersion, Store};
+
+/// Formats `dreamlog import` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// A `dreamlog export` (JSON Lines).
+    Dreamlog,
+    /// τ-bench v1 historical trajectories: an array of {task_id, trial, reward, info, traj}.
+    TauBench,
+    /// τ²-bench results: {tasks[], simulations[]}.
+    Tau2,
+    /// SWE-agent `.traj`: {trajectory[], history[], info}.
+    SweAgent,
+}
+
+impl Format {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Dreamlog => "dreamlog",
+            Format::TauBench => "tau-bench",
+            Format::Tau2 => "tau2",
+            Format::SweAgent => "swe-agent",
+        }
+    }
+
+    /// Parses a command-line name.
+    pub fn from_name(s: &str) -> Option<Format> {
+        [Format::Dreamlog, Format::TauBench, Format::Tau2, Format::SweAgent].into_iter().find(|f| f.name() == s)
+    }
+}
+
+/// Picks the format from a file's content.
+pub fn detect(bytes: &[u8]) -> Option<Format> {
+    let head = std::str::from_utf8(&bytes[..bytes.len().min(4096)]).unwrap_or("");
+    let first = head.trim_start();
+    if first.starts_with('[') {
+        return Some(Format::TauBench);
+    }
+    if first.starts_with('{') {
+        // One JSON object per line with an id and a kind is an export.
+        if let Some(line) = first.lines().next() {
+            if let Ok(v) = serde_json::from_str::<Value>(line) {
+                if v.get("kind").is_some() && v.get("id").is_some() {
+                    return Some(Format::Dreamlog);
+                }
+            }
+        }
+        let v: Value = serde_json::from_slice(bytes).ok()?;
+        if v.get("simulations").is_some() && v.get("tasks").is_some() {
+            return Some(Format::Tau2);
+        }
+        if v.get("trajectory").is_some() && v.get("info").is_some() {
+            return Some(Format::SweAgent);
+        }
+    }
+    None
+}
+
+/// One session to append: its stream and its events in order.
+#[derive(Clone, Debug)]
+pub struct SessionEvents {
+    /// Session id.
+    pub session: String,
+    /// The events (session.start first).
+    pub events: Vec<Draft>,
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImportCounts {
+    /// Sessions written.
+    pub sessions: u64,
+    /// Sessions that were already in the store (nothing written).
+    pub already_present: u64,
+    /// Tool calls (action events) in the file.
+    pub actions: u64,
+    /// Grades in the file.
+    pub grades: u64,
+    /// Messages in the file.
+    pub messages: u64,
+    /// What was skipped, with reasons.
+    pub skipped: Vec<String>,
+}
+
+/// A malformed record: `file` at JSON `pointer`.
+pub(crate) fn bad(file: &str, pointer: &str, reason: impl Into<String>) -> Error {
+    Error::Input { path: format!("{file} at {pointer}"), line: 0, reason: reason.into() }
+}
+
+/// Field helpers that fail with the JSON pointer of what is missing or mistyped.
+pub(crate) struct At<'a> {
+    pub file: &'a str,
+    pub pointer: String,
+    pub value: &'a Value,
+}
+
+impl<'a> At<'a> {
+    pub fn root(file: &'a str, value: &'a Value) -> At<'a> {
+        At { file, pointer: String::new(), value }
+    }
+
+    pub fn get(&self, key: &str) -> Result<At<'a>> {
+        match self.value.get(key) {
+            Some(v) => Ok(At { file: self.file, pointer: format!("{}/{key}", self.pointer), value: v }),
+            None => Err(bad(self.file, &self.ptr(), format!("missing field `{key}`"))),
+        }
+    }
+
+    pub fn opt(&self, key: &str) -> Option<At<'a>> {
+        self.value.get(key).filter(|v| !v.is_null()).map(|v| At {
+            file: self.file,
+            pointer: format!("{}/{key}", self.pointer),
+            value: v,
+        })
+    }
+
+    pub fn ptr(&self) -> String {
+        if self.pointer.is_empty() {
+            "/".into()
+        } else {
+            self.pointer.clone()
+        }
+    }
+
+    pub fn str(&self) -> Result<&'a str> {
+        self.value
+            .as_str()
+            .ok_or_else(|| bad(self.file, &self.ptr(), format!("expected a string, found {}", kind_of(self.value))))
+    }
+
+    pub fn f64(&self) -> Result<f64> {
+        self.value
+            .as_f64()
+            .ok_or_else(|| bad(self.file, &self.ptr(), format!("expected a number, found {}", kind_of(self.value))))
+    }
+
+    pub fn array(&self) -> Result<Vec<At<'a>>> {
+        let items = self
+            .value
+            .as_array()
+            .ok_or_else(|| bad(self.file, &self.ptr(), format!("expected an array, found {}", kind_of(self.value))))?;
+        Ok(items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| At { file: self.file, pointer: format!("{}/{i}", self.pointer), value: v })
+            .collect())
+    }
+
+    /// A scalar as text (ids are numbers in some formats, strings in others).
+    pub fn id_text(&self) -> Result<String> {
+        match self.value {
+            Value::String(s) => Ok(s.clone()),
+            Value::Number(n) => Ok(n.to_string()),
+            other => Err(bad(self.file, &self.ptr(), format!("expected an id, found {}", kind_of(other)))),
+        }
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A `message` event.
+pub(crate) fn message(stream: &str, actor: Actor, session: &str, role: &str, content: &Value, time: u64) -> Draft {
+    Draft::new(
+        stream,
+        actor,
+        Body::Message(Message {
+            session: session.to_owned(),
+            role: role.to_owned(),
+            content: CanonicalJson::from_value(content),
+            meta: None,
+        }),
+    )
+    .at(time)
+}
+
+/// The stream of a session.
+pub fn session_stream(session: &str) -> String {
+    format!("session/{session}")
+}
+
+/// Parses a whole file (nothing is written).
+pub fn parse(
+    format: Format,
+    file: &str,
+    bytes: &[u8],
+    memory: Option<(&str, crate::core::Digest)>,
+) -> Result<Vec<SessionEvents>> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| Error::Input {
+        path: file.to_owned(),
+        line: e.line(),
+        reason: format!("not valid JSON: {e}"),
+    })?;
+    let root = At::root(file, &value);
+    match format {
+        Format::TauBench => tau::parse_tau_bench(&root, memory),
+        Format::Tau2 => tau::parse_tau2(&root, memory),
+        Format::SweAgent => swe::parse(&root, memory),
+        Format::Dreamlog => Err(bad(file, "/", "a dreamlog export is imported with `dreamlog import dreamlog`")),
+    }
+}
+
+/// Appends parsed sessions, each atomically; sessions already present are skipped.
+pub fn write(store: &Store, sessions: Vec<SessionEvents>, mut progress: impl FnMut(u64)) -> Result<ImportCounts> {
+    let mut counts = ImportCounts::default();
+    for (i, s) in sessions.into_iter().enumerate() {
+        for d in &s.events {
+            match &d.body {
+                Body::Action(_) => counts.actions += 1,
+                Body::Grade(_) => counts.grades += 1,
+                Body::Message(_) => counts.messages += 1,
+                _ => {}
+            }
+        }
+        let stream = session_stream(&s.session);
+        let batch = AppendBatch { events: s.events, expectations: vec![(stream, ExpectedVersion::NoStream)] };
+        match store.append(batch) {
+            Ok(a) if a.iter().all(|a| a.existed) => counts.already_present += 1,
+            Ok(_) => counts.sessions += 1,
+            Err(Error::WrongExpectedVersion { stream, .. }) => {
+                counts.skipped.push(format!("{stream}: a different session with this id is already stored"));
+            }
+            Err(e) => return Err(e),
+        }
+        progress(i as u64 + 1);
+    }
+    Ok(counts)
+}
