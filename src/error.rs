@@ -152,6 +152,16 @@ pub enum Error {
         /// Per file, the later events that changed it.
         conflicts: Vec<(String, Vec<(u64, EventId)>)>,
     },
+    /// A malformed record in an imported file, located by its JSON pointer.
+    #[error("{file} at {pointer}: {reason}")]
+    Record {
+        /// The file.
+        file: String,
+        /// JSON pointer of the bad value.
+        pointer: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// Bad input at a line of a file.
     #[error("{path}:{line}: {reason}")]
     Input {

@@ -27,6 +27,7 @@ pub mod error;
 pub mod exchange;
 pub mod import;
 pub mod memory;
+pub mod sessions;
 pub mod store;
 
 pub use crate::core::{

@@ -320,3 +320,47 @@ fn memory_json_output_matches_its_schemas() {
         check("export-line.schema.json", &line);
     }
 }
+
+#[test]
+fn import_auto_and_sessions_list_show_stats() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    let data = common::root().join("../shared/data");
+    assert!(data.exists(), "../shared/data is missing");
+    let out = dreamlog(&db, &["import", "auto", data.to_str().unwrap(), "--json"], None);
+    let reports = json_lines(&ok(&out));
+    assert_eq!(reports.len(), 6, "every file of shared/data");
+    assert!(reports.iter().any(|r| r["format"] == "tau-bench" && r["sessions"] == 100));
+    let again = json_lines(&ok(&dreamlog(&db, &["import", data.to_str().unwrap(), "--json"], None)));
+    assert!(again.iter().all(|r| r["sessions"] == 0), "re-import adds nothing");
+
+    let rows = json_lines(&ok(&dreamlog(&db, &["sessions", "list", "--json"], None)));
+    assert_eq!(rows.len(), 202);
+    assert!(rows.iter().filter(|r| r["agent"] == "swe-agent").all(|r| r["score"].is_null()));
+    let graded = json_lines(&ok(&dreamlog(&db, &["sessions", "list", "--graded", "--json"], None)));
+    assert_eq!(graded.len(), 200);
+    let swe = ok(&dreamlog(&db, &["sessions", "list", "--agent", "swe-agent"], None));
+    assert_eq!(swe.lines().count(), 2);
+
+    let stats: Value = serde_json::from_str(&ok(&dreamlog(&db, &["sessions", "stats", "--json"], None))).unwrap();
+    assert_eq!(
+        (stats["sessions"].as_u64(), stats["graded"].as_u64(), stats["passed"].as_u64()),
+        (Some(202), Some(200), Some(93))
+    );
+    let text = ok(&dreamlog(&db, &["sessions", "stats"], None));
+    assert!(text.contains("202 sessions, 200 graded, 93 passed (46.5 %)"), "{text}");
+
+    let shown = ok(&dreamlog(&db, &["sessions", "show", "tau-bench/gpt-4o-airline.tasks-00-24/task-12/trial-1"], None));
+    assert!(
+        shown.contains("-> get_user_details(")
+            && shown.contains("[grade] tau-bench")
+            && shown.contains("pass r_actions"),
+        "{shown}"
+    );
+    let swe_shown = ok(&dreamlog(&db, &["sessions", "show", "swe-agent/swe-agent__test"], None));
+    assert!(swe_shown.contains("(no grade recorded)"), "{swe_shown}");
+    let err = fails(&dreamlog(&db, &["sessions", "show", "tau-bench/"], None));
+    assert!(err.contains("matches 100 sessions"), "{err}");
+    let err = fails(&dreamlog(&db, &["import", "auto", db.join("CURRENT").to_str().unwrap()], None));
+    assert!(err.contains("cannot tell the format"), "{err}");
+}

@@ -6,6 +6,7 @@ mod demo;
 mod import;
 mod memory;
 mod output;
+mod sessions;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal, Write};
@@ -61,6 +62,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Import an export (checked whole before anything is written; idempotent).
     Import(ImportArgs),
+    /// Sessions: list, show, stats.
+    #[command(subcommand)]
+    Sessions(sessions::SessionsCmd),
     /// Memory stores: view, apply, history, diff, blame, revert, fork, promote.
     #[command(subcommand)]
     Memory(memory::MemoryCmd),
@@ -139,6 +143,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // A reader that stopped reading (`| head`) is not an error.
+        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -337,6 +343,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Import(args) => return import::run(&cli, args),
         Command::Memory(cmd) => return memory::run(&cli, cmd),
+        Command::Sessions(cmd) => return sessions::run(&cli, cmd),
         Command::Tag { name, at, actor } => return memory::tag(&cli, name, at, actor.clone()),
         Command::Demo => demo::run(&cli)?,
     }

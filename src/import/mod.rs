@@ -102,7 +102,7 @@ pub struct ImportCounts {
 
 /// A malformed record: `file` at JSON `pointer`.
 pub(crate) fn bad(file: &str, pointer: &str, reason: impl Into<String>) -> Error {
-    Error::Input { path: format!("{file} at {pointer}"), line: 0, reason: reason.into() }
+    Error::Record { file: file.to_owned(), pointer: pointer.to_owned(), reason: reason.into() }
 }
 
 /// Field helpers that fail with the JSON pointer of what is missing or mistyped.
