@@ -151,3 +151,88 @@ fn malformed_input_is_a_clear_error_naming_where_and_nothing_is_written() {
     }
     assert_eq!(store.len(), 0);
 }
+
+fn fixture(rel: &str) -> PathBuf {
+    common::root().join("tests/fixtures").join(rel)
+}
+
+fn import_fixture(store: &dreamlog::Store, rel: &str) -> import::ImportCounts {
+    let path = fixture(rel);
+    let bytes = std::fs::read(&path).unwrap();
+    let format = import::detect(&bytes).expect("format detected");
+    import::write(store, import::parse(format, path.to_str().unwrap(), &bytes, None).unwrap(), |_| {}).unwrap()
+}
+
+#[test]
+fn atif_trajectories_import_with_the_harbor_grade_and_linked_subagents() {
+    let dir = tempdir().unwrap();
+    let store = common::open(dir.path());
+    let c = import_fixture(&store, "atif/trial-7/agent/trajectory.json");
+    assert_eq!((c.sessions, c.grades, c.actions, c.messages), (2, 1, 4, 8));
+    let (_, main) = dreamlog::sessions::events(&store, "atif/trial-7-main").unwrap();
+    let s = dreamlog::sessions::summarize("atif/trial-7-main", &main);
+    assert_eq!(
+        (s.score, s.task.as_deref(), s.model.as_deref()),
+        (Some(1.0), Some("fix-division-by-zero"), Some("claude-sonnet-4-5"))
+    );
+    let Body::Grade(g) = &main.iter().find(|e| e.event.header.kind == Kind::Grade).unwrap().event.body else {
+        panic!()
+    };
+    assert_eq!(g.criteria.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), vec!["reward", "tests_passed"]);
+    let (_, sub) = dreamlog::sessions::events(&store, "atif/trial-7-main/reviewer").unwrap();
+    assert_eq!(sub[0].event.header.causes, vec![main[0].id()], "the sub-agent's start cites its parent's");
+    assert!(dreamlog::sessions::summarize("x", &sub).score.is_none(), "no grade is invented for the sub-agent");
+    assert_eq!(import_fixture(&store, "atif/trial-7/agent/trajectory.json").already_present, 2);
+
+    let text = std::fs::read_to_string(fixture("atif/trial-7/agent/trajectory.json")).unwrap();
+    let err =
+        import::parse(Format::Atif, "t.json", text.replacen("ATIF-v1.4", "ATIF-v2.0", 1).as_bytes(), None).unwrap_err();
+    assert!(err.to_string().contains("/schema_version: unknown ATIF schema_version \"ATIF-v2.0\""), "{err}");
+    let err = import::parse(
+        Format::Atif,
+        "t.json",
+        text.replacen("\"source_call_id\": \"call_2\"", "\"source_call_id\": \"call_9\"", 1).as_bytes(),
+        None,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("observation for tool call \"call_9\", which no step made"), "{err}");
+    let err = import::parse(
+        Format::Atif,
+        "t.json",
+        text.replacen("\"session_id\": \"trial-7-main\"", "\"session_id\": [1]", 1).as_bytes(),
+        None,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("/session_id: expected an id, found an array"), "{err}");
+    assert_eq!(store.len(), main.len() as u64 + sub.len() as u64, "failed parses wrote nothing");
+}
+
+#[test]
+fn claude_code_transcripts_import_with_sidechains_as_child_sessions() {
+    let dir = tempdir().unwrap();
+    let store = common::open(dir.path());
+    let main = import_fixture(&store, "claude-code/-work-demo/5d0c9a3e-7b1f-4c2a-9e4d-2f6b8a1c0d93.jsonl");
+    assert_eq!((main.sessions, main.messages, main.actions, main.grades), (1, 6, 2, 0));
+    let side = import_fixture(&store, "claude-code/-work-demo/agent-3f2a.jsonl");
+    assert_eq!((side.sessions, side.messages, side.actions), (1, 4, 1));
+    let (_, parent) = dreamlog::sessions::events(&store, "claude-code/5d0c9a3e-7b1f-4c2a-9e4d-2f6b8a1c0d93").unwrap();
+    let (_, child) =
+        dreamlog::sessions::events(&store, "claude-code/5d0c9a3e-7b1f-4c2a-9e4d-2f6b8a1c0d93/agent-3f2a").unwrap();
+    assert_eq!(child[0].event.header.causes, vec![parent[0].id()]);
+    let Body::Action(a) = &parent.iter().find(|e| e.event.header.kind == Kind::Action).unwrap().event.body else {
+        panic!()
+    };
+    assert_eq!((a.name.as_str(), a.call_id.as_deref()), ("Read", Some("toolu_01")));
+    let text = std::fs::read_to_string(fixture("claude-code/-work-demo/agent-3f2a.jsonl")).unwrap();
+    let err = import::parse(
+        Format::ClaudeCode,
+        "agent-x.jsonl",
+        text.replace("\"tool_use_id\":\"toolu_a1\"", "\"tool_use_id\":\"toolu_zz\"").as_bytes(),
+        None,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("tool_result for \"toolu_zz\", which no tool_use made"), "{err}");
+    let truncated = &text[..text.len() - 40];
+    let err = import::parse(Format::ClaudeCode, "agent-x.jsonl", truncated.as_bytes(), None).unwrap_err();
+    assert!(err.to_string().contains("agent-x.jsonl:4: not valid JSON"), "{err}");
+}

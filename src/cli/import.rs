@@ -10,9 +10,10 @@ use crate::exchange;
 use crate::import::{self, Format};
 use crate::memory::Memory;
 
-/// Files named on the command line, with directories expanded (sorted, recursively).
-fn expand(paths: &[String]) -> Result<Vec<String>> {
-    fn walk(dir: &Path, out: &mut Vec<String>) -> Result<()> {
+/// Files named on the command line, with directories expanded (sorted, recursively);
+/// the flag says whether the file was found in a directory (rather than named).
+fn expand(paths: &[String]) -> Result<Vec<(String, bool)>> {
+    fn walk(dir: &Path, out: &mut Vec<(String, bool)>) -> Result<()> {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|source| Error::Io { path: dir.display().to_string(), source })?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -22,7 +23,7 @@ fn expand(paths: &[String]) -> Result<Vec<String>> {
             if p.is_dir() {
                 walk(&p, out)?;
             } else if matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "jsonl" | "traj")) {
-                out.push(p.display().to_string());
+                out.push((p.display().to_string(), true));
             }
         }
         Ok(())
@@ -33,9 +34,13 @@ fn expand(paths: &[String]) -> Result<Vec<String>> {
         if path.is_dir() {
             walk(path, &mut out)?;
         } else {
-            out.push(p.clone());
+            out.push((p.clone(), false));
         }
     }
+    // Sub-agent transcripts after the sessions they belong to, so they can cite them.
+    out.sort_by_key(|(f, _)| {
+        Path::new(f).file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("agent-"))
+    });
     Ok(out)
 }
 
@@ -56,7 +61,7 @@ pub(super) fn run(cli: &Cli, args: &ImportArgs) -> Result<ExitCode> {
         Some(name) => Some((name.clone(), Memory::new(store.clone()).state(name)?.0.state_hash())),
         None => None,
     };
-    for file in &files {
+    for (file, found_in_dir) in &files {
         // Exports are read as a stream (twice: check, then write); the other formats are
         // single JSON documents, read whole.
         let bytes = if file == "-" {
@@ -70,11 +75,19 @@ pub(super) fn run(cli: &Cli, args: &ImportArgs) -> Result<ExitCode> {
         let chosen = match format {
             Some(f) => f,
             None => {
-                let f = import::detect(&bytes).ok_or_else(|| Error::Input {
-                    path: file.clone(),
-                    line: 0,
-                    reason: "cannot tell the format (name it: dreamlog, tau-bench, tau2 or swe-agent)".into(),
-                })?;
+                let Some(f) = import::detect(&bytes) else {
+                    if *found_in_dir {
+                        // e.g. a Harbor result.json, read with its trajectory
+                        eprintln!("{file}: skipped (not a format dreamlog imports)");
+                        continue;
+                    }
+                    return Err(Error::Input {
+                        path: file.clone(),
+                        line: 0,
+                        reason: "cannot tell the format (name it: dreamlog, tau-bench, tau2, swe-agent, atif or claude-code)"
+                            .into(),
+                    });
+                };
                 if !cli.json {
                     eprintln!("{file}: detected {}", f.name());
                 }

@@ -34,16 +34,20 @@ pub enum SessionsCmd {
     Stats,
 }
 
+/// The readable text of a message: a string, the text blocks of a content array, or
+/// the `content` / `message` of a whole source message. Tool calls and results are
+/// shown from their action events instead.
 fn text_of(content: &Value) -> String {
     match content {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
-        Value::Object(m) => match m.get("content") {
-            // A whole source message: show its text, and its tool calls are shown as actions.
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Null) | None => String::new(),
-            Some(other) => other.to_string(),
-        },
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Value::Object(m) => m.get("content").or_else(|| m.get("message")).map(text_of).unwrap_or_default(),
         other => other.to_string(),
     }
 }

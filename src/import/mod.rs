@@ -7,6 +7,8 @@
 //! Sources without timestamps (τ-bench, SWE-agent) get their step index as the event
 //! time, in milliseconds since the epoch, so their ids are stable.
 
+mod atif;
+mod claude_code;
 mod swe;
 mod tau;
 
@@ -28,6 +30,10 @@ pub enum Format {
     Tau2,
     /// SWE-agent `.traj`: {trajectory[], history[], info}.
     SweAgent,
+    /// ATIF (Harbor) trajectory, v1.0–v1.8, with the trial's result.json when present.
+    Atif,
+    /// Claude Code session transcript (JSON Lines); `agent-*.jsonl` are sub-agents.
+    ClaudeCode,
 }
 
 impl Format {
@@ -38,12 +44,16 @@ impl Format {
             Format::TauBench => "tau-bench",
             Format::Tau2 => "tau2",
             Format::SweAgent => "swe-agent",
+            Format::Atif => "atif",
+            Format::ClaudeCode => "claude-code",
         }
     }
 
     /// Parses a command-line name.
     pub fn from_name(s: &str) -> Option<Format> {
-        [Format::Dreamlog, Format::TauBench, Format::Tau2, Format::SweAgent].into_iter().find(|f| f.name() == s)
+        [Format::Dreamlog, Format::TauBench, Format::Tau2, Format::SweAgent, Format::Atif, Format::ClaudeCode]
+            .into_iter()
+            .find(|f| f.name() == s)
     }
 }
 
@@ -55,12 +65,18 @@ pub fn detect(bytes: &[u8]) -> Option<Format> {
         return Some(Format::TauBench);
     }
     if first.starts_with('{') {
-        // One JSON object per line with an id and a kind is an export.
-        if let Some(line) = first.lines().next() {
-            if let Ok(v) = serde_json::from_str::<Value>(line) {
-                if v.get("kind").is_some() && v.get("id").is_some() {
-                    return Some(Format::Dreamlog);
-                }
+        // JSON Lines: an export has an id and a kind on every line; a Claude Code
+        // transcript has a type on every line and a sessionId on its messages.
+        for line in first.lines().take(5) {
+            let Ok(v) = serde_json::from_str::<Value>(line) else { break };
+            if v.get("kind").is_some() && v.get("id").is_some() {
+                return Some(Format::Dreamlog);
+            }
+            if v.get("sessionId").is_some() && v.get("type").is_some() {
+                return Some(Format::ClaudeCode);
+            }
+            if v.get("type").and_then(Value::as_str) != Some("summary") {
+                break;
             }
         }
         let v: Value = serde_json::from_slice(bytes).ok()?;
@@ -69,6 +85,11 @@ pub fn detect(bytes: &[u8]) -> Option<Format> {
         }
         if v.get("trajectory").is_some() && v.get("info").is_some() {
             return Some(Format::SweAgent);
+        }
+        if v.get("schema_version").and_then(Value::as_str).is_some_and(|s| s.starts_with("ATIF"))
+            && v.get("steps").is_some()
+        {
+            return Some(Format::Atif);
         }
     }
     None
@@ -81,6 +102,9 @@ pub struct SessionEvents {
     pub session: String,
     /// The events (session.start first).
     pub events: Vec<Draft>,
+    /// The session this one is a sub-agent of: when that session is in the store, this
+    /// session's start event cites the parent's start event in `causes`.
+    pub parent: Option<String>,
 }
 
 /// What an import did.
@@ -212,6 +236,9 @@ pub fn parse(
     bytes: &[u8],
     memory: Option<(&str, crate::core::Digest)>,
 ) -> Result<Vec<SessionEvents>> {
+    if format == Format::ClaudeCode {
+        return claude_code::parse(file, bytes, memory);
+    }
     let value: Value = serde_json::from_slice(bytes).map_err(|e| Error::Input {
         path: file.to_owned(),
         line: e.line(),
@@ -222,6 +249,26 @@ pub fn parse(
         Format::TauBench => tau::parse_tau_bench(&root, memory),
         Format::Tau2 => tau::parse_tau2(&root, memory),
         Format::SweAgent => swe::parse(&root, memory),
+        Format::Atif => {
+            // The Harbor trial directory is the parent of agent/trajectory.json.
+            let result_path =
+                std::path::Path::new(file).parent().and_then(|p| p.parent()).map(|p| p.join("result.json"));
+            let result = match result_path.filter(|p| p.exists()) {
+                Some(p) => Some(
+                    serde_json::from_slice::<Value>(
+                        &std::fs::read(&p).map_err(|source| Error::Io { path: p.display().to_string(), source })?,
+                    )
+                    .map_err(|e| Error::Input {
+                        path: p.display().to_string(),
+                        line: e.line(),
+                        reason: format!("not valid JSON: {e}"),
+                    })?,
+                ),
+                None => None,
+            };
+            atif::parse(&root, result.as_ref(), memory)
+        }
+        Format::ClaudeCode => claude_code::parse(file, bytes, memory),
         Format::Dreamlog => Err(bad(file, "/", "a dreamlog export is imported with `dreamlog import dreamlog`")),
     }
 }
@@ -239,7 +286,13 @@ pub fn write(store: &Store, sessions: Vec<SessionEvents>, mut progress: impl FnM
             }
         }
         let stream = session_stream(&s.session);
-        let batch = AppendBatch { events: s.events, expectations: vec![(stream, ExpectedVersion::NoStream)] };
+        let mut events = s.events;
+        if let (Some(parent), Some(start)) = (&s.parent, events.first_mut()) {
+            if let Some(first) = store.read_stream(&session_stream(parent), 0, 1)?.first() {
+                start.causes.push(first.id());
+            }
+        }
+        let batch = AppendBatch { events, expectations: vec![(stream, ExpectedVersion::NoStream)] };
         match store.append(batch) {
             Ok(a) if a.iter().all(|a| a.existed) => counts.already_present += 1,
             Ok(_) => counts.sessions += 1,

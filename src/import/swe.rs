@@ -87,5 +87,5 @@ pub(super) fn parse(root: &At, memory: Option<(&str, Digest)>) -> Result<Vec<Ses
         )
         .at(next_time()),
     );
-    Ok(vec![SessionEvents { session, events }])
+    Ok(vec![SessionEvents { session, events, parent: None }])
 }

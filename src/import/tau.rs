@@ -171,7 +171,7 @@ pub(super) fn parse_tau_bench(root: &At, memory: Option<(&str, Digest)>) -> Resu
         if let Some((id, _)) = calls.into_iter().next() {
             return Err(bad(root.file, &ep.ptr(), format!("tool call {id:?} has no result")));
         }
-        out.push(SessionEvents { session, events });
+        out.push(SessionEvents { session, events, parent: None });
     }
     Ok(out)
 }
@@ -359,7 +359,7 @@ pub(super) fn parse_tau2(root: &At, memory: Option<(&str, Digest)>) -> Result<Ve
         if let Some((id, _)) = calls.into_iter().next() {
             return Err(bad(root.file, &sim.ptr(), format!("tool call {id:?} has no result")));
         }
-        out.push(SessionEvents { session, events });
+        out.push(SessionEvents { session, events, parent: None });
     }
     Ok(out)
 }

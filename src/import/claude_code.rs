@@ -1,0 +1,135 @@
+//! Claude Code session transcripts (`~/.claude/projects/<slug>/<session>.jsonl`): one
+//! JSON object per line with `type`, `uuid`, `parentUuid`, `sessionId`, `timestamp`,
+//! `isSidechain` and `message` in Anthropic Messages form (text, `tool_use` and
+//! `tool_result` blocks). Sub-agent transcripts (`agent-*.jsonl`) become child sessions
+//! of the session named by their `sessionId`, linked by the child's `causes`.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::{bad, message, session_stream, At, SessionEvents};
+use crate::core::{Action, ActionStatus, Actor, Body, CanonicalJson, Digest, Draft, SessionEnd, SessionStart};
+use crate::error::{Error, Result};
+
+fn time_of(at: &At) -> Result<Option<u64>> {
+    match at.opt("timestamp") {
+        None => Ok(None),
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t.str()?)
+            .map(|d| Some(d.timestamp_millis().max(0) as u64))
+            .map_err(|e| bad(t.file, &t.ptr(), format!("not an RFC 3339 timestamp: {e}"))),
+    }
+}
+
+/// Parses one transcript file (JSON Lines). Sidechain files name their parent session by
+/// `sessionId`; their session id is `SESSION/agent-AGENT`.
+pub(super) fn parse(file: &str, bytes: &[u8], memory: Option<(&str, Digest)>) -> Result<Vec<SessionEvents>> {
+    let text = std::str::from_utf8(bytes).map_err(|e| Error::Input {
+        path: file.to_owned(),
+        line: 0,
+        reason: format!("not UTF-8: {e}"),
+    })?;
+    let name = std::path::Path::new(file).file_name().and_then(|n| n.to_str()).unwrap_or(file);
+    let stem = name.strip_suffix(".jsonl").unwrap_or(name);
+    let mut lines: Vec<(usize, Value)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line).map_err(|e| Error::Input {
+            path: file.to_owned(),
+            line: i + 1,
+            reason: format!("not valid JSON: {e}"),
+        })?;
+        lines.push((i + 1, v));
+    }
+    let first = lines.iter().find_map(|(_, v)| v.get("sessionId").and_then(Value::as_str)).unwrap_or(stem).to_owned();
+    let sidechain = stem.starts_with("agent-");
+    let session = if sidechain { format!("claude-code/{first}/{stem}") } else { format!("claude-code/{first}") };
+    let stream = session_stream(&session);
+    let agent = Actor::Agent("claude-code".into());
+    let model = lines.iter().find_map(|(_, v)| v.pointer("/message/model").and_then(Value::as_str)).map(str::to_owned);
+    let mut t = 0u64;
+    let mut events = Vec::new();
+    let mut calls: HashMap<String, (String, Value)> = HashMap::new();
+    for (line_no, v) in &lines {
+        let at = At { file, pointer: format!(":{line_no}"), value: v };
+        let kind = at.get("type")?.str()?;
+        t = time_of(&at)?.unwrap_or(t);
+        if !matches!(kind, "user" | "assistant") {
+            continue; // summaries, system notices, file snapshots: not conversation
+        }
+        let msg = at.get("message")?;
+        let role = msg.get("role")?.str()?;
+        let actor = if role == "assistant" { agent.clone() } else { Actor::Human("user".into()) };
+        events.push(message(&stream, actor, &session, role, msg.value, t));
+        let Some(Value::Array(blocks)) = msg.value.get("content") else { continue };
+        for (bi, b) in blocks.iter().enumerate() {
+            let block = At { file, pointer: format!(":{line_no}/message/content/{bi}"), value: b };
+            match b.get("type").and_then(Value::as_str) {
+                Some("tool_use") => {
+                    let id = block.get("id")?.str()?.to_owned();
+                    calls.insert(
+                        id,
+                        (block.get("name")?.str()?.to_owned(), b.get("input").cloned().unwrap_or(Value::Null)),
+                    );
+                }
+                Some("tool_result") => {
+                    let id = block.get("tool_use_id")?.str()?;
+                    let (name, input) = calls.remove(id).ok_or_else(|| {
+                        bad(file, &block.ptr(), format!("tool_result for {id:?}, which no tool_use made"))
+                    })?;
+                    let failed = b.get("is_error").and_then(Value::as_bool).unwrap_or(false);
+                    events.push(
+                        Draft::new(
+                            stream.clone(),
+                            agent.clone(),
+                            Body::Action(Action {
+                                session: session.clone(),
+                                name,
+                                call_id: Some(id.to_owned()),
+                                input: CanonicalJson::from_value(&input),
+                                output: b.get("content").map(CanonicalJson::from_value),
+                                status: if failed { ActionStatus::Error } else { ActionStatus::Ok },
+                                meta: None,
+                            }),
+                        )
+                        .at(t),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    let start_time = events.first().map(|d: &Draft| d.time.unwrap_or(0)).unwrap_or(0);
+    let parent = sidechain.then(|| format!("claude-code/{first}"));
+    let start = Draft::new(
+        stream.clone(),
+        agent.clone(),
+        Body::SessionStart(SessionStart {
+            session: session.clone(),
+            agent: "claude-code".into(),
+            model,
+            task_id: None,
+            task: None,
+            store: memory.map(|(s, _)| s.to_owned()),
+            memory_state: memory.map(|(_, h)| h),
+            source: Some(format!("claude-code:{file}")),
+            meta: Some(CanonicalJson::from_value(
+                &serde_json::json!({"sidechain": sidechain, "parent_session": parent}),
+            )),
+        }),
+    )
+    .at(start_time);
+    events.insert(0, start);
+    events.push(
+        Draft::new(
+            stream.clone(),
+            agent,
+            Body::SessionEnd(SessionEnd { session: session.clone(), status: "ended".into(), meta: None }),
+        )
+        .at(t),
+    );
+    let _ = calls; // tool calls cut off by the end of a transcript stay unanswered
+    Ok(vec![SessionEvents { session, events, parent }])
+}
