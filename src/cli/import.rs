@@ -61,90 +61,95 @@ pub(super) fn run(cli: &Cli, args: &ImportArgs) -> Result<ExitCode> {
         Some(name) => Some((name.clone(), Memory::new(store.clone()).state(name)?.0.state_hash())),
         None => None,
     };
+    // Standard input (exports only) is read here; files are read and parsed on a
+    // background thread, one ahead of the appends.
+    let named: Vec<String> = files.iter().filter(|(f, _)| f != "-").map(|(f, _)| f.clone()).collect();
+    let parsed = import::parse_in_background(named, format, memory.clone());
     for (file, found_in_dir) in &files {
-        // Exports are read as a stream (twice: check, then write); the other formats are
-        // single JSON documents, read whole.
-        let bytes = if file == "-" {
+        let result = if file == "-" {
             let mut buf = Vec::new();
             io::Read::read_to_end(&mut io::stdin(), &mut buf)
                 .map_err(|source| Error::Io { path: "-".into(), source })?;
-            buf
-        } else {
-            std::fs::read(file).map_err(|source| Error::Io { path: file.clone(), source })?
-        };
-        let chosen = match format {
-            Some(f) => f,
-            None => {
-                let Some(f) = import::detect(&bytes) else {
-                    if *found_in_dir {
-                        // e.g. a Harbor result.json, read with its trajectory
-                        eprintln!("{file}: skipped (not a format dreamlog imports)");
-                        continue;
-                    }
+            Ok(match format.or_else(|| import::detect(&buf)) {
+                Some(Format::Dreamlog) | None => import::Parsed::Export(buf),
+                Some(_) => {
                     return Err(Error::Input {
-                        path: file.clone(),
+                        path: "-".into(),
                         line: 0,
-                        reason: "cannot tell the format (name it: dreamlog, tau-bench, tau2, swe-agent, atif or claude-code)"
-                            .into(),
-                    });
-                };
-                if !cli.json {
-                    eprintln!("{file}: detected {}", f.name());
+                        reason: "standard input takes dreamlog exports only".into(),
+                    })
                 }
-                f
-            }
+            })
+        } else {
+            let (name, result) = parsed.recv().map_err(|_| Error::Closed)?;
+            debug_assert_eq!(&name, file);
+            result
         };
         let bar = progress_bar(None, &format!("importing {file}"));
-        if chosen == Format::Dreamlog {
-            let bytes = std::sync::Arc::new(bytes);
-            let report = exchange::import(
-                &store,
-                file,
-                || Ok(Box::new(io::Cursor::new(bytes.as_ref().clone())) as Box<dyn BufRead>),
-                |n| bar.set_position(n),
-            )?;
-            bar.finish_and_clear();
-            if cli.json {
-                let mut v = serde_json::to_value(&report).unwrap_or_default();
-                v["file"] = serde_json::Value::String(file.clone());
-                stdout_line(&v.to_string())?;
-            } else {
-                stdout_line(&format!(
-                    "{file}: {} events checked, {} appended, {} already present{}",
-                    report.events,
-                    report.appended,
-                    report.existing,
-                    if report.same_positions { ", same positions as the source" } else { "" }
-                ))?;
+        match result? {
+            import::Parsed::Unknown if *found_in_dir => {
+                // e.g. a Harbor result.json, read with its trajectory
+                eprintln!("{file}: skipped (not a format dreamlog imports)");
             }
-            continue;
-        }
-        let mem = memory.as_ref().map(|(n, h)| (n.as_str(), *h));
-        let sessions = import::parse(chosen, file, &bytes, mem)?;
-        let counts = import::write(&store, sessions, |n| bar.set_position(n))?;
-        bar.finish_and_clear();
-        if cli.json {
-            let mut v = serde_json::to_value(&counts).unwrap_or_default();
-            v["file"] = serde_json::Value::String(file.clone());
-            v["format"] = serde_json::Value::String(chosen.name().into());
-            stdout_line(&v.to_string())?;
-        } else {
-            stdout_line(&format!(
-                "{file} ({}): {} sessions imported, {} already present; {} messages, {} tool calls, {} grades{}",
-                chosen.name(),
-                counts.sessions,
-                counts.already_present,
-                counts.messages,
-                counts.actions,
-                counts.grades,
-                if counts.skipped.is_empty() {
-                    String::new()
+            import::Parsed::Unknown => {
+                return Err(Error::Input {
+                    path: file.clone(),
+                    line: 0,
+                    reason:
+                        "cannot tell the format (name it: dreamlog, tau-bench, tau2, swe-agent, atif or claude-code)"
+                            .into(),
+                });
+            }
+            import::Parsed::Export(bytes) => {
+                let bytes = std::sync::Arc::new(bytes);
+                let report = exchange::import(
+                    &store,
+                    file,
+                    || Ok(Box::new(io::Cursor::new(bytes.as_ref().clone())) as Box<dyn BufRead>),
+                    |n| bar.set_position(n),
+                )?;
+                bar.finish_and_clear();
+                if cli.json {
+                    let mut v = serde_json::to_value(&report).unwrap_or_default();
+                    v["file"] = serde_json::Value::String(file.clone());
+                    stdout_line(&v.to_string())?;
                 } else {
-                    format!("; skipped: {}", counts.skipped.join("; "))
+                    stdout_line(&format!(
+                        "{file}: {} events checked, {} appended, {} already present{}",
+                        report.events,
+                        report.appended,
+                        report.existing,
+                        if report.same_positions { ", same positions as the source" } else { "" }
+                    ))?;
                 }
-            ))?;
+            }
+            import::Parsed::Sessions(chosen, sessions) => {
+                if format.is_none() && !cli.json {
+                    eprintln!("{file}: detected {}", chosen.name());
+                }
+                let counts = import::write(&store, sessions, |n| bar.set_position(n))?;
+                bar.finish_and_clear();
+                if cli.json {
+                    let mut v = serde_json::to_value(&counts).unwrap_or_default();
+                    v["file"] = serde_json::Value::String(file.clone());
+                    v["format"] = serde_json::Value::String(chosen.name().into());
+                    stdout_line(&v.to_string())?;
+                } else {
+                    stdout_line(&format!(
+                        "{file} ({}): {} sessions imported, {} already present; {} messages, {} tool calls, {} grades{}",
+                        chosen.name(),
+                        counts.sessions,
+                        counts.already_present,
+                        counts.messages,
+                        counts.actions,
+                        counts.grades,
+                        if counts.skipped.is_empty() { String::new() } else { format!("; skipped: {}", counts.skipped.join("; ")) }
+                    ))?;
+                }
+            }
         }
     }
+    drop(parsed);
     store.close()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -305,3 +305,44 @@ pub fn write(store: &Store, sessions: Vec<SessionEvents>, mut progress: impl FnM
     }
     Ok(counts)
 }
+
+/// A file read and parsed by [`parse_in_background`].
+#[derive(Debug)]
+pub enum Parsed {
+    /// Sessions of an agent-run format.
+    Sessions(Format, Vec<SessionEvents>),
+    /// A dreamlog export (imported by [`crate::exchange::import`]).
+    Export(Vec<u8>),
+    /// No format could be detected.
+    Unknown,
+}
+
+/// Reads and parses files on a background thread, one file ahead of the consumer, so
+/// that parsing the next file overlaps appending this one. `format` `None` detects each
+/// file's format. Results arrive in the order of `paths`.
+pub fn parse_in_background(
+    paths: Vec<String>,
+    format: Option<Format>,
+    memory: Option<(String, crate::core::Digest)>,
+) -> std::sync::mpsc::Receiver<(String, Result<Parsed>)> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::spawn(move || {
+        for path in paths {
+            let parsed =
+                std::fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source }).and_then(|bytes| {
+                    match format.or_else(|| detect(&bytes)) {
+                        None => Ok(Parsed::Unknown),
+                        Some(Format::Dreamlog) => Ok(Parsed::Export(bytes)),
+                        Some(f) => {
+                            let mem = memory.as_ref().map(|(n, h)| (n.as_str(), *h));
+                            parse(f, &path, &bytes, mem).map(|s| Parsed::Sessions(f, s))
+                        }
+                    }
+                });
+            if tx.send((path, parsed)).is_err() {
+                return; // the consumer stopped (an earlier file failed)
+            }
+        }
+    });
+    rx
+}
