@@ -337,7 +337,9 @@ fn import_auto_and_sessions_list_show_stats() {
     let rows = json_lines(&ok(&dreamlog(&db, &["sessions", "list", "--json"], None)));
     assert_eq!(rows.len(), 202);
     for (schema, values) in [("session-summary.schema.json", &rows), ("import-sessions-report.schema.json", &reports)] {
-        let schema: Value = serde_json::from_str(&std::fs::read_to_string(common::root().join("schemas").join(schema)).unwrap()).unwrap();
+        let schema: Value =
+            serde_json::from_str(&std::fs::read_to_string(common::root().join("schemas").join(schema)).unwrap())
+                .unwrap();
         let v = jsonschema::validator_for(&schema).unwrap();
         for value in values.iter() {
             assert!(v.is_valid(value), "{value}");
@@ -350,8 +352,10 @@ fn import_auto_and_sessions_list_show_stats() {
     assert_eq!(swe.lines().count(), 2);
 
     let stats: Value = serde_json::from_str(&ok(&dreamlog(&db, &["sessions", "stats", "--json"], None))).unwrap();
-    let schema: Value =
-        serde_json::from_str(&std::fs::read_to_string(common::root().join("schemas/session-stats.schema.json")).unwrap()).unwrap();
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::root().join("schemas/session-stats.schema.json")).unwrap(),
+    )
+    .unwrap();
     assert!(jsonschema::validator_for(&schema).unwrap().is_valid(&stats), "{stats}");
     assert_eq!(
         (stats["sessions"].as_u64(), stats["graded"].as_u64(), stats["passed"].as_u64()),

@@ -77,10 +77,20 @@ fn a_rendered_session_equals_its_source_message_by_message() {
         let expected: Vec<CanonicalJson> =
             ep["traj"].as_array().unwrap().iter().map(CanonicalJson::from_value).collect();
         assert_eq!(messages, expected, "session {id}");
-        // Each tool result follows its message as an action with the call's name and input.
+        // Each tool result follows its message as an action with the call's name and
+        // input, citing the assistant message that made the call.
         let actions: Vec<_> = events.iter().filter(|e| e.event.header.kind == Kind::Action).collect();
         let calls: usize = ep["traj"].as_array().unwrap().iter().filter(|m| m["role"] == "tool").count();
         assert_eq!(actions.len(), calls);
+        for a in actions {
+            let Body::Action(act) = &a.event.body else { unreachable!() };
+            assert_eq!(a.event.header.causes.len(), 1, "an action cites one message");
+            let cited = store.get(&a.event.header.causes[0]).unwrap();
+            let Body::Message(m) = &cited.event.body else { panic!("cites a {}", cited.event.header.kind) };
+            assert_eq!(m.role, "assistant");
+            assert!(m.content.as_str().contains(act.call_id.as_deref().unwrap()), "the cited message made the call");
+            assert!(cited.position < a.position);
+        }
     }
 }
 

@@ -104,7 +104,8 @@ fn parse_one(
     )
     .at(t);
     let mut events = vec![start];
-    let mut calls: HashMap<String, (String, Value)> = HashMap::new();
+    let mut calls: HashMap<String, (String, Value, usize)> = HashMap::new();
+    let mut cites: Vec<(usize, usize)> = Vec::new();
     for step in &steps {
         t = time_of(step)?.unwrap_or(t);
         let source = step.get("source")?.str()?;
@@ -120,16 +121,17 @@ fn parse_one(
                 let id = c.get("tool_call_id")?.id_text()?;
                 let name = c.get("function_name")?.str()?.to_owned();
                 let args = c.opt("arguments").map(|a| a.value.clone()).unwrap_or(Value::Object(Default::default()));
-                calls.insert(id, (name, args));
+                calls.insert(id, (name, args, events.len() - 1));
             }
         }
         if let Some(obs) = step.opt("observation") {
             for r in obs.get("results")?.array()? {
                 let Some(call_id) = r.opt("source_call_id") else { continue };
                 let call_id = call_id.id_text()?;
-                let (name, input) = calls.remove(&call_id).ok_or_else(|| {
+                let (name, input, made_in) = calls.remove(&call_id).ok_or_else(|| {
                     bad(root.file, &r.ptr(), format!("observation for tool call {call_id:?}, which no step made"))
                 })?;
+                cites.push((events.len(), made_in));
                 events.push(
                     Draft::new(
                         stream.clone(),
@@ -210,7 +212,7 @@ fn parse_one(
     if let Some((id, _)) = calls.into_iter().next() {
         return Err(bad(root.file, "/steps", format!("tool call {id:?} has no observation")));
     }
-    out.push(SessionEvents { session: session.clone(), events, parent: parent.map(str::to_owned) });
+    out.push(SessionEvents { session: session.clone(), events, parent: parent.map(str::to_owned), cites });
     if let Some(subs) = root.opt("subagent_trajectories") {
         for sub in subs.array()? {
             parse_one(&sub, None, memory, Some(&session), out)?;

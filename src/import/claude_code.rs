@@ -51,7 +51,8 @@ pub(super) fn parse(file: &str, bytes: &[u8], memory: Option<(&str, Digest)>) ->
     let model = lines.iter().find_map(|(_, v)| v.pointer("/message/model").and_then(Value::as_str)).map(str::to_owned);
     let mut t = 0u64;
     let mut events = Vec::new();
-    let mut calls: HashMap<String, (String, Value)> = HashMap::new();
+    let mut calls: HashMap<String, (String, Value, usize)> = HashMap::new();
+    let mut cites: Vec<(usize, usize)> = Vec::new();
     for (line_no, v) in &lines {
         let at = At { file, pointer: format!(":{line_no}"), value: v };
         let kind = at.get("type")?.str()?;
@@ -71,14 +72,19 @@ pub(super) fn parse(file: &str, bytes: &[u8], memory: Option<(&str, Digest)>) ->
                     let id = block.get("id")?.str()?.to_owned();
                     calls.insert(
                         id,
-                        (block.get("name")?.str()?.to_owned(), b.get("input").cloned().unwrap_or(Value::Null)),
+                        (
+                            block.get("name")?.str()?.to_owned(),
+                            b.get("input").cloned().unwrap_or(Value::Null),
+                            events.len() - 1,
+                        ),
                     );
                 }
                 Some("tool_result") => {
                     let id = block.get("tool_use_id")?.str()?;
-                    let (name, input) = calls.remove(id).ok_or_else(|| {
+                    let (name, input, made_in) = calls.remove(id).ok_or_else(|| {
                         bad(file, &block.ptr(), format!("tool_result for {id:?}, which no tool_use made"))
                     })?;
+                    cites.push((events.len(), made_in));
                     let failed = b.get("is_error").and_then(Value::as_bool).unwrap_or(false);
                     events.push(
                         Draft::new(
@@ -122,6 +128,8 @@ pub(super) fn parse(file: &str, bytes: &[u8], memory: Option<(&str, Digest)>) ->
     )
     .at(start_time);
     events.insert(0, start);
+    // The start event went in front: every index moves by one.
+    let cites = cites.into_iter().map(|(a, m)| (a + 1, m + 1)).collect();
     events.push(
         Draft::new(
             stream.clone(),
@@ -131,5 +139,5 @@ pub(super) fn parse(file: &str, bytes: &[u8], memory: Option<(&str, Digest)>) ->
         .at(t),
     );
     let _ = calls; // tool calls cut off by the end of a transcript stay unanswered
-    Ok(vec![SessionEvents { session, events, parent }])
+    Ok(vec![SessionEvents { session, events, parent, cites }])
 }

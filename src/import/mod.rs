@@ -105,6 +105,9 @@ pub struct SessionEvents {
     /// The session this one is a sub-agent of: when that session is in the store, this
     /// session's start event cites the parent's start event in `causes`.
     pub parent: Option<String>,
+    /// (event index, index of the event it cites): each action cites the message or
+    /// step that made its call.
+    pub cites: Vec<(usize, usize)>,
 }
 
 /// What an import did.
@@ -292,6 +295,7 @@ pub fn write(store: &Store, sessions: Vec<SessionEvents>, mut progress: impl FnM
                 start.causes.push(first.id());
             }
         }
+        link_citations(&mut events, &s.cites)?;
         let batch = AppendBatch { events, expectations: vec![(stream, ExpectedVersion::NoStream)] };
         match store.append(batch) {
             Ok(a) if a.iter().all(|a| a.existed) => counts.already_present += 1,
@@ -345,4 +349,26 @@ pub fn parse_in_background(
         }
     });
     rx
+}
+
+/// Adds each citation to `causes`. A session goes into a new stream, so every id is
+/// known in advance: each event is chained to the one before it, exactly as the store
+/// will chain them.
+fn link_citations(events: &mut [Draft], cites: &[(usize, usize)]) -> Result<()> {
+    if cites.is_empty() {
+        return Ok(());
+    }
+    let by_event: std::collections::HashMap<usize, usize> = cites.iter().copied().collect();
+    let mut ids: Vec<crate::core::EventId> = Vec::with_capacity(events.len());
+    for (i, d) in events.iter_mut().enumerate() {
+        if let Some(&cited) = by_event.get(&i) {
+            if let Some(id) = ids.get(cited) {
+                d.causes.push(*id);
+            }
+        }
+        let parents = ids.last().map(|p| vec![*p]).unwrap_or_default();
+        let sealed = d.seal(d.time.unwrap_or(0), parents).map_err(|source| Error::InvalidEvent { index: i, source })?;
+        ids.push(sealed.id);
+    }
+    Ok(())
 }

@@ -43,10 +43,12 @@ pub(super) fn parse(root: &At, memory: Option<(&str, Digest)>) -> Result<Vec<Ses
         }),
     )
     .at(next_time())];
+    let mut cites: Vec<(usize, usize)> = Vec::new();
     for step in root.get("trajectory")?.array()? {
         let time = next_time();
         if let Some(thought) = step.opt("thought") {
             events.push(message(&stream, agent.clone(), &session, "assistant", thought.value, time));
+            cites.push((events.len(), events.len() - 1));
         }
         let action = step.get("action")?.str()?;
         let command = action.split_whitespace().next().unwrap_or("").to_owned();
@@ -87,5 +89,5 @@ pub(super) fn parse(root: &At, memory: Option<(&str, Digest)>) -> Result<Vec<Ses
         )
         .at(next_time()),
     );
-    Ok(vec![SessionEvents { session, events, parent: None }])
+    Ok(vec![SessionEvents { session, events, parent: None, cites }])
 }

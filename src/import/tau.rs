@@ -28,6 +28,8 @@ fn grade_result(score: f64) -> GradeResult {
 struct Call {
     name: String,
     input: Value,
+    /// Index of the message event that made the call.
+    message: usize,
 }
 
 /// Tool arguments arrive as a JSON object or as a JSON string holding one.
@@ -79,6 +81,7 @@ pub(super) fn parse_tau_bench(root: &At, memory: Option<(&str, Digest)>) -> Resu
         )
         .at(next_time())];
         let mut calls: HashMap<String, Call> = HashMap::new();
+        let mut cites: Vec<(usize, usize)> = Vec::new();
         for m in ep.get("traj")?.array()? {
             let role = m.get("role")?.str()?;
             let time = next_time();
@@ -90,7 +93,11 @@ pub(super) fn parse_tau_bench(root: &At, memory: Option<(&str, Digest)>) -> Resu
                     let f = c.get("function")?;
                     calls.insert(
                         id,
-                        Call { name: f.get("name")?.str()?.to_owned(), input: arguments(&f.get("arguments")?)? },
+                        Call {
+                            name: f.get("name")?.str()?.to_owned(),
+                            input: arguments(&f.get("arguments")?)?,
+                            message: events.len() - 1,
+                        },
                     );
                 }
             }
@@ -104,6 +111,7 @@ pub(super) fn parse_tau_bench(root: &At, memory: Option<(&str, Digest)>) -> Resu
                     Value::String(s) if s.starts_with("Error") => ActionStatus::Error,
                     _ => ActionStatus::Ok,
                 };
+                cites.push((events.len(), call.message));
                 events.push(
                     Draft::new(
                         stream.clone(),
@@ -171,7 +179,7 @@ pub(super) fn parse_tau_bench(root: &At, memory: Option<(&str, Digest)>) -> Resu
         if let Some((id, _)) = calls.into_iter().next() {
             return Err(bad(root.file, &ep.ptr(), format!("tool call {id:?} has no result")));
         }
-        out.push(SessionEvents { session, events, parent: None });
+        out.push(SessionEvents { session, events, parent: None, cites });
     }
     Ok(out)
 }
@@ -237,6 +245,7 @@ pub(super) fn parse_tau2(root: &At, memory: Option<(&str, Digest)>) -> Result<Ve
         )
         .at(start)];
         let mut calls: HashMap<String, Call> = HashMap::new();
+        let mut cites: Vec<(usize, usize)> = Vec::new();
         let mut last = start;
         for m in sim.get("messages")?.array()? {
             let role = m.get("role")?.str()?;
@@ -249,7 +258,11 @@ pub(super) fn parse_tau2(root: &At, memory: Option<(&str, Digest)>) -> Result<Ve
                     let id = c.get("id")?.id_text()?;
                     calls.insert(
                         id,
-                        Call { name: c.get("name")?.str()?.to_owned(), input: arguments(&c.get("arguments")?)? },
+                        Call {
+                            name: c.get("name")?.str()?.to_owned(),
+                            input: arguments(&c.get("arguments")?)?,
+                            message: events.len() - 1,
+                        },
                     );
                 }
             }
@@ -260,6 +273,7 @@ pub(super) fn parse_tau2(root: &At, memory: Option<(&str, Digest)>) -> Result<Ve
                 })?;
                 let failed = m.value.get("error").and_then(Value::as_bool).unwrap_or(false);
                 let by = m.value.get("requestor").and_then(Value::as_str).unwrap_or("assistant");
+                cites.push((events.len(), call.message));
                 events.push(
                     Draft::new(
                         stream.clone(),
@@ -359,7 +373,7 @@ pub(super) fn parse_tau2(root: &At, memory: Option<(&str, Digest)>) -> Result<Ve
         if let Some((id, _)) = calls.into_iter().next() {
             return Err(bad(root.file, &sim.ptr(), format!("tool call {id:?} has no result")));
         }
-        out.push(SessionEvents { session, events, parent: None });
+        out.push(SessionEvents { session, events, parent: None, cites });
     }
     Ok(out)
 }
