@@ -240,7 +240,9 @@ pub fn parse(
     memory: Option<(&str, crate::core::Digest)>,
 ) -> Result<Vec<SessionEvents>> {
     if format == Format::ClaudeCode {
-        return claude_code::parse(file, bytes, memory);
+        let mut sessions = claude_code::parse(file, bytes, memory)?;
+        link_all(&mut sessions)?;
+        return Ok(sessions);
     }
     let value: Value = serde_json::from_slice(bytes).map_err(|e| Error::Input {
         path: file.to_owned(),
@@ -248,7 +250,7 @@ pub fn parse(
         reason: format!("not valid JSON: {e}"),
     })?;
     let root = At::root(file, &value);
-    match format {
+    let mut sessions = match format {
         Format::TauBench => tau::parse_tau_bench(&root, memory),
         Format::Tau2 => tau::parse_tau2(&root, memory),
         Format::SweAgent => swe::parse(&root, memory),
@@ -273,7 +275,9 @@ pub fn parse(
         }
         Format::ClaudeCode => claude_code::parse(file, bytes, memory),
         Format::Dreamlog => Err(bad(file, "/", "a dreamlog export is imported with `dreamlog import dreamlog`")),
-    }
+    }?;
+    link_all(&mut sessions)?;
+    Ok(sessions)
 }
 
 /// Appends parsed sessions, each atomically; sessions already present are skipped.
@@ -349,6 +353,16 @@ pub fn parse_in_background(
         }
     });
     rx
+}
+
+/// Links citations of sessions that have no parent session (their ids do not depend on
+/// the store), so this work happens where parsing happens (off the append path).
+fn link_all(sessions: &mut [SessionEvents]) -> Result<()> {
+    for s in sessions.iter_mut().filter(|s| s.parent.is_none()) {
+        link_citations(&mut s.events, &s.cites)?;
+        s.cites.clear();
+    }
+    Ok(())
 }
 
 /// Adds each citation to `causes`. A session goes into a new stream, so every id is
