@@ -178,6 +178,8 @@ fn atif_trajectories_import_with_the_harbor_grade_and_linked_subagents() {
     let dir = tempdir().unwrap();
     let store = common::open(dir.path());
     let c = import_fixture(&store, "atif/trial-7/agent/trajectory.json");
+    // fixtures README names the spec versions; keep the files where it says
+    assert!(fixture("README.md").exists());
     assert_eq!((c.sessions, c.grades, c.actions, c.messages), (2, 1, 4, 8));
     let (_, main) = dreamlog::sessions::events(&store, "atif/trial-7-main").unwrap();
     let s = dreamlog::sessions::summarize("atif/trial-7-main", &main);
@@ -245,4 +247,18 @@ fn claude_code_transcripts_import_with_sidechains_as_child_sessions() {
     let truncated = &text[..text.len() - 40];
     let err = import::parse(Format::ClaudeCode, "agent-x.jsonl", truncated.as_bytes(), None).unwrap_err();
     assert!(err.to_string().contains("agent-x.jsonl:4: not valid JSON"), "{err}");
+}
+
+#[test]
+fn sidechain_lines_inside_a_transcript_become_a_linked_child_session() {
+    let dir = tempdir().unwrap();
+    let store = common::open(dir.path());
+    let c = import_fixture(&store, "claude-code/-work-inline/9b1e2f40-0c3d-4a5b-8e6f-7a8b9c0d1e2f.jsonl");
+    assert_eq!((c.sessions, c.messages, c.actions), (2, 8, 2));
+    let id = "claude-code/9b1e2f40-0c3d-4a5b-8e6f-7a8b9c0d1e2f";
+    let (_, main) = dreamlog::sessions::events(&store, id).unwrap();
+    let (_, side) = dreamlog::sessions::events(&store, &format!("{id}/sidechain")).unwrap();
+    assert_eq!(dreamlog::sessions::summarize(id, &main).messages, 4);
+    assert_eq!(dreamlog::sessions::summarize(id, &side).steps, 1);
+    assert_eq!(side[0].event.header.causes, vec![main[0].id()]);
 }

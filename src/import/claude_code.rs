@@ -44,8 +44,30 @@ pub(super) fn parse(file: &str, bytes: &[u8], memory: Option<(&str, Digest)>) ->
         lines.push((i + 1, v));
     }
     let first = lines.iter().find_map(|(_, v)| v.get("sessionId").and_then(Value::as_str)).unwrap_or(stem).to_owned();
-    let sidechain = stem.starts_with("agent-");
-    let session = if sidechain { format!("claude-code/{first}/{stem}") } else { format!("claude-code/{first}") };
+    let agent_file = stem.starts_with("agent-");
+    let main = if agent_file { format!("claude-code/{first}/{stem}") } else { format!("claude-code/{first}") };
+    // Older transcripts keep sub-agent (sidechain) lines in the session's own file: they
+    // become a child session of it, as agent-*.jsonl files do.
+    let (side, own): (Vec<(usize, Value)>, Vec<(usize, Value)>) = lines
+        .into_iter()
+        .partition(|(_, v)| !agent_file && v.get("isSidechain").and_then(Value::as_bool) == Some(true));
+    let parent = agent_file.then(|| format!("claude-code/{first}"));
+    let mut out = vec![session_from(file, own, main.clone(), parent, memory)?];
+    if !side.is_empty() {
+        out.push(session_from(file, side, format!("{main}/sidechain"), Some(main), memory)?);
+    }
+    Ok(out)
+}
+
+/// One session from its transcript lines.
+fn session_from(
+    file: &str,
+    lines: Vec<(usize, Value)>,
+    session: String,
+    parent: Option<String>,
+    memory: Option<(&str, Digest)>,
+) -> Result<SessionEvents> {
+    let sidechain = parent.is_some();
     let stream = session_stream(&session);
     let agent = Actor::Agent("claude-code".into());
     let model = lines.iter().find_map(|(_, v)| v.pointer("/message/model").and_then(Value::as_str)).map(str::to_owned);
@@ -108,7 +130,6 @@ pub(super) fn parse(file: &str, bytes: &[u8], memory: Option<(&str, Digest)>) ->
         }
     }
     let start_time = events.first().map(|d: &Draft| d.time.unwrap_or(0)).unwrap_or(0);
-    let parent = sidechain.then(|| format!("claude-code/{first}"));
     let start = Draft::new(
         stream.clone(),
         agent.clone(),
@@ -139,5 +160,5 @@ pub(super) fn parse(file: &str, bytes: &[u8], memory: Option<(&str, Digest)>) ->
         .at(t),
     );
     let _ = calls; // tool calls cut off by the end of a transcript stay unanswered
-    Ok(vec![SessionEvents { session, events, parent, cites }])
+    Ok(SessionEvents { session, events, parent, cites })
 }
