@@ -21,6 +21,9 @@ fn time_of(at: &At) -> Result<Option<u64>> {
     }
 }
 
+/// A transcript line: its 1-based number and its JSON.
+type Line = (usize, Value);
+
 /// Parses one transcript file (JSON Lines). Sidechain files name their parent session by
 /// `sessionId`; their session id is `SESSION/agent-AGENT`.
 pub(super) fn parse(file: &str, bytes: &[u8], memory: Option<(&str, Digest)>) -> Result<Vec<SessionEvents>> {
@@ -31,7 +34,7 @@ pub(super) fn parse(file: &str, bytes: &[u8], memory: Option<(&str, Digest)>) ->
     })?;
     let name = std::path::Path::new(file).file_name().and_then(|n| n.to_str()).unwrap_or(file);
     let stem = name.strip_suffix(".jsonl").unwrap_or(name);
-    let mut lines: Vec<(usize, Value)> = Vec::new();
+    let mut lines: Vec<Line> = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -48,7 +51,7 @@ pub(super) fn parse(file: &str, bytes: &[u8], memory: Option<(&str, Digest)>) ->
     let main = if agent_file { format!("claude-code/{first}/{stem}") } else { format!("claude-code/{first}") };
     // Older transcripts keep sub-agent (sidechain) lines in the session's own file: they
     // become a child session of it, as agent-*.jsonl files do.
-    let (side, own): (Vec<(usize, Value)>, Vec<(usize, Value)>) = lines
+    let (side, own): (Vec<Line>, Vec<Line>) = lines
         .into_iter()
         .partition(|(_, v)| !agent_file && v.get("isSidechain").and_then(Value::as_bool) == Some(true));
     let parent = agent_file.then(|| format!("claude-code/{first}"));
@@ -62,7 +65,7 @@ pub(super) fn parse(file: &str, bytes: &[u8], memory: Option<(&str, Digest)>) ->
 /// One session from its transcript lines.
 fn session_from(
     file: &str,
-    lines: Vec<(usize, Value)>,
+    lines: Vec<Line>,
     session: String,
     parent: Option<String>,
     memory: Option<(&str, Digest)>,
