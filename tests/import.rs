@@ -130,6 +130,12 @@ fn swe_agent_trajectories_import_without_inventing_a_grade() {
     assert!(store.read_kind(Kind::Grade, 0, 10).unwrap().is_empty());
     let rows = dreamlog::sessions::list(&store).unwrap();
     assert!(rows.iter().all(|r| r.score.is_none() && r.status.as_deref() == Some("submitted")));
+    // Each free-text action cites the thought that chose it, the message just before it.
+    let (_, events) = dreamlog::sessions::events(&store, "swe-agent/swe-agent__test-repo-i1").unwrap();
+    for (i, e) in events.iter().enumerate().filter(|(_, e)| e.event.header.kind == Kind::Action) {
+        assert_eq!(events[i - 1].event.header.kind, Kind::Message);
+        assert_eq!(e.event.header.causes, vec![events[i - 1].id()]);
+    }
 }
 
 #[test]

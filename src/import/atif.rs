@@ -6,15 +6,10 @@
 //! trial's `result.json` (`verifier_result.rewards`) in the trial directory, the parent
 //! of `agent/trajectory.json`, when it is there.
 
-use std::collections::HashMap;
-
 use serde_json::Value;
 
-use super::{bad, message, session_stream, At, SessionEvents};
-use crate::core::{
-    Action, ActionStatus, Actor, Body, CanonicalJson, Criterion, Digest, Draft, Grade, GradeResult, SessionEnd,
-    SessionStart,
-};
+use super::{bad, At, SessionBuilder, SessionEvents, ToolResult};
+use crate::core::{ActionStatus, Actor, Body, CanonicalJson, Criterion, Digest, Grade, GradeResult, SessionStart};
 use crate::error::Result;
 
 /// Schema versions this importer reads.
@@ -75,7 +70,7 @@ fn parse_one(
         Some(p) => format!("{p}/{id}"),
         None => format!("atif/{id}"),
     };
-    let stream = session_stream(&session);
+    let mut b = SessionBuilder::new(session.clone());
     let agent_info = root.get("agent")?;
     let agent_name = agent_info.get("name")?.str()?.to_owned();
     let agent = Actor::Agent(agent_name.clone());
@@ -83,9 +78,7 @@ fn parse_one(
     let first_time = steps.first().map(time_of).transpose()?.flatten();
     let mut t = first_time.unwrap_or(0);
     let task = result.and_then(|r| r.get("task_name")).and_then(Value::as_str).map(str::to_owned);
-    let start = Draft::new(
-        stream.clone(),
-        agent.clone(),
+    b.push(
         Body::SessionStart(SessionStart {
             session: session.clone(),
             agent: agent_name.clone(),
@@ -101,11 +94,9 @@ fn parse_one(
                 "parent_session": parent,
             }))),
         }),
-    )
-    .at(t);
-    let mut events = vec![start];
-    let mut calls: HashMap<String, (String, Value, usize)> = HashMap::new();
-    let mut cites: Vec<(usize, usize)> = Vec::new();
+        agent.clone(),
+        t,
+    );
     for step in &steps {
         t = time_of(step)?.unwrap_or(t);
         let source = step.get("source")?.str()?;
@@ -115,39 +106,27 @@ fn parse_one(
             other => return Err(bad(root.file, &step.get("source")?.ptr(), format!("unknown step source {other:?}"))),
         };
         let role = if source == "agent" { "assistant" } else { source };
-        events.push(message(&stream, actor, &session, role, step.value, t));
+        b.message(actor, role, step.value, t);
         if let Some(tc) = step.opt("tool_calls") {
             for c in tc.array()? {
-                let id = c.get("tool_call_id")?.id_text()?;
-                let name = c.get("function_name")?.str()?.to_owned();
                 let args = c.opt("arguments").map(|a| a.value.clone()).unwrap_or(Value::Object(Default::default()));
-                calls.insert(id, (name, args, events.len() - 1));
+                b.call(c.get("tool_call_id")?.id_text()?, c.get("function_name")?.str()?.to_owned(), args);
             }
         }
         if let Some(obs) = step.opt("observation") {
             for r in obs.get("results")?.array()? {
                 let Some(call_id) = r.opt("source_call_id") else { continue };
                 let call_id = call_id.id_text()?;
-                let (name, input, made_in) = calls.remove(&call_id).ok_or_else(|| {
+                let result = ToolResult {
+                    actor: agent.clone(),
+                    output: r.opt("content").map(|c| c.value),
+                    status: ActionStatus::Ok,
+                    meta: None,
+                    time: t,
+                };
+                b.result(&call_id, result).ok_or_else(|| {
                     bad(root.file, &r.ptr(), format!("observation for tool call {call_id:?}, which no step made"))
                 })?;
-                cites.push((events.len(), made_in));
-                events.push(
-                    Draft::new(
-                        stream.clone(),
-                        agent.clone(),
-                        Body::Action(Action {
-                            session: session.clone(),
-                            name,
-                            call_id: Some(call_id),
-                            input: CanonicalJson::from_value(&input),
-                            output: r.opt("content").map(|c| CanonicalJson::from_value(c.value)),
-                            status: ActionStatus::Ok,
-                            meta: None,
-                        }),
-                    )
-                    .at(t),
-                );
             }
         }
     }
@@ -178,41 +157,27 @@ fn parse_one(
             .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
             .map(|d| d.timestamp_millis().max(0) as u64)
             .unwrap_or(t);
-        events.push(
-            Draft::new(
-                stream.clone(),
-                Actor::Evaluator("harbor-verifier".into()),
-                Body::Grade(Grade {
-                    session: session.clone(),
-                    target: None,
-                    rubric: task.clone().map(|t| format!("harbor/{t}")).unwrap_or_else(|| "harbor".into()),
-                    evaluator: "harbor verifier".into(),
-                    score,
-                    result: if score >= 1.0 { GradeResult::Satisfied } else { GradeResult::Failed },
-                    criteria,
-                    meta: result.and_then(|r| r.get("verifier_result")).map(CanonicalJson::from_value),
-                }),
-            )
-            .at(end),
+        b.push(
+            Body::Grade(Grade {
+                session: session.clone(),
+                target: None,
+                rubric: task.clone().map(|t| format!("harbor/{t}")).unwrap_or_else(|| "harbor".into()),
+                evaluator: "harbor verifier".into(),
+                score,
+                result: if score >= 1.0 { GradeResult::Satisfied } else { GradeResult::Failed },
+                criteria,
+                meta: result.and_then(|r| r.get("verifier_result")).map(CanonicalJson::from_value),
+            }),
+            Actor::Evaluator("harbor-verifier".into()),
+            end,
         );
         t = t.max(end);
     }
-    events.push(
-        Draft::new(
-            stream.clone(),
-            agent,
-            Body::SessionEnd(SessionEnd {
-                session: session.clone(),
-                status: "completed".into(),
-                meta: root.opt("final_metrics").map(|m| CanonicalJson::from_value(m.value)),
-            }),
-        )
-        .at(t),
-    );
-    if let Some((id, _)) = calls.into_iter().next() {
+    b.end(agent, "completed".into(), root.opt("final_metrics").map(|m| m.value.clone()), t);
+    if let Some(id) = b.unanswered() {
         return Err(bad(root.file, "/steps", format!("tool call {id:?} has no observation")));
     }
-    out.push(SessionEvents { session: session.clone(), events, parent: parent.map(str::to_owned), cites });
+    out.push(b.finish(parent.map(str::to_owned)));
     if let Some(subs) = root.opt("subagent_trajectories") {
         for sub in subs.array()? {
             parse_one(&sub, None, memory, Some(&session), out)?;

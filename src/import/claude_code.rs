@@ -4,12 +4,10 @@
 //! `tool_result` blocks). Sub-agent transcripts (`agent-*.jsonl`) become child sessions
 //! of the session named by their `sessionId`, linked by the child's `causes`.
 
-use std::collections::HashMap;
-
 use serde_json::Value;
 
-use super::{bad, message, session_stream, At, SessionEvents};
-use crate::core::{Action, ActionStatus, Actor, Body, CanonicalJson, Digest, Draft, SessionEnd, SessionStart};
+use super::{bad, At, SessionBuilder, SessionEvents, ToolResult};
+use crate::core::{ActionStatus, Actor, Body, CanonicalJson, Digest, SessionStart};
 use crate::error::{Error, Result};
 
 fn time_of(at: &At) -> Result<Option<u64>> {
@@ -71,13 +69,11 @@ fn session_from(
     memory: Option<(&str, Digest)>,
 ) -> Result<SessionEvents> {
     let sidechain = parent.is_some();
-    let stream = session_stream(&session);
+    let mut b = SessionBuilder::new(session.clone());
     let agent = Actor::Agent("claude-code".into());
     let model = lines.iter().find_map(|(_, v)| v.pointer("/message/model").and_then(Value::as_str)).map(str::to_owned);
     let mut t = 0u64;
-    let mut events = Vec::new();
-    let mut calls: HashMap<String, (String, Value, usize)> = HashMap::new();
-    let mut cites: Vec<(usize, usize)> = Vec::new();
+    let mut first_time = None;
     for (line_no, v) in &lines {
         let at = At { file, pointer: format!(":{line_no}"), value: v };
         let kind = at.get("type")?.str()?;
@@ -85,57 +81,39 @@ fn session_from(
         if !matches!(kind, "user" | "assistant") {
             continue; // summaries, system notices, file snapshots: not conversation
         }
+        first_time.get_or_insert(t);
         let msg = at.get("message")?;
         let role = msg.get("role")?.str()?;
         let actor = if role == "assistant" { agent.clone() } else { Actor::Human("user".into()) };
-        events.push(message(&stream, actor, &session, role, msg.value, t));
+        b.message(actor, role, msg.value, t);
         let Some(Value::Array(blocks)) = msg.value.get("content") else { continue };
-        for (bi, b) in blocks.iter().enumerate() {
-            let block = At { file, pointer: format!(":{line_no}/message/content/{bi}"), value: b };
-            match b.get("type").and_then(Value::as_str) {
+        for (bi, block_value) in blocks.iter().enumerate() {
+            let block = At { file, pointer: format!(":{line_no}/message/content/{bi}"), value: block_value };
+            match block_value.get("type").and_then(Value::as_str) {
                 Some("tool_use") => {
-                    let id = block.get("id")?.str()?.to_owned();
-                    calls.insert(
-                        id,
-                        (
-                            block.get("name")?.str()?.to_owned(),
-                            b.get("input").cloned().unwrap_or(Value::Null),
-                            events.len() - 1,
-                        ),
-                    );
+                    let input = block_value.get("input").cloned().unwrap_or(Value::Null);
+                    b.call(block.get("id")?.str()?.to_owned(), block.get("name")?.str()?.to_owned(), input);
                 }
                 Some("tool_result") => {
                     let id = block.get("tool_use_id")?.str()?;
-                    let (name, input, made_in) = calls.remove(id).ok_or_else(|| {
+                    let failed = block_value.get("is_error").and_then(Value::as_bool).unwrap_or(false);
+                    let r = ToolResult {
+                        actor: agent.clone(),
+                        output: block_value.get("content"),
+                        status: if failed { ActionStatus::Error } else { ActionStatus::Ok },
+                        meta: None,
+                        time: t,
+                    };
+                    b.result(id, r).ok_or_else(|| {
                         bad(file, &block.ptr(), format!("tool_result for {id:?}, which no tool_use made"))
                     })?;
-                    cites.push((events.len(), made_in));
-                    let failed = b.get("is_error").and_then(Value::as_bool).unwrap_or(false);
-                    events.push(
-                        Draft::new(
-                            stream.clone(),
-                            agent.clone(),
-                            Body::Action(Action {
-                                session: session.clone(),
-                                name,
-                                call_id: Some(id.to_owned()),
-                                input: CanonicalJson::from_value(&input),
-                                output: b.get("content").map(CanonicalJson::from_value),
-                                status: if failed { ActionStatus::Error } else { ActionStatus::Ok },
-                                meta: None,
-                            }),
-                        )
-                        .at(t),
-                    );
                 }
                 _ => {}
             }
         }
     }
-    let start_time = events.first().map(|d: &Draft| d.time.unwrap_or(0)).unwrap_or(0);
-    let start = Draft::new(
-        stream.clone(),
-        agent.clone(),
+    // The start carries the model and first time, known only after the lines are read.
+    b.prepend(
         Body::SessionStart(SessionStart {
             session: session.clone(),
             agent: "claude-code".into(),
@@ -149,19 +127,10 @@ fn session_from(
                 &serde_json::json!({"sidechain": sidechain, "parent_session": parent}),
             )),
         }),
-    )
-    .at(start_time);
-    events.insert(0, start);
-    // The start event went in front: every index moves by one.
-    let cites = cites.into_iter().map(|(a, m)| (a + 1, m + 1)).collect();
-    events.push(
-        Draft::new(
-            stream.clone(),
-            agent,
-            Body::SessionEnd(SessionEnd { session: session.clone(), status: "ended".into(), meta: None }),
-        )
-        .at(t),
+        agent.clone(),
+        first_time.unwrap_or(0),
     );
-    let _ = calls; // tool calls cut off by the end of a transcript stay unanswered
-    Ok(SessionEvents { session, events, parent, cites })
+    // Tool calls cut off by the end of a transcript stay unanswered.
+    b.end(agent, "ended".into(), None, t);
+    Ok(b.finish(parent))
 }

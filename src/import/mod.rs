@@ -212,19 +212,127 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
-/// A `message` event.
-pub(crate) fn message(stream: &str, actor: Actor, session: &str, role: &str, content: &Value, time: u64) -> Draft {
-    Draft::new(
-        stream,
-        actor,
-        Body::Message(Message {
-            session: session.to_owned(),
+/// Builds one session's events: messages, the tool calls they make, the actions that
+/// answer them (each citing the message that made its call), and the closing event.
+/// Every importer goes through it, so calls, results and citations work one way.
+pub(crate) struct SessionBuilder {
+    /// Session id.
+    pub session: String,
+    /// Its stream.
+    pub stream: String,
+    events: Vec<Draft>,
+    cites: Vec<(usize, usize)>,
+    calls: std::collections::HashMap<String, PendingCall>,
+}
+
+/// A tool call waiting for its result.
+struct PendingCall {
+    name: String,
+    input: Value,
+    /// Index of the event that made the call.
+    made_by: usize,
+}
+
+/// What a tool result carries besides its call.
+pub(crate) struct ToolResult<'a> {
+    /// Who ran the tool.
+    pub actor: Actor,
+    /// The result or observation.
+    pub output: Option<&'a Value>,
+    /// Whether it failed.
+    pub status: crate::core::ActionStatus,
+    /// Extra fields of the source.
+    pub meta: Option<Value>,
+    /// When.
+    pub time: u64,
+}
+
+impl SessionBuilder {
+    /// A session with no events yet.
+    pub fn new(session: String) -> SessionBuilder {
+        let stream = session_stream(&session);
+        SessionBuilder { session, stream, events: Vec::new(), cites: Vec::new(), calls: Default::default() }
+    }
+
+    /// Appends an event of this session.
+    pub fn push(&mut self, body: Body, actor: Actor, time: u64) {
+        self.events.push(Draft::new(self.stream.clone(), actor, body).at(time));
+    }
+
+    /// Puts the `session.start` event in front of those pushed so far.
+    pub fn prepend(&mut self, body: Body, actor: Actor, time: u64) {
+        self.events.insert(0, Draft::new(self.stream.clone(), actor, body).at(time));
+        for c in &mut self.cites {
+            *c = (c.0 + 1, c.1 + 1);
+        }
+        for call in self.calls.values_mut() {
+            call.made_by += 1;
+        }
+    }
+
+    /// A `message` event holding the source message as it was.
+    pub fn message(&mut self, actor: Actor, role: &str, content: &Value, time: u64) {
+        let body = Body::Message(Message {
+            session: self.session.clone(),
             role: role.to_owned(),
             content: CanonicalJson::from_value(content),
             meta: None,
-        }),
-    )
-    .at(time)
+        });
+        self.push(body, actor, time);
+    }
+
+    /// A tool call made by the last event pushed.
+    pub fn call(&mut self, id: String, name: String, input: Value) {
+        let made_by = self.events.len().saturating_sub(1);
+        self.calls.insert(id, PendingCall { name, input, made_by });
+    }
+
+    /// The `action` answering call `id`, citing the event that made it; `None` when no
+    /// event made that call.
+    pub fn result(&mut self, id: &str, r: ToolResult) -> Option<()> {
+        let call = self.calls.remove(id)?;
+        self.cites.push((self.events.len(), call.made_by));
+        let body = Body::Action(crate::core::Action {
+            session: self.session.clone(),
+            name: call.name,
+            call_id: Some(id.to_owned()),
+            input: CanonicalJson::from_value(&call.input),
+            output: r.output.map(CanonicalJson::from_value),
+            status: r.status,
+            meta: r.meta.as_ref().map(CanonicalJson::from_value),
+        });
+        self.push(body, r.actor, r.time);
+        Some(())
+    }
+
+    /// An `action` that answers no recorded call (free-text actions), citing the last
+    /// event pushed when `cite_last` (the message that chose it).
+    pub fn action(&mut self, action: crate::core::Action, actor: Actor, time: u64, cite_last: bool) {
+        if let (true, Some(last)) = (cite_last, self.events.len().checked_sub(1)) {
+            self.cites.push((self.events.len(), last));
+        }
+        self.push(Body::Action(action), actor, time);
+    }
+
+    /// The `session.end` event.
+    pub fn end(&mut self, actor: Actor, status: String, meta: Option<Value>, time: u64) {
+        let body = Body::SessionEnd(crate::core::SessionEnd {
+            session: self.session.clone(),
+            status,
+            meta: meta.as_ref().map(CanonicalJson::from_value),
+        });
+        self.push(body, actor, time);
+    }
+
+    /// A call that never got its result, if any.
+    pub fn unanswered(&self) -> Option<&str> {
+        self.calls.keys().next().map(String::as_str)
+    }
+
+    /// The finished session.
+    pub fn finish(self, parent: Option<String>) -> SessionEvents {
+        SessionEvents { session: self.session, events: self.events, parent, cites: self.cites }
+    }
 }
 
 /// The stream of a session.

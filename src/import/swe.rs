@@ -3,15 +3,15 @@
 
 use serde_json::Value;
 
-use super::{message, session_stream, At, SessionEvents};
-use crate::core::{Action, ActionStatus, Actor, Body, CanonicalJson, Digest, Draft, SessionEnd, SessionStart};
+use super::{At, SessionBuilder, SessionEvents};
+use crate::core::{Action, ActionStatus, Actor, Body, CanonicalJson, Digest, SessionStart};
 use crate::error::Result;
 
 pub(super) fn parse(root: &At, memory: Option<(&str, Digest)>) -> Result<Vec<SessionEvents>> {
     let name = std::path::Path::new(root.file).file_name().and_then(|n| n.to_str()).unwrap_or(root.file);
     let instance = name.strip_suffix(".traj").unwrap_or(name).to_owned();
     let session = format!("swe-agent/{instance}");
-    let stream = session_stream(&session);
+    let mut b = SessionBuilder::new(session.clone());
     let agent = Actor::Agent("swe-agent".into());
     let info = root.get("info")?;
     let mut t = 0u64;
@@ -25,9 +25,7 @@ pub(super) fn parse(root: &At, memory: Option<(&str, Digest)>) -> Result<Vec<Ses
         .and_then(|h| h.value.as_array().cloned())
         .and_then(|h| h.into_iter().find(|m| m.get("role").and_then(Value::as_str) == Some("user")))
         .and_then(|m| m.get("content").and_then(Value::as_str).map(str::to_owned));
-    let mut events = vec![Draft::new(
-        stream.clone(),
-        agent.clone(),
+    b.push(
         Body::SessionStart(SessionStart {
             session: session.clone(),
             agent: "swe-agent".into(),
@@ -41,53 +39,33 @@ pub(super) fn parse(root: &At, memory: Option<(&str, Digest)>) -> Result<Vec<Ses
                 .opt("environment")
                 .map(|e| CanonicalJson::from_value(&serde_json::json!({"environment": e.value}))),
         }),
-    )
-    .at(next_time())];
-    let mut cites: Vec<(usize, usize)> = Vec::new();
+        agent.clone(),
+        next_time(),
+    );
     for step in root.get("trajectory")?.array()? {
         let time = next_time();
-        if let Some(thought) = step.opt("thought") {
-            events.push(message(&stream, agent.clone(), &session, "assistant", thought.value, time));
-            cites.push((events.len(), events.len() - 1));
+        let thought = step.opt("thought");
+        if let Some(thought) = &thought {
+            b.message(agent.clone(), "assistant", thought.value, time);
         }
         let action = step.get("action")?.str()?;
         let command = action.split_whitespace().next().unwrap_or("").to_owned();
-        events.push(
-            Draft::new(
-                stream.clone(),
-                agent.clone(),
-                Body::Action(Action {
-                    session: session.clone(),
-                    name: if command.is_empty() { "shell".into() } else { command },
-                    call_id: None,
-                    input: CanonicalJson::from_value(&Value::String(action.to_owned())),
-                    output: step.opt("observation").map(|o| CanonicalJson::from_value(o.value)),
-                    status: ActionStatus::Unknown,
-                    meta: step
-                        .opt("response")
-                        .map(|r| CanonicalJson::from_value(&serde_json::json!({"response": r.value}))),
-                }),
-            )
-            .at(time),
-        );
+        let act = Action {
+            session: session.clone(),
+            name: if command.is_empty() { "shell".into() } else { command },
+            call_id: None,
+            input: CanonicalJson::from_value(&Value::String(action.to_owned())),
+            output: step.opt("observation").map(|o| CanonicalJson::from_value(o.value)),
+            status: ActionStatus::Unknown,
+            meta: step.opt("response").map(|r| CanonicalJson::from_value(&serde_json::json!({"response": r.value}))),
+        };
+        b.action(act, agent.clone(), time, thought.is_some());
     }
-    events.push(
-        Draft::new(
-            stream.clone(),
-            agent,
-            Body::SessionEnd(SessionEnd {
-                session: session.clone(),
-                status: info
-                    .opt("exit_status")
-                    .and_then(|s| s.value.as_str().map(str::to_owned))
-                    .unwrap_or_else(|| "unknown".into()),
-                meta: Some(CanonicalJson::from_value(&serde_json::json!({
-                    "model_stats": info.value.get("model_stats"),
-                    "submission": info.value.get("submission"),
-                }))),
-            }),
-        )
-        .at(next_time()),
-    );
-    Ok(vec![SessionEvents { session, events, parent: None, cites }])
+    let status = info.opt("exit_status").and_then(|s| s.value.as_str().map(str::to_owned));
+    let stats = serde_json::json!({
+        "model_stats": info.value.get("model_stats"),
+        "submission": info.value.get("submission"),
+    });
+    b.end(agent, status.unwrap_or_else(|| "unknown".into()), Some(stats), next_time());
+    Ok(vec![b.finish(None)])
 }

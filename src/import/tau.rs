@@ -4,11 +4,8 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::{bad, message, session_stream, At, SessionEvents};
-use crate::core::{
-    Action, ActionStatus, Actor, Body, CanonicalJson, Criterion, Digest, Draft, Grade, GradeResult, SessionEnd,
-    SessionStart,
-};
+use super::{bad, At, SessionBuilder, SessionEvents, ToolResult};
+use crate::core::{ActionStatus, Actor, Body, CanonicalJson, Criterion, Digest, Grade, GradeResult, SessionStart};
 use crate::error::Result;
 
 fn file_stem(file: &str) -> String {
@@ -22,14 +19,6 @@ fn grade_result(score: f64) -> GradeResult {
     } else {
         GradeResult::Failed
     }
-}
-
-/// A pending tool call: its index among the session's events is where its action goes.
-struct Call {
-    name: String,
-    input: Value,
-    /// Index of the message event that made the call.
-    message: usize,
 }
 
 /// Tool arguments arrive as a JSON object or as a JSON string holding one.
@@ -55,16 +44,14 @@ pub(super) fn parse_tau_bench(root: &At, memory: Option<(&str, Digest)>) -> Resu
         let info = ep.get("info")?;
         let task = info.get("task")?;
         let session = format!("tau-bench/{stem}/task-{task_id}/trial-{trial}");
-        let stream = session_stream(&session);
+        let mut b = SessionBuilder::new(session.clone());
         let agent = Actor::Agent(format!("tau-bench/{stem}"));
         let mut t = 0u64;
         let mut next_time = || {
             t += 1;
             t
         };
-        let mut events = vec![Draft::new(
-            stream.clone(),
-            agent.clone(),
+        b.push(
             Body::SessionStart(SessionStart {
                 session: session.clone(),
                 agent: format!("tau-bench/{stem}"),
@@ -78,56 +65,35 @@ pub(super) fn parse_tau_bench(root: &At, memory: Option<(&str, Digest)>) -> Resu
                     &serde_json::json!({"trial": trial, "user_id": task.value.get("user_id")}),
                 )),
             }),
-        )
-        .at(next_time())];
-        let mut calls: HashMap<String, Call> = HashMap::new();
-        let mut cites: Vec<(usize, usize)> = Vec::new();
+            agent.clone(),
+            next_time(),
+        );
         for m in ep.get("traj")?.array()? {
             let role = m.get("role")?.str()?;
             let time = next_time();
             let actor = if role == "assistant" { agent.clone() } else { Actor::Human(role.to_owned()) };
-            events.push(message(&stream, actor, &session, role, m.value, time));
+            b.message(actor, role, m.value, time);
             if let Some(tc) = m.opt("tool_calls") {
                 for c in tc.array()? {
-                    let id = c.get("id")?.str()?.to_owned();
                     let f = c.get("function")?;
-                    calls.insert(
-                        id,
-                        Call {
-                            name: f.get("name")?.str()?.to_owned(),
-                            input: arguments(&f.get("arguments")?)?,
-                            message: events.len() - 1,
-                        },
+                    b.call(
+                        c.get("id")?.str()?.to_owned(),
+                        f.get("name")?.str()?.to_owned(),
+                        arguments(&f.get("arguments")?)?,
                     );
                 }
             }
             if role == "tool" {
                 let id = m.get("tool_call_id")?.str()?;
-                let call = calls.remove(id).ok_or_else(|| {
-                    bad(root.file, &m.ptr(), format!("tool result for call {id:?}, which no assistant message made"))
-                })?;
-                let output = m.opt("content").map(|c| c.value.clone()).unwrap_or(Value::Null);
-                let status = match &output {
+                let output = m.opt("content").map(|c| c.value).unwrap_or(&Value::Null);
+                let status = match output {
                     Value::String(s) if s.starts_with("Error") => ActionStatus::Error,
                     _ => ActionStatus::Ok,
                 };
-                cites.push((events.len(), call.message));
-                events.push(
-                    Draft::new(
-                        stream.clone(),
-                        agent.clone(),
-                        Body::Action(Action {
-                            session: session.clone(),
-                            name: call.name,
-                            call_id: Some(id.to_owned()),
-                            input: CanonicalJson::from_value(&call.input),
-                            output: Some(CanonicalJson::from_value(&output)),
-                            status,
-                            meta: None,
-                        }),
-                    )
-                    .at(time),
-                );
+                let r = ToolResult { actor: agent.clone(), output: Some(output), status, meta: None, time };
+                b.result(id, r).ok_or_else(|| {
+                    bad(root.file, &m.ptr(), format!("tool result for call {id:?}, which no assistant message made"))
+                })?;
             }
         }
         let mut criteria = Vec::new();
@@ -145,41 +111,26 @@ pub(super) fn parse_tau_bench(root: &At, memory: Option<(&str, Digest)>) -> Resu
                 }
             }
         }
-        events.push(
-            Draft::new(
-                stream.clone(),
-                Actor::Evaluator("tau-bench".into()),
-                Body::Grade(Grade {
-                    session: session.clone(),
-                    target: None,
-                    rubric: "tau-bench".into(),
-                    evaluator: "tau-bench reward".into(),
-                    score: reward,
-                    result: grade_result(reward),
-                    criteria,
-                    meta: info.opt("reward_info").map(|r| CanonicalJson::from_value(r.value)),
-                }),
-            )
-            .at(next_time()),
+        b.push(
+            Body::Grade(Grade {
+                session: session.clone(),
+                target: None,
+                rubric: "tau-bench".into(),
+                evaluator: "tau-bench reward".into(),
+                score: reward,
+                result: grade_result(reward),
+                criteria,
+                meta: info.opt("reward_info").map(|r| CanonicalJson::from_value(r.value)),
+            }),
+            Actor::Evaluator("tau-bench".into()),
+            next_time(),
         );
-        events.push(
-            Draft::new(
-                stream.clone(),
-                agent.clone(),
-                Body::SessionEnd(SessionEnd {
-                    session: session.clone(),
-                    status: "completed".into(),
-                    meta: info
-                        .opt("user_cost")
-                        .map(|c| CanonicalJson::from_value(&serde_json::json!({"user_cost": c.value}))),
-                }),
-            )
-            .at(next_time()),
-        );
-        if let Some((id, _)) = calls.into_iter().next() {
+        let cost = info.opt("user_cost").map(|c| serde_json::json!({"user_cost": c.value}));
+        b.end(agent, "completed".into(), cost, next_time());
+        if let Some(id) = b.unanswered() {
             return Err(bad(root.file, &ep.ptr(), format!("tool call {id:?} has no result")));
         }
-        out.push(SessionEvents { session, events, parent: None, cites });
+        out.push(b.finish(None));
     }
     Ok(out)
 }
@@ -218,14 +169,12 @@ pub(super) fn parse_tau2(root: &At, memory: Option<(&str, Digest)>) -> Result<Ve
                 format!("no task with id {task_id:?}"),
             )
         })?;
-        let stream = session_stream(&session);
+        let mut b = SessionBuilder::new(session.clone());
         let agent = Actor::Agent(agent_name.clone());
         let start = sim.opt("start_time").map(|t| parse_time(&t)).transpose()?.unwrap_or(0);
         let reason = task.value.pointer("/user_scenario/instructions/reason_for_call").and_then(Value::as_str);
         let domain = task.value.pointer("/user_scenario/instructions/domain").and_then(Value::as_str);
-        let mut events = vec![Draft::new(
-            stream.clone(),
-            agent.clone(),
+        b.push(
             Body::SessionStart(SessionStart {
                 session: session.clone(),
                 agent: agent_name.clone(),
@@ -242,54 +191,35 @@ pub(super) fn parse_tau2(root: &At, memory: Option<(&str, Digest)>) -> Result<Ve
                     &serde_json::json!({"trial": sim.value.get("trial"), "seed": sim.value.get("seed")}),
                 )),
             }),
-        )
-        .at(start)];
-        let mut calls: HashMap<String, Call> = HashMap::new();
-        let mut cites: Vec<(usize, usize)> = Vec::new();
+            agent.clone(),
+            start,
+        );
         let mut last = start;
         for m in sim.get("messages")?.array()? {
             let role = m.get("role")?.str()?;
             let time = m.opt("timestamp").map(|t| parse_time(&t)).transpose()?.unwrap_or(last);
             last = time;
             let actor = if role == "assistant" { agent.clone() } else { Actor::Human(role.to_owned()) };
-            events.push(message(&stream, actor, &session, role, m.value, time));
+            b.message(actor, role, m.value, time);
             if let Some(tc) = m.opt("tool_calls") {
                 for c in tc.array()? {
-                    let id = c.get("id")?.id_text()?;
-                    calls.insert(
-                        id,
-                        Call {
-                            name: c.get("name")?.str()?.to_owned(),
-                            input: arguments(&c.get("arguments")?)?,
-                            message: events.len() - 1,
-                        },
-                    );
+                    b.call(c.get("id")?.id_text()?, c.get("name")?.str()?.to_owned(), arguments(&c.get("arguments")?)?);
                 }
             }
             if role == "tool" {
                 let id = m.get("id")?.id_text()?;
-                let call = calls.remove(&id).ok_or_else(|| {
-                    bad(root.file, &m.ptr(), format!("tool result for call {id:?}, which no message made"))
-                })?;
                 let failed = m.value.get("error").and_then(Value::as_bool).unwrap_or(false);
                 let by = m.value.get("requestor").and_then(Value::as_str).unwrap_or("assistant");
-                cites.push((events.len(), call.message));
-                events.push(
-                    Draft::new(
-                        stream.clone(),
-                        if by == "user" { Actor::Human("user".into()) } else { agent.clone() },
-                        Body::Action(Action {
-                            session: session.clone(),
-                            name: call.name,
-                            call_id: Some(id.clone()),
-                            input: CanonicalJson::from_value(&call.input),
-                            output: Some(CanonicalJson::from_value(m.value.get("content").unwrap_or(&Value::Null))),
-                            status: if failed { ActionStatus::Error } else { ActionStatus::Ok },
-                            meta: Some(CanonicalJson::from_value(&serde_json::json!({"requestor": by}))),
-                        }),
-                    )
-                    .at(time),
-                );
+                let r = ToolResult {
+                    actor: if by == "user" { Actor::Human("user".into()) } else { agent.clone() },
+                    output: Some(m.value.get("content").unwrap_or(&Value::Null)),
+                    status: if failed { ActionStatus::Error } else { ActionStatus::Ok },
+                    meta: Some(serde_json::json!({"requestor": by})),
+                    time,
+                };
+                b.result(&id, r).ok_or_else(|| {
+                    bad(root.file, &m.ptr(), format!("tool result for call {id:?}, which no message made"))
+                })?;
             }
         }
         let ri = sim.get("reward_info")?;
@@ -334,46 +264,31 @@ pub(super) fn parse_tau2(root: &At, memory: Option<(&str, Digest)>) -> Result<Ve
             }
         }
         let end = sim.opt("end_time").map(|t| parse_time(&t)).transpose()?.unwrap_or(last);
-        events.push(
-            Draft::new(
-                stream.clone(),
-                Actor::Evaluator("tau2".into()),
-                Body::Grade(Grade {
-                    session: session.clone(),
-                    target: None,
-                    rubric: format!("tau2/{}", domain.unwrap_or("unknown")),
-                    evaluator: "tau2 reward_info".into(),
-                    score: reward.clamp(0.0, 1.0),
-                    result: grade_result(reward),
-                    criteria,
-                    meta: Some(CanonicalJson::from_value(ri.value)),
-                }),
-            )
-            .at(end),
+        b.push(
+            Body::Grade(Grade {
+                session: session.clone(),
+                target: None,
+                rubric: format!("tau2/{}", domain.unwrap_or("unknown")),
+                evaluator: "tau2 reward_info".into(),
+                score: reward.clamp(0.0, 1.0),
+                result: grade_result(reward),
+                criteria,
+                meta: Some(CanonicalJson::from_value(ri.value)),
+            }),
+            Actor::Evaluator("tau2".into()),
+            end,
         );
-        events.push(
-            Draft::new(
-                stream.clone(),
-                agent.clone(),
-                Body::SessionEnd(SessionEnd {
-                    session: session.clone(),
-                    status: sim
-                        .opt("termination_reason")
-                        .and_then(|r| r.value.as_str().map(str::to_owned))
-                        .unwrap_or_else(|| "unknown".into()),
-                    meta: Some(CanonicalJson::from_value(&serde_json::json!({
-                        "agent_cost": sim.value.get("agent_cost"),
-                        "user_cost": sim.value.get("user_cost"),
-                        "duration": sim.value.get("duration"),
-                    }))),
-                }),
-            )
-            .at(end),
-        );
-        if let Some((id, _)) = calls.into_iter().next() {
+        let status = sim.opt("termination_reason").and_then(|r| r.value.as_str().map(str::to_owned));
+        let costs = serde_json::json!({
+            "agent_cost": sim.value.get("agent_cost"),
+            "user_cost": sim.value.get("user_cost"),
+            "duration": sim.value.get("duration"),
+        });
+        b.end(agent, status.unwrap_or_else(|| "unknown".into()), Some(costs), end);
+        if let Some(id) = b.unanswered() {
             return Err(bad(root.file, &sim.ptr(), format!("tool call {id:?} has no result")));
         }
-        out.push(SessionEvents { session, events, parent: None, cites });
+        out.push(b.finish(None));
     }
     Ok(out)
 }
