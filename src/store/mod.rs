@@ -494,7 +494,6 @@ impl Store {
         for &pos in positions {
             match at {
                 Some(a) if a + 1 == pos => it.next(),
-                Some(a) if a == pos => {}
                 _ => it.seek(layout::pos_key(pos)),
             }
             let (Some(k), Some(v)) = (it.key(), it.value()) else {

@@ -292,11 +292,6 @@ impl Writer {
         Ok(Some(Head { version, id: parts.id }))
     }
 
-    /// The committed event of `stream` at `version` (for the idempotent-retry check).
-    fn head_at(&self, stream: &str, version: u64) -> Result<Option<Head>> {
-        self.lookup_head(stream, Some(version))
-    }
-
     /// Where an id already is: in this job, in the group, or in the committed log.
     fn existing(&self, id: &EventId, stage: &JobStage, group: &GroupState) -> Result<Option<(u64, u64)>> {
         if let Some(pv) = stage.ids.get(id).or_else(|| group.ids.get(id)) {
@@ -338,10 +333,12 @@ impl Writer {
             let err = Error::WrongExpectedVersion { stream: stream.clone(), expected: *expected, current };
             let replay_from = match expected {
                 ExpectedVersion::NoStream => None,
-                ExpectedVersion::Exact(v) if current.is_some_and(|c| c > *v) => match self.head_at(stream, *v)? {
-                    Some(h) => Some(h),
-                    None => return Err(err),
-                },
+                ExpectedVersion::Exact(v) if current.is_some_and(|c| c > *v) => {
+                    match self.lookup_head(stream, Some(*v))? {
+                        Some(h) => Some(h),
+                        None => return Err(err),
+                    }
+                }
                 _ => return Err(err),
             };
             replay.insert(stream.clone(), (replay_from, err));
