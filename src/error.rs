@@ -172,6 +172,30 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A dreamer failed or produced output that cannot be committed; nothing was written.
+    #[error("dreamer {dreamer}: {reason}")]
+    Dreamer {
+        /// `NAME@VERSION`.
+        dreamer: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A model API call failed (after retries, when retryable); nothing was written.
+    #[error("model API{}: {message}", .status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
+    Llm {
+        /// HTTP status, when there was a response.
+        status: Option<u16>,
+        /// The API's error message.
+        message: String,
+    },
+    /// A replay could not follow the recorded dream.
+    #[error("replay of dream {dream} diverged: {reason}")]
+    ReplayDiverged {
+        /// The dream.
+        dream: String,
+        /// Where and how.
+        reason: String,
+    },
 }
 
 fn current_text(current: Option<u64>) -> String {

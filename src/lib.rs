@@ -23,11 +23,14 @@
 
 pub mod cli;
 pub mod core;
+pub mod dream;
 pub mod error;
 pub mod exchange;
 pub mod import;
+pub mod ledger;
 pub mod memory;
 pub mod sessions;
+pub mod sim;
 pub mod store;
 
 pub use crate::core::{

@@ -330,15 +330,51 @@ impl Memory {
         }
     }
 
-    /// Appends the commands that make `into` equal to `fork`'s current state, citing
-    /// the fork event.
+    /// Promotes a fork's changes into `into`. The fork's own commands not promoted yet
+    /// are replayed onto `into` in order, each keeping its causes (so blame, lessons and
+    /// `revert --dream` still find the dream and evidence behind every line) and citing
+    /// the fork command it copies. Edits made to `into` since the fork stay. When a
+    /// command no longer applies, `into` is instead made equal to the fork's state, the
+    /// commands citing the fork event, as before.
     pub fn promote(&self, fork: &str, into: &str, actor: Actor) -> Result<Vec<Appended>> {
-        let first = self.store.read_stream(&stream_name(fork), 0, 1)?;
-        let fork_event = first.first().ok_or_else(|| Error::NoSuchStore(fork.to_owned()))?;
-        let (target, _) = self.state(fork)?;
-        let (current, _) = self.state(into)?;
-        let mut plan: Vec<(MemoryCommand, Vec<EventId>)> =
-            restore_commands(&current, &target, None).into_iter().map(|c| (c, vec![fork_event.id()])).collect();
+        let events = self.store.read_stream(&stream_name(fork), 0, usize::MAX)?;
+        let fork_event = events.first().ok_or_else(|| Error::NoSuchStore(fork.to_owned()))?;
+        if !matches!(&fork_event.event.body, Body::StoreFork(f) if f.source == into) {
+            return Err(Error::WrongEvent {
+                id: fork_event.id().to_hex(),
+                what: format!("the start of a fork of {into:?} (store {fork:?} is not one)"),
+            });
+        }
+        // Fork commands already promoted are cited by events of `into`.
+        let promoted: BTreeSet<EventId> = self
+            .store
+            .read_stream(&stream_name(into), 0, usize::MAX)?
+            .iter()
+            .filter(|e| e.position > fork_event.position)
+            .flat_map(|e| e.event.header.causes.iter().copied())
+            .collect();
+        let (mut current, _) = self.state(into)?;
+        let mut plan: Vec<(MemoryCommand, Vec<EventId>)> = Vec::new();
+        let mut clean = true;
+        for e in &events[1..] {
+            let Body::Memory(m) = &e.event.body else { continue };
+            if promoted.contains(&e.id()) {
+                continue;
+            }
+            if current.apply(&m.command, None).is_err() {
+                clean = false;
+                break;
+            }
+            let mut causes = e.event.header.causes.clone();
+            causes.truncate(crate::core::event::MAX_CAUSES - 1);
+            causes.push(e.id());
+            plan.push((m.command.clone(), causes));
+        }
+        if !clean {
+            let (target, _) = self.state(fork)?;
+            let (current, _) = self.state(into)?;
+            plan = restore_commands(&current, &target, None).into_iter().map(|c| (c, vec![fork_event.id()])).collect();
+        }
         if plan.is_empty() {
             return Ok(Vec::new());
         }

@@ -302,13 +302,36 @@ fn fork_and_promote() {
     assert_eq!(d.added, vec!["/memories/new.md".to_string()]);
     assert_eq!(d.removed.len(), 2);
     assert_eq!(d.changed.len(), 1);
+    let _ = fork;
+    let trial = store.read_stream("memory/trial", 1, usize::MAX).unwrap();
     let promoted = m.promote("trial", "live", human()).unwrap();
-    assert!(!promoted.is_empty());
-    for a in &promoted {
-        assert_eq!(store.get_at(a.position).unwrap().event.header.causes, vec![fork.id]);
+    assert_eq!(promoted.len(), 3, "the fork's three commands are replayed");
+    for (a, original) in promoted.iter().zip(&trial) {
+        let e = store.get_at(a.position).unwrap();
+        assert_eq!(command_of(&e), command_of(original));
+        assert_eq!(e.event.header.causes.last(), Some(&original.id()), "each cites the command it copies");
     }
-    assert_eq!(m.state("live").unwrap().0, m.state("trial").unwrap().0);
+    let (live, _) = m.state("live").unwrap();
+    let (trial_state, _) = m.state("trial").unwrap();
+    assert_eq!(
+        live.file("/memories/live-only.md").map(|f| f.text.to_string()).as_deref(),
+        Some("l\n"),
+        "edits made to live since the fork stay"
+    );
+    for (p, f) in trial_state.files() {
+        assert_eq!(live.file(p), Some(f), "{p} promoted");
+    }
+    assert_eq!(live.file("/memories/gone.md"), None);
     assert!(m.promote("trial", "live", human()).unwrap().is_empty(), "nothing left to promote");
+    // A fork whose command no longer applies: live is made equal to it, citing the fork.
+    let f2 = m.fork("live", "trial2", store.len(), human()).unwrap();
+    apply(&m, "trial2", create("/memories/clash.md", "fork\n"));
+    apply(&m, "live", create("/memories/clash.md", "live\n"));
+    let promoted = m.promote("trial2", "live", human()).unwrap();
+    for a in &promoted {
+        assert_eq!(store.get_at(a.position).unwrap().event.header.causes, vec![f2.id]);
+    }
+    assert_eq!(m.state("live").unwrap().0, m.state("trial2").unwrap().0);
 }
 
 #[test]
@@ -373,5 +396,12 @@ fn blame_names_the_revision_that_wrote_each_line_over_many_edits() {
     for l in &blame {
         let rev: usize = l.text.split(' ').nth(1).unwrap().parse().unwrap();
         assert_eq!(l.id, revisions[rev], "line {:?}", l.text);
+    }
+}
+
+fn command_of(e: &dreamlog::StoredEvent) -> MemoryCommand {
+    match &e.event.body {
+        dreamlog::Body::Memory(m) => m.command.clone(),
+        other => panic!("not a memory event: {other:?}"),
     }
 }

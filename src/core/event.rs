@@ -121,6 +121,12 @@ impl Draft {
         self
     }
 
+    /// Sets the stream parent (the writer checks it is the stream's head).
+    pub fn with_parents(mut self, parents: Vec<EventId>) -> Draft {
+        self.parents = Some(parents);
+        self
+    }
+
     /// Seals the draft with the given time and parents: encodes the body, builds the
     /// header, computes the id. Validates everything first.
     pub fn seal(&self, time: u64, parents: Vec<EventId>) -> Result<SealedEvent, FormatError> {

@@ -716,3 +716,47 @@ pub fn merge3(base: &str, ours: &str, theirs: &str) -> Option<String> {
     }
     Some(text)
 }
+
+/// A memory tool call's input, parsed: a read or a change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToolCall {
+    /// `view {path, view_range?}`.
+    View {
+        /// Path (default `/memories`).
+        path: String,
+        /// Line range, 1-based inclusive (`-1` as the end: to the last line).
+        range: Option<(i64, i64)>,
+    },
+    /// Any command that changes the store.
+    Change(MemoryCommand),
+}
+
+impl ToolCall {
+    /// Parses a tool call's `input` object; the error names what is wrong.
+    pub fn parse(value: &serde_json::Value) -> Result<ToolCall, String> {
+        use serde_json::Value;
+        if value.get("command").and_then(Value::as_str) == Some("view") {
+            let path = value.get("path").and_then(Value::as_str).unwrap_or(ROOT).to_owned();
+            let range = match value.get("view_range") {
+                None | Some(Value::Null) => None,
+                Some(r) => {
+                    let pair =
+                        r.as_array().filter(|a| a.len() == 2).and_then(|a| Some((a[0].as_i64()?, a[1].as_i64()?)));
+                    Some(pair.ok_or_else(|| format!("view_range must be two integers, got {r}"))?)
+                }
+            };
+            return Ok(ToolCall::View { path, range });
+        }
+        serde_json::from_value(value.clone())
+            .map(ToolCall::Change)
+            .map_err(|e| format!("invalid memory tool input: {e}"))
+    }
+
+    /// Runs the call against `state` (changes applied), returning the tool's text.
+    pub fn run(&self, state: &mut MemoryState) -> Result<String, ToolError> {
+        match self {
+            ToolCall::View { path, range } => state.view(path, *range),
+            ToolCall::Change(c) => state.apply(c, None),
+        }
+    }
+}

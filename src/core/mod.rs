@@ -4,12 +4,15 @@
 
 pub mod body;
 pub mod canonical_json;
+pub mod dream;
 pub mod error;
 pub mod event;
+pub mod evidence;
 pub mod hash;
 pub mod json;
 pub mod kind;
 pub mod memory;
+pub mod stats;
 pub mod validate;
 pub mod wire;
 

@@ -1,0 +1,259 @@
+//! The dreamer interface, pure: what a dreamer reads ([`DreamInput`]: the base memory
+//! and the graded sessions of a log range) and what it writes ([`Planned`] memory
+//! commands, each citing its evidence). Running, recording and replaying dreams is
+//! `crate::dream`; this module does no I/O.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::body::{Action, Grade, MemoryCommand, SessionEnd, SessionStart};
+use super::hash::{Digest, EventId};
+use super::memory::MemoryState;
+
+/// A dreamer and the version and configuration it runs with: `NAME[@VERSION]` on the
+/// command line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DreamerSpec {
+    /// Dreamer name: `evidence`, `llm`, `exec`.
+    pub name: String,
+    /// Version (`None`: the dreamer's current version).
+    pub version: Option<String>,
+    /// Configuration (`null`: the dreamer's defaults).
+    pub config: Value,
+}
+
+impl FromStr for DreamerSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<DreamerSpec, String> {
+        let (name, version) = match s.split_once('@') {
+            Some((n, v)) if !v.is_empty() => (n, Some(v.to_owned())),
+            Some(_) => return Err(format!("{s:?}: expected NAME or NAME@VERSION")),
+            None => (s, None),
+        };
+        if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            return Err(format!("{s:?}: a dreamer name is one word, e.g. evidence or evidence@1"));
+        }
+        Ok(DreamerSpec { name: name.to_owned(), version, config: Value::Null })
+    }
+}
+
+impl fmt::Display for DreamerSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.version {
+            Some(v) => write!(f, "{}@{v}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// An event a dreamer reads: its id and position with its body's JSON form flattened in.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Evidence<T> {
+    /// Event id: what a command's `causes` cite.
+    pub id: EventId,
+    /// Global position.
+    pub position: u64,
+    /// The body.
+    #[serde(flatten)]
+    pub body: T,
+}
+
+/// One session as a dreamer sees it: its start, tool calls, grades and end (messages are
+/// not part of the input), every event at or before the dream's last position.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SessionInput {
+    /// Session id.
+    pub session: String,
+    /// `session.start`, when recorded.
+    pub start: Option<Evidence<SessionStart>>,
+    /// Tool calls in order.
+    pub actions: Vec<Evidence<Action>>,
+    /// Grades in order; a session is in the input because at least one of them lies in
+    /// the dream's log range.
+    pub grades: Vec<Evidence<Grade>>,
+    /// `session.end`, when recorded.
+    pub end: Option<Evidence<SessionEnd>>,
+}
+
+impl SessionInput {
+    /// The last grade (the one that counts when a session was graded twice).
+    pub fn grade(&self) -> Option<&Evidence<Grade>> {
+        self.grades.last()
+    }
+
+    /// The task id, when the start names one.
+    pub fn task_id(&self) -> Option<&str> {
+        self.start.as_ref().and_then(|s| s.body.task_id.as_deref())
+    }
+}
+
+/// Everything a dreamer reads, fixed and recorded by the `dream` event: replaying the
+/// dream rebuilds exactly this value from the log.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DreamInput {
+    /// Dreamer name.
+    pub dreamer: String,
+    /// Dreamer version.
+    pub version: String,
+    /// The dreamer's effective configuration.
+    pub config: Value,
+    /// The input memory store.
+    pub store: String,
+    /// State hash of `memory`.
+    pub base_state: Digest,
+    /// First global position of the range read (inclusive).
+    pub from_position: u64,
+    /// Last global position of the range read (inclusive).
+    pub to_position: u64,
+    /// The input store's files: path → text.
+    pub memory: BTreeMap<String, String>,
+    /// Graded sessions, in the order of their last grade.
+    pub sessions: Vec<SessionInput>,
+}
+
+impl DreamInput {
+    /// The base memory as a state.
+    pub fn memory_state(&self) -> MemoryState {
+        MemoryState::from_files(self.memory.iter().map(|(p, t)| (p.clone(), t.clone())))
+    }
+
+    /// Every event id the input holds (what commands may cite).
+    pub fn evidence_ids(&self) -> impl Iterator<Item = EventId> + '_ {
+        self.sessions.iter().flat_map(|s| {
+            s.start
+                .iter()
+                .map(|e| e.id)
+                .chain(s.actions.iter().map(|e| e.id))
+                .chain(s.grades.iter().map(|e| e.id))
+                .chain(s.end.iter().map(|e| e.id))
+        })
+    }
+}
+
+/// One memory command a dreamer wants applied, with the events it derives from. JSON
+/// form: `{"input": <memory tool input>, "causes": [ids]}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Planned {
+    /// The memory tool command (`view` is not allowed: it changes nothing).
+    pub input: MemoryCommand,
+    /// Evidence: ids of events in the dream's input.
+    #[serde(default)]
+    pub causes: Vec<EventId>,
+}
+
+/// Why a dreamer's output cannot be committed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// A command fails against the memory as the earlier commands left it.
+    #[error("command #{index} ({command}) fails: {reason}")]
+    Command {
+        /// 0-based index in the output.
+        index: usize,
+        /// The command's name.
+        command: &'static str,
+        /// The memory tool's error text.
+        reason: String,
+    },
+    /// A command cites an event that is not part of the dream's input.
+    #[error("command #{index} cites {cause}, which is not an event of the dream's input")]
+    UnknownCause {
+        /// 0-based index in the output.
+        index: usize,
+        /// The unknown id.
+        cause: EventId,
+    },
+    /// A command cites too many events.
+    #[error("command #{index} cites {count} events, at most {max} allowed")]
+    TooManyCauses {
+        /// 0-based index in the output.
+        index: usize,
+        /// How many it cites.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// The name of a memory command, for messages.
+pub fn command_name(c: &MemoryCommand) -> &'static str {
+    match c {
+        MemoryCommand::Create { .. } => "create",
+        MemoryCommand::StrReplace { .. } => "str_replace",
+        MemoryCommand::Insert { .. } => "insert",
+        MemoryCommand::Delete { .. } => "delete",
+        MemoryCommand::Rename { .. } => "rename",
+    }
+}
+
+/// Applies `plan` to `base` in order, checking every command and that every cause is
+/// `known`; returns the resulting state. Duplicate causes are removed (first kept).
+pub fn check_plan(
+    base: &MemoryState,
+    plan: &mut [Planned],
+    known: impl Fn(&EventId) -> bool,
+) -> Result<MemoryState, PlanError> {
+    let mut state = base.clone();
+    // One cause slot is the dream itself.
+    let max = super::event::MAX_CAUSES - 1;
+    for (index, p) in plan.iter_mut().enumerate() {
+        let mut seen = std::collections::HashSet::new();
+        p.causes.retain(|c| seen.insert(*c));
+        if p.causes.len() > max {
+            return Err(PlanError::TooManyCauses { index, count: p.causes.len(), max });
+        }
+        if let Some(c) = p.causes.iter().find(|c| !known(c)) {
+            return Err(PlanError::UnknownCause { index, cause: *c });
+        }
+        state.apply(&p.input, None).map_err(|e| PlanError::Command {
+            index,
+            command: command_name(&p.input),
+            reason: e.message,
+        })?;
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_parses_name_and_version() {
+        let s: DreamerSpec = "evidence@1".parse().unwrap();
+        assert_eq!((s.name.as_str(), s.version.as_deref()), ("evidence", Some("1")));
+        let s: DreamerSpec = "llm".parse().unwrap();
+        assert_eq!(s.version, None);
+        assert!("evidence@".parse::<DreamerSpec>().is_err());
+        assert!("two words".parse::<DreamerSpec>().is_err());
+    }
+
+    #[test]
+    fn a_plan_is_checked_command_by_command() {
+        let base = MemoryState::from_files([("/memories/a.md".to_string(), "x\n".to_string())]);
+        let known = EventId::of(b"grade");
+        let mut ok = vec![Planned {
+            input: MemoryCommand::StrReplace {
+                path: "/memories/a.md".into(),
+                old_str: "x".into(),
+                new_str: "y".into(),
+            },
+            causes: vec![known, known],
+        }];
+        let after = check_plan(&base, &mut ok, |c| *c == known).unwrap();
+        assert_eq!(after.file("/memories/a.md").unwrap().text.as_ref(), "y\n");
+        assert_eq!(ok[0].causes, vec![known], "duplicate causes are dropped");
+        let mut bad =
+            vec![Planned { input: MemoryCommand::Delete { path: "/memories/nope.md".into() }, causes: vec![] }];
+        assert!(matches!(check_plan(&base, &mut bad, |_| true), Err(PlanError::Command { index: 0, .. })));
+        let mut unknown = vec![Planned {
+            input: MemoryCommand::Create { path: "/memories/b.md".into(), file_text: "b".into() },
+            causes: vec![EventId::of(b"other")],
+        }];
+        assert!(matches!(check_plan(&base, &mut unknown, |c| *c == known), Err(PlanError::UnknownCause { .. })));
+    }
+}

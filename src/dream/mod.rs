@@ -1,0 +1,670 @@
+//! Dreams: run a dreamer over a slice of the log, record it, list and show dreams, and
+//! replay them as regression tests.
+//!
+//! A dream is one atomic batch on the output store's stream: (for a fork) the
+//! `store.fork`, then every `llm.exchange` the dreamer had, then the `dream` event
+//! (citing the exchanges), then its memory commands, each citing the dream first and its
+//! evidence after. Nothing is written when the dreamer fails or its output does not
+//! apply. The dream event fixes the input: store and base state hash, log range,
+//! dreamer name, version and effective config; replay rebuilds the same input from the
+//! log and compares the dreamer's output with what was committed.
+
+pub mod exec;
+pub mod llm;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::core::dream::{check_plan, DreamInput, DreamerSpec, Evidence, Planned, SessionInput};
+use crate::core::evidence::{self, EvidenceConfig};
+use crate::core::memory::{diff_states, MemoryDiff, MemoryState};
+use crate::core::{Actor, Body, CanonicalJson, Draft, Dream, EventId, Kind, LlmExchange, MemoryCommand, StoreFork};
+use crate::error::{Error, Result};
+use crate::import::session_stream;
+use crate::memory::{stream_name, Memory};
+use crate::store::{AppendBatch, Appended, ExpectedVersion, Store, StoredEvent};
+
+/// What a dreamer produced.
+#[derive(Clone, Debug, Default)]
+pub struct DreamerOutput {
+    /// Memory commands with their evidence.
+    pub commands: Vec<Planned>,
+    /// Model exchanges, in order (recorded before the commands).
+    pub exchanges: Vec<LlmExchange>,
+    /// Dreamer-specific summary for the dream event's meta.
+    pub summary: Value,
+}
+
+/// A dreamer: a deterministic function of its input, its version and its config (the
+/// llm dreamer is made deterministic by replaying its recorded exchanges).
+pub trait Dreamer {
+    /// Name.
+    fn name(&self) -> &str;
+    /// Version.
+    fn version(&self) -> &str;
+    /// The effective configuration (defaults filled in), as recorded.
+    fn config(&self) -> Value;
+    /// Runs over `input`. `recorded` holds a replayed dream's exchanges: a dreamer that
+    /// talks to a model must answer from them and never call out.
+    fn dream(&self, input: &DreamInput, recorded: Option<&[LlmExchange]>) -> Result<DreamerOutput>;
+}
+
+fn dreamer_error(spec: &str, reason: impl Into<String>) -> Error {
+    Error::Dreamer { dreamer: spec.to_owned(), reason: reason.into() }
+}
+
+/// The built-in deterministic dreamer.
+pub struct EvidenceDreamer {
+    cfg: EvidenceConfig,
+}
+
+impl Dreamer for EvidenceDreamer {
+    fn name(&self) -> &str {
+        evidence::NAME
+    }
+    fn version(&self) -> &str {
+        evidence::VERSION
+    }
+    fn config(&self) -> Value {
+        serde_json::to_value(&self.cfg).unwrap_or(Value::Null)
+    }
+    fn dream(&self, input: &DreamInput, _: Option<&[LlmExchange]>) -> Result<DreamerOutput> {
+        let (commands, summary) = evidence::dream(input, &self.cfg);
+        Ok(DreamerOutput {
+            commands,
+            exchanges: Vec::new(),
+            summary: serde_json::to_value(summary).unwrap_or_default(),
+        })
+    }
+}
+
+/// The dreamers this build has: `evidence@1`, `llm@1`, `exec` (any version: the version
+/// names the external program's own).
+pub fn dreamer_for(spec: &DreamerSpec) -> Result<Box<dyn Dreamer>> {
+    let config = |v: &Value| if v.is_null() { json!({}) } else { v.clone() };
+    let check_version = |current: &str| match &spec.version {
+        Some(v) if v != current => Err(dreamer_error(
+            &spec.to_string(),
+            format!("this build has {}@{current}; version {v} is not available", spec.name),
+        )),
+        _ => Ok(()),
+    };
+    match spec.name.as_str() {
+        evidence::NAME => {
+            check_version(evidence::VERSION)?;
+            let cfg: EvidenceConfig = serde_json::from_value(config(&spec.config))
+                .map_err(|e| dreamer_error(&spec.to_string(), format!("bad config: {e}")))?;
+            Ok(Box::new(EvidenceDreamer { cfg }))
+        }
+        llm::NAME => {
+            check_version(llm::VERSION)?;
+            Ok(Box::new(llm::LlmDreamer::from_config(&config(&spec.config))?))
+        }
+        exec::NAME => Ok(Box::new(exec::ExecDreamer::from_config(
+            spec.version.clone().unwrap_or_else(|| "1".into()),
+            &config(&spec.config),
+        )?)),
+        other => Err(dreamer_error(other, "unknown dreamer (this build has evidence, llm and exec)")),
+    }
+}
+
+/// Options of `dream run`.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// First global position to read (default: after the last dream of this dreamer
+    /// already folded into the store, or 0).
+    pub since: Option<u64>,
+    /// The output store (default: a new fork `STORE.dream-N`).
+    pub into: Option<String>,
+    /// Write into the input store itself.
+    pub in_place: bool,
+}
+
+/// A committed dream.
+#[derive(Clone, Debug, Serialize)]
+pub struct DreamRun {
+    /// The dream event's id.
+    pub id: EventId,
+    /// Its position.
+    pub position: u64,
+    /// The recorded dream.
+    pub dream: Dream,
+    /// Graded sessions read.
+    pub sessions: usize,
+    /// Memory commands written.
+    pub commands: usize,
+    /// Model exchanges recorded.
+    pub exchanges: usize,
+}
+
+/// A dream as listed.
+#[derive(Clone, Debug, Serialize)]
+pub struct DreamSummary {
+    /// Dream event id.
+    pub id: EventId,
+    /// Its position.
+    pub position: u64,
+    /// Its time (ms).
+    pub time: u64,
+    /// The dream.
+    #[serde(flatten)]
+    pub dream: Dream,
+}
+
+/// One event cited as evidence, summarised.
+#[derive(Clone, Debug, Serialize)]
+pub struct EvidenceRef {
+    /// Event id.
+    pub id: EventId,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its session, for session events.
+    pub session: Option<String>,
+    /// A grade's score.
+    pub score: Option<f64>,
+    /// A grade's result.
+    pub result: Option<String>,
+}
+
+/// One command a dream wrote, with its evidence.
+#[derive(Clone, Debug, Serialize)]
+pub struct Lesson {
+    /// The memory event.
+    pub id: EventId,
+    /// Its position.
+    pub position: u64,
+    /// The command.
+    pub input: MemoryCommand,
+    /// The evidence it cites.
+    pub evidence: Vec<EvidenceRef>,
+}
+
+/// `dream show`.
+#[derive(Clone, Debug, Serialize)]
+pub struct DreamDetail {
+    /// The dream.
+    #[serde(flatten)]
+    pub summary: DreamSummary,
+    /// Model exchanges it recorded.
+    pub exchanges: Vec<EventId>,
+    /// What it wrote.
+    pub lessons: Vec<Lesson>,
+}
+
+/// The result of replaying one dream.
+#[derive(Clone, Debug, Serialize)]
+pub struct Replay {
+    /// The dream replayed.
+    pub id: EventId,
+    /// The dreamer it was recorded with.
+    pub recorded: String,
+    /// The dreamer replayed (the same, or another version or config).
+    pub replayed: String,
+    /// True when replayed with the recorded dreamer, version and config.
+    pub same_dreamer: bool,
+    /// The commands are identical (same dreamer) or lead to the same memory (another).
+    pub identical: bool,
+    /// Commands committed and commands replayed.
+    pub committed: usize,
+    /// Commands the replay produced.
+    pub produced: usize,
+    /// Line diff of the two command lists (JSON, one command per line) when they differ.
+    pub command_diff: Option<String>,
+    /// How the resulting memory differs (replayed against committed).
+    pub memory_diff: MemoryDiff,
+}
+
+/// Dream operations over a store.
+#[derive(Clone)]
+pub struct Dreams {
+    mem: Memory,
+}
+
+impl Dreams {
+    /// Dream operations over `mem`'s store.
+    pub fn new(mem: Memory) -> Dreams {
+        Dreams { mem }
+    }
+
+    fn store(&self) -> &Store {
+        self.mem.store()
+    }
+
+    /// The graded sessions of `[from, to]` with everything of theirs up to `to`.
+    pub fn collect_sessions(&self, from: u64, to: u64) -> Result<Vec<SessionInput>> {
+        let store = self.store();
+        // Sessions in the order of their last grade in range.
+        let mut order: Vec<String> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut loose: HashMap<String, Vec<StoredEvent>> = HashMap::new();
+        let mut next = from;
+        'scan: loop {
+            let chunk = store.read_kind(Kind::Grade, next, 4096)?;
+            let Some(last) = chunk.last() else { break };
+            next = last.position + 1;
+            for e in chunk {
+                if e.position > to {
+                    break 'scan;
+                }
+                let Body::Grade(g) = &e.event.body else { continue };
+                let s = g.session.clone();
+                if let Some(i) = index.remove(&s) {
+                    order[i].clear();
+                }
+                index.insert(s.clone(), order.len());
+                order.push(s.clone());
+                loose.entry(s).or_default().push(e);
+            }
+        }
+        let mut out = Vec::with_capacity(index.len());
+        for s in order.into_iter().filter(|s| !s.is_empty()) {
+            let events = store.read_stream(&session_stream(&s), 0, usize::MAX)?;
+            let events: Vec<StoredEvent> = if events.is_empty() {
+                // Grades recorded outside a session stream: the dreamer sees just them.
+                loose.remove(&s).unwrap_or_default()
+            } else {
+                events.into_iter().filter(|e| e.position <= to).collect()
+            };
+            let mut si =
+                SessionInput { session: s.clone(), start: None, actions: Vec::new(), grades: Vec::new(), end: None };
+            for e in events {
+                let (id, position) = (e.id(), e.position);
+                match e.event.body {
+                    Body::SessionStart(b) if b.session == s => si.start = Some(Evidence { id, position, body: b }),
+                    Body::Action(b) if b.session == s => si.actions.push(Evidence { id, position, body: b }),
+                    Body::Grade(b) if b.session == s => si.grades.push(Evidence { id, position, body: b }),
+                    Body::SessionEnd(b) if b.session == s => si.end = Some(Evidence { id, position, body: b }),
+                    _ => {}
+                }
+            }
+            out.push(si);
+        }
+        Ok(out)
+    }
+
+    /// The first position a new dream of `dreamer` over `store` reads by default: after
+    /// the last dream of that dreamer whose output is part of the store (written in
+    /// place, or promoted from its fork), following the store back through forks.
+    pub fn default_since(&self, store: &str, dreamer: &str) -> Result<u64> {
+        let mut best: Option<u64> = None;
+        let mut checked: HashMap<EventId, Option<u64>> = HashMap::new();
+        let mut name = store.to_owned();
+        let mut until = u64::MAX;
+        loop {
+            let events = self.store().read_stream(&stream_name(&name), 0, usize::MAX)?;
+            let mut next = None;
+            for e in events.iter().filter(|e| e.position < until) {
+                let mut consider = |d: &Dream| {
+                    if d.dreamer == dreamer {
+                        best = best.max(Some(d.to_position + 1));
+                    }
+                };
+                match &e.event.body {
+                    Body::Dream(d) => consider(d),
+                    Body::StoreFork(f) if e.version == 0 => next = Some((f.source.clone(), f.position + 1)),
+                    Body::Memory(_) => {
+                        let Some(first) = e.event.header.causes.first() else { continue };
+                        let to = match checked.get(first) {
+                            Some(v) => *v,
+                            None => {
+                                let v = match self.store().get(first) {
+                                    Ok(c) => match &c.event.body {
+                                        Body::Dream(d) if d.dreamer == dreamer => Some(d.to_position + 1),
+                                        _ => None,
+                                    },
+                                    Err(Error::NotFound(_)) => None,
+                                    Err(err) => return Err(err),
+                                };
+                                checked.insert(*first, v);
+                                v
+                            }
+                        };
+                        best = best.max(to);
+                    }
+                    _ => {}
+                }
+            }
+            match next {
+                Some((source, at)) => {
+                    name = source;
+                    until = at;
+                }
+                None => break,
+            }
+        }
+        Ok(best.unwrap_or(0))
+    }
+
+    /// Builds the input of a dream over `store` as of `until` (exclusive) from `from`.
+    fn input(&self, store: &str, from: u64, until: u64, d: &dyn Dreamer) -> Result<(DreamInput, MemoryState)> {
+        let (state, _) = self.mem.state_until(store, until)?;
+        let to = until.checked_sub(1).ok_or_else(|| Error::UnknownPoint("an empty log".into()))?;
+        let sessions = if from <= to { self.collect_sessions(from, to)? } else { Vec::new() };
+        let input = DreamInput {
+            dreamer: d.name().to_owned(),
+            version: d.version().to_owned(),
+            config: d.config(),
+            store: store.to_owned(),
+            base_state: state.state_hash(),
+            from_position: from,
+            to_position: to,
+            memory: state.files().iter().map(|(p, f)| (p.clone(), f.text.to_string())).collect(),
+            sessions,
+        };
+        Ok((input, state))
+    }
+
+    fn free_fork_name(&self, store: &str) -> Result<String> {
+        for n in 1u64.. {
+            let name = format!("{store}.dream-{n}");
+            if self.store().stream_version(&stream_name(&name))?.is_none() {
+                return Ok(name);
+            }
+        }
+        unreachable!("some fork name is free")
+    }
+
+    /// Runs a dreamer over `store` and commits its output (by default into a new fork).
+    pub fn run(&self, store: &str, spec: &DreamerSpec, opts: &RunOptions) -> Result<DreamRun> {
+        let started = Instant::now();
+        let dreamer = dreamer_for(spec)?;
+        let until = self.store().len();
+        if until == 0 {
+            return Err(Error::UnknownPoint("an empty log".into()));
+        }
+        let from = match opts.since {
+            Some(p) => p,
+            None => self.default_since(store, dreamer.name())?,
+        };
+        let (input, base) = self.input(store, from, until, dreamer.as_ref())?;
+        let label = format!("{}@{}", dreamer.name(), dreamer.version());
+        let mut out = dreamer.dream(&input, None)?;
+        let known: std::collections::HashSet<EventId> = input.evidence_ids().collect();
+        let result = check_plan(&base, &mut out.commands, |c| known.contains(c))
+            .map_err(|e| dreamer_error(&label, format!("its output does not apply: {e}")))?;
+
+        let out_store = if opts.in_place {
+            store.to_owned()
+        } else {
+            match &opts.into {
+                Some(n) => n.clone(),
+                None => self.free_fork_name(store)?,
+            }
+        };
+        let stream = stream_name(&out_store);
+        let actor = Actor::Dreamer { name: dreamer.name().to_owned(), version: dreamer.version().to_owned() };
+        let time = now_ms();
+        let mut drafts: Vec<Draft> = Vec::new();
+        let (expected, mut parent) = if opts.in_place {
+            match self.mem.state_until(store, until)?.1 {
+                crate::memory::StoreHead { version: Some(v), position: Some(p) } => {
+                    (ExpectedVersion::Exact(v), Some(self.store().get_at(p)?.id()))
+                }
+                _ => (ExpectedVersion::NoStream, None),
+            }
+        } else {
+            if self.store().stream_version(&stream)?.is_some() {
+                return Err(Error::StoreExists(out_store));
+            }
+            (ExpectedVersion::NoStream, None)
+        };
+        let mut chain = |draft: Draft, drafts: &mut Vec<Draft>| -> Result<EventId> {
+            let sealed = draft.seal(time, parent.into_iter().collect())?;
+            let id = sealed.id;
+            drafts.push(draft.at(time).with_parents(parent.into_iter().collect()));
+            parent = Some(id);
+            Ok(id)
+        };
+        if !opts.in_place {
+            let fork =
+                Body::StoreFork(StoreFork { store: out_store.clone(), source: store.to_owned(), position: until - 1 });
+            chain(Draft::new(stream.clone(), actor.clone(), fork), &mut drafts)?;
+        }
+        let mut exchange_ids = Vec::new();
+        for x in &out.exchanges {
+            exchange_ids
+                .push(chain(Draft::new(stream.clone(), actor.clone(), Body::LlmExchange(x.clone())), &mut drafts)?);
+        }
+        let meta = json!({
+            "sessions": input.sessions.len(),
+            "commands": out.commands.len(),
+            "exchanges": out.exchanges.len(),
+            "summary": out.summary,
+            "elapsed_ms": started.elapsed().as_millis() as u64,
+        });
+        let dream = Dream {
+            dreamer: dreamer.name().to_owned(),
+            version: dreamer.version().to_owned(),
+            config: CanonicalJson::from_value(&input.config),
+            store: store.to_owned(),
+            base_state: input.base_state,
+            from_position: from,
+            to_position: until - 1,
+            output_store: out_store.clone(),
+            result_state: result.state_hash(),
+            meta: Some(CanonicalJson::from_value(&meta)),
+        };
+        let dream_id = chain(
+            Draft::new(stream.clone(), actor.clone(), Body::Dream(dream.clone())).caused_by(exchange_ids),
+            &mut drafts,
+        )?;
+        for p in &out.commands {
+            let body = Body::Memory(crate::core::Memory {
+                store: out_store.clone(),
+                command: p.input.clone(),
+                precondition: None,
+                session: None,
+            });
+            let causes = std::iter::once(dream_id).chain(p.causes.iter().copied()).collect();
+            chain(Draft::new(stream.clone(), actor.clone(), body).caused_by(causes), &mut drafts)?;
+        }
+        let mut batch = AppendBatch::new().expect(stream, expected);
+        batch.events = drafts;
+        let appended = match self.store().append(batch) {
+            Ok(a) => a,
+            Err(Error::WrongExpectedVersion { .. }) if opts.in_place => {
+                return Err(dreamer_error(
+                    &label,
+                    format!("memory store {store:?} changed while the dreamer ran; run it again"),
+                ))
+            }
+            Err(Error::WrongExpectedVersion { .. }) => return Err(Error::StoreExists(out_store)),
+            Err(e) => return Err(e),
+        };
+        let at: &Appended = appended
+            .iter()
+            .find(|a| a.id == dream_id)
+            .ok_or_else(|| Error::Storage("the dream event was not appended".into()))?;
+        Ok(DreamRun {
+            id: dream_id,
+            position: at.position,
+            dream,
+            sessions: input.sessions.len(),
+            commands: out.commands.len(),
+            exchanges: out.exchanges.len(),
+        })
+    }
+
+    /// Every dream in log order (of one input store, when given).
+    pub fn list(&self, store: Option<&str>) -> Result<Vec<DreamSummary>> {
+        let mut out = Vec::new();
+        let mut from = 0;
+        loop {
+            let chunk = self.store().read_kind(Kind::Dream, from, 1024)?;
+            let Some(last) = chunk.last() else { break };
+            from = last.position + 1;
+            for e in chunk {
+                if let Body::Dream(d) = &e.event.body {
+                    if store.is_none_or(|s| s == d.store || s == d.output_store) {
+                        out.push(DreamSummary {
+                            id: e.id(),
+                            position: e.position,
+                            time: e.event.header.time,
+                            dream: d.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn dream_event(&self, id: &EventId) -> Result<(StoredEvent, Dream)> {
+        let e = self.store().get(id)?;
+        match &e.event.body {
+            Body::Dream(d) => {
+                let d = d.clone();
+                Ok((e, d))
+            }
+            _ => Err(Error::WrongEvent { id: id.to_hex(), what: "a dream event".into() }),
+        }
+    }
+
+    /// The memory events a dream wrote: the events of its output stream right after it
+    /// that cite it first.
+    fn written(&self, e: &StoredEvent, d: &Dream) -> Result<Vec<StoredEvent>> {
+        let id = e.id();
+        let events = self.store().read_stream(&stream_name(&d.output_store), e.version + 1, usize::MAX)?;
+        Ok(events
+            .into_iter()
+            .take_while(|x| x.event.header.kind == Kind::Memory && x.event.header.causes.first() == Some(&id))
+            .collect())
+    }
+
+    /// Summarises events cited as evidence.
+    pub fn evidence_refs(&self, ids: &[EventId]) -> Result<Vec<EvidenceRef>> {
+        ids.iter()
+            .map(|c| {
+                let e = self.store().get(c)?;
+                let (session, score, result) = match &e.event.body {
+                    Body::Grade(g) => (Some(g.session.clone()), Some(g.score), Some(g.result.as_str().to_owned())),
+                    Body::SessionStart(s) => (Some(s.session.clone()), None, None),
+                    Body::Action(a) => (Some(a.session.clone()), None, None),
+                    Body::SessionEnd(s) => (Some(s.session.clone()), None, None),
+                    _ => (None, None, None),
+                };
+                Ok(EvidenceRef { id: *c, kind: e.event.header.kind, session, score, result })
+            })
+            .collect()
+    }
+
+    /// A dream's inputs, the exchanges it recorded, and each command with its evidence.
+    pub fn show(&self, id: &EventId) -> Result<DreamDetail> {
+        let (e, d) = self.dream_event(id)?;
+        let mut lessons = Vec::new();
+        for w in self.written(&e, &d)? {
+            let Body::Memory(m) = &w.event.body else { continue };
+            lessons.push(Lesson {
+                id: w.id(),
+                position: w.position,
+                input: m.command.clone(),
+                evidence: self.evidence_refs(&w.event.header.causes[1..])?,
+            });
+        }
+        Ok(DreamDetail {
+            summary: DreamSummary { id: *id, position: e.position, time: e.event.header.time, dream: d },
+            exchanges: e.event.header.causes.clone(),
+            lessons,
+        })
+    }
+
+    /// Runs the dream's dreamer again over its recorded input — or `other`, another
+    /// version or config — and compares the output with what was committed.
+    pub fn replay(&self, id: &EventId, other: Option<&DreamerSpec>) -> Result<Replay> {
+        let (e, d) = self.dream_event(id)?;
+        let recorded_spec =
+            DreamerSpec { name: d.dreamer.clone(), version: Some(d.version.clone()), config: d.config.to_value() };
+        let spec = other.cloned().unwrap_or_else(|| recorded_spec.clone());
+        let dreamer = dreamer_for(&spec)?;
+        let same_dreamer =
+            dreamer.name() == d.dreamer && dreamer.version() == d.version && dreamer.config() == d.config.to_value();
+        // The base: the output store just before the dream (a fork starts equal to its
+        // source at the fork point).
+        let (base, _) = self.mem.state_until(&d.output_store, e.position)?;
+        if base.state_hash() != d.base_state {
+            return Err(Error::ReplayDiverged {
+                dream: id.to_hex(),
+                reason: format!(
+                    "the memory before the dream has state hash {}, the dream recorded {}",
+                    base.state_hash(),
+                    d.base_state
+                ),
+            });
+        }
+        let sessions = self.collect_sessions(d.from_position, d.to_position)?;
+        let input = DreamInput {
+            dreamer: dreamer.name().to_owned(),
+            version: dreamer.version().to_owned(),
+            config: dreamer.config(),
+            store: d.store.clone(),
+            base_state: d.base_state,
+            from_position: d.from_position,
+            to_position: d.to_position,
+            memory: base.files().iter().map(|(p, f)| (p.clone(), f.text.to_string())).collect(),
+            sessions,
+        };
+        let recorded: Vec<LlmExchange> = e
+            .event
+            .header
+            .causes
+            .iter()
+            .map(|c| match self.store().get(c)?.event.body {
+                Body::LlmExchange(x) => Ok(x),
+                _ => Err(Error::WrongEvent { id: c.to_hex(), what: "an llm.exchange event".into() }),
+            })
+            .collect::<Result<_>>()?;
+        let recorded_ref = if dreamer.name() == d.dreamer { Some(recorded.as_slice()) } else { None };
+        let mut out = dreamer.dream(&input, recorded_ref).map_err(|err| match err {
+            Error::ReplayDiverged { reason, .. } => Error::ReplayDiverged { dream: id.to_hex(), reason },
+            other => other,
+        })?;
+        let committed: Vec<Planned> = self
+            .written(&e, &d)?
+            .into_iter()
+            .filter_map(|w| match w.event.body {
+                Body::Memory(m) => Some(Planned { input: m.command, causes: w.event.header.causes[1..].to_vec() }),
+                _ => None,
+            })
+            .collect();
+        let known: std::collections::HashSet<EventId> = input.evidence_ids().collect();
+        let label = format!("{}@{}", dreamer.name(), dreamer.version());
+        let replayed_state = check_plan(&base, &mut out.commands, |c| known.contains(c))
+            .map_err(|err| dreamer_error(&label, format!("its replayed output does not apply: {err}")))?;
+        let committed_state = check_plan(&base, &mut committed.clone(), |_| true)
+            .map_err(|err| dreamer_error(&d.dreamer, format!("the committed output does not apply: {err}")))?;
+        let memory_diff = diff_states(&committed_state, &replayed_state);
+        let identical = if same_dreamer { out.commands == committed } else { memory_diff.is_empty() };
+        let command_diff = (out.commands != committed).then(|| {
+            let lines = |v: &[Planned]| {
+                v.iter().map(|p| serde_json::to_string(p).unwrap_or_default() + "\n").collect::<String>()
+            };
+            similar::TextDiff::from_lines(&lines(&committed), &lines(&out.commands))
+                .unified_diff()
+                .header("committed", "replayed")
+                .to_string()
+        });
+        Ok(Replay {
+            id: *id,
+            recorded: format!("{}@{}", d.dreamer, d.version),
+            replayed: label,
+            same_dreamer,
+            identical,
+            committed: committed.len(),
+            produced: out.commands.len(),
+            command_diff,
+            memory_diff,
+        })
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Index of dreams by id, for callers that resolve many (blame, lessons, drift).
+pub fn dream_index(dreams: &[DreamSummary]) -> BTreeMap<EventId, &DreamSummary> {
+    dreams.iter().map(|d| (d.id, d)).collect()
+}

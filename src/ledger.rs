@@ -1,0 +1,371 @@
+//! The lesson ledger and drift: grades attached to memory states.
+//!
+//! Every `session.start` records the memory store and state hash the session ran with,
+//! and every grade names its session; so each memory state, each dream and each lesson
+//! line has the grades of the sessions that ran with it. `lessons` lists the lines a
+//! dream put in a store with their evidence and the grades before and after they
+//! appeared; `drift` compares grades before and after every change of the store and
+//! flags the changes after which grades fell beyond a bootstrap confidence interval,
+//! with the `memory revert` command that undoes each.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::core::stats::{bootstrap_diff_ci, GradeStats, Outcome};
+use crate::core::{Body, Digest, EventId, GradeResult, Kind};
+use crate::error::Result;
+use crate::memory::{stream_name, Memory};
+use crate::store::Store;
+
+/// A session that ran with a store, and its last grade.
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionRun {
+    /// Session id.
+    pub session: String,
+    /// Position of its `session.start`.
+    pub position: u64,
+    /// The state hash it recorded.
+    pub memory_state: Option<Digest>,
+    /// Its last grade's score.
+    pub score: Option<f64>,
+    /// Its last grade's result was `satisfied`.
+    pub passed: Option<bool>,
+}
+
+impl SessionRun {
+    fn outcome(&self) -> Option<Outcome> {
+        Some(Outcome { score: self.score?, passed: self.passed? })
+    }
+}
+
+/// Sessions that recorded running with `store`, before `until`, in log order.
+pub fn sessions_with(store: &Store, name: &str, until: u64) -> Result<Vec<SessionRun>> {
+    let mut runs = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut from = 0;
+    'starts: loop {
+        let chunk = store.read_kind(Kind::SessionStart, from, 4096)?;
+        let Some(last) = chunk.last() else { break };
+        from = last.position + 1;
+        for e in chunk {
+            if e.position >= until {
+                break 'starts;
+            }
+            if let Body::SessionStart(s) = e.event.body {
+                if s.store.as_deref() == Some(name) {
+                    index.insert(s.session.clone(), runs.len());
+                    runs.push(SessionRun {
+                        session: s.session,
+                        position: e.position,
+                        memory_state: s.memory_state,
+                        score: None,
+                        passed: None,
+                    });
+                }
+            }
+        }
+    }
+    if runs.is_empty() {
+        return Ok(runs);
+    }
+    let mut from = runs[0].position;
+    'grades: loop {
+        let chunk = store.read_kind(Kind::Grade, from, 4096)?;
+        let Some(last) = chunk.last() else { break };
+        from = last.position + 1;
+        for e in chunk {
+            if e.position >= until {
+                break 'grades;
+            }
+            if let Body::Grade(g) = &e.event.body {
+                if let Some(&i) = index.get(&g.session) {
+                    runs[i].score = Some(g.score);
+                    runs[i].passed = Some(g.result == GradeResult::Satisfied);
+                }
+            }
+        }
+    }
+    Ok(runs)
+}
+
+fn stats(runs: &[&SessionRun]) -> GradeStats {
+    GradeStats::of(&runs.iter().filter_map(|r| r.outcome()).collect::<Vec<_>>())
+}
+
+/// One lesson line of a store.
+#[derive(Clone, Debug, Serialize)]
+pub struct LessonRow {
+    /// File.
+    pub path: String,
+    /// 1-based line.
+    pub line: usize,
+    /// Text.
+    pub text: String,
+    /// The memory event that wrote the line.
+    pub event: EventId,
+    /// Its position.
+    pub position: u64,
+    /// The dream it came from.
+    pub dream: Option<EventId>,
+    /// That dream's `NAME@VERSION`.
+    pub dreamer: Option<String>,
+    /// Events cited as evidence.
+    pub evidence: Vec<EventId>,
+    /// Sessions named by the evidence (distinct, in order).
+    pub evidence_sessions: Vec<String>,
+    /// Grades of sessions that ran with the store before the line was written.
+    pub before: GradeStats,
+    /// Grades of sessions that ran with the store while the line was in it.
+    pub after: GradeStats,
+}
+
+/// The lessons of `store` as of `until`: every non-blank, non-heading line a dream wrote
+/// (or that cites evidence), with its dream, evidence and the grades around it.
+pub fn lessons(mem: &Memory, name: &str, until: u64) -> Result<Vec<LessonRow>> {
+    let store = mem.store();
+    let (state, _) = mem.state_until(name, until)?;
+    let runs = sessions_with(store, name, until)?;
+    let mut dreamers: HashMap<EventId, String> = HashMap::new();
+    let mut sessions_of: HashMap<EventId, Option<String>> = HashMap::new();
+    let mut out = Vec::new();
+    for path in state.files().keys() {
+        for b in mem.blame(name, path, until)? {
+            let t = b.text.trim();
+            if t.is_empty() || t.starts_with('#') || (b.dream.is_none() && b.evidence.is_empty()) {
+                continue;
+            }
+            if b.dream.is_some() && b.evidence.is_empty() && !(t.starts_with("- ") || t.starts_with("* ")) {
+                // A dream's prose (a file's introduction), not a lesson.
+                continue;
+            }
+            let dreamer = match b.dream {
+                Some(d) => Some(match dreamers.get(&d) {
+                    Some(s) => s.clone(),
+                    None => {
+                        let s = match store.get(&d)?.event.body {
+                            Body::Dream(x) => format!("{}@{}", x.dreamer, x.version),
+                            _ => String::new(),
+                        };
+                        dreamers.insert(d, s.clone());
+                        s
+                    }
+                }),
+                None => None,
+            };
+            let mut evidence_sessions: Vec<String> = Vec::new();
+            for c in &b.evidence {
+                let s = match sessions_of.get(c) {
+                    Some(s) => s.clone(),
+                    None => {
+                        let s = store.get(c).ok().and_then(|e| match e.event.body {
+                            Body::Grade(g) => Some(g.session),
+                            Body::SessionStart(s) => Some(s.session),
+                            Body::Action(a) => Some(a.session),
+                            Body::SessionEnd(s) => Some(s.session),
+                            _ => None,
+                        });
+                        sessions_of.insert(*c, s.clone());
+                        s
+                    }
+                };
+                if let Some(s) = s {
+                    if !evidence_sessions.contains(&s) {
+                        evidence_sessions.push(s);
+                    }
+                }
+            }
+            let before: Vec<&SessionRun> = runs.iter().filter(|r| r.position < b.position).collect();
+            let after: Vec<&SessionRun> = runs.iter().filter(|r| r.position > b.position).collect();
+            out.push(LessonRow {
+                path: path.clone(),
+                line: b.line,
+                text: b.text,
+                event: b.id,
+                position: b.position,
+                dream: b.dream,
+                dreamer,
+                evidence: b.evidence,
+                evidence_sessions,
+                before: stats(&before),
+                after: stats(&after),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A memory state sessions ran with.
+#[derive(Clone, Debug, Serialize)]
+pub struct StateRow {
+    /// The state's hash.
+    pub state: Digest,
+    /// The first session's position.
+    pub first_session: u64,
+    /// Grades of the sessions that ran with it.
+    pub grades: GradeStats,
+}
+
+/// A change between two consecutive states sessions ran with.
+#[derive(Clone, Debug, Serialize)]
+pub struct Change {
+    /// The change's memory events (and reverts), in order.
+    pub events: Vec<EventId>,
+    /// Position of its first event.
+    pub position: u64,
+    /// Dreams whose output it holds.
+    pub dreams: Vec<EventId>,
+    /// Grades with the state before.
+    pub before: GradeStats,
+    /// Grades with the state after.
+    pub after: GradeStats,
+    /// Mean score after minus before.
+    pub delta: Option<f64>,
+    /// Bootstrap 95 % interval of `delta`.
+    pub interval: Option<(f64, f64)>,
+    /// Grades fell beyond the interval (its upper end is below zero).
+    pub flagged: bool,
+    /// Commands that undo the change.
+    pub undo: Vec<String>,
+}
+
+/// `drift STORE`.
+#[derive(Clone, Debug, Serialize)]
+pub struct DriftReport {
+    /// The store.
+    pub store: String,
+    /// Graded sessions that ran with it.
+    pub sessions: u64,
+    /// Sessions whose recorded state hash is not the store's state at their start.
+    pub mismatched: u64,
+    /// States in order.
+    pub states: Vec<StateRow>,
+    /// Changes between consecutive states.
+    pub changes: Vec<Change>,
+    /// How many changes are flagged.
+    pub flagged: usize,
+}
+
+/// Options of `drift`.
+#[derive(Clone, Copy, Debug)]
+pub struct DriftOptions {
+    /// Bootstrap resamples.
+    pub resamples: usize,
+    /// Confidence level.
+    pub level: f64,
+    /// Sessions each side needs before a change can be flagged.
+    pub min_sessions: u64,
+}
+
+impl Default for DriftOptions {
+    fn default() -> DriftOptions {
+        DriftOptions { resamples: 2000, level: 0.95, min_sessions: 3 }
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./@:".contains(&b)) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Grades per memory state and per change of `store`, with the changes after which
+/// grades fell flagged.
+pub fn drift(mem: &Memory, name: &str, opts: DriftOptions) -> Result<DriftReport> {
+    let store = mem.store();
+    let until = store.len();
+    let runs: Vec<SessionRun> = sessions_with(store, name, until)?.into_iter().filter(|r| r.score.is_some()).collect();
+    let events = store.read_stream(&stream_name(name), 0, usize::MAX)?;
+    // Segments: runs of sessions with no store change between them; each segment keeps
+    // the changes that came before it.
+    struct Segment<'a> {
+        runs: Vec<&'a SessionRun>,
+        changes: Vec<(u64, EventId, Option<EventId>, bool)>,
+    }
+    let mut segments: Vec<Segment> = Vec::new();
+    let mut pending: Vec<(u64, EventId, Option<EventId>, bool)> = Vec::new();
+    let mut ev = events.iter().filter(|e| matches!(e.event.header.kind, Kind::Memory | Kind::Revert)).peekable();
+    let mut dream_cache: HashMap<EventId, bool> = HashMap::new();
+    for r in &runs {
+        while let Some(e) = ev.next_if(|e| e.position < r.position) {
+            let dream = match e.event.header.causes.first() {
+                Some(c) if e.event.header.kind == Kind::Memory => {
+                    let is_dream = match dream_cache.get(c) {
+                        Some(b) => *b,
+                        None => {
+                            let b = store.get(c).map(|x| x.event.header.kind == Kind::Dream).unwrap_or(false);
+                            dream_cache.insert(*c, b);
+                            b
+                        }
+                    };
+                    is_dream.then_some(*c)
+                }
+                _ => None,
+            };
+            pending.push((e.position, e.id(), dream, e.event.header.kind == Kind::Revert));
+        }
+        match segments.last_mut() {
+            Some(s) if pending.is_empty() => s.runs.push(r),
+            _ => segments.push(Segment { runs: vec![r], changes: std::mem::take(&mut pending) }),
+        }
+    }
+    let mut mismatched = 0;
+    let mut states = Vec::new();
+    for s in &segments {
+        let first = s.runs[0].position;
+        let (state, _) = mem.state_until(name, first)?;
+        let hash = state.state_hash();
+        mismatched += s.runs.iter().filter(|r| r.memory_state.is_some_and(|m| m != hash)).count() as u64;
+        states.push(StateRow { state: hash, first_session: first, grades: stats(&s.runs) });
+    }
+    let mut changes = Vec::new();
+    for w in segments.windows(2) {
+        let (prev, next) = (&w[0], &w[1]);
+        let scores = |s: &Segment| s.runs.iter().filter_map(|r| r.score).collect::<Vec<f64>>();
+        let (b, a) = (scores(prev), scores(next));
+        let before = stats(&prev.runs);
+        let after = stats(&next.runs);
+        let delta = match (before.mean_score, after.mean_score) {
+            (Some(x), Some(y)) => Some(y - x),
+            _ => None,
+        };
+        let seed = u64::from_le_bytes(next.changes[0].1 .0[..8].try_into().unwrap_or_default());
+        let interval = bootstrap_diff_ci(&b, &a, opts.resamples, opts.level, seed);
+        let enough = before.sessions >= opts.min_sessions && after.sessions >= opts.min_sessions;
+        let flagged = enough && interval.is_some_and(|(_, hi)| hi < 0.0);
+        let mut dreams: Vec<EventId> = Vec::new();
+        let mut undo = Vec::new();
+        let q = shell_quote(name);
+        for (_, id, dream, is_revert) in &next.changes {
+            match dream {
+                Some(d) => {
+                    if !dreams.contains(d) {
+                        dreams.push(*d);
+                        undo.push(format!(
+                            "dreamlog memory revert {q} --dream {} --reason 'drift: grades fell'",
+                            d.short(16)
+                        ));
+                    }
+                }
+                None if !is_revert => undo
+                    .push(format!("dreamlog memory revert {q} --event {} --reason 'drift: grades fell'", id.short(16))),
+                None => {}
+            }
+        }
+        changes.push(Change {
+            events: next.changes.iter().map(|c| c.1).collect(),
+            position: next.changes[0].0,
+            dreams,
+            before,
+            after,
+            delta,
+            interval,
+            flagged,
+            undo,
+        });
+    }
+    let flagged = changes.iter().filter(|c| c.flagged).count();
+    Ok(DriftReport { store: name.to_owned(), sessions: runs.len() as u64, mismatched, states, changes, flagged })
+}

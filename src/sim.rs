@@ -1,0 +1,150 @@
+//! A deterministic simulated agent whose success depends on what its memory says: the
+//! closed-loop proof of the product (sessions → grades → dream → better sessions; a bad
+//! lesson → worse sessions → drift flags it → revert restores them). Used by the tests,
+//! the demo and the benchmarks.
+//!
+//! The task family `sim/refunds`: refund an order. The evaluator passes a session only
+//! when the agent called `verify_identity` before `issue_refund`. Without advice the
+//! agent verifies 30 % of the time; when a memory line says "Call `verify_identity`" it
+//! does 95 % of the time; when a line says "Avoid `verify_identity`" it never does.
+//! Every session records the store and state hash it ran with; randomness comes from a
+//! seed, so runs are reproducible.
+
+use serde_json::json;
+
+use crate::core::stats::SplitMix64;
+use crate::core::{
+    Action, ActionStatus, Actor, Body, CanonicalJson, Criterion, Draft, Grade, GradeResult, SessionEnd, SessionStart,
+};
+use crate::error::Result;
+use crate::import::session_stream;
+use crate::memory::Memory;
+use crate::store::{AppendBatch, ExpectedVersion};
+
+/// The tool the evaluator requires.
+pub const KEY_TOOL: &str = "verify_identity";
+
+/// What the agent's memory tells it about the key tool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Advice {
+    /// Nothing.
+    None,
+    /// Call it.
+    Call,
+    /// Avoid it (wins over `Call`).
+    Avoid,
+}
+
+/// Reads the advice from memory files.
+pub fn advice<'a>(texts: impl IntoIterator<Item = &'a str>) -> Advice {
+    let mut out = Advice::None;
+    for t in texts {
+        for line in t.lines() {
+            if line.contains(&format!("Avoid `{KEY_TOOL}`")) {
+                return Advice::Avoid;
+            }
+            if line.contains(&format!("Call `{KEY_TOOL}`")) {
+                out = Advice::Call;
+            }
+        }
+    }
+    out
+}
+
+/// One round's outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Round {
+    /// Sessions run.
+    pub sessions: usize,
+    /// Sessions that passed.
+    pub passed: usize,
+    /// The advice the agent followed.
+    pub advice: Advice,
+}
+
+impl Round {
+    /// Share of sessions that passed.
+    pub fn pass_rate(&self) -> f64 {
+        self.passed as f64 / self.sessions.max(1) as f64
+    }
+}
+
+/// Runs `n` sessions of the simulated agent against memory store `store`, recording
+/// each (start with the store's state hash, tool calls, grade, end) as one batch on
+/// `session/ID`. Session ids are `sim/LABEL/I`.
+pub fn run_round(mem: &Memory, store: &str, label: &str, n: usize, seed: u64) -> Result<Round> {
+    let (state, _) = mem.state(store)?;
+    let hash = state.state_hash();
+    let advice = advice(state.files().values().map(|f| f.text.as_ref()));
+    let p_verify = match advice {
+        Advice::None => 0.3,
+        Advice::Call => 0.95,
+        Advice::Avoid => 0.0,
+    };
+    let mut rng = SplitMix64::new(seed);
+    let agent = Actor::Agent("sim-agent".into());
+    let mut passed = 0;
+    for i in 0..n {
+        let session = format!("sim/{label}/{i}");
+        let stream = session_stream(&session);
+        let order = 1000 + rng.below(9000);
+        let verify = rng.unit() < p_verify;
+        let mut batch = AppendBatch::new().expect(stream.clone(), ExpectedVersion::NoStream);
+        let mut push = |actor: &Actor, body: Body| batch.events.push(Draft::new(stream.clone(), actor.clone(), body));
+        push(
+            &agent,
+            Body::SessionStart(SessionStart {
+                session: session.clone(),
+                agent: "sim-agent".into(),
+                model: None,
+                task_id: Some(format!("refunds/{}", i % 5)),
+                task: Some(format!("Refund order #{order} for the customer.")),
+                store: Some(store.to_owned()),
+                memory_state: Some(hash),
+                source: Some("dreamlog sim".into()),
+                meta: None,
+            }),
+        );
+        let call = |name: &str, input: serde_json::Value, output: serde_json::Value| {
+            Body::Action(Action {
+                session: session.clone(),
+                name: name.into(),
+                call_id: None,
+                input: CanonicalJson::from_value(&input),
+                output: Some(CanonicalJson::from_value(&output)),
+                status: ActionStatus::Ok,
+                meta: None,
+            })
+        };
+        push(&agent, call("lookup_order", json!({"order": order}), json!({"status": "delivered"})));
+        if verify {
+            push(&agent, call(KEY_TOOL, json!({"order": order}), json!({"verified": true})));
+        }
+        push(&agent, call("issue_refund", json!({"order": order}), json!({"refunded": true})));
+        passed += usize::from(verify);
+        push(
+            &Actor::Evaluator("sim-evaluator".into()),
+            Body::Grade(Grade {
+                session: session.clone(),
+                target: None,
+                rubric: "sim/refunds".into(),
+                evaluator: "sim-evaluator".into(),
+                score: if verify { 1.0 } else { 0.0 },
+                result: if verify { GradeResult::Satisfied } else { GradeResult::Failed },
+                criteria: vec![
+                    Criterion {
+                        name: format!("action:{KEY_TOOL}"),
+                        passed: Some(verify),
+                        score: Some(if verify { 1.0 } else { 0.0 }),
+                        note: (!verify).then(|| "refunded without verifying the customer's identity".into()),
+                    },
+                    Criterion { name: "refund_issued".into(), passed: Some(true), score: Some(1.0), note: None },
+                ],
+                meta: None,
+            }),
+        );
+        push(&agent, Body::SessionEnd(SessionEnd { session, status: "completed".into(), meta: None }));
+        mem.store().append(batch)?;
+    }
+    Ok(Round { sessions: n, passed, advice })
+}
