@@ -94,13 +94,23 @@ pub enum MemoryCmd {
         #[arg(long, default_value = "head")]
         at: String,
     },
-    /// Make a store equal to a fork of it (appends the commands, citing the fork).
+    /// Apply a fork's changes to the store it was forked from (each copied command keeps
+    /// its dream and evidence); when one no longer applies, make the store equal to the fork.
     Promote {
         /// The fork.
         fork: String,
         /// The store to change.
         #[arg(long)]
         into: String,
+    },
+    /// Each lesson with its origin dream, its evidence, and the grades of sessions that
+    /// ran with the store before and after it.
+    Lessons {
+        /// Store name.
+        store: String,
+        /// Point.
+        #[arg(long, default_value = "head")]
+        at: String,
     },
 }
 
@@ -164,6 +174,9 @@ pub fn tag(cli: &Cli, name: &str, at: &str, actor: Option<Actor>) -> Result<Exit
 
 /// Runs a `memory` subcommand.
 pub fn run(cli: &Cli, cmd: &MemoryCmd) -> Result<ExitCode> {
+    if let MemoryCmd::Lessons { store, at } = cmd {
+        return super::dream::lessons(cli, store, at);
+    }
     let writes = matches!(
         cmd,
         MemoryCmd::Apply { .. } | MemoryCmd::Revert(_) | MemoryCmd::Fork { .. } | MemoryCmd::Promote { .. }
@@ -177,6 +190,7 @@ pub fn run(cli: &Cli, cmd: &MemoryCmd) -> Result<ExitCode> {
 
 fn run_with(cli: &Cli, mem: &Memory, cmd: &MemoryCmd) -> Result<ExitCode> {
     match cmd {
+        MemoryCmd::Lessons { .. } => unreachable!("handled by run"),
         MemoryCmd::View { store, path, at, range } => {
             let until = mem.resolve_point(at)?;
             let (state, _) = mem.state_until(store, until)?;

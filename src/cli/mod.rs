@@ -3,6 +3,7 @@
 //! JSON with `--json` (one object per line for lists).
 
 mod demo;
+mod dream;
 mod import;
 mod memory;
 mod output;
@@ -65,9 +66,14 @@ pub enum Command {
     /// Sessions: list, show, stats.
     #[command(subcommand)]
     Sessions(sessions::SessionsCmd),
-    /// Memory stores: view, apply, history, diff, blame, revert, fork, promote.
+    /// Memory stores: view, apply, history, diff, blame, revert, fork, promote, lessons.
     #[command(subcommand)]
     Memory(memory::MemoryCmd),
+    /// Dreams: run a dreamer, list, show, replay.
+    #[command(subcommand)]
+    Dream(dream::DreamCmd),
+    /// Grades per memory state and per dream; flags changes after which grades fell.
+    Drift(dream::DriftArgs),
     /// Name a point of the log (recorded as an event).
     Tag {
         /// Tag name.
@@ -344,6 +350,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import(args) => return import::run(&cli, args),
         Command::Memory(cmd) => return memory::run(&cli, cmd),
         Command::Sessions(cmd) => return sessions::run(&cli, cmd),
+        Command::Dream(cmd) => return dream::run(&cli, cmd),
+        Command::Drift(args) => return dream::drift(&cli, args),
         Command::Tag { name, at, actor } => return memory::tag(&cli, name, at, actor.clone()),
         Command::Demo => demo::run(&cli)?,
     }

@@ -63,6 +63,9 @@ pub struct EvidenceConfig {
     pub min_lift: f64,
     /// …and retired when the difference falls below this.
     pub retire_lift: f64,
+    /// A new tool-pattern lesson also needs a two-sided Fisher exact p-value at most
+    /// this (pass/fail against with/without): chance differences are not lessons.
+    pub max_p_value: f64,
     /// Criteria (by exact name) never turned into lessons.
     pub ignore_checks: Vec<String>,
     /// Sessions named as examples per lesson.
@@ -83,6 +86,7 @@ impl Default for EvidenceConfig {
             retire_fail_rate: 0.25,
             min_lift: 0.3,
             retire_lift: 0.15,
+            max_p_value: 0.05,
             ignore_checks: Vec::new(),
             examples: 3,
             max_causes: 64,
@@ -175,11 +179,16 @@ fn rate(a: u64, b: u64) -> f64 {
     }
 }
 
-/// A short name for a session in lesson text.
+/// A short name for a session in lesson text: a UUID's first 8 characters, a path's
+/// last two segments.
 fn short_session(s: &str) -> String {
     let uuid_like = s.len() >= 32 && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
     if uuid_like {
-        s[..8].to_owned()
+        return s[..8].to_owned();
+    }
+    let parts: Vec<&str> = s.rsplitn(3, '/').collect();
+    if parts.len() == 3 {
+        format!("{}/{}", parts[1], parts[0])
     } else {
         s.to_owned()
     }
@@ -226,7 +235,7 @@ fn render(kind: LessonKind, key: &str, subject: &str, c: Counts, examples: &[Str
             let advice = if with >= without {
                 format!("Call `{subject}` when the task allows it.")
             } else {
-                format!("Avoid `{subject}` unless the task requires it.")
+                format!("Before calling `{subject}`, check that the task and the policy really require it.")
             };
             format!(
                 "- [tool:{key} {}/{} {}/{}] Sessions that call `{subject}` pass {}% ({} of {}); without it {}% ({} of {}). {advice}{eg}",
@@ -288,7 +297,8 @@ fn holds(kind: LessonKind, c: Counts, cfg: &EvidenceConfig, existing: bool) -> b
                 return existing;
             }
             let threshold = if existing { cfg.retire_lift } else { cfg.min_lift };
-            (rate(c.a, c.b) - rate(c.c, c.d)).abs() >= threshold
+            let significant = existing || super::stats::fisher_exact(c.a, c.b - c.a, c.c, c.d - c.c) <= cfg.max_p_value;
+            significant && (rate(c.a, c.b) - rate(c.c, c.d)).abs() >= threshold
         }
     }
 }

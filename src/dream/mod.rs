@@ -215,6 +215,27 @@ pub struct Replay {
     pub command_diff: Option<String>,
     /// How the resulting memory differs (replayed against committed).
     pub memory_diff: MemoryDiff,
+    /// The lesson diff: a unified diff of every file that differs, committed against
+    /// replayed (empty when the memory is the same).
+    pub lesson_diff: String,
+}
+
+/// A unified diff of every file that differs between two states.
+pub fn lesson_diff(a: &MemoryState, b: &MemoryState) -> String {
+    let mut paths: Vec<&String> = a.files().keys().chain(b.files().keys()).collect();
+    paths.sort();
+    paths.dedup();
+    let mut out = String::new();
+    for p in paths {
+        let (x, y) =
+            (a.file(p).map(|f| f.text.as_ref()).unwrap_or(""), b.file(p).map(|f| f.text.as_ref()).unwrap_or(""));
+        if x != y || a.file(p).is_some() != b.file(p).is_some() {
+            let old = if a.file(p).is_some() { format!("committed{p}") } else { "/dev/null".into() };
+            let new = if b.file(p).is_some() { format!("replayed{p}") } else { "/dev/null".into() };
+            out.push_str(&similar::TextDiff::from_lines(x, y).unified_diff().header(&old, &new).to_string());
+        }
+    }
+    out
 }
 
 /// Dream operations over a store.
@@ -616,7 +637,9 @@ impl Dreams {
                 _ => Err(Error::WrongEvent { id: c.to_hex(), what: "an llm.exchange event".into() }),
             })
             .collect::<Result<_>>()?;
-        let recorded_ref = if dreamer.name() == d.dreamer { Some(recorded.as_slice()) } else { None };
+        // The recorded dreamer answers from its record, offline; another version or
+        // config asks anew (for the llm dreamer: the model).
+        let recorded_ref = if same_dreamer { Some(recorded.as_slice()) } else { None };
         let mut out = dreamer.dream(&input, recorded_ref).map_err(|err| match err {
             Error::ReplayDiverged { reason, .. } => Error::ReplayDiverged { dream: id.to_hex(), reason },
             other => other,
@@ -636,6 +659,7 @@ impl Dreams {
         let committed_state = check_plan(&base, &mut committed.clone(), |_| true)
             .map_err(|err| dreamer_error(&d.dreamer, format!("the committed output does not apply: {err}")))?;
         let memory_diff = diff_states(&committed_state, &replayed_state);
+        let lesson_diff = lesson_diff(&committed_state, &replayed_state);
         let identical = if same_dreamer { out.commands == committed } else { memory_diff.is_empty() };
         let command_diff = (out.commands != committed).then(|| {
             let lines = |v: &[Planned]| {
@@ -656,6 +680,7 @@ impl Dreams {
             produced: out.commands.len(),
             command_diff,
             memory_diff,
+            lesson_diff,
         })
     }
 }

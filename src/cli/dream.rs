@@ -1,0 +1,444 @@
+//! `dreamlog dream …`, `dreamlog drift` and `dreamlog memory lessons`: thin wrappers
+//! over [`crate::dream::Dreams`] and [`crate::ledger`].
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use super::output::time_text;
+use super::{open, stdout_line, Cli};
+use crate::core::dream::DreamerSpec;
+use crate::core::stats::GradeStats;
+use crate::core::EventId;
+use crate::dream::{Dreams, Replay, RunOptions};
+use crate::error::{Error, Result};
+use crate::ledger::{self, DriftOptions};
+use crate::memory::Memory;
+use crate::store::Store;
+
+/// `dream` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum DreamCmd {
+    /// Run a dreamer over the graded sessions since the last dream; by default into a new
+    /// fork of STORE (review with `memory diff`, then `memory promote`).
+    Run(RunArgs),
+    /// List dreams in log order.
+    List {
+        /// Only dreams reading or writing this store.
+        #[arg(long)]
+        store: Option<String>,
+    },
+    /// A dream's inputs, the lessons it wrote and the evidence of each.
+    Show {
+        /// Dream event id or unique prefix.
+        id: String,
+    },
+    /// Run a dream's dreamer again over its recorded input (offline) and compare.
+    Replay(ReplayArgs),
+}
+
+/// Arguments of `dream run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The input memory store.
+    pub store: String,
+    /// NAME[@VERSION]: evidence, llm or exec.
+    #[arg(long, default_value = "evidence")]
+    pub dreamer: DreamerSpec,
+    /// Read only the log after this point (position, id, tag, RFC 3339 time); `start`
+    /// reads it all. Default: after the last dream of this dreamer in the store.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Dreamer configuration: a JSON file, or inline JSON.
+    #[arg(long)]
+    pub config: Option<String>,
+    /// Name of the output store (default STORE.dream-N).
+    #[arg(long, conflicts_with = "in_place")]
+    pub into: Option<String>,
+    /// Write straight into STORE instead of a fork.
+    #[arg(long)]
+    pub in_place: bool,
+}
+
+/// Arguments of `dream replay`.
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["id", "all"])))]
+pub struct ReplayArgs {
+    /// Dream event id or unique prefix.
+    pub id: Option<String>,
+    /// Replay every dream in the store (for CI).
+    #[arg(long, conflicts_with_all = ["dreamer", "config"])]
+    pub all: bool,
+    /// Replay with another dreamer version: prints the lesson diff between versions.
+    #[arg(long)]
+    pub dreamer: Option<DreamerSpec>,
+    /// Replay with another configuration (file or inline JSON).
+    #[arg(long)]
+    pub config: Option<String>,
+}
+
+/// Arguments of `drift`.
+#[derive(Args, Debug)]
+pub struct DriftArgs {
+    /// Memory store.
+    pub store: String,
+    /// Exit non-zero when any change is flagged (for CI).
+    #[arg(long)]
+    pub fail_on_drift: bool,
+    /// Bootstrap resamples.
+    #[arg(long, default_value_t = 2000)]
+    pub resamples: usize,
+    /// Graded sessions each side needs before a change can be flagged.
+    #[arg(long, default_value_t = 3)]
+    pub min_sessions: u64,
+}
+
+/// Parses `--config`: inline JSON or a file of JSON.
+pub fn read_config(arg: Option<&str>) -> Result<Value> {
+    let Some(arg) = arg else { return Ok(Value::Null) };
+    let (what, text) = if arg.trim_start().starts_with('{') {
+        ("--config".to_owned(), arg.to_owned())
+    } else {
+        let text = std::fs::read_to_string(Path::new(arg)).map_err(|source| Error::Io { path: arg.into(), source })?;
+        (arg.to_owned(), text)
+    };
+    serde_json::from_str(&text).map_err(|e| Error::Input { path: what, line: e.line(), reason: e.to_string() })
+}
+
+fn dreams(cli: &Cli, store: &Store) -> Dreams {
+    Dreams::new(Memory::new(store.clone()).with_snapshot_every(cli.snapshot_every))
+}
+
+fn resolve(store: &Store, id: &str) -> Result<EventId> {
+    store.resolve_id(id)
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map(|v| format!("{:.0}%", v * 100.0)).unwrap_or_else(|| "-".into())
+}
+
+fn mean(x: Option<f64>) -> String {
+    x.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into())
+}
+
+fn grades_text(g: &GradeStats) -> String {
+    format!("{} sessions, mean {}, pass {}", g.sessions, mean(g.mean_score), pct(g.pass_rate))
+}
+
+/// Runs a `dream` subcommand.
+pub fn run(cli: &Cli, cmd: &DreamCmd) -> Result<ExitCode> {
+    let store = open(cli, matches!(cmd, DreamCmd::Run(_)))?;
+    let d = dreams(cli, &store);
+    let code = match cmd {
+        DreamCmd::Run(args) => run_dream(cli, &store, &d, args)?,
+        DreamCmd::List { store: only } => {
+            for s in d.list(only.as_deref())? {
+                if cli.json {
+                    stdout_line(&serde_json::to_string(&s).unwrap_or_default())?;
+                } else {
+                    stdout_line(&format!(
+                        "{}  {}  {}@{}  {} → {}  positions {}..={}",
+                        s.id.short(16),
+                        time_text(s.time),
+                        s.dream.dreamer,
+                        s.dream.version,
+                        s.dream.store,
+                        s.dream.output_store,
+                        s.dream.from_position,
+                        s.dream.to_position
+                    ))?;
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        DreamCmd::Show { id } => {
+            let detail = d.show(&resolve(&store, id)?)?;
+            if cli.json {
+                stdout_line(&serde_json::to_string(&detail).unwrap_or_default())?;
+            } else {
+                let x = &detail.summary.dream;
+                let mut s = String::new();
+                s.push_str(&format!("dream     {}\n", detail.summary.id));
+                s.push_str(&format!("dreamer   {}@{}\n", x.dreamer, x.version));
+                s.push_str(&format!("config    {}\n", x.config));
+                s.push_str(&format!("input     store {} at state {}\n", x.store, x.base_state));
+                s.push_str(&format!("range     positions {}..={}\n", x.from_position, x.to_position));
+                s.push_str(&format!("output    store {} at state {}\n", x.output_store, x.result_state));
+                if let Some(m) = &x.meta {
+                    s.push_str(&format!("meta      {m}\n"));
+                }
+                s.push_str(&format!("exchanges {}\n", detail.exchanges.len()));
+                s.push_str(&format!("lessons   {} command(s)\n", detail.lessons.len()));
+                for l in &detail.lessons {
+                    let text = match &l.input {
+                        crate::core::MemoryCommand::Create { path, .. } => format!("create {path}"),
+                        crate::core::MemoryCommand::Insert { path, insert_text, .. } => {
+                            format!("insert into {path}: {}", insert_text.trim_end())
+                        }
+                        crate::core::MemoryCommand::StrReplace { path, new_str, .. } => {
+                            format!("str_replace in {path}: {}", new_str.trim_end())
+                        }
+                        crate::core::MemoryCommand::Delete { path } => format!("delete {path}"),
+                        crate::core::MemoryCommand::Rename { old_path, new_path } => {
+                            format!("rename {old_path} → {new_path}")
+                        }
+                    };
+                    s.push_str(&format!("\n  {} {}\n", l.id.short(12), text));
+                    for e in l.evidence.iter().take(5) {
+                        s.push_str(&format!(
+                            "      ← {} {} {}{}\n",
+                            e.id.short(12),
+                            e.kind,
+                            e.session.as_deref().unwrap_or(""),
+                            match (&e.result, e.score) {
+                                (Some(r), Some(sc)) => format!(" ({r}, score {sc})"),
+                                _ => String::new(),
+                            }
+                        ));
+                    }
+                    if l.evidence.len() > 5 {
+                        s.push_str(&format!("      ← … {} more (dreamlog dream show --json)\n", l.evidence.len() - 5));
+                    }
+                }
+                stdout_line(s.trim_end())?;
+            }
+            ExitCode::SUCCESS
+        }
+        DreamCmd::Replay(args) => replay(cli, &store, &d, args)?,
+    };
+    store.close()?;
+    Ok(code)
+}
+
+fn run_dream(cli: &Cli, store: &Store, d: &Dreams, args: &RunArgs) -> Result<ExitCode> {
+    let mut spec = args.dreamer.clone();
+    spec.config = read_config(args.config.as_deref())?;
+    let since = match args.since.as_deref() {
+        None => None,
+        Some("start") => Some(0),
+        Some(p) => Some(Memory::new(store.clone()).resolve_point(p)?),
+    };
+    let bar = super::progress_bar(None, &format!("dreaming with {spec}"));
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let opts = RunOptions { since, into: args.into.clone(), in_place: args.in_place };
+    let result = d.run(&args.store, &spec, &opts);
+    bar.finish_and_clear();
+    let r = result?;
+    if cli.json {
+        let mut v = serde_json::to_value(&r.dream).unwrap_or_default();
+        v["id"] = json!(r.id);
+        v["position"] = json!(r.position);
+        v["sessions"] = json!(r.sessions);
+        v["commands"] = json!(r.commands);
+        v["exchanges"] = json!(r.exchanges);
+        stdout_line(&v.to_string())?;
+    } else {
+        let x = &r.dream;
+        stdout_line(&format!(
+            "dream {} ({}@{}): {} graded session(s) at positions {}..={} → {} command(s) into {}{}",
+            r.id,
+            x.dreamer,
+            x.version,
+            r.sessions,
+            x.from_position,
+            x.to_position,
+            r.commands,
+            x.output_store,
+            if r.exchanges > 0 { format!(" ({} model exchange(s) recorded)", r.exchanges) } else { String::new() }
+        ))?;
+        stdout_line(&format!("memory state {} → {}", x.base_state.short(16), x.result_state.short(16)))?;
+        if x.output_store != x.store {
+            stdout_line(&format!("review:  dreamlog memory diff {} {}", x.store, x.output_store))?;
+            stdout_line(&format!("promote: dreamlog memory promote {} --into {}", x.output_store, x.store))?;
+        }
+        stdout_line(&format!("show:    dreamlog dream show {}", r.id.short(16)))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_replay(cli: &Cli, r: &Replay) -> Result<()> {
+    if cli.json {
+        return stdout_line(&serde_json::to_string(r).unwrap_or_default());
+    }
+    let verdict = match (r.same_dreamer, r.identical) {
+        (true, true) => format!("reproduced bit for bit ({} command(s))", r.committed),
+        (true, false) => "DIFFERS from what was committed".to_owned(),
+        (false, true) => format!("{} leads to the same memory as {}", r.replayed, r.recorded),
+        (false, false) => format!("{} writes different lessons from {}", r.replayed, r.recorded),
+    };
+    stdout_line(&format!("dream {} ({} replayed as {}): {verdict}", r.id.short(16), r.recorded, r.replayed))?;
+    // The lesson diff reads best; when the memory is the same but the commands (or
+    // their causes) differ, show the command diff instead.
+    if !r.lesson_diff.is_empty() {
+        stdout_line(r.lesson_diff.trim_end())?;
+    } else if r.same_dreamer && !r.identical {
+        if let Some(diff) = &r.command_diff {
+            stdout_line(diff.trim_end())?;
+        }
+    }
+    Ok(())
+}
+
+fn replay(cli: &Cli, store: &Store, d: &Dreams, args: &ReplayArgs) -> Result<ExitCode> {
+    if args.all {
+        let all = d.list(None)?;
+        let bar = super::progress_bar(Some(all.len() as u64), "replaying dreams");
+        let mut failed = 0;
+        for s in &all {
+            match d.replay(&s.id, None) {
+                Ok(r) => {
+                    if !r.identical {
+                        failed += 1;
+                    }
+                    bar.suspend(|| print_replay(cli, &r))?;
+                }
+                Err(e) => {
+                    failed += 1;
+                    bar.suspend(|| {
+                        if cli.json {
+                            stdout_line(&json!({"id": s.id, "identical": false, "error": e.to_string()}).to_string())
+                        } else {
+                            stdout_line(&format!("dream {}: {e}", s.id.short(16)))
+                        }
+                    })?;
+                }
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        if !cli.json {
+            stdout_line(&format!("{} dream(s) replayed, {failed} differ", all.len()))?;
+        }
+        return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+    }
+    let id = resolve(store, args.id.as_deref().unwrap_or_default())?;
+    let other = match (&args.dreamer, &args.config) {
+        (None, None) => None,
+        (spec, config) => {
+            let (_, recorded) = {
+                let e = store.get(&id)?;
+                match e.event.body {
+                    crate::core::Body::Dream(x) => (e.position, x),
+                    _ => return Err(Error::WrongEvent { id: id.to_hex(), what: "a dream event".into() }),
+                }
+            };
+            let mut s = spec.clone().unwrap_or(DreamerSpec {
+                name: recorded.dreamer.clone(),
+                version: Some(recorded.version.clone()),
+                config: Value::Null,
+            });
+            s.config = match config {
+                Some(c) => read_config(Some(c))?,
+                // Another version of the same dreamer keeps the recorded config.
+                None if s.name == recorded.dreamer => recorded.config.to_value(),
+                None => Value::Null,
+            };
+            Some(s)
+        }
+    };
+    let r = d.replay(&id, other.as_ref())?;
+    print_replay(cli, &r)?;
+    // With its own dreamer a difference is a failed regression test; with another
+    // version the diff is the answer.
+    Ok(if r.same_dreamer && !r.identical { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// `drift STORE`.
+pub fn drift(cli: &Cli, args: &DriftArgs) -> Result<ExitCode> {
+    let store = open(cli, false)?;
+    let mem = Memory::new(store.clone()).with_snapshot_every(cli.snapshot_every);
+    let opts = DriftOptions { resamples: args.resamples, min_sessions: args.min_sessions, ..DriftOptions::default() };
+    let report = ledger::drift(&mem, &args.store, opts)?;
+    if cli.json {
+        stdout_line(&serde_json::to_string(&report).unwrap_or_default())?;
+    } else {
+        stdout_line(&format!(
+            "drift of memory store {}: {} graded session(s) over {} memory state(s){}",
+            report.store,
+            report.sessions,
+            report.states.len(),
+            if report.mismatched > 0 {
+                format!(" ({} recorded a state hash the store never had at their start)", report.mismatched)
+            } else {
+                String::new()
+            }
+        ))?;
+        stdout_line("\nstate              first session  grades")?;
+        for s in &report.states {
+            stdout_line(&format!("{}   {:>13}  {}", s.state.short(16), s.first_session, grades_text(&s.grades)))?;
+        }
+        for c in &report.changes {
+            let what = if c.dreams.is_empty() {
+                format!("{} memory event(s)", c.events.len())
+            } else {
+                format!(
+                    "dream {} ({} event(s))",
+                    c.dreams.iter().map(|d| d.short(16)).collect::<Vec<_>>().join(", "),
+                    c.events.len()
+                )
+            };
+            stdout_line(&format!(
+                "\n{} at position {}: {}",
+                if c.flagged { "DRIFT" } else { "change" },
+                c.position,
+                what
+            ))?;
+            stdout_line(&format!("  before: {}", grades_text(&c.before)))?;
+            stdout_line(&format!("  after:  {}", grades_text(&c.after)))?;
+            if let (Some(dl), Some((lo, hi))) = (c.delta, c.interval) {
+                stdout_line(&format!("  mean score {dl:+.2}, 95% interval [{lo:+.2}, {hi:+.2}]"))?;
+            }
+            if c.flagged {
+                for u in &c.undo {
+                    stdout_line(&format!("  undo: {u}"))?;
+                }
+            }
+        }
+        stdout_line(&format!("\n{} change(s) flagged", report.flagged))?;
+    }
+    store.close()?;
+    Ok(if args.fail_on_drift && report.flagged > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// `memory lessons STORE`.
+pub fn lessons(cli: &Cli, store_name: &str, at: &str) -> Result<ExitCode> {
+    let store = open(cli, false)?;
+    let mem = Memory::new(store.clone()).with_snapshot_every(cli.snapshot_every);
+    let until = mem.resolve_point(at)?;
+    let rows = ledger::lessons(&mem, store_name, until)?;
+    for r in &rows {
+        if cli.json {
+            stdout_line(&serde_json::to_string(r).unwrap_or_default())?;
+        } else {
+            stdout_line(&format!("{}:{}  {}", r.path, r.line, r.text))?;
+            stdout_line(&format!(
+                "    written by {} at {}{}",
+                r.event.short(12),
+                r.position,
+                match (&r.dream, &r.dreamer) {
+                    (Some(d), Some(n)) => format!(", dream {} ({n})", d.short(12)),
+                    _ => String::new(),
+                }
+            ))?;
+            if !r.evidence.is_empty() {
+                let shown: Vec<&str> = r.evidence_sessions.iter().take(3).map(String::as_str).collect();
+                stdout_line(&format!(
+                    "    evidence: {} event(s) from {} session(s): {}{}",
+                    r.evidence.len(),
+                    r.evidence_sessions.len(),
+                    shown.join(", "),
+                    if r.evidence_sessions.len() > 3 { ", …" } else { "" }
+                ))?;
+            }
+            stdout_line(&format!("    before: {}", grades_text(&r.before)))?;
+            stdout_line(&format!("    after:  {}", grades_text(&r.after)))?;
+        }
+    }
+    if !cli.json && rows.is_empty() {
+        stdout_line(&format!("no lessons in memory store {store_name}"))?;
+    }
+    store.close()?;
+    Ok(ExitCode::SUCCESS)
+}
