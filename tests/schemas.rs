@@ -12,9 +12,13 @@ fn load(name: &str) -> Value {
 
 fn validator(name: &str) -> jsonschema::Validator {
     // export-line.schema.json refers to event.schema.json by its $id.
-    let registry = jsonschema::Registry::new()
-        .add("https://dreamlog.dev/schemas/event.schema.json", load("event.schema.json"))
-        .expect("add event schema")
+    let mut registry = jsonschema::Registry::new();
+    for shared in ["event", "memory-tool-input", "memory-diff"] {
+        registry = registry
+            .add(format!("https://dreamlog.dev/schemas/{shared}.schema.json"), load(&format!("{shared}.schema.json")))
+            .expect("add shared schema");
+    }
+    let registry = registry
         .prepare()
         .expect("prepare registry");
     jsonschema::options()
@@ -136,4 +140,83 @@ fn log_and_export_output_match_the_export_line_schema() {
     }
     let report = serde_json::to_value(store.verify(|_| {}).unwrap()).unwrap();
     assert!(errors(&validator("verify-report.schema.json"), &report).is_empty());
+}
+
+fn cli(db: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dreamlog"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env("DREAMLOG_SYNC", "none")
+        .current_dir(common::root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn check_lines(schema: &str, text: &str, at_least: usize) {
+    let v = validator(schema);
+    let mut n = 0;
+    for line in text.lines() {
+        let value: Value = serde_json::from_str(line).unwrap();
+        let errs = errors(&v, &value);
+        assert!(errs.is_empty(), "{schema}: {line}\n{errs:#?}");
+        n += 1;
+    }
+    assert!(n >= at_least, "{schema}: {n} lines");
+}
+
+#[test]
+fn dream_outputs_and_the_exec_protocol_match_their_schemas() {
+    use dreamlog::core::dream::DreamerSpec;
+    use dreamlog::dream::{Dreams, RunOptions};
+    use dreamlog::memory::Memory;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let captured = dir.path().join("input.json");
+    let dream_id;
+    {
+        let store = common::open(&db);
+        let mem = Memory::new(store.clone());
+        dreamlog::sim::run_round(&mem, "live", "a", 30, 1).unwrap();
+        let dreams = Dreams::new(mem.clone());
+        let good = dreams.run("live", &"evidence".parse().unwrap(), &RunOptions::default()).unwrap();
+        mem.promote(&good.dream.output_store, "live", dreamlog::Actor::Human("t".into())).unwrap();
+        dreamlog::sim::run_round(&mem, "live", "b", 30, 2).unwrap();
+        // An exec dreamer that keeps a copy of its input and writes nothing.
+        let tee = DreamerSpec {
+            name: "exec".into(),
+            version: Some("tee".into()),
+            config: serde_json::json!({"command": ["sh", "-c", "cat > \"$0\"; echo '{\"commands\": []}'", captured.display().to_string()]}),
+        };
+        dreams.run("live", &tee, &RunOptions { since: Some(0), ..RunOptions::default() }).unwrap();
+        dream_id = good.id.to_hex();
+        store.close().unwrap();
+    }
+    let input: Value = serde_json::from_str(&std::fs::read_to_string(&captured).unwrap()).unwrap();
+    assert_eq!(input["sessions"].as_array().unwrap().len(), 60);
+    let errs = errors(&validator("dream-input.schema.json"), &input);
+    assert!(errs.is_empty(), "{errs:#?}");
+    // The Python example's output for that input.
+    let out = std::process::Command::new("python3")
+        .args(["tools/dreamers/failing_tasks.py", "--min-failures", "1"])
+        .current_dir(common::root())
+        .stdin(std::fs::File::open(&captured).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!printed["commands"].as_array().unwrap().is_empty());
+    let errs = errors(&validator("dream-exec-output.schema.json"), &printed);
+    assert!(errs.is_empty(), "{errs:#?}");
+
+    check_lines("dream-run.schema.json", &cli(&db, &["dream", "run", "live", "--since", "start", "--json"]), 1);
+    check_lines("dream-summary.schema.json", &cli(&db, &["dream", "list", "--json"]), 3);
+    check_lines("dream-show.schema.json", &cli(&db, &["dream", "show", &dream_id, "--json"]), 1);
+    check_lines("dream-replay.schema.json", &cli(&db, &["dream", "replay", "--all", "--json"]), 3);
+    check_lines("dream-replay.schema.json", &cli(&db, &["dream", "replay", &dream_id, "--config", "{\"min_support\": 50}", "--json"]), 1);
+    check_lines("drift-report.schema.json", &cli(&db, &["drift", "live", "--json"]), 1);
+    check_lines("lesson.schema.json", &cli(&db, &["memory", "lessons", "live", "--json"]), 2);
 }
