@@ -213,9 +213,8 @@ fn api_errors_fail_the_dream_and_write_nothing() {
     let err = dreams.run("live", &spec(addr, "DREAMLOG_TEST_KEY_B", json!({})), &RunOptions::default()).unwrap_err();
     assert!(err.to_string().contains("unknown tool \"bash\""), "{err}");
 
-    let err = dreams
-        .run("live", &spec(addr, "DREAMLOG_TEST_KEY_UNSET", json!({})), &RunOptions::default())
-        .unwrap_err();
+    let err =
+        dreams.run("live", &spec(addr, "DREAMLOG_TEST_KEY_UNSET", json!({})), &RunOptions::default()).unwrap_err();
     assert!(err.to_string().contains("DREAMLOG_TEST_KEY_UNSET is not set"), "{err}");
     assert_eq!(store.len(), before, "nothing was written");
 }

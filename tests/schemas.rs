@@ -18,9 +18,7 @@ fn validator(name: &str) -> jsonschema::Validator {
             .add(format!("https://dreamlog.dev/schemas/{shared}.schema.json"), load(&format!("{shared}.schema.json")))
             .expect("add shared schema");
     }
-    let registry = registry
-        .prepare()
-        .expect("prepare registry");
+    let registry = registry.prepare().expect("prepare registry");
     jsonschema::options()
         .with_draft(jsonschema::Draft::Draft202012)
         .with_registry(&registry)
@@ -216,7 +214,11 @@ fn dream_outputs_and_the_exec_protocol_match_their_schemas() {
     check_lines("dream-summary.schema.json", &cli(&db, &["dream", "list", "--json"]), 3);
     check_lines("dream-show.schema.json", &cli(&db, &["dream", "show", &dream_id, "--json"]), 1);
     check_lines("dream-replay.schema.json", &cli(&db, &["dream", "replay", "--all", "--json"]), 3);
-    check_lines("dream-replay.schema.json", &cli(&db, &["dream", "replay", &dream_id, "--config", "{\"min_support\": 50}", "--json"]), 1);
+    check_lines(
+        "dream-replay.schema.json",
+        &cli(&db, &["dream", "replay", &dream_id, "--config", "{\"min_support\": 50}", "--json"]),
+        1,
+    );
     check_lines("drift-report.schema.json", &cli(&db, &["drift", "live", "--json"]), 1);
     check_lines("lesson.schema.json", &cli(&db, &["memory", "lessons", "live", "--json"]), 2);
 }
