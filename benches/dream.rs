@@ -78,7 +78,7 @@ fn write_sessions(store: &Store, n: usize) {
         let criteria = (0..5)
             .map(|c| Criterion {
                 name: format!("check-{c}"),
-                passed: Some(passed || c > 1 || xorshift(&mut rng) % 2 == 0),
+                passed: Some(passed || c > 1 || xorshift(&mut rng).is_multiple_of(2)),
                 score: None,
                 note: None,
             })

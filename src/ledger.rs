@@ -340,15 +340,14 @@ pub fn drift(mem: &Memory, name: &str, opts: DriftOptions) -> Result<DriftReport
         let q = shell_quote(name);
         for (_, id, dream, is_revert) in &next.changes {
             match dream {
-                Some(d) => {
-                    if !dreams.contains(d) {
-                        dreams.push(*d);
-                        undo.push(format!(
-                            "dreamlog memory revert {q} --dream {} --reason 'drift: grades fell'",
-                            d.short(16)
-                        ));
-                    }
+                Some(d) if !dreams.contains(d) => {
+                    dreams.push(*d);
+                    undo.push(format!(
+                        "dreamlog memory revert {q} --dream {} --reason 'drift: grades fell'",
+                        d.short(16)
+                    ));
                 }
+                Some(_) => {}
                 None if !is_revert => undo
                     .push(format!("dreamlog memory revert {q} --event {} --reason 'drift: grades fell'", id.short(16))),
                 None => {}

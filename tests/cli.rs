@@ -184,10 +184,19 @@ fn demo_records_a_real_session_and_is_idempotent() {
     assert!(first.contains("demo revert event"), "{first}");
     let view_at_end = first.split("$ dreamlog memory view demo /memories/airline.md").nth(1).unwrap();
     assert!(view_at_end.contains("     3\t- Basic economy is not refundable"), "{view_at_end}");
+    // The closed loop: the dream helps, the bad lesson hurts, drift flags it, the revert
+    // restores the pass rate, and both dreams replay.
+    assert!(first.contains("round 2, after the dream: 40 sessions, 40 passed (100%)"), "{first}");
+    assert!(first.contains("round 3, after the bad lesson: 40 sessions, 0 passed (0%)"), "{first}");
+    assert!(first.contains("DRIFT ") && first.contains("undo: dreamlog memory revert sim --dream "), "{first}");
+    assert!(first.contains("round 4, after the revert: 40 sessions, 37 passed (92%)"), "{first}");
+    assert_eq!(first.matches("reproduced bit for bit").count(), 2, "{first}");
+    let events = json_lines(&ok(&dreamlog(&db, &["log", "--json"], None))).len();
     let second = ok(&dreamlog(&db, &["demo"], None));
     assert!(second.contains("15 events, 0 new, 15 already recorded"), "{second}");
     assert!(second.contains("already recorded in store \"demo\""), "{second}");
-    assert_eq!(json_lines(&ok(&dreamlog(&db, &["log", "--json"], None))).len(), 20);
+    assert!(second.contains("closed loop is already recorded"), "{second}");
+    assert_eq!(json_lines(&ok(&dreamlog(&db, &["log", "--json"], None))).len(), events, "a second demo writes nothing");
 }
 
 #[test]

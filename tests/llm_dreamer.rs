@@ -22,10 +22,13 @@ use dreamlog::{Body, Error, Kind};
 use serde_json::{json, Value};
 use tempfile::tempdir;
 
+/// One canned reply: status, extra headers, JSON body.
+type Reply = (u16, Vec<(&'static str, String)>, Value);
+
 /// What the stand-in answers, in order, and what it received.
 #[derive(Default)]
 struct Script {
-    replies: VecDeque<(u16, Vec<(&'static str, String)>, Value)>,
+    replies: VecDeque<Reply>,
     received: Vec<(HeaderMap, Value)>,
 }
 
@@ -64,7 +67,7 @@ fn serve(script: Shared) -> SocketAddr {
     rx.recv().unwrap()
 }
 
-fn message(content: Value, stop: &str) -> (u16, Vec<(&'static str, String)>, Value) {
+fn message(content: Value, stop: &str) -> Reply {
     (
         200,
         vec![],

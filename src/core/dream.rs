@@ -219,6 +219,7 @@ pub fn check_plan(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -164,11 +164,7 @@ fn key_of(family: &str, kind: LessonKind, subject: &str) -> String {
 }
 
 fn pct(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        0
-    } else {
-        (a * 100 + b / 2) / b
-    }
+    (a * 100 + b / 2).checked_div(b).unwrap_or(0)
 }
 
 fn rate(a: u64, b: u64) -> f64 {
@@ -355,12 +351,15 @@ fn push_evidence(t: &mut Tally, s: &SessionInput, cfg: &EvidenceConfig) {
     }
 }
 
+/// A graded session: whether it passed and the tools it called.
+type Graded<'a> = (&'a SessionInput, bool, BTreeSet<&'a str>);
+
 /// Counts the slice: family → candidates by (kind, subject).
 fn tally(input: &DreamInput, cfg: &EvidenceConfig) -> BTreeMap<String, Candidates> {
     let ignore: HashSet<&str> = cfg.ignore_checks.iter().map(String::as_str).collect();
     let mut out: BTreeMap<String, Candidates> = BTreeMap::new();
     // Tool presence needs every session of the family: collect per family first.
-    let mut families: BTreeMap<String, Vec<(&SessionInput, bool, BTreeSet<&str>)>> = BTreeMap::new();
+    let mut families: BTreeMap<String, Vec<Graded>> = BTreeMap::new();
     for s in &input.sessions {
         let Some(g) = s.grade() else { continue };
         let passed = g.body.result == GradeResult::Satisfied;
@@ -478,8 +477,10 @@ pub struct EvidenceSummary {
 /// Runs the evidence dreamer: the commands that bring the lesson files up to date with
 /// the input's evidence.
 pub fn dream(input: &DreamInput, cfg: &EvidenceConfig) -> (Vec<Planned>, EvidenceSummary) {
-    let mut summary = EvidenceSummary::default();
-    summary.sessions = input.sessions.iter().filter(|s| s.grade().is_some()).count() as u64;
+    let mut summary = EvidenceSummary {
+        sessions: input.sessions.iter().filter(|s| s.grade().is_some()).count() as u64,
+        ..EvidenceSummary::default()
+    };
     let tallies = tally(input, cfg);
     summary.families = tallies.len() as u64;
 
@@ -679,6 +680,7 @@ fn replace_line(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

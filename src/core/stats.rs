@@ -95,6 +95,7 @@ pub fn bootstrap_diff_ci(before: &[f64], after: &[f64], resamples: usize, level:
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -162,6 +163,7 @@ pub fn fisher_exact(a: u64, b: u64, c: u64, d: u64) -> f64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod fisher_tests {
     use super::fisher_exact;
 
