@@ -673,7 +673,11 @@ impl Dreams {
         Ok(Replay {
             id: *id,
             recorded: format!("{}@{}", d.dreamer, d.version),
-            replayed: label,
+            replayed: if dreamer.name() == d.dreamer && dreamer.version() == d.version && !same_dreamer {
+                format!("{label} with another config")
+            } else {
+                label
+            },
             same_dreamer,
             identical,
             committed: committed.len(),
