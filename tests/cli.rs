@@ -191,6 +191,11 @@ fn demo_records_a_real_session_and_is_idempotent() {
     assert!(first.contains("DRIFT ") && first.contains("undo: dreamlog memory revert sim --dream "), "{first}");
     assert!(first.contains("round 4, after the revert: 40 sessions, 37 passed (92%)"), "{first}");
     assert_eq!(first.matches("reproduced bit for bit").count(), 2, "{first}");
+    // For CI: drift exits 1 while a flagged change is in the store's history.
+    let drift = dreamlog(&db, &["drift", "sim", "--fail-on-drift"], None);
+    assert_eq!(drift.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&drift.stdout).contains("1 change(s) flagged"));
+    ok(&dreamlog(&db, &["drift", "sim"], None));
     let events = json_lines(&ok(&dreamlog(&db, &["log", "--json"], None))).len();
     let second = ok(&dreamlog(&db, &["demo"], None));
     assert!(second.contains("15 events, 0 new, 15 already recorded"), "{second}");

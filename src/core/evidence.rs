@@ -697,6 +697,130 @@ mod tests {
         assert_eq!(parse_line("- a human's note"), None);
     }
 
+    use crate::core::body::{Action, ActionStatus, Criterion, Grade};
+    use crate::core::dream::Evidence;
+    use crate::core::memory::MemoryState;
+    use crate::core::CanonicalJson;
+
+    /// `n` sessions of family `fam`: `fails` of them fail the check `c` and skip tool `t`.
+    fn sessions(fam: &str, n: usize, fails: usize) -> Vec<SessionInput> {
+        (0..n)
+            .map(|i| {
+                let passed = i >= fails;
+                let session = format!("{fam}/{i}");
+                let id = EventId::of(session.as_bytes());
+                let actions = if passed {
+                    vec![Evidence {
+                        id: EventId::of(format!("{session}/a").as_bytes()),
+                        position: 0,
+                        body: Action {
+                            session: session.clone(),
+                            name: "t".into(),
+                            call_id: None,
+                            input: CanonicalJson::null(),
+                            output: None,
+                            status: ActionStatus::Ok,
+                            meta: None,
+                        },
+                    }]
+                } else {
+                    Vec::new()
+                };
+                SessionInput {
+                    session: session.clone(),
+                    start: None,
+                    actions,
+                    grades: vec![Evidence {
+                        id,
+                        position: 1,
+                        body: Grade {
+                            session,
+                            target: None,
+                            rubric: fam.into(),
+                            evaluator: "e".into(),
+                            score: if passed { 1.0 } else { 0.0 },
+                            result: if passed { GradeResult::Satisfied } else { GradeResult::Failed },
+                            criteria: vec![Criterion {
+                                name: "c".into(),
+                                passed: Some(passed),
+                                score: None,
+                                note: None,
+                            }],
+                            meta: None,
+                        },
+                    }],
+                    end: None,
+                }
+            })
+            .collect()
+    }
+
+    fn input(memory: &MemoryState, sessions: Vec<SessionInput>) -> DreamInput {
+        DreamInput {
+            dreamer: NAME.into(),
+            version: VERSION.into(),
+            config: serde_json::Value::Null,
+            store: "s".into(),
+            base_state: memory.state_hash(),
+            from_position: 0,
+            to_position: 0,
+            memory: memory.files().iter().map(|(p, f)| (p.clone(), f.text.to_string())).collect(),
+            sessions,
+        }
+    }
+
+    fn apply(memory: &mut MemoryState, plan: &[Planned]) {
+        for p in plan {
+            memory.apply(&p.input, None).unwrap();
+        }
+    }
+
+    #[test]
+    fn lessons_are_written_updated_retired_and_merged() {
+        let cfg = EvidenceConfig::default();
+        let mut memory = MemoryState::new();
+        let (plan, summary) = dream(&input(&memory, sessions("fam", 20, 12)), &cfg);
+        assert_eq!((summary.added, summary.updated, summary.retired), (2, 0, 0), "{summary:?}");
+        assert!(plan.iter().skip(1).all(|p| !p.causes.is_empty()), "every lesson cites grades");
+        apply(&mut memory, &plan);
+        let text = memory.file("/memories/lessons/fam.md").unwrap().text.to_string();
+        assert!(text.contains("[check:") && text.contains(" 12/20]"), "{text}");
+        assert!(text.contains("[tool:") && text.contains(" 8/8 0/12]"), "{text}");
+
+        // A human adds a note and a duplicate of a lesson line.
+        let check_line = text.lines().find(|l| l.starts_with("- [check:")).unwrap().to_owned();
+        let edited = format!("{text}- a human's note\n{check_line}\n");
+        let mut memory = MemoryState::from_files([("/memories/lessons/fam.md".to_string(), edited)]);
+        // New sessions where the check mostly passes: counts are added up, and the check
+        // lesson, now 13/60 (22 %), falls under the retire threshold (25 %).
+        let (plan, summary) = dream(&input(&memory, sessions("fam", 40, 1)), &cfg);
+        assert_eq!(summary.merged, 1, "{summary:?}");
+        assert_eq!(summary.retired, 1, "{summary:?}");
+        assert_eq!(summary.updated, 1, "the tool lesson's counts change: {summary:?}");
+        apply(&mut memory, &plan);
+        let text = memory.file("/memories/lessons/fam.md").unwrap().text.to_string();
+        assert!(!text.contains("[check:"), "{text}");
+        assert!(text.contains(" 47/47 0/13]"), "tool counts cover all 60 sessions: {text}");
+        assert!(text.contains("- a human's note\n"), "lines it did not write stay: {text}");
+        // Nothing new: nothing to do.
+        assert!(dream(&input(&memory, Vec::new()), &cfg).0.is_empty());
+    }
+
+    #[test]
+    fn the_budget_keeps_the_strongest_lessons() {
+        let cfg = EvidenceConfig { budget_bytes: 600, ..EvidenceConfig::default() };
+        let mut all = sessions("a", 30, 20);
+        all.extend(sessions("b", 30, 5));
+        let mut memory = MemoryState::new();
+        let (plan, summary) = dream(&input(&memory, all), &cfg);
+        assert!(summary.over_budget > 0, "{summary:?}");
+        apply(&mut memory, &plan);
+        let total: usize = memory.files().values().map(|f| f.text.len()).sum();
+        assert!(total <= 600, "{total} bytes");
+        let a = memory.file("/memories/lessons/a.md").map(|f| f.text.to_string()).unwrap_or_default();
+        assert!(a.contains("[check:") && a.contains(" 20/30]"), "the strongest lesson stays: {a}");
+    }
+
     #[test]
     fn family_paths_are_safe() {
         assert_eq!(family_path("/memories/lessons", "tau2/airline"), "/memories/lessons/tau2/airline.md");
