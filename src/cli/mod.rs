@@ -74,6 +74,18 @@ pub enum Command {
     Dream(dream::DreamCmd),
     /// Grades per memory state and per dream; flags changes after which grades fell.
     Drift(dream::DriftArgs),
+    /// Serve the HTTP API (`/v1/…`) until SIGINT or SIGTERM.
+    Serve {
+        /// Address to listen on (non-loopback only with tokens configured).
+        #[arg(long, default_value = "127.0.0.1:7700")]
+        addr: std::net::SocketAddr,
+        /// Server config (JSON): tokens (tenant, role, token_blake3) and limits.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the token_blake3 of a token for the config, and exit.
+        #[arg(long)]
+        hash_token: Option<String>,
+    },
     /// Name a point of the log (recorded as an event).
     Tag {
         /// Tag name.
@@ -354,6 +366,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Drift(args) => return dream::drift(&cli, args),
         Command::Tag { name, at, actor } => return memory::tag(&cli, name, at, actor.clone()),
         Command::Demo => demo::run(&cli)?,
+        Command::Serve { addr, config, hash_token } => {
+            if let Some(t) = hash_token {
+                stdout_line(&crate::server::hash_token(t))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let config = match config {
+                Some(p) => crate::server::ServerConfig::load(p)?,
+                None => crate::server::ServerConfig::default(),
+            };
+            crate::server::check_bind(addr, &config)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|source| Error::Io { path: "tokio runtime".into(), source })?;
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| Error::Io { path: addr.to_string(), source })?;
+                let state = crate::server::AppState::open(&cli.db, config, cli.sync, cli.snapshot_every)?;
+                eprintln!(
+                    "dreamlog serving {} on http://{} ({})",
+                    cli.db.display(),
+                    listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+                    if state.auth_required() { "bearer tokens required" } else { "no tokens: loopback only" }
+                );
+                crate::server::serve(listener, state, crate::server::shutdown_signal()).await
+            })?;
+            eprintln!("dreamlog: stopped; every acknowledged append is durable");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,461 @@
+//! The `/v1` routes: thin handlers over the library, JSON in and out.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{AppState, AuthError, Role, Tenant};
+use crate::core::memory::{ToolCall, ToolErrorKind};
+use crate::core::{Actor, EventJson, Kind};
+use crate::error::Error;
+use crate::memory::ApplyOptions;
+use crate::store::{AppendBatch, ExpectedVersion};
+
+/// An API error: status, type and message (and details).
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+    details: Value,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, kind, message: message.into(), details: Value::Null }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut err = json!({"type": self.kind, "message": self.message});
+        if let Value::Object(extra) = self.details {
+            for (k, v) in extra {
+                err[k] = v;
+            }
+        }
+        (self.status, Json(json!({ "error": err }))).into_response()
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        let message = e.to_string();
+        let (status, kind) = match &e {
+            Error::WrongExpectedVersion { stream, current, .. } => {
+                let mut a = ApiError::new(StatusCode::CONFLICT, "wrong_expected_version", message);
+                a.details = json!({"stream": stream, "current_version": current});
+                return a;
+            }
+            Error::ParentMismatch { .. } => (StatusCode::CONFLICT, "conflict"),
+            Error::NotFound(_) | Error::NoSuchPosition(_) | Error::NoSuchStore(_) => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
+            Error::BodyTooLarge { .. } | Error::BatchTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Error::Tool(t) if t.kind == ToolErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
+            Error::Tool(t) if t.kind == ToolErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Error::RevertConflict { .. } | Error::StoreExists(_) | Error::TagExists { .. } => {
+                (StatusCode::CONFLICT, "conflict")
+            }
+            Error::Format(_)
+            | Error::InvalidEvent { .. }
+            | Error::AmbiguousPrefix { .. }
+            | Error::BadIdPrefix(_)
+            | Error::UnknownPoint(_)
+            | Error::Tool(_)
+            | Error::Input { .. }
+            | Error::Record { .. }
+            | Error::WrongEvent { .. }
+            | Error::Dreamer { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Error::Llm { .. } | Error::ReplayDiverged { .. } => (StatusCode::BAD_GATEWAY, "upstream"),
+            Error::Poisoned(_) | Error::Closed => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError::new(status, kind, message)
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The caller's tenant, checked against the role an operation needs.
+fn auth(state: &AppState, headers: &HeaderMap, need: Role) -> ApiResult<Tenant> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    match state.authenticate(token) {
+        Ok((tenant, role)) if role >= need => Ok(tenant),
+        Ok((_, role)) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this token's role is {role:?}; the operation needs {need:?}").to_lowercase(),
+        )),
+        Err(AuthError::Missing) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing bearer token (Authorization: Bearer …)",
+        )),
+        Err(AuthError::Unknown) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token")),
+    }
+}
+
+/// Runs blocking library work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> crate::error::Result<T> + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+/// The router: every route under `/v1`.
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.config.max_body_bytes;
+    let permits = Arc::new(tokio::sync::Semaphore::new(state.config.max_concurrent.max(1)));
+    let timeout = Duration::from_secs(state.config.request_timeout_secs.max(1));
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/events", post(append).get(read_range))
+        .route("/v1/events/{id}", get(get_event))
+        .route("/v1/streams/{*name}", get(read_stream))
+        .route("/v1/kinds/{kind}", get(read_kind))
+        .route("/v1/tail", get(tail))
+        .route("/v1/memory/{store}/tool", post(memory_tool))
+        .route("/v1/memory/{store}/view", get(memory_view))
+        .route("/v1/sessions", get(sessions))
+        .route("/v1/dreams", get(dreams))
+        .route("/v1/drift/{store}", get(drift))
+        .route("/v1/verify", post(verify))
+        .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
+            let permits = permits.clone();
+            async move {
+                let Ok(_permit) = permits.try_acquire_owned() else {
+                    return ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "overloaded",
+                        "too many concurrent requests; retry",
+                    )
+                    .into_response();
+                };
+                match tokio::time::timeout(timeout, next.run(req)).await {
+                    Ok(r) => r,
+                    Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long")
+                        .into_response(),
+                }
+            }
+        }))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+/// `POST /v1/events`: an atomic batch.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppendRequest {
+    events: Vec<Value>,
+    /// Stream for events that name none.
+    #[serde(default)]
+    stream: Option<String>,
+    /// Expected versions: stream → `any` | `no-stream` | `exists` | N.
+    #[serde(default)]
+    expect: BTreeMap<String, Value>,
+}
+
+async fn append(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Write)?;
+    let req: AppendRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("request body: {e}")))?;
+    if req.events.is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "no events to append"));
+    }
+    if req.events.len() > state.config.max_batch {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("batch of {} events is over the limit of {}", req.events.len(), state.config.max_batch),
+        ));
+    }
+    let mut batch = AppendBatch::new();
+    let mut streams = Vec::with_capacity(req.events.len());
+    for (i, v) in req.events.into_iter().enumerate() {
+        let draft = serde_json::from_value::<EventJson>(v)
+            .map_err(|e| e.to_string())
+            .and_then(|j| j.into_draft(req.stream.as_deref()).map_err(|e| e.to_string()))
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", format!("event #{i}: {e}")))?;
+        streams.push(draft.stream.clone());
+        batch.events.push(draft);
+    }
+    for (stream, v) in req.expect {
+        let text = match &v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            other => other.to_string(),
+        };
+        let e: ExpectedVersion = text.parse().map_err(|e: String| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("expect[{stream}]: {e}"))
+        })?;
+        batch.expectations.push((stream, e));
+    }
+    let appended = tenant.store.append_async(batch).await?;
+    let out: Vec<Value> = appended
+        .iter()
+        .zip(streams)
+        .map(|(a, s)| json!({"position": a.position, "id": a.id, "stream": s, "version": a.version, "existed": a.existed}))
+        .collect();
+    Ok(Json(json!({ "appended": out })))
+}
+
+#[derive(Deserialize)]
+struct RangeQuery {
+    #[serde(default)]
+    from: u64,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+const MAX_PAGE: usize = 10_000;
+
+fn page(events: Vec<crate::store::StoredEvent>, limit: usize) -> Json<Value> {
+    let next = events.last().map(|e| e.position + 1);
+    let more = events.len() >= limit;
+    let list: Vec<EventJson> = events.iter().map(|e| e.to_json()).collect();
+    Json(json!({"events": list, "next": if more { next } else { None }}))
+}
+
+async fn read_range(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<RangeQuery>,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    let limit = q.limit.unwrap_or(1000).min(MAX_PAGE);
+    Ok(page(tenant.store.read_range(q.from, limit)?, limit))
+}
+
+async fn get_event(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EventJson>> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    let id = tenant.store.resolve_id(&id)?;
+    Ok(Json(tenant.store.get(&id)?.to_json()))
+}
+
+async fn read_stream(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    if tenant.store.stream_version(&name)?.is_none() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no stream {name:?}")));
+    }
+    let limit = q.limit.unwrap_or(1000).min(MAX_PAGE);
+    let events = tenant.store.read_stream(&name, q.from, limit)?;
+    let next = events.last().map(|e| e.version + 1);
+    let more = events.len() >= limit;
+    let list: Vec<EventJson> = events.iter().map(|e| e.to_json()).collect();
+    Ok(Json(json!({"events": list, "next_version": if more { next } else { None }})))
+}
+
+async fn read_kind(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(kind): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    let kind: Kind = kind.parse().map_err(|e: crate::core::FormatError| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
+    })?;
+    let limit = q.limit.unwrap_or(1000).min(MAX_PAGE);
+    Ok(page(tenant.store.read_kind(kind, q.from, limit)?, limit))
+}
+
+#[derive(Deserialize)]
+struct TailQuery {
+    #[serde(default)]
+    from: Option<u64>,
+    #[serde(default)]
+    stream: Option<String>,
+}
+
+/// `GET /v1/tail`: Server-Sent Events from a global position (or after `Last-Event-ID`),
+/// catch-up then live; each event's SSE id is its global position.
+async fn tail(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<TailQuery>,
+) -> ApiResult<Response> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.trim().parse::<u64>().map(|p| p + 1).map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    format!("Last-Event-ID {v:?} is not a position"),
+                )
+            })
+        })
+        .transpose()?;
+    let from = resume.or(q.from).unwrap_or(0);
+    let sub = tenant.store.subscribe(from);
+    let stop = state.stopping();
+    let filter = q.stream;
+    let stream = futures_util::stream::unfold((sub, stop, filter), |(mut sub, mut stop, filter)| async move {
+        loop {
+            if *stop.borrow() {
+                return None;
+            }
+            let e = tokio::select! {
+                e = sub.next() => e,
+                _ = stop.changed() => return None,
+            };
+            let e = match e {
+                Ok(e) => e,
+                Err(_) => return None,
+            };
+            if filter.as_deref().is_some_and(|s| s != e.event.header.stream) {
+                continue;
+            }
+            let ev = SseEvent::default()
+                .id(e.position.to_string())
+                .event(e.event.header.kind.name())
+                .data(e.to_json().to_line());
+            return Some((Ok::<_, Infallible>(ev), (sub, stop, filter)));
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned).filter(|s| !s.is_empty())
+}
+
+/// `POST /v1/memory/{store}/tool`: a memory tool call's `input`, verbatim; the answer is
+/// the tool's text as a `tool_result` would carry it. Headers `X-Dreamlog-Actor` (ROLE:NAME)
+/// and `X-Dreamlog-Session` record who issued it.
+async fn memory_tool(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(store): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Write)?;
+    let input: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("tool input: {e}")))?;
+    let actor = match header_text(&headers, "x-dreamlog-actor") {
+        Some(a) => a
+            .parse::<Actor>()
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("X-Dreamlog-Actor: {e}")))?,
+        None => Actor::Agent(format!("tenant:{}", tenant.name)),
+    };
+    let session = header_text(&headers, "x-dreamlog-session");
+    let out = blocking(move || {
+        let call = match ToolCall::parse(&input) {
+            Ok(c) => c,
+            Err(e) => return Ok(json!({"content": format!("Error: {e}"), "is_error": true})),
+        };
+        match call {
+            ToolCall::View { .. } => {
+                let (mut state, _) = tenant.mem.state(&store)?;
+                Ok(match call.run(&mut state) {
+                    Ok(t) => json!({"content": t, "is_error": false}),
+                    Err(e) => json!({"content": e.message, "is_error": true}),
+                })
+            }
+            ToolCall::Change(cmd) => {
+                let opts = ApplyOptions { actor, session, precondition: None, causes: Vec::new() };
+                match tenant.mem.apply(&store, cmd, opts) {
+                    Ok(a) => Ok(json!({"content": a.text, "is_error": false,
+                                       "position": a.event.position, "id": a.event.id})),
+                    Err(Error::Tool(e)) => Ok(json!({"content": e.message, "is_error": true})),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+struct ViewQuery {
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    at: Option<String>,
+}
+
+async fn memory_view(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(store): Path<String>,
+    Query(q): Query<ViewQuery>,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    let out = blocking(move || {
+        let until = tenant.mem.resolve_point(q.at.as_deref().unwrap_or("head"))?;
+        let (s, _) = tenant.mem.state_until(&store, until)?;
+        let path = q.path.unwrap_or_else(|| crate::core::memory::ROOT.to_owned());
+        Ok(match s.view(&path, None) {
+            Ok(t) => json!({"ok": true, "store": store, "path": path, "until": until, "state_hash": s.state_hash(), "text": t}),
+            Err(e) => json!({"ok": false, "error": {"type": e.kind, "message": e.message}}),
+        })
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+async fn sessions(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    let list = blocking(move || crate::sessions::list(&tenant.store)).await?;
+    Ok(Json(json!({ "sessions": list })))
+}
+
+async fn dreams(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    let list = blocking(move || crate::dream::Dreams::new(tenant.mem.clone()).list(None)).await?;
+    Ok(Json(json!({ "dreams": list })))
+}
+
+async fn drift(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(store): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    let report =
+        blocking(move || crate::ledger::drift(&tenant.mem, &store, crate::ledger::DriftOptions::default())).await?;
+    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+}
+
+async fn verify(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Admin)?;
+    let report = blocking(move || tenant.store.verify(|_| ())).await?;
+    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+}

@@ -1,0 +1,278 @@
+//! `dreamlog serve`: the HTTP API (axum) over the library, for agents in other
+//! processes and languages. RocksDB allows one writer process; a deployment runs the
+//! server and everything talks to it.
+//!
+//! Tenants: without a config the server serves the one database at `--db` with no
+//! tokens, and binds loopback only. With a config, each bearer token maps to a tenant and
+//! a role (`read` < `write` < `admin`); each tenant has its own database under
+//! `DB/tenants/NAME`, so one tenant's streams, sessions and memory stores do not exist
+//! for another (404). Tokens are stored as BLAKE3 hashes and compared in constant time.
+//!
+//! Errors are `{"error": {"type", "message", …}}` with 400 (bad input), 401/403 (auth),
+//! 404 (unknown), 409 (conflict, with the current version), 413 (too large), 429
+//! (overload), 500.
+
+mod api;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::memory::Memory;
+use crate::store::{Options, Store, SyncMode};
+
+pub use api::router;
+
+/// A role: what a token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads only.
+    Read,
+    /// Reads, appends, memory commands, dreams.
+    Write,
+    /// Everything, including verify and export.
+    Admin,
+}
+
+/// One token of the config.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// Tenant name (its database is `DB/tenants/NAME`).
+    pub tenant: String,
+    /// Role.
+    pub role: Role,
+    /// BLAKE3 of the token, hex (`dreamlog serve --hash-token TOKEN` prints it).
+    pub token_blake3: String,
+}
+
+/// The server config file (JSON).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Bearer tokens; empty = no auth (loopback only).
+    pub tokens: Vec<TokenEntry>,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// Most events in one append.
+    pub max_batch: usize,
+    /// Requests taking longer are answered 503 (SSE streams excepted).
+    pub request_timeout_secs: u64,
+    /// Most concurrent requests before 429.
+    pub max_concurrent: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            tokens: Vec::new(),
+            max_body_bytes: 16 << 20,
+            max_batch: 10_000,
+            request_timeout_secs: 30,
+            max_concurrent: 1024,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Reads a config file.
+    pub fn load(path: &Path) -> Result<ServerConfig> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        let cfg: ServerConfig = serde_json::from_str(&text).map_err(|e| Error::Input {
+            path: path.display().to_string(),
+            line: e.line(),
+            reason: e.to_string(),
+        })?;
+        for t in &cfg.tokens {
+            if crate::core::Digest::from_hex(&t.token_blake3).is_err() {
+                return Err(Error::Input {
+                    path: path.display().to_string(),
+                    line: 0,
+                    reason: format!("tenant {:?}: token_blake3 must be 64 hex characters", t.tenant),
+                });
+            }
+            crate::core::validate::check_name("tenant", &t.tenant)?;
+            if t.tenant.contains(['/', '\\']) || t.tenant.starts_with('.') {
+                return Err(Error::Input {
+                    path: path.display().to_string(),
+                    line: 0,
+                    reason: format!("tenant {:?}: a tenant name is one path segment", t.tenant),
+                });
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+/// The hash a config stores for a token.
+pub fn hash_token(token: &str) -> String {
+    blake3::hash(token.as_bytes()).to_hex().to_string()
+}
+
+/// One tenant's database.
+#[derive(Clone)]
+pub struct Tenant {
+    /// Name.
+    pub name: String,
+    /// Its store.
+    pub store: Store,
+    /// Memory over it.
+    pub mem: Memory,
+}
+
+/// Shared server state.
+pub struct AppState {
+    tenants: BTreeMap<String, Tenant>,
+    tokens: Vec<(blake3::Hash, String, Role)>,
+    /// Limits.
+    pub config: ServerConfig,
+    /// Set when the server shuts down: live tails end so that shutdown can finish.
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl AppState {
+    /// Opens every tenant's database: `db` itself without tokens, `db/tenants/NAME` with.
+    pub fn open(db: &Path, config: ServerConfig, sync: SyncMode, snapshot_every: u64) -> Result<Arc<AppState>> {
+        let open = |path: PathBuf, name: &str| -> Result<Tenant> {
+            let store = Store::open(&path, Options { sync, create_if_missing: true, ..Options::default() })?;
+            let mem = Memory::new(store.clone()).with_snapshot_every(snapshot_every);
+            Ok(Tenant { name: name.to_owned(), store, mem })
+        };
+        let mut tenants = BTreeMap::new();
+        let mut tokens = Vec::new();
+        if config.tokens.is_empty() {
+            tenants.insert(DEFAULT_TENANT.to_owned(), open(db.to_path_buf(), DEFAULT_TENANT)?);
+        } else {
+            std::fs::create_dir_all(db.join("tenants"))
+                .map_err(|source| Error::Io { path: db.display().to_string(), source })?;
+            for t in &config.tokens {
+                if !tenants.contains_key(&t.tenant) {
+                    tenants.insert(t.tenant.clone(), open(db.join("tenants").join(&t.tenant), &t.tenant)?);
+                }
+                let hash = blake3::Hash::from_hex(&t.token_blake3).map_err(|e| Error::Input {
+                    path: "server config".into(),
+                    line: 0,
+                    reason: e.to_string(),
+                })?;
+                tokens.push((hash, t.tenant.clone(), t.role));
+            }
+        }
+        Ok(Arc::new(AppState { tenants, tokens, config, stop: tokio::sync::watch::Sender::new(false) }))
+    }
+
+    /// A receiver that turns true when the server shuts down.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    /// Whether requests must carry a token.
+    pub fn auth_required(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    /// The tenant and role of a bearer token (`None` without auth configured).
+    pub fn authenticate(&self, token: Option<&str>) -> std::result::Result<(Tenant, Role), AuthError> {
+        if self.tokens.is_empty() {
+            let t = self.tenants.get(DEFAULT_TENANT).cloned().ok_or(AuthError::Unknown)?;
+            return Ok((t, Role::Admin));
+        }
+        let token = token.ok_or(AuthError::Missing)?;
+        let presented = blake3::hash(token.as_bytes());
+        // blake3::Hash compares in constant time; every entry is compared.
+        let mut found = None;
+        for (hash, tenant, role) in &self.tokens {
+            if *hash == presented && found.is_none() {
+                found = Some((tenant.clone(), *role));
+            }
+        }
+        let (tenant, role) = found.ok_or(AuthError::Unknown)?;
+        let t = self.tenants.get(&tenant).cloned().ok_or(AuthError::Unknown)?;
+        Ok((t, role))
+    }
+
+    /// Closes every database (after the last request).
+    pub fn close(&self) -> Result<()> {
+        for t in self.tenants.values() {
+            t.store.close()?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a request is not authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthError {
+    /// No bearer token.
+    Missing,
+    /// A token no tenant has.
+    Unknown,
+}
+
+/// The tenant of a server without tokens.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Refuses to expose a server without tokens beyond loopback.
+pub fn check_bind(addr: &SocketAddr, config: &ServerConfig) -> Result<()> {
+    if !addr.ip().is_loopback() && config.tokens.is_empty() {
+        return Err(Error::Input {
+            path: "--addr".into(),
+            line: 0,
+            reason: format!(
+                "{addr} is not a loopback address; configure tokens (--config) before serving beyond this machine"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves; then stops accepting, lets
+/// in-flight requests (appends included) finish, and closes the databases.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let app = router(state.clone());
+    let stopper = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Live tails never end by themselves: tell them to.
+        stopper.stop.send_replace(true);
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| Error::Storage(format!("server: {e}")))?;
+    // Give SSE streams a moment to see the shutdown, then flush and close.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    state.close()
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,294 @@
+//! `dreamlog serve`, run as a process on 127.0.0.1 and spoken to over real HTTP:
+//! appends and reads, errors with their status codes, the memory tool endpoint, the live
+//! tail (resumed with Last-Event-ID, no gaps, no duplicates, with concurrent writers),
+//! tenants and tokens, and a SIGTERM that loses no acknowledged append.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{json, Value};
+use tempfile::tempdir;
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(db: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dreamlog"))
+            .arg("--db")
+            .arg(db)
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(extra)
+            .env("DREAMLOG_SYNC", "fsync")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start server");
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        err.read_line(&mut line).unwrap();
+        let addr = line.split("on http://").nth(1).and_then(|r| r.split_whitespace().next()).expect(&line).to_owned();
+        // Keep draining stderr so the server never blocks on it.
+        std::thread::spawn(move || for _ in err.lines() {});
+        Server { child, base: format!("http://{addr}") }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap()
+}
+
+fn note(n: u64) -> Value {
+    json!({"kind": "note", "actor": "agent:test", "body": {"type": "n", "json": {"n": n}}})
+}
+
+fn post(c: &reqwest::blocking::Client, url: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+    let mut r = c.post(url).json(body);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let resp = r.send().unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap_or(Value::Null))
+}
+
+fn get(c: &reqwest::blocking::Client, url: &str, token: Option<&str>) -> (u16, Value) {
+    let mut r = c.get(url);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let resp = r.send().unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap_or(Value::Null))
+}
+
+/// Reads `n` SSE events (id, data) from a tail.
+fn read_sse(resp: reqwest::blocking::Response, n: usize) -> Vec<(u64, Value)> {
+    let mut out = Vec::new();
+    let mut id = None;
+    for line in BufReader::new(resp).lines() {
+        let line = line.unwrap();
+        if let Some(v) = line.strip_prefix("id: ").or_else(|| line.strip_prefix("id:")) {
+            id = Some(v.trim().parse::<u64>().unwrap());
+        } else if let Some(d) = line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")) {
+            out.push((id.take().unwrap(), serde_json::from_str(d).unwrap()));
+            if out.len() == n {
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn append_read_errors_memory_tool_tail_and_sigterm() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    let server = Server::start(&db, &[]);
+    let c = client();
+    assert_eq!(get(&c, &server.url("/v1/health"), None).1["status"], "ok");
+
+    // Append: a batch with an expectation, idempotent re-append, conflicts.
+    let batch = json!({"stream": "notes", "events": [note(0), note(1)], "expect": {"notes": "no-stream"}});
+    let (status, body) = post(&c, &server.url("/v1/events"), None, &batch);
+    assert_eq!(status, 200, "{body}");
+    let appended = body["appended"].as_array().unwrap();
+    assert_eq!((appended[0]["position"].as_u64(), appended[1]["version"].as_u64()), (Some(0), Some(1)));
+    let (status, body) = post(&c, &server.url("/v1/events"), None, &batch);
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["type"], "wrong_expected_version");
+    assert_eq!(body["error"]["current_version"], 1);
+    let (status, body) =
+        post(&c, &server.url("/v1/events"), None, &json!({"stream": "notes", "events": [{"kind": "note"}]}));
+    assert_eq!(status, 400);
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("event #0:"), "{body}");
+    let (status, _) = post(&c, &server.url("/v1/events"), None, &json!({"events": []}));
+    assert_eq!(status, 400);
+
+    // Reads.
+    let (_, page) = get(&c, &server.url("/v1/events?from=0&limit=10"), None);
+    assert_eq!(page["events"].as_array().unwrap().len(), 2);
+    let id = page["events"][1]["id"].as_str().unwrap().to_owned();
+    let (status, e) = get(&c, &server.url(&format!("/v1/events/{}", &id[..12])), None);
+    assert_eq!((status, e["body"]["json"]["n"].as_u64()), (200, Some(1)));
+    assert_eq!(get(&c, &server.url(&format!("/v1/events/{}", "ab".repeat(32))), None).0, 404);
+    assert_eq!(get(&c, &server.url("/v1/streams/notes"), None).1["events"].as_array().unwrap().len(), 2);
+    assert_eq!(get(&c, &server.url("/v1/streams/nope"), None).0, 404);
+    assert_eq!(get(&c, &server.url("/v1/kinds/note"), None).1["events"].as_array().unwrap().len(), 2);
+    assert_eq!(get(&c, &server.url("/v1/kinds/bogus"), None).0, 400);
+
+    // The memory tool endpoint answers exactly as the tool does.
+    let tool = server.url("/v1/memory/support/tool");
+    let create = json!({"command": "create", "path": "/memories/a.md", "file_text": "hello\n"});
+    let resp = c
+        .post(&tool)
+        .header("X-Dreamlog-Actor", "agent:bot")
+        .header("X-Dreamlog-Session", "s1")
+        .json(&create)
+        .send()
+        .unwrap();
+    let r: Value = resp.json().unwrap();
+    assert_eq!(r["content"], "File created successfully at: /memories/a.md");
+    assert_eq!(r["is_error"], false);
+    let (_, again) = post(&c, &tool, None, &create);
+    assert_eq!(again["content"], "Error: File /memories/a.md already exists");
+    assert_eq!(again["is_error"], true);
+    let (_, view) = post(&c, &tool, None, &json!({"command": "view", "path": "/memories/a.md"}));
+    assert_eq!(view["content"], "Here's the content of /memories/a.md with line numbers:\n     1\thello");
+    let (_, bad) = post(&c, &tool, None, &json!({"command": "explode"}));
+    assert_eq!(bad["is_error"], true);
+    let (_, ev) = get(&c, &server.url(&format!("/v1/events/{}", r["id"].as_str().unwrap())), None);
+    assert_eq!((ev["actor"].as_str(), ev["body"]["session"].as_str()), (Some("agent:bot"), Some("s1")));
+
+    // The tail: catch-up, then live; resumed after a disconnect with Last-Event-ID.
+    let resp = c.get(server.url("/v1/tail?from=0")).send().unwrap();
+    let first = read_sse(resp, 3);
+    assert_eq!(first.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![0, 1, 2]);
+    post(&c, &server.url("/v1/events"), None, &json!({"stream": "notes", "events": [note(2), note(3)]}));
+    let resp = c.get(server.url("/v1/tail")).header("Last-Event-ID", "2").send().unwrap();
+    let rest = read_sse(resp, 2);
+    assert_eq!(rest.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![3, 4]);
+    assert_eq!(rest[1].1["body"]["json"]["n"], 3);
+    let resp = c.get(server.url("/v1/tail?from=0&stream=memory/support")).send().unwrap();
+    assert_eq!(read_sse(resp, 1)[0].0, 2, "a stream's tail skips other streams");
+
+    // SIGTERM while a tail is open: the server ends the tail, finishes and exits 0.
+    let _open_tail = c.get(server.url("/v1/tail?from=0")).send().unwrap();
+    let status = server.stop();
+    assert!(status.success(), "{status:?}");
+    let store = common::open(&db);
+    assert_eq!(store.len(), 5, "every acknowledged append is there");
+    assert!(store.verify(|_| ()).unwrap().is_clean());
+}
+
+#[test]
+fn tenants_are_isolated_and_tokens_checked() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    let hash = |t: &str| dreamlog::server::hash_token(t);
+    let config = json!({"tokens": [
+        {"tenant": "acme", "role": "write", "token_blake3": hash("acme-write")},
+        {"tenant": "acme", "role": "read", "token_blake3": hash("acme-read")},
+        {"tenant": "globex", "role": "admin", "token_blake3": hash("globex-admin")},
+    ], "max_batch": 3});
+    let cfg_path = dir.path().join("server.json");
+    std::fs::write(&cfg_path, config.to_string()).unwrap();
+    let server = Server::start(&db, &["--config", cfg_path.to_str().unwrap()]);
+    let c = client();
+    assert_eq!(get(&c, &server.url("/v1/health"), None).0, 200, "health needs no token");
+
+    let batch = json!({"stream": "secret", "events": [note(1)]});
+    assert_eq!(post(&c, &server.url("/v1/events"), None, &batch).0, 401);
+    assert_eq!(post(&c, &server.url("/v1/events"), Some("wrong"), &batch).0, 401);
+    let (status, body) = post(&c, &server.url("/v1/events"), Some("acme-read"), &batch);
+    assert_eq!((status, body["error"]["type"].as_str()), (403, Some("forbidden")));
+    assert_eq!(post(&c, &server.url("/v1/events"), Some("acme-write"), &batch).0, 200);
+    assert_eq!(get(&c, &server.url("/v1/streams/secret"), Some("acme-read")).0, 200);
+    // Another tenant does not see it at all.
+    assert_eq!(get(&c, &server.url("/v1/streams/secret"), Some("globex-admin")).0, 404);
+    assert_eq!(get(&c, &server.url("/v1/events"), Some("globex-admin")).1["events"].as_array().unwrap().len(), 0);
+    let tool = server.url("/v1/memory/shared/tool");
+    post(&c, &tool, Some("acme-write"), &json!({"command": "create", "path": "/memories/x.md", "file_text": "acme\n"}));
+    let (_, v) = post(&c, &tool, Some("globex-admin"), &json!({"command": "view", "path": "/memories/x.md"}));
+    assert_eq!(v["is_error"], true, "{v}");
+    // Limits: batch size.
+    let big = json!({"stream": "s", "events": [note(1), note(2), note(3), note(4)]});
+    let (status, body) = post(&c, &server.url("/v1/events"), Some("acme-write"), &big);
+    assert_eq!((status, body["error"]["type"].as_str()), (413, Some("too_large")));
+    assert!(server.stop().success());
+
+    // Without tokens, a non-loopback address is refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_dreamlog"))
+        .arg("--db")
+        .arg(dir.path().join("other"))
+        .args(["serve", "--addr", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a loopback address"));
+}
+
+#[test]
+fn four_writers_four_tailers_one_reconnecting_see_the_log_exactly() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    let server = Server::start(&db, &[]);
+    const PER_WRITER: u64 = 50;
+    const TOTAL: usize = 4 * PER_WRITER as usize * 2;
+    let base = server.base.clone();
+    let tailers: Vec<_> = (0..4)
+        .map(|i| {
+            let base = base.clone();
+            std::thread::spawn(move || {
+                let c = client();
+                if i == 0 {
+                    // Reconnects after 37 events, resuming from the last id it saw.
+                    let mut got = read_sse(c.get(format!("{base}/v1/tail?from=0")).send().unwrap(), 37);
+                    let last = got.last().unwrap().0.to_string();
+                    let resp = c.get(format!("{base}/v1/tail")).header("Last-Event-ID", last).send().unwrap();
+                    got.extend(read_sse(resp, TOTAL - 37));
+                    got
+                } else {
+                    read_sse(c.get(format!("{base}/v1/tail?from=0")).send().unwrap(), TOTAL)
+                }
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let base = base.clone();
+            std::thread::spawn(move || {
+                let c = client();
+                for i in 0..PER_WRITER {
+                    let batch =
+                        json!({"stream": format!("w{w}"), "events": [note(w * 1000 + i), note(w * 1000 + i + 500)]});
+                    assert_eq!(post(&c, &format!("{base}/v1/events"), None, &batch).0, 200);
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let c = client();
+    let mut log = Vec::new();
+    let mut from = 0;
+    loop {
+        let (_, page) = get(&c, &server.url(&format!("/v1/events?from={from}&limit=1000")), None);
+        let events = page["events"].as_array().unwrap().clone();
+        if events.is_empty() {
+            break;
+        }
+        from = events.last().unwrap()["position"].as_u64().unwrap() + 1;
+        log.extend(events.into_iter().map(|e| e["id"].as_str().unwrap().to_owned()));
+    }
+    assert_eq!(log.len(), TOTAL);
+    for t in tailers {
+        let seen = t.join().unwrap();
+        let positions: Vec<u64> = seen.iter().map(|(p, _)| *p).collect();
+        assert_eq!(positions, (0..TOTAL as u64).collect::<Vec<_>>(), "no gaps, no duplicates");
+        let ids: Vec<String> = seen.iter().map(|(_, e)| e["id"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(ids, log, "the same events in the log's order");
+    }
+    assert!(server.stop().success());
+}
