@@ -292,3 +292,87 @@ fn four_writers_four_tailers_one_reconnecting_see_the_log_exactly() {
     }
     assert!(server.stop().success());
 }
+
+#[test]
+fn the_python_client_records_a_session_uses_memory_and_follows_the_log() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    let server = Server::start(&db, &[]);
+    let out = Command::new("python3")
+        .args(["tools/python/example_agent.py", "--url", &server.base])
+        .current_dir(common::root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["stream_version"], 5, "start, 3 actions, grade, end: {r}");
+    assert_eq!(r["memory_first_view_error"], true);
+    assert_eq!(r["memory_write"], "File created successfully at: /memories/refunds.md");
+    let kinds: Vec<&str> = r["tail"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["session.start", "action", "action", "action", "memory", "grade", "session.end"]);
+    assert_eq!(r["conflict"], json!({"status": 409, "type": "wrong_expected_version"}));
+    let c = client();
+    let (_, view) = get(&c, &server.url("/v1/memory/support/view?path=/memories/refunds.md"), None);
+    assert!(view["text"].as_str().unwrap().contains("Verify the customer's identity"), "{view}");
+    let (_, history) = get(&c, &server.url("/v1/memory/support/history"), None);
+    let m = &history["events"][0];
+    assert_eq!((m["actor"].as_str(), m["body"]["session"].as_str()), (Some("agent:py-agent"), Some("py-agent-1")));
+    let (_, sessions) = get(&c, &server.url("/v1/sessions"), None);
+    assert_eq!(sessions["sessions"][0]["score"], 1.0);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn memory_dream_and_drift_operations_over_http() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    {
+        let store = common::open(&db);
+        let mem = dreamlog::memory::Memory::new(store.clone());
+        dreamlog::sim::run_round(&mem, "live", "a", 30, 1).unwrap();
+        store.close().unwrap();
+    }
+    let server = Server::start(&db, &[]);
+    let c = client();
+    let (status, run) = post(&c, &server.url("/v1/dreams"), None, &json!({"store": "live"}));
+    assert_eq!(status, 200, "{run}");
+    let id = run["id"].as_str().unwrap().to_owned();
+    assert_eq!(run["output_store"], "live.dream-1");
+    let (_, show) = get(&c, &server.url(&format!("/v1/dreams/{}", &id[..16])), None);
+    assert!(show["lessons"].as_array().unwrap().len() >= 2);
+    let (_, replay) = post(&c, &server.url(&format!("/v1/dreams/{id}/replay")), None, &json!({}));
+    assert_eq!((replay["identical"].as_bool(), replay["same_dreamer"].as_bool()), (Some(true), Some(true)));
+    let (_, diff) = get(&c, &server.url("/v1/memory/live/diff?other=live.dream-1"), None);
+    assert_eq!(diff["added"], json!(["/memories/lessons/sim/refunds.md"]));
+    let (status, _) = post(&c, &server.url("/v1/memory/live.dream-1/promote"), None, &json!({"into": "live"}));
+    assert_eq!(status, 200);
+    let (_, blame) = get(&c, &server.url("/v1/memory/live/blame?path=/memories/lessons/sim/refunds.md"), None);
+    assert!(blame["lines"].as_array().unwrap().iter().any(|l| l["dream"] == id.as_str()));
+    let (_, lessons) = get(&c, &server.url("/v1/memory/live/lessons"), None);
+    assert!(lessons["lessons"].as_array().unwrap().len() >= 2);
+    let (status, tag) = post(&c, &server.url("/v1/tags"), None, &json!({"name": "v1"}));
+    assert_eq!(status, 200, "{tag}");
+    assert_eq!(post(&c, &server.url("/v1/tags"), None, &json!({"name": "v1"})).0, 409);
+    let (status, _) = post(&c, &server.url("/v1/memory/live/fork"), None, &json!({"new": "trial", "at": "v1"}));
+    assert_eq!(status, 200);
+    assert_eq!(post(&c, &server.url("/v1/memory/live/fork"), None, &json!({"new": "trial"})).0, 409);
+    let (status, reverted) =
+        post(&c, &server.url("/v1/memory/live/revert"), None, &json!({"dream": id, "reason": "test"}));
+    assert_eq!(status, 200, "{reverted}");
+    let (_, view) = get(&c, &server.url("/v1/memory/live/view?path=/memories"), None);
+    assert!(!view["text"].as_str().unwrap().contains("/memories/lessons"), "{view}");
+    let (_, view) = get(&c, &server.url("/v1/memory/live/view?path=/memories&at=v1"), None);
+    assert!(view["text"].as_str().unwrap().contains("/memories/lessons/sim"), "as of the tag: {view}");
+    let (status, bad) = post(&c, &server.url("/v1/memory/live/revert"), None, &json!({"reason": "nothing named"}));
+    assert_eq!((status, bad["error"]["type"].as_str()), (400, Some("invalid_request")));
+    let (_, drift) = get(&c, &server.url("/v1/drift/live"), None);
+    assert_eq!(drift["sessions"], 30);
+    let (_, stats) = get(&c, &server.url("/v1/sessions/stats"), None);
+    assert_eq!(stats["sessions"], 30, "{stats}");
+    let (_, session) = get(&c, &server.url("/v1/session/sim/a/0"), None);
+    assert_eq!(session["events"][0]["kind"], "session.start");
+    let export = c.get(server.url("/v1/export")).send().unwrap().text().unwrap();
+    let (_, verify) = post(&c, &server.url("/v1/verify"), None, &json!({}));
+    assert_eq!(export.lines().count() as u64, verify["events"].as_u64().unwrap(), "{verify}");
+    assert!(server.stop().success());
+}

@@ -133,10 +133,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tail", get(tail))
         .route("/v1/memory/{store}/tool", post(memory_tool))
         .route("/v1/memory/{store}/view", get(memory_view))
+        .route("/v1/memory/{store}/history", get(memory_history))
+        .route("/v1/memory/{store}/diff", get(memory_diff))
+        .route("/v1/memory/{store}/blame", get(memory_blame))
+        .route("/v1/memory/{store}/lessons", get(memory_lessons))
+        .route("/v1/memory/{store}/revert", post(memory_revert))
+        .route("/v1/memory/{store}/fork", post(memory_fork))
+        .route("/v1/memory/{store}/promote", post(memory_promote))
+        .route("/v1/tags", post(tag))
         .route("/v1/sessions", get(sessions))
-        .route("/v1/dreams", get(dreams))
+        .route("/v1/sessions/stats", get(session_stats))
+        .route("/v1/session/{*id}", get(session_events))
+        .route("/v1/dreams", get(dreams).post(dream_run))
+        .route("/v1/dreams/{id}", get(dream_show))
+        .route("/v1/dreams/{id}/replay", post(dream_replay))
         .route("/v1/drift/{store}", get(drift))
         .route("/v1/verify", post(verify))
+        .route("/v1/export", get(export))
         .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
             let permits = permits.clone();
             async move {
@@ -458,4 +471,363 @@ async fn verify(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiRe
     let tenant = auth(&state, &headers, Role::Admin)?;
     let report = blocking(move || tenant.store.verify(|_| ())).await?;
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+}
+
+fn actor_of(headers: &HeaderMap, tenant: &Tenant) -> ApiResult<Actor> {
+    match header_text(headers, "x-dreamlog-actor") {
+        Some(a) => a
+            .parse::<Actor>()
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("X-Dreamlog-Actor: {e}"))),
+        None => Ok(Actor::Human(format!("tenant:{}", tenant.name))),
+    }
+}
+
+fn appended_json(a: &[crate::store::Appended]) -> Value {
+    json!({"appended": a.iter().map(|a| json!({"position": a.position, "id": a.id, "version": a.version})).collect::<Vec<_>>()})
+}
+
+#[derive(Deserialize)]
+struct PathQuery {
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    at: Option<String>,
+}
+
+async fn memory_history(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(store): Path<String>,
+    Query(q): Query<PathQuery>,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    let events = blocking(move || tenant.mem.history(&store, q.path.as_deref())).await?;
+    Ok(Json(json!({"events": events.iter().map(|e| e.to_json()).collect::<Vec<_>>()})))
+}
+
+#[derive(Deserialize)]
+struct DiffQuery {
+    #[serde(default)]
+    other: Option<String>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    at: Option<String>,
+}
+
+async fn memory_diff(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(store): Path<String>,
+    Query(q): Query<DiffQuery>,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    let d = blocking(move || {
+        let m = &tenant.mem;
+        match &q.other {
+            Some(other) => {
+                let at = m.resolve_point(q.at.as_deref().unwrap_or("head"))?;
+                m.diff(&store, at, other, at)
+            }
+            None => {
+                let from = m.resolve_point(q.from.as_deref().unwrap_or("head"))?;
+                let to = m.resolve_point(q.to.as_deref().unwrap_or("head"))?;
+                m.diff(&store, from, &store, to)
+            }
+        }
+    })
+    .await?;
+    Ok(Json(serde_json::to_value(d).unwrap_or_default()))
+}
+
+async fn memory_blame(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(store): Path<String>,
+    Query(q): Query<PathQuery>,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    let path = q.path.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "path is required"))?;
+    let lines = blocking(move || {
+        let until = tenant.mem.resolve_point(q.at.as_deref().unwrap_or("head"))?;
+        tenant.mem.blame(&store, &path, until)
+    })
+    .await?;
+    Ok(Json(json!({ "lines": lines })))
+}
+
+async fn memory_lessons(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(store): Path<String>,
+    Query(q): Query<PathQuery>,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    let rows = blocking(move || {
+        let until = tenant.mem.resolve_point(q.at.as_deref().unwrap_or("head"))?;
+        crate::ledger::lessons(&tenant.mem, &store, until)
+    })
+    .await?;
+    Ok(Json(json!({ "lessons": rows })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevertRequest {
+    #[serde(default)]
+    event: Option<String>,
+    #[serde(default)]
+    dream: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    reason: String,
+    #[serde(default)]
+    force: bool,
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("request body: {e}")))
+}
+
+async fn memory_revert(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(store): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Write)?;
+    let req: RevertRequest = json_body(&body)?;
+    let actor = actor_of(&headers, &tenant)?;
+    let out = blocking(move || {
+        let m = &tenant.mem;
+        match (&req.event, &req.dream, &req.to) {
+            (Some(e), None, None) => m.revert_event(&store, &m.store().resolve_id(e)?, &req.reason, req.force, actor),
+            (None, Some(d), None) => m.revert_dream(&store, &m.store().resolve_id(d)?, &req.reason, req.force, actor),
+            (None, None, Some(p)) => m.revert_to(&store, m.resolve_point(p)?, &req.reason, actor),
+            _ => Err(Error::Input {
+                path: "revert".into(),
+                line: 0,
+                reason: "give exactly one of event, dream, to".into(),
+            }),
+        }
+    })
+    .await?;
+    Ok(Json(appended_json(&out)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForkRequest {
+    new: String,
+    #[serde(default)]
+    at: Option<String>,
+}
+
+async fn memory_fork(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(store): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Write)?;
+    let req: ForkRequest = json_body(&body)?;
+    let actor = actor_of(&headers, &tenant)?;
+    let a = blocking(move || {
+        let until = tenant.mem.resolve_point(req.at.as_deref().unwrap_or("head"))?;
+        tenant.mem.fork(&store, &req.new, until, actor)
+    })
+    .await?;
+    Ok(Json(appended_json(&[a])))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PromoteRequest {
+    into: String,
+}
+
+async fn memory_promote(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(store): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Write)?;
+    let req: PromoteRequest = json_body(&body)?;
+    let actor = actor_of(&headers, &tenant)?;
+    let a = blocking(move || tenant.mem.promote(&store, &req.into, actor)).await?;
+    Ok(Json(appended_json(&a)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagRequest {
+    name: String,
+    #[serde(default)]
+    at: Option<String>,
+}
+
+async fn tag(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Write)?;
+    let req: TagRequest = json_body(&body)?;
+    let actor = actor_of(&headers, &tenant)?;
+    let (until, a) = blocking(move || {
+        let until = tenant.mem.resolve_point(req.at.as_deref().unwrap_or("head"))?;
+        Ok((until, tenant.mem.tag(&req.name, until, actor)?))
+    })
+    .await?;
+    Ok(Json(json!({"position": until - 1, "id": a.id, "event_position": a.position})))
+}
+
+async fn session_stats(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    let stats = blocking(move || Ok(crate::sessions::stats(&crate::sessions::list(&tenant.store)?))).await?;
+    Ok(Json(serde_json::to_value(stats).unwrap_or_default()))
+}
+
+async fn session_events(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    let (session, events) = blocking(move || crate::sessions::events(&tenant.store, &id)).await?;
+    Ok(Json(json!({"session": session, "events": events.iter().map(|e| e.to_json()).collect::<Vec<_>>()})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DreamRequest {
+    store: String,
+    #[serde(default)]
+    dreamer: Option<String>,
+    #[serde(default)]
+    config: Value,
+    #[serde(default)]
+    since: Option<String>,
+    #[serde(default)]
+    into: Option<String>,
+    #[serde(default)]
+    in_place: bool,
+}
+
+fn spec_of(dreamer: Option<&str>, config: Value) -> ApiResult<crate::core::dream::DreamerSpec> {
+    let mut spec: crate::core::dream::DreamerSpec = dreamer
+        .unwrap_or("evidence")
+        .parse()
+        .map_err(|e: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e))?;
+    spec.config = config;
+    Ok(spec)
+}
+
+async fn dream_run(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Write)?;
+    let req: DreamRequest = json_body(&body)?;
+    let spec = spec_of(req.dreamer.as_deref(), req.config)?;
+    let r = blocking(move || {
+        let since = match req.since.as_deref() {
+            None => None,
+            Some("start") => Some(0),
+            Some(p) => Some(tenant.mem.resolve_point(p)?),
+        };
+        let opts = crate::dream::RunOptions { since, into: req.into, in_place: req.in_place };
+        crate::dream::Dreams::new(tenant.mem.clone()).run(&req.store, &spec, &opts)
+    })
+    .await?;
+    let mut v = serde_json::to_value(&r.dream).unwrap_or_default();
+    v["id"] = json!(r.id);
+    v["position"] = json!(r.position);
+    v["sessions"] = json!(r.sessions);
+    v["commands"] = json!(r.commands);
+    v["exchanges"] = json!(r.exchanges);
+    Ok(Json(v))
+}
+
+async fn dream_show(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    let d = blocking(move || {
+        let id = tenant.store.resolve_id(&id)?;
+        crate::dream::Dreams::new(tenant.mem.clone()).show(&id)
+    })
+    .await?;
+    Ok(Json(serde_json::to_value(d).unwrap_or_default()))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct ReplayRequest {
+    dreamer: Option<String>,
+    config: Option<Value>,
+}
+
+async fn dream_replay(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    let req: ReplayRequest = if body.is_empty() { ReplayRequest::default() } else { json_body(&body)? };
+    let r = blocking(move || {
+        let id = tenant.store.resolve_id(&id)?;
+        let dreams = crate::dream::Dreams::new(tenant.mem.clone());
+        let other = match (req.dreamer, req.config) {
+            (None, None) => None,
+            (d, c) => {
+                let recorded = match tenant.store.get(&id)?.event.body {
+                    crate::core::Body::Dream(x) => x,
+                    _ => return Err(Error::WrongEvent { id: id.to_hex(), what: "a dream event".into() }),
+                };
+                let mut spec: crate::core::dream::DreamerSpec = match d {
+                    Some(d) => {
+                        d.parse().map_err(|e: String| Error::Input { path: "dreamer".into(), line: 0, reason: e })?
+                    }
+                    None => crate::core::dream::DreamerSpec {
+                        name: recorded.dreamer.clone(),
+                        version: Some(recorded.version.clone()),
+                        config: Value::Null,
+                    },
+                };
+                spec.config = match c {
+                    Some(c) => c,
+                    None if spec.name == recorded.dreamer => recorded.config.to_value(),
+                    None => Value::Null,
+                };
+                Some(spec)
+            }
+        };
+        dreams.replay(&id, other.as_ref())
+    })
+    .await?;
+    Ok(Json(serde_json::to_value(r).unwrap_or_default()))
+}
+
+async fn export(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<RangeQuery>,
+) -> ApiResult<Response> {
+    let tenant = auth(&state, &headers, Role::Admin)?;
+    let bytes = blocking(move || {
+        let mut out = Vec::new();
+        crate::exchange::export(&tenant.store, q.from, &mut out, |_| ())?;
+        Ok(out)
+    })
+    .await?;
+    Ok(([("content-type", "application/x-ndjson")], bytes).into_response())
 }
