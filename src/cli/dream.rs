@@ -403,11 +403,9 @@ pub fn drift(cli: &Cli, args: &DriftArgs) -> Result<ExitCode> {
 }
 
 /// `memory lessons STORE`.
-pub fn lessons(cli: &Cli, store_name: &str, at: &str) -> Result<ExitCode> {
-    let store = open(cli, false)?;
-    let mem = Memory::new(store.clone()).with_snapshot_every(cli.snapshot_every);
+pub fn lessons(cli: &Cli, mem: &Memory, store_name: &str, at: &str) -> Result<ExitCode> {
     let until = mem.resolve_point(at)?;
-    let rows = ledger::lessons(&mem, store_name, until)?;
+    let rows = ledger::lessons(mem, store_name, until)?;
     for r in &rows {
         if cli.json {
             stdout_line(&serde_json::to_string(r).unwrap_or_default())?;
@@ -439,6 +437,5 @@ pub fn lessons(cli: &Cli, store_name: &str, at: &str) -> Result<ExitCode> {
     if !cli.json && rows.is_empty() {
         stdout_line(&format!("no lessons in memory store {store_name}"))?;
     }
-    store.close()?;
     Ok(ExitCode::SUCCESS)
 }

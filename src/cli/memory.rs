@@ -174,9 +174,6 @@ pub fn tag(cli: &Cli, name: &str, at: &str, actor: Option<Actor>) -> Result<Exit
 
 /// Runs a `memory` subcommand.
 pub fn run(cli: &Cli, cmd: &MemoryCmd) -> Result<ExitCode> {
-    if let MemoryCmd::Lessons { store, at } = cmd {
-        return super::dream::lessons(cli, store, at);
-    }
     let writes = matches!(
         cmd,
         MemoryCmd::Apply { .. } | MemoryCmd::Revert(_) | MemoryCmd::Fork { .. } | MemoryCmd::Promote { .. }
@@ -190,7 +187,7 @@ pub fn run(cli: &Cli, cmd: &MemoryCmd) -> Result<ExitCode> {
 
 fn run_with(cli: &Cli, mem: &Memory, cmd: &MemoryCmd) -> Result<ExitCode> {
     match cmd {
-        MemoryCmd::Lessons { .. } => unreachable!("handled by run"),
+        MemoryCmd::Lessons { store, at } => return super::dream::lessons(cli, mem, store, at),
         MemoryCmd::View { store, path, at, range } => {
             let until = mem.resolve_point(at)?;
             let (state, _) = mem.state_until(store, until)?;

@@ -266,7 +266,7 @@ impl LlmDreamer {
                     }
                     let backoff = self.cfg.retry_base_ms.saturating_mul(1 << attempt.min(16));
                     let wait = failure.2.map(|s| (s * 1000.0) as u64).unwrap_or(backoff).min(60_000);
-                    tracing_wait(wait);
+                    sleep_ms(wait);
                     attempt += 1;
                 }
             }
@@ -274,7 +274,7 @@ impl LlmDreamer {
     }
 }
 
-fn tracing_wait(ms: u64) {
+fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
 

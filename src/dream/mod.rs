@@ -12,7 +12,7 @@
 pub mod exec;
 pub mod llm;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -691,9 +691,4 @@ impl Dreams {
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-/// Index of dreams by id, for callers that resolve many (blame, lessons, drift).
-pub fn dream_index(dreams: &[DreamSummary]) -> BTreeMap<EventId, &DreamSummary> {
-    dreams.iter().map(|d| (d.id, d)).collect()
 }
