@@ -188,6 +188,16 @@ pub enum Error {
         /// The API's error message.
         message: String,
     },
+    /// A server refused a request (`--remote`); the message is the server's own.
+    #[error("{message}")]
+    Remote {
+        /// HTTP status (0: no response).
+        status: u16,
+        /// The server's error type.
+        kind: String,
+        /// The server's message.
+        message: String,
+    },
     /// A replay could not follow the recorded dream.
     #[error("replay of dream {dream} diverged: {reason}")]
     ReplayDiverged {

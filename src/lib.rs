@@ -29,6 +29,7 @@ pub mod exchange;
 pub mod import;
 pub mod ledger;
 pub mod memory;
+pub mod remote;
 pub mod server;
 pub mod sessions;
 pub mod sim;

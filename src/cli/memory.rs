@@ -137,8 +137,69 @@ pub struct RevertArgs {
     pub force: bool,
 }
 
-fn default_actor() -> Actor {
+pub(crate) fn default_actor() -> Actor {
     Actor::Human(std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "cli".into()))
+}
+
+/// Prints a memory view (the JSON form: `ok`, `text` or `error`); exit 1 on a tool error.
+pub(crate) fn print_view(cli: &Cli, v: &Value) -> Result<ExitCode> {
+    let ok = v["ok"].as_bool() == Some(true);
+    if cli.json {
+        stdout_line(&v.to_string())?;
+    } else if ok {
+        stdout_line(v["text"].as_str().unwrap_or_default())?;
+    } else {
+        stdout_line(v["error"]["message"].as_str().unwrap_or_default())?;
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// A memory tool call's outcome: the text and where the command was recorded (position,
+/// id), or the tool's error class and text.
+pub(crate) type ToolOutcome = std::result::Result<(String, Option<(u64, crate::core::EventId)>), (String, String)>;
+
+/// Prints a memory tool call's outcome (exit 1 when the tool refused).
+pub(crate) fn print_tool_outcome(cli: &Cli, outcome: ToolOutcome) -> Result<ExitCode> {
+    match outcome {
+        Ok((t, event)) => {
+            if cli.json {
+                let mut v = json!({"ok": true, "text": t});
+                if let Some((position, id)) = event {
+                    v["position"] = position.into();
+                    v["id"] = json!(id);
+                }
+                stdout_line(&v.to_string())?;
+            } else {
+                stdout_line(&t)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err((kind, message)) => {
+            if cli.json {
+                stdout_line(&json!({"ok": false, "error": {"type": kind, "message": message}}).to_string())?;
+            } else {
+                stdout_line(&message)?;
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// One line of `memory history`.
+pub(crate) fn print_history_line(cli: &Cli, e: &crate::store::StoredEvent) -> Result<()> {
+    if cli.json {
+        return stdout_line(&e.to_json().to_line());
+    }
+    let causes = e.event.header.causes.iter().map(|c| c.short(12)).collect::<Vec<_>>().join(",");
+    stdout_line(&format!(
+        "{:>8}  {}  {}  {:<24} {}{}",
+        e.position,
+        e.id().short(12),
+        output::time_text(e.event.header.time),
+        e.event.header.actor.to_string(),
+        e.event.body.summary(),
+        if causes.is_empty() { String::new() } else { format!("  causes {causes}") }
+    ))
 }
 
 fn print_appended(cli: &Cli, what: &str, appended: &[Appended]) -> Result<()> {
@@ -201,19 +262,13 @@ fn run_with(cli: &Cli, mem: &Memory, cmd: &MemoryCmd) -> Result<ExitCode> {
                     Some((parse(a)?, parse(b)?))
                 }
             };
-            let text = state.view(path, range);
-            if cli.json {
-                let v = match &text {
-                    Ok(t) => {
-                        json!({"ok": true, "store": store, "path": path, "until": until, "state_hash": state.state_hash(), "text": t})
-                    }
-                    Err(e) => json!({"ok": false, "error": {"type": e.kind, "message": e.message}}),
-                };
-                stdout_line(&v.to_string())?;
-            } else {
-                stdout_line(text.as_ref().unwrap_or_else(|e| &e.message))?;
-            }
-            return Ok(if text.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            let v = match state.view(path, range) {
+                Ok(t) => {
+                    json!({"ok": true, "store": store, "path": path, "until": until, "state_hash": state.state_hash(), "text": t})
+                }
+                Err(e) => json!({"ok": false, "error": {"type": e.kind, "message": e.message}}),
+            };
+            return print_view(cli, &v);
         }
         MemoryCmd::Apply { store, input, actor, session, precondition } => {
             let text = match input {
@@ -225,47 +280,22 @@ fn run_with(cli: &Cli, mem: &Memory, cmd: &MemoryCmd) -> Result<ExitCode> {
                 }
             };
             let outcome = apply_tool_call(mem, store, &text, actor.clone(), session.clone(), *precondition)?;
-            match outcome {
-                Ok((t, event)) => {
-                    if cli.json {
-                        let mut v = json!({"ok": true, "text": t});
-                        if let Some(a) = event {
-                            v["position"] = a.position.into();
-                            v["id"] = json!(a.id);
-                        }
-                        stdout_line(&v.to_string())?;
-                    } else {
-                        stdout_line(&t)?;
-                    }
-                }
-                Err(e) => {
-                    if cli.json {
-                        stdout_line(
-                            &json!({"ok": false, "error": {"type": e.kind, "message": e.message}}).to_string(),
-                        )?;
-                    } else {
-                        stdout_line(&e.message)?;
-                    }
-                    return Ok(ExitCode::FAILURE);
-                }
-            }
+            return print_tool_outcome(
+                cli,
+                outcome.map(|(t, e)| (t, e.map(|a| (a.position, a.id)))).map_err(|e| {
+                    (
+                        serde_json::to_value(e.kind)
+                            .ok()
+                            .and_then(|k| k.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                        e.message,
+                    )
+                }),
+            );
         }
         MemoryCmd::History { store, path } => {
             for e in mem.history(store, path.as_deref())? {
-                if cli.json {
-                    stdout_line(&e.to_json().to_line())?;
-                } else {
-                    let causes = e.event.header.causes.iter().map(|c| c.short(12)).collect::<Vec<_>>().join(",");
-                    stdout_line(&format!(
-                        "{:>8}  {}  {}  {:<24} {}{}",
-                        e.position,
-                        e.id().short(12),
-                        output::time_text(e.event.header.time),
-                        e.event.header.actor.to_string(),
-                        e.event.body.summary(),
-                        if causes.is_empty() { String::new() } else { format!("  causes {causes}") }
-                    ))?;
-                }
+                print_history_line(cli, &e)?;
             }
         }
         MemoryCmd::Diff { store, other, from, to, at, stat } => {

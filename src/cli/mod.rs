@@ -7,6 +7,7 @@ mod dream;
 mod import;
 mod memory;
 mod output;
+mod remote;
 mod sessions;
 
 use std::fs::File;
@@ -29,6 +30,12 @@ pub struct Cli {
     /// Database directory.
     #[arg(long, global = true, env = "DREAMLOG_DB", default_value = "./dreamlog.db")]
     pub db: PathBuf,
+    /// Talk to a `dreamlog serve` at this URL instead of opening --db.
+    #[arg(long, global = true, env = "DREAMLOG_REMOTE")]
+    pub remote: Option<String>,
+    /// Bearer token for --remote.
+    #[arg(long, global = true, env = "DREAMLOG_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// When appends are acknowledged: `fsync` (after the WAL is synced) or `none`.
     #[arg(long, global = true, env = "DREAMLOG_SYNC", default_value = "fsync")]
     pub sync: SyncMode,
@@ -221,7 +228,55 @@ pub(crate) fn parse_events(path: &str, reader: Box<dyn BufRead>, stream: Option<
     Ok(batch)
 }
 
+/// Prints where appended events landed.
+pub(crate) fn print_appended_events(cli: &Cli, appended: &[(crate::store::Appended, String)]) -> Result<()> {
+    for (a, stream) in appended {
+        if cli.json {
+            stdout_line(
+                &serde_json::json!({"position": a.position, "id": a.id, "stream": stream,
+                    "version": a.version, "existed": a.existed})
+                .to_string(),
+            )?;
+        } else {
+            let note = if a.existed { "  (already present)" } else { "" };
+            stdout_line(&format!("{}\t{}\t{stream}@{}{note}", a.position, a.id, a.version))?;
+        }
+    }
+    Ok(())
+}
+
+/// One event as `log` prints it.
+pub(crate) fn print_event(cli: &Cli, e: &crate::store::StoredEvent) -> Result<()> {
+    if cli.json {
+        stdout_line(&e.to_json().to_line())
+    } else {
+        stdout_line(&output::log_line(e))
+    }
+}
+
+/// One event as `show` prints it.
+pub(crate) fn print_show(cli: &Cli, e: &crate::store::StoredEvent) -> Result<()> {
+    if cli.json {
+        stdout_line(&e.to_json().to_line())
+    } else {
+        stdout_line(&output::show(e))
+    }
+}
+
+/// A verify report; exit 1 when it found problems.
+pub(crate) fn print_verify(cli: &Cli, report: &crate::store::VerifyReport) -> Result<ExitCode> {
+    if cli.json {
+        stdout_line(&serde_json::to_string(report).unwrap_or_default())?;
+    } else {
+        stdout_line(&output::verify_report(report))?;
+    }
+    Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
+    if let Some(url) = cli.remote.clone() {
+        return remote::run(&cli, &crate::remote::Remote::new(&url, cli.token.clone())?);
+    }
     match &cli.command {
         Command::Init => {
             let store = open(&cli, true)?;
@@ -244,30 +299,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let streams: Vec<String> = batch.events.iter().map(|d| d.stream.clone()).collect();
             let store = open(&cli, true)?;
             let appended = store.append(batch)?;
-            for (a, stream) in appended.iter().zip(streams) {
-                if cli.json {
-                    stdout_line(
-                        &serde_json::json!({"position": a.position, "id": a.id, "stream": stream,
-                            "version": a.version, "existed": a.existed})
-                        .to_string(),
-                    )?;
-                } else {
-                    let note = if a.existed { "  (already present)" } else { "" };
-                    stdout_line(&format!("{}\t{}\t{stream}@{}{note}", a.position, a.id, a.version))?;
-                }
-            }
+            print_appended_events(&cli, &appended.into_iter().zip(streams).collect::<Vec<_>>())?;
             store.close()?;
         }
         Command::Log(args) => {
             let store = open(&cli, false)?;
             let limit = args.limit.unwrap_or(usize::MAX);
-            let print = |e: &crate::store::StoredEvent| -> Result<()> {
-                if cli.json {
-                    stdout_line(&e.to_json().to_line())
-                } else {
-                    stdout_line(&output::log_line(e))
-                }
-            };
+            let print = |e: &crate::store::StoredEvent| print_event(&cli, e);
             let mut printed = 0usize;
             if limit == 0 {
                 return Ok(ExitCode::SUCCESS);
@@ -319,26 +357,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Show { id } => {
             let store = open(&cli, false)?;
             let id = store.resolve_id(id)?;
-            let e = store.get(&id)?;
-            if cli.json {
-                stdout_line(&e.to_json().to_line())?;
-            } else {
-                stdout_line(&output::show(&e))?;
-            }
+            print_show(&cli, &store.get(&id)?)?;
         }
         Command::Verify => {
             let store = open(&cli, false)?;
             let bar = progress_bar(Some(store.len()), "verifying");
             let report = store.verify(|n| bar.set_position(n))?;
             bar.finish_and_clear();
-            if cli.json {
-                stdout_line(&serde_json::to_string(&report).unwrap_or_default())?;
-            } else {
-                stdout_line(&output::verify_report(&report))?;
-            }
-            if !report.is_clean() {
-                return Ok(ExitCode::FAILURE);
-            }
+            return print_verify(&cli, &report);
         }
         Command::Export(args) => {
             let store = open(&cli, false)?;

@@ -391,14 +391,14 @@ async fn memory_tool(
     let out = blocking(move || {
         let call = match ToolCall::parse(&input) {
             Ok(c) => c,
-            Err(e) => return Ok(json!({"content": format!("Error: {e}"), "is_error": true})),
+            Err(e) => return Ok(json!({"content": format!("Error: {e}"), "is_error": true, "error_type": "invalid"})),
         };
         match call {
             ToolCall::View { .. } => {
                 let (mut state, _) = tenant.mem.state(&store)?;
                 Ok(match call.run(&mut state) {
                     Ok(t) => json!({"content": t, "is_error": false}),
-                    Err(e) => json!({"content": e.message, "is_error": true}),
+                    Err(e) => json!({"content": e.message, "is_error": true, "error_type": e.kind}),
                 })
             }
             ToolCall::Change(cmd) => {
@@ -406,7 +406,7 @@ async fn memory_tool(
                 match tenant.mem.apply(&store, cmd, opts) {
                     Ok(a) => Ok(json!({"content": a.text, "is_error": false,
                                        "position": a.event.position, "id": a.event.id})),
-                    Err(Error::Tool(e)) => Ok(json!({"content": e.message, "is_error": true})),
+                    Err(Error::Tool(e)) => Ok(json!({"content": e.message, "is_error": true, "error_type": e.kind})),
                     Err(e) => Err(e),
                 }
             }
@@ -422,6 +422,9 @@ struct ViewQuery {
     path: Option<String>,
     #[serde(default)]
     at: Option<String>,
+    /// `START:END` lines of a file.
+    #[serde(default)]
+    range: Option<String>,
 }
 
 async fn memory_view(
@@ -435,7 +438,15 @@ async fn memory_view(
         let until = tenant.mem.resolve_point(q.at.as_deref().unwrap_or("head"))?;
         let (s, _) = tenant.mem.state_until(&store, until)?;
         let path = q.path.unwrap_or_else(|| crate::core::memory::ROOT.to_owned());
-        Ok(match s.view(&path, None) {
+        let range = match q.range.as_deref() {
+            None => None,
+            Some(r) => {
+                let bad = || Error::UnknownPoint(format!("range {r} (want START:END)"));
+                let (a, b) = r.split_once(':').ok_or_else(bad)?;
+                Some((a.trim().parse::<i64>().map_err(|_| bad())?, b.trim().parse::<i64>().map_err(|_| bad())?))
+            }
+        };
+        Ok(match s.view(&path, range) {
             Ok(t) => json!({"ok": true, "store": store, "path": path, "until": until, "state_hash": s.state_hash(), "text": t}),
             Err(e) => json!({"ok": false, "error": {"type": e.kind, "message": e.message}}),
         })

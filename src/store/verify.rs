@@ -9,7 +9,7 @@ use crate::core::{Body, EventId, Header, Kind, SealedEvent};
 use crate::error::Result;
 
 /// One problem found by `verify`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VerifyProblem {
     /// Global position of the bad event (when the problem belongs to one).
     pub position: Option<u64>,
@@ -20,7 +20,7 @@ pub struct VerifyProblem {
 }
 
 /// What `verify` checked and found.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VerifyReport {
     /// Events checked.
     pub events: u64,
