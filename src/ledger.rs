@@ -19,7 +19,7 @@ use crate::memory::{stream_name, Memory};
 use crate::store::Store;
 
 /// A session that ran with a store, and its last grade.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct SessionRun {
     /// Session id.
     pub session: String,
@@ -94,7 +94,7 @@ fn stats(runs: &[&SessionRun]) -> GradeStats {
 }
 
 /// One lesson line of a store.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct LessonRow {
     /// File.
     pub path: String,
@@ -196,7 +196,7 @@ pub fn lessons(mem: &Memory, name: &str, until: u64) -> Result<Vec<LessonRow>> {
 }
 
 /// A memory state sessions ran with.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct StateRow {
     /// The state's hash.
     pub state: Digest,
@@ -207,7 +207,7 @@ pub struct StateRow {
 }
 
 /// A change between two consecutive states sessions ran with.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Change {
     /// The change's memory events (and reverts), in order.
     pub events: Vec<EventId>,
@@ -230,7 +230,7 @@ pub struct Change {
 }
 
 /// `drift STORE`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct DriftReport {
     /// The store.
     pub store: String,

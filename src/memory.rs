@@ -69,7 +69,7 @@ pub struct StoreHead {
 }
 
 /// One line of `blame`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BlameLine {
     /// 1-based line number.
     pub line: usize,

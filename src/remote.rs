@@ -199,4 +199,126 @@ impl Remote {
         let q: Vec<(&str, String)> = path.map(|p| vec![("path", p.to_owned())]).unwrap_or_default();
         Remote::events(&self.get(&format!("/v1/memory/{store}/history"), &q)?)
     }
+
+    fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
+        serde_json::from_value(v).map_err(|e| remote_error(0, "response", e.to_string()))
+    }
+
+    fn appended(v: &Value) -> Result<Vec<Appended>> {
+        v["appended"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|a| {
+                Ok(Appended {
+                    position: a["position"].as_u64().unwrap_or(0),
+                    id: a["id"].as_str().unwrap_or_default().parse()?,
+                    version: a["version"].as_u64().unwrap_or(0),
+                    existed: false,
+                })
+            })
+            .collect()
+    }
+
+    fn actor_header(actor: &crate::core::Actor) -> Vec<(&'static str, String)> {
+        vec![("x-dreamlog-actor", actor.to_string())]
+    }
+
+    /// Diff of two points of a store (`other == None`) or of two stores at one point.
+    pub fn diff(
+        &self,
+        store: &str,
+        other: Option<&str>,
+        from: &str,
+        to: &str,
+        at: &str,
+    ) -> Result<crate::core::memory::MemoryDiff> {
+        let q: Vec<(&str, String)> = match other {
+            Some(o) => vec![("other", o.to_owned()), ("at", at.to_owned())],
+            None => vec![("from", from.to_owned()), ("to", to.to_owned())],
+        };
+        Remote::typed(self.get(&format!("/v1/memory/{store}/diff"), &q)?)
+    }
+
+    /// Blame of a memory file as of a point.
+    pub fn blame(&self, store: &str, path: &str, at: &str) -> Result<Vec<crate::memory::BlameLine>> {
+        let v = self.get(&format!("/v1/memory/{store}/blame"), &[("path", path.to_owned()), ("at", at.to_owned())])?;
+        Remote::typed(v["lines"].clone())
+    }
+
+    /// The lesson ledger of a store.
+    pub fn lessons(&self, store: &str, at: &str) -> Result<Vec<crate::ledger::LessonRow>> {
+        let v = self.get(&format!("/v1/memory/{store}/lessons"), &[("at", at.to_owned())])?;
+        Remote::typed(v["lessons"].clone())
+    }
+
+    /// Reverts one event, one dream, or to a point.
+    pub fn revert(
+        &self,
+        store: &str,
+        target: (&str, &str),
+        reason: &str,
+        force: bool,
+        actor: &crate::core::Actor,
+    ) -> Result<Vec<Appended>> {
+        let mut body = json!({"reason": reason, "force": force});
+        body[target.0] = json!(target.1);
+        Remote::appended(&self.post(&format!("/v1/memory/{store}/revert"), &body, &Remote::actor_header(actor))?)
+    }
+
+    /// Forks a store at a point; returns the fork event and the forked position.
+    pub fn fork(&self, store: &str, new: &str, at: &str, actor: &crate::core::Actor) -> Result<(Appended, u64)> {
+        let v = self.post(
+            &format!("/v1/memory/{store}/fork"),
+            &json!({"new": new, "at": at}),
+            &Remote::actor_header(actor),
+        )?;
+        let a = Remote::appended(&v)?.into_iter().next().ok_or_else(|| remote_error(0, "response", "no fork event"))?;
+        let point = match self.get_event(&a.id.to_hex())?.event.body {
+            crate::core::Body::StoreFork(f) => f.position,
+            _ => return Err(remote_error(0, "response", "the fork event is not a store.fork")),
+        };
+        Ok((a, point))
+    }
+
+    /// Promotes a fork's changes into `into`.
+    pub fn promote(&self, fork: &str, into: &str, actor: &crate::core::Actor) -> Result<Vec<Appended>> {
+        Remote::appended(&self.post(
+            &format!("/v1/memory/{fork}/promote"),
+            &json!({"into": into}),
+            &Remote::actor_header(actor),
+        )?)
+    }
+
+    /// Tags a point; returns the tagged position, the tag event's id and position.
+    pub fn tag(&self, name: &str, at: &str, actor: &crate::core::Actor) -> Result<(u64, EventId, u64)> {
+        let v = self.post("/v1/tags", &json!({"name": name, "at": at}), &Remote::actor_header(actor))?;
+        Ok((
+            v["position"].as_u64().unwrap_or(0),
+            v["id"].as_str().unwrap_or_default().parse()?,
+            v["event_position"].as_u64().unwrap_or(0),
+        ))
+    }
+
+    /// Session summaries.
+    pub fn sessions(&self) -> Result<Vec<crate::sessions::SessionSummary>> {
+        Remote::typed(self.get("/v1/sessions", &[])?["sessions"].clone())
+    }
+
+    /// Session statistics.
+    pub fn session_stats(&self) -> Result<crate::sessions::Stats> {
+        Remote::typed(self.get("/v1/sessions/stats", &[])?)
+    }
+
+    /// A session's id and events.
+    pub fn session(&self, id: &str) -> Result<(String, Vec<StoredEvent>)> {
+        let v = self.get(&format!("/v1/session/{id}"), &[])?;
+        Ok((v["session"].as_str().unwrap_or(id).to_owned(), Remote::events(&v)?))
+    }
+
+    /// The drift report of a store.
+    pub fn drift(&self, store: &str) -> Result<crate::ledger::DriftReport> {
+        Remote::typed(self.get(&format!("/v1/drift/{store}"), &[])?)
+    }
 }

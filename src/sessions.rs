@@ -10,7 +10,7 @@ use crate::store::{Store, StoredEvent};
 pub const PREFIX: &str = "session/";
 
 /// One row of `sessions list`.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SessionSummary {
     /// Session id.
     pub id: String,
@@ -110,7 +110,7 @@ pub fn events(store: &Store, id: &str) -> Result<(String, Vec<StoredEvent>)> {
 }
 
 /// Pass counts and mean scores, overall and by task and agent.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     /// Sessions.
     pub sessions: u64,
@@ -127,7 +127,7 @@ pub struct Stats {
 }
 
 /// Counts of one group.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GroupStats {
     /// Sessions.
     pub sessions: u64,

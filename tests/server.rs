@@ -470,9 +470,65 @@ fn the_cli_prints_the_same_embedded_and_remote() {
     let (a, b) = (e(&["memory", "history", "s"], None), r(&["memory", "history", "s"], None));
     assert_eq!(a.1.lines().count(), 2, "{}", a.1);
     assert_eq!(strip(&a.1), strip(&b.1));
-    // Not yet available remotely: a clear error naming the route, non-zero exit.
-    let (code, _, err) = r(&["drift", "s"], None);
+    // A graded session that ran with store s, appended both ways with fixed times.
+    let session = r#"{"kind":"session.start","actor":"agent:bot","time":1764111000100,"body":{"session":"s9","agent":"bot","task_id":"t/1","store":"s"}}
+{"kind":"action","actor":"agent:bot","time":1764111000101,"body":{"session":"s9","name":"lookup","input":{"q":1},"output":"ok","status":"ok"}}
+{"kind":"grade","actor":"evaluator:judge","time":1764111000102,"body":{"session":"s9","rubric":"r","evaluator":"judge","score":1,"result":"satisfied","criteria":[{"name":"c","passed":true}]}}
+{"kind":"session.end","actor":"agent:bot","time":1764111000103,"body":{"session":"s9","status":"completed"}}
+"#;
+    let (a, b) = (
+        e(&["append", "--stream", "session/s9"], Some(session)),
+        r(&["append", "--stream", "session/s9"], Some(session)),
+    );
+    assert_eq!(a.1, b.1);
+    for args in [
+        vec!["sessions", "list"],
+        vec!["sessions", "list", "--json", "--graded"],
+        vec!["sessions", "stats"],
+        vec!["sessions", "stats", "--json"],
+        vec!["sessions", "show", "s9"],
+        vec!["sessions", "show", "s9", "--json"],
+        vec!["memory", "diff", "s", "--from", "2", "--to", "head"],
+        vec!["memory", "diff", "s", "--from", "2", "--json"],
+        vec!["memory", "lessons", "s"],
+        vec!["drift", "s"],
+        vec!["drift", "s", "--json"],
+    ] {
+        let (a, b) = (e(&args, None), r(&args, None));
+        assert_eq!((a.0, &a.1), (b.0, &b.1), "{args:?}\nembedded stderr: {}\nremote stderr: {}", a.2, b.2);
+    }
+    // Outputs that print the stamped ids and times of memory events: the same once those
+    // are set aside.
+    let without_ids = |s: &str| -> Vec<String> {
+        s.lines()
+            .map(|l| {
+                l.split_whitespace()
+                    .filter(|w| {
+                        let id = w.len() >= 12 && w.bytes().all(|b| b.is_ascii_hexdigit());
+                        let time = w.contains("T0");
+                        !(id || time)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    };
+    for args in [
+        vec!["memory", "blame", "s", "/memories/a.md"],
+        vec!["tag", "v1", "--at", "1", "--actor", "human:t"],
+        vec!["memory", "fork", "s", "s2", "--at", "v1"],
+        vec!["memory", "apply", "s2", r#"{"command":"create","path":"/memories/b.md","file_text":"b\n"}"#],
+        vec!["memory", "promote", "s2", "--into", "s"],
+        vec!["memory", "revert", "s", "--to", "v1", "--reason", "back"],
+        vec!["memory", "view", "s"],
+    ] {
+        let (a, b) = (e(&args, None), r(&args, None));
+        assert_eq!(a.0, b.0, "{args:?}: {} / {}", a.2, b.2);
+        assert_eq!(without_ids(&a.1), without_ids(&b.1), "{args:?}\n{}\n{}", a.1, b.1);
+    }
+    // Not available remotely: a clear error naming the route, non-zero exit.
+    let (code, _, err) = r(&["dream", "list"], None);
     assert_ne!(code, 0);
-    assert!(err.contains("not available with --remote yet") && err.contains("GET /v1/drift/STORE"), "{err}");
+    assert!(err.contains("not available with --remote yet") && err.contains("GET /v1/dreams"), "{err}");
     assert!(server.stop().success());
 }

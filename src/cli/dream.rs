@@ -351,8 +351,15 @@ pub fn drift(cli: &Cli, args: &DriftArgs) -> Result<ExitCode> {
     let mem = Memory::new(store.clone()).with_snapshot_every(cli.snapshot_every);
     let opts = DriftOptions { resamples: args.resamples, min_sessions: args.min_sessions, ..DriftOptions::default() };
     let report = ledger::drift(&mem, &args.store, opts)?;
+    let code = print_drift(cli, &report, args.fail_on_drift)?;
+    store.close()?;
+    Ok(code)
+}
+
+/// `drift`'s report; exit 1 with `fail_on_drift` when a change is flagged.
+pub(crate) fn print_drift(cli: &Cli, report: &ledger::DriftReport, fail_on_drift: bool) -> Result<ExitCode> {
     if cli.json {
-        stdout_line(&serde_json::to_string(&report).unwrap_or_default())?;
+        stdout_line(&serde_json::to_string(report).unwrap_or_default())?;
     } else {
         stdout_line(&format!(
             "drift of memory store {}: {} graded session(s) over {} memory state(s){}",
@@ -398,15 +405,18 @@ pub fn drift(cli: &Cli, args: &DriftArgs) -> Result<ExitCode> {
         }
         stdout_line(&format!("\n{} change(s) flagged", report.flagged))?;
     }
-    store.close()?;
-    Ok(if args.fail_on_drift && report.flagged > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if fail_on_drift && report.flagged > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// `memory lessons STORE`.
 pub fn lessons(cli: &Cli, mem: &Memory, store_name: &str, at: &str) -> Result<ExitCode> {
     let until = mem.resolve_point(at)?;
-    let rows = ledger::lessons(mem, store_name, until)?;
-    for r in &rows {
+    print_lessons(cli, store_name, &ledger::lessons(mem, store_name, until)?)
+}
+
+/// `memory lessons`' rows.
+pub(crate) fn print_lessons(cli: &Cli, store_name: &str, rows: &[ledger::LessonRow]) -> Result<ExitCode> {
+    for r in rows {
         if cli.json {
             stdout_line(&serde_json::to_string(r).unwrap_or_default())?;
         } else {

@@ -202,7 +202,70 @@ pub(crate) fn print_history_line(cli: &Cli, e: &crate::store::StoredEvent) -> Re
     ))
 }
 
-fn print_appended(cli: &Cli, what: &str, appended: &[Appended]) -> Result<()> {
+/// What `memory revert` says it did.
+pub(crate) fn revert_what(force: bool) -> &'static str {
+    if force {
+        "reverted (--force: files that later edits conflicted with were restored whole; the revert event's reason says which)"
+    } else {
+        "reverted"
+    }
+}
+
+/// What `memory fork` says it did.
+pub(crate) fn fork_what(source: &str, point: u64, new: &str) -> String {
+    format!("forked {source} at position {point} into {new}")
+}
+
+/// `tag`'s answer.
+pub(crate) fn print_tag(cli: &Cli, name: &str, point: u64, id: &crate::core::EventId, at: u64) -> Result<()> {
+    if cli.json {
+        stdout_line(&json!({"tag": name, "position": point, "id": id, "event_position": at}).to_string())
+    } else {
+        stdout_line(&format!("tag {name} = position {point} (recorded as event {id} at {at})"))
+    }
+}
+
+/// `memory diff`'s answer.
+pub(crate) fn print_diff(cli: &Cli, d: &crate::core::memory::MemoryDiff, stat: bool) -> Result<()> {
+    if cli.json {
+        stdout_line(&serde_json::to_string(d).unwrap_or_default())
+    } else {
+        stdout_line(&output::memory_diff(d, stat))
+    }
+}
+
+/// `memory blame`'s lines.
+pub(crate) fn print_blame(cli: &Cli, lines: &[crate::memory::BlameLine]) -> Result<()> {
+    for l in lines {
+        if cli.json {
+            stdout_line(&serde_json::to_string(l).unwrap_or_default())?;
+        } else {
+            let from_dream = l
+                .dream
+                .map(|d| {
+                    format!(
+                        "  dream {} evidence {}",
+                        d.short(12),
+                        l.evidence.iter().map(|e| e.short(12)).collect::<Vec<_>>().join(",")
+                    )
+                })
+                .unwrap_or_default();
+            stdout_line(&format!(
+                "{} {:>8} {} {:<20} {:>5}| {}{}",
+                l.id.short(12),
+                l.position,
+                output::time_text(l.time),
+                l.actor,
+                l.line,
+                l.text,
+                from_dream
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn print_appended(cli: &Cli, what: &str, appended: &[Appended]) -> Result<()> {
     if cli.json {
         for a in appended {
             stdout_line(&json!({"position": a.position, "id": a.id, "version": a.version}).to_string())?;
@@ -222,13 +285,7 @@ pub fn tag(cli: &Cli, name: &str, at: &str, actor: Option<Actor>) -> Result<Exit
     let mem = Memory::new(store.clone()).with_snapshot_every(cli.snapshot_every);
     let until = mem.resolve_point(at)?;
     let a = mem.tag(name, until, actor.unwrap_or_else(default_actor))?;
-    if cli.json {
-        stdout_line(
-            &json!({"tag": name, "position": until - 1, "id": a.id, "event_position": a.position}).to_string(),
-        )?;
-    } else {
-        stdout_line(&format!("tag {name} = position {} (recorded as event {} at {})", until - 1, a.id, a.position))?;
-    }
+    print_tag(cli, name, until - 1, &a.id, a.position)?;
     store.close()?;
     Ok(ExitCode::SUCCESS)
 }
@@ -310,41 +367,11 @@ fn run_with(cli: &Cli, mem: &Memory, cmd: &MemoryCmd) -> Result<ExitCode> {
                     diff_states(&mem.state_until(store, from)?.0, &mem.state_until(store, to)?.0)
                 }
             };
-            if cli.json {
-                stdout_line(&serde_json::to_string(&d).unwrap_or_default())?;
-            } else {
-                stdout_line(&output::memory_diff(&d, *stat))?;
-            }
+            print_diff(cli, &d, *stat)?;
         }
         MemoryCmd::Blame { store, path, at } => {
             let until = mem.resolve_point(at)?;
-            let lines = mem.blame(store, path, until)?;
-            for l in lines {
-                if cli.json {
-                    stdout_line(&serde_json::to_string(&l).unwrap_or_default())?;
-                } else {
-                    let from_dream = l
-                        .dream
-                        .map(|d| {
-                            format!(
-                                "  dream {} evidence {}",
-                                d.short(12),
-                                l.evidence.iter().map(|e| e.short(12)).collect::<Vec<_>>().join(",")
-                            )
-                        })
-                        .unwrap_or_default();
-                    stdout_line(&format!(
-                        "{} {:>8} {} {:<20} {:>5}| {}{}",
-                        l.id.short(12),
-                        l.position,
-                        output::time_text(l.time),
-                        l.actor,
-                        l.line,
-                        l.text,
-                        from_dream
-                    ))?;
-                }
-            }
+            print_blame(cli, &mem.blame(store, path, until)?)?;
         }
         MemoryCmd::Revert(args) => {
             let actor = default_actor();
@@ -358,17 +385,12 @@ fn run_with(cli: &Cli, mem: &Memory, cmd: &MemoryCmd) -> Result<ExitCode> {
                 let until = mem.resolve_point(args.to.as_deref().unwrap_or("head"))?;
                 mem.revert_to(&args.store, until, &args.reason, actor)?
             };
-            let what = if args.force {
-                "reverted (--force: files that later edits conflicted with were restored whole; the revert event's reason says which)"
-            } else {
-                "reverted"
-            };
-            print_appended(cli, what, &appended)?;
+            print_appended(cli, revert_what(args.force), &appended)?;
         }
         MemoryCmd::Fork { source, new, at } => {
             let until = mem.resolve_point(at)?;
             let a = mem.fork(source, new, until, default_actor())?;
-            print_appended(cli, &format!("forked {source} at position {} into {new}", until - 1), &[a])?;
+            print_appended(cli, &fork_what(source, until - 1, new), &[a])?;
         }
         MemoryCmd::Promote { fork, into } => {
             let appended = mem.promote(fork, into, default_actor())?;

@@ -1,16 +1,21 @@
 //! `--remote URL`: the same subcommands against `dreamlog serve`, printed by the same
 //! printers as the embedded mode, so the output is the same.
 //!
-//! Available so far: `append`, `log`, `show`, `verify`, `memory view`, `memory apply`,
-//! `memory history`. The other subcommands answer with an error naming the HTTP route
-//! to use instead.
+//! Available: `append`, `log`, `show`, `verify`, `tag`, `sessions list/show/stats`,
+//! `memory view/apply/history/diff/blame/revert/fork/promote/lessons`, `drift`. The others
+//! (`init`, `import`, `export`, `dream`, `demo`, `serve`) answer with an error naming the
+//! HTTP route to use instead.
 
 use std::io::Read;
 use std::process::ExitCode;
 
 use serde_json::Value;
 
-use super::memory::{print_history_line, print_tool_outcome, print_view, MemoryCmd};
+use super::memory::{
+    default_actor, fork_what, print_appended, print_blame, print_diff, print_history_line, print_tag,
+    print_tool_outcome, print_view, revert_what, MemoryCmd,
+};
+use super::sessions::{print_list, print_session, print_stats, SessionsCmd};
 use super::{parse_events, print_appended_events, print_event, print_show, print_verify, read_input, Cli, Command};
 use crate::error::{Error, Result};
 use crate::remote::Remote;
@@ -80,14 +85,27 @@ pub fn run(cli: &Cli, remote: &Remote) -> Result<ExitCode> {
         Command::Init => return Err(unavailable("init", "a server creates its database when it starts")),
         Command::Export(_) => return Err(unavailable("export", "GET /v1/export")),
         Command::Import(_) => return Err(unavailable("import", "POST /v1/events per session")),
-        Command::Sessions(_) => {
-            return Err(unavailable("sessions", "GET /v1/sessions, /v1/sessions/stats, /v1/session/ID"))
+        Command::Sessions(SessionsCmd::List { agent, task, graded }) => {
+            print_list(cli, &remote.sessions()?, agent.as_deref(), task.as_deref(), *graded)?
         }
+        Command::Sessions(SessionsCmd::Show { id }) => {
+            let (id, events) = remote.session(id)?;
+            print_session(cli, &id, &events)?
+        }
+        Command::Sessions(SessionsCmd::Stats) => print_stats(cli, &remote.session_stats()?)?,
         Command::Dream(_) => {
             return Err(unavailable("dream", "POST /v1/dreams, GET /v1/dreams/ID, POST /v1/dreams/ID/replay"))
         }
-        Command::Drift(_) => return Err(unavailable("drift", "GET /v1/drift/STORE")),
-        Command::Tag { .. } => return Err(unavailable("tag", "POST /v1/tags")),
+        Command::Drift(args) => {
+            if args.resamples != 2000 || args.min_sessions != 3 {
+                return Err(unavailable("drift --resamples/--min-sessions", "GET /v1/drift/STORE uses the defaults"));
+            }
+            return super::dream::print_drift(cli, &remote.drift(&args.store)?, args.fail_on_drift);
+        }
+        Command::Tag { name, at, actor } => {
+            let (point, id, position) = remote.tag(name, at, &actor.clone().unwrap_or_else(default_actor))?;
+            print_tag(cli, name, point, &id, position)?
+        }
         Command::Demo => return Err(unavailable("demo", "none")),
         Command::Serve { .. } => return Err(unavailable("serve", "none")),
     }
@@ -143,11 +161,41 @@ fn memory(cli: &Cli, remote: &Remote, cmd: &MemoryCmd) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        MemoryCmd::Diff { .. } => Err(unavailable("memory diff", "GET /v1/memory/STORE/diff")),
-        MemoryCmd::Blame { .. } => Err(unavailable("memory blame", "GET /v1/memory/STORE/blame")),
-        MemoryCmd::Revert(_) => Err(unavailable("memory revert", "POST /v1/memory/STORE/revert")),
-        MemoryCmd::Fork { .. } => Err(unavailable("memory fork", "POST /v1/memory/STORE/fork")),
-        MemoryCmd::Promote { .. } => Err(unavailable("memory promote", "POST /v1/memory/FORK/promote")),
-        MemoryCmd::Lessons { .. } => Err(unavailable("memory lessons", "GET /v1/memory/STORE/lessons")),
+        MemoryCmd::Diff { store, other, from, to, at, stat } => {
+            let d = remote.diff(
+                store,
+                other.as_deref(),
+                from.as_deref().unwrap_or("head"),
+                to.as_deref().unwrap_or("head"),
+                at,
+            )?;
+            print_diff(cli, &d, *stat)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        MemoryCmd::Blame { store, path, at } => {
+            print_blame(cli, &remote.blame(store, path, at)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        MemoryCmd::Revert(args) => {
+            let target = match (&args.event, &args.dream, &args.to) {
+                (Some(e), _, _) => ("event", e.as_str()),
+                (_, Some(d), _) => ("dream", d.as_str()),
+                (_, _, to) => ("to", to.as_deref().unwrap_or("head")),
+            };
+            let appended = remote.revert(&args.store, target, &args.reason, args.force, &default_actor())?;
+            print_appended(cli, revert_what(args.force), &appended)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        MemoryCmd::Fork { source, new, at } => {
+            let (a, point) = remote.fork(source, new, at, &default_actor())?;
+            print_appended(cli, &fork_what(source, point, new), &[a])?;
+            Ok(ExitCode::SUCCESS)
+        }
+        MemoryCmd::Promote { fork, into } => {
+            let appended = remote.promote(fork, into, &default_actor())?;
+            print_appended(cli, &format!("promoted {fork} into {into}"), &appended)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        MemoryCmd::Lessons { store, at } => super::dream::print_lessons(cli, store, &remote.lessons(store, at)?),
     }
 }

@@ -533,7 +533,7 @@ impl MemoryState {
 }
 
 /// How two memory states differ.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MemoryDiff {
     /// Files only in the second state.
     pub added: Vec<String>,
@@ -546,7 +546,7 @@ pub struct MemoryDiff {
 }
 
 /// One changed file of a [`MemoryDiff`].
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChangedFile {
     /// Path.
     pub path: String,

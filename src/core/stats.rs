@@ -13,7 +13,7 @@ pub struct Outcome {
 }
 
 /// Grades of a group of sessions.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct GradeStats {
     /// Graded sessions.
     pub sessions: u64,
