@@ -211,6 +211,10 @@ fn tenants_are_isolated_and_tokens_checked() {
     post(&c, &tool, Some("acme-write"), &json!({"command": "create", "path": "/memories/x.md", "file_text": "acme\n"}));
     let (_, v) = post(&c, &tool, Some("globex-admin"), &json!({"command": "view", "path": "/memories/x.md"}));
     assert_eq!(v["is_error"], true, "{v}");
+    // The exec dreamer runs programs on the server: a write token may not.
+    let exec = json!({"store": "shared", "dreamer": "exec@1", "config": {"command": ["true"]}});
+    let (status, body) = post(&c, &server.url("/v1/dreams"), Some("acme-write"), &exec);
+    assert_eq!((status, body["error"]["type"].as_str()), (403, Some("forbidden")), "{body}");
     // Limits: batch size.
     let big = json!({"stream": "s", "events": [note(1), note(2), note(3), note(4)]});
     let (status, body) = post(&c, &server.url("/v1/events"), Some("acme-write"), &big);

@@ -743,9 +743,11 @@ async fn dream_run(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    let tenant = auth(&state, &headers, Role::Write)?;
     let req: DreamRequest = json_body(&body)?;
     let spec = spec_of(req.dreamer.as_deref(), req.config)?;
+    // The exec dreamer runs a program on the server's machine: admins only.
+    let need = if spec.name == crate::dream::exec::NAME { Role::Admin } else { Role::Write };
+    let tenant = auth(&state, &headers, need)?;
     let r = blocking(move || {
         let since = match req.since.as_deref() {
             None => None,
@@ -792,8 +794,11 @@ async fn dream_replay(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    let tenant = auth(&state, &headers, Role::Read)?;
     let req: ReplayRequest = if body.is_empty() { ReplayRequest::default() } else { json_body(&body)? };
+    // Replaying runs the dreamer again (a recorded exec program, say): writers only. With
+    // another dreamer or config it could run any program or call a model: admins only.
+    let other = req.dreamer.is_some() || req.config.is_some();
+    let tenant = auth(&state, &headers, if other { Role::Admin } else { Role::Write })?;
     let r = blocking(move || {
         let id = tenant.store.resolve_id(&id)?;
         let dreams = crate::dream::Dreams::new(tenant.mem.clone());
