@@ -321,4 +321,46 @@ impl Remote {
     pub fn drift(&self, store: &str) -> Result<crate::ledger::DriftReport> {
         Remote::typed(self.get(&format!("/v1/drift/{store}"), &[])?)
     }
+
+    /// Every dream.
+    pub fn dreams(&self) -> Result<Vec<crate::dream::DreamSummary>> {
+        Remote::typed(self.get("/v1/dreams", &[])?["dreams"].clone())
+    }
+
+    /// One dream's inputs, exchanges and lessons.
+    pub fn dream(&self, id: &str) -> Result<crate::dream::DreamDetail> {
+        Remote::typed(self.get(&format!("/v1/dreams/{id}"), &[])?)
+    }
+
+    /// Runs a dreamer on the server.
+    pub fn dream_run(
+        &self,
+        store: &str,
+        spec: &crate::core::dream::DreamerSpec,
+        since: Option<&str>,
+        into: Option<&str>,
+        in_place: bool,
+    ) -> Result<crate::dream::DreamRun> {
+        let body = json!({"store": store, "dreamer": spec.to_string(), "config": spec.config,
+                          "since": since, "into": into, "in_place": in_place});
+        crate::dream::DreamRun::from_json(self.post("/v1/dreams", &body, &[])?)
+            .map_err(|e| remote_error(0, "response", e.to_string()))
+    }
+
+    /// Replays a dream on the server (optionally with another dreamer or config).
+    pub fn dream_replay(
+        &self,
+        id: &str,
+        dreamer: Option<String>,
+        config: Option<Value>,
+    ) -> Result<crate::dream::Replay> {
+        let mut body = json!({});
+        if let Some(d) = dreamer {
+            body["dreamer"] = json!(d);
+        }
+        if let Some(c) = config {
+            body["config"] = c;
+        }
+        Remote::typed(self.post(&format!("/v1/dreams/{id}/replay"), &body, &[])?)
+    }
 }

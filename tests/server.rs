@@ -530,9 +530,32 @@ fn the_cli_prints_the_same_embedded_and_remote() {
         assert_eq!(a.0, b.0, "{args:?}: {} / {}", a.2, b.2);
         assert_eq!(without_ids(&a.1), without_ids(&b.1), "{args:?}\n{}\n{}", a.1, b.1);
     }
+    // Dreams: the same up to the dreams' own stamped ids.
+    for args in [
+        vec!["dream", "run", "s", "--in-place"],
+        vec!["dream", "list"],
+        vec!["dream", "list", "--store", "nope"],
+        vec!["dream", "replay", "--all"],
+    ] {
+        let (a, b) = (e(&args, None), r(&args, None));
+        assert_eq!(a.0, b.0, "{args:?}: {} / {}", a.2, b.2);
+        assert_eq!(without_ids(&a.1), without_ids(&b.1), "{args:?}\n{}\n{}", a.1, b.1);
+    }
+    let first_dream = |out: (i32, String, String)| -> String {
+        serde_json::from_str::<Value>(out.1.lines().next().unwrap()).unwrap()["id"].as_str().unwrap().to_owned()
+    };
+    let (ea, rb) =
+        (first_dream(e(&["dream", "list", "--json"], None)), first_dream(r(&["dream", "list", "--json"], None)));
+    let (a, b) = (e(&["dream", "show", &ea], None), r(&["dream", "show", &rb], None));
+    assert_eq!(without_ids(&a.1), without_ids(&b.1));
+    let (a, b) = (
+        e(&["dream", "replay", &ea, "--config", r#"{"min_support": 1}"#], None),
+        r(&["dream", "replay", &rb, "--config", r#"{"min_support": 1}"#], None),
+    );
+    assert_eq!((a.0, without_ids(&a.1)), (b.0, without_ids(&b.1)));
     // Not available remotely: a clear error naming the route, non-zero exit.
-    let (code, _, err) = r(&["dream", "list"], None);
+    let (code, _, err) = r(&["export"], None);
     assert_ne!(code, 0);
-    assert!(err.contains("not available with --remote yet") && err.contains("GET /v1/dreams"), "{err}");
+    assert!(err.contains("not available with --remote yet") && err.contains("GET /v1/export"), "{err}");
     assert!(server.stop().success());
 }

@@ -134,76 +134,11 @@ pub fn run(cli: &Cli, cmd: &DreamCmd) -> Result<ExitCode> {
     let code = match cmd {
         DreamCmd::Run(args) => run_dream(cli, &store, &d, args)?,
         DreamCmd::List { store: only } => {
-            for s in d.list(only.as_deref())? {
-                if cli.json {
-                    stdout_line(&serde_json::to_string(&s).unwrap_or_default())?;
-                } else {
-                    stdout_line(&format!(
-                        "{}  {}  {}@{}  {} → {}  positions {}..={}",
-                        s.id.short(16),
-                        time_text(s.time),
-                        s.dream.dreamer,
-                        s.dream.version,
-                        s.dream.store,
-                        s.dream.output_store,
-                        s.dream.from_position,
-                        s.dream.to_position
-                    ))?;
-                }
-            }
+            print_list(cli, &d.list(only.as_deref())?)?;
             ExitCode::SUCCESS
         }
         DreamCmd::Show { id } => {
-            let detail = d.show(&resolve(&store, id)?)?;
-            if cli.json {
-                stdout_line(&serde_json::to_string(&detail).unwrap_or_default())?;
-            } else {
-                let x = &detail.summary.dream;
-                let mut s = String::new();
-                s.push_str(&format!("dream     {}\n", detail.summary.id));
-                s.push_str(&format!("dreamer   {}@{}\n", x.dreamer, x.version));
-                s.push_str(&format!("config    {}\n", x.config));
-                s.push_str(&format!("input     store {} at state {}\n", x.store, x.base_state));
-                s.push_str(&format!("range     positions {}..={}\n", x.from_position, x.to_position));
-                s.push_str(&format!("output    store {} at state {}\n", x.output_store, x.result_state));
-                if let Some(m) = &x.meta {
-                    s.push_str(&format!("meta      {m}\n"));
-                }
-                s.push_str(&format!("exchanges {}\n", detail.exchanges.len()));
-                s.push_str(&format!("lessons   {} command(s)\n", detail.lessons.len()));
-                for l in &detail.lessons {
-                    let text = match &l.input {
-                        crate::core::MemoryCommand::Create { path, .. } => format!("create {path}"),
-                        crate::core::MemoryCommand::Insert { path, insert_text, .. } => {
-                            format!("insert into {path}: {}", insert_text.trim_end())
-                        }
-                        crate::core::MemoryCommand::StrReplace { path, new_str, .. } => {
-                            format!("str_replace in {path}: {}", new_str.trim_end())
-                        }
-                        crate::core::MemoryCommand::Delete { path } => format!("delete {path}"),
-                        crate::core::MemoryCommand::Rename { old_path, new_path } => {
-                            format!("rename {old_path} → {new_path}")
-                        }
-                    };
-                    s.push_str(&format!("\n  {} {}\n", l.id.short(12), text));
-                    for e in l.evidence.iter().take(5) {
-                        s.push_str(&format!(
-                            "      ← {} {} {}{}\n",
-                            e.id.short(12),
-                            e.kind,
-                            e.session.as_deref().unwrap_or(""),
-                            match (&e.result, e.score) {
-                                (Some(r), Some(sc)) => format!(" ({r}, score {sc})"),
-                                _ => String::new(),
-                            }
-                        ));
-                    }
-                    if l.evidence.len() > 5 {
-                        s.push_str(&format!("      ← … {} more (dreamlog dream show --json)\n", l.evidence.len() - 5));
-                    }
-                }
-                stdout_line(s.trim_end())?;
-            }
+            print_show(cli, &d.show(&resolve(&store, id)?)?)?;
             ExitCode::SUCCESS
         }
         DreamCmd::Replay(args) => replay(cli, &store, &d, args)?,
@@ -225,40 +160,37 @@ fn run_dream(cli: &Cli, store: &Store, d: &Dreams, args: &RunArgs) -> Result<Exi
     let opts = RunOptions { since, into: args.into.clone(), in_place: args.in_place };
     let result = d.run(&args.store, &spec, &opts);
     bar.finish_and_clear();
-    let r = result?;
-    if cli.json {
-        let mut v = serde_json::to_value(&r.dream).unwrap_or_default();
-        v["id"] = json!(r.id);
-        v["position"] = json!(r.position);
-        v["sessions"] = json!(r.sessions);
-        v["commands"] = json!(r.commands);
-        v["exchanges"] = json!(r.exchanges);
-        stdout_line(&v.to_string())?;
-    } else {
-        let x = &r.dream;
-        stdout_line(&format!(
-            "dream {} ({}@{}): {} graded session(s) at positions {}..={} → {} command(s) into {}{}",
-            r.id,
-            x.dreamer,
-            x.version,
-            r.sessions,
-            x.from_position,
-            x.to_position,
-            r.commands,
-            x.output_store,
-            if r.exchanges > 0 { format!(" ({} model exchange(s) recorded)", r.exchanges) } else { String::new() }
-        ))?;
-        stdout_line(&format!("memory state {} → {}", x.base_state.short(16), x.result_state.short(16)))?;
-        if x.output_store != x.store {
-            stdout_line(&format!("review:  dreamlog memory diff {} {}", x.store, x.output_store))?;
-            stdout_line(&format!("promote: dreamlog memory promote {} --into {}", x.output_store, x.store))?;
-        }
-        stdout_line(&format!("show:    dreamlog dream show {}", r.id.short(16)))?;
-    }
+    print_run(cli, &result?)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_replay(cli: &Cli, r: &Replay) -> Result<()> {
+/// `dream run`'s answer.
+pub(crate) fn print_run(cli: &Cli, r: &crate::dream::DreamRun) -> Result<()> {
+    if cli.json {
+        return stdout_line(&r.to_json().to_string());
+    }
+    let x = &r.dream;
+    stdout_line(&format!(
+        "dream {} ({}@{}): {} graded session(s) at positions {}..={} → {} command(s) into {}{}",
+        r.id,
+        x.dreamer,
+        x.version,
+        r.sessions,
+        x.from_position,
+        x.to_position,
+        r.commands,
+        x.output_store,
+        if r.exchanges > 0 { format!(" ({} model exchange(s) recorded)", r.exchanges) } else { String::new() }
+    ))?;
+    stdout_line(&format!("memory state {} → {}", x.base_state.short(16), x.result_state.short(16)))?;
+    if x.output_store != x.store {
+        stdout_line(&format!("review:  dreamlog memory diff {} {}", x.store, x.output_store))?;
+        stdout_line(&format!("promote: dreamlog memory promote {} --into {}", x.output_store, x.store))?;
+    }
+    stdout_line(&format!("show:    dreamlog dream show {}", r.id.short(16)))
+}
+
+pub(crate) fn print_replay(cli: &Cli, r: &Replay) -> Result<()> {
     if cli.json {
         return stdout_line(&serde_json::to_string(r).unwrap_or_default());
     }
@@ -283,35 +215,7 @@ fn print_replay(cli: &Cli, r: &Replay) -> Result<()> {
 
 fn replay(cli: &Cli, store: &Store, d: &Dreams, args: &ReplayArgs) -> Result<ExitCode> {
     if args.all {
-        let all = d.list(None)?;
-        let bar = super::progress_bar(Some(all.len() as u64), "replaying dreams");
-        let mut failed = 0;
-        for s in &all {
-            match d.replay(&s.id, None) {
-                Ok(r) => {
-                    if !r.identical {
-                        failed += 1;
-                    }
-                    bar.suspend(|| print_replay(cli, &r))?;
-                }
-                Err(e) => {
-                    failed += 1;
-                    bar.suspend(|| {
-                        if cli.json {
-                            stdout_line(&json!({"id": s.id, "identical": false, "error": e.to_string()}).to_string())
-                        } else {
-                            stdout_line(&format!("dream {}: {e}", s.id.short(16)))
-                        }
-                    })?;
-                }
-            }
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
-        if !cli.json {
-            stdout_line(&format!("{} dream(s) replayed, {failed} differ", all.len()))?;
-        }
-        return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        return replay_all(cli, &d.list(None)?, |id| d.replay(id, None));
     }
     let id = resolve(store, args.id.as_deref().unwrap_or_default())?;
     let other = match (&args.dreamer, &args.config) {
@@ -448,4 +352,116 @@ pub(crate) fn print_lessons(cli: &Cli, store_name: &str, rows: &[ledger::LessonR
         stdout_line(&format!("no lessons in memory store {store_name}"))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `dream list`'s lines.
+pub(crate) fn print_list(cli: &Cli, dreams: &[crate::dream::DreamSummary]) -> Result<()> {
+    for s in dreams {
+        if cli.json {
+            stdout_line(&serde_json::to_string(s).unwrap_or_default())?;
+        } else {
+            stdout_line(&format!(
+                "{}  {}  {}@{}  {} → {}  positions {}..={}",
+                s.id.short(16),
+                time_text(s.time),
+                s.dream.dreamer,
+                s.dream.version,
+                s.dream.store,
+                s.dream.output_store,
+                s.dream.from_position,
+                s.dream.to_position
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// `dream show`.
+pub(crate) fn print_show(cli: &Cli, detail: &crate::dream::DreamDetail) -> Result<()> {
+    if cli.json {
+        stdout_line(&serde_json::to_string(detail).unwrap_or_default())?;
+    } else {
+        let x = &detail.summary.dream;
+        let mut s = String::new();
+        s.push_str(&format!("dream     {}\n", detail.summary.id));
+        s.push_str(&format!("dreamer   {}@{}\n", x.dreamer, x.version));
+        s.push_str(&format!("config    {}\n", x.config));
+        s.push_str(&format!("input     store {} at state {}\n", x.store, x.base_state));
+        s.push_str(&format!("range     positions {}..={}\n", x.from_position, x.to_position));
+        s.push_str(&format!("output    store {} at state {}\n", x.output_store, x.result_state));
+        if let Some(m) = &x.meta {
+            s.push_str(&format!("meta      {m}\n"));
+        }
+        s.push_str(&format!("exchanges {}\n", detail.exchanges.len()));
+        s.push_str(&format!("lessons   {} command(s)\n", detail.lessons.len()));
+        for l in &detail.lessons {
+            let text = match &l.input {
+                crate::core::MemoryCommand::Create { path, .. } => format!("create {path}"),
+                crate::core::MemoryCommand::Insert { path, insert_text, .. } => {
+                    format!("insert into {path}: {}", insert_text.trim_end())
+                }
+                crate::core::MemoryCommand::StrReplace { path, new_str, .. } => {
+                    format!("str_replace in {path}: {}", new_str.trim_end())
+                }
+                crate::core::MemoryCommand::Delete { path } => format!("delete {path}"),
+                crate::core::MemoryCommand::Rename { old_path, new_path } => {
+                    format!("rename {old_path} → {new_path}")
+                }
+            };
+            s.push_str(&format!("\n  {} {}\n", l.id.short(12), text));
+            for e in l.evidence.iter().take(5) {
+                s.push_str(&format!(
+                    "      ← {} {} {}{}\n",
+                    e.id.short(12),
+                    e.kind,
+                    e.session.as_deref().unwrap_or(""),
+                    match (&e.result, e.score) {
+                        (Some(r), Some(sc)) => format!(" ({r}, score {sc})"),
+                        _ => String::new(),
+                    }
+                ));
+            }
+            if l.evidence.len() > 5 {
+                s.push_str(&format!("      ← … {} more (dreamlog dream show --json)\n", l.evidence.len() - 5));
+            }
+        }
+        stdout_line(s.trim_end())?;
+    }
+    Ok(())
+}
+
+/// `dream replay --all`: every dream, one result each; exit 1 when any differs or fails.
+pub(crate) fn replay_all(
+    cli: &Cli,
+    all: &[crate::dream::DreamSummary],
+    replay: impl Fn(&EventId) -> Result<Replay>,
+) -> Result<ExitCode> {
+    let bar = super::progress_bar(Some(all.len() as u64), "replaying dreams");
+    let mut failed = 0;
+    for s in all {
+        match replay(&s.id) {
+            Ok(r) => {
+                if !r.identical {
+                    failed += 1;
+                }
+                bar.suspend(|| print_replay(cli, &r))?;
+            }
+            Err(e) => {
+                failed += 1;
+                bar.suspend(|| {
+                    if cli.json {
+                        stdout_line(&json!({"id": s.id, "identical": false, "error": e.to_string()}).to_string())
+                    } else {
+                        stdout_line(&format!("dream {}: {e}", s.id.short(16)))
+                    }
+                })?;
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if !cli.json {
+        stdout_line(&format!("{} dream(s) replayed, {failed} differ", all.len()))?;
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -2,9 +2,9 @@
 //! printers as the embedded mode, so the output is the same.
 //!
 //! Available: `append`, `log`, `show`, `verify`, `tag`, `sessions list/show/stats`,
-//! `memory view/apply/history/diff/blame/revert/fork/promote/lessons`, `drift`. The others
-//! (`init`, `import`, `export`, `dream`, `demo`, `serve`) answer with an error naming the
-//! HTTP route to use instead.
+//! `memory view/apply/history/diff/blame/revert/fork/promote/lessons`, `dream
+//! run/list/show/replay`, `drift`. The others (`init`, `import`, `export`, `demo`,
+//! `serve`) answer with an error naming the HTTP route to use instead.
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -93,9 +93,7 @@ pub fn run(cli: &Cli, remote: &Remote) -> Result<ExitCode> {
             print_session(cli, &id, &events)?
         }
         Command::Sessions(SessionsCmd::Stats) => print_stats(cli, &remote.session_stats()?)?,
-        Command::Dream(_) => {
-            return Err(unavailable("dream", "POST /v1/dreams, GET /v1/dreams/ID, POST /v1/dreams/ID/replay"))
-        }
+        Command::Dream(cmd) => return dream(cli, remote, cmd),
         Command::Drift(args) => {
             if args.resamples != 2000 || args.min_sessions != 3 {
                 return Err(unavailable("drift --resamples/--min-sessions", "GET /v1/drift/STORE uses the defaults"));
@@ -197,5 +195,47 @@ fn memory(cli: &Cli, remote: &Remote, cmd: &MemoryCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         MemoryCmd::Lessons { store, at } => super::dream::print_lessons(cli, store, &remote.lessons(store, at)?),
+    }
+}
+
+fn dream(cli: &Cli, remote: &Remote, cmd: &super::dream::DreamCmd) -> Result<ExitCode> {
+    use super::dream::{print_list, print_replay, print_run, print_show, read_config, replay_all, DreamCmd};
+    match cmd {
+        DreamCmd::Run(args) => {
+            let mut spec = args.dreamer.clone();
+            spec.config = read_config(args.config.as_deref())?;
+            let r = remote.dream_run(&args.store, &spec, args.since.as_deref(), args.into.as_deref(), args.in_place)?;
+            print_run(cli, &r)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        DreamCmd::List { store } => {
+            let all: Vec<_> = remote
+                .dreams()?
+                .into_iter()
+                .filter(|d| store.as_deref().is_none_or(|s| s == d.dream.store || s == d.dream.output_store))
+                .collect();
+            print_list(cli, &all)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        DreamCmd::Show { id } => {
+            print_show(cli, &remote.dream(id)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        DreamCmd::Replay(args) => {
+            if args.all {
+                return replay_all(cli, &remote.dreams()?, |id| remote.dream_replay(&id.to_hex(), None, None));
+            }
+            let config = match &args.config {
+                Some(c) => Some(read_config(Some(c))?),
+                None => None,
+            };
+            let r = remote.dream_replay(
+                args.id.as_deref().unwrap_or_default(),
+                args.dreamer.as_ref().map(|d| d.to_string()),
+                config,
+            )?;
+            print_replay(cli, &r)?;
+            Ok(if r.same_dreamer && !r.identical { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
     }
 }

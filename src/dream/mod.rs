@@ -155,7 +155,7 @@ pub struct DreamSummary {
 }
 
 /// One event cited as evidence, summarised.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct EvidenceRef {
     /// Event id.
     pub id: EventId,
@@ -170,7 +170,7 @@ pub struct EvidenceRef {
 }
 
 /// One command a dream wrote, with its evidence.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Lesson {
     /// The memory event.
     pub id: EventId,
@@ -195,7 +195,7 @@ pub struct DreamDetail {
 }
 
 /// The result of replaying one dream.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Replay {
     /// The dream replayed.
     pub id: EventId,
@@ -236,6 +236,91 @@ pub fn lesson_diff(a: &MemoryState, b: &MemoryState) -> String {
         }
     }
     out
+}
+
+/// Splits a JSON object holding a dream's fields flattened with others: the `Dream`
+/// (whose own fields are strict) and the rest.
+fn split_dream<E: serde::de::Error>(
+    v: Value,
+    others: &[&str],
+) -> std::result::Result<(Dream, serde_json::Map<String, Value>), E> {
+    let Value::Object(mut map) = v else { return Err(E::custom("expected an object")) };
+    let mut rest = serde_json::Map::new();
+    for k in others {
+        if let Some(x) = map.remove(*k) {
+            rest.insert((*k).to_owned(), x);
+        }
+    }
+    let dream: Dream = serde_json::from_value(Value::Object(map)).map_err(E::custom)?;
+    Ok((dream, rest))
+}
+
+fn field<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+    rest: &mut serde_json::Map<String, Value>,
+    key: &str,
+) -> std::result::Result<T, E> {
+    serde_json::from_value(rest.remove(key).unwrap_or(Value::Null)).map_err(|e| E::custom(format!("{key}: {e}")))
+}
+
+impl<'de> serde::Deserialize<'de> for DreamSummary {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (dream, mut rest) = split_dream(Value::deserialize(d)?, &["id", "position", "time"])?;
+        Ok(DreamSummary {
+            id: field(&mut rest, "id")?,
+            position: field(&mut rest, "position")?,
+            time: field(&mut rest, "time")?,
+            dream,
+        })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DreamDetail {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (dream, mut rest) =
+            split_dream(Value::deserialize(d)?, &["id", "position", "time", "exchanges", "lessons"])?;
+        Ok(DreamDetail {
+            summary: DreamSummary {
+                id: field(&mut rest, "id")?,
+                position: field(&mut rest, "position")?,
+                time: field(&mut rest, "time")?,
+                dream,
+            },
+            exchanges: field(&mut rest, "exchanges")?,
+            lessons: field(&mut rest, "lessons")?,
+        })
+    }
+}
+
+impl DreamRun {
+    /// The JSON form `dream run --json` prints: the dream's fields with `id`, `position`
+    /// and the counts.
+    pub fn to_json(&self) -> Value {
+        let mut v = serde_json::to_value(&self.dream).unwrap_or_default();
+        v["id"] = json!(self.id);
+        v["position"] = json!(self.position);
+        v["sessions"] = json!(self.sessions);
+        v["commands"] = json!(self.commands);
+        v["exchanges"] = json!(self.exchanges);
+        v
+    }
+
+    /// Parses that JSON form back.
+    pub fn from_json(v: Value) -> std::result::Result<DreamRun, serde_json::Error> {
+        use serde::de::Error as _;
+        let (dream, mut rest) =
+            split_dream::<serde_json::Error>(v, &["id", "position", "sessions", "commands", "exchanges"])?;
+        let get = |rest: &mut serde_json::Map<String, Value>, k: &str| -> std::result::Result<u64, serde_json::Error> {
+            rest.remove(k).and_then(|x| x.as_u64()).ok_or_else(|| serde_json::Error::custom(format!("{k} missing")))
+        };
+        Ok(DreamRun {
+            id: field(&mut rest, "id")?,
+            position: get(&mut rest, "position")?,
+            sessions: get(&mut rest, "sessions")? as usize,
+            commands: get(&mut rest, "commands")? as usize,
+            exchanges: get(&mut rest, "exchanges")? as usize,
+            dream,
+        })
+    }
 }
 
 /// Dream operations over a store.
