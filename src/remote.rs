@@ -363,4 +363,39 @@ impl Remote {
         }
         Remote::typed(self.post(&format!("/v1/dreams/{id}/replay"), &body, &[])?)
     }
+
+    /// The number of events in the (tenant's) log.
+    pub fn len(&self) -> Result<u64> {
+        Ok(self.get("/v1/info", &[])?["events"].as_u64().unwrap_or(0))
+    }
+
+    /// Whether the log is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// The export (JSON Lines) from a position, written to `out`; returns the event count.
+    pub fn export(&self, from: u64, out: &mut dyn std::io::Write) -> Result<u64> {
+        let mut resp = self.send(self.http.get(format!("{}/v1/export", self.base)).query(&[("from", from)]))?;
+        let mut counter = LineCounter { inner: out, lines: 0 };
+        resp.copy_to(&mut counter).map_err(|e| remote_error(0, "response", e.to_string()))?;
+        Ok(counter.lines)
+    }
+}
+
+/// Counts newlines while copying.
+struct LineCounter<'a> {
+    inner: &'a mut dyn std::io::Write,
+    lines: u64,
+}
+
+impl std::io::Write for LineCounter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.lines += buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }

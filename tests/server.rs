@@ -553,9 +553,21 @@ fn the_cli_prints_the_same_embedded_and_remote() {
         r(&["dream", "replay", &rb, "--config", r#"{"min_support": 1}"#], None),
     );
     assert_eq!((a.0, without_ids(&a.1)), (b.0, without_ids(&b.1)));
+    // Export: the notes and the session (fixed times) export identically.
+    let (a, b) = (e(&["export"], None), r(&["export"], None));
+    assert_eq!(a.1.lines().count(), b.1.lines().count());
+    let same_lines = |x: &str, y: &str, needle: &str| {
+        let f = |t: &str| t.lines().filter(|l| l.contains(needle)).map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(f(x), f(y), "{needle}");
+    };
+    same_lines(&a.1, &b.1, "\"stream\":\"notes\"");
+    same_lines(&a.1, &b.1, "\"stream\":\"session/s9\"");
+    let (a, b) = (e(&["init", "--json"], None), r(&["init", "--json"], None));
+    let events = |o: &str| serde_json::from_str::<Value>(o).unwrap()["events"].clone();
+    assert_eq!(events(&a.1), events(&b.1));
     // Not available remotely: a clear error naming the route, non-zero exit.
-    let (code, _, err) = r(&["export"], None);
+    let (code, _, err) = r(&["import", "x.json"], None);
     assert_ne!(code, 0);
-    assert!(err.contains("not available with --remote yet") && err.contains("GET /v1/export"), "{err}");
+    assert!(err.contains("not available with --remote yet") && err.contains("POST /v1/events"), "{err}");
     assert!(server.stop().success());
 }

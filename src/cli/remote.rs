@@ -3,8 +3,9 @@
 //!
 //! Available: `append`, `log`, `show`, `verify`, `tag`, `sessions list/show/stats`,
 //! `memory view/apply/history/diff/blame/revert/fork/promote/lessons`, `dream
-//! run/list/show/replay`, `drift`. The others (`init`, `import`, `export`, `demo`,
-//! `serve`) answer with an error naming the HTTP route to use instead.
+//! run/list/show/replay`, `drift`, `export`, `init` (reports the server's log). `import`
+//! and `demo` answer with an error naming the HTTP route to use instead; `serve` has no
+//! remote meaning.
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -16,7 +17,9 @@ use super::memory::{
     print_tool_outcome, print_view, revert_what, MemoryCmd,
 };
 use super::sessions::{print_list, print_session, print_stats, SessionsCmd};
-use super::{parse_events, print_appended_events, print_event, print_show, print_verify, read_input, Cli, Command};
+use super::{
+    parse_events, print_appended_events, print_event, print_show, print_verify, read_input, stdout_line, Cli, Command,
+};
 use crate::error::{Error, Result};
 use crate::remote::Remote;
 
@@ -82,8 +85,29 @@ pub fn run(cli: &Cli, remote: &Remote) -> Result<ExitCode> {
         Command::Show { id } => print_show(cli, &remote.get_event(id)?)?,
         Command::Verify => return print_verify(cli, &remote.verify()?),
         Command::Memory(cmd) => return memory(cli, remote, cmd),
-        Command::Init => return Err(unavailable("init", "a server creates its database when it starts")),
-        Command::Export(_) => return Err(unavailable("export", "GET /v1/export")),
+        Command::Init => {
+            let n = remote.len()?;
+            if cli.json {
+                stdout_line(&serde_json::json!({"db": remote_url(cli), "events": n}).to_string())?;
+            } else {
+                stdout_line(&format!("dreamlog database at {} ({n} events)", remote_url(cli)))?;
+            }
+        }
+        Command::Export(args) => match &args.out {
+            Some(p) => {
+                let f =
+                    std::fs::File::create(p).map_err(|source| Error::Io { path: p.display().to_string(), source })?;
+                let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+                let n = remote.export(args.from, &mut w)?;
+                std::io::Write::flush(&mut w).map_err(|source| Error::Io { path: p.display().to_string(), source })?;
+                eprintln!("exported {n} events");
+            }
+            None => {
+                let mut w = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+                remote.export(args.from, &mut w)?;
+                std::io::Write::flush(&mut w).map_err(|source| Error::Io { path: "stdout".into(), source })?;
+            }
+        },
         Command::Import(_) => return Err(unavailable("import", "POST /v1/events per session")),
         Command::Sessions(SessionsCmd::List { agent, task, graded }) => {
             print_list(cli, &remote.sessions()?, agent.as_deref(), task.as_deref(), *graded)?
@@ -108,6 +132,10 @@ pub fn run(cli: &Cli, remote: &Remote) -> Result<ExitCode> {
         Command::Serve { .. } => return Err(unavailable("serve", "none")),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn remote_url(cli: &Cli) -> String {
+    cli.remote.clone().unwrap_or_default()
 }
 
 fn expect_text(e: crate::store::ExpectedVersion) -> String {

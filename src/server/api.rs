@@ -126,6 +126,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let timeout = Duration::from_secs(state.config.request_timeout_secs.max(1));
     Router::new()
         .route("/v1/health", get(health))
+        .route("/v1/info", get(info))
         .route("/v1/events", post(append).get(read_range))
         .route("/v1/events/{id}", get(get_event))
         .route("/v1/streams/{*name}", get(read_stream))
@@ -174,6 +175,11 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 async fn health() -> Json<Value> {
     Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+async fn info(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    Ok(Json(json!({"tenant": tenant.name, "events": tenant.store.len()})))
 }
 
 /// `POST /v1/events`: an atomic batch.
