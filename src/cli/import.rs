@@ -45,6 +45,36 @@ fn expand(paths: &[String]) -> Result<Vec<(String, bool)>> {
 }
 
 pub(super) fn run(cli: &Cli, args: &ImportArgs) -> Result<ExitCode> {
+    let store = open(cli, true)?;
+    let memory = match &args.store {
+        Some(name) => Some((name.clone(), Memory::new(store.clone()).state(name)?.0.state_hash())),
+        None => None,
+    };
+    let code = run_into(cli, args, &store, Some(&store), memory)?;
+    store.close()?;
+    Ok(code)
+}
+
+/// `import` against a server: sessions go through `POST /v1/events`, one batch each.
+pub(super) fn run_remote(cli: &Cli, args: &ImportArgs, remote: &crate::remote::Remote) -> Result<ExitCode> {
+    let memory = match &args.store {
+        Some(name) => {
+            let v = remote.memory_view(name, crate::core::memory::ROOT, "head", None)?;
+            let hash: crate::core::Digest = v["state_hash"].as_str().unwrap_or_default().parse()?;
+            Some((name.clone(), hash))
+        }
+        None => None,
+    };
+    run_into(cli, args, remote, None, memory)
+}
+
+fn run_into(
+    cli: &Cli,
+    args: &ImportArgs,
+    sink: &dyn import::SessionSink,
+    store: Option<&crate::store::Store>,
+    memory: Option<(String, crate::core::Digest)>,
+) -> Result<ExitCode> {
     let (format, rest) = match args.args[0].as_str() {
         "auto" => (None, &args.args[1..]),
         name => match Format::from_name(name) {
@@ -56,11 +86,6 @@ pub(super) fn run(cli: &Cli, args: &ImportArgs) -> Result<ExitCode> {
     if files.is_empty() {
         return Err(Error::Input { path: args.args.join(" "), line: 0, reason: "no files to import".into() });
     }
-    let store = open(cli, true)?;
-    let memory = match &args.store {
-        Some(name) => Some((name.clone(), Memory::new(store.clone()).state(name)?.0.state_hash())),
-        None => None,
-    };
     // Standard input (exports only) is read here; files are read and parsed on a
     // background thread, one ahead of the appends.
     let named: Vec<String> = files.iter().filter(|(f, _)| f != "-").map(|(f, _)| f.clone()).collect();
@@ -101,9 +126,16 @@ pub(super) fn run(cli: &Cli, args: &ImportArgs) -> Result<ExitCode> {
                 });
             }
             import::Parsed::Export(bytes) => {
+                let Some(store) = store else {
+                    return Err(Error::Input {
+                        path: file.clone(),
+                        line: 0,
+                        reason: "importing a dreamlog export is not available with --remote yet; run it on the server's machine".into(),
+                    });
+                };
                 let bytes = std::sync::Arc::new(bytes);
                 let report = exchange::import(
-                    &store,
+                    store,
                     file,
                     || Ok(Box::new(io::Cursor::new(bytes.as_ref().clone())) as Box<dyn BufRead>),
                     |n| bar.set_position(n),
@@ -127,7 +159,7 @@ pub(super) fn run(cli: &Cli, args: &ImportArgs) -> Result<ExitCode> {
                 if format.is_none() && !cli.json {
                     eprintln!("{file}: detected {}", chosen.name());
                 }
-                let counts = import::write(&store, sessions, |n| bar.set_position(n))?;
+                let counts = import::write(sink, sessions, |n| bar.set_position(n))?;
                 bar.finish_and_clear();
                 if cli.json {
                     let mut v = serde_json::to_value(&counts).unwrap_or_default();
@@ -150,6 +182,5 @@ pub(super) fn run(cli: &Cli, args: &ImportArgs) -> Result<ExitCode> {
         }
     }
     drop(parsed);
-    store.close()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -3,9 +3,10 @@
 //!
 //! Available: `append`, `log`, `show`, `verify`, `tag`, `sessions list/show/stats`,
 //! `memory view/apply/history/diff/blame/revert/fork/promote/lessons`, `dream
-//! run/list/show/replay`, `drift`, `export`, `init` (reports the server's log). `import`
-//! and `demo` answer with an error naming the HTTP route to use instead; `serve` has no
-//! remote meaning.
+//! run/list/show/replay`, `drift`, `export`, `init` (reports the server's log) and
+//! `import` of agent-run formats (parsed here, one batch per session to the server; a
+//! dreamlog export is imported on the server's machine). `demo` answers with an error;
+//! `serve` has no remote meaning.
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -54,7 +55,7 @@ pub fn run(cli: &Cli, remote: &Remote) -> Result<ExitCode> {
                 .map(|l| serde_json::from_str(l).unwrap_or(Value::Null))
                 .collect();
             let expect = match (&args.stream, args.expect) {
-                (Some(s), Some(e)) => Some((s.as_str(), expect_text(e))),
+                (Some(s), Some(e)) => Some((s.as_str(), crate::remote::expected_text(e))),
                 _ => None,
             };
             let appended = remote.append(events, args.stream.as_deref(), expect)?;
@@ -108,7 +109,7 @@ pub fn run(cli: &Cli, remote: &Remote) -> Result<ExitCode> {
                 std::io::Write::flush(&mut w).map_err(|source| Error::Io { path: "stdout".into(), source })?;
             }
         },
-        Command::Import(_) => return Err(unavailable("import", "POST /v1/events per session")),
+        Command::Import(args) => return super::import::run_remote(cli, args, remote),
         Command::Sessions(SessionsCmd::List { agent, task, graded }) => {
             print_list(cli, &remote.sessions()?, agent.as_deref(), task.as_deref(), *graded)?
         }
@@ -136,16 +137,6 @@ pub fn run(cli: &Cli, remote: &Remote) -> Result<ExitCode> {
 
 fn remote_url(cli: &Cli) -> String {
     cli.remote.clone().unwrap_or_default()
-}
-
-fn expect_text(e: crate::store::ExpectedVersion) -> String {
-    use crate::store::ExpectedVersion::*;
-    match e {
-        Any => "any".into(),
-        NoStream => "no-stream".into(),
-        StreamExists => "exists".into(),
-        Exact(n) => n.to_string(),
-    }
 }
 
 fn memory(cli: &Cli, remote: &Remote, cmd: &MemoryCmd) -> Result<ExitCode> {

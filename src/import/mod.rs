@@ -389,7 +389,30 @@ pub fn parse(
 }
 
 /// Appends parsed sessions, each atomically; sessions already present are skipped.
-pub fn write(store: &Store, sessions: Vec<SessionEvents>, mut progress: impl FnMut(u64)) -> Result<ImportCounts> {
+/// Where imported sessions go: a local store, or a server (`--remote`).
+pub trait SessionSink {
+    /// The id of a stream's first event, if the stream exists.
+    fn first_event(&self, stream: &str) -> Result<Option<crate::core::EventId>>;
+    /// Appends one session's batch atomically.
+    fn append_session(&self, batch: AppendBatch) -> Result<Vec<crate::store::Appended>>;
+}
+
+impl SessionSink for Store {
+    fn first_event(&self, stream: &str) -> Result<Option<crate::core::EventId>> {
+        Ok(self.read_stream(stream, 0, 1)?.first().map(|e| e.id()))
+    }
+    fn append_session(&self, batch: AppendBatch) -> Result<Vec<crate::store::Appended>> {
+        self.append(batch)
+    }
+}
+
+/// Writes parsed sessions, one atomic batch each expecting no stream: a session already
+/// stored (same events) counts as present; a different one with the same id is skipped.
+pub fn write(
+    store: &dyn SessionSink,
+    sessions: Vec<SessionEvents>,
+    mut progress: impl FnMut(u64),
+) -> Result<ImportCounts> {
     let mut counts = ImportCounts::default();
     for (i, s) in sessions.into_iter().enumerate() {
         for d in &s.events {
@@ -403,13 +426,13 @@ pub fn write(store: &Store, sessions: Vec<SessionEvents>, mut progress: impl FnM
         let stream = session_stream(&s.session);
         let mut events = s.events;
         if let (Some(parent), Some(start)) = (&s.parent, events.first_mut()) {
-            if let Some(first) = store.read_stream(&session_stream(parent), 0, 1)?.first() {
-                start.causes.push(first.id());
+            if let Some(first) = store.first_event(&session_stream(parent))? {
+                start.causes.push(first);
             }
         }
         link_citations(&mut events, &s.cites)?;
         let batch = AppendBatch { events, expectations: vec![(stream, ExpectedVersion::NoStream)] };
-        match store.append(batch) {
+        match store.append_session(batch) {
             Ok(a) if a.iter().all(|a| a.existed) => counts.already_present += 1,
             Ok(_) => counts.sessions += 1,
             Err(Error::WrongExpectedVersion { stream, .. }) => {
