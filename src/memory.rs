@@ -244,6 +244,28 @@ impl Memory {
         Ok(())
     }
 
+    /// The memory tool's `view` of `path` in store `name` as of point `at`, with lines
+    /// `range` (`START:END`) of a file, in its JSON form (schemas/memory-view.schema.json):
+    /// `{ok: true, store, path, until, state_hash, text}` or `{ok: false, error: {type,
+    /// message}}` when the tool refuses. What `memory view` and `GET …/view` answer.
+    pub fn view(&self, name: &str, path: &str, at: &str, range: Option<&str>) -> Result<serde_json::Value> {
+        let until = self.resolve_point(at)?;
+        let (state, _) = self.state_until(name, until)?;
+        let range = match range {
+            None => None,
+            Some(r) => {
+                let bad = || Error::UnknownPoint(format!("range {r} (want START:END)"));
+                let (a, b) = r.split_once(':').ok_or_else(bad)?;
+                Some((a.trim().parse::<i64>().map_err(|_| bad())?, b.trim().parse::<i64>().map_err(|_| bad())?))
+            }
+        };
+        Ok(match state.view(path, range) {
+            Ok(t) => serde_json::json!({"ok": true, "store": name, "path": path, "until": until,
+                                        "state_hash": state.state_hash(), "text": t}),
+            Err(e) => serde_json::json!({"ok": false, "error": {"type": e.kind, "message": e.message}}),
+        })
+    }
+
     /// The current state of `name`.
     pub fn state(&self, name: &str) -> Result<(MemoryState, StoreHead)> {
         self.state_until(name, self.store.len())

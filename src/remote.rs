@@ -105,24 +105,9 @@ impl Remote {
             body["expect"] = json!({ s: e });
         }
         let v = self.post("/v1/events", &body, &[])?;
-        v["appended"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|a| {
-                let id: EventId = a["id"].as_str().unwrap_or_default().parse()?;
-                Ok((
-                    Appended {
-                        position: a["position"].as_u64().unwrap_or(0),
-                        id,
-                        version: a["version"].as_u64().unwrap_or(0),
-                        existed: a["existed"].as_bool().unwrap_or(false),
-                    },
-                    a["stream"].as_str().unwrap_or_default().to_owned(),
-                ))
-            })
-            .collect()
+        let streams = v["appended"].as_array().cloned().unwrap_or_default();
+        let streams = streams.iter().map(|a| a["stream"].as_str().unwrap_or_default().to_owned());
+        Ok(Remote::appended(&v)?.into_iter().zip(streams).collect())
     }
 
     /// Events in log order from `from`.
@@ -215,7 +200,7 @@ impl Remote {
                     position: a["position"].as_u64().unwrap_or(0),
                     id: a["id"].as_str().unwrap_or_default().parse()?,
                     version: a["version"].as_u64().unwrap_or(0),
-                    existed: false,
+                    existed: a["existed"].as_bool().unwrap_or(false),
                 })
             })
             .collect()
@@ -425,23 +410,10 @@ impl crate::import::SessionSink for Remote {
             .collect();
         let mut body = json!({ "events": events });
         for (stream, e) in &batch.expectations {
-            body["expect"][stream.as_str()] = json!(expected_text(*e));
+            body["expect"][stream.as_str()] = json!(e.to_arg());
         }
         match self.post("/v1/events", &body, &[]) {
-            Ok(v) => Ok(v["appended"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .map(|a| -> Result<Appended> {
-                    Ok(Appended {
-                        position: a["position"].as_u64().unwrap_or(0),
-                        id: a["id"].as_str().unwrap_or_default().parse()?,
-                        version: a["version"].as_u64().unwrap_or(0),
-                        existed: a["existed"].as_bool().unwrap_or(false),
-                    })
-                })
-                .collect::<Result<_>>()?),
+            Ok(v) => Remote::appended(&v),
             // The server's conflict, as the local store reports it.
             Err(Error::Remote { status: 409, kind, .. }) if kind == "wrong_expected_version" => {
                 let (stream, expected) = batch
@@ -453,16 +425,5 @@ impl crate::import::SessionSink for Remote {
             }
             Err(e) => Err(e),
         }
-    }
-}
-
-/// An expected version as the API spells it.
-pub fn expected_text(e: crate::store::ExpectedVersion) -> String {
-    use crate::store::ExpectedVersion::*;
-    match e {
-        Any => "any".into(),
-        NoStream => "no-stream".into(),
-        StreamExists => "exists".into(),
-        Exact(n) => n.to_string(),
     }
 }

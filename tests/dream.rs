@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::ok;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -25,16 +27,6 @@ fn dreamlog(db: &Path, args: &[&str]) -> Output {
         .current_dir(common::root())
         .output()
         .expect("run dreamlog")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 fn fails(out: &Output) -> String {

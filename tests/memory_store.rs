@@ -291,7 +291,7 @@ fn fork_and_promote() {
     let m = Memory::new(store.clone());
     apply(&m, "live", create("/memories/a.md", "a\n"));
     apply(&m, "live", create("/memories/gone.md", "g\n"));
-    let fork = m.fork("live", "trial", store.len(), human()).unwrap();
+    m.fork("live", "trial", store.len(), human()).unwrap();
     assert!(matches!(m.fork("live", "trial", store.len(), human()).unwrap_err(), Error::StoreExists(_)));
     apply(&m, "trial", replace("/memories/a.md", "a", "A"));
     apply(&m, "trial", MemoryCommand::Delete { path: "/memories/gone.md".into() });
@@ -302,7 +302,6 @@ fn fork_and_promote() {
     assert_eq!(d.added, vec!["/memories/new.md".to_string()]);
     assert_eq!(d.removed.len(), 2);
     assert_eq!(d.changed.len(), 1);
-    let _ = fork;
     let trial = store.read_stream("memory/trial", 1, usize::MAX).unwrap();
     let promoted = m.promote("trial", "live", human()).unwrap();
     assert_eq!(promoted.len(), 3, "the fork's three commands are replayed");

@@ -132,7 +132,7 @@ pub fn run(cli: &Cli, cmd: &DreamCmd) -> Result<ExitCode> {
     let store = open(cli, matches!(cmd, DreamCmd::Run(_)))?;
     let d = dreams(cli, &store);
     let code = match cmd {
-        DreamCmd::Run(args) => run_dream(cli, &store, &d, args)?,
+        DreamCmd::Run(args) => run_dream(cli, &d, args)?,
         DreamCmd::List { store: only } => {
             print_list(cli, &d.list(only.as_deref())?)?;
             ExitCode::SUCCESS
@@ -147,14 +147,10 @@ pub fn run(cli: &Cli, cmd: &DreamCmd) -> Result<ExitCode> {
     Ok(code)
 }
 
-fn run_dream(cli: &Cli, store: &Store, d: &Dreams, args: &RunArgs) -> Result<ExitCode> {
+fn run_dream(cli: &Cli, d: &Dreams, args: &RunArgs) -> Result<ExitCode> {
     let mut spec = args.dreamer.clone();
     spec.config = read_config(args.config.as_deref())?;
-    let since = match args.since.as_deref() {
-        None => None,
-        Some("start") => Some(0),
-        Some(p) => Some(Memory::new(store.clone()).resolve_point(p)?),
-    };
+    let since = d.resolve_since(args.since.as_deref())?;
     let bar = super::progress_bar(None, &format!("dreaming with {spec}"));
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     let opts = RunOptions { since, into: args.into.clone(), in_place: args.in_place };
@@ -218,30 +214,8 @@ fn replay(cli: &Cli, store: &Store, d: &Dreams, args: &ReplayArgs) -> Result<Exi
         return replay_all(cli, &d.list(None)?, |id| d.replay(id, None));
     }
     let id = resolve(store, args.id.as_deref().unwrap_or_default())?;
-    let other = match (&args.dreamer, &args.config) {
-        (None, None) => None,
-        (spec, config) => {
-            let (_, recorded) = {
-                let e = store.get(&id)?;
-                match e.event.body {
-                    crate::core::Body::Dream(x) => (e.position, x),
-                    _ => return Err(Error::WrongEvent { id: id.to_hex(), what: "a dream event".into() }),
-                }
-            };
-            let mut s = spec.clone().unwrap_or(DreamerSpec {
-                name: recorded.dreamer.clone(),
-                version: Some(recorded.version.clone()),
-                config: Value::Null,
-            });
-            s.config = match config {
-                Some(c) => read_config(Some(c))?,
-                // Another version of the same dreamer keeps the recorded config.
-                None if s.name == recorded.dreamer => recorded.config.to_value(),
-                None => Value::Null,
-            };
-            Some(s)
-        }
-    };
+    let config = args.config.as_deref().map(|c| read_config(Some(c))).transpose()?;
+    let other = d.replay_spec(&id, args.dreamer.clone(), config)?;
     let r = d.replay(&id, other.as_ref())?;
     print_replay(cli, &r)?;
     // With its own dreamer a difference is a failed regression test; with another

@@ -307,24 +307,7 @@ fn run_with(cli: &Cli, mem: &Memory, cmd: &MemoryCmd) -> Result<ExitCode> {
     match cmd {
         MemoryCmd::Lessons { store, at } => return super::dream::lessons(cli, mem, store, at),
         MemoryCmd::View { store, path, at, range } => {
-            let until = mem.resolve_point(at)?;
-            let (state, _) = mem.state_until(store, until)?;
-            let range = match range {
-                None => None,
-                Some(r) => {
-                    let (a, b) =
-                        r.split_once(':').ok_or_else(|| Error::UnknownPoint(format!("range {r} (want START:END)")))?;
-                    let parse =
-                        |s: &str| s.trim().parse::<i64>().map_err(|_| Error::UnknownPoint(format!("range {r}")));
-                    Some((parse(a)?, parse(b)?))
-                }
-            };
-            let v = match state.view(path, range) {
-                Ok(t) => {
-                    json!({"ok": true, "store": store, "path": path, "until": until, "state_hash": state.state_hash(), "text": t})
-                }
-                Err(e) => json!({"ok": false, "error": {"type": e.kind, "message": e.message}}),
-            };
+            let v = mem.view(store, path, at, range.as_deref())?;
             return print_view(cli, &v);
         }
         MemoryCmd::Apply { store, input, actor, session, precondition } => {

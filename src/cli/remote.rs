@@ -55,7 +55,7 @@ pub fn run(cli: &Cli, remote: &Remote) -> Result<ExitCode> {
                 .map(|l| serde_json::from_str(l).unwrap_or(Value::Null))
                 .collect();
             let expect = match (&args.stream, args.expect) {
-                (Some(s), Some(e)) => Some((s.as_str(), crate::remote::expected_text(e))),
+                (Some(s), Some(e)) => Some((s.as_str(), e.to_arg())),
                 _ => None,
             };
             let appended = remote.append(events, args.stream.as_deref(), expect)?;

@@ -629,18 +629,17 @@ pub fn dream(input: &DreamInput, cfg: &EvidenceConfig) -> (Vec<Planned>, Evidenc
                 }
                 None => {
                     summary.added += 1;
+                    // After the last line, as the tool inserts it (its own rules decide the
+                    // newlines, so the text here stays what the store will hold).
                     let n = text.lines().count() as u64;
-                    if !text.is_empty() && !text.ends_with('\n') {
-                        // Keep the lesson on a line of its own.
-                        text.push('\n');
-                    }
                     let insert_text = format!("{}\n", w.line);
-                    let mut s = crate::core::memory::MemoryState::from_files([(plan.path.clone(), text.clone())]);
+                    let mut s =
+                        crate::core::memory::MemoryState::from_files([(plan.path.clone(), std::mem::take(&mut text))]);
                     let cmd = MemoryCommand::Insert { path: plan.path.clone(), insert_line: n, insert_text };
                     if s.apply(&cmd, None).is_ok() {
-                        text = s.file(&plan.path).map(|f| f.text.to_string()).unwrap_or_default();
                         out.push(Planned { input: cmd, causes: w.causes.clone() });
                     }
+                    text = s.file(&plan.path).map(|f| f.text.to_string()).unwrap_or_default();
                 }
             }
         }

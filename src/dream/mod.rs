@@ -444,23 +444,22 @@ impl Dreams {
         Ok(best.unwrap_or(0))
     }
 
-    /// Builds the input of a dream over `store` as of `until` (exclusive) from `from`.
-    fn input(&self, store: &str, from: u64, until: u64, d: &dyn Dreamer) -> Result<(DreamInput, MemoryState)> {
-        let (state, _) = self.mem.state_until(store, until)?;
-        let to = until.checked_sub(1).ok_or_else(|| Error::UnknownPoint("an empty log".into()))?;
+    /// The input of a dream of `d` over `store` whose memory was `base`, reading the
+    /// graded sessions of positions `from..=to` (none when `from > to`). Run and replay
+    /// both build it here, so a replay reads exactly what the run read.
+    fn input(&self, store: &str, base: &MemoryState, from: u64, to: u64, d: &dyn Dreamer) -> Result<DreamInput> {
         let sessions = if from <= to { self.collect_sessions(from, to)? } else { Vec::new() };
-        let input = DreamInput {
+        Ok(DreamInput {
             dreamer: d.name().to_owned(),
             version: d.version().to_owned(),
             config: d.config(),
             store: store.to_owned(),
-            base_state: state.state_hash(),
+            base_state: base.state_hash(),
             from_position: from,
             to_position: to,
-            memory: state.files().iter().map(|(p, f)| (p.clone(), f.text.to_string())).collect(),
+            memory: base.files().iter().map(|(p, f)| (p.clone(), f.text.to_string())).collect(),
             sessions,
-        };
-        Ok((input, state))
+        })
     }
 
     fn free_fork_name(&self, store: &str) -> Result<String> {
@@ -471,6 +470,42 @@ impl Dreams {
             }
         }
         unreachable!("some fork name is free")
+    }
+
+    /// `--since`: `None` (after the last dream), `start` (the whole log), or a point
+    /// (the log after it).
+    pub fn resolve_since(&self, since: Option<&str>) -> Result<Option<u64>> {
+        match since {
+            None => Ok(None),
+            Some("start") => Ok(Some(0)),
+            Some(p) => Ok(Some(self.mem.resolve_point(p)?)),
+        }
+    }
+
+    /// The dreamer a replay of dream `id` runs when given another `dreamer` and/or
+    /// `config` (`None` when given neither: the recorded one). Another version of the
+    /// same dreamer keeps the recorded config unless one is given.
+    pub fn replay_spec(
+        &self,
+        id: &EventId,
+        dreamer: Option<DreamerSpec>,
+        config: Option<Value>,
+    ) -> Result<Option<DreamerSpec>> {
+        if dreamer.is_none() && config.is_none() {
+            return Ok(None);
+        }
+        let (_, recorded) = self.dream_event(id)?;
+        let mut spec = dreamer.unwrap_or(DreamerSpec {
+            name: recorded.dreamer.clone(),
+            version: Some(recorded.version.clone()),
+            config: Value::Null,
+        });
+        spec.config = match config {
+            Some(c) => c,
+            None if spec.name == recorded.dreamer => recorded.config.to_value(),
+            None => Value::Null,
+        };
+        Ok(Some(spec))
     }
 
     /// Runs a dreamer over `store` and commits its output (by default into a new fork).
@@ -485,7 +520,8 @@ impl Dreams {
             Some(p) => p,
             None => self.default_since(store, dreamer.name())?,
         };
-        let (input, base) = self.input(store, from, until, dreamer.as_ref())?;
+        let (base, head) = self.mem.state_until(store, until)?;
+        let input = self.input(store, &base, from, until - 1, dreamer.as_ref())?;
         let label = format!("{}@{}", dreamer.name(), dreamer.version());
         let mut out = dreamer.dream(&input, None)?;
         let known: std::collections::HashSet<EventId> = input.evidence_ids().collect();
@@ -505,7 +541,7 @@ impl Dreams {
         let time = now_ms();
         let mut drafts: Vec<Draft> = Vec::new();
         let (expected, mut parent) = if opts.in_place {
-            match self.mem.state_until(store, until)?.1 {
+            match head {
                 crate::memory::StoreHead { version: Some(v), position: Some(p) } => {
                     (ExpectedVersion::Exact(v), Some(self.store().get_at(p)?.id()))
                 }
@@ -700,18 +736,7 @@ impl Dreams {
                 ),
             });
         }
-        let sessions = self.collect_sessions(d.from_position, d.to_position)?;
-        let input = DreamInput {
-            dreamer: dreamer.name().to_owned(),
-            version: dreamer.version().to_owned(),
-            config: dreamer.config(),
-            store: d.store.clone(),
-            base_state: d.base_state,
-            from_position: d.from_position,
-            to_position: d.to_position,
-            memory: base.files().iter().map(|(p, f)| (p.clone(), f.text.to_string())).collect(),
-            sessions,
-        };
+        let input = self.input(&d.store, &base, d.from_position, d.to_position, dreamer.as_ref())?;
         let recorded: Vec<LlmExchange> = e
             .event
             .header

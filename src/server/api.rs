@@ -441,21 +441,8 @@ async fn memory_view(
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let out = blocking(move || {
-        let until = tenant.mem.resolve_point(q.at.as_deref().unwrap_or("head"))?;
-        let (s, _) = tenant.mem.state_until(&store, until)?;
         let path = q.path.unwrap_or_else(|| crate::core::memory::ROOT.to_owned());
-        let range = match q.range.as_deref() {
-            None => None,
-            Some(r) => {
-                let bad = || Error::UnknownPoint(format!("range {r} (want START:END)"));
-                let (a, b) = r.split_once(':').ok_or_else(bad)?;
-                Some((a.trim().parse::<i64>().map_err(|_| bad())?, b.trim().parse::<i64>().map_err(|_| bad())?))
-            }
-        };
-        Ok(match s.view(&path, range) {
-            Ok(t) => json!({"ok": true, "store": store, "path": path, "until": until, "state_hash": s.state_hash(), "text": t}),
-            Err(e) => json!({"ok": false, "error": {"type": e.kind, "message": e.message}}),
-        })
+        tenant.mem.view(&store, &path, q.at.as_deref().unwrap_or("head"), q.range.as_deref())
     })
     .await?;
     Ok(Json(out))
@@ -755,21 +742,13 @@ async fn dream_run(
     let need = if spec.name == crate::dream::exec::NAME { Role::Admin } else { Role::Write };
     let tenant = auth(&state, &headers, need)?;
     let r = blocking(move || {
-        let since = match req.since.as_deref() {
-            None => None,
-            Some("start") => Some(0),
-            Some(p) => Some(tenant.mem.resolve_point(p)?),
-        };
+        let dreams = crate::dream::Dreams::new(tenant.mem.clone());
+        let since = dreams.resolve_since(req.since.as_deref())?;
         let opts = crate::dream::RunOptions { since, into: req.into, in_place: req.in_place };
-        crate::dream::Dreams::new(tenant.mem.clone()).run(&req.store, &spec, &opts)
+        dreams.run(&req.store, &spec, &opts)
     })
     .await?;
-    let mut v = serde_json::to_value(&r.dream).unwrap_or_default();
-    v["id"] = json!(r.id);
-    v["position"] = json!(r.position);
-    v["sessions"] = json!(r.sessions);
-    v["commands"] = json!(r.commands);
-    v["exchanges"] = json!(r.exchanges);
+    let v = r.to_json();
     Ok(Json(v))
 }
 
@@ -808,31 +787,11 @@ async fn dream_replay(
     let r = blocking(move || {
         let id = tenant.store.resolve_id(&id)?;
         let dreams = crate::dream::Dreams::new(tenant.mem.clone());
-        let other = match (req.dreamer, req.config) {
-            (None, None) => None,
-            (d, c) => {
-                let recorded = match tenant.store.get(&id)?.event.body {
-                    crate::core::Body::Dream(x) => x,
-                    _ => return Err(Error::WrongEvent { id: id.to_hex(), what: "a dream event".into() }),
-                };
-                let mut spec: crate::core::dream::DreamerSpec = match d {
-                    Some(d) => {
-                        d.parse().map_err(|e: String| Error::Input { path: "dreamer".into(), line: 0, reason: e })?
-                    }
-                    None => crate::core::dream::DreamerSpec {
-                        name: recorded.dreamer.clone(),
-                        version: Some(recorded.version.clone()),
-                        config: Value::Null,
-                    },
-                };
-                spec.config = match c {
-                    Some(c) => c,
-                    None if spec.name == recorded.dreamer => recorded.config.to_value(),
-                    None => Value::Null,
-                };
-                Some(spec)
-            }
-        };
+        let dreamer = req
+            .dreamer
+            .map(|d| d.parse().map_err(|e: String| Error::Input { path: "dreamer".into(), line: 0, reason: e }))
+            .transpose()?;
+        let other = dreams.replay_spec(&id, dreamer, req.config)?;
         dreams.replay(&id, other.as_ref())
     })
     .await?;

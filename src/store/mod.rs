@@ -109,6 +109,19 @@ impl fmt::Display for ExpectedVersion {
     }
 }
 
+impl ExpectedVersion {
+    /// The spelling [`FromStr`] parses (`any`, `no-stream`, `exists`, or the number): what
+    /// the CLI's `--expect` and the HTTP API's `expect` take.
+    pub fn to_arg(self) -> String {
+        match self {
+            ExpectedVersion::Any => "any".into(),
+            ExpectedVersion::NoStream => "no-stream".into(),
+            ExpectedVersion::StreamExists => "exists".into(),
+            ExpectedVersion::Exact(n) => n.to_string(),
+        }
+    }
+}
+
 impl FromStr for ExpectedVersion {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

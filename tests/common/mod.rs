@@ -41,3 +41,14 @@ pub fn append_notes(store: &Store, stream: &str, n: u64) {
         store.append(AppendBatch::one(note(stream, i))).expect("append");
     }
 }
+
+/// A finished command's stdout, asserting it succeeded (its stderr and stdout otherwise).
+pub fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
+}
