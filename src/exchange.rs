@@ -6,7 +6,7 @@ use std::io::{BufRead, Write};
 
 use crate::core::{EventId, EventJson, SealedEvent};
 use crate::error::{Error, Result};
-use crate::store::{AppendBatch, Store};
+use crate::store::{AppendBatch, Appended, Store};
 
 /// Events per append batch during an import.
 const IMPORT_BATCH: usize = 2000;
@@ -56,61 +56,106 @@ fn parse_line(path: &str, line_no: usize, line: &str) -> Result<(Option<u64>, Se
     json.into_sealed().map_err(|e| input(e.to_string()))
 }
 
+/// Where an import writes: the local store, or a server through [`crate::remote::Remote`].
+/// The check needs ids' positions and streams' heads; both are asked in bulk so a
+/// remote import costs a request per chunk, not per event.
+pub trait ExportSink {
+    /// Number of events in the log (the next position).
+    fn log_len(&self) -> Result<u64>;
+    /// Each id's position, if stored.
+    fn positions_of(&self, ids: &[EventId]) -> Result<Vec<Option<u64>>>;
+    /// Each stream's head (last event id), if the stream exists.
+    fn stream_heads(&self, streams: &[String]) -> Result<Vec<Option<EventId>>>;
+    /// Appends one batch atomically.
+    fn append_batch(&self, batch: AppendBatch) -> Result<Vec<Appended>>;
+    /// Largest batch the sink takes.
+    fn max_batch(&self) -> usize {
+        IMPORT_BATCH
+    }
+}
+
+impl ExportSink for Store {
+    fn log_len(&self) -> Result<u64> {
+        Ok(self.len())
+    }
+    fn positions_of(&self, ids: &[EventId]) -> Result<Vec<Option<u64>>> {
+        ids.iter().map(|id| self.position_of(id)).collect()
+    }
+    fn stream_heads(&self, streams: &[String]) -> Result<Vec<Option<EventId>>> {
+        streams.iter().map(|s| Ok(self.stream_head(s)?.map(|(_, id)| id))).collect()
+    }
+    fn append_batch(&self, batch: AppendBatch) -> Result<Vec<Appended>> {
+        self.append(batch)
+    }
+}
+
+/// Lines checked per round of lookups.
+const CHECK_CHUNK: usize = 1000;
+
 /// Imports an export. First checks the whole input — every id recomputes, every
 /// stream chain links to the store's heads or to earlier lines — and writes nothing if
 /// anything is wrong; then appends. Events already present are skipped (idempotent).
 /// `open` must return a fresh reader over the same input each time (it is read twice).
 pub fn import(
-    store: &Store,
+    sink: &dyn ExportSink,
     path: &str,
     mut open: impl FnMut() -> Result<Box<dyn BufRead>>,
     mut progress: impl FnMut(u64),
 ) -> Result<ImportReport> {
     let mut heads: HashMap<String, Option<EventId>> = HashMap::new();
     let mut report = ImportReport { same_positions: true, ..Default::default() };
-    let start = store.len();
+    let start = sink.log_len()?;
     let mut new_events = 0u64;
+    let mut check = |chunk: &mut Vec<(usize, Option<u64>, SealedEvent)>| -> Result<()> {
+        let ids: Vec<EventId> = chunk.iter().map(|(_, _, e)| e.id).collect();
+        let positions = sink.positions_of(&ids)?;
+        let mut unknown: Vec<String> =
+            chunk.iter().map(|(_, _, e)| &e.header.stream).filter(|s| !heads.contains_key(*s)).cloned().collect();
+        unknown.sort();
+        unknown.dedup();
+        for (stream, head) in unknown.iter().zip(sink.stream_heads(&unknown)?) {
+            heads.insert(stream.clone(), head);
+        }
+        for ((line_no, position, e), exists) in chunk.drain(..).zip(positions) {
+            report.events += 1;
+            let head = heads.get(&e.header.stream).copied().flatten();
+            let landed = match exists {
+                Some(p) => p,
+                None => {
+                    let want: Vec<EventId> = head.into_iter().collect();
+                    if e.header.parents != want {
+                        return Err(Error::Input {
+                            path: path.to_owned(),
+                            line: line_no,
+                            reason: format!(
+                                "event {} does not link to the head of stream {:?} ({})",
+                                e.id,
+                                e.header.stream,
+                                head.map(|h| h.to_hex()).unwrap_or_else(|| "empty".into())
+                            ),
+                        });
+                    }
+                    heads.insert(e.header.stream.clone(), Some(e.id));
+                    new_events += 1;
+                    start + new_events - 1
+                }
+            };
+            if position != Some(landed) {
+                report.same_positions = false;
+            }
+        }
+        Ok(())
+    };
+    let mut chunk = Vec::with_capacity(CHECK_CHUNK);
     for_each_line(path, open()?, |line_no, line| {
         let (position, e) = parse_line(path, line_no, line)?;
-        report.events += 1;
-        let exists = store.position_of(&e.id)?;
-        let head = match heads.get(&e.header.stream) {
-            Some(h) => *h,
-            None => {
-                let h = match store.stream_last(&e.header.stream)? {
-                    Some((_, pos)) => Some(store.get_at(pos)?.id()),
-                    None => None,
-                };
-                heads.insert(e.header.stream.clone(), h);
-                h
-            }
-        };
-        let landed = match exists {
-            Some(p) => p,
-            None => {
-                let want: Vec<EventId> = head.into_iter().collect();
-                if e.header.parents != want {
-                    return Err(Error::Input {
-                        path: path.to_owned(),
-                        line: line_no,
-                        reason: format!(
-                            "event {} does not link to the head of stream {:?} ({})",
-                            e.id,
-                            e.header.stream,
-                            head.map(|h| h.to_hex()).unwrap_or_else(|| "empty".into())
-                        ),
-                    });
-                }
-                heads.insert(e.header.stream.clone(), Some(e.id));
-                new_events += 1;
-                start + new_events - 1
-            }
-        };
-        if position != Some(landed) {
-            report.same_positions = false;
+        chunk.push((line_no, position, e));
+        if chunk.len() >= CHECK_CHUNK {
+            check(&mut chunk)?;
         }
         Ok(())
     })?;
+    check(&mut chunk)?;
 
     let mut batch = AppendBatch::new();
     let mut done = 0u64;
@@ -118,7 +163,7 @@ pub fn import(
         if batch.events.is_empty() {
             return Ok(());
         }
-        for a in store.append(std::mem::take(batch))? {
+        for a in sink.append_batch(std::mem::take(batch))? {
             if a.existed {
                 report.existing += 1;
             } else {
@@ -127,6 +172,7 @@ pub fn import(
         }
         Ok(())
     };
+    let max = sink.max_batch().clamp(1, IMPORT_BATCH);
     for_each_line(path, open()?, |line_no, line| {
         let (_, e) = parse_line(path, line_no, line)?;
         let h = e.header;
@@ -140,7 +186,7 @@ pub fn import(
         };
         batch.events.push(draft);
         done += 1;
-        if batch.events.len() >= IMPORT_BATCH {
+        if batch.events.len() >= max {
             flush(&mut batch, &mut report)?;
             progress(done);
         }

@@ -391,6 +391,59 @@ impl crate::import::SessionSink for Remote {
     }
 
     fn append_session(&self, batch: crate::store::AppendBatch) -> Result<Vec<Appended>> {
+        self.append_drafts(batch)
+    }
+}
+
+impl crate::exchange::ExportSink for Remote {
+    fn log_len(&self) -> Result<u64> {
+        self.len()
+    }
+
+    fn positions_of(&self, ids: &[EventId]) -> Result<Vec<Option<u64>>> {
+        let v = self.post("/v1/lookup", &json!({ "ids": ids }), &[])?;
+        let positions = v["positions"].as_array().cloned().unwrap_or_default();
+        if positions.len() != ids.len() {
+            return Err(remote_error(
+                0,
+                "response",
+                format!("lookup answered {} of {} ids", positions.len(), ids.len()),
+            ));
+        }
+        Ok(positions.iter().map(Value::as_u64).collect())
+    }
+
+    fn stream_heads(&self, streams: &[String]) -> Result<Vec<Option<EventId>>> {
+        let v = self.post("/v1/lookup", &json!({ "streams": streams }), &[])?;
+        let heads = v["heads"].as_array().cloned().unwrap_or_default();
+        if heads.len() != streams.len() {
+            return Err(remote_error(
+                0,
+                "response",
+                format!("lookup answered {} of {} streams", heads.len(), streams.len()),
+            ));
+        }
+        heads
+            .iter()
+            .map(|h| match h["id"].as_str() {
+                Some(id) => Ok(Some(id.parse()?)),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
+    fn append_batch(&self, batch: crate::store::AppendBatch) -> Result<Vec<Appended>> {
+        self.append_drafts(batch)
+    }
+
+    fn max_batch(&self) -> usize {
+        self.get("/v1/info", &[]).ok().and_then(|v| v["max_batch"].as_u64()).map_or(1000, |n| n as usize)
+    }
+}
+
+impl Remote {
+    /// Appends drafts as one atomic batch, with their expectations.
+    pub fn append_drafts(&self, batch: crate::store::AppendBatch) -> Result<Vec<Appended>> {
         // Drafts in their JSON form, with the times and parents the importer fixed, so the
         // server computes the same ids (and an identical re-import is recognised).
         let events: Vec<Value> = batch

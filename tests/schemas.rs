@@ -11,14 +11,8 @@ fn load(name: &str) -> Value {
 }
 
 fn validator(name: &str) -> jsonschema::Validator {
-    // export-line.schema.json refers to event.schema.json by its $id.
-    let mut registry = jsonschema::Registry::new();
-    for shared in ["event", "memory-tool-input", "memory-diff"] {
-        registry = registry
-            .add(format!("https://dreamlog.dev/schemas/{shared}.schema.json"), load(&format!("{shared}.schema.json")))
-            .expect("add shared schema");
-    }
-    let registry = registry.prepare().expect("prepare registry");
+    // Schemas refer to each other by $id: all of them are in the registry.
+    let registry = common::schema_registry();
     jsonschema::options()
         .with_draft(jsonschema::Draft::Draft202012)
         .with_registry(&registry)
@@ -39,14 +33,11 @@ fn vectors() -> Vec<Value> {
 
 #[test]
 fn every_schema_is_a_valid_2020_12_schema() {
-    for entry in std::fs::read_dir(common::root().join("schemas")).unwrap() {
-        let path = entry.unwrap().path();
-        if !path.to_string_lossy().ends_with(".schema.json") {
-            continue; // openapi.json: checked below
-        }
-        let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let all = common::schema_files();
+    assert!(all.len() > 40, "{}", all.len());
+    for (path, schema) in all {
         assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema", "{}", path.display());
-        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let name = path.strip_prefix(common::root().join("schemas")).unwrap().to_string_lossy().into_owned();
         let _ = validator(&name);
     }
 }

@@ -5,100 +5,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 use tempfile::tempdir;
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(db: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dreamlog"))
-            .arg("--db")
-            .arg(db)
-            .args(["serve", "--addr", "127.0.0.1:0"])
-            .args(extra)
-            .env("DREAMLOG_SYNC", "fsync")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start server");
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        err.read_line(&mut line).unwrap();
-        let addr = line.split("on http://").nth(1).and_then(|r| r.split_whitespace().next()).expect(&line).to_owned();
-        // Keep draining stderr so the server never blocks on it.
-        std::thread::spawn(move || for _ in err.lines() {});
-        Server { child, base: format!("http://{addr}") }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn stop(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap()
-}
-
-fn note(n: u64) -> Value {
-    json!({"kind": "note", "actor": "agent:test", "body": {"type": "n", "json": {"n": n}}})
-}
-
-fn post(c: &reqwest::blocking::Client, url: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
-    let mut r = c.post(url).json(body);
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    let resp = r.send().unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().unwrap_or(Value::Null))
-}
-
-fn get(c: &reqwest::blocking::Client, url: &str, token: Option<&str>) -> (u16, Value) {
-    let mut r = c.get(url);
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    let resp = r.send().unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().unwrap_or(Value::Null))
-}
-
-/// Reads `n` SSE events (id, data) from a tail.
-fn read_sse(resp: reqwest::blocking::Response, n: usize) -> Vec<(u64, Value)> {
-    let mut out = Vec::new();
-    let mut id = None;
-    for line in BufReader::new(resp).lines() {
-        let line = line.unwrap();
-        if let Some(v) = line.strip_prefix("id: ").or_else(|| line.strip_prefix("id:")) {
-            id = Some(v.trim().parse::<u64>().unwrap());
-        } else if let Some(d) = line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")) {
-            out.push((id.take().unwrap(), serde_json::from_str(d).unwrap()));
-            if out.len() == n {
-                break;
-            }
-        }
-    }
-    out
-}
+use common::server::{client, get, note, post, read_sse, Server};
 
 #[test]
 fn append_read_errors_memory_tool_tail_and_sigterm() {
@@ -595,6 +507,50 @@ fn the_cli_prints_the_same_embedded_and_remote() {
         let strip_json_ids = |o: &str| o.replace(|c: char| c.is_ascii_hexdigit(), "");
         assert_eq!((a.0, strip_json_ids(&a.1)), (b.0, strip_json_ids(&b.1)), "{args:?}");
     }
+    // A dreamlog export, imported both ways into empty databases: checked whole first
+    // (a broken chain writes nothing), then the same report and an identical log.
+    let export = dir.path().join("export.jsonl");
+    let (code, text, _) = e(&["export"], None);
+    assert_eq!(code, 0);
+    assert!(text.lines().count() > 2000, "an export bigger than a lookup chunk and an append batch");
+    std::fs::write(&export, &text).unwrap();
+    let broken = dir.path().join("broken.jsonl");
+    let mut lines: Vec<&str> = text.lines().collect();
+    let gap = lines.iter().rposition(|l| l.contains("\"stream\":\"notes\"")).unwrap();
+    lines.remove(gap - 1); // the notes stream now skips an event
+    std::fs::write(&broken, lines.join("\n") + "\n").unwrap();
+    let (copy_e, copy_r) = (dir.path().join("copy-embedded"), dir.path().join("copy-served"));
+    let copy_server = Server::start(&copy_r, &[]);
+    let ce = |args: &[&str]| {
+        let mut a = vec!["--db", copy_e.to_str().unwrap()];
+        a.extend_from_slice(args);
+        cli_run(&a, None)
+    };
+    let cr = |args: &[&str]| {
+        let mut a = vec!["--remote", copy_server.base.as_str()];
+        a.extend_from_slice(args);
+        cli_run(&a, None)
+    };
+    let (a, b) =
+        (ce(&["import", "dreamlog", broken.to_str().unwrap()]), cr(&["import", "dreamlog", broken.to_str().unwrap()]));
+    assert_ne!(a.0, 0);
+    assert_eq!((a.0, &a.2), (b.0, &b.2));
+    assert!(a.2.contains("does not link to the head of stream \"notes\""), "{}", a.2);
+    assert_eq!(cr(&["log", "--json"]).1, "", "a broken export writes nothing");
+    for round in 0..2 {
+        let args = ["import", "dreamlog", export.to_str().unwrap(), "--json"];
+        let (a, b) = (ce(&args), cr(&args));
+        assert_eq!((a.0, &a.1), (b.0, &b.1), "{}", a.2);
+        let report: Value = serde_json::from_str(a.1.trim()).unwrap();
+        let n = text.lines().count() as u64;
+        assert_eq!(report["events"], n);
+        assert_eq!(report["appended"], if round == 0 { n } else { 0 });
+        assert_eq!(report["existing"], if round == 0 { 0 } else { n });
+        assert_eq!(report["same_positions"], true);
+    }
+    assert_eq!(cr(&["export"]).1, text, "the server's log is the source's, byte for byte");
+    assert_eq!(cr(&["verify"]).0, 0);
+    assert!(copy_server.stop().success());
     // Not available remotely: a clear error, non-zero exit.
     let (code, _, err) = r(&["demo"], None);
     assert_ne!(code, 0);

@@ -50,7 +50,7 @@ pub(super) fn run(cli: &Cli, args: &ImportArgs) -> Result<ExitCode> {
         Some(name) => Some((name.clone(), Memory::new(store.clone()).state(name)?.0.state_hash())),
         None => None,
     };
-    let code = run_into(cli, args, &store, Some(&store), memory)?;
+    let code = run_into(cli, args, &store, memory)?;
     store.close()?;
     Ok(code)
 }
@@ -65,14 +65,14 @@ pub(super) fn run_remote(cli: &Cli, args: &ImportArgs, remote: &crate::remote::R
         }
         None => None,
     };
-    run_into(cli, args, remote, None, memory)
+    run_into(cli, args, remote, memory)
 }
 
-fn run_into(
+/// Where an import writes: the local store or a server.
+fn run_into<S: import::SessionSink + exchange::ExportSink>(
     cli: &Cli,
     args: &ImportArgs,
-    sink: &dyn import::SessionSink,
-    store: Option<&crate::store::Store>,
+    sink: &S,
     memory: Option<(String, crate::core::Digest)>,
 ) -> Result<ExitCode> {
     let (format, rest) = match args.args[0].as_str() {
@@ -126,16 +126,9 @@ fn run_into(
                 });
             }
             import::Parsed::Export(bytes) => {
-                let Some(store) = store else {
-                    return Err(Error::Input {
-                        path: file.clone(),
-                        line: 0,
-                        reason: "importing a dreamlog export is not available with --remote yet; run it on the server's machine".into(),
-                    });
-                };
                 let bytes = std::sync::Arc::new(bytes);
                 let report = exchange::import(
-                    store,
+                    sink,
                     file,
                     || Ok(Box::new(io::Cursor::new(bytes.as_ref().clone())) as Box<dyn BufRead>),
                     |n| bar.set_position(n),

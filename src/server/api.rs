@@ -129,6 +129,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/info", get(info))
         .route("/v1/events", post(append).get(read_range))
         .route("/v1/events/{id}", get(get_event))
+        .route("/v1/lookup", post(lookup))
         .route("/v1/streams/{*name}", get(read_stream))
         .route("/v1/kinds/{kind}", get(read_kind))
         .route("/v1/tail", get(tail))
@@ -169,8 +170,40 @@ pub fn router(state: Arc<AppState>) -> Router {
                 }
             }
         }))
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// Every error answer is JSON `{error: {type, message}}`, also those axum writes itself
+/// (an unknown route, a wrong method, a query that does not parse, a body over the limit).
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let kind = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        s if s.is_client_error() => "invalid_request",
+        _ => "internal",
+    };
+    let text = axum::body::to_bytes(resp.into_body(), 64 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    let message = match (text.is_empty(), status) {
+        (false, _) => text,
+        (true, StatusCode::NOT_FOUND) => "no such route".to_owned(),
+        (true, StatusCode::METHOD_NOT_ALLOWED) => "the route does not take this method".to_owned(),
+        (true, s) => s.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    ApiError::new(status, kind, message).into_response()
 }
 
 async fn health() -> Json<Value> {
@@ -179,7 +212,7 @@ async fn health() -> Json<Value> {
 
 async fn info(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    Ok(Json(json!({"tenant": tenant.name, "events": tenant.store.len()})))
+    Ok(Json(json!({"tenant": tenant.name, "events": tenant.store.len(), "max_batch": state.config.max_batch})))
 }
 
 /// `POST /v1/events`: an atomic batch.
@@ -278,6 +311,51 @@ async fn get_event(
     let tenant = auth(&state, &headers, Role::Read)?;
     let id = tenant.store.resolve_id(&id)?;
     Ok(Json(tenant.store.get(&id)?.to_json()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LookupRequest {
+    #[serde(default)]
+    ids: Vec<String>,
+    #[serde(default)]
+    streams: Vec<String>,
+}
+
+/// `POST /v1/lookup`: positions of full ids and heads of streams, in bulk (what an
+/// import checks before it writes anything).
+async fn lookup(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    let req: LookupRequest = json_body(&body)?;
+    if req.ids.len() + req.streams.len() > MAX_PAGE {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("{} ids and streams are over the limit of {MAX_PAGE}", req.ids.len() + req.streams.len()),
+        ));
+    }
+    let ids = req
+        .ids
+        .iter()
+        .map(|h| {
+            h.parse::<crate::core::EventId>()
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("id {h:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    blocking(move || {
+        let positions = ids.iter().map(|id| tenant.store.position_of(id)).collect::<crate::error::Result<Vec<_>>>()?;
+        let heads = req
+            .streams
+            .iter()
+            .map(|s| Ok(tenant.store.stream_head(s)?.map(|(version, id)| json!({"version": version, "id": id}))))
+            .collect::<crate::error::Result<Vec<_>>>()?;
+        Ok(Json(json!({"positions": positions, "heads": heads})))
+    })
+    .await
 }
 
 async fn read_stream(

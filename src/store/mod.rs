@@ -441,6 +441,14 @@ impl Store {
         Ok(self.stream_last(stream)?.map(|(v, _)| v))
     }
 
+    /// A stream's head: its current version and last event's id.
+    pub fn stream_head(&self, stream: &str) -> Result<Option<(u64, EventId)>> {
+        match self.stream_last(stream)? {
+            Some((version, pos)) => Ok(Some((version, self.get_at(pos)?.id()))),
+            None => Ok(None),
+        }
+    }
+
     /// The last (version, position) of a stream.
     pub(crate) fn stream_last(&self, stream: &str) -> Result<Option<(u64, u64)>> {
         stream_last(&self.inner.db, stream)

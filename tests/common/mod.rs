@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 
 use dreamlog::{Actor, AppendBatch, Body, CanonicalJson, Draft, Note, Options, Store, SyncMode};
@@ -51,4 +53,42 @@ pub fn ok(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stdout)
     );
     String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
+}
+
+/// Every `*.schema.json` under schemas/ (sub-folders too), as (file, parsed schema).
+pub fn schema_files() -> Vec<(PathBuf, serde_json::Value)> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("schemas dir") {
+            let p = entry.expect("dir entry").path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.to_string_lossy().ends_with(".schema.json") {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&root().join("schemas"), &mut files);
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| {
+            let v = serde_json::from_str(&std::fs::read_to_string(&f).expect("schema file")).expect("schema is JSON");
+            (f, v)
+        })
+        .collect()
+}
+
+/// A registry holding every schema under schemas/ by its `$id` (which must be its path
+/// under `https://dreamlog.dev/schemas/`), so `$ref`s between them resolve offline.
+pub fn schema_registry() -> jsonschema::Registry<'static> {
+    let dir = root().join("schemas");
+    let mut registry = jsonschema::Registry::new();
+    for (f, schema) in schema_files() {
+        let id = schema["$id"].as_str().unwrap_or_else(|| panic!("{} has no $id", f.display())).to_owned();
+        let rel = f.strip_prefix(&dir).expect("under schemas/").to_string_lossy().replace('\\', "/");
+        assert_eq!(id, format!("https://dreamlog.dev/schemas/{rel}"), "$id of {}", f.display());
+        registry = registry.add(id, schema).expect("add schema");
+    }
+    registry.prepare().expect("prepare registry")
 }

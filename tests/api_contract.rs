@@ -1,0 +1,323 @@
+//! The HTTP API keeps the contract `schemas/openapi.json` and `schemas/api/` write down:
+//! a real `dreamlog serve` is driven through every route, every request body sent is
+//! first checked against the route's request schema, and every answer — successes and
+//! errors, including those axum writes itself — against the route's response schema.
+//! At the end every documented route must have answered 200 at least once.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::server::{client, Server};
+use serde_json::{json, Value};
+use tempfile::tempdir;
+
+/// The OpenAPI document with a registry of every schema file it can refer to.
+struct Contract {
+    doc: Value,
+    registry: jsonschema::Registry<'static>,
+    /// `METHOD TEMPLATE` of every route that answered 200.
+    answered: BTreeSet<String>,
+    http: reqwest::blocking::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Contract {
+    fn new(base: &str, token: Option<&str>) -> Contract {
+        let doc: Value =
+            serde_json::from_str(&std::fs::read_to_string(common::root().join("schemas/openapi.json")).unwrap())
+                .unwrap();
+        Contract {
+            doc,
+            registry: common::schema_registry(),
+            answered: BTreeSet::new(),
+            http: client(),
+            base: base.to_owned(),
+            token: token.map(str::to_owned),
+        }
+    }
+
+    /// The documented template a concrete path matches (a last parameter described as
+    /// "may contain /" takes the rest of the path).
+    fn template(&self, method: &str, path: &str) -> String {
+        let path = path.split('?').next().unwrap();
+        let concrete: Vec<&str> = path.split('/').collect();
+        for (template, ops) in self.doc["paths"].as_object().unwrap() {
+            if ops.get(method).is_none() {
+                continue;
+            }
+            let parts: Vec<&str> = template.split('/').collect();
+            let rest_param = ops[method]["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["in"] == "path" && p["description"].as_str().unwrap_or("").contains("may contain /"));
+            let fits = if rest_param { concrete.len() >= parts.len() } else { concrete.len() == parts.len() };
+            if fits && parts.iter().zip(&concrete).all(|(t, c)| t.starts_with('{') || t == c) {
+                return template.clone();
+            }
+        }
+        panic!("no documented route for {method} {path}")
+    }
+
+    fn resolve(&self, schema: &Value) -> Value {
+        match schema["$ref"].as_str() {
+            Some(r) if r.starts_with("#/") => {
+                let pointer = &r[1..];
+                self.resolve(self.doc.pointer(pointer).unwrap_or_else(|| panic!("{r} does not resolve")))
+            }
+            _ => schema.clone(),
+        }
+    }
+
+    fn check(&self, what: &str, schema: &Value, instance: &Value) {
+        let v = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .with_registry(&self.registry)
+            .build(&self.resolve(schema))
+            .unwrap_or_else(|e| panic!("{what}: schema does not compile: {e}"));
+        let errors: Vec<String> = v.iter_errors(instance).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{what}: {instance}\n{errors:#?}");
+    }
+
+    /// Sends a request; checks the body against the request schema (unless `valid` is
+    /// false: a deliberately bad request) and the answer against the response schema.
+    fn call_with(&mut self, method: &str, path: &str, body: Option<&Value>, valid: bool) -> (u16, Value) {
+        let template = self.template(method, path);
+        let op = self.doc["paths"][&template][method].clone();
+        if let (Some(b), true) = (body, valid) {
+            let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+            assert!(!schema.is_null(), "{method} {template} documents no request body");
+            self.check(&format!("request {method} {template}"), schema, b);
+        }
+        let url = format!("{}{path}", self.base);
+        let mut req = match method {
+            "get" => self.http.get(&url),
+            "post" => self.http.post(&url),
+            other => self.http.request(other.to_uppercase().parse().unwrap(), &url),
+        };
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap();
+        let answer: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {path} answered {status} with non-JSON ({e}): {text}"));
+        let key = if status == 200 { "200" } else { "default" };
+        let schema = &op["responses"][key]["content"]["application/json"]["schema"];
+        assert!(!schema.is_null(), "{method} {template}: no {key} JSON response documented");
+        self.check(&format!("{status} answer of {method} {path}"), schema, &answer);
+        if status == 200 {
+            self.answered.insert(format!("{method} {template}"));
+        }
+        (status, answer)
+    }
+
+    fn call(&mut self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        self.call_with(method, path, body, true)
+    }
+
+    fn ok(&mut self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let (status, answer) = self.call(method, path, body);
+        assert_eq!(status, 200, "{method} {path}: {answer}");
+        answer
+    }
+
+    /// A line-oriented answer (export, tail): each line's JSON against the documented
+    /// line schema.
+    fn lines(&mut self, path: &str, content_type: &str, lines: &[Value]) {
+        let template = self.template("get", path);
+        let schema = self.doc["paths"][&template]["get"]["responses"]["200"]["content"][content_type]["schema"]
+            ["x-line-schema"]
+            .clone();
+        assert!(!schema.is_null(), "{template}: no line schema");
+        assert!(!lines.is_empty(), "{path} gave no lines");
+        for l in lines {
+            self.check(&format!("line of {path}"), &schema, l);
+        }
+        self.answered.insert(format!("get {template}"));
+    }
+
+    fn documented(&self) -> BTreeSet<String> {
+        let mut all = BTreeSet::new();
+        for (path, ops) in self.doc["paths"].as_object().unwrap() {
+            for method in ops.as_object().unwrap().keys() {
+                all.insert(format!("{method} {path}"));
+            }
+        }
+        all
+    }
+}
+
+fn graded_session(id: &str, store: &str, passed: bool, time: u64) -> Value {
+    let s = format!("session/{id}");
+    json!({"events": [
+        {"stream": s, "kind": "session.start", "actor": "agent:bot", "time": time,
+         "body": {"session": id, "agent": "bot", "task_id": "refunds/1", "store": store}},
+        {"stream": s, "kind": "action", "actor": "agent:bot", "time": time + 1,
+         "body": {"session": id, "name": "lookup", "input": {"q": 1}, "output": "ok", "status": "ok"}},
+        {"stream": s, "kind": "grade", "actor": "evaluator:judge", "time": time + 2,
+         "body": {"session": id, "rubric": "refunds", "evaluator": "judge", "score": if passed { 1 } else { 0 },
+                  "result": if passed { "satisfied" } else { "failed" },
+                  "criteria": [{"name": "verified_identity", "passed": passed}]}},
+        {"stream": s, "kind": "session.end", "actor": "agent:bot", "time": time + 3,
+         "body": {"session": id, "status": "completed"}},
+    ], "expect": {s.clone(): "no-stream"}})
+}
+
+#[test]
+fn every_route_answers_as_openapi_and_the_schemas_say() {
+    let dir = tempdir().unwrap();
+    let hash = dreamlog::server::hash_token;
+    let config = json!({"tokens": [
+        {"tenant": "t", "role": "admin", "token_blake3": hash("admin-token")},
+        {"tenant": "t", "role": "read", "token_blake3": hash("read-token")},
+    ], "max_batch": 50, "max_body_bytes": 65536});
+    let cfg = dir.path().join("server.json");
+    std::fs::write(&cfg, config.to_string()).unwrap();
+    let server = Server::start(&dir.path().join("db"), &["--config", cfg.to_str().unwrap()]);
+    let mut api = Contract::new(&server.base, Some("admin-token"));
+
+    api.ok("get", "/v1/health", None);
+    let notes = json!({"stream": "notes", "events": [
+        {"kind": "note", "actor": "agent:a", "body": {"type": "t", "json": {"n": 1}}},
+        {"kind": "note", "actor": "agent:a", "body": {"type": "t", "json": {"n": 2}}}],
+        "expect": {"notes": "no-stream"}});
+    let appended = api.ok("post", "/v1/events", Some(&notes));
+    let first = appended["appended"][0]["id"].as_str().unwrap().to_owned();
+    for (i, passed) in [false, false, false, false, true].into_iter().enumerate() {
+        api.ok(
+            "post",
+            "/v1/events",
+            Some(&graded_session(&format!("r/{i}"), "s", passed, 1_764_111_000_000 + i as u64 * 10)),
+        );
+    }
+    assert_eq!(api.ok("get", "/v1/info", None)["events"], 22);
+    api.ok("get", "/v1/events?from=0&limit=5", None);
+    api.ok("get", &format!("/v1/events/{}", &first[..12]), None);
+    let found =
+        api.ok("post", "/v1/lookup", Some(&json!({"ids": [first, "ab".repeat(32)], "streams": ["notes", "nope"]})));
+    assert_eq!(found["positions"], json!([0, null]));
+    assert_eq!(found["heads"][0]["version"], 1);
+    assert_eq!(found["heads"][1], Value::Null);
+    api.ok("get", "/v1/streams/session/r/0?from=1&limit=2", None);
+    api.ok("get", "/v1/kinds/grade", None);
+    api.ok("get", "/v1/sessions", None);
+    api.ok("get", "/v1/sessions/stats", None);
+    api.ok("get", "/v1/session/r/1", None);
+
+    // Memory: the tool endpoint (a refusal is a 200 with is_error), views, history.
+    let tool = "/v1/memory/s/tool";
+    let created =
+        api.ok("post", tool, Some(&json!({"command": "create", "path": "/memories/a.md", "file_text": "one\ntwo\n"})));
+    let create_id = created["id"].as_str().unwrap().to_owned();
+    api.ok(
+        "post",
+        tool,
+        Some(&json!({"command": "str_replace", "path": "/memories/a.md", "old_str": "two", "new_str": "2"})),
+    );
+    let refused = api.ok("post", tool, Some(&json!({"command": "delete", "path": "/memories/none.md"})));
+    assert_eq!((refused["is_error"].as_bool(), refused["error_type"].as_str()), (Some(true), Some("not_found")));
+    api.ok("post", tool, Some(&json!({"command": "view", "path": "/memories"})));
+    api.ok("get", "/v1/memory/s/view?path=/memories/a.md&range=1:1", None);
+    api.ok("get", "/v1/memory/s/history", None);
+    api.ok("get", "/v1/memory/s/diff?from=23&to=head", None);
+    api.ok("get", "/v1/memory/s/blame?path=/memories/a.md", None);
+    let tag = api.ok("post", "/v1/tags", Some(&json!({"name": "v1"})));
+    assert!(tag["position"].as_u64().is_some());
+    api.ok("post", "/v1/memory/s/fork", Some(&json!({"new": "s2", "at": "v1"})));
+    api.ok(
+        "post",
+        "/v1/memory/s2/tool",
+        Some(&json!({"command": "create", "path": "/memories/b.md", "file_text": "b\n"})),
+    );
+    api.ok("post", "/v1/memory/s2/promote", Some(&json!({"into": "s"})));
+    api.ok(
+        "post",
+        "/v1/memory/s/revert",
+        Some(&json!({"event": &create_id[..16], "reason": "contract test", "force": true})),
+    );
+
+    // Dreams, lessons, drift, verify.
+    let dream = api.ok(
+        "post",
+        "/v1/dreams",
+        Some(&json!({"store": "s", "dreamer": "evidence", "config": {"min_support": 2}, "in_place": true})),
+    );
+    let dream_id = dream["id"].as_str().unwrap().to_owned();
+    api.ok("get", "/v1/dreams", None);
+    api.ok("get", &format!("/v1/dreams/{dream_id}"), None);
+    let replay = api.ok("post", &format!("/v1/dreams/{dream_id}/replay"), Some(&json!({})));
+    assert_eq!(replay["identical"], true, "{replay}");
+    let lessons = api.ok("get", "/v1/memory/s/lessons", None);
+    assert!(!lessons["lessons"].as_array().unwrap().is_empty(), "{lessons}");
+    api.ok("get", "/v1/drift/s", None);
+    api.ok("post", "/v1/verify", None);
+
+    // Line-oriented answers: the export and the live tail.
+    let export = api.http.get(format!("{}/v1/export", server.base)).bearer_auth("admin-token").send().unwrap();
+    assert_eq!(export.status(), 200);
+    let lines: Vec<Value> = export.text().unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    api.lines("/v1/export", "application/x-ndjson", &lines);
+    let tail = api.http.get(format!("{}/v1/tail?from=0", server.base)).bearer_auth("admin-token").send().unwrap();
+    let events: Vec<Value> = common::server::read_sse(tail, 3).into_iter().map(|(_, v)| v).collect();
+    api.lines("/v1/tail", "text/event-stream", &events);
+
+    // Errors: each with its status, each a JSON error as documented.
+    let expect_error = |api: &mut Contract, method: &str, path: &str, body: Option<&Value>, status: u16, kind: &str| {
+        let (s, answer) = api.call_with(method, path, body, false);
+        assert_eq!((s, answer["error"]["type"].as_str()), (status, Some(kind)), "{method} {path}: {answer}");
+    };
+    expect_error(&mut api, "post", "/v1/events", Some(&json!({"events": "no"})), 400, "invalid_request");
+    expect_error(
+        &mut api,
+        "post",
+        "/v1/events",
+        Some(&json!({"stream": "x", "events": [{"kind": "note"}]})),
+        400,
+        "invalid_event",
+    );
+    expect_error(&mut api, "post", "/v1/events", Some(&notes), 409, "wrong_expected_version");
+    let big_batch = json!({"stream": "x", "events": vec![json!({"kind": "note", "actor": "agent:a", "body": {"type": "t", "json": {}}}); 51]});
+    expect_error(&mut api, "post", "/v1/events", Some(&big_batch), 413, "too_large");
+    let big_body = json!({"stream": "x", "events": [{"kind": "note", "actor": "agent:a", "body": {"type": "t", "json": {"s": "x".repeat(70_000)}}}]});
+    expect_error(&mut api, "post", "/v1/events", Some(&big_body), 413, "too_large");
+    expect_error(&mut api, "get", "/v1/events?from=abc", None, 400, "invalid_request");
+    expect_error(&mut api, "get", &format!("/v1/events/{}", "cd".repeat(32)), None, 404, "not_found");
+    expect_error(&mut api, "get", "/v1/streams/nope", None, 404, "not_found");
+    expect_error(&mut api, "get", "/v1/kinds/bogus", None, 400, "invalid_request");
+    expect_error(&mut api, "post", "/v1/lookup", Some(&json!({"ids": ["xyz"]})), 400, "invalid_request");
+    expect_error(&mut api, "post", "/v1/memory/s/fork", Some(&json!({"new": "s2"})), 409, "conflict");
+    expect_error(&mut api, "get", "/v1/memory/nope/lessons?at=nowhere", None, 400, "invalid_request");
+    expect_error(&mut api, "get", "/v1/dreams/0000", None, 404, "not_found");
+    // Routes and methods that do not exist answer in the same envelope.
+    let raw = |api: &Contract, method: reqwest::Method, path: &str| {
+        let r = api.http.request(method, format!("{}{path}", server.base)).bearer_auth("admin-token").send().unwrap();
+        (r.status().as_u16(), r.json::<Value>().expect("a JSON error"))
+    };
+    let error_schema = api.doc["components"]["schemas"]["Error"].clone();
+    for (method, path, status, kind) in [
+        (reqwest::Method::GET, "/v1/nope", 404, "not_found"),
+        (reqwest::Method::DELETE, "/v1/events", 405, "method_not_allowed"),
+    ] {
+        let (s, answer) = raw(&api, method.clone(), path);
+        assert_eq!((s, answer["error"]["type"].as_str()), (status, Some(kind)), "{method} {path}: {answer}");
+        api.check(&format!("{method} {path}"), &error_schema, &answer);
+    }
+    // Tokens: none, wrong, too weak.
+    let admin = api.token.take();
+    expect_error(&mut api, "get", "/v1/info", None, 401, "unauthorized");
+    api.token = Some("read-token".into());
+    expect_error(&mut api, "post", "/v1/events", Some(&notes), 403, "forbidden");
+    api.ok("get", "/v1/info", None);
+    api.token = admin;
+
+    let missing: Vec<String> = api.documented().difference(&api.answered).cloned().collect();
+    assert!(missing.is_empty(), "routes never exercised with a 200: {missing:?}");
+    assert!(server.stop().success());
+}

@@ -1,0 +1,96 @@
+//! A `dreamlog serve` process on 127.0.0.1 and a real HTTP client, for the server tests.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{json, Value};
+
+/// A running `dreamlog serve`; killed when dropped.
+pub struct Server {
+    child: Child,
+    pub base: String,
+}
+
+impl Server {
+    pub fn start(db: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dreamlog"))
+            .arg("--db")
+            .arg(db)
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(extra)
+            .env("DREAMLOG_SYNC", "fsync")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start server");
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        err.read_line(&mut line).unwrap();
+        let addr = line.split("on http://").nth(1).and_then(|r| r.split_whitespace().next()).expect(&line).to_owned();
+        // Keep draining stderr so the server never blocks on it.
+        std::thread::spawn(move || for _ in err.lines() {});
+        Server { child, base: format!("http://{addr}") }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap()
+}
+
+pub fn note(n: u64) -> Value {
+    json!({"kind": "note", "actor": "agent:test", "body": {"type": "n", "json": {"n": n}}})
+}
+
+pub fn post(c: &reqwest::blocking::Client, url: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+    let mut r = c.post(url).json(body);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let resp = r.send().unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap_or(Value::Null))
+}
+
+pub fn get(c: &reqwest::blocking::Client, url: &str, token: Option<&str>) -> (u16, Value) {
+    let mut r = c.get(url);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let resp = r.send().unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap_or(Value::Null))
+}
+
+/// Reads `n` SSE events (id, data) from a tail.
+pub fn read_sse(resp: reqwest::blocking::Response, n: usize) -> Vec<(u64, Value)> {
+    let mut out = Vec::new();
+    let mut id = None;
+    for line in BufReader::new(resp).lines() {
+        let line = line.unwrap();
+        if let Some(v) = line.strip_prefix("id: ").or_else(|| line.strip_prefix("id:")) {
+            id = Some(v.trim().parse::<u64>().unwrap());
+        } else if let Some(d) = line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")) {
+            out.push((id.take().unwrap(), serde_json::from_str(d).unwrap()));
+            if out.len() == n {
+                break;
+            }
+        }
+    }
+    out
+}
