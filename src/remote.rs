@@ -21,6 +21,19 @@ pub struct ToolAnswer {
     pub recorded: Option<(u64, EventId)>,
 }
 
+/// Who issues a memory tool call through the server, and what it rests on.
+#[derive(Clone, Debug, Default)]
+pub struct ToolContext {
+    /// Who issues it (the server's default when absent).
+    pub actor: Option<crate::core::Actor>,
+    /// The session it belongs to.
+    pub session: Option<String>,
+    /// Expected BLAKE3 of the file's content (a conflict if it differs).
+    pub precondition: Option<crate::core::Digest>,
+    /// Evidence: event ids or unique prefixes, resolved by the server.
+    pub causes: Vec<String>,
+}
+
 /// A server at a base URL, with an optional bearer token.
 pub struct Remote {
     base: String,
@@ -146,19 +159,19 @@ impl Remote {
 
     /// A memory tool call through the tool endpoint: the tool's text, its error class
     /// (`None` on success), and where the recorded command landed.
-    pub fn memory_tool(
-        &self,
-        store: &str,
-        input: &Value,
-        actor: Option<String>,
-        session: Option<String>,
-    ) -> Result<ToolAnswer> {
+    pub fn memory_tool(&self, store: &str, input: &Value, context: &ToolContext) -> Result<ToolAnswer> {
         let mut headers = Vec::new();
-        if let Some(a) = actor {
-            headers.push(("x-dreamlog-actor", a));
+        if let Some(a) = &context.actor {
+            headers.push(("x-dreamlog-actor", a.to_string()));
         }
-        if let Some(s) = session {
-            headers.push(("x-dreamlog-session", s));
+        if let Some(s) = &context.session {
+            headers.push(("x-dreamlog-session", s.clone()));
+        }
+        if let Some(p) = &context.precondition {
+            headers.push(("x-dreamlog-precondition", p.to_hex()));
+        }
+        if !context.causes.is_empty() {
+            headers.push(("x-dreamlog-causes", context.causes.join(",")));
         }
         let v = self.post(&format!("/v1/memory/{store}/tool"), input, &headers)?;
         let at = match (v["position"].as_u64(), v["id"].as_str()) {

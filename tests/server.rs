@@ -386,6 +386,26 @@ fn the_cli_prints_the_same_embedded_and_remote() {
     let (a, b) = (e(&["memory", "history", "s"], None), r(&["memory", "history", "s"], None));
     assert_eq!(a.1.lines().count(), 2, "{}", a.1);
     assert_eq!(strip(&a.1), strip(&b.1));
+    // A command citing its evidence, and one whose precondition fails: the same both ways.
+    let insert = r#"{"command":"insert","path":"/memories/a.md","insert_line":0,"insert_text":"zero"}"#;
+    let stale = "0".repeat(64);
+    for args in [
+        vec!["memory", "apply", "s", "--cause", &id[..10], insert],
+        vec!["memory", "apply", "s", "--precondition", &stale, insert],
+        vec!["memory", "apply", "s", "--cause", "ffff", insert],
+    ] {
+        let (a, b) = (e(&args, None), r(&args, None));
+        assert_eq!((a.0, &a.1), (b.0, &b.1), "{args:?}\nembedded stderr: {}\nremote stderr: {}", a.2, b.2);
+    }
+    let blame_json =
+        |out: (i32, String, String)| -> Value { serde_json::from_str(out.1.lines().next().unwrap()).unwrap() };
+    let (a, b) = (
+        blame_json(e(&["memory", "blame", "s", "/memories/a.md", "--json"], None)),
+        blame_json(r(&["memory", "blame", "s", "/memories/a.md", "--json"], None)),
+    );
+    assert_eq!(a["text"], "zero");
+    assert_eq!(a["evidence"], json!([id]), "{a}");
+    assert_eq!(b["evidence"], a["evidence"]);
     // A graded session that ran with store s, appended both ways with fixed times.
     let session = r#"{"kind":"session.start","actor":"agent:bot","time":1764111000100,"body":{"session":"s9","agent":"bot","task_id":"t/1","store":"s"}}
 {"kind":"action","actor":"agent:bot","time":1764111000101,"body":{"session":"s9","name":"lookup","input":{"q":1},"output":"ok","status":"ok"}}
@@ -406,7 +426,6 @@ fn the_cli_prints_the_same_embedded_and_remote() {
         vec!["sessions", "show", "s9", "--json"],
         vec!["memory", "diff", "s", "--from", "2", "--to", "head"],
         vec!["memory", "diff", "s", "--from", "2", "--json"],
-        vec!["memory", "lessons", "s"],
         vec!["drift", "s"],
         vec!["drift", "s", "--json"],
     ] {
@@ -443,6 +462,7 @@ fn the_cli_prints_the_same_embedded_and_remote() {
     };
     for args in [
         vec!["memory", "blame", "s", "/memories/a.md"],
+        vec!["memory", "lessons", "s"],
         vec!["tag", "v1", "--at", "1", "--actor", "human:t"],
         vec!["memory", "fork", "s", "s2", "--at", "v1"],
         vec!["memory", "apply", "s2", r#"{"command":"create","path":"/memories/b.md","file_text":"b\n"}"#],

@@ -45,6 +45,10 @@ pub enum MemoryCmd {
         /// Expected BLAKE3 content hash of the file (conflict if it differs).
         #[arg(long)]
         precondition: Option<Digest>,
+        /// An event the command derives from (id or unique prefix); repeatable. Blame
+        /// shows it as the line's evidence.
+        #[arg(long = "cause", value_name = "ID")]
+        causes: Vec<String>,
     },
     /// Every change of a store or of one path.
     History {
@@ -310,16 +314,15 @@ fn run_with(cli: &Cli, mem: &Memory, cmd: &MemoryCmd) -> Result<ExitCode> {
             let v = mem.view(store, path, at, range.as_deref())?;
             return print_view(cli, &v);
         }
-        MemoryCmd::Apply { store, input, actor, session, precondition } => {
-            let text = match input {
-                Some(t) => t.clone(),
-                None => {
-                    let mut s = String::new();
-                    std::io::stdin().read_to_string(&mut s).map_err(|source| Error::Io { path: "-".into(), source })?;
-                    s
-                }
+        MemoryCmd::Apply { store, input, actor, session, precondition, causes } => {
+            let text = tool_input_text(input.as_deref())?;
+            let opts = ApplyOptions {
+                actor: actor.clone().unwrap_or_else(default_actor),
+                session: session.clone(),
+                precondition: *precondition,
+                causes: causes.iter().map(|c| mem.store().resolve_id(c)).collect::<Result<_>>()?,
             };
-            let outcome = apply_tool_call(mem, store, &text, actor.clone(), session.clone(), *precondition)?;
+            let outcome = apply_tool_call(mem, store, &text, opts)?;
             return print_tool_outcome(
                 cli,
                 outcome.map(|(t, e)| (t, e.map(|a| (a.position, a.id)))).map_err(|e| {
@@ -383,15 +386,25 @@ fn run_with(cli: &Cli, mem: &Memory, cmd: &MemoryCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The tool call's input: the argument, or standard input when absent.
+pub(super) fn tool_input_text(input: Option<&str>) -> Result<String> {
+    match input {
+        Some(t) => Ok(t.to_owned()),
+        None => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).map_err(|source| Error::Io { path: "-".into(), source })?;
+            Ok(s)
+        }
+    }
+}
+
 /// Runs one memory tool call given as its `input` JSON: `view` reads the current state;
 /// every other command is applied and recorded. The inner result is the tool's text.
 pub fn apply_tool_call(
     mem: &Memory,
     store: &str,
     input: &str,
-    actor: Option<Actor>,
-    session: Option<String>,
-    precondition: Option<Digest>,
+    opts: ApplyOptions,
 ) -> Result<std::result::Result<(String, Option<Appended>), crate::core::memory::ToolError>> {
     let value: Value = serde_json::from_str(input)
         .map_err(|e| crate::core::FormatError::Json { context: "memory tool input".into(), reason: e.to_string() })?;
@@ -406,7 +419,6 @@ pub fn apply_tool_call(
     }
     let command: MemoryCommand = serde_json::from_value(value)
         .map_err(|e| crate::core::FormatError::Json { context: "memory tool input".into(), reason: e.to_string() })?;
-    let opts = ApplyOptions { actor: actor.unwrap_or_else(default_actor), session, precondition, causes: Vec::new() };
     match mem.apply(store, command, opts) {
         Ok(a) => Ok(Ok((a.text, Some(a.event)))),
         Err(Error::Tool(e)) => Ok(Err(e)),

@@ -8,7 +8,6 @@
 //! dreamlog export is imported on the server's machine). `demo` answers with an error;
 //! `serve` has no remote meaning.
 
-use std::io::Read;
 use std::process::ExitCode;
 
 use serde_json::Value;
@@ -145,25 +144,20 @@ fn memory(cli: &Cli, remote: &Remote, cmd: &MemoryCmd) -> Result<ExitCode> {
             let v = remote.memory_view(store, path, at, range.as_deref())?;
             print_view(cli, &v)
         }
-        MemoryCmd::Apply { store, input, actor, session, precondition } => {
-            if precondition.is_some() {
-                return Err(unavailable("memory apply --precondition", "none yet"));
-            }
-            let text = match input {
-                Some(t) => t.clone(),
-                None => {
-                    let mut s = String::new();
-                    std::io::stdin().read_to_string(&mut s).map_err(|source| Error::Io { path: "-".into(), source })?;
-                    s
-                }
-            };
+        MemoryCmd::Apply { store, input, actor, session, precondition, causes } => {
+            let text = super::memory::tool_input_text(input.as_deref())?;
             let value: Value = serde_json::from_str(&text).map_err(|e| crate::core::FormatError::Json {
                 context: "memory tool input".into(),
                 reason: e.to_string(),
             })?;
             // The same default actor as the embedded mode.
-            let actor = actor.clone().unwrap_or_else(super::memory::default_actor);
-            let answer = remote.memory_tool(store, &value, Some(actor.to_string()), session.clone())?;
+            let context = crate::remote::ToolContext {
+                actor: Some(actor.clone().unwrap_or_else(super::memory::default_actor)),
+                session: session.clone(),
+                precondition: *precondition,
+                causes: causes.clone(),
+            };
+            let answer = remote.memory_tool(store, &value, &context)?;
             print_tool_outcome(
                 cli,
                 match answer.error {

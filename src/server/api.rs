@@ -455,7 +455,8 @@ fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// `POST /v1/memory/{store}/tool`: a memory tool call's `input`, verbatim; the answer is
 /// the tool's text as a `tool_result` would carry it. Headers `X-Dreamlog-Actor` (ROLE:NAME)
-/// and `X-Dreamlog-Session` record who issued it.
+/// and `X-Dreamlog-Session` record who issued it; `X-Dreamlog-Causes` (ids or prefixes,
+/// comma-separated) its evidence; `X-Dreamlog-Precondition` the file's expected BLAKE3.
 async fn memory_tool(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -472,7 +473,21 @@ async fn memory_tool(
         None => Actor::Agent(format!("tenant:{}", tenant.name)),
     };
     let session = header_text(&headers, "x-dreamlog-session");
+    let precondition = match header_text(&headers, "x-dreamlog-precondition") {
+        Some(h) => Some(h.parse::<crate::core::Digest>().map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("X-Dreamlog-Precondition: {e}"))
+        })?),
+        None => None,
+    };
+    let causes = header_text(&headers, "x-dreamlog-causes").unwrap_or_default();
     let out = blocking(move || {
+        // Evidence the command derives from: ids or unique prefixes, comma-separated.
+        let causes = causes
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(|c| tenant.store.resolve_id(c))
+            .collect::<crate::error::Result<Vec<_>>>()?;
         let call = match ToolCall::parse(&input) {
             Ok(c) => c,
             Err(e) => return Ok(json!({"content": format!("Error: {e}"), "is_error": true, "error_type": "invalid"})),
@@ -486,7 +501,7 @@ async fn memory_tool(
                 })
             }
             ToolCall::Change(cmd) => {
-                let opts = ApplyOptions { actor, session, precondition: None, causes: Vec::new() };
+                let opts = ApplyOptions { actor, session, precondition, causes };
                 match tenant.mem.apply(&store, cmd, opts) {
                     Ok(a) => Ok(json!({"content": a.text, "is_error": false,
                                        "position": a.event.position, "id": a.event.id})),

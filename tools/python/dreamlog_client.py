@@ -143,13 +143,23 @@ class Client:
 
     # -- memory ---------------------------------------------------------------------------
     def memory_tool(self, store: str, tool_input: Dict[str, Any], actor: Optional[str] = None,
-                    session: Optional[str] = None) -> ToolResult:
-        """Runs one memory tool call (its `input`, verbatim) and returns the tool's answer."""
+                    session: Optional[str] = None, causes: Optional[List[str]] = None,
+                    precondition: Optional[str] = None) -> ToolResult:
+        """Runs one memory tool call (its `input`, verbatim) and returns the tool's answer.
+
+        `causes`: ids (or unique prefixes) of the events the command derives from, shown
+        by blame as the line's evidence. `precondition`: the file's expected BLAKE3 (hex);
+        the command is refused as a conflict if the file changed.
+        """
         headers = {}
         if actor:
             headers["X-Dreamlog-Actor"] = actor
         if session:
             headers["X-Dreamlog-Session"] = session
+        if causes:
+            headers["X-Dreamlog-Causes"] = ",".join(causes)
+        if precondition:
+            headers["X-Dreamlog-Precondition"] = precondition
         r = self._request("POST", f"/v1/memory/{urllib.parse.quote(store)}/tool", tool_input, headers)
         return ToolResult(r["content"], r["is_error"], r.get("id"), r.get("position"))
 
