@@ -260,6 +260,13 @@ impl Memory {
             }
         };
         Ok(match state.view(path, range) {
+            Ok(t) if state.file(path).is_none() => {
+                // A directory: its files too, for clients that read them one by one.
+                let dir = format!("{}/", path.trim_end_matches('/'));
+                let files: Vec<&String> = state.files().keys().filter(|p| p.starts_with(&dir)).collect();
+                serde_json::json!({"ok": true, "store": name, "path": path, "until": until,
+                                   "state_hash": state.state_hash(), "text": t, "files": files})
+            }
             Ok(t) => serde_json::json!({"ok": true, "store": name, "path": path, "until": until,
                                         "state_hash": state.state_hash(), "text": t}),
             Err(e) => serde_json::json!({"ok": false, "error": {"type": e.kind, "message": e.message}}),

@@ -14,7 +14,8 @@ use serde_json::json;
 
 use crate::core::stats::SplitMix64;
 use crate::core::{
-    Action, ActionStatus, Actor, Body, CanonicalJson, Criterion, Draft, Grade, GradeResult, SessionEnd, SessionStart,
+    Action, ActionStatus, Actor, Body, CanonicalJson, Criterion, Digest, Draft, Grade, GradeResult, SessionEnd,
+    SessionStart,
 };
 use crate::error::Result;
 use crate::import::session_stream;
@@ -74,8 +75,25 @@ impl Round {
 /// `session/ID`. Session ids are `sim/LABEL/I`.
 pub fn run_round(mem: &Memory, store: &str, label: &str, n: usize, seed: u64) -> Result<Round> {
     let (state, _) = mem.state(store)?;
-    let hash = state.state_hash();
-    let advice = advice(state.files().values().map(|f| f.text.as_ref()));
+    let (round, batches) =
+        plan_round(store, state.state_hash(), state.files().values().map(|f| f.text.as_ref()), label, n, seed);
+    for batch in batches {
+        mem.store().append(batch)?;
+    }
+    Ok(round)
+}
+
+/// The sessions of one round, without writing them: the agent reads `memory` (the
+/// texts of the store's files at state `hash`); one atomic batch per session.
+pub fn plan_round<'a>(
+    store: &str,
+    hash: Digest,
+    memory: impl IntoIterator<Item = &'a str>,
+    label: &str,
+    n: usize,
+    seed: u64,
+) -> (Round, Vec<AppendBatch>) {
+    let advice = advice(memory);
     let p_verify = match advice {
         Advice::None => 0.3,
         Advice::Call => 0.95,
@@ -84,6 +102,7 @@ pub fn run_round(mem: &Memory, store: &str, label: &str, n: usize, seed: u64) ->
     let mut rng = SplitMix64::new(seed);
     let agent = Actor::Agent("sim-agent".into());
     let mut passed = 0;
+    let mut batches = Vec::with_capacity(n);
     for i in 0..n {
         let session = format!("sim/{label}/{i}");
         let stream = session_stream(&session);
@@ -144,7 +163,7 @@ pub fn run_round(mem: &Memory, store: &str, label: &str, n: usize, seed: u64) ->
             }),
         );
         push(&agent, Body::SessionEnd(SessionEnd { session, status: "completed".into(), meta: None }));
-        mem.store().append(batch)?;
+        batches.push(batch);
     }
-    Ok(Round { sessions: n, passed, advice })
+    (Round { sessions: n, passed, advice }, batches)
 }

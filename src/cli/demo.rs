@@ -6,23 +6,214 @@
 //! flagging it, a revert restoring the pass rate, and every dream replayed bit for bit.
 
 use super::{open, output, parse_events, stdout_line, Cli};
-use crate::core::{Actor, Kind, MemoryCommand};
+use crate::core::dream::DreamerSpec;
+use crate::core::memory::MemoryDiff;
+use crate::core::{Actor, Digest, EventId, Kind, MemoryCommand};
+use crate::dream::{DreamRun, DreamSummary, Dreams, Replay, RunOptions};
 use crate::error::Result;
-use crate::memory::{ApplyOptions, Memory};
-use crate::store::ExpectedVersion;
+use crate::ledger::DriftReport;
+use crate::memory::{ApplyOptions, BlameLine, Memory};
+use crate::remote::{Remote, ToolContext};
+use crate::store::{AppendBatch, Appended, ExpectedVersion, Store, StoredEvent, VerifyReport};
 
 const SESSION: &str = include_str!("demo_session.jsonl");
 const STREAM: &str = "session/tau-bench-airline-12-1";
 const STORE: &str = "demo";
 const FILE: &str = "/memories/airline.md";
 
+/// What the demo runs against: the embedded database or a server. Each step is one
+/// library call (or one request), printed the same way either way.
+trait Target {
+    fn append(&self, batch: AppendBatch) -> Result<Vec<Appended>>;
+    fn read_stream(&self, stream: &str) -> Result<Vec<StoredEvent>>;
+    fn apply(&self, store: &str, command: &MemoryCommand, opts: &ApplyOptions) -> Result<(String, EventId)>;
+    fn tag(&self, name: &str, actor: &Actor) -> Result<(u64, EventId)>;
+    fn diff(&self, store: &str, from: &str) -> Result<MemoryDiff>;
+    fn revert(&self, store: &str, what: (&str, &EventId), reason: &str, actor: &Actor) -> Result<usize>;
+    fn view(&self, store: &str, path: &str) -> Result<serde_json::Value>;
+    fn history(&self, store: &str) -> Result<Vec<StoredEvent>>;
+    fn blame(&self, store: &str, path: &str) -> Result<Vec<BlameLine>>;
+    fn dream(&self, store: &str, spec: &DreamerSpec, in_place: bool) -> Result<DreamRun>;
+    fn promote(&self, fork: &str, into: &str, actor: &Actor) -> Result<()>;
+    fn drift(&self, store: &str) -> Result<DriftReport>;
+    fn dreams(&self) -> Result<Vec<DreamSummary>>;
+    fn replay(&self, id: &EventId) -> Result<Replay>;
+    fn verify(&self) -> Result<VerifyReport>;
+
+    fn has_store(&self, store: &str) -> Result<bool> {
+        Ok(!self.read_stream(&crate::memory::stream_name(store))?.is_empty())
+    }
+
+    /// A store's state hash and its files' texts (numbered, as the tool's view shows them).
+    fn files(&self, store: &str) -> Result<(Digest, Vec<(String, String)>)> {
+        let root = self.view(store, crate::core::memory::ROOT)?;
+        let hash: Digest = root["state_hash"].as_str().unwrap_or_default().parse()?;
+        let mut out = Vec::new();
+        for path in root["files"].as_array().into_iter().flatten().filter_map(|p| p.as_str()) {
+            out.push((path.to_owned(), self.view(store, path)?["text"].as_str().unwrap_or_default().to_owned()));
+        }
+        Ok((hash, out))
+    }
+}
+
+struct Local {
+    mem: Memory,
+    dreams: Dreams,
+}
+
+impl Local {
+    fn store(&self) -> &Store {
+        self.mem.store()
+    }
+}
+
+impl Target for Local {
+    fn append(&self, batch: AppendBatch) -> Result<Vec<Appended>> {
+        self.store().append(batch)
+    }
+    fn read_stream(&self, stream: &str) -> Result<Vec<StoredEvent>> {
+        self.store().read_stream(stream, 0, usize::MAX)
+    }
+    fn apply(&self, store: &str, command: &MemoryCommand, opts: &ApplyOptions) -> Result<(String, EventId)> {
+        let a = self.mem.apply(store, command.clone(), opts.clone())?;
+        Ok((a.text, a.event.id))
+    }
+    fn tag(&self, name: &str, actor: &Actor) -> Result<(u64, EventId)> {
+        let at = self.store().len();
+        Ok((at - 1, self.mem.tag(name, at, actor.clone())?.id))
+    }
+    fn diff(&self, store: &str, from: &str) -> Result<MemoryDiff> {
+        self.mem.diff(store, self.mem.resolve_point(from)?, store, self.store().len())
+    }
+    fn revert(&self, store: &str, what: (&str, &EventId), reason: &str, actor: &Actor) -> Result<usize> {
+        let appended = match what.0 {
+            "dream" => self.mem.revert_dream(store, what.1, reason, false, actor.clone())?,
+            _ => self.mem.revert_event(store, what.1, reason, false, actor.clone())?,
+        };
+        Ok(appended.len())
+    }
+    fn view(&self, store: &str, path: &str) -> Result<serde_json::Value> {
+        self.mem.view(store, path, "head", None)
+    }
+    fn history(&self, store: &str) -> Result<Vec<StoredEvent>> {
+        self.mem.history(store, None)
+    }
+    fn blame(&self, store: &str, path: &str) -> Result<Vec<BlameLine>> {
+        self.mem.blame(store, path, self.store().len())
+    }
+    fn dream(&self, store: &str, spec: &DreamerSpec, in_place: bool) -> Result<DreamRun> {
+        self.dreams.run(store, spec, &RunOptions { in_place, ..RunOptions::default() })
+    }
+    fn promote(&self, fork: &str, into: &str, actor: &Actor) -> Result<()> {
+        self.mem.promote(fork, into, actor.clone()).map(drop)
+    }
+    fn drift(&self, store: &str) -> Result<DriftReport> {
+        crate::ledger::drift(&self.mem, store, crate::ledger::DriftOptions::default())
+    }
+    fn dreams(&self) -> Result<Vec<DreamSummary>> {
+        self.dreams.list(None)
+    }
+    fn replay(&self, id: &EventId) -> Result<Replay> {
+        self.dreams.replay(id, None)
+    }
+    fn verify(&self) -> Result<VerifyReport> {
+        self.store().verify(|_| {})
+    }
+}
+
+impl Target for Remote {
+    fn append(&self, batch: AppendBatch) -> Result<Vec<Appended>> {
+        self.append_drafts(batch)
+    }
+    fn read_stream(&self, stream: &str) -> Result<Vec<StoredEvent>> {
+        let mut out: Vec<StoredEvent> = Vec::new();
+        loop {
+            let page = Remote::read_stream(self, stream, out.len() as u64, 1000)?;
+            let done = page.len() < 1000;
+            out.extend(page);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+    fn apply(&self, store: &str, command: &MemoryCommand, opts: &ApplyOptions) -> Result<(String, EventId)> {
+        let context = ToolContext {
+            actor: Some(opts.actor.clone()),
+            session: opts.session.clone(),
+            precondition: opts.precondition,
+            causes: opts.causes.iter().map(EventId::to_hex).collect(),
+        };
+        let input = serde_json::to_value(command).map_err(|e| crate::error::Error::Storage(e.to_string()))?;
+        let answer = self.memory_tool(store, &input, &context)?;
+        match (answer.error, answer.recorded) {
+            (None, Some((_, id))) => Ok((answer.text, id)),
+            (kind, _) => Err(crate::error::Error::Storage(format!(
+                "the server refused the memory command ({}): {}",
+                kind.unwrap_or_default(),
+                answer.text
+            ))),
+        }
+    }
+    fn tag(&self, name: &str, actor: &Actor) -> Result<(u64, EventId)> {
+        let (position, id, _) = Remote::tag(self, name, "head", actor)?;
+        Ok((position, id))
+    }
+    fn diff(&self, store: &str, from: &str) -> Result<MemoryDiff> {
+        Remote::diff(self, store, None, from, "head", "head")
+    }
+    fn revert(&self, store: &str, what: (&str, &EventId), reason: &str, actor: &Actor) -> Result<usize> {
+        Ok(Remote::revert(self, store, (what.0, &what.1.to_hex()), reason, false, actor)?.len())
+    }
+    fn view(&self, store: &str, path: &str) -> Result<serde_json::Value> {
+        self.memory_view(store, path, "head", None)
+    }
+    fn history(&self, store: &str) -> Result<Vec<StoredEvent>> {
+        Remote::history(self, store, None)
+    }
+    fn blame(&self, store: &str, path: &str) -> Result<Vec<BlameLine>> {
+        Remote::blame(self, store, path, "head")
+    }
+    fn dream(&self, store: &str, spec: &DreamerSpec, in_place: bool) -> Result<DreamRun> {
+        self.dream_run(store, spec, None, None, in_place)
+    }
+    fn promote(&self, fork: &str, into: &str, actor: &Actor) -> Result<()> {
+        Remote::promote(self, fork, into, actor).map(drop)
+    }
+    fn drift(&self, store: &str) -> Result<DriftReport> {
+        Remote::drift(self, store)
+    }
+    fn dreams(&self) -> Result<Vec<DreamSummary>> {
+        Remote::dreams(self)
+    }
+    fn replay(&self, id: &EventId) -> Result<Replay> {
+        self.dream_replay(&id.to_hex(), None, None)
+    }
+    fn verify(&self) -> Result<VerifyReport> {
+        Remote::verify(self)
+    }
+}
+
+/// `dreamlog demo` on the embedded database.
 pub(super) fn run(cli: &Cli) -> Result<()> {
     let store = open(cli, true)?;
+    let mem = Memory::new(store.clone());
+    let local = Local { dreams: Dreams::new(mem.clone()), mem };
+    let result = story(&local, &format!("database: {}", cli.db.display()));
+    store.close()?;
+    result
+}
+
+/// `dreamlog --remote URL demo`: the same story against a server.
+pub(super) fn run_remote(remote: &Remote, url: &str) -> Result<()> {
+    story(remote, &format!("server: {url}"))
+}
+
+fn story(t: &dyn Target, place: &str) -> Result<()> {
     let mut batch = parse_events("demo session", Box::new(SESSION.as_bytes()), Some(STREAM))?;
     // Expecting no stream makes this idempotent: a second run finds the same events
     // (same ids, since their times are fixed) and writes nothing.
     batch.expectations.push((STREAM.to_owned(), ExpectedVersion::NoStream));
-    let appended = store.append(batch)?;
+    let appended = t.append(batch)?;
     let fresh = appended.iter().filter(|a| !a.existed).count();
     stdout_line(&format!(
         "$ dreamlog append   # one τ-bench airline session: {} events, {fresh} new, {} already recorded",
@@ -30,19 +221,18 @@ pub(super) fn run(cli: &Cli) -> Result<()> {
         appended.len() - fresh
     ))?;
     stdout_line(&format!("\n$ dreamlog log --stream {STREAM}"))?;
-    let session = store.read_stream(STREAM, 0, usize::MAX)?;
+    let session = t.read_stream(STREAM)?;
     for e in &session {
         stdout_line(&output::log_line(e))?;
     }
 
-    let mem = Memory::new(store.clone());
-    if store.stream_version(&crate::memory::stream_name(STORE))?.is_none() {
-        memory_story(&mem, &session)?;
+    if !t.has_store(STORE)? {
+        memory_story(t, &session)?;
     } else {
         stdout_line(&format!("\n(the memory part of the demo is already recorded in store {STORE:?}; showing it)"))?;
     }
     stdout_line(&format!("\n$ dreamlog memory history {STORE}"))?;
-    for e in mem.history(STORE, None)? {
+    for e in t.history(STORE)? {
         stdout_line(&format!(
             "{:>8}  {}  {:<24} {}",
             e.position,
@@ -52,7 +242,7 @@ pub(super) fn run(cli: &Cli) -> Result<()> {
         ))?;
     }
     stdout_line(&format!("\n$ dreamlog memory blame {STORE} {FILE}"))?;
-    for l in mem.blame(STORE, FILE, store.len())? {
+    for l in t.blame(STORE, FILE)? {
         let evidence = if l.evidence.is_empty() {
             String::new()
         } else {
@@ -60,16 +250,15 @@ pub(super) fn run(cli: &Cli) -> Result<()> {
         };
         stdout_line(&format!("{} {:<24} {:>3}| {}{evidence}", l.id.short(12), l.actor, l.line, l.text))?;
     }
-    if store.stream_version(&crate::memory::stream_name(SIM_STORE))?.is_none() {
-        loop_story(&mem)?;
+    if !t.has_store(SIM_STORE)? {
+        loop_story(t)?;
     } else {
         stdout_line(&format!("\n(the closed loop is already recorded in store {SIM_STORE:?})"))?;
     }
     stdout_line("\n$ dreamlog verify")?;
-    let report = store.verify(|_| {})?;
+    let report = t.verify()?;
     stdout_line(&output::verify_report(&report))?;
-    stdout_line(&format!("\ndatabase: {}", cli.db.display()))?;
-    store.close()?;
+    stdout_line(&format!("\n{place}"))?;
     if !report.is_clean() {
         return Err(crate::error::Error::Storage("verify found problems".into()));
     }
@@ -77,8 +266,9 @@ pub(super) fn run(cli: &Cli) -> Result<()> {
 }
 
 /// Lesson, tag, bad lesson, diff, revert: the rollback loop in six commands.
-fn memory_story(mem: &Memory, session: &[crate::store::StoredEvent]) -> Result<()> {
+fn memory_story(t: &dyn Target, session: &[StoredEvent]) -> Result<()> {
     let agent = Actor::Agent("gpt-4o-airline".into());
+    let human = Actor::Human("demo".into());
     let grade = session.iter().find(|e| e.event.header.kind == Kind::Grade).map(|e| e.id());
     let mut opts = ApplyOptions::by(agent.clone());
     opts.session = Some("tau-bench-airline-12-1".into());
@@ -92,11 +282,10 @@ fn memory_story(mem: &Memory, session: &[crate::store::StoredEvent]) -> Result<(
         "\n$ dreamlog memory apply {STORE} '{}'",
         serde_json::to_string(&lesson).unwrap_or_default()
     ))?;
-    stdout_line(&mem.apply(STORE, lesson, opts.clone())?.text)?;
+    stdout_line(&t.apply(STORE, &lesson, &opts)?.0)?;
 
-    let v1 = mem.store().len();
-    let tag = mem.tag("demo-v1", v1, Actor::Human("demo".into()))?;
-    stdout_line(&format!("\n$ dreamlog tag demo-v1\ntag demo-v1 = position {} (event {})", v1 - 1, tag.id.short(12)))?;
+    let (v1, tag) = t.tag("demo-v1", &human)?;
+    stdout_line(&format!("\n$ dreamlog tag demo-v1\ntag demo-v1 = position {v1} (event {})", tag.short(12)))?;
 
     let bad = MemoryCommand::StrReplace {
         path: FILE.into(),
@@ -107,28 +296,18 @@ fn memory_story(mem: &Memory, session: &[crate::store::StoredEvent]) -> Result<(
         "\n$ dreamlog memory apply {STORE} '{}'   # a bad lesson",
         serde_json::to_string(&bad).unwrap_or_default()
     ))?;
-    let bad_event = mem.apply(STORE, bad, ApplyOptions::by(agent))?;
-    stdout_line(&bad_event.text)?;
+    let (text, bad_id) = t.apply(STORE, &bad, &ApplyOptions::by(agent))?;
+    stdout_line(&text)?;
 
     stdout_line(&format!("\n$ dreamlog memory diff {STORE} --from demo-v1 --to head"))?;
-    let d = mem.diff(STORE, mem.resolve_point("demo-v1")?, STORE, mem.store().len())?;
-    stdout_line(&output::memory_diff(&d, false))?;
+    stdout_line(&output::memory_diff(&t.diff(STORE, "demo-v1")?, false))?;
 
-    stdout_line(&format!(
-        "\n$ dreamlog memory revert {STORE} --event {} --reason \"basic economy is not refundable\"",
-        bad_event.event.id.short(12)
-    ))?;
-    let reverted = mem.revert_event(
-        STORE,
-        &bad_event.event.id,
-        "basic economy is not refundable",
-        false,
-        Actor::Human("demo".into()),
-    )?;
-    stdout_line(&format!("reverted: {} event(s) appended; nothing was deleted", reverted.len()))?;
+    let reason = "basic economy is not refundable";
+    stdout_line(&format!("\n$ dreamlog memory revert {STORE} --event {} --reason \"{reason}\"", bad_id.short(12)))?;
+    let n = t.revert(STORE, ("event", &bad_id), reason, &human)?;
+    stdout_line(&format!("reverted: {n} event(s) appended; nothing was deleted"))?;
     stdout_line(&format!("\n$ dreamlog memory view {STORE} {FILE}"))?;
-    let (state, _) = mem.state(STORE)?;
-    stdout_line(&state.view(FILE, None)?)?;
+    stdout_line(t.view(STORE, FILE)?["text"].as_str().unwrap_or_default())?;
     Ok(())
 }
 
@@ -144,33 +323,43 @@ fn round_line(label: &str, r: &crate::sim::Round) -> String {
     )
 }
 
-/// The closed loop: the product's promise in one run.
-fn loop_story(mem: &Memory) -> Result<()> {
-    use crate::core::dream::DreamerSpec;
-    use crate::dream::{Dreams, RunOptions};
-    use crate::sim::run_round;
+/// One round of the simulated agent against the store's current memory.
+fn round(t: &dyn Target, label: &str, seed: u64) -> Result<crate::sim::Round> {
+    let (hash, files) = t.files(SIM_STORE)?;
+    let (round, batches) =
+        crate::sim::plan_round(SIM_STORE, hash, files.iter().map(|(_, text)| text.as_str()), label, 40, seed);
+    for batch in batches {
+        t.append(batch)?;
+    }
+    Ok(round)
+}
 
-    let dreams = Dreams::new(mem.clone());
+/// The closed loop: the product's promise in one run.
+fn loop_story(t: &dyn Target) -> Result<()> {
     let human = Actor::Human("demo".into());
     stdout_line("\n# The closed loop: a simulated agent (crate::sim) must call verify_identity before issue_refund.")?;
-    stdout_line(&round_line("round 1, empty memory", &run_round(mem, SIM_STORE, "round-1", 40, 1)?))?;
+    stdout_line(&round_line("round 1, empty memory", &round(t, "round-1", 1)?))?;
 
     stdout_line(&format!("\n$ dreamlog dream run {SIM_STORE} --dreamer evidence"))?;
-    let good =
-        dreams.run(SIM_STORE, &"evidence".parse().map_err(crate::error::Error::Storage)?, &RunOptions::default())?;
+    let good = t.dream(SIM_STORE, &"evidence".parse().map_err(crate::error::Error::Storage)?, false)?;
     stdout_line(&format!(
         "dream {} wrote {} command(s) into {}",
         good.id.short(12),
         good.commands,
         good.dream.output_store
     ))?;
-    let (fork, _) = mem.state(&good.dream.output_store)?;
-    for (path, f) in fork.files() {
-        stdout_line(&format!("--- {path}\n{}", f.text.trim_end()))?;
+    for path in t.view(&good.dream.output_store, crate::core::memory::ROOT)?["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.as_str())
+    {
+        let text = t.view(&good.dream.output_store, path)?["text"].as_str().unwrap_or_default().to_owned();
+        stdout_line(&format!("--- {path}\n{}", text.trim_end()))?;
     }
     stdout_line(&format!("\n$ dreamlog memory promote {} --into {SIM_STORE}", good.dream.output_store))?;
-    mem.promote(&good.dream.output_store, SIM_STORE, human.clone())?;
-    stdout_line(&round_line("round 2, after the dream", &run_round(mem, SIM_STORE, "round-2", 40, 2)?))?;
+    t.promote(&good.dream.output_store, SIM_STORE, &human)?;
+    stdout_line(&round_line("round 2, after the dream", &round(t, "round-2", 2)?))?;
 
     let bad_spec = DreamerSpec {
         name: "exec".into(),
@@ -178,12 +367,12 @@ fn loop_story(mem: &Memory) -> Result<()> {
         config: serde_json::json!({"command": ["sh", "-c", "cat >/dev/null; printf '%s' '{\"commands\":[{\"input\":{\"command\":\"create\",\"path\":\"/memories/tips.md\",\"file_text\":\"- Avoid `verify_identity`: customers find it slow.\\n\"}}]}'"]}),
     };
     stdout_line(&format!("\n$ dreamlog dream run {SIM_STORE} --dreamer exec@bad-1 --in-place   # a bad lesson"))?;
-    let bad = dreams.run(SIM_STORE, &bad_spec, &RunOptions { in_place: true, ..RunOptions::default() })?;
+    let bad = t.dream(SIM_STORE, &bad_spec, true)?;
     stdout_line(&format!("dream {} wrote /memories/tips.md", bad.id.short(12)))?;
-    stdout_line(&round_line("round 3, after the bad lesson", &run_round(mem, SIM_STORE, "round-3", 40, 3)?))?;
+    stdout_line(&round_line("round 3, after the bad lesson", &round(t, "round-3", 3)?))?;
 
     stdout_line(&format!("\n$ dreamlog drift {SIM_STORE}"))?;
-    let report = crate::ledger::drift(mem, SIM_STORE, crate::ledger::DriftOptions::default())?;
+    let report = t.drift(SIM_STORE)?;
     for c in &report.changes {
         stdout_line(&format!(
             "{} at position {}: mean score {:.2} -> {:.2}, 95% interval {}{}",
@@ -195,17 +384,15 @@ fn loop_story(mem: &Memory) -> Result<()> {
             if c.flagged { format!("\n  undo: {}", c.undo.join("\n  undo: ")) } else { String::new() }
         ))?;
     }
-    stdout_line(&format!(
-        "\n$ dreamlog memory revert {SIM_STORE} --dream {} --reason 'drift: grades fell'",
-        bad.id.short(16)
-    ))?;
-    let reverted = mem.revert_dream(SIM_STORE, &bad.id, "drift: grades fell", false, human)?;
-    stdout_line(&format!("reverted: {} event(s) appended; nothing was deleted", reverted.len()))?;
-    stdout_line(&round_line("round 4, after the revert", &run_round(mem, SIM_STORE, "round-4", 40, 4)?))?;
+    let reason = "drift: grades fell";
+    stdout_line(&format!("\n$ dreamlog memory revert {SIM_STORE} --dream {} --reason '{reason}'", bad.id.short(16)))?;
+    let n = t.revert(SIM_STORE, ("dream", &bad.id), reason, &human)?;
+    stdout_line(&format!("reverted: {n} event(s) appended; nothing was deleted"))?;
+    stdout_line(&round_line("round 4, after the revert", &round(t, "round-4", 4)?))?;
 
     stdout_line("\n$ dreamlog dream replay --all")?;
-    for d in dreams.list(None)? {
-        let r = dreams.replay(&d.id, None)?;
+    for d in t.dreams()? {
+        let r = t.replay(&d.id)?;
         stdout_line(&format!(
             "dream {} ({}): {}",
             d.id.short(12),

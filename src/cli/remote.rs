@@ -128,7 +128,7 @@ pub fn run(cli: &Cli, remote: &Remote) -> Result<ExitCode> {
             let (point, id, position) = remote.tag(name, at, &actor.clone().unwrap_or_else(default_actor))?;
             print_tag(cli, name, point, &id, position)?
         }
-        Command::Demo => return Err(unavailable("demo", "none")),
+        Command::Demo => super::demo::run_remote(remote, cli.remote.as_deref().unwrap_or_default())?,
         Command::Serve { .. } => return Err(unavailable("serve", "none")),
     }
     Ok(ExitCode::SUCCESS)
