@@ -42,5 +42,6 @@ pub use crate::core::{
 };
 pub use crate::error::{Error, Result};
 pub use crate::store::{
-    AppendBatch, Appended, ExpectedVersion, Options, Store, StoredEvent, Subscription, SyncMode, VerifyReport,
+    AppendBatch, Appended, ExpectedVersion, Options, SharedMemory, Store, StoredEvent, Subscription, SyncMode,
+    VerifyReport,
 };

@@ -102,7 +102,7 @@ fn tenants_are_isolated_and_tokens_checked() {
         {"tenant": "acme", "role": "write", "token_blake3": hash("acme-write")},
         {"tenant": "acme", "role": "read", "token_blake3": hash("acme-read")},
         {"tenant": "globex", "role": "admin", "token_blake3": hash("globex-admin")},
-    ], "max_batch": 3});
+    ], "max_batch": 3, "block_cache_bytes": 8388608, "write_buffer_bytes": 4194304});
     let cfg_path = dir.path().join("server.json");
     std::fs::write(&cfg_path, config.to_string()).unwrap();
     let server = Server::start(&db, &["--config", cfg_path.to_str().unwrap()]);

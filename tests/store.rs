@@ -363,3 +363,55 @@ fn the_store_refuses_writes_after_close() {
     store.close().unwrap();
     assert!(matches!(store.append(AppendBatch::one(note("s", 1))).unwrap_err(), Error::Closed));
 }
+
+/// Stores sharing one memory budget (a server's tenants): past the shared write-buffer
+/// budget their memtables are flushed to table files, which stores with their own
+/// (default, 64 MiB) memtables do not do for the same writes; everything stays readable.
+#[test]
+fn stores_sharing_a_memory_budget_flush_past_it() {
+    let dir = tempdir().unwrap();
+    let shared = dreamlog::SharedMemory::new(8 << 20, 1 << 20);
+    let with = || Options { sync: SyncMode::None, shared: Some(shared.clone()), ..Options::default() };
+    let alone = Options { sync: SyncMode::None, ..Options::default() };
+    let paths = ["a", "b", "own"].map(|n| dir.path().join(n));
+    let stores = [
+        Store::open(&paths[0], with()).unwrap(),
+        Store::open(&paths[1], with()).unwrap(),
+        Store::open(&paths[2], alone).unwrap(),
+    ];
+    let big = |i: u64| {
+        let body = Body::Note(dreamlog::Note {
+            note_type: "big".into(),
+            json: CanonicalJson::from_value(&serde_json::json!({"i": i, "pad": "x".repeat(1000)})),
+        });
+        Draft::new("s", Actor::System("test".into()), body)
+    };
+    // About 3 MiB into each store, in batches.
+    for store in &stores {
+        for b in 0..30u64 {
+            let mut batch = AppendBatch::new();
+            for i in 0..100 {
+                batch = batch.push(big(b * 100 + i));
+            }
+            store.append(batch).unwrap();
+        }
+    }
+    let tables = |p: &std::path::Path| {
+        std::fs::read_dir(p)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "sst"))
+            .count()
+    };
+    // Flushes run in the background: wait for them (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while (tables(&paths[0]) == 0 || tables(&paths[1]) == 0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(tables(&paths[0]) > 0 && tables(&paths[1]) > 0, "the shared budget flushed both stores");
+    assert_eq!(tables(&paths[2]), 0, "a store with its own memtables keeps 3 MiB in memory");
+    for store in &stores {
+        assert_eq!(store.len(), 3000);
+        let last = store.get_at(2999).unwrap();
+        assert_eq!(store.get(&last.id()).unwrap().position, 2999);
+    }
+}

@@ -66,6 +66,11 @@ pub struct ServerConfig {
     pub request_timeout_secs: u64,
     /// Most concurrent requests before 429.
     pub max_concurrent: usize,
+    /// Block cache shared by every tenant's database, bytes.
+    pub block_cache_bytes: usize,
+    /// Memtables of every tenant's database together, bytes (past it the largest are
+    /// flushed), so many tenants cost one budget.
+    pub write_buffer_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +81,8 @@ impl Default for ServerConfig {
             max_batch: 10_000,
             request_timeout_secs: 30,
             max_concurrent: 1024,
+            block_cache_bytes: 256 << 20,
+            write_buffer_bytes: 256 << 20,
         }
     }
 }
@@ -140,8 +147,11 @@ pub struct AppState {
 impl AppState {
     /// Opens every tenant's database: `db` itself without tokens, `db/tenants/NAME` with.
     pub fn open(db: &Path, config: ServerConfig, sync: SyncMode, snapshot_every: u64) -> Result<Arc<AppState>> {
+        // One memory budget for all tenants.
+        let shared = crate::store::SharedMemory::new(config.block_cache_bytes, config.write_buffer_bytes);
         let open = |path: PathBuf, name: &str| -> Result<Tenant> {
-            let store = Store::open(&path, Options { sync, create_if_missing: true, ..Options::default() })?;
+            let opts = Options { sync, create_if_missing: true, shared: Some(shared.clone()), ..Options::default() };
+            let store = Store::open(&path, opts)?;
             let mem = Memory::new(store.clone()).with_snapshot_every(snapshot_every);
             Ok(Tenant { name: name.to_owned(), store, mem })
         };

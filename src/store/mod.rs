@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode,
-    Options as RocksOptions, ReadOptions, DB,
+    Options as RocksOptions, ReadOptions, WriteBufferManager, DB,
 };
 
 pub use layout::{ALL_CFS, CF_IDS, CF_KINDS, CF_LOG, CF_META, CF_PATHS, CF_SNAPSHOTS, CF_STREAMS};
@@ -69,6 +69,42 @@ pub struct Options {
     pub max_batch_events: usize,
     /// Most events the writer commits in one group (one WriteBatch, one sync).
     pub max_group_events: usize,
+    /// Memory budgets shared with other stores of this process; when set, its block
+    /// cache replaces `block_cache_bytes` and its write-buffer budget bounds the memtables
+    /// of all the stores together.
+    pub shared: Option<SharedMemory>,
+}
+
+/// One block cache and one write-buffer budget for several stores in one process (a
+/// server's tenants), so that N stores cost one memory budget rather than N.
+#[derive(Clone)]
+pub struct SharedMemory {
+    cache: Cache,
+    write_buffers: WriteBufferManager,
+    cache_bytes: usize,
+    write_buffer_bytes: usize,
+}
+
+impl SharedMemory {
+    /// A budget of `cache_bytes` of block cache and `write_buffer_bytes` of memtables in
+    /// all (past it, the largest memtables are flushed).
+    pub fn new(cache_bytes: usize, write_buffer_bytes: usize) -> SharedMemory {
+        SharedMemory {
+            cache: Cache::new_lru_cache(cache_bytes),
+            write_buffers: WriteBufferManager::new_write_buffer_manager(write_buffer_bytes, false),
+            cache_bytes,
+            write_buffer_bytes,
+        }
+    }
+}
+
+impl fmt::Debug for SharedMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedMemory")
+            .field("cache_bytes", &self.cache_bytes)
+            .field("write_buffer_bytes", &self.write_buffer_bytes)
+            .finish()
+    }
 }
 
 impl Default for Options {
@@ -81,6 +117,7 @@ impl Default for Options {
             max_body_bytes: 16 << 20,
             max_batch_events: 100_000,
             max_group_events: 20_000,
+            shared: None,
         }
     }
 }
@@ -217,8 +254,14 @@ impl Store {
         if !opts.create_if_missing && !path.join("CURRENT").exists() {
             return Err(open_err("no dreamlog database here (run `dreamlog init` to create one)".into()));
         }
-        let cache = Cache::new_lru_cache(opts.block_cache_bytes);
+        let cache = match &opts.shared {
+            Some(s) => s.cache.clone(),
+            None => Cache::new_lru_cache(opts.block_cache_bytes),
+        };
         let mut db_opts = RocksOptions::default();
+        if let Some(s) = &opts.shared {
+            db_opts.set_write_buffer_manager(&s.write_buffers);
+        }
         db_opts.create_if_missing(opts.create_if_missing);
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(2);
