@@ -316,8 +316,9 @@ impl Remote {
     }
 
     /// The drift report of a store.
-    pub fn drift(&self, store: &str) -> Result<crate::ledger::DriftReport> {
-        Remote::typed(self.get(&format!("/v1/drift/{store}"), &[])?)
+    pub fn drift(&self, store: &str, resamples: usize, min_sessions: u64) -> Result<crate::ledger::DriftReport> {
+        let q = [("resamples", resamples.to_string()), ("min_sessions", min_sessions.to_string())];
+        Remote::typed(self.get(&format!("/v1/drift/{store}"), &q)?)
     }
 
     /// Every dream.

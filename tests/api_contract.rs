@@ -257,6 +257,7 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
     let lessons = api.ok("get", "/v1/memory/s/lessons", None);
     assert!(!lessons["lessons"].as_array().unwrap().is_empty(), "{lessons}");
     api.ok("get", "/v1/drift/s", None);
+    api.ok("get", "/v1/drift/s?resamples=500&min_sessions=1", None);
     api.ok("post", "/v1/verify", None);
 
     // Line-oriented answers: the export and the live tail.
@@ -295,6 +296,7 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
     expect_error(&mut api, "post", "/v1/memory/s/fork", Some(&json!({"new": "s2"})), 409, "conflict");
     expect_error(&mut api, "get", "/v1/memory/nope/lessons?at=nowhere", None, 400, "invalid_request");
     expect_error(&mut api, "get", "/v1/dreams/0000", None, 404, "not_found");
+    expect_error(&mut api, "get", "/v1/drift/s?resamples=0", None, 400, "invalid_request");
     // Routes and methods that do not exist answer in the same envelope.
     let raw = |api: &Contract, method: reqwest::Method, path: &str| {
         let r = api.http.request(method, format!("{}{path}", server.base)).bearer_auth("admin-token").send().unwrap();

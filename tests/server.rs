@@ -428,6 +428,7 @@ fn the_cli_prints_the_same_embedded_and_remote() {
         vec!["memory", "diff", "s", "--from", "2", "--json"],
         vec!["drift", "s"],
         vec!["drift", "s", "--json"],
+        vec!["drift", "s", "--resamples", "500", "--min-sessions", "1", "--json"],
     ] {
         let (a, b) = (e(&args, None), r(&args, None));
         assert_eq!((a.0, &a.1), (b.0, &b.1), "{args:?}\nembedded stderr: {}\nremote stderr: {}", a.2, b.2);
@@ -580,7 +581,8 @@ fn the_cli_prints_the_same_embedded_and_remote() {
     );
     assert_eq!((a.0, b.0), (0, 0), "{}\n{}", a.2, b.2);
     // Set aside: stamped ids (any run of 12+ hex digits), the bootstrap interval (seeded
-    // by a stamped id) and where the story ran.
+    // by a stamped id), the bytes verify hashed (a dream records its wall-clock duration)
+    // and where the story ran.
     let story = |o: &str| -> Vec<String> {
         o.lines()
             .filter(|l| !l.starts_with("database:") && !l.starts_with("server:"))
@@ -588,6 +590,10 @@ fn the_cli_prints_the_same_embedded_and_remote() {
                 let l = match (l.find("interval ["), l.rfind(']')) {
                     (Some(a), Some(b)) if b > a => format!("{}{}", &l[..a], &l[b + 1..]),
                     _ => l.to_owned(),
+                };
+                let l = match (l.find(" streams ("), l.find(" bytes hashed")) {
+                    (Some(a), Some(b)) if b > a => format!("{}{}", &l[..a + 10], &l[b..]),
+                    _ => l,
                 };
                 let mut out = String::new();
                 let mut run = String::new();
@@ -609,4 +615,27 @@ fn the_cli_prints_the_same_embedded_and_remote() {
     assert!(b.1.contains(&format!("server: {}", demo_server.base)));
     assert!(demo_server.stop().success());
     assert!(server.stop().success());
+}
+
+#[test]
+fn the_server_logs_requests_and_its_shutdown() {
+    let dir = tempdir().unwrap();
+    let server = Server::start(&dir.path().join("db"), &["--log", "debug"]);
+    let c = client();
+    assert_eq!(get(&c, &server.url("/v1/health"), None).0, 200);
+    assert_eq!(get(&c, &server.url("/v1/streams/nope"), None).0, 404);
+    let (status, log) = server.stop_with_log();
+    assert!(status.success());
+    let text = log.join("\n");
+    assert!(log.iter().any(|l| l.contains("DEBUG") && l.contains("GET /v1/health 200")), "{text}");
+    assert!(log.iter().any(|l| l.contains("INFO") && l.contains("GET /v1/streams/nope 404")), "{text}");
+    assert!(text.contains("shutting down") && text.contains("databases flushed and closed"), "{text}");
+
+    // At the default level, successes are not logged; refused requests are.
+    let server = Server::start(&dir.path().join("db"), &[]);
+    get(&c, &server.url("/v1/health"), None);
+    get(&c, &server.url("/v1/nope"), None);
+    let (_, log) = server.stop_with_log();
+    assert!(!log.iter().any(|l| l.contains("/v1/health")), "{log:?}");
+    assert!(log.iter().any(|l| l.contains("GET /v1/nope 404")), "{log:?}");
 }

@@ -180,7 +180,8 @@ impl Target for Remote {
         Remote::promote(self, fork, into, actor).map(drop)
     }
     fn drift(&self, store: &str) -> Result<DriftReport> {
-        Remote::drift(self, store)
+        let defaults = crate::ledger::DriftOptions::default();
+        Remote::drift(self, store, defaults.resamples, defaults.min_sessions)
     }
     fn dreams(&self) -> Result<Vec<DreamSummary>> {
         Remote::dreams(self)

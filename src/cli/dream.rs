@@ -87,8 +87,9 @@ pub struct DriftArgs {
     /// Exit non-zero when any change is flagged (for CI).
     #[arg(long)]
     pub fail_on_drift: bool,
-    /// Bootstrap resamples.
-    #[arg(long, default_value_t = 2000)]
+    /// Bootstrap resamples (1 to 100,000).
+    #[arg(long, default_value_t = 2000,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub resamples: usize,
     /// Graded sessions each side needs before a change can be flagged.
     #[arg(long, default_value_t = 3)]

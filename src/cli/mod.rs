@@ -92,6 +92,10 @@ pub enum Command {
         /// Print the token_blake3 of a token for the config, and exit.
         #[arg(long)]
         hash_token: Option<String>,
+        /// Log level on stderr: off, error, warn, info (errors and refused requests), or
+        /// debug (every request).
+        #[arg(long, env = "DREAMLOG_LOG", default_value = "info")]
+        log: tracing_subscriber::filter::LevelFilter,
     },
     /// Name a point of the log (recorded as an event).
     Tag {
@@ -392,11 +396,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Drift(args) => return dream::drift(&cli, args),
         Command::Tag { name, at, actor } => return memory::tag(&cli, name, at, actor.clone()),
         Command::Demo => demo::run(&cli)?,
-        Command::Serve { addr, config, hash_token } => {
+        Command::Serve { addr, config, hash_token, log } => {
             if let Some(t) = hash_token {
                 stdout_line(&crate::server::hash_token(t))?;
                 return Ok(ExitCode::SUCCESS);
             }
+            tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(*log).with_target(false).init();
             let config = match config {
                 Some(p) => crate::server::ServerConfig::load(p)?,
                 None => crate::server::ServerConfig::default(),

@@ -119,10 +119,8 @@ pub fn run(cli: &Cli, remote: &Remote) -> Result<ExitCode> {
         Command::Sessions(SessionsCmd::Stats) => print_stats(cli, &remote.session_stats()?)?,
         Command::Dream(cmd) => return dream(cli, remote, cmd),
         Command::Drift(args) => {
-            if args.resamples != 2000 || args.min_sessions != 3 {
-                return Err(unavailable("drift --resamples/--min-sessions", "GET /v1/drift/STORE uses the defaults"));
-            }
-            return super::dream::print_drift(cli, &remote.drift(&args.store)?, args.fail_on_drift);
+            let report = remote.drift(&args.store, args.resamples, args.min_sessions)?;
+            return super::dream::print_drift(cli, &report, args.fail_on_drift);
         }
         Command::Tag { name, at, actor } => {
             let (point, id, position) = remote.tag(name, at, &actor.clone().unwrap_or_else(default_actor))?;

@@ -39,6 +39,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!("{} ({}): {}", self.status.as_u16(), self.kind, self.message);
+        }
         let mut err = json!({"type": self.kind, "message": self.message});
         if let Value::Object(extra) = self.details {
             for (k, v) in extra {
@@ -171,8 +174,26 @@ pub fn router(state: Arc<AppState>) -> Router {
             }
         }))
         .layer(axum::middleware::from_fn(json_errors))
+        .layer(axum::middleware::from_fn(access_log))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// One log line per request: method, path, status and time taken. Successes at debug,
+/// client errors at info, server errors at warn (the default level shows the errors).
+async fn access_log(req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    match status {
+        500.. => tracing::warn!("{method} {path} {status} {ms:.1} ms"),
+        400..=499 => tracing::info!("{method} {path} {status} {ms:.1} ms"),
+        _ => tracing::debug!("{method} {path} {status} {ms:.1} ms"),
+    }
+    resp
 }
 
 /// Every error answer is JSON `{error: {type, message}}`, also those axum writes itself
@@ -553,14 +574,39 @@ async fn dreams(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiRe
     Ok(Json(json!({ "dreams": list })))
 }
 
+#[derive(Deserialize)]
+struct DriftQuery {
+    #[serde(default)]
+    resamples: Option<usize>,
+    #[serde(default)]
+    min_sessions: Option<u64>,
+}
+
+/// Most bootstrap resamples a request may ask for (each costs a pass over the sessions).
+const MAX_RESAMPLES: usize = 100_000;
+
 async fn drift(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(store): Path<String>,
+    Query(q): Query<DriftQuery>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let report =
-        blocking(move || crate::ledger::drift(&tenant.mem, &store, crate::ledger::DriftOptions::default())).await?;
+    let mut opts = crate::ledger::DriftOptions::default();
+    if let Some(n) = q.resamples {
+        if n == 0 || n > MAX_RESAMPLES {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("resamples {n} is outside 1..={MAX_RESAMPLES}"),
+            ));
+        }
+        opts.resamples = n;
+    }
+    if let Some(n) = q.min_sessions {
+        opts.min_sessions = n;
+    }
+    let report = blocking(move || crate::ledger::drift(&tenant.mem, &store, opts)).await?;
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 

@@ -253,6 +253,7 @@ pub async fn serve(
     let stopper = state.clone();
     let shutdown = async move {
         shutdown.await;
+        tracing::info!("shutting down: no new connections; finishing in-flight requests");
         // Live tails never end by themselves: tell them to.
         stopper.stop.send_replace(true);
     };
@@ -262,7 +263,9 @@ pub async fn serve(
         .map_err(|e| Error::Storage(format!("server: {e}")))?;
     // Give SSE streams a moment to see the shutdown, then flush and close.
     tokio::time::sleep(Duration::from_millis(10)).await;
-    state.close()
+    state.close()?;
+    tracing::info!("databases flushed and closed");
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

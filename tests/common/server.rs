@@ -10,6 +10,9 @@ use serde_json::{json, Value};
 pub struct Server {
     child: Child,
     pub base: String,
+    /// The server's stderr after its first line, as it arrives.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    drain: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -28,18 +31,34 @@ impl Server {
         err.read_line(&mut line).unwrap();
         let addr = line.split("on http://").nth(1).and_then(|r| r.split_whitespace().next()).expect(&line).to_owned();
         // Keep draining stderr so the server never blocks on it.
-        std::thread::spawn(move || for _ in err.lines() {});
-        Server { child, base: format!("http://{addr}") }
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        let drain = std::thread::spawn(move || {
+            for l in err.lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(l);
+            }
+        });
+        Server { child, base: format!("http://{addr}"), log, drain: Some(drain) }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    pub fn stop(mut self) -> std::process::ExitStatus {
+    pub fn stop(self) -> std::process::ExitStatus {
+        self.stop_with_log().0
+    }
+
+    /// SIGTERM, then the exit status and everything the server wrote to stderr.
+    pub fn stop_with_log(mut self) -> (std::process::ExitStatus, Vec<String>) {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        self.child.wait().unwrap()
+        let status = self.child.wait().unwrap();
+        if let Some(d) = self.drain.take() {
+            d.join().unwrap();
+        }
+        let log = self.log.lock().unwrap().clone();
+        (status, log)
     }
 }
 
