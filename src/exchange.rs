@@ -56,16 +56,18 @@ fn parse_line(path: &str, line_no: usize, line: &str) -> Result<(Option<u64>, Se
     json.into_sealed().map_err(|e| input(e.to_string()))
 }
 
+/// Each id's position and each stream's head (last event id), in the order asked;
+/// `None` for an id not stored or a stream that does not exist.
+pub type Lookup = (Vec<Option<u64>>, Vec<Option<EventId>>);
+
 /// Where an import writes: the local store, or a server through [`crate::remote::Remote`].
-/// The check needs ids' positions and streams' heads; both are asked in bulk so a
-/// remote import costs a request per chunk, not per event.
+/// The check needs ids' positions and streams' heads; both are asked in one bulk lookup
+/// per chunk, so a remote import costs a request per chunk, not per event.
 pub trait ExportSink {
     /// Number of events in the log (the next position).
     fn log_len(&self) -> Result<u64>;
-    /// Each id's position, if stored.
-    fn positions_of(&self, ids: &[EventId]) -> Result<Vec<Option<u64>>>;
-    /// Each stream's head (last event id), if the stream exists.
-    fn stream_heads(&self, streams: &[String]) -> Result<Vec<Option<EventId>>>;
+    /// Positions of `ids` and heads of `streams`.
+    fn lookup(&self, ids: &[EventId], streams: &[String]) -> Result<Lookup>;
     /// Appends one batch atomically.
     fn append_batch(&self, batch: AppendBatch) -> Result<Vec<Appended>>;
     /// Largest batch the sink takes.
@@ -78,11 +80,10 @@ impl ExportSink for Store {
     fn log_len(&self) -> Result<u64> {
         Ok(self.len())
     }
-    fn positions_of(&self, ids: &[EventId]) -> Result<Vec<Option<u64>>> {
-        ids.iter().map(|id| self.position_of(id)).collect()
-    }
-    fn stream_heads(&self, streams: &[String]) -> Result<Vec<Option<EventId>>> {
-        streams.iter().map(|s| Ok(self.stream_head(s)?.map(|(_, id)| id))).collect()
+    fn lookup(&self, ids: &[EventId], streams: &[String]) -> Result<Lookup> {
+        let positions = ids.iter().map(|id| self.position_of(id)).collect::<Result<_>>()?;
+        let heads = streams.iter().map(|s| Ok(self.stream_head(s)?.map(|(_, id)| id))).collect::<Result<_>>()?;
+        Ok((positions, heads))
     }
     fn append_batch(&self, batch: AppendBatch) -> Result<Vec<Appended>> {
         self.append(batch)
@@ -108,13 +109,13 @@ pub fn import(
     let mut new_events = 0u64;
     let mut check = |chunk: &mut Vec<(usize, Option<u64>, SealedEvent)>| -> Result<()> {
         let ids: Vec<EventId> = chunk.iter().map(|(_, _, e)| e.id).collect();
-        let positions = sink.positions_of(&ids)?;
         let mut unknown: Vec<String> =
             chunk.iter().map(|(_, _, e)| &e.header.stream).filter(|s| !heads.contains_key(*s)).cloned().collect();
         unknown.sort();
         unknown.dedup();
-        for (stream, head) in unknown.iter().zip(sink.stream_heads(&unknown)?) {
-            heads.insert(stream.clone(), head);
+        let (positions, found) = sink.lookup(&ids, &unknown)?;
+        for (stream, head) in unknown.into_iter().zip(found) {
+            heads.insert(stream, head);
         }
         for ((line_no, position, e), exists) in chunk.drain(..).zip(positions) {
             report.events += 1;

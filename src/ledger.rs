@@ -43,49 +43,39 @@ impl SessionRun {
 pub fn sessions_with(store: &Store, name: &str, until: u64) -> Result<Vec<SessionRun>> {
     let mut runs = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
-    let mut from = 0;
-    'starts: loop {
-        let chunk = store.read_kind(Kind::SessionStart, from, 4096)?;
-        let Some(last) = chunk.last() else { break };
-        from = last.position + 1;
-        for e in chunk {
-            if e.position >= until {
-                break 'starts;
-            }
-            if let Body::SessionStart(s) = e.event.body {
-                if s.store.as_deref() == Some(name) {
-                    index.insert(s.session.clone(), runs.len());
-                    runs.push(SessionRun {
-                        session: s.session,
-                        position: e.position,
-                        memory_state: s.memory_state,
-                        score: None,
-                        passed: None,
-                    });
-                }
+    store.scan_kind(Kind::SessionStart, 0, |e| {
+        if e.position >= until {
+            return false;
+        }
+        if let Body::SessionStart(s) = e.event.body {
+            if s.store.as_deref() == Some(name) {
+                index.insert(s.session.clone(), runs.len());
+                runs.push(SessionRun {
+                    session: s.session,
+                    position: e.position,
+                    memory_state: s.memory_state,
+                    score: None,
+                    passed: None,
+                });
             }
         }
-    }
+        true
+    })?;
     if runs.is_empty() {
         return Ok(runs);
     }
-    let mut from = runs[0].position;
-    'grades: loop {
-        let chunk = store.read_kind(Kind::Grade, from, 4096)?;
-        let Some(last) = chunk.last() else { break };
-        from = last.position + 1;
-        for e in chunk {
-            if e.position >= until {
-                break 'grades;
-            }
-            if let Body::Grade(g) = &e.event.body {
-                if let Some(&i) = index.get(&g.session) {
-                    runs[i].score = Some(g.score);
-                    runs[i].passed = Some(g.result == GradeResult::Satisfied);
-                }
+    store.scan_kind(Kind::Grade, runs[0].position, |e| {
+        if e.position >= until {
+            return false;
+        }
+        if let Body::Grade(g) = &e.event.body {
+            if let Some(&i) = index.get(&g.session) {
+                runs[i].score = Some(g.score);
+                runs[i].passed = Some(g.result == GradeResult::Satisfied);
             }
         }
-    }
+        true
+    })?;
     Ok(runs)
 }
 

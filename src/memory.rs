@@ -172,19 +172,14 @@ impl Memory {
     /// The position a tag names.
     pub fn tag_position(&self, name: &str) -> Result<Option<u64>> {
         let mut found = None;
-        let mut from = 0;
-        loop {
-            let tags = self.store.read_kind(Kind::Tag, from, 1024)?;
-            let Some(last) = tags.last() else { break };
-            from = last.position + 1;
-            for e in &tags {
-                if let Body::Tag(t) = &e.event.body {
-                    if t.name == name {
-                        found = Some(t.position);
-                    }
+        self.store.scan_kind(Kind::Tag, 0, |e| {
+            if let Body::Tag(t) = &e.event.body {
+                if t.name == name {
+                    found = Some(t.position);
                 }
             }
-        }
+            true
+        })?;
         Ok(found)
     }
 

@@ -414,36 +414,23 @@ impl crate::exchange::ExportSink for Remote {
         self.len()
     }
 
-    fn positions_of(&self, ids: &[EventId]) -> Result<Vec<Option<u64>>> {
-        let v = self.post("/v1/lookup", &json!({ "ids": ids }), &[])?;
+    fn lookup(&self, ids: &[EventId], streams: &[String]) -> Result<crate::exchange::Lookup> {
+        let v = self.post("/v1/lookup", &json!({ "ids": ids, "streams": streams }), &[])?;
         let positions = v["positions"].as_array().cloned().unwrap_or_default();
-        if positions.len() != ids.len() {
-            return Err(remote_error(
-                0,
-                "response",
-                format!("lookup answered {} of {} ids", positions.len(), ids.len()),
-            ));
-        }
-        Ok(positions.iter().map(Value::as_u64).collect())
-    }
-
-    fn stream_heads(&self, streams: &[String]) -> Result<Vec<Option<EventId>>> {
-        let v = self.post("/v1/lookup", &json!({ "streams": streams }), &[])?;
         let heads = v["heads"].as_array().cloned().unwrap_or_default();
-        if heads.len() != streams.len() {
-            return Err(remote_error(
-                0,
-                "response",
-                format!("lookup answered {} of {} streams", heads.len(), streams.len()),
-            ));
+        if positions.len() != ids.len() || heads.len() != streams.len() {
+            let (p, h) = (positions.len(), heads.len());
+            let why = format!("lookup answered {p} of {} ids and {h} of {} streams", ids.len(), streams.len());
+            return Err(remote_error(0, "response", why));
         }
-        heads
+        let heads = heads
             .iter()
             .map(|h| match h["id"].as_str() {
                 Some(id) => Ok(Some(id.parse()?)),
                 None => Ok(None),
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok((positions.iter().map(Value::as_u64).collect(), heads))
     }
 
     fn append_batch(&self, batch: crate::store::AppendBatch) -> Result<Vec<Appended>> {

@@ -4,30 +4,14 @@ mod common;
 
 use common::ok;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::Value;
 use tempfile::tempdir;
 
 fn dreamlog(db: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dreamlog"))
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .env("DREAMLOG_SYNC", "none")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run dreamlog");
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
+    common::dreamlog_on(db, args, stdin)
 }
 
 fn fails(out: &Output) -> String {

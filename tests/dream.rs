@@ -8,7 +8,7 @@ mod common;
 use common::ok;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use dreamlog::core::dream::DreamerSpec;
 use dreamlog::dream::{Dreams, RunOptions};
@@ -19,14 +19,7 @@ use serde_json::Value;
 use tempfile::tempdir;
 
 fn dreamlog(db: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dreamlog"))
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .env("DREAMLOG_SYNC", "none")
-        .current_dir(common::root())
-        .output()
-        .expect("run dreamlog")
+    common::dreamlog_on(db, args, None)
 }
 
 fn fails(out: &Output) -> String {

@@ -135,16 +135,7 @@ fn log_and_export_output_match_the_export_line_schema() {
 }
 
 fn cli(db: &std::path::Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dreamlog"))
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .env("DREAMLOG_SYNC", "none")
-        .current_dir(common::root())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    common::ok(&common::dreamlog_on(db, args, None))
 }
 
 fn check_lines(schema: &str, text: &str, at_least: usize) {

@@ -349,13 +349,7 @@ fn loop_story(t: &dyn Target) -> Result<()> {
         good.commands,
         good.dream.output_store
     ))?;
-    for path in t.view(&good.dream.output_store, crate::core::memory::ROOT)?["files"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p.as_str())
-    {
-        let text = t.view(&good.dream.output_store, path)?["text"].as_str().unwrap_or_default().to_owned();
+    for (path, text) in t.files(&good.dream.output_store)?.1 {
         stdout_line(&format!("--- {path}\n{}", text.trim_end()))?;
     }
     stdout_line(&format!("\n$ dreamlog memory promote {} --into {SIM_STORE}", good.dream.output_store))?;

@@ -346,25 +346,20 @@ impl Dreams {
         let mut order: Vec<String> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut loose: HashMap<String, Vec<StoredEvent>> = HashMap::new();
-        let mut next = from;
-        'scan: loop {
-            let chunk = store.read_kind(Kind::Grade, next, 4096)?;
-            let Some(last) = chunk.last() else { break };
-            next = last.position + 1;
-            for e in chunk {
-                if e.position > to {
-                    break 'scan;
-                }
-                let Body::Grade(g) = &e.event.body else { continue };
-                let s = g.session.clone();
-                if let Some(i) = index.remove(&s) {
-                    order[i].clear();
-                }
-                index.insert(s.clone(), order.len());
-                order.push(s.clone());
-                loose.entry(s).or_default().push(e);
+        store.scan_kind(Kind::Grade, from, |e| {
+            if e.position > to {
+                return false;
             }
-        }
+            let Body::Grade(g) = &e.event.body else { return true };
+            let s = g.session.clone();
+            if let Some(i) = index.remove(&s) {
+                order[i].clear();
+            }
+            index.insert(s.clone(), order.len());
+            order.push(s.clone());
+            loose.entry(s).or_default().push(e);
+            true
+        })?;
         let mut out = Vec::with_capacity(index.len());
         for s in order.into_iter().filter(|s| !s.is_empty()) {
             let events = store.read_stream(&session_stream(&s), 0, usize::MAX)?;
@@ -633,24 +628,19 @@ impl Dreams {
     /// Every dream in log order (of one input store, when given).
     pub fn list(&self, store: Option<&str>) -> Result<Vec<DreamSummary>> {
         let mut out = Vec::new();
-        let mut from = 0;
-        loop {
-            let chunk = self.store().read_kind(Kind::Dream, from, 1024)?;
-            let Some(last) = chunk.last() else { break };
-            from = last.position + 1;
-            for e in chunk {
-                if let Body::Dream(d) = &e.event.body {
-                    if store.is_none_or(|s| s == d.store || s == d.output_store) {
-                        out.push(DreamSummary {
-                            id: e.id(),
-                            position: e.position,
-                            time: e.event.header.time,
-                            dream: d.clone(),
-                        });
-                    }
+        self.store().scan_kind(Kind::Dream, 0, |e| {
+            if let Body::Dream(d) = &e.event.body {
+                if store.is_none_or(|s| s == d.store || s == d.output_store) {
+                    out.push(DreamSummary {
+                        id: e.id(),
+                        position: e.position,
+                        time: e.event.header.time,
+                        dream: d.clone(),
+                    });
                 }
             }
-        }
+            true
+        })?;
         Ok(out)
     }
 

@@ -530,6 +530,22 @@ impl Store {
         self.get_many(&positions)
     }
 
+    /// Calls `f` for each event of a kind from global position `from` on, in order,
+    /// until it returns false or the kind's events end (read in chunks from the index).
+    pub fn scan_kind(&self, kind: Kind, from: u64, mut f: impl FnMut(StoredEvent) -> bool) -> Result<()> {
+        let mut from = from;
+        loop {
+            let chunk = self.read_kind(kind, from, 4096)?;
+            let Some(last) = chunk.last() else { return Ok(()) };
+            from = last.position + 1;
+            for e in chunk {
+                if !f(e) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
     /// Names of all streams, in byte order (scans the stream index).
     pub fn streams(&self) -> Result<Vec<(String, u64)>> {
         let mut out: Vec<(String, u64)> = Vec::new();

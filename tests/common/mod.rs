@@ -44,6 +44,36 @@ pub fn append_notes(store: &Store, stream: &str, n: u64) {
     }
 }
 
+/// Runs the `dreamlog` binary from the repository root with `args` (sync `none`),
+/// feeding `stdin` when given; waits for it.
+pub fn run_dreamlog(args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dreamlog"))
+        .args(args)
+        .env("DREAMLOG_SYNC", "none")
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run dreamlog");
+    let mut input = child.stdin.take().expect("stdin piped");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).expect("write stdin");
+    }
+    drop(input);
+    child.wait_with_output().expect("wait for dreamlog")
+}
+
+/// `run_dreamlog` on the database at `db`.
+pub fn dreamlog_on(db: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let db = db.to_str().expect("UTF-8 path");
+    let mut all = vec!["--db", db];
+    all.extend_from_slice(args);
+    run_dreamlog(&all, stdin)
+}
+
 /// A finished command's stdout, asserting it succeeded (its stderr and stdout otherwise).
 pub fn ok(out: &std::process::Output) -> String {
     assert!(
