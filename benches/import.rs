@@ -1,4 +1,4 @@
-//! Import throughput on the real runs in ../shared/data (issue: importers).
+//! Import throughput on the real runs in tests/data (issue: importers).
 //! Run: `cargo bench --bench import`. Each round imports every file into a fresh store
 //! (sync none: import speed, not disk-sync speed) and reports MB/s of source JSON.
 
@@ -14,10 +14,10 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     let mut files = Vec::new();
     for dir in ["tau-bench", "tau2-bench", "swe-agent"] {
-        for e in std::fs::read_dir(root.join(dir)).expect("shared/data") {
+        for e in std::fs::read_dir(root.join(dir)).expect("tests/data") {
             let p = e.expect("entry").path();
             if matches!(p.extension().and_then(|x| x.to_str()), Some("json" | "traj")) {
                 files.push((p.display().to_string(), std::fs::read(&p).expect("read")));

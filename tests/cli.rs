@@ -315,11 +315,10 @@ fn memory_json_output_matches_its_schemas() {
 fn import_auto_and_sessions_list_show_stats() {
     let dir = tempdir().unwrap();
     let db = dir.path().join("db");
-    let data = common::root().join("../shared/data");
-    assert!(data.exists(), "../shared/data is missing");
+    let data = common::data("");
     let out = dreamlog(&db, &["import", "auto", data.to_str().unwrap(), "--json"], None);
     let reports = json_lines(&ok(&out));
-    assert_eq!(reports.len(), 6, "every file of shared/data");
+    assert_eq!(reports.len(), 6, "every file of tests/data");
     assert!(reports.iter().any(|r| r["format"] == "tau-bench" && r["sessions"] == 100));
     let again = json_lines(&ok(&dreamlog(&db, &["import", data.to_str().unwrap(), "--json"], None)));
     assert!(again.iter().all(|r| r["sessions"] == 0), "re-import adds nothing");

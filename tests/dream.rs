@@ -1,4 +1,4 @@
-//! Dreams from the command line on real data (../shared/data/tau-bench): run, review,
+//! Dreams from the command line on real data (tests/data/tau-bench): run, review,
 //! promote, blame a lesson down to its sessions, the lesson ledger, drift, replay as a
 //! regression test (including a forged dream it must catch), and the exec dreamer with
 //! its failure modes.
@@ -36,7 +36,7 @@ fn lines(s: &str) -> Vec<Value> {
 }
 
 fn tau_bench() -> String {
-    common::root().join("../shared/data/tau-bench").display().to_string()
+    common::data("tau-bench").display().to_string()
 }
 
 fn log_len(db: &Path) -> usize {

@@ -1,4 +1,4 @@
-//! Importers on the real public runs in ../shared/data: exact counts, faithful
+//! Importers on the real public runs vendored in tests/data: exact counts, faithful
 //! rendering, idempotence, and clear errors that write nothing.
 
 mod common;
@@ -11,9 +11,7 @@ use serde_json::Value;
 use tempfile::tempdir;
 
 fn data(rel: &str) -> PathBuf {
-    let p = common::root().join("../shared/data").join(rel);
-    assert!(p.exists(), "test data missing: {} (the tests read ../shared/data beside the checkout)", p.display());
-    p
+    common::data(rel)
 }
 
 fn import_file(store: &dreamlog::Store, rel: &str) -> import::ImportCounts {

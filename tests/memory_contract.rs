@@ -1,4 +1,4 @@
-//! Every string of the Claude memory tool contract (shared/memory-tool-contract.md),
+//! Every string of the Claude memory tool contract (`memory_20250818`, as Anthropic documents it),
 //! success and error, produced by the pure memory projection.
 
 use dreamlog::core::memory::{human_size, validate_path, MemoryState, ToolErrorKind};

@@ -498,7 +498,7 @@ fn the_cli_prints_the_same_embedded_and_remote() {
     assert_eq!(events(&a.1), events(&b.1));
     // Import of real agent runs: parsed by the client, one batch per session; the same
     // report both ways, the second time as "already present".
-    let data = common::root().join("../shared/data/tau-bench").display().to_string();
+    let data = common::data("tau-bench").display().to_string();
     for _ in 0..2 {
         let args = ["import", data.as_str(), "--store", "s"];
         let (a, b) = (e(&args, None), r(&args, None));

@@ -7,8 +7,8 @@
 #
 # - clang + libclang: bindgen needs libclang to build the rocksdb crate (RocksDB is
 #   compiled from source; Debian's librocksdb is too old and is not used).
-# - python3 `blake3`: the independent format check (tools/format_check.py) run by the
-#   tests; without it that one test says it skipped.
+# - a Python virtualenv (.venv) with tools/requirements.txt: `blake3` for the
+#   independent format check (tools/format_check.py) that the tests run.
 set -euo pipefail
 
 have_libclang() {
@@ -23,12 +23,21 @@ if ! command -v clang >/dev/null 2>&1 || ! have_libclang; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq clang libclang-dev >/dev/null
 fi
 
-if command -v python3 >/dev/null 2>&1 && ! python3 -c "import blake3" >/dev/null 2>&1; then
-  echo "bootstrap: installing the Python blake3 package (for tools/format_check.py)" >&2
-  python3 -m pip install --quiet --disable-pip-version-check blake3 >/dev/null 2>&1 \
-    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages blake3 >/dev/null 2>&1 \
-    || echo "bootstrap: could not install blake3 for Python; the Python format check will be skipped" >&2
+# Python packages (tools/requirements.txt, pinned) go into a virtualenv of the checkout,
+# never the system Python; the command below runs with it first on PATH, so the tests'
+# `python3` is the virtualenv's.
+VENV="$(cd "$(dirname "$0")/.." && pwd)/.venv"
+REQS="$(dirname "$0")/requirements.txt"
+if [ ! -x "$VENV/bin/python3" ]; then
+  echo "bootstrap: creating the Python virtualenv $VENV" >&2
+  python3 -m venv "$VENV"
 fi
+if ! cmp -s "$REQS" "$VENV/.requirements"; then
+  echo "bootstrap: installing tools/requirements.txt into $VENV" >&2
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQS"
+  cp "$REQS" "$VENV/.requirements"
+fi
+export PATH="$VENV/bin:$PATH"
 
 if [ "$#" -gt 0 ]; then
   exec "$@"

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Builds src/cli/demo_session.jsonl, the session `dreamlog demo` records, from one real
-tau-bench episode (../shared/data/tau-bench, MIT, Copyright (c) 2024 Sierra).
+tau-bench episode (tests/data/tau-bench, MIT, Copyright (c) 2024 Sierra).
 
 Usage: python3 tools/make_demo_session.py [TAU_BENCH_FILE] > src/cli/demo_session.jsonl
 """
 import json
 import sys
 
-SRC = sys.argv[1] if len(sys.argv) > 1 else "../shared/data/tau-bench/gpt-4o-airline.tasks-00-24.json"
+SRC = sys.argv[1] if len(sys.argv) > 1 else "tests/data/tau-bench/gpt-4o-airline.tasks-00-24.json"
 TASK, TRIAL = 12, 1
 T0 = 1716000000000  # fixed times make the demo's ids the same on every run
 

@@ -1,5 +1,5 @@
 //! `dreamlog demo`: records one real τ-bench session (tools/make_demo_session.py built
-//! it from ../shared/data; MIT, Copyright (c) 2024 Sierra), then writes a lesson to a
+//! it from tests/data/tau-bench; MIT, Copyright (c) 2024 Sierra), then writes a lesson to a
 //! memory store, tags it, adds a bad lesson, shows diff and blame, reverts the bad
 //! lesson and verifies the log. Then the closed loop with the simulated agent
 //! (`crate::sim`): sessions, an evidence dream, better sessions, a bad lesson, drift

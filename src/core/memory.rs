@@ -1,6 +1,6 @@
 //! Memory stores as a pure projection: a tree of UTF-8 files under `/memories`, changed
 //! only by the Claude memory tool's commands (`memory_20250818`). Result and error texts
-//! are that tool's, verbatim (see `memory-tool-contract.md` in shared/), so an agent loop
+//! are that tool's, verbatim (tests/memory_contract.rs holds every one), so an agent loop
 //! can hand them straight back to the model.
 
 use std::collections::BTreeMap;

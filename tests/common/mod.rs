@@ -12,6 +12,13 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A file or folder of the vendored real runs in `tests/data` (see its README).
+pub fn data(rel: &str) -> PathBuf {
+    let p = root().join("tests/data").join(rel);
+    assert!(p.exists(), "test data missing: {}", p.display());
+    p
+}
+
 /// Every golden vector file, sorted.
 pub fn vector_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("tests/vectors"))
