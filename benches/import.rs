@@ -33,7 +33,7 @@ fn main() {
         let t = Instant::now();
         for (name, b) in &files {
             let f = import::detect(b).expect("format");
-            std::hint::black_box(import::parse(f, name, b, None).expect("parse"));
+            std::hint::black_box(import::parse(f, name, b).expect("parse"));
         }
         parse_only.push(t.elapsed().as_secs_f64());
         let dir = tempfile::tempdir().expect("tempdir");
@@ -41,7 +41,7 @@ fn main() {
         let t = Instant::now();
         for (name, b) in &files {
             let f = import::detect(b).expect("format");
-            import::write(&store, import::parse(f, name, b, None).expect("parse"), |_| {}).expect("write");
+            import::write(&store, import::parse(f, name, b).expect("parse"), None, |_| {}).expect("write");
         }
         full.push(t.elapsed().as_secs_f64());
         store.close().expect("close");
@@ -50,9 +50,9 @@ fn main() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), Options { sync: SyncMode::None, ..Options::default() }).expect("open");
         let t = Instant::now();
-        for (_, parsed) in import::parse_in_background(paths.clone(), None, None) {
+        for (_, parsed) in import::parse_in_background(paths.clone(), None) {
             if let import::Parsed::Sessions(_, sessions) = parsed.expect("parse") {
-                import::write(&store, sessions, |_| {}).expect("write");
+                import::write(&store, sessions, None, |_| {}).expect("write");
             }
         }
         pipelined.push(t.elapsed().as_secs_f64());

@@ -134,9 +134,22 @@ pub enum Error {
     /// A memory store that already exists (fork target).
     #[error("memory store {0:?} already exists")]
     StoreExists(String),
-    /// A memory store with no events.
-    #[error("memory store {0:?} does not exist")]
-    NoSuchStore(String),
+    /// A dream found no graded session in its range: nothing was written (not a failure).
+    #[error("no new graded session for store {store:?} since position {from}: nothing to dream, nothing written")]
+    NothingToDream {
+        /// The input store.
+        store: String,
+        /// The first position it read.
+        from: u64,
+    },
+    /// A memory store with no events (a typo, most often): nothing was written.
+    #[error("no memory store {name:?} (known: {known})")]
+    NoSuchStore {
+        /// The name asked for.
+        name: String,
+        /// The stores that exist, comma-separated (or "none").
+        known: String,
+    },
     /// An event that is not what the operation needs.
     #[error("event {id} is not {what}")]
     WrongEvent {

@@ -39,32 +39,57 @@ impl SessionRun {
     }
 }
 
-/// Sessions that recorded running with `store`, before `until`, in log order.
+/// Sessions that recorded running with `store`, before `until`, in log order. A session
+/// records it in its `session.start` (live agents) or in a `session.link` beside it
+/// (imports); the latest record before `until` holds, and the session takes its place in
+/// the log at that record (for a link: when the run was imported with the store in the
+/// state it names).
 pub fn sessions_with(store: &Store, name: &str, until: u64) -> Result<Vec<SessionRun>> {
-    let mut runs = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
+    // session → (position of its record, store, state).
+    let mut records: HashMap<String, (u64, String, Option<Digest>)> = HashMap::new();
     store.scan_kind(Kind::SessionStart, 0, |e| {
         if e.position >= until {
             return false;
         }
         if let Body::SessionStart(s) = e.event.body {
-            if s.store.as_deref() == Some(name) {
-                index.insert(s.session.clone(), runs.len());
-                runs.push(SessionRun {
-                    session: s.session,
-                    position: e.position,
-                    memory_state: s.memory_state,
-                    score: None,
-                    passed: None,
-                });
+            if let Some(st) = s.store {
+                records.insert(s.session, (e.position, st, s.memory_state));
             }
         }
         true
     })?;
+    let mut linked = false;
+    store.scan_kind(Kind::SessionLink, 0, |e| {
+        if e.position >= until {
+            return false;
+        }
+        if let Body::SessionLink(l) = e.event.body {
+            if let Some(st) = l.store {
+                linked |= st == name;
+                records.insert(l.session, (e.position, st, l.memory_state));
+            }
+        }
+        true
+    })?;
+    let mut runs: Vec<SessionRun> = records
+        .into_iter()
+        .filter(|(_, (_, st, _))| st == name)
+        .map(|(session, (position, _, memory_state))| SessionRun {
+            session,
+            position,
+            memory_state,
+            score: None,
+            passed: None,
+        })
+        .collect();
+    runs.sort_by_key(|r| r.position);
     if runs.is_empty() {
         return Ok(runs);
     }
-    store.scan_kind(Kind::Grade, runs[0].position, |e| {
+    let index: HashMap<String, usize> = runs.iter().enumerate().map(|(i, r)| (r.session.clone(), i)).collect();
+    // An imported session's grades come before its link (same batch, session first).
+    let from = if linked { 0 } else { runs[0].position };
+    store.scan_kind(Kind::Grade, from, |e| {
         if e.position >= until {
             return false;
         }
@@ -93,7 +118,7 @@ pub struct LessonRow {
     /// Text.
     pub text: String,
     /// The memory event that wrote the line.
-    pub event: EventId,
+    pub id: EventId,
     /// Its position.
     pub position: u64,
     /// The dream it came from.
@@ -113,6 +138,7 @@ pub struct LessonRow {
 /// The lessons of `store` as of `until`: every non-blank, non-heading line a dream wrote
 /// (or that cites evidence), with its dream, evidence and the grades around it.
 pub fn lessons(mem: &Memory, name: &str, until: u64) -> Result<Vec<LessonRow>> {
+    mem.require(name)?;
     let store = mem.store();
     let (state, _) = mem.state_until(name, until)?;
     let runs = sessions_with(store, name, until)?;
@@ -171,7 +197,7 @@ pub fn lessons(mem: &Memory, name: &str, until: u64) -> Result<Vec<LessonRow>> {
                 path: path.clone(),
                 line: b.line,
                 text: b.text,
-                event: b.id,
+                id: b.id,
                 position: b.position,
                 dream: b.dream,
                 dreamer,
@@ -264,6 +290,7 @@ fn shell_quote(s: &str) -> String {
 /// Grades per memory state and per change of `store`, with the changes after which
 /// grades fell flagged.
 pub fn drift(mem: &Memory, name: &str, opts: DriftOptions) -> Result<DriftReport> {
+    mem.require(name)?;
     let store = mem.store();
     let until = store.len();
     let runs: Vec<SessionRun> = sessions_with(store, name, until)?.into_iter().filter(|r| r.score.is_some()).collect();

@@ -38,7 +38,7 @@ pub mod store;
 pub use crate::core::{
     Action, ActionStatus, Actor, Body, CanonicalJson, Criterion, Digest, Draft, Dream, Event, EventId, EventJson,
     FormatError, Grade, GradeResult, Header, Kind, LlmExchange, Memory, MemoryCommand, Message, Note, Redact, Revert,
-    RevertTarget, SealedEvent, SessionEnd, SessionStart, StoreFork, Tag,
+    RevertTarget, SealedEvent, SessionEnd, SessionLink, SessionStart, StoreFork, Tag,
 };
 pub use crate::error::{Error, Result};
 pub use crate::store::{

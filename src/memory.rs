@@ -87,6 +87,8 @@ pub struct BlameLine {
     pub dream: Option<EventId>,
     /// The evidence the event cites (sessions, grades…), without the dream itself.
     pub evidence: Vec<EventId>,
+    /// The session that issued the command (an agent's own memory edit), if any.
+    pub session: Option<String>,
 }
 
 /// A file with the origin of each line: the position of the event that wrote it.
@@ -115,6 +117,57 @@ pub struct Memory {
 }
 
 impl Memory {
+    /// The names of every memory store, sorted: the stores with at least one event, and
+    /// those that sessions recorded running with (empty until their first command).
+    pub fn stores(&self) -> Result<Vec<String>> {
+        let mut names: std::collections::BTreeSet<String> = self
+            .store
+            .streams()?
+            .into_iter()
+            .filter_map(|(s, _)| s.strip_prefix("memory/").map(str::to_owned))
+            .collect();
+        names.extend(self.session_stores()?);
+        Ok(names.into_iter().collect())
+    }
+
+    /// The stores sessions recorded running with (in `session.start` or `session.link`).
+    fn session_stores(&self) -> Result<std::collections::BTreeSet<String>> {
+        let mut names = std::collections::BTreeSet::new();
+        for kind in [Kind::SessionStart, Kind::SessionLink] {
+            self.store.scan_kind(kind, 0, |e| {
+                match e.event.body {
+                    Body::SessionStart(s) => names.extend(s.store),
+                    Body::SessionLink(l) => names.extend(l.store),
+                    _ => {}
+                }
+                true
+            })?;
+        }
+        Ok(names)
+    }
+
+    /// Refuses a store that is not known — no event of its own and no session that ran
+    /// with it — (`error: no memory store "x" (known: …)`), so a typo reads nothing and
+    /// writes nothing.
+    pub fn require(&self, name: &str) -> Result<()> {
+        if self.store.stream_version(&stream_name(name))?.is_some() || self.session_stores()?.contains(name) {
+            return Ok(());
+        }
+        Err(self.no_such_store(name))
+    }
+
+    fn no_such_store(&self, name: &str) -> Error {
+        let known = self.stores().unwrap_or_default();
+        let known = if known.is_empty() {
+            "none".to_owned()
+        } else if known.len() > 12 {
+            format!("{}, … {} in all", known[..12].join(", "), known.len())
+        } else {
+            known.join(", ")
+        };
+        Error::NoSuchStore { name: name.to_owned(), known }
+    }
+
     /// Memory operations over `store`, snapshotting every [`DEFAULT_SNAPSHOT_EVERY`] events.
     pub fn new(store: Store) -> Memory {
         Memory { store, snapshot_every: DEFAULT_SNAPSHOT_EVERY, locks: Arc::default() }
@@ -244,6 +297,7 @@ impl Memory {
     /// `{ok: true, store, path, until, state_hash, text}` or `{ok: false, error: {type,
     /// message}}` when the tool refuses. What `memory view` and `GET …/view` answer.
     pub fn view(&self, name: &str, path: &str, at: &str, range: Option<&str>) -> Result<serde_json::Value> {
+        self.require(name)?;
         let until = self.resolve_point(at)?;
         let (state, _) = self.state_until(name, until)?;
         let range = match range {
@@ -343,6 +397,7 @@ impl Memory {
 
     /// Forks `source` as it was up to `until` into the new store `new`.
     pub fn fork(&self, source: &str, new: &str, until: u64, actor: Actor) -> Result<Appended> {
+        self.require(source)?;
         let position = until.checked_sub(1).ok_or_else(|| Error::UnknownPoint("an empty log".into()))?;
         let body = Body::StoreFork(StoreFork { store: new.to_owned(), source: source.to_owned(), position });
         let stream = stream_name(new);
@@ -362,7 +417,7 @@ impl Memory {
     /// commands citing the fork event, as before.
     pub fn promote(&self, fork: &str, into: &str, actor: Actor) -> Result<Vec<Appended>> {
         let events = self.store.read_stream(&stream_name(fork), 0, usize::MAX)?;
-        let fork_event = events.first().ok_or_else(|| Error::NoSuchStore(fork.to_owned()))?;
+        let Some(fork_event) = events.first() else { return Err(self.no_such_store(fork)) };
         if !matches!(&fork_event.event.body, Body::StoreFork(f) if f.source == into) {
             return Err(Error::WrongEvent {
                 id: fork_event.id().to_hex(),
@@ -408,6 +463,7 @@ impl Memory {
     /// Every change of a store (or of one path in it, including deletes and renames of
     /// the directories above it), in log order.
     pub fn history(&self, name: &str, path: Option<&str>) -> Result<Vec<StoredEvent>> {
+        self.require(name)?;
         match path {
             None => self.store.read_stream(&stream_name(name), 0, usize::MAX),
             Some(path) => {
@@ -428,12 +484,15 @@ impl Memory {
 
     /// Differences between two states of stores (the same or different) at points.
     pub fn diff(&self, a: &str, a_until: u64, b: &str, b_until: u64) -> Result<MemoryDiff> {
+        self.require(a)?;
+        self.require(b)?;
         Ok(diff_states(&self.state_until(a, a_until)?.0, &self.state_until(b, b_until)?.0))
     }
 
     /// Each line of `path` as of `until` with the event that wrote it and, when that
     /// event came from a dream, the dream and the evidence it cites.
     pub fn blame(&self, name: &str, path: &str, until: u64) -> Result<Vec<BlameLine>> {
+        self.require(name)?;
         let path = crate::core::memory::validate_path(path)?;
         let Some(file) = self.attribute(name, &path, until)? else {
             return Err(Error::Tool(ToolError {
@@ -475,6 +534,10 @@ impl Memory {
                 actor: e.event.header.actor.to_string(),
                 dream,
                 evidence,
+                session: match &e.event.body {
+                    Body::Memory(m) => m.session.clone(),
+                    _ => None,
+                },
             });
         }
         Ok(out)
@@ -590,6 +653,7 @@ impl Memory {
 
     /// Restores `name` to its state before `until`, recording what was undone.
     pub fn revert_to(&self, name: &str, until: u64, reason: &str, actor: Actor) -> Result<Vec<Appended>> {
+        self.require(name)?;
         let (target, _) = self.state_until(name, until)?;
         let (current, _) = self.state(name)?;
         let undone: Vec<EventId> = self

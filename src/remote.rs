@@ -309,10 +309,22 @@ impl Remote {
         Remote::typed(self.get("/v1/sessions/stats", &[])?)
     }
 
-    /// A session's id and events.
-    pub fn session(&self, id: &str) -> Result<(String, Vec<StoredEvent>)> {
+    /// A session in full.
+    pub fn session(&self, id: &str) -> Result<crate::sessions::SessionDetail> {
         let v = self.get(&format!("/v1/session/{id}"), &[])?;
-        Ok((v["session"].as_str().unwrap_or(id).to_owned(), Remote::events(&v)?))
+        let link = match v["link"].clone() {
+            Value::Null => None,
+            l => match crate::core::Body::from_json(Kind::SessionLink, l)? {
+                crate::core::Body::SessionLink(l) => Some(l),
+                _ => None,
+            },
+        };
+        Ok(crate::sessions::SessionDetail {
+            session: v["session"].as_str().unwrap_or(id).to_owned(),
+            events: Remote::events(&v)?,
+            link,
+            memory: Remote::typed(v["memory"].clone())?,
+        })
     }
 
     /// The drift report of a store.
@@ -339,11 +351,24 @@ impl Remote {
         since: Option<&str>,
         into: Option<&str>,
         in_place: bool,
+        create: bool,
     ) -> Result<crate::dream::DreamRun> {
         let body = json!({"store": store, "dreamer": spec.to_string(), "config": spec.config,
-                          "since": since, "into": into, "in_place": in_place});
-        crate::dream::DreamRun::from_json(self.post("/v1/dreams", &body, &[])?)
-            .map_err(|e| remote_error(0, "response", e.to_string()))
+                          "since": since, "into": into, "in_place": in_place, "create": create});
+        let answer = match self.post("/v1/dreams", &body, &[]) {
+            Ok(v) => v,
+            // No new graded session: the server wrote nothing, as the local store would.
+            Err(Error::Remote { status: 409, kind, message }) if kind == "nothing_to_dream" => {
+                let from = message
+                    .split("since position ")
+                    .nth(1)
+                    .and_then(|r| r.split(':').next())
+                    .and_then(|n| n.parse().ok());
+                return Err(Error::NothingToDream { store: store.to_owned(), from: from.unwrap_or(0) });
+            }
+            Err(e) => return Err(e),
+        };
+        crate::dream::DreamRun::from_json(answer).map_err(|e| remote_error(0, "response", e.to_string()))
     }
 
     /// Replays a dream on the server (optionally with another dreamer or config).
@@ -402,6 +427,18 @@ impl std::io::Write for LineCounter<'_> {
 impl crate::import::SessionSink for Remote {
     fn first_event(&self, stream: &str) -> Result<Option<EventId>> {
         Ok(self.read_stream(stream, 0, 1)?.first().map(|e| e.id()))
+    }
+
+    fn stream_events(&self, stream: &str) -> Result<Vec<StoredEvent>> {
+        let mut out: Vec<StoredEvent> = Vec::new();
+        loop {
+            let page = self.read_stream(stream, out.len() as u64, 1000)?;
+            let done = page.len() < 1000;
+            out.extend(page);
+            if done {
+                return Ok(out);
+            }
+        }
     }
 
     fn append_session(&self, batch: crate::store::AppendBatch) -> Result<Vec<Appended>> {

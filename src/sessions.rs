@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::core::Body;
+use crate::core::{Body, SessionLink};
 use crate::error::{Error, Result};
 use crate::store::{Store, StoredEvent};
 
@@ -30,16 +30,84 @@ pub struct SessionSummary {
     pub result: Option<String>,
     /// How the session ended.
     pub status: Option<String>,
-    /// Time of the first event (ms).
-    pub time: u64,
-    /// Memory store and state hash the session ran with.
+    /// Time of the first event (ms); `None` when the source has no timestamps.
+    pub time: Option<u64>,
+    /// Memory store the session ran with (from its latest `session.link`, else its start).
     pub store: Option<String>,
     /// State hash of that store.
     pub memory_state: Option<String>,
+    /// What the session cost, in US dollars, when the source says.
+    pub cost_usd: Option<f64>,
+    /// Model input (prompt) tokens, when the source says.
+    pub input_tokens: Option<u64>,
+    /// Model output (completion) tokens, when the source says.
+    pub output_tokens: Option<u64>,
+    /// Duration in milliseconds, when the source says or has timestamps.
+    pub duration_ms: Option<u64>,
+}
+
+/// Sums what a source records of cost, tokens and duration: the totals of the closing
+/// `session.end`'s metadata when it has them (ATIF `final_metrics`, τ²-bench costs and
+/// duration, SWE-agent `model_stats`), else the sum of the messages' own `usage` and
+/// `cost`.
+fn usage(s: &mut SessionSummary, events: &[StoredEvent], timed: bool) {
+    fn num(v: &serde_json::Value, keys: &[&str]) -> Option<f64> {
+        keys.iter().find_map(|k| v.pointer(k).and_then(serde_json::Value::as_f64))
+    }
+    let end = events.iter().rev().find_map(|e| match &e.event.body {
+        Body::SessionEnd(b) => Some((e.event.header.time, b.meta.as_ref().map(|m| m.to_value()))),
+        _ => None,
+    });
+    let meta = end.as_ref().and_then(|(_, m)| m.clone()).unwrap_or(serde_json::Value::Null);
+    let mut cost = num(&meta, &["/total_cost_usd", "/model_stats/instance_cost", "/model_stats/total_cost"]);
+    if cost.is_none() {
+        let parts: Vec<f64> = ["/agent_cost", "/user_cost"].iter().filter_map(|k| num(&meta, &[k])).collect();
+        cost = (!parts.is_empty()).then(|| parts.iter().sum());
+    }
+    let mut input = num(&meta, &["/total_prompt_tokens", "/model_stats/tokens_sent"]);
+    let mut output = num(&meta, &["/total_completion_tokens", "/model_stats/tokens_received"]);
+    if input.is_none() && output.is_none() {
+        let (mut i, mut o, mut c, mut any, mut any_cost) = (0.0, 0.0, 0.0, false, false);
+        for e in events {
+            // Sources keep usage and cost on the message itself (τ²-bench, Claude Code).
+            let Body::Message(m) = &e.event.body else { continue };
+            let v = m.content.to_value();
+            if let Some(x) = num(&v, &["/usage/prompt_tokens", "/usage/input_tokens"]) {
+                i += x;
+                any = true;
+            }
+            if let Some(x) = num(&v, &["/usage/completion_tokens", "/usage/output_tokens"]) {
+                o += x;
+                any = true;
+            }
+            if let Some(x) = num(&v, &["/cost"]) {
+                c += x;
+                any_cost = true;
+            }
+        }
+        if any {
+            (input, output) = (Some(i), Some(o));
+        }
+        if cost.is_none() && any_cost {
+            cost = Some(c);
+        }
+    }
+    s.cost_usd = cost;
+    s.input_tokens = input.map(|x| x as u64);
+    s.output_tokens = output.map(|x| x as u64);
+    s.duration_ms = num(&meta, &["/duration"]).map(|secs| (secs * 1000.0).round() as u64).or_else(|| {
+        let (first, (last, _)) = (events.first()?.event.header.time, end?);
+        timed.then(|| last.saturating_sub(first))
+    });
 }
 
 /// Summarises one session's events.
 pub fn summarize(id: &str, events: &[StoredEvent]) -> SessionSummary {
+    summarize_linked(id, events, None)
+}
+
+/// Summarises one session's events with its latest `session.link`, if any.
+pub fn summarize_linked(id: &str, events: &[StoredEvent], link: Option<&SessionLink>) -> SessionSummary {
     let mut s = SessionSummary {
         id: id.to_owned(),
         task: None,
@@ -50,10 +118,15 @@ pub fn summarize(id: &str, events: &[StoredEvent]) -> SessionSummary {
         score: None,
         result: None,
         status: None,
-        time: events.first().map(|e| e.event.header.time).unwrap_or(0),
+        time: events.first().map(|e| e.event.header.time),
         store: None,
         memory_state: None,
+        cost_usd: None,
+        input_tokens: None,
+        output_tokens: None,
+        duration_ms: None,
     };
+    let mut timed = true;
     for e in events {
         match &e.event.body {
             Body::SessionStart(b) => {
@@ -62,6 +135,8 @@ pub fn summarize(id: &str, events: &[StoredEvent]) -> SessionSummary {
                 s.model = b.model.clone();
                 s.store = b.store.clone();
                 s.memory_state = b.memory_state.map(|h| h.to_hex());
+                timed = b.meta.as_ref().and_then(|m| m.to_value().get("times").cloned())
+                    != Some(serde_json::Value::String(crate::import::UNTIMED.into()));
             }
             Body::Action(_) => s.steps += 1,
             Body::Message(_) => s.messages += 1,
@@ -73,7 +148,65 @@ pub fn summarize(id: &str, events: &[StoredEvent]) -> SessionSummary {
             _ => {}
         }
     }
+    if !timed {
+        s.time = None;
+    }
+    if let Some(l) = link.filter(|l| l.store.is_some()) {
+        s.store = l.store.clone();
+        s.memory_state = l.memory_state.map(|h| h.to_hex());
+    }
+    usage(&mut s, events, timed);
     s
+}
+
+/// The latest `session.link` of a session, if any.
+pub fn link(store: &Store, id: &str) -> Result<Option<SessionLink>> {
+    let stream = crate::import::link_stream(id);
+    let Some(v) = store.stream_version(&stream)? else { return Ok(None) };
+    Ok(store.read_stream(&stream, v, 1)?.into_iter().find_map(|e| match e.event.body {
+        Body::SessionLink(l) => Some(l),
+        _ => None,
+    }))
+}
+
+/// A memory command a session made, with the memory tool's answer to it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemoryCommandRow {
+    /// The `memory` event.
+    pub id: crate::core::EventId,
+    /// Its position.
+    pub position: u64,
+    /// The store.
+    pub store: String,
+    /// The command, in the memory tool's JSON form.
+    pub command: serde_json::Value,
+    /// The memory tool's answer (the command applied to the store as it was then).
+    pub result: String,
+}
+
+/// The memory commands session `id` made, in log order, with their results.
+pub fn memory_commands(mem: &crate::memory::Memory, id: &str) -> Result<Vec<MemoryCommandRow>> {
+    let mut found = Vec::new();
+    mem.store().scan_kind(crate::core::Kind::Memory, 0, |e| {
+        if matches!(&e.event.body, Body::Memory(m) if m.session.as_deref() == Some(id)) {
+            found.push(e);
+        }
+        true
+    })?;
+    let mut out = Vec::with_capacity(found.len());
+    for e in found {
+        let Body::Memory(m) = &e.event.body else { continue };
+        let (mut state, _) = mem.state_until(&m.store, e.position)?;
+        let result = state.apply(&m.command, m.precondition.as_ref()).unwrap_or_else(|err| err.to_string());
+        out.push(MemoryCommandRow {
+            id: e.id(),
+            position: e.position,
+            store: m.store.clone(),
+            command: serde_json::to_value(&m.command).unwrap_or_default(),
+            result,
+        });
+    }
+    Ok(out)
 }
 
 /// Every session, in stream-name order.
@@ -81,7 +214,7 @@ pub fn list(store: &Store) -> Result<Vec<SessionSummary>> {
     let mut out = Vec::new();
     for (stream, _) in store.streams()? {
         if let Some(id) = stream.strip_prefix(PREFIX) {
-            out.push(summarize(id, &store.read_stream(&stream, 0, usize::MAX)?));
+            out.push(summarize_linked(id, &store.read_stream(&stream, 0, usize::MAX)?, link(store, id)?.as_ref()));
         }
     }
     Ok(out)
@@ -107,6 +240,42 @@ pub fn events(store: &Store, id: &str) -> Result<(String, Vec<StoredEvent>)> {
             ),
         }),
     }
+}
+
+/// A session in full: its events, its latest `session.link` and the memory commands it
+/// made (what `sessions show` prints, and `GET /v1/session/ID` answers).
+#[derive(Clone, Debug)]
+pub struct SessionDetail {
+    /// Session id.
+    pub session: String,
+    /// Its events, in order.
+    pub events: Vec<StoredEvent>,
+    /// What it ran with and where it came from.
+    pub link: Option<SessionLink>,
+    /// The memory commands it made, with their results.
+    pub memory: Vec<MemoryCommandRow>,
+}
+
+impl SessionDetail {
+    /// The JSON form: `{session, summary, link, memory, events}`
+    /// (schemas/api/session-events.schema.json).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "session": self.session,
+            "summary": summarize_linked(&self.session, &self.events, self.link.as_ref()),
+            "link": self.link.as_ref().map(|l| crate::core::Body::SessionLink(l.clone()).to_json()),
+            "memory": self.memory,
+            "events": self.events.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The session given by its id or a unique prefix, in full.
+pub fn detail(mem: &crate::memory::Memory, id: &str) -> Result<SessionDetail> {
+    let (session, events) = self::events(mem.store(), id)?;
+    let link = link(mem.store(), &session)?;
+    let memory = memory_commands(mem, &session)?;
+    Ok(SessionDetail { session, events, link, memory })
 }
 
 /// Pass counts and mean scores, overall and by task and agent.

@@ -317,15 +317,23 @@ fn import_auto_and_sessions_list_show_stats() {
     let db = dir.path().join("db");
     let data = common::data("");
     let out = dreamlog(&db, &["import", "auto", data.to_str().unwrap(), "--json"], None);
-    let reports = json_lines(&ok(&out));
+    let mut reports = json_lines(&ok(&out));
+    let summary = reports.pop().unwrap();
     assert_eq!(reports.len(), 6, "every file of tests/data");
+    assert_eq!(summary["summary"]["imported"].as_array().unwrap().len(), 6, "{summary}");
     assert!(reports.iter().any(|r| r["format"] == "tau-bench" && r["sessions"] == 100));
-    let again = json_lines(&ok(&dreamlog(&db, &["import", data.to_str().unwrap(), "--json"], None)));
+    let mut again = json_lines(&ok(&dreamlog(&db, &["import", data.to_str().unwrap(), "--json"], None)));
+    assert_eq!(again.pop().unwrap()["summary"]["already_present"].as_array().unwrap().len(), 6);
     assert!(again.iter().all(|r| r["sessions"] == 0), "re-import adds nothing");
 
     let rows = json_lines(&ok(&dreamlog(&db, &["sessions", "list", "--json"], None)));
     assert_eq!(rows.len(), 202);
-    for (schema, values) in [("session-summary.schema.json", &rows), ("import-sessions-report.schema.json", &reports)] {
+    let summaries = vec![summary];
+    for (schema, values) in [
+        ("session-summary.schema.json", &rows),
+        ("import-sessions-report.schema.json", &reports),
+        ("import-summary.schema.json", &summaries),
+    ] {
         let schema: Value =
             serde_json::from_str(&std::fs::read_to_string(common::root().join("schemas").join(schema)).unwrap())
                 .unwrap();
@@ -338,7 +346,8 @@ fn import_auto_and_sessions_list_show_stats() {
     let graded = json_lines(&ok(&dreamlog(&db, &["sessions", "list", "--graded", "--json"], None)));
     assert_eq!(graded.len(), 200);
     let swe = ok(&dreamlog(&db, &["sessions", "list", "--agent", "swe-agent"], None));
-    assert_eq!(swe.lines().count(), 2);
+    assert_eq!(swe.lines().count(), 3, "a header and two rows: {swe}");
+    assert!(swe.lines().next().unwrap().starts_with("SESSION"), "{swe}");
 
     let stats: Value = serde_json::from_str(&ok(&dreamlog(&db, &["sessions", "stats", "--json"], None))).unwrap();
     let schema: Value = serde_json::from_str(

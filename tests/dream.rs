@@ -107,11 +107,16 @@ fn evidence_dream_on_tau_bench_from_run_to_drift() {
     assert_eq!(drift["states"].as_array().unwrap().len(), 1);
     assert_eq!(drift["mismatched"], 0);
 
-    // A second dream with nothing new writes nothing and says so.
+    // A second dream with nothing new writes nothing and says so (exit 0).
+    let before = log_len(&db);
     let again = json(&ok(&dreamlog(&db, &["dream", "run", "support", "--in-place", "--json"])));
-    assert_eq!(again["sessions"], 0);
-    assert_eq!(again["commands"], 0);
-    assert_eq!(again["from_position"], run["to_position"].as_u64().unwrap() + 1);
+    assert!(again["dream"].is_null(), "{again}");
+    let from = run["to_position"].as_u64().unwrap() + 1;
+    assert_eq!(
+        again["reason"],
+        format!("no new graded session for store \"support\" since position {from}: nothing to dream, nothing written")
+    );
+    assert_eq!(log_len(&db), before);
 }
 
 #[test]
@@ -146,7 +151,10 @@ fn exec_dreamer_runs_a_python_program_and_fails_cleanly() {
         (r#"{"cmd": ["x"]}"#, "bad config"),
     ];
     for (cfg, expected) in cases {
-        let err = fails(&dreamlog(&db, &["dream", "run", "support", "--dreamer", "exec@2", "--config", cfg]));
+        let err = fails(&dreamlog(
+            &db,
+            &["dream", "run", "support", "--dreamer", "exec@2", "--config", cfg, "--since", "start"],
+        ));
         assert!(err.contains(expected), "{cfg}: {err}");
     }
     let err = fails(&dreamlog(&db, &["dream", "run", "support", "--dreamer", "evidence@9"]));

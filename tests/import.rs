@@ -18,8 +18,8 @@ fn import_file(store: &dreamlog::Store, rel: &str) -> import::ImportCounts {
     let path = data(rel);
     let bytes = std::fs::read(&path).unwrap();
     let format = import::detect(&bytes).expect("format detected");
-    let sessions = import::parse(format, path.to_str().unwrap(), &bytes, None).unwrap();
-    import::write(store, sessions, |_| {}).unwrap()
+    let sessions = import::parse(format, path.to_str().unwrap(), &bytes).unwrap();
+    import::write(store, sessions, None, |_| {}).unwrap()
 }
 
 const TAU: &str = "tau-bench/gpt-4o-airline.tasks-00-24.json";
@@ -160,7 +160,7 @@ fn malformed_input_is_a_clear_error_naming_where_and_nothing_is_written() {
     v["simulations"][3]["task_id"] = Value::from("no-such-task");
     cases.push((Format::Tau2, v.to_string(), "/simulations/3/task_id: no task with id \"no-such-task\""));
     for (format, text, expected) in cases {
-        let err = import::parse(format, "f.json", text.as_bytes(), None).unwrap_err().to_string();
+        let err = import::parse(format, "f.json", text.as_bytes()).unwrap_err().to_string();
         assert!(err.contains(expected), "expected {expected:?} in: {err}");
     }
     assert_eq!(store.len(), 0);
@@ -174,7 +174,7 @@ fn import_fixture(store: &dreamlog::Store, rel: &str) -> import::ImportCounts {
     let path = fixture(rel);
     let bytes = std::fs::read(&path).unwrap();
     let format = import::detect(&bytes).expect("format detected");
-    import::write(store, import::parse(format, path.to_str().unwrap(), &bytes, None).unwrap(), |_| {}).unwrap()
+    import::write(store, import::parse(format, path.to_str().unwrap(), &bytes).unwrap(), None, |_| {}).unwrap()
 }
 
 #[test]
@@ -201,14 +201,12 @@ fn atif_trajectories_import_with_the_harbor_grade_and_linked_subagents() {
     assert_eq!(import_fixture(&store, "atif/trial-7/agent/trajectory.json").already_present, 2);
 
     let text = std::fs::read_to_string(fixture("atif/trial-7/agent/trajectory.json")).unwrap();
-    let err =
-        import::parse(Format::Atif, "t.json", text.replacen("ATIF-v1.4", "ATIF-v2.0", 1).as_bytes(), None).unwrap_err();
+    let err = import::parse(Format::Atif, "t.json", text.replacen("ATIF-v1.4", "ATIF-v2.0", 1).as_bytes()).unwrap_err();
     assert!(err.to_string().contains("/schema_version: unknown ATIF schema_version \"ATIF-v2.0\""), "{err}");
     let err = import::parse(
         Format::Atif,
         "t.json",
         text.replacen("\"source_call_id\": \"call_2\"", "\"source_call_id\": \"call_9\"", 1).as_bytes(),
-        None,
     )
     .unwrap_err();
     assert!(err.to_string().contains("observation for tool call \"call_9\", which no step made"), "{err}");
@@ -216,11 +214,11 @@ fn atif_trajectories_import_with_the_harbor_grade_and_linked_subagents() {
         Format::Atif,
         "t.json",
         text.replacen("\"session_id\": \"trial-7-main\"", "\"session_id\": [1]", 1).as_bytes(),
-        None,
     )
     .unwrap_err();
     assert!(err.to_string().contains("/session_id: expected an id, found an array"), "{err}");
-    assert_eq!(store.len(), main.len() as u64 + sub.len() as u64, "failed parses wrote nothing");
+    // The two sessions and their two `session.link`s.
+    assert_eq!(store.len(), main.len() as u64 + sub.len() as u64 + 2, "failed parses wrote nothing");
 }
 
 #[test]
@@ -244,12 +242,11 @@ fn claude_code_transcripts_import_with_sidechains_as_child_sessions() {
         Format::ClaudeCode,
         "agent-x.jsonl",
         text.replace("\"tool_use_id\":\"toolu_a1\"", "\"tool_use_id\":\"toolu_zz\"").as_bytes(),
-        None,
     )
     .unwrap_err();
     assert!(err.to_string().contains("tool_result for \"toolu_zz\", which no tool_use made"), "{err}");
     let truncated = &text[..text.len() - 40];
-    let err = import::parse(Format::ClaudeCode, "agent-x.jsonl", truncated.as_bytes(), None).unwrap_err();
+    let err = import::parse(Format::ClaudeCode, "agent-x.jsonl", truncated.as_bytes()).unwrap_err();
     assert!(err.to_string().contains("agent-x.jsonl:4: not valid JSON"), "{err}");
 }
 
@@ -265,4 +262,194 @@ fn sidechain_lines_inside_a_transcript_become_a_linked_child_session() {
     assert_eq!(dreamlog::sessions::summarize(id, &main).messages, 4);
     assert_eq!(dreamlog::sessions::summarize(id, &side).steps, 1);
     assert_eq!(side[0].event.header.causes, vec![main[0].id()]);
+}
+
+fn session_of(store: &dreamlog::Store, id: &str) -> Vec<dreamlog::StoredEvent> {
+    dreamlog::sessions::events(store, id).unwrap().1
+}
+
+fn actions(events: &[dreamlog::StoredEvent]) -> Vec<(String, dreamlog::ActionStatus, bool)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.event.body {
+            Body::Action(a) => Some((a.call_id.clone().unwrap_or_default(), a.status, a.output.is_some())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_harbor_claude_code_trial_imports_whole_empty_outputs_errors_and_its_sub_agent() {
+    use dreamlog::ActionStatus::{Error, Ok};
+    let dir = tempdir().unwrap();
+    let store = common::open(dir.path());
+    let c = import_fixture(&store, "harbor/claude-code-trial__a1/agent/trajectory.json");
+    assert_eq!((c.sessions, c.messages, c.actions, c.grades), (2, 10, 7, 1));
+    let id = "atif/0b9d3f4e-1c2a-4e5f-8a7b-6c5d4e3f2a1b";
+    let main = session_of(&store, id);
+    // The Bash call with empty output (no observation) and the one whose only sign of
+    // failure is its exit code are kept; the error markers become error actions.
+    assert_eq!(
+        actions(&main),
+        vec![
+            ("toolu_01A".into(), Ok, true),
+            ("toolu_01B".into(), Ok, false),
+            ("toolu_01C".into(), Error, true),
+            ("toolu_01D".into(), Ok, true),
+            ("toolu_01E".into(), Ok, true),
+            ("toolu_01F".into(), Error, false),
+        ]
+    );
+    let s = dreamlog::sessions::summarize(id, &main);
+    assert_eq!((s.score, s.task.as_deref(), s.messages), (Some(1.0), Some("fix-failing-test"), 8));
+    assert_eq!((s.cost_usd, s.input_tokens, s.output_tokens), (Some(0.0642), Some(48210), Some(1320)));
+    // The sub-agent's steps are a child session citing the parent's start, not merged in.
+    let side = session_of(&store, &format!("{id}/agent-7f3a"));
+    assert_eq!(side[0].event.header.causes, vec![main[0].id()]);
+    assert_eq!(actions(&side), vec![("toolu_02A".into(), Ok, true)]);
+    assert_eq!(dreamlog::sessions::summarize("x", &side).messages, 2);
+    assert!(dreamlog::sessions::summarize("x", &side).score.is_none(), "no grade is invented for the sub-agent");
+}
+
+#[test]
+fn atif_1_7_subagent_references_resolve_embedded_and_by_path() {
+    let dir = tempdir().unwrap();
+    let store = common::open(dir.path());
+    let c = import_fixture(&store, "harbor/terminus-trial__b2/agent/trajectory.json");
+    assert_eq!((c.sessions, c.messages, c.actions, c.grades), (3, 9, 5, 1));
+    let main = session_of(&store, "atif/terminus-b2");
+    assert_eq!(actions(&main)[0], ("c1".into(), dreamlog::ActionStatus::Error, true), "the result's own error marker");
+    let s = dreamlog::sessions::summarize("atif/terminus-b2", &main);
+    assert_eq!((s.score, s.result.as_deref()), (Some(0.0), Some("failed")));
+    for child in ["atif/terminus-b2/helper-empty-session", "atif/terminus-b2/helper-unicode"] {
+        let events = session_of(&store, child);
+        assert_eq!(events[0].event.header.causes, vec![main[0].id()], "{child} cites its parent");
+        assert_eq!(actions(&events).len(), 1, "{child}");
+    }
+    // A trajectory_path that names no file is a clear error; nothing is written.
+    let path = fixture("harbor/terminus-trial__b2/agent/trajectory.json");
+    let text =
+        std::fs::read_to_string(&path).unwrap().replace("trajectory.helper-unicode.json", "trajectory.gone.json");
+    let err = import::parse(Format::Atif, path.to_str().unwrap(), text.as_bytes()).unwrap_err().to_string();
+    assert!(err.contains("the sub-agent trajectory \"trajectory.gone.json\" cannot be read"), "{err}");
+}
+
+/// Copies a fixture folder to `to`, so the same bytes lie at another path.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_session_is_its_content_not_where_its_file_lay_nor_the_store_state() {
+    let dir = tempdir().unwrap();
+    let store = common::open(dir.path());
+    let first = import_file(&store, TAU);
+    assert_eq!(first.sessions, 100);
+    let len = store.len();
+    // The same bytes from another folder, and with a memory store named: already present.
+    let elsewhere = tempdir().unwrap();
+    copy_tree(&data("tau-bench"), elsewhere.path());
+    let path = elsewhere.path().join("gpt-4o-airline.tasks-00-24.json");
+    let bytes = std::fs::read(&path).unwrap();
+    let sessions = import::parse(Format::TauBench, path.to_str().unwrap(), &bytes).unwrap();
+    let hash = dreamlog::Digest::of(b"another state");
+    let again = import::write(&store, sessions, Some(("live", hash)), |_| {}).unwrap();
+    assert_eq!((again.sessions, again.grown, again.already_present), (0, 0, 100));
+    assert_eq!(store.len(), len, "nothing written");
+    // The link beside each session records where it came from (the first import's path).
+    let link =
+        dreamlog::sessions::link(&store, "tau-bench/gpt-4o-airline.tasks-00-24/task-3/trial-2").unwrap().unwrap();
+    assert!(link.source.unwrap().starts_with(&format!("tau-bench:{}", data(TAU).display())));
+    assert!(link.store.is_none());
+    // Imported into a fresh log with a store named, the sessions' own events are identical.
+    let dir2 = tempdir().unwrap();
+    let store2 = common::open(dir2.path());
+    let sessions = import::parse(Format::TauBench, path.to_str().unwrap(), &bytes).unwrap();
+    import::write(&store2, sessions, Some(("live", hash)), |_| {}).unwrap();
+    let a = session_of(&store, "tau-bench/gpt-4o-airline.tasks-00-24/task-3/trial-2");
+    let b = session_of(&store2, "tau-bench/gpt-4o-airline.tasks-00-24/task-3/trial-2");
+    assert_eq!(a.iter().map(|e| e.id()).collect::<Vec<_>>(), b.iter().map(|e| e.id()).collect::<Vec<_>>());
+    let link2 =
+        dreamlog::sessions::link(&store2, "tau-bench/gpt-4o-airline.tasks-00-24/task-3/trial-2").unwrap().unwrap();
+    assert_eq!((link2.store.as_deref(), link2.memory_state), (Some("live"), Some(hash)));
+    assert!(link2.source.unwrap().starts_with(&format!("tau-bench:{}/", path.display())));
+    assert!(store.verify(|_| ()).unwrap().is_clean() && store2.verify(|_| ()).unwrap().is_clean());
+}
+
+#[test]
+fn a_transcript_that_grew_appends_its_new_events_and_one_changed_in_its_middle_is_refused() {
+    let dir = tempdir().unwrap();
+    let store = common::open(dir.path());
+    let full =
+        std::fs::read_to_string(fixture("claude-code/-work-demo/5d0c9a3e-7b1f-4c2a-9e4d-2f6b8a1c0d93.jsonl")).unwrap();
+    let lines: Vec<&str> = full.lines().collect();
+    let cut = lines[..lines.len() - 2].join("\n") + "\n";
+    let parse = |text: &str| {
+        import::parse(Format::ClaudeCode, "/w/5d0c9a3e-7b1f-4c2a-9e4d-2f6b8a1c0d93.jsonl", text.as_bytes()).unwrap()
+    };
+    let id = "claude-code/5d0c9a3e-7b1f-4c2a-9e4d-2f6b8a1c0d93";
+    let c = import::write(&store, parse(&cut), None, |_| {}).unwrap();
+    assert_eq!(c.sessions, 1);
+    let before = session_of(&store, id);
+    // The session ran on: the same file, longer, appends the new events as one batch.
+    let grown = import::write(&store, parse(&full), None, |_| {}).unwrap();
+    assert_eq!((grown.sessions, grown.grown, grown.already_present), (0, 1, 0));
+    let after = session_of(&store, id);
+    assert!(after.len() > before.len());
+    assert_eq!(&after[..before.len()], &before[..], "what was stored stays as it was");
+    // Views show the latest end, and the whole transcript's messages.
+    let fresh = tempdir().unwrap();
+    let store2 = common::open(fresh.path());
+    import::write(&store2, parse(&full), None, |_| {}).unwrap();
+    let whole = session_of(&store2, id);
+    let (s_grown, s_whole) = (dreamlog::sessions::summarize(id, &after), dreamlog::sessions::summarize(id, &whole));
+    assert_eq!((s_grown.messages, s_grown.steps, &s_grown.status), (s_whole.messages, s_whole.steps, &s_whole.status));
+    // The new actions cite the messages that made their calls, by their stored ids.
+    for (i, e) in after.iter().enumerate().skip(before.len()) {
+        for c in &e.event.header.causes {
+            assert!(after[..i].iter().any(|x| x.id() == *c), "event {i} cites an event of the session before it");
+        }
+    }
+    // Importing it again is "already present"; an edit in the middle is refused.
+    let len = store.len();
+    assert_eq!(import::write(&store, parse(&full), None, |_| {}).unwrap().already_present, 1);
+    let edited = full.replacen("Let me", "Let us", 1);
+    assert_ne!(edited, full);
+    let err = import::write(&store, parse(&edited), None, |_| {}).unwrap_err().to_string();
+    assert!(err.contains("changed in its middle"), "{err}");
+    assert_eq!(store.len(), len, "nothing written");
+    assert!(store.verify(|_| ()).unwrap().is_clean());
+}
+
+#[test]
+fn sessions_imported_before_session_link_are_still_recognised() {
+    // An earlier importer kept the source path and the store in the session's start.
+    let dir = tempdir().unwrap();
+    let store = common::open(dir.path());
+    let path = data("swe-agent/swe-agent__test-repo-i1.traj");
+    let bytes = std::fs::read(&path).unwrap();
+    let mut old = import::parse(Format::SweAgent, path.to_str().unwrap(), &bytes).unwrap().remove(0);
+    for d in &mut old.events {
+        d.causes.clear();
+    }
+    if let Body::SessionStart(s) = &mut old.events[0].body {
+        s.source = Some(format!("swe-agent:{}", path.display()));
+        s.store = Some("support".into());
+        s.memory_state = Some(dreamlog::Digest::of(b"then"));
+    }
+    store.append(dreamlog::AppendBatch { events: old.events, expectations: vec![] }).unwrap();
+    let len = store.len();
+    let sessions = import::parse(Format::SweAgent, path.to_str().unwrap(), &bytes).unwrap();
+    let c = import::write(&store, sessions, None, |_| {}).unwrap();
+    assert_eq!((c.sessions, c.grown, c.already_present), (0, 0, 1));
+    assert_eq!(store.len(), len);
 }

@@ -439,7 +439,9 @@ fn the_cli_prints_the_same_embedded_and_remote() {
                     .split_whitespace()
                     .filter(|w| {
                         let id = w.len() >= 12 && w.bytes().all(|b| b.is_ascii_hexdigit());
-                        let time = w.contains("T0");
+                        // An RFC 3339 time (YYYY-MM-DDThh:…), at any hour of the day.
+                        let b = w.as_bytes();
+                        let time = b.len() >= 20 && b[4] == b'-' && b[7] == b'-' && b[10] == b'T';
                         !(id || time)
                     })
                     .collect::<Vec<_>>()

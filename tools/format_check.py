@@ -159,7 +159,7 @@ ACTION_STATUS = {"ok": 0, "error": 1, "unknown": 2}
 GRADE_RESULT = {"satisfied": 0, "needs_revision": 1, "failed": 2, "error": 3}
 MEMORY_COMMANDS = {"create": 0, "str_replace": 1, "insert": 2, "delete": 3, "rename": 4}
 KINDS = ["session.start", "action", "grade", "session.end", "memory", "dream", "llm.exchange",
-         "revert", "tag", "store.fork", "redact", "note", "message"]
+         "revert", "tag", "store.fork", "redact", "note", "message", "session.link"]
 
 
 def opt_str(b, k):
@@ -241,6 +241,9 @@ def body_bytes(kind, b):
         return string(b["type"]) + js(b["json"])
     if kind == "message":
         return string(b["session"]) + string(b["role"]) + js(b["content"]) + opt_json(b, "meta")
+    if kind == "session.link":
+        return (string(b["session"]) + opt_str(b, "store") + option(b.get("memory_state"), bytes32)
+                + opt_str(b, "source") + opt_json(b, "meta"))
     raise ValueError("unknown kind " + kind)
 
 

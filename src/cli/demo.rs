@@ -46,6 +46,10 @@ trait Target {
 
     /// A store's state hash and its files' texts (numbered, as the tool's view shows them).
     fn files(&self, store: &str) -> Result<(Digest, Vec<(String, String)>)> {
+        if !self.has_store(store)? {
+            // An agent's store before its first memory command: empty.
+            return Ok((crate::core::memory::MemoryState::new().state_hash(), Vec::new()));
+        }
         let root = self.view(store, crate::core::memory::ROOT)?;
         let hash: Digest = root["state_hash"].as_str().unwrap_or_default().parse()?;
         let mut out = Vec::new();
@@ -102,7 +106,9 @@ impl Target for Local {
         self.mem.blame(store, path, self.store().len())
     }
     fn dream(&self, store: &str, spec: &DreamerSpec, in_place: bool) -> Result<DreamRun> {
-        self.dreams.run(store, spec, &RunOptions { in_place, ..RunOptions::default() })
+        // The simulated agent's store starts empty (no event yet): the demo dreams over it
+        // on purpose, so it says `create`.
+        self.dreams.run(store, spec, &RunOptions { in_place, create: true, ..RunOptions::default() })
     }
     fn promote(&self, fork: &str, into: &str, actor: &Actor) -> Result<()> {
         self.mem.promote(fork, into, actor.clone()).map(drop)
@@ -174,7 +180,7 @@ impl Target for Remote {
         Remote::blame(self, store, path, "head")
     }
     fn dream(&self, store: &str, spec: &DreamerSpec, in_place: bool) -> Result<DreamRun> {
-        self.dream_run(store, spec, None, None, in_place)
+        self.dream_run(store, spec, None, None, in_place, true)
     }
     fn promote(&self, fork: &str, into: &str, actor: &Actor) -> Result<()> {
         Remote::promote(self, fork, into, actor).map(drop)

@@ -60,6 +60,9 @@ pub struct RunArgs {
     /// Write straight into STORE instead of a fork.
     #[arg(long)]
     pub in_place: bool,
+    /// Dream over a store that has no event yet (refused otherwise, as a likely typo).
+    #[arg(long)]
+    pub create: bool,
 }
 
 /// Arguments of `dream replay`.
@@ -154,10 +157,25 @@ fn run_dream(cli: &Cli, d: &Dreams, args: &RunArgs) -> Result<ExitCode> {
     let since = d.resolve_since(args.since.as_deref())?;
     let bar = super::progress_bar(None, &format!("dreaming with {spec}"));
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    let opts = RunOptions { since, into: args.into.clone(), in_place: args.in_place };
+    let opts = RunOptions { since, into: args.into.clone(), in_place: args.in_place, create: args.create };
     let result = d.run(&args.store, &spec, &opts);
     bar.finish_and_clear();
-    print_run(cli, &result?)?;
+    print_run_result(cli, result)
+}
+
+/// `dream run`'s answer; no new graded session is not a failure (exit 0, nothing written).
+pub(crate) fn print_run_result(cli: &Cli, result: Result<crate::dream::DreamRun>) -> Result<ExitCode> {
+    match result {
+        Ok(r) => print_run(cli, &r)?,
+        Err(e @ crate::error::Error::NothingToDream { .. }) => {
+            if cli.json {
+                stdout_line(&serde_json::json!({"dream": null, "reason": e.to_string()}).to_string())?;
+            } else {
+                stdout_line(&e.to_string())?;
+            }
+        }
+        Err(e) => return Err(e),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -302,7 +320,7 @@ pub(crate) fn print_lessons(cli: &Cli, store_name: &str, rows: &[ledger::LessonR
             stdout_line(&format!("{}:{}  {}", r.path, r.line, r.text))?;
             stdout_line(&format!(
                 "    written by {} at {}{}",
-                r.event.short(12),
+                r.id.short(12),
                 r.position,
                 match (&r.dream, &r.dreamer) {
                     (Some(d), Some(n)) => format!(", dream {} ({n})", d.short(12)),

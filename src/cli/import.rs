@@ -10,38 +10,89 @@ use crate::exchange;
 use crate::import::{self, Format};
 use crate::memory::Memory;
 
-/// Files named on the command line, with directories expanded (sorted, recursively);
-/// the flag says whether the file was found in a directory (rather than named).
-fn expand(paths: &[String]) -> Result<Vec<(String, bool)>> {
-    fn walk(dir: &Path, out: &mut Vec<(String, bool)>) -> Result<()> {
+/// A file to import: its path, whether it was found in a directory (rather than named),
+/// and why it is set aside instead (read as part of another file's run).
+struct Input {
+    path: String,
+    in_dir: bool,
+}
+
+/// A file not imported on its own, and why (it is part of another file's run).
+type SetAside = (String, String);
+
+/// Files named on the command line, with directories expanded (sorted, recursively), and
+/// the files set aside with the reason: a Harbor trial directory (`result.json` beside
+/// `agent/trajectory.json`) is one run, so the Claude Code transcripts under its
+/// `agent/` folder are the same run and are not imported again; trajectory files another
+/// trajectory names by `subagent_trajectory_ref` are read as its sub-agents.
+fn expand(paths: &[String]) -> Result<(Vec<Input>, Vec<SetAside>)> {
+    fn walk(dir: &Path, out: &mut Vec<Input>, aside: &mut Vec<SetAside>) -> Result<()> {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|source| Error::Io { path: dir.display().to_string(), source })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .collect();
         entries.sort();
+        let trial = dir.join("result.json").is_file() && dir.join("agent/trajectory.json").is_file();
         for p in entries {
             if p.is_dir() {
-                walk(&p, out)?;
+                let before = out.len();
+                walk(&p, out, aside)?;
+                if trial && p.file_name().is_some_and(|n| n == "agent") {
+                    let (keep, same_run): (Vec<Input>, Vec<Input>) =
+                        out.drain(before..).partition(|i| !i.path.ends_with(".jsonl"));
+                    out.extend(keep);
+                    for i in same_run {
+                        let why = format!(
+                            "the Harbor trial's Claude Code transcript, the same run as {}",
+                            dir.join("agent/trajectory.json").display()
+                        );
+                        aside.push((i.path, why));
+                    }
+                }
+            } else if trial && p.file_name().is_some_and(|n| n == "result.json") {
+                // read with the trial's trajectory
             } else if matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "jsonl" | "traj")) {
-                out.push((p.display().to_string(), true));
+                out.push(Input { path: p.display().to_string(), in_dir: true });
             }
         }
         Ok(())
     }
     let mut out = Vec::new();
+    let mut aside = Vec::new();
     for p in paths {
         let path = Path::new(p);
         if path.is_dir() {
-            walk(path, &mut out)?;
+            walk(path, &mut out, &mut aside)?;
         } else {
-            out.push((p.clone(), false));
+            out.push(Input { path: p.clone(), in_dir: false });
         }
     }
+    // Trajectories that another trajectory of this import names as its sub-agents.
+    let mut referenced = std::collections::HashSet::new();
+    for i in out.iter().filter(|i| i.path.ends_with(".json") && i.path.contains("trajectory")) {
+        if let Ok(bytes) = std::fs::read(&i.path) {
+            for r in import::referenced_paths(&i.path, &bytes) {
+                referenced.insert((r.canonicalize().unwrap_or(r), i.path.clone()));
+            }
+        }
+    }
+    if !referenced.is_empty() {
+        out.retain(|i| {
+            let me = Path::new(&i.path).canonicalize().unwrap_or_else(|_| PathBuf::from(&i.path));
+            match referenced.iter().find(|(r, _)| *r == me) {
+                Some((_, by)) => {
+                    aside.push((i.path.clone(), format!("a sub-agent trajectory of {by}, imported with it")));
+                    false
+                }
+                None => true,
+            }
+        });
+    }
     // Sub-agent transcripts after the sessions they belong to, so they can cite them.
-    out.sort_by_key(|(f, _)| {
-        Path::new(f).file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("agent-"))
+    out.sort_by_key(|i| {
+        Path::new(&i.path).file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("agent-"))
     });
-    Ok(out)
+    Ok((out, aside))
 }
 
 pub(super) fn run(cli: &Cli, args: &ImportArgs) -> Result<ExitCode> {
@@ -68,6 +119,13 @@ pub(super) fn run_remote(cli: &Cli, args: &ImportArgs, remote: &crate::remote::R
     run_into(cli, args, remote, memory)
 }
 
+/// What happened to one file.
+enum Outcome {
+    Imported,
+    Present,
+    Failed(String),
+}
+
 /// Where an import writes: the local store or a server.
 fn run_into<S: import::SessionSink + exchange::ExportSink>(
     cli: &Cli,
@@ -82,98 +140,172 @@ fn run_into<S: import::SessionSink + exchange::ExportSink>(
             None => (None, &args.args[..]),
         },
     };
-    let files = expand(rest)?;
+    let (files, aside) = expand(rest)?;
     if files.is_empty() {
         return Err(Error::Input { path: args.args.join(" "), line: 0, reason: "no files to import".into() });
     }
+    for (file, why) in &aside {
+        if !cli.json {
+            eprintln!("{file}: not imported on its own: {why}");
+        }
+    }
     // Standard input (exports only) is read here; files are read and parsed on a
     // background thread, one ahead of the appends.
-    let named: Vec<String> = files.iter().filter(|(f, _)| f != "-").map(|(f, _)| f.clone()).collect();
-    let parsed = import::parse_in_background(named, format, memory.clone());
-    for (file, found_in_dir) in &files {
+    let named: Vec<String> = files.iter().filter(|i| i.path != "-").map(|i| i.path.clone()).collect();
+    let parsed = import::parse_in_background(named, format);
+    let mem = memory.as_ref().map(|(n, h)| (n.as_str(), *h));
+    let mut outcomes: Vec<(String, Outcome)> = Vec::new();
+    for input in &files {
+        let file = &input.path;
         let result = if file == "-" {
             let mut buf = Vec::new();
             io::Read::read_to_end(&mut io::stdin(), &mut buf)
                 .map_err(|source| Error::Io { path: "-".into(), source })?;
-            Ok(match format.or_else(|| import::detect(&buf)) {
-                Some(Format::Dreamlog) | None => import::Parsed::Export(buf),
-                Some(_) => {
-                    return Err(Error::Input {
-                        path: "-".into(),
-                        line: 0,
-                        reason: "standard input takes dreamlog exports only".into(),
-                    })
-                }
-            })
+            match format.or_else(|| import::detect(&buf)) {
+                Some(Format::Dreamlog) | None => Ok(import::Parsed::Export(buf)),
+                Some(_) => Err(Error::Input {
+                    path: "-".into(),
+                    line: 0,
+                    reason: "standard input takes dreamlog exports only".into(),
+                }),
+            }
         } else {
             let (name, result) = parsed.recv().map_err(|_| Error::Closed)?;
             debug_assert_eq!(&name, file);
             result
         };
-        let bar = progress_bar(None, &format!("importing {file}"));
-        match result? {
-            import::Parsed::Unknown if *found_in_dir => {
-                // e.g. a Harbor result.json, read with its trajectory
-                eprintln!("{file}: skipped (not a format dreamlog imports)");
+        let outcome = match result.and_then(|p| import_one(cli, sink, file, format, p, mem)) {
+            Ok(o) => o,
+            Err(e) if args.fail_fast => return Err(e),
+            Err(e)
+                if input.in_dir
+                    && matches!(&e, Error::Input { reason, line: 0, .. } if reason.starts_with("cannot tell the format")) =>
+            {
+                // e.g. a config.json beside the runs: not a failure of the import
+                if !cli.json {
+                    eprintln!("{file}: skipped (not a format dreamlog imports)");
+                }
+                continue;
             }
-            import::Parsed::Unknown => {
-                return Err(Error::Input {
-                    path: file.clone(),
-                    line: 0,
-                    reason:
-                        "cannot tell the format (name it: dreamlog, tau-bench, tau2, swe-agent, atif or claude-code)"
-                            .into(),
-                });
-            }
-            import::Parsed::Export(bytes) => {
-                let bytes = std::sync::Arc::new(bytes);
-                let report = exchange::import(
-                    sink,
-                    file,
-                    || Ok(Box::new(io::Cursor::new(bytes.as_ref().clone())) as Box<dyn BufRead>),
-                    |n| bar.set_position(n),
-                )?;
-                bar.finish_and_clear();
+            Err(e) => {
                 if cli.json {
-                    let mut v = serde_json::to_value(&report).unwrap_or_default();
-                    v["file"] = serde_json::Value::String(file.clone());
-                    stdout_line(&v.to_string())?;
+                    stdout_line(&serde_json::json!({"file": file, "error": e.to_string()}).to_string())?;
                 } else {
-                    stdout_line(&format!(
-                        "{file}: {} events checked, {} appended, {} already present{}",
-                        report.events,
-                        report.appended,
-                        report.existing,
-                        if report.same_positions { ", same positions as the source" } else { "" }
-                    ))?;
+                    eprintln!("{file}: failed, nothing of it written: {e}");
                 }
+                Outcome::Failed(e.to_string())
             }
-            import::Parsed::Sessions(chosen, sessions) => {
-                if format.is_none() && !cli.json {
-                    eprintln!("{file}: detected {}", chosen.name());
-                }
-                let counts = import::write(sink, sessions, |n| bar.set_position(n))?;
-                bar.finish_and_clear();
-                if cli.json {
-                    let mut v = serde_json::to_value(&counts).unwrap_or_default();
-                    v["file"] = serde_json::Value::String(file.clone());
-                    v["format"] = serde_json::Value::String(chosen.name().into());
-                    stdout_line(&v.to_string())?;
-                } else {
-                    stdout_line(&format!(
-                        "{file} ({}): {} sessions imported, {} already present; {} messages, {} tool calls, {} grades{}",
-                        chosen.name(),
-                        counts.sessions,
-                        counts.already_present,
-                        counts.messages,
-                        counts.actions,
-                        counts.grades,
-                        if counts.skipped.is_empty() { String::new() } else { format!("; skipped: {}", counts.skipped.join("; ")) }
-                    ))?;
-                }
-            }
-        }
+        };
+        outcomes.push((file.clone(), outcome));
     }
     drop(parsed);
-    Ok(ExitCode::SUCCESS)
+    let failed = outcomes.iter().filter(|(_, o)| matches!(o, Outcome::Failed(_))).count();
+    if files.len() > 1 || failed > 0 {
+        let names = |want: fn(&Outcome) -> bool| -> Vec<String> {
+            outcomes.iter().filter(|(_, o)| want(o)).map(|(f, _)| f.clone()).collect()
+        };
+        let imported = names(|o| matches!(o, Outcome::Imported));
+        let present = names(|o| matches!(o, Outcome::Present));
+        let failures: Vec<serde_json::Value> = outcomes
+            .iter()
+            .filter_map(|(f, o)| match o {
+                Outcome::Failed(e) => Some(serde_json::json!({"file": f, "error": e})),
+                _ => None,
+            })
+            .collect();
+        if cli.json {
+            let set_aside: Vec<serde_json::Value> =
+                aside.iter().map(|(f, why)| serde_json::json!({"file": f, "reason": why})).collect();
+            stdout_line(
+                &serde_json::json!({"summary": {"imported": imported, "already_present": present,
+                    "failed": failures, "set_aside": set_aside}})
+                .to_string(),
+            )?;
+        } else {
+            stdout_line(&format!(
+                "{} files: {} imported, {} already present, {} failed{}",
+                outcomes.len(),
+                imported.len(),
+                present.len(),
+                failed,
+                if failed > 0 {
+                    format!(
+                        " ({})",
+                        outcomes
+                            .iter()
+                            .filter(|(_, o)| matches!(o, Outcome::Failed(_)))
+                            .map(|(f, _)| f.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                } else {
+                    String::new()
+                }
+            ))?;
+        }
+    }
+    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Imports one parsed file; prints its line.
+fn import_one<S: import::SessionSink + exchange::ExportSink>(
+    cli: &Cli,
+    sink: &S,
+    file: &str,
+    format: Option<Format>,
+    parsed: import::Parsed,
+    memory: Option<(&str, crate::core::Digest)>,
+) -> Result<Outcome> {
+    let bar = progress_bar(None, &format!("importing {file}"));
+    match parsed {
+        import::Parsed::Export(bytes) => {
+            let bytes = std::sync::Arc::new(bytes);
+            let report = exchange::import(
+                sink,
+                file,
+                || Ok(Box::new(io::Cursor::new(bytes.as_ref().clone())) as Box<dyn BufRead>),
+                |n| bar.set_position(n),
+            )?;
+            bar.finish_and_clear();
+            if cli.json {
+                let mut v = serde_json::to_value(&report).unwrap_or_default();
+                v["file"] = serde_json::Value::String(file.to_owned());
+                stdout_line(&v.to_string())?;
+            } else {
+                stdout_line(&format!(
+                    "{file}: {} events checked, {} appended, {} already present{}",
+                    report.events,
+                    report.appended,
+                    report.existing,
+                    if report.same_positions { ", same positions as the source" } else { "" }
+                ))?;
+            }
+            Ok(if report.appended == 0 { Outcome::Present } else { Outcome::Imported })
+        }
+        import::Parsed::Sessions(chosen, sessions) => {
+            if format.is_none() && !cli.json {
+                eprintln!("{file}: detected {}", chosen.name());
+            }
+            let counts = import::write(sink, sessions, memory, |n| bar.set_position(n))?;
+            bar.finish_and_clear();
+            if cli.json {
+                let mut v = serde_json::to_value(&counts).unwrap_or_default();
+                v["file"] = serde_json::Value::String(file.to_owned());
+                v["format"] = serde_json::Value::String(chosen.name().into());
+                stdout_line(&v.to_string())?;
+            } else {
+                stdout_line(&format!(
+                    "{file} ({}): {} sessions imported, {} grown, {} already present; {} messages, {} tool calls, {} grades",
+                    chosen.name(),
+                    counts.sessions,
+                    counts.grown,
+                    counts.already_present,
+                    counts.messages,
+                    counts.actions,
+                    counts.grades,
+                ))?;
+            }
+            Ok(if counts.sessions + counts.grown == 0 { Outcome::Present } else { Outcome::Imported })
+        }
+    }
 }

@@ -195,8 +195,12 @@ pub(crate) fn print_history_line(cli: &Cli, e: &crate::store::StoredEvent) -> Re
         return stdout_line(&e.to_json().to_line());
     }
     let causes = e.event.header.causes.iter().map(|c| c.short(12)).collect::<Vec<_>>().join(",");
+    let session = match &e.event.body {
+        crate::core::Body::Memory(m) => m.session.as_deref().map(|s| format!("  session {s}")).unwrap_or_default(),
+        _ => String::new(),
+    };
     stdout_line(&format!(
-        "{:>8}  {}  {}  {:<24} {}{}",
+        "{:>8}  {}  {}  {:<24} {}{session}{}",
         e.position,
         e.id().short(12),
         output::time_text(e.event.header.time),
@@ -254,8 +258,9 @@ pub(crate) fn print_blame(cli: &Cli, lines: &[crate::memory::BlameLine]) -> Resu
                     )
                 })
                 .unwrap_or_default();
+            let session = l.session.as_deref().map(|s| format!("  session {s}")).unwrap_or_default();
             stdout_line(&format!(
-                "{} {:>8} {} {:<20} {:>5}| {}{}",
+                "{} {:>8} {} {:<20} {:>5}| {}{}{session}",
                 l.id.short(12),
                 l.position,
                 output::time_text(l.time),

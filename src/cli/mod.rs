@@ -68,7 +68,8 @@ pub enum Command {
     Verify,
     /// Write the log as JSON Lines that another store can import and re-verify.
     Export(ExportArgs),
-    /// Import an export (checked whole before anything is written; idempotent).
+    /// Import agent runs (τ-bench, τ²-bench, SWE-agent, ATIF/Harbor, Claude Code) or a
+    /// dreamlog export; each file is checked whole before anything is written; idempotent.
     Import(ImportArgs),
     /// Sessions: list, show, stats.
     #[command(subcommand)]
@@ -108,7 +109,11 @@ pub enum Command {
         #[arg(long)]
         actor: Option<crate::core::Actor>,
     },
-    /// Record a small real agent session, then show `log` and `verify`.
+    /// The whole loop on --db, told step by step: import a real τ-bench session, write a
+    /// lesson, tag it, add a bad lesson, diff and blame, revert it; then a simulated agent
+    /// whose success depends on its memory runs rounds of sessions, an evidence dream
+    /// distils lessons, a bad lesson makes drift flag the change, a revert restores the
+    /// pass rate, every dream replays bit for bit and `verify` checks the log.
     Demo,
 }
 
@@ -156,15 +161,22 @@ pub struct ExportArgs {
 /// Arguments of `import`.
 #[derive(Args, Debug)]
 pub struct ImportArgs {
-    /// `[FORMAT] FILE...`: FORMAT is `auto` (the default: detected from each file's
-    /// content), `dreamlog` (an export), `tau-bench`, `tau2` or `swe-agent`. A directory
-    /// imports every .json, .jsonl and .traj file below it; `-` reads standard input
-    /// (exports only).
+    /// `[FORMAT] FILE|DIR...`: FORMAT is `auto` (the default: detected from each file's
+    /// content), `dreamlog` (a dreamlog export), `tau-bench` (τ-bench trajectories),
+    /// `tau2` (τ²-bench results), `swe-agent` (.traj), `atif` (Harbor/ATIF v1.0–v1.8
+    /// trajectory.json, graded by the trial's result.json) or `claude-code` (Claude Code
+    /// .jsonl transcripts). A directory imports every .json, .jsonl and .traj file below
+    /// it (a Harbor trial directory as one run); `-` reads standard input (exports only).
     #[arg(required = true, num_args = 1..)]
     pub args: Vec<String>,
-    /// Record the memory store (and its current state hash) the imported sessions ran with.
+    /// Record the memory store (and its current state hash) the imported sessions ran
+    /// with, in their `session.link` (the sessions' own events do not change).
     #[arg(long)]
     pub store: Option<String>,
+    /// Stop at the first file that fails (by default every file is tried, each all or
+    /// nothing, and the exit status is 1 when any failed).
+    #[arg(long)]
+    pub fail_fast: bool,
 }
 
 /// Runs the CLI and turns errors into one line on stderr and a non-zero exit code.

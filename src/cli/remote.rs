@@ -112,10 +112,7 @@ pub fn run(cli: &Cli, remote: &Remote) -> Result<ExitCode> {
         Command::Sessions(SessionsCmd::List { agent, task, graded }) => {
             print_list(cli, &remote.sessions()?, agent.as_deref(), task.as_deref(), *graded)?
         }
-        Command::Sessions(SessionsCmd::Show { id }) => {
-            let (id, events) = remote.session(id)?;
-            print_session(cli, &id, &events)?
-        }
+        Command::Sessions(SessionsCmd::Show { id }) => print_session(cli, &remote.session(id)?)?,
         Command::Sessions(SessionsCmd::Stats) => print_stats(cli, &remote.session_stats()?)?,
         Command::Dream(cmd) => return dream(cli, remote, cmd),
         Command::Drift(args) => {
@@ -210,14 +207,20 @@ fn memory(cli: &Cli, remote: &Remote, cmd: &MemoryCmd) -> Result<ExitCode> {
 }
 
 fn dream(cli: &Cli, remote: &Remote, cmd: &super::dream::DreamCmd) -> Result<ExitCode> {
-    use super::dream::{print_list, print_replay, print_run, print_show, read_config, replay_all, DreamCmd};
+    use super::dream::{print_list, print_replay, print_run_result, print_show, read_config, replay_all, DreamCmd};
     match cmd {
         DreamCmd::Run(args) => {
             let mut spec = args.dreamer.clone();
             spec.config = read_config(args.config.as_deref())?;
-            let r = remote.dream_run(&args.store, &spec, args.since.as_deref(), args.into.as_deref(), args.in_place)?;
-            print_run(cli, &r)?;
-            Ok(ExitCode::SUCCESS)
+            let r = remote.dream_run(
+                &args.store,
+                &spec,
+                args.since.as_deref(),
+                args.into.as_deref(),
+                args.in_place,
+                args.create,
+            );
+            print_run_result(cli, r)
         }
         DreamCmd::List { store } => {
             let all: Vec<_> = remote

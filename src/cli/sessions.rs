@@ -60,8 +60,8 @@ pub fn run(cli: &Cli, cmd: &SessionsCmd) -> Result<ExitCode> {
             print_list(cli, &sessions::list(&store)?, agent.as_deref(), task.as_deref(), *graded)?;
         }
         SessionsCmd::Show { id } => {
-            let (id, events) = sessions::events(&store, id)?;
-            print_session(cli, &id, &events)?;
+            let mem = crate::memory::Memory::new(store.clone());
+            print_session(cli, &sessions::detail(&mem, id)?)?;
         }
         SessionsCmd::Stats => print_stats(cli, &sessions::stats(&sessions::list(&store)?))?,
     }
@@ -77,27 +77,61 @@ pub(crate) fn print_list(
     task: Option<&str>,
     graded: bool,
 ) -> Result<()> {
-    for r in rows {
-        if agent.is_some_and(|a| r.agent.as_deref() != Some(a))
-            || task.is_some_and(|t| r.task.as_deref() != Some(t))
-            || (graded && r.score.is_none())
-        {
-            continue;
-        }
-        if cli.json {
+    let shown: Vec<&sessions::SessionSummary> = rows
+        .iter()
+        .filter(|r| {
+            !(agent.is_some_and(|a| r.agent.as_deref() != Some(a))
+                || task.is_some_and(|t| r.task.as_deref() != Some(t))
+                || (graded && r.score.is_none()))
+        })
+        .collect();
+    if cli.json {
+        for r in shown {
             stdout_line(&serde_json::to_string(r).unwrap_or_default())?;
-        } else {
-            stdout_line(&format!(
-                "{:<56} {:<16} {:<28} {:>4} steps  {:>5}  {:<10} {}",
-                r.id,
-                r.task.as_deref().unwrap_or("-"),
-                r.agent.as_deref().unwrap_or("-"),
-                r.steps,
-                r.score.map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into()),
-                r.result.as_deref().unwrap_or("ungraded"),
-                output::time_text(r.time)
-            ))?;
         }
+        return Ok(());
+    }
+    // Columns as wide as their longest cell (long ids and task names stay aligned).
+    let cells: Vec<[String; 7]> = shown
+        .iter()
+        .map(|r| {
+            [
+                r.id.clone(),
+                r.task.clone().unwrap_or_else(|| "-".into()),
+                r.agent.clone().unwrap_or_else(|| "-".into()),
+                r.steps.to_string(),
+                r.score.map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into()),
+                r.result.clone().unwrap_or_else(|| "ungraded".into()),
+                r.time.map(output::time_text).unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let header = ["SESSION", "TASK", "AGENT", "STEPS", "SCORE", "RESULT", "STARTED"];
+    let mut width = header.map(|h| h.chars().count());
+    for row in &cells {
+        for (w, c) in width.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |row: &[String]| {
+        let mut out = String::new();
+        for (i, (c, w)) in row.iter().zip(width).enumerate() {
+            let pad = w.saturating_sub(c.chars().count());
+            // Numbers right-aligned, text left-aligned; no padding after the last column.
+            match i {
+                3 | 4 => out.push_str(&format!("{}{c}", " ".repeat(pad))),
+                6 => out.push_str(c),
+                _ => out.push_str(&format!("{c}{}", " ".repeat(pad))),
+            }
+            if i < 6 {
+                out.push_str("  ");
+            }
+        }
+        out
+    };
+    stdout_line(&line(&header.map(String::from)))?;
+    for row in &cells {
+        stdout_line(&line(row))?;
     }
     Ok(())
 }
@@ -138,22 +172,68 @@ pub(crate) fn print_stats(cli: &Cli, st: &sessions::Stats) -> Result<()> {
     Ok(())
 }
 
-/// `sessions show`: a session in order, or its events as JSON Lines.
-pub(crate) fn print_session(cli: &Cli, id: &str, events: &[crate::store::StoredEvent]) -> Result<()> {
-    if cli.json {
-        for e in events {
-            stdout_line(&e.to_json().to_line())?;
+/// The text of a tool's output: a string as it is, text blocks as their text, anything
+/// else as compact JSON (an object is never an empty line).
+fn output_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        Value::Array(blocks)
+            if !blocks.is_empty() && blocks.iter().all(|b| b.get("type").and_then(Value::as_str) == Some("text")) =>
+        {
+            text_of(v)
         }
-        return Ok(());
+        other => other.to_string(),
     }
-    let s = sessions::summarize(id, events);
+}
+
+/// `sessions show`: a session in order, or (`--json`) one object: summary, link, memory
+/// commands and events.
+pub(crate) fn print_session(cli: &Cli, d: &sessions::SessionDetail) -> Result<()> {
+    if cli.json {
+        return stdout_line(&d.to_json().to_string());
+    }
+    let (id, events) = (&d.session, &d.events);
+    let s = sessions::summarize_linked(id, events, d.link.as_ref());
     stdout_line(&format!(
         "session {id}\n  task {}  agent {}  model {}  started {}",
         s.task.as_deref().unwrap_or("-"),
         s.agent.as_deref().unwrap_or("-"),
         s.model.as_deref().unwrap_or("-"),
-        output::time_text(s.time)
+        s.time.map(output::time_text).unwrap_or_else(|| "- (the source has no timestamps)".into())
     ))?;
+    let mut usage = Vec::new();
+    if let Some(ms) = s.duration_ms {
+        usage.push(format!("duration {:.1} s", ms as f64 / 1000.0));
+    }
+    if let Some(c) = s.cost_usd {
+        usage.push(format!("cost ${c:.4}"));
+    }
+    if s.input_tokens.is_some() || s.output_tokens.is_some() {
+        usage.push(format!(
+            "tokens {} in, {} out",
+            s.input_tokens.map_or("-".into(), |n| n.to_string()),
+            s.output_tokens.map_or("-".into(), |n| n.to_string())
+        ));
+    }
+    if !usage.is_empty() {
+        stdout_line(&format!("  {}", usage.join("  ")))?;
+    }
+    if let Some(l) = &d.link {
+        if let Some(store) = &l.store {
+            stdout_line(&format!(
+                "  ran with memory store {store}{}",
+                l.memory_state.map(|h| format!(" (state {})", h.short(16))).unwrap_or_default()
+            ))?;
+        }
+        if let Some(src) = &l.source {
+            stdout_line(&format!("  imported from {src}"))?;
+        }
+    } else if let Some(store) = &s.store {
+        stdout_line(&format!("  ran with memory store {store}"))?;
+    }
+    let last_end =
+        events.iter().rev().find(|e| e.event.header.kind == crate::core::Kind::SessionEnd).map(|e| e.position);
     for e in events {
         match &e.event.body {
             Body::SessionStart(b) => {
@@ -161,6 +241,8 @@ pub(crate) fn print_session(cli: &Cli, id: &str, events: &[crate::store::StoredE
                     stdout_line(&format!("\n[task] {t}"))?;
                 }
             }
+            // A tool's result is shown with its call, from the action event.
+            Body::Message(m) if m.role == "tool" => {}
             Body::Message(m) => {
                 let text = text_of(&m.content.to_value());
                 if !text.is_empty() {
@@ -168,7 +250,7 @@ pub(crate) fn print_session(cli: &Cli, id: &str, events: &[crate::store::StoredE
                 }
             }
             Body::Action(a) => {
-                let out = a.output.as_ref().map(|o| text_of(&o.to_value())).unwrap_or_default();
+                let out = a.output.as_ref().map(|o| output_text(&o.to_value())).unwrap_or_default();
                 stdout_line(&format!(
                     "  -> {}({}) [{:?}]\n     {}",
                     a.name,
@@ -200,12 +282,28 @@ pub(crate) fn print_session(cli: &Cli, id: &str, events: &[crate::store::StoredE
                     ))?;
                 }
             }
-            Body::SessionEnd(b) => stdout_line(&format!("\n[end] {}", b.status))?,
+            // A transcript that grew has more than one end: the latest holds.
+            Body::SessionEnd(b) if last_end == Some(e.position) => stdout_line(&format!("\n[end] {}", b.status))?,
             _ => {}
         }
     }
     if s.score.is_none() {
         stdout_line("\n(no grade recorded)")?;
+    }
+    if !d.memory.is_empty() {
+        stdout_line(&format!("\nmemory commands ({}):", d.memory.len()))?;
+        for m in &d.memory {
+            let cmd = m.command.get("command").and_then(Value::as_str).unwrap_or("?");
+            let path =
+                m.command.get("path").or_else(|| m.command.get("old_path")).and_then(Value::as_str).unwrap_or("");
+            stdout_line(&format!(
+                "  {} {} {cmd} {path}: {}  ({})",
+                m.position,
+                m.store,
+                m.result.replace('\n', " "),
+                m.id.short(12)
+            ))?;
+        }
     }
     Ok(())
 }

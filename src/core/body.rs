@@ -376,6 +376,30 @@ pub struct Message {
     pub meta: Option<CanonicalJson>,
 }
 
+/// `session.link`: what a session ran with and where it came from, kept beside the
+/// session's own events so that their ids depend only on the session's content (an
+/// import of the same run from another path, or with the store in another state, is the
+/// same session). Written to the stream `session.link/ID`; the ledger and drift read the
+/// store and state from here when the `session.start` names none.
+#[derive(Clone, PartialEq, Debug, Encode, Decode, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionLink {
+    /// Session id.
+    pub session: String,
+    /// The memory store the session ran with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// The state hash of that store the session ran with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_state: Option<Digest>,
+    /// Where the session came from: `FORMAT:PATH` for imports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Free-form metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<CanonicalJson>,
+}
+
 /// An event body: one variant per [`Kind`].
 #[derive(Clone, PartialEq, Debug)]
 pub enum Body {
@@ -405,6 +429,8 @@ pub enum Body {
     Note(Note),
     /// `message`
     Message(Message),
+    /// `session.link`
+    SessionLink(SessionLink),
 }
 
 /// Applies `$m!(Variant, value)` to whichever variant `$body` is.
@@ -424,6 +450,7 @@ macro_rules! each_body {
             Body::Redact($v) => $e,
             Body::Note($v) => $e,
             Body::Message($v) => $e,
+            Body::SessionLink($v) => $e,
         }
     };
 }
@@ -445,6 +472,7 @@ macro_rules! by_kind {
             Kind::Redact => $f::<Redact>($($arg),*).map(Body::Redact),
             Kind::Note => $f::<Note>($($arg),*).map(Body::Note),
             Kind::Message => $f::<Message>($($arg),*).map(Body::Message),
+            Kind::SessionLink => $f::<SessionLink>($($arg),*).map(Body::SessionLink),
         }
     };
 }
@@ -475,6 +503,7 @@ impl Body {
             Body::Redact(_) => Kind::Redact,
             Body::Note(_) => Kind::Note,
             Body::Message(_) => Kind::Message,
+            Body::SessionLink(_) => Kind::SessionLink,
         }
     }
 
@@ -554,6 +583,12 @@ impl Body {
                 non_empty("body.session", &b.session)?;
                 non_empty("body.role", &b.role)?;
             }
+            Body::SessionLink(b) => {
+                non_empty("body.session", &b.session)?;
+                if let Some(store) = &b.store {
+                    check_name("body.store", store)?;
+                }
+            }
         }
         Ok(())
     }
@@ -566,6 +601,7 @@ impl Body {
             Body::Grade(b) => Some(&b.session),
             Body::SessionEnd(b) => Some(&b.session),
             Body::Message(b) => Some(&b.session),
+            Body::SessionLink(b) => Some(&b.session),
             Body::Memory(b) => b.session.as_deref(),
             _ => None,
         }
@@ -619,6 +655,12 @@ impl Body {
             Body::Redact(b) => format!("{}: {}", b.target.short(12), clip(&b.reason, 40)),
             Body::Note(b) => format!("{} {}", b.note_type, clip(b.json.as_str(), 60)),
             Body::Message(b) => format!("{} {}", b.role, clip(b.content.as_str(), 60)),
+            Body::SessionLink(b) => format!(
+                "session {}{}{}",
+                b.session,
+                b.store.as_deref().map(|s| format!(" ran with {s}")).unwrap_or_default(),
+                b.source.as_deref().map(|s| format!(" from {}", clip(s, 60))).unwrap_or_default()
+            ),
         }
     }
 }

@@ -39,11 +39,14 @@ pub enum Kind {
     Note,
     /// tag 12: a message of a session's conversation (user, assistant, system).
     Message,
+    /// tag 13: links a session to the memory store (and state) it ran with and to the
+    /// source it was imported from, beside the events that identify the session.
+    SessionLink,
 }
 
 impl Kind {
     /// Every kind, in tag order.
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::SessionStart,
         Kind::Action,
         Kind::Grade,
@@ -57,6 +60,7 @@ impl Kind {
         Kind::Redact,
         Kind::Note,
         Kind::Message,
+        Kind::SessionLink,
     ];
 
     /// The kind's name in the JSON form, e.g. `session.start`.
@@ -75,6 +79,7 @@ impl Kind {
             Kind::Redact => "redact",
             Kind::Note => "note",
             Kind::Message => "message",
+            Kind::SessionLink => "session.link",
         }
     }
 

@@ -18,7 +18,7 @@ pub mod wire;
 
 pub use body::{
     Action, ActionStatus, Body, Criterion, Dream, Grade, GradeResult, LlmExchange, Memory, MemoryCommand, Message,
-    Note, Redact, Revert, RevertTarget, SessionEnd, SessionStart, StoreFork, Tag,
+    Note, Redact, Revert, RevertTarget, SessionEnd, SessionLink, SessionStart, StoreFork, Tag,
 };
 pub use canonical_json::CanonicalJson;
 pub use error::FormatError;

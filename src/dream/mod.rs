@@ -121,6 +121,9 @@ pub struct RunOptions {
     pub into: Option<String>,
     /// Write into the input store itself.
     pub in_place: bool,
+    /// Dream over a store that has no event yet (by default such a store is refused as a
+    /// typo).
+    pub create: bool,
 }
 
 /// A committed dream.
@@ -506,6 +509,9 @@ impl Dreams {
     /// Runs a dreamer over `store` and commits its output (by default into a new fork).
     pub fn run(&self, store: &str, spec: &DreamerSpec, opts: &RunOptions) -> Result<DreamRun> {
         let started = Instant::now();
+        if !opts.create {
+            self.mem.require(store)?;
+        }
         let dreamer = dreamer_for(spec)?;
         let until = self.store().len();
         if until == 0 {
@@ -517,6 +523,9 @@ impl Dreams {
         };
         let (base, head) = self.mem.state_until(store, until)?;
         let input = self.input(store, &base, from, until - 1, dreamer.as_ref())?;
+        if input.sessions.is_empty() {
+            return Err(Error::NothingToDream { store: store.to_owned(), from });
+        }
         let label = format!("{}@{}", dreamer.name(), dreamer.version());
         let mut out = dreamer.dream(&input, None)?;
         let known: std::collections::HashSet<EventId> = input.evidence_ids().collect();

@@ -1,16 +1,32 @@
 //! ATIF, the Agent Trajectory Interchange Format of the Harbor framework (v1.0 to v1.8):
-//! `{schema_version, session_id, agent{name, version, model_name}, steps[], final_metrics,
-//! subagent_trajectories[]}`; a step has `source` (user, agent, system), `message`,
-//! `tool_calls[]{tool_call_id, function_name, arguments}` and
-//! `observation.results[]{source_call_id, content}`. The grade comes from the Harbor
-//! trial's `result.json` (`verifier_result.rewards`) in the trial directory, the parent
-//! of `agent/trajectory.json`, when it is there.
+//! `{schema_version, session_id, trajectory_id?, agent{name, version, model_name},
+//! steps[], final_metrics, subagent_trajectories[]}`; a step has `source` (user, agent,
+//! system), `message`, `tool_calls[]{tool_call_id, function_name, arguments}`,
+//! `observation.results[]{source_call_id, content, subagent_trajectory_ref[], extra}` and
+//! `extra`.
+//!
+//! As Harbor writes it:
+//! - the grade is in the trial's `result.json` (`verifier_result.rewards`), in the trial
+//!   directory, the parent of `agent/trajectory.json`;
+//! - a tool call whose output was empty has no observation: it imports as an action with
+//!   no output;
+//! - a failed call is marked `extra.tool_result_is_error` (on the observation result, or
+//!   on the step when the step holds one call), or records a non-zero exit code in
+//!   `extra.tool_result_metadata.tool_use_result.exitCode`: it imports as an error action;
+//! - a Claude Code run's sub-agent steps sit in the main list marked `extra.is_sidechain`:
+//!   they become a child session (one per `extra.agent_id`, else one `sidechain`) citing
+//!   the parent's start, as do embedded `subagent_trajectories` and trajectories named by
+//!   `subagent_trajectory_ref` (`trajectory_id` or `session_id` of an embedded one, or a
+//!   `trajectory_path` relative to the trajectory's folder).
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde_json::Value;
 
 use super::{bad, At, SessionBuilder, SessionEvents, ToolResult};
-use crate::core::{ActionStatus, Actor, Body, CanonicalJson, Criterion, Digest, Grade, GradeResult, SessionStart};
-use crate::error::Result;
+use crate::core::{ActionStatus, Actor, Body, CanonicalJson, Criterion, Grade, GradeResult, SessionStart};
+use crate::error::{Error, Result};
 
 /// Schema versions this importer reads.
 pub const VERSIONS: [&str; 9] = [
@@ -42,20 +58,89 @@ fn time_of(at: &At) -> Result<Option<u64>> {
     }
 }
 
-/// Parses a trajectory file; `result` is the trial's result.json, when present.
-pub(super) fn parse(root: &At, result: Option<&Value>, memory: Option<(&str, Digest)>) -> Result<Vec<SessionEvents>> {
+/// The Harbor trial's `result.json` beside `agent/trajectory.json`, when there is one.
+fn trial_result(file: &str) -> Result<Option<Value>> {
+    let Some(path) = Path::new(file).parent().and_then(|p| p.parent()).map(|p| p.join("result.json")) else {
+        return Ok(None);
+    };
+    if !path.exists() {
+        return Ok(None);
+    }
+    let name = path.display().to_string();
+    let bytes = std::fs::read(&path).map_err(|source| Error::Io { path: name.clone(), source })?;
+    super::parse_json(&name, &bytes).map(Some)
+}
+
+/// The trajectory files a trajectory names by `subagent_trajectory_ref[].trajectory_path`
+/// (resolved against its folder), so that a directory import reads them as sub-agents
+/// of it and not a second time on their own.
+pub fn referenced_paths(file: &str, bytes: &[u8]) -> Vec<std::path::PathBuf> {
+    let Ok(v) = serde_json::from_slice::<Value>(bytes) else { return Vec::new() };
+    let dir = Path::new(file).parent().unwrap_or(Path::new("."));
     let mut out = Vec::new();
-    parse_one(root, result, memory, None, &mut out)?;
+    collect_refs(&v, &mut |r| {
+        if let Some(p) = r.get("trajectory_path").and_then(Value::as_str) {
+            out.push(dir.join(p));
+        }
+    });
+    out
+}
+
+fn collect_refs(traj: &Value, f: &mut dyn FnMut(&Value)) {
+    for step in traj.get("steps").and_then(Value::as_array).into_iter().flatten() {
+        for r in step.pointer("/observation/results").and_then(Value::as_array).into_iter().flatten() {
+            for sub in r.get("subagent_trajectory_ref").and_then(Value::as_array).into_iter().flatten() {
+                f(sub);
+            }
+        }
+    }
+    for sub in traj.get("subagent_trajectories").and_then(Value::as_array).into_iter().flatten() {
+        collect_refs(sub, f);
+    }
+}
+
+/// Parses a trajectory file (with the trial's result.json, when present).
+pub(super) fn parse(root: &At) -> Result<Vec<SessionEvents>> {
+    let result = trial_result(root.file)?;
+    let mut out = Vec::new();
+    parse_one(root, result.as_ref(), None, &mut out, 0)?;
     Ok(out)
 }
 
+/// Whether an observation result (or, for a step holding one call, its step) says the
+/// call failed.
+fn failed(result_extra: Option<&Value>, step_extra: Option<&Value>) -> bool {
+    let says = |x: &Value| {
+        x.get("tool_result_is_error").and_then(Value::as_bool) == Some(true)
+            || x.pointer("/tool_result_metadata/is_error").and_then(Value::as_bool) == Some(true)
+            || ["/tool_result_metadata/tool_use_result/exitCode", "/tool_result_metadata/tool_use_result/exit_code"]
+                .iter()
+                .any(|p| x.pointer(p).and_then(Value::as_i64).is_some_and(|c| c != 0))
+    };
+    result_extra.is_some_and(says) || step_extra.is_some_and(says)
+}
+
+fn sidechain_of(step: &Value) -> Option<String> {
+    let extra = step.get("extra")?;
+    if extra.get("is_sidechain").and_then(Value::as_bool) != Some(true) {
+        return None;
+    }
+    let agent = extra.get("agent_id").or_else(|| extra.get("agentId")).and_then(Value::as_str);
+    Some(agent.map_or_else(|| "sidechain".to_owned(), |a| format!("agent-{a}")))
+}
+
+/// One trajectory (and, recursively, its sub-agents) as sessions; `parent` is the parent
+/// session's id.
 fn parse_one(
     root: &At,
     result: Option<&Value>,
-    memory: Option<(&str, Digest)>,
     parent: Option<&str>,
     out: &mut Vec<SessionEvents>,
+    depth: usize,
 ) -> Result<()> {
+    if depth > 16 {
+        return Err(bad(root.file, &root.ptr(), "sub-agent trajectories nested more than 16 deep (a cycle?)"));
+    }
     let version = root.get("schema_version")?;
     let v = version.str()?;
     if !VERSIONS.contains(&v) {
@@ -70,66 +155,47 @@ fn parse_one(
         Some(p) => format!("{p}/{id}"),
         None => format!("atif/{id}"),
     };
-    let mut b = SessionBuilder::new(session.clone());
     let agent_info = root.get("agent")?;
     let agent_name = agent_info.get("name")?.str()?.to_owned();
-    let agent = Actor::Agent(agent_name.clone());
+    let model = agent_info.opt("model_name").map(|m| m.str().map(str::to_owned)).transpose()?;
     let steps = root.get("steps")?.array()?;
-    let first_time = steps.first().map(time_of).transpose()?.flatten();
-    let mut t = first_time.unwrap_or(0);
+    // Sub-agent steps that sit in the main list (Claude Code's sidechains) go to child
+    // sessions, one per sub-agent.
+    let mut own = Vec::new();
+    let mut sides: BTreeMap<String, Vec<At>> = BTreeMap::new();
+    for step in steps {
+        match sidechain_of(step.value) {
+            Some(name) => sides.entry(name).or_default().push(step),
+            None => own.push(step),
+        }
+    }
     let task = result.and_then(|r| r.get("task_name")).and_then(Value::as_str).map(str::to_owned);
+    let meta = serde_json::json!({
+        "schema_version": v,
+        "agent_version": agent_info.value.get("version"),
+        "trajectory_id": root.value.get("trajectory_id"),
+        "trial_name": result.and_then(|r| r.get("trial_name")),
+    });
+    let mut b = SessionBuilder::new(session.clone(), format!("atif:{}{}", root.file, root.pointer));
+    let agent = Actor::Agent(agent_name.clone());
+    let start_time = own.first().map(time_of).transpose()?.flatten().unwrap_or(0);
     b.push(
         Body::SessionStart(SessionStart {
             session: session.clone(),
             agent: agent_name.clone(),
-            model: agent_info.opt("model_name").map(|m| m.str().map(str::to_owned)).transpose()?,
+            model: model.clone(),
             task_id: task.clone(),
             task: None,
-            store: memory.map(|(s, _)| s.to_owned()),
-            memory_state: memory.map(|(_, h)| h),
-            source: Some(format!("atif:{}", root.file)),
-            meta: Some(CanonicalJson::from_value(&serde_json::json!({
-                "schema_version": v,
-                "agent_version": agent_info.value.get("version"),
-                "parent_session": parent,
-            }))),
+            store: None,
+            memory_state: None,
+            source: None,
+            meta: Some(CanonicalJson::from_value(&meta)),
         }),
         agent.clone(),
-        t,
+        start_time,
     );
-    for step in &steps {
-        t = time_of(step)?.unwrap_or(t);
-        let source = step.get("source")?.str()?;
-        let actor = match source {
-            "agent" => agent.clone(),
-            "user" | "system" => Actor::Human(source.to_owned()),
-            other => return Err(bad(root.file, &step.get("source")?.ptr(), format!("unknown step source {other:?}"))),
-        };
-        let role = if source == "agent" { "assistant" } else { source };
-        b.message(actor, role, step.value, t);
-        if let Some(tc) = step.opt("tool_calls") {
-            for c in tc.array()? {
-                let args = c.opt("arguments").map(|a| a.value.clone()).unwrap_or(Value::Object(Default::default()));
-                b.call(c.get("tool_call_id")?.id_text()?, c.get("function_name")?.str()?.to_owned(), args);
-            }
-        }
-        if let Some(obs) = step.opt("observation") {
-            for r in obs.get("results")?.array()? {
-                let Some(call_id) = r.opt("source_call_id") else { continue };
-                let call_id = call_id.id_text()?;
-                let result = ToolResult {
-                    actor: agent.clone(),
-                    output: r.opt("content").map(|c| c.value),
-                    status: ActionStatus::Ok,
-                    meta: None,
-                    time: t,
-                };
-                b.result(&call_id, result).ok_or_else(|| {
-                    bad(root.file, &r.ptr(), format!("observation for tool call {call_id:?}, which no step made"))
-                })?;
-            }
-        }
-    }
+    let mut refs: Vec<(At, String)> = Vec::new();
+    let mut t = steps_into(&mut b, &own, &agent, root.file, &mut refs)?;
     if let Some(rewards) = result.and_then(|r| r.pointer("/verifier_result/rewards")).and_then(Value::as_object) {
         let score = rewards
             .get("reward")
@@ -173,15 +239,143 @@ fn parse_one(
         );
         t = t.max(end);
     }
-    b.end(agent, "completed".into(), root.opt("final_metrics").map(|m| m.value.clone()), t);
-    if let Some(id) = b.unanswered() {
-        return Err(bad(root.file, "/steps", format!("tool call {id:?} has no observation")));
-    }
+    b.end(agent.clone(), "completed".into(), root.opt("final_metrics").map(|m| m.value.clone()), t);
     out.push(b.finish(parent.map(str::to_owned)));
-    if let Some(subs) = root.opt("subagent_trajectories") {
-        for sub in subs.array()? {
-            parse_one(&sub, None, memory, Some(&session), out)?;
+
+    for (name, side_steps) in sides {
+        let child = format!("{session}/{name}");
+        let mut sb = SessionBuilder::new(child.clone(), format!("atif:{}{}#{name}", root.file, root.pointer));
+        let first = side_steps.first().map(time_of).transpose()?.flatten().unwrap_or(start_time);
+        sb.push(
+            Body::SessionStart(SessionStart {
+                session: child.clone(),
+                agent: agent_name.clone(),
+                model: model.clone(),
+                task_id: task.clone(),
+                task: None,
+                store: None,
+                memory_state: None,
+                source: None,
+                meta: Some(CanonicalJson::from_value(
+                    &serde_json::json!({"sidechain": true, "parent_session": session}),
+                )),
+            }),
+            agent.clone(),
+            first,
+        );
+        let st = steps_into(&mut sb, &side_steps, &agent, root.file, &mut refs)?;
+        sb.end(agent.clone(), "completed".into(), None, st);
+        out.push(sb.finish(Some(session.clone())));
+    }
+
+    // Sub-agent trajectories: embedded ones, and those the steps refer to.
+    let embedded = root.opt("subagent_trajectories").map(|s| s.array()).transpose()?.unwrap_or_default();
+    let mut done: Vec<String> = Vec::new();
+    for sub in &embedded {
+        parse_one(sub, None, Some(&session), out, depth + 1)?;
+        for key in ["trajectory_id", "session_id"] {
+            if let Some(k) = sub.opt(key).and_then(|k| k.id_text().ok()) {
+                done.push(k);
+            }
         }
     }
+    for (r, _call) in refs {
+        let names: Vec<String> = ["trajectory_id", "session_id"]
+            .iter()
+            .filter_map(|k| r.value.get(*k).and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        if names.iter().any(|n| done.contains(n)) {
+            continue;
+        }
+        let Some(path) = r.opt("trajectory_path") else {
+            if names.is_empty() {
+                return Err(bad(
+                    root.file,
+                    &r.ptr(),
+                    "a subagent_trajectory_ref names no trajectory_id, session_id or trajectory_path",
+                ));
+            }
+            // Named but neither embedded nor given a path: the sub-agent's run was not
+            // recorded here; the reference stays in the step's message.
+            continue;
+        };
+        let rel = path.str()?;
+        let full = Path::new(root.file).parent().unwrap_or(Path::new(".")).join(rel);
+        let name = full.display().to_string();
+        let bytes = std::fs::read(&full).map_err(|e| {
+            bad(root.file, &path.ptr(), format!("the sub-agent trajectory {rel:?} cannot be read ({name}: {e})"))
+        })?;
+        let value = super::parse_json(&name, &bytes)?;
+        parse_one(&At::root(&name, &value), None, Some(&session), out, depth + 1)?;
+        done.extend(names);
+    }
     Ok(())
+}
+
+/// Adds steps' messages and actions to `b`; returns the last time seen. Sub-agent
+/// references found in observations are added to `refs` with the call they answer.
+fn steps_into<'a>(
+    b: &mut SessionBuilder,
+    steps: &[At<'a>],
+    agent: &Actor,
+    file: &str,
+    refs: &mut Vec<(At<'a>, String)>,
+) -> Result<u64> {
+    let mut t = 0;
+    for step in steps {
+        t = time_of(step)?.unwrap_or(t);
+        let source = step.get("source")?.str()?;
+        let actor = match source {
+            "agent" => agent.clone(),
+            "user" | "system" => Actor::Human(source.to_owned()),
+            other => return Err(bad(file, &step.get("source")?.ptr(), format!("unknown step source {other:?}"))),
+        };
+        let role = if source == "agent" { "assistant" } else { source };
+        b.message(actor, role, step.value, t);
+        let step_extra = step.value.get("extra");
+        let mut made = Vec::new();
+        if let Some(tc) = step.opt("tool_calls") {
+            for c in tc.array()? {
+                let args = c.opt("arguments").map(|a| a.value.clone()).unwrap_or(Value::Object(Default::default()));
+                let id = c.get("tool_call_id")?.id_text()?;
+                b.call(id.clone(), c.get("function_name")?.str()?.to_owned(), args);
+                made.push(id);
+            }
+        }
+        // A step that holds one call may mark its result on the step itself.
+        let one_call = made.len() == 1;
+        if let Some(obs) = step.opt("observation") {
+            for r in obs.get("results")?.array()? {
+                if let Some(subs) = r.opt("subagent_trajectory_ref") {
+                    let call = r.value.get("source_call_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    for s in subs.array()? {
+                        refs.push((s, call.clone()));
+                    }
+                }
+                let Some(call_id) = r.opt("source_call_id") else { continue };
+                let call_id = call_id.id_text()?;
+                let extra = r.value.get("extra");
+                let is_error = failed(extra, if one_call { step_extra } else { None });
+                let result = ToolResult {
+                    actor: agent.clone(),
+                    output: r.opt("content").map(|c| c.value),
+                    status: if is_error { ActionStatus::Error } else { ActionStatus::Ok },
+                    meta: extra.cloned(),
+                    time: t,
+                };
+                b.result(&call_id, result).ok_or_else(|| {
+                    bad(file, &r.ptr(), format!("observation for tool call {call_id:?}, which no step made"))
+                })?;
+            }
+        }
+        // Calls of this step with no observation: their output was empty.
+        for id in made {
+            if b.is_pending(&id) {
+                let is_error = failed(None, if one_call { step_extra } else { None });
+                let status = if is_error { ActionStatus::Error } else { ActionStatus::Ok };
+                b.result(&id, ToolResult { actor: agent.clone(), output: None, status, meta: None, time: t });
+            }
+        }
+    }
+    Ok(t)
 }

@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use super::{bad, At, SessionBuilder, SessionEvents, ToolResult};
-use crate::core::{ActionStatus, Actor, Body, CanonicalJson, Digest, SessionStart};
+use crate::core::{ActionStatus, Actor, Body, CanonicalJson, SessionStart};
 use crate::error::{Error, Result};
 
 fn time_of(at: &At) -> Result<Option<u64>> {
@@ -24,7 +24,7 @@ type Line = (usize, Value);
 
 /// Parses one transcript file (JSON Lines). Sidechain files name their parent session by
 /// `sessionId`; their session id is `SESSION/agent-AGENT`.
-pub(super) fn parse(file: &str, bytes: &[u8], memory: Option<(&str, Digest)>) -> Result<Vec<SessionEvents>> {
+pub(super) fn parse(file: &str, bytes: &[u8]) -> Result<Vec<SessionEvents>> {
     let text = std::str::from_utf8(bytes).map_err(|e| Error::Input {
         path: file.to_owned(),
         line: 0,
@@ -53,23 +53,17 @@ pub(super) fn parse(file: &str, bytes: &[u8], memory: Option<(&str, Digest)>) ->
         .into_iter()
         .partition(|(_, v)| !agent_file && v.get("isSidechain").and_then(Value::as_bool) == Some(true));
     let parent = agent_file.then(|| format!("claude-code/{first}"));
-    let mut out = vec![session_from(file, own, main.clone(), parent, memory)?];
+    let mut out = vec![session_from(file, own, main.clone(), parent)?];
     if !side.is_empty() {
-        out.push(session_from(file, side, format!("{main}/sidechain"), Some(main), memory)?);
+        out.push(session_from(file, side, format!("{main}/sidechain"), Some(main))?);
     }
     Ok(out)
 }
 
 /// One session from its transcript lines.
-fn session_from(
-    file: &str,
-    lines: Vec<Line>,
-    session: String,
-    parent: Option<String>,
-    memory: Option<(&str, Digest)>,
-) -> Result<SessionEvents> {
+fn session_from(file: &str, lines: Vec<Line>, session: String, parent: Option<String>) -> Result<SessionEvents> {
     let sidechain = parent.is_some();
-    let mut b = SessionBuilder::new(session.clone());
+    let mut b = SessionBuilder::new(session.clone(), format!("claude-code:{file}"));
     let agent = Actor::Agent("claude-code".into());
     let model = lines.iter().find_map(|(_, v)| v.pointer("/message/model").and_then(Value::as_str)).map(str::to_owned);
     let mut t = 0u64;
@@ -120,9 +114,9 @@ fn session_from(
             model,
             task_id: None,
             task: None,
-            store: memory.map(|(s, _)| s.to_owned()),
-            memory_state: memory.map(|(_, h)| h),
-            source: Some(format!("claude-code:{file}")),
+            store: None,
+            memory_state: None,
+            source: None,
             meta: Some(CanonicalJson::from_value(
                 &serde_json::json!({"sidechain": sidechain, "parent_session": parent}),
             )),

@@ -1,13 +1,24 @@
-//! Importers: real agent runs from other formats into sessions (issue 4). Each file is
-//! parsed whole first; a malformed record fails the file with its JSON pointer and
-//! nothing is written. Each session is then appended atomically to its stream
-//! `session/ID` expecting no stream, so importing the same file again adds nothing
-//! (same events, same times, same ids).
+//! Importers: real agent runs from other formats into sessions. Each file is parsed
+//! whole and every session is checked against the store before anything is written; a
+//! malformed record or a session that changed fails the file with its JSON pointer (or
+//! the session and event) and nothing of it is written. Each session is then appended
+//! atomically to its stream `session/ID`.
+//!
+//! A session's events depend only on the run's content: where the file lay and which
+//! memory store (in which state) it ran with are recorded beside it, in a
+//! `session.link` event of the stream `session.link/ID` written with the session's first
+//! batch. So importing the same run again, from anywhere, answers "already present"; a
+//! transcript that grew (Claude Code writes append-only JSON Lines) appends its new
+//! events as one more batch (its new `session.end` supersedes the earlier one); a
+//! session that changed in its middle is refused.
 //!
 //! Sources without timestamps (τ-bench, SWE-agent) get their step index as the event
-//! time, in milliseconds since the epoch, so their ids are stable.
+//! time, in milliseconds since the epoch, so their ids are stable; their `session.start`
+//! says so in `meta.times` ([`UNTIMED`]) and views print no time for them.
 
 mod atif;
+
+pub use atif::referenced_paths;
 mod claude_code;
 mod swe;
 mod tau;
@@ -95,27 +106,44 @@ pub fn detect(bytes: &[u8]) -> Option<Format> {
     None
 }
 
+/// `meta.times` of a `session.start` whose source has no timestamps: event times are
+/// step numbers (1, 2, …), not times.
+pub const UNTIMED: &str = "steps";
+
+/// The stream of a session's `session.link` events.
+pub fn link_stream(session: &str) -> String {
+    format!("session.link/{session}")
+}
+
 /// One session to append: its stream and its events in order.
 #[derive(Clone, Debug)]
 pub struct SessionEvents {
     /// Session id.
     pub session: String,
-    /// The events (session.start first).
+    /// The events (session.start first, session.end last).
     pub events: Vec<Draft>,
-    /// The session this one is a sub-agent of: when that session is in the store, this
-    /// session's start event cites the parent's start event in `causes`.
+    /// The session this one is a sub-agent of: this session's start event cites the
+    /// parent's start event in `causes` (when the parent is in this import or the store).
     pub parent: Option<String>,
     /// (event index, index of the event it cites): each action cites the message or
     /// step that made its call.
     pub cites: Vec<(usize, usize)>,
+    /// Whether `cites` are already in the events' `causes` (sessions without a parent
+    /// are linked while parsing, off the append path).
+    pub linked: bool,
+    /// Where the session came from, `FORMAT:PATH[POINTER]`; recorded in its
+    /// `session.link`, never in its events.
+    pub source: String,
 }
 
 /// What an import did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImportCounts {
     /// Sessions written.
     pub sessions: u64,
-    /// Sessions that were already in the store (nothing written).
+    /// Sessions already stored that grew: their new events were appended.
+    pub grown: u64,
+    /// Sessions that were already in the store as they are in the file (nothing written).
     pub already_present: u64,
     /// Tool calls (action events) in the file.
     pub actions: u64,
@@ -123,8 +151,6 @@ pub struct ImportCounts {
     pub grades: u64,
     /// Messages in the file.
     pub messages: u64,
-    /// What was skipped, with reasons.
-    pub skipped: Vec<String>,
 }
 
 /// A malformed record: `file` at JSON `pointer`.
@@ -220,6 +246,8 @@ pub(crate) struct SessionBuilder {
     pub session: String,
     /// Its stream.
     pub stream: String,
+    /// `FORMAT:PATH[POINTER]` of the source.
+    source: String,
     events: Vec<Draft>,
     cites: Vec<(usize, usize)>,
     calls: std::collections::HashMap<String, PendingCall>,
@@ -248,10 +276,10 @@ pub(crate) struct ToolResult<'a> {
 }
 
 impl SessionBuilder {
-    /// A session with no events yet.
-    pub fn new(session: String) -> SessionBuilder {
+    /// A session with no events yet, read from `source` (`FORMAT:PATH[POINTER]`).
+    pub fn new(session: String, source: String) -> SessionBuilder {
         let stream = session_stream(&session);
-        SessionBuilder { session, stream, events: Vec::new(), cites: Vec::new(), calls: Default::default() }
+        SessionBuilder { session, stream, source, events: Vec::new(), cites: Vec::new(), calls: Default::default() }
     }
 
     /// Appends an event of this session.
@@ -324,14 +352,26 @@ impl SessionBuilder {
         self.push(body, actor, time);
     }
 
-    /// A call that never got its result, if any.
-    pub fn unanswered(&self) -> Option<&str> {
-        self.calls.keys().next().map(String::as_str)
+    /// Whether call `id` waits for its result.
+    pub fn is_pending(&self, id: &str) -> bool {
+        self.calls.contains_key(id)
+    }
+
+    /// The first call still waiting for its result, if any.
+    pub fn unanswered(&self) -> Option<String> {
+        self.calls.iter().min_by_key(|(id, c)| (c.made_by, id.as_str())).map(|(id, _)| id.clone())
     }
 
     /// The finished session.
     pub fn finish(self, parent: Option<String>) -> SessionEvents {
-        SessionEvents { session: self.session, events: self.events, parent, cites: self.cites }
+        SessionEvents {
+            session: self.session,
+            events: self.events,
+            parent,
+            cites: self.cites,
+            linked: false,
+            source: self.source,
+        }
     }
 }
 
@@ -341,58 +381,63 @@ pub fn session_stream(session: &str) -> String {
 }
 
 /// Parses a whole file (nothing is written).
-pub fn parse(
-    format: Format,
-    file: &str,
-    bytes: &[u8],
-    memory: Option<(&str, crate::core::Digest)>,
-) -> Result<Vec<SessionEvents>> {
+pub fn parse(format: Format, file: &str, bytes: &[u8]) -> Result<Vec<SessionEvents>> {
     if format == Format::ClaudeCode {
-        let mut sessions = claude_code::parse(file, bytes, memory)?;
+        let mut sessions = claude_code::parse(file, bytes)?;
         link_all(&mut sessions)?;
         return Ok(sessions);
     }
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| Error::Input {
-        path: file.to_owned(),
-        line: e.line(),
-        reason: format!("not valid JSON: {e}"),
-    })?;
+    let value = parse_json(file, bytes)?;
     let root = At::root(file, &value);
     let mut sessions = match format {
-        Format::TauBench => tau::parse_tau_bench(&root, memory),
-        Format::Tau2 => tau::parse_tau2(&root, memory),
-        Format::SweAgent => swe::parse(&root, memory),
-        Format::Atif => {
-            // The Harbor trial directory is the parent of agent/trajectory.json.
-            let result_path =
-                std::path::Path::new(file).parent().and_then(|p| p.parent()).map(|p| p.join("result.json"));
-            let result = match result_path.filter(|p| p.exists()) {
-                Some(p) => Some(
-                    serde_json::from_slice::<Value>(
-                        &std::fs::read(&p).map_err(|source| Error::Io { path: p.display().to_string(), source })?,
-                    )
-                    .map_err(|e| Error::Input {
-                        path: p.display().to_string(),
-                        line: e.line(),
-                        reason: format!("not valid JSON: {e}"),
-                    })?,
-                ),
-                None => None,
-            };
-            atif::parse(&root, result.as_ref(), memory)
-        }
-        Format::ClaudeCode => claude_code::parse(file, bytes, memory),
+        Format::TauBench => tau::parse_tau_bench(&root),
+        Format::Tau2 => tau::parse_tau2(&root),
+        Format::SweAgent => swe::parse(&root),
+        Format::Atif => atif::parse(&root),
+        Format::ClaudeCode => claude_code::parse(file, bytes),
         Format::Dreamlog => Err(bad(file, "/", "a dreamlog export is imported with `dreamlog import dreamlog`")),
     }?;
     link_all(&mut sessions)?;
     Ok(sessions)
 }
 
-/// Appends parsed sessions, each atomically; sessions already present are skipped.
+/// A whole file as JSON; the error names the line and what is wrong.
+pub(crate) fn parse_json(file: &str, bytes: &[u8]) -> Result<Value> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Input {
+        path: file.to_owned(),
+        line: e.line(),
+        reason: format!("not valid JSON: {e}"),
+    })
+}
+
+/// Why [`detect`] could not tell a file's format: the JSON error when the file is not
+/// valid JSON (a truncated file), else what was looked for.
+pub fn undetected_reason(file: &str, bytes: &[u8]) -> Error {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'{') && serde_json::from_slice::<Value>(bytes).is_err() {
+        // JSON Lines whose first lines are not a transcript or an export, or one JSON
+        // document that does not parse: say where it breaks.
+        let one_doc = parse_json(file, bytes).err();
+        let lines_ok = std::str::from_utf8(bytes)
+            .map(|t| t.lines().filter(|l| !l.trim().is_empty()).all(|l| serde_json::from_str::<Value>(l).is_ok()))
+            .unwrap_or(false);
+        if let (Some(e), false) = (one_doc, lines_ok) {
+            return e;
+        }
+    }
+    Error::Input {
+        path: file.to_owned(),
+        line: 0,
+        reason: "cannot tell the format (name it: dreamlog, tau-bench, tau2, swe-agent, atif or claude-code)".into(),
+    }
+}
+
 /// Where imported sessions go: a local store, or a server (`--remote`).
 pub trait SessionSink {
     /// The id of a stream's first event, if the stream exists.
     fn first_event(&self, stream: &str) -> Result<Option<crate::core::EventId>>;
+    /// Every event of a stream, in order (none when it does not exist).
+    fn stream_events(&self, stream: &str) -> Result<Vec<crate::store::StoredEvent>>;
     /// Appends one session's batch atomically.
     fn append_session(&self, batch: AppendBatch) -> Result<Vec<crate::store::Appended>>;
 }
@@ -401,20 +446,38 @@ impl SessionSink for Store {
     fn first_event(&self, stream: &str) -> Result<Option<crate::core::EventId>> {
         Ok(self.read_stream(stream, 0, 1)?.first().map(|e| e.id()))
     }
+    fn stream_events(&self, stream: &str) -> Result<Vec<crate::store::StoredEvent>> {
+        self.read_stream(stream, 0, usize::MAX)
+    }
     fn append_session(&self, batch: AppendBatch) -> Result<Vec<crate::store::Appended>> {
         self.append(batch)
     }
 }
 
-/// Writes parsed sessions, one atomic batch each expecting no stream: a session already
-/// stored (same events) counts as present; a different one with the same id is skipped.
+/// What importing one session appends.
+enum Plan {
+    /// Nothing: the session is stored as it is in the file.
+    Present,
+    /// A new session (with its `session.link`).
+    New(AppendBatch),
+    /// A stored session's new events.
+    Grow(AppendBatch),
+}
+
+/// Writes parsed sessions: every session is checked against the store first (a file is
+/// all or nothing), then each new or grown session is appended as one atomic batch.
+/// `memory` is the store (and its state hash) the sessions ran with, recorded in each new
+/// session's `session.link` with the session's source.
 pub fn write(
-    store: &dyn SessionSink,
+    sink: &dyn SessionSink,
     sessions: Vec<SessionEvents>,
+    memory: Option<(&str, crate::core::Digest)>,
     mut progress: impl FnMut(u64),
 ) -> Result<ImportCounts> {
     let mut counts = ImportCounts::default();
-    for (i, s) in sessions.into_iter().enumerate() {
+    let mut starts: std::collections::HashMap<String, crate::core::EventId> = Default::default();
+    let mut plans = Vec::with_capacity(sessions.len());
+    for s in sessions {
         for d in &s.events {
             match &d.body {
                 Body::Action(_) => counts.actions += 1,
@@ -423,26 +486,137 @@ pub fn write(
                 _ => {}
             }
         }
-        let stream = session_stream(&s.session);
-        let mut events = s.events;
-        if let (Some(parent), Some(start)) = (&s.parent, events.first_mut()) {
-            if let Some(first) = store.first_event(&session_stream(parent))? {
-                start.causes.push(first);
+        let parent_start = match &s.parent {
+            Some(p) => match starts.get(p) {
+                Some(id) => Some(*id),
+                None => sink.first_event(&session_stream(p))?,
+            },
+            None => None,
+        };
+        let stored = sink.stream_events(&session_stream(&s.session))?;
+        let session = s.session.clone();
+        let (plan, start) = plan_session(s, stored, parent_start, memory)?;
+        starts.insert(session, start);
+        plans.push(plan);
+    }
+    for (i, plan) in plans.into_iter().enumerate() {
+        match plan {
+            Plan::Present => counts.already_present += 1,
+            Plan::New(batch) => match sink.append_session(batch)? {
+                a if a.iter().all(|a| a.existed) => counts.already_present += 1,
+                _ => counts.sessions += 1,
+            },
+            Plan::Grow(batch) => {
+                sink.append_session(batch)?;
+                counts.grown += 1;
             }
-        }
-        link_citations(&mut events, &s.cites)?;
-        let batch = AppendBatch { events, expectations: vec![(stream, ExpectedVersion::NoStream)] };
-        match store.append_session(batch) {
-            Ok(a) if a.iter().all(|a| a.existed) => counts.already_present += 1,
-            Ok(_) => counts.sessions += 1,
-            Err(Error::WrongExpectedVersion { stream, .. }) => {
-                counts.skipped.push(format!("{stream}: a different session with this id is already stored"));
-            }
-            Err(e) => return Err(e),
         }
         progress(i as u64 + 1);
     }
     Ok(counts)
+}
+
+/// Compares a parsed session with what the store holds of it; returns what to append and
+/// the id of the session's start event.
+fn plan_session(
+    s: SessionEvents,
+    stored: Vec<crate::store::StoredEvent>,
+    parent_start: Option<crate::core::EventId>,
+    memory: Option<(&str, crate::core::Digest)>,
+) -> Result<(Plan, crate::core::EventId)> {
+    let stream = session_stream(&s.session);
+    let mut events = s.events;
+    if stored.is_empty() {
+        if let (Some(parent), Some(start)) = (parent_start, events.first_mut()) {
+            start.causes.push(parent);
+        }
+        let ids = if s.linked && parent_start.is_none() {
+            // Citations were linked while parsing; only the start's id is needed here.
+            let first = events.first().ok_or_else(|| bad(&s.source, "/", "a session with no events"))?;
+            let sealed = first
+                .seal(first.time.unwrap_or(0), vec![])
+                .map_err(|source| Error::InvalidEvent { index: 0, source })?;
+            vec![sealed.id]
+        } else {
+            link_chain(&mut events, &s.cites, Vec::new(), None)?
+        };
+        let start = ids[0];
+        let link = Body::SessionLink(crate::core::SessionLink {
+            session: s.session.clone(),
+            store: memory.map(|(m, _)| m.to_owned()),
+            memory_state: memory.map(|(_, h)| h),
+            source: Some(s.source),
+            meta: None,
+        });
+        let mut link = Draft::new(link_stream(&s.session), Actor::System("import".into()), link);
+        link.causes.push(start);
+        events.push(link);
+        let batch = AppendBatch { events, expectations: vec![(stream, ExpectedVersion::NoStream)] };
+        return Ok((Plan::New(batch), start));
+    }
+    let start = stored[0].id();
+    // The stored session without its ends (a later end supersedes an earlier one) must be
+    // the file's session without its end, or the start of it.
+    let content: Vec<&crate::store::StoredEvent> =
+        stored.iter().filter(|e| e.event.header.kind != crate::core::Kind::SessionEnd).collect();
+    let body_end =
+        events.len() - usize::from(events.last().is_some_and(|d| d.body.kind() == crate::core::Kind::SessionEnd));
+    let same = |e: &crate::store::StoredEvent, d: &Draft| {
+        e.event.header.actor == d.actor
+            && Some(e.event.header.time) == d.time
+            && match (&e.event.body, &d.body) {
+                // Imports before `session.link` kept the source and the store in the start:
+                // the same run still, once those are set aside.
+                (Body::SessionStart(stored), Body::SessionStart(parsed)) => {
+                    let mut older = stored.clone();
+                    (older.store, older.memory_state, older.source) = (None, None, None);
+                    older == *parsed
+                }
+                (stored, parsed) => stored == parsed,
+            }
+    };
+    let changed = |what: String| {
+        Error::Input {
+        path: s.source.clone(),
+        line: 0,
+        reason: format!(
+            "session {} changed in its middle: {what}; a run's record only grows (it is append-only), so this import is refused",
+            s.session
+        ),
+    }
+    };
+    if content.len() > body_end {
+        return Err(changed(format!("the store holds {} of its events, the file only {body_end}", content.len())));
+    }
+    if let Some(i) = (0..content.len()).find(|&i| !same(content[i], &events[i])) {
+        return Err(changed(format!(
+            "event {i} ({} at position {}) differs from the file's ({})",
+            content[i].event.header.kind,
+            content[i].position,
+            events[i].body.kind()
+        )));
+    }
+    let last = stored.last().filter(|e| e.event.header.kind == crate::core::Kind::SessionEnd);
+    let end_same = match (last, events.get(body_end)) {
+        (Some(e), Some(d)) => same(e, d),
+        (None, None) => true,
+        _ => false,
+    };
+    if content.len() == body_end && end_same {
+        return Ok((Plan::Present, start));
+    }
+    // It grew: the new events chain after the stored head; their citations of stored
+    // events name the stored ids.
+    let known: Vec<crate::core::EventId> = content.iter().map(|e| e.id()).collect();
+    let head = stored.last().map(|e| e.id());
+    let version = stored.last().map_or(0, |e| e.version);
+    for d in &mut events[known.len()..] {
+        d.causes.clear();
+    }
+    link_chain(&mut events, &s.cites, known.clone(), head)?;
+    let new: Vec<Draft> = events.drain(known.len()..).collect();
+    let batch = AppendBatch { events: new, expectations: vec![(stream, ExpectedVersion::Exact(version))] };
+    Ok((Plan::Grow(batch), start))
 }
 
 /// A file read and parsed by [`parse_in_background`].
@@ -452,8 +626,6 @@ pub enum Parsed {
     Sessions(Format, Vec<SessionEvents>),
     /// A dreamlog export (imported by [`crate::exchange::import`]).
     Export(Vec<u8>),
-    /// No format could be detected.
-    Unknown,
 }
 
 /// Reads and parses files on a background thread, one file ahead of the consumer, so
@@ -462,7 +634,6 @@ pub enum Parsed {
 pub fn parse_in_background(
     paths: Vec<String>,
     format: Option<Format>,
-    memory: Option<(String, crate::core::Digest)>,
 ) -> std::sync::mpsc::Receiver<(String, Result<Parsed>)> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     std::thread::spawn(move || {
@@ -470,16 +641,13 @@ pub fn parse_in_background(
             let parsed =
                 std::fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source }).and_then(|bytes| {
                     match format.or_else(|| detect(&bytes)) {
-                        None => Ok(Parsed::Unknown),
+                        None => Err(undetected_reason(&path, &bytes)),
                         Some(Format::Dreamlog) => Ok(Parsed::Export(bytes)),
-                        Some(f) => {
-                            let mem = memory.as_ref().map(|(n, h)| (n.as_str(), *h));
-                            parse(f, &path, &bytes, mem).map(|s| Parsed::Sessions(f, s))
-                        }
+                        Some(f) => parse(f, &path, &bytes).map(|s| Parsed::Sessions(f, s)),
                     }
                 });
             if tx.send((path, parsed)).is_err() {
-                return; // the consumer stopped (an earlier file failed)
+                return; // the consumer stopped (--fail-fast after a failed file)
             }
         }
     });
@@ -490,30 +658,34 @@ pub fn parse_in_background(
 /// the store), so this work happens where parsing happens (off the append path).
 fn link_all(sessions: &mut [SessionEvents]) -> Result<()> {
     for s in sessions.iter_mut().filter(|s| s.parent.is_none()) {
-        link_citations(&mut s.events, &s.cites)?;
-        s.cites.clear();
+        link_chain(&mut s.events, &s.cites, Vec::new(), None)?;
+        s.linked = true;
     }
     Ok(())
 }
 
-/// Adds each citation to `causes`. A session goes into a new stream, so every id is
-/// known in advance: each event is chained to the one before it, exactly as the store
-/// will chain them.
-fn link_citations(events: &mut [Draft], cites: &[(usize, usize)]) -> Result<()> {
-    if cites.is_empty() {
-        return Ok(());
-    }
+/// Adds each citation to `causes` and returns every event's id. `events[..known.len()]`
+/// are stored already with the ids `known`; the rest go into the stream after `head` (a
+/// new stream when `None`), so every id is known in advance: each event is chained to
+/// the one before it, exactly as the store will chain them.
+fn link_chain(
+    events: &mut [Draft],
+    cites: &[(usize, usize)],
+    mut ids: Vec<crate::core::EventId>,
+    head: Option<crate::core::EventId>,
+) -> Result<Vec<crate::core::EventId>> {
     let by_event: std::collections::HashMap<usize, usize> = cites.iter().copied().collect();
-    let mut ids: Vec<crate::core::EventId> = Vec::with_capacity(events.len());
-    for (i, d) in events.iter_mut().enumerate() {
+    let mut prev = head;
+    for (i, d) in events.iter_mut().enumerate().skip(ids.len()) {
         if let Some(&cited) = by_event.get(&i) {
             if let Some(id) = ids.get(cited) {
                 d.causes.push(*id);
             }
         }
-        let parents = ids.last().map(|p| vec![*p]).unwrap_or_default();
+        let parents = prev.map(|p| vec![p]).unwrap_or_default();
         let sealed = d.seal(d.time.unwrap_or(0), parents).map_err(|source| Error::InvalidEvent { index: i, source })?;
+        prev = Some(sealed.id);
         ids.push(sealed.id);
     }
-    Ok(())
+    Ok(ids)
 }

@@ -4,14 +4,14 @@
 use serde_json::Value;
 
 use super::{At, SessionBuilder, SessionEvents};
-use crate::core::{Action, ActionStatus, Actor, Body, CanonicalJson, Digest, SessionStart};
+use crate::core::{Action, ActionStatus, Actor, Body, CanonicalJson, SessionStart};
 use crate::error::Result;
 
-pub(super) fn parse(root: &At, memory: Option<(&str, Digest)>) -> Result<Vec<SessionEvents>> {
+pub(super) fn parse(root: &At) -> Result<Vec<SessionEvents>> {
     let name = std::path::Path::new(root.file).file_name().and_then(|n| n.to_str()).unwrap_or(root.file);
     let instance = name.strip_suffix(".traj").unwrap_or(name).to_owned();
     let session = format!("swe-agent/{instance}");
-    let mut b = SessionBuilder::new(session.clone());
+    let mut b = SessionBuilder::new(session.clone(), format!("swe-agent:{}", root.file));
     let agent = Actor::Agent("swe-agent".into());
     let info = root.get("info")?;
     let mut t = 0u64;
@@ -32,12 +32,12 @@ pub(super) fn parse(root: &At, memory: Option<(&str, Digest)>) -> Result<Vec<Ses
             model: None,
             task_id: Some(instance.clone()),
             task,
-            store: memory.map(|(s, _)| s.to_owned()),
-            memory_state: memory.map(|(_, h)| h),
-            source: Some(format!("swe-agent:{}", root.file)),
-            meta: root
-                .opt("environment")
-                .map(|e| CanonicalJson::from_value(&serde_json::json!({"environment": e.value}))),
+            store: None,
+            memory_state: None,
+            source: None,
+            meta: Some(CanonicalJson::from_value(
+                &serde_json::json!({"environment": root.opt("environment").map(|e| e.value), "times": super::UNTIMED}),
+            )),
         }),
         agent.clone(),
         next_time(),

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::{bad, At, SessionBuilder, SessionEvents, ToolResult};
-use crate::core::{ActionStatus, Actor, Body, CanonicalJson, Criterion, Digest, Grade, GradeResult, SessionStart};
+use super::{bad, At, SessionBuilder, SessionEvents, ToolResult, UNTIMED};
+use crate::core::{ActionStatus, Actor, Body, CanonicalJson, Criterion, Grade, GradeResult, SessionStart};
 use crate::error::Result;
 
 fn file_stem(file: &str) -> String {
@@ -34,7 +34,7 @@ fn arguments(at: &At) -> Result<Value> {
 }
 
 /// τ-bench v1: `[{task_id, trial, reward, info{task{instruction,…}, reward_info}, traj[]}]`.
-pub(super) fn parse_tau_bench(root: &At, memory: Option<(&str, Digest)>) -> Result<Vec<SessionEvents>> {
+pub(super) fn parse_tau_bench(root: &At) -> Result<Vec<SessionEvents>> {
     let stem = file_stem(root.file);
     let mut out = Vec::new();
     for ep in root.array()? {
@@ -44,7 +44,7 @@ pub(super) fn parse_tau_bench(root: &At, memory: Option<(&str, Digest)>) -> Resu
         let info = ep.get("info")?;
         let task = info.get("task")?;
         let session = format!("tau-bench/{stem}/task-{task_id}/trial-{trial}");
-        let mut b = SessionBuilder::new(session.clone());
+        let mut b = SessionBuilder::new(session.clone(), format!("tau-bench:{}{}", root.file, ep.ptr()));
         let agent = Actor::Agent(format!("tau-bench/{stem}"));
         let mut t = 0u64;
         let mut next_time = || {
@@ -58,11 +58,11 @@ pub(super) fn parse_tau_bench(root: &At, memory: Option<(&str, Digest)>) -> Resu
                 model: None,
                 task_id: Some(task_id.clone()),
                 task: task.opt("instruction").map(|i| i.str().map(str::to_owned)).transpose()?,
-                store: memory.map(|(s, _)| s.to_owned()),
-                memory_state: memory.map(|(_, h)| h),
-                source: Some(format!("tau-bench:{}{}", root.file, ep.ptr())),
+                store: None,
+                memory_state: None,
+                source: None,
                 meta: Some(CanonicalJson::from_value(
-                    &serde_json::json!({"trial": trial, "user_id": task.value.get("user_id")}),
+                    &serde_json::json!({"trial": trial, "user_id": task.value.get("user_id"), "times": UNTIMED}),
                 )),
             }),
             agent.clone(),
@@ -144,7 +144,7 @@ fn parse_time(at: &At) -> Result<u64> {
 }
 
 /// τ²-bench: `{info, tasks[], simulations[]}`, simulations joined to tasks by id.
-pub(super) fn parse_tau2(root: &At, memory: Option<(&str, Digest)>) -> Result<Vec<SessionEvents>> {
+pub(super) fn parse_tau2(root: &At) -> Result<Vec<SessionEvents>> {
     let info = root.opt("info");
     let agent_name = info
         .as_ref()
@@ -169,7 +169,7 @@ pub(super) fn parse_tau2(root: &At, memory: Option<(&str, Digest)>) -> Result<Ve
                 format!("no task with id {task_id:?}"),
             )
         })?;
-        let mut b = SessionBuilder::new(session.clone());
+        let mut b = SessionBuilder::new(session.clone(), format!("tau2:{}{}", root.file, sim.ptr()));
         let agent = Actor::Agent(agent_name.clone());
         let start = sim.opt("start_time").map(|t| parse_time(&t)).transpose()?.unwrap_or(0);
         let reason = task.value.pointer("/user_scenario/instructions/reason_for_call").and_then(Value::as_str);
@@ -184,9 +184,9 @@ pub(super) fn parse_tau2(root: &At, memory: Option<(&str, Digest)>) -> Result<Ve
                     None => task_id.clone(),
                 }),
                 task: reason.map(str::to_owned),
-                store: memory.map(|(s, _)| s.to_owned()),
-                memory_state: memory.map(|(_, h)| h),
-                source: Some(format!("tau2:{}{}", root.file, sim.ptr())),
+                store: None,
+                memory_state: None,
+                source: None,
                 meta: Some(CanonicalJson::from_value(
                     &serde_json::json!({"trial": sim.value.get("trial"), "seed": sim.value.get("seed")}),
                 )),

@@ -61,8 +61,13 @@ impl From<Error> for ApiError {
                 a.details = json!({"stream": stream, "current_version": current});
                 return a;
             }
+            Error::NothingToDream { store, from } => {
+                let mut a = ApiError::new(StatusCode::CONFLICT, "nothing_to_dream", message);
+                a.details = json!({"store": store, "from": from});
+                return a;
+            }
             Error::ParentMismatch { .. } => (StatusCode::CONFLICT, "conflict"),
-            Error::NotFound(_) | Error::NoSuchPosition(_) | Error::NoSuchStore(_) => {
+            Error::NotFound(_) | Error::NoSuchPosition(_) | Error::NoSuchStore { .. } => {
                 (StatusCode::NOT_FOUND, "not_found")
             }
             Error::BodyTooLarge { .. } | Error::BatchTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
@@ -841,8 +846,8 @@ async fn session_events(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let (session, events) = blocking(move || crate::sessions::events(&tenant.store, &id)).await?;
-    Ok(Json(json!({"session": session, "events": events.iter().map(|e| e.to_json()).collect::<Vec<_>>()})))
+    let detail = blocking(move || crate::sessions::detail(&tenant.mem, &id)).await?;
+    Ok(Json(detail.to_json()))
 }
 
 #[derive(Deserialize)]
@@ -859,6 +864,8 @@ struct DreamRequest {
     into: Option<String>,
     #[serde(default)]
     in_place: bool,
+    #[serde(default)]
+    create: bool,
 }
 
 fn spec_of(dreamer: Option<&str>, config: Value) -> ApiResult<crate::core::dream::DreamerSpec> {
@@ -883,7 +890,7 @@ async fn dream_run(
     let r = blocking(move || {
         let dreams = crate::dream::Dreams::new(tenant.mem.clone());
         let since = dreams.resolve_since(req.since.as_deref())?;
-        let opts = crate::dream::RunOptions { since, into: req.into, in_place: req.in_place };
+        let opts = crate::dream::RunOptions { since, into: req.into, in_place: req.in_place, create: req.create };
         dreams.run(&req.store, &spec, &opts)
     })
     .await?;

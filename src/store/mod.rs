@@ -271,7 +271,19 @@ impl Store {
         // each memtable keeps its insert splice, so sequential keys insert in O(1).
         db_opts.set_allow_concurrent_memtable_write(false);
         let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &cache, &opts)));
-        let db = DB::open_cf_descriptors(&db_opts, &path, cfs).map_err(|e| open_err(e.into_string()))?;
+        let db = DB::open_cf_descriptors(&db_opts, &path, cfs).map_err(|e| {
+            let reason = e.into_string();
+            // RocksDB's LOCK file is held: another process has the database open.
+            if reason.contains("LOCK")
+                && (reason.contains("lock") || reason.contains("Resource temporarily unavailable"))
+            {
+                open_err(
+                    "the database is in use by another process (is `dreamlog serve` running? use --remote URL)".into(),
+                )
+            } else {
+                open_err(reason)
+            }
+        })?;
         let db = Arc::new(db);
         let meta = db.cf_handle(CF_META).ok_or_else(|| open_err("meta column family missing".into()))?;
         match db.get_cf(meta, layout::META_FORMAT_KEY)? {

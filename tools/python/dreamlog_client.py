@@ -214,9 +214,15 @@ class Session:
             if v is not None:
                 body[k] = v
         if store is not None:
-            view = client.memory_view(store)
-            if view.get("state_hash"):
-                body["memory_state"] = view["state_hash"]
+            try:
+                view = client.memory_view(store)
+                if view.get("state_hash"):
+                    body["memory_state"] = view["state_hash"]
+            except DreamlogError as e:
+                # A store with no event yet (this session may be its first user): it is
+                # empty, so there is no state to record; the session still names it.
+                if e.status != 404:
+                    raise
         self._append("session.start", f"agent:{agent}", body)
 
     def _append(self, kind: str, actor: str, body: Dict[str, Any], causes: Optional[List[str]] = None) -> Dict[str, Any]:
