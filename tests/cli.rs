@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::ok;
+use common::{fails, json_lines, ok};
 
 use std::path::Path;
 use std::process::Output;
@@ -12,15 +12,6 @@ use tempfile::tempdir;
 
 fn dreamlog(db: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     common::dreamlog_on(db, args, stdin)
-}
-
-fn fails(out: &Output) -> String {
-    assert!(!out.status.success(), "unexpectedly succeeded: {}", String::from_utf8_lossy(&out.stdout));
-    String::from_utf8(out.stderr.clone()).unwrap()
-}
-
-fn json_lines(s: &str) -> Vec<Value> {
-    s.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 const EVENTS: &str = r#"{"kind":"session.start","actor":"agent:bot","body":{"session":"s1","agent":"bot","task":"book a flight"}}

@@ -334,20 +334,6 @@ fn atif_1_7_subagent_references_resolve_embedded_and_by_path() {
     assert!(err.contains("the sub-agent trajectory \"trajectory.gone.json\" cannot be read"), "{err}");
 }
 
-/// Copies a fixture folder to `to`, so the same bytes lie at another path.
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let dest = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_tree(&p, &dest);
-        } else {
-            std::fs::copy(&p, &dest).unwrap();
-        }
-    }
-}
-
 #[test]
 fn a_session_is_its_content_not_where_its_file_lay_nor_the_store_state() {
     let dir = tempdir().unwrap();
@@ -357,7 +343,7 @@ fn a_session_is_its_content_not_where_its_file_lay_nor_the_store_state() {
     let len = store.len();
     // The same bytes from another folder, and with a memory store named: already present.
     let elsewhere = tempdir().unwrap();
-    copy_tree(&data("tau-bench"), elsewhere.path());
+    common::copy_tree(&data("tau-bench"), elsewhere.path());
     let path = elsewhere.path().join("gpt-4o-airline.tasks-00-24.json");
     let bytes = std::fs::read(&path).unwrap();
     let sessions = import::parse(Format::TauBench, path.to_str().unwrap(), &bytes).unwrap();

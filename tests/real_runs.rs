@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::ok;
+use common::{fails, json_lines, ok};
 use serde_json::Value;
 use tempfile::tempdir;
 
@@ -15,31 +15,8 @@ fn dreamlog(db: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     common::dreamlog_on(db, args, stdin)
 }
 
-fn fails(out: &Output) -> String {
-    assert!(!out.status.success(), "unexpectedly succeeded: {}", String::from_utf8_lossy(&out.stdout));
-    String::from_utf8(out.stderr.clone()).unwrap()
-}
-
-fn json_lines(s: &str) -> Vec<Value> {
-    s.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
-}
-
 fn fixture(rel: &str) -> PathBuf {
     common::root().join("tests/fixtures").join(rel)
-}
-
-/// Copies a folder to `to`.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let dest = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_tree(&p, &dest);
-        } else {
-            std::fs::copy(&p, &dest).unwrap();
-        }
-    }
 }
 
 /// The log as `export` writes it (what must not change when nothing is written).
@@ -90,7 +67,7 @@ fn harbor_trial_directories_import_as_one_run_each_and_again_from_elsewhere_as_p
     // The same trials copied elsewhere: everything is already present, nothing written.
     let before = exported(&db);
     let elsewhere = tempdir().unwrap();
-    copy_tree(&harbor, elsewhere.path());
+    common::copy_tree(&harbor, elsewhere.path());
     let text = ok(&dreamlog(&db, &["import", elsewhere.path().to_str().unwrap()], None));
     assert!(text.contains("2 files: 0 imported, 2 already present, 0 failed"), "{text}");
     assert!(text.contains("0 sessions imported, 0 grown, 2 already present"), "{text}");

@@ -179,9 +179,9 @@ fn parse_one(
     let mut b = SessionBuilder::new(session.clone(), format!("atif:{}{}", root.file, root.pointer));
     let agent = Actor::Agent(agent_name.clone());
     let start_time = own.first().map(time_of).transpose()?.flatten().unwrap_or(0);
-    b.push(
+    let start = |session: &str, meta: &Value| {
         Body::SessionStart(SessionStart {
-            session: session.clone(),
+            session: session.to_owned(),
             agent: agent_name.clone(),
             model: model.clone(),
             task_id: task.clone(),
@@ -189,11 +189,10 @@ fn parse_one(
             store: None,
             memory_state: None,
             source: None,
-            meta: Some(CanonicalJson::from_value(&meta)),
-        }),
-        agent.clone(),
-        start_time,
-    );
+            meta: Some(CanonicalJson::from_value(meta)),
+        })
+    };
+    b.push(start(&session, &meta), agent.clone(), start_time);
     let mut refs: Vec<(At, String)> = Vec::new();
     let mut t = steps_into(&mut b, &own, &agent, root.file, &mut refs)?;
     if let Some(rewards) = result.and_then(|r| r.pointer("/verifier_result/rewards")).and_then(Value::as_object) {
@@ -247,19 +246,7 @@ fn parse_one(
         let mut sb = SessionBuilder::new(child.clone(), format!("atif:{}{}#{name}", root.file, root.pointer));
         let first = side_steps.first().map(time_of).transpose()?.flatten().unwrap_or(start_time);
         sb.push(
-            Body::SessionStart(SessionStart {
-                session: child.clone(),
-                agent: agent_name.clone(),
-                model: model.clone(),
-                task_id: task.clone(),
-                task: None,
-                store: None,
-                memory_state: None,
-                source: None,
-                meta: Some(CanonicalJson::from_value(
-                    &serde_json::json!({"sidechain": true, "parent_session": session}),
-                )),
-            }),
+            start(&child, &serde_json::json!({"sidechain": true, "parent_session": session})),
             agent.clone(),
             first,
         );

@@ -19,6 +19,31 @@ pub fn data(rel: &str) -> PathBuf {
     p
 }
 
+/// Copies a folder (recursively) to `to`, so the same bytes lie at another path.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create folder");
+    for e in std::fs::read_dir(from).expect("read folder") {
+        let p = e.expect("dir entry").path();
+        let dest = to.join(p.file_name().expect("file name"));
+        if p.is_dir() {
+            copy_tree(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).expect("copy file");
+        }
+    }
+}
+
+/// A finished command's stderr, asserting it failed.
+pub fn fails(out: &std::process::Output) -> String {
+    assert!(!out.status.success(), "unexpectedly succeeded: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8(out.stderr.clone()).expect("stderr is UTF-8")
+}
+
+/// Lines of JSON.
+pub fn json_lines(s: &str) -> Vec<serde_json::Value> {
+    s.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+}
+
 /// Every golden vector file, sorted.
 pub fn vector_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("tests/vectors"))
