@@ -89,6 +89,17 @@ pub enum Error {
     /// The store's writer has shut down.
     #[error("the store is closed")]
     Closed,
+    /// A write-ahead log file is damaged before its end: opening would silently drop the
+    /// acknowledged events after the damage, so it is refused and nothing is changed.
+    #[error(
+        "refusing to open {db}: {detail}. Nothing was changed or deleted. `dreamlog recover` keeps the damaged files aside, writes a report of what would be lost (by position and id), then opens the database at the last good point"
+    )]
+    WalDamaged {
+        /// Database directory.
+        db: String,
+        /// The file, the offset, what is wrong, the last good position and what follows.
+        detail: String,
+    },
     /// The database could not be opened.
     #[error("cannot open database at {path}: {reason}")]
     Open {

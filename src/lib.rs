@@ -42,6 +42,6 @@ pub use crate::core::{
 };
 pub use crate::error::{Error, Result};
 pub use crate::store::{
-    AppendBatch, Appended, ExpectedVersion, Options, SharedMemory, Store, StoredEvent, Subscription, SyncMode,
-    VerifyReport,
+    recover, AppendBatch, Appended, ExpectedVersion, Options, RecoveryReport, SharedMemory, Store, StoredEvent,
+    Subscription, SyncMode, VerifyReport,
 };

@@ -66,6 +66,15 @@ pub enum Command {
     },
     /// Recompute every id and body hash; check every stream chain and index entry.
     Verify,
+    /// Open a damaged database explicitly: restore a lost CURRENT from the newest
+    /// MANIFEST; keep a damaged write-ahead log aside, report every acknowledged event
+    /// that is lost (position and id) before anything is dropped, then open at the last
+    /// good point and verify.
+    Recover {
+        /// Where to write the report first (default: beside the kept-aside files).
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
     /// Write the log as JSON Lines that another store can import and re-verify.
     Export(ExportArgs),
     /// Import agent runs (τ-bench, τ²-bench, SWE-agent, ATIF/Harbor, Claude Code) or a
@@ -381,6 +390,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let report = store.verify(|n| bar.set_position(n))?;
             bar.finish_and_clear();
             return print_verify(&cli, &report);
+        }
+        Command::Recover { report } => {
+            let r =
+                crate::store::recover(&cli.db, Options { sync: cli.sync, ..Options::default() }, report.as_deref())?;
+            if cli.json {
+                stdout_line(&serde_json::to_string(&r).unwrap_or_default())?;
+            } else {
+                stdout_line(&output::recovery_report(&r))?;
+            }
+            return Ok(if r.verified_clean { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         Command::Export(args) => {
             let store = open(&cli, false)?;

@@ -112,3 +112,43 @@ pub fn memory_diff(d: &crate::core::memory::MemoryDiff, stat: bool) -> String {
     }
     lines.join("\n")
 }
+
+/// What `recover` found and did, for people.
+pub fn recovery_report(r: &crate::store::RecoveryReport) -> String {
+    let mut out = Vec::new();
+    if let Some(m) = &r.restored_current {
+        out.push(format!("CURRENT was missing: it now names {m} (the newest MANIFEST)"));
+    }
+    match &r.damage {
+        None => out.push("the write-ahead log is intact: nothing dropped".to_owned()),
+        Some(d) => {
+            out.push(format!(
+                "the write-ahead log {} is damaged at byte {} ({}){}",
+                d.file.display(),
+                d.offset,
+                d.reason,
+                if d.torn_tail { "; an incomplete final record (a torn write)" } else { "" }
+            ));
+            for k in &r.kept_aside {
+                out.push(format!("kept aside: {}", k.display()));
+            }
+            if let Some(f) = &r.report_file {
+                out.push(format!("report (written before anything was dropped): {}", f.display()));
+            }
+            if r.lost.is_empty() {
+                out.push("no acknowledged event was lost".to_owned());
+            } else {
+                out.push(format!("{} acknowledged event(s) lost:", r.lost.len()));
+                for e in &r.lost {
+                    out.push(format!("  {}  {}", e.position, e.id));
+                }
+            }
+        }
+    }
+    out.push(format!(
+        "{} events now; verify {}",
+        r.events,
+        if r.verified_clean { "clean" } else { "FOUND PROBLEMS: run `dreamlog verify`" }
+    ));
+    out.join("\n")
+}

@@ -4,8 +4,10 @@
 //! above it talks to [`Store`]: append a batch with expectations, read, subscribe.
 
 mod layout;
+mod recover;
 mod subscribe;
 mod verify;
+pub mod wal;
 mod writer;
 
 use std::fmt;
@@ -21,6 +23,7 @@ use rocksdb::{
 };
 
 pub use layout::{ALL_CFS, CF_IDS, CF_KINDS, CF_LOG, CF_META, CF_PATHS, CF_SNAPSHOTS, CF_STREAMS};
+pub use recover::{recover, RecoveryReport};
 pub use subscribe::Subscription;
 pub use verify::{VerifyProblem, VerifyReport};
 pub use writer::{AppendBatch, Appended};
@@ -73,6 +76,9 @@ pub struct Options {
     /// cache replaces `block_cache_bytes` and its write-buffer budget bounds the memtables
     /// of all the stores together.
     pub shared: Option<SharedMemory>,
+    /// Open a database whose WAL is damaged at its last good point, dropping what follows
+    /// (only `dreamlog recover` does this, after keeping the files aside and reporting).
+    pub drop_damaged_wal_tail: bool,
 }
 
 /// One block cache and one write-buffer budget for several stores in one process (a
@@ -118,6 +124,7 @@ impl Default for Options {
             max_batch_events: 100_000,
             max_group_events: 20_000,
             shared: None,
+            drop_damaged_wal_tail: false,
         }
     }
 }
@@ -251,8 +258,37 @@ impl Store {
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
         let open_err = |reason: String| Error::Open { path: path.display().to_string(), reason };
-        if !opts.create_if_missing && !path.join("CURRENT").exists() {
-            return Err(open_err("no dreamlog database here (run `dreamlog init` to create one)".into()));
+        if !path.join("CURRENT").exists() {
+            // Never create a database over another one's files (a lost CURRENT makes RocksDB
+            // start afresh and delete the old table files), nor in a folder of other things.
+            let found = database_files(&path);
+            if !found.is_empty() {
+                return Err(open_err(format!(
+                    "its CURRENT file is missing, but the folder holds a database's files ({}): refusing to open or create a database over them; nothing was changed. `dreamlog recover` restores CURRENT from the newest MANIFEST",
+                    found.join(", ")
+                )));
+            }
+            if !opts.create_if_missing {
+                return Err(open_err("no dreamlog database here (run `dreamlog init` to create one)".into()));
+            }
+            let others = path.read_dir().map(|d| d.flatten().count()).unwrap_or(0);
+            if others > 0 {
+                return Err(open_err(format!(
+                    "the folder is not empty ({others} entries) and holds no database: a database is only created in an empty or absent folder"
+                )));
+            }
+        } else {
+            let scan = wal::scan(&path)?;
+            if let Some(d) = &scan.damage {
+                if scan.refuses_open() && !opts.drop_damaged_wal_tail {
+                    return Err(d.error(&path));
+                }
+                // A torn final record: RocksDB drops it and later deletes the WAL, so a copy
+                // is kept aside first (`recover` keeps its own, with its report).
+                if !opts.drop_damaged_wal_tail {
+                    wal::keep_aside(&scan, &path.join("damaged").join(writer::now_ms().to_string()))?;
+                }
+            }
         }
         let cache = match &opts.shared {
             Some(s) => s.cache.clone(),
@@ -263,6 +299,13 @@ impl Store {
             db_opts.set_write_buffer_manager(&s.write_buffers);
         }
         db_opts.create_if_missing(opts.create_if_missing);
+        // A torn final WAL record is tolerated; any other damage refuses the open (the
+        // WAL scan above names it first). `recover` stops at the last good point instead.
+        db_opts.set_wal_recovery_mode(if opts.drop_damaged_wal_tail {
+            rocksdb::DBRecoveryMode::PointInTime
+        } else {
+            rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords
+        });
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(2);
         db_opts.set_bytes_per_sync(1 << 20);
@@ -659,7 +702,16 @@ impl Store {
         Subscription::new(self.clone(), from)
     }
 
-    /// Flushes memtables and stops the writer, waiting for in-flight appends.
+    /// Writes every column family's memtable to table files (the WAL is then no longer
+    /// needed for what was flushed).
+    pub fn flush(&self) -> Result<()> {
+        for cf in ALL_CFS {
+            self.inner.db.flush_cf(self.cf(cf))?;
+        }
+        Ok(())
+    }
+
+    /// Stops the writer, waiting for in-flight appends, and flushes the WAL.
     pub fn close(&self) -> Result<()> {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
@@ -708,6 +760,31 @@ pub(crate) fn stream_last(db: &DB, stream: &str) -> Result<Option<(u64, u64)>> {
     }
     it.status()?;
     Ok(None)
+}
+
+/// The files of a RocksDB database in `dir` (tables, WALs, MANIFEST, OPTIONS…), summarised
+/// by kind; empty when there are none.
+fn database_files(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let kind = if name.ends_with(".sst") {
+            "table files (.sst)"
+        } else if name.ends_with(".log") && name.trim_end_matches(".log").bytes().all(|b| b.is_ascii_digit()) {
+            "write-ahead logs (.log)"
+        } else if name.starts_with("MANIFEST-") {
+            "MANIFEST files"
+        } else if name.starts_with("OPTIONS-") {
+            "OPTIONS files"
+        } else if name == "IDENTITY" {
+            "IDENTITY"
+        } else {
+            continue;
+        };
+        *counts.entry(kind).or_default() += 1;
+    }
+    counts.into_iter().map(|(k, n)| format!("{n} {k}")).collect()
 }
 
 /// Decodes a log record into a stored event (fast path: no hash checks).
