@@ -153,6 +153,19 @@ pub enum Error {
         /// The first position it read.
         from: u64,
     },
+    /// The operation is not allowed to this caller (e.g. a dreamer only the server's
+    /// config may define).
+    #[error("{0}")]
+    Forbidden(String),
+    /// An event cites in `causes` an id that is not in the log (nor earlier in its batch):
+    /// nothing of the batch was written.
+    #[error("event #{index} of the batch cites {id} in causes, which is not an event of the log")]
+    UnknownCause {
+        /// The event's index in its batch.
+        index: usize,
+        /// The id it cites.
+        id: String,
+    },
     /// A memory store with no events (a typo, most often): nothing was written.
     #[error("no memory store {name:?} (known: {known})")]
     NoSuchStore {

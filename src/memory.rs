@@ -150,6 +150,7 @@ impl Memory {
     /// with it — (`error: no memory store "x" (known: …)`), so a typo reads nothing and
     /// writes nothing.
     pub fn require(&self, name: &str) -> Result<()> {
+        crate::core::validate::check_store_name("store", name)?;
         if self.store.stream_version(&stream_name(name))?.is_some() || self.session_stores()?.contains(name) {
             return Ok(());
         }
@@ -190,7 +191,12 @@ impl Memory {
     pub fn resolve_point(&self, at: &str) -> Result<u64> {
         let len = self.store.len();
         let at = at.trim();
-        if at.is_empty() || at == "head" {
+        if at.is_empty() {
+            return Err(Error::UnknownPoint(
+                "an empty point (give a position, an id, a tag, an RFC 3339 time or head)".into(),
+            ));
+        }
+        if at == "head" {
             return Ok(len);
         }
         if at.len() < 16 && at.bytes().all(|b| b.is_ascii_digit()) {
@@ -320,6 +326,73 @@ impl Memory {
                                         "state_hash": state.state_hash(), "text": t}),
             Err(e) => serde_json::json!({"ok": false, "error": {"type": e.kind, "message": e.message}}),
         })
+    }
+
+    /// `verify --deep`: the log and its indexes (`Store::verify`), every block of every
+    /// table file (`Store::verify_storage`), and every projection snapshot against a full
+    /// replay.
+    pub fn verify_deep(&self, progress: impl FnMut(u64)) -> Result<crate::store::VerifyReport> {
+        let mut report = self.store.verify(progress)?;
+        self.store.verify_storage(&mut report)?;
+        self.verify_snapshots(&mut report)?;
+        Ok(report)
+    }
+
+    /// The projection half of `verify --deep`: every memory snapshot (derived data that
+    /// only shortens folds) must equal a full replay of its store up to its position.
+    /// Each store is folded once from its first event, compared at each snapshot.
+    pub fn verify_snapshots(&self, report: &mut crate::store::VerifyReport) -> Result<()> {
+        let full = self.clone().with_snapshot_every(0);
+        let mut by_store: std::collections::BTreeMap<String, Vec<(u64, Vec<u8>)>> = Default::default();
+        for kv in self.store.iterate_cf(crate::store::CF_SNAPSHOTS) {
+            let (k, v) = kv?;
+            let split = k.len().checked_sub(9).filter(|&i| k[i] == 0);
+            let parsed = split.and_then(|i| {
+                let name = std::str::from_utf8(&k[..i]).ok()?.strip_prefix("memory/")?.to_owned();
+                Some((name, u64::from_be_bytes(k[i + 1..].try_into().ok()?)))
+            });
+            match parsed {
+                Some((name, position)) => by_store.entry(name).or_default().push((position, v.to_vec())),
+                None => report.problems.push(crate::store::VerifyProblem {
+                    position: None,
+                    id: None,
+                    problem: format!("a snapshot key that names no memory store: {}", hex::encode(&k)),
+                }),
+            }
+        }
+        let mut checked = 0u64;
+        for (name, mut snaps) in by_store {
+            snaps.sort_by_key(|(p, _)| *p);
+            let mut complain = |position: u64, problem: String| {
+                report.problems.push(crate::store::VerifyProblem { position: Some(position), id: None, problem });
+            };
+            let (mut state, mut version, mut from_version) = (MemoryState::new(), None, 0u64);
+            let mut at = 0; // snapshots compared so far
+            'fold: loop {
+                let chunk = self.store.read_stream(&stream_name(&name), from_version, 1024)?;
+                let done = chunk.is_empty();
+                for e in &chunk {
+                    while at < snaps.len() && snaps[at].0 < e.position {
+                        let (p, bytes) = &snaps[at];
+                        checked += 1;
+                        check_snapshot(&name, *p, bytes, &state, version, &mut complain);
+                        at += 1;
+                    }
+                    full.fold_event(&mut state, e)?;
+                    version = Some(e.version);
+                    from_version = e.version + 1;
+                }
+                if done {
+                    break 'fold;
+                }
+            }
+            for (p, bytes) in &snaps[at..] {
+                checked += 1;
+                check_snapshot(&name, *p, bytes, &state, version, &mut complain);
+            }
+        }
+        report.deep.get_or_insert_with(Default::default).snapshots = checked;
+        Ok(())
     }
 
     /// The current state of `name`.
@@ -777,4 +850,31 @@ fn carry_origins(old: Attributed, new_text: String, origin: u64) -> Attributed {
     }
     lines.extend_from_slice(&old.lines[old.lines.len() - tail..]);
     Attributed { text: new_text, lines }
+}
+
+/// Compares one snapshot with the state a full replay reached at its position.
+fn check_snapshot(
+    name: &str,
+    position: u64,
+    bytes: &[u8],
+    state: &MemoryState,
+    version: Option<u64>,
+    complain: &mut impl FnMut(u64, String),
+) {
+    match MemoryState::decode_snapshot(bytes) {
+        Err(e) => complain(position, format!("the snapshot of memory store {name:?} does not decode: {e}")),
+        Ok((v, snap)) => {
+            if Some(v) != version || snap.state_hash() != state.state_hash() {
+                complain(
+                    position,
+                    format!(
+                        "the snapshot of memory store {name:?} (version {v}, state {}) differs from a full replay (version {}, state {})",
+                        snap.state_hash().short(16),
+                        version.map_or("none".into(), |v| v.to_string()),
+                        state.state_hash().short(16)
+                    ),
+                );
+            }
+        }
+    }
 }

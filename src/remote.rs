@@ -41,6 +41,16 @@ pub struct Remote {
     http: reqwest::blocking::Client,
 }
 
+/// A name as one URL path segment (percent-encoded).
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 fn remote_error(status: u16, kind: &str, message: impl Into<String>) -> Error {
     Error::Remote { status, kind: kind.to_owned(), message: message.into() }
 }
@@ -68,11 +78,12 @@ impl Remote {
         let text = resp.text().unwrap_or_default();
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let err = &v["error"];
-        Err(remote_error(
-            status,
-            err["type"].as_str().unwrap_or("http"),
-            err["message"].as_str().map(str::to_owned).unwrap_or(text),
-        ))
+        // The memory tool's own refusal keeps its class (`tool:not_found`, …).
+        let kind = match err["tool_error"].as_str() {
+            Some(t) => format!("tool:{t}"),
+            None => err["type"].as_str().unwrap_or("http").to_owned(),
+        };
+        Err(remote_error(status, &kind, err["message"].as_str().map(str::to_owned).unwrap_or(text)))
     }
 
     fn json(&self, req: reqwest::blocking::RequestBuilder) -> Result<Value> {
@@ -152,8 +163,9 @@ impl Remote {
     }
 
     /// Verifies the server's database.
-    pub fn verify(&self) -> Result<VerifyReport> {
-        serde_json::from_value(self.post("/v1/verify", &json!({}), &[])?)
+    pub fn verify(&self, deep: bool) -> Result<VerifyReport> {
+        let path = if deep { "/v1/verify?deep=true" } else { "/v1/verify" };
+        serde_json::from_value(self.post(path, &json!({}), &[])?)
             .map_err(|e| remote_error(0, "response", e.to_string()))
     }
 
@@ -189,7 +201,13 @@ impl Remote {
         if let Some(r) = range {
             q.push(("range", r.to_owned()));
         }
-        self.get(&format!("/v1/memory/{store}/view"), &q)
+        match self.get(&format!("/v1/memory/{}/view", path_segment(store)), &q) {
+            // The tool refused (a bad or missing path): the view's own form, as embedded.
+            Err(Error::Remote { kind, message, .. }) if kind.starts_with("tool:") => {
+                Ok(json!({"ok": false, "error": {"type": &kind["tool:".len()..], "message": message}}))
+            }
+            other => other,
+        }
     }
 
     /// Every change of a store or path.

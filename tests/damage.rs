@@ -164,3 +164,115 @@ fn a_missing_current_is_an_error_naming_what_is_there_and_nothing_is_created_or_
     assert!(err.contains("the folder is not empty (1 entries) and holds no database"), "{err}");
     assert!(ok(&dreamlog(&dir.path().join("fresh"), &["init"])).contains("0 events"));
 }
+
+/// `verify` checked events and their indexes, so a flipped byte elsewhere in a table
+/// file (an index or filter block, another column family's data) could pass unseen;
+/// `verify --deep` reads every block of every table file, and the answer is never clean.
+#[test]
+fn verify_deep_finds_a_flipped_byte_anywhere_in_the_table_files() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    {
+        let store = Store::open(&db, Options { sync: SyncMode::None, ..Options::default() }).unwrap();
+        let mem = dreamlog::memory::Memory::new(store.clone()).with_snapshot_every(4);
+        for i in 0..40u64 {
+            let text = format!("- lesson {i}\n");
+            let cmd = dreamlog::MemoryCommand::Create { path: format!("/memories/n{i}.md"), file_text: text };
+            mem.apply("live", cmd, dreamlog::memory::ApplyOptions::by(dreamlog::Actor::Human("t".into()))).unwrap();
+        }
+        let batch = (0..2000).fold(AppendBatch::new(), |b, i| b.push(common::note(&format!("s{}", i % 50), i)));
+        store.append(batch).unwrap();
+        mem.state("live").unwrap(); // writes its snapshots
+        store.flush().unwrap();
+        store.close().unwrap();
+    }
+    let clean = ok(&dreamlog(&db, &["verify", "--deep", "--json"]));
+    let clean: serde_json::Value = serde_json::from_str(&clean).unwrap();
+    assert!(clean["deep"]["table_files"].as_u64().unwrap() >= 5, "{clean}");
+    assert!(clean["deep"]["snapshots"].as_u64().unwrap() >= 10, "{clean}");
+    let files: Vec<PathBuf> = {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&db)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "sst"))
+            .collect();
+        v.sort();
+        v
+    };
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut plain_missed = 0;
+    for round in 0..12 {
+        let copy = dir.path().join(format!("copy-{round}"));
+        common::copy_tree(&db, &copy);
+        let file = copy.join(files[(next() % files.len() as u64) as usize].file_name().unwrap());
+        let mut bytes = std::fs::read(&file).unwrap();
+        let at = (next() % bytes.len() as u64) as usize;
+        bytes[at] ^= 1 << (next() % 8);
+        std::fs::write(&file, &bytes).unwrap();
+        let out = dreamlog(&copy, &["verify", "--deep"]);
+        assert!(
+            !out.status.success(),
+            "round {round}: a flipped bit at byte {at} of {} passed verify --deep: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        plain_missed += usize::from(dreamlog(&copy, &["verify"]).status.success());
+    }
+    eprintln!("plain verify passed {plain_missed} of 12 damaged copies; verify --deep none");
+
+    // A flip in the snapshots' table file (derived data plain verify never reads; its
+    // properties block names its column family): plain verify passes, --deep does not.
+    let snapshots = files
+        .iter()
+        .find(|f| std::fs::read(f).unwrap().windows(b"snapshots".len()).any(|w| w == b"snapshots"))
+        .expect("a table file of the snapshots column family");
+    let copy = dir.path().join("copy-snapshots");
+    common::copy_tree(&db, &copy);
+    let file = copy.join(snapshots.file_name().unwrap());
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[40] ^= 0x10; // inside its first data block
+    std::fs::write(&file, &bytes).unwrap();
+    assert!(dreamlog(&copy, &["verify"]).status.success(), "plain verify does not read derived data");
+    let out = dreamlog(&copy, &["verify", "--deep"]);
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("snapshots") || text.contains("checksum") || text.contains("orrupt"), "{text}");
+}
+
+/// The smaller findings: each a clear refusal that writes nothing.
+#[test]
+fn bad_points_names_causes_and_paths_are_refused_and_write_nothing() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    let create = r#"{"command":"create","path":"/memories/a.md","file_text":"a\n"}"#;
+    ok(&common::dreamlog_on(&db, &["memory", "apply", "live"], Some(create)));
+    let before = ok(&dreamlog(&db, &["export"]));
+    // `--at ''` is an error, not head.
+    let err = fails(&dreamlog(&db, &["memory", "view", "live", "--at", ""]));
+    assert!(err.contains("an empty point"), "{err}");
+    // Causes must name events of the log.
+    let cites_nothing = format!(
+        r#"{{"kind":"note","actor":"system:t","causes":["{}"],"body":{{"type":"t","json":1}}}}"#,
+        "55".repeat(32)
+    );
+    let err = fails(&common::dreamlog_on(&db, &["append", "--stream", "x"], Some(&cites_nothing)));
+    assert!(err.contains("cites 5555") && err.contains("which is not an event of the log"), "{err}");
+    // Store names that are paths out of place, or display as something else.
+    for name in ["..", "../x", "../../x", "live/", "%2e%2e", "a/./b", "evil\u{202E}gpj.md"] {
+        let err = fails(&common::dreamlog_on(&db, &["memory", "apply", name], Some(create)));
+        assert!(err.contains("store"), "{name:?}: {err}");
+    }
+    // Memory paths with a bidirectional override.
+    let bidi = "{\"command\":\"create\",\"path\":\"/memories/txt.\u{202E}dm\",\"file_text\":\"x\"}";
+    let out = common::dreamlog_on(&db, &["memory", "apply", "live"], Some(bidi));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bidirectional control character U+202E"));
+    assert_eq!(ok(&dreamlog(&db, &["export"])), before, "nothing was written");
+}

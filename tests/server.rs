@@ -123,10 +123,14 @@ fn tenants_are_isolated_and_tokens_checked() {
     post(&c, &tool, Some("acme-write"), &json!({"command": "create", "path": "/memories/x.md", "file_text": "acme\n"}));
     let (_, v) = post(&c, &tool, Some("globex-admin"), &json!({"command": "view", "path": "/memories/x.md"}));
     assert_eq!(v["is_error"], true, "{v}");
-    // The exec dreamer runs programs on the server: a write token may not.
+    // The exec dreamer runs programs on the server: no request may name one, not even an
+    // admin's (programs come only from the server's config).
     let exec = json!({"store": "shared", "dreamer": "exec@1", "config": {"command": ["true"]}});
-    let (status, body) = post(&c, &server.url("/v1/dreams"), Some("acme-write"), &exec);
-    assert_eq!((status, body["error"]["type"].as_str()), (403, Some("forbidden")), "{body}");
+    for token in ["acme-write", "globex-admin"] {
+        let (status, body) = post(&c, &server.url("/v1/dreams"), Some(token), &exec);
+        assert_eq!((status, body["error"]["type"].as_str()), (403, Some("forbidden")), "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("runs a program on the server"), "{body}");
+    }
     // Limits: batch size.
     let big = json!({"stream": "s", "events": [note(1), note(2), note(3), note(4)]});
     let (status, body) = post(&c, &server.url("/v1/events"), Some("acme-write"), &big);
@@ -562,7 +566,9 @@ fn the_cli_prints_the_same_embedded_and_remote() {
     assert!(copy_server.stop().success());
     // The demo, both ways on fresh databases: the same story up to stamped ids.
     let demo_db = dir.path().join("demo-embedded");
-    let demo_server = Server::start(&dir.path().join("demo-served"), &[]);
+    // The demo's bad lesson is an exec dreamer: a server runs it only as its config says.
+    let demo_config = common::root().join("tools/demo-server.json");
+    let demo_server = Server::start(&dir.path().join("demo-served"), &["--config", demo_config.to_str().unwrap()]);
     let (a, b) = (
         cli_run(&["--db", demo_db.to_str().unwrap(), "demo"], None),
         cli_run(&["--remote", demo_server.base.as_str(), "demo"], None),
@@ -626,4 +632,97 @@ fn the_server_logs_requests_and_its_shutdown() {
     let (_, log) = server.stop_with_log();
     assert!(!log.iter().any(|l| l.contains("/v1/health")), "{log:?}");
     assert!(log.iter().any(|l| l.contains("GET /v1/nope 404")), "{log:?}");
+}
+
+/// A write token (or an admin's) cannot make the server call a model endpoint of its
+/// choosing with the server's key variables: dreamers that reach the network or run
+/// programs come only from the server's config, and a request sets only their tunables.
+#[test]
+fn a_request_cannot_send_the_servers_secrets_anywhere() {
+    let dir = tempdir().unwrap();
+    // The attacker's endpoint: it must never see a connection.
+    let trap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let evil = format!("http://{}", trap.local_addr().unwrap());
+    let hash = |t: &str| dreamlog::server::hash_token(t);
+    let config = json!({
+        "tokens": [{"tenant": "t", "role": "write", "token_blake3": hash("w")},
+                   {"tenant": "t", "role": "admin", "token_blake3": hash("a")}],
+        "dreamers": {
+            "lessons": {"dreamer": "llm@1", "tunable": ["max_sessions"],
+                        "config": {"base_url": "http://127.0.0.1:9", "api_key_env": "DREAMLOG_TEST_MODEL_KEY", "model": "m"}},
+            "careful": {"dreamer": "evidence", "tunable": ["min_support"], "config": {"min_support": 3}}
+        }
+    });
+    let cfg_path = dir.path().join("server.json");
+    std::fs::write(&cfg_path, config.to_string()).unwrap();
+    let server = Server::start(&dir.path().join("db"), &["--config", cfg_path.to_str().unwrap()]);
+    let c = client();
+    let session = json!({"stream": "session/s1", "events": [
+        {"kind": "session.start", "actor": "agent:a", "body": {"session": "s1", "agent": "a", "store": "live"}},
+        {"kind": "grade", "actor": "evaluator:e", "body": {"session": "s1", "rubric": "r", "evaluator": "e", "score": 1, "result": "satisfied"}}]});
+    assert_eq!(post(&c, &server.url("/v1/events"), Some("w"), &session).0, 200);
+    let attempts = [
+        json!({"store": "live", "dreamer": "llm", "config": {"base_url": evil, "api_key_env": "HOME"}}),
+        json!({"store": "live", "dreamer": "llm@1", "config": {"base_url": evil}}),
+        json!({"store": "live", "dreamer": "lessons", "config": {"base_url": evil}}),
+        json!({"store": "live", "dreamer": "lessons", "config": {"api_key_env": "HOME"}}),
+        json!({"store": "live", "dreamer": "careful", "config": {"min_support": 1, "api_key_env": "HOME"}}),
+    ];
+    for token in ["w", "a"] {
+        for body in &attempts {
+            let (status, answer) = post(&c, &server.url("/v1/dreams"), Some(token), body);
+            assert_eq!((status, answer["error"]["type"].as_str()), (403, Some("forbidden")), "{body}: {answer}");
+        }
+    }
+    let (_, answer) = post(&c, &server.url("/v1/dreams"), Some("w"), &attempts[2]);
+    assert!(answer["error"]["message"].as_str().unwrap().contains("a request may set only: max_sessions"), "{answer}");
+    // A configured dreamer with a tunable the profile allows runs (evidence: no network).
+    let ok_run = json!({"store": "live", "dreamer": "careful", "config": {"min_support": 1}});
+    let (status, answer) = post(&c, &server.url("/v1/dreams"), Some("w"), &ok_run);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["config"]["min_support"], 1, "the profile's config with the tunable laid over: {answer}");
+    // Replays with another dreamer or config go through the same rules.
+    let id = answer["id"].as_str().unwrap();
+    let replay = server.url(&format!("/v1/dreams/{id}/replay"));
+    let (status, _) = post(&c, &replay, Some("a"), &json!({"dreamer": "llm", "config": {"base_url": evil}}));
+    assert_eq!(status, 403);
+    let (status, answer) = post(&c, &replay, Some("w"), &json!({"config": {"min_support": 2}}));
+    assert_eq!(status, 200, "{answer}");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(trap.accept().is_err(), "the attacker's endpoint was called");
+    assert!(server.stop().success());
+}
+
+/// Findings under attack, over HTTP: each refused with a clear status, nothing written.
+#[test]
+fn hostile_requests_are_refused() {
+    let dir = tempdir().unwrap();
+    let server = Server::start(&dir.path().join("db"), &[]);
+    let c = client();
+    let tool = server.url("/v1/memory/live/tool");
+    post(&c, &tool, None, &json!({"command": "create", "path": "/memories/a.md", "file_text": "a\n"}));
+    // Last-Event-ID u64::MAX has no next position: refused, not a replay from 0.
+    let resp = c.get(server.url("/v1/tail")).header("Last-Event-ID", u64::MAX.to_string()).send().unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    // A view of a bad path is an error status, with the tool's class.
+    let (status, body) = get(&c, &server.url("/v1/memory/live/view?path=/etc/passwd"), None);
+    assert_eq!((status, body["error"]["tool_error"].as_str()), (400, Some("invalid")), "{body}");
+    let (status, _) = get(&c, &server.url("/v1/memory/live/view?path=/memories/none.md"), None);
+    assert_eq!(status, 404);
+    // Store names that climb out, decoded once or not, are refused.
+    for name in ["..", "%2e%2e", "%252e%252e", "..%2fx", "x%2f"] {
+        let (status, body) = post(
+            &c,
+            &server.url(&format!("/v1/memory/{name}/tool")),
+            None,
+            &json!({"command": "create", "path": "/memories/b.md", "file_text": "b\n"}),
+        );
+        assert!(status == 400 || status == 404, "{name}: {status} {body}");
+        let (status, _) = get(&c, &server.url(&format!("/v1/memory/{name}/view")), None);
+        assert!(status == 400 || status == 404, "{name}: {status}");
+    }
+    let (_, events) = get(&c, &server.url("/v1/events"), None);
+    assert_eq!(events["events"].as_array().unwrap().len(), 1, "nothing but the first command was written");
+    assert!(server.stop().success());
 }

@@ -180,7 +180,13 @@ impl Target for Remote {
         Remote::blame(self, store, path, "head")
     }
     fn dream(&self, store: &str, spec: &DreamerSpec, in_place: bool) -> Result<DreamRun> {
-        self.dream_run(store, spec, None, None, in_place, true)
+        // A server runs only the dreamers its config defines (tools/demo-server.json
+        // defines the demo's bad-lesson program): name it, the server supplies its config.
+        let mut spec = spec.clone();
+        if spec.name != crate::core::evidence::NAME {
+            spec.config = serde_json::Value::Null;
+        }
+        self.dream_run(store, &spec, None, None, in_place, true)
     }
     fn promote(&self, fork: &str, into: &str, actor: &Actor) -> Result<()> {
         Remote::promote(self, fork, into, actor).map(drop)
@@ -196,7 +202,7 @@ impl Target for Remote {
         self.dream_replay(&id.to_hex(), None, None)
     }
     fn verify(&self) -> Result<VerifyReport> {
-        Remote::verify(self)
+        Remote::verify(self, false)
     }
 }
 

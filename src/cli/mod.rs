@@ -65,7 +65,12 @@ pub enum Command {
         id: String,
     },
     /// Recompute every id and body hash; check every stream chain and index entry.
-    Verify,
+    Verify {
+        /// Also read every block of every table file (checksums verified, cache bypassed)
+        /// and compare every memory snapshot with a full replay.
+        #[arg(long)]
+        deep: bool,
+    },
     /// Open a damaged database explicitly: restore a lost CURRENT from the newest
     /// MANIFEST; keep a damaged write-ahead log aside, report every acknowledged event
     /// that is lost (position and id) before anything is dropped, then open at the last
@@ -384,10 +389,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let id = store.resolve_id(id)?;
             print_show(&cli, &store.get(&id)?)?;
         }
-        Command::Verify => {
+        Command::Verify { deep } => {
             let store = open(&cli, false)?;
             let bar = progress_bar(Some(store.len()), "verifying");
-            let report = store.verify(|n| bar.set_position(n))?;
+            let report = if *deep {
+                crate::memory::Memory::new(store.clone()).verify_deep(|n| bar.set_position(n))?
+            } else {
+                store.verify(|n| bar.set_position(n))?
+            };
             bar.finish_and_clear();
             return print_verify(&cli, &report);
         }

@@ -83,7 +83,7 @@ pub fn run(cli: &Cli, remote: &Remote) -> Result<ExitCode> {
             }
         }
         Command::Show { id } => print_show(cli, &remote.get_event(id)?)?,
-        Command::Verify => return print_verify(cli, &remote.verify()?),
+        Command::Verify { deep } => return print_verify(cli, &remote.verify(*deep)?),
         Command::Memory(cmd) => return memory(cli, remote, cmd),
         Command::Init => {
             let n = remote.len()?;

@@ -10,7 +10,7 @@ use super::canonical_json::CanonicalJson;
 use super::error::FormatError;
 use super::hash::{Digest, EventId};
 use super::kind::Kind;
-use super::validate::check_name;
+use super::validate::{check_name, check_store_name};
 use super::wire;
 
 /// `session.start`: a session begins.
@@ -539,7 +539,7 @@ impl Body {
                 non_empty("body.session", &b.session)?;
                 non_empty("body.agent", &b.agent)?;
                 if let Some(store) = &b.store {
-                    check_name("body.store", store)?;
+                    check_store_name("body.store", store)?;
                 }
             }
             Body::Action(b) => {
@@ -557,12 +557,12 @@ impl Body {
                 }
             }
             Body::SessionEnd(b) => non_empty("body.session", &b.session)?,
-            Body::Memory(b) => check_name("body.store", &b.store)?,
+            Body::Memory(b) => check_store_name("body.store", &b.store)?,
             Body::Dream(b) => {
                 non_empty("body.dreamer", &b.dreamer)?;
                 non_empty("body.version", &b.version)?;
-                check_name("body.store", &b.store)?;
-                check_name("body.output_store", &b.output_store)?;
+                check_store_name("body.store", &b.store)?;
+                check_store_name("body.output_store", &b.output_store)?;
                 if b.from_position > b.to_position {
                     return Err(FormatError::field(
                         "body.from_position",
@@ -571,11 +571,11 @@ impl Body {
                 }
             }
             Body::LlmExchange(b) => non_empty("body.model", &b.model)?,
-            Body::Revert(b) => check_name("body.store", &b.store)?,
+            Body::Revert(b) => check_store_name("body.store", &b.store)?,
             Body::Tag(b) => check_name("body.name", &b.name)?,
             Body::StoreFork(b) => {
-                check_name("body.store", &b.store)?;
-                check_name("body.source", &b.source)?;
+                check_store_name("body.store", &b.store)?;
+                check_store_name("body.source", &b.source)?;
             }
             Body::Redact(_) => {}
             Body::Note(b) => non_empty("body.type", &b.note_type)?,
@@ -586,7 +586,7 @@ impl Body {
             Body::SessionLink(b) => {
                 non_empty("body.session", &b.session)?;
                 if let Some(store) = &b.store {
-                    check_name("body.store", store)?;
+                    check_store_name("body.store", store)?;
                 }
             }
         }

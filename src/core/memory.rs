@@ -67,6 +67,12 @@ pub fn check_path(path: &str) -> Result<&str, ToolError> {
     if let Some(c) = path.chars().find(|c| c.is_control()) {
         return Err(invalid(&format!("contains the control character U+{:04X}", c as u32)));
     }
+    if let Some(c) = path.chars().find(|c| crate::core::validate::is_bidi_control(*c)) {
+        return Err(invalid(&format!(
+            "contains the bidirectional control character U+{:04X} (it makes a path display as another)",
+            c as u32
+        )));
+    }
     if path.contains('\\') {
         return Err(invalid("backslashes are not allowed"));
     }

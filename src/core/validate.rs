@@ -18,3 +18,41 @@ pub fn check_name(field: &str, name: &str) -> Result<(), FormatError> {
     }
     Ok(())
 }
+
+/// Unicode's bidirectional formatting characters (embeddings, overrides, isolates,
+/// marks): text containing them displays in another order than it reads, so a name or a
+/// path with them can pass for another.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Checks a memory store name: a [`check_name`] that is also safe as a path and a URL
+/// segment: `/`-separated segments of letters, digits and `-_.@+:~`, none empty, `.` or
+/// `..` (so no `../x`, no trailing `/`, no `%2e` that a second decoding turns into `.`).
+pub fn check_store_name(field: &str, name: &str) -> Result<(), FormatError> {
+    check_name(field, name)?;
+    if let Some(c) = name.chars().find(|c| !(c.is_alphanumeric() || "-_.@+:/~".contains(*c))) {
+        return Err(FormatError::field(
+            field,
+            format!(
+                "{name:?}: U+{:04X} {c:?} is not allowed in a store name (letters, digits and -_.@+:/~ are)",
+                c as u32
+            ),
+        ));
+    }
+    for seg in name.split('/') {
+        match seg {
+            "" => {
+                return Err(FormatError::field(
+                    field,
+                    format!("{name:?}: empty segment (a leading, doubled or trailing '/')"),
+                ))
+            }
+            "." | ".." => {
+                return Err(FormatError::field(field, format!("{name:?}: '.' and '..' segments are not allowed")))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

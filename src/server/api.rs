@@ -67,6 +67,7 @@ impl From<Error> for ApiError {
                 return a;
             }
             Error::ParentMismatch { .. } => (StatusCode::CONFLICT, "conflict"),
+            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Error::NotFound(_) | Error::NoSuchPosition(_) | Error::NoSuchStore { .. } => {
                 (StatusCode::NOT_FOUND, "not_found")
             }
@@ -85,6 +86,7 @@ impl From<Error> for ApiError {
             | Error::Input { .. }
             | Error::Record { .. }
             | Error::WrongEvent { .. }
+            | Error::UnknownCause { .. }
             | Error::Dreamer { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
             Error::Llm { .. } | Error::ReplayDiverged { .. } => (StatusCode::BAD_GATEWAY, "upstream"),
             Error::Poisoned(_) | Error::Closed => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -436,11 +438,12 @@ async fn tail(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .map(|v| {
-            v.trim().parse::<u64>().map(|p| p + 1).map_err(|_| {
+            // The next position after the last one seen; the largest u64 has none.
+            v.trim().parse::<u64>().ok().and_then(|p| p.checked_add(1)).ok_or_else(|| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
-                    format!("Last-Event-ID {v:?} is not a position"),
+                    format!("Last-Event-ID {v:?} is not a position this log can have"),
                 )
             })
         })
@@ -564,6 +567,19 @@ async fn memory_view(
         tenant.mem.view(&store, &path, q.at.as_deref().unwrap_or("head"), q.range.as_deref())
     })
     .await?;
+    if out["ok"] == false {
+        // The tool refused (a bad path, a missing file): an error status, with the tool's
+        // class and text.
+        let tool = out["error"]["type"].as_str().unwrap_or("invalid").to_owned();
+        let (status, kind) = if tool == "not_found" {
+            (StatusCode::NOT_FOUND, "not_found")
+        } else {
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        };
+        let mut e = ApiError::new(status, kind, out["error"]["message"].as_str().unwrap_or_default());
+        e.details = json!({"tool_error": tool});
+        return Err(e);
+    }
     Ok(Json(out))
 }
 
@@ -615,9 +631,20 @@ async fn drift(
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 
-async fn verify(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct VerifyQuery {
+    deep: bool,
+}
+
+async fn verify(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<VerifyQuery>,
+) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Admin)?;
-    let report = blocking(move || tenant.store.verify(|_| ())).await?;
+    let report =
+        blocking(move || if q.deep { tenant.mem.verify_deep(|_| ()) } else { tenant.store.verify(|_| ()) }).await?;
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 
@@ -868,13 +895,12 @@ struct DreamRequest {
     create: bool,
 }
 
-fn spec_of(dreamer: Option<&str>, config: Value) -> ApiResult<crate::core::dream::DreamerSpec> {
-    let mut spec: crate::core::dream::DreamerSpec = dreamer
-        .unwrap_or("evidence")
-        .parse()
-        .map_err(|e: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e))?;
-    spec.config = config;
-    Ok(spec)
+/// The dreamer a request may run (a profile of the server's config, or `evidence`).
+fn spec_of(state: &AppState, dreamer: Option<&str>, config: Value) -> ApiResult<crate::core::dream::DreamerSpec> {
+    state
+        .config
+        .dreamer_for_request(dreamer, config)
+        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.0))
 }
 
 async fn dream_run(
@@ -883,10 +909,9 @@ async fn dream_run(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     let req: DreamRequest = json_body(&body)?;
-    let spec = spec_of(req.dreamer.as_deref(), req.config)?;
-    // The exec dreamer runs a program on the server's machine: admins only.
-    let need = if spec.name == crate::dream::exec::NAME { Role::Admin } else { Role::Write };
-    let tenant = auth(&state, &headers, need)?;
+    let tenant = auth(&state, &headers, Role::Write)?;
+    // Endpoints, key variables and programs come only from the server's config.
+    let spec = spec_of(&state, req.dreamer.as_deref(), req.config)?;
     let r = blocking(move || {
         let dreams = crate::dream::Dreams::new(tenant.mem.clone());
         let since = dreams.resolve_since(req.since.as_deref())?;
@@ -926,19 +951,35 @@ async fn dream_replay(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     let req: ReplayRequest = if body.is_empty() { ReplayRequest::default() } else { json_body(&body)? };
-    // Replaying runs the dreamer again (a recorded exec program, say): writers only. With
-    // another dreamer or config it could run any program or call a model: admins only.
-    let other = req.dreamer.is_some() || req.config.is_some();
-    let tenant = auth(&state, &headers, if other { Role::Admin } else { Role::Write })?;
+    // Replaying a dream as recorded runs its recorded dreamer (a model's answers come
+    // from the recorded exchanges, offline). Another dreamer or config goes through the
+    // server's config like a new dream: a profile with its tunables, or `evidence`.
+    let tenant = auth(&state, &headers, Role::Write)?;
+    let other = match (&req.dreamer, req.config) {
+        (None, None) => None,
+        (dreamer, config) => Some((dreamer.clone(), config)),
+    };
+    let state2 = state.clone();
     let r = blocking(move || {
         let id = tenant.store.resolve_id(&id)?;
         let dreams = crate::dream::Dreams::new(tenant.mem.clone());
-        let dreamer = req
-            .dreamer
-            .map(|d| d.parse().map_err(|e: String| Error::Input { path: "dreamer".into(), line: 0, reason: e }))
-            .transpose()?;
-        let other = dreams.replay_spec(&id, dreamer, req.config)?;
-        dreams.replay(&id, other.as_ref())
+        let spec = match other {
+            None => None,
+            Some((dreamer, config)) => {
+                // A config alone re-runs the recorded dreamer with it: named by its
+                // recorded name, so it resolves like any request.
+                let name = match dreamer {
+                    Some(d) => d,
+                    None => dreams.replay_spec(&id, None, Some(Value::Null))?.map(|s| s.name).unwrap_or_default(),
+                };
+                let spec = state2
+                    .config
+                    .dreamer_for_request(Some(&name), config.unwrap_or(Value::Null))
+                    .map_err(|e| Error::Forbidden(e.0))?;
+                Some(spec)
+            }
+        };
+        dreams.replay(&id, spec.as_ref())
     })
     .await?;
     Ok(Json(serde_json::to_value(r).unwrap_or_default()))

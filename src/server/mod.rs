@@ -71,6 +71,84 @@ pub struct ServerConfig {
     /// Memtables of every tenant's database together, bytes (past it the largest are
     /// flushed), so many tenants cost one budget.
     pub write_buffer_bytes: usize,
+    /// Dreamers a request may run by name. Model endpoints, API key variables and
+    /// programs come only from here (the server's admin): a request names a profile and
+    /// may set only the config keys the profile lists as `tunable`. Without a profile a
+    /// request can run only the built-in `evidence` dreamer (pure: no network, no program).
+    pub dreamers: BTreeMap<String, DreamerProfile>,
+}
+
+/// A dreamer the server's config defines for requests to run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DreamerProfile {
+    /// `NAME[@VERSION]`: `llm`, `exec`, `evidence`.
+    pub dreamer: String,
+    /// Its configuration (endpoints, key variables, programs, tunables' defaults).
+    #[serde(default)]
+    pub config: serde_json::Value,
+    /// Config keys a request may set.
+    #[serde(default)]
+    pub tunable: Vec<String>,
+}
+
+/// Why a request's dreamer was refused.
+#[derive(Debug)]
+pub struct DreamerRefused(pub String);
+
+impl ServerConfig {
+    /// The dreamer a request may run: a configured profile (with the request's tunables
+    /// laid over its config), or the built-in `evidence` dreamer.
+    pub fn dreamer_for_request(
+        &self,
+        dreamer: Option<&str>,
+        config: serde_json::Value,
+    ) -> std::result::Result<crate::core::dream::DreamerSpec, DreamerRefused> {
+        let name = dreamer.unwrap_or(crate::core::evidence::NAME);
+        if let Some(p) = self.dreamers.get(name) {
+            let mut spec: crate::core::dream::DreamerSpec = p
+                .dreamer
+                .parse()
+                .map_err(|e: String| DreamerRefused(format!("server config, dreamer {name:?}: {e}")))?;
+            let mut merged = match &p.config {
+                serde_json::Value::Object(m) => m.clone(),
+                _ => serde_json::Map::new(),
+            };
+            match config {
+                serde_json::Value::Null => {}
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m {
+                        if !p.tunable.contains(&k) {
+                            return Err(DreamerRefused(format!(
+                                "config key {k:?} of dreamer {name:?} is set by the server's config; a request may set only: {}",
+                                if p.tunable.is_empty() { "nothing".to_owned() } else { p.tunable.join(", ") }
+                            )));
+                        }
+                        merged.insert(k, v);
+                    }
+                }
+                _ => return Err(DreamerRefused("config must be a JSON object".into())),
+            }
+            spec.config = serde_json::Value::Object(merged);
+            return Ok(spec);
+        }
+        let mut spec: crate::core::dream::DreamerSpec = name.parse().map_err(DreamerRefused)?;
+        if spec.name != crate::core::evidence::NAME {
+            let configured: Vec<&str> = self.dreamers.keys().map(String::as_str).collect();
+            return Err(DreamerRefused(format!(
+                "dreamer {name:?} is not one this server's config defines ({}); the {} dreamer {} and runs only as a dreamer the server's admin configured (config `dreamers`)",
+                if configured.is_empty() { "none".to_owned() } else { configured.join(", ") },
+                spec.name,
+                match spec.name.as_str() {
+                    crate::dream::llm::NAME => "calls a model with the server's keys",
+                    crate::dream::exec::NAME => "runs a program on the server",
+                    _ => "is unknown",
+                }
+            )));
+        }
+        spec.config = config;
+        Ok(spec)
+    }
 }
 
 impl Default for ServerConfig {
@@ -83,6 +161,7 @@ impl Default for ServerConfig {
             max_concurrent: 1024,
             block_cache_bytes: 256 << 20,
             write_buffer_bytes: 256 << 20,
+            dreamers: BTreeMap::new(),
         }
     }
 }

@@ -393,6 +393,13 @@ impl Writer {
                     }
                 }
             }
+            // Provenance must point at something: every cause is in the log, or earlier in
+            // this batch or group.
+            for cause in &sealed.header.causes {
+                if self.existing(cause, &stage, group)?.is_none() {
+                    return Err(Error::UnknownCause { index, id: cause.to_hex() });
+                }
+            }
             let version = head.map(|h| h.version + 1).unwrap_or(0);
             let position = group.next + stage.staged.len() as u64;
             stage.heads.insert(stream, Some(Head { version, id: sealed.id }));
