@@ -726,3 +726,66 @@ fn hostile_requests_are_refused() {
     assert_eq!(events["events"].as_array().unwrap().len(), 1, "nothing but the first command was written");
     assert!(server.stop().success());
 }
+
+/// Connections that hold the server without finishing a request, or stop reading what
+/// it sends, are closed; live tails are capped.
+#[test]
+fn idle_slow_and_unread_connections_are_closed_and_tails_capped() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let dir = tempdir().unwrap();
+    let cfg = dir.path().join("server.json");
+    let limits = json!({"header_read_timeout_secs": 1, "write_stall_timeout_secs": 1, "max_subscribers": 2});
+    std::fs::write(&cfg, limits.to_string()).unwrap();
+    let server = Server::start(&dir.path().join("db"), &["--config", cfg.to_str().unwrap()]);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    // Read until the server closes (Ok(0) or a reset); false if it is still open at `within`.
+    let closed_within = |s: &mut TcpStream, within: std::time::Duration| -> bool {
+        s.set_read_timeout(Some(std::time::Duration::from_millis(200))).unwrap();
+        let end = std::time::Instant::now() + within;
+        let mut buf = [0u8; 65536];
+        while std::time::Instant::now() < end {
+            match s.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    };
+    // An idle connection (no request at all).
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    assert!(closed_within(&mut idle, std::time::Duration::from_secs(5)), "an idle connection stayed open");
+    // Slowloris: a request head that never ends.
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n").unwrap();
+    for _ in 0..3 {
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let _ = slow.write_all(b"X-Slow: 1\r\n");
+    }
+    assert!(closed_within(&mut slow, std::time::Duration::from_secs(4)), "a slow request head held the connection");
+
+    // A tail nobody reads: the server stops holding its output and closes it.
+    let c = client();
+    let body = "x".repeat(2000);
+    for b in 0..20 {
+        let events: Vec<Value> = (0..300)
+            .map(|i| json!({"kind": "note", "actor": "system:t", "body": {"type": "t", "json": {"i": b * 300 + i, "pad": body}}}))
+            .collect();
+        assert_eq!(post(&c, &server.url("/v1/events"), None, &json!({"stream": "big", "events": events})).0, 200);
+    }
+    let mut unread = TcpStream::connect(&addr).unwrap();
+    unread.write_all(b"GET /v1/tail?from=0 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert!(closed_within(&mut unread, std::time::Duration::from_secs(10)), "an unread tail stayed open");
+
+    // At most max_subscribers live tails.
+    let a = c.get(server.url("/v1/tail?from=0&stream=none")).send().unwrap();
+    let b = c.get(server.url("/v1/tail?from=0&stream=none")).send().unwrap();
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+    let (status, body) = get(&c, &server.url("/v1/tail?from=0&stream=none"), None);
+    assert_eq!((status, body["error"]["type"].as_str()), (503, Some("overloaded")), "{body}");
+    drop((a, b));
+    assert!(server.stop().success());
+}

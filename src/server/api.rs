@@ -449,32 +449,43 @@ async fn tail(
         })
         .transpose()?;
     let from = resume.or(q.from).unwrap_or(0);
+    let slot = state.tail_slot().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!(
+                "{} live tails are open, the most this server allows (max_subscribers)",
+                state.config.max_subscribers
+            ),
+        )
+    })?;
     let sub = tenant.store.subscribe(from);
     let stop = state.stopping();
     let filter = q.stream;
-    let stream = futures_util::stream::unfold((sub, stop, filter), |(mut sub, mut stop, filter)| async move {
-        loop {
-            if *stop.borrow() {
-                return None;
+    let stream =
+        futures_util::stream::unfold((sub, stop, filter, slot), |(mut sub, mut stop, filter, slot)| async move {
+            loop {
+                if *stop.borrow() {
+                    return None;
+                }
+                let e = tokio::select! {
+                    e = sub.next() => e,
+                    _ = stop.changed() => return None,
+                };
+                let e = match e {
+                    Ok(e) => e,
+                    Err(_) => return None,
+                };
+                if filter.as_deref().is_some_and(|s| s != e.event.header.stream) {
+                    continue;
+                }
+                let ev = SseEvent::default()
+                    .id(e.position.to_string())
+                    .event(e.event.header.kind.name())
+                    .data(e.to_json().to_line());
+                return Some((Ok::<_, Infallible>(ev), (sub, stop, filter, slot)));
             }
-            let e = tokio::select! {
-                e = sub.next() => e,
-                _ = stop.changed() => return None,
-            };
-            let e = match e {
-                Ok(e) => e,
-                Err(_) => return None,
-            };
-            if filter.as_deref().is_some_and(|s| s != e.event.header.stream) {
-                continue;
-            }
-            let ev = SseEvent::default()
-                .id(e.position.to_string())
-                .event(e.event.header.kind.name())
-                .data(e.to_json().to_line());
-            return Some((Ok::<_, Infallible>(ev), (sub, stop, filter)));
-        }
-    });
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
 }
 

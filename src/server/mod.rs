@@ -71,6 +71,14 @@ pub struct ServerConfig {
     /// Memtables of every tenant's database together, bytes (past it the largest are
     /// flushed), so many tenants cost one budget.
     pub write_buffer_bytes: usize,
+    /// A connection that has not sent a whole request head within this many seconds —
+    /// also an idle keep-alive connection between requests — is closed.
+    pub header_read_timeout_secs: u64,
+    /// A connection whose client stops reading (a tail nobody consumes) for this many
+    /// seconds is closed, so unread responses cannot pile up in the server.
+    pub write_stall_timeout_secs: u64,
+    /// Most live tails (SSE) open at once, all tenants together; past it 503.
+    pub max_subscribers: usize,
     /// Dreamers a request may run by name. Model endpoints, API key variables and
     /// programs come only from here (the server's admin): a request names a profile and
     /// may set only the config keys the profile lists as `tunable`. Without a profile a
@@ -161,6 +169,9 @@ impl Default for ServerConfig {
             max_concurrent: 1024,
             block_cache_bytes: 256 << 20,
             write_buffer_bytes: 256 << 20,
+            header_read_timeout_secs: 10,
+            write_stall_timeout_secs: 30,
+            max_subscribers: 1024,
             dreamers: BTreeMap::new(),
         }
     }
@@ -221,6 +232,17 @@ pub struct AppState {
     pub config: ServerConfig,
     /// Set when the server shuts down: live tails end so that shutdown can finish.
     stop: tokio::sync::watch::Sender<bool>,
+    /// Live tails open now (all tenants).
+    subscribers: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// One open live tail, counted while it lives.
+pub struct TailSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for TailSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl AppState {
@@ -253,7 +275,20 @@ impl AppState {
                 tokens.push((hash, t.tenant.clone(), t.role));
             }
         }
-        Ok(Arc::new(AppState { tenants, tokens, config, stop: tokio::sync::watch::Sender::new(false) }))
+        Ok(Arc::new(AppState {
+            tenants,
+            tokens,
+            config,
+            stop: tokio::sync::watch::Sender::new(false),
+            subscribers: Default::default(),
+        }))
+    }
+
+    /// A slot for one more live tail, or `None` when `max_subscribers` are open.
+    pub fn tail_slot(&self) -> Option<TailSlot> {
+        let n = self.subscribers.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let slot = TailSlot(self.subscribers.clone());
+        (n < self.config.max_subscribers).then_some(slot)
     }
 
     /// A receiver that turns true when the server shuts down.
@@ -329,22 +364,117 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let app = router(state.clone());
-    let stopper = state.clone();
-    let shutdown = async move {
-        shutdown.await;
-        tracing::info!("shutting down: no new connections; finishing in-flight requests");
-        // Live tails never end by themselves: tell them to.
-        stopper.stop.send_replace(true);
-    };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| Error::Storage(format!("server: {e}")))?;
-    // Give SSE streams a moment to see the shutdown, then flush and close.
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    let header_timeout = Duration::from_secs(state.config.header_read_timeout_secs.max(1));
+    let stall = Duration::from_secs(state.config.write_stall_timeout_secs.max(1));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Out of file descriptors, say: back off rather than spin.
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let io = hyper_util::rt::TokioIo::new(StallGuard::new(tcp, stall));
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .max_buf_size(256 << 10)
+            .serve_connection(io, service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    tracing::info!("shutting down: no new connections; finishing in-flight requests");
+    // Live tails never end by themselves: tell them to.
+    state.stop.send_replace(true);
+    let limit = Duration::from_secs(state.config.request_timeout_secs.max(1) + 5);
+    if tokio::time::timeout(limit, graceful.shutdown()).await.is_err() {
+        tracing::warn!("connections still open after {limit:?}: closing them");
+    }
     state.close()?;
     tracing::info!("databases flushed and closed");
     Ok(())
+}
+
+/// A connection's socket that fails a write the client has not accepted for `stall`
+/// (it stopped reading): the connection closes instead of holding its unread output.
+struct StallGuard {
+    inner: tokio::net::TcpStream,
+    stall: Duration,
+    waiting: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl StallGuard {
+    fn new(inner: tokio::net::TcpStream, stall: Duration) -> StallGuard {
+        StallGuard { inner, stall, waiting: None }
+    }
+
+    /// Turns a pending write into an error once it has been pending for `stall`.
+    fn guard<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        r: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        use std::future::Future;
+        if r.is_ready() {
+            self.waiting = None;
+            return r;
+        }
+        let stall = self.stall;
+        let sleep = self.waiting.get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+        if sleep.as_mut().poll(cx).is_ready() {
+            self.waiting = None;
+            return std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            )));
+        }
+        std::task::Poll::Pending
+    }
+}
+
+impl tokio::io::AsyncRead for StallGuard {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for StallGuard {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.guard(cx, r)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.guard(cx, r)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

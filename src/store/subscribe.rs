@@ -12,7 +12,7 @@ use super::{Store, StoredEvent};
 use crate::error::Result;
 
 /// How many events a subscription reads from the log at a time.
-const CHUNK: usize = 512;
+const CHUNK: usize = 128;
 
 /// A live cursor over the global log.
 pub struct Subscription {
