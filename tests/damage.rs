@@ -105,6 +105,8 @@ fn a_torn_final_record_is_tolerated_and_kept_aside_but_a_bad_complete_one_is_not
     std::fs::write(&wal, &bytes[..bytes.len() - 20]).unwrap();
     let store = Store::open(&db, Options::default()).unwrap();
     assert_eq!(store.len(), 900, "only the torn batch (never acknowledged under fsync) is gone");
+    let (torn, _) = store.torn_tail().expect("the store says what it dropped");
+    assert!(torn.torn_tail && torn.reason.contains("ends inside a record"), "{torn:?}");
     assert!(store.verify(|_| {}).unwrap().is_clean());
     store.close().unwrap();
     drop(store);

@@ -208,7 +208,16 @@ pub fn main() -> ExitCode {
 }
 
 fn open(cli: &Cli, create: bool) -> Result<Store> {
-    Store::open(&cli.db, Options { sync: cli.sync, create_if_missing: create, ..Options::default() })
+    let store = Store::open(&cli.db, Options { sync: cli.sync, create_if_missing: create, ..Options::default() })?;
+    if let Some((d, aside)) = store.torn_tail() {
+        eprintln!(
+            "note: the write-ahead log {} ended inside a record at byte {} (a crash while a batch was being written; never an acknowledged batch under --sync fsync): that record was dropped, a copy of the log is in {}",
+            d.file.display(),
+            d.offset,
+            aside.display()
+        );
+    }
+    Ok(store)
 }
 
 /// A progress bar on stderr when it is a terminal; hidden otherwise.

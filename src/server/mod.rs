@@ -253,6 +253,14 @@ impl AppState {
         let open = |path: PathBuf, name: &str| -> Result<Tenant> {
             let opts = Options { sync, create_if_missing: true, shared: Some(shared.clone()), ..Options::default() };
             let store = Store::open(&path, opts)?;
+            if let Some((d, aside)) = store.torn_tail() {
+                tracing::warn!(
+                    "tenant {name}: the write-ahead log {} ended inside a record at byte {} (a crash mid-write); that record was dropped, a copy is in {}",
+                    d.file.display(),
+                    d.offset,
+                    aside.display()
+                );
+            }
             let mem = Memory::new(store.clone()).with_snapshot_every(snapshot_every);
             Ok(Tenant { name: name.to_owned(), store, mem })
         };

@@ -225,6 +225,8 @@ pub(crate) struct Inner {
     pub writer: Mutex<Option<writer::WriterHandle>>,
     pub writer_thread: Mutex<Option<JoinHandle<()>>>,
     pub closed: AtomicBool,
+    /// A torn final WAL record dropped at open, and where the WAL's copy was kept.
+    pub torn_tail: Option<(wal::WalDamage, PathBuf)>,
 }
 
 /// A dreamlog event store: one RocksDB database, one writer thread, any number of readers.
@@ -277,16 +279,21 @@ impl Store {
                     "the folder is not empty ({others} entries) and holds no database: a database is only created in an empty or absent folder"
                 )));
             }
-        } else {
+        }
+        let mut torn_tail = None;
+        if path.join("CURRENT").exists() {
             let scan = wal::scan(&path)?;
             if let Some(d) = &scan.damage {
                 if scan.refuses_open() && !opts.drop_damaged_wal_tail {
                     return Err(d.error(&path));
                 }
                 // A torn final record: RocksDB drops it and later deletes the WAL, so a copy
-                // is kept aside first (`recover` keeps its own, with its report).
+                // is kept aside first (`recover` keeps its own, with its report), and the
+                // store says so (`Store::torn_tail`).
                 if !opts.drop_damaged_wal_tail {
-                    wal::keep_aside(&scan, &path.join("damaged").join(writer::now_ms().to_string()))?;
+                    let aside = path.join("damaged").join(writer::now_ms().to_string());
+                    wal::keep_aside(&scan, &aside)?;
+                    torn_tail = Some((d.clone(), aside));
                 }
             }
         }
@@ -363,8 +370,15 @@ impl Store {
                 writer: Mutex::new(Some(handle)),
                 writer_thread: Mutex::new(Some(thread)),
                 closed: AtomicBool::new(false),
+                torn_tail,
             }),
         })
+    }
+
+    /// The incomplete final WAL record this open dropped (a crash mid-write: never an
+    /// acknowledged batch under `fsync`), with where a copy of the WAL was kept.
+    pub fn torn_tail(&self) -> Option<&(wal::WalDamage, PathBuf)> {
+        self.inner.torn_tail.as_ref()
     }
 
     /// The database directory.
