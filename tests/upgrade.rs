@@ -1,0 +1,80 @@
+//! The upgrade path: a database written by an earlier release opens, verifies, and its
+//! dreams replay bit for bit with this one. `tests/fixtures/db-format-1/` is a RocksDB
+//! database written by the release of 2026-11-30 (before the one-engine redesign): τ²-bench
+//! airline runs imported with `--store support` (their `session.link`s), memory commands
+//! made by a session, a tag, an evidence dream into a fork, its promotion, a revert.
+//! `db-format-1.export.jsonl` is that database's export, which must come out unchanged.
+//! Tests open a copy (opening rewrites RocksDB's MANIFEST and LOG). Regenerate only when a
+//! new fixture for a new format is wanted, never over this one:
+//! `DREAMLOG_MAKE_UPGRADE_FIXTURE=DIR cargo test --release --test upgrade make_fixture`.
+
+mod common;
+
+use dreamlog::core::dream::DreamerSpec;
+use dreamlog::dream::{Dreams, RunOptions};
+use dreamlog::memory::{ApplyOptions, Memory};
+use dreamlog::{Actor, MemoryCommand, Options, Store, SyncMode};
+
+#[test]
+fn make_fixture() {
+    let Ok(dir) = std::env::var("DREAMLOG_MAKE_UPGRADE_FIXTURE") else { return };
+    let dir = std::path::PathBuf::from(dir);
+    let store = Store::open(&dir, Options { sync: SyncMode::Fsync, create_if_missing: true, ..Options::default() })
+        .expect("a new database in an empty folder");
+    let mem = Memory::new(store.clone());
+    let file = common::data("tau2-bench/gpt-4.1_airline_default_gpt-4.1_1trials.json");
+    let bytes = std::fs::read(&file).unwrap();
+    let sessions = dreamlog::import::parse(dreamlog::import::Format::Tau2, "tau2-bench/airline.json", &bytes).unwrap();
+    let hash = mem.state("support").unwrap().0.state_hash();
+    dreamlog::import::write(&store, sessions, Some(("support", hash)), |_| {}).unwrap();
+    let mut agent = ApplyOptions::by(Actor::Agent("gpt-4.1".into()));
+    agent.session = Some("01d73d39-04a0-47d4-9cb3-db034e1e3d72".into());
+    let create = MemoryCommand::Create {
+        path: "/memories/airline.md".into(),
+        file_text: "# Airline\n- Check the fare class before changing a flight.\n".into(),
+    };
+    mem.apply("support", create, agent).unwrap();
+    mem.tag("v1", store.len(), Actor::Human("ops".into())).unwrap();
+    let dreams = Dreams::new(mem.clone());
+    let spec: DreamerSpec = "evidence".parse().unwrap();
+    let run = dreams.run("support", &spec, &RunOptions::default()).unwrap();
+    mem.promote(&run.dream.output_store, "support", Actor::Human("ops".into())).unwrap();
+    let edit = MemoryCommand::StrReplace {
+        path: "/memories/airline.md".into(),
+        old_str: "Check the fare class".into(),
+        new_str: "Never check the fare class".into(),
+    };
+    let bad = mem.apply("support", edit, ApplyOptions::by(Actor::Human("ops".into()))).unwrap();
+    mem.revert_event("support", &bad.event.id, "bad lesson", false, Actor::Human("ops".into())).unwrap();
+    store.flush().unwrap();
+    let mut out = Vec::new();
+    dreamlog::exchange::export(&store, 0, &mut out, |_| {}).unwrap();
+    std::fs::write(dir.with_extension("export.jsonl"), out).unwrap();
+    store.close().unwrap();
+}
+
+#[test]
+fn a_database_written_by_the_previous_format_opens_verifies_and_replays() {
+    let fixture = common::root().join("tests/fixtures/db-format-1");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    common::copy_tree(&fixture, &db);
+    let store = Store::open(&db, Options::default()).expect("the old database opens");
+    let mem = Memory::new(store.clone());
+    let report = mem.verify_deep(|_| {}).unwrap();
+    assert!(report.is_clean(), "{:#?}", report.problems);
+    let mut out = Vec::new();
+    dreamlog::exchange::export(&store, 0, &mut out, |_| {}).unwrap();
+    let expected = std::fs::read(common::root().join("tests/fixtures/db-format-1.export.jsonl")).unwrap();
+    assert!(out == expected, "the log exports exactly as it was written");
+    let dreams = Dreams::new(mem.clone());
+    let all = dreams.list(None).unwrap();
+    assert!(!all.is_empty());
+    for d in all {
+        assert!(dreams.replay(&d.id, None).unwrap().identical, "dream {} replays bit for bit", d.id);
+    }
+    let rows = dreamlog::sessions::list(&store).unwrap();
+    assert_eq!(rows.len(), 20);
+    assert!(rows.iter().all(|r| r.store.as_deref() == Some("support")), "the links still name the store");
+    store.close().unwrap();
+}
