@@ -26,7 +26,10 @@ fn append_read_errors_memory_tool_tail_and_sigterm() {
     assert_eq!(status, 200, "{body}");
     let appended = body["appended"].as_array().unwrap();
     assert_eq!((appended[0]["position"].as_u64(), appended[1]["version"].as_u64()), (Some(0), Some(1)));
-    let (status, body) = post(&c, &server.url("/v1/events"), None, &batch);
+    // Other events expecting no stream: a conflict (the same events again, stamped in the
+    // same millisecond, would be an idempotent retry, so the conflict uses others).
+    let other = json!({"stream": "notes", "events": [note(7), note(8)], "expect": {"notes": "no-stream"}});
+    let (status, body) = post(&c, &server.url("/v1/events"), None, &other);
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["type"], "wrong_expected_version");
     assert_eq!(body["error"]["current_version"], 1);
@@ -721,6 +724,9 @@ fn hostile_requests_are_refused() {
         assert!(status == 400 || status == 404, "{name}: {status} {body}");
         let (status, _) = get(&c, &server.url(&format!("/v1/memory/{name}/view")), None);
         assert!(status == 400 || status == 404, "{name}: {status}");
+        let view = json!({"command": "view", "path": "/memories"});
+        let (status, body) = post(&c, &server.url(&format!("/v1/memory/{name}/tool")), None, &view);
+        assert!(status == 400 || status == 404, "{name}: {status} {body}");
     }
     let (_, events) = get(&c, &server.url("/v1/events"), None);
     assert_eq!(events["events"].as_array().unwrap().len(), 1, "nothing but the first command was written");

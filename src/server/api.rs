@@ -328,7 +328,7 @@ async fn read_range(
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let limit = q.limit.unwrap_or(1000).min(MAX_PAGE);
-    Ok(page(tenant.store.read_range(q.from, limit)?, limit))
+    blocking(move || Ok(page(tenant.store.read_range(q.from, limit)?, limit))).await
 }
 
 async fn get_event(
@@ -337,8 +337,11 @@ async fn get_event(
     Path(id): Path<String>,
 ) -> ApiResult<Json<EventJson>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let id = tenant.store.resolve_id(&id)?;
-    Ok(Json(tenant.store.get(&id)?.to_json()))
+    blocking(move || {
+        let id = tenant.store.resolve_id(&id)?;
+        Ok(Json(tenant.store.get(&id)?.to_json()))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -393,11 +396,14 @@ async fn read_stream(
     Query(q): Query<RangeQuery>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    if tenant.store.stream_version(&name)?.is_none() {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no stream {name:?}")));
-    }
     let limit = q.limit.unwrap_or(1000).min(MAX_PAGE);
-    let events = tenant.store.read_stream(&name, q.from, limit)?;
+    let events = blocking(move || {
+        if tenant.store.stream_version(&name)?.is_none() {
+            return Err(Error::NotFound(format!("no stream {name:?}")));
+        }
+        tenant.store.read_stream(&name, q.from, limit)
+    })
+    .await?;
     let next = events.last().map(|e| e.version + 1);
     let more = events.len() >= limit;
     let list: Vec<EventJson> = events.iter().map(|e| e.to_json()).collect();
@@ -415,7 +421,7 @@ async fn read_kind(
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
     })?;
     let limit = q.limit.unwrap_or(1000).min(MAX_PAGE);
-    Ok(page(tenant.store.read_kind(kind, q.from, limit)?, limit))
+    blocking(move || Ok(page(tenant.store.read_kind(kind, q.from, limit)?, limit))).await
 }
 
 #[derive(Deserialize)]
@@ -521,6 +527,7 @@ async fn memory_tool(
     };
     let causes = header_text(&headers, "x-dreamlog-causes").unwrap_or_default();
     let out = blocking(move || {
+        crate::core::validate::check_store_name("store", &store)?;
         // Evidence the command derives from: ids or unique prefixes, comma-separated.
         let causes = causes
             .split(',')
