@@ -2,8 +2,8 @@
 
 use thiserror::Error;
 
+use crate::core::ExpectedVersion;
 use crate::core::{EventId, FormatError};
-use crate::store::ExpectedVersion;
 
 /// Any failure of a dreamlog operation.
 #[derive(Debug, Error)]
@@ -249,12 +249,6 @@ fn current_text(current: Option<u64>) -> String {
     match current {
         None => "does not exist".to_owned(),
         Some(v) => format!("is at version {v}"),
-    }
-}
-
-impl From<rocksdb::Error> for Error {
-    fn from(e: rocksdb::Error) -> Self {
-        Error::Storage(e.into_string())
     }
 }
 

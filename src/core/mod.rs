@@ -8,12 +8,14 @@ pub mod dream;
 pub mod error;
 pub mod event;
 pub mod evidence;
+mod expected;
 pub mod hash;
 pub mod json;
 pub mod kind;
 pub mod memory;
 pub mod stats;
 pub mod validate;
+pub use expected::ExpectedVersion;
 pub mod wire;
 
 pub use body::{

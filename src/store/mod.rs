@@ -22,6 +22,7 @@ use rocksdb::{
     Options as RocksOptions, ReadOptions, WriteBufferManager, DB,
 };
 
+pub use crate::core::ExpectedVersion;
 pub use layout::{ALL_CFS, CF_IDS, CF_KINDS, CF_LOG, CF_META, CF_PATHS, CF_SNAPSHOTS, CF_STREAMS};
 pub use recover::{recover, RecoveryReport};
 pub use subscribe::Subscription;
@@ -125,58 +126,6 @@ impl Default for Options {
             max_group_events: 20_000,
             shared: None,
             drop_damaged_wal_tail: false,
-        }
-    }
-}
-
-/// The expected version of a stream for optimistic concurrency.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExpectedVersion {
-    /// No check.
-    Any,
-    /// The stream must not exist.
-    NoStream,
-    /// The stream must exist.
-    StreamExists,
-    /// The stream's last event must have this version.
-    Exact(u64),
-}
-
-impl fmt::Display for ExpectedVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExpectedVersion::Any => f.write_str("any version"),
-            ExpectedVersion::NoStream => f.write_str("no stream"),
-            ExpectedVersion::StreamExists => f.write_str("an existing stream"),
-            ExpectedVersion::Exact(v) => write!(f, "version {v}"),
-        }
-    }
-}
-
-impl ExpectedVersion {
-    /// The spelling [`FromStr`] parses (`any`, `no-stream`, `exists`, or the number): what
-    /// the CLI's `--expect` and the HTTP API's `expect` take.
-    pub fn to_arg(self) -> String {
-        match self {
-            ExpectedVersion::Any => "any".into(),
-            ExpectedVersion::NoStream => "no-stream".into(),
-            ExpectedVersion::StreamExists => "exists".into(),
-            ExpectedVersion::Exact(n) => n.to_string(),
-        }
-    }
-}
-
-impl FromStr for ExpectedVersion {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "any" => Ok(ExpectedVersion::Any),
-            "no-stream" => Ok(ExpectedVersion::NoStream),
-            "exists" => Ok(ExpectedVersion::StreamExists),
-            n => n
-                .parse()
-                .map(ExpectedVersion::Exact)
-                .map_err(|_| format!("invalid expected version {s:?}: expected any, no-stream, exists or a number")),
         }
     }
 }
@@ -809,4 +758,11 @@ pub(crate) fn decode_record(position: u64, raw: &[u8]) -> Result<StoredEvent> {
     let event = Event::decode_with_id(parts.id, parts.header, parts.body)
         .map_err(|e| Error::Corrupt { position, reason: e.to_string() })?;
     Ok(StoredEvent { position, version: parts.version, redacted, event })
+}
+
+/// RocksDB's errors become `Error::Storage` here, the only module that knows RocksDB.
+impl From<rocksdb::Error> for Error {
+    fn from(e: rocksdb::Error) -> Self {
+        Error::Storage(e.into_string())
+    }
 }
