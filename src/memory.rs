@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use crate::core::blame::{self, split_lines, Attributed};
 use crate::core::memory::{diff_states, merge3, restore_commands, MemoryDiff, MemoryState, ToolError};
 use crate::core::{
     Actor, Body, Digest, Draft, EventId, Kind, Memory as MemoryBody, MemoryCommand, Revert, RevertTarget, StoreFork,
@@ -89,20 +90,6 @@ pub struct BlameLine {
     pub evidence: Vec<EventId>,
     /// The session that issued the command (an agent's own memory edit), if any.
     pub session: Option<String>,
-}
-
-/// A file with the origin of each line: the position of the event that wrote it.
-#[derive(Clone, Debug)]
-struct Attributed {
-    text: String,
-    lines: Vec<u64>,
-}
-
-fn split_lines(text: &str) -> Vec<&str> {
-    if text.is_empty() {
-        return Vec::new();
-    }
-    text.strip_suffix('\n').unwrap_or(text).split('\n').collect()
 }
 
 /// Memory operations over a store.
@@ -633,48 +620,10 @@ impl Memory {
                 break;
             }
             let Body::Memory(m) = &e.event.body else { continue };
-            let origin = e.position;
-            let covers = |p: &str| {
-                p == path || (path.len() > p.len() && path.starts_with(p) && path.as_bytes()[p.len()] == b'/')
+            cur = match blame::step(cur, path, &m.command, e.position) {
+                blame::Step::Now(c) => c,
+                blame::Step::RenamedFrom(from) => self.attribute(name, &from, e.position)?,
             };
-            match &m.command {
-                MemoryCommand::Create { path: p, file_text } if p == path => {
-                    cur =
-                        Some(Attributed { text: file_text.clone(), lines: vec![origin; split_lines(file_text).len()] });
-                }
-                MemoryCommand::StrReplace { path: p, .. } | MemoryCommand::Insert { path: p, .. } if p == path => {
-                    let Some(old) = cur.take() else { continue };
-                    let mut s = MemoryState::new();
-                    s.put(path, &old.text);
-                    if !s.replay(&m.command) {
-                        cur = Some(old);
-                        continue;
-                    }
-                    let new_text = s.file(path).map(|f| f.text.to_string()).unwrap_or_default();
-                    cur = Some(match &m.command {
-                        // An insert only adds lines at `insert_line`: no diff needed.
-                        MemoryCommand::Insert { insert_line, .. } => {
-                            let added = split_lines(&new_text).len().saturating_sub(old.lines.len());
-                            let mut lines = old.lines;
-                            let at = (*insert_line as usize).min(lines.len());
-                            lines.splice(at..at, std::iter::repeat_n(origin, added));
-                            Attributed { text: new_text, lines }
-                        }
-                        _ => carry_origins(old, new_text, origin),
-                    });
-                }
-                MemoryCommand::Delete { path: p } if covers(p) => cur = None,
-                MemoryCommand::Rename { old_path, new_path } => {
-                    if covers(old_path) {
-                        cur = None;
-                    }
-                    if covers(new_path) {
-                        let from = format!("{old_path}{}", &path[new_path.len()..]);
-                        cur = self.attribute(name, &from, e.position)?;
-                    }
-                }
-                _ => {}
-            }
         }
         Ok(cur)
     }
@@ -824,32 +773,6 @@ impl Memory {
         .caused_by(causes);
         Ok(self.commit(name, vec![revert], &mut plan, &ApplyOptions::by(actor))?.1)
     }
-}
-
-/// Carries line origins from `old` to `new_text`: unchanged lines keep theirs, new lines
-/// get `origin`.
-fn carry_origins(old: Attributed, new_text: String, origin: u64) -> Attributed {
-    let old_lines = split_lines(&old.text);
-    let new_lines = split_lines(&new_text);
-    // Edits are local: diff only what lies between the common head and tail.
-    let head = old_lines.iter().zip(&new_lines).take_while(|(a, b)| a == b).count();
-    let tail = old_lines[head..].iter().rev().zip(new_lines[head..].iter().rev()).take_while(|(a, b)| a == b).count();
-    let (old_mid, new_mid) = (&old_lines[head..old_lines.len() - tail], &new_lines[head..new_lines.len() - tail]);
-    let mut lines = Vec::with_capacity(new_lines.len());
-    lines.extend_from_slice(&old.lines[..head]);
-    for op in similar::capture_diff_slices(similar::Algorithm::Myers, old_mid, new_mid) {
-        match op {
-            similar::DiffOp::Equal { old_index, len, .. } => {
-                lines.extend_from_slice(&old.lines[head + old_index..head + old_index + len]);
-            }
-            similar::DiffOp::Insert { new_len, .. } | similar::DiffOp::Replace { new_len, .. } => {
-                lines.extend(std::iter::repeat_n(origin, new_len))
-            }
-            similar::DiffOp::Delete { .. } => {}
-        }
-    }
-    lines.extend_from_slice(&old.lines[old.lines.len() - tail..]);
-    Attributed { text: new_text, lines }
 }
 
 /// Compares one snapshot with the state a full replay reached at its position.

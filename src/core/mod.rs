@@ -2,6 +2,7 @@
 //!
 //! Architecture invariant: nothing in here does I/O or knows about RocksDB.
 
+pub mod blame;
 pub mod body;
 pub mod canonical_json;
 pub mod dream;

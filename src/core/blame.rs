@@ -1,0 +1,139 @@
+//! Blame's pure rules: which event wrote each line of a file, carried through edits. The
+//! I/O (reading a store's history through its path index, following forks and renames)
+//! is in `memory.rs`; what one command does to a file's line origins is decided here.
+
+use super::body::MemoryCommand;
+use super::memory::MemoryState;
+
+/// A file with the origin of each line: the position of the event that wrote it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attributed {
+    /// The file's text.
+    pub text: String,
+    /// One origin per line.
+    pub lines: Vec<u64>,
+}
+
+/// The lines of a file's text (a final newline ends the last line; it does not start one).
+pub fn split_lines(text: &str) -> Vec<&str> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    text.strip_suffix('\n').unwrap_or(text).split('\n').collect()
+}
+
+/// Whether a command on `p` touches `path` (`p` is `path` or a directory above it).
+pub fn covers(p: &str, path: &str) -> bool {
+    p == path || (path.len() > p.len() && path.starts_with(p) && path.as_bytes()[p.len()] == b'/')
+}
+
+/// What one memory command does to the attribution of `path`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The attribution after the command (`None`: no such file).
+    Now(Option<Attributed>),
+    /// The file is now what `from` was just before the command (a rename into `path`):
+    /// its attribution is that file's, which the caller looks up.
+    RenamedFrom(String),
+}
+
+/// Applies command `cmd`, written by the event at `origin`, to the attribution `cur` of
+/// `path`.
+pub fn step(cur: Option<Attributed>, path: &str, cmd: &MemoryCommand, origin: u64) -> Step {
+    match cmd {
+        MemoryCommand::Create { path: p, file_text } if p == path => {
+            Step::Now(Some(Attributed { text: file_text.clone(), lines: vec![origin; split_lines(file_text).len()] }))
+        }
+        MemoryCommand::StrReplace { path: p, .. } | MemoryCommand::Insert { path: p, .. } if p == path => {
+            let Some(old) = cur else { return Step::Now(None) };
+            let mut s = MemoryState::new();
+            s.put(path, &old.text);
+            if !s.replay(cmd) {
+                return Step::Now(Some(old));
+            }
+            let new_text = s.file(path).map(|f| f.text.to_string()).unwrap_or_default();
+            Step::Now(Some(match cmd {
+                // An insert only adds lines at `insert_line`: no diff needed.
+                MemoryCommand::Insert { insert_line, .. } => {
+                    let added = split_lines(&new_text).len().saturating_sub(old.lines.len());
+                    let mut lines = old.lines;
+                    let at = (*insert_line as usize).min(lines.len());
+                    lines.splice(at..at, std::iter::repeat_n(origin, added));
+                    Attributed { text: new_text, lines }
+                }
+                _ => carry_origins(old, new_text, origin),
+            }))
+        }
+        MemoryCommand::Delete { path: p } if covers(p, path) => Step::Now(None),
+        MemoryCommand::Rename { new_path, old_path } if covers(new_path, path) => {
+            Step::RenamedFrom(format!("{old_path}{}", &path[new_path.len()..]))
+        }
+        MemoryCommand::Rename { old_path, .. } if covers(old_path, path) => Step::Now(None),
+        _ => Step::Now(cur),
+    }
+}
+
+/// Carries line origins from `old` to `new_text`: unchanged lines keep theirs, new lines
+/// get `origin`.
+pub fn carry_origins(old: Attributed, new_text: String, origin: u64) -> Attributed {
+    let old_lines = split_lines(&old.text);
+    let new_lines = split_lines(&new_text);
+    // Edits are local: diff only what lies between the common head and tail.
+    let head = old_lines.iter().zip(&new_lines).take_while(|(a, b)| a == b).count();
+    let tail = old_lines[head..].iter().rev().zip(new_lines[head..].iter().rev()).take_while(|(a, b)| a == b).count();
+    let (old_mid, new_mid) = (&old_lines[head..old_lines.len() - tail], &new_lines[head..new_lines.len() - tail]);
+    let mut lines = Vec::with_capacity(new_lines.len());
+    lines.extend_from_slice(&old.lines[..head]);
+    for op in similar::capture_diff_slices(similar::Algorithm::Myers, old_mid, new_mid) {
+        match op {
+            similar::DiffOp::Equal { old_index, len, .. } => {
+                lines.extend_from_slice(&old.lines[head + old_index..head + old_index + len]);
+            }
+            similar::DiffOp::Insert { new_len, .. } | similar::DiffOp::Replace { new_len, .. } => {
+                lines.extend(std::iter::repeat_n(origin, new_len))
+            }
+            similar::DiffOp::Delete { .. } => {}
+        }
+    }
+    lines.extend_from_slice(&old.lines[old.lines.len() - tail..]);
+    Attributed { text: new_text, lines }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(text: &str) -> MemoryCommand {
+        MemoryCommand::Create { path: "/memories/a.md".into(), file_text: text.into() }
+    }
+
+    #[test]
+    fn edits_keep_the_origins_of_unchanged_lines() {
+        let path = "/memories/a.md";
+        let Step::Now(a) = step(None, path, &create("one\ntwo\nthree\n"), 1) else { panic!() };
+        let replace = MemoryCommand::StrReplace { path: path.into(), old_str: "two".into(), new_str: "2".into() };
+        let Step::Now(b) = step(a, path, &replace, 2) else { panic!() };
+        assert_eq!(b.as_ref().expect("a file").lines, vec![1, 2, 1]);
+        let insert = MemoryCommand::Insert { path: path.into(), insert_line: 0, insert_text: "zero\n".into() };
+        let Step::Now(c) = step(b, path, &insert, 3) else { panic!() };
+        assert_eq!(c.as_ref().expect("a file").lines, vec![3, 1, 2, 1]);
+        let failing = MemoryCommand::StrReplace { path: path.into(), old_str: "absent".into(), new_str: "x".into() };
+        assert_eq!(step(c.clone(), path, &failing, 4), Step::Now(c), "a command that fails changes nothing");
+    }
+
+    #[test]
+    fn deletes_and_renames_of_a_directory_above_cover_the_file() {
+        let path = "/memories/d/a.md";
+        let cur = Some(Attributed { text: "x\n".into(), lines: vec![1] });
+        let delete = MemoryCommand::Delete { path: "/memories/d".into() };
+        assert_eq!(step(cur.clone(), path, &delete, 2), Step::Now(None));
+        let other = MemoryCommand::Delete { path: "/memories/dd".into() };
+        assert_eq!(step(cur.clone(), path, &other, 2), Step::Now(cur.clone()), "/memories/dd is not above it");
+        let into = MemoryCommand::Rename { old_path: "/memories/e".into(), new_path: "/memories/d".into() };
+        assert_eq!(step(None, path, &into, 3), Step::RenamedFrom("/memories/e/a.md".into()));
+        let away = MemoryCommand::Rename { old_path: "/memories/d".into(), new_path: "/memories/f".into() };
+        assert_eq!(step(cur, path, &away, 4), Step::Now(None));
+        assert_eq!(split_lines("a\nb\n"), vec!["a", "b"]);
+        assert!(split_lines("").is_empty());
+    }
+}
