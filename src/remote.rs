@@ -78,6 +78,22 @@ impl Remote {
         let text = resp.text().unwrap_or_default();
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let err = &v["error"];
+        // Errors whose details the server sends typed come back as the local store's.
+        match err["type"].as_str() {
+            Some("nothing_to_dream") => {
+                if let (Some(store), Some(from)) = (err["store"].as_str(), err["from"].as_u64()) {
+                    return Err(Error::NothingToDream { store: store.to_owned(), from });
+                }
+            }
+            Some("wrong_expected_version") => {
+                let expected = err["expected"].as_str().and_then(|e| e.parse().ok());
+                if let (Some(stream), Some(expected)) = (err["stream"].as_str(), expected) {
+                    let current = err["current_version"].as_u64();
+                    return Err(Error::WrongExpectedVersion { stream: stream.to_owned(), expected, current });
+                }
+            }
+            _ => {}
+        }
         // The memory tool's own refusal keeps its class (`tool:not_found`, …).
         let kind = match err["tool_error"].as_str() {
             Some(t) => format!("tool:{t}"),
@@ -373,20 +389,8 @@ impl Remote {
     ) -> Result<crate::dream::DreamRun> {
         let body = json!({"store": store, "dreamer": spec.to_string(), "config": spec.config,
                           "since": since, "into": into, "in_place": in_place, "create": create});
-        let answer = match self.post("/v1/dreams", &body, &[]) {
-            Ok(v) => v,
-            // No new graded session: the server wrote nothing, as the local store would.
-            Err(Error::Remote { status: 409, kind, message }) if kind == "nothing_to_dream" => {
-                let from = message
-                    .split("since position ")
-                    .nth(1)
-                    .and_then(|r| r.split(':').next())
-                    .and_then(|n| n.parse().ok());
-                return Err(Error::NothingToDream { store: store.to_owned(), from: from.unwrap_or(0) });
-            }
-            Err(e) => return Err(e),
-        };
-        crate::dream::DreamRun::from_json(answer).map_err(|e| remote_error(0, "response", e.to_string()))
+        crate::dream::DreamRun::from_json(self.post("/v1/dreams", &body, &[])?)
+            .map_err(|e| remote_error(0, "response", e.to_string()))
     }
 
     /// Replays a dream on the server (optionally with another dreamer or config).
@@ -521,18 +525,6 @@ impl Remote {
         for (stream, e) in &batch.expectations {
             body["expect"][stream.as_str()] = json!(e.to_arg());
         }
-        match self.post("/v1/events", &body, &[]) {
-            Ok(v) => Remote::appended(&v),
-            // The server's conflict, as the local store reports it.
-            Err(Error::Remote { status: 409, kind, .. }) if kind == "wrong_expected_version" => {
-                let (stream, expected) = batch
-                    .expectations
-                    .first()
-                    .cloned()
-                    .unwrap_or((String::new(), crate::store::ExpectedVersion::NoStream));
-                Err(Error::WrongExpectedVersion { stream, expected, current: None })
-            }
-            Err(e) => Err(e),
-        }
+        Remote::appended(&self.post("/v1/events", &body, &[])?)
     }
 }

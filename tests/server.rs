@@ -473,6 +473,9 @@ fn the_cli_prints_the_same_embedded_and_remote() {
     // Dreams: the same up to the dreams' own stamped ids.
     for args in [
         vec!["dream", "run", "s", "--in-place"],
+        // Nothing new: the same message (store, position) both ways, exit 0.
+        vec!["dream", "run", "s", "--in-place"],
+        vec!["dream", "run", "s", "--in-place", "--json"],
         vec!["dream", "list"],
         vec!["dream", "list", "--store", "nope"],
         vec!["dream", "replay", "--all"],

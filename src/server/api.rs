@@ -56,9 +56,9 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
         let message = e.to_string();
         let (status, kind) = match &e {
-            Error::WrongExpectedVersion { stream, current, .. } => {
+            Error::WrongExpectedVersion { stream, current, expected } => {
                 let mut a = ApiError::new(StatusCode::CONFLICT, "wrong_expected_version", message);
-                a.details = json!({"stream": stream, "current_version": current});
+                a.details = json!({"stream": stream, "current_version": current, "expected": expected.to_arg()});
                 return a;
             }
             Error::NothingToDream { store, from } => {
