@@ -101,8 +101,10 @@ fn a_torn_final_record_is_tolerated_and_kept_aside_but_a_bad_complete_one_is_not
     database(&db, 0, 1000);
     let wal = live_wal(&db);
     let bytes = std::fs::read(&wal).unwrap();
-    // A power loss mid-write: the file ends inside the last record.
+    // A power loss mid-write: the file ends inside the last record, a batch the crash
+    // kept from being acknowledged (the recorded count says 900).
     std::fs::write(&wal, &bytes[..bytes.len() - 20]).unwrap();
+    std::fs::write(db.join("ACKED"), "dreamlog-acked v1 900 0\n").unwrap();
     let store = Store::open(&db, Options::default()).unwrap();
     assert_eq!(store.len(), 900, "only the torn batch (never acknowledged under fsync) is gone");
     let (torn, _) = store.torn_tail().expect("the store says what it dropped");
@@ -112,6 +114,20 @@ fn a_torn_final_record_is_tolerated_and_kept_aside_but_a_bad_complete_one_is_not
     drop(store);
     let aside: Vec<PathBuf> = std::fs::read_dir(db.join("damaged")).unwrap().flatten().map(|e| e.path()).collect();
     assert_eq!(aside.len(), 1, "a copy of the torn WAL is kept");
+
+    // The same torn record when that batch had been acknowledged (the count says 1000):
+    // its loss is refused, at this open and the next, until `recover` accepts it.
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    database(&db, 0, 1000);
+    let wal = live_wal(&db);
+    let bytes = std::fs::read(&wal).unwrap();
+    std::fs::write(&wal, &bytes[..bytes.len() - 20]).unwrap();
+    for _ in 0..2 {
+        let err = Store::open(&db, Options::default()).err().expect("refused").to_string();
+        assert!(err.contains("but 1000 were acknowledged") && err.contains("positions 900..999 are missing"), "{err}");
+    }
+    assert!(db.join("damaged").is_dir(), "the torn WAL was kept aside before RocksDB read it");
 
     // A flipped byte inside the final, complete record is damage, not a torn write.
     let dir = tempdir().unwrap();
@@ -276,4 +292,23 @@ fn bad_points_names_causes_and_paths_are_refused_and_write_nothing() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("bidirectional control character U+202E"));
     assert_eq!(ok(&dreamlog(&db, &["export"])), before, "nothing was written");
+}
+
+/// A WAL cut exactly at a record boundary leaves no trace in its framing; the count of
+/// acknowledged events dreamlog records under fsync still shows what went missing.
+#[test]
+fn a_wal_truncated_at_a_record_boundary_is_caught_by_the_acknowledged_count() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    database(&db, 200, 2000);
+    let wal = live_wal(&db);
+    std::fs::write(&wal, b"").unwrap(); // truncated to 0 %
+    let err = fails(&dreamlog(&db, &["log", "--limit", "1"]));
+    assert!(err.contains("the log holds 200 events, but 2200 were acknowledged"), "{err}");
+    assert!(err.contains("positions 200..2199 are missing"), "{err}");
+    let out = ok(&dreamlog(&db, &["recover", "--json"]));
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["events"], 200);
+    assert_eq!(r["unidentified"].as_array().unwrap().len(), 2000, "every missing position is reported");
+    assert!(ok(&dreamlog(&db, &["verify"])).contains("200 events"), "the log as it is opens after recover");
 }

@@ -308,7 +308,19 @@ impl Store {
         let (watch, _) = tokio::sync::watch::channel(count);
         let committed = Arc::new(Committed { count: Mutex::new(count), changed: Condvar::new(), watch });
         let poisoned = Arc::new(Mutex::new(None));
-        let (handle, thread) = writer::spawn(db.clone(), opts.clone(), count, committed.clone(), poisoned.clone())?;
+        // Under fsync, every acknowledged event is durable: fewer events than were recorded
+        // as acknowledged means some were lost below us (a WAL truncated or removed).
+        if let Some((acked, at)) = wal::read_acked(&path) {
+            if acked > count && !opts.drop_damaged_wal_tail {
+                drop(db);
+                return Err(open_err(format!(
+                    "the log holds {count} events, but {acked} were acknowledged under --sync fsync (recorded at {at} ms since the epoch): positions {count}..{} are missing — a write-ahead log was truncated or removed. Nothing was appended; `dreamlog recover` reports the missing positions and accepts the log as it is",
+                    acked - 1
+                )));
+            }
+        }
+        let (handle, thread) =
+            writer::spawn(db.clone(), path.clone(), opts.clone(), count, committed.clone(), poisoned.clone())?;
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
@@ -686,6 +698,12 @@ impl Store {
             let _ = t.join();
         }
         self.inner.db.flush_wal(true)?;
+        if self.inner.opts.sync == SyncMode::Fsync && self.inner.poisoned.lock().map(|p| p.is_none()).unwrap_or(false) {
+            wal::write_acked(&self.inner.path, self.len()).map_err(|source| Error::Io {
+                path: self.inner.path.join(wal::ACKED_FILE).display().to_string(),
+                source,
+            })?;
+        }
         Ok(())
     }
 

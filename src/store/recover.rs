@@ -87,14 +87,22 @@ pub fn recover(db: &Path, opts: Options, report: Option<&Path>) -> Result<Recove
         write_synced(&file, &json)?;
         out.report_file = Some(file);
     }
+    let acked = wal::read_acked(db).map(|(n, _)| n);
     let store = Store::open(db, Options { create_if_missing: false, drop_damaged_wal_tail: true, ..opts })?;
     // What the WAL said was acknowledged and the recovered log does not hold.
     out.lost.retain(|e| store.get_at(e.position).map(|s| s.id() != e.id).unwrap_or(true));
     out.lost.sort_by_key(|e| e.position);
     out.lost.dedup_by_key(|e| e.position);
-    if let Some(last) = out.lost.last() {
-        let named: std::collections::HashSet<u64> = out.lost.iter().map(|e| e.position).collect();
-        out.unidentified = (store.len()..last.position).filter(|p| !named.contains(p)).collect();
+    // Positions acknowledged (by the WAL's records, or by the recorded count) but gone.
+    let end = out.lost.last().map(|l| l.position + 1).max(acked).unwrap_or(0);
+    let named: std::collections::HashSet<u64> = out.lost.iter().map(|e| e.position).collect();
+    out.unidentified = (store.len()..end).filter(|p| !named.contains(p)).collect();
+    // The log as it is now is what later opens compare with.
+    wal::write_acked(db, store.len()).map_err(|source| Error::Io { path: db.display().to_string(), source })?;
+    if out.report_file.is_none() && !out.unidentified.is_empty() {
+        let dir = db.join("damaged").join(stamp.to_string());
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
+        out.report_file = Some(report.map(Path::to_path_buf).unwrap_or_else(|| dir.join("recover-report.json")));
     }
     let verify = store.verify(|_| {})?;
     out.events = store.len();

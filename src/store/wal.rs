@@ -367,3 +367,32 @@ pub fn keep_aside(scan: &WalScan, aside: &Path) -> Result<Vec<PathBuf>> {
     }
     Ok(out)
 }
+
+/// The file in which dreamlog records, durably, how many events were acknowledged under
+/// `--sync fsync`: `dreamlog-acked v1 COUNT UNIX_MS`. The writer rewrites it at most every
+/// half second while appends are acknowledged, and at close. An open that finds fewer
+/// events than it names refuses: acknowledged events are missing (a WAL cut at a record
+/// boundary leaves no trace in its framing, but it cannot hide from this count).
+pub const ACKED_FILE: &str = "ACKED";
+
+/// The acknowledged count recorded in `dir`, and when, if any.
+pub fn read_acked(dir: &Path) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(dir.join(ACKED_FILE)).ok()?;
+    let mut words = text.split_whitespace();
+    if (words.next(), words.next()) != (Some("dreamlog-acked"), Some("v1")) {
+        return None;
+    }
+    Some((words.next()?.parse().ok()?, words.next()?.parse().ok()?))
+}
+
+/// Records `count` acknowledged events durably (a new file synced, then renamed over the
+/// old one, then the folder synced).
+pub fn write_acked(dir: &Path, count: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join("ACKED.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    writeln!(f, "dreamlog-acked v1 {count} {}", super::writer::now_ms())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(ACKED_FILE))?;
+    std::fs::File::open(dir)?.sync_all()
+}
