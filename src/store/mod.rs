@@ -173,7 +173,7 @@ pub(crate) struct Inner {
     pub poisoned: Arc<Mutex<Option<String>>>,
     pub writer: Mutex<Option<writer::WriterHandle>>,
     pub writer_thread: Mutex<Option<JoinHandle<()>>>,
-    pub closed: AtomicBool,
+    pub closed: Arc<AtomicBool>,
     /// A torn final WAL record dropped at open, and where the WAL's copy was kept.
     pub torn_tail: Option<(wal::WalDamage, PathBuf)>,
 }
@@ -319,8 +319,11 @@ impl Store {
                 )));
             }
         }
-        let (handle, thread) =
-            writer::spawn(db.clone(), path.clone(), opts.clone(), count, committed.clone(), poisoned.clone())?;
+        let (handle, thread) = writer::spawn(db.clone(), opts.clone(), count, committed.clone(), poisoned.clone())?;
+        let closed = Arc::new(AtomicBool::new(false));
+        if opts.sync == SyncMode::Fsync {
+            spawn_acked_recorder(path.clone(), committed.clone(), closed.clone());
+        }
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
@@ -330,7 +333,7 @@ impl Store {
                 poisoned,
                 writer: Mutex::new(Some(handle)),
                 writer_thread: Mutex::new(Some(thread)),
-                closed: AtomicBool::new(false),
+                closed,
                 torn_tail,
             }),
         })
@@ -717,6 +720,7 @@ impl Store {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.closed.store(true, Ordering::SeqCst); // ends the acknowledged-count recorder
         if let Ok(mut w) = self.writer.lock() {
             w.take();
         }
@@ -741,6 +745,27 @@ pub(crate) fn stream_last(db: &DB, stream: &str) -> Result<Option<(u64, u64)>> {
     }
     it.status()?;
     Ok(None)
+}
+
+/// Under fsync every published count is durable: a thread beside the writer (off its
+/// path) records it in `ACKED` at most every half second while it changes, until close.
+fn spawn_acked_recorder(dir: PathBuf, committed: Arc<Committed>, closed: Arc<AtomicBool>) {
+    let run = move || {
+        let mut recorded = committed.count.lock().map(|c| *c).unwrap_or(0);
+        while !closed.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let now = committed.count.lock().map(|c| *c).unwrap_or(recorded);
+            if now != recorded && !closed.load(Ordering::SeqCst) {
+                match wal::write_acked(&dir, now) {
+                    Ok(()) => recorded = now,
+                    Err(e) => tracing::warn!("cannot record the acknowledged count in {}: {e}", dir.display()),
+                }
+            }
+        }
+    };
+    if let Err(e) = std::thread::Builder::new().name("dreamlog-acked".into()).spawn(run) {
+        tracing::warn!("cannot start the acknowledged-count recorder: {e}");
+    }
 }
 
 /// The files of a RocksDB database in `dir` (tables, WALs, MANIFEST, OPTIONS…), summarised

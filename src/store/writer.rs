@@ -100,10 +100,6 @@ const HEAD_CACHE_MAX: usize = 1 << 20;
 
 struct Writer {
     db: Arc<DB>,
-    /// The database folder (for the acknowledged-count file).
-    dir: std::path::PathBuf,
-    /// When the acknowledged count was last recorded.
-    acked_at: std::time::Instant,
     opts: Options,
     next: u64,
     heads: HashMap<String, Option<Head>>,
@@ -113,15 +109,13 @@ struct Writer {
 
 pub(crate) fn spawn(
     db: Arc<DB>,
-    dir: std::path::PathBuf,
     opts: Options,
     next: u64,
     committed: Arc<Committed>,
     poisoned: Arc<Mutex<Option<String>>>,
 ) -> Result<(WriterHandle, JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel::<Job>();
-    let acked_at = std::time::Instant::now();
-    let mut w = Writer { db, dir, acked_at, opts, next, heads: HashMap::new(), committed, poisoned };
+    let mut w = Writer { db, opts, next, heads: HashMap::new(), committed, poisoned };
     let thread = std::thread::Builder::new()
         .name("dreamlog-writer".into())
         .spawn(move || w.run(rx))
@@ -225,14 +219,6 @@ impl Writer {
             }
             self.heads.extend(group.heads);
             self.publish();
-            // Under fsync, what was just published is durable: record the count now and
-            // then (a missing acknowledged event is then found at the next open).
-            if self.opts.sync == SyncMode::Fsync && self.acked_at.elapsed() >= std::time::Duration::from_millis(500) {
-                self.acked_at = std::time::Instant::now();
-                if let Err(e) = super::wal::write_acked(&self.dir, self.next) {
-                    tracing::warn!("cannot record the acknowledged count in {}: {e}", self.dir.display());
-                }
-            }
         }
         for (reply, outcome) in outcomes {
             let _ = reply.send(outcome);
