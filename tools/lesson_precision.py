@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Scores the lessons a dreamer writes against the graders' ground truth.
+
+    python3 tools/lesson_precision.py FILE [--dreamer evidence] [--dreamlog target/release/dreamlog] [--json]
+
+FILE is a τ-bench trajectories file or a τ²-bench results file: both store, for every
+task, the actions the agent was expected to take. The script imports FILE into a fresh
+database (the real `dreamlog` binary), runs the dreamer over every graded session into a
+new store, reads the lessons back (`memory lessons --json`) and gives each a verdict:
+
+- advice to call X (a `tool` lesson saying "Call `X`") is right when X is expected in at
+  least half of the episodes that called it;
+- advice against X ("Before calling `X`, check …") is right when X is expected in under
+  half of the episodes that called it;
+- a lesson built from the graders' own labels about a call X (`expected:` — X was
+  expected but never called; `check:` on an `action:X` check) is right when X is
+  expected in at least one task of the file;
+- lessons about other checks (database state, natural-language requirements) are not
+  about a call: `n/a`, not scored.
+
+It prints each lesson with its verdict and the counts behind it, then `precision P`
+(right / scored). Exit status 0; 2 on bad input.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+
+TAG = re.compile(r"^- \[(tool|expected|check):(\S+) [^\]]*\] (.*)$")
+TICK = re.compile(r"`([^`]+)`")
+
+
+def episodes(path):
+    """(task id, expected call names, called names) per episode of a τ / τ² file."""
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    out = []
+    if isinstance(data, list):  # τ-bench: [{task_id, info.task.actions, traj}]
+        for ep in data:
+            expected = {a["name"] for a in ep["info"]["task"].get("actions", [])}
+            called = set()
+            for m in ep.get("traj", []):
+                for c in m.get("tool_calls") or []:
+                    called.add(c["function"]["name"])
+            out.append((str(ep["task_id"]), expected, called))
+    elif isinstance(data, dict) and "simulations" in data:  # τ²-bench
+        tasks = {}
+        for t in data["tasks"]:
+            crit = t.get("evaluation_criteria") or {}
+            # The agent's expected calls (telecom also expects calls by the simulated user).
+            tasks[str(t["id"])] = {
+                a["name"] for a in crit.get("actions") or [] if a.get("requestor", "assistant") == "assistant"
+            }
+        for sim in data["simulations"]:
+            called = set()
+            for m in sim.get("messages", []):
+                for c in m.get("tool_calls") or []:
+                    if c.get("requestor", "assistant") == "assistant":
+                        called.add(c["name"])
+            out.append((str(sim["task_id"]), tasks.get(str(sim["task_id"]), set()), called))
+    else:
+        raise ValueError(f"{path}: not a τ-bench or τ²-bench file")
+    return out
+
+
+def run(binary, db, *args, stdin=None):
+    r = subprocess.run([binary, "--db", db, "--sync", "none", *args], capture_output=True, text=True, input=stdin)
+    if r.returncode != 0:
+        raise RuntimeError(f"dreamlog {' '.join(args)} failed: {r.stderr.strip()}")
+    return r.stdout
+
+
+def verdict(kind, key_text, eps):
+    """(verdict, explanation) of one lesson line."""
+    calls = TICK.findall(key_text)
+    if kind == "check":
+        m = re.search(r"The expected call `([^`]+)`", key_text)
+        if not m:
+            return "n/a", "not about a call"
+        calls = [m.group(1)]
+    if not calls:
+        return "n/a", "names no call"
+    x = calls[0]
+    called = [e for e in eps if x in e[2]]
+    expected_when_called = sum(1 for e in called if x in e[1])
+    expected_anywhere = sum(1 for e in eps if x in e[1])
+    if kind in ("expected", "check"):
+        ok = expected_anywhere > 0
+        return ("right" if ok else "WRONG"), f"`{x}` expected in {expected_anywhere} of {len(eps)} episodes"
+    share = f"`{x}` expected in {expected_when_called} of {len(called)} episodes that called it"
+    if not called:
+        return "n/a", f"`{x}` never called"
+    against = key_text.find("Before calling") >= 0
+    half = expected_when_called * 2 >= len(called)
+    ok = (not half) if against else half
+    return ("right" if ok else "WRONG"), ("advises against; " if against else "advises calling; ") + share
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file")
+    p.add_argument("--dreamer", default="evidence")
+    p.add_argument("--dreamlog", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "dreamlog"))
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args()
+    try:
+        eps = episodes(a.file)
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "db")
+        run(a.dreamlog, db, "import", a.file, "--store", "lessons")
+        run(a.dreamlog, db, "dream", "run", "lessons", "--dreamer", a.dreamer, "--since", "start", "--in-place")
+        rows = [json.loads(line) for line in run(a.dreamlog, db, "memory", "lessons", "lessons", "--json").splitlines()]
+    results = []
+    for r in rows:
+        m = TAG.match(r["text"])
+        if not m:
+            continue
+        v, why = verdict(m.group(1), m.group(3), eps)
+        results.append({"path": r["path"], "line": r["line"], "text": r["text"], "verdict": v, "why": why})
+    scored = [r for r in results if r["verdict"] != "n/a"]
+    right = sum(1 for r in scored if r["verdict"] == "right")
+    precision = right / len(scored) if scored else None
+    against_expected = sum(1 for r in scored if r["verdict"] == "WRONG" and "advises against" in r["why"])
+    summary = {"file": a.file, "dreamer": a.dreamer, "episodes": len(eps), "lessons": len(results),
+               "scored": len(scored), "right": right, "precision": precision,
+               "wrong_against_expected_calls": against_expected}
+    if a.json:
+        for r in results:
+            print(json.dumps(r, ensure_ascii=False))
+        print(json.dumps({"summary": summary}, ensure_ascii=False))
+    else:
+        for r in results:
+            print(f"{r['verdict']:>5}  {r['text'][:150]}")
+            print(f"       {r['why']}")
+        p_text = "-" if precision is None else f"{precision:.2f}"
+        print(f"\n{a.file}: {len(results)} lessons, {len(scored)} scored, {right} right: precision {p_text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
