@@ -94,16 +94,22 @@ fn a_flipped_byte_in_the_wal_refuses_the_open_and_recover_reports_every_lost_eve
     assert!(ok(&dreamlog(&db, &["verify"])).contains(&format!("{events} events")));
 }
 
-#[test]
-fn a_torn_final_record_is_tolerated_and_kept_aside_but_a_bad_complete_one_is_not() {
-    let dir = tempdir().unwrap();
-    let db = dir.path().join("db");
+/// A database of 1,000 events in ten batches whose WAL ends inside its last record, as a
+/// power loss mid-write leaves it.
+fn torn_database(dir: &Path) -> PathBuf {
+    let db = dir.join("db");
     database(&db, 0, 1000);
     let wal = live_wal(&db);
     let bytes = std::fs::read(&wal).unwrap();
-    // A power loss mid-write: the file ends inside the last record, a batch the crash
-    // kept from being acknowledged (the recorded count says 900).
     std::fs::write(&wal, &bytes[..bytes.len() - 20]).unwrap();
+    db
+}
+
+#[test]
+fn a_torn_final_record_is_tolerated_and_kept_aside_but_a_bad_complete_one_is_not() {
+    let dir = tempdir().unwrap();
+    // The torn batch is one the crash kept from being acknowledged (the count says 900).
+    let db = torn_database(dir.path());
     std::fs::write(db.join("ACKED"), "dreamlog-acked v1 900 0\n").unwrap();
     let store = Store::open(&db, Options::default()).unwrap();
     assert_eq!(store.len(), 900, "only the torn batch (never acknowledged under fsync) is gone");
@@ -118,11 +124,7 @@ fn a_torn_final_record_is_tolerated_and_kept_aside_but_a_bad_complete_one_is_not
     // The same torn record when that batch had been acknowledged (the count says 1000):
     // its loss is refused, at this open and the next, until `recover` accepts it.
     let dir = tempdir().unwrap();
-    let db = dir.path().join("db");
-    database(&db, 0, 1000);
-    let wal = live_wal(&db);
-    let bytes = std::fs::read(&wal).unwrap();
-    std::fs::write(&wal, &bytes[..bytes.len() - 20]).unwrap();
+    let db = torn_database(dir.path());
     for _ in 0..2 {
         let err = Store::open(&db, Options::default()).err().expect("refused").to_string();
         assert!(err.contains("but 1000 were acknowledged") && err.contains("positions 900..999 are missing"), "{err}");
