@@ -17,11 +17,11 @@
 //! says so in `meta.times` ([`UNTIMED`]) and views print no time for them.
 
 mod atif;
-
-pub use atif::referenced_paths;
 mod claude_code;
 mod swe;
 mod tau;
+
+pub use atif::referenced_paths;
 
 use serde_json::Value;
 
@@ -128,16 +128,16 @@ pub struct SessionEvents {
     /// (event index, index of the event it cites): each action cites the message or
     /// step that made its call.
     pub cites: Vec<(usize, usize)>,
-    /// Whether `cites` are already in the events' `causes` (sessions without a parent
-    /// are linked while parsing, off the append path).
-    pub linked: bool,
+    /// The start event's id when `cites` are already in the events' `causes` (sessions
+    /// without a parent are linked while parsing, off the append path).
+    pub start_id: Option<crate::core::EventId>,
     /// Where the session came from, `FORMAT:PATH[POINTER]`; recorded in its
     /// `session.link`, never in its events.
     pub source: String,
 }
 
 /// What an import did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ImportCounts {
     /// Sessions written.
     pub sessions: u64,
@@ -369,7 +369,7 @@ impl SessionBuilder {
             events: self.events,
             parent,
             cites: self.cites,
-            linked: false,
+            start_id: None,
             source: self.source,
         }
     }
@@ -454,6 +454,9 @@ impl SessionSink for Store {
     }
 }
 
+/// Why a changed session is refused.
+const APPEND_ONLY: &str = "a run's record only grows (it is append-only), so this import is refused";
+
 /// What importing one session appends.
 enum Plan {
     /// Nothing: the session is stored as it is in the file.
@@ -530,17 +533,14 @@ fn plan_session(
         if let (Some(parent), Some(start)) = (parent_start, events.first_mut()) {
             start.causes.push(parent);
         }
-        let ids = if s.linked && parent_start.is_none() {
-            // Citations were linked while parsing; only the start's id is needed here.
-            let first = events.first().ok_or_else(|| bad(&s.source, "/", "a session with no events"))?;
-            let sealed = first
-                .seal(first.time.unwrap_or(0), vec![])
-                .map_err(|source| Error::InvalidEvent { index: 0, source })?;
-            vec![sealed.id]
-        } else {
-            link_chain(&mut events, &s.cites, Vec::new(), None)?
+        // Citations of a session without a parent were linked while parsing.
+        let start = match (s.start_id, parent_start) {
+            (Some(id), None) => id,
+            _ => link_chain(&mut events, &s.cites, Vec::new(), None)?
+                .first()
+                .copied()
+                .ok_or_else(|| bad(&s.source, "/", "a session with no events"))?,
         };
-        let start = ids[0];
         let link = Body::SessionLink(crate::core::SessionLink {
             session: s.session.clone(),
             store: memory.map(|(m, _)| m.to_owned()),
@@ -575,15 +575,10 @@ fn plan_session(
                 (stored, parsed) => stored == parsed,
             }
     };
-    let changed = |what: String| {
-        Error::Input {
+    let changed = |what: String| Error::Input {
         path: s.source.clone(),
         line: 0,
-        reason: format!(
-            "session {} changed in its middle: {what}; a run's record only grows (it is append-only), so this import is refused",
-            s.session
-        ),
-    }
+        reason: format!("session {} changed in its middle: {what}; {APPEND_ONLY}", s.session),
     };
     if content.len() > body_end {
         return Err(changed(format!("the store holds {} of its events, the file only {body_end}", content.len())));
@@ -613,8 +608,9 @@ fn plan_session(
     for d in &mut events[known.len()..] {
         d.causes.clear();
     }
-    link_chain(&mut events, &s.cites, known.clone(), head)?;
-    let new: Vec<Draft> = events.drain(known.len()..).collect();
+    let stored_count = known.len();
+    link_chain(&mut events, &s.cites, known, head)?;
+    let new: Vec<Draft> = events.drain(stored_count..).collect();
     let batch = AppendBatch { events: new, expectations: vec![(stream, ExpectedVersion::Exact(version))] };
     Ok((Plan::Grow(batch), start))
 }
@@ -658,8 +654,7 @@ pub fn parse_in_background(
 /// the store), so this work happens where parsing happens (off the append path).
 fn link_all(sessions: &mut [SessionEvents]) -> Result<()> {
     for s in sessions.iter_mut().filter(|s| s.parent.is_none()) {
-        link_chain(&mut s.events, &s.cites, Vec::new(), None)?;
-        s.linked = true;
+        s.start_id = link_chain(&mut s.events, &s.cites, Vec::new(), None)?.first().copied();
     }
     Ok(())
 }

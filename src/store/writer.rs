@@ -310,6 +310,15 @@ impl Writer {
         Ok(Some((pos, parts.version)))
     }
 
+    /// Whether an id is an event: in this job, in the group, or in the committed log (one
+    /// id-index lookup; unlike [`Writer::existing`] it does not read the record).
+    fn is_event(&self, id: &EventId, stage: &JobStage, group: &GroupState) -> Result<bool> {
+        if stage.ids.contains_key(id) || group.ids.contains_key(id) {
+            return Ok(true);
+        }
+        Ok(self.db.get_pinned_cf(self.cf(CF_IDS), layout::id_key(id))?.is_some())
+    }
+
     /// Checks one job against the log and stages its events, or refuses it whole.
     fn stage_job(&mut self, batch: AppendBatch, group: &GroupState, now: u64) -> Result<JobStage> {
         let mut stage = JobStage::default();
@@ -396,7 +405,7 @@ impl Writer {
             // Provenance must point at something: every cause is in the log, or earlier in
             // this batch or group.
             for cause in &sealed.header.causes {
-                if self.existing(cause, &stage, group)?.is_none() {
+                if !self.is_event(cause, &stage, group)? {
                     return Err(Error::UnknownCause { index, id: cause.to_hex() });
                 }
             }
