@@ -72,12 +72,14 @@ fn harbor_trial_directories_import_as_one_run_each_and_again_from_elsewhere_as_p
     assert!(text.contains("2 files: 0 imported, 2 already present, 0 failed"), "{text}");
     assert!(text.contains("0 sessions imported, 0 grown, 2 already present"), "{text}");
     assert_eq!(exported(&db), before);
+    let verified = ok(&dreamlog(&db, &["verify"], None));
+    assert!(verified.contains("all ids, body hashes, chains and indexes verify"), "{verified}");
     // Named on its own, the transcript is a Claude Code session of its own (a user asked
-    // for that file); inside the trial directory it was not.
-    assert!(
-        ok(&dreamlog(&db, &["verify"], None)).contains("0 problems")
-            || dreamlog(&db, &["verify"], None).status.success()
-    );
+    // for that file); inside the trial directory it was set aside.
+    let transcript =
+        harbor.join("claude-code-trial__a1/agent/sessions/projects/-app/0b9d3f4e-1c2a-4e5f-8a7b-6c5d4e3f2a1b.jsonl");
+    let one = json_lines(&ok(&dreamlog(&db, &["import", transcript.to_str().unwrap(), "--json"], None)));
+    assert_eq!((one[0]["format"].as_str(), one[0]["sessions"].as_u64()), (Some("claude-code"), Some(1)));
 }
 
 #[test]
