@@ -331,8 +331,7 @@ impl Memory {
     pub fn verify_snapshots(&self, report: &mut crate::store::VerifyReport) -> Result<()> {
         let full = self.clone().with_snapshot_every(0);
         let mut by_store: std::collections::BTreeMap<String, Vec<(u64, Vec<u8>)>> = Default::default();
-        for kv in self.store.iterate_cf(crate::store::CF_SNAPSHOTS) {
-            let (k, v) = kv?;
+        for (k, v) in self.store.snapshots()? {
             let split = k.len().checked_sub(9).filter(|&i| k[i] == 0);
             let parsed = split.and_then(|i| {
                 let name = std::str::from_utf8(&k[..i]).ok()?.strip_prefix("memory/")?.to_owned();

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::store::{Store, StoredEvent};
 
 /// The prefix of every session stream.
-pub const PREFIX: &str = "session/";
+pub const PREFIX: &str = crate::core::projection::SESSION_STREAM_PREFIX;
 
 /// One row of `sessions list`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -212,10 +212,9 @@ pub fn memory_commands(mem: &crate::memory::Memory, id: &str) -> Result<Vec<Memo
 /// Every session, in stream-name order.
 pub fn list(store: &Store) -> Result<Vec<SessionSummary>> {
     let mut out = Vec::new();
-    for (stream, _) in store.streams()? {
-        if let Some(id) = stream.strip_prefix(PREFIX) {
-            out.push(summarize_linked(id, &store.read_stream(&stream, 0, usize::MAX)?, link(store, id)?.as_ref()));
-        }
+    for id in store.session_ids()? {
+        let events = store.read_stream(&format!("{PREFIX}{id}"), 0, usize::MAX)?;
+        out.push(summarize_linked(&id, &events, link(store, &id)?.as_ref()));
     }
     Ok(out)
 }
@@ -226,7 +225,8 @@ pub fn events(store: &Store, id: &str) -> Result<(String, Vec<StoredEvent>)> {
     if store.stream_version(&exact)?.is_some() {
         return Ok((id.to_owned(), store.read_stream(&exact, 0, usize::MAX)?));
     }
-    let matches: Vec<String> = store.streams()?.into_iter().map(|(s, _)| s).filter(|s| s.starts_with(&exact)).collect();
+    let matches: Vec<String> =
+        store.session_ids()?.into_iter().filter(|s| s.starts_with(id)).map(|s| format!("{PREFIX}{s}")).collect();
     match matches.as_slice() {
         [one] => Ok((one[PREFIX.len()..].to_owned(), store.read_stream(one, 0, usize::MAX)?)),
         [] => Err(Error::NotFound(format!("session {id}"))),

@@ -14,6 +14,7 @@ pub mod hash;
 pub mod json;
 pub mod kind;
 pub mod memory;
+pub mod projection;
 pub mod stats;
 pub mod validate;
 pub use expected::ExpectedVersion;

@@ -2,7 +2,8 @@
 //! are big-endian so that RocksDB's byte order is numeric order. docs/FORMAT.md
 //! ("Storage layout") documents the same bytes.
 
-use crate::core::{EventId, Kind};
+use crate::core::EventId;
+pub use crate::core::projection::be_u64;
 
 /// Global position → record. Sequential keys: the cheap write.
 pub const CF_LOG: &str = "log";
@@ -12,7 +13,8 @@ pub const CF_IDS: &str = "ids";
 pub const CF_STREAMS: &str = "streams";
 /// `kind tag` (1 byte) `position` (8 bytes BE) → empty.
 pub const CF_KINDS: &str = "kinds";
-/// Store metadata (format marker).
+/// Store metadata: format marker, commit marker (`end`), projector checkpoints
+/// (`checkpoint/NAME`), each 8 bytes BE.
 pub const CF_META: &str = "meta";
 /// Memory path index: `store` 0x00 `path` 0x00 `position` (8 bytes BE) → empty, for
 /// every path a `memory` event names (both paths of a rename).
@@ -21,8 +23,12 @@ pub const CF_PATHS: &str = "paths";
 /// Derived data: deleting them loses nothing but speed.
 pub const CF_SNAPSHOTS: &str = "snapshots";
 
-/// Every column family, in creation order.
-pub const ALL_CFS: [&str; 7] = [CF_LOG, CF_IDS, CF_STREAMS, CF_KINDS, CF_META, CF_PATHS, CF_SNAPSHOTS];
+/// Session index: session id → position of its stream's first event (8 bytes BE).
+pub const CF_SESSIONS: &str = "sessions";
+
+/// Every column family, in creation order. The derived spaces' families are named by
+/// `Space::name` (kinds, paths, snapshots, sessions).
+pub const ALL_CFS: [&str; 8] = [CF_LOG, CF_IDS, CF_STREAMS, CF_KINDS, CF_META, CF_PATHS, CF_SNAPSHOTS, CF_SESSIONS];
 
 /// Meta key holding the store's format marker.
 pub const META_FORMAT_KEY: &[u8] = b"format";
@@ -35,11 +41,6 @@ pub const FLAG_REDACTED: u8 = 0x01;
 /// Log key of a position.
 pub fn pos_key(position: u64) -> [u8; 8] {
     position.to_be_bytes()
-}
-
-/// Decodes an 8-byte big-endian integer.
-pub fn be_u64(bytes: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(bytes.try_into().ok()?))
 }
 
 /// Stream index key: the stream name, a 0x00 separator (names hold no control
@@ -72,53 +73,6 @@ pub fn split_stream_key(key: &[u8]) -> Option<(&str, u64)> {
     Some((std::str::from_utf8(name).ok()?, be_u64(&rest[1..])?))
 }
 
-/// The paths a memory event touches (for the path index).
-pub fn memory_paths(body: &crate::core::Body) -> Option<(&str, Vec<&str>)> {
-    use crate::core::{Body, MemoryCommand};
-    let Body::Memory(m) = body else { return None };
-    let paths = match &m.command {
-        MemoryCommand::Create { path, .. }
-        | MemoryCommand::StrReplace { path, .. }
-        | MemoryCommand::Insert { path, .. }
-        | MemoryCommand::Delete { path } => vec![path.as_str()],
-        MemoryCommand::Rename { old_path, new_path } => vec![old_path.as_str(), new_path.as_str()],
-    };
-    Some((m.store.as_str(), paths))
-}
-
-/// Path index key: store, 0x00, path, 0x00, position.
-pub fn path_key(store: &str, path: &str, position: u64) -> Vec<u8> {
-    let mut k = path_prefix(store, path);
-    k.extend_from_slice(&position.to_be_bytes());
-    k
-}
-
-/// The prefix of every path index key of one (store, path).
-pub fn path_prefix(store: &str, path: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(store.len() + path.len() + 10);
-    k.extend_from_slice(store.as_bytes());
-    k.push(0);
-    k.extend_from_slice(path.as_bytes());
-    k.push(0);
-    k
-}
-
-/// Snapshot key: projection name, 0x00, position.
-pub fn snapshot_key(projection: &str, position: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(projection.len() + 9);
-    k.extend_from_slice(projection.as_bytes());
-    k.push(0);
-    k.extend_from_slice(&position.to_be_bytes());
-    k
-}
-
-/// Kind index key.
-pub fn kind_key(kind: Kind, position: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = kind.tag();
-    k[1..].copy_from_slice(&position.to_be_bytes());
-    k
-}
 
 /// Bytes of a record before the header: flags, version, id, header length.
 pub const RECORD_PREFIX: usize = 1 + 8 + 32 + 4;

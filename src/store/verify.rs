@@ -3,9 +3,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::layout::{self, CF_IDS, CF_KINDS, CF_PATHS, CF_STREAMS};
+use super::layout;
 use super::Store;
-use crate::core::{Body, EventId, Header, Kind, SealedEvent};
+use crate::core::projection::{self, be_u64, Projected, Space, PROJECTORS};
+use crate::core::{Body, EventId, Header, SealedEvent};
 use crate::error::Result;
 
 /// One problem found by `verify`.
@@ -63,73 +64,11 @@ struct Chain {
 }
 
 impl Store {
-    /// RocksDB's `DB::VerifyChecksum`: reads every block of every live table file and
-    /// checks it against its checksum.
-    fn verify_table_checksums(&self) -> std::result::Result<(), String> {
-        use rocksdb::AsRawPtr;
-        let mut err: *mut std::os::raw::c_char = std::ptr::null_mut();
-        // SAFETY: the database outlives the call (`self` holds it); `err` is either left
-        // null or set to a malloc'd C string, which is copied and freed here.
-        unsafe {
-            librocksdb_sys::rocksdb_verify_checksum(self.inner.db.as_raw_ptr(), &mut err);
-            if err.is_null() {
-                return Ok(());
-            }
-            let message = std::ffi::CStr::from_ptr(err).to_string_lossy().into_owned();
-            librocksdb_sys::rocksdb_free(err as *mut std::ffi::c_void);
-            Err(message)
-        }
-    }
-
-    /// The storage half of `verify --deep`: reads every entry of every column family with
-    /// checksums verified and the block cache bypassed (so every data and index block of
-    /// every live table file is read from disk), and looks up each table file's first key
-    /// (so its filter block is read too; properties and footers are read when a file is
-    /// opened). Any block that fails its checksum is a problem naming the file.
+    /// The storage half of `verify --deep`, the backend's own checks (RocksDB: every
+    /// entry of every column family read with checksums verified and the cache bypassed,
+    /// `VerifyChecksum` over every block of every table file, each file's filter read).
     pub fn verify_storage(&self, report: &mut VerifyReport) -> Result<()> {
-        let mut deep = report.deep.take().unwrap_or_default();
-        let fresh = || {
-            let mut r = rocksdb::ReadOptions::default();
-            r.set_verify_checksums(true);
-            r.fill_cache(false);
-            r
-        };
-        for cf in layout::ALL_CFS {
-            let mut it = self.inner.db.raw_iterator_cf_opt(self.cf(cf), fresh());
-            it.seek_to_first();
-            while it.valid() {
-                deep.entries += 1;
-                it.next();
-            }
-            if let Err(e) = it.status() {
-                report.problems.push(VerifyProblem {
-                    position: None,
-                    id: None,
-                    problem: format!("column family {cf}: {}", e.into_string()),
-                });
-            }
-        }
-        // Every block of every live table file, against its checksum: data, index, filter
-        // (a filter that fails to load is otherwise ignored by reads), properties, meta.
-        if let Err(e) = self.verify_table_checksums() {
-            report.problems.push(VerifyProblem { position: None, id: None, problem: format!("table files: {e}") });
-        }
-        let files = self.inner.db.live_files()?;
-        for f in files {
-            deep.table_files += 1;
-            deep.table_bytes += f.size as u64;
-            let Some(key) = &f.start_key else { continue };
-            let Some(cf) = layout::ALL_CFS.iter().find(|c| **c == f.column_family_name) else { continue };
-            if let Err(e) = self.inner.db.get_cf_opt(self.cf(cf), key, &fresh()) {
-                report.problems.push(VerifyProblem {
-                    position: None,
-                    id: None,
-                    problem: format!("table file {} (column family {cf}): {}", f.name, e.into_string()),
-                });
-            }
-        }
-        report.deep = Some(deep);
-        Ok(())
+        self.log().verify_storage(report)
     }
 
     /// Checks the whole store. `progress` is called with the number of events checked so
@@ -140,11 +79,9 @@ impl Store {
         let mut bad: HashSet<u64> = HashSet::new();
         let mut header_bad: HashSet<u64> = HashSet::new();
         let mut expected_pos = 0u64;
-        let mut kinds_seen: Vec<(Kind, u64)> = Vec::new();
-        let mut path_entries_expected = 0u64;
-        let paths_cf = self.cf(CF_PATHS);
-        let ids_cf = self.cf(CF_IDS);
-        let streams_cf = self.cf(CF_STREAMS);
+        // The projectors' entries rebuilt from the log, to compare with what is stored.
+        let mut rebuilt: HashMap<Space, HashMap<Vec<u8>, Vec<u8>>> = HashMap::new();
+        let log = self.log().clone();
         let problems = &mut report.problems;
         let mut events = 0u64;
         let mut bytes = 0u64;
@@ -181,10 +118,10 @@ impl Store {
             if parts.id != id {
                 findings.push(format!("record stores id {}, but its header hashes to {id}", parts.id));
             }
-            let header_ok = match self.db().get_pinned_cf(ids_cf, layout::id_key(&id))? {
-                Some(v) if layout::be_u64(&v) == Some(pos) => true,
-                Some(v) => {
-                    findings.push(format!("id index maps {id} to position {:?}", layout::be_u64(&v)));
+            let header_ok = match log.position_of(&id)? {
+                Some(p) if p == pos => true,
+                Some(p) => {
+                    findings.push(format!("id index maps {id} to position {p}"));
                     false
                 }
                 None => {
@@ -199,18 +136,14 @@ impl Store {
             // stream: it is reported above and left out of the chains, and the next event
             // of its stream is checked against the index instead.
             if let (true, Ok(header)) = (header_ok, Header::decode(parts.header)) {
-                kinds_seen.push((header.kind, pos));
-                if header.kind == Kind::Memory && !redacted {
-                    if let Ok(body) = Body::decode(header.kind, parts.body) {
-                        if let Some((store, paths)) = layout::memory_paths(&body) {
-                            for path in paths {
-                                path_entries_expected += 1;
-                                if self.db().get_pinned_cf(paths_cf, layout::path_key(store, path, pos))?.is_none() {
-                                    findings.push(format!("path index has no entry for {store}:{path}"));
-                                }
-                            }
-                        }
-                    }
+                let body = if redacted { None } else { Body::decode(header.kind, parts.body).ok() };
+                let mut entries = Vec::new();
+                projection::project(
+                    &Projected { position: pos, version: parts.version, header: &header, body: body.as_ref() },
+                    &mut entries,
+                );
+                for x in entries {
+                    rebuilt.entry(x.space).or_default().insert(x.key, x.value);
                 }
                 let (mut want_version, want_parents) = match chains.get(&header.stream) {
                     Some(c) => (c.next_version, vec![c.head]),
@@ -222,8 +155,8 @@ impl Store {
                     // positions the index gives for them (stops at the first that is not).
                     let mut skipped_bad = true;
                     for v in want_version..parts.version {
-                        let at = self.db().get_pinned_cf(streams_cf, layout::stream_key(&header.stream, v))?;
-                        if !at.and_then(|p| layout::be_u64(&p)).is_some_and(|p| bad.contains(&p)) {
+                        let at = log.stream_position(&header.stream, v)?;
+                        if !at.is_some_and(|p| bad.contains(&p)) {
                             skipped_bad = false;
                             break;
                         }
@@ -244,12 +177,11 @@ impl Store {
                         want_parents.iter().map(|p| p.short(16)).collect::<Vec<_>>()
                     ));
                 }
-                match self.db().get_pinned_cf(streams_cf, layout::stream_key(&header.stream, want_version))? {
-                    Some(v) if layout::be_u64(&v) == Some(pos) => {}
+                match log.stream_position(&header.stream, want_version)? {
+                    Some(p) if p == pos => {}
                     other => findings.push(format!(
-                        "stream index entry {:?}@{want_version} points at {:?}",
-                        header.stream,
-                        other.and_then(|v| layout::be_u64(&v))
+                        "stream index entry {:?}@{want_version} points at {other:?}",
+                        header.stream
                     )),
                 }
                 chains.insert(header.stream, Chain { next_version: want_version + 1, head: id });
@@ -270,22 +202,23 @@ impl Store {
         // above); name the bad events by the id the index holds for them.
         let mut id_entries = 0u64;
         let mut index_ids: HashMap<u64, String> = HashMap::new();
-        for item in self.iterate_cf(CF_IDS) {
-            let (k, v) = item?;
+        let mut id_problems = Vec::new();
+        log.ids_from(&[], &mut |k, pos| {
             id_entries += 1;
-            let pos = layout::be_u64(&v);
             match pos {
                 Some(p) if bad.contains(&p) => {
-                    index_ids.insert(p, hex::encode(&k));
+                    index_ids.insert(p, hex::encode(k));
                 }
                 Some(p) if p < events => {}
-                _ => report.problems.push(VerifyProblem {
+                _ => id_problems.push(VerifyProblem {
                     position: pos,
-                    id: Some(hex::encode(&k)),
+                    id: Some(hex::encode(k)),
                     problem: "id index entry points past the end of the log".into(),
                 }),
             }
-        }
+            true
+        })?;
+        report.problems.extend(id_problems);
         if id_entries != events {
             report.problems.push(VerifyProblem {
                 position: None,
@@ -301,7 +234,7 @@ impl Store {
 
         // Stream and kind indexes: entry counts match (each event's entries were
         // checked above, so equal counts mean no stray entries).
-        let stream_entries = self.iterate_cf(CF_STREAMS).count() as u64;
+        let stream_entries = log.stream_entries()?;
         if stream_entries != events {
             report.problems.push(VerifyProblem {
                 position: None,
@@ -309,44 +242,55 @@ impl Store {
                 problem: format!("stream index holds {stream_entries} entries for {events} events"),
             });
         }
-        // Kind index: every entry names an event of that kind (events whose header is
-        // corrupt cannot be checked and are reported already), one entry per event.
-        let mut kind_entries = 0u64;
-        let mut kind_matched = 0u64;
-        let kind_set: HashSet<(u8, u64)> = kinds_seen.iter().map(|(k, p)| (k.tag(), *p)).collect();
-        for item in self.iterate_cf(CF_KINDS) {
-            let (k, _) = item?;
-            kind_entries += 1;
-            let pos = layout::be_u64(k.get(1..).unwrap_or(&[]));
-            if pos.is_some_and(|p| header_bad.contains(&p)) {
-                continue;
+        // Every projector's space against its rebuild from the log: each stored entry is
+        // one the rebuild made (with the same value), and none is missing. Entries of
+        // events whose header is corrupt cannot be rebuilt; they were reported above.
+        let mut derived_entries = 0u64;
+        for p in PROJECTORS {
+            let mut want = rebuilt.remove(&p.space).unwrap_or_default();
+            let mut found = Vec::new();
+            log.index_scan(p.space, &[], &mut |k, v| {
+                found.push((k.to_vec(), v.to_vec()));
+                true
+            })?;
+            derived_entries += found.len() as u64;
+            for (k, v) in found {
+                let position = match p.space {
+                    Space::Sessions => be_u64(&v),
+                    _ => k.len().checked_sub(8).and_then(|i| be_u64(&k[i..])),
+                };
+                match want.remove(&k) {
+                    Some(w) if w == v => {}
+                    _ if position.is_some_and(|p| header_bad.contains(&p)) => {}
+                    Some(_) => report.problems.push(VerifyProblem {
+                        position,
+                        id: None,
+                        problem: format!("{} index entry {} holds a value its rebuild does not", p.name, hex::encode(&k)),
+                    }),
+                    None => report.problems.push(VerifyProblem {
+                        position,
+                        id: None,
+                        problem: format!("{} index entry {} matches no event (a rebuild does not make it)", p.name, hex::encode(&k)),
+                    }),
+                }
             }
-            if k.len() == 9 && pos.is_some_and(|p| kind_set.contains(&(k[0], p))) {
-                kind_matched += 1;
-            } else {
+            if !want.is_empty() {
                 report.problems.push(VerifyProblem {
-                    position: pos,
+                    position: None,
                     id: None,
-                    problem: format!("kind index entry {} matches no event of that kind", hex::encode(&k)),
+                    problem: format!("{} index is missing {} entries a rebuild from the log makes", p.name, want.len()),
                 });
             }
+            match log.checkpoint(p.name)? {
+                Some(c) if c == self.len() => {}
+                other => report.problems.push(VerifyProblem {
+                    position: None,
+                    id: None,
+                    problem: format!("projector {} records it got to {other:?}, but the log holds {}", p.name, self.len()),
+                }),
+            }
         }
-        if kind_matched != kind_set.len() as u64 {
-            report.problems.push(VerifyProblem {
-                position: None,
-                id: None,
-                problem: format!("kind index has entries for {kind_matched} of {} events", kind_set.len()),
-            });
-        }
-        let path_entries = self.iterate_cf(CF_PATHS).count() as u64;
-        if path_entries != path_entries_expected {
-            report.problems.push(VerifyProblem {
-                position: None,
-                id: None,
-                problem: format!("path index holds {path_entries} entries for {path_entries_expected} memory paths"),
-            });
-        }
-        report.index_entries = id_entries + stream_entries + kind_entries + path_entries;
+        report.index_entries = id_entries + stream_entries + derived_entries;
         progress(events);
         Ok(report)
     }

@@ -12,12 +12,13 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use rocksdb::{WriteBatch, WriteOptions, DB};
 use tokio::sync::oneshot;
 
-use super::layout::{self, CF_IDS, CF_KINDS, CF_LOG, CF_PATHS, CF_STREAMS};
+use super::layout;
+use super::log::{Group, Log, Staged};
 use super::{Committed, ExpectedVersion, Options, SyncMode};
-use crate::core::{Draft, EventId, SealedEvent};
+use crate::core::projection::{self, Projected};
+use crate::core::{Draft, EventId};
 use crate::error::{Error, Result};
 
 /// Events to append atomically, with optional expected versions per stream (checked
@@ -69,9 +70,13 @@ pub struct Appended {
 
 type Reply = oneshot::Sender<Result<Vec<Appended>>>;
 
-struct Job {
-    batch: AppendBatch,
-    reply: Reply,
+/// Work that needs the log to itself (a rebuild of the derived indexes): it runs on the
+/// writer thread between groups, so no append interleaves.
+pub(crate) type Exclusive = Box<dyn FnOnce(&dyn Log, u64) -> Result<()> + Send>;
+
+enum Job {
+    Append { batch: AppendBatch, reply: Reply },
+    Exclusive { work: Exclusive, reply: oneshot::Sender<Result<()>> },
 }
 
 /// The sending side of the writer's queue.
@@ -82,7 +87,13 @@ pub(crate) struct WriterHandle {
 impl WriterHandle {
     pub(crate) fn submit(&self, batch: AppendBatch) -> Result<oneshot::Receiver<Result<Vec<Appended>>>> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Job { batch, reply }).map_err(|_| Error::Closed)?;
+        self.tx.send(Job::Append { batch, reply }).map_err(|_| Error::Closed)?;
+        Ok(rx)
+    }
+
+    pub(crate) fn exclusive(&self, work: Exclusive) -> Result<oneshot::Receiver<Result<()>>> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Job::Exclusive { work, reply }).map_err(|_| Error::Closed)?;
         Ok(rx)
     }
 }
@@ -99,7 +110,7 @@ struct Head {
 const HEAD_CACHE_MAX: usize = 1 << 20;
 
 struct Writer {
-    db: Arc<DB>,
+    log: Arc<dyn Log>,
     opts: Options,
     next: u64,
     heads: HashMap<String, Option<Head>>,
@@ -108,26 +119,19 @@ struct Writer {
 }
 
 pub(crate) fn spawn(
-    db: Arc<DB>,
+    log: Arc<dyn Log>,
     opts: Options,
     next: u64,
     committed: Arc<Committed>,
     poisoned: Arc<Mutex<Option<String>>>,
 ) -> Result<(WriterHandle, JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel::<Job>();
-    let mut w = Writer { db, opts, next, heads: HashMap::new(), committed, poisoned };
+    let mut w = Writer { log, opts, next, heads: HashMap::new(), committed, poisoned };
     let thread = std::thread::Builder::new()
         .name("dreamlog-writer".into())
         .spawn(move || w.run(rx))
         .map_err(|e| Error::Storage(format!("cannot start the writer thread: {e}")))?;
     Ok((WriterHandle { tx }, thread))
-}
-
-/// One event staged for the group's WriteBatch.
-struct Staged {
-    position: u64,
-    version: u64,
-    event: SealedEvent,
 }
 
 /// What one job adds to the group, before it is known to be accepted.
@@ -137,6 +141,8 @@ struct JobStage {
     appended: Vec<Appended>,
     heads: HashMap<String, Option<Head>>,
     ids: HashMap<EventId, (u64, u64)>,
+    /// The head version each stream the job extends had before it (for [`Group::heads`]).
+    before: Vec<(String, Option<u64>)>,
 }
 
 /// What the accepted jobs of the group have added so far.
@@ -153,14 +159,33 @@ pub(crate) fn now_ms() -> u64 {
 
 impl Writer {
     fn run(&mut self, rx: mpsc::Receiver<Job>) {
-        while let Ok(first) = rx.recv() {
-            let mut jobs = vec![first];
-            let mut events = jobs[0].batch.events.len();
+        let mut pending: Option<Job> = None;
+        loop {
+            let first = match pending.take() {
+                Some(job) => job,
+                None => match rx.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                },
+            };
+            let (batch, reply) = match first {
+                Job::Append { batch, reply } => (batch, reply),
+                Job::Exclusive { work, reply } => {
+                    let _ = reply.send(self.run_exclusive(work));
+                    continue;
+                }
+            };
+            let mut events = batch.events.len();
+            let mut jobs = vec![(batch, reply)];
             while events < self.opts.max_group_events {
                 match rx.try_recv() {
-                    Ok(job) => {
-                        events += job.batch.events.len();
-                        jobs.push(job);
+                    Ok(Job::Append { batch, reply }) => {
+                        events += batch.events.len();
+                        jobs.push((batch, reply));
+                    }
+                    Ok(other) => {
+                        pending = Some(other);
+                        break;
                     }
                     Err(_) => break,
                 }
@@ -169,36 +194,51 @@ impl Writer {
         }
     }
 
-    fn commit_group(&mut self, jobs: Vec<Job>) {
+    fn run_exclusive(&mut self, work: Exclusive) -> Result<()> {
+        if let Some(reason) = self.poisoned.lock().map(|p| p.clone()).unwrap_or_else(|e| e.into_inner().clone()) {
+            return Err(Error::Poisoned(reason));
+        }
+        work(self.log.as_ref(), self.next)
+    }
+
+    fn commit_group(&mut self, jobs: Vec<(AppendBatch, Reply)>) {
         let poisoned = self.poisoned.lock().map(|p| p.clone()).unwrap_or_else(|e| e.into_inner().clone());
         if let Some(reason) = poisoned {
-            for job in jobs {
-                let _ = job.reply.send(Err(Error::Poisoned(reason.clone())));
+            for (_, reply) in jobs {
+                let _ = reply.send(Err(Error::Poisoned(reason.clone())));
             }
             return;
         }
         let now = now_ms();
         let mut group = GroupState { next: self.next, ..Default::default() };
-        let mut wb = WriteBatch::default();
+        let mut write = Group { events: Vec::new(), index: Vec::new(), end: self.next, heads: Vec::new() };
         let mut outcomes: Vec<(Reply, Result<Vec<Appended>>)> = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            match self.stage_job(job.batch, &group, now) {
+        for (batch, reply) in jobs {
+            match self.stage_job(batch, &group, now) {
                 Ok(stage) => {
-                    self.write_stage(&mut wb, &stage.staged);
                     group.next += stage.staged.len() as u64;
+                    for (stream, before) in stage.before {
+                        if !group.heads.contains_key(&stream) {
+                            write.heads.push((stream, before));
+                        }
+                    }
                     group.heads.extend(stage.heads);
                     group.ids.extend(stage.ids);
-                    outcomes.push((job.reply, Ok(stage.appended)));
+                    write.events.extend(stage.staged);
+                    outcomes.push((reply, Ok(stage.appended)));
                 }
-                Err(e) => outcomes.push((job.reply, Err(e))),
+                Err(e) => outcomes.push((reply, Err(e))),
             }
         }
         if group.next > self.next {
-            let mut wo = WriteOptions::default();
-            wo.set_sync(self.opts.sync == SyncMode::Fsync);
-            wo.set_memtable_insert_hint_per_batch(true);
-            if let Err(e) = self.db.write_opt(wb, &wo) {
-                let reason = e.into_string();
+            for s in &write.events {
+                let e = &s.event;
+                let seen = Projected { position: s.position, version: s.version, header: &e.header, body: Some(&e.body) };
+                projection::project(&seen, &mut write.index);
+            }
+            write.end = group.next;
+            if let Err(e) = self.log.write(&write, self.opts.sync == SyncMode::Fsync) {
+                let reason = e.to_string();
                 if let Ok(mut p) = self.poisoned.lock() {
                     *p = Some(reason.clone());
                 }
@@ -233,27 +273,6 @@ impl Writer {
         self.committed.watch.send_replace(self.next);
     }
 
-    fn write_stage(&self, wb: &mut WriteBatch, staged: &[Staged]) {
-        let (log, ids, streams, kinds) = (self.cf(CF_LOG), self.cf(CF_IDS), self.cf(CF_STREAMS), self.cf(CF_KINDS));
-        for s in staged {
-            let e = &s.event;
-            let pos = layout::pos_key(s.position);
-            wb.put_cf(log, pos, layout::encode_record(s.version, &e.id, &e.header_bytes, &e.body_bytes));
-            wb.put_cf(ids, layout::id_key(&e.id), layout::id_value(s.position));
-            wb.put_cf(streams, layout::stream_key(&e.header.stream, s.version), pos);
-            wb.put_cf(kinds, layout::kind_key(e.header.kind, s.position), b"");
-            if let Some((store, paths)) = layout::memory_paths(&e.body) {
-                for path in paths {
-                    wb.put_cf(self.cf(CF_PATHS), layout::path_key(store, path, s.position), b"");
-                }
-            }
-        }
-    }
-
-    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(name).expect("column family created on open")
-    }
-
     /// The head of a stream as the job sees it: its own changes, then the group's, then
     /// the committed log.
     fn head(&mut self, stream: &str, stage: &JobStage, group: &GroupState) -> Result<Option<Head>> {
@@ -274,16 +293,16 @@ impl Writer {
     /// Reads a stream's last event (or the event at `version`) from the committed log.
     fn lookup_head(&self, stream: &str, version: Option<u64>) -> Result<Option<Head>> {
         let (version, pos) = match version {
-            Some(v) => match self.db.get_pinned_cf(self.cf(CF_STREAMS), layout::stream_key(stream, v))? {
-                Some(p) => (v, layout::be_u64(&p).unwrap_or(u64::MAX)),
+            Some(v) => match self.log.stream_position(stream, v)? {
+                Some(p) => (v, p),
                 None => return Ok(None),
             },
-            None => match super::stream_last(&self.db, stream)? {
+            None => match self.log.stream_last(stream)? {
                 Some(vp) => vp,
                 None => return Ok(None),
             },
         };
-        let raw = self.db.get_pinned_cf(self.cf(CF_LOG), layout::pos_key(pos))?.ok_or_else(|| Error::Corrupt {
+        let raw = self.log.record(pos)?.ok_or_else(|| Error::Corrupt {
             position: pos,
             reason: format!("stream {stream:?} indexes a missing record"),
         })?;
@@ -297,13 +316,12 @@ impl Writer {
         if let Some(pv) = stage.ids.get(id).or_else(|| group.ids.get(id)) {
             return Ok(Some(*pv));
         }
-        let Some(pos) = self.db.get_pinned_cf(self.cf(CF_IDS), layout::id_key(id))? else {
+        let Some(pos) = self.log.position_of(id)? else {
             return Ok(None);
         };
-        let pos = layout::be_u64(&pos).unwrap_or(u64::MAX);
         let raw = self
-            .db
-            .get_pinned_cf(self.cf(CF_LOG), layout::pos_key(pos))?
+            .log
+            .record(pos)?
             .ok_or_else(|| Error::Corrupt { position: pos, reason: "id index points at a missing record".into() })?;
         let parts = layout::split_record(&raw)
             .ok_or_else(|| Error::Corrupt { position: pos, reason: "record layout is invalid".into() })?;
@@ -316,7 +334,7 @@ impl Writer {
         if stage.ids.contains_key(id) || group.ids.contains_key(id) {
             return Ok(true);
         }
-        Ok(self.db.get_pinned_cf(self.cf(CF_IDS), layout::id_key(id))?.is_some())
+        Ok(self.log.position_of(id)?.is_some())
     }
 
     /// Checks one job against the log and stages its events, or refuses it whole.
@@ -411,6 +429,9 @@ impl Writer {
             }
             let version = head.map(|h| h.version + 1).unwrap_or(0);
             let position = group.next + stage.staged.len() as u64;
+            if !stage.heads.contains_key(&stream) {
+                stage.before.push((stream.clone(), head.map(|h| h.version)));
+            }
             stage.heads.insert(stream, Some(Head { version, id: sealed.id }));
             stage.ids.insert(sealed.id, (position, version));
             stage.appended.push(Appended { position, id: sealed.id, version, existed: false });

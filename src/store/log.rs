@@ -1,0 +1,128 @@
+//! The log of record behind a narrow interface.
+//!
+//! A [`Log`] is a backend: it stores records (the event bytes at gapless positions), the
+//! two indexes that belong to the log itself (event id → position, stream and version →
+//! position) and the derived key spaces the projectors fill. It knows nothing of the
+//! append rules: expected versions, idempotency, chaining, causes and group commit live
+//! once, in the writer above every backend (`store/writer.rs`), and the engine
+//! ([`super::Store`]) is the same over every backend.
+//!
+//! Backends: [`super::RocksLog`] (the embedded default), [`super::MemoryLog`] (in
+//! memory: tests, and a second backend the property tests compare with RocksDB), and
+//! [`super::FaultyLog`] (wraps another to fail writes and syncs, tear groups and lose what
+//! was not synced: tests of the engine's invariants).
+
+use crate::core::projection::{IndexEntry, Space};
+use crate::core::{EventId, SealedEvent};
+use crate::error::Result;
+
+/// One event of a group, with the position and version the writer gave it.
+#[derive(Clone, Debug)]
+pub struct Staged {
+    /// Global position.
+    pub position: u64,
+    /// Version in its stream.
+    pub version: u64,
+    /// The event.
+    pub event: SealedEvent,
+}
+
+/// What the writer commits at once: records, their derived entries, the new end.
+#[derive(Clone, Debug)]
+pub struct Group {
+    /// The events, at consecutive positions.
+    pub events: Vec<Staged>,
+    /// The projectors' entries for those events.
+    pub index: Vec<IndexEntry>,
+    /// The log's length once the group is in: the commit marker, and how far every
+    /// projector got (their checkpoints move with the records, in the same write).
+    pub end: u64,
+    /// The streams the group extends, each with the version the writer found as its head
+    /// (`None`: a new stream). A single-writer backend needs nothing more; a replicated
+    /// one makes the write conditional on them.
+    pub heads: Vec<(String, Option<u64>)>,
+}
+
+/// A backend for the log of record.
+///
+/// Contract: [`Log::write`] is atomic (after any crash, all of a group or none of it is
+/// read back, and the marker moves with it); reads see every completed write; positions
+/// below the marker are never changed. A backend may hold records past the marker (a
+/// torn group left by a crash); the engine drops them with [`Log::truncate`] at open.
+pub trait Log: Send + Sync + 'static {
+    /// What and where the backend is (for messages).
+    fn describe(&self) -> String;
+
+    /// The log's length as recorded by the last complete group; `None` for a log written
+    /// before markers were kept (then every stored record counts).
+    fn marker(&self) -> Result<Option<u64>>;
+    /// One past the last stored record (0 when empty).
+    fn stored_end(&self) -> Result<u64>;
+    /// Removes the records at `end` and after, with their id and stream index entries and
+    /// derived entries, and sets the marker to `end`.
+    fn truncate(&self, end: u64) -> Result<()>;
+    /// Writes a group atomically; with `sync`, durable before it returns.
+    fn write(&self, group: &Group, sync: bool) -> Result<()>;
+
+    /// The raw record at a position.
+    fn record(&self, position: u64) -> Result<Option<Vec<u8>>>;
+    /// Calls `f` with each record from `from` up to (not including) `end`, in order, until
+    /// it returns false.
+    fn scan(&self, from: u64, end: u64, f: &mut dyn FnMut(u64, &[u8]) -> Result<bool>) -> Result<()>;
+    /// Calls `f` with the records at ascending `positions`; a missing one is an error.
+    fn records(&self, positions: &[u64], f: &mut dyn FnMut(u64, &[u8]) -> Result<()>) -> Result<()>;
+
+    /// Where an event id is.
+    fn position_of(&self, id: &EventId) -> Result<Option<u64>>;
+    /// Calls `f` with (id bytes, position) of each id-index entry from `start` in byte
+    /// order, until it returns false.
+    fn ids_from(&self, start: &[u8], f: &mut dyn FnMut(&[u8], Option<u64>) -> bool) -> Result<()>;
+
+    /// A stream's last (version, position).
+    fn stream_last(&self, stream: &str) -> Result<Option<(u64, u64)>>;
+    /// The position of one version of a stream.
+    fn stream_position(&self, stream: &str, version: u64) -> Result<Option<u64>>;
+    /// Positions of up to `limit` versions of a stream from `from_version`, in order.
+    fn stream_positions(&self, stream: &str, from_version: u64, limit: usize) -> Result<Vec<u64>>;
+    /// Every stream with its last version, in byte order of names.
+    fn streams(&self) -> Result<Vec<(String, u64)>>;
+    /// Number of stream-index entries (one per event in a sound log).
+    fn stream_entries(&self) -> Result<u64>;
+
+    /// Calls `f` with each entry of a derived space from key `from` in byte order, until
+    /// it returns false.
+    fn index_scan(&self, space: Space, from: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()>;
+    /// The last entry of a space whose key is at or before `key`.
+    fn index_last_at_or_before(&self, space: Space, key: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
+    /// Writes entries outside a group (snapshots, rebuilds).
+    fn index_put(&self, entries: &[IndexEntry]) -> Result<()>;
+    /// Deletes every entry of a space whose key is in `[from, to)`.
+    fn index_delete_range(&self, space: Space, from: &[u8], to: &[u8]) -> Result<()>;
+    /// Deletes every entry of a space.
+    fn index_clear(&self, space: Space) -> Result<()>;
+    /// How far a projector got (`None`: never recorded).
+    fn checkpoint(&self, projector: &str) -> Result<Option<u64>>;
+    /// Records how far a projector got.
+    fn set_checkpoint(&self, projector: &str, position: u64) -> Result<()>;
+
+    /// Records the count of acknowledged events (a backend that keeps it checks it at
+    /// open; see `store/wal.rs`).
+    fn record_acknowledged(&self, _count: u64) -> Result<()> {
+        Ok(())
+    }
+    /// Makes everything written so far durable and compact (RocksDB: memtables to tables).
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Called once when the engine closes, after the writer stopped.
+    fn close(&self, _count: u64) -> Result<()> {
+        Ok(())
+    }
+    /// The backend's own storage checks for `verify --deep` (RocksDB: every block of every
+    /// table file against its checksum); problems are pushed to `report`.
+    fn verify_storage(&self, _report: &mut super::VerifyReport) -> Result<()> {
+        Ok(())
+    }
+    /// The backend's storage-level entry count for `verify --deep` reports.
+    fn as_any(&self) -> &dyn std::any::Any;
+}

@@ -1,0 +1,607 @@
+//! The RocksDB backend: the only file that names `rocksdb`.
+//!
+//! One column family per key space (docs/FORMAT.md §7): the log (position → record), the
+//! id index, the stream index, the meta keys (format marker, commit marker, projector
+//! checkpoints) and one per derived space. A group is one WriteBatch, so it is atomic.
+//! Before RocksDB opens a database, dreamlog reads its WAL itself (`wal.rs`): a torn
+//! final record is tolerated (a copy kept aside), damage refuses the open.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode,
+    Options as RocksOptions, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions, DB,
+};
+
+use super::layout::{self, CF_IDS, CF_LOG, CF_META, CF_STREAMS};
+use super::log::{Group, Log};
+use super::{wal, Options, VerifyProblem, VerifyReport};
+use crate::core::projection::{self, be_u64, IndexEntry, Projected, Space};
+use crate::core::EventId;
+use crate::error::{Error, Result};
+
+/// One block cache and one write-buffer budget for several stores in one process (a
+/// server's tenants), so that N stores cost one memory budget rather than N.
+#[derive(Clone)]
+pub struct SharedMemory {
+    cache: Cache,
+    write_buffers: WriteBufferManager,
+    cache_bytes: usize,
+    write_buffer_bytes: usize,
+}
+
+impl SharedMemory {
+    /// A budget of `cache_bytes` of block cache and `write_buffer_bytes` of memtables in
+    /// all (past it, the largest memtables are flushed).
+    pub fn new(cache_bytes: usize, write_buffer_bytes: usize) -> SharedMemory {
+        SharedMemory {
+            cache: Cache::new_lru_cache(cache_bytes),
+            write_buffers: WriteBufferManager::new_write_buffer_manager(write_buffer_bytes, false),
+            cache_bytes,
+            write_buffer_bytes,
+        }
+    }
+}
+
+impl std::fmt::Debug for SharedMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedMemory")
+            .field("cache_bytes", &self.cache_bytes)
+            .field("write_buffer_bytes", &self.write_buffer_bytes)
+            .finish()
+    }
+}
+
+/// The meta key of the commit marker.
+const META_END_KEY: &[u8] = b"end";
+
+fn checkpoint_key(projector: &str) -> Vec<u8> {
+    [b"checkpoint/".as_slice(), projector.as_bytes()].concat()
+}
+
+/// The embedded backend: a RocksDB database in a folder.
+pub struct RocksLog {
+    db: DB,
+    path: PathBuf,
+    /// A torn final WAL record dropped at open, and where the WAL's copy was kept.
+    torn_tail: Option<(wal::WalDamage, PathBuf)>,
+}
+
+fn cf_options(name: &str, cache: &Cache, opts: &Options) -> RocksOptions {
+    let mut o = RocksOptions::default();
+    o.set_write_buffer_size(opts.write_buffer_bytes);
+    o.set_compression_type(DBCompressionType::Lz4);
+    let mut bb = BlockBasedOptions::default();
+    bb.set_block_cache(cache);
+    bb.set_cache_index_and_filter_blocks(true);
+    bb.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    if name == CF_IDS || name == CF_STREAMS {
+        // Point lookups by id and by stream head: bloom filters make misses cheap.
+        bb.set_bloom_filter(10.0, false);
+    }
+    if name == CF_LOG {
+        bb.set_block_size(32 << 10);
+    }
+    o.set_block_based_table_factory(&bb);
+    o
+}
+
+impl RocksLog {
+    /// Opens (or, with `create_if_missing`, creates) the database at `path`, after
+    /// checking its WAL and its acknowledged count.
+    pub fn open(path: impl AsRef<Path>, opts: &Options) -> Result<RocksLog> {
+        let path = path.as_ref().to_path_buf();
+        let open_err = |reason: String| Error::Open { path: path.display().to_string(), reason };
+        if !path.join("CURRENT").exists() {
+            // Never create a database over another one's files (a lost CURRENT makes RocksDB
+            // start afresh and delete the old table files), nor in a folder of other things.
+            let found = database_files(&path);
+            if !found.is_empty() {
+                return Err(open_err(format!(
+                    "its CURRENT file is missing, but the folder holds a database's files ({}): refusing to open or create a database over them; nothing was changed. `dreamlog recover` restores CURRENT from the newest MANIFEST",
+                    found.join(", ")
+                )));
+            }
+            if !opts.create_if_missing {
+                return Err(open_err("no dreamlog database here (run `dreamlog init` to create one)".into()));
+            }
+            let others = path.read_dir().map(|d| d.flatten().count()).unwrap_or(0);
+            if others > 0 {
+                return Err(open_err(format!(
+                    "the folder is not empty ({others} entries) and holds no database: a database is only created in an empty or absent folder"
+                )));
+            }
+        }
+        let mut torn_tail = None;
+        if path.join("CURRENT").exists() {
+            let scan = wal::scan(&path)?;
+            if let Some(d) = &scan.damage {
+                if scan.refuses_open() && !opts.drop_damaged_wal_tail {
+                    return Err(d.error(&path));
+                }
+                // A torn final record: RocksDB drops it and later deletes the WAL, so a copy
+                // is kept aside first (`recover` keeps its own, with its report), and the
+                // store says so (`Store::torn_tail`).
+                if !opts.drop_damaged_wal_tail {
+                    let aside = path.join("damaged").join(super::writer::now_ms().to_string());
+                    wal::keep_aside(&scan, &aside)?;
+                    torn_tail = Some((d.clone(), aside));
+                }
+            }
+        }
+        let cache = match &opts.shared {
+            Some(s) => s.cache.clone(),
+            None => Cache::new_lru_cache(opts.block_cache_bytes),
+        };
+        let mut db_opts = RocksOptions::default();
+        if let Some(s) = &opts.shared {
+            db_opts.set_write_buffer_manager(&s.write_buffers);
+        }
+        db_opts.create_if_missing(opts.create_if_missing);
+        // A torn final WAL record is tolerated; any other damage refuses the open (the
+        // WAL scan above names it first). `recover` stops at the last good point instead.
+        db_opts.set_wal_recovery_mode(if opts.drop_damaged_wal_tail {
+            rocksdb::DBRecoveryMode::PointInTime
+        } else {
+            rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords
+        });
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_bytes_per_sync(1 << 20);
+        db_opts.set_keep_log_file_num(4);
+        // One writer thread: concurrent memtable inserts buy nothing, and without them
+        // each memtable keeps its insert splice, so sequential keys insert in O(1).
+        db_opts.set_allow_concurrent_memtable_write(false);
+        let cfs =
+            layout::ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &cache, opts)));
+        let db = DB::open_cf_descriptors(&db_opts, &path, cfs).map_err(|e| {
+            let reason = e.into_string();
+            // RocksDB's LOCK file is held: another process has the database open.
+            if reason.contains("LOCK")
+                && (reason.contains("lock") || reason.contains("Resource temporarily unavailable"))
+            {
+                open_err(
+                    "the database is in use by another process (is `dreamlog serve` running? use --remote URL)".into(),
+                )
+            } else {
+                open_err(reason)
+            }
+        })?;
+        let meta = db.cf_handle(CF_META).ok_or_else(|| open_err("meta column family missing".into()))?;
+        match db.get_cf(meta, layout::META_FORMAT_KEY)? {
+            Some(v) if v == layout::META_FORMAT_VALUE => {}
+            Some(v) => {
+                return Err(open_err(format!(
+                    "store format {:?} is not one this build reads ({:?})",
+                    String::from_utf8_lossy(&v),
+                    String::from_utf8_lossy(layout::META_FORMAT_VALUE)
+                )))
+            }
+            None => db.put_cf(meta, layout::META_FORMAT_KEY, layout::META_FORMAT_VALUE)?,
+        }
+        let log = RocksLog { db, path: path.clone(), torn_tail };
+        // Under fsync, every acknowledged event is durable: fewer events than were recorded
+        // as acknowledged means some were lost below us (a WAL truncated or removed).
+        let count = log.stored_end()?;
+        if let Some((acked, at)) = wal::read_acked(&log.path) {
+            if acked > count && !opts.drop_damaged_wal_tail {
+                drop(log);
+                return Err(open_err(format!(
+                    "the log holds {count} events, but {acked} were acknowledged under --sync fsync (recorded at {at} ms since the epoch): positions {count}..{} are missing — a write-ahead log was truncated or removed. Nothing was appended; `dreamlog recover` reports the missing positions and accepts the log as it is",
+                    acked - 1
+                )));
+            }
+        }
+        Ok(log)
+    }
+
+    /// The incomplete final WAL record this open dropped, with where a copy was kept.
+    pub fn torn_tail(&self) -> Option<&(wal::WalDamage, PathBuf)> {
+        self.torn_tail.as_ref()
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cf(&self, name: &str) -> &ColumnFamily {
+        // Every column family is created on open.
+        self.db.cf_handle(name).expect("column family created on open")
+    }
+
+    fn space(&self, space: Space) -> &ColumnFamily {
+        self.cf(space.name())
+    }
+
+    /// RocksDB's `DB::VerifyChecksum`: reads every block of every live table file and
+    /// checks it against its checksum.
+    fn verify_table_checksums(&self) -> std::result::Result<(), String> {
+        use rocksdb::AsRawPtr;
+        let mut err: *mut std::os::raw::c_char = std::ptr::null_mut();
+        // SAFETY: the database outlives the call (`self` holds it); `err` is either left
+        // null or set to a malloc'd C string, which is copied and freed here.
+        unsafe {
+            librocksdb_sys::rocksdb_verify_checksum(self.db.as_raw_ptr(), &mut err);
+            if err.is_null() {
+                return Ok(());
+            }
+            let message = std::ffi::CStr::from_ptr(err).to_string_lossy().into_owned();
+            librocksdb_sys::rocksdb_free(err as *mut std::ffi::c_void);
+            Err(message)
+        }
+    }
+}
+
+impl Log for RocksLog {
+    fn describe(&self) -> String {
+        format!("RocksDB database at {}", self.path.display())
+    }
+
+    fn marker(&self) -> Result<Option<u64>> {
+        Ok(self.db.get_pinned_cf(self.cf(CF_META), META_END_KEY)?.and_then(|v| be_u64(&v)))
+    }
+
+    fn stored_end(&self) -> Result<u64> {
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_LOG));
+        it.seek_to_last();
+        let end = match it.key() {
+            Some(k) => be_u64(k).ok_or_else(|| Error::Corrupt { position: 0, reason: "bad key in log".into() })? + 1,
+            None => 0,
+        };
+        it.status()?;
+        Ok(end)
+    }
+
+    fn truncate(&self, end: u64) -> Result<()> {
+        let mut wb = WriteBatch::default();
+        let mut dropped = Vec::new();
+        self.scan(end, u64::MAX, &mut |pos, raw| {
+            dropped.push((pos, raw.to_vec()));
+            Ok(true)
+        })?;
+        for (pos, raw) in &dropped {
+            wb.delete_cf(self.cf(CF_LOG), layout::pos_key(*pos));
+            if let Some(parts) = layout::split_record(raw) {
+                wb.delete_cf(self.cf(CF_IDS), layout::id_key(&parts.id));
+                if let Ok(e) = super::decode_record(*pos, raw) {
+                    wb.delete_cf(self.cf(CF_STREAMS), layout::stream_key(&e.event.header.stream, e.version));
+                    let mut entries = Vec::new();
+                    let body = (!e.redacted).then_some(&e.event.body);
+                    projection::project(
+                        &Projected { position: *pos, version: e.version, header: &e.event.header, body },
+                        &mut entries,
+                    );
+                    for x in entries {
+                        wb.delete_cf(self.space(x.space), &x.key);
+                    }
+                }
+            }
+        }
+        wb.put_cf(self.cf(CF_META), META_END_KEY, end.to_be_bytes());
+        for p in projection::PROJECTORS {
+            if self.checkpoint(p.name)?.is_some_and(|c| c > end) {
+                wb.put_cf(self.cf(CF_META), checkpoint_key(p.name), end.to_be_bytes());
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo)?;
+        Ok(())
+    }
+
+    fn write(&self, group: &Group, sync: bool) -> Result<()> {
+        let mut wb = WriteBatch::default();
+        let (log, ids, streams) = (self.cf(CF_LOG), self.cf(CF_IDS), self.cf(CF_STREAMS));
+        for s in &group.events {
+            let e = &s.event;
+            let pos = layout::pos_key(s.position);
+            wb.put_cf(log, pos, layout::encode_record(s.version, &e.id, &e.header_bytes, &e.body_bytes));
+            wb.put_cf(ids, layout::id_key(&e.id), layout::id_value(s.position));
+            wb.put_cf(streams, layout::stream_key(&e.header.stream, s.version), pos);
+        }
+        for x in &group.index {
+            wb.put_cf(self.space(x.space), &x.key, &x.value);
+        }
+        let meta = self.cf(CF_META);
+        let end = group.end.to_be_bytes();
+        wb.put_cf(meta, META_END_KEY, end);
+        for p in projection::PROJECTORS {
+            wb.put_cf(meta, checkpoint_key(p.name), end);
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(sync);
+        wo.set_memtable_insert_hint_per_batch(true);
+        self.db.write_opt(wb, &wo)?;
+        Ok(())
+    }
+
+    fn record(&self, position: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_pinned_cf(self.cf(CF_LOG), layout::pos_key(position))?.map(|v| v.to_vec()))
+    }
+
+    fn scan(&self, from: u64, end: u64, f: &mut dyn FnMut(u64, &[u8]) -> Result<bool>) -> Result<()> {
+        let mut ro = ReadOptions::default();
+        ro.set_readahead_size(2 << 20);
+        // A scan reads each block once: do not churn the block cache with it.
+        ro.fill_cache(false);
+        if end != u64::MAX {
+            ro.set_iterate_upper_bound(layout::pos_key(end).to_vec());
+        }
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_LOG), ro);
+        it.seek(layout::pos_key(from));
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let pos = be_u64(k).ok_or_else(|| Error::Corrupt { position: from, reason: "bad log key".into() })?;
+            if !f(pos, v)? {
+                return Ok(());
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(())
+    }
+
+    /// One iterator: a step to the next key when positions are adjacent (dense streams
+    /// read at scan speed), a seek otherwise.
+    fn records(&self, positions: &[u64], f: &mut dyn FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_LOG));
+        let mut at: Option<u64> = None;
+        for &pos in positions {
+            match at {
+                Some(a) if a + 1 == pos => it.next(),
+                _ => it.seek(layout::pos_key(pos)),
+            }
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                it.status()?;
+                return Err(Error::Corrupt { position: pos, reason: "index points at a missing record".into() });
+            };
+            if be_u64(k) != Some(pos) {
+                return Err(Error::Corrupt { position: pos, reason: "index points at a missing record".into() });
+            }
+            f(pos, v)?;
+            at = Some(pos);
+        }
+        Ok(())
+    }
+
+    fn position_of(&self, id: &EventId) -> Result<Option<u64>> {
+        let v = self.db.get_pinned_cf(self.cf(CF_IDS), layout::id_key(id))?;
+        Ok(v.and_then(|v| be_u64(&v)))
+    }
+
+    fn ids_from(&self, start: &[u8], f: &mut dyn FnMut(&[u8], Option<u64>) -> bool) -> Result<()> {
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_IDS));
+        it.seek(start);
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !f(k, be_u64(v)) {
+                break;
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(())
+    }
+
+    fn stream_last(&self, stream: &str) -> Result<Option<(u64, u64)>> {
+        let prefix = layout::stream_prefix(stream);
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_STREAMS));
+        it.seek_for_prev(layout::stream_key(stream, u64::MAX));
+        if let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if k.starts_with(&prefix) && k.len() == prefix.len() + 8 {
+                let version = be_u64(&k[prefix.len()..]).unwrap_or(0);
+                let pos = be_u64(v).unwrap_or(0);
+                return Ok(Some((version, pos)));
+            }
+        }
+        it.status()?;
+        Ok(None)
+    }
+
+    fn stream_position(&self, stream: &str, version: u64) -> Result<Option<u64>> {
+        let v = self.db.get_pinned_cf(self.cf(CF_STREAMS), layout::stream_key(stream, version))?;
+        Ok(v.map(|p| be_u64(&p).unwrap_or(u64::MAX)))
+    }
+
+    fn stream_positions(&self, stream: &str, from_version: u64, limit: usize) -> Result<Vec<u64>> {
+        let prefix = layout::stream_prefix(stream);
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_STREAMS));
+        it.seek(layout::stream_key(stream, from_version));
+        let mut positions = Vec::new();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(&prefix) || k.len() != prefix.len() + 8 || positions.len() >= limit {
+                break;
+            }
+            positions.push(be_u64(v).unwrap_or(u64::MAX));
+            it.next();
+        }
+        it.status()?;
+        Ok(positions)
+    }
+
+    fn streams(&self) -> Result<Vec<(String, u64)>> {
+        let mut out: Vec<(String, u64)> = Vec::new();
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_STREAMS));
+        it.seek_to_first();
+        while let Some(k) = it.key() {
+            let Some((name, version)) = layout::split_stream_key(k).map(|(n, v)| (n.to_owned(), v)) else { break };
+            // Jump to the stream's last version, then past it.
+            it.seek_for_prev(layout::stream_key(&name, u64::MAX));
+            let last = it.key().and_then(layout::split_stream_key).map(|(_, v)| v).unwrap_or(version);
+            let mut next = layout::stream_prefix(&name);
+            out.push((name, last));
+            *next.last_mut().unwrap_or(&mut 0) = 1; // name 0x01 sorts after every name 0x00 …
+            it.seek(&next);
+        }
+        it.status()?;
+        Ok(out)
+    }
+
+    fn stream_entries(&self) -> Result<u64> {
+        let mut n = 0;
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_STREAMS));
+        it.seek_to_first();
+        while it.valid() {
+            n += 1;
+            it.next();
+        }
+        it.status()?;
+        Ok(n)
+    }
+
+    fn index_scan(&self, space: Space, from: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+        let mut it = self.db.raw_iterator_cf(self.space(space));
+        it.seek(from);
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !f(k, v) {
+                break;
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(())
+    }
+
+    fn index_last_at_or_before(&self, space: Space, key: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let mut it = self.db.raw_iterator_cf(self.space(space));
+        it.seek_for_prev(key);
+        let found = match (it.key(), it.value()) {
+            (Some(k), Some(v)) => Some((k.to_vec(), v.to_vec())),
+            _ => None,
+        };
+        it.status()?;
+        Ok(found)
+    }
+
+    fn index_put(&self, entries: &[IndexEntry]) -> Result<()> {
+        let mut wb = WriteBatch::default();
+        for x in entries {
+            wb.put_cf(self.space(x.space), &x.key, &x.value);
+        }
+        self.db.write(wb)?;
+        Ok(())
+    }
+
+    fn index_delete_range(&self, space: Space, from: &[u8], to: &[u8]) -> Result<()> {
+        self.db.delete_range_cf(self.space(space), from, to)?;
+        Ok(())
+    }
+
+    fn index_clear(&self, space: Space) -> Result<()> {
+        let mut wb = WriteBatch::default();
+        for kv in self.db.iterator_cf(self.space(space), IteratorMode::From(&[], Direction::Forward)) {
+            let (k, _) = kv?;
+            wb.delete_cf(self.space(space), k);
+        }
+        self.db.write(wb)?;
+        Ok(())
+    }
+
+    fn checkpoint(&self, projector: &str) -> Result<Option<u64>> {
+        Ok(self.db.get_pinned_cf(self.cf(CF_META), checkpoint_key(projector))?.and_then(|v| be_u64(&v)))
+    }
+
+    fn set_checkpoint(&self, projector: &str, position: u64) -> Result<()> {
+        self.db.put_cf(self.cf(CF_META), checkpoint_key(projector), position.to_be_bytes())?;
+        Ok(())
+    }
+
+    fn record_acknowledged(&self, count: u64) -> Result<()> {
+        wal::write_acked(&self.path, count)
+            .map_err(|source| Error::Io { path: self.path.join(wal::ACKED_FILE).display().to_string(), source })
+    }
+
+    fn flush(&self) -> Result<()> {
+        for cf in layout::ALL_CFS {
+            self.db.flush_cf(self.cf(cf))?;
+        }
+        Ok(())
+    }
+
+    fn close(&self, _count: u64) -> Result<()> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    /// Reads every entry of every column family with checksums verified and the block
+    /// cache bypassed (so every data and index block of every live table file is read
+    /// from disk), runs `VerifyChecksum`, and looks up each table file's first key (so its
+    /// filter block is read too). Any block that fails is a problem naming the file.
+    fn verify_storage(&self, report: &mut VerifyReport) -> Result<()> {
+        let mut deep = report.deep.take().unwrap_or_default();
+        let fresh = || {
+            let mut r = ReadOptions::default();
+            r.set_verify_checksums(true);
+            r.fill_cache(false);
+            r
+        };
+        for cf in layout::ALL_CFS {
+            let mut it = self.db.raw_iterator_cf_opt(self.cf(cf), fresh());
+            it.seek_to_first();
+            while it.valid() {
+                deep.entries += 1;
+                it.next();
+            }
+            if let Err(e) = it.status() {
+                report.problems.push(VerifyProblem {
+                    position: None,
+                    id: None,
+                    problem: format!("column family {cf}: {}", e.into_string()),
+                });
+            }
+        }
+        if let Err(e) = self.verify_table_checksums() {
+            report.problems.push(VerifyProblem { position: None, id: None, problem: format!("table files: {e}") });
+        }
+        for f in self.db.live_files()? {
+            deep.table_files += 1;
+            deep.table_bytes += f.size as u64;
+            let Some(key) = &f.start_key else { continue };
+            let Some(cf) = layout::ALL_CFS.iter().find(|c| **c == f.column_family_name) else { continue };
+            if let Err(e) = self.db.get_cf_opt(self.cf(cf), key, &fresh()) {
+                report.problems.push(VerifyProblem {
+                    position: None,
+                    id: None,
+                    problem: format!("table file {} (column family {cf}): {}", f.name, e.into_string()),
+                });
+            }
+        }
+        report.deep = Some(deep);
+        Ok(())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The files of a RocksDB database in `dir` (tables, WALs, MANIFEST, OPTIONS…), summarised
+/// by kind; empty when there are none.
+fn database_files(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let kind = if name.ends_with(".sst") {
+            "table files (.sst)"
+        } else if name.ends_with(".log") && name.trim_end_matches(".log").bytes().all(|b| b.is_ascii_digit()) {
+            "write-ahead logs (.log)"
+        } else if name.starts_with("MANIFEST-") {
+            "MANIFEST files"
+        } else if name.starts_with("OPTIONS-") {
+            "OPTIONS files"
+        } else if name == "IDENTITY" {
+            "IDENTITY"
+        } else {
+            continue;
+        };
+        *counts.entry(kind).or_default() += 1;
+    }
+    counts.into_iter().map(|(k, n)| format!("{n} {k}")).collect()
+}
+
+/// RocksDB's errors become `Error::Storage` here, the only module that knows RocksDB.
+impl From<rocksdb::Error> for Error {
+    fn from(e: rocksdb::Error) -> Self {
+        Error::Storage(e.into_string())
+    }
+}
