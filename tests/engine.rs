@@ -91,7 +91,10 @@ fn snapshot(store: &Store) -> BTreeMap<String, String> {
     out.insert("sessions".into(), format!("{:?}", store.session_ids().expect("sessions")));
     for e in all.iter().take(5) {
         let hex = e.id().to_hex();
-        out.insert(format!("resolve {}", &hex[..3]), format!("{:?}", store.resolve_id(&hex[..3]).map_err(|e| e.to_string())));
+        out.insert(
+            format!("resolve {}", &hex[..3]),
+            format!("{:?}", store.resolve_id(&hex[..3]).map_err(|e| e.to_string())),
+        );
         out.insert(format!("position {hex}"), format!("{:?}", store.position_of(&e.id()).expect("position")));
     }
     out

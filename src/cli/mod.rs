@@ -80,6 +80,9 @@ pub enum Command {
         #[arg(long)]
         report: Option<PathBuf>,
     },
+    /// Rebuild every derived index (kinds, memory paths, sessions; snapshots are dropped
+    /// and rebuilt on demand) from the log alone, then verify.
+    Reindex,
     /// Write the log as JSON Lines that another store can import and re-verify.
     Export(ExportArgs),
     /// Import agent runs (τ-bench, τ²-bench, SWE-agent, ATIF/Harbor, Claude Code) or a
@@ -216,6 +219,17 @@ fn open(cli: &Cli, create: bool) -> Result<Store> {
             d.offset,
             aside.display()
         );
+    }
+    let opened = store.open_report();
+    if opened.torn_records > 0 {
+        eprintln!(
+            "note: {} records of a write that never completed (past the commit marker; never acknowledged) were dropped",
+            opened.torn_records
+        );
+    }
+    if !opened.caught_up.is_empty() && store.len() > 0 {
+        let names: Vec<String> = opened.caught_up.iter().map(|(n, from)| format!("{n} from {from}")).collect();
+        eprintln!("note: derived indexes caught up with the log ({})", names.join(", "));
     }
     Ok(store)
 }
@@ -408,6 +422,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             bar.finish_and_clear();
             return print_verify(&cli, &report);
+        }
+        Command::Reindex => {
+            let store = open(&cli, false)?;
+            let bar = progress_bar(Some(store.len()), "reindexing");
+            let progress = bar.clone();
+            let r = store.reindex(move |n| progress.set_position(n))?;
+            bar.finish_and_clear();
+            let verified = store.verify(|_| ())?;
+            if cli.json {
+                let v = serde_json::json!({"reindex": r, "verified_clean": verified.is_clean(), "problems": verified.problems});
+                stdout_line(&v.to_string())?;
+            } else {
+                let entries: Vec<String> = r.entries.iter().map(|(s, n)| format!("{n} {s}")).collect();
+                stdout_line(&format!(
+                    "rebuilt from {} events: {} entries; {} snapshots dropped (rebuilt on demand); verify: {}",
+                    r.events,
+                    entries.join(", "),
+                    r.snapshots_dropped,
+                    if verified.is_clean() {
+                        "clean".to_owned()
+                    } else {
+                        format!("{} problems", verified.problems.len())
+                    }
+                ))?;
+            }
+            return Ok(if verified.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         Command::Recover { report } => {
             let r =

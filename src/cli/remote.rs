@@ -126,6 +126,7 @@ pub fn run(cli: &Cli, remote: &Remote) -> Result<ExitCode> {
         Command::Demo => super::demo::run_remote(remote, cli.remote.as_deref().unwrap_or_default())?,
         Command::Serve { .. } => return Err(unavailable("serve", "none")),
         Command::Recover { .. } => return Err(unavailable("recover", "none")),
+        Command::Reindex => return Err(unavailable("reindex", "none")),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -206,7 +206,10 @@ mod tests {
         let mut out = Vec::new();
         project(&Projected { position: 9, version: 0, header: &note.header, body: None }, &mut out);
         assert_eq!(out.len(), 2);
-        assert_eq!(out[1], IndexEntry { space: Space::Sessions, key: b"s-1".to_vec(), value: 9u64.to_be_bytes().to_vec() });
+        assert_eq!(
+            out[1],
+            IndexEntry { space: Space::Sessions, key: b"s-1".to_vec(), value: 9u64.to_be_bytes().to_vec() }
+        );
         let mut later = Vec::new();
         project(&Projected { position: 10, version: 1, header: &note.header, body: None }, &mut later);
         assert_eq!(later.len(), 1, "only a session stream's first event names the session");

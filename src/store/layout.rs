@@ -2,8 +2,8 @@
 //! are big-endian so that RocksDB's byte order is numeric order. docs/FORMAT.md
 //! ("Storage layout") documents the same bytes.
 
-use crate::core::EventId;
 pub use crate::core::projection::be_u64;
+use crate::core::EventId;
 
 /// Global position → record. Sequential keys: the cheap write.
 pub const CF_LOG: &str = "log";
@@ -72,7 +72,6 @@ pub fn split_stream_key(key: &[u8]) -> Option<(&str, u64)> {
     }
     Some((std::str::from_utf8(name).ok()?, be_u64(&rest[1..])?))
 }
-
 
 /// Bytes of a record before the header: flags, version, id, header length.
 pub const RECORD_PREFIX: usize = 1 + 8 + 32 + 4;

@@ -129,8 +129,7 @@ impl Log for MemoryLog {
             positions.iter().map(|p| (*p, s.records.get(p).cloned())).collect()
         };
         for (pos, raw) in found {
-            let raw =
-                raw.ok_or(Error::Corrupt { position: pos, reason: "index points at a missing record".into() })?;
+            let raw = raw.ok_or(Error::Corrupt { position: pos, reason: "index points at a missing record".into() })?;
             f(pos, &raw)?;
         }
         Ok(())

@@ -190,7 +190,10 @@ fn project_range(log: &dyn Log, from: u64, to: u64, mut progress: impl FnMut(u64
         log.scan(at, end, &mut |pos, raw| {
             let e = decode_record(pos, raw)?;
             let body = (!e.redacted).then_some(&e.event.body);
-            projection::project(&Projected { position: pos, version: e.version, header: &e.event.header, body }, &mut entries);
+            projection::project(
+                &Projected { position: pos, version: e.version, header: &e.event.header, body },
+                &mut entries,
+            );
             Ok(true)
         })?;
         for x in &entries {
@@ -233,7 +236,11 @@ impl Store {
         if stored > count {
             // Records past the marker belong to a group whose write never completed (the
             // marker moves in the same atomic write as the records).
-            tracing::warn!("{}: dropping {} records of an incomplete write past position {count}", log.describe(), stored - count);
+            tracing::warn!(
+                "{}: dropping {} records of an incomplete write past position {count}",
+                log.describe(),
+                stored - count
+            );
             log.truncate(count)?;
             opened.torn_records = stored - count;
         }
@@ -578,7 +585,10 @@ impl Store {
     pub fn snapshot_at_or_before(&self, projection: &str, position: u64) -> Result<Option<(u64, Vec<u8>)>> {
         let prefix = projection::snapshot_key(projection, 0);
         let prefix = &prefix[..prefix.len() - 8];
-        let found = self.inner.log.index_last_at_or_before(Space::Snapshots, &projection::snapshot_key(projection, position))?;
+        let found = self
+            .inner
+            .log
+            .index_last_at_or_before(Space::Snapshots, &projection::snapshot_key(projection, position))?;
         Ok(found.and_then(|(k, v)| {
             (k.starts_with(prefix) && k.len() == prefix.len() + 8).then(|| (be_u64(&k[prefix.len()..]).unwrap_or(0), v))
         }))
@@ -716,4 +726,3 @@ pub(crate) fn decode_record(position: u64, raw: &[u8]) -> Result<StoredEvent> {
         .map_err(|e| Error::Corrupt { position, reason: e.to_string() })?;
     Ok(StoredEvent { position, version: parts.version, redacted, event })
 }
-

@@ -152,8 +152,7 @@ impl RocksLog {
         // One writer thread: concurrent memtable inserts buy nothing, and without them
         // each memtable keeps its insert splice, so sequential keys insert in O(1).
         db_opts.set_allow_concurrent_memtable_write(false);
-        let cfs =
-            layout::ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &cache, opts)));
+        let cfs = layout::ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &cache, opts)));
         let db = DB::open_cf_descriptors(&db_opts, &path, cfs).map_err(|e| {
             let reason = e.into_string();
             // RocksDB's LOCK file is held: another process has the database open.

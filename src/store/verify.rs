@@ -179,10 +179,8 @@ impl Store {
                 }
                 match log.stream_position(&header.stream, want_version)? {
                     Some(p) if p == pos => {}
-                    other => findings.push(format!(
-                        "stream index entry {:?}@{want_version} points at {other:?}",
-                        header.stream
-                    )),
+                    other => findings
+                        .push(format!("stream index entry {:?}@{want_version} points at {other:?}", header.stream)),
                 }
                 chains.insert(header.stream, Chain { next_version: want_version + 1, head: id });
             }
@@ -265,12 +263,20 @@ impl Store {
                     Some(_) => report.problems.push(VerifyProblem {
                         position,
                         id: None,
-                        problem: format!("{} index entry {} holds a value its rebuild does not", p.name, hex::encode(&k)),
+                        problem: format!(
+                            "{} index entry {} holds a value its rebuild does not",
+                            p.name,
+                            hex::encode(&k)
+                        ),
                     }),
                     None => report.problems.push(VerifyProblem {
                         position,
                         id: None,
-                        problem: format!("{} index entry {} matches no event (a rebuild does not make it)", p.name, hex::encode(&k)),
+                        problem: format!(
+                            "{} index entry {} matches no event (a rebuild does not make it)",
+                            p.name,
+                            hex::encode(&k)
+                        ),
                     }),
                 }
             }
@@ -286,7 +292,11 @@ impl Store {
                 other => report.problems.push(VerifyProblem {
                     position: None,
                     id: None,
-                    problem: format!("projector {} records it got to {other:?}, but the log holds {}", p.name, self.len()),
+                    problem: format!(
+                        "projector {} records it got to {other:?}, but the log holds {}",
+                        p.name,
+                        self.len()
+                    ),
                 }),
             }
         }

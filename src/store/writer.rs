@@ -233,7 +233,8 @@ impl Writer {
         if group.next > self.next {
             for s in &write.events {
                 let e = &s.event;
-                let seen = Projected { position: s.position, version: s.version, header: &e.header, body: Some(&e.body) };
+                let seen =
+                    Projected { position: s.position, version: s.version, header: &e.header, body: Some(&e.body) };
                 projection::project(&seen, &mut write.index);
             }
             write.end = group.next;
