@@ -227,7 +227,7 @@ fn open(cli: &Cli, create: bool) -> Result<Store> {
             opened.torn_records
         );
     }
-    if !opened.caught_up.is_empty() && store.len() > 0 {
+    if !opened.caught_up.is_empty() && !store.is_empty() {
         let names: Vec<String> = opened.caught_up.iter().map(|(n, from)| format!("{n} from {from}")).collect();
         eprintln!("note: derived indexes caught up with the log ({})", names.join(", "));
     }
