@@ -21,6 +21,14 @@ pub enum Error {
         #[source]
         source: FormatError,
     },
+    /// An event of a JSON batch that is not a valid event; nothing was written.
+    #[error("event #{index}: {reason}")]
+    EventJson {
+        /// Index of the event in its batch (0-based).
+        index: usize,
+        /// Why.
+        reason: String,
+    },
     /// An expected-version check failed; nothing of the batch was written.
     #[error("stream {stream:?}: expected {expected}, but the stream {}", current_text(*.current))]
     WrongExpectedVersion {

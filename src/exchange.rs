@@ -6,7 +6,7 @@ use std::io::{BufRead, Write};
 
 use crate::core::{EventId, EventJson, SealedEvent};
 use crate::error::{Error, Result};
-use crate::store::{AppendBatch, Appended, Store};
+use crate::store::{AppendBatch, Store};
 
 /// Events per append batch during an import.
 const IMPORT_BATCH: usize = 2000;
@@ -56,40 +56,6 @@ fn parse_line(path: &str, line_no: usize, line: &str) -> Result<(Option<u64>, Se
     json.into_sealed().map_err(|e| input(e.to_string()))
 }
 
-/// Each id's position and each stream's head (last event id), in the order asked;
-/// `None` for an id not stored or a stream that does not exist.
-pub type Lookup = (Vec<Option<u64>>, Vec<Option<EventId>>);
-
-/// Where an import writes: the local store, or a server through [`crate::remote::Remote`].
-/// The check needs ids' positions and streams' heads; both are asked in one bulk lookup
-/// per chunk, so a remote import costs a request per chunk, not per event.
-pub trait ExportSink {
-    /// Number of events in the log (the next position).
-    fn log_len(&self) -> Result<u64>;
-    /// Positions of `ids` and heads of `streams`.
-    fn lookup(&self, ids: &[EventId], streams: &[String]) -> Result<Lookup>;
-    /// Appends one batch atomically.
-    fn append_batch(&self, batch: AppendBatch) -> Result<Vec<Appended>>;
-    /// Largest batch the sink takes.
-    fn max_batch(&self) -> usize {
-        IMPORT_BATCH
-    }
-}
-
-impl ExportSink for Store {
-    fn log_len(&self) -> Result<u64> {
-        Ok(self.len())
-    }
-    fn lookup(&self, ids: &[EventId], streams: &[String]) -> Result<Lookup> {
-        let positions = ids.iter().map(|id| self.position_of(id)).collect::<Result<_>>()?;
-        let heads = streams.iter().map(|s| Ok(self.stream_head(s)?.map(|(_, id)| id))).collect::<Result<_>>()?;
-        Ok((positions, heads))
-    }
-    fn append_batch(&self, batch: AppendBatch) -> Result<Vec<Appended>> {
-        self.append(batch)
-    }
-}
-
 /// Lines checked per round of lookups.
 const CHECK_CHUNK: usize = 1000;
 
@@ -98,14 +64,15 @@ const CHECK_CHUNK: usize = 1000;
 /// anything is wrong; then appends. Events already present are skipped (idempotent).
 /// `open` must return a fresh reader over the same input each time (it is read twice).
 pub fn import(
-    sink: &dyn ExportSink,
+    sink: &dyn crate::service::Service,
     path: &str,
     mut open: impl FnMut() -> Result<Box<dyn BufRead>>,
     mut progress: impl FnMut(u64),
 ) -> Result<ImportReport> {
     let mut heads: HashMap<String, Option<EventId>> = HashMap::new();
     let mut report = ImportReport { same_positions: true, ..Default::default() };
-    let start = sink.log_len()?;
+    let info = sink.info()?;
+    let start = info.events;
     let mut new_events = 0u64;
     let mut check = |chunk: &mut Vec<(usize, Option<u64>, SealedEvent)>| -> Result<()> {
         let ids: Vec<EventId> = chunk.iter().map(|(_, _, e)| e.id).collect();
@@ -113,9 +80,10 @@ pub fn import(
             chunk.iter().map(|(_, _, e)| &e.header.stream).filter(|s| !heads.contains_key(*s)).cloned().collect();
         unknown.sort();
         unknown.dedup();
-        let (positions, found) = sink.lookup(&ids, &unknown)?;
-        for (stream, head) in unknown.into_iter().zip(found) {
-            heads.insert(stream, head);
+        let req = crate::service::LookupRequest { ids, streams: unknown };
+        let (positions, found) = sink.lookup(&req)?;
+        for (stream, head) in req.streams.into_iter().zip(found) {
+            heads.insert(stream, head.map(|(_, id)| id));
         }
         for ((line_no, position, e), exists) in chunk.drain(..).zip(positions) {
             report.events += 1;
@@ -173,7 +141,7 @@ pub fn import(
         }
         Ok(())
     };
-    let max = sink.max_batch().clamp(1, IMPORT_BATCH);
+    let max = info.max_batch.clamp(1, IMPORT_BATCH);
     for_each_line(path, open()?, |line_no, line| {
         let (_, e) = parse_line(path, line_no, line)?;
         let h = e.header;

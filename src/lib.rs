@@ -15,32 +15,39 @@
 //! # Ok::<(), dreamlog::Error>(())
 //! ```
 //!
-//! Layers (see ARCHITECTURE.md): [`core`] is pure (model, encoding, ids, JSON forms);
-//! [`store`] is the only module that touches RocksDB; [`cli`] is a thin surface.
+//! Layers (see ARCHITECTURE.md): [`core`] is pure (model, encoding, ids, JSON forms,
+//! projectors); [`store`] is the engine over a backend for the log of record (RocksDB,
+//! in memory); the library modules ([`memory`], [`dream`], [`sessions`], [`ledger`],
+//! [`import`], [`exchange`]) build on it; [`service`] is every operation with typed
+//! requests, in process ([`service::Local`]) or over HTTP ([`service::Remote`]). The
+//! surfaces — the CLI and the HTTP server — are private: only their entry points are
+//! exported ([`cli_main`], [`serve`], [`ServerConfig`], [`hash_token`]).
 
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used)]
 
-pub mod cli;
+mod cli;
 pub mod core;
 pub mod dream;
-pub mod error;
+mod error;
 pub mod exchange;
 pub mod import;
 pub mod ledger;
 pub mod memory;
-pub mod remote;
-pub mod server;
+mod server;
+pub mod service;
 pub mod sessions;
 pub mod sim;
 pub mod store;
 
+pub use crate::cli::main as cli_main;
 pub use crate::core::{
     Action, ActionStatus, Actor, Body, CanonicalJson, Criterion, Digest, Draft, Dream, Event, EventId, EventJson,
     FormatError, Grade, GradeResult, Header, Kind, LlmExchange, Memory, MemoryCommand, Message, Note, Redact, Revert,
     RevertTarget, SealedEvent, SessionEnd, SessionLink, SessionStart, StoreFork, Tag,
 };
 pub use crate::error::{Error, Result};
+pub use crate::server::{hash_token, serve, AppState, ServerConfig};
 pub use crate::store::{
     recover, AppendBatch, Appended, ExpectedVersion, Options, RecoveryReport, SharedMemory, Store, StoredEvent,
     Subscription, SyncMode, VerifyReport,

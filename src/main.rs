@@ -2,5 +2,5 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    dreamlog::cli::main()
+    dreamlog::cli_main()
 }

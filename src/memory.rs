@@ -22,11 +22,11 @@ use crate::store::{AppendBatch, Appended, ExpectedVersion, Store, StoredEvent};
 
 /// The stream of a memory store.
 pub fn stream_name(store: &str) -> String {
-    format!("memory/{store}")
+    crate::core::streams::memory(store)
 }
 
 /// The stream tags are recorded in.
-pub const TAG_STREAM: &str = "tags";
+pub const TAG_STREAM: &str = crate::core::streams::TAGS;
 
 /// Default: a snapshot of a store every this many of its events.
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 1000;
@@ -289,7 +289,8 @@ impl Memory {
     /// `range` (`START:END`) of a file, in its JSON form (schemas/memory-view.schema.json):
     /// `{ok: true, store, path, until, state_hash, text}` or `{ok: false, error: {type,
     /// message}}` when the tool refuses. What `memory view` and `GET …/view` answer.
-    pub fn view(&self, name: &str, path: &str, at: &str, range: Option<&str>) -> Result<serde_json::Value> {
+    pub fn view(&self, name: &str, path: &str, at: &str, range: Option<&str>) -> Result<crate::service::MemoryView> {
+        use crate::service::MemoryView;
         self.require(name)?;
         let until = self.resolve_point(at)?;
         let (state, _) = self.state_until(name, until)?;
@@ -302,16 +303,22 @@ impl Memory {
             }
         };
         Ok(match state.view(path, range) {
-            Ok(t) if state.file(path).is_none() => {
+            Ok(text) => {
                 // A directory: its files too, for clients that read them one by one.
-                let dir = format!("{}/", path.trim_end_matches('/'));
-                let files: Vec<&String> = state.files().keys().filter(|p| p.starts_with(&dir)).collect();
-                serde_json::json!({"ok": true, "store": name, "path": path, "until": until,
-                                   "state_hash": state.state_hash(), "text": t, "files": files})
+                let files = state.file(path).is_none().then(|| {
+                    let dir = format!("{}/", path.trim_end_matches('/'));
+                    state.files().keys().filter(|p| p.starts_with(&dir)).cloned().collect()
+                });
+                MemoryView::Shown {
+                    store: name.to_owned(),
+                    path: path.to_owned(),
+                    until,
+                    state_hash: state.state_hash(),
+                    text,
+                    files,
+                }
             }
-            Ok(t) => serde_json::json!({"ok": true, "store": name, "path": path, "until": until,
-                                        "state_hash": state.state_hash(), "text": t}),
-            Err(e) => serde_json::json!({"ok": false, "error": {"type": e.kind, "message": e.message}}),
+            Err(e) => MemoryView::Refused { kind: e.kind.name().to_owned(), message: e.message },
         })
     }
 

@@ -173,7 +173,7 @@ fn graded_session(id: &str, store: &str, passed: bool, time: u64) -> Value {
 #[test]
 fn every_route_answers_as_openapi_and_the_schemas_say() {
     let dir = tempdir().unwrap();
-    let hash = dreamlog::server::hash_token;
+    let hash = dreamlog::hash_token;
     let config = json!({"tokens": [
         {"tenant": "t", "role": "admin", "token_blake3": hash("admin-token")},
         {"tenant": "t", "role": "read", "token_blake3": hash("read-token")},

@@ -383,7 +383,7 @@ fn indexes_rebuild_from_the_log() {
         mem.index_clear(space).expect("clear");
     }
     for p in dreamlog::core::projection::PROJECTORS {
-        mem.set_checkpoint(p.name, 0).expect("checkpoint");
+        mem.set_checkpoint(p.name, Some(0)).expect("checkpoint");
     }
     let store = Store::with_log(mem.clone(), Options::default()).expect("reopen");
     assert_eq!(store.open_report().caught_up.len(), 3);

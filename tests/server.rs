@@ -100,7 +100,7 @@ fn append_read_errors_memory_tool_tail_and_sigterm() {
 fn tenants_are_isolated_and_tokens_checked() {
     let dir = tempdir().unwrap();
     let db = dir.path().join("db");
-    let hash = |t: &str| dreamlog::server::hash_token(t);
+    let hash = |t: &str| dreamlog::hash_token(t);
     let config = json!({"tokens": [
         {"tenant": "acme", "role": "write", "token_blake3": hash("acme-write")},
         {"tenant": "acme", "role": "read", "token_blake3": hash("acme-read")},
@@ -650,7 +650,7 @@ fn a_request_cannot_send_the_servers_secrets_anywhere() {
     let trap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     trap.set_nonblocking(true).unwrap();
     let evil = format!("http://{}", trap.local_addr().unwrap());
-    let hash = |t: &str| dreamlog::server::hash_token(t);
+    let hash = |t: &str| dreamlog::hash_token(t);
     let config = json!({
         "tokens": [{"tenant": "t", "role": "write", "token_blake3": hash("w")},
                    {"tenant": "t", "role": "admin", "token_blake3": hash("a")}],

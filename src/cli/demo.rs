@@ -5,40 +5,115 @@
 //! (`crate::sim`): sessions, an evidence dream, better sessions, a bad lesson, drift
 //! flagging it, a revert restoring the pass rate, and every dream replayed bit for bit.
 
-use super::{open, output, parse_events, stdout_line, Cli};
+use super::{output, parse_events, stdout_line};
 use crate::core::dream::DreamerSpec;
 use crate::core::memory::MemoryDiff;
 use crate::core::{Actor, Digest, EventId, Kind, MemoryCommand};
-use crate::dream::{DreamRun, DreamSummary, Dreams, Replay, RunOptions};
-use crate::error::Result;
+use crate::dream::{DreamRun, DreamSummary, Replay};
+use crate::error::{Error, Result};
 use crate::ledger::DriftReport;
-use crate::memory::{ApplyOptions, BlameLine, Memory};
-use crate::remote::{Remote, ToolContext};
-use crate::store::{AppendBatch, Appended, ExpectedVersion, Store, StoredEvent, VerifyReport};
+use crate::memory::{ApplyOptions, BlameLine};
+use crate::service::{
+    DiffQuery, DreamRequest, DriftQuery, PathQuery, PromoteRequest, ReplayRequest, RevertRequest, Service, TagRequest,
+    ToolContext, VerifyQuery, ViewQuery,
+};
+use crate::store::{AppendBatch, Appended, ExpectedVersion, StoredEvent, VerifyReport};
 
 const SESSION: &str = include_str!("demo_session.jsonl");
 const STREAM: &str = "session/tau-bench-airline-12-1";
 const STORE: &str = "demo";
 const FILE: &str = "/memories/airline.md";
 
-/// What the demo runs against: the embedded database or a server. Each step is one
-/// library call (or one request), printed the same way either way.
-trait Target {
-    fn append(&self, batch: AppendBatch) -> Result<Vec<Appended>>;
-    fn read_stream(&self, stream: &str) -> Result<Vec<StoredEvent>>;
-    fn apply(&self, store: &str, command: &MemoryCommand, opts: &ApplyOptions) -> Result<(String, EventId)>;
-    fn tag(&self, name: &str, actor: &Actor) -> Result<(u64, EventId)>;
-    fn diff(&self, store: &str, from: &str) -> Result<MemoryDiff>;
-    fn revert(&self, store: &str, what: (&str, &EventId), reason: &str, actor: &Actor) -> Result<usize>;
-    fn view(&self, store: &str, path: &str) -> Result<serde_json::Value>;
-    fn history(&self, store: &str) -> Result<Vec<StoredEvent>>;
-    fn blame(&self, store: &str, path: &str) -> Result<Vec<BlameLine>>;
-    fn dream(&self, store: &str, spec: &DreamerSpec, in_place: bool) -> Result<DreamRun>;
-    fn promote(&self, fork: &str, into: &str, actor: &Actor) -> Result<()>;
-    fn drift(&self, store: &str) -> Result<DriftReport>;
-    fn dreams(&self) -> Result<Vec<DreamSummary>>;
-    fn replay(&self, id: &EventId) -> Result<Replay>;
-    fn verify(&self) -> Result<VerifyReport>;
+/// The demo's steps over the service (embedded or a server): each one operation,
+/// printed the same way either way.
+struct Demo<'a> {
+    svc: &'a dyn Service,
+    /// A server runs only the dreamers its config defines: the demo names them and the
+    /// server supplies their config (tools/demo-server.json).
+    remote: bool,
+}
+
+impl Demo<'_> {
+    fn append(&self, batch: AppendBatch) -> Result<Vec<Appended>> {
+        self.svc.append_batch(batch)
+    }
+    fn read_stream(&self, stream: &str) -> Result<Vec<StoredEvent>> {
+        self.svc.stream_events(stream)
+    }
+    fn apply(&self, store: &str, command: &MemoryCommand, opts: &ApplyOptions) -> Result<(String, EventId)> {
+        let context = ToolContext {
+            actor: Some(opts.actor.clone()),
+            session: opts.session.clone(),
+            precondition: opts.precondition,
+            causes: opts.causes.iter().map(EventId::to_hex).collect(),
+        };
+        let input = serde_json::to_value(command).map_err(|e| Error::Storage(e.to_string()))?;
+        let answer = self.svc.memory_tool(store, &input, &context)?;
+        match (answer.error, answer.recorded) {
+            (None, Some((_, id))) => Ok((answer.text, id)),
+            (kind, _) => Err(Error::Storage(format!(
+                "the memory command was refused ({}): {}",
+                kind.unwrap_or_default(),
+                answer.text
+            ))),
+        }
+    }
+    fn tag(&self, name: &str, actor: &Actor) -> Result<(u64, EventId)> {
+        let t = self.svc.tag(&TagRequest { name: name.to_owned(), at: None }, actor)?;
+        Ok((t.position, t.id))
+    }
+    fn diff(&self, store: &str, from: &str) -> Result<MemoryDiff> {
+        self.svc.memory_diff(store, &DiffQuery { from: Some(from.to_owned()), ..DiffQuery::default() })
+    }
+    fn revert(&self, store: &str, what: (&str, &EventId), reason: &str, actor: &Actor) -> Result<usize> {
+        let id = Some(what.1.to_hex());
+        let (event, dream) = if what.0 == "dream" { (None, id) } else { (id, None) };
+        let req = RevertRequest { event, dream, to: None, reason: reason.to_owned(), force: false };
+        Ok(self.svc.memory_revert(store, &req, actor)?.len())
+    }
+    fn view(&self, store: &str, path: &str) -> Result<serde_json::Value> {
+        let q = ViewQuery { path: Some(path.to_owned()), ..ViewQuery::default() };
+        Ok(self.svc.memory_view(store, &q)?.to_json())
+    }
+    fn history(&self, store: &str) -> Result<Vec<StoredEvent>> {
+        self.svc.memory_history(store, &PathQuery::default())
+    }
+    fn blame(&self, store: &str, path: &str) -> Result<Vec<BlameLine>> {
+        self.svc.memory_blame(store, &PathQuery { path: Some(path.to_owned()), at: None })
+    }
+    fn dream(&self, store: &str, spec: &DreamerSpec, in_place: bool) -> Result<DreamRun> {
+        // The simulated agent's store starts empty (no event yet): the demo dreams over it
+        // on purpose, so it says `create`.
+        let config = if self.remote && spec.name != crate::core::evidence::NAME {
+            serde_json::Value::Null
+        } else {
+            spec.config.clone()
+        };
+        self.svc.dream_run(&DreamRequest {
+            store: store.to_owned(),
+            dreamer: Some(spec.to_string()),
+            config,
+            since: None,
+            into: None,
+            in_place,
+            create: true,
+        })
+    }
+    fn promote(&self, fork: &str, into: &str, actor: &Actor) -> Result<()> {
+        self.svc.memory_promote(fork, &PromoteRequest { into: into.to_owned() }, actor).map(drop)
+    }
+    fn drift(&self, store: &str) -> Result<DriftReport> {
+        self.svc.drift(store, &DriftQuery::default())
+    }
+    fn dreams(&self) -> Result<Vec<DreamSummary>> {
+        self.svc.dreams()
+    }
+    fn replay(&self, id: &EventId) -> Result<Replay> {
+        self.svc.dream_replay(&id.to_hex(), &ReplayRequest::default())
+    }
+    fn verify(&self) -> Result<VerifyReport> {
+        self.svc.verify(&VerifyQuery::default(), &mut |_| ())
+    }
 
     fn has_store(&self, store: &str) -> Result<bool> {
         Ok(!self.read_stream(&crate::memory::stream_name(store))?.is_empty())
@@ -60,168 +135,13 @@ trait Target {
     }
 }
 
-struct Local {
-    mem: Memory,
-    dreams: Dreams,
+/// `dreamlog demo`, on the embedded database or (`--remote URL`) a server.
+pub(super) fn run(svc: &dyn Service, remote: bool) -> Result<()> {
+    let place = if remote { format!("server: {}", svc.target()) } else { format!("database: {}", svc.target()) };
+    story(&Demo { svc, remote }, &place)
 }
 
-impl Local {
-    fn store(&self) -> &Store {
-        self.mem.store()
-    }
-}
-
-impl Target for Local {
-    fn append(&self, batch: AppendBatch) -> Result<Vec<Appended>> {
-        self.store().append(batch)
-    }
-    fn read_stream(&self, stream: &str) -> Result<Vec<StoredEvent>> {
-        self.store().read_stream(stream, 0, usize::MAX)
-    }
-    fn apply(&self, store: &str, command: &MemoryCommand, opts: &ApplyOptions) -> Result<(String, EventId)> {
-        let a = self.mem.apply(store, command.clone(), opts.clone())?;
-        Ok((a.text, a.event.id))
-    }
-    fn tag(&self, name: &str, actor: &Actor) -> Result<(u64, EventId)> {
-        let at = self.store().len();
-        Ok((at - 1, self.mem.tag(name, at, actor.clone())?.id))
-    }
-    fn diff(&self, store: &str, from: &str) -> Result<MemoryDiff> {
-        self.mem.diff(store, self.mem.resolve_point(from)?, store, self.store().len())
-    }
-    fn revert(&self, store: &str, what: (&str, &EventId), reason: &str, actor: &Actor) -> Result<usize> {
-        let appended = match what.0 {
-            "dream" => self.mem.revert_dream(store, what.1, reason, false, actor.clone())?,
-            _ => self.mem.revert_event(store, what.1, reason, false, actor.clone())?,
-        };
-        Ok(appended.len())
-    }
-    fn view(&self, store: &str, path: &str) -> Result<serde_json::Value> {
-        self.mem.view(store, path, "head", None)
-    }
-    fn history(&self, store: &str) -> Result<Vec<StoredEvent>> {
-        self.mem.history(store, None)
-    }
-    fn blame(&self, store: &str, path: &str) -> Result<Vec<BlameLine>> {
-        self.mem.blame(store, path, self.store().len())
-    }
-    fn dream(&self, store: &str, spec: &DreamerSpec, in_place: bool) -> Result<DreamRun> {
-        // The simulated agent's store starts empty (no event yet): the demo dreams over it
-        // on purpose, so it says `create`.
-        self.dreams.run(store, spec, &RunOptions { in_place, create: true, ..RunOptions::default() })
-    }
-    fn promote(&self, fork: &str, into: &str, actor: &Actor) -> Result<()> {
-        self.mem.promote(fork, into, actor.clone()).map(drop)
-    }
-    fn drift(&self, store: &str) -> Result<DriftReport> {
-        crate::ledger::drift(&self.mem, store, crate::ledger::DriftOptions::default())
-    }
-    fn dreams(&self) -> Result<Vec<DreamSummary>> {
-        self.dreams.list(None)
-    }
-    fn replay(&self, id: &EventId) -> Result<Replay> {
-        self.dreams.replay(id, None)
-    }
-    fn verify(&self) -> Result<VerifyReport> {
-        self.store().verify(|_| {})
-    }
-}
-
-impl Target for Remote {
-    fn append(&self, batch: AppendBatch) -> Result<Vec<Appended>> {
-        self.append_drafts(batch)
-    }
-    fn read_stream(&self, stream: &str) -> Result<Vec<StoredEvent>> {
-        let mut out: Vec<StoredEvent> = Vec::new();
-        loop {
-            let page = Remote::read_stream(self, stream, out.len() as u64, 1000)?;
-            let done = page.len() < 1000;
-            out.extend(page);
-            if done {
-                return Ok(out);
-            }
-        }
-    }
-    fn apply(&self, store: &str, command: &MemoryCommand, opts: &ApplyOptions) -> Result<(String, EventId)> {
-        let context = ToolContext {
-            actor: Some(opts.actor.clone()),
-            session: opts.session.clone(),
-            precondition: opts.precondition,
-            causes: opts.causes.iter().map(EventId::to_hex).collect(),
-        };
-        let input = serde_json::to_value(command).map_err(|e| crate::error::Error::Storage(e.to_string()))?;
-        let answer = self.memory_tool(store, &input, &context)?;
-        match (answer.error, answer.recorded) {
-            (None, Some((_, id))) => Ok((answer.text, id)),
-            (kind, _) => Err(crate::error::Error::Storage(format!(
-                "the server refused the memory command ({}): {}",
-                kind.unwrap_or_default(),
-                answer.text
-            ))),
-        }
-    }
-    fn tag(&self, name: &str, actor: &Actor) -> Result<(u64, EventId)> {
-        let (position, id, _) = Remote::tag(self, name, "head", actor)?;
-        Ok((position, id))
-    }
-    fn diff(&self, store: &str, from: &str) -> Result<MemoryDiff> {
-        Remote::diff(self, store, None, from, "head", "head")
-    }
-    fn revert(&self, store: &str, what: (&str, &EventId), reason: &str, actor: &Actor) -> Result<usize> {
-        Ok(Remote::revert(self, store, (what.0, &what.1.to_hex()), reason, false, actor)?.len())
-    }
-    fn view(&self, store: &str, path: &str) -> Result<serde_json::Value> {
-        self.memory_view(store, path, "head", None)
-    }
-    fn history(&self, store: &str) -> Result<Vec<StoredEvent>> {
-        Remote::history(self, store, None)
-    }
-    fn blame(&self, store: &str, path: &str) -> Result<Vec<BlameLine>> {
-        Remote::blame(self, store, path, "head")
-    }
-    fn dream(&self, store: &str, spec: &DreamerSpec, in_place: bool) -> Result<DreamRun> {
-        // A server runs only the dreamers its config defines (tools/demo-server.json
-        // defines the demo's bad-lesson program): name it, the server supplies its config.
-        let mut spec = spec.clone();
-        if spec.name != crate::core::evidence::NAME {
-            spec.config = serde_json::Value::Null;
-        }
-        self.dream_run(store, &spec, None, None, in_place, true)
-    }
-    fn promote(&self, fork: &str, into: &str, actor: &Actor) -> Result<()> {
-        Remote::promote(self, fork, into, actor).map(drop)
-    }
-    fn drift(&self, store: &str) -> Result<DriftReport> {
-        let defaults = crate::ledger::DriftOptions::default();
-        Remote::drift(self, store, defaults.resamples, defaults.min_sessions)
-    }
-    fn dreams(&self) -> Result<Vec<DreamSummary>> {
-        Remote::dreams(self)
-    }
-    fn replay(&self, id: &EventId) -> Result<Replay> {
-        self.dream_replay(&id.to_hex(), None, None)
-    }
-    fn verify(&self) -> Result<VerifyReport> {
-        Remote::verify(self, false)
-    }
-}
-
-/// `dreamlog demo` on the embedded database.
-pub(super) fn run(cli: &Cli) -> Result<()> {
-    let store = open(cli, true)?;
-    let mem = Memory::new(store.clone());
-    let local = Local { dreams: Dreams::new(mem.clone()), mem };
-    let result = story(&local, &format!("database: {}", cli.db.display()));
-    store.close()?;
-    result
-}
-
-/// `dreamlog --remote URL demo`: the same story against a server.
-pub(super) fn run_remote(remote: &Remote, url: &str) -> Result<()> {
-    story(remote, &format!("server: {url}"))
-}
-
-fn story(t: &dyn Target, place: &str) -> Result<()> {
+fn story(t: &Demo<'_>, place: &str) -> Result<()> {
     let mut batch = parse_events("demo session", Box::new(SESSION.as_bytes()), Some(STREAM))?;
     // Expecting no stream makes this idempotent: a second run finds the same events
     // (same ids, since their times are fixed) and writes nothing.
@@ -279,7 +199,7 @@ fn story(t: &dyn Target, place: &str) -> Result<()> {
 }
 
 /// Lesson, tag, bad lesson, diff, revert: the rollback loop in six commands.
-fn memory_story(t: &dyn Target, session: &[StoredEvent]) -> Result<()> {
+fn memory_story(t: &Demo<'_>, session: &[StoredEvent]) -> Result<()> {
     let agent = Actor::Agent("gpt-4o-airline".into());
     let human = Actor::Human("demo".into());
     let grade = session.iter().find(|e| e.event.header.kind == Kind::Grade).map(|e| e.id());
@@ -337,7 +257,7 @@ fn round_line(label: &str, r: &crate::sim::Round) -> String {
 }
 
 /// One round of the simulated agent against the store's current memory.
-fn round(t: &dyn Target, label: &str, seed: u64) -> Result<crate::sim::Round> {
+fn round(t: &Demo<'_>, label: &str, seed: u64) -> Result<crate::sim::Round> {
     let (hash, files) = t.files(SIM_STORE)?;
     let (round, batches) =
         crate::sim::plan_round(SIM_STORE, hash, files.iter().map(|(_, text)| text.as_str()), label, 40, seed);
@@ -348,7 +268,7 @@ fn round(t: &dyn Target, label: &str, seed: u64) -> Result<crate::sim::Round> {
 }
 
 /// The closed loop: the product's promise in one run.
-fn loop_story(t: &dyn Target) -> Result<()> {
+fn loop_story(t: &Demo<'_>) -> Result<()> {
     let human = Actor::Human("demo".into());
     stdout_line("\n# The closed loop: a simulated agent (crate::sim) must call verify_identity before issue_refund.")?;
     stdout_line(&round_line("round 1, empty memory", &round(t, "round-1", 1)?))?;

@@ -8,15 +8,13 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use super::output::time_text;
-use super::{open, stdout_line, Cli};
+use super::{stdout_line, Cli};
 use crate::core::dream::DreamerSpec;
 use crate::core::stats::GradeStats;
 use crate::core::EventId;
-use crate::dream::{Dreams, Replay, RunOptions};
+use crate::dream::Replay;
 use crate::error::{Error, Result};
-use crate::ledger::{self, DriftOptions};
-use crate::memory::Memory;
-use crate::store::Store;
+use crate::ledger;
 
 /// `dream` subcommands.
 #[derive(Subcommand, Debug)]
@@ -111,14 +109,6 @@ pub fn read_config(arg: Option<&str>) -> Result<Value> {
     serde_json::from_str(&text).map_err(|e| Error::Input { path: what, line: e.line(), reason: e.to_string() })
 }
 
-fn dreams(cli: &Cli, store: &Store) -> Dreams {
-    Dreams::new(Memory::new(store.clone()).with_snapshot_every(cli.snapshot_every))
-}
-
-fn resolve(store: &Store, id: &str) -> Result<EventId> {
-    store.resolve_id(id)
-}
-
 fn pct(x: Option<f64>) -> String {
     x.map(|v| format!("{:.0}%", v * 100.0)).unwrap_or_else(|| "-".into())
 }
@@ -129,38 +119,6 @@ fn mean(x: Option<f64>) -> String {
 
 fn grades_text(g: &GradeStats) -> String {
     format!("{} sessions, mean {}, pass {}", g.sessions, mean(g.mean_score), pct(g.pass_rate))
-}
-
-/// Runs a `dream` subcommand.
-pub fn run(cli: &Cli, cmd: &DreamCmd) -> Result<ExitCode> {
-    let store = open(cli, matches!(cmd, DreamCmd::Run(_)))?;
-    let d = dreams(cli, &store);
-    let code = match cmd {
-        DreamCmd::Run(args) => run_dream(cli, &d, args)?,
-        DreamCmd::List { store: only } => {
-            print_list(cli, &d.list(only.as_deref())?)?;
-            ExitCode::SUCCESS
-        }
-        DreamCmd::Show { id } => {
-            print_show(cli, &d.show(&resolve(&store, id)?)?)?;
-            ExitCode::SUCCESS
-        }
-        DreamCmd::Replay(args) => replay(cli, &store, &d, args)?,
-    };
-    store.close()?;
-    Ok(code)
-}
-
-fn run_dream(cli: &Cli, d: &Dreams, args: &RunArgs) -> Result<ExitCode> {
-    let mut spec = args.dreamer.clone();
-    spec.config = read_config(args.config.as_deref())?;
-    let since = d.resolve_since(args.since.as_deref())?;
-    let bar = super::progress_bar(None, &format!("dreaming with {spec}"));
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    let opts = RunOptions { since, into: args.into.clone(), in_place: args.in_place, create: args.create };
-    let result = d.run(&args.store, &spec, &opts);
-    bar.finish_and_clear();
-    print_run_result(cli, result)
 }
 
 /// `dream run`'s answer; no new graded session is not a failure (exit 0, nothing written).
@@ -228,31 +186,6 @@ pub(crate) fn print_replay(cli: &Cli, r: &Replay) -> Result<()> {
     Ok(())
 }
 
-fn replay(cli: &Cli, store: &Store, d: &Dreams, args: &ReplayArgs) -> Result<ExitCode> {
-    if args.all {
-        return replay_all(cli, &d.list(None)?, |id| d.replay(id, None));
-    }
-    let id = resolve(store, args.id.as_deref().unwrap_or_default())?;
-    let config = args.config.as_deref().map(|c| read_config(Some(c))).transpose()?;
-    let other = d.replay_spec(&id, args.dreamer.clone(), config)?;
-    let r = d.replay(&id, other.as_ref())?;
-    print_replay(cli, &r)?;
-    // With its own dreamer a difference is a failed regression test; with another
-    // version the diff is the answer.
-    Ok(if r.same_dreamer && !r.identical { ExitCode::FAILURE } else { ExitCode::SUCCESS })
-}
-
-/// `drift STORE`.
-pub fn drift(cli: &Cli, args: &DriftArgs) -> Result<ExitCode> {
-    let store = open(cli, false)?;
-    let mem = Memory::new(store.clone()).with_snapshot_every(cli.snapshot_every);
-    let opts = DriftOptions { resamples: args.resamples, min_sessions: args.min_sessions, ..DriftOptions::default() };
-    let report = ledger::drift(&mem, &args.store, opts)?;
-    let code = print_drift(cli, &report, args.fail_on_drift)?;
-    store.close()?;
-    Ok(code)
-}
-
 /// `drift`'s report; exit 1 with `fail_on_drift` when a change is flagged.
 pub(crate) fn print_drift(cli: &Cli, report: &ledger::DriftReport, fail_on_drift: bool) -> Result<ExitCode> {
     if cli.json {
@@ -305,13 +238,6 @@ pub(crate) fn print_drift(cli: &Cli, report: &ledger::DriftReport, fail_on_drift
     Ok(if fail_on_drift && report.flagged > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-/// `memory lessons STORE`.
-pub fn lessons(cli: &Cli, mem: &Memory, store_name: &str, at: &str) -> Result<ExitCode> {
-    let until = mem.resolve_point(at)?;
-    print_lessons(cli, store_name, &ledger::lessons(mem, store_name, until)?)
-}
-
-/// `memory lessons`' rows.
 pub(crate) fn print_lessons(cli: &Cli, store_name: &str, rows: &[ledger::LessonRow]) -> Result<ExitCode> {
     for r in rows {
         if cli.json {

@@ -4,11 +4,11 @@ use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::{open, progress_bar, stdout_line, Cli, ImportArgs};
+use super::{progress_bar, stdout_line, Cli, ImportArgs};
 use crate::error::{Error, Result};
 use crate::exchange;
 use crate::import::{self, Format};
-use crate::memory::Memory;
+use crate::service::{MemoryView, Service, ViewQuery};
 
 /// A file to import: its path, whether it was found in a directory (rather than named),
 /// and why it is set aside instead (read as part of another file's run).
@@ -95,28 +95,26 @@ fn expand(paths: &[String]) -> Result<(Vec<Input>, Vec<SetAside>)> {
     Ok((out, aside))
 }
 
-pub(super) fn run(cli: &Cli, args: &ImportArgs) -> Result<ExitCode> {
-    let store = open(cli, true)?;
-    let memory = match &args.store {
-        Some(name) => Some((name.clone(), Memory::new(store.clone()).state(name)?.0.state_hash())),
-        None => None,
-    };
-    let code = run_into(cli, args, &store, memory)?;
-    store.close()?;
-    Ok(code)
-}
-
-/// `import` against a server: sessions go through `POST /v1/events`, one batch each.
-pub(super) fn run_remote(cli: &Cli, args: &ImportArgs, remote: &crate::remote::Remote) -> Result<ExitCode> {
+/// `import`, into the embedded database or a server (one batch per session, or per
+/// checked chunk of an export).
+pub(super) fn run(cli: &Cli, args: &ImportArgs, svc: &dyn Service) -> Result<ExitCode> {
     let memory = match &args.store {
         Some(name) => {
-            let v = remote.memory_view(name, crate::core::memory::ROOT, "head", None)?;
-            let hash: crate::core::Digest = v["state_hash"].as_str().unwrap_or_default().parse()?;
+            let q = ViewQuery { path: Some(crate::core::memory::ROOT.to_owned()), at: None, range: None };
+            let hash = match svc.memory_view(name, &q) {
+                Ok(MemoryView::Shown { state_hash, .. }) => state_hash,
+                // A store with no event yet: the sessions ran with it empty.
+                Ok(MemoryView::Refused { .. }) | Err(Error::NoSuchStore { .. }) => {
+                    crate::core::memory::MemoryState::new().state_hash()
+                }
+                Err(Error::Remote { status: 404, .. }) => crate::core::memory::MemoryState::new().state_hash(),
+                Err(e) => return Err(e),
+            };
             Some((name.clone(), hash))
         }
         None => None,
     };
-    run_into(cli, args, remote, memory)
+    run_into(cli, args, svc, memory)
 }
 
 /// What happened to one file.
@@ -127,10 +125,10 @@ enum Outcome {
 }
 
 /// Where an import writes: the local store or a server.
-fn run_into<S: import::SessionSink + exchange::ExportSink>(
+fn run_into(
     cli: &Cli,
     args: &ImportArgs,
-    sink: &S,
+    sink: &dyn Service,
     memory: Option<(String, crate::core::Digest)>,
 ) -> Result<ExitCode> {
     let (format, rest) = match args.args[0].as_str() {
@@ -248,9 +246,9 @@ fn run_into<S: import::SessionSink + exchange::ExportSink>(
 }
 
 /// Imports one parsed file; prints its line.
-fn import_one<S: import::SessionSink + exchange::ExportSink>(
+fn import_one(
     cli: &Cli,
-    sink: &S,
+    sink: &dyn Service,
     file: &str,
     format: Option<Format>,
     parsed: import::Parsed,

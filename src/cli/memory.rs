@@ -6,11 +6,9 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use super::{open, output, stdout_line, Cli};
-use crate::core::memory::diff_states;
-use crate::core::{Actor, Digest, MemoryCommand};
+use super::{output, stdout_line, Cli};
+use crate::core::{Actor, Digest};
 use crate::error::{Error, Result};
-use crate::memory::{ApplyOptions, Memory};
 use crate::store::Appended;
 
 /// `memory` subcommands.
@@ -288,110 +286,6 @@ pub(crate) fn print_appended(cli: &Cli, what: &str, appended: &[Appended]) -> Re
     Ok(())
 }
 
-/// `tag NAME --at POINT`.
-pub fn tag(cli: &Cli, name: &str, at: &str, actor: Option<Actor>) -> Result<ExitCode> {
-    let store = open(cli, false)?;
-    let mem = Memory::new(store.clone()).with_snapshot_every(cli.snapshot_every);
-    let until = mem.resolve_point(at)?;
-    let a = mem.tag(name, until, actor.unwrap_or_else(default_actor))?;
-    print_tag(cli, name, until - 1, &a.id, a.position)?;
-    store.close()?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Runs a `memory` subcommand.
-pub fn run(cli: &Cli, cmd: &MemoryCmd) -> Result<ExitCode> {
-    let writes = matches!(
-        cmd,
-        MemoryCmd::Apply { .. } | MemoryCmd::Revert(_) | MemoryCmd::Fork { .. } | MemoryCmd::Promote { .. }
-    );
-    let store = open(cli, writes)?;
-    let mem = Memory::new(store.clone()).with_snapshot_every(cli.snapshot_every);
-    let code = run_with(cli, &mem, cmd)?;
-    store.close()?;
-    Ok(code)
-}
-
-fn run_with(cli: &Cli, mem: &Memory, cmd: &MemoryCmd) -> Result<ExitCode> {
-    match cmd {
-        MemoryCmd::Lessons { store, at } => return super::dream::lessons(cli, mem, store, at),
-        MemoryCmd::View { store, path, at, range } => {
-            let v = mem.view(store, path, at, range.as_deref())?;
-            return print_view(cli, &v);
-        }
-        MemoryCmd::Apply { store, input, actor, session, precondition, causes } => {
-            let text = tool_input_text(input.as_deref())?;
-            let opts = ApplyOptions {
-                actor: actor.clone().unwrap_or_else(default_actor),
-                session: session.clone(),
-                precondition: *precondition,
-                causes: causes.iter().map(|c| mem.store().resolve_id(c)).collect::<Result<_>>()?,
-            };
-            let outcome = apply_tool_call(mem, store, &text, opts)?;
-            return print_tool_outcome(
-                cli,
-                outcome.map(|(t, e)| (t, e.map(|a| (a.position, a.id)))).map_err(|e| {
-                    (
-                        serde_json::to_value(e.kind)
-                            .ok()
-                            .and_then(|k| k.as_str().map(str::to_owned))
-                            .unwrap_or_default(),
-                        e.message,
-                    )
-                }),
-            );
-        }
-        MemoryCmd::History { store, path } => {
-            for e in mem.history(store, path.as_deref())? {
-                print_history_line(cli, &e)?;
-            }
-        }
-        MemoryCmd::Diff { store, other, from, to, at, stat } => {
-            let d = match other {
-                Some(b) => {
-                    let until = mem.resolve_point(at)?;
-                    mem.diff(store, until, b, until)?
-                }
-                None => {
-                    let from = mem.resolve_point(from.as_deref().unwrap_or("head"))?;
-                    let to = mem.resolve_point(to.as_deref().unwrap_or("head"))?;
-                    diff_states(&mem.state_until(store, from)?.0, &mem.state_until(store, to)?.0)
-                }
-            };
-            print_diff(cli, &d, *stat)?;
-        }
-        MemoryCmd::Blame { store, path, at } => {
-            let until = mem.resolve_point(at)?;
-            print_blame(cli, &mem.blame(store, path, until)?)?;
-        }
-        MemoryCmd::Revert(args) => {
-            let actor = default_actor();
-            let appended = if let Some(ev) = &args.event {
-                let id = mem.store().resolve_id(ev)?;
-                mem.revert_event(&args.store, &id, &args.reason, args.force, actor)?
-            } else if let Some(dr) = &args.dream {
-                let id = mem.store().resolve_id(dr)?;
-                mem.revert_dream(&args.store, &id, &args.reason, args.force, actor)?
-            } else {
-                let until = mem.resolve_point(args.to.as_deref().unwrap_or("head"))?;
-                mem.revert_to(&args.store, until, &args.reason, actor)?
-            };
-            print_appended(cli, revert_what(args.force), &appended)?;
-        }
-        MemoryCmd::Fork { source, new, at } => {
-            let until = mem.resolve_point(at)?;
-            let a = mem.fork(source, new, until, default_actor())?;
-            print_appended(cli, &fork_what(source, until - 1, new), &[a])?;
-        }
-        MemoryCmd::Promote { fork, into } => {
-            let appended = mem.promote(fork, into, default_actor())?;
-            print_appended(cli, &format!("promoted {fork} into {into}"), &appended)?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The tool call's input: the argument, or standard input when absent.
 pub(super) fn tool_input_text(input: Option<&str>) -> Result<String> {
     match input {
         Some(t) => Ok(t.to_owned()),
@@ -400,33 +294,5 @@ pub(super) fn tool_input_text(input: Option<&str>) -> Result<String> {
             std::io::stdin().read_to_string(&mut s).map_err(|source| Error::Io { path: "-".into(), source })?;
             Ok(s)
         }
-    }
-}
-
-/// Runs one memory tool call given as its `input` JSON: `view` reads the current state;
-/// every other command is applied and recorded. The inner result is the tool's text.
-pub fn apply_tool_call(
-    mem: &Memory,
-    store: &str,
-    input: &str,
-    opts: ApplyOptions,
-) -> Result<std::result::Result<(String, Option<Appended>), crate::core::memory::ToolError>> {
-    let value: Value = serde_json::from_str(input)
-        .map_err(|e| crate::core::FormatError::Json { context: "memory tool input".into(), reason: e.to_string() })?;
-    if value.get("command").and_then(Value::as_str) == Some("view") {
-        let path = value.get("path").and_then(Value::as_str).unwrap_or("/memories");
-        let range = value
-            .get("view_range")
-            .and_then(Value::as_array)
-            .and_then(|r| Some((r.first()?.as_i64()?, r.get(1)?.as_i64()?)));
-        let (state, _) = mem.state(store)?;
-        return Ok(state.view(path, range).map(|t| (t, None)));
-    }
-    let command: MemoryCommand = serde_json::from_value(value)
-        .map_err(|e| crate::core::FormatError::Json { context: "memory tool input".into(), reason: e.to_string() })?;
-    match mem.apply(store, command, opts) {
-        Ok(a) => Ok(Ok((a.text, Some(a.event)))),
-        Err(Error::Tool(e)) => Ok(Err(e)),
-        Err(e) => Err(e),
     }
 }

@@ -3,11 +3,11 @@
 //! JSON with `--json` (one object per line for lists).
 
 mod demo;
+mod dispatch;
 mod dream;
 mod import;
 mod memory;
 mod output;
-mod remote;
 mod sessions;
 
 use std::fs::File;
@@ -20,7 +20,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::core::{EventJson, Kind};
 use crate::error::{Error, Result};
-use crate::exchange;
 use crate::store::{AppendBatch, ExpectedVersion, Options, Store, SyncMode};
 
 /// dreamlog: a content-addressed, replayable event store for AI agents.
@@ -282,8 +281,9 @@ pub(crate) fn parse_events(path: &str, reader: Box<dyn BufRead>, stream: Option<
 }
 
 /// Prints where appended events landed.
-pub(crate) fn print_appended_events(cli: &Cli, appended: &[(crate::store::Appended, String)]) -> Result<()> {
-    for (a, stream) in appended {
+pub(crate) fn print_appended_events(cli: &Cli, appended: &[crate::service::AppendedEvent]) -> Result<()> {
+    for a in appended {
+        let stream = &a.stream;
         if cli.json {
             stdout_line(
                 &serde_json::json!({"position": a.position, "id": a.id, "stream": stream,
@@ -326,102 +326,58 @@ pub(crate) fn print_verify(cli: &Cli, report: &crate::store::VerifyReport) -> Re
     Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// Whether a command may create the database when it does not exist.
+fn creates(command: &Command) -> bool {
+    match command {
+        Command::Init | Command::Append(_) | Command::Import(_) | Command::Demo => true,
+        Command::Dream(c) => matches!(c, dream::DreamCmd::Run(_)),
+        Command::Memory(c) => matches!(
+            c,
+            memory::MemoryCmd::Apply { .. }
+                | memory::MemoryCmd::Revert(_)
+                | memory::MemoryCmd::Fork { .. }
+                | memory::MemoryCmd::Promote { .. }
+        ),
+        _ => false,
+    }
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     if let Some(url) = cli.remote.clone() {
-        return remote::run(&cli, &crate::remote::Remote::new(&url, cli.token.clone())?);
+        return dispatch::run(&cli, &crate::service::Remote::new(&url, cli.token.clone())?);
     }
+    // Commands on a database folder itself; every other one is an operation of the service.
     match &cli.command {
-        Command::Init => {
-            let store = open(&cli, true)?;
-            if cli.json {
-                stdout_line(&serde_json::json!({"db": cli.db, "events": store.len()}).to_string())?;
-            } else {
-                stdout_line(&format!("dreamlog database at {} ({} events)", cli.db.display(), store.len()))?;
-            }
-            store.close()?;
-        }
-        Command::Append(args) => {
-            let (path, reader) = read_input(args.file.as_ref())?;
-            let mut batch = parse_events(&path, reader, args.stream.as_deref())?;
-            if batch.events.is_empty() {
-                return Err(Error::Input { path, line: 0, reason: "no events to append".into() });
-            }
-            if let (Some(stream), Some(expect)) = (&args.stream, args.expect) {
-                batch.expectations.push((stream.clone(), expect));
-            }
-            let streams: Vec<String> = batch.events.iter().map(|d| d.stream.clone()).collect();
-            let store = open(&cli, true)?;
-            let appended = store.append(batch)?;
-            print_appended_events(&cli, &appended.into_iter().zip(streams).collect::<Vec<_>>())?;
-            store.close()?;
-        }
-        Command::Log(args) => {
-            let store = open(&cli, false)?;
-            let limit = args.limit.unwrap_or(usize::MAX);
-            let print = |e: &crate::store::StoredEvent| print_event(&cli, e);
-            let mut printed = 0usize;
-            if limit == 0 {
+        Command::Serve { addr, config, hash_token, log } => {
+            if let Some(t) = hash_token {
+                stdout_line(&crate::server::hash_token(t))?;
                 return Ok(ExitCode::SUCCESS);
             }
-            match (&args.stream, args.kind) {
-                (Some(stream), kind) => {
-                    let mut from = args.from;
-                    'chunks: while printed < limit {
-                        let chunk = store.read_stream(stream, from, 1024)?;
-                        let Some(last) = chunk.last() else { break };
-                        from = last.version + 1;
-                        for e in chunk.iter().filter(|e| kind.is_none_or(|k| e.event.header.kind == k)) {
-                            if printed >= limit {
-                                break 'chunks;
-                            }
-                            print(e)?;
-                            printed += 1;
-                        }
-                    }
-                }
-                (None, Some(kind)) => {
-                    let mut from = args.from;
-                    while printed < limit {
-                        let chunk = store.read_kind(kind, from, (limit - printed).min(1024))?;
-                        let Some(last) = chunk.last() else { break };
-                        from = last.position + 1;
-                        for e in &chunk {
-                            print(e)?;
-                            printed += 1;
-                        }
-                    }
-                }
-                (None, None) => {
-                    let mut failed = None;
-                    store.scan(args.from, |e| {
-                        if let Err(err) = print(&e) {
-                            failed = Some(err);
-                            return false;
-                        }
-                        printed += 1;
-                        printed < limit
-                    })?;
-                    if let Some(e) = failed {
-                        return Err(e);
-                    }
-                }
-            }
-        }
-        Command::Show { id } => {
-            let store = open(&cli, false)?;
-            let id = store.resolve_id(id)?;
-            print_show(&cli, &store.get(&id)?)?;
-        }
-        Command::Verify { deep } => {
-            let store = open(&cli, false)?;
-            let bar = progress_bar(Some(store.len()), "verifying");
-            let report = if *deep {
-                crate::memory::Memory::new(store.clone()).verify_deep(|n| bar.set_position(n))?
-            } else {
-                store.verify(|n| bar.set_position(n))?
+            tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(*log).with_target(false).init();
+            let config = match config {
+                Some(p) => crate::server::ServerConfig::load(p)?,
+                None => crate::server::ServerConfig::default(),
             };
-            bar.finish_and_clear();
-            return print_verify(&cli, &report);
+            crate::server::check_bind(addr, &config)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|source| Error::Io { path: "tokio runtime".into(), source })?;
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| Error::Io { path: addr.to_string(), source })?;
+                let state = crate::server::AppState::open(&cli.db, config, cli.sync, cli.snapshot_every)?;
+                eprintln!(
+                    "dreamlog serving {} on http://{} ({})",
+                    cli.db.display(),
+                    listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+                    if state.auth_required() { "bearer tokens required" } else { "no tokens: loopback only" }
+                );
+                crate::server::serve(listener, state, crate::server::shutdown_signal()).await
+            })?;
+            eprintln!("dreamlog: stopped; every acknowledged append is durable");
+            return Ok(ExitCode::SUCCESS);
         }
         Command::Reindex => {
             let store = open(&cli, false)?;
@@ -459,62 +415,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             return Ok(if r.verified_clean { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
-        Command::Export(args) => {
-            let store = open(&cli, false)?;
-            let bar = progress_bar(Some(store.len().saturating_sub(args.from)), "exporting");
-            let n = match &args.out {
-                Some(p) => {
-                    let f = File::create(p).map_err(|source| Error::Io { path: p.display().to_string(), source })?;
-                    let mut w = io::BufWriter::with_capacity(1 << 20, f);
-                    exchange::export(&store, args.from, &mut w, |n| bar.set_position(n))?
-                }
-                None => {
-                    let mut w = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
-                    exchange::export(&store, args.from, &mut w, |n| bar.set_position(n))?
-                }
-            };
-            bar.finish_and_clear();
-            if args.out.is_some() {
-                eprintln!("exported {n} events");
-            }
-        }
-        Command::Import(args) => return import::run(&cli, args),
-        Command::Memory(cmd) => return memory::run(&cli, cmd),
-        Command::Sessions(cmd) => return sessions::run(&cli, cmd),
-        Command::Dream(cmd) => return dream::run(&cli, cmd),
-        Command::Drift(args) => return dream::drift(&cli, args),
-        Command::Tag { name, at, actor } => return memory::tag(&cli, name, at, actor.clone()),
-        Command::Demo => demo::run(&cli)?,
-        Command::Serve { addr, config, hash_token, log } => {
-            if let Some(t) = hash_token {
-                stdout_line(&crate::server::hash_token(t))?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(*log).with_target(false).init();
-            let config = match config {
-                Some(p) => crate::server::ServerConfig::load(p)?,
-                None => crate::server::ServerConfig::default(),
-            };
-            crate::server::check_bind(addr, &config)?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(|source| Error::Io { path: "tokio runtime".into(), source })?;
-            rt.block_on(async {
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| Error::Io { path: addr.to_string(), source })?;
-                let state = crate::server::AppState::open(&cli.db, config, cli.sync, cli.snapshot_every)?;
-                eprintln!(
-                    "dreamlog serving {} on http://{} ({})",
-                    cli.db.display(),
-                    listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-                    if state.auth_required() { "bearer tokens required" } else { "no tokens: loopback only" }
-                );
-                crate::server::serve(listener, state, crate::server::shutdown_signal()).await
-            })?;
-            eprintln!("dreamlog: stopped; every acknowledged append is durable");
-        }
+        _ => {}
     }
-    Ok(ExitCode::SUCCESS)
+    let store = open(&cli, creates(&cli.command))?;
+    let local =
+        crate::service::Local::new(store.clone(), cli.snapshot_every).with_default_actor(memory::default_actor());
+    let code = dispatch::run(&cli, &local)?;
+    store.close()?;
+    Ok(code)
 }

@@ -1,11 +1,9 @@
 //! `dreamlog sessions {list, show, stats}`.
 
-use std::process::ExitCode;
-
 use clap::Subcommand;
 use serde_json::Value;
 
-use super::{open, output, stdout_line, Cli};
+use super::{output, stdout_line, Cli};
 use crate::core::Body;
 use crate::error::Result;
 use crate::sessions;
@@ -50,23 +48,6 @@ fn text_of(content: &Value) -> String {
         Value::Object(m) => m.get("content").or_else(|| m.get("message")).map(text_of).unwrap_or_default(),
         other => other.to_string(),
     }
-}
-
-/// Runs a `sessions` subcommand.
-pub fn run(cli: &Cli, cmd: &SessionsCmd) -> Result<ExitCode> {
-    let store = open(cli, false)?;
-    match cmd {
-        SessionsCmd::List { agent, task, graded } => {
-            print_list(cli, &sessions::list(&store)?, agent.as_deref(), task.as_deref(), *graded)?;
-        }
-        SessionsCmd::Show { id } => {
-            let mem = crate::memory::Memory::new(store.clone());
-            print_session(cli, &sessions::detail(&mem, id)?)?;
-        }
-        SessionsCmd::Stats => print_stats(cli, &sessions::stats(&sessions::list(&store)?))?,
-    }
-    store.close()?;
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `sessions list`' rows (filtered).

@@ -46,6 +46,19 @@ pub enum ToolErrorKind {
     TooLarge,
 }
 
+impl ToolErrorKind {
+    /// The class's name in JSON answers (`not_found`, `already_exists`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            ToolErrorKind::NotFound => "not_found",
+            ToolErrorKind::AlreadyExists => "already_exists",
+            ToolErrorKind::Invalid => "invalid",
+            ToolErrorKind::Conflict => "conflict",
+            ToolErrorKind::TooLarge => "too_large",
+        }
+    }
+}
+
 fn err(kind: ToolErrorKind, message: impl Into<String>) -> ToolError {
     ToolError { kind, message: message.into() }
 }

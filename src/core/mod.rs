@@ -16,6 +16,7 @@ pub mod kind;
 pub mod memory;
 pub mod projection;
 pub mod stats;
+pub mod streams;
 pub mod validate;
 pub use expected::ExpectedVersion;
 pub mod wire;

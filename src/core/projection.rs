@@ -121,7 +121,7 @@ fn sessions(e: &Projected<'_>, out: &mut Entries) {
 }
 
 /// Streams of sessions are named `session/ID`.
-pub const SESSION_STREAM_PREFIX: &str = "session/";
+pub const SESSION_STREAM_PREFIX: &str = super::streams::SESSION_PREFIX;
 
 /// The paths a memory event touches (for the path index).
 pub fn memory_paths(body: &Body) -> Option<(&str, Vec<&str>)> {

@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use crate::core::{Actor, Body, CanonicalJson, Draft, Message};
 use crate::error::{Error, Result};
-use crate::store::{AppendBatch, ExpectedVersion, Store};
+use crate::store::{AppendBatch, ExpectedVersion};
 
 /// Formats `dreamlog import` reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -112,7 +112,7 @@ pub const UNTIMED: &str = "steps";
 
 /// The stream of a session's `session.link` events.
 pub fn link_stream(session: &str) -> String {
-    format!("session.link/{session}")
+    crate::core::streams::session_link(session)
 }
 
 /// One session to append: its stream and its events in order.
@@ -377,7 +377,7 @@ impl SessionBuilder {
 
 /// The stream of a session.
 pub fn session_stream(session: &str) -> String {
-    format!("session/{session}")
+    crate::core::streams::session(session)
 }
 
 /// Parses a whole file (nothing is written).
@@ -432,28 +432,6 @@ pub fn undetected_reason(file: &str, bytes: &[u8]) -> Error {
     }
 }
 
-/// Where imported sessions go: a local store, or a server (`--remote`).
-pub trait SessionSink {
-    /// The id of a stream's first event, if the stream exists.
-    fn first_event(&self, stream: &str) -> Result<Option<crate::core::EventId>>;
-    /// Every event of a stream, in order (none when it does not exist).
-    fn stream_events(&self, stream: &str) -> Result<Vec<crate::store::StoredEvent>>;
-    /// Appends one session's batch atomically.
-    fn append_session(&self, batch: AppendBatch) -> Result<Vec<crate::store::Appended>>;
-}
-
-impl SessionSink for Store {
-    fn first_event(&self, stream: &str) -> Result<Option<crate::core::EventId>> {
-        Ok(self.read_stream(stream, 0, 1)?.first().map(|e| e.id()))
-    }
-    fn stream_events(&self, stream: &str) -> Result<Vec<crate::store::StoredEvent>> {
-        self.read_stream(stream, 0, usize::MAX)
-    }
-    fn append_session(&self, batch: AppendBatch) -> Result<Vec<crate::store::Appended>> {
-        self.append(batch)
-    }
-}
-
 /// Why a changed session is refused.
 const APPEND_ONLY: &str = "a run's record only grows (it is append-only), so this import is refused";
 
@@ -472,7 +450,7 @@ enum Plan {
 /// `memory` is the store (and its state hash) the sessions ran with, recorded in each new
 /// session's `session.link` with the session's source.
 pub fn write(
-    sink: &dyn SessionSink,
+    sink: &dyn crate::service::Service,
     sessions: Vec<SessionEvents>,
     memory: Option<(&str, crate::core::Digest)>,
     mut progress: impl FnMut(u64),
@@ -492,7 +470,18 @@ pub fn write(
         let parent_start = match &s.parent {
             Some(p) => match starts.get(p) {
                 Some(id) => Some(*id),
-                None => sink.first_event(&session_stream(p))?,
+                None => {
+                    let q = crate::service::EventsQuery {
+                        limit: Some(1),
+                        stream: Some(session_stream(p)),
+                        ..Default::default()
+                    };
+                    match sink.events(&q) {
+                        Ok(first) => first.first().map(|e| e.id()),
+                        Err(Error::NotFound(_)) | Err(Error::Remote { status: 404, .. }) => None,
+                        Err(e) => return Err(e),
+                    }
+                }
             },
             None => None,
         };
@@ -505,12 +494,12 @@ pub fn write(
     for (i, plan) in plans.into_iter().enumerate() {
         match plan {
             Plan::Present => counts.already_present += 1,
-            Plan::New(batch) => match sink.append_session(batch)? {
+            Plan::New(batch) => match sink.append_batch(batch)? {
                 a if a.iter().all(|a| a.existed) => counts.already_present += 1,
                 _ => counts.sessions += 1,
             },
             Plan::Grow(batch) => {
-                sink.append_session(batch)?;
+                sink.append_batch(batch)?;
                 counts.grown += 1;
             }
         }

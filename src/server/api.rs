@@ -1,6 +1,5 @@
 //! The `/v1` routes: thin handlers over the library, JSON in and out.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,11 +15,14 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{AppState, AuthError, Role, Tenant};
-use crate::core::memory::{ToolCall, ToolErrorKind};
+use crate::core::memory::ToolErrorKind;
 use crate::core::{Actor, EventJson, Kind};
 use crate::error::Error;
-use crate::memory::ApplyOptions;
-use crate::store::{AppendBatch, ExpectedVersion};
+use crate::service::{
+    AppendRequest, DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Info, LookupRequest, MemoryView,
+    PathQuery, PromoteRequest, ReplayRequest, RevertRequest, Service, TagRequest, Tagged, ToolContext, VerifyQuery,
+    ViewQuery,
+};
 
 /// An API error: status, type and message (and details).
 #[derive(Debug)]
@@ -67,6 +69,7 @@ impl From<Error> for ApiError {
                 return a;
             }
             Error::ParentMismatch { .. } => (StatusCode::CONFLICT, "conflict"),
+            Error::EventJson { .. } => (StatusCode::BAD_REQUEST, "invalid_event"),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Error::NotFound(_) | Error::NoSuchPosition(_) | Error::NoSuchStore { .. } => {
                 (StatusCode::NOT_FOUND, "not_found")
@@ -238,70 +241,21 @@ async fn health() -> Json<Value> {
     Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
 
-async fn info(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+async fn info(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Info>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    Ok(Json(json!({"tenant": tenant.name, "events": tenant.store.len(), "max_batch": state.config.max_batch})))
+    Ok(Json(tenant.svc.info()?))
 }
 
 /// `POST /v1/events`: an atomic batch.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AppendRequest {
-    events: Vec<Value>,
-    /// Stream for events that name none.
-    #[serde(default)]
-    stream: Option<String>,
-    /// Expected versions: stream → `any` | `no-stream` | `exists` | N.
-    #[serde(default)]
-    expect: BTreeMap<String, Value>,
-}
-
 async fn append(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Write)?;
-    let req: AppendRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("request body: {e}")))?;
-    if req.events.is_empty() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "no events to append"));
-    }
-    if req.events.len() > state.config.max_batch {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("batch of {} events is over the limit of {}", req.events.len(), state.config.max_batch),
-        ));
-    }
-    let mut batch = AppendBatch::new();
-    let mut streams = Vec::with_capacity(req.events.len());
-    for (i, v) in req.events.into_iter().enumerate() {
-        let draft = serde_json::from_value::<EventJson>(v)
-            .map_err(|e| e.to_string())
-            .and_then(|j| j.into_draft(req.stream.as_deref()).map_err(|e| e.to_string()))
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", format!("event #{i}: {e}")))?;
-        streams.push(draft.stream.clone());
-        batch.events.push(draft);
-    }
-    for (stream, v) in req.expect {
-        let text = match &v {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
-            other => other.to_string(),
-        };
-        let e: ExpectedVersion = text.parse().map_err(|e: String| {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("expect[{stream}]: {e}"))
-        })?;
-        batch.expectations.push((stream, e));
-    }
-    let appended = tenant.store.append_async(batch).await?;
-    let out: Vec<Value> = appended
-        .iter()
-        .zip(streams)
-        .map(|(a, s)| json!({"position": a.position, "id": a.id, "stream": s, "version": a.version, "existed": a.existed}))
-        .collect();
-    Ok(Json(json!({ "appended": out })))
+    let req: AppendRequest = json_body(&body)?;
+    let appended = blocking(move || tenant.svc.append(&req)).await?;
+    Ok(Json(json!({ "appended": appended })))
 }
 
 #[derive(Deserialize)]
@@ -314,11 +268,21 @@ struct RangeQuery {
 
 const MAX_PAGE: usize = 10_000;
 
-fn page(events: Vec<crate::store::StoredEvent>, limit: usize) -> Json<Value> {
-    let next = events.last().map(|e| e.position + 1);
+/// One page of `GET /v1/events`, `/v1/kinds/{kind}` or `/v1/streams/{name}`.
+async fn events_page(tenant: Tenant, q: EventsQuery) -> ApiResult<Json<Value>> {
+    let limit = q.limit.unwrap_or(1000).min(MAX_PAGE);
+    let by_stream = q.stream.is_some();
+    let q = EventsQuery { limit: Some(limit), ..q };
+    let events = blocking(move || tenant.svc.events(&q)).await?;
     let more = events.len() >= limit;
     let list: Vec<EventJson> = events.iter().map(|e| e.to_json()).collect();
-    Json(json!({"events": list, "next": if more { next } else { None }}))
+    Ok(Json(if by_stream {
+        let next = events.last().map(|e| e.version + 1);
+        json!({"events": list, "next_version": if more { next } else { None }})
+    } else {
+        let next = events.last().map(|e| e.position + 1);
+        json!({"events": list, "next": if more { next } else { None }})
+    }))
 }
 
 async fn read_range(
@@ -327,8 +291,7 @@ async fn read_range(
     Query(q): Query<RangeQuery>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let limit = q.limit.unwrap_or(1000).min(MAX_PAGE);
-    blocking(move || Ok(page(tenant.store.read_range(q.from, limit)?, limit))).await
+    events_page(tenant, EventsQuery { from: q.from, limit: q.limit, ..EventsQuery::default() }).await
 }
 
 async fn get_event(
@@ -337,20 +300,7 @@ async fn get_event(
     Path(id): Path<String>,
 ) -> ApiResult<Json<EventJson>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    blocking(move || {
-        let id = tenant.store.resolve_id(&id)?;
-        Ok(Json(tenant.store.get(&id)?.to_json()))
-    })
-    .await
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LookupRequest {
-    #[serde(default)]
-    ids: Vec<String>,
-    #[serde(default)]
-    streams: Vec<String>,
+    blocking(move || Ok(Json(tenant.svc.event(&id)?.to_json()))).await
 }
 
 /// `POST /v1/lookup`: positions of full ids and heads of streams, in bulk (what an
@@ -369,24 +319,12 @@ async fn lookup(
             format!("{} ids and streams are over the limit of {MAX_PAGE}", req.ids.len() + req.streams.len()),
         ));
     }
-    let ids = req
-        .ids
+    let (positions, heads) = blocking(move || tenant.svc.lookup(&req)).await?;
+    let heads: Vec<Value> = heads
         .iter()
-        .map(|h| {
-            h.parse::<crate::core::EventId>()
-                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("id {h:?}: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    blocking(move || {
-        let positions = ids.iter().map(|id| tenant.store.position_of(id)).collect::<crate::error::Result<Vec<_>>>()?;
-        let heads = req
-            .streams
-            .iter()
-            .map(|s| Ok(tenant.store.stream_head(s)?.map(|(version, id)| json!({"version": version, "id": id}))))
-            .collect::<crate::error::Result<Vec<_>>>()?;
-        Ok(Json(json!({"positions": positions, "heads": heads})))
-    })
-    .await
+        .map(|h| h.map(|(version, id)| json!({"version": version, "id": id})).unwrap_or(Value::Null))
+        .collect();
+    Ok(Json(json!({"positions": positions, "heads": heads})))
 }
 
 async fn read_stream(
@@ -396,18 +334,7 @@ async fn read_stream(
     Query(q): Query<RangeQuery>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let limit = q.limit.unwrap_or(1000).min(MAX_PAGE);
-    let events = blocking(move || {
-        if tenant.store.stream_version(&name)?.is_none() {
-            return Err(Error::NotFound(format!("no stream {name:?}")));
-        }
-        tenant.store.read_stream(&name, q.from, limit)
-    })
-    .await?;
-    let next = events.last().map(|e| e.version + 1);
-    let more = events.len() >= limit;
-    let list: Vec<EventJson> = events.iter().map(|e| e.to_json()).collect();
-    Ok(Json(json!({"events": list, "next_version": if more { next } else { None }})))
+    events_page(tenant, EventsQuery { from: q.from, limit: q.limit, stream: Some(name), kind: None }).await
 }
 
 async fn read_kind(
@@ -420,8 +347,7 @@ async fn read_kind(
     let kind: Kind = kind.parse().map_err(|e: crate::core::FormatError| {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
     })?;
-    let limit = q.limit.unwrap_or(1000).min(MAX_PAGE);
-    blocking(move || Ok(page(tenant.store.read_kind(kind, q.from, limit)?, limit))).await
+    events_page(tenant, EventsQuery { from: q.from, limit: q.limit, stream: None, kind: Some(kind) }).await
 }
 
 #[derive(Deserialize)]
@@ -513,12 +439,11 @@ async fn memory_tool(
     let input: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("tool input: {e}")))?;
     let actor = match header_text(&headers, "x-dreamlog-actor") {
-        Some(a) => a
-            .parse::<Actor>()
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("X-Dreamlog-Actor: {e}")))?,
-        None => Actor::Agent(format!("tenant:{}", tenant.name)),
+        Some(a) => Some(a.parse::<Actor>().map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("X-Dreamlog-Actor: {e}"))
+        })?),
+        None => None,
     };
-    let session = header_text(&headers, "x-dreamlog-session");
     let precondition = match header_text(&headers, "x-dreamlog-precondition") {
         Some(h) => Some(h.parse::<crate::core::Digest>().map_err(|e| {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("X-Dreamlog-Precondition: {e}"))
@@ -526,51 +451,22 @@ async fn memory_tool(
         None => None,
     };
     let causes = header_text(&headers, "x-dreamlog-causes").unwrap_or_default();
-    let out = blocking(move || {
-        crate::core::validate::check_store_name("store", &store)?;
-        // Evidence the command derives from: ids or unique prefixes, comma-separated.
-        let causes = causes
-            .split(',')
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(|c| tenant.store.resolve_id(c))
-            .collect::<crate::error::Result<Vec<_>>>()?;
-        let call = match ToolCall::parse(&input) {
-            Ok(c) => c,
-            Err(e) => return Ok(json!({"content": format!("Error: {e}"), "is_error": true, "error_type": "invalid"})),
-        };
-        match call {
-            ToolCall::View { .. } => {
-                let (mut state, _) = tenant.mem.state(&store)?;
-                Ok(match call.run(&mut state) {
-                    Ok(t) => json!({"content": t, "is_error": false}),
-                    Err(e) => json!({"content": e.message, "is_error": true, "error_type": e.kind}),
-                })
-            }
-            ToolCall::Change(cmd) => {
-                let opts = ApplyOptions { actor, session, precondition, causes };
-                match tenant.mem.apply(&store, cmd, opts) {
-                    Ok(a) => Ok(json!({"content": a.text, "is_error": false,
-                                       "position": a.event.position, "id": a.event.id})),
-                    Err(Error::Tool(e)) => Ok(json!({"content": e.message, "is_error": true, "error_type": e.kind})),
-                    Err(e) => Err(e),
-                }
-            }
-        }
-    })
-    .await?;
+    let context = ToolContext {
+        actor,
+        session: header_text(&headers, "x-dreamlog-session"),
+        precondition,
+        causes: causes.split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect(),
+    };
+    let a = blocking(move || tenant.svc.memory_tool(&store, &input, &context)).await?;
+    let mut out = json!({"content": a.text, "is_error": a.error.is_some()});
+    if let Some(kind) = a.error {
+        out["error_type"] = json!(kind);
+    }
+    if let Some((position, id)) = a.recorded {
+        out["position"] = json!(position);
+        out["id"] = json!(id);
+    }
     Ok(Json(out))
-}
-
-#[derive(Deserialize)]
-struct ViewQuery {
-    #[serde(default)]
-    path: Option<String>,
-    #[serde(default)]
-    at: Option<String>,
-    /// `START:END` lines of a file.
-    #[serde(default)]
-    range: Option<String>,
 }
 
 async fn memory_view(
@@ -580,49 +476,34 @@ async fn memory_view(
     Query(q): Query<ViewQuery>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let out = blocking(move || {
-        let path = q.path.unwrap_or_else(|| crate::core::memory::ROOT.to_owned());
-        tenant.mem.view(&store, &path, q.at.as_deref().unwrap_or("head"), q.range.as_deref())
-    })
-    .await?;
-    if out["ok"] == false {
+    match blocking(move || tenant.svc.memory_view(&store, &q)).await? {
         // The tool refused (a bad path, a missing file): an error status, with the tool's
         // class and text.
-        let tool = out["error"]["type"].as_str().unwrap_or("invalid").to_owned();
-        let (status, kind) = if tool == "not_found" {
-            (StatusCode::NOT_FOUND, "not_found")
-        } else {
-            (StatusCode::BAD_REQUEST, "invalid_request")
-        };
-        let mut e = ApiError::new(status, kind, out["error"]["message"].as_str().unwrap_or_default());
-        e.details = json!({"tool_error": tool});
-        return Err(e);
+        MemoryView::Refused { kind, message } => {
+            let (status, api_kind) = if kind == "not_found" {
+                (StatusCode::NOT_FOUND, "not_found")
+            } else {
+                (StatusCode::BAD_REQUEST, "invalid_request")
+            };
+            let mut e = ApiError::new(status, api_kind, message);
+            e.details = json!({"tool_error": kind});
+            Err(e)
+        }
+        shown => Ok(Json(shown.to_json())),
     }
-    Ok(Json(out))
 }
 
 async fn sessions(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let list = blocking(move || crate::sessions::list(&tenant.store)).await?;
+    let list = blocking(move || tenant.svc.sessions()).await?;
     Ok(Json(json!({ "sessions": list })))
 }
 
 async fn dreams(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let list = blocking(move || crate::dream::Dreams::new(tenant.mem.clone()).list(None)).await?;
+    let list = blocking(move || tenant.svc.dreams()).await?;
     Ok(Json(json!({ "dreams": list })))
 }
-
-#[derive(Deserialize)]
-struct DriftQuery {
-    #[serde(default)]
-    resamples: Option<usize>,
-    #[serde(default)]
-    min_sessions: Option<u64>,
-}
-
-/// Most bootstrap resamples a request may ask for (each costs a pass over the sessions).
-const MAX_RESAMPLES: usize = 100_000;
 
 async fn drift(
     State(state): State<Arc<AppState>>,
@@ -631,28 +512,8 @@ async fn drift(
     Query(q): Query<DriftQuery>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let mut opts = crate::ledger::DriftOptions::default();
-    if let Some(n) = q.resamples {
-        if n == 0 || n > MAX_RESAMPLES {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                format!("resamples {n} is outside 1..={MAX_RESAMPLES}"),
-            ));
-        }
-        opts.resamples = n;
-    }
-    if let Some(n) = q.min_sessions {
-        opts.min_sessions = n;
-    }
-    let report = blocking(move || crate::ledger::drift(&tenant.mem, &store, opts)).await?;
+    let report = blocking(move || tenant.svc.drift(&store, &q)).await?;
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-struct VerifyQuery {
-    deep: bool,
 }
 
 async fn verify(
@@ -661,8 +522,7 @@ async fn verify(
     Query(q): Query<VerifyQuery>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Admin)?;
-    let report =
-        blocking(move || if q.deep { tenant.mem.verify_deep(|_| ()) } else { tenant.store.verify(|_| ()) }).await?;
+    let report = blocking(move || tenant.svc.verify(&q, &mut |_| ())).await?;
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 
@@ -679,14 +539,6 @@ fn appended_json(a: &[crate::store::Appended]) -> Value {
     json!({"appended": a.iter().map(|a| json!({"position": a.position, "id": a.id, "version": a.version})).collect::<Vec<_>>()})
 }
 
-#[derive(Deserialize)]
-struct PathQuery {
-    #[serde(default)]
-    path: Option<String>,
-    #[serde(default)]
-    at: Option<String>,
-}
-
 async fn memory_history(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -694,20 +546,8 @@ async fn memory_history(
     Query(q): Query<PathQuery>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let events = blocking(move || tenant.mem.history(&store, q.path.as_deref())).await?;
+    let events = blocking(move || tenant.svc.memory_history(&store, &q)).await?;
     Ok(Json(json!({"events": events.iter().map(|e| e.to_json()).collect::<Vec<_>>()})))
-}
-
-#[derive(Deserialize)]
-struct DiffQuery {
-    #[serde(default)]
-    other: Option<String>,
-    #[serde(default)]
-    from: Option<String>,
-    #[serde(default)]
-    to: Option<String>,
-    #[serde(default)]
-    at: Option<String>,
 }
 
 async fn memory_diff(
@@ -717,21 +557,7 @@ async fn memory_diff(
     Query(q): Query<DiffQuery>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let d = blocking(move || {
-        let m = &tenant.mem;
-        match &q.other {
-            Some(other) => {
-                let at = m.resolve_point(q.at.as_deref().unwrap_or("head"))?;
-                m.diff(&store, at, other, at)
-            }
-            None => {
-                let from = m.resolve_point(q.from.as_deref().unwrap_or("head"))?;
-                let to = m.resolve_point(q.to.as_deref().unwrap_or("head"))?;
-                m.diff(&store, from, &store, to)
-            }
-        }
-    })
-    .await?;
+    let d = blocking(move || tenant.svc.memory_diff(&store, &q)).await?;
     Ok(Json(serde_json::to_value(d).unwrap_or_default()))
 }
 
@@ -742,12 +568,10 @@ async fn memory_blame(
     Query(q): Query<PathQuery>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let path = q.path.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "path is required"))?;
-    let lines = blocking(move || {
-        let until = tenant.mem.resolve_point(q.at.as_deref().unwrap_or("head"))?;
-        tenant.mem.blame(&store, &path, until)
-    })
-    .await?;
+    if q.path.is_none() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "path is required"));
+    }
+    let lines = blocking(move || tenant.svc.memory_blame(&store, &q)).await?;
     Ok(Json(json!({ "lines": lines })))
 }
 
@@ -758,26 +582,8 @@ async fn memory_lessons(
     Query(q): Query<PathQuery>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let rows = blocking(move || {
-        let until = tenant.mem.resolve_point(q.at.as_deref().unwrap_or("head"))?;
-        crate::ledger::lessons(&tenant.mem, &store, until)
-    })
-    .await?;
+    let rows = blocking(move || tenant.svc.memory_lessons(&store, &q)).await?;
     Ok(Json(json!({ "lessons": rows })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RevertRequest {
-    #[serde(default)]
-    event: Option<String>,
-    #[serde(default)]
-    dream: Option<String>,
-    #[serde(default)]
-    to: Option<String>,
-    reason: String,
-    #[serde(default)]
-    force: bool,
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
@@ -794,29 +600,8 @@ async fn memory_revert(
     let tenant = auth(&state, &headers, Role::Write)?;
     let req: RevertRequest = json_body(&body)?;
     let actor = actor_of(&headers, &tenant)?;
-    let out = blocking(move || {
-        let m = &tenant.mem;
-        match (&req.event, &req.dream, &req.to) {
-            (Some(e), None, None) => m.revert_event(&store, &m.store().resolve_id(e)?, &req.reason, req.force, actor),
-            (None, Some(d), None) => m.revert_dream(&store, &m.store().resolve_id(d)?, &req.reason, req.force, actor),
-            (None, None, Some(p)) => m.revert_to(&store, m.resolve_point(p)?, &req.reason, actor),
-            _ => Err(Error::Input {
-                path: "revert".into(),
-                line: 0,
-                reason: "give exactly one of event, dream, to".into(),
-            }),
-        }
-    })
-    .await?;
+    let out = blocking(move || tenant.svc.memory_revert(&store, &req, &actor)).await?;
     Ok(Json(appended_json(&out)))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ForkRequest {
-    new: String,
-    #[serde(default)]
-    at: Option<String>,
 }
 
 async fn memory_fork(
@@ -828,18 +613,8 @@ async fn memory_fork(
     let tenant = auth(&state, &headers, Role::Write)?;
     let req: ForkRequest = json_body(&body)?;
     let actor = actor_of(&headers, &tenant)?;
-    let a = blocking(move || {
-        let until = tenant.mem.resolve_point(req.at.as_deref().unwrap_or("head"))?;
-        tenant.mem.fork(&store, &req.new, until, actor)
-    })
-    .await?;
-    Ok(Json(appended_json(&[a])))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PromoteRequest {
-    into: String,
+    let f = blocking(move || tenant.svc.memory_fork(&store, &req, &actor)).await?;
+    Ok(Json(appended_json(&[f.appended])))
 }
 
 async fn memory_promote(
@@ -851,37 +626,24 @@ async fn memory_promote(
     let tenant = auth(&state, &headers, Role::Write)?;
     let req: PromoteRequest = json_body(&body)?;
     let actor = actor_of(&headers, &tenant)?;
-    let a = blocking(move || tenant.mem.promote(&store, &req.into, actor)).await?;
+    let a = blocking(move || tenant.svc.memory_promote(&store, &req, &actor)).await?;
     Ok(Json(appended_json(&a)))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TagRequest {
-    name: String,
-    #[serde(default)]
-    at: Option<String>,
 }
 
 async fn tag(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Tagged>> {
     let tenant = auth(&state, &headers, Role::Write)?;
     let req: TagRequest = json_body(&body)?;
     let actor = actor_of(&headers, &tenant)?;
-    let (until, a) = blocking(move || {
-        let until = tenant.mem.resolve_point(req.at.as_deref().unwrap_or("head"))?;
-        Ok((until, tenant.mem.tag(&req.name, until, actor)?))
-    })
-    .await?;
-    Ok(Json(json!({"position": until - 1, "id": a.id, "event_position": a.position})))
+    Ok(Json(blocking(move || tenant.svc.tag(&req, &actor)).await?))
 }
 
 async fn session_stats(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let stats = blocking(move || Ok(crate::sessions::stats(&crate::sessions::list(&tenant.store)?))).await?;
+    let stats = blocking(move || tenant.svc.session_stats()).await?;
     Ok(Json(serde_json::to_value(stats).unwrap_or_default()))
 }
 
@@ -891,36 +653,12 @@ async fn session_events(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let detail = blocking(move || crate::sessions::detail(&tenant.mem, &id)).await?;
+    let detail = blocking(move || tenant.svc.session(&id)).await?;
     Ok(Json(detail.to_json()))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DreamRequest {
-    store: String,
-    #[serde(default)]
-    dreamer: Option<String>,
-    #[serde(default)]
-    config: Value,
-    #[serde(default)]
-    since: Option<String>,
-    #[serde(default)]
-    into: Option<String>,
-    #[serde(default)]
-    in_place: bool,
-    #[serde(default)]
-    create: bool,
-}
-
-/// The dreamer a request may run (a profile of the server's config, or `evidence`).
-fn spec_of(state: &AppState, dreamer: Option<&str>, config: Value) -> ApiResult<crate::core::dream::DreamerSpec> {
-    state
-        .config
-        .dreamer_for_request(dreamer, config)
-        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.0))
-}
-
+/// `POST /v1/dreams`: the dreamer runs as the server's config allows (the tenant's
+/// service holds the policy: endpoints, key variables and programs come only from it).
 async fn dream_run(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -928,17 +666,8 @@ async fn dream_run(
 ) -> ApiResult<Json<Value>> {
     let req: DreamRequest = json_body(&body)?;
     let tenant = auth(&state, &headers, Role::Write)?;
-    // Endpoints, key variables and programs come only from the server's config.
-    let spec = spec_of(&state, req.dreamer.as_deref(), req.config)?;
-    let r = blocking(move || {
-        let dreams = crate::dream::Dreams::new(tenant.mem.clone());
-        let since = dreams.resolve_since(req.since.as_deref())?;
-        let opts = crate::dream::RunOptions { since, into: req.into, in_place: req.in_place, create: req.create };
-        dreams.run(&req.store, &spec, &opts)
-    })
-    .await?;
-    let v = r.to_json();
-    Ok(Json(v))
+    let r = blocking(move || tenant.svc.dream_run(&req)).await?;
+    Ok(Json(r.to_json()))
 }
 
 async fn dream_show(
@@ -947,21 +676,12 @@ async fn dream_show(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let d = blocking(move || {
-        let id = tenant.store.resolve_id(&id)?;
-        crate::dream::Dreams::new(tenant.mem.clone()).show(&id)
-    })
-    .await?;
+    let d = blocking(move || tenant.svc.dream(&id)).await?;
     Ok(Json(serde_json::to_value(d).unwrap_or_default()))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-struct ReplayRequest {
-    dreamer: Option<String>,
-    config: Option<Value>,
-}
-
+/// `POST /v1/dreams/{id}/replay`: as recorded (a model's answers from the recorded
+/// exchanges, offline), or another dreamer or config through the server's config.
 async fn dream_replay(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -969,37 +689,8 @@ async fn dream_replay(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     let req: ReplayRequest = if body.is_empty() { ReplayRequest::default() } else { json_body(&body)? };
-    // Replaying a dream as recorded runs its recorded dreamer (a model's answers come
-    // from the recorded exchanges, offline). Another dreamer or config goes through the
-    // server's config like a new dream: a profile with its tunables, or `evidence`.
     let tenant = auth(&state, &headers, Role::Write)?;
-    let other = match (&req.dreamer, req.config) {
-        (None, None) => None,
-        (dreamer, config) => Some((dreamer.clone(), config)),
-    };
-    let state2 = state.clone();
-    let r = blocking(move || {
-        let id = tenant.store.resolve_id(&id)?;
-        let dreams = crate::dream::Dreams::new(tenant.mem.clone());
-        let spec = match other {
-            None => None,
-            Some((dreamer, config)) => {
-                // A config alone re-runs the recorded dreamer with it: named by its
-                // recorded name, so it resolves like any request.
-                let name = match dreamer {
-                    Some(d) => d,
-                    None => dreams.replay_spec(&id, None, Some(Value::Null))?.map(|s| s.name).unwrap_or_default(),
-                };
-                let spec = state2
-                    .config
-                    .dreamer_for_request(Some(&name), config.unwrap_or(Value::Null))
-                    .map_err(|e| Error::Forbidden(e.0))?;
-                Some(spec)
-            }
-        };
-        dreams.replay(&id, spec.as_ref())
-    })
-    .await?;
+    let r = blocking(move || tenant.svc.dream_replay(&id, &req)).await?;
     Ok(Json(serde_json::to_value(r).unwrap_or_default()))
 }
 
@@ -1011,7 +702,7 @@ async fn export(
     let tenant = auth(&state, &headers, Role::Admin)?;
     let bytes = blocking(move || {
         let mut out = Vec::new();
-        crate::exchange::export(&tenant.store, q.from, &mut out, |_| ())?;
+        tenant.svc.export(q.from, &mut out, &mut |_| ())?;
         Ok(out)
     })
     .await?;

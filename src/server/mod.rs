@@ -22,8 +22,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::Actor;
 use crate::error::{Error, Result};
-use crate::memory::Memory;
+use crate::service::Local;
 use crate::store::{Options, Store, SyncMode};
 
 pub use api::router;
@@ -220,8 +221,8 @@ pub struct Tenant {
     pub name: String,
     /// Its store.
     pub store: Store,
-    /// Memory over it.
-    pub mem: Memory,
+    /// The service over it (every handler calls it).
+    pub svc: Local,
 }
 
 /// Shared server state.
@@ -250,6 +251,10 @@ impl AppState {
     pub fn open(db: &Path, config: ServerConfig, sync: SyncMode, snapshot_every: u64) -> Result<Arc<AppState>> {
         // One memory budget for all tenants.
         let shared = crate::store::SharedMemory::new(config.block_cache_bytes, config.write_buffer_bytes);
+        let profiles = Arc::new(config.clone());
+        // Requests name dreamers; what runs comes from the server's config alone.
+        let policy: crate::service::DreamerPolicy =
+            Arc::new(move |dreamer, cfg| profiles.dreamer_for_request(dreamer, cfg).map_err(|e| Error::Forbidden(e.0)));
         let open = |path: PathBuf, name: &str| -> Result<Tenant> {
             let opts = Options { sync, create_if_missing: true, shared: Some(shared.clone()), ..Options::default() };
             let store = Store::open(&path, opts)?;
@@ -261,8 +266,11 @@ impl AppState {
                     aside.display()
                 );
             }
-            let mem = Memory::new(store.clone()).with_snapshot_every(snapshot_every);
-            Ok(Tenant { name: name.to_owned(), store, mem })
+            let svc = Local::new(store.clone(), snapshot_every)
+                .named(name, config.max_batch)
+                .with_policy(policy.clone())
+                .with_default_actor(Actor::Agent(format!("tenant:{name}")));
+            Ok(Tenant { name: name.to_owned(), store, svc })
         };
         let mut tenants = BTreeMap::new();
         let mut tokens = Vec::new();

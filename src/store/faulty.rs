@@ -200,7 +200,7 @@ impl Log for FaultyLog {
     fn checkpoint(&self, projector: &str) -> Result<Option<u64>> {
         self.inner.checkpoint(projector)
     }
-    fn set_checkpoint(&self, projector: &str, position: u64) -> Result<()> {
+    fn set_checkpoint(&self, projector: &str, position: Option<u64>) -> Result<()> {
         self.inner.set_checkpoint(projector, position)
     }
     fn record_acknowledged(&self, count: u64) -> Result<()> {

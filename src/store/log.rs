@@ -34,8 +34,8 @@ pub struct Group {
     pub events: Vec<Staged>,
     /// The projectors' entries for those events.
     pub index: Vec<IndexEntry>,
-    /// The log's length once the group is in: the commit marker, and how far every
-    /// projector got (their checkpoints move with the records, in the same write).
+    /// The log's length once the group is in: the commit marker (the projectors'
+    /// checkpoints follow it: their entries are in the same write).
     pub end: u64,
     /// The streams the group extends, each with the version the writer found as its head
     /// (`None`: a new stream). A single-writer backend needs nothing more; a replicated
@@ -100,10 +100,12 @@ pub trait Log: Send + Sync + 'static {
     fn index_delete_range(&self, space: Space, from: &[u8], to: &[u8]) -> Result<()>;
     /// Deletes every entry of a space.
     fn index_clear(&self, space: Space) -> Result<()>;
-    /// How far a projector got (`None`: never recorded).
+    /// How far a projector got: its own record while it is behind (a rebuild or a
+    /// catch-up in progress), otherwise the commit marker (a group's projector entries are
+    /// written with its records, so in step with the log); `None`: never recorded.
     fn checkpoint(&self, projector: &str) -> Result<Option<u64>>;
-    /// Records how far a projector got.
-    fn set_checkpoint(&self, projector: &str, position: u64) -> Result<()>;
+    /// Records how far a projector got (`None`: it is in step with the marker again).
+    fn set_checkpoint(&self, projector: &str, position: Option<u64>) -> Result<()>;
 
     /// Records the count of acknowledged events (a backend that keeps it checks it at
     /// open; see `store/wal.rs`).

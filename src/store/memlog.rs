@@ -10,7 +10,7 @@ use std::sync::RwLock;
 
 use super::layout;
 use super::log::{Group, Log};
-use crate::core::projection::{self, IndexEntry, Projected, Space, PROJECTORS};
+use crate::core::projection::{self, IndexEntry, Projected, Space};
 use crate::core::EventId;
 use crate::error::{Error, Result};
 
@@ -97,9 +97,6 @@ impl Log for MemoryLog {
             s.spaces.entry(x.space).or_default().insert(x.key.clone(), x.value.clone());
         }
         s.marker = Some(group.end);
-        for p in PROJECTORS {
-            s.checkpoints.insert(p.name.to_owned(), group.end);
-        }
         Ok(())
     }
 
@@ -232,11 +229,16 @@ impl Log for MemoryLog {
     }
 
     fn checkpoint(&self, projector: &str) -> Result<Option<u64>> {
-        Ok(self.read().checkpoints.get(projector).copied())
+        let s = self.read();
+        Ok(s.checkpoints.get(projector).copied().or(s.marker))
     }
 
-    fn set_checkpoint(&self, projector: &str, position: u64) -> Result<()> {
-        self.write_state().checkpoints.insert(projector.to_owned(), position);
+    fn set_checkpoint(&self, projector: &str, position: Option<u64>) -> Result<()> {
+        let mut s = self.write_state();
+        match position {
+            Some(p) => s.checkpoints.insert(projector.to_owned(), p),
+            None => s.checkpoints.remove(projector),
+        };
         Ok(())
     }
 

@@ -203,8 +203,12 @@ fn project_range(log: &dyn Log, from: u64, to: u64, mut progress: impl FnMut(u64
         at = end;
         progress(at - from);
     }
+    // Caught up: from here on each projector moves with the commit marker.
+    if log.marker()?.is_none() {
+        log.truncate(to)?; // a log from before markers: record it (drops nothing)
+    }
     for p in PROJECTORS {
-        log.set_checkpoint(p.name, to)?;
+        log.set_checkpoint(p.name, None)?;
     }
     Ok(per_space)
 }
@@ -627,7 +631,7 @@ impl Store {
                 log.index_clear(space)?;
             }
             for p in PROJECTORS {
-                log.set_checkpoint(p.name, 0)?;
+                log.set_checkpoint(p.name, Some(0))?;
             }
             let per_space = project_range(log, 0, end, progress)?;
             let mut r = out.lock().unwrap_or_else(|e| e.into_inner());

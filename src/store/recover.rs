@@ -80,7 +80,13 @@ pub fn recover(db: &Path, opts: Options, report: Option<&Path>) -> Result<Recove
     if let Some(d) = &scan.damage {
         let aside = db.join("damaged").join(stamp.to_string());
         out.kept_aside = wal::keep_aside(&scan, &aside)?;
-        out.lost = d.in_damaged.iter().chain(&d.after).copied().collect();
+        // The damaged record's own events are read past a failed checksum: keep only
+        // positions that can be its (after the last intact one, before the first intact
+        // record after the damage), so a flipped byte in a key cannot invent a position.
+        let low = d.last_good.map_or(0, |p| p + 1);
+        let high = d.after.iter().map(|e| e.position).min().unwrap_or(u64::MAX);
+        let plausible = d.in_damaged.iter().filter(|e| (low..high).contains(&e.position));
+        out.lost = plausible.chain(&d.after).copied().collect();
         out.damage = Some(d.clone());
         let file = report.map(Path::to_path_buf).unwrap_or_else(|| aside.join("recover-report.json"));
         let json = serde_json::to_vec_pretty(&out).unwrap_or_default();

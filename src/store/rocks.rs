@@ -279,7 +279,8 @@ impl Log for RocksLog {
         }
         wb.put_cf(self.cf(CF_META), META_END_KEY, end.to_be_bytes());
         for p in projection::PROJECTORS {
-            if self.checkpoint(p.name)?.is_some_and(|c| c > end) {
+            let own = self.db.get_pinned_cf(self.cf(CF_META), checkpoint_key(p.name))?.and_then(|v| be_u64(&v));
+            if own.is_some_and(|c| c > end) {
                 wb.put_cf(self.cf(CF_META), checkpoint_key(p.name), end.to_be_bytes());
             }
         }
@@ -302,12 +303,7 @@ impl Log for RocksLog {
         for x in &group.index {
             wb.put_cf(self.space(x.space), &x.key, &x.value);
         }
-        let meta = self.cf(CF_META);
-        let end = group.end.to_be_bytes();
-        wb.put_cf(meta, META_END_KEY, end);
-        for p in projection::PROJECTORS {
-            wb.put_cf(meta, checkpoint_key(p.name), end);
-        }
+        wb.put_cf(self.cf(CF_META), META_END_KEY, group.end.to_be_bytes());
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
         wo.set_memtable_insert_hint_per_batch(true);
@@ -496,11 +492,17 @@ impl Log for RocksLog {
     }
 
     fn checkpoint(&self, projector: &str) -> Result<Option<u64>> {
-        Ok(self.db.get_pinned_cf(self.cf(CF_META), checkpoint_key(projector))?.and_then(|v| be_u64(&v)))
+        match self.db.get_pinned_cf(self.cf(CF_META), checkpoint_key(projector))?.and_then(|v| be_u64(&v)) {
+            Some(c) => Ok(Some(c)),
+            None => self.marker(),
+        }
     }
 
-    fn set_checkpoint(&self, projector: &str, position: u64) -> Result<()> {
-        self.db.put_cf(self.cf(CF_META), checkpoint_key(projector), position.to_be_bytes())?;
+    fn set_checkpoint(&self, projector: &str, position: Option<u64>) -> Result<()> {
+        match position {
+            Some(p) => self.db.put_cf(self.cf(CF_META), checkpoint_key(projector), p.to_be_bytes())?,
+            None => self.db.delete_cf(self.cf(CF_META), checkpoint_key(projector))?,
+        }
         Ok(())
     }
 

@@ -1,0 +1,381 @@
+//! [`Local`]: the service in process, over a store. The server's handlers and the
+//! embedded CLI both call it, so every operation's rules are written here once.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{
+    AppendRequest, AppendedEvent, DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Forked, Info, Lookup,
+    LookupRequest, MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest, Service, TagRequest, Tagged,
+    ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
+};
+use crate::core::dream::DreamerSpec;
+use crate::core::memory::{MemoryDiff, ToolCall};
+use crate::core::{Actor, EventJson};
+use crate::dream::{DreamDetail, DreamRun, DreamSummary, Dreams, Replay, RunOptions};
+use crate::error::{Error, Result};
+use crate::ledger::{DriftReport, LessonRow};
+use crate::memory::{ApplyOptions, BlameLine, Memory};
+use crate::sessions::{SessionDetail, SessionSummary, Stats};
+use crate::store::{AppendBatch, Appended, ExpectedVersion, Store, StoredEvent, VerifyReport};
+
+/// Turns a request's dreamer name and config into the dreamer that runs: the server's
+/// config (profiles hold endpoints, keys and programs; a request sets only tunables).
+/// Without a policy (the embedded CLI, a trusted caller) the name is parsed as given.
+pub type DreamerPolicy = Arc<dyn Fn(Option<&str>, Value) -> Result<DreamerSpec> + Send + Sync>;
+
+/// Most bootstrap resamples a drift request may ask for (each costs a pass over the sessions).
+pub const MAX_RESAMPLES: usize = 100_000;
+
+/// The service over a store in this process.
+#[derive(Clone)]
+pub struct Local {
+    mem: Memory,
+    dreams: Dreams,
+    name: String,
+    max_batch: usize,
+    policy: Option<DreamerPolicy>,
+    default_actor: Actor,
+}
+
+impl Local {
+    /// The service over `store`; memory snapshots every `snapshot_every` events of a store.
+    pub fn new(store: Store, snapshot_every: u64) -> Local {
+        let mem = Memory::new(store.clone()).with_snapshot_every(snapshot_every);
+        let name = store.path().map(|p| p.display().to_string()).unwrap_or_else(|| store.log().describe());
+        let max_batch = store.options().max_batch_events;
+        Local {
+            dreams: Dreams::new(mem.clone()),
+            mem,
+            name,
+            max_batch,
+            policy: None,
+            default_actor: Actor::Agent("local".into()),
+        }
+    }
+
+    /// The service over `store` with the default snapshot interval.
+    pub fn over(store: &Store) -> Local {
+        Local::new(store.clone(), crate::memory::DEFAULT_SNAPSHOT_EVERY)
+    }
+
+    /// Names the service (a server's tenant) and sets its largest append batch.
+    pub fn named(mut self, name: &str, max_batch: usize) -> Local {
+        self.name = name.to_owned();
+        self.max_batch = max_batch;
+        self
+    }
+
+    /// Runs dreamers only as `policy` allows.
+    pub fn with_policy(mut self, policy: DreamerPolicy) -> Local {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// Who issues memory tool calls that name no actor.
+    pub fn with_default_actor(mut self, actor: Actor) -> Local {
+        self.default_actor = actor;
+        self
+    }
+
+    /// The memory stores.
+    pub fn memory(&self) -> &Memory {
+        &self.mem
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        self.mem.store()
+    }
+
+    fn spec(&self, dreamer: Option<&str>, config: Value) -> Result<DreamerSpec> {
+        match &self.policy {
+            Some(p) => p(dreamer, config),
+            None => {
+                let mut spec: DreamerSpec = dreamer
+                    .unwrap_or(crate::core::evidence::NAME)
+                    .parse()
+                    .map_err(|e: String| Error::Input { path: "dreamer".into(), line: 0, reason: e })?;
+                spec.config = config;
+                Ok(spec)
+            }
+        }
+    }
+
+    fn point(&self, at: Option<&str>) -> Result<u64> {
+        self.mem.resolve_point(at.unwrap_or("head"))
+    }
+}
+
+/// Reads a JSON `expect` value: `any`, `no-stream`, `exists` or a version.
+fn expectation(stream: &str, v: &Value) -> Result<ExpectedVersion> {
+    let text = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        other => other.to_string(),
+    };
+    text.parse().map_err(|e: String| Error::Input { path: format!("expect[{stream}]"), line: 0, reason: e })
+}
+
+impl Service for Local {
+    fn target(&self) -> String {
+        self.name.clone()
+    }
+
+    fn info(&self) -> Result<Info> {
+        Ok(Info { tenant: self.name.clone(), events: self.store().len(), max_batch: self.max_batch })
+    }
+
+    fn append(&self, req: &AppendRequest) -> Result<Vec<AppendedEvent>> {
+        if req.events.is_empty() {
+            return Err(Error::Input { path: "events".into(), line: 0, reason: "no events to append".into() });
+        }
+        if req.events.len() > self.max_batch {
+            return Err(Error::BatchTooLarge { len: req.events.len(), limit: self.max_batch });
+        }
+        let mut batch = AppendBatch::new();
+        for (index, v) in req.events.iter().enumerate() {
+            let draft = serde_json::from_value::<EventJson>(v.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|j| j.into_draft(req.stream.as_deref()).map_err(|e| e.to_string()))
+                .map_err(|reason| Error::EventJson { index, reason })?;
+            batch.events.push(draft);
+        }
+        for (stream, v) in &req.expect {
+            batch.expectations.push((stream.clone(), expectation(stream, v)?));
+        }
+        let streams: Vec<String> = batch.events.iter().map(|d| d.stream.clone()).collect();
+        let appended = self.store().append(batch)?;
+        Ok(appended
+            .into_iter()
+            .zip(streams)
+            .map(|(a, stream)| AppendedEvent {
+                position: a.position,
+                id: a.id,
+                stream,
+                version: a.version,
+                existed: a.existed,
+            })
+            .collect())
+    }
+
+    fn append_batch(&self, batch: AppendBatch) -> Result<Vec<Appended>> {
+        self.store().append(batch)
+    }
+
+    fn events(&self, q: &EventsQuery) -> Result<Vec<StoredEvent>> {
+        let limit = q.limit.unwrap_or(usize::MAX);
+        match (&q.stream, q.kind) {
+            (Some(stream), _) => {
+                if self.store().stream_version(stream)?.is_none() {
+                    return Err(Error::NotFound(format!("no stream {stream:?}")));
+                }
+                self.store().read_stream(stream, q.from, limit)
+            }
+            (None, Some(kind)) => self.store().read_kind(kind, q.from, limit),
+            (None, None) => self.store().read_range(q.from, limit),
+        }
+    }
+
+    fn event(&self, id: &str) -> Result<StoredEvent> {
+        let id = self.store().resolve_id(id)?;
+        self.store().get(&id)
+    }
+
+    fn lookup(&self, req: &LookupRequest) -> Result<Lookup> {
+        let store = self.store();
+        let positions = req.ids.iter().map(|id| store.position_of(id)).collect::<Result<_>>()?;
+        let heads = req.streams.iter().map(|s| store.stream_head(s)).collect::<Result<_>>()?;
+        Ok((positions, heads))
+    }
+
+    fn verify(&self, q: &VerifyQuery, progress: &mut dyn FnMut(u64)) -> Result<VerifyReport> {
+        if q.deep {
+            self.mem.verify_deep(progress)
+        } else {
+            self.store().verify(progress)
+        }
+    }
+
+    fn memory_tool(&self, store: &str, input: &Value, context: &ToolContext) -> Result<ToolAnswer> {
+        crate::core::validate::check_store_name("store", store)?;
+        let causes = context.causes.iter().map(|c| self.store().resolve_id(c)).collect::<Result<Vec<_>>>()?;
+        let call = match ToolCall::parse(input) {
+            Ok(c) => c,
+            Err(e) => {
+                return Ok(ToolAnswer { text: format!("Error: {e}"), error: Some("invalid".into()), recorded: None })
+            }
+        };
+        match call {
+            ToolCall::View { .. } => {
+                let (mut state, _) = self.mem.state(store)?;
+                Ok(match call.run(&mut state) {
+                    Ok(text) => ToolAnswer { text, error: None, recorded: None },
+                    Err(e) => ToolAnswer { text: e.message, error: Some(e.kind.name().to_owned()), recorded: None },
+                })
+            }
+            ToolCall::Change(cmd) => {
+                let opts = ApplyOptions {
+                    actor: context.actor.clone().unwrap_or_else(|| self.default_actor.clone()),
+                    session: context.session.clone(),
+                    precondition: context.precondition,
+                    causes,
+                };
+                match self.mem.apply(store, cmd, opts) {
+                    Ok(a) => {
+                        Ok(ToolAnswer { text: a.text, error: None, recorded: Some((a.event.position, a.event.id)) })
+                    }
+                    Err(Error::Tool(e)) => {
+                        Ok(ToolAnswer { text: e.message, error: Some(e.kind.name().to_owned()), recorded: None })
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    fn memory_view(&self, store: &str, q: &ViewQuery) -> Result<MemoryView> {
+        let path = q.path.as_deref().unwrap_or(crate::core::memory::ROOT);
+        self.mem.view(store, path, q.at.as_deref().unwrap_or("head"), q.range.as_deref())
+    }
+
+    fn memory_history(&self, store: &str, q: &PathQuery) -> Result<Vec<StoredEvent>> {
+        self.mem.history(store, q.path.as_deref())
+    }
+
+    fn memory_diff(&self, store: &str, q: &DiffQuery) -> Result<MemoryDiff> {
+        match &q.other {
+            Some(other) => {
+                let at = self.point(q.at.as_deref())?;
+                self.mem.diff(store, at, other, at)
+            }
+            None => {
+                let from = self.point(q.from.as_deref())?;
+                let to = self.point(q.to.as_deref())?;
+                self.mem.diff(store, from, store, to)
+            }
+        }
+    }
+
+    fn memory_blame(&self, store: &str, q: &PathQuery) -> Result<Vec<BlameLine>> {
+        let path = q.path.as_deref().ok_or_else(|| Error::Input {
+            path: "path".into(),
+            line: 0,
+            reason: "blame needs the path of a file".into(),
+        })?;
+        self.mem.blame(store, path, self.point(q.at.as_deref())?)
+    }
+
+    fn memory_lessons(&self, store: &str, q: &PathQuery) -> Result<Vec<LessonRow>> {
+        crate::ledger::lessons(&self.mem, store, self.point(q.at.as_deref())?)
+    }
+
+    fn memory_revert(&self, store: &str, req: &RevertRequest, actor: &Actor) -> Result<Vec<Appended>> {
+        let m = &self.mem;
+        let actor = actor.clone();
+        match (&req.event, &req.dream, &req.to) {
+            (Some(e), None, None) => m.revert_event(store, &self.store().resolve_id(e)?, &req.reason, req.force, actor),
+            (None, Some(d), None) => m.revert_dream(store, &self.store().resolve_id(d)?, &req.reason, req.force, actor),
+            (None, None, Some(p)) => m.revert_to(store, m.resolve_point(p)?, &req.reason, actor),
+            _ => Err(Error::Input {
+                path: "revert".into(),
+                line: 0,
+                reason: "give exactly one of event, dream, to".into(),
+            }),
+        }
+    }
+
+    fn memory_fork(&self, store: &str, req: &ForkRequest, actor: &Actor) -> Result<Forked> {
+        let until = self.point(req.at.as_deref())?;
+        let appended = self.mem.fork(store, &req.new, until, actor.clone())?;
+        Ok(Forked { appended, position: until - 1 })
+    }
+
+    fn memory_promote(&self, store: &str, req: &PromoteRequest, actor: &Actor) -> Result<Vec<Appended>> {
+        self.mem.promote(store, &req.into, actor.clone())
+    }
+
+    fn tag(&self, req: &TagRequest, actor: &Actor) -> Result<Tagged> {
+        let until = self.point(req.at.as_deref())?;
+        let a = self.mem.tag(&req.name, until, actor.clone())?;
+        Ok(Tagged { position: until - 1, id: a.id, event_position: a.position })
+    }
+
+    fn sessions(&self) -> Result<Vec<SessionSummary>> {
+        crate::sessions::list(self.store())
+    }
+
+    fn session_stats(&self) -> Result<Stats> {
+        Ok(crate::sessions::stats(&crate::sessions::list(self.store())?))
+    }
+
+    fn session(&self, id: &str) -> Result<SessionDetail> {
+        crate::sessions::detail(&self.mem, id)
+    }
+
+    fn drift(&self, store: &str, q: &DriftQuery) -> Result<DriftReport> {
+        let mut opts = crate::ledger::DriftOptions::default();
+        if let Some(n) = q.resamples {
+            if n == 0 || n > MAX_RESAMPLES {
+                return Err(Error::Input {
+                    path: "resamples".into(),
+                    line: 0,
+                    reason: format!("resamples {n} is outside 1..={MAX_RESAMPLES}"),
+                });
+            }
+            opts.resamples = n;
+        }
+        if let Some(n) = q.min_sessions {
+            opts.min_sessions = n;
+        }
+        crate::ledger::drift(&self.mem, store, opts)
+    }
+
+    fn dreams(&self) -> Result<Vec<DreamSummary>> {
+        self.dreams.list(None)
+    }
+
+    fn dream(&self, id: &str) -> Result<DreamDetail> {
+        self.dreams.show(&self.store().resolve_id(id)?)
+    }
+
+    fn dream_run(&self, req: &DreamRequest) -> Result<DreamRun> {
+        let spec = self.spec(req.dreamer.as_deref(), req.config.clone())?;
+        let since = self.dreams.resolve_since(req.since.as_deref())?;
+        let opts = RunOptions { since, into: req.into.clone(), in_place: req.in_place, create: req.create };
+        self.dreams.run(&req.store, &spec, &opts)
+    }
+
+    fn dream_replay(&self, id: &str, req: &ReplayRequest) -> Result<Replay> {
+        let id = self.store().resolve_id(id)?;
+        let spec = match (&req.dreamer, &req.config, &self.policy) {
+            (None, None, _) => None,
+            (dreamer, config, None) => {
+                let dreamer = match dreamer {
+                    Some(d) => Some(d.parse::<DreamerSpec>().map_err(|e| Error::Input {
+                        path: "dreamer".into(),
+                        line: 0,
+                        reason: e,
+                    })?),
+                    None => None,
+                };
+                self.dreams.replay_spec(&id, dreamer, config.clone())?
+            }
+            // Through a policy, a config alone re-runs the recorded dreamer with it: named
+            // by its recorded name, so it resolves like any request.
+            (dreamer, config, Some(policy)) => {
+                let name = match dreamer {
+                    Some(d) => d.clone(),
+                    None => self.dreams.replay_spec(&id, None, Some(Value::Null))?.map(|s| s.name).unwrap_or_default(),
+                };
+                Some(policy(Some(&name), config.clone().unwrap_or(Value::Null))?)
+            }
+        };
+        self.dreams.replay(&id, spec.as_ref())
+    }
+
+    fn export(&self, from: u64, out: &mut dyn std::io::Write, progress: &mut dyn FnMut(u64)) -> Result<u64> {
+        crate::exchange::export(self.store(), from, out, progress)
+    }
+}

@@ -1,0 +1,456 @@
+//! One typed service for every surface.
+//!
+//! [`Service`] is every operation dreamlog offers, with typed requests and answers: the
+//! request types are the ones the HTTP server deserialises and the CLI builds, the
+//! answers the ones both print or send. Two implementations: [`Local`] (in process, over
+//! a [`Store`](crate::store::Store)) and [`Remote`] (the HTTP client of `dreamlog
+//! serve`). The CLI dispatches once over `&dyn Service` (embedded or `--remote`), the
+//! server's handlers call [`Local`], and the demo and the importers take any `Service`.
+//!
+//! Adding an operation: a request type here (if it takes more than a name), a method on
+//! [`Service`], its body in `local.rs` and its request in `remote.rs`; then a route in
+//! `server/api.rs` and a command in `cli/`.
+
+mod local;
+mod remote;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use local::{DreamerPolicy, Local};
+pub use remote::Remote;
+
+use crate::core::memory::MemoryDiff;
+use crate::core::{Actor, Digest, EventId, Kind};
+use crate::dream::{DreamDetail, DreamRun, DreamSummary, Replay};
+use crate::error::Result;
+use crate::ledger::{DriftReport, LessonRow};
+use crate::memory::BlameLine;
+use crate::sessions::{SessionDetail, SessionSummary, Stats};
+use crate::store::{AppendBatch, Appended, StoredEvent, VerifyReport};
+
+/// Every operation, embedded or over HTTP.
+pub trait Service: Send + Sync {
+    /// Where the operations go (a database folder or a server URL), for messages.
+    fn target(&self) -> String;
+    /// The log's size and limits.
+    fn info(&self) -> Result<Info>;
+    /// Appends events given in their JSON form, atomically (`POST /v1/events`).
+    fn append(&self, req: &AppendRequest) -> Result<Vec<AppendedEvent>>;
+    /// Appends drafts atomically, with their expectations (imports, the demo).
+    fn append_batch(&self, batch: AppendBatch) -> Result<Vec<Appended>>;
+    /// A page of events: the log from a position, a stream from a version, or one kind.
+    fn events(&self, q: &EventsQuery) -> Result<Vec<StoredEvent>>;
+    /// One event by id or unique id prefix.
+    fn event(&self, id: &str) -> Result<StoredEvent>;
+    /// Positions of full ids and heads of streams, in bulk (what an import checks first).
+    fn lookup(&self, req: &LookupRequest) -> Result<Lookup>;
+    /// Verifies the log, its indexes and (deep) storage and snapshots.
+    fn verify(&self, q: &VerifyQuery, progress: &mut dyn FnMut(u64)) -> Result<VerifyReport>;
+    /// One memory tool call, its `input` verbatim.
+    fn memory_tool(&self, store: &str, input: &Value, context: &ToolContext) -> Result<ToolAnswer>;
+    /// A file or directory of a store as of a point.
+    fn memory_view(&self, store: &str, q: &ViewQuery) -> Result<MemoryView>;
+    /// Every change of a store, or of one path.
+    fn memory_history(&self, store: &str, q: &PathQuery) -> Result<Vec<StoredEvent>>;
+    /// Two points of a store, or two stores at one point.
+    fn memory_diff(&self, store: &str, q: &DiffQuery) -> Result<MemoryDiff>;
+    /// Each line of a file with the event, dream, evidence and session behind it.
+    fn memory_blame(&self, store: &str, q: &PathQuery) -> Result<Vec<BlameLine>>;
+    /// Each lesson with its dream, evidence, and grades before and after it.
+    fn memory_lessons(&self, store: &str, q: &PathQuery) -> Result<Vec<LessonRow>>;
+    /// Undoes an event, a dream, or everything after a point, by appending.
+    fn memory_revert(&self, store: &str, req: &RevertRequest, actor: &Actor) -> Result<Vec<Appended>>;
+    /// Starts a new store as a copy of `store` at a point.
+    fn memory_fork(&self, store: &str, req: &ForkRequest, actor: &Actor) -> Result<Forked>;
+    /// Applies a fork's changes to another store.
+    fn memory_promote(&self, store: &str, req: &PromoteRequest, actor: &Actor) -> Result<Vec<Appended>>;
+    /// Names a point.
+    fn tag(&self, req: &TagRequest, actor: &Actor) -> Result<Tagged>;
+    /// Every session's summary.
+    fn sessions(&self) -> Result<Vec<SessionSummary>>;
+    /// Statistics over every session.
+    fn session_stats(&self) -> Result<Stats>;
+    /// One session in full (by id or unique prefix).
+    fn session(&self, id: &str) -> Result<SessionDetail>;
+    /// Grades per memory state of a store, with flagged changes.
+    fn drift(&self, store: &str, q: &DriftQuery) -> Result<DriftReport>;
+    /// Every dream.
+    fn dreams(&self) -> Result<Vec<DreamSummary>>;
+    /// One dream's input, exchanges and output.
+    fn dream(&self, id: &str) -> Result<DreamDetail>;
+    /// Runs a dreamer and commits what it writes.
+    fn dream_run(&self, req: &DreamRequest) -> Result<DreamRun>;
+    /// Rebuilds a dream's input and reruns it (or another dreamer), comparing.
+    fn dream_replay(&self, id: &str, req: &ReplayRequest) -> Result<Replay>;
+    /// The log as JSON Lines from a position; returns the number of events written.
+    fn export(&self, from: u64, out: &mut dyn std::io::Write, progress: &mut dyn FnMut(u64)) -> Result<u64>;
+
+    /// Every event of a stream, in order (paged; none when it does not exist).
+    fn stream_events(&self, stream: &str) -> Result<Vec<StoredEvent>> {
+        let mut out: Vec<StoredEvent> = Vec::new();
+        loop {
+            let q =
+                EventsQuery { from: out.len() as u64, limit: Some(PAGE), stream: Some(stream.to_owned()), kind: None };
+            let page = match self.events(&q) {
+                Ok(page) => page,
+                // No such stream: nothing to read.
+                Err(crate::error::Error::NotFound(_)) | Err(crate::error::Error::Remote { status: 404, .. })
+                    if out.is_empty() =>
+                {
+                    return Ok(out)
+                }
+                Err(e) => return Err(e),
+            };
+            let done = page.len() < PAGE;
+            out.extend(page);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// Events per page when a caller reads a whole stream.
+pub const PAGE: usize = 1000;
+
+/// Positions of ids and heads (last version and event id) of streams, in the order asked.
+pub type Lookup = (Vec<Option<u64>>, Vec<Option<(u64, EventId)>>);
+
+/// `GET /v1/info`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Info {
+    /// The tenant (server) or database folder.
+    #[serde(default)]
+    pub tenant: String,
+    /// Events in the log.
+    pub events: u64,
+    /// Largest batch one append takes.
+    pub max_batch: usize,
+}
+
+/// `POST /v1/events`: events in their JSON form.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppendRequest {
+    /// The events (schemas/event.schema.json; ids and positions are ignored).
+    pub events: Vec<Value>,
+    /// Stream for events that name none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// Expected versions: stream → `any` | `no-stream` | `exists` | N.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub expect: BTreeMap<String, Value>,
+}
+
+/// Where one event of an append landed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendedEvent {
+    /// Global position.
+    pub position: u64,
+    /// Event id.
+    pub id: EventId,
+    /// Its stream.
+    pub stream: String,
+    /// Version in the stream.
+    pub version: u64,
+    /// True when the identical event was already stored.
+    #[serde(default)]
+    pub existed: bool,
+}
+
+/// A page of events.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventsQuery {
+    /// First position (log, kind) or version (stream).
+    #[serde(default)]
+    pub from: u64,
+    /// Most events (the server caps pages at 10,000).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Read this stream from version `from`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// Read events of this kind from position `from`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<Kind>,
+}
+
+/// `POST /v1/lookup`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupRequest {
+    /// Full event ids.
+    #[serde(default)]
+    pub ids: Vec<EventId>,
+    /// Stream names.
+    #[serde(default)]
+    pub streams: Vec<String>,
+}
+
+/// `POST /v1/verify`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifyQuery {
+    /// Also every block of every table file and every snapshot against a replay.
+    pub deep: bool,
+}
+
+/// Who issues a memory tool call, and what it rests on.
+#[derive(Clone, Debug, Default)]
+pub struct ToolContext {
+    /// Who issues it (the surface's default when absent).
+    pub actor: Option<Actor>,
+    /// The session it belongs to.
+    pub session: Option<String>,
+    /// Expected BLAKE3 of the file's content (a conflict if it differs).
+    pub precondition: Option<Digest>,
+    /// Evidence: event ids or unique prefixes.
+    pub causes: Vec<String>,
+}
+
+/// A memory tool call's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToolAnswer {
+    /// The tool's text, as a `tool_result` carries it.
+    pub text: String,
+    /// The tool's error class when it refused (`not_found`, `invalid`, …).
+    pub error: Option<String>,
+    /// Where the recorded command landed: position and id.
+    pub recorded: Option<(u64, EventId)>,
+}
+
+/// `GET /v1/memory/{store}/view`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ViewQuery {
+    /// Path (default `/memories`).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Point (default head).
+    #[serde(default)]
+    pub at: Option<String>,
+    /// `START:END` lines of a file.
+    #[serde(default)]
+    pub range: Option<String>,
+}
+
+/// What a view shows (schemas/memory-view.schema.json).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemoryView {
+    /// A file's numbered lines, or a directory's listing (with every file below it).
+    Shown {
+        /// The store.
+        store: String,
+        /// The path shown.
+        path: String,
+        /// The view covers the log before this position.
+        until: u64,
+        /// The whole store's state hash.
+        state_hash: Digest,
+        /// The tool's text.
+        text: String,
+        /// For a directory: every file below it.
+        files: Option<Vec<String>>,
+    },
+    /// The tool refused (a bad or missing path): its class and text.
+    Refused {
+        /// The tool's error class.
+        kind: String,
+        /// The tool's text.
+        message: String,
+    },
+}
+
+impl MemoryView {
+    /// The JSON form.
+    pub fn to_json(&self) -> Value {
+        match self {
+            MemoryView::Shown { store, path, until, state_hash, text, files } => {
+                let mut v = serde_json::json!({"ok": true, "store": store, "path": path, "until": until,
+                                               "state_hash": state_hash, "text": text});
+                if let Some(f) = files {
+                    v["files"] = serde_json::json!(f);
+                }
+                v
+            }
+            MemoryView::Refused { kind, message } => {
+                serde_json::json!({"ok": false, "error": {"type": kind, "message": message}})
+            }
+        }
+    }
+
+    /// Reads the JSON form.
+    pub fn from_json(v: &Value) -> Result<MemoryView> {
+        let bad = |what: &str| crate::error::Error::Remote {
+            status: 0,
+            kind: "response".into(),
+            message: format!("memory view: {what}"),
+        };
+        if v["ok"] == false {
+            return Ok(MemoryView::Refused {
+                kind: v["error"]["type"].as_str().unwrap_or("invalid").to_owned(),
+                message: v["error"]["message"].as_str().unwrap_or_default().to_owned(),
+            });
+        }
+        let text = |k: &str| v[k].as_str().map(str::to_owned).ok_or_else(|| bad(&format!("no {k}")));
+        Ok(MemoryView::Shown {
+            store: text("store")?,
+            path: text("path")?,
+            until: v["until"].as_u64().ok_or_else(|| bad("no until"))?,
+            state_hash: text("state_hash")?.parse()?,
+            text: text("text")?,
+            files: v["files"].as_array().map(|a| a.iter().filter_map(|p| p.as_str().map(str::to_owned)).collect()),
+        })
+    }
+}
+
+/// A path and a point (history, blame, lessons).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PathQuery {
+    /// The path (required by blame).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Point (default head).
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+/// `GET /v1/memory/{store}/diff`: two points of one store, or two stores at one point.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DiffQuery {
+    /// The second store.
+    #[serde(default)]
+    pub other: Option<String>,
+    /// From point (one store).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// To point (one store).
+    #[serde(default)]
+    pub to: Option<String>,
+    /// Point of both stores (two stores).
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+/// `POST /v1/memory/{store}/revert`: exactly one of `event`, `dream`, `to`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevertRequest {
+    /// One memory event (id or prefix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// Everything a dream wrote (id or prefix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dream: Option<String>,
+    /// The store as of this point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Why (recorded).
+    pub reason: String,
+    /// Restore conflicting files whole instead of refusing.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `POST /v1/memory/{store}/fork`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForkRequest {
+    /// The new store.
+    pub new: String,
+    /// Point (default head).
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+/// A fork: its event and the position it copied the store at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forked {
+    /// The `store.fork` event.
+    pub appended: Appended,
+    /// The store was copied as of this position.
+    pub position: u64,
+}
+
+/// `POST /v1/memory/{store}/promote`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteRequest {
+    /// The store to change.
+    pub into: String,
+}
+
+/// `POST /v1/tags`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagRequest {
+    /// Tag name.
+    pub name: String,
+    /// Point (default head).
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+/// A tag: the position it names and the tag event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tagged {
+    /// The last position the tag covers.
+    pub position: u64,
+    /// The tag event's id.
+    pub id: EventId,
+    /// The tag event's position.
+    pub event_position: u64,
+}
+
+/// `GET /v1/drift/{store}`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct DriftQuery {
+    /// Bootstrap resamples (1..=100,000).
+    #[serde(default)]
+    pub resamples: Option<usize>,
+    /// Fewest sessions a memory state needs to be judged.
+    #[serde(default)]
+    pub min_sessions: Option<u64>,
+}
+
+/// `POST /v1/dreams`: which dreamer over which store, and where its output goes. The
+/// dreamer is a name (`evidence`, or a profile of the server's config); `config` sets
+/// what the dreamer lets a request tune.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DreamRequest {
+    /// The store dreamed over.
+    pub store: String,
+    /// Dreamer (`NAME[@VERSION]`; default `evidence`).
+    #[serde(default)]
+    pub dreamer: Option<String>,
+    /// Dreamer config.
+    #[serde(default)]
+    pub config: Value,
+    /// `start`, a point, or absent (after the last dream folded into the store).
+    #[serde(default)]
+    pub since: Option<String>,
+    /// The fork to write into (default: a new one).
+    #[serde(default)]
+    pub into: Option<String>,
+    /// Write into the store itself.
+    #[serde(default)]
+    pub in_place: bool,
+    /// Dream over a store that has no event yet.
+    #[serde(default)]
+    pub create: bool,
+}
+
+/// `POST /v1/dreams/{id}/replay`: another dreamer or config (absent: as recorded).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplayRequest {
+    /// Another dreamer (`NAME[@VERSION]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dreamer: Option<String>,
+    /// Another config.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<Value>,
+}

@@ -1,0 +1,392 @@
+//! [`Remote`]: the service over HTTP, the typed client of `dreamlog serve` (reqwest,
+//! blocking) that `--remote URL` uses. Events come back in their JSON form and are
+//! rebuilt into [`StoredEvent`]s whose ids are recomputed here, so a client never trusts
+//! an id it did not hash itself; server errors come back typed where the server sends
+//! their details (expected version, nothing to dream), otherwise as `Error::Remote`.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::{
+    AppendRequest, AppendedEvent, DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Forked, Info, Lookup,
+    LookupRequest, MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest, Service, TagRequest, Tagged,
+    ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
+};
+use crate::core::memory::MemoryDiff;
+use crate::core::{Actor, EventJson, Kind};
+use crate::dream::{DreamDetail, DreamRun, DreamSummary, Replay};
+use crate::error::{Error, Result};
+use crate::ledger::{DriftReport, LessonRow};
+use crate::memory::BlameLine;
+use crate::sessions::{SessionDetail, SessionSummary, Stats};
+use crate::store::{AppendBatch, Appended, StoredEvent, VerifyReport};
+
+/// A server at a base URL, with an optional bearer token.
+pub struct Remote {
+    base: String,
+    token: Option<String>,
+    http: reqwest::blocking::Client,
+}
+
+/// A name as one URL path segment (percent-encoded).
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+fn remote_error(status: u16, kind: &str, message: impl Into<String>) -> Error {
+    Error::Remote { status, kind: kind.to_owned(), message: message.into() }
+}
+
+impl Remote {
+    /// A client for `url` (e.g. `http://127.0.0.1:7700`).
+    pub fn new(url: &str, token: Option<String>) -> Result<Remote> {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .build()
+            .map_err(|e| remote_error(0, "client", e.to_string()))?;
+        Ok(Remote { base: url.trim_end_matches('/').to_owned(), token, http })
+    }
+
+    fn send(&self, req: reqwest::blocking::RequestBuilder) -> Result<reqwest::blocking::Response> {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let resp = req.send().map_err(|e| remote_error(0, "connection", format!("{}: {e}", self.base)))?;
+        let status = resp.status().as_u16();
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let text = resp.text().unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let err = &v["error"];
+        // Errors whose details the server sends typed come back as the local store's.
+        match err["type"].as_str() {
+            Some("nothing_to_dream") => {
+                if let (Some(store), Some(from)) = (err["store"].as_str(), err["from"].as_u64()) {
+                    return Err(Error::NothingToDream { store: store.to_owned(), from });
+                }
+            }
+            Some("wrong_expected_version") => {
+                let expected = err["expected"].as_str().and_then(|e| e.parse().ok());
+                if let (Some(stream), Some(expected)) = (err["stream"].as_str(), expected) {
+                    let current = err["current_version"].as_u64();
+                    return Err(Error::WrongExpectedVersion { stream: stream.to_owned(), expected, current });
+                }
+            }
+            _ => {}
+        }
+        // The memory tool's own refusal keeps its class (`tool:not_found`, …).
+        let kind = match err["tool_error"].as_str() {
+            Some(t) => format!("tool:{t}"),
+            None => err["type"].as_str().unwrap_or("http").to_owned(),
+        };
+        Err(remote_error(status, &kind, err["message"].as_str().map(str::to_owned).unwrap_or(text)))
+    }
+
+    fn json(&self, req: reqwest::blocking::RequestBuilder) -> Result<Value> {
+        self.send(req)?.json().map_err(|e| remote_error(0, "response", e.to_string()))
+    }
+
+    fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value> {
+        self.json(self.http.get(format!("{}{path}", self.base)).query(query))
+    }
+
+    fn post(&self, path: &str, body: &Value, headers: &[(&str, String)]) -> Result<Value> {
+        let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        self.json(req)
+    }
+
+    /// Rebuilds an event from its JSON form, recomputing its id.
+    pub fn event_from_json(v: Value) -> Result<StoredEvent> {
+        let j: EventJson = serde_json::from_value(v).map_err(|e| remote_error(0, "response", e.to_string()))?;
+        let version = j.version.unwrap_or(0);
+        let (position, sealed) = j.into_sealed()?;
+        Ok(StoredEvent { position: position.unwrap_or(0), version, redacted: false, event: sealed.into_event() })
+    }
+
+    fn event_list(v: &Value) -> Result<Vec<StoredEvent>> {
+        v["events"].as_array().cloned().unwrap_or_default().into_iter().map(Remote::event_from_json).collect()
+    }
+
+    fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
+        serde_json::from_value(v).map_err(|e| remote_error(0, "response", e.to_string()))
+    }
+
+    fn appended(v: &Value) -> Result<Vec<Appended>> {
+        v["appended"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|a| {
+                Ok(Appended {
+                    position: a["position"].as_u64().unwrap_or(0),
+                    id: a["id"].as_str().unwrap_or_default().parse()?,
+                    version: a["version"].as_u64().unwrap_or(0),
+                    existed: a["existed"].as_bool().unwrap_or(false),
+                })
+            })
+            .collect()
+    }
+
+    fn actor_header(actor: &crate::core::Actor) -> Vec<(&'static str, String)> {
+        vec![("x-dreamlog-actor", actor.to_string())]
+    }
+}
+
+/// Counts newlines while copying.
+struct LineCounter<'a> {
+    inner: &'a mut dyn std::io::Write,
+    lines: u64,
+    progress: &'a mut dyn FnMut(u64),
+}
+
+impl std::io::Write for LineCounter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let lines = buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
+        if lines > 0 {
+            self.lines += lines;
+            (self.progress)(self.lines);
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn query(pairs: &[(&'static str, Option<String>)]) -> Vec<(&'static str, String)> {
+    pairs.iter().filter_map(|(k, v)| v.clone().map(|v| (*k, v))).collect()
+}
+
+impl Service for Remote {
+    fn target(&self) -> String {
+        self.base.clone()
+    }
+
+    fn info(&self) -> Result<Info> {
+        Remote::typed(self.get("/v1/info", &[])?)
+    }
+
+    fn append(&self, req: &AppendRequest) -> Result<Vec<AppendedEvent>> {
+        let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
+        Remote::typed(self.post("/v1/events", &body, &[])?["appended"].clone())
+    }
+
+    fn append_batch(&self, batch: AppendBatch) -> Result<Vec<Appended>> {
+        // Drafts in their JSON form, with the times and parents the caller fixed, so the
+        // server computes the same ids (and an identical re-import is recognised).
+        let events: Vec<Value> = batch
+            .events
+            .iter()
+            .map(|d| {
+                let mut v = json!({"stream": d.stream, "kind": d.body.kind().name(), "actor": d.actor,
+                                   "causes": d.causes, "body": d.body.to_json()});
+                if let Some(t) = d.time {
+                    v["time"] = json!(t);
+                }
+                if let Some(p) = &d.parents {
+                    v["parents"] = json!(p);
+                }
+                v
+            })
+            .collect();
+        let mut body = json!({ "events": events });
+        for (stream, e) in &batch.expectations {
+            body["expect"][stream.as_str()] = json!(e.to_arg());
+        }
+        Remote::appended(&self.post("/v1/events", &body, &[])?)
+    }
+
+    fn events(&self, q: &EventsQuery) -> Result<Vec<StoredEvent>> {
+        let page = [("from", q.from.to_string()), ("limit", q.limit.unwrap_or(super::PAGE).to_string())];
+        let path = match (&q.stream, q.kind) {
+            (Some(stream), _) => format!("/v1/streams/{stream}"),
+            (None, Some(kind)) => format!("/v1/kinds/{}", kind.name()),
+            (None, None) => "/v1/events".to_owned(),
+        };
+        Remote::event_list(&self.get(&path, &page)?)
+    }
+
+    fn event(&self, id: &str) -> Result<StoredEvent> {
+        Remote::event_from_json(self.get(&format!("/v1/events/{id}"), &[])?)
+    }
+
+    fn lookup(&self, req: &LookupRequest) -> Result<Lookup> {
+        let v = self.post("/v1/lookup", &json!({ "ids": req.ids, "streams": req.streams }), &[])?;
+        let positions = v["positions"].as_array().cloned().unwrap_or_default();
+        let heads = v["heads"].as_array().cloned().unwrap_or_default();
+        if positions.len() != req.ids.len() || heads.len() != req.streams.len() {
+            let (p, h) = (positions.len(), heads.len());
+            let why = format!("lookup answered {p} of {} ids and {h} of {} streams", req.ids.len(), req.streams.len());
+            return Err(remote_error(0, "response", why));
+        }
+        let heads = heads
+            .iter()
+            .map(|h| match (h["version"].as_u64(), h["id"].as_str()) {
+                (Some(version), Some(id)) => Ok(Some((version, id.parse()?))),
+                _ => Ok(None),
+            })
+            .collect::<Result<_>>()?;
+        Ok((positions.iter().map(Value::as_u64).collect(), heads))
+    }
+
+    fn verify(&self, q: &VerifyQuery, _progress: &mut dyn FnMut(u64)) -> Result<VerifyReport> {
+        let path = if q.deep { "/v1/verify?deep=true" } else { "/v1/verify" };
+        Remote::typed(self.post(path, &json!({}), &[])?)
+    }
+
+    fn memory_tool(&self, store: &str, input: &Value, context: &ToolContext) -> Result<ToolAnswer> {
+        let mut headers = Vec::new();
+        if let Some(a) = &context.actor {
+            headers.push(("x-dreamlog-actor", a.to_string()));
+        }
+        if let Some(s) = &context.session {
+            headers.push(("x-dreamlog-session", s.clone()));
+        }
+        if let Some(p) = &context.precondition {
+            headers.push(("x-dreamlog-precondition", p.to_hex()));
+        }
+        if !context.causes.is_empty() {
+            headers.push(("x-dreamlog-causes", context.causes.join(",")));
+        }
+        let v = self.post(&format!("/v1/memory/{}/tool", path_segment(store)), input, &headers)?;
+        let at = match (v["position"].as_u64(), v["id"].as_str()) {
+            (Some(p), Some(id)) => Some((p, id.parse()?)),
+            _ => None,
+        };
+        let error =
+            v["is_error"].as_bool().unwrap_or(true).then(|| v["error_type"].as_str().unwrap_or("invalid").to_owned());
+        Ok(ToolAnswer { text: v["content"].as_str().unwrap_or_default().to_owned(), error, recorded: at })
+    }
+
+    fn memory_view(&self, store: &str, q: &ViewQuery) -> Result<MemoryView> {
+        let q = query(&[("path", q.path.clone()), ("at", q.at.clone()), ("range", q.range.clone())]);
+        match self.get(&format!("/v1/memory/{}/view", path_segment(store)), &q) {
+            // The tool refused (a bad or missing path): the view's own form, as embedded.
+            Err(Error::Remote { kind, message, .. }) if kind.starts_with("tool:") => {
+                Ok(MemoryView::Refused { kind: kind["tool:".len()..].to_owned(), message })
+            }
+            other => MemoryView::from_json(&other?),
+        }
+    }
+
+    fn memory_history(&self, store: &str, q: &PathQuery) -> Result<Vec<StoredEvent>> {
+        let q = query(&[("path", q.path.clone()), ("at", q.at.clone())]);
+        Remote::event_list(&self.get(&format!("/v1/memory/{}/history", path_segment(store)), &q)?)
+    }
+
+    fn memory_diff(&self, store: &str, q: &DiffQuery) -> Result<MemoryDiff> {
+        let q =
+            query(&[("other", q.other.clone()), ("from", q.from.clone()), ("to", q.to.clone()), ("at", q.at.clone())]);
+        Remote::typed(self.get(&format!("/v1/memory/{}/diff", path_segment(store)), &q)?)
+    }
+
+    fn memory_blame(&self, store: &str, q: &PathQuery) -> Result<Vec<BlameLine>> {
+        let q = query(&[("path", q.path.clone()), ("at", q.at.clone())]);
+        Remote::typed(self.get(&format!("/v1/memory/{}/blame", path_segment(store)), &q)?["lines"].clone())
+    }
+
+    fn memory_lessons(&self, store: &str, q: &PathQuery) -> Result<Vec<LessonRow>> {
+        let q = query(&[("at", q.at.clone())]);
+        Remote::typed(self.get(&format!("/v1/memory/{}/lessons", path_segment(store)), &q)?["lessons"].clone())
+    }
+
+    fn memory_revert(&self, store: &str, req: &RevertRequest, actor: &Actor) -> Result<Vec<Appended>> {
+        let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
+        let path = format!("/v1/memory/{}/revert", path_segment(store));
+        Remote::appended(&self.post(&path, &body, &Remote::actor_header(actor))?)
+    }
+
+    fn memory_fork(&self, store: &str, req: &ForkRequest, actor: &Actor) -> Result<Forked> {
+        let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
+        let v = self.post(&format!("/v1/memory/{}/fork", path_segment(store)), &body, &Remote::actor_header(actor))?;
+        let a = Remote::appended(&v)?.into_iter().next().ok_or_else(|| remote_error(0, "response", "no fork event"))?;
+        let position = match self.event(&a.id.to_hex())?.event.body {
+            crate::core::Body::StoreFork(f) => f.position,
+            _ => return Err(remote_error(0, "response", "the fork event is not a store.fork")),
+        };
+        Ok(Forked { appended: a, position })
+    }
+
+    fn memory_promote(&self, store: &str, req: &PromoteRequest, actor: &Actor) -> Result<Vec<Appended>> {
+        let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
+        let path = format!("/v1/memory/{}/promote", path_segment(store));
+        Remote::appended(&self.post(&path, &body, &Remote::actor_header(actor))?)
+    }
+
+    fn tag(&self, req: &TagRequest, actor: &Actor) -> Result<Tagged> {
+        let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
+        Remote::typed(self.post("/v1/tags", &body, &Remote::actor_header(actor))?)
+    }
+
+    fn sessions(&self) -> Result<Vec<SessionSummary>> {
+        Remote::typed(self.get("/v1/sessions", &[])?["sessions"].clone())
+    }
+
+    fn session_stats(&self) -> Result<Stats> {
+        Remote::typed(self.get("/v1/sessions/stats", &[])?)
+    }
+
+    fn session(&self, id: &str) -> Result<SessionDetail> {
+        let v = self.get(&format!("/v1/session/{id}"), &[])?;
+        let link = match v["link"].clone() {
+            Value::Null => None,
+            l => match crate::core::Body::from_json(Kind::SessionLink, l)? {
+                crate::core::Body::SessionLink(l) => Some(l),
+                _ => None,
+            },
+        };
+        Ok(SessionDetail {
+            session: v["session"].as_str().unwrap_or(id).to_owned(),
+            events: Remote::event_list(&v)?,
+            link,
+            memory: Remote::typed(v["memory"].clone())?,
+        })
+    }
+
+    fn drift(&self, store: &str, q: &DriftQuery) -> Result<DriftReport> {
+        let q = query(&[
+            ("resamples", q.resamples.map(|n| n.to_string())),
+            ("min_sessions", q.min_sessions.map(|n| n.to_string())),
+        ]);
+        Remote::typed(self.get(&format!("/v1/drift/{}", path_segment(store)), &q)?)
+    }
+
+    fn dreams(&self) -> Result<Vec<DreamSummary>> {
+        Remote::typed(self.get("/v1/dreams", &[])?["dreams"].clone())
+    }
+
+    fn dream(&self, id: &str) -> Result<DreamDetail> {
+        Remote::typed(self.get(&format!("/v1/dreams/{id}"), &[])?)
+    }
+
+    fn dream_run(&self, req: &DreamRequest) -> Result<DreamRun> {
+        let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
+        DreamRun::from_json(self.post("/v1/dreams", &body, &[])?)
+            .map_err(|e| remote_error(0, "response", e.to_string()))
+    }
+
+    fn dream_replay(&self, id: &str, req: &ReplayRequest) -> Result<Replay> {
+        let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
+        Remote::typed(self.post(&format!("/v1/dreams/{id}/replay"), &body, &[])?)
+    }
+
+    fn export(&self, from: u64, out: &mut dyn std::io::Write, progress: &mut dyn FnMut(u64)) -> Result<u64> {
+        let mut resp = self.send(self.http.get(format!("{}/v1/export", self.base)).query(&[("from", from)]))?;
+        let mut counter = LineCounter { inner: out, lines: 0, progress };
+        resp.copy_to(&mut counter).map_err(|e| remote_error(0, "response", e.to_string()))?;
+        Ok(counter.lines)
+    }
+}
