@@ -17,7 +17,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use dreamlog::core::dream::DreamerSpec;
 use dreamlog::dream::{Dreams, RunOptions};
-use dreamlog::memory::Memory;
+use dreamlog::memory::MemoryStores;
 use dreamlog::{
     Action, ActionStatus, Actor, AppendBatch, Body, CanonicalJson, Criterion, Draft, Grade, GradeResult, Options,
     SessionStart, Store, SyncMode,
@@ -109,7 +109,7 @@ fn bench_evidence(n: usize) {
     let t = Instant::now();
     write_sessions(&store, n);
     println!("wrote {n} graded sessions ({} events) in {:.2} s", store.len(), t.elapsed().as_secs_f64());
-    let dreams = Dreams::new(Memory::new(store.clone()));
+    let dreams = Dreams::new(MemoryStores::new(store.clone()));
     let spec: DreamerSpec = "evidence".parse().expect("spec");
     let mut best = f64::MAX;
     for round in 0..3 {
@@ -177,7 +177,7 @@ fn bench_llm_replay(turns: usize) {
         config: json!({"base_url": format!("http://{addr}"), "api_key_env": "DREAMLOG_BENCH_KEY",
                        "max_turns": turns, "max_sessions": 200}),
     };
-    let dreams = Dreams::new(Memory::new(store.clone()));
+    let dreams = Dreams::new(MemoryStores::new(store.clone()));
     let t = Instant::now();
     let run = dreams.run("live", &spec, &RunOptions::default()).expect("dream");
     println!(

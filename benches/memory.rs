@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use dreamlog::memory::{stream_name, Memory};
+use dreamlog::memory::{stream_name, MemoryStores};
 use dreamlog::{Actor, AppendBatch, Body, Draft, MemoryCommand, Options, Store, SyncMode};
 
 #[global_allocator]
@@ -84,7 +84,7 @@ fn main() {
     build_log(&store, events);
 
     // Full fold, no snapshots.
-    let plain = Memory::new(store.clone()).with_snapshot_every(0);
+    let plain = MemoryStores::new(store.clone()).with_snapshot_every(0);
     let t = Instant::now();
     let (state, _) = plain.state("bench").expect("fold");
     let secs = t.elapsed().as_secs_f64();
@@ -95,7 +95,7 @@ fn main() {
     );
 
     // Snapshots are written by the first fold that passes each multiple of 1,000.
-    let snap = Memory::new(store.clone());
+    let snap = MemoryStores::new(store.clone());
     let t = Instant::now();
     snap.state("bench").expect("fold with snapshot writes");
     println!("first fold writing snapshots: {:.2} s", t.elapsed().as_secs_f64());
@@ -124,7 +124,7 @@ fn main() {
     report("as-of view, one file, random point, without snapshots", without);
 
     // Blame of a file with 1,000 revisions: inserts and replacements at varying lines.
-    let mem = Memory::new(store.clone());
+    let mem = MemoryStores::new(store.clone());
     let mut text_lines: Vec<String> = (0..20).map(|i| format!("line {i} original")).collect();
     let doc = "/memories/doc.md";
     let mut batch = AppendBatch::new();

@@ -1,17 +1,18 @@
-//! The library's error type: every failure names the thing and the reason.
+//! Errors, by area: the log and its storage ([`LogError`]), memory stores
+//! ([`MemoryError`]), dreams ([`DreamError`]); [`Error`] wraps them with the errors every
+//! area shares (input, lookups, files, a server's refusal). Every failure names the
+//! thing and the reason. One classification, [`Error::class`], gives both the HTTP
+//! status and error type a server answers with and the CLI's exit code.
 
 use thiserror::Error;
 
 use crate::core::ExpectedVersion;
 use crate::core::{EventId, FormatError};
 
-/// Any failure of a dreamlog operation.
+/// The log refused or failed: nothing of the batch was written (or the store cannot be used).
 #[derive(Debug, Error)]
 #[non_exhaustive]
-pub enum Error {
-    /// Input that is not a valid event (field, JSON, encoding).
-    #[error(transparent)]
-    Format(#[from] FormatError),
+pub enum LogError {
     /// One event of a batch is invalid; nothing of the batch was written.
     #[error("event #{index} of the batch: {source}")]
     InvalidEvent {
@@ -20,14 +21,6 @@ pub enum Error {
         /// Why.
         #[source]
         source: FormatError,
-    },
-    /// An event of a JSON batch that is not a valid event; nothing was written.
-    #[error("event #{index}: {reason}")]
-    EventJson {
-        /// Index of the event in its batch (0-based).
-        index: usize,
-        /// Why.
-        reason: String,
     },
     /// An expected-version check failed; nothing of the batch was written.
     #[error("stream {stream:?}: expected {expected}, but the stream {}", current_text(*.current))]
@@ -70,27 +63,18 @@ pub enum Error {
         /// Configured limit.
         limit: usize,
     },
-    /// No event has this id (or id prefix).
-    #[error("no event with id {0}")]
-    NotFound(String),
     /// No event at this position.
     #[error("no event at position {0}")]
     NoSuchPosition(u64),
-    /// An id prefix matches several events.
-    #[error("id prefix {prefix:?} is ambiguous: it matches {}{}",
-        .candidates.iter().map(|c| c.to_hex()).collect::<Vec<_>>().join(", "),
-        if *.more { " and more" } else { "" })]
-    AmbiguousPrefix {
-        /// The prefix given.
-        prefix: String,
-        /// Some of the ids it matches.
-        candidates: Vec<EventId>,
-        /// Whether there are more matches than listed.
-        more: bool,
+    /// An event cites in `causes` an id that is not in the log (nor earlier in its batch):
+    /// nothing of the batch was written.
+    #[error("event #{index} of the batch cites {id} in causes, which is not an event of the log")]
+    UnknownCause {
+        /// The event's index in its batch.
+        index: usize,
+        /// The id it cites.
+        id: String,
     },
-    /// Not a hex id prefix.
-    #[error("invalid id {0:?}: expected 1 to 64 hex characters")]
-    BadIdPrefix(String),
     /// A write failed to become durable earlier; the store refuses writes until reopened.
     #[error("the store refuses writes after a failed write ({0}); reopen it after fixing the cause")]
     Poisoned(String),
@@ -127,18 +111,15 @@ pub enum Error {
     /// RocksDB reported an error.
     #[error("storage error: {0}")]
     Storage(String),
-    /// A file or stream could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file (or `-` for standard input).
-        path: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
+}
+
+/// A memory store operation was refused: nothing was written.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum MemoryError {
     /// A memory tool command was refused (the text is the tool's).
     #[error("{0}")]
-    Tool(#[from] crate::core::memory::ToolError),
+    Tool(crate::core::memory::ToolError),
     /// A point (`--at`) that resolves to nothing.
     #[error("cannot resolve {0:?} as a position, event id, RFC 3339 time, tag or `head`")]
     UnknownPoint(String),
@@ -153,27 +134,6 @@ pub enum Error {
     /// A memory store that already exists (fork target).
     #[error("memory store {0:?} already exists")]
     StoreExists(String),
-    /// A dream found no graded session in its range: nothing was written (not a failure).
-    #[error("no new graded session for store {store:?} since position {from}: nothing to dream, nothing written")]
-    NothingToDream {
-        /// The input store.
-        store: String,
-        /// The first position it read.
-        from: u64,
-    },
-    /// The operation is not allowed to this caller (e.g. a dreamer only the server's
-    /// config may define).
-    #[error("{0}")]
-    Forbidden(String),
-    /// An event cites in `causes` an id that is not in the log (nor earlier in its batch):
-    /// nothing of the batch was written.
-    #[error("event #{index} of the batch cites {id} in causes, which is not an event of the log")]
-    UnknownCause {
-        /// The event's index in its batch.
-        index: usize,
-        /// The id it cites.
-        id: String,
-    },
     /// A memory store with no events (a typo, most often): nothing was written.
     #[error("no memory store {name:?} (known: {known})")]
     NoSuchStore {
@@ -182,6 +142,108 @@ pub enum Error {
         /// The stores that exist, comma-separated (or "none").
         known: String,
     },
+    /// A revert that later edits conflict with; nothing was written.
+    #[error("revert refused: later edits touched the same files (use --force to restore them whole):{}",
+        .conflicts.iter().map(|(p, evs)| format!("\n  {p}: changed since by {}", evs.iter().map(|(pos, id)| format!("{} at {pos}", id.short(12))).collect::<Vec<_>>().join(", "))).collect::<String>())]
+    RevertConflict {
+        /// Per file, the later events that changed it.
+        conflicts: Vec<(String, Vec<(u64, EventId)>)>,
+    },
+}
+
+/// A dream, a dreamer or a replay failed: nothing was written.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum DreamError {
+    /// A dream found no graded session in its range: nothing was written (not a failure).
+    #[error("no new graded session for store {store:?} since position {from}: nothing to dream, nothing written")]
+    NothingToDream {
+        /// The input store.
+        store: String,
+        /// The first position it read.
+        from: u64,
+    },
+    /// A dreamer failed or produced output that cannot be committed; nothing was written.
+    #[error("dreamer {dreamer}: {reason}")]
+    Dreamer {
+        /// `NAME@VERSION`.
+        dreamer: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A model API call failed (after retries, when retryable); nothing was written.
+    #[error("model API{}: {message}", .status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
+    Llm {
+        /// HTTP status, when there was a response.
+        status: Option<u16>,
+        /// The API's error message.
+        message: String,
+    },
+    /// A replay could not follow the recorded dream.
+    #[error("replay of dream {dream} diverged: {reason}")]
+    ReplayDiverged {
+        /// The dream.
+        dream: String,
+        /// Where and how.
+        reason: String,
+    },
+}
+
+/// Any failure of a dreamlog operation.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The log or its storage.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// A memory store operation.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    /// A dream.
+    #[error(transparent)]
+    Dream(#[from] DreamError),
+    /// Input that is not a valid event (field, JSON, encoding).
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// An event of a JSON batch that is not a valid event; nothing was written.
+    #[error("event #{index}: {reason}")]
+    EventJson {
+        /// Index of the event in its batch (0-based).
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// No event has this id (or id prefix).
+    #[error("no event with id {0}")]
+    NotFound(String),
+    /// An id prefix matches several events.
+    #[error("id prefix {prefix:?} is ambiguous: it matches {}{}",
+        .candidates.iter().map(|c| c.to_hex()).collect::<Vec<_>>().join(", "),
+        if *.more { " and more" } else { "" })]
+    AmbiguousPrefix {
+        /// The prefix given.
+        prefix: String,
+        /// Some of the ids it matches.
+        candidates: Vec<EventId>,
+        /// Whether there are more matches than listed.
+        more: bool,
+    },
+    /// Not a hex id prefix.
+    #[error("invalid id {0:?}: expected 1 to 64 hex characters")]
+    BadIdPrefix(String),
+    /// A file or stream could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file (or `-` for standard input).
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The operation is not allowed to this caller (e.g. a dreamer only the server's
+    /// config may define).
+    #[error("{0}")]
+    Forbidden(String),
     /// An event that is not what the operation needs.
     #[error("event {id} is not {what}")]
     WrongEvent {
@@ -189,13 +251,6 @@ pub enum Error {
         id: String,
         /// What it should have been.
         what: String,
-    },
-    /// A revert that later edits conflict with; nothing was written.
-    #[error("revert refused: later edits touched the same files (use --force to restore them whole):{}",
-        .conflicts.iter().map(|(p, evs)| format!("\n  {p}: changed since by {}", evs.iter().map(|(pos, id)| format!("{} at {pos}", id.short(12))).collect::<Vec<_>>().join(", "))).collect::<String>())]
-    RevertConflict {
-        /// Per file, the later events that changed it.
-        conflicts: Vec<(String, Vec<(u64, EventId)>)>,
     },
     /// A malformed record in an imported file, located by its JSON pointer.
     #[error("{file} at {pointer}: {reason}")]
@@ -217,22 +272,6 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// A dreamer failed or produced output that cannot be committed; nothing was written.
-    #[error("dreamer {dreamer}: {reason}")]
-    Dreamer {
-        /// `NAME@VERSION`.
-        dreamer: String,
-        /// What went wrong.
-        reason: String,
-    },
-    /// A model API call failed (after retries, when retryable); nothing was written.
-    #[error("model API{}: {message}", .status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
-    Llm {
-        /// HTTP status, when there was a response.
-        status: Option<u16>,
-        /// The API's error message.
-        message: String,
-    },
     /// A server refused a request (`--remote`); the message is the server's own.
     #[error("{message}")]
     Remote {
@@ -242,14 +281,6 @@ pub enum Error {
         kind: String,
         /// The server's message.
         message: String,
-    },
-    /// A replay could not follow the recorded dream.
-    #[error("replay of dream {dream} diverged: {reason}")]
-    ReplayDiverged {
-        /// The dream.
-        dream: String,
-        /// Where and how.
-        reason: String,
     },
 }
 
@@ -262,3 +293,168 @@ fn current_text(current: Option<u64>) -> String {
 
 /// Result with the library's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<crate::core::memory::ToolError> for Error {
+    fn from(e: crate::core::memory::ToolError) -> Error {
+        Error::Memory(MemoryError::Tool(e))
+    }
+}
+
+/// What kind of failure an error is: the one classification both surfaces use — the
+/// server's HTTP status and error type, the CLI's exit code. A server's refusal read
+/// back by a client (`Error::Remote`) classifies as the error the server had.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// Bad input: a request, a file, an argument (HTTP 400, exit 2).
+    InvalidRequest,
+    /// An event of a batch is not a valid event (HTTP 400, exit 2).
+    InvalidEvent,
+    /// No such event, stream, store, session (HTTP 404, exit 3).
+    NotFound,
+    /// The state changed under the request: a parent that is not the head, a revert
+    /// that later edits conflict with, a name in use, a failed precondition (HTTP 409,
+    /// exit 4).
+    Conflict,
+    /// An expected version that does not hold (HTTP 409, exit 4).
+    WrongExpectedVersion,
+    /// A dream with nothing new to read (HTTP 409; the CLI says so and exits 0).
+    NothingToDream,
+    /// A body or batch over a limit (HTTP 413, exit 2).
+    TooLarge,
+    /// Not allowed to this caller (HTTP 403, exit 5).
+    Forbidden,
+    /// The store refuses writes or is closed (HTTP 503, exit 6).
+    Unavailable,
+    /// A model API or a replay failed (HTTP 502, exit 7).
+    Upstream,
+    /// Storage, damage, files, anything else (HTTP 500, exit 1).
+    Internal,
+}
+
+impl ErrorClass {
+    /// The error type a server answers with (`schemas/api/error.schema.json`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorClass::InvalidRequest => "invalid_request",
+            ErrorClass::InvalidEvent => "invalid_event",
+            ErrorClass::NotFound => "not_found",
+            ErrorClass::Conflict => "conflict",
+            ErrorClass::WrongExpectedVersion => "wrong_expected_version",
+            ErrorClass::NothingToDream => "nothing_to_dream",
+            ErrorClass::TooLarge => "too_large",
+            ErrorClass::Forbidden => "forbidden",
+            ErrorClass::Unavailable => "unavailable",
+            ErrorClass::Upstream => "upstream",
+            ErrorClass::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorClass::InvalidRequest | ErrorClass::InvalidEvent => 400,
+            ErrorClass::Forbidden => 403,
+            ErrorClass::NotFound => 404,
+            ErrorClass::Conflict | ErrorClass::WrongExpectedVersion | ErrorClass::NothingToDream => 409,
+            ErrorClass::TooLarge => 413,
+            ErrorClass::Internal => 500,
+            ErrorClass::Upstream => 502,
+            ErrorClass::Unavailable => 503,
+        }
+    }
+
+    /// The CLI's exit code.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorClass::NothingToDream => 0,
+            ErrorClass::Internal => 1,
+            ErrorClass::InvalidRequest | ErrorClass::InvalidEvent | ErrorClass::TooLarge => 2,
+            ErrorClass::NotFound => 3,
+            ErrorClass::Conflict | ErrorClass::WrongExpectedVersion => 4,
+            ErrorClass::Forbidden => 5,
+            ErrorClass::Unavailable => 6,
+            ErrorClass::Upstream => 7,
+        }
+    }
+
+    /// The class a server's error type names.
+    pub fn from_name(name: &str) -> Option<ErrorClass> {
+        use ErrorClass::*;
+        [
+            InvalidRequest,
+            InvalidEvent,
+            NotFound,
+            Conflict,
+            WrongExpectedVersion,
+            NothingToDream,
+            TooLarge,
+            Forbidden,
+            Unavailable,
+            Upstream,
+            Internal,
+        ]
+        .into_iter()
+        .find(|c| c.name() == name)
+    }
+}
+
+impl Error {
+    /// What kind of failure this is (see [`ErrorClass`]).
+    pub fn class(&self) -> ErrorClass {
+        use crate::core::memory::ToolErrorKind;
+        match self {
+            Error::Log(e) => match e {
+                LogError::WrongExpectedVersion { .. } => ErrorClass::WrongExpectedVersion,
+                LogError::ParentMismatch { .. } => ErrorClass::Conflict,
+                LogError::BodyTooLarge { .. } | LogError::BatchTooLarge { .. } => ErrorClass::TooLarge,
+                LogError::NoSuchPosition(_) => ErrorClass::NotFound,
+                LogError::InvalidEvent { .. } | LogError::UnknownCause { .. } => ErrorClass::InvalidRequest,
+                LogError::Poisoned(_) | LogError::Closed => ErrorClass::Unavailable,
+                LogError::WalDamaged { .. }
+                | LogError::Open { .. }
+                | LogError::Corrupt { .. }
+                | LogError::Storage(_) => ErrorClass::Internal,
+            },
+            Error::Memory(e) => match e {
+                MemoryError::Tool(t) if t.kind == ToolErrorKind::Conflict => ErrorClass::Conflict,
+                MemoryError::Tool(t) if t.kind == ToolErrorKind::NotFound => ErrorClass::NotFound,
+                MemoryError::Tool(_) | MemoryError::UnknownPoint(_) => ErrorClass::InvalidRequest,
+                MemoryError::NoSuchStore { .. } => ErrorClass::NotFound,
+                MemoryError::TagExists { .. } | MemoryError::StoreExists(_) | MemoryError::RevertConflict { .. } => {
+                    ErrorClass::Conflict
+                }
+            },
+            Error::Dream(e) => match e {
+                DreamError::NothingToDream { .. } => ErrorClass::NothingToDream,
+                DreamError::Dreamer { .. } => ErrorClass::InvalidRequest,
+                DreamError::Llm { .. } | DreamError::ReplayDiverged { .. } => ErrorClass::Upstream,
+            },
+            Error::EventJson { .. } => ErrorClass::InvalidEvent,
+            Error::NotFound(_) => ErrorClass::NotFound,
+            Error::Forbidden(_) => ErrorClass::Forbidden,
+            Error::Format(_)
+            | Error::AmbiguousPrefix { .. }
+            | Error::BadIdPrefix(_)
+            | Error::Input { .. }
+            | Error::Record { .. }
+            | Error::WrongEvent { .. } => ErrorClass::InvalidRequest,
+            Error::Io { .. } => ErrorClass::Internal,
+            Error::Remote { status, kind, .. } => match kind.strip_prefix("tool:") {
+                Some("not_found") => ErrorClass::NotFound,
+                Some("conflict") => ErrorClass::Conflict,
+                Some(_) => ErrorClass::InvalidRequest,
+                None => ErrorClass::from_name(kind).unwrap_or(match status {
+                    0 => ErrorClass::Unavailable,
+                    400 => ErrorClass::InvalidRequest,
+                    403 => ErrorClass::Forbidden,
+                    404 => ErrorClass::NotFound,
+                    409 => ErrorClass::Conflict,
+                    413 => ErrorClass::TooLarge,
+                    502 => ErrorClass::Upstream,
+                    503 => ErrorClass::Unavailable,
+                    _ => ErrorClass::Internal,
+                }),
+            },
+        }
+    }
+}

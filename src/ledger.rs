@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::core::stats::{bootstrap_diff_ci, GradeStats, Outcome};
 use crate::core::{Body, Digest, EventId, GradeResult, Kind};
 use crate::error::Result;
-use crate::memory::{stream_name, Memory};
+use crate::memory::{stream_name, MemoryStores};
 use crate::store::Store;
 
 /// A session that ran with a store, and its last grade.
@@ -137,7 +137,7 @@ pub struct LessonRow {
 
 /// The lessons of `store` as of `until`: every non-blank, non-heading line a dream wrote
 /// (or that cites evidence), with its dream, evidence and the grades around it.
-pub fn lessons(mem: &Memory, name: &str, until: u64) -> Result<Vec<LessonRow>> {
+pub fn lessons(mem: &MemoryStores, name: &str, until: u64) -> Result<Vec<LessonRow>> {
     mem.require(name)?;
     let store = mem.store();
     let (state, _) = mem.state_until(name, until)?;
@@ -289,7 +289,7 @@ fn shell_quote(s: &str) -> String {
 
 /// Grades per memory state and per change of `store`, with the changes after which
 /// grades fell flagged.
-pub fn drift(mem: &Memory, name: &str, opts: DriftOptions) -> Result<DriftReport> {
+pub fn drift(mem: &MemoryStores, name: &str, opts: DriftOptions) -> Result<DriftReport> {
     mem.require(name)?;
     let store = mem.store();
     let until = store.len();

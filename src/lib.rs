@@ -46,9 +46,9 @@ pub use crate::core::{
     FormatError, Grade, GradeResult, Header, Kind, LlmExchange, Memory, MemoryCommand, Message, Note, Redact, Revert,
     RevertTarget, SealedEvent, SessionEnd, SessionLink, SessionStart, StoreFork, Tag,
 };
-pub use crate::error::{Error, Result};
+pub use crate::error::{DreamError, Error, ErrorClass, LogError, MemoryError, Result};
 pub use crate::server::{hash_token, serve, AppState, ServerConfig};
 pub use crate::store::{
-    recover, AppendBatch, Appended, ExpectedVersion, Options, RecoveryReport, SharedMemory, Store, StoredEvent,
+    recover, AppendBatch, Appended, ExpectedVersion, Options, RecoveryReport, SharedCache, Store, StoredEvent,
     Subscription, SyncMode, VerifyReport,
 };

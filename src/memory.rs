@@ -18,6 +18,7 @@ use crate::core::{
     Tag,
 };
 use crate::error::{Error, Result};
+use crate::error::{LogError, MemoryError};
 use crate::store::{AppendBatch, Appended, ExpectedVersion, Store, StoredEvent};
 
 /// The stream of a memory store.
@@ -94,7 +95,7 @@ pub struct BlameLine {
 
 /// Memory operations over a store.
 #[derive(Clone)]
-pub struct Memory {
+pub struct MemoryStores {
     store: Store,
     snapshot_every: u64,
     /// One lock per store name: writers in this process take turns, so their expected
@@ -103,7 +104,7 @@ pub struct Memory {
     locks: Arc<std::sync::Mutex<HashMap<String, Arc<std::sync::Mutex<()>>>>>,
 }
 
-impl Memory {
+impl MemoryStores {
     /// The names of every memory store, sorted: the stores with at least one event, and
     /// those that sessions recorded running with (empty until their first command).
     pub fn stores(&self) -> Result<Vec<String>> {
@@ -153,16 +154,16 @@ impl Memory {
         } else {
             known.join(", ")
         };
-        Error::NoSuchStore { name: name.to_owned(), known }
+        Error::Memory(MemoryError::NoSuchStore { name: name.to_owned(), known })
     }
 
     /// Memory operations over `store`, snapshotting every [`DEFAULT_SNAPSHOT_EVERY`] events.
-    pub fn new(store: Store) -> Memory {
-        Memory { store, snapshot_every: DEFAULT_SNAPSHOT_EVERY, locks: Arc::default() }
+    pub fn new(store: Store) -> MemoryStores {
+        MemoryStores { store, snapshot_every: DEFAULT_SNAPSHOT_EVERY, locks: Arc::default() }
     }
 
     /// Sets the snapshot interval (0 disables snapshots).
-    pub fn with_snapshot_every(mut self, n: u64) -> Memory {
+    pub fn with_snapshot_every(mut self, n: u64) -> MemoryStores {
         self.snapshot_every = n;
         self
     }
@@ -179,17 +180,17 @@ impl Memory {
         let len = self.store.len();
         let at = at.trim();
         if at.is_empty() {
-            return Err(Error::UnknownPoint(
+            return Err(Error::Memory(MemoryError::UnknownPoint(
                 "an empty point (give a position, an id, a tag, an RFC 3339 time or head)".into(),
-            ));
+            )));
         }
         if at == "head" {
             return Ok(len);
         }
         if at.len() < 16 && at.bytes().all(|b| b.is_ascii_digit()) {
-            let p: u64 = at.parse().map_err(|_| Error::UnknownPoint(at.to_owned()))?;
+            let p: u64 = at.parse().map_err(|_| Error::Memory(MemoryError::UnknownPoint(at.to_owned())))?;
             if p >= len {
-                return Err(Error::NoSuchPosition(p));
+                return Err(Error::Log(LogError::NoSuchPosition(p)));
             }
             return Ok(p + 1);
         }
@@ -210,7 +211,9 @@ impl Memory {
         }
         match self.store.resolve_id(at) {
             Ok(id) => Ok(self.store.position_of(&id)?.ok_or_else(|| Error::NotFound(at.to_owned()))? + 1),
-            Err(Error::BadIdPrefix(_)) | Err(Error::NotFound(_)) => Err(Error::UnknownPoint(at.to_owned())),
+            Err(Error::BadIdPrefix(_)) | Err(Error::NotFound(_)) => {
+                Err(Error::Memory(MemoryError::UnknownPoint(at.to_owned())))
+            }
             Err(e) => Err(e),
         }
     }
@@ -232,9 +235,10 @@ impl Memory {
     /// Records a tag naming the last position before `until`.
     pub fn tag(&self, name: &str, until: u64, actor: Actor) -> Result<Appended> {
         if let Some(position) = self.tag_position(name)? {
-            return Err(Error::TagExists { name: name.to_owned(), position });
+            return Err(Error::Memory(MemoryError::TagExists { name: name.to_owned(), position }));
         }
-        let position = until.checked_sub(1).ok_or_else(|| Error::UnknownPoint("an empty log".into()))?;
+        let position =
+            until.checked_sub(1).ok_or_else(|| Error::Memory(MemoryError::UnknownPoint("an empty log".into())))?;
         let body = Body::Tag(Tag { name: name.to_owned(), position });
         Ok(self.store.append(AppendBatch::one(Draft::new(TAG_STREAM, actor, body)))?.remove(0))
     }
@@ -297,7 +301,7 @@ impl Memory {
         let range = match range {
             None => None,
             Some(r) => {
-                let bad = || Error::UnknownPoint(format!("range {r} (want START:END)"));
+                let bad = || Error::Memory(MemoryError::UnknownPoint(format!("range {r} (want START:END)")));
                 let (a, b) = r.split_once(':').ok_or_else(bad)?;
                 Some((a.trim().parse::<i64>().map_err(|_| bad())?, b.trim().parse::<i64>().map_err(|_| bad())?))
             }
@@ -401,7 +405,7 @@ impl Memory {
         let (texts, appended) = self.commit(name, Vec::new(), &mut plan, &opts)?;
         Ok(Applied {
             text: texts.into_iter().next().unwrap_or_default(),
-            event: appended.into_iter().next_back().ok_or(Error::Closed)?,
+            event: appended.into_iter().next_back().ok_or(Error::Log(LogError::Closed))?,
         })
     }
 
@@ -454,23 +458,28 @@ impl Memory {
                     }
                     return Ok((texts, appended));
                 }
-                Err(Error::WrongExpectedVersion { .. }) => continue,
+                Err(Error::Log(LogError::WrongExpectedVersion { .. })) => continue,
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::Storage(format!("memory store {name:?}: too much contention, gave up after 64 attempts")))
+        Err(Error::Log(LogError::Storage(format!(
+            "memory store {name:?}: too much contention, gave up after 64 attempts"
+        ))))
     }
 
     /// Forks `source` as it was up to `until` into the new store `new`.
     pub fn fork(&self, source: &str, new: &str, until: u64, actor: Actor) -> Result<Appended> {
         self.require(source)?;
-        let position = until.checked_sub(1).ok_or_else(|| Error::UnknownPoint("an empty log".into()))?;
+        let position =
+            until.checked_sub(1).ok_or_else(|| Error::Memory(MemoryError::UnknownPoint("an empty log".into())))?;
         let body = Body::StoreFork(StoreFork { store: new.to_owned(), source: source.to_owned(), position });
         let stream = stream_name(new);
         let batch = AppendBatch::one(Draft::new(stream.clone(), actor, body)).expect(stream, ExpectedVersion::NoStream);
         match self.store.append(batch) {
             Ok(mut a) => Ok(a.remove(0)),
-            Err(Error::WrongExpectedVersion { .. }) => Err(Error::StoreExists(new.to_owned())),
+            Err(Error::Log(LogError::WrongExpectedVersion { .. })) => {
+                Err(Error::Memory(MemoryError::StoreExists(new.to_owned())))
+            }
             Err(e) => Err(e),
         }
     }
@@ -561,10 +570,10 @@ impl Memory {
         self.require(name)?;
         let path = crate::core::memory::validate_path(path)?;
         let Some(file) = self.attribute(name, &path, until)? else {
-            return Err(Error::Tool(ToolError {
+            return Err(Error::Memory(MemoryError::Tool(ToolError {
                 kind: crate::core::memory::ToolErrorKind::NotFound,
                 message: format!("The path {path} does not exist. Please provide a valid path."),
-            }));
+            })));
         };
         let mut cache: HashMap<u64, StoredEvent> = HashMap::new();
         let mut kinds: HashMap<EventId, Kind> = HashMap::new();
@@ -762,7 +771,7 @@ impl Memory {
             }
         }
         if !conflicts.is_empty() && !force {
-            return Err(Error::RevertConflict { conflicts: conflicts.into_iter().collect() });
+            return Err(Error::Memory(MemoryError::RevertConflict { conflicts: conflicts.into_iter().collect() }));
         }
         let causes: Vec<EventId> = events.iter().map(|e| e.id()).take(crate::core::event::MAX_CAUSES).collect();
         let mut plan: Vec<(MemoryCommand, Vec<EventId>)> =

@@ -185,7 +185,7 @@ pub struct MemoryCommandRow {
 }
 
 /// The memory commands session `id` made, in log order, with their results.
-pub fn memory_commands(mem: &crate::memory::Memory, id: &str) -> Result<Vec<MemoryCommandRow>> {
+pub fn memory_commands(mem: &crate::memory::MemoryStores, id: &str) -> Result<Vec<MemoryCommandRow>> {
     let mut found = Vec::new();
     mem.store().scan_kind(crate::core::Kind::Memory, 0, |e| {
         if matches!(&e.event.body, Body::Memory(m) if m.session.as_deref() == Some(id)) {
@@ -271,7 +271,7 @@ impl SessionDetail {
 }
 
 /// The session given by its id or a unique prefix, in full.
-pub fn detail(mem: &crate::memory::Memory, id: &str) -> Result<SessionDetail> {
+pub fn detail(mem: &crate::memory::MemoryStores, id: &str) -> Result<SessionDetail> {
     let (session, events) = self::events(mem.store(), id)?;
     let link = link(mem.store(), &session)?;
     let memory = memory_commands(mem, &session)?;

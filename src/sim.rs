@@ -19,7 +19,7 @@ use crate::core::{
 };
 use crate::error::Result;
 use crate::import::session_stream;
-use crate::memory::Memory;
+use crate::memory::MemoryStores;
 use crate::store::{AppendBatch, ExpectedVersion};
 
 /// The tool the evaluator requires.
@@ -73,7 +73,7 @@ impl Round {
 /// Runs `n` sessions of the simulated agent against memory store `store`, recording
 /// each (start with the store's state hash, tool calls, grade, end) as one batch on
 /// `session/ID`. Session ids are `sim/LABEL/I`.
-pub fn run_round(mem: &Memory, store: &str, label: &str, n: usize, seed: u64) -> Result<Round> {
+pub fn run_round(mem: &MemoryStores, store: &str, label: &str, n: usize, seed: u64) -> Result<Round> {
     let (state, _) = mem.state(store)?;
     let (round, batches) =
         plan_round(store, state.state_hash(), state.files().values().map(|f| f.text.as_ref()), label, n, seed);

@@ -402,3 +402,21 @@ fn reindex_rebuilds_the_derived_indexes() {
     let text = common::ok(&dreamlog(&db, &["reindex"], None));
     assert!(text.starts_with(&format!("rebuilt from {events} events:")) && text.contains("verify: clean"), "{text}");
 }
+
+/// One classification of errors gives the exit code (and, on a server, the status): bad
+/// input 2, not found 3, a conflict 4, storage 1.
+#[test]
+fn exit_codes_say_what_kind_of_failure_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let note = r#"{"kind":"note","actor":"human:ada","time":1764111000000,"body":{"type":"t","json":{}}}"#;
+    common::ok(&dreamlog(&db, &["append", "--stream", "s"], Some(note)));
+    let code = |args: &[&str], stdin: Option<&str>| dreamlog(&db, args, stdin).status.code();
+    assert_eq!(code(&["show", "ffffffff"], None), Some(3), "no such event");
+    assert_eq!(code(&["show", "xyz"], None), Some(2), "not an id");
+    assert_eq!(code(&["memory", "view", "nostore"], None), Some(3), "no such memory store");
+    let later = r#"{"kind":"note","actor":"human:ada","time":1764111000001,"body":{"type":"t","json":{}}}"#;
+    assert_eq!(code(&["append", "--stream", "s", "--expect", "no-stream"], Some(later)), Some(4), "expected version");
+    assert_eq!(code(&["append", "--stream", "s"], Some("{\"kind\":\"nope\"}")), Some(2), "bad event");
+    assert_eq!(code(&["memory", "diff", "s", "--from", "no-such-tag"], None), Some(2), "a point that is not one");
+}

@@ -8,7 +8,7 @@ mod common;
 use dreamlog::core::dream::DreamerSpec;
 use dreamlog::dream::{Dreams, RunOptions};
 use dreamlog::ledger::{drift, lessons, DriftOptions};
-use dreamlog::memory::Memory;
+use dreamlog::memory::MemoryStores;
 use dreamlog::sim::{run_round, Advice};
 use dreamlog::{Actor, Body, Kind};
 use serde_json::json;
@@ -18,7 +18,7 @@ use tempfile::tempdir;
 fn dream_improves_the_agent_drift_flags_a_bad_lesson_and_revert_restores_it() {
     let dir = tempdir().unwrap();
     let store = common::open(dir.path());
-    let mem = Memory::new(store.clone());
+    let mem = MemoryStores::new(store.clone());
     let dreams = Dreams::new(mem.clone());
     let human = Actor::Human("operator".into());
 
@@ -109,7 +109,7 @@ fn dream_improves_the_agent_drift_flags_a_bad_lesson_and_revert_restores_it() {
 fn a_second_dream_reads_only_new_sessions_and_consolidates_counts() {
     let dir = tempdir().unwrap();
     let store = common::open(dir.path());
-    let mem = Memory::new(store.clone());
+    let mem = MemoryStores::new(store.clone());
     let dreams = Dreams::new(mem.clone());
     let evidence: DreamerSpec = "evidence".parse().unwrap();
     let in_place = RunOptions { in_place: true, ..RunOptions::default() };

@@ -194,7 +194,7 @@ fn verify_deep_finds_a_flipped_byte_anywhere_in_the_table_files() {
     let db = dir.path().join("db");
     {
         let store = Store::open(&db, Options { sync: SyncMode::None, ..Options::default() }).unwrap();
-        let mem = dreamlog::memory::Memory::new(store.clone()).with_snapshot_every(4);
+        let mem = dreamlog::memory::MemoryStores::new(store.clone()).with_snapshot_every(4);
         for i in 0..40u64 {
             let text = format!("- lesson {i}\n");
             let cmd = dreamlog::MemoryCommand::Create { path: format!("/memories/n{i}.md"), file_text: text };
@@ -236,7 +236,7 @@ fn verify_deep_finds_a_flipped_byte_anywhere_in_the_table_files() {
             std::fs::write(copy.join(f.file_name().unwrap()), &b).unwrap();
             tried += 1;
             let Ok(store) = Store::open(&copy, Options::default()) else { continue }; // refused at open: not silent
-            let mem = dreamlog::memory::Memory::new(store.clone());
+            let mem = dreamlog::memory::MemoryStores::new(store.clone());
             let deep = mem.verify_deep(|_| {}).map(|r| r.is_clean()).unwrap_or(false);
             assert!(!deep, "a flipped bit at byte {at} of {} passed verify --deep", f.display());
             plain_missed += usize::from(store.verify(|_| {}).map(|r| r.is_clean()).unwrap_or(false));

@@ -12,7 +12,7 @@ use std::process::Output;
 
 use dreamlog::core::dream::DreamerSpec;
 use dreamlog::dream::{Dreams, RunOptions};
-use dreamlog::memory::{stream_name, Memory};
+use dreamlog::memory::{stream_name, MemoryStores};
 use dreamlog::sim::run_round;
 use dreamlog::{Actor, AppendBatch, Body, CanonicalJson, Draft, ExpectedVersion, MemoryCommand, StoreFork};
 use serde_json::Value;
@@ -171,7 +171,7 @@ fn replay_catches_a_dream_whose_output_is_not_what_its_dreamer_writes() {
     let id;
     {
         let store = common::open(&db);
-        let mem = Memory::new(store.clone());
+        let mem = MemoryStores::new(store.clone());
         run_round(&mem, "live", "a", 30, 5).unwrap();
         let dreams = Dreams::new(mem.clone());
         let evidence: DreamerSpec = "evidence".parse().unwrap();

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use dreamlog::store::{Fault, FaultyLog, Log, MemoryLog, RocksLog};
+use dreamlog::LogError;
 use dreamlog::{
     Actor, AppendBatch, Body, Draft, Error, EventId, ExpectedVersion, Kind, Memory, MemoryCommand, Options, Store,
 };
@@ -183,11 +184,11 @@ fn a_failed_sync_poisons_the_store_and_nothing_after_it_is_acknowledged() {
     let acknowledged = ids(&store);
     faulty.inject(0, Fault::FailSync);
     let err = store.append(AppendBatch::one(note("s", 5))).expect_err("the sync failed");
-    assert!(matches!(err, Error::Poisoned(ref r) if r.contains("syncing it failed")), "{err}");
+    assert!(matches!(err, Error::Log(LogError::Poisoned(ref r)) if r.contains("syncing it failed")), "{err}");
     assert!(store.poisoned().is_some());
     // Nothing after the failure is acknowledged, and the failed write is not visible.
     let later = store.append(AppendBatch::one(note("t", 6))).expect_err("poisoned");
-    assert!(matches!(later, Error::Poisoned(_)), "{later}");
+    assert!(matches!(later, Error::Log(LogError::Poisoned(_))), "{later}");
     assert_eq!(store.len(), 5);
     assert_eq!(ids(&store), acknowledged);
     assert_eq!(store.stream_version("s").expect("version"), Some(4));
@@ -217,7 +218,7 @@ fn concurrent_appends_around_a_failed_sync_lose_no_acknowledged_event() {
                     let batch = AppendBatch::one(note(&format!("w{t}"), t * 1000 + i));
                     match store.append(batch) {
                         Ok(out) => acknowledged.lock().unwrap().push(out[0].id),
-                        Err(e) => assert!(matches!(e, Error::Poisoned(_)), "{e}"),
+                        Err(e) => assert!(matches!(e, Error::Log(LogError::Poisoned(_))), "{e}"),
                     }
                 }
             });
@@ -243,7 +244,7 @@ fn a_failed_write_writes_nothing_and_poisons() {
     store.append(AppendBatch::one(note("s", 0))).expect("append");
     faulty.inject(0, Fault::FailWrite);
     let err = store.append(AppendBatch::new().push(note("s", 1)).push(note("u", 2))).expect_err("write fails");
-    assert!(matches!(err, Error::Poisoned(_)), "{err}");
+    assert!(matches!(err, Error::Log(LogError::Poisoned(_))), "{err}");
     store.close().expect("close");
     drop(store);
     let store = reopen(&faulty);
@@ -288,7 +289,7 @@ fn a_torn_group_is_never_half_visible() {
         assert!(store.streams().expect("streams").iter().all(|(s, _)| s == "s"));
         let torn_id = batch.events[0].clone().into_sealed(1_700_000_000_010, vec![before[2]]).expect("seal").id;
         assert_eq!(store.position_of(&torn_id).expect("lookup"), None);
-        assert!(matches!(store.get_at(3), Err(Error::NoSuchPosition(3))));
+        assert!(matches!(store.get_at(3), Err(Error::Log(LogError::NoSuchPosition(3)))));
 
         // Reopened, the records past the marker are dropped and everything verifies.
         store.close().expect("close");
@@ -337,7 +338,7 @@ fn a_retried_batch_is_idempotent() {
     assert_clean(&store);
     // A different batch under the same, now stale, expectation is refused.
     let other = AppendBatch::new().push(note("s", 9)).expect("s", ExpectedVersion::Exact(0));
-    assert!(matches!(store.append(other), Err(Error::WrongExpectedVersion { .. })));
+    assert!(matches!(store.append(other), Err(Error::Log(LogError::WrongExpectedVersion { .. }))));
     store.close().expect("close");
     drop(store);
 

@@ -16,8 +16,9 @@ use axum::routing::post;
 use axum::{Json, Router};
 use dreamlog::core::dream::DreamerSpec;
 use dreamlog::dream::{Dreams, RunOptions};
-use dreamlog::memory::Memory;
+use dreamlog::memory::MemoryStores;
 use dreamlog::sim::run_round;
+use dreamlog::DreamError;
 use dreamlog::{Body, Error, Kind};
 use serde_json::{json, Value};
 use tempfile::tempdir;
@@ -90,7 +91,7 @@ fn spec(addr: SocketAddr, key_env: &str, extra: Value) -> DreamerSpec {
 fn anthropic_tool_use_loop_is_recorded_and_replays_offline() {
     let dir = tempdir().unwrap();
     let store = common::open(dir.path());
-    let mem = Memory::new(store.clone());
+    let mem = MemoryStores::new(store.clone());
     run_round(&mem, "live", "r1", 20, 1).unwrap();
     let script: Shared = Arc::default();
     {
@@ -178,7 +179,7 @@ fn anthropic_tool_use_loop_is_recorded_and_replays_offline() {
 fn api_errors_fail_the_dream_and_write_nothing() {
     let dir = tempdir().unwrap();
     let store = common::open(dir.path());
-    let mem = Memory::new(store.clone());
+    let mem = MemoryStores::new(store.clone());
     run_round(&mem, "live", "r1", 5, 1).unwrap();
     let script: Shared = Arc::default();
     let addr = serve(script.clone());
@@ -192,7 +193,7 @@ fn api_errors_fail_the_dream_and_write_nothing() {
         json!({"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: must be positive"}}),
     ));
     let err = dreams.run("live", &spec(addr, "DREAMLOG_TEST_KEY_B", json!({})), &RunOptions::default()).unwrap_err();
-    assert!(matches!(&err, Error::Llm { status: Some(400), .. }), "{err}");
+    assert!(matches!(&err, Error::Dream(DreamError::Llm { status: Some(400), .. })), "{err}");
     assert!(err.to_string().contains("invalid_request_error: max_tokens: must be positive"), "{err}");
 
     for _ in 0..3 {
@@ -226,7 +227,7 @@ fn api_errors_fail_the_dream_and_write_nothing() {
 fn openai_compatible_chat_completions() {
     let dir = tempdir().unwrap();
     let store = common::open(dir.path());
-    let mem = Memory::new(store.clone());
+    let mem = MemoryStores::new(store.clone());
     run_round(&mem, "live", "r1", 5, 1).unwrap();
     let script: Shared = Arc::default();
     {

@@ -4,10 +4,11 @@
 mod common;
 
 use dreamlog::core::memory::ToolErrorKind;
-use dreamlog::memory::{stream_name, ApplyOptions, Memory};
+use dreamlog::memory::{stream_name, ApplyOptions, MemoryStores};
 use dreamlog::{
     Actor, AppendBatch, Body, CanonicalJson, Digest, Draft, Dream, Error, EventId, Kind, MemoryCommand, Note,
 };
+use dreamlog::{LogError, MemoryError};
 use tempfile::tempdir;
 
 /// A `dream` body for store `store` (what a dreamer records; its output is cited by id).
@@ -30,7 +31,7 @@ fn human() -> Actor {
     Actor::Human("ada".into())
 }
 
-fn apply(m: &Memory, store: &str, cmd: MemoryCommand) -> dreamlog::memory::Applied {
+fn apply(m: &MemoryStores, store: &str, cmd: MemoryCommand) -> dreamlog::memory::Applied {
     m.apply(store, cmd, ApplyOptions::by(human())).expect("apply")
 }
 
@@ -42,14 +43,14 @@ fn replace(path: &str, old: &str, new: &str) -> MemoryCommand {
     MemoryCommand::StrReplace { path: path.into(), old_str: old.into(), new_str: new.into() }
 }
 
-fn text(m: &Memory, store: &str, path: &str, until: u64) -> Option<String> {
+fn text(m: &MemoryStores, store: &str, path: &str, until: u64) -> Option<String> {
     m.state_until(store, until).unwrap().0.file(path).map(|f| f.text.to_string())
 }
 
 #[test]
 fn commands_are_recorded_and_refusals_write_nothing() {
     let dir = tempdir().unwrap();
-    let m = Memory::new(common::open(dir.path()));
+    let m = MemoryStores::new(common::open(dir.path()));
     let a = apply(&m, "s", create("/memories/a.md", "one\n"));
     assert_eq!(a.text, "File created successfully at: /memories/a.md");
     assert_eq!((a.event.position, a.event.version), (0, 0));
@@ -63,14 +64,14 @@ fn commands_are_recorded_and_refusals_write_nothing() {
         (create("/memories/../x", "x"), ToolErrorKind::Invalid),
     ] {
         match m.apply("s", bad, ApplyOptions::by(human())) {
-            Err(Error::Tool(e)) => assert_eq!(e.kind, kind),
+            Err(Error::Memory(MemoryError::Tool(e))) => assert_eq!(e.kind, kind),
             other => panic!("expected a tool error, got {other:?}"),
         }
     }
     let mut opts = ApplyOptions::by(human());
     opts.precondition = Some(Digest::of(b"not the content"));
     match m.apply("s", replace("/memories/a.md", "one", "1"), opts) {
-        Err(Error::Tool(e)) => assert_eq!(e.kind, ToolErrorKind::Conflict),
+        Err(Error::Memory(MemoryError::Tool(e))) => assert_eq!(e.kind, ToolErrorKind::Conflict),
         other => panic!("expected a conflict, got {other:?}"),
     }
     assert_eq!(m.store().len(), 1, "refused commands wrote nothing");
@@ -83,7 +84,7 @@ fn commands_are_recorded_and_refusals_write_nothing() {
 fn any_point_resolves_by_position_id_tag_and_time() {
     let dir = tempdir().unwrap();
     let store = common::open(dir.path());
-    let m = Memory::new(store.clone());
+    let m = MemoryStores::new(store.clone());
     let draft = |cmd: MemoryCommand, t: u64| {
         let body =
             Body::Memory(dreamlog::Memory { store: "s".into(), command: cmd, precondition: None, session: None });
@@ -93,7 +94,10 @@ fn any_point_resolves_by_position_id_tag_and_time() {
     draft(replace("/memories/a.md", "v1", "v2"), 1_700_000_060_000);
     draft(replace("/memories/a.md", "v2", "v3"), 1_700_000_120_000);
     m.tag("before-v3", 2, human()).unwrap();
-    assert!(matches!(m.tag("before-v3", 3, human()).unwrap_err(), Error::TagExists { position: 1, .. }));
+    assert!(matches!(
+        m.tag("before-v3", 3, human()).unwrap_err(),
+        Error::Memory(MemoryError::TagExists { position: 1, .. })
+    ));
     let at = |p: &str| text(&m, "s", "/memories/a.md", m.resolve_point(p).unwrap());
     assert_eq!(at("0").as_deref(), Some("v1\n"));
     assert_eq!(at("1").as_deref(), Some("v2\n"));
@@ -102,16 +106,16 @@ fn any_point_resolves_by_position_id_tag_and_time() {
     assert_eq!(at(&first.id.to_hex()[..10]).as_deref(), Some("v1\n"));
     assert_eq!(at("2023-11-14T22:13:50Z").as_deref(), Some("v1\n"), "one second after the first event");
     assert_eq!(at("2023-11-14T22:14:20Z").as_deref(), Some("v2\n"));
-    assert!(matches!(m.resolve_point("no-such-tag").unwrap_err(), Error::UnknownPoint(_)));
-    assert!(matches!(m.resolve_point("99").unwrap_err(), Error::NoSuchPosition(99)));
+    assert!(matches!(m.resolve_point("no-such-tag").unwrap_err(), Error::Memory(MemoryError::UnknownPoint(_))));
+    assert!(matches!(m.resolve_point("99").unwrap_err(), Error::Log(LogError::NoSuchPosition(99))));
 }
 
 #[test]
 fn snapshots_give_the_same_state_as_a_full_replay() {
     let dir = tempdir().unwrap();
     let store = common::open(dir.path());
-    let with = Memory::new(store.clone()).with_snapshot_every(7);
-    let without = Memory::new(store.clone()).with_snapshot_every(0);
+    let with = MemoryStores::new(store.clone()).with_snapshot_every(7);
+    let without = MemoryStores::new(store.clone()).with_snapshot_every(0);
     apply(&with, "s", create("/memories/log.md", "start\n"));
     for i in 0..60 {
         apply(
@@ -136,7 +140,7 @@ fn snapshots_give_the_same_state_as_a_full_replay() {
 #[test]
 fn history_of_a_path_includes_directory_deletes_and_renames_above_it() {
     let dir = tempdir().unwrap();
-    let m = Memory::new(common::open(dir.path()));
+    let m = MemoryStores::new(common::open(dir.path()));
     apply(&m, "s", create("/memories/team/a.md", "a\n"));
     apply(&m, "s", create("/memories/other.md", "o\n"));
     apply(&m, "s", replace("/memories/team/a.md", "a", "b"));
@@ -153,7 +157,7 @@ fn history_of_a_path_includes_directory_deletes_and_renames_above_it() {
 fn blame_follows_edits_renames_and_forks_and_names_dreams_and_evidence() {
     let dir = tempdir().unwrap();
     let store = common::open(dir.path());
-    let m = Memory::new(store.clone());
+    let m = MemoryStores::new(store.clone());
     let c = apply(&m, "s", create("/memories/a.md", "one\ntwo\nthree\n"));
     let r = apply(&m, "s", replace("/memories/a.md", "two", "TWO"));
     // A dream writes a line citing a grade.
@@ -197,13 +201,13 @@ fn blame_follows_edits_renames_and_forks_and_names_dreams_and_evidence() {
     // As of before the dream, the lesson line is not there.
     let earlier = m.blame("s", "/memories/a.md", d.event.position).unwrap();
     assert_eq!(earlier.len(), 3);
-    assert!(matches!(m.blame("s", "/memories/a.md", store.len()).unwrap_err(), Error::Tool(_)));
+    assert!(matches!(m.blame("s", "/memories/a.md", store.len()).unwrap_err(), Error::Memory(MemoryError::Tool(_))));
 
     // The file the dream wrote was renamed since: reverting the dream is a conflict
     // naming that rename (renames are not merged), and nothing is written.
     let len = store.len();
     match m.revert_dream("s", &dream, "bad lesson", false, human()).unwrap_err() {
-        Error::RevertConflict { conflicts } => assert_eq!(conflicts[0].0, "/memories/a.md"),
+        Error::Memory(MemoryError::RevertConflict { conflicts }) => assert_eq!(conflicts[0].0, "/memories/a.md"),
         other => panic!("expected a conflict, got {other}"),
     }
     assert_eq!(store.len(), len);
@@ -212,7 +216,7 @@ fn blame_follows_edits_renames_and_forks_and_names_dreams_and_evidence() {
 #[test]
 fn revert_of_an_event_merges_with_unrelated_later_edits_and_refuses_overlapping_ones() {
     let dir = tempdir().unwrap();
-    let m = Memory::new(common::open(dir.path()));
+    let m = MemoryStores::new(common::open(dir.path()));
     apply(&m, "s", create("/memories/a.md", "one\ntwo\nthree\nfour\nfive\n"));
     let bad = apply(&m, "s", replace("/memories/a.md", "two", "TWO"));
     apply(&m, "s", replace("/memories/a.md", "five", "FIVE"));
@@ -229,7 +233,7 @@ fn revert_of_an_event_merges_with_unrelated_later_edits_and_refuses_overlapping_
     let later = apply(&m, "s", replace("/memories/a.md", "3", "III"));
     let len = m.store().len();
     match m.revert_event("s", &bad2.event.id, "wrong", false, human()).unwrap_err() {
-        Error::RevertConflict { conflicts } => {
+        Error::Memory(MemoryError::RevertConflict { conflicts }) => {
             assert_eq!(conflicts.len(), 1);
             assert_eq!(conflicts[0].0, "/memories/a.md");
             assert_eq!(conflicts[0].1, vec![(later.event.position, later.event.id)]);
@@ -246,7 +250,7 @@ fn revert_of_an_event_merges_with_unrelated_later_edits_and_refuses_overlapping_
 fn revert_to_a_point_and_of_a_dream_and_of_a_delete() {
     let dir = tempdir().unwrap();
     let store = common::open(dir.path());
-    let m = Memory::new(store.clone());
+    let m = MemoryStores::new(store.clone());
     apply(&m, "s", create("/memories/a.md", "a\n"));
     let point = store.len();
     apply(&m, "s", create("/memories/b.md", "b\n"));
@@ -288,11 +292,14 @@ fn revert_to_a_point_and_of_a_dream_and_of_a_delete() {
 fn fork_and_promote() {
     let dir = tempdir().unwrap();
     let store = common::open(dir.path());
-    let m = Memory::new(store.clone());
+    let m = MemoryStores::new(store.clone());
     apply(&m, "live", create("/memories/a.md", "a\n"));
     apply(&m, "live", create("/memories/gone.md", "g\n"));
     m.fork("live", "trial", store.len(), human()).unwrap();
-    assert!(matches!(m.fork("live", "trial", store.len(), human()).unwrap_err(), Error::StoreExists(_)));
+    assert!(matches!(
+        m.fork("live", "trial", store.len(), human()).unwrap_err(),
+        Error::Memory(MemoryError::StoreExists(_))
+    ));
     apply(&m, "trial", replace("/memories/a.md", "a", "A"));
     apply(&m, "trial", MemoryCommand::Delete { path: "/memories/gone.md".into() });
     apply(&m, "trial", create("/memories/new.md", "n\n"));
@@ -336,13 +343,13 @@ fn fork_and_promote() {
 #[test]
 fn concurrent_writers_never_apply_a_command_checked_against_a_stale_state() {
     let dir = tempdir().unwrap();
-    let m = Memory::new(common::open(dir.path()));
+    let m = MemoryStores::new(common::open(dir.path()));
     apply(&m, "s", create("/memories/counter.md", ""));
     // A Memory per thread: separate writers that share nothing but the log, as
     // separate processes behind one server would; the expected version keeps them apart.
     let threads: Vec<_> = (0..4)
         .map(|t| {
-            let m = Memory::new(m.store().clone());
+            let m = MemoryStores::new(m.store().clone());
             std::thread::spawn(move || {
                 for i in 0..25 {
                     let cmd = MemoryCommand::Insert {
@@ -368,7 +375,7 @@ fn blame_names_the_revision_that_wrote_each_line_over_many_edits() {
     // Every line's text names the revision that wrote it, so blame can be checked line
     // by line against the history that produced the file.
     let dir = tempdir().unwrap();
-    let m = Memory::new(common::open(dir.path()));
+    let m = MemoryStores::new(common::open(dir.path()));
     let doc = "/memories/doc.md";
     let first = apply(&m, "s", create(doc, &(0..10).map(|i| format!("rev 0 line {i}\n")).collect::<String>()));
     let mut revisions = vec![first.event.id];

@@ -180,8 +180,8 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let store = common::open(dir.path());
-        let snap = dreamlog::memory::Memory::new(store.clone()).with_snapshot_every(every);
-        let full = dreamlog::memory::Memory::new(store.clone()).with_snapshot_every(0);
+        let snap = dreamlog::memory::MemoryStores::new(store.clone()).with_snapshot_every(every);
+        let full = dreamlog::memory::MemoryStores::new(store.clone()).with_snapshot_every(0);
         for (i, c) in cmds.into_iter().enumerate() {
             let target = if fork_at.is_some_and(|f| i > f) { "fork" } else { "main" };
             if fork_at == Some(i) {

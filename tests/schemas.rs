@@ -154,7 +154,7 @@ fn check_lines(schema: &str, text: &str, at_least: usize) {
 fn dream_outputs_and_the_exec_protocol_match_their_schemas() {
     use dreamlog::core::dream::DreamerSpec;
     use dreamlog::dream::{Dreams, RunOptions};
-    use dreamlog::memory::Memory;
+    use dreamlog::memory::MemoryStores;
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
@@ -162,7 +162,7 @@ fn dream_outputs_and_the_exec_protocol_match_their_schemas() {
     let dream_id;
     {
         let store = common::open(&db);
-        let mem = Memory::new(store.clone());
+        let mem = MemoryStores::new(store.clone());
         dreamlog::sim::run_round(&mem, "live", "a", 30, 1).unwrap();
         let dreams = Dreams::new(mem.clone());
         let good = dreams.run("live", &"evidence".parse().unwrap(), &RunOptions::default()).unwrap();

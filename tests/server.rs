@@ -251,7 +251,7 @@ fn memory_dream_and_drift_operations_over_http() {
     let db = dir.path().join("db");
     {
         let store = common::open(&db);
-        let mem = dreamlog::memory::Memory::new(store.clone());
+        let mem = dreamlog::memory::MemoryStores::new(store.clone());
         dreamlog::sim::run_round(&mem, "live", "a", 30, 1).unwrap();
         store.close().unwrap();
     }

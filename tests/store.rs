@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{append_notes, note, open};
+use dreamlog::LogError;
 use dreamlog::{
     Action, ActionStatus, Actor, AppendBatch, Body, CanonicalJson, Draft, Error, ExpectedVersion, Kind, Options, Store,
     SyncMode,
@@ -63,14 +64,14 @@ fn expected_version_conflicts_name_the_current_version_and_write_nothing() {
     let err = store
         .append(AppendBatch::one(note("s", 9)).push(note("t", 0)).expect("s", ExpectedVersion::Exact(0)))
         .unwrap_err();
-    assert!(matches!(err, Error::WrongExpectedVersion { current: Some(1), .. }), "{err}");
+    assert!(matches!(err, Error::Log(LogError::WrongExpectedVersion { current: Some(1), .. })), "{err}");
     assert_eq!(err.to_string(), "stream \"s\": expected version 0, but the stream is at version 1");
     let err = store.append(AppendBatch::one(note("s", 9)).expect("s", ExpectedVersion::NoStream)).unwrap_err();
     assert!(err.to_string().contains("expected no stream, but the stream is at version 1"), "{err}");
     let err = store.append(AppendBatch::one(note("u", 0)).expect("u", ExpectedVersion::StreamExists)).unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
     let err = store.append(AppendBatch::one(note("s", 9)).expect("s", ExpectedVersion::Exact(7))).unwrap_err();
-    assert!(matches!(err, Error::WrongExpectedVersion { .. }));
+    assert!(matches!(err, Error::Log(LogError::WrongExpectedVersion { .. })));
     assert_eq!(store.len(), 2, "a refused batch writes nothing");
     assert_eq!(store.stream_version("t").unwrap(), None);
 
@@ -116,7 +117,10 @@ fn a_retried_batch_with_a_stale_expected_version_is_idempotent() {
     assert_eq!(store.len(), 4);
     // A different batch with the same stale expectation is a conflict.
     let other = AppendBatch::one(note("s", 12).at(3)).expect("s", ExpectedVersion::Exact(1));
-    assert!(matches!(store.append(other).unwrap_err(), Error::WrongExpectedVersion { current: Some(3), .. }));
+    assert!(matches!(
+        store.append(other).unwrap_err(),
+        Error::Log(LogError::WrongExpectedVersion { current: Some(3), .. })
+    ));
 }
 
 #[test]
@@ -125,7 +129,7 @@ fn a_batch_is_atomic_when_one_event_is_invalid() {
     let store = open(dir.path());
     let bad = Draft::new("", Actor::System("t".into()), note("x", 0).body);
     let err = store.append(AppendBatch::new().push(note("s", 0)).push(note("s", 1)).push(bad)).unwrap_err();
-    assert!(matches!(err, Error::InvalidEvent { index: 2, .. }), "{err}");
+    assert!(matches!(err, Error::Log(LogError::InvalidEvent { index: 2, .. })), "{err}");
     assert!(err.to_string().contains("event #2 of the batch: invalid stream: must not be empty"), "{err}");
     assert_eq!(store.len(), 0);
     assert!(store.read_stream("s", 0, 10).unwrap().is_empty());
@@ -140,7 +144,7 @@ fn a_parent_that_is_not_the_head_is_refused() {
     let mut d = note("s", 7);
     d.parents = Some(vec![first]);
     let err = store.append(AppendBatch::one(d)).unwrap_err();
-    assert!(matches!(err, Error::ParentMismatch { .. }), "{err}");
+    assert!(matches!(err, Error::Log(LogError::ParentMismatch { .. })), "{err}");
     assert!(err.to_string().contains("is not the head of stream \"s\""), "{err}");
     assert_eq!(store.len(), 2);
 }
@@ -163,9 +167,9 @@ fn oversized_bodies_and_batches_are_refused() {
         meta: None,
     });
     let err = store.append(AppendBatch::one(Draft::new("s", Actor::Agent("a".into()), big))).unwrap_err();
-    assert!(matches!(err, Error::BodyTooLarge { index: 0, limit: 100, .. }), "{err}");
+    assert!(matches!(err, Error::Log(LogError::BodyTooLarge { index: 0, limit: 100, .. })), "{err}");
     let batch = AppendBatch::new().push(note("s", 0)).push(note("s", 1)).push(note("s", 2)).push(note("s", 3));
-    assert!(matches!(store.append(batch).unwrap_err(), Error::BatchTooLarge { len: 4, limit: 3 }));
+    assert!(matches!(store.append(batch).unwrap_err(), Error::Log(LogError::BatchTooLarge { len: 4, limit: 3 })));
     assert_eq!(store.len(), 0);
 }
 
@@ -193,7 +197,7 @@ fn ids_resolve_from_unique_prefixes_and_ambiguity_lists_candidates() {
     let absent = if hex.starts_with("00000") { "fffff" } else { "00000" };
     let found = store.resolve_id(absent);
     assert!(found.is_err() || found.unwrap().to_hex().starts_with(absent));
-    assert!(matches!(store.get_at(300).unwrap_err(), Error::NoSuchPosition(300)));
+    assert!(matches!(store.get_at(300).unwrap_err(), Error::Log(LogError::NoSuchPosition(300))));
 }
 
 #[test]
@@ -288,7 +292,7 @@ fn concurrent_writers_with_expected_versions_on_one_stream_never_fork_it() {
                     let b = AppendBatch::one(note("hot", t * 1000 + i)).expect("hot", ExpectedVersion::Exact(v));
                     match store.append(b) {
                         Ok(_) => won += 1,
-                        Err(Error::WrongExpectedVersion { .. }) => {}
+                        Err(Error::Log(LogError::WrongExpectedVersion { .. })) => {}
                         Err(e) => panic!("{e}"),
                     }
                 }
@@ -361,7 +365,7 @@ fn the_store_refuses_writes_after_close() {
     let store = open(dir.path());
     append_notes(&store, "s", 1);
     store.close().unwrap();
-    assert!(matches!(store.append(AppendBatch::one(note("s", 1))).unwrap_err(), Error::Closed));
+    assert!(matches!(store.append(AppendBatch::one(note("s", 1))).unwrap_err(), Error::Log(LogError::Closed)));
 }
 
 /// Stores sharing one memory budget (a server's tenants): past the shared write-buffer
@@ -370,7 +374,7 @@ fn the_store_refuses_writes_after_close() {
 #[test]
 fn stores_sharing_a_memory_budget_flush_past_it() {
     let dir = tempdir().unwrap();
-    let shared = dreamlog::SharedMemory::new(8 << 20, 1 << 20);
+    let shared = dreamlog::SharedCache::new(8 << 20, 1 << 20);
     let with = || Options { sync: SyncMode::None, shared: Some(shared.clone()), ..Options::default() };
     let alone = Options { sync: SyncMode::None, ..Options::default() };
     let paths = ["a", "b", "own"].map(|n| dir.path().join(n));

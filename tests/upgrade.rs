@@ -12,7 +12,7 @@ mod common;
 
 use dreamlog::core::dream::DreamerSpec;
 use dreamlog::dream::{Dreams, RunOptions};
-use dreamlog::memory::{ApplyOptions, Memory};
+use dreamlog::memory::{ApplyOptions, MemoryStores};
 use dreamlog::{Actor, MemoryCommand, Options, Store, SyncMode};
 
 #[test]
@@ -21,7 +21,7 @@ fn make_fixture() {
     let dir = std::path::PathBuf::from(dir);
     let store = Store::open(&dir, Options { sync: SyncMode::Fsync, create_if_missing: true, ..Options::default() })
         .expect("a new database in an empty folder");
-    let mem = Memory::new(store.clone());
+    let mem = MemoryStores::new(store.clone());
     let file = common::data("tau2-bench/gpt-4.1_airline_default_gpt-4.1_1trials.json");
     let bytes = std::fs::read(&file).unwrap();
     let sessions = dreamlog::import::parse(dreamlog::import::Format::Tau2, "tau2-bench/airline.json", &bytes).unwrap();
@@ -65,7 +65,7 @@ fn a_database_written_by_the_previous_format_opens_verifies_and_replays() {
     // it never had) is rebuilt from its log on this first open.
     let caught_up: Vec<&str> = store.open_report().caught_up.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(caught_up, ["kinds", "paths", "sessions"]);
-    let mem = Memory::new(store.clone());
+    let mem = MemoryStores::new(store.clone());
     let report = mem.verify_deep(|_| {}).unwrap();
     assert!(report.is_clean(), "{:#?}", report.problems);
     let mut out = Vec::new();

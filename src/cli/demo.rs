@@ -10,6 +10,7 @@ use crate::core::dream::DreamerSpec;
 use crate::core::memory::MemoryDiff;
 use crate::core::{Actor, Digest, EventId, Kind, MemoryCommand};
 use crate::dream::{DreamRun, DreamSummary, Replay};
+use crate::error::LogError;
 use crate::error::{Error, Result};
 use crate::ledger::DriftReport;
 use crate::memory::{ApplyOptions, BlameLine};
@@ -47,15 +48,15 @@ impl Demo<'_> {
             precondition: opts.precondition,
             causes: opts.causes.iter().map(EventId::to_hex).collect(),
         };
-        let input = serde_json::to_value(command).map_err(|e| Error::Storage(e.to_string()))?;
+        let input = serde_json::to_value(command).map_err(|e| Error::Log(LogError::Storage(e.to_string())))?;
         let answer = self.svc.memory_tool(store, &input, &context)?;
         match (answer.error, answer.recorded) {
             (None, Some((_, id))) => Ok((answer.text, id)),
-            (kind, _) => Err(Error::Storage(format!(
+            (kind, _) => Err(Error::Log(LogError::Storage(format!(
                 "the memory command was refused ({}): {}",
                 kind.unwrap_or_default(),
                 answer.text
-            ))),
+            )))),
         }
     }
     fn tag(&self, name: &str, actor: &Actor) -> Result<(u64, EventId)> {
@@ -193,7 +194,7 @@ fn story(t: &Demo<'_>, place: &str) -> Result<()> {
     stdout_line(&output::verify_report(&report))?;
     stdout_line(&format!("\n{place}"))?;
     if !report.is_clean() {
-        return Err(crate::error::Error::Storage("verify found problems".into()));
+        return Err(crate::error::Error::Log(LogError::Storage("verify found problems".into())));
     }
     Ok(())
 }
@@ -274,7 +275,7 @@ fn loop_story(t: &Demo<'_>) -> Result<()> {
     stdout_line(&round_line("round 1, empty memory", &round(t, "round-1", 1)?))?;
 
     stdout_line(&format!("\n$ dreamlog dream run {SIM_STORE} --dreamer evidence"))?;
-    let good = t.dream(SIM_STORE, &"evidence".parse().map_err(crate::error::Error::Storage)?, false)?;
+    let good = t.dream(SIM_STORE, &"evidence".parse().map_err(|e| Error::Log(LogError::Storage(e)))?, false)?;
     stdout_line(&format!(
         "dream {} wrote {} command(s) into {}",
         good.id.short(12),

@@ -13,6 +13,7 @@ use crate::core::dream::DreamerSpec;
 use crate::core::stats::GradeStats;
 use crate::core::EventId;
 use crate::dream::Replay;
+use crate::error::DreamError;
 use crate::error::{Error, Result};
 use crate::ledger;
 
@@ -125,7 +126,7 @@ fn grades_text(g: &GradeStats) -> String {
 pub(crate) fn print_run_result(cli: &Cli, result: Result<crate::dream::DreamRun>) -> Result<ExitCode> {
     match result {
         Ok(r) => print_run(cli, &r)?,
-        Err(e @ crate::error::Error::NothingToDream { .. }) => {
+        Err(e @ crate::error::Error::Dream(DreamError::NothingToDream { .. })) => {
             if cli.json {
                 stdout_line(&serde_json::json!({"dream": null, "reason": e.to_string()}).to_string())?;
             } else {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use super::{progress_bar, stdout_line, Cli, ImportArgs};
 use crate::error::{Error, Result};
+use crate::error::{LogError, MemoryError};
 use crate::exchange;
 use crate::import::{self, Format};
 use crate::service::{MemoryView, Service, ViewQuery};
@@ -104,7 +105,7 @@ pub(super) fn run(cli: &Cli, args: &ImportArgs, svc: &dyn Service) -> Result<Exi
             let hash = match svc.memory_view(name, &q) {
                 Ok(MemoryView::Shown { state_hash, .. }) => state_hash,
                 // A store with no event yet: the sessions ran with it empty.
-                Ok(MemoryView::Refused { .. }) | Err(Error::NoSuchStore { .. }) => {
+                Ok(MemoryView::Refused { .. }) | Err(Error::Memory(MemoryError::NoSuchStore { .. })) => {
                     crate::core::memory::MemoryState::new().state_hash()
                 }
                 Err(Error::Remote { status: 404, .. }) => crate::core::memory::MemoryState::new().state_hash(),
@@ -168,7 +169,7 @@ fn run_into(
                 }),
             }
         } else {
-            let (name, result) = parsed.recv().map_err(|_| Error::Closed)?;
+            let (name, result) = parsed.recv().map_err(|_| Error::Log(LogError::Closed))?;
             debug_assert_eq!(&name, file);
             result
         };

@@ -202,9 +202,11 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         // A reader that stopped reading (`| head`) is not an error.
         Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        // One line for people; the exit code says what kind of failure it was
+        // (`ErrorClass::exit_code`: 2 bad input, 3 not found, 4 conflict, …, 1 otherwise).
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.class().exit_code().max(1))
         }
     }
 }

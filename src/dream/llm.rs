@@ -20,6 +20,7 @@ use super::{dreamer_error, Dreamer, DreamerOutput};
 use crate::core::dream::{DreamInput, Planned};
 use crate::core::memory::{ToolCall, ROOT};
 use crate::core::{CanonicalJson, EventId, GradeResult, LlmExchange};
+use crate::error::DreamError;
 use crate::error::{Error, Result};
 
 /// The dreamer's name.
@@ -197,14 +198,14 @@ impl LlmDreamer {
         match t {
             Transport::Recorded { exchanges, next } => {
                 let Some(x) = exchanges.get(*next) else {
-                    return Err(Error::ReplayDiverged {
+                    return Err(Error::Dream(DreamError::ReplayDiverged {
                         dream: String::new(),
                         reason: format!(
                             "the replay sends request #{} but the dream recorded only {}",
                             *next + 1,
                             exchanges.len()
                         ),
-                    });
+                    }));
                 };
                 let sent = CanonicalJson::from_value(request);
                 if sent != x.request {
@@ -212,10 +213,10 @@ impl LlmDreamer {
                         .unified_diff()
                         .header("recorded request", "replayed request")
                         .to_string();
-                    return Err(Error::ReplayDiverged {
+                    return Err(Error::Dream(DreamError::ReplayDiverged {
                         dream: String::new(),
                         reason: format!("request #{} differs from the recorded one:\n{diff}", *next + 1),
-                    });
+                    }));
                 }
                 *next += 1;
                 Ok((x.response.to_value(), x.meta.as_ref().map(|m| m.to_value()).unwrap_or(Value::Null)))
@@ -287,7 +288,7 @@ fn clip(s: &str) -> String {
 }
 
 fn llm_error(status: Option<u16>, message: String) -> Error {
-    Error::Llm { status, message }
+    Error::Dream(DreamError::Llm { status, message })
 }
 
 /// The message of an API error body (`{"type":"error","error":{"type","message"}}` or

@@ -22,9 +22,10 @@ use crate::core::dream::{check_plan, DreamInput, DreamerSpec, Evidence, Planned,
 use crate::core::evidence::{self, EvidenceConfig};
 use crate::core::memory::{diff_states, MemoryDiff, MemoryState};
 use crate::core::{Actor, Body, CanonicalJson, Draft, Dream, EventId, Kind, LlmExchange, MemoryCommand, StoreFork};
+use crate::error::{DreamError, LogError, MemoryError};
 use crate::error::{Error, Result};
 use crate::import::session_stream;
-use crate::memory::{stream_name, Memory};
+use crate::memory::{stream_name, MemoryStores};
 use crate::store::{AppendBatch, Appended, ExpectedVersion, Store, StoredEvent};
 
 /// What a dreamer produced.
@@ -53,7 +54,7 @@ pub trait Dreamer {
 }
 
 fn dreamer_error(spec: &str, reason: impl Into<String>) -> Error {
-    Error::Dreamer { dreamer: spec.to_owned(), reason: reason.into() }
+    Error::Dream(DreamError::Dreamer { dreamer: spec.to_owned(), reason: reason.into() })
 }
 
 /// The built-in deterministic dreamer.
@@ -329,12 +330,12 @@ impl DreamRun {
 /// Dream operations over a store.
 #[derive(Clone)]
 pub struct Dreams {
-    mem: Memory,
+    mem: MemoryStores,
 }
 
 impl Dreams {
     /// Dream operations over `mem`'s store.
-    pub fn new(mem: Memory) -> Dreams {
+    pub fn new(mem: MemoryStores) -> Dreams {
         Dreams { mem }
     }
 
@@ -515,7 +516,7 @@ impl Dreams {
         let dreamer = dreamer_for(spec)?;
         let until = self.store().len();
         if until == 0 {
-            return Err(Error::UnknownPoint("an empty log".into()));
+            return Err(Error::Memory(MemoryError::UnknownPoint("an empty log".into())));
         }
         let from = match opts.since {
             Some(p) => p,
@@ -524,7 +525,7 @@ impl Dreams {
         let (base, head) = self.mem.state_until(store, until)?;
         let input = self.input(store, &base, from, until - 1, dreamer.as_ref())?;
         if input.sessions.is_empty() {
-            return Err(Error::NothingToDream { store: store.to_owned(), from });
+            return Err(Error::Dream(DreamError::NothingToDream { store: store.to_owned(), from }));
         }
         let label = format!("{}@{}", dreamer.name(), dreamer.version());
         let mut out = dreamer.dream(&input, None)?;
@@ -553,7 +554,7 @@ impl Dreams {
             }
         } else {
             if self.store().stream_version(&stream)?.is_some() {
-                return Err(Error::StoreExists(out_store));
+                return Err(Error::Memory(MemoryError::StoreExists(out_store)));
             }
             (ExpectedVersion::NoStream, None)
         };
@@ -611,19 +612,21 @@ impl Dreams {
         batch.events = drafts;
         let appended = match self.store().append(batch) {
             Ok(a) => a,
-            Err(Error::WrongExpectedVersion { .. }) if opts.in_place => {
+            Err(Error::Log(LogError::WrongExpectedVersion { .. })) if opts.in_place => {
                 return Err(dreamer_error(
                     &label,
                     format!("memory store {store:?} changed while the dreamer ran; run it again"),
                 ))
             }
-            Err(Error::WrongExpectedVersion { .. }) => return Err(Error::StoreExists(out_store)),
+            Err(Error::Log(LogError::WrongExpectedVersion { .. })) => {
+                return Err(Error::Memory(MemoryError::StoreExists(out_store)))
+            }
             Err(e) => return Err(e),
         };
         let at: &Appended = appended
             .iter()
             .find(|a| a.id == dream_id)
-            .ok_or_else(|| Error::Storage("the dream event was not appended".into()))?;
+            .ok_or_else(|| Error::Log(LogError::Storage("the dream event was not appended".into())))?;
         Ok(DreamRun {
             id: dream_id,
             position: at.position,
@@ -726,14 +729,14 @@ impl Dreams {
         // source at the fork point).
         let (base, _) = self.mem.state_until(&d.output_store, e.position)?;
         if base.state_hash() != d.base_state {
-            return Err(Error::ReplayDiverged {
+            return Err(Error::Dream(DreamError::ReplayDiverged {
                 dream: id.to_hex(),
                 reason: format!(
                     "the memory before the dream has state hash {}, the dream recorded {}",
                     base.state_hash(),
                     d.base_state
                 ),
-            });
+            }));
         }
         let input = self.input(&d.store, &base, d.from_position, d.to_position, dreamer.as_ref())?;
         let recorded: Vec<LlmExchange> = e
@@ -750,7 +753,9 @@ impl Dreams {
         // config asks anew (for the llm dreamer: the model).
         let recorded_ref = if same_dreamer { Some(recorded.as_slice()) } else { None };
         let mut out = dreamer.dream(&input, recorded_ref).map_err(|err| match err {
-            Error::ReplayDiverged { reason, .. } => Error::ReplayDiverged { dream: id.to_hex(), reason },
+            Error::Dream(DreamError::ReplayDiverged { reason, .. }) => {
+                Error::Dream(DreamError::ReplayDiverged { dream: id.to_hex(), reason })
+            }
             other => other,
         })?;
         let committed: Vec<Planned> = self

@@ -26,6 +26,7 @@ pub use atif::referenced_paths;
 use serde_json::Value;
 
 use crate::core::{Actor, Body, CanonicalJson, Draft, Message};
+use crate::error::LogError;
 use crate::error::{Error, Result};
 use crate::store::{AppendBatch, ExpectedVersion};
 
@@ -667,7 +668,9 @@ fn link_chain(
             }
         }
         let parents = prev.map(|p| vec![p]).unwrap_or_default();
-        let sealed = d.seal(d.time.unwrap_or(0), parents).map_err(|source| Error::InvalidEvent { index: i, source })?;
+        let sealed = d
+            .seal(d.time.unwrap_or(0), parents)
+            .map_err(|source| Error::Log(LogError::InvalidEvent { index: i, source }))?;
         prev = Some(sealed.id);
         ids.push(sealed.id);
     }

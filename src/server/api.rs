@@ -15,9 +15,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{AppState, AuthError, Role, Tenant};
-use crate::core::memory::ToolErrorKind;
 use crate::core::{Actor, EventJson, Kind};
 use crate::error::Error;
+use crate::error::{DreamError, LogError};
 use crate::service::{
     AppendRequest, DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Info, LookupRequest, MemoryView,
     PathQuery, PromoteRequest, ReplayRequest, RevertRequest, Service, TagRequest, Tagged, ToolContext, VerifyQuery,
@@ -57,45 +57,23 @@ impl IntoResponse for ApiError {
 impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
         let message = e.to_string();
-        let (status, kind) = match &e {
-            Error::WrongExpectedVersion { stream, current, expected } => {
-                let mut a = ApiError::new(StatusCode::CONFLICT, "wrong_expected_version", message);
+        let class = e.class();
+        let mut a = ApiError::new(
+            StatusCode::from_u16(class.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            class.name(),
+            message,
+        );
+        // Errors whose details a client rebuilds typed.
+        match &e {
+            Error::Log(LogError::WrongExpectedVersion { stream, current, expected }) => {
                 a.details = json!({"stream": stream, "current_version": current, "expected": expected.to_arg()});
-                return a;
             }
-            Error::NothingToDream { store, from } => {
-                let mut a = ApiError::new(StatusCode::CONFLICT, "nothing_to_dream", message);
+            Error::Dream(DreamError::NothingToDream { store, from }) => {
                 a.details = json!({"store": store, "from": from});
-                return a;
             }
-            Error::ParentMismatch { .. } => (StatusCode::CONFLICT, "conflict"),
-            Error::EventJson { .. } => (StatusCode::BAD_REQUEST, "invalid_event"),
-            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            Error::NotFound(_) | Error::NoSuchPosition(_) | Error::NoSuchStore { .. } => {
-                (StatusCode::NOT_FOUND, "not_found")
-            }
-            Error::BodyTooLarge { .. } | Error::BatchTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            Error::Tool(t) if t.kind == ToolErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
-            Error::Tool(t) if t.kind == ToolErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            Error::RevertConflict { .. } | Error::StoreExists(_) | Error::TagExists { .. } => {
-                (StatusCode::CONFLICT, "conflict")
-            }
-            Error::Format(_)
-            | Error::InvalidEvent { .. }
-            | Error::AmbiguousPrefix { .. }
-            | Error::BadIdPrefix(_)
-            | Error::UnknownPoint(_)
-            | Error::Tool(_)
-            | Error::Input { .. }
-            | Error::Record { .. }
-            | Error::WrongEvent { .. }
-            | Error::UnknownCause { .. }
-            | Error::Dreamer { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
-            Error::Llm { .. } | Error::ReplayDiverged { .. } => (StatusCode::BAD_GATEWAY, "upstream"),
-            Error::Poisoned(_) | Error::Closed => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        };
-        ApiError::new(status, kind, message)
+            _ => {}
+        }
+        a
     }
 }
 

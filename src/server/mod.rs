@@ -250,7 +250,7 @@ impl AppState {
     /// Opens every tenant's database: `db` itself without tokens, `db/tenants/NAME` with.
     pub fn open(db: &Path, config: ServerConfig, sync: SyncMode, snapshot_every: u64) -> Result<Arc<AppState>> {
         // One memory budget for all tenants.
-        let shared = crate::store::SharedMemory::new(config.block_cache_bytes, config.write_buffer_bytes);
+        let shared = crate::store::SharedCache::new(config.block_cache_bytes, config.write_buffer_bytes);
         let profiles = Arc::new(config.clone());
         // Requests name dreamers; what runs comes from the server's config alone.
         let policy: crate::service::DreamerPolicy =

@@ -15,8 +15,9 @@ use crate::core::memory::{MemoryDiff, ToolCall};
 use crate::core::{Actor, EventJson};
 use crate::dream::{DreamDetail, DreamRun, DreamSummary, Dreams, Replay, RunOptions};
 use crate::error::{Error, Result};
+use crate::error::{LogError, MemoryError};
 use crate::ledger::{DriftReport, LessonRow};
-use crate::memory::{ApplyOptions, BlameLine, Memory};
+use crate::memory::{ApplyOptions, BlameLine, MemoryStores};
 use crate::sessions::{SessionDetail, SessionSummary, Stats};
 use crate::store::{AppendBatch, Appended, ExpectedVersion, Store, StoredEvent, VerifyReport};
 
@@ -31,7 +32,7 @@ pub const MAX_RESAMPLES: usize = 100_000;
 /// The service over a store in this process.
 #[derive(Clone)]
 pub struct Local {
-    mem: Memory,
+    mem: MemoryStores,
     dreams: Dreams,
     name: String,
     max_batch: usize,
@@ -42,7 +43,7 @@ pub struct Local {
 impl Local {
     /// The service over `store`; memory snapshots every `snapshot_every` events of a store.
     pub fn new(store: Store, snapshot_every: u64) -> Local {
-        let mem = Memory::new(store.clone()).with_snapshot_every(snapshot_every);
+        let mem = MemoryStores::new(store.clone()).with_snapshot_every(snapshot_every);
         let name = store.path().map(|p| p.display().to_string()).unwrap_or_else(|| store.log().describe());
         let max_batch = store.options().max_batch_events;
         Local {
@@ -80,7 +81,7 @@ impl Local {
     }
 
     /// The memory stores.
-    pub fn memory(&self) -> &Memory {
+    pub fn memory(&self) -> &MemoryStores {
         &self.mem
     }
 
@@ -132,7 +133,7 @@ impl Service for Local {
             return Err(Error::Input { path: "events".into(), line: 0, reason: "no events to append".into() });
         }
         if req.events.len() > self.max_batch {
-            return Err(Error::BatchTooLarge { len: req.events.len(), limit: self.max_batch });
+            return Err(Error::Log(LogError::BatchTooLarge { len: req.events.len(), limit: self.max_batch }));
         }
         let mut batch = AppendBatch::new();
         for (index, v) in req.events.iter().enumerate() {
@@ -226,7 +227,7 @@ impl Service for Local {
                     Ok(a) => {
                         Ok(ToolAnswer { text: a.text, error: None, recorded: Some((a.event.position, a.event.id)) })
                     }
-                    Err(Error::Tool(e)) => {
+                    Err(Error::Memory(MemoryError::Tool(e))) => {
                         Ok(ToolAnswer { text: e.message, error: Some(e.kind.name().to_owned()), recorded: None })
                     }
                     Err(e) => Err(e),

@@ -16,6 +16,7 @@ use super::{
 use crate::core::memory::MemoryDiff;
 use crate::core::{Actor, EventJson, Kind};
 use crate::dream::{DreamDetail, DreamRun, DreamSummary, Replay};
+use crate::error::{DreamError, LogError};
 use crate::error::{Error, Result};
 use crate::ledger::{DriftReport, LessonRow};
 use crate::memory::BlameLine;
@@ -70,14 +71,18 @@ impl Remote {
         match err["type"].as_str() {
             Some("nothing_to_dream") => {
                 if let (Some(store), Some(from)) = (err["store"].as_str(), err["from"].as_u64()) {
-                    return Err(Error::NothingToDream { store: store.to_owned(), from });
+                    return Err(Error::Dream(DreamError::NothingToDream { store: store.to_owned(), from }));
                 }
             }
             Some("wrong_expected_version") => {
                 let expected = err["expected"].as_str().and_then(|e| e.parse().ok());
                 if let (Some(stream), Some(expected)) = (err["stream"].as_str(), expected) {
                     let current = err["current_version"].as_u64();
-                    return Err(Error::WrongExpectedVersion { stream: stream.to_owned(), expected, current });
+                    return Err(Error::Log(LogError::WrongExpectedVersion {
+                        stream: stream.to_owned(),
+                        expected,
+                        current,
+                    }));
                 }
             }
             _ => {}

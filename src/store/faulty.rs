@@ -16,6 +16,7 @@ use super::log::{Group, Log};
 use super::VerifyReport;
 use crate::core::projection::{IndexEntry, Space};
 use crate::core::EventId;
+use crate::error::LogError;
 use crate::error::{Error, Result};
 
 /// What a planned write does.
@@ -94,7 +95,7 @@ impl FaultyLog {
 }
 
 fn injected(what: &str) -> Error {
-    Error::Storage(format!("injected fault: {what}"))
+    Error::Log(LogError::Storage(format!("injected fault: {what}")))
 }
 
 impl Log for FaultyLog {

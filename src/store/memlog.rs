@@ -12,6 +12,7 @@ use super::layout;
 use super::log::{Group, Log};
 use crate::core::projection::{self, IndexEntry, Projected, Space};
 use crate::core::EventId;
+use crate::error::LogError;
 use crate::error::{Error, Result};
 
 #[derive(Default)]
@@ -126,7 +127,10 @@ impl Log for MemoryLog {
             positions.iter().map(|p| (*p, s.records.get(p).cloned())).collect()
         };
         for (pos, raw) in found {
-            let raw = raw.ok_or(Error::Corrupt { position: pos, reason: "index points at a missing record".into() })?;
+            let raw = raw.ok_or(Error::Log(LogError::Corrupt {
+                position: pos,
+                reason: "index points at a missing record".into(),
+            }))?;
             f(pos, &raw)?;
         }
         Ok(())

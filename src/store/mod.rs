@@ -29,13 +29,14 @@ pub use layout::{ALL_CFS, CF_IDS, CF_KINDS, CF_LOG, CF_META, CF_PATHS, CF_SESSIO
 pub use log::{Group, Log, Staged};
 pub use memlog::MemoryLog;
 pub use recover::{recover, RecoveryReport};
-pub use rocks::{RocksLog, SharedMemory};
+pub use rocks::{RocksLog, SharedCache};
 pub use subscribe::Subscription;
 pub use verify::{VerifyProblem, VerifyReport};
 pub use writer::{AppendBatch, Appended};
 
 use crate::core::projection::{self, be_u64, IndexEntry, Projected, Space, PROJECTORS};
 use crate::core::{Event, EventId, Kind};
+use crate::error::LogError;
 use crate::error::{Error, Result};
 
 /// When an append is acknowledged.
@@ -79,7 +80,7 @@ pub struct Options {
     /// Memory budgets shared with other stores of this process; when set, its block
     /// cache replaces `block_cache_bytes` and its write-buffer budget bounds the memtables
     /// of all the stores together.
-    pub shared: Option<SharedMemory>,
+    pub shared: Option<SharedCache>,
     /// Open a database whose WAL is damaged at its last good point, dropping what follows
     /// (only `dreamlog recover` does this, after keeping the files aside and reporting).
     pub drop_damaged_wal_tail: bool,
@@ -228,7 +229,7 @@ impl Store {
     /// Opens the engine over any backend: drops a torn group past the commit marker,
     /// brings every projector up to the end of the log, then starts the writer.
     pub fn with_log(log: Arc<dyn Log>, opts: Options) -> Result<Store> {
-        let open_err = |reason: String| Error::Open { path: log.describe(), reason };
+        let open_err = |reason: String| Error::Log(LogError::Open { path: log.describe(), reason });
         let stored = log.stored_end()?;
         let count = log.marker()?.unwrap_or(stored);
         let mut opened = OpenReport::default();
@@ -314,12 +315,12 @@ impl Store {
     /// the sync mode. Events already in the log (same id) are not written again: their
     /// existing position is returned with `existed = true`.
     pub fn append(&self, batch: AppendBatch) -> Result<Vec<Appended>> {
-        self.submit(batch)?.blocking_recv().map_err(|_| Error::Closed)?
+        self.submit(batch)?.blocking_recv().map_err(|_| Error::Log(LogError::Closed))?
     }
 
     /// The async form of [`Store::append`], for servers.
     pub async fn append_async(&self, batch: AppendBatch) -> Result<Vec<Appended>> {
-        self.submit(batch)?.await.map_err(|_| Error::Closed)?
+        self.submit(batch)?.await.map_err(|_| Error::Log(LogError::Closed))?
     }
 
     fn poison_reason(&self) -> Option<String> {
@@ -333,13 +334,16 @@ impl Store {
 
     fn submit(&self, batch: AppendBatch) -> Result<tokio::sync::oneshot::Receiver<Result<Vec<Appended>>>> {
         if let Some(reason) = self.poison_reason() {
-            return Err(Error::Poisoned(reason));
+            return Err(Error::Log(LogError::Poisoned(reason)));
         }
         if batch.events.len() > self.inner.opts.max_batch_events {
-            return Err(Error::BatchTooLarge { len: batch.events.len(), limit: self.inner.opts.max_batch_events });
+            return Err(Error::Log(LogError::BatchTooLarge {
+                len: batch.events.len(),
+                limit: self.inner.opts.max_batch_events,
+            }));
         }
-        let guard = self.inner.writer.lock().map_err(|_| Error::Closed)?;
-        let handle = guard.as_ref().ok_or(Error::Closed)?;
+        let guard = self.inner.writer.lock().map_err(|_| Error::Log(LogError::Closed))?;
+        let handle = guard.as_ref().ok_or(Error::Log(LogError::Closed))?;
         handle.submit(batch)
     }
 
@@ -366,9 +370,9 @@ impl Store {
     /// The event at a global position.
     pub fn get_at(&self, position: u64) -> Result<StoredEvent> {
         if !self.visible(position) {
-            return Err(Error::NoSuchPosition(position));
+            return Err(Error::Log(LogError::NoSuchPosition(position)));
         }
-        let raw = self.inner.log.record(position)?.ok_or(Error::NoSuchPosition(position))?;
+        let raw = self.inner.log.record(position)?.ok_or(Error::Log(LogError::NoSuchPosition(position)))?;
         decode_record(position, &raw)
     }
 
@@ -647,10 +651,10 @@ impl Store {
             Ok(())
         });
         let rx = {
-            let guard = self.inner.writer.lock().map_err(|_| Error::Closed)?;
-            guard.as_ref().ok_or(Error::Closed)?.exclusive(work)?
+            let guard = self.inner.writer.lock().map_err(|_| Error::Log(LogError::Closed))?;
+            guard.as_ref().ok_or(Error::Log(LogError::Closed))?.exclusive(work)?
         };
-        rx.blocking_recv().map_err(|_| Error::Closed)??;
+        rx.blocking_recv().map_err(|_| Error::Log(LogError::Closed))??;
         let r = report.lock().unwrap_or_else(|e| e.into_inner()).clone();
         Ok(r)
     }
@@ -724,9 +728,9 @@ fn spawn_acked_recorder(log: std::sync::Weak<dyn Log>, committed: Arc<Committed>
 /// Decodes a log record into a stored event (fast path: no hash checks).
 pub(crate) fn decode_record(position: u64, raw: &[u8]) -> Result<StoredEvent> {
     let parts = layout::split_record(raw)
-        .ok_or_else(|| Error::Corrupt { position, reason: "record layout is invalid".into() })?;
+        .ok_or_else(|| Error::Log(LogError::Corrupt { position, reason: "record layout is invalid".into() }))?;
     let redacted = parts.flags & layout::FLAG_REDACTED != 0;
     let event = Event::decode_with_id(parts.id, parts.header, parts.body)
-        .map_err(|e| Error::Corrupt { position, reason: e.to_string() })?;
+        .map_err(|e| Error::Log(LogError::Corrupt { position, reason: e.to_string() }))?;
     Ok(StoredEvent { position, version: parts.version, redacted, event })
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::wal::{self, WalEvent};
 use super::{Options, Store};
+use crate::error::LogError;
 use crate::error::{Error, Result};
 
 /// What `recover` found and did.
@@ -60,13 +61,16 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
 /// written before anything is dropped (default: inside the kept-aside folder).
 pub fn recover(db: &Path, opts: Options, report: Option<&Path>) -> Result<RecoveryReport> {
     if !db.is_dir() {
-        return Err(Error::Open { path: db.display().to_string(), reason: "no such folder".into() });
+        return Err(Error::Log(LogError::Open { path: db.display().to_string(), reason: "no such folder".into() }));
     }
     let mut out = RecoveryReport { db: db.to_path_buf(), ..RecoveryReport::default() };
     if !db.join("CURRENT").exists() {
-        let manifest = newest_manifest(db)?.ok_or_else(|| Error::Open {
-            path: db.display().to_string(),
-            reason: "CURRENT and every MANIFEST are missing: the table files cannot be put back in order here".into(),
+        let manifest = newest_manifest(db)?.ok_or_else(|| {
+            Error::Log(LogError::Open {
+                path: db.display().to_string(),
+                reason: "CURRENT and every MANIFEST are missing: the table files cannot be put back in order here"
+                    .into(),
+            })
         })?;
         // CURRENT is one line naming the live MANIFEST; written and synced in place.
         let tmp = db.join("CURRENT.dreamlog-recover");

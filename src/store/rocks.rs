@@ -18,23 +18,24 @@ use super::log::{Group, Log};
 use super::{wal, Options, VerifyProblem, VerifyReport};
 use crate::core::projection::{self, be_u64, IndexEntry, Projected, Space};
 use crate::core::EventId;
+use crate::error::LogError;
 use crate::error::{Error, Result};
 
 /// One block cache and one write-buffer budget for several stores in one process (a
 /// server's tenants), so that N stores cost one memory budget rather than N.
 #[derive(Clone)]
-pub struct SharedMemory {
+pub struct SharedCache {
     cache: Cache,
     write_buffers: WriteBufferManager,
     cache_bytes: usize,
     write_buffer_bytes: usize,
 }
 
-impl SharedMemory {
+impl SharedCache {
     /// A budget of `cache_bytes` of block cache and `write_buffer_bytes` of memtables in
     /// all (past it, the largest memtables are flushed).
-    pub fn new(cache_bytes: usize, write_buffer_bytes: usize) -> SharedMemory {
-        SharedMemory {
+    pub fn new(cache_bytes: usize, write_buffer_bytes: usize) -> SharedCache {
+        SharedCache {
             cache: Cache::new_lru_cache(cache_bytes),
             write_buffers: WriteBufferManager::new_write_buffer_manager(write_buffer_bytes, false),
             cache_bytes,
@@ -43,7 +44,7 @@ impl SharedMemory {
     }
 }
 
-impl std::fmt::Debug for SharedMemory {
+impl std::fmt::Debug for SharedCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedMemory")
             .field("cache_bytes", &self.cache_bytes)
@@ -91,7 +92,7 @@ impl RocksLog {
     /// checking its WAL and its acknowledged count.
     pub fn open(path: impl AsRef<Path>, opts: &Options) -> Result<RocksLog> {
         let path = path.as_ref().to_path_buf();
-        let open_err = |reason: String| Error::Open { path: path.display().to_string(), reason };
+        let open_err = |reason: String| Error::Log(LogError::Open { path: path.display().to_string(), reason });
         if !path.join("CURRENT").exists() {
             // Never create a database over another one's files (a lost CURRENT makes RocksDB
             // start afresh and delete the old table files), nor in a folder of other things.
@@ -245,7 +246,11 @@ impl Log for RocksLog {
         let mut it = self.db.raw_iterator_cf(self.cf(CF_LOG));
         it.seek_to_last();
         let end = match it.key() {
-            Some(k) => be_u64(k).ok_or_else(|| Error::Corrupt { position: 0, reason: "bad key in log".into() })? + 1,
+            Some(k) => {
+                be_u64(k)
+                    .ok_or_else(|| Error::Log(LogError::Corrupt { position: 0, reason: "bad key in log".into() }))?
+                    + 1
+            }
             None => 0,
         };
         it.status()?;
@@ -326,7 +331,8 @@ impl Log for RocksLog {
         let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_LOG), ro);
         it.seek(layout::pos_key(from));
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            let pos = be_u64(k).ok_or_else(|| Error::Corrupt { position: from, reason: "bad log key".into() })?;
+            let pos = be_u64(k)
+                .ok_or_else(|| Error::Log(LogError::Corrupt { position: from, reason: "bad log key".into() }))?;
             if !f(pos, v)? {
                 return Ok(());
             }
@@ -348,10 +354,16 @@ impl Log for RocksLog {
             }
             let (Some(k), Some(v)) = (it.key(), it.value()) else {
                 it.status()?;
-                return Err(Error::Corrupt { position: pos, reason: "index points at a missing record".into() });
+                return Err(Error::Log(LogError::Corrupt {
+                    position: pos,
+                    reason: "index points at a missing record".into(),
+                }));
             };
             if be_u64(k) != Some(pos) {
-                return Err(Error::Corrupt { position: pos, reason: "index points at a missing record".into() });
+                return Err(Error::Log(LogError::Corrupt {
+                    position: pos,
+                    reason: "index points at a missing record".into(),
+                }));
             }
             f(pos, v)?;
             at = Some(pos);
@@ -600,9 +612,9 @@ fn database_files(dir: &Path) -> Vec<String> {
     counts.into_iter().map(|(k, n)| format!("{n} {k}")).collect()
 }
 
-/// RocksDB's errors become `Error::Storage` here, the only module that knows RocksDB.
+/// RocksDB's errors become `LogError::Storage` here, the only module that knows RocksDB.
 impl From<rocksdb::Error> for Error {
     fn from(e: rocksdb::Error) -> Self {
-        Error::Storage(e.into_string())
+        Error::Log(LogError::Storage(e.into_string()))
     }
 }

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::{Store, StoredEvent};
+use crate::error::LogError;
 use crate::error::Result;
 
 /// How many events a subscription reads from the log at a time.
@@ -47,18 +48,30 @@ impl Subscription {
         Ok(got)
     }
 
-    /// The next event, waiting for it if the subscription has caught up.
+    /// The next event, waiting for it if the subscription has caught up. The log is
+    /// read on tokio's blocking pool, never on the async executor.
     pub async fn next(&mut self) -> Result<StoredEvent> {
         loop {
             if let Some(e) = self.buffer.pop_front() {
                 return Ok(e);
             }
             let committed = *self.watch.borrow_and_update();
-            if self.fill(committed)? {
-                continue;
+            if self.next < committed {
+                let (store, from) = (self.store.clone(), self.next);
+                let want = ((committed - from) as usize).min(CHUNK);
+                let events = tokio::task::spawn_blocking(move || store.read_range(from, want))
+                    .await
+                    .map_err(|_| crate::error::Error::Log(LogError::Closed))??;
+                if let Some(last) = events.last() {
+                    self.next = last.position + 1;
+                }
+                if !events.is_empty() {
+                    self.buffer.extend(events);
+                    continue;
+                }
             }
             if self.watch.changed().await.is_err() {
-                return Err(crate::error::Error::Closed);
+                return Err(crate::error::Error::Log(LogError::Closed));
             }
         }
     }

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use super::layout;
 use crate::core::EventId;
+use crate::error::LogError;
 use crate::error::{Error, Result};
 
 const BLOCK: usize = 32 * 1024;
@@ -341,7 +342,7 @@ impl WalDamage {
         if let (Some(a), Some(b)) = (self.in_damaged.first(), self.in_damaged.last()) {
             after = format!("the damaged record seems to hold positions {}..={}; {after}", a.position, b.position);
         }
-        Error::WalDamaged {
+        Error::Log(LogError::WalDamaged {
             db: db.display().to_string(),
             detail: format!(
                 "the write-ahead log {} is damaged at byte {} ({}); the log is intact up to {} and {after}",
@@ -350,7 +351,7 @@ impl WalDamage {
                 self.reason,
                 self.last_good.map_or("no event".into(), |p| format!("position {p}")),
             ),
-        }
+        })
     }
 }
 

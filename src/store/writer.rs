@@ -19,6 +19,7 @@ use super::log::{Group, Log, Staged};
 use super::{Committed, ExpectedVersion, Options, SyncMode};
 use crate::core::projection::{self, Projected};
 use crate::core::{Draft, EventId};
+use crate::error::LogError;
 use crate::error::{Error, Result};
 
 /// Events to append atomically, with optional expected versions per stream (checked
@@ -87,13 +88,13 @@ pub(crate) struct WriterHandle {
 impl WriterHandle {
     pub(crate) fn submit(&self, batch: AppendBatch) -> Result<oneshot::Receiver<Result<Vec<Appended>>>> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Job::Append { batch, reply }).map_err(|_| Error::Closed)?;
+        self.tx.send(Job::Append { batch, reply }).map_err(|_| Error::Log(LogError::Closed))?;
         Ok(rx)
     }
 
     pub(crate) fn exclusive(&self, work: Exclusive) -> Result<oneshot::Receiver<Result<()>>> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Job::Exclusive { work, reply }).map_err(|_| Error::Closed)?;
+        self.tx.send(Job::Exclusive { work, reply }).map_err(|_| Error::Log(LogError::Closed))?;
         Ok(rx)
     }
 }
@@ -130,7 +131,7 @@ pub(crate) fn spawn(
     let thread = std::thread::Builder::new()
         .name("dreamlog-writer".into())
         .spawn(move || w.run(rx))
-        .map_err(|e| Error::Storage(format!("cannot start the writer thread: {e}")))?;
+        .map_err(|e| Error::Log(LogError::Storage(format!("cannot start the writer thread: {e}"))))?;
     Ok((WriterHandle { tx }, thread))
 }
 
@@ -196,7 +197,7 @@ impl Writer {
 
     fn run_exclusive(&mut self, work: Exclusive) -> Result<()> {
         if let Some(reason) = self.poisoned.lock().map(|p| p.clone()).unwrap_or_else(|e| e.into_inner().clone()) {
-            return Err(Error::Poisoned(reason));
+            return Err(Error::Log(LogError::Poisoned(reason)));
         }
         work(self.log.as_ref(), self.next)
     }
@@ -205,7 +206,7 @@ impl Writer {
         let poisoned = self.poisoned.lock().map(|p| p.clone()).unwrap_or_else(|e| e.into_inner().clone());
         if let Some(reason) = poisoned {
             for (_, reply) in jobs {
-                let _ = reply.send(Err(Error::Poisoned(reason.clone())));
+                let _ = reply.send(Err(Error::Log(LogError::Poisoned(reason.clone()))));
             }
             return;
         }
@@ -247,7 +248,7 @@ impl Writer {
                 self.heads.clear();
                 for (reply, outcome) in outcomes {
                     let err = match outcome {
-                        Ok(_) => Err(Error::Poisoned(reason.clone())),
+                        Ok(_) => Err(Error::Log(LogError::Poisoned(reason.clone()))),
                         Err(e) => Err(e),
                     };
                     let _ = reply.send(err);
@@ -303,12 +304,15 @@ impl Writer {
                 None => return Ok(None),
             },
         };
-        let raw = self.log.record(pos)?.ok_or_else(|| Error::Corrupt {
-            position: pos,
-            reason: format!("stream {stream:?} indexes a missing record"),
+        let raw = self.log.record(pos)?.ok_or_else(|| {
+            Error::Log(LogError::Corrupt {
+                position: pos,
+                reason: format!("stream {stream:?} indexes a missing record"),
+            })
         })?;
-        let parts = layout::split_record(&raw)
-            .ok_or_else(|| Error::Corrupt { position: pos, reason: "record layout is invalid".into() })?;
+        let parts = layout::split_record(&raw).ok_or_else(|| {
+            Error::Log(LogError::Corrupt { position: pos, reason: "record layout is invalid".into() })
+        })?;
         Ok(Some(Head { version, id: parts.id }))
     }
 
@@ -320,12 +324,12 @@ impl Writer {
         let Some(pos) = self.log.position_of(id)? else {
             return Ok(None);
         };
-        let raw = self
-            .log
-            .record(pos)?
-            .ok_or_else(|| Error::Corrupt { position: pos, reason: "id index points at a missing record".into() })?;
-        let parts = layout::split_record(&raw)
-            .ok_or_else(|| Error::Corrupt { position: pos, reason: "record layout is invalid".into() })?;
+        let raw = self.log.record(pos)?.ok_or_else(|| {
+            Error::Log(LogError::Corrupt { position: pos, reason: "id index points at a missing record".into() })
+        })?;
+        let parts = layout::split_record(&raw).ok_or_else(|| {
+            Error::Log(LogError::Corrupt { position: pos, reason: "record layout is invalid".into() })
+        })?;
         Ok(Some((pos, parts.version)))
     }
 
@@ -358,7 +362,8 @@ impl Writer {
             if ok {
                 continue;
             }
-            let err = Error::WrongExpectedVersion { stream: stream.clone(), expected: *expected, current };
+            let err =
+                Error::Log(LogError::WrongExpectedVersion { stream: stream.clone(), expected: *expected, current });
             let replay_from = match expected {
                 ExpectedVersion::NoStream => None,
                 ExpectedVersion::Exact(v) if current.is_some_and(|c| c > *v) => {
@@ -377,8 +382,9 @@ impl Writer {
             if let Some((from, err)) = replay.get_mut(draft.stream.as_str()) {
                 replay_touched.insert(draft.stream.clone());
                 let parents = draft.parents.take().unwrap_or_else(|| from.map(|h| vec![h.id]).unwrap_or_default());
-                let sealed =
-                    draft.into_sealed(time, parents).map_err(|source| Error::InvalidEvent { index, source })?;
+                let sealed = draft
+                    .into_sealed(time, parents)
+                    .map_err(|source| Error::Log(LogError::InvalidEvent { index, source }))?;
                 match self.existing(&sealed.id, &stage, group)? {
                     Some((position, version)) => {
                         *from = Some(Head { version, id: sealed.id });
@@ -386,7 +392,7 @@ impl Writer {
                         continue;
                     }
                     None => {
-                        return Err(std::mem::replace(err, Error::Closed));
+                        return Err(std::mem::replace(err, Error::Log(LogError::Closed)));
                     }
                 }
             }
@@ -395,13 +401,15 @@ impl Writer {
             let head_parents = head.map(|h| vec![h.id]).unwrap_or_default();
             let parents = draft.parents.take().unwrap_or_else(|| head_parents.clone());
             let stream = draft.stream.clone();
-            let sealed = draft.into_sealed(time, parents).map_err(|source| Error::InvalidEvent { index, source })?;
+            let sealed = draft
+                .into_sealed(time, parents)
+                .map_err(|source| Error::Log(LogError::InvalidEvent { index, source }))?;
             if sealed.header.body_len > self.opts.max_body_bytes {
-                return Err(Error::BodyTooLarge {
+                return Err(Error::Log(LogError::BodyTooLarge {
                     index,
                     len: sealed.header.body_len,
                     limit: self.opts.max_body_bytes,
-                });
+                }));
             }
             if sealed.header.parents != head_parents {
                 // Chained from the current head, an event cannot exist yet (its stream
@@ -412,12 +420,12 @@ impl Writer {
                         continue;
                     }
                     None => {
-                        return Err(Error::ParentMismatch {
+                        return Err(Error::Log(LogError::ParentMismatch {
                             index,
                             stream,
                             given: sealed.header.parents.first().map(|p| p.to_hex()).unwrap_or_else(|| "none".into()),
                             head: head.map(|h| (h.version, h.id)),
-                        })
+                        }))
                     }
                 }
             }
@@ -425,7 +433,7 @@ impl Writer {
             // this batch or group.
             for cause in &sealed.header.causes {
                 if !self.is_event(cause, &stage, group)? {
-                    return Err(Error::UnknownCause { index, id: cause.to_hex() });
+                    return Err(Error::Log(LogError::UnknownCause { index, id: cause.to_hex() }));
                 }
             }
             let version = head.map(|h| h.version + 1).unwrap_or(0);
