@@ -379,23 +379,23 @@ impl ErrorClass {
 
     /// The class a server's error type names.
     pub fn from_name(name: &str) -> Option<ErrorClass> {
-        use ErrorClass::*;
-        [
-            InvalidRequest,
-            InvalidEvent,
-            NotFound,
-            Conflict,
-            WrongExpectedVersion,
-            NothingToDream,
-            TooLarge,
-            Forbidden,
-            Unavailable,
-            Upstream,
-            Internal,
-        ]
-        .into_iter()
-        .find(|c| c.name() == name)
+        ErrorClass::ALL.into_iter().find(|c| c.name() == name)
     }
+
+    /// Every class.
+    pub const ALL: [ErrorClass; 11] = [
+        ErrorClass::InvalidRequest,
+        ErrorClass::InvalidEvent,
+        ErrorClass::NotFound,
+        ErrorClass::Conflict,
+        ErrorClass::WrongExpectedVersion,
+        ErrorClass::NothingToDream,
+        ErrorClass::TooLarge,
+        ErrorClass::Forbidden,
+        ErrorClass::Unavailable,
+        ErrorClass::Upstream,
+        ErrorClass::Internal,
+    ];
 }
 
 impl Error {
@@ -456,5 +456,33 @@ impl Error {
                 }),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_servers_refusal_classifies_as_the_servers_error_did() {
+        for class in ErrorClass::ALL {
+            assert_eq!(ErrorClass::from_name(class.name()), Some(class));
+            let remote = Error::Remote { status: class.status(), kind: class.name().into(), message: String::new() };
+            assert_eq!(remote.class(), class);
+        }
+        let tool = |kind| Error::from(crate::core::memory::ToolError { kind, message: String::new() });
+        for (kind, class) in [
+            (crate::core::memory::ToolErrorKind::NotFound, ErrorClass::NotFound),
+            (crate::core::memory::ToolErrorKind::Conflict, ErrorClass::Conflict),
+            (crate::core::memory::ToolErrorKind::Invalid, ErrorClass::InvalidRequest),
+        ] {
+            assert_eq!(tool(kind).class(), class);
+            let remote = Error::Remote { status: 0, kind: format!("tool:{}", kind.name()), message: String::new() };
+            assert_eq!(remote.class(), class, "{kind:?}");
+        }
+        assert_eq!(
+            Error::Remote { status: 0, kind: "connection".into(), message: String::new() }.class(),
+            ErrorClass::Unavailable
+        );
     }
 }
