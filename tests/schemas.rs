@@ -241,3 +241,97 @@ fn the_openapi_document_lists_exactly_the_server_routes() {
         assert!(common::root().join("schemas").join(name).exists(), "{name}");
     }
 }
+
+/// The service's request and answer types are the API's bodies: each type, filled in
+/// full, names exactly the fields its schema lists and validates against it; a minimal one
+/// validates too; and what the schema accepts reads back into the type unchanged.
+#[test]
+fn the_service_types_are_the_api_schemas() {
+    use dreamlog::service::*;
+    use serde::{de::DeserializeOwned, Serialize};
+    use serde_json::json;
+
+    fn check<T: Serialize + DeserializeOwned>(schema: &str, full: T, minimal: T) {
+        let v = validator(&format!("api/{schema}.schema.json"));
+        let full = serde_json::to_value(&full).unwrap();
+        let mut fields: Vec<&String> = full.as_object().unwrap().keys().collect();
+        fields.sort();
+        let listed = load(&format!("api/{schema}.schema.json"))["properties"].clone();
+        let mut listed: Vec<&String> = listed.as_object().unwrap().keys().collect::<Vec<_>>();
+        listed.sort();
+        assert_eq!(fields, listed, "{schema}: the type's fields and the schema's properties");
+        for instance in [full.clone(), serde_json::to_value(&minimal).unwrap()] {
+            assert!(errors(&v, &instance).is_empty(), "{schema}: {instance} → {:?}", errors(&v, &instance));
+            let back: T = serde_json::from_value(instance.clone()).unwrap();
+            assert_eq!(serde_json::to_value(&back).unwrap(), instance, "{schema} round trip");
+        }
+    }
+    let id: dreamlog::EventId = "ab".repeat(32).parse().unwrap();
+    check(
+        "append-request",
+        AppendRequest {
+            events: vec![json!({"kind": "note", "actor": "human:a", "body": {"type": "t", "json": {}}})],
+            stream: Some("s".into()),
+            expect: [("s".to_owned(), json!("no-stream"))].into_iter().collect(),
+        },
+        AppendRequest {
+            events: vec![json!({"kind": "note", "actor": "human:a", "body": {"type": "t", "json": {}}})],
+            ..Default::default()
+        },
+    );
+    check("lookup-request", LookupRequest { ids: vec![id], streams: vec!["s".into()] }, LookupRequest::default());
+    check(
+        "revert-request",
+        RevertRequest {
+            event: Some("ab".into()),
+            dream: Some("cd".into()),
+            to: Some("3".into()),
+            reason: "r".into(),
+            force: true,
+        },
+        RevertRequest { reason: "r".into(), ..Default::default() },
+    );
+    check(
+        "fork-request",
+        ForkRequest { new: "n".into(), at: Some("head".into()) },
+        ForkRequest { new: "n".into(), at: None },
+    );
+    check("promote-request", PromoteRequest { into: "s".into() }, PromoteRequest { into: "s".into() });
+    check(
+        "tag-request",
+        TagRequest { name: "v1".into(), at: Some("head".into()) },
+        TagRequest { name: "v1".into(), at: None },
+    );
+    check(
+        "dream-run-request",
+        DreamRequest {
+            store: "s".into(),
+            dreamer: Some("evidence".into()),
+            config: json!({"max_lessons": 3}),
+            since: Some("start".into()),
+            into: Some("s.dream".into()),
+            in_place: false,
+            create: true,
+        },
+        DreamRequest {
+            store: "s".into(),
+            dreamer: None,
+            config: json!(null),
+            since: None,
+            into: None,
+            in_place: false,
+            create: false,
+        },
+    );
+    check(
+        "dream-replay-request",
+        ReplayRequest { dreamer: Some("evidence@1".into()), config: Some(json!({})) },
+        ReplayRequest::default(),
+    );
+    check("tag-response", Tagged { position: 4, id, event_position: 5 }, Tagged { position: 0, id, event_position: 1 });
+    check(
+        "info",
+        Info { tenant: "default".into(), events: 3, max_batch: 10 },
+        Info { tenant: String::new(), events: 0, max_batch: 1 },
+    );
+}

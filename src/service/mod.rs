@@ -168,7 +168,7 @@ pub struct EventsQuery {
     #[serde(default)]
     pub from: u64,
     /// Most events (the server caps pages at 10,000).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
     /// Read this stream from version `from`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -226,13 +226,13 @@ pub struct ToolAnswer {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ViewQuery {
     /// Path (default `/memories`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// Point (default head).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
     /// `START:END` lines of a file.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub range: Option<String>,
 }
 
@@ -310,10 +310,10 @@ impl MemoryView {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PathQuery {
     /// The path (required by blame).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// Point (default head).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
 }
 
@@ -321,16 +321,16 @@ pub struct PathQuery {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct DiffQuery {
     /// The second store.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub other: Option<String>,
     /// From point (one store).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     /// To point (one store).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
     /// Point of both stores (two stores).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
 }
 
@@ -361,7 +361,7 @@ pub struct ForkRequest {
     /// The new store.
     pub new: String,
     /// Point (default head).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
 }
 
@@ -389,7 +389,7 @@ pub struct TagRequest {
     /// Tag name.
     pub name: String,
     /// Point (default head).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
 }
 
@@ -408,10 +408,10 @@ pub struct Tagged {
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct DriftQuery {
     /// Bootstrap resamples (1..=100,000).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resamples: Option<usize>,
     /// Fewest sessions a memory state needs to be judged.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_sessions: Option<u64>,
 }
 
@@ -424,16 +424,16 @@ pub struct DreamRequest {
     /// The store dreamed over.
     pub store: String,
     /// Dreamer (`NAME[@VERSION]`; default `evidence`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dreamer: Option<String>,
     /// Dreamer config.
     #[serde(default)]
     pub config: Value,
     /// `start`, a point, or absent (after the last dream folded into the store).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
     /// The fork to write into (default: a new one).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub into: Option<String>,
     /// Write into the store itself.
     #[serde(default)]
