@@ -176,3 +176,168 @@ mod fisher_tests {
         assert!((fisher_exact(5, 5, 5, 5) - 1.0).abs() < 1e-9);
     }
 }
+
+/// One stratum (a task) of a stratified comparison: its trials that showed a behaviour
+/// (exposed) and those that did not, and how many of each passed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stratum {
+    /// Trials with the behaviour.
+    pub exposed: u64,
+    /// Of those, passed.
+    pub exposed_passed: u64,
+    /// Trials without it.
+    pub unexposed: u64,
+    /// Of those, passed.
+    pub unexposed_passed: u64,
+}
+
+impl Stratum {
+    /// Whether the stratum can say anything: trials on both sides, and both outcomes.
+    pub fn is_informative(&self) -> bool {
+        let passed = self.exposed_passed + self.unexposed_passed;
+        let n = self.exposed + self.unexposed;
+        self.exposed > 0 && self.unexposed > 0 && passed > 0 && passed < n
+    }
+}
+
+/// The exact stratified test of a 2×2×K table (the exact form of the Cochran–Mantel–
+/// Haenszel test): conditional on every stratum's margins, the number of exposed passes
+/// `T = Σ a_k` is a sum of independent hypergeometric counts, so its distribution is the
+/// convolution of theirs. Only strata with a contrast contribute; trials of one stratum
+/// are never pooled with another's, so task difficulty cannot pass for an effect.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StratifiedTest {
+    /// Strata with trials on both sides and both outcomes.
+    pub informative: usize,
+    /// Exposed passes observed in those strata.
+    pub observed: u64,
+    /// Their expectation under no effect.
+    pub expected: f64,
+    /// P(T ≤ observed): small when the behaviour goes with failing.
+    pub p_less: f64,
+    /// P(T ≥ observed): small when the behaviour goes with passing.
+    pub p_greater: f64,
+    /// Two-sided: P of every T at most as likely as the observed one.
+    pub p_two_sided: f64,
+}
+
+/// Runs [`StratifiedTest`] over `strata` (non-informative ones are left out; with none
+/// left, every p-value is 1).
+pub fn stratified_exact(strata: &[Stratum]) -> StratifiedTest {
+    let used: Vec<&Stratum> = strata.iter().filter(|s| s.is_informative()).collect();
+    let n_max = used.iter().map(|s| s.exposed + s.unexposed).max().unwrap_or(0) as usize;
+    let mut lf = Vec::with_capacity(n_max + 1);
+    lf.push(0.0f64);
+    for i in 1..=n_max {
+        lf.push(lf[i - 1] + (i as f64).ln());
+    }
+    let ln_choose = |n: u64, k: u64| lf[n as usize] - lf[k as usize] - lf[(n - k) as usize];
+    // The distribution of T as (offset, probabilities).
+    let mut dist: Vec<f64> = vec![1.0];
+    let mut offset = 0u64;
+    let mut observed = 0u64;
+    let mut expected = 0.0;
+    for s in &used {
+        let (r1, r2) = (s.exposed, s.unexposed);
+        let c1 = s.exposed_passed + s.unexposed_passed;
+        let n = r1 + r2;
+        let (lo, hi) = (c1.saturating_sub(r2), r1.min(c1));
+        let denom = ln_choose(n, c1);
+        let pmf: Vec<f64> = (lo..=hi).map(|x| (ln_choose(r1, x) + ln_choose(r2, c1 - x) - denom).exp()).collect();
+        let mut next = vec![0.0; dist.len() + pmf.len() - 1];
+        for (i, p) in dist.iter().enumerate() {
+            for (j, q) in pmf.iter().enumerate() {
+                next[i + j] += p * q;
+            }
+        }
+        dist = next;
+        offset += lo;
+        observed += s.exposed_passed;
+        expected += r1 as f64 * c1 as f64 / n as f64;
+    }
+    let at = (observed - offset) as usize;
+    let p_obs = dist[at];
+    let total: f64 = dist.iter().sum();
+    let p_less = dist[..=at].iter().sum::<f64>() / total;
+    let p_greater = dist[at..].iter().sum::<f64>() / total;
+    let p_two_sided = dist.iter().filter(|p| **p <= p_obs * (1.0 + 1e-7)).sum::<f64>() / total;
+    StratifiedTest {
+        informative: used.len(),
+        observed,
+        expected,
+        p_less: p_less.min(1.0),
+        p_greater: p_greater.min(1.0),
+        p_two_sided: p_two_sided.min(1.0),
+    }
+}
+
+/// Benjamini–Hochberg adjusted p-values (q-values), in the order given: reject the
+/// hypotheses whose q is at most the false discovery rate wanted.
+pub fn benjamini_hochberg(p: &[f64]) -> Vec<f64> {
+    let m = p.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|a, b| p[*a].total_cmp(&p[*b]));
+    let mut q = vec![0.0; m];
+    let mut running = 1.0f64;
+    for (rank, &i) in order.iter().enumerate().rev() {
+        running = running.min(p[i] * m as f64 / (rank + 1) as f64);
+        q[i] = running.min(1.0);
+    }
+    q
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod stratified_tests {
+    use super::*;
+
+    fn s(exposed: u64, exposed_passed: u64, unexposed: u64, unexposed_passed: u64) -> Stratum {
+        Stratum { exposed, exposed_passed, unexposed, unexposed_passed }
+    }
+
+    #[test]
+    fn one_stratum_is_fishers_exact_test() {
+        for (a, b, c, d) in [(3, 1, 1, 3), (4, 0, 1, 3), (2, 2, 2, 2), (5, 1, 0, 6)] {
+            let t = stratified_exact(&[s(a + b, a, c + d, c)]);
+            assert!((t.p_two_sided - fisher_exact(a, b, c, d)).abs() < 1e-9, "{a} {b} {c} {d}: {t:?}");
+        }
+    }
+
+    #[test]
+    fn task_difficulty_does_not_pass_for_an_effect() {
+        // The behaviour is seen mostly in a hard task (everyone fails) and rarely in an
+        // easy one (everyone passes): pooled, it looks harmful; within tasks there is no
+        // contrast, so the stratified test finds nothing.
+        let strata = [s(1, 1, 3, 3), s(3, 0, 1, 0)];
+        assert!(fisher_exact(1, 3, 3, 1) < 0.5);
+        let t = stratified_exact(&strata);
+        assert_eq!(t.informative, 0);
+        assert_eq!((t.p_two_sided, t.p_less, t.p_greater), (1.0, 1.0, 1.0));
+    }
+
+    #[test]
+    fn consistent_strata_add_up_and_the_direction_is_kept() {
+        // In each of six tasks the trials with the behaviour pass and those without fail.
+        let strata = [s(2, 2, 2, 0); 6];
+        let t = stratified_exact(&strata);
+        assert_eq!((t.informative, t.observed), (6, 12));
+        assert!((t.expected - 6.0).abs() < 1e-9);
+        // Each stratum alone: P = 1/6 one-sided; six together: (1/6)^6.
+        assert!((t.p_greater - (1.0f64 / 6.0).powi(6)).abs() < 1e-12, "{t:?}");
+        assert!(t.p_less > 0.99);
+        // Swapping the sides mirrors the one-sided p-values and keeps the two-sided one.
+        let mirrored = stratified_exact(&[s(2, 0, 2, 2); 6]);
+        assert!((mirrored.p_less - t.p_greater).abs() < 1e-12);
+        assert!((mirrored.p_two_sided - t.p_two_sided).abs() < 1e-12);
+    }
+
+    #[test]
+    fn benjamini_hochberg_matches_a_worked_example() {
+        let q = benjamini_hochberg(&[0.01, 0.04, 0.03, 0.005]);
+        for (got, want) in q.iter().zip([0.02, 0.04, 0.04, 0.02]) {
+            assert!((got - want).abs() < 1e-12, "{q:?}");
+        }
+        assert!(benjamini_hochberg(&[]).is_empty());
+        assert_eq!(benjamini_hochberg(&[0.9, 0.95]), vec![0.95, 0.95]);
+    }
+}
