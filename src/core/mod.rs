@@ -5,6 +5,7 @@
 pub mod blame;
 pub mod body;
 pub mod canonical_json;
+pub mod contrast;
 pub mod dream;
 pub mod error;
 pub mod event;
