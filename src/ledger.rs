@@ -31,6 +31,15 @@ pub struct SessionRun {
     pub score: Option<f64>,
     /// Its last grade's result was `satisfied`.
     pub passed: Option<bool>,
+    /// Its last grade's rubric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rubric: Option<String>,
+    /// Its task id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// Its agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 impl SessionRun {
@@ -47,14 +56,17 @@ impl SessionRun {
 pub fn sessions_with(store: &Store, name: &str, until: u64) -> Result<Vec<SessionRun>> {
     // session → (position of its record, store, state).
     let mut records: HashMap<String, (u64, String, Option<Digest>)> = HashMap::new();
+    // session → (task id, agent), for the families lessons are compared over.
+    let mut about: HashMap<String, (Option<String>, String)> = HashMap::new();
     store.scan_kind(Kind::SessionStart, 0, |e| {
         if e.position >= until {
             return false;
         }
         if let Body::SessionStart(s) = e.event.body {
             if let Some(st) = s.store {
-                records.insert(s.session, (e.position, st, s.memory_state));
+                records.insert(s.session.clone(), (e.position, st, s.memory_state));
             }
+            about.insert(s.session, (s.task_id, s.agent));
         }
         true
     })?;
@@ -74,12 +86,9 @@ pub fn sessions_with(store: &Store, name: &str, until: u64) -> Result<Vec<Sessio
     let mut runs: Vec<SessionRun> = records
         .into_iter()
         .filter(|(_, (_, st, _))| st == name)
-        .map(|(session, (position, _, memory_state))| SessionRun {
-            session,
-            position,
-            memory_state,
-            score: None,
-            passed: None,
+        .map(|(session, (position, _, memory_state))| {
+            let (task_id, agent) = about.remove(&session).map(|(t, a)| (t, Some(a))).unwrap_or_default();
+            SessionRun { session, position, memory_state, score: None, passed: None, rubric: None, task_id, agent }
         })
         .collect();
     runs.sort_by_key(|r| r.position);
@@ -97,6 +106,7 @@ pub fn sessions_with(store: &Store, name: &str, until: u64) -> Result<Vec<Sessio
             if let Some(&i) = index.get(&g.session) {
                 runs[i].score = Some(g.score);
                 runs[i].passed = Some(g.result == GradeResult::Satisfied);
+                runs[i].rubric = Some(g.rubric.clone());
             }
         }
         true
@@ -129,10 +139,42 @@ pub struct LessonRow {
     pub evidence: Vec<EventId>,
     /// Sessions named by the evidence (distinct, in order).
     pub evidence_sessions: Vec<String>,
-    /// Grades of sessions that ran with the store before the line was written.
+    /// The task family the lesson was written for (lessons of the evidence dreamer: the
+    /// family of its file); `before` and `after` then count only that family's sessions.
+    /// Absent: every session that ran with the store counts.
+    #[serde(default)]
+    pub family: Option<String>,
+    /// Grades of sessions (of its family) that ran with the store before the line was written.
     pub before: GradeStats,
-    /// Grades of sessions that ran with the store while the line was in it.
+    /// Grades of sessions (of its family) that ran with the store while the line was in it.
     pub after: GradeStats,
+}
+
+/// Which sessions a lesson's grades are compared over: for a lesson in an evidence
+/// dream's family file, the sessions of that family (by the dream's recorded config).
+fn lesson_family(dream: &crate::core::Dream, path: &str, runs: &[SessionRun]) -> Option<(String, Vec<usize>)> {
+    use crate::core::evidence::{family_key, family_path, EvidenceConfig, NAME};
+    if dream.dreamer != NAME {
+        return None;
+    }
+    let cfg: EvidenceConfig = serde_json::from_value(dream.config.to_value()).ok()?;
+    let dir = format!("{}/", cfg.dir.trim_end_matches('/'));
+    let stem = path.strip_prefix(&dir)?.strip_suffix(".md")?.to_owned();
+    let mut family = None;
+    let members: Vec<usize> = runs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            let f = family_key(cfg.family, r.rubric.as_deref(), r.task_id.as_deref(), r.agent.as_deref());
+            let hit = family_path(&cfg.dir, &f) == path;
+            if hit && family.is_none() {
+                family = Some(f);
+            }
+            hit
+        })
+        .map(|(i, _)| i)
+        .collect();
+    Some((family.unwrap_or(stem), members))
 }
 
 /// The lessons of `store` as of `until`: every non-blank, non-heading line a dream wrote
@@ -142,7 +184,7 @@ pub fn lessons(mem: &MemoryStores, name: &str, until: u64) -> Result<Vec<LessonR
     let store = mem.store();
     let (state, _) = mem.state_until(name, until)?;
     let runs = sessions_with(store, name, until)?;
-    let mut dreamers: HashMap<EventId, String> = HashMap::new();
+    let mut dreamers: HashMap<EventId, (String, Option<crate::core::Dream>)> = HashMap::new();
     let mut sessions_of: HashMap<EventId, Option<String>> = HashMap::new();
     let mut out = Vec::new();
     for path in state.files().keys() {
@@ -155,19 +197,22 @@ pub fn lessons(mem: &MemoryStores, name: &str, until: u64) -> Result<Vec<LessonR
                 // A dream's prose (a file's introduction), not a lesson.
                 continue;
             }
-            let dreamer = match b.dream {
-                Some(d) => Some(match dreamers.get(&d) {
-                    Some(s) => s.clone(),
-                    None => {
-                        let s = match store.get(&d)?.event.body {
-                            Body::Dream(x) => format!("{}@{}", x.dreamer, x.version),
-                            _ => String::new(),
-                        };
-                        dreamers.insert(d, s.clone());
-                        s
-                    }
-                }),
-                None => None,
+            let (dreamer, family) = match b.dream {
+                Some(d) => {
+                    let (name, x) = match dreamers.entry(d) {
+                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            let x = match store.get(&d)?.event.body {
+                                Body::Dream(x) => Some(x),
+                                _ => None,
+                            };
+                            let name = x.as_ref().map(|x| format!("{}@{}", x.dreamer, x.version)).unwrap_or_default();
+                            v.insert((name, x))
+                        }
+                    };
+                    (Some(name.clone()), x.as_ref().and_then(|x| lesson_family(x, path, &runs)))
+                }
+                None => (None, None),
             };
             let mut evidence_sessions: Vec<String> = Vec::new();
             for c in &b.evidence {
@@ -191,8 +236,12 @@ pub fn lessons(mem: &MemoryStores, name: &str, until: u64) -> Result<Vec<LessonR
                     }
                 }
             }
-            let before: Vec<&SessionRun> = runs.iter().filter(|r| r.position < b.position).collect();
-            let after: Vec<&SessionRun> = runs.iter().filter(|r| r.position > b.position).collect();
+            let counted: Vec<&SessionRun> = match &family {
+                Some((_, members)) => members.iter().map(|i| &runs[*i]).collect(),
+                None => runs.iter().collect(),
+            };
+            let before: Vec<&SessionRun> = counted.iter().copied().filter(|r| r.position < b.position).collect();
+            let after: Vec<&SessionRun> = counted.iter().copied().filter(|r| r.position > b.position).collect();
             out.push(LessonRow {
                 path: path.clone(),
                 line: b.line,
@@ -203,6 +252,7 @@ pub fn lessons(mem: &MemoryStores, name: &str, until: u64) -> Result<Vec<LessonR
                 dreamer,
                 evidence: b.evidence,
                 evidence_sessions,
+                family: family.map(|(f, _)| f),
                 before: stats(&before),
                 after: stats(&after),
             });

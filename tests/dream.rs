@@ -230,3 +230,29 @@ fn replay_catches_a_dream_whose_output_is_not_what_its_dreamer_writes() {
     let all = fails(&dreamlog(&db, &["dream", "replay", "--all"]));
     assert!(all.contains("2 dream(s) replayed, 1 differ"), "{all}");
 }
+
+/// A lesson is judged on its own task family: with τ-bench and τ²-bench airline runs in
+/// one store, the τ-bench lessons count the 100 τ-bench sessions before them, the τ²-bench
+/// lessons the 20 τ²-bench ones (not all 120).
+#[test]
+fn the_ledger_compares_each_lesson_over_its_own_family() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    let tau2 = common::data("tau2-bench/gpt-4.1_airline_default_gpt-4.1_1trials.json").display().to_string();
+    ok(&dreamlog(&db, &["import", &tau_bench(), &tau2, "--store", "support"]));
+    ok(&dreamlog(&db, &["dream", "run", "support", "--in-place"]));
+    let rows = lines(&ok(&dreamlog(&db, &["memory", "lessons", "support", "--json"])));
+    let mut seen = std::collections::BTreeMap::new();
+    for r in &rows {
+        let family = r["family"].as_str().unwrap_or_else(|| panic!("an evidence lesson names its family: {r}"));
+        let want = match family {
+            "tau-bench" => 100,
+            "tau2/airline" => 20,
+            other => panic!("unexpected family {other}: {r}"),
+        };
+        assert_eq!(r["before"]["sessions"], want, "{r}");
+        assert!(r["path"].as_str().unwrap().ends_with(&format!("{family}.md")), "{r}");
+        *seen.entry(family.to_owned()).or_insert(0) += 1;
+    }
+    assert!(seen.len() == 2, "lessons of both families: {seen:?}");
+}

@@ -264,8 +264,9 @@ pub(crate) fn print_lessons(cli: &Cli, store_name: &str, rows: &[ledger::LessonR
                     if r.evidence_sessions.len() > 3 { ", …" } else { "" }
                 ))?;
             }
-            stdout_line(&format!("    before: {}", grades_text(&r.before)))?;
-            stdout_line(&format!("    after:  {}", grades_text(&r.after)))?;
+            let of = r.family.as_deref().map(|f| format!(" (family {f})")).unwrap_or_default();
+            stdout_line(&format!("    before{of}: {}", grades_text(&r.before)))?;
+            stdout_line(&format!("    after{of}:  {}", grades_text(&r.after)))?;
         }
     }
     if !cli.json && rows.is_empty() {

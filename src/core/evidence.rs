@@ -308,13 +308,21 @@ fn strength(kind: LessonKind, c: Counts) -> f64 {
 }
 
 fn family_of(s: &SessionInput, by: FamilyBy) -> String {
+    let rubric = s.grade().map(|g| g.body.rubric.as_str());
+    family_key(by, rubric, s.task_id(), s.start.as_ref().map(|st| st.body.agent.as_str()))
+}
+
+/// A session's family, from its last grade's rubric, its task id and its agent: the
+/// grouping lessons are written per (the lesson file is [`family_path`] of it), and the
+/// sessions a lesson's before/after grades are compared over.
+pub fn family_key(by: FamilyBy, rubric: Option<&str>, task_id: Option<&str>, agent: Option<&str>) -> String {
     match by {
-        FamilyBy::Rubric => s.grade().map(|g| g.body.rubric.clone()).unwrap_or_default(),
-        FamilyBy::TaskPrefix => match s.task_id().and_then(|t| t.rsplit_once('/')) {
+        FamilyBy::Rubric => rubric.unwrap_or_default().to_owned(),
+        FamilyBy::TaskPrefix => match task_id.and_then(|t| t.rsplit_once('/')) {
             Some((prefix, _)) => prefix.to_owned(),
             None => "tasks".into(),
         },
-        FamilyBy::Agent => s.start.as_ref().map(|st| st.body.agent.clone()).unwrap_or_else(|| "agent".into()),
+        FamilyBy::Agent => agent.unwrap_or("agent").to_owned(),
     }
 }
 
