@@ -8,7 +8,7 @@
 //! flags the changes after which grades fell beyond a bootstrap confidence interval,
 //! with the `memory revert` command that undoes each.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -293,6 +293,28 @@ pub struct Change {
     pub flagged: bool,
     /// Commands that undo the change.
     pub undo: Vec<String>,
+    /// The same comparison within each task family (by grade rubric) with sessions on
+    /// both sides: a change that hurts one family can hide in the mean of all of them.
+    /// The change is flagged when any family (with enough sessions) is.
+    #[serde(default)]
+    pub families: Vec<FamilyChange>,
+}
+
+/// A change as one task family saw it.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct FamilyChange {
+    /// The family (the grades' rubric).
+    pub family: String,
+    /// Its grades with the state before.
+    pub before: GradeStats,
+    /// Its grades with the state after.
+    pub after: GradeStats,
+    /// Mean score after minus before.
+    pub delta: Option<f64>,
+    /// Bootstrap 95 % interval of `delta`.
+    pub interval: Option<(f64, f64)>,
+    /// Its grades fell beyond the interval, with at least `min_sessions` on each side.
+    pub flagged: bool,
 }
 
 /// `drift STORE`.
@@ -401,7 +423,39 @@ pub fn drift(mem: &MemoryStores, name: &str, opts: DriftOptions) -> Result<Drift
         let seed = u64::from_le_bytes(next.changes[0].1 .0[..8].try_into().unwrap_or_default());
         let interval = bootstrap_diff_ci(&b, &a, opts.resamples, opts.level, seed);
         let enough = before.sessions >= opts.min_sessions && after.sessions >= opts.min_sessions;
-        let flagged = enough && interval.is_some_and(|(_, hi)| hi < 0.0);
+        // Per family: the sessions of each rubric on both sides of the change.
+        let mut by_family: BTreeMap<&str, (Vec<&SessionRun>, Vec<&SessionRun>)> = BTreeMap::new();
+        for r in &prev.runs {
+            by_family.entry(r.rubric.as_deref().unwrap_or("")).or_default().0.push(r);
+        }
+        for r in &next.runs {
+            by_family.entry(r.rubric.as_deref().unwrap_or("")).or_default().1.push(r);
+        }
+        let families: Vec<FamilyChange> = if by_family.len() < 2 {
+            Vec::new() // one family: the change's own figures are its figures
+        } else {
+            by_family
+                .into_iter()
+                .filter(|(_, (b, a))| !b.is_empty() && !a.is_empty())
+                .map(|(family, (b, a))| {
+                    let (before, after) = (stats(&b), stats(&a));
+                    let delta = match (before.mean_score, after.mean_score) {
+                        (Some(x), Some(y)) => Some(y - x),
+                        _ => None,
+                    };
+                    let scores = |rs: &[&SessionRun]| rs.iter().filter_map(|r| r.score).collect::<Vec<f64>>();
+                    let seed = seed
+                        ^ u64::from_le_bytes(
+                            blake3::hash(family.as_bytes()).as_bytes()[..8].try_into().unwrap_or_default(),
+                        );
+                    let interval = bootstrap_diff_ci(&scores(&b), &scores(&a), opts.resamples, opts.level, seed);
+                    let enough = before.sessions >= opts.min_sessions && after.sessions >= opts.min_sessions;
+                    let flagged = enough && interval.is_some_and(|(_, hi)| hi < 0.0);
+                    FamilyChange { family: family.to_owned(), before, after, delta, interval, flagged }
+                })
+                .collect()
+        };
+        let flagged = (enough && interval.is_some_and(|(_, hi)| hi < 0.0)) || families.iter().any(|f| f.flagged);
         let mut dreams: Vec<EventId> = Vec::new();
         let mut undo = Vec::new();
         let q = shell_quote(name);
@@ -430,6 +484,7 @@ pub fn drift(mem: &MemoryStores, name: &str, opts: DriftOptions) -> Result<Drift
             interval,
             flagged,
             undo,
+            families,
         });
     }
     let flagged = changes.iter().filter(|c| c.flagged).count();

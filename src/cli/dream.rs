@@ -228,6 +228,19 @@ pub(crate) fn print_drift(cli: &Cli, report: &ledger::DriftReport, fail_on_drift
             if let (Some(dl), Some((lo, hi))) = (c.delta, c.interval) {
                 stdout_line(&format!("  mean score {dl:+.2}, 95% interval [{lo:+.2}, {hi:+.2}]"))?;
             }
+            for f in &c.families {
+                let interval = match (f.delta, f.interval) {
+                    (Some(dl), Some((lo, hi))) => format!(", mean score {dl:+.2} [{lo:+.2}, {hi:+.2}]"),
+                    _ => String::new(),
+                };
+                stdout_line(&format!(
+                    "  {}family {}: {} → {}{interval}",
+                    if f.flagged { "DRIFT in " } else { "" },
+                    f.family,
+                    grades_text(&f.before),
+                    grades_text(&f.after)
+                ))?;
+            }
             if c.flagged {
                 for u in &c.undo {
                     stdout_line(&format!("  undo: {u}"))?;
