@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::dream::SessionInput;
 use super::stats::{benjamini_hochberg, stratified_exact, StratifiedTest, Stratum};
-use super::{ActionStatus, GradeResult};
+use super::{ActionStatus, Grade, GradeResult};
 
 /// One tool's contrast over the tasks of a set of sessions.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,21 +48,24 @@ impl ToolContrast {
 /// `action:NAME` checks.
 pub fn expected_calls(s: &SessionInput) -> BTreeSet<String> {
     let Some(g) = s.grade() else { return BTreeSet::new() };
-    let mut out: BTreeSet<String> = g
-        .body
-        .meta
-        .as_ref()
-        .and_then(|m| m.to_value().get("actions").and_then(|a| a.as_array()).cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|a| a.get("name").and_then(|n| n.as_str()).map(str::to_owned))
-        .collect();
+    let mut out = expected_in_meta(&g.body);
     for c in &g.body.criteria {
         if let Some(name) = c.name.strip_prefix("action:") {
             out.insert(name.to_owned());
         }
     }
     out
+}
+
+/// The calls a grade's metadata lists as expected (τ-bench's `actions[].name`).
+pub fn expected_in_meta(g: &Grade) -> BTreeSet<String> {
+    g.meta
+        .as_ref()
+        .and_then(|m| m.to_value().get("actions").and_then(|a| a.as_array()).cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| a.get("name").and_then(|n| n.as_str()).map(str::to_owned))
+        .collect()
 }
 
 /// The stratum (task) of a session: its task id, else the session itself (one trial: no
@@ -146,7 +149,7 @@ pub fn tool_contrasts(sessions: &[&SessionInput]) -> Vec<ToolContrast> {
 mod tests {
     use super::*;
     use crate::core::dream::Evidence;
-    use crate::core::{Action, CanonicalJson, EventId, Grade, SessionStart};
+    use crate::core::{Action, CanonicalJson, EventId, SessionStart};
 
     fn session(task: &str, trial: usize, tools: &[&str], passed: bool) -> SessionInput {
         let id = format!("{task}/trial-{trial}");

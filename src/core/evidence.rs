@@ -398,15 +398,7 @@ fn tally(input: &DreamInput, cfg: &EvidenceConfig) -> BTreeMap<String, Candidate
                     push_evidence(&mut cand.tally, s, cfg);
                 }
             }
-            let expected: BTreeSet<String> = g
-                .body
-                .meta
-                .as_ref()
-                .and_then(|m| m.to_value().get("actions").and_then(|a| a.as_array()).cloned())
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|a| a.get("name").and_then(|n| n.as_str()).map(str::to_owned))
-                .collect();
+            let expected = super::contrast::expected_in_meta(&g.body);
             for name in &expected {
                 let cand = entry(cands, LessonKind::Expected, name);
                 cand.tally.counts.b += 1;
