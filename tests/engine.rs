@@ -404,4 +404,15 @@ fn indexes_rebuild_from_the_log() {
         "{:?}",
         report.problems
     );
+    // A lost entry is named too, at the event that should have it.
+    let key = dreamlog::core::projection::kind_key(Kind::Note, 2).to_vec();
+    let mut after = key.clone();
+    after.push(0);
+    mem.index_delete_range(dreamlog::core::projection::Space::Kinds, &key, &after).expect("delete");
+    let report = store.verify(|_| ()).expect("verify");
+    assert!(
+        report.problems.iter().any(|p| p.position == Some(2) && p.problem.contains("kinds index has no entry")),
+        "{:?}",
+        report.problems
+    );
 }

@@ -58,6 +58,9 @@ pub struct DeepReport {
     pub snapshots: u64,
 }
 
+/// Problems of one kind named one by one before they are only counted.
+const REPORT_EACH: u64 = 20;
+
 struct Chain {
     next_version: u64,
     head: EventId,
@@ -79,8 +82,11 @@ impl Store {
         let mut bad: HashSet<u64> = HashSet::new();
         let mut header_bad: HashSet<u64> = HashSet::new();
         let mut expected_pos = 0u64;
-        // The projectors' entries rebuilt from the log, to compare with what is stored.
-        let mut rebuilt: HashMap<Space, HashMap<Vec<u8>, Vec<u8>>> = HashMap::new();
+        // The projectors' entries rebuilt from the log, each looked up where it is stored
+        // (memory stays flat however long the log): how many each space should hold, and
+        // how many of those are missing.
+        let mut expected_entries: HashMap<Space, u64> = HashMap::new();
+        let mut missing_entries: HashMap<Space, u64> = HashMap::new();
         let log = self.log().clone();
         let problems = &mut report.problems;
         let mut events = 0u64;
@@ -143,7 +149,26 @@ impl Store {
                     &mut entries,
                 );
                 for x in entries {
-                    rebuilt.entry(x.space).or_default().insert(x.key, x.value);
+                    *expected_entries.entry(x.space).or_default() += 1;
+                    match log.index_last_at_or_before(x.space, &x.key)? {
+                        Some((k, v)) if k == x.key && v == x.value => {}
+                        Some((k, _)) if k == x.key => findings.push(format!(
+                            "{} index entry {} holds a value its rebuild does not",
+                            x.space.name(),
+                            hex::encode(&x.key)
+                        )),
+                        _ => {
+                            let n = missing_entries.entry(x.space).or_default();
+                            *n += 1;
+                            if *n <= REPORT_EACH {
+                                findings.push(format!(
+                                    "{} index has no entry {} (a rebuild makes it)",
+                                    x.space.name(),
+                                    hex::encode(&x.key)
+                                ));
+                            }
+                        }
+                    }
                 }
                 let (mut want_version, want_parents) = match chains.get(&header.stream) {
                     Some(c) => (c.next_version, vec![c.head]),
@@ -240,52 +265,81 @@ impl Store {
                 problem: format!("stream index holds {stream_entries} entries for {events} events"),
             });
         }
-        // Every projector's space against its rebuild from the log: each stored entry is
-        // one the rebuild made (with the same value), and none is missing. Entries of
-        // events whose header is corrupt cannot be rebuilt; they were reported above.
+        // Every projector's space against its rebuild from the log: every entry a rebuild
+        // makes was looked up above; equal counts then mean no stray entries. Only when
+        // there are strays are the stored entries read one by one to name them (each
+        // against a rebuild of the event its key or value names).
         let mut derived_entries = 0u64;
         for p in PROJECTORS {
-            let mut want = rebuilt.remove(&p.space).unwrap_or_default();
-            let mut found = Vec::new();
-            log.index_scan(p.space, &[], &mut |k, v| {
-                found.push((k.to_vec(), v.to_vec()));
+            let mut stored = 0u64;
+            log.index_scan(p.space, &[], &mut |_, _| {
+                stored += 1;
                 true
             })?;
-            derived_entries += found.len() as u64;
-            for (k, v) in found {
-                let position = match p.space {
-                    Space::Sessions => be_u64(&v),
-                    _ => k.len().checked_sub(8).and_then(|i| be_u64(&k[i..])),
-                };
-                match want.remove(&k) {
-                    Some(w) if w == v => {}
-                    _ if position.is_some_and(|p| header_bad.contains(&p)) => {}
-                    Some(_) => report.problems.push(VerifyProblem {
-                        position,
-                        id: None,
-                        problem: format!(
-                            "{} index entry {} holds a value its rebuild does not",
-                            p.name,
-                            hex::encode(&k)
-                        ),
-                    }),
-                    None => report.problems.push(VerifyProblem {
-                        position,
-                        id: None,
-                        problem: format!(
-                            "{} index entry {} matches no event (a rebuild does not make it)",
-                            p.name,
-                            hex::encode(&k)
-                        ),
-                    }),
-                }
-            }
-            if !want.is_empty() {
+            derived_entries += stored;
+            let expected = expected_entries.get(&p.space).copied().unwrap_or(0);
+            let missing = missing_entries.get(&p.space).copied().unwrap_or(0);
+            if missing > REPORT_EACH {
                 report.problems.push(VerifyProblem {
                     position: None,
                     id: None,
-                    problem: format!("{} index is missing {} entries a rebuild from the log makes", p.name, want.len()),
+                    problem: format!("{} index is missing {missing} entries a rebuild from the log makes", p.name),
                 });
+            }
+            if stored > expected - missing {
+                let mut strays = 0u64;
+                let mut named = Vec::new();
+                let mut failed = None;
+                log.index_scan(p.space, &[], &mut |k, v| {
+                    let position = match p.space {
+                        Space::Sessions => be_u64(v),
+                        _ => k.len().checked_sub(8).and_then(|i| be_u64(&k[i..])),
+                    };
+                    if position.is_some_and(|p| header_bad.contains(&p)) {
+                        return true;
+                    }
+                    let made = match position.filter(|p| *p < events) {
+                        Some(pos) => match self.get_at(pos) {
+                            Ok(e) => {
+                                let mut entries = Vec::new();
+                                let body = (!e.redacted).then_some(&e.event.body);
+                                let seen =
+                                    Projected { position: pos, version: e.version, header: &e.event.header, body };
+                                projection::project(&seen, &mut entries);
+                                entries.iter().any(|x| x.space == p.space && x.key == k && x.value == v)
+                            }
+                            Err(err) => {
+                                failed = Some(err);
+                                return false;
+                            }
+                        },
+                        None => false,
+                    };
+                    if !made {
+                        strays += 1;
+                        if named.len() < REPORT_EACH as usize {
+                            named.push((position, hex::encode(k)));
+                        }
+                    }
+                    true
+                })?;
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                for (position, key) in named {
+                    report.problems.push(VerifyProblem {
+                        position,
+                        id: None,
+                        problem: format!("{} index entry {key} matches no event (a rebuild does not make it)", p.name),
+                    });
+                }
+                if strays > REPORT_EACH {
+                    report.problems.push(VerifyProblem {
+                        position: None,
+                        id: None,
+                        problem: format!("{} index holds {strays} entries no event makes", p.name),
+                    });
+                }
             }
             match log.checkpoint(p.name)? {
                 Some(c) if c == self.len() => {}
