@@ -66,3 +66,60 @@ fn with_one_trial_per_task_there_is_no_contrast_at_all() {
         assert!(all.iter().any(|c| c.expected_when_called > 0), "{rel}: the graders' expected calls are read");
     }
 }
+
+fn candidates(rel: &str) -> Vec<dreamlog::core::lessons::Candidate> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(dir.path());
+    let path = common::data(rel);
+    let bytes = std::fs::read(&path).unwrap();
+    let format = import::detect(&bytes).unwrap();
+    import::write(&Local::over(&store), import::parse(format, path.to_str().unwrap(), &bytes).unwrap(), None, |_| {})
+        .unwrap();
+    let dreams = Dreams::new(MemoryStores::new(store.clone()));
+    let sessions = dreams.collect_sessions(0, store.len()).unwrap();
+    let refs: Vec<_> = sessions.iter().collect();
+    dreamlog::core::lessons::candidates(&refs, &Default::default())
+}
+
+/// The decisions evidence@2 will render: on τ-bench no tool lesson survives (each skip
+/// says why), the graders' labels give the lessons, each in at least three tasks; on the
+/// τ²-bench files (one trial per task) only labels can teach. No written lesson advises
+/// against a call.
+#[test]
+fn lesson_decisions_on_the_real_runs_are_explained() {
+    use dreamlog::core::lessons::{Advice, Decision};
+    let tau = candidates("tau-bench/gpt-4o-airline.tasks-00-24.json");
+    for c in &tau {
+        if let Decision::Skip(why) = &c.decision {
+            assert!(!why.is_empty(), "{c:?}");
+        }
+        if matches!(c.advice, Advice::Call | Advice::Avoid) {
+            assert!(c.decision != Decision::Write, "no tool effect holds within tasks: {c:?}");
+            assert!(c.q.is_some() && c.p.is_some(), "{c:?}");
+        }
+    }
+    let written: Vec<_> = tau.iter().filter(|c| c.decision == Decision::Write).collect();
+    assert!(written.iter().all(|c| c.tasks.len() >= 3 && 2 * c.sessions >= c.of), "{written:?}");
+    let names: Vec<(Advice, &str)> = written.iter().map(|c| (c.advice, c.subject.as_str())).collect();
+    assert!(names.contains(&(Advice::Expected, "cancel_reservation")), "{names:?}");
+    assert!(names.contains(&(Advice::Check, "r_actions")), "{names:?}");
+    let book = tau.iter().find(|c| c.subject == "book_reservation" && c.advice == Advice::Avoid).expect("tested");
+    assert!(matches!(&book.decision, Decision::Skip(why) if why.contains("task")), "{book:?}");
+    for rel in [
+        "tau2-bench/gpt-4.1_airline_default_gpt-4.1_1trials.json",
+        "tau2-bench/gpt-4.1_retail_defautl_gpt-4.1_1trials.json",
+        "tau2-bench/gpt-4.1_telecom_default_gpt-4.1_1trials.json",
+    ] {
+        let all = candidates(rel);
+        for c in all.iter().filter(|c| matches!(c.advice, Advice::Call | Advice::Avoid)) {
+            assert_eq!(c.decision, Decision::Skip("no task has trials both with and without it".into()), "{rel}");
+        }
+        assert!(all.iter().any(|c| c.advice == Advice::Expected), "{rel}: expected calls are labels");
+        assert!(
+            all.iter()
+                .filter(|c| c.decision == Decision::Write)
+                .all(|c| matches!(c.advice, Advice::Expected | Advice::Check)),
+            "{rel}"
+        );
+    }
+}

@@ -14,6 +14,7 @@ mod expected;
 pub mod hash;
 pub mod json;
 pub mod kind;
+pub mod lessons;
 pub mod memory;
 pub mod projection;
 pub mod stats;
