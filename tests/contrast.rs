@@ -12,7 +12,8 @@ use dreamlog::dream::Dreams;
 use dreamlog::memory::MemoryStores;
 use dreamlog::{import, service::Local};
 
-fn contrasts(rel: &str) -> Vec<ToolContrast> {
+/// The graded sessions of a vendored file, as a dreamer reads them.
+fn sessions(rel: &str) -> Vec<dreamlog::core::dream::SessionInput> {
     let dir = tempfile::tempdir().unwrap();
     let store = common::open(dir.path());
     let path = common::data(rel);
@@ -23,8 +24,12 @@ fn contrasts(rel: &str) -> Vec<ToolContrast> {
     let dreams = Dreams::new(MemoryStores::new(store.clone()));
     let sessions = dreams.collect_sessions(0, store.len()).unwrap();
     assert!(!sessions.is_empty());
-    let refs: Vec<_> = sessions.iter().collect();
-    tool_contrasts(&refs)
+    sessions
+}
+
+fn contrasts(rel: &str) -> Vec<ToolContrast> {
+    let all = sessions(rel);
+    tool_contrasts(&all.iter().collect::<Vec<_>>())
 }
 
 fn tool<'a>(all: &'a [ToolContrast], name: &str) -> &'a ToolContrast {
@@ -68,17 +73,8 @@ fn with_one_trial_per_task_there_is_no_contrast_at_all() {
 }
 
 fn candidates(rel: &str) -> Vec<dreamlog::core::lessons::Candidate> {
-    let dir = tempfile::tempdir().unwrap();
-    let store = common::open(dir.path());
-    let path = common::data(rel);
-    let bytes = std::fs::read(&path).unwrap();
-    let format = import::detect(&bytes).unwrap();
-    import::write(&Local::over(&store), import::parse(format, path.to_str().unwrap(), &bytes).unwrap(), None, |_| {})
-        .unwrap();
-    let dreams = Dreams::new(MemoryStores::new(store.clone()));
-    let sessions = dreams.collect_sessions(0, store.len()).unwrap();
-    let refs: Vec<_> = sessions.iter().collect();
-    dreamlog::core::lessons::candidates(&refs, &Default::default())
+    let all = sessions(rel);
+    dreamlog::core::lessons::candidates(&all.iter().collect::<Vec<_>>(), &Default::default())
 }
 
 /// The decisions evidence@2 will render: on τ-bench no tool lesson survives (each skip
