@@ -150,9 +150,12 @@ pub struct LessonRow {
     pub after: GradeStats,
 }
 
+/// A lesson's task family and the indexes of its sessions among the store's runs.
+type Family = (String, Vec<usize>);
+
 /// Which sessions a lesson's grades are compared over: for a lesson in an evidence
 /// dream's family file, the sessions of that family (by the dream's recorded config).
-fn lesson_family(dream: &crate::core::Dream, path: &str, runs: &[SessionRun]) -> Option<(String, Vec<usize>)> {
+fn lesson_family(dream: &crate::core::Dream, path: &str, runs: &[SessionRun]) -> Option<Family> {
     use crate::core::evidence::{family_key, family_path, EvidenceConfig, NAME};
     if dream.dreamer != NAME {
         return None;
@@ -185,6 +188,7 @@ pub fn lessons(mem: &MemoryStores, name: &str, until: u64) -> Result<Vec<LessonR
     let (state, _) = mem.state_until(name, until)?;
     let runs = sessions_with(store, name, until)?;
     let mut dreamers: HashMap<EventId, (String, Option<crate::core::Dream>)> = HashMap::new();
+    let mut families: HashMap<(EventId, String), Option<Family>> = HashMap::new();
     let mut sessions_of: HashMap<EventId, Option<String>> = HashMap::new();
     let mut out = Vec::new();
     for path in state.files().keys() {
@@ -210,7 +214,12 @@ pub fn lessons(mem: &MemoryStores, name: &str, until: u64) -> Result<Vec<LessonR
                             v.insert((name, x))
                         }
                     };
-                    (Some(name.clone()), x.as_ref().and_then(|x| lesson_family(x, path, &runs)))
+                    // One family per dream and file: every line of a file shares it.
+                    let family = families
+                        .entry((d, path.clone()))
+                        .or_insert_with(|| x.as_ref().and_then(|x| lesson_family(x, path, &runs)))
+                        .clone();
+                    (Some(name.clone()), family)
                 }
                 None => (None, None),
             };

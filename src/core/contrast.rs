@@ -70,7 +70,7 @@ pub fn expected_in_meta(g: &Grade) -> BTreeSet<String> {
 
 /// The stratum (task) of a session: its task id, else the session itself (one trial: no
 /// contrast possible).
-fn task_of(s: &SessionInput) -> String {
+pub fn task_of(s: &SessionInput) -> String {
     s.task_id().map(str::to_owned).unwrap_or_else(|| format!("session:{}", s.session))
 }
 

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::contrast::{expected_in_meta, tool_contrasts};
+use super::contrast::{expected_in_meta, task_of, tool_contrasts};
 use super::dream::SessionInput;
 
 /// What a lesson advises.
@@ -81,10 +81,6 @@ impl Default for LessonRules {
     fn default() -> LessonRules {
         LessonRules { min_tasks: 3, max_q: 0.1, fail_rate: 0.5 }
     }
-}
-
-fn task_of(s: &SessionInput) -> String {
-    s.task_id().map(str::to_owned).unwrap_or_else(|| format!("session:{}", s.session))
 }
 
 /// The candidates of one family's graded sessions, each with its decision: tool lessons

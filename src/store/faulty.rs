@@ -146,7 +146,6 @@ impl Log for FaultyLog {
                     index: Vec::new(),
                     // The marker stays where the log was: the group never completed.
                     end: start,
-                    heads: group.heads.clone(),
                 };
                 self.inner.write(&partial, sync)?;
                 Err(injected(&format!("torn after {kept} of {} events", group.events.len())))

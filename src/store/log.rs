@@ -37,11 +37,10 @@ pub struct Group {
     /// The log's length once the group is in: the commit marker (the projectors'
     /// checkpoints follow it: their entries are in the same write).
     pub end: u64,
-    /// The streams the group extends, each with the version the writer found as its head
-    /// (`None`: a new stream). A single-writer backend needs nothing more; a replicated
-    /// one makes the write conditional on them.
-    pub heads: Vec<(String, Option<u64>)>,
 }
+// A replicated backend makes a write conditional on the stream heads the writer checked
+// it against: each stream's first event in the group names it (its version − 1, or no
+// stream when the version is 0), so the group carries nothing more.
 
 /// A backend for the log of record.
 ///

@@ -305,8 +305,12 @@ impl Log for RocksLog {
             wb.put_cf(ids, layout::id_key(&e.id), layout::id_value(s.position));
             wb.put_cf(streams, layout::stream_key(&e.header.stream, s.version), pos);
         }
+        // One handle per space for the whole group (a lookup by name each costs a lock).
+        let spaces: Vec<(Space, &ColumnFamily)> = Space::ALL.iter().map(|s| (*s, self.space(*s))).collect();
         for x in &group.index {
-            wb.put_cf(self.space(x.space), &x.key, &x.value);
+            let cf =
+                spaces.iter().find(|(s, _)| *s == x.space).map(|(_, cf)| *cf).unwrap_or_else(|| self.space(x.space));
+            wb.put_cf(cf, &x.key, &x.value);
         }
         wb.put_cf(self.cf(CF_META), META_END_KEY, group.end.to_be_bytes());
         let mut wo = WriteOptions::default();

@@ -34,18 +34,29 @@ impl Subscription {
         self.buffer.front().map(|e| e.position).unwrap_or(self.next)
     }
 
-    fn fill(&mut self, committed: u64) -> Result<bool> {
-        if self.next >= committed {
-            return Ok(false);
-        }
-        let want = ((committed - self.next) as usize).min(CHUNK);
-        let events = self.store.read_range(self.next, want)?;
+    /// The next chunk to read below `committed`: (from, how many), if any.
+    fn wanted(&self, committed: u64) -> Option<(u64, usize)> {
+        (self.next < committed).then(|| (self.next, ((committed - self.next) as usize).min(CHUNK)))
+    }
+
+    /// Takes a chunk read; whether it held anything.
+    fn take(&mut self, events: Vec<StoredEvent>) -> bool {
         if let Some(last) = events.last() {
             self.next = last.position + 1;
         }
         let got = !events.is_empty();
         self.buffer.extend(events);
-        Ok(got)
+        got
+    }
+
+    fn fill(&mut self, committed: u64) -> Result<bool> {
+        match self.wanted(committed) {
+            Some((from, want)) => {
+                let events = self.store.read_range(from, want)?;
+                Ok(self.take(events))
+            }
+            None => Ok(false),
+        }
     }
 
     /// The next event, waiting for it if the subscription has caught up. The log is
@@ -56,17 +67,12 @@ impl Subscription {
                 return Ok(e);
             }
             let committed = *self.watch.borrow_and_update();
-            if self.next < committed {
-                let (store, from) = (self.store.clone(), self.next);
-                let want = ((committed - from) as usize).min(CHUNK);
+            if let Some((from, want)) = self.wanted(committed) {
+                let store = self.store.clone();
                 let events = tokio::task::spawn_blocking(move || store.read_range(from, want))
                     .await
                     .map_err(|_| crate::error::Error::Log(LogError::Closed))??;
-                if let Some(last) = events.last() {
-                    self.next = last.position + 1;
-                }
-                if !events.is_empty() {
-                    self.buffer.extend(events);
+                if self.take(events) {
                     continue;
                 }
             }

@@ -142,8 +142,6 @@ struct JobStage {
     appended: Vec<Appended>,
     heads: HashMap<String, Option<Head>>,
     ids: HashMap<EventId, (u64, u64)>,
-    /// The head version each stream the job extends had before it (for [`Group::heads`]).
-    before: Vec<(String, Option<u64>)>,
 }
 
 /// What the accepted jobs of the group have added so far.
@@ -212,17 +210,12 @@ impl Writer {
         }
         let now = now_ms();
         let mut group = GroupState { next: self.next, ..Default::default() };
-        let mut write = Group { events: Vec::new(), index: Vec::new(), end: self.next, heads: Vec::new() };
+        let mut write = Group { events: Vec::new(), index: Vec::new(), end: self.next };
         let mut outcomes: Vec<(Reply, Result<Vec<Appended>>)> = Vec::with_capacity(jobs.len());
         for (batch, reply) in jobs {
             match self.stage_job(batch, &group, now) {
                 Ok(stage) => {
                     group.next += stage.staged.len() as u64;
-                    for (stream, before) in stage.before {
-                        if !group.heads.contains_key(&stream) {
-                            write.heads.push((stream, before));
-                        }
-                    }
                     group.heads.extend(stage.heads);
                     group.ids.extend(stage.ids);
                     write.events.extend(stage.staged);
@@ -438,9 +431,6 @@ impl Writer {
             }
             let version = head.map(|h| h.version + 1).unwrap_or(0);
             let position = group.next + stage.staged.len() as u64;
-            if !stage.heads.contains_key(&stream) {
-                stage.before.push((stream.clone(), head.map(|h| h.version)));
-            }
             stage.heads.insert(stream, Some(Head { version, id: sealed.id }));
             stage.ids.insert(sealed.id, (position, version));
             stage.appended.push(Appended { position, id: sealed.id, version, existed: false });
