@@ -149,6 +149,15 @@ pub enum MemoryError {
         /// Per file, the later events that changed it.
         conflicts: Vec<(String, Vec<(u64, EventId)>)>,
     },
+    /// A promote of lessons that did worse out of sample; nothing was written.
+    #[error("promote refused: {} lesson(s) of {fork:?} did worse on held-out tasks (the 95 % interval of their validated lift lies below zero); review them with `dreamlog dream show`, or use --force to promote anyway:{}",
+        .lessons.len(), .lessons.iter().map(|l| format!("\n  {l}")).collect::<String>())]
+    FailedValidation {
+        /// The fork.
+        fork: String,
+        /// The lessons, each with its validated lift.
+        lessons: Vec<String>,
+    },
 }
 
 /// A dream, a dreamer or a replay failed: nothing was written.
@@ -420,9 +429,10 @@ impl Error {
                 MemoryError::Tool(t) if t.kind == ToolErrorKind::NotFound => ErrorClass::NotFound,
                 MemoryError::Tool(_) | MemoryError::UnknownPoint(_) => ErrorClass::InvalidRequest,
                 MemoryError::NoSuchStore { .. } => ErrorClass::NotFound,
-                MemoryError::TagExists { .. } | MemoryError::StoreExists(_) | MemoryError::RevertConflict { .. } => {
-                    ErrorClass::Conflict
-                }
+                MemoryError::TagExists { .. }
+                | MemoryError::StoreExists(_)
+                | MemoryError::RevertConflict { .. }
+                | MemoryError::FailedValidation { .. } => ErrorClass::Conflict,
             },
             Error::Dream(e) => match e {
                 DreamError::NothingToDream { .. } => ErrorClass::NothingToDream,

@@ -160,7 +160,14 @@ fn lesson_family(dream: &crate::core::Dream, path: &str, runs: &[SessionRun]) ->
     if dream.dreamer != NAME {
         return None;
     }
-    let cfg: EvidenceConfig = serde_json::from_value(dream.config.to_value()).ok()?;
+    // Both versions place lessons by `family` and `dir` (the rest of their configs differ).
+    let config = dream.config.to_value();
+    let defaults = EvidenceConfig::default();
+    let cfg = EvidenceConfig {
+        family: config.get("family").and_then(|f| serde_json::from_value(f.clone()).ok()).unwrap_or(defaults.family),
+        dir: config.get("dir").and_then(|d| d.as_str()).map(str::to_owned).unwrap_or(defaults.dir.clone()),
+        ..defaults
+    };
     let dir = format!("{}/", cfg.dir.trim_end_matches('/'));
     let stem = path.strip_prefix(&dir)?.strip_suffix(".md")?.to_owned();
     let mut family = None;

@@ -490,7 +490,10 @@ impl MemoryStores {
     /// the fork command it copies. Edits made to `into` since the fork stay. When a
     /// command no longer applies, `into` is instead made equal to the fork's state, the
     /// commands citing the fork event, as before.
-    pub fn promote(&self, fork: &str, into: &str, actor: Actor) -> Result<Vec<Appended>> {
+    ///
+    /// Lessons a dream validated out of sample with a negative lift (the 95 % interval
+    /// below zero) are refused, nothing written, unless `force`.
+    pub fn promote(&self, fork: &str, into: &str, actor: Actor, force: bool) -> Result<Vec<Appended>> {
         let events = self.store.read_stream(&stream_name(fork), 0, usize::MAX)?;
         let Some(fork_event) = events.first() else { return Err(self.no_such_store(fork)) };
         if !matches!(&fork_event.event.body, Body::StoreFork(f) if f.source == into) {
@@ -510,10 +513,32 @@ impl MemoryStores {
         let (mut current, _) = self.state(into)?;
         let mut plan: Vec<(MemoryCommand, Vec<EventId>)> = Vec::new();
         let mut clean = true;
+        let mut refused = Vec::new();
+        let mut validations: std::collections::HashMap<EventId, std::collections::HashMap<String, String>> =
+            Default::default();
         for e in &events[1..] {
             let Body::Memory(m) = &e.event.body else { continue };
             if promoted.contains(&e.id()) {
                 continue;
+            }
+            if !force {
+                if let Some(dream) = e.event.header.causes.first() {
+                    if !validations.contains_key(dream) {
+                        validations.insert(*dream, self.negative_lessons(dream)?);
+                    }
+                    let negative = &validations[dream];
+                    let added = match &m.command {
+                        MemoryCommand::Insert { insert_text, .. } => insert_text.as_str(),
+                        MemoryCommand::StrReplace { new_str, .. } => new_str.as_str(),
+                        MemoryCommand::Create { file_text, .. } => file_text.as_str(),
+                        _ => "",
+                    };
+                    for line in added.lines() {
+                        if let Some(why) = lesson_key(line).and_then(|k| negative.get(k)) {
+                            refused.push(format!("{} — {why}", crate::core::evidence::clip(line, 120)));
+                        }
+                    }
+                }
             }
             if current.apply(&m.command, None).is_err() {
                 clean = false;
@@ -524,6 +549,9 @@ impl MemoryStores {
             causes.push(e.id());
             plan.push((m.command.clone(), causes));
         }
+        if !refused.is_empty() {
+            return Err(Error::Memory(MemoryError::FailedValidation { fork: fork.to_owned(), lessons: refused }));
+        }
         if !clean {
             let (target, _) = self.state(fork)?;
             let (current, _) = self.state(into)?;
@@ -533,6 +561,35 @@ impl MemoryStores {
             return Ok(Vec::new());
         }
         Ok(self.commit(into, Vec::new(), &mut plan, &ApplyOptions::by(actor))?.1)
+    }
+
+    /// The lessons a dream's record validated with a negative lift: key → lift text.
+    fn negative_lessons(&self, dream: &EventId) -> Result<std::collections::HashMap<String, String>> {
+        let mut out = std::collections::HashMap::new();
+        let e = match self.store.get(dream) {
+            Ok(e) => e,
+            Err(Error::NotFound(_)) => return Ok(out),
+            Err(err) => return Err(err),
+        };
+        let Body::Dream(d) = &e.event.body else { return Ok(out) };
+        let Some(meta) = &d.meta else { return Ok(out) };
+        let meta = meta.to_value();
+        let Some(families) = meta.pointer("/summary/decisions").and_then(|v| v.as_array()) else { return Ok(out) };
+        for f in families {
+            for c in f.get("candidates").and_then(|v| v.as_array()).into_iter().flatten() {
+                let Ok(c) = serde_json::from_value::<crate::core::lessons::Candidate>(c.clone()) else { continue };
+                if let Some(v) = c.validation.as_ref().filter(|v| v.is_negative()) {
+                    let lift = v.lift.map(|l| {
+                        format!(
+                            "lift {:+.2} [{:+.2}, {:+.2}] over {} held-out task(s)",
+                            l.estimate, l.interval.0, l.interval.1, v.tasks
+                        )
+                    });
+                    out.insert(c.key.clone(), lift.unwrap_or_else(|| "negative".into()));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Every change of a store (or of one path in it, including deletes and renames of
@@ -815,4 +872,13 @@ fn check_snapshot(
             }
         }
     }
+}
+
+/// The key of an evidence lesson line (`- [KIND:KEY …] …`).
+pub fn lesson_key(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("- [")?;
+    let (tag, _) = rest.split_once(']')?;
+    let head = tag.split(' ').next()?;
+    let (_, key) = head.split_once(':')?;
+    (key.len() == 8 && key.bytes().all(|b| b.is_ascii_hexdigit())).then_some(key)
 }

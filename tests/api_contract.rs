@@ -247,7 +247,7 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
     let dream = api.ok(
         "post",
         "/v1/dreams",
-        Some(&json!({"store": "s", "dreamer": "evidence", "config": {"min_support": 2}, "in_place": true})),
+        Some(&json!({"store": "s", "dreamer": "evidence", "config": {"min_tasks": 2}, "in_place": true})),
     );
     let dream_id = dream["id"].as_str().unwrap().to_owned();
     api.ok("get", "/v1/dreams", None);

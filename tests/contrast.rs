@@ -12,8 +12,8 @@ use dreamlog::dream::Dreams;
 use dreamlog::memory::MemoryStores;
 use dreamlog::{import, service::Local};
 
-/// The graded sessions of a vendored file, as a dreamer reads them.
-fn sessions(rel: &str) -> Vec<dreamlog::core::dream::SessionInput> {
+/// The graded sessions of a vendored file, as evidence@2 reads them (per-task trials).
+fn sessions(rel: &str) -> Vec<dreamlog::core::dream::Trial> {
     let dir = tempfile::tempdir().unwrap();
     let store = common::open(dir.path());
     let path = common::data(rel);
@@ -22,9 +22,9 @@ fn sessions(rel: &str) -> Vec<dreamlog::core::dream::SessionInput> {
     import::write(&Local::over(&store), import::parse(format, path.to_str().unwrap(), &bytes).unwrap(), None, |_| {})
         .unwrap();
     let dreams = Dreams::new(MemoryStores::new(store.clone()));
-    let sessions = dreams.collect_sessions(0, store.len()).unwrap();
-    assert!(!sessions.is_empty());
-    sessions
+    let trials = dreams.collect(0, store.len(), true).unwrap().trials;
+    assert!(!trials.is_empty());
+    trials
 }
 
 fn contrasts(rel: &str) -> Vec<ToolContrast> {
@@ -74,7 +74,14 @@ fn with_one_trial_per_task_there_is_no_contrast_at_all() {
 
 fn candidates(rel: &str) -> Vec<dreamlog::core::lessons::Candidate> {
     let all = sessions(rel);
-    dreamlog::core::lessons::candidates(&all.iter().collect::<Vec<_>>(), &Default::default())
+    let family = &all[0].rubric;
+    dreamlog::core::lessons::candidates(
+        family,
+        &all.iter().collect::<Vec<_>>(),
+        &Default::default(),
+        &Default::default(),
+        &Default::default(),
+    )
 }
 
 /// The decisions evidence@2 will render: on τ-bench no tool lesson survives (each skip
@@ -91,11 +98,11 @@ fn lesson_decisions_on_the_real_runs_are_explained() {
         }
         if matches!(c.advice, Advice::Call | Advice::Avoid) {
             assert!(c.decision != Decision::Write, "no tool effect holds within tasks: {c:?}");
-            assert!(c.q.is_some() && c.p.is_some(), "{c:?}");
+            assert!(c.test.is_some(), "{c:?}");
         }
     }
     let written: Vec<_> = tau.iter().filter(|c| c.decision == Decision::Write).collect();
-    assert!(written.iter().all(|c| c.tasks.len() >= 3 && 2 * c.sessions >= c.of), "{written:?}");
+    assert!(written.iter().all(|c| c.tasks_total >= 3 && 4 * c.sessions >= c.of), "{written:?}");
     let names: Vec<(Advice, &str)> = written.iter().map(|c| (c.advice, c.subject.as_str())).collect();
     assert!(names.contains(&(Advice::Expected, "cancel_reservation")), "{names:?}");
     assert!(names.contains(&(Advice::Check, "r_actions")), "{names:?}");

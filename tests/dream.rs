@@ -52,7 +52,7 @@ fn evidence_dream_on_tau_bench_from_run_to_drift() {
     let run = json(&ok(&dreamlog(&db, &["dream", "run", "support", "--json"])));
     let id = run["id"].as_str().unwrap().to_owned();
     assert_eq!(run["dreamer"], "evidence");
-    assert_eq!(run["version"], "1");
+    assert_eq!(run["version"], "2", "evidence@2 is the default");
     assert_eq!(run["output_store"], "support.dream-1");
     assert_eq!(run["sessions"], 100);
     assert_eq!(run["from_position"], 0);
@@ -61,13 +61,22 @@ fn evidence_dream_on_tau_bench_from_run_to_drift() {
     let diff = ok(&dreamlog(&db, &["memory", "diff", "support", "support.dream-1"]));
     assert!(diff.contains("/memories/lessons/tau-bench.md"), "{diff}");
     let text = ok(&dreamlog(&db, &["memory", "view", "support.dream-1", "/memories/lessons/tau-bench.md"]));
-    assert!(text.contains("`cancel_reservation` was expected but never called in 12 of 14 sessions"), "{text}");
-    assert!(text.contains("The check `r_actions` failed in 58 of 88 graded sessions"), "{text}");
-    ok(&dreamlog(&db, &["memory", "promote", "support.dream-1", "--into", "support"]));
+    assert!(
+        text.contains("that expect `cancel_reservation`, the call was missing or failed its check in 12 of 14 graded sessions (4 tasks)"),
+        "{text}"
+    );
+    assert!(text.contains("the graders' check `r_actions` failed in 58 of 88 graded sessions"), "{text}");
+    assert!(text.contains("E.g. task 1 trial 0 (failed)"), "lessons cite sessions by task and trial: {text}");
+    assert!(!text.contains("Before calling `book_reservation`"), "the confounded lesson of evidence@1 is gone: {text}");
+    let promoted = ok(&dreamlog(&db, &["memory", "promote", "support.dream-1", "--into", "support"]));
+    assert!(
+        promoted.contains("validation of dream") && promoted.contains("expected `cancel_reservation`"),
+        "{promoted}"
+    );
 
     // Blame one lesson down to its sessions and grades.
     let blame = lines(&ok(&dreamlog(&db, &["memory", "blame", "support", "/memories/lessons/tau-bench.md", "--json"])));
-    let line = blame.iter().find(|l| l["text"].as_str().unwrap().contains("cancel_reservation` was expected")).unwrap();
+    let line = blame.iter().find(|l| l["text"].as_str().unwrap().contains("expect `cancel_reservation`")).unwrap();
     assert_eq!(line["dream"], id.as_str());
     let evidence = line["evidence"].as_array().unwrap();
     assert_eq!(evidence.len(), 13, "12 grades of the failing sessions and the fork command it was copied from");
@@ -78,9 +87,9 @@ fn evidence_dream_on_tau_bench_from_run_to_drift() {
     // The ledger.
     let rows = lines(&ok(&dreamlog(&db, &["memory", "lessons", "support", "--json"])));
     assert!(rows.len() >= 5, "{rows:?}");
-    let row = rows.iter().find(|r| r["text"].as_str().unwrap().contains("cancel_reservation` was expected")).unwrap();
+    let row = rows.iter().find(|r| r["text"].as_str().unwrap().contains("expect `cancel_reservation`")).unwrap();
     assert_eq!(row["dream"], id.as_str());
-    assert_eq!(row["dreamer"], "evidence@1");
+    assert_eq!(row["dreamer"], "evidence@2");
     assert_eq!(row["evidence_sessions"].as_array().unwrap().len(), 12);
     assert_eq!(row["before"]["sessions"], 100, "every imported session ran with the store before the lesson");
     assert_eq!(row["after"]["sessions"], 0);
@@ -96,9 +105,13 @@ fn evidence_dream_on_tau_bench_from_run_to_drift() {
     // Replay: bit for bit; with another config, the lesson diff, and still exit 0.
     assert!(ok(&dreamlog(&db, &["dream", "replay", &id])).contains("reproduced bit for bit"));
     assert!(ok(&dreamlog(&db, &["dream", "replay", "--all"])).contains("1 dream(s) replayed, 0 differ"));
-    let other = ok(&dreamlog(&db, &["dream", "replay", &id, "--config", r#"{"min_support": 13}"#]));
+    let other = ok(&dreamlog(&db, &["dream", "replay", &id, "--config", r#"{"min_tasks": 5}"#]));
     assert!(other.contains("writes different lessons"), "{other}");
     assert!(other.contains("-- [expected:"), "{other}");
+    // Against version 1: the confounded lessons come back.
+    let v1 = ok(&dreamlog(&db, &["dream", "replay", &id, "--dreamer", "evidence@1"]));
+    assert!(v1.contains("evidence@1 writes different lessons from evidence@2"), "{v1}");
+    assert!(v1.contains("+- [tool:") && v1.contains("Call `transfer_to_human_agents`"), "{v1}");
 
     // Drift: one state so far (the sessions ran before the dream), nothing flagged.
     let drift = json(&ok(&dreamlog(&db, &["drift", "support", "--json", "--fail-on-drift"])));

@@ -310,7 +310,7 @@ fn fork_and_promote() {
     assert_eq!(d.removed.len(), 2);
     assert_eq!(d.changed.len(), 1);
     let trial = store.read_stream("memory/trial", 1, usize::MAX).unwrap();
-    let promoted = m.promote("trial", "live", human()).unwrap();
+    let promoted = m.promote("trial", "live", human(), false).unwrap();
     assert_eq!(promoted.len(), 3, "the fork's three commands are replayed");
     for (a, original) in promoted.iter().zip(&trial) {
         let e = store.get_at(a.position).unwrap();
@@ -328,12 +328,12 @@ fn fork_and_promote() {
         assert_eq!(live.file(p), Some(f), "{p} promoted");
     }
     assert_eq!(live.file("/memories/gone.md"), None);
-    assert!(m.promote("trial", "live", human()).unwrap().is_empty(), "nothing left to promote");
+    assert!(m.promote("trial", "live", human(), false).unwrap().is_empty(), "nothing left to promote");
     // A fork whose command no longer applies: live is made equal to it, citing the fork.
     let f2 = m.fork("live", "trial2", store.len(), human()).unwrap();
     apply(&m, "trial2", create("/memories/clash.md", "fork\n"));
     apply(&m, "live", create("/memories/clash.md", "live\n"));
-    let promoted = m.promote("trial2", "live", human()).unwrap();
+    let promoted = m.promote("trial2", "live", human(), false).unwrap();
     for a in &promoted {
         assert_eq!(store.get_at(a.position).unwrap().event.header.causes, vec![f2.id]);
     }

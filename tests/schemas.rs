@@ -166,7 +166,7 @@ fn dream_outputs_and_the_exec_protocol_match_their_schemas() {
         dreamlog::sim::run_round(&mem, "live", "a", 30, 1).unwrap();
         let dreams = Dreams::new(mem.clone());
         let good = dreams.run("live", &"evidence".parse().unwrap(), &RunOptions::default()).unwrap();
-        mem.promote(&good.dream.output_store, "live", dreamlog::Actor::Human("t".into())).unwrap();
+        mem.promote(&good.dream.output_store, "live", dreamlog::Actor::Human("t".into()), false).unwrap();
         dreamlog::sim::run_round(&mem, "live", "b", 30, 2).unwrap();
         // An exec dreamer that keeps a copy of its input and writes nothing.
         let tee = DreamerSpec {
@@ -201,7 +201,7 @@ fn dream_outputs_and_the_exec_protocol_match_their_schemas() {
     check_lines("dream-replay.schema.json", &cli(&db, &["dream", "replay", "--all", "--json"]), 3);
     check_lines(
         "dream-replay.schema.json",
-        &cli(&db, &["dream", "replay", &dream_id, "--config", "{\"min_support\": 50}", "--json"]),
+        &cli(&db, &["dream", "replay", &dream_id, "--config", "{\"min_tasks\": 50}", "--json"]),
         1,
     );
     check_lines("drift-report.schema.json", &cli(&db, &["drift", "live", "--json"]), 1);
@@ -296,7 +296,11 @@ fn the_service_types_are_the_api_schemas() {
         ForkRequest { new: "n".into(), at: Some("head".into()) },
         ForkRequest { new: "n".into(), at: None },
     );
-    check("promote-request", PromoteRequest { into: "s".into() }, PromoteRequest { into: "s".into() });
+    check(
+        "promote-request",
+        PromoteRequest { into: "s".into(), force: true },
+        PromoteRequest { into: "s".into(), force: false },
+    );
     check(
         "tag-request",
         TagRequest { name: "v1".into(), at: Some("head".into()) },

@@ -492,8 +492,8 @@ fn the_cli_prints_the_same_embedded_and_remote() {
     let (a, b) = (e(&["dream", "show", &ea], None), r(&["dream", "show", &rb], None));
     assert_eq!(without_ids(&a.1), without_ids(&b.1));
     let (a, b) = (
-        e(&["dream", "replay", &ea, "--config", r#"{"min_support": 1}"#], None),
-        r(&["dream", "replay", &rb, "--config", r#"{"min_support": 1}"#], None),
+        e(&["dream", "replay", &ea, "--config", r#"{"min_tasks": 1}"#], None),
+        r(&["dream", "replay", &rb, "--config", r#"{"min_tasks": 1}"#], None),
     );
     assert_eq!((a.0, without_ids(&a.1)), (b.0, without_ids(&b.1)));
     // Export: the notes and the session (fixed times) export identically.
@@ -657,7 +657,7 @@ fn a_request_cannot_send_the_servers_secrets_anywhere() {
         "dreamers": {
             "lessons": {"dreamer": "llm@1", "tunable": ["max_sessions"],
                         "config": {"base_url": "http://127.0.0.1:9", "api_key_env": "DREAMLOG_TEST_MODEL_KEY", "model": "m"}},
-            "careful": {"dreamer": "evidence", "tunable": ["min_support"], "config": {"min_support": 3}}
+            "careful": {"dreamer": "evidence", "tunable": ["min_tasks"], "config": {"min_tasks": 3}}
         }
     });
     let cfg_path = dir.path().join("server.json");
@@ -673,7 +673,7 @@ fn a_request_cannot_send_the_servers_secrets_anywhere() {
         json!({"store": "live", "dreamer": "llm@1", "config": {"base_url": evil}}),
         json!({"store": "live", "dreamer": "lessons", "config": {"base_url": evil}}),
         json!({"store": "live", "dreamer": "lessons", "config": {"api_key_env": "HOME"}}),
-        json!({"store": "live", "dreamer": "careful", "config": {"min_support": 1, "api_key_env": "HOME"}}),
+        json!({"store": "live", "dreamer": "careful", "config": {"min_tasks": 1, "api_key_env": "HOME"}}),
     ];
     for token in ["w", "a"] {
         for body in &attempts {
@@ -684,16 +684,16 @@ fn a_request_cannot_send_the_servers_secrets_anywhere() {
     let (_, answer) = post(&c, &server.url("/v1/dreams"), Some("w"), &attempts[2]);
     assert!(answer["error"]["message"].as_str().unwrap().contains("a request may set only: max_sessions"), "{answer}");
     // A configured dreamer with a tunable the profile allows runs (evidence: no network).
-    let ok_run = json!({"store": "live", "dreamer": "careful", "config": {"min_support": 1}});
+    let ok_run = json!({"store": "live", "dreamer": "careful", "config": {"min_tasks": 1}});
     let (status, answer) = post(&c, &server.url("/v1/dreams"), Some("w"), &ok_run);
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["config"]["min_support"], 1, "the profile's config with the tunable laid over: {answer}");
+    assert_eq!(answer["config"]["min_tasks"], 1, "the profile's config with the tunable laid over: {answer}");
     // Replays with another dreamer or config go through the same rules.
     let id = answer["id"].as_str().unwrap();
     let replay = server.url(&format!("/v1/dreams/{id}/replay"));
     let (status, _) = post(&c, &replay, Some("a"), &json!({"dreamer": "llm", "config": {"base_url": evil}}));
     assert_eq!(status, 403);
-    let (status, answer) = post(&c, &replay, Some("w"), &json!({"config": {"min_support": 2}}));
+    let (status, answer) = post(&c, &replay, Some("w"), &json!({"config": {"min_tasks": 2}}));
     assert_eq!(status, 200, "{answer}");
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(trap.accept().is_err(), "the attacker's endpoint was called");

@@ -39,7 +39,7 @@ fn make_fixture() {
     let dreams = Dreams::new(mem.clone());
     let spec: DreamerSpec = "evidence".parse().unwrap();
     let run = dreams.run("support", &spec, &RunOptions::default()).unwrap();
-    mem.promote(&run.dream.output_store, "support", Actor::Human("ops".into())).unwrap();
+    mem.promote(&run.dream.output_store, "support", Actor::Human("ops".into()), false).unwrap();
     let edit = MemoryCommand::StrReplace {
         path: "/memories/airline.md".into(),
         old_str: "Check the fare class".into(),

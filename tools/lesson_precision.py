@@ -8,15 +8,17 @@ task, the actions the agent was expected to take. The script imports FILE into a
 database (the real `dreamlog` binary), runs the dreamer over every graded session into a
 new store, reads the lessons back (`memory lessons --json`) and gives each a verdict:
 
-- advice to call X (a `tool` lesson saying "Call `X`") is right when X is expected in at
-  least half of the episodes that called it;
-- advice against X ("Before calling `X`, check …") is right when X is expected in under
-  half of the episodes that called it;
-- a lesson built from the graders' own labels about a call X (`expected:` — X was
-  expected but never called; `check:` on an `action:X` check) is right when X is
-  expected in at least one task of the file;
-- lessons about other checks (database state, natural-language requirements) are not
-  about a call: `n/a`, not scored.
+- advice to call X (evidence@1's `tool` lesson saying "Call `X`", evidence@2's `call`
+  lesson) is right when X is expected in at least half of the episodes that called it;
+- advice against X ("Before calling `X`, check …": evidence@1's `tool`, evidence@2's
+  `avoid`) is right when X is expected in under half of the episodes that called it;
+- advice not to forget X (`expected:` — X was expected but missing or wrong; evidence@1's
+  `check:` on an `action:X` check) is right when X is expected in the tasks the lesson
+  applies to: every task it names in its examples, and at least one task of the file;
+- lessons about other checks (database state, natural-language requirements, a reward
+  component) are not about a call: `n/a`, not scored.
+
+With --dreamer evidence@1 it scores the old dreamer (the baseline).
 
 It prints each lesson with its verdict and the counts behind it, then `precision P`
 (right / scored). Exit status 0; 2 on bad input.
@@ -31,7 +33,8 @@ import sys
 import tempfile
 from collections import defaultdict
 
-TAG = re.compile(r"^- \[(tool|expected|check):(\S+) [^\]]*\] (.*)$")
+TAG = re.compile(r"^- \[(tool|call|avoid|expected|check):(\S+) [^\]]*\] (.*)$")
+EXAMPLE = re.compile(r"task (\S+) trial \S+ \((?:passed|failed)\)")
 TICK = re.compile(r"`([^`]+)`")
 
 
@@ -78,6 +81,15 @@ def run(binary, db, *args, stdin=None):
 def verdict(kind, key_text, eps):
     """(verdict, explanation) of one lesson line."""
     calls = TICK.findall(key_text)
+    if kind in ("call", "avoid"):
+        kind = "tool"
+        # evidence@2 names its family first (`tau-bench`): the call is the one trials made.
+        m = re.search(r"called `([^`]+)`", key_text)
+        calls = [m.group(1)] if m else calls
+    elif kind == "expected":
+        # evidence@2 names its family first: the call is the one the tasks expect.
+        m = re.search(r"expect `([^`]+)`", key_text) or re.search(r"`([^`]+)` was expected", key_text)
+        calls = [m.group(1)] if m else calls
     if kind == "check":
         m = re.search(r"The expected call `([^`]+)`", key_text)
         if not m:
@@ -90,8 +102,17 @@ def verdict(kind, key_text, eps):
     expected_when_called = sum(1 for e in called if x in e[1])
     expected_anywhere = sum(1 for e in eps if x in e[1])
     if kind in ("expected", "check"):
-        ok = expected_anywhere > 0
-        return ("right" if ok else "WRONG"), f"`{x}` expected in {expected_anywhere} of {len(eps)} episodes"
+        # The tasks the lesson names must expect X (evidence@2 cites task and trial).
+        named = {t.split("/")[-1] for t in EXAMPLE.findall(key_text)}
+        by_task = {}
+        for e in eps:
+            by_task.setdefault(e[0].split("/")[-1], set()).update(e[1])
+        missing = sorted(t for t in named if x not in by_task.get(t, set()))
+        ok = expected_anywhere > 0 and not missing
+        why = f"`{x}` expected in {expected_anywhere} of {len(eps)} episodes"
+        if named:
+            why += f"; in {len(named) - len(missing)} of the {len(named)} tasks it names"
+        return ("right" if ok else "WRONG"), why
     share = f"`{x}` expected in {expected_when_called} of {len(called)} episodes that called it"
     if not called:
         return "n/a", f"`{x}` never called"

@@ -101,7 +101,7 @@ impl Demo<'_> {
         })
     }
     fn promote(&self, fork: &str, into: &str, actor: &Actor) -> Result<()> {
-        self.svc.memory_promote(fork, &PromoteRequest { into: into.to_owned() }, actor).map(drop)
+        self.svc.memory_promote(fork, &PromoteRequest { into: into.to_owned(), force: false }, actor).map(drop)
     }
     fn drift(&self, store: &str) -> Result<DriftReport> {
         self.svc.drift(store, &DriftQuery::default())

@@ -210,8 +210,18 @@ fn memory(cli: &Cli, svc: &dyn Service, cmd: &MemoryCmd) -> Result<ExitCode> {
             print_appended(cli, &fork_what(source, f.position, new), &[f.appended])?;
             Ok(ExitCode::SUCCESS)
         }
-        MemoryCmd::Promote { fork, into } => {
-            let appended = svc.memory_promote(fork, &PromoteRequest { into: into.clone() }, &default_actor())?;
+        MemoryCmd::Promote { fork, into, force } => {
+            // The validation of the fork's dreams first: what is about to be promoted.
+            if !cli.json {
+                for d in svc.dreams()?.into_iter().filter(|d| d.dream.output_store == *fork) {
+                    let text = super::dream::validation_report(&d);
+                    if !text.is_empty() {
+                        stdout_line(&text)?;
+                    }
+                }
+            }
+            let req = PromoteRequest { into: into.clone(), force: *force };
+            let appended = svc.memory_promote(fork, &req, &default_actor())?;
             print_appended(cli, &format!("promoted {fork} into {into}"), &appended)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -224,10 +234,25 @@ fn memory(cli: &Cli, svc: &dyn Service, cmd: &MemoryCmd) -> Result<ExitCode> {
 fn dream(cli: &Cli, svc: &dyn Service, cmd: &DreamCmd) -> Result<ExitCode> {
     match cmd {
         DreamCmd::Run(args) => {
+            let mut config = read_config(args.config.as_deref())?;
+            if let Some(k) = args.validate {
+                let v2 = args.dreamer.name == crate::core::evidence::NAME
+                    && args.dreamer.version.as_deref().is_none_or(|v| v == crate::core::evidence2::VERSION);
+                if !v2 {
+                    return Err(Error::Dream(crate::error::DreamError::Dreamer {
+                        dreamer: args.dreamer.to_string(),
+                        reason: "--validate needs a dreamer whose lessons state their advice: evidence@2".into(),
+                    }));
+                }
+                if config.is_null() {
+                    config = serde_json::json!({});
+                }
+                config["validate"] = serde_json::json!(k);
+            }
             let req = DreamRequest {
                 store: args.store.clone(),
                 dreamer: Some(args.dreamer.to_string()),
-                config: read_config(args.config.as_deref())?,
+                config,
                 since: args.since.clone(),
                 into: args.into.clone(),
                 in_place: args.in_place,

@@ -62,6 +62,10 @@ pub struct RunArgs {
     /// Dream over a store that has no event yet (refused otherwise, as a likely typo).
     #[arg(long)]
     pub create: bool,
+    /// Validate each lesson out of sample over K folds of the tasks (evidence@2; its
+    /// default is 5, 0 turns it off).
+    #[arg(long, value_name = "K")]
+    pub validate: Option<u32>,
 }
 
 /// Arguments of `dream replay`.
@@ -157,6 +161,11 @@ pub(crate) fn print_run(cli: &Cli, r: &crate::dream::DreamRun) -> Result<()> {
         if r.exchanges > 0 { format!(" ({} model exchange(s) recorded)", r.exchanges) } else { String::new() }
     ))?;
     stdout_line(&format!("memory state {} → {}", x.base_state.short(16), x.result_state.short(16)))?;
+    let summary = crate::dream::DreamSummary { id: r.id, position: r.position, time: 0, dream: x.clone() };
+    let report = validation_report(&summary);
+    if !report.is_empty() {
+        stdout_line(&report)?;
+    }
     if x.output_store != x.store {
         stdout_line(&format!("review:  dreamlog memory diff {} {}", x.store, x.output_store))?;
         stdout_line(&format!("promote: dreamlog memory promote {} --into {}", x.output_store, x.store))?;
@@ -323,8 +332,16 @@ pub(crate) fn print_show(cli: &Cli, detail: &crate::dream::DreamDetail) -> Resul
         s.push_str(&format!("input     store {} at state {}\n", x.store, x.base_state));
         s.push_str(&format!("range     positions {}..={}\n", x.from_position, x.to_position));
         s.push_str(&format!("output    store {} at state {}\n", x.output_store, x.result_state));
+        let decisions = x.meta.as_ref().and_then(|m| decisions_of(&m.to_value()));
         if let Some(m) = &x.meta {
+            let mut m = m.to_value();
+            if let Some(summary) = m.get_mut("summary").and_then(|v| v.as_object_mut()) {
+                summary.remove("decisions");
+            }
             s.push_str(&format!("meta      {m}\n"));
+        }
+        if let Some(families) = &decisions {
+            s.push_str(&decisions_text(families));
         }
         s.push_str(&format!("exchanges {}\n", detail.exchanges.len()));
         s.push_str(&format!("lessons   {} command(s)\n", detail.lessons.len()));
@@ -362,6 +379,112 @@ pub(crate) fn print_show(cli: &Cli, detail: &crate::dream::DreamDetail) -> Resul
         stdout_line(s.trim_end())?;
     }
     Ok(())
+}
+
+/// The decisions an evidence@2 dream recorded, per family.
+fn decisions_of(meta: &Value) -> Option<Vec<crate::core::evidence2::FamilyDecisions>> {
+    serde_json::from_value(meta.pointer("/summary/decisions")?.clone()).ok()
+}
+
+fn validation_text(v: &crate::core::lessons::Validation) -> String {
+    let lift = match &v.lift {
+        Some(l) => format!(
+            "lift {:+.2} [{:+.2}, {:+.2}] over {} held-out task(s), {} of {} session(s) followed it",
+            l.estimate, l.interval.0, l.interval.1, v.tasks, v.followed, v.sessions
+        ),
+        None if v.verdict == "not_observable" => "its advice is not a behaviour one can observe".into(),
+        None if v.learned_in == 0 => "never learned without its own tasks".into(),
+        None => "no held-out task has sessions that followed it and sessions that did not".into(),
+    };
+    let flag = match v.verdict.as_str() {
+        "negative" => "NEGATIVE",
+        "inconclusive" => "includes zero",
+        "positive" => "positive",
+        _ => "not validated",
+    };
+    format!("{flag}: {lift} (learned in {} of {} folds)", v.learned_in, v.folds)
+}
+
+/// Each lesson a dream writes with its out-of-sample validation (evidence@2; empty for
+/// other dreamers).
+pub(crate) fn validation_report(d: &crate::dream::DreamSummary) -> String {
+    let Some(families) = d.dream.meta.as_ref().and_then(|m| decisions_of(&m.to_value())) else { return String::new() };
+    let mut s = format!("validation of dream {} (by task, out of sample):\n", d.id.short(16));
+    let mut any = false;
+    for f in &families {
+        for c in f.candidates.iter().filter(|c| c.decision == crate::core::lessons::Decision::Write) {
+            any = true;
+            let v = c.validation.as_ref().map(validation_text).unwrap_or_else(|| "not validated (--validate K)".into());
+            s.push_str(&format!("  {} {} `{}` [{}]: {v}\n", f.family, c.advice.tag(), c.subject, c.key));
+        }
+    }
+    if any {
+        s.trim_end().to_owned()
+    } else {
+        String::new()
+    }
+}
+
+/// Every candidate lesson with its decision, strata, test and validation.
+fn decisions_text(families: &[crate::core::evidence2::FamilyDecisions]) -> String {
+    use crate::core::lessons::Decision;
+    let mut s = String::new();
+    for f in families {
+        s.push_str(&format!(
+            "\nfamily {} ({} graded session(s), {} task(s)) → {}\n",
+            f.family, f.trials, f.tasks, f.path
+        ));
+        for c in &f.candidates {
+            let what = match &c.decision {
+                Decision::Write => "WRITE".to_owned(),
+                Decision::Skip(why) => format!("skip ({why})"),
+            };
+            s.push_str(&format!(
+                "  {} `{}` [{}]: {} task(s), {} of {} session(s) — {what}\n",
+                c.advice.tag(),
+                crate::core::evidence::clip(&c.subject, 80),
+                c.key,
+                c.tasks_total,
+                c.sessions,
+                c.of
+            ));
+            if let (Some(t), Some(((n1, y1), (n0, y0)))) = (&c.test, c.passes) {
+                s.push_str(&format!(
+                    "      within tasks: with it {y1}/{n1} passed, without {y0}/{n0}; {} test: observed {} vs {:.2} expected, p = {:.4}, q = {:.4}\n",
+                    t.method, t.observed, t.expected, t.p, t.q
+                ));
+                for r in c.strata.iter().take(10) {
+                    s.push_str(&format!(
+                        "        task {}: with {}/{}, without {}/{}\n",
+                        r.task, r.with.1, r.with.0, r.without.1, r.without.0
+                    ));
+                }
+                if c.tasks_total > 10 {
+                    s.push_str(&format!("        … {} more task(s) (--json)\n", c.tasks_total - 10));
+                }
+            }
+            if c.decision == Decision::Write {
+                let sources: Vec<String> = c
+                    .sources
+                    .iter()
+                    .map(|(dim, m)| {
+                        format!("{dim} {}", m.iter().map(|(v, n)| format!("{v} ({n})")).collect::<Vec<_>>().join(", "))
+                    })
+                    .collect();
+                s.push_str(&format!("      sources: {}\n", sources.join("; ")));
+                let tasks: Vec<&str> = c.tasks.iter().take(12).map(String::as_str).collect();
+                s.push_str(&format!(
+                    "      tasks: {}{}\n",
+                    tasks.join(", "),
+                    if c.tasks_total > 12 { ", …" } else { "" }
+                ));
+                if let Some(v) = &c.validation {
+                    s.push_str(&format!("      validation: {}\n", validation_text(v)));
+                }
+            }
+        }
+    }
+    s
 }
 
 /// `dream replay --all`: every dream, one result each; exit 1 when any differs or fails.

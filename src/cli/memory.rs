@@ -104,6 +104,9 @@ pub enum MemoryCmd {
         /// The store to change.
         #[arg(long)]
         into: String,
+        /// Promote lessons whose validated lift is negative too (refused otherwise).
+        #[arg(long)]
+        force: bool,
     },
     /// Each lesson with its origin dream, its evidence, and the grades of sessions that
     /// ran with the store before and after it.

@@ -12,23 +12,21 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::dream::SessionInput;
-use super::stats::{benjamini_hochberg, stratified_exact, StratifiedTest, Stratum};
-use super::{ActionStatus, Grade, GradeResult};
+use super::dream::Trial;
+use super::stats::{benjamini_hochberg, stratified_test, StratifiedTest, Stratum};
 
-/// One tool's contrast over the tasks of a set of sessions.
+/// One tool's contrast over the tasks of a set of trials.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ToolContrast {
     /// The tool.
     pub tool: String,
     /// Per task that has trials with and without the tool: its 2×2 counts.
     pub strata: Vec<(String, Stratum)>,
-    /// The exact stratified test over those tasks.
+    /// The stratified test over those tasks.
     pub test: StratifiedTest,
     /// Benjamini–Hochberg q-value (two-sided) among every tool tested together.
     pub q: f64,
-    /// Sessions that called the tool, and how many of those had it among the calls the
-    /// graders expected.
+    /// Sessions that called the tool.
     pub called: u64,
     /// Of `called`, sessions whose graders expected the call.
     pub expected_when_called: u64,
@@ -44,88 +42,67 @@ impl ToolContrast {
     }
 }
 
-/// The calls a session's graders expected: τ-bench's `meta.actions[].name`, and τ²-bench's
-/// `action:NAME` checks.
-pub fn expected_calls(s: &SessionInput) -> BTreeSet<String> {
-    let Some(g) = s.grade() else { return BTreeSet::new() };
-    let mut out = expected_in_meta(&g.body);
-    for c in &g.body.criteria {
-        if let Some(name) = c.name.strip_prefix("action:") {
-            out.insert(name.to_owned());
+/// The calls of a trial that came at the end of its run: the last one, and any right
+/// after a failed call.
+pub fn terminal_calls(t: &Trial) -> BTreeSet<&str> {
+    let mut out: BTreeSet<&str> = BTreeSet::new();
+    if let Some(last) = t.calls.last() {
+        out.insert(last.name.as_str());
+    }
+    for pair in t.calls.windows(2) {
+        if pair[0].failed {
+            out.insert(pair[1].name.as_str());
         }
     }
     out
 }
 
-/// The calls a grade's metadata lists as expected (τ-bench's `actions[].name`).
-pub fn expected_in_meta(g: &Grade) -> BTreeSet<String> {
-    g.meta
-        .as_ref()
-        .and_then(|m| m.to_value().get("actions").and_then(|a| a.as_array()).cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|a| a.get("name").and_then(|n| n.as_str()).map(str::to_owned))
-        .collect()
-}
-
-/// The stratum (task) of a session: its task id, else the session itself (one trial: no
-/// contrast possible).
-pub fn task_of(s: &SessionInput) -> String {
-    s.task_id().map(str::to_owned).unwrap_or_else(|| format!("session:{}", s.session))
-}
-
-/// Every tool called in `sessions` (graded ones), with its within-task contrast; sorted
-/// by q-value, then name.
-pub fn tool_contrasts(sessions: &[&SessionInput]) -> Vec<ToolContrast> {
-    struct Trial<'a> {
+/// Every tool called in `trials`, with its within-task contrast; sorted by q-value, then
+/// name.
+pub fn tool_contrasts(trials: &[&Trial]) -> Vec<ToolContrast> {
+    struct Row<'a> {
         passed: bool,
         tools: BTreeSet<&'a str>,
         terminal: BTreeSet<&'a str>,
-        expected: BTreeSet<String>,
+        expected: BTreeSet<&'a str>,
     }
-    let mut tasks: BTreeMap<String, Vec<Trial<'_>>> = BTreeMap::new();
+    let mut tasks: BTreeMap<String, Vec<Row<'_>>> = BTreeMap::new();
     let mut all: BTreeSet<&str> = BTreeSet::new();
-    for s in sessions {
-        let Some(g) = s.grade() else { continue };
-        let tools: BTreeSet<&str> = s.actions.iter().map(|a| a.body.name.as_str()).collect();
-        let mut terminal: BTreeSet<&str> = BTreeSet::new();
-        if let Some(last) = s.actions.last() {
-            terminal.insert(last.body.name.as_str());
-        }
-        for pair in s.actions.windows(2) {
-            if pair[0].body.status == ActionStatus::Error {
-                terminal.insert(pair[1].body.name.as_str());
-            }
-        }
+    for t in trials {
+        let tools: BTreeSet<&str> = t.calls.iter().map(|c| c.name.as_str()).collect();
         all.extend(tools.iter().copied());
-        let trial =
-            Trial { passed: g.body.result == GradeResult::Satisfied, tools, terminal, expected: expected_calls(s) };
-        tasks.entry(task_of(s)).or_default().push(trial);
+        let row = Row {
+            passed: t.passed,
+            tools,
+            terminal: terminal_calls(t),
+            expected: t.expected.iter().map(String::as_str).collect(),
+        };
+        tasks.entry(t.task_key()).or_default().push(row);
     }
     let mut out: Vec<ToolContrast> = all
         .into_iter()
         .map(|tool| {
             let mut strata = Vec::new();
             let (mut called, mut expected, mut terminal) = (0, 0, 0);
-            for (task, trials) in &tasks {
+            for (task, rows) in &tasks {
                 let mut st = Stratum::default();
-                for t in trials {
-                    if t.tools.contains(tool) {
+                for r in rows {
+                    if r.tools.contains(tool) {
                         st.exposed += 1;
-                        st.exposed_passed += u64::from(t.passed);
+                        st.exposed_passed += u64::from(r.passed);
                         called += 1;
-                        expected += u64::from(t.expected.contains(tool));
-                        terminal += u64::from(t.terminal.contains(tool));
+                        expected += u64::from(r.expected.contains(tool));
+                        terminal += u64::from(r.terminal.contains(tool));
                     } else {
                         st.unexposed += 1;
-                        st.unexposed_passed += u64::from(t.passed);
+                        st.unexposed_passed += u64::from(r.passed);
                     }
                 }
                 if st.is_informative() {
                     strata.push((task.clone(), st));
                 }
             }
-            let test = stratified_exact(&strata.iter().map(|(_, s)| *s).collect::<Vec<_>>());
+            let test = stratified_test(&strata.iter().map(|(_, s)| *s).collect::<Vec<_>>());
             ToolContrast {
                 tool: tool.to_owned(),
                 strata,
@@ -148,13 +125,13 @@ pub fn tool_contrasts(sessions: &[&SessionInput]) -> Vec<ToolContrast> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::dream::Evidence;
-    use crate::core::{Action, CanonicalJson, EventId, SessionStart};
+    use crate::core::dream::{Evidence, SessionInput, Sources};
+    use crate::core::{Action, ActionStatus, CanonicalJson, EventId, Grade, GradeResult, SessionStart};
 
-    fn session(task: &str, trial: usize, tools: &[&str], passed: bool) -> SessionInput {
+    fn session(task: &str, trial: usize, tools: &[&str], passed: bool) -> Trial {
         let id = format!("{task}/trial-{trial}");
         let ev = |n: u8| EventId([n; 32]);
-        SessionInput {
+        let s = SessionInput {
             session: id.clone(),
             start: Some(Evidence {
                 id: ev(1),
@@ -202,7 +179,8 @@ mod tests {
                 },
             }],
             end: None,
-        }
+        };
+        Trial::of(&s, Sources::default()).expect("graded")
     }
 
     #[test]
@@ -216,7 +194,7 @@ mod tests {
             all.push(session(&format!("easy-{t}"), 0, &["verify"], true));
             all.push(session(&format!("easy-{t}"), 1, &["lookup"], false));
         }
-        let refs: Vec<&SessionInput> = all.iter().collect();
+        let refs: Vec<&Trial> = all.iter().collect();
         let c = tool_contrasts(&refs);
         let book = c.iter().find(|c| c.tool == "book").expect("book tested");
         assert_eq!((book.test.informative, book.test.p_two_sided), (0, 1.0));

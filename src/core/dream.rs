@@ -113,6 +113,173 @@ pub struct DreamInput {
     pub memory: BTreeMap<String, String>,
     /// Graded sessions, in the order of their last grade.
     pub sessions: Vec<SessionInput>,
+    /// The input's format: 1 (the sessions graded in the log range), 2 (also every graded
+    /// session up to the range's end as a [`Trial`], and the tasks' texts). A dreamer
+    /// declares the format it reads; a recorded dream replays with the same one.
+    #[serde(skip_serializing_if = "is_format_1")]
+    pub format: u32,
+    /// Format 2: every graded session at or before `to_position`, in the order of its last
+    /// grade — the per-task tables over the graded history.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trials: Vec<Trial>,
+    /// Format 2: the text of every task of `trials` (task id → text).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tasks: BTreeMap<String, String>,
+}
+
+fn is_format_1(f: &u32) -> bool {
+    *f <= 1
+}
+
+/// The first input format, and the one with the graded history.
+pub const INPUT_FORMATS: [u32; 2] = [1, 2];
+
+/// One graded session of the history, reduced to what per-task tables need: its task,
+/// outcome, calls, what the graders expected and checked, and where it came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trial {
+    /// Session id.
+    pub session: String,
+    /// Task id (from `session.start`), when recorded.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub task: Option<String>,
+    /// The last grade's id (what a lesson cites).
+    pub grade: EventId,
+    /// Its position.
+    pub position: u64,
+    /// Its rubric.
+    pub rubric: String,
+    /// Its result was `satisfied`.
+    pub passed: bool,
+    /// Its score.
+    pub score: f64,
+    /// Tool calls in order: name and whether the call failed.
+    pub calls: Vec<TrialCall>,
+    /// Calls the graders expected (τ-bench's `meta.actions[].name`, τ²-bench's `action:NAME`
+    /// criteria), sorted.
+    pub expected: Vec<String>,
+    /// Rubric criteria by name (each once, failed if any instance failed), sorted.
+    pub labels: Vec<TrialLabel>,
+    /// Where it came from: the agent, the importer and file (or the writer), the grader.
+    pub sources: Sources,
+}
+
+/// One call of a [`Trial`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrialCall {
+    /// Tool name.
+    pub name: String,
+    /// The call failed.
+    pub failed: bool,
+}
+
+/// One criterion of a [`Trial`]'s grade.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrialLabel {
+    /// Criterion name (`action:NAME`, `db_check`, `nl:…`).
+    pub name: String,
+    /// It failed.
+    pub failed: bool,
+}
+
+/// Where a graded session came from: the dimensions a lesson must not rest on one value
+/// of (leave-one-source-out).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sources {
+    /// The agent (`session.start`).
+    pub agent: String,
+    /// The importer and file (`FORMAT:PATH` of its `session.link`), else the actor that
+    /// wrote the session's start.
+    pub origin: String,
+    /// The actor that wrote the grade.
+    pub grader: String,
+}
+
+impl Trial {
+    /// The task the trial belongs to: its task id, else the session itself (one trial, so
+    /// no contrast within it).
+    pub fn task_key(&self) -> String {
+        match &self.task {
+            Some(t) => t.clone(),
+            None => format!("session:{}", self.session),
+        }
+    }
+
+    /// Whether it called `tool`.
+    pub fn called(&self, tool: &str) -> bool {
+        self.calls.iter().any(|c| c.name == tool)
+    }
+
+    /// Builds a trial from a session's events: its start, calls and last grade.
+    pub fn of(s: &SessionInput, sources: Sources) -> Option<Trial> {
+        let g = s.grade()?;
+        let mut labels: BTreeMap<String, bool> = BTreeMap::new();
+        let mut expected: std::collections::BTreeSet<String> = expected_in_meta(&g.body);
+        let by_user = user_actions(&g.body);
+        for c in &g.body.criteria {
+            let failed = c.passed == Some(false) || (c.passed.is_none() && c.score.is_some_and(|x| x < 1.0));
+            let name = match c.name.strip_prefix("action:") {
+                // τ²-bench also checks calls the simulated user was to make (guided by
+                // the agent): not calls the agent could make.
+                Some(n) if by_user.contains(n) => format!("user_action:{n}"),
+                Some(n) => {
+                    expected.insert(n.to_owned());
+                    c.name.clone()
+                }
+                None => c.name.clone(),
+            };
+            *labels.entry(name).or_default() |= failed;
+        }
+        Some(Trial {
+            session: s.session.clone(),
+            task: s.task_id().map(str::to_owned),
+            grade: g.id,
+            position: g.position,
+            rubric: g.body.rubric.clone(),
+            passed: g.body.result == super::GradeResult::Satisfied,
+            score: g.body.score,
+            calls: s
+                .actions
+                .iter()
+                .map(|a| TrialCall { name: a.body.name.clone(), failed: a.body.status == super::ActionStatus::Error })
+                .collect(),
+            expected: expected.into_iter().collect(),
+            labels: labels.into_iter().map(|(name, failed)| TrialLabel { name, failed }).collect(),
+            sources,
+        })
+    }
+}
+
+/// The calls τ²-bench's graders (`meta.action_checks[].action`) expected of the simulated
+/// user only (`requestor: "user"`), never of the agent.
+fn user_actions(g: &Grade) -> std::collections::BTreeSet<String> {
+    let meta = g.meta.as_ref().map(|m| m.to_value()).unwrap_or_default();
+    let checks = meta.get("action_checks").and_then(|a| a.as_array()).cloned().unwrap_or_default();
+    let mut user = std::collections::BTreeSet::new();
+    let mut agent = std::collections::BTreeSet::new();
+    for c in &checks {
+        let Some(name) = c.pointer("/action/name").and_then(|n| n.as_str()) else { continue };
+        match c.pointer("/action/requestor").and_then(|r| r.as_str()) {
+            Some("user") => user.insert(name.to_owned()),
+            _ => agent.insert(name.to_owned()),
+        };
+    }
+    user.difference(&agent).cloned().collect()
+}
+
+/// The calls a grade's metadata lists as expected (τ-bench's `actions[].name`).
+pub fn expected_in_meta(g: &Grade) -> std::collections::BTreeSet<String> {
+    g.meta
+        .as_ref()
+        .and_then(|m| m.to_value().get("actions").and_then(|a| a.as_array()).cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| a.get("name").and_then(|n| n.as_str()).map(str::to_owned))
+        .collect()
 }
 
 impl DreamInput {
@@ -121,16 +288,20 @@ impl DreamInput {
         MemoryState::from_files(self.memory.iter().map(|(p, t)| (p.clone(), t.clone())))
     }
 
-    /// Every event id the input holds (what commands may cite).
+    /// Every event id the input holds (what commands may cite): the sessions' events
+    /// and, in format 2, the history's grades.
     pub fn evidence_ids(&self) -> impl Iterator<Item = EventId> + '_ {
-        self.sessions.iter().flat_map(|s| {
-            s.start
-                .iter()
-                .map(|e| e.id)
-                .chain(s.actions.iter().map(|e| e.id))
-                .chain(s.grades.iter().map(|e| e.id))
-                .chain(s.end.iter().map(|e| e.id))
-        })
+        self.sessions
+            .iter()
+            .flat_map(|s| {
+                s.start
+                    .iter()
+                    .map(|e| e.id)
+                    .chain(s.actions.iter().map(|e| e.id))
+                    .chain(s.grades.iter().map(|e| e.id))
+                    .chain(s.end.iter().map(|e| e.id))
+            })
+            .chain(self.trials.iter().map(|t| t.grade))
     }
 }
 

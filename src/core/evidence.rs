@@ -115,7 +115,7 @@ impl Counts {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum LessonKind {
+pub(crate) enum LessonKind {
     Check,
     Expected,
     Tool,
@@ -158,7 +158,7 @@ struct Candidate {
     tally: Tally,
 }
 
-fn key_of(family: &str, kind: LessonKind, subject: &str) -> String {
+pub(crate) fn key_of(family: &str, kind: LessonKind, subject: &str) -> String {
     let d = Digest::of(format!("{family}\n{}\n{subject}", kind.tag()).as_bytes());
     d.short(8)
 }
@@ -177,7 +177,7 @@ fn rate(a: u64, b: u64) -> f64 {
 
 /// A short name for a session in lesson text: a UUID's first 8 characters, a path's
 /// last two segments.
-fn short_session(s: &str) -> String {
+pub(crate) fn short_session(s: &str) -> String {
     let uuid_like = s.len() >= 32 && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
     if uuid_like {
         return s[..8].to_owned();
@@ -190,7 +190,8 @@ fn short_session(s: &str) -> String {
     }
 }
 
-fn clip(s: &str, n: usize) -> String {
+/// A text on one line, cut at `n` characters (with an ellipsis).
+pub fn clip(s: &str, n: usize) -> String {
     let s = s.replace(['\n', '\r'], " ");
     if s.chars().count() <= n {
         return s;
@@ -342,7 +343,7 @@ pub fn family_path(dir: &str, family: &str) -> String {
     format!("{}/{slug}.md", dir.trim_end_matches('/'))
 }
 
-fn header(family: &str) -> String {
+pub(crate) fn header(family: &str) -> String {
     format!(
         "# Lessons: {family}\n\nWritten by the evidence dreamer from graded sessions. The tag of each line holds its counts; `dreamlog memory blame` shows the sessions and grades behind it.\n\n"
     )
@@ -398,7 +399,7 @@ fn tally(input: &DreamInput, cfg: &EvidenceConfig) -> BTreeMap<String, Candidate
                     push_evidence(&mut cand.tally, s, cfg);
                 }
             }
-            let expected = super::contrast::expected_in_meta(&g.body);
+            let expected = super::dream::expected_in_meta(&g.body);
             for name in &expected {
                 let cand = entry(cands, LessonKind::Expected, name);
                 cand.tally.counts.b += 1;
@@ -445,14 +446,33 @@ fn entry<'a>(cands: &'a mut Candidates, kind: LessonKind, subject: &str) -> &'a 
 
 /// A lesson in the plan: where it ends up and why.
 #[derive(Clone, Debug)]
-struct Wanted {
-    kind: LessonKind,
-    key: String,
-    line: String,
-    strength: f64,
-    causes: Vec<EventId>,
+pub(crate) struct Wanted {
+    /// Orders lessons of equal strength (then the key does).
+    pub rank: u8,
+    pub key: String,
+    pub line: String,
+    pub strength: f64,
+    pub causes: Vec<EventId>,
     /// The line it replaces, if it updates an existing one.
-    old: Option<String>,
+    pub old: Option<String>,
+}
+
+/// One lesson file's plan: the lessons wanted and the existing lines they replace or
+/// retire.
+pub(crate) struct FamilyPlan {
+    pub path: String,
+    pub family: String,
+    pub existing: Option<String>,
+    pub wanted: Vec<Wanted>,
+    pub retire: Vec<String>,
+}
+
+/// What planning did, counted.
+#[derive(Default)]
+pub(crate) struct PlanCounts {
+    pub added: u64,
+    pub updated: u64,
+    pub over_budget: u64,
 }
 
 /// What one evidence dream did, for the `dream` event's meta.
@@ -485,13 +505,6 @@ pub fn dream(input: &DreamInput, cfg: &EvidenceConfig) -> (Vec<Planned>, Evidenc
     summary.families = tallies.len() as u64;
 
     // Per family: the lessons wanted and the existing lines they replace or retire.
-    struct FamilyPlan {
-        path: String,
-        family: String,
-        existing: Option<String>,
-        wanted: Vec<Wanted>,
-        retire: Vec<String>,
-    }
     let mut plans: Vec<FamilyPlan> = Vec::new();
     // Families with an existing file but no sessions in this slice keep their lessons
     // unchanged; only families in the slice are revisited.
@@ -538,7 +551,7 @@ pub fn dream(input: &DreamInput, cfg: &EvidenceConfig) -> (Vec<Planned>, Evidenc
                 continue;
             }
             wanted.push(Wanted {
-                kind: cand.kind,
+                rank: cand.kind as u8,
                 key,
                 line,
                 strength: strength(cand.kind, counts),
@@ -549,12 +562,31 @@ pub fn dream(input: &DreamInput, cfg: &EvidenceConfig) -> (Vec<Planned>, Evidenc
         plans.push(FamilyPlan { path, family: family.clone(), existing, wanted, retire });
     }
 
+    let mut counts = PlanCounts::default();
+    let out = plan_commands(input, &cfg.dir, cfg.budget_bytes, plans, &mut counts);
+    summary.added = counts.added;
+    summary.updated = counts.updated;
+    summary.over_budget = counts.over_budget;
+    (out, summary)
+}
+
+/// Turns lesson-file plans into memory commands: over the byte budget the weakest wanted
+/// lessons give way; then per file, retired lines go, updated lines are replaced in
+/// place, and new lessons are appended strongest first, each its own command citing its
+/// own evidence.
+pub(crate) fn plan_commands(
+    input: &DreamInput,
+    dir: &str,
+    budget_bytes: usize,
+    mut plans: Vec<FamilyPlan>,
+    counts: &mut PlanCounts,
+) -> Vec<Planned> {
     // The budget: every lesson file's size after the plan. Over it, the weakest wanted
     // lessons give way first (new ones dropped, updated ones retired).
     let mut total: usize = input
         .memory
         .iter()
-        .filter(|(p, _)| p.starts_with(&format!("{}/", cfg.dir.trim_end_matches('/'))))
+        .filter(|(p, _)| p.starts_with(&format!("{}/", dir.trim_end_matches('/'))))
         .map(|(_, t)| t.len())
         .sum();
     for plan in &plans {
@@ -567,7 +599,7 @@ pub fn dream(input: &DreamInput, cfg: &EvidenceConfig) -> (Vec<Planned>, Evidenc
         }
         total -= plan.retire.iter().map(|r| r.len() + 1).sum::<usize>();
     }
-    if total > cfg.budget_bytes {
+    if total > budget_bytes {
         let mut order: Vec<(f64, usize, usize)> = Vec::new();
         for (pi, plan) in plans.iter().enumerate() {
             for (wi, w) in plan.wanted.iter().enumerate() {
@@ -577,13 +609,13 @@ pub fn dream(input: &DreamInput, cfg: &EvidenceConfig) -> (Vec<Planned>, Evidenc
         order.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2)));
         let mut drop: BTreeSet<(usize, usize)> = BTreeSet::new();
         for (_, pi, wi) in order {
-            if total <= cfg.budget_bytes {
+            if total <= budget_bytes {
                 break;
             }
             let w = &plans[pi].wanted[wi];
             total -= w.line.len() + 1;
             drop.insert((pi, wi));
-            summary.over_budget += 1;
+            counts.over_budget += 1;
         }
         for (pi, plan) in plans.iter_mut().enumerate() {
             let wanted = std::mem::take(&mut plan.wanted);
@@ -620,15 +652,15 @@ pub fn dream(input: &DreamInput, cfg: &EvidenceConfig) -> (Vec<Planned>, Evidenc
         for line in &plan.retire {
             replace_line(&mut out, &plan.path, &mut text, line, None, Vec::new());
         }
-        plan.wanted.sort_by(|a, b| b.strength.total_cmp(&a.strength).then(a.kind.cmp(&b.kind)).then(a.key.cmp(&b.key)));
+        plan.wanted.sort_by(|a, b| b.strength.total_cmp(&a.strength).then(a.rank.cmp(&b.rank)).then(a.key.cmp(&b.key)));
         for w in &plan.wanted {
             match &w.old {
                 Some(old) => {
-                    summary.updated += 1;
+                    counts.updated += 1;
                     replace_line(&mut out, &plan.path, &mut text, old, Some(&w.line), w.causes.clone());
                 }
                 None => {
-                    summary.added += 1;
+                    counts.added += 1;
                     // After the last line, as the tool inserts it (its own rules decide the
                     // newlines, so the text here stays what the store will hold).
                     let n = text.lines().count() as u64;
@@ -644,7 +676,7 @@ pub fn dream(input: &DreamInput, cfg: &EvidenceConfig) -> (Vec<Planned>, Evidenc
             }
         }
     }
-    (out, summary)
+    out
 }
 
 /// Replaces (or with `new == None` removes) one line of `text`. When the line's text is
@@ -765,6 +797,9 @@ mod tests {
             to_position: 0,
             memory: memory.files().iter().map(|(p, f)| (p.clone(), f.text.to_string())).collect(),
             sessions,
+            format: 1,
+            trials: Vec::new(),
+            tasks: Default::default(),
         }
     }
 

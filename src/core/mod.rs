@@ -10,6 +10,7 @@ pub mod dream;
 pub mod error;
 pub mod event;
 pub mod evidence;
+pub mod evidence2;
 mod expected;
 pub mod hash;
 pub mod json;

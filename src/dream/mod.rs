@@ -19,7 +19,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::core::dream::{check_plan, DreamInput, DreamerSpec, Evidence, Planned, SessionInput};
+use crate::core::dream::{Sources, Trial};
 use crate::core::evidence::{self, EvidenceConfig};
+use crate::core::evidence2::{self, EvidenceConfigV2};
 use crate::core::memory::{diff_states, MemoryDiff, MemoryState};
 use crate::core::{Actor, Body, CanonicalJson, Draft, Dream, EventId, Kind, LlmExchange, MemoryCommand, StoreFork};
 use crate::error::{DreamError, LogError, MemoryError};
@@ -51,6 +53,11 @@ pub trait Dreamer {
     /// Runs over `input`. `recorded` holds a replayed dream's exchanges: a dreamer that
     /// talks to a model must answer from them and never call out.
     fn dream(&self, input: &DreamInput, recorded: Option<&[LlmExchange]>) -> Result<DreamerOutput>;
+    /// The input format it reads (`core::dream::INPUT_FORMATS`): 1, the sessions graded in
+    /// the dream's range; 2, also the whole graded history as per-task trials.
+    fn input_format(&self) -> u32 {
+        1
+    }
 }
 
 fn dreamer_error(spec: &str, reason: impl Into<String>) -> Error {
@@ -82,8 +89,36 @@ impl Dreamer for EvidenceDreamer {
     }
 }
 
-/// The dreamers this build has: `evidence@1`, `llm@1`, `exec` (any version: the version
-/// names the external program's own).
+/// The built-in deterministic dreamer, version 2 (the default).
+pub struct EvidenceDreamerV2 {
+    cfg: EvidenceConfigV2,
+}
+
+impl Dreamer for EvidenceDreamerV2 {
+    fn name(&self) -> &str {
+        evidence::NAME
+    }
+    fn version(&self) -> &str {
+        evidence2::VERSION
+    }
+    fn config(&self) -> Value {
+        serde_json::to_value(&self.cfg).unwrap_or(Value::Null)
+    }
+    fn input_format(&self) -> u32 {
+        2
+    }
+    fn dream(&self, input: &DreamInput, _: Option<&[LlmExchange]>) -> Result<DreamerOutput> {
+        let (commands, summary) = evidence2::dream(input, &self.cfg);
+        Ok(DreamerOutput {
+            commands,
+            exchanges: Vec::new(),
+            summary: serde_json::to_value(summary).unwrap_or_default(),
+        })
+    }
+}
+
+/// The dreamers this build has: `evidence@2` (the default version) and `evidence@1`,
+/// `llm@1`, `exec` (any version: the version names the external program's own).
 pub fn dreamer_for(spec: &DreamerSpec) -> Result<Box<dyn Dreamer>> {
     let config = |v: &Value| if v.is_null() { json!({}) } else { v.clone() };
     let check_version = |current: &str| match &spec.version {
@@ -94,12 +129,22 @@ pub fn dreamer_for(spec: &DreamerSpec) -> Result<Box<dyn Dreamer>> {
         _ => Ok(()),
     };
     match spec.name.as_str() {
-        evidence::NAME => {
-            check_version(evidence::VERSION)?;
-            let cfg: EvidenceConfig = serde_json::from_value(config(&spec.config))
-                .map_err(|e| dreamer_error(&spec.to_string(), format!("bad config: {e}")))?;
-            Ok(Box::new(EvidenceDreamer { cfg }))
-        }
+        evidence::NAME => match spec.version.as_deref() {
+            Some(evidence::VERSION) => {
+                let cfg: EvidenceConfig = serde_json::from_value(config(&spec.config))
+                    .map_err(|e| dreamer_error(&spec.to_string(), format!("bad config: {e}")))?;
+                Ok(Box::new(EvidenceDreamer { cfg }))
+            }
+            None | Some(evidence2::VERSION) => {
+                let cfg = EvidenceConfigV2::from_value(&config(&spec.config))
+                    .map_err(|e| dreamer_error(&spec.to_string(), format!("bad config: {e}")))?;
+                Ok(Box::new(EvidenceDreamerV2 { cfg }))
+            }
+            Some(v) => Err(dreamer_error(
+                &spec.to_string(),
+                format!("this build has evidence@1 and evidence@2; version {v} is not available"),
+            )),
+        },
         llm::NAME => {
             check_version(llm::VERSION)?;
             Ok(Box::new(llm::LlmDreamer::from_config(&config(&spec.config))?))
@@ -327,6 +372,17 @@ impl DreamRun {
     }
 }
 
+/// What [`Dreams::collect`] read.
+#[derive(Clone, Debug, Default)]
+pub struct Collected {
+    /// The sessions graded in range.
+    pub sessions: Vec<SessionInput>,
+    /// With history: every graded session up to the range's end.
+    pub trials: Vec<Trial>,
+    /// With history: the tasks' texts.
+    pub tasks: std::collections::BTreeMap<String, String>,
+}
+
 /// Dream operations over a store.
 #[derive(Clone)]
 pub struct Dreams {
@@ -345,12 +401,19 @@ impl Dreams {
 
     /// The graded sessions of `[from, to]` with everything of theirs up to `to`.
     pub fn collect_sessions(&self, from: u64, to: u64) -> Result<Vec<SessionInput>> {
+        Ok(self.collect(from, to, false)?.sessions)
+    }
+
+    /// The graded sessions of `[from, to]` (`sessions`) and, with `history`, every graded
+    /// session up to `to` as a trial, with the tasks' texts.
+    pub fn collect(&self, from: u64, to: u64, history: bool) -> Result<Collected> {
         let store = self.store();
-        // Sessions in the order of their last grade in range.
+        // Sessions in the order of their last grade; whether one lies in range.
         let mut order: Vec<String> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
+        let mut in_range: HashMap<String, bool> = HashMap::new();
         let mut loose: HashMap<String, Vec<StoredEvent>> = HashMap::new();
-        store.scan_kind(Kind::Grade, from, |e| {
+        store.scan_kind(Kind::Grade, if history { 0 } else { from }, |e| {
             if e.position > to {
                 return false;
             }
@@ -361,10 +424,11 @@ impl Dreams {
             }
             index.insert(s.clone(), order.len());
             order.push(s.clone());
+            *in_range.entry(s.clone()).or_default() |= e.position >= from;
             loose.entry(s).or_default().push(e);
             true
         })?;
-        let mut out = Vec::with_capacity(index.len());
+        let mut out = Collected::default();
         for s in order.into_iter().filter(|s| !s.is_empty()) {
             let events = store.read_stream(&session_stream(&s), 0, usize::MAX)?;
             let events: Vec<StoredEvent> = if events.is_empty() {
@@ -375,17 +439,45 @@ impl Dreams {
             };
             let mut si =
                 SessionInput { session: s.clone(), start: None, actions: Vec::new(), grades: Vec::new(), end: None };
+            let mut sources = Sources::default();
             for e in events {
                 let (id, position) = (e.id(), e.position);
+                let actor = e.event.header.actor.to_string();
                 match e.event.body {
-                    Body::SessionStart(b) if b.session == s => si.start = Some(Evidence { id, position, body: b }),
+                    Body::SessionStart(b) if b.session == s => {
+                        sources.agent = b.agent.clone();
+                        sources.origin = b.source.clone().unwrap_or(actor);
+                        si.start = Some(Evidence { id, position, body: b })
+                    }
                     Body::Action(b) if b.session == s => si.actions.push(Evidence { id, position, body: b }),
-                    Body::Grade(b) if b.session == s => si.grades.push(Evidence { id, position, body: b }),
+                    Body::Grade(b) if b.session == s => {
+                        sources.grader = actor;
+                        si.grades.push(Evidence { id, position, body: b })
+                    }
                     Body::SessionEnd(b) if b.session == s => si.end = Some(Evidence { id, position, body: b }),
                     _ => {}
                 }
             }
-            out.push(si);
+            if history {
+                // The importer and file, from the session's link (imports since links).
+                let links = store.read_stream(&crate::core::streams::session_link(&s), 0, usize::MAX)?;
+                if let Some(src) = links.iter().rev().filter(|e| e.position <= to).find_map(|e| match &e.event.body {
+                    Body::SessionLink(l) => l.source.clone(),
+                    _ => None,
+                }) {
+                    sources.origin = src;
+                }
+                sources.origin = origin_file(&sources.origin).to_owned();
+                if let (Some(id), Some(text)) = (si.task_id(), si.start.as_ref().and_then(|st| st.body.task.as_ref())) {
+                    out.tasks.entry(id.to_owned()).or_insert_with(|| text.clone());
+                }
+                if let Some(t) = Trial::of(&si, sources) {
+                    out.trials.push(t);
+                }
+            }
+            if in_range.get(&s).copied().unwrap_or(false) {
+                out.sessions.push(si);
+            }
         }
         Ok(out)
     }
@@ -447,7 +539,12 @@ impl Dreams {
     /// graded sessions of positions `from..=to` (none when `from > to`). Run and replay
     /// both build it here, so a replay reads exactly what the run read.
     fn input(&self, store: &str, base: &MemoryState, from: u64, to: u64, d: &dyn Dreamer) -> Result<DreamInput> {
-        let sessions = if from <= to { self.collect_sessions(from, to)? } else { Vec::new() };
+        let format = d.input_format();
+        if !crate::core::dream::INPUT_FORMATS.contains(&format) {
+            return Err(dreamer_error(d.name(), format!("input format {format} is not one this build has (1 or 2)")));
+        }
+        let Collected { sessions, trials, tasks } =
+            if from <= to { self.collect(from, to, format >= 2)? } else { Collected::default() };
         Ok(DreamInput {
             dreamer: d.name().to_owned(),
             version: d.version().to_owned(),
@@ -458,6 +555,9 @@ impl Dreams {
             to_position: to,
             memory: base.files().iter().map(|(p, f)| (p.clone(), f.text.to_string())).collect(),
             sessions,
+            format,
+            trials,
+            tasks,
         })
     }
 
@@ -483,7 +583,8 @@ impl Dreams {
 
     /// The dreamer a replay of dream `id` runs when given another `dreamer` and/or
     /// `config` (`None` when given neither: the recorded one). Another version of the
-    /// same dreamer keeps the recorded config unless one is given.
+    /// same dreamer keeps the recorded config when it takes it, else runs with its own
+    /// defaults (evidence@1 and evidence@2 do not share their configs' fields).
     pub fn replay_spec(
         &self,
         id: &EventId,
@@ -501,7 +602,15 @@ impl Dreams {
         });
         spec.config = match config {
             Some(c) => c,
-            None if spec.name == recorded.dreamer => recorded.config.to_value(),
+            None if spec.name == recorded.dreamer => {
+                // The recorded config, when this version takes it.
+                let with_recorded = DreamerSpec { config: recorded.config.to_value(), ..spec.clone() };
+                if dreamer_for(&with_recorded).is_ok() {
+                    with_recorded.config
+                } else {
+                    Value::Null
+                }
+            }
             None => Value::Null,
         };
         Ok(Some(spec))
@@ -803,6 +912,34 @@ impl Dreams {
     }
 }
 
+/// The file of an import's source `FORMAT:PATH` + JSON pointer (+ `#name`): up to the last
+/// path segment with an extension (`tau2:runs/x.json/simulations/3` → `tau2:runs/x.json`).
+pub fn origin_file(source: &str) -> &str {
+    let source = source.split('#').next().unwrap_or(source);
+    let mut end = source.len();
+    let mut at = source.len();
+    while let Some(i) = source[..at].rfind('/') {
+        if source[i + 1..end].contains('.') {
+            return &source[..end];
+        }
+        end = i;
+        at = i;
+    }
+    source
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_origin_is_the_file_without_the_place_in_it() {
+        assert_eq!(super::origin_file("tau2:runs/x.json/simulations/3"), "tau2:runs/x.json");
+        assert_eq!(super::origin_file("tau-bench:d/a.b.json/35"), "tau-bench:d/a.b.json");
+        assert_eq!(super::origin_file("atif:t/agent/trajectory.json#sub"), "atif:t/agent/trajectory.json");
+        assert_eq!(super::origin_file("claude-code:s.jsonl"), "claude-code:s.jsonl");
+        assert_eq!(super::origin_file("dreamlog sim"), "dreamlog sim");
+    }
 }

@@ -294,7 +294,7 @@ impl Service for Local {
     }
 
     fn memory_promote(&self, store: &str, req: &PromoteRequest, actor: &Actor) -> Result<Vec<Appended>> {
-        self.mem.promote(store, &req.into, actor.clone())
+        self.mem.promote(store, &req.into, actor.clone(), req.force)
     }
 
     fn tag(&self, req: &TagRequest, actor: &Actor) -> Result<Tagged> {

@@ -380,6 +380,9 @@ pub struct Forked {
 pub struct PromoteRequest {
     /// The store to change.
     pub into: String,
+    /// Promote lessons whose validated lift is negative too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// `POST /v1/tags`.
