@@ -2,7 +2,10 @@
 //!
 //! - the evidence dreamer over 10,000 graded sessions (20 task families, 8 tool calls
 //!   and 5 rubric criteria per session): the whole `dream run` — reading the sessions
-//!   from the log, counting, writing the lessons into a fork — target under 2 s;
+//!   from the log, counting, writing the lessons into a fork — target under 2 s; for
+//!   evidence@1 and for evidence@2 (the default: every graded session as a trial,
+//!   within-task tests, robustness checks and 5-fold validation), with the sessions in
+//!   100 tasks of 100 trials and in 2,500 tasks of 4 trials;
 //! - replay of a recorded llm dream of 100 model exchanges, offline, bit for bit —
 //!   target under 1 s. The dream is recorded against a loopback stand-in that speaks the
 //!   Anthropic Messages wire format.
@@ -34,21 +37,33 @@ fn xorshift(s: &mut u64) -> u64 {
     *s
 }
 
+/// How graded sessions fall into tasks.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// 100 tasks of 100 trials (5 per family).
+    FewLargeTasks,
+    /// 2,500 tasks of 4 trials (125 per family): the exact tests' worst case.
+    ManySmallTasks,
+}
+
 /// Writes `n` graded sessions: family f has tools t0..t11; calling t(f % 12) raises the
 /// pass rate, calling t((f + 5) % 12) lowers it.
-fn write_sessions(store: &Store, n: usize) {
+fn write_sessions(store: &Store, n: usize, shape: Shape) {
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
     let agent = Actor::Agent("bench".into());
     let mut batch = AppendBatch::new();
     for i in 0..n {
-        let family = i % 20;
+        let (family, task) = match shape {
+            Shape::FewLargeTasks => (i % 20, format!("f{}/{}", i % 20, i % 50)),
+            Shape::ManySmallTasks => ((i / 4) % 20, format!("f{}/{}", (i / 4) % 20, i / 4)),
+        };
         let session = format!("bench/{i}");
         let stream = format!("session/{session}");
         let start = SessionStart {
             session: session.clone(),
             agent: "bench".into(),
             model: None,
-            task_id: Some(format!("f{family}/{}", i % 50)),
+            task_id: Some(task),
             task: None,
             store: Some("live".into()),
             memory_state: None,
@@ -103,14 +118,18 @@ fn write_sessions(store: &Store, n: usize) {
     }
 }
 
-fn bench_evidence(n: usize) {
+fn bench_evidence(n: usize, dreamer: &str, shape: Shape) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), Options { sync: SyncMode::None, ..Options::default() }).expect("open");
     let t = Instant::now();
-    write_sessions(&store, n);
-    println!("wrote {n} graded sessions ({} events) in {:.2} s", store.len(), t.elapsed().as_secs_f64());
+    write_sessions(&store, n, shape);
+    let shape_name = match shape {
+        Shape::FewLargeTasks => "100 tasks of 100 trials",
+        Shape::ManySmallTasks => "2,500 tasks of 4 trials",
+    };
+    println!("wrote {n} graded sessions ({} events; {shape_name}) in {:.2} s", store.len(), t.elapsed().as_secs_f64());
     let dreams = Dreams::new(MemoryStores::new(store.clone()));
-    let spec: DreamerSpec = "evidence".parse().expect("spec");
+    let spec: DreamerSpec = dreamer.parse().expect("spec");
     let mut best = f64::MAX;
     for round in 0..3 {
         let t = Instant::now();
@@ -128,7 +147,7 @@ fn bench_evidence(n: usize) {
             run.sessions, s, run.commands, run.dream.output_store
         );
     }
-    println!("evidence dream, {n} sessions: best {best:.3} s (target < 2 s)");
+    println!("{dreamer} dream, {n} sessions ({shape_name}): best {best:.3} s (target < 2 s)");
 }
 
 fn bench_llm_replay(turns: usize) {
@@ -169,7 +188,7 @@ fn bench_llm_replay(turns: usize) {
     let addr = rx.recv().expect("addr");
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), Options { sync: SyncMode::None, ..Options::default() }).expect("open");
-    write_sessions(&store, 200);
+    write_sessions(&store, 200, Shape::FewLargeTasks);
     std::env::set_var("DREAMLOG_BENCH_KEY", "bench");
     let spec = DreamerSpec {
         name: "llm".into(),
@@ -205,6 +224,8 @@ fn bench_llm_replay(turns: usize) {
 
 fn main() {
     let n = std::env::var("DREAMLOG_BENCH_SESSIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    bench_evidence(n);
+    bench_evidence(n, "evidence@1", Shape::FewLargeTasks);
+    bench_evidence(n, "evidence", Shape::FewLargeTasks);
+    bench_evidence(n, "evidence", Shape::ManySmallTasks);
     bench_llm_replay(100);
 }

@@ -159,6 +159,7 @@ fn dream_outputs_and_the_exec_protocol_match_their_schemas() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let captured = dir.path().join("input.json");
+    let captured2 = dir.path().join("input2.json");
     let dream_id;
     {
         let store = common::open(&db);
@@ -175,12 +176,25 @@ fn dream_outputs_and_the_exec_protocol_match_their_schemas() {
             config: serde_json::json!({"command": ["sh", "-c", "cat > \"$0\"; echo '{\"commands\": []}'", captured.display().to_string()]}),
         };
         dreams.run("live", &tee, &RunOptions { since: Some(0), ..RunOptions::default() }).unwrap();
+        // The same program asking for input format 2.
+        let tee2 = DreamerSpec {
+            name: "exec".into(),
+            version: Some("tee2".into()),
+            config: serde_json::json!({"input": 2, "command": ["sh", "-c", "cat > \"$0\"; echo '{\"commands\": []}'", captured2.display().to_string()]}),
+        };
+        dreams.run("live", &tee2, &RunOptions { since: Some(0), ..RunOptions::default() }).unwrap();
         dream_id = good.id.to_hex();
         store.close().unwrap();
     }
     let input: Value = serde_json::from_str(&std::fs::read_to_string(&captured).unwrap()).unwrap();
     assert_eq!(input["sessions"].as_array().unwrap().len(), 60);
+    assert!(input.get("trials").is_none(), "format 1 unless asked for");
     let errs = errors(&validator("dream-input.schema.json"), &input);
+    assert!(errs.is_empty(), "{errs:#?}");
+    let input2: Value = serde_json::from_str(&std::fs::read_to_string(&captured2).unwrap()).unwrap();
+    assert_eq!((input2["format"].as_u64(), input2["trials"].as_array().unwrap().len()), (Some(2), 60));
+    assert_eq!(input2["tasks"].as_object().unwrap().len(), 5);
+    let errs = errors(&validator("dream-input.schema.json"), &input2);
     assert!(errs.is_empty(), "{errs:#?}");
     // The Python example's output for that input.
     let out = std::process::Command::new("python3")
@@ -196,9 +210,14 @@ fn dream_outputs_and_the_exec_protocol_match_their_schemas() {
     assert!(errs.is_empty(), "{errs:#?}");
 
     check_lines("dream-run.schema.json", &cli(&db, &["dream", "run", "live", "--since", "start", "--json"]), 1);
-    check_lines("dream-summary.schema.json", &cli(&db, &["dream", "list", "--json"]), 3);
+    check_lines("dream-summary.schema.json", &cli(&db, &["dream", "list", "--json"]), 4);
     check_lines("dream-show.schema.json", &cli(&db, &["dream", "show", &dream_id, "--json"]), 1);
-    check_lines("dream-replay.schema.json", &cli(&db, &["dream", "replay", "--all", "--json"]), 3);
+    let show: Value = serde_json::from_str(&cli(&db, &["dream", "show", &dream_id, "--json"])).unwrap();
+    let summary = &show["meta"]["summary"];
+    assert!(!summary["decisions"][0]["candidates"].as_array().unwrap().is_empty(), "{summary}");
+    let errs = errors(&validator("evidence-summary.schema.json"), summary);
+    assert!(errs.is_empty(), "{errs:#?}");
+    check_lines("dream-replay.schema.json", &cli(&db, &["dream", "replay", "--all", "--json"]), 4);
     check_lines(
         "dream-replay.schema.json",
         &cli(&db, &["dream", "replay", &dream_id, "--config", "{\"min_tasks\": 50}", "--json"]),

@@ -286,6 +286,8 @@ fn loop_story(t: &Demo<'_>) -> Result<()> {
         stdout_line(&format!("--- {path}\n{}", text.trim_end()))?;
     }
     stdout_line(&format!("\n$ dreamlog memory promote {} --into {SIM_STORE}", good.dream.output_store))?;
+    let summary = DreamSummary { id: good.id, position: good.position, time: 0, dream: good.dream.clone() };
+    stdout_line(&super::dream::validation_report(&summary))?;
     t.promote(&good.dream.output_store, SIM_STORE, &human)?;
     stdout_line(&round_line("round 2, after the dream", &round(t, "round-2", 2)?))?;
 

@@ -402,7 +402,7 @@ fn validation_text(v: &crate::core::lessons::Validation) -> String {
         "positive" => "positive",
         _ => "not validated",
     };
-    format!("{flag}: {lift} (learned in {} of {} folds)", v.learned_in, v.folds)
+    format!("{flag}: {lift} (learned in {} of the {} folds that held tasks out)", v.learned_in, v.held_out_folds)
 }
 
 /// Each lesson a dream writes with its out-of-sample validation (evidence@2; empty for

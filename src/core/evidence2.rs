@@ -281,12 +281,12 @@ pub fn dream(input: &DreamInput, cfg: &EvidenceConfigV2) -> (Vec<Planned>, Summa
         let existing: BTreeSet<String> = lines.keys().cloned().collect();
         let mut cands = lessons::candidates(&family, &trials, &input.tasks, &cfg.rules, &existing);
         if summary.validation_folds > 0 {
-            let v = lessons::validate(&family, &trials, &input.tasks, &cfg.rules, &existing, cfg.validate);
+            let (held_out, v) = lessons::validate(&family, &trials, &input.tasks, &cfg.rules, &existing, cfg.validate);
             for c in cands.iter_mut().filter(|c| c.decision == Decision::Write) {
                 c.validation = Some(
                     v.get(&(c.advice, c.subject.clone()))
                         .cloned()
-                        .unwrap_or_else(|| lessons::never_learned(cfg.validate, c.advice)),
+                        .unwrap_or_else(|| lessons::never_learned(cfg.validate, held_out, c.advice)),
                 );
             }
         }

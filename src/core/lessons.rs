@@ -111,6 +111,8 @@ pub struct Example {
 pub struct Validation {
     /// Folds (K).
     pub folds: u32,
+    /// Folds that held tasks out (with fewer tasks than K, or by chance, some hold none).
+    pub held_out_folds: u32,
     /// Folds whose training part (the other K−1) wrote the lesson.
     pub learned_in: u32,
     /// Held-out tasks (of folds that learned it) with trials that followed the advice and
@@ -747,8 +749,8 @@ pub fn fold_of(task: &str, k: u32) -> u32 {
 
 /// Out-of-sample validation by task: K folds; for each, lessons are learned (with every
 /// rule, robustness included) on the other K−1 folds' trials and measured on its own.
-/// Returns per (advice, subject) of every lesson learned in some fold its validation;
-/// lessons never learned out of sample are absent.
+/// Returns the folds that held tasks out, and per (advice, subject) of every lesson
+/// learned in some fold its validation; lessons never learned out of sample are absent.
 pub fn validate(
     family: &str,
     trials: &[&Trial],
@@ -756,14 +758,16 @@ pub fn validate(
     rules: &LessonRules,
     existing: &BTreeSet<String>,
     k: u32,
-) -> BTreeMap<(Advice, String), Validation> {
+) -> (u32, BTreeMap<(Advice, String), Validation>) {
     let mut strata: BTreeMap<(Advice, String), (u32, Vec<Stratum>)> = BTreeMap::new();
+    let mut held_out_folds = 0;
     for f in 0..k {
         let (train, test): (Vec<&Trial>, Vec<&Trial>) =
             trials.iter().copied().partition(|t| fold_of(&t.task_key(), k) != f);
         if train.is_empty() || test.is_empty() {
             continue;
         }
+        held_out_folds += 1;
         let learned = candidates(family, &train, tasks, rules, existing);
         for c in learned.into_iter().filter(|c| c.decision == Decision::Write) {
             let entry = strata.entry((c.advice, c.subject.clone())).or_default();
@@ -783,7 +787,7 @@ pub fn validate(
             entry.1.extend(by_task.into_values());
         }
     }
-    strata
+    let out = strata
         .into_iter()
         .map(|((advice, subject), (learned_in, strata))| {
             let both: Vec<&Stratum> = strata.iter().filter(|s| s.exposed > 0 && s.unexposed > 0).collect();
@@ -797,6 +801,7 @@ pub fn validate(
             };
             let v = Validation {
                 folds: k,
+                held_out_folds,
                 learned_in,
                 tasks: both.len(),
                 sessions: both.iter().map(|s| s.exposed + s.unexposed).sum(),
@@ -806,14 +811,16 @@ pub fn validate(
             };
             ((advice, subject), v)
         })
-        .collect()
+        .collect();
+    (held_out_folds, out)
 }
 
 /// The validation of a lesson never learned on any training part: it rests on tasks that
 /// one fold holds.
-pub fn never_learned(k: u32, advice: Advice) -> Validation {
+pub fn never_learned(k: u32, held_out_folds: u32, advice: Advice) -> Validation {
     Validation {
         folds: k,
+        held_out_folds,
         learned_in: 0,
         tasks: 0,
         sessions: 0,
@@ -877,7 +884,7 @@ mod tests {
         assert!(call.examples.iter().all(|e| e.task.starts_with('t')) && call.examples.len() == 3);
         let expected = c.iter().find(|c| c.advice == Advice::Expected && c.subject == "verify").unwrap();
         assert_eq!(expected.decision, Decision::Write, "half the sessions missed it, in every task: {expected:?}");
-        let v = validate("r", &refs, &texts(), &LessonRules::default(), &BTreeSet::new(), 4);
+        let (_, v) = validate("r", &refs, &texts(), &LessonRules::default(), &BTreeSet::new(), 4);
         let vc = &v[&(Advice::Call, "verify".to_owned())];
         assert_eq!(vc.verdict, "positive", "{vc:?}");
         assert!(vc.learned_in >= 3 && vc.tasks > 0);

@@ -30,10 +30,23 @@ pub struct ExecConfig {
     /// Seconds before the program is killed.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// The input format the program reads: 1 (the sessions graded in range) or 2 (also
+    /// every graded session up to the range's end as a per-task trial, and the tasks'
+    /// texts). Recorded only when 2, so configs recorded before it stay as they were.
+    #[serde(default = "default_input", skip_serializing_if = "is_one")]
+    pub input: u32,
 }
 
 fn default_timeout() -> u64 {
     300
+}
+
+fn default_input() -> u32 {
+    1
+}
+
+fn is_one(v: &u32) -> bool {
+    *v == 1
 }
 
 /// What the program prints.
@@ -61,6 +74,12 @@ impl ExecDreamer {
         if cfg.command.is_empty() || cfg.command[0].is_empty() {
             return Err(dreamer_error(&label, "bad config: command is empty"));
         }
+        if !crate::core::dream::INPUT_FORMATS.contains(&cfg.input) {
+            return Err(dreamer_error(
+                &label,
+                format!("bad config: input format {} (this build reads 1 or 2)", cfg.input),
+            ));
+        }
         Ok(ExecDreamer { version, cfg })
     }
 }
@@ -74,6 +93,9 @@ impl Dreamer for ExecDreamer {
     }
     fn config(&self) -> Value {
         serde_json::to_value(&self.cfg).unwrap_or(Value::Null)
+    }
+    fn input_format(&self) -> u32 {
+        self.cfg.input
     }
 
     fn dream(&self, input: &DreamInput, _: Option<&[LlmExchange]>) -> Result<DreamerOutput> {
