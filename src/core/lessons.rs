@@ -355,7 +355,7 @@ fn decide(family: &str, trials: &[&Trial], rules: &LessonRules, existing: &BTree
         } else {
             Decision::Write
         };
-        let strata: Vec<StratumRow> = c
+        let mut strata: Vec<StratumRow> = c
             .strata
             .iter()
             .map(|(task, s)| StratumRow {
@@ -364,6 +364,7 @@ fn decide(family: &str, trials: &[&Trial], rules: &LessonRules, existing: &BTree
                 without: (s.unexposed, s.unexposed_passed),
             })
             .collect();
+        strata.sort_by(|a, b| natural_cmp(&a.task, &b.task));
         let tasks_total = strata.len();
         let mut cand = Candidate {
             advice,
@@ -436,12 +437,14 @@ fn decide(family: &str, trials: &[&Trial], rules: &LessonRules, existing: &BTree
                 Decision::Write
             };
             let tasks_total = l.tasks.len();
+            let mut tasks: Vec<String> = l.tasks.into_iter().collect();
+            tasks.sort_by(|a, b| natural_cmp(a, b));
             let mut cand = Candidate {
                 advice,
                 subject,
                 key,
                 existing: was,
-                tasks: l.tasks.into_iter().collect(),
+                tasks,
                 tasks_total,
                 sessions: l.failed,
                 of: l.checked,
@@ -680,7 +683,39 @@ const STOPWORDS: &[&str] = &[
     "agent",
     "task",
     "tasks",
+    "without",
+    "within",
+    "able",
+    "cannot",
+    "okay",
 ];
+
+/// Orders task ids with their numbers as numbers (`2` before `10`).
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn parts(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let (pa, pb) = (parts(a), parts(b));
+    for (x, y) in pa.iter().zip(pb.iter()) {
+        let o = match (x, y) {
+            ((true, n), (true, m)) => n.len().cmp(&m.len()).then(n.cmp(m)),
+            ((_, n), (_, m)) => n.cmp(m),
+        };
+        if o != std::cmp::Ordering::Equal {
+            return o;
+        }
+    }
+    pa.len().cmp(&pb.len()).then(a.cmp(b))
+}
 
 fn words(text: &str) -> BTreeSet<String> {
     text.split(|c: char| !c.is_alphabetic() && c != '\'')
@@ -941,6 +976,13 @@ mod tests {
             matches!(&e.decision, Decision::Skip(why) if why.contains("rests on a few tasks") && why.contains("t0")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn task_ids_sort_with_numbers_as_numbers() {
+        let mut v = vec!["10", "9", "airline/12", "airline/2", "b", "1"];
+        v.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(v, ["1", "9", "10", "airline/2", "airline/12", "b"]);
     }
 
     #[test]
