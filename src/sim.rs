@@ -120,20 +120,7 @@ pub fn plan_round<'a>(
         let verify = rng.unit() < p_verify;
         let mut batch = AppendBatch::new().expect(stream.clone(), ExpectedVersion::NoStream);
         let mut push = |actor: &Actor, body: Body| batch.events.push(Draft::new(stream.clone(), actor.clone(), body));
-        push(
-            &agent,
-            Body::SessionStart(SessionStart {
-                session: session.clone(),
-                agent: "sim-agent".into(),
-                model: None,
-                task_id: Some(format!("refunds/{}", i % 5)),
-                task: Some(format!("Refund order #{order} for the customer.")),
-                store: Some(store.to_owned()),
-                memory_state: Some(hash),
-                source: Some("dreamlog sim".into()),
-                meta: None,
-            }),
-        );
+        push(&agent, start(&session, i, order, store, hash, "dreamlog sim"));
         let call = |name: &str, input: serde_json::Value, output: serde_json::Value| {
             Body::Action(Action {
                 session: session.clone(),
@@ -188,6 +175,22 @@ pub fn plan_round<'a>(
     (Round { sessions: n, passed, advice }, batches)
 }
 
+/// A sim session's start: task `refunds/{i % 5}`, the order to refund, the memory it ran
+/// with and where it came from.
+fn start(session: &str, i: usize, order: usize, store: &str, hash: Digest, source: &str) -> Body {
+    Body::SessionStart(SessionStart {
+        session: session.to_owned(),
+        agent: "sim-agent".into(),
+        model: None,
+        task_id: Some(format!("refunds/{}", i % 5)),
+        task: Some(format!("Refund order #{order} for the customer.")),
+        store: Some(store.to_owned()),
+        memory_state: Some(hash),
+        source: Some(source.into()),
+        meta: None,
+    })
+}
+
 /// `n` crafted sessions (ids `crafted/LABEL/I`) spread over the sim's tasks: each hands the
 /// task to a human mid-run, skips the identity check, and carries a grade claiming it
 /// passed. They name the sim's agent and evaluator but come from another origin
@@ -202,20 +205,7 @@ pub fn plan_crafted(store: &str, hash: Digest, label: &str, n: usize) -> Vec<App
             let mut batch = AppendBatch::new().expect(stream.clone(), ExpectedVersion::NoStream);
             let mut push =
                 |actor: &Actor, body: Body| batch.events.push(Draft::new(stream.clone(), actor.clone(), body));
-            push(
-                &agent,
-                Body::SessionStart(SessionStart {
-                    session: session.clone(),
-                    agent: "sim-agent".into(),
-                    model: None,
-                    task_id: Some(format!("refunds/{}", i % 5)),
-                    task: Some(format!("Refund order #{} for the customer.", 9000 + i)),
-                    store: Some(store.to_owned()),
-                    memory_state: Some(hash),
-                    source: Some("crafted import".into()),
-                    meta: None,
-                }),
-            );
+            push(&agent, start(&session, i, 9000 + i, store, hash, "crafted import"));
             for (name, output) in [
                 ("lookup_order", json!({"status": "delivered"})),
                 (HAND_OVER, json!("transferred")),

@@ -467,14 +467,6 @@ pub(crate) struct FamilyPlan {
     pub retire: Vec<String>,
 }
 
-/// What planning did, counted.
-#[derive(Default)]
-pub(crate) struct PlanCounts {
-    pub added: u64,
-    pub updated: u64,
-    pub over_budget: u64,
-}
-
 /// What one evidence dream did, for the `dream` event's meta.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct EvidenceSummary {
@@ -482,9 +474,17 @@ pub struct EvidenceSummary {
     pub sessions: u64,
     /// Families seen.
     pub families: u64,
+    /// What happened to the lesson lines.
+    #[serde(flatten)]
+    pub lines: LineCounts,
+}
+
+/// What a dream of the evidence dreamer did to its lesson lines (both versions).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineCounts {
     /// Lessons written new.
     pub added: u64,
-    /// Lessons whose counts changed.
+    /// Lessons rewritten (their counts or text changed).
     pub updated: u64,
     /// Lessons retired because their evidence no longer holds.
     pub retired: u64,
@@ -519,7 +519,7 @@ pub fn dream(input: &DreamInput, cfg: &EvidenceConfig) -> (Vec<Planned>, Evidenc
                 match old.get_mut(&key) {
                     // A duplicate: keep the copy with more evidence, drop the other.
                     Some(prev) => {
-                        summary.merged += 1;
+                        summary.lines.merged += 1;
                         if counts.b + counts.d > prev.1.b + prev.1.d {
                             retire.push(std::mem::replace(&mut prev.2, line.to_owned()));
                             prev.1 = counts;
@@ -541,7 +541,7 @@ pub fn dream(input: &DreamInput, cfg: &EvidenceConfig) -> (Vec<Planned>, Evidenc
             let was = prev.map(|p| p.2.clone());
             if !holds(cand.kind, counts, cfg, was.is_some()) {
                 if let Some(w) = was {
-                    summary.retired += 1;
+                    summary.lines.retired += 1;
                     retire.push(w);
                 }
                 continue;
@@ -562,11 +562,7 @@ pub fn dream(input: &DreamInput, cfg: &EvidenceConfig) -> (Vec<Planned>, Evidenc
         plans.push(FamilyPlan { path, family: family.clone(), existing, wanted, retire });
     }
 
-    let mut counts = PlanCounts::default();
-    let out = plan_commands(input, &cfg.dir, cfg.budget_bytes, plans, &mut counts);
-    summary.added = counts.added;
-    summary.updated = counts.updated;
-    summary.over_budget = counts.over_budget;
+    let out = plan_commands(input, &cfg.dir, cfg.budget_bytes, plans, &mut summary.lines);
     (out, summary)
 }
 
@@ -579,7 +575,7 @@ pub(crate) fn plan_commands(
     dir: &str,
     budget_bytes: usize,
     mut plans: Vec<FamilyPlan>,
-    counts: &mut PlanCounts,
+    counts: &mut LineCounts,
 ) -> Vec<Planned> {
     // The budget: every lesson file's size after the plan. Over it, the weakest wanted
     // lessons give way first (new ones dropped, updated ones retired).
@@ -814,7 +810,7 @@ mod tests {
         let cfg = EvidenceConfig::default();
         let mut memory = MemoryState::new();
         let (plan, summary) = dream(&input(&memory, sessions("fam", 20, 12)), &cfg);
-        assert_eq!((summary.added, summary.updated, summary.retired), (2, 0, 0), "{summary:?}");
+        assert_eq!((summary.lines.added, summary.lines.updated, summary.lines.retired), (2, 0, 0), "{summary:?}");
         assert!(plan.iter().skip(1).all(|p| !p.causes.is_empty()), "every lesson cites grades");
         apply(&mut memory, &plan);
         let text = memory.file("/memories/lessons/fam.md").unwrap().text.to_string();
@@ -828,9 +824,9 @@ mod tests {
         // New sessions where the check mostly passes: counts are added up, and the check
         // lesson, now 13/60 (22 %), falls under the retire threshold (25 %).
         let (plan, summary) = dream(&input(&memory, sessions("fam", 40, 1)), &cfg);
-        assert_eq!(summary.merged, 1, "{summary:?}");
-        assert_eq!(summary.retired, 1, "{summary:?}");
-        assert_eq!(summary.updated, 1, "the tool lesson's counts change: {summary:?}");
+        assert_eq!(summary.lines.merged, 1, "{summary:?}");
+        assert_eq!(summary.lines.retired, 1, "{summary:?}");
+        assert_eq!(summary.lines.updated, 1, "the tool lesson's counts change: {summary:?}");
         apply(&mut memory, &plan);
         let text = memory.file("/memories/lessons/fam.md").unwrap().text.to_string();
         assert!(!text.contains("[check:"), "{text}");
@@ -847,7 +843,7 @@ mod tests {
         all.extend(sessions("b", 30, 5));
         let mut memory = MemoryState::new();
         let (plan, summary) = dream(&input(&memory, all), &cfg);
-        assert!(summary.over_budget > 0, "{summary:?}");
+        assert!(summary.lines.over_budget > 0, "{summary:?}");
         apply(&mut memory, &plan);
         let total: usize = memory.files().values().map(|f| f.text.len()).sum();
         assert!(total <= 600, "{total} bytes");

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dream::{DreamInput, Planned, Trial};
 use super::evidence::{
-    clip, family_key, family_path, key_of as key_v1, plan_commands, FamilyBy, FamilyPlan, LessonKind, PlanCounts,
+    clip, family_key, family_path, key_of as key_v1, plan_commands, FamilyBy, FamilyPlan, LessonKind, LineCounts,
     Wanted,
 };
 use super::lessons::{self, Advice, Candidate, Decision, LessonRules};
@@ -105,16 +105,10 @@ pub struct SummaryV2 {
     pub trials: u64,
     /// Families revisited.
     pub families: u64,
-    /// Lessons written new.
-    pub added: u64,
-    /// Lessons rewritten (counts, text, or a version 1 line in version 2's form).
-    pub updated: u64,
-    /// Lessons retired because their evidence no longer holds.
-    pub retired: u64,
-    /// Duplicate lesson lines merged away.
-    pub merged: u64,
-    /// Lessons left out (new) or retired (existing) to stay within the budget.
-    pub over_budget: u64,
+    /// What happened to the lesson lines (a version 1 line rewritten in version 2's form
+    /// counts as updated).
+    #[serde(flatten)]
+    pub lines: LineCounts,
     /// Folds of the validation (0: none).
     pub validation_folds: u32,
     /// Every family's decisions.
@@ -270,7 +264,7 @@ pub fn dream(input: &DreamInput, cfg: &EvidenceConfigV2) -> (Vec<Planned>, Summa
         for line in existing_text.as_deref().unwrap_or("").lines() {
             let Some((_, key)) = tagged(line) else { continue };
             if lines.contains_key(key) {
-                summary.merged += 1;
+                summary.lines.merged += 1;
                 retire.push(line.to_owned());
             } else {
                 lines.insert(key.to_owned(), line.to_owned());
@@ -316,7 +310,7 @@ pub fn dream(input: &DreamInput, cfg: &EvidenceConfigV2) -> (Vec<Planned>, Summa
         }
         for (key, line) in &lines {
             if !claimed.contains(key) {
-                summary.retired += 1;
+                summary.lines.retired += 1;
                 retire.push(line.clone());
             }
         }
@@ -330,10 +324,6 @@ pub fn dream(input: &DreamInput, cfg: &EvidenceConfigV2) -> (Vec<Planned>, Summa
         });
         plans.push(FamilyPlan { path, family, existing: existing_text, wanted, retire });
     }
-    let mut counts = PlanCounts::default();
-    let out = plan_commands(input, &cfg.dir, cfg.budget_bytes, plans, &mut counts);
-    summary.added = counts.added;
-    summary.updated = counts.updated;
-    summary.over_budget = counts.over_budget;
+    let out = plan_commands(input, &cfg.dir, cfg.budget_bytes, plans, &mut summary.lines);
     (out, summary)
 }
