@@ -7,8 +7,10 @@
 #
 # - clang + libclang: bindgen needs libclang to build the rocksdb crate (RocksDB is
 #   compiled from source; Debian's librocksdb is too old and is not used).
-# - a Python virtualenv (.venv) with tools/requirements.txt: `blake3` for the
-#   independent format check (tools/format_check.py) that the tests run.
+# - a Python virtualenv (.venv) with tools/requirements.txt (pinned): `blake3` for the
+#   independent format check (tools/format_check.py), the official `anthropic` SDK whose
+#   tool runner drives the Python package's memory tool, `mypy`; and the repository's
+#   Python package (python/, editable).
 set -euo pipefail
 
 have_libclang() {
@@ -36,6 +38,12 @@ if ! cmp -s "$REQS" "$VENV/.requirements"; then
   echo "bootstrap: installing tools/requirements.txt into $VENV" >&2
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQS"
   cp "$REQS" "$VENV/.requirements"
+fi
+# The repository's Python package (python/), editable, so the tests use this checkout's.
+if [ ! -f "$VENV/.python-package" ] || ! cmp -s "$(dirname "$0")/../python/pyproject.toml" "$VENV/.python-package"; then
+  echo "bootstrap: installing the dreamlog Python package (python/) into $VENV" >&2
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -e "$(dirname "$0")/../python[anthropic]"
+  cp "$(dirname "$0")/../python/pyproject.toml" "$VENV/.python-package"
 fi
 export PATH="$VENV/bin:$PATH"
 

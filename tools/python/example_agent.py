@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An example agent harness on dreamlog_client (standard library only).
+"""An example agent harness on the dreamlog Python package's client (standard library only).
 
 It follows the log live on a second thread, records one session of a toy refund task
 (start with the memory state it runs with, tool calls, memory tool calls through the
@@ -15,8 +15,7 @@ import os
 import sys
 import threading
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dreamlog_client import Client, DreamlogError  # noqa: E402
+from dreamlog import Client, DreamlogError
 
 
 def main() -> int:

@@ -1,6 +1,6 @@
-"""dreamlog_client: a small, typed client for `dreamlog serve` (standard library only).
+"""A small, typed client for `dreamlog serve` (standard library only).
 
-    from dreamlog_client import Client
+    from dreamlog import Client
     c = Client("http://127.0.0.1:7700", token=None)
     c.append([{"kind": "note", "actor": "agent:me", "body": {"type": "hello", "json": {}}}], stream="notes")
     result = c.memory_tool("support", {"command": "view", "path": "/memories"})
