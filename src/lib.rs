@@ -33,6 +33,7 @@ mod error;
 pub mod exchange;
 pub mod import;
 pub mod ledger;
+mod mcp;
 pub mod memory;
 mod server;
 pub mod service;

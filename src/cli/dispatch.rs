@@ -137,6 +137,10 @@ pub fn run(cli: &Cli, svc: &dyn Service) -> Result<ExitCode> {
             print_tag(cli, name, t.position, &t.id, t.event_position)?
         }
         Command::Demo => super::demo::run(svc, cli.remote.is_some())?,
+        Command::Mcp { store, actor, session } => {
+            let opts = crate::mcp::McpOptions { store: store.clone(), actor: actor.clone(), session: session.clone() };
+            crate::mcp::serve(svc, &opts, std::io::stdin().lock(), std::io::stdout().lock())?
+        }
         Command::Serve { .. } | Command::Recover { .. } | Command::Reindex => {
             return Err(Error::Input {
                 path: "--remote".into(),

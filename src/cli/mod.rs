@@ -114,6 +114,20 @@ pub enum Command {
         #[arg(long, env = "DREAMLOG_LOG", default_value = "info")]
         log: tracing_subscriber::filter::LevelFilter,
     },
+    /// Serve the Model Context Protocol over stdio (for Claude Code, Claude Desktop and
+    /// other MCP clients): the memory tool over STORE and read-only audit tools (history,
+    /// blame, diff, lessons, drift, view as of a point). Works embedded and `--remote`.
+    Mcp {
+        /// The memory store the tools work on.
+        #[arg(long, default_value = "memories")]
+        store: String,
+        /// Who memory changes are recorded as (ROLE:NAME).
+        #[arg(long, default_value = "agent:mcp")]
+        actor: crate::core::Actor,
+        /// The session memory changes are recorded with.
+        #[arg(long)]
+        session: Option<String>,
+    },
     /// Name a point of the log (recorded as an event).
     Tag {
         /// Tag name.
@@ -331,7 +345,7 @@ pub(crate) fn print_verify(cli: &Cli, report: &crate::store::VerifyReport) -> Re
 /// Whether a command may create the database when it does not exist.
 fn creates(command: &Command) -> bool {
     match command {
-        Command::Init | Command::Append(_) | Command::Import(_) | Command::Demo => true,
+        Command::Init | Command::Append(_) | Command::Import(_) | Command::Demo | Command::Mcp { .. } => true,
         Command::Dream(c) => matches!(c, dream::DreamCmd::Run(_)),
         Command::Memory(c) => matches!(
             c,

@@ -1,0 +1,62 @@
+//! `dreamlog mcp` driven by the official MCP Python SDK (`mcp`, pinned) as the client
+//! over stdio: the initialize handshake, the tool list, the memory tool with dreamlog's
+//! texts (a refusal as `isError`), changes recorded with the server's actor and session,
+//! and the read-only audit tools answering from the same store.
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::Value;
+use tempfile::tempdir;
+
+#[test]
+fn the_official_mcp_client_uses_the_memory_and_audit_tools() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    let out = Command::new("python3")
+        .arg(common::root().join("tools/python/mcp_check.py"))
+        .args([env!("CARGO_BIN_EXE_dreamlog"), db.to_str().unwrap(), "notes"])
+        .output()
+        .expect("python3 (tools/bootstrap.sh installs mcp)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["protocol_version"], "2025-11-25");
+    assert_eq!(r["server"], "dreamlog");
+    let tools = r["tools"].as_object().unwrap();
+    assert_eq!(tools.len(), 7, "{tools:?}");
+    assert_eq!(tools["memory"]["read_only"], false);
+    for t in ["memory_history", "memory_blame", "memory_diff", "memory_lessons", "drift", "memory_view_at"] {
+        assert_eq!(tools[t]["read_only"], true, "{t}");
+    }
+    let calls = r["calls"].as_array().unwrap();
+    let text = |i: usize| calls[i]["text"].as_str().unwrap().to_owned();
+    let err = |i: usize| calls[i]["is_error"].as_bool().unwrap();
+    assert!(text(0).starts_with("Here're the files and directories") && !err(0), "{}", text(0));
+    assert_eq!((text(1).as_str(), err(1)), ("File created successfully at: /memories/notes.md", false));
+    assert!(text(2).starts_with("The memory file has been edited.") && !err(2), "{}", text(2));
+    assert!(err(3) && text(3).contains("/memories/missing.md does not exist"), "{}", text(3));
+    // History: two changes, recorded as the MCP client's agent with its session.
+    let history: Vec<Value> = serde_json::from_str(&text(4)).unwrap();
+    assert_eq!(history.len(), 2);
+    for e in &history {
+        assert_eq!((e["actor"].as_str(), e["body"]["session"].as_str()), (Some("agent:claude-code"), Some("mcp-1")));
+    }
+    let blame: Vec<Value> = serde_json::from_str(&text(5)).unwrap();
+    assert_eq!(blame.len(), 1);
+    assert_eq!(blame[0]["text"], "- refunds need an identity check first");
+    assert_eq!(blame[0]["id"], history[1]["id"], "the line was last written by the str_replace");
+    let diff: Value = serde_json::from_str(&text(6)).unwrap();
+    assert_eq!(
+        diff["changed"].as_array().map(Vec::len).unwrap_or(0) + diff["added"].as_array().map(Vec::len).unwrap_or(0),
+        1,
+        "{diff}"
+    );
+    assert!(text(7).contains("identity check") && !text(7).contains("first"), "as of the create: {}", text(7));
+    assert!(!err(8) && !err(9), "lessons and drift answer: {} / {}", text(8), text(9));
+    assert!(err(10) && text(10).contains("path is required"), "{}", text(10));
+
+    // The same store, read by the CLI after the MCP server exited.
+    let out = common::dreamlog_on(&db, &["memory", "view", "notes", "/memories/notes.md"], None);
+    assert!(common::ok(&out).contains("identity check first"));
+}
