@@ -159,7 +159,6 @@ fn call_tool(svc: &dyn Service, opts: &McpOptions, name: &str, args: &Value) -> 
                 from: str_arg(args, "from"),
                 to: str_arg(args, "to"),
                 at: str_arg(args, "at"),
-                ..DiffQuery::default()
             };
             svc.memory_diff(store, &q).map(pretty)
         }
