@@ -43,12 +43,14 @@ pub struct ApplyOptions {
     pub precondition: Option<Digest>,
     /// Evidence the command derives from.
     pub causes: Vec<EventId>,
+    /// The whole store's expected state hash before the commands (a conflict otherwise).
+    pub state: Option<Digest>,
 }
 
 impl ApplyOptions {
     /// Options with just an actor.
     pub fn by(actor: Actor) -> ApplyOptions {
-        ApplyOptions { actor, session: None, precondition: None, causes: Vec::new() }
+        ApplyOptions { actor, session: None, precondition: None, causes: Vec::new(), state: None }
     }
 }
 
@@ -431,6 +433,17 @@ impl MemoryStores {
                 std::thread::sleep(std::time::Duration::from_micros(50 << attempt.min(10)));
             }
             let (mut state, head) = self.state(name)?;
+            if let Some(expected) = &opts.state {
+                let actual = state.state_hash();
+                if actual != *expected {
+                    return Err(Error::Memory(MemoryError::Tool(crate::core::memory::ToolError {
+                        kind: crate::core::memory::ToolErrorKind::Conflict,
+                        message: format!(
+                            "Error: Conflict: memory store {name} has state hash {actual}, not the expected {expected}"
+                        ),
+                    })));
+                }
+            }
             let mut texts = Vec::with_capacity(commands.len());
             let mut batch = AppendBatch::new();
             batch.events.extend(leading.iter().cloned());
@@ -465,6 +478,24 @@ impl MemoryStores {
         Err(Error::Log(LogError::Storage(format!(
             "memory store {name:?}: too much contention, gave up after 64 attempts"
         ))))
+    }
+
+    /// Applies `commands` to store `name` as one atomic batch (all or none), each citing
+    /// `opts.causes`; with `opts.state`, only if the store's state hash is that one.
+    /// Returns the tool's text of each and the appended events.
+    pub fn apply_batch(
+        &self,
+        name: &str,
+        commands: Vec<MemoryCommand>,
+        opts: &ApplyOptions,
+    ) -> Result<(Vec<String>, Vec<Appended>)> {
+        crate::core::validate::check_store_name("store", name)?;
+        let mut plan: Vec<(MemoryCommand, Vec<EventId>)> =
+            commands.into_iter().map(|c| (c, opts.causes.clone())).collect();
+        if plan.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        self.commit(name, Vec::new(), &mut plan, opts)
     }
 
     /// Forks `source` as it was up to `until` into the new store `new`.

@@ -237,6 +237,15 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
         Some(&json!({"command": "create", "path": "/memories/b.md", "file_text": "b\n"})),
     );
     api.ok("post", "/v1/memory/s2/promote", Some(&json!({"into": "s"})));
+    let batch = api.ok(
+        "post",
+        "/v1/memory/s/batch",
+        Some(&json!({"commands": [
+            {"command": "create", "path": "/memories/c.md", "file_text": "c\n"},
+            {"command": "rename", "old_path": "/memories/c.md", "new_path": "/memories/d.md"}
+        ], "session": "contract"})),
+    );
+    assert_eq!(batch["appended"].as_array().map(Vec::len), Some(2), "{batch}");
     api.ok(
         "post",
         "/v1/memory/s/revert",

@@ -321,6 +321,15 @@ fn the_service_types_are_the_api_schemas() {
         PromoteRequest { into: "s".into(), force: false },
     );
     check(
+        "memory-batch-request",
+        BatchRequest {
+            commands: vec![dreamlog::MemoryCommand::Delete { path: "/memories/a.md".into() }],
+            expected_state: Some(dreamlog::Digest::of(b"s")),
+            session: Some("s1".into()),
+        },
+        BatchRequest { commands: Vec::new(), expected_state: None, session: None },
+    );
+    check(
         "tag-request",
         TagRequest { name: "v1".into(), at: Some("head".into()) },
         TagRequest { name: "v1".into(), at: None },

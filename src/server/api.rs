@@ -19,9 +19,9 @@ use crate::core::{Actor, EventJson, Kind};
 use crate::error::Error;
 use crate::error::{DreamError, LogError};
 use crate::service::{
-    AppendRequest, DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Info, LookupRequest, MemoryView,
-    PathQuery, PromoteRequest, ReplayRequest, RevertRequest, Service, TagRequest, Tagged, ToolContext, VerifyQuery,
-    ViewQuery,
+    AppendRequest, BatchRequest, DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Info, LookupRequest,
+    MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest, Service, TagRequest, Tagged, ToolContext,
+    VerifyQuery, ViewQuery,
 };
 
 /// An API error: status, type and message (and details).
@@ -133,6 +133,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/memory/{store}/revert", post(memory_revert))
         .route("/v1/memory/{store}/fork", post(memory_fork))
         .route("/v1/memory/{store}/promote", post(memory_promote))
+        .route("/v1/memory/{store}/batch", post(memory_batch))
         .route("/v1/tags", post(tag))
         .route("/v1/sessions", get(sessions))
         .route("/v1/sessions/stats", get(session_stats))
@@ -562,6 +563,19 @@ async fn memory_lessons(
     let tenant = auth(&state, &headers, Role::Read)?;
     let rows = blocking(move || tenant.svc.memory_lessons(&store, &q)).await?;
     Ok(Json(json!({ "lessons": rows })))
+}
+
+async fn memory_batch(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(store): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Write)?;
+    let req: BatchRequest = json_body(&body)?;
+    let actor = actor_of(&headers, &tenant)?;
+    let a = blocking(move || tenant.svc.memory_batch(&store, &req, &actor)).await?;
+    Ok(Json(appended_json(&a)))
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {

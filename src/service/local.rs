@@ -6,9 +6,9 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{
-    AppendRequest, AppendedEvent, DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Forked, Info, Lookup,
-    LookupRequest, MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest, Service, TagRequest, Tagged,
-    ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
+    AppendRequest, AppendedEvent, BatchRequest, DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Forked,
+    Info, Lookup, LookupRequest, MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest, Service,
+    TagRequest, Tagged, ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
 };
 use crate::core::dream::DreamerSpec;
 use crate::core::memory::{MemoryDiff, ToolCall};
@@ -222,6 +222,7 @@ impl Service for Local {
                     session: context.session.clone(),
                     precondition: context.precondition,
                     causes,
+                    state: None,
                 };
                 match self.mem.apply(store, cmd, opts) {
                     Ok(a) => {
@@ -295,6 +296,17 @@ impl Service for Local {
 
     fn memory_promote(&self, store: &str, req: &PromoteRequest, actor: &Actor) -> Result<Vec<Appended>> {
         self.mem.promote(store, &req.into, actor.clone(), req.force)
+    }
+
+    fn memory_batch(&self, store: &str, req: &BatchRequest, actor: &Actor) -> Result<Vec<Appended>> {
+        let opts = ApplyOptions {
+            actor: actor.clone(),
+            session: req.session.clone(),
+            precondition: None,
+            causes: Vec::new(),
+            state: req.expected_state,
+        };
+        Ok(self.mem.apply_batch(store, req.commands.clone(), &opts)?.1)
     }
 
     fn tag(&self, req: &TagRequest, actor: &Actor) -> Result<Tagged> {

@@ -67,6 +67,9 @@ pub trait Service: Send + Sync {
     fn memory_fork(&self, store: &str, req: &ForkRequest, actor: &Actor) -> Result<Forked>;
     /// Applies a fork's changes to another store.
     fn memory_promote(&self, store: &str, req: &PromoteRequest, actor: &Actor) -> Result<Vec<Appended>>;
+    /// Applies several memory commands as one atomic batch (all or none), optionally only
+    /// if the store is in an expected state (`dreamlog watch` records a burst this way).
+    fn memory_batch(&self, store: &str, req: &BatchRequest, actor: &Actor) -> Result<Vec<Appended>>;
     /// Names a point.
     fn tag(&self, req: &TagRequest, actor: &Actor) -> Result<Tagged>;
     /// Every session's summary.
@@ -383,6 +386,21 @@ pub struct PromoteRequest {
     /// Promote lessons whose validated lift is negative too.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
+}
+
+/// `POST /v1/memory/{store}/batch`: memory tool inputs (no `view`) applied atomically.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// The commands, each a memory tool input (`create`, `str_replace`, `insert`,
+    /// `delete`, `rename`), applied in order.
+    pub commands: Vec<crate::core::MemoryCommand>,
+    /// The store's expected state hash before them: a conflict (nothing written) otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_state: Option<Digest>,
+    /// The session the changes belong to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 /// `POST /v1/tags`.

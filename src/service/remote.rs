@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::{
-    AppendRequest, AppendedEvent, DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Forked, Info, Lookup,
-    LookupRequest, MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest, Service, TagRequest, Tagged,
-    ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
+    AppendRequest, AppendedEvent, BatchRequest, DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Forked,
+    Info, Lookup, LookupRequest, MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest, Service,
+    TagRequest, Tagged, ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
 };
 use crate::core::memory::MemoryDiff;
 use crate::core::{Actor, EventJson, Kind};
@@ -328,6 +328,12 @@ impl Service for Remote {
     fn memory_promote(&self, store: &str, req: &PromoteRequest, actor: &Actor) -> Result<Vec<Appended>> {
         let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
         let path = format!("/v1/memory/{}/promote", path_segment(store));
+        Remote::appended(&self.post(&path, &body, &Remote::actor_header(actor))?)
+    }
+
+    fn memory_batch(&self, store: &str, req: &BatchRequest, actor: &Actor) -> Result<Vec<Appended>> {
+        let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
+        let path = format!("/v1/memory/{}/batch", path_segment(store));
         Remote::appended(&self.post(&path, &body, &Remote::actor_header(actor))?)
     }
 
