@@ -149,6 +149,16 @@ pub enum MemoryError {
         /// Per file, the later events that changed it.
         conflicts: Vec<(String, Vec<(u64, EventId)>)>,
     },
+    /// A checkout that would overwrite changes to a folder the store has not recorded;
+    /// nothing was written.
+    #[error("checkout refused: {dir} has changes the memory store has not recorded (run `dreamlog watch` to record them, or use --force):{}",
+        .paths.iter().map(|p| format!("\n  {p}")).collect::<String>())]
+    FolderChanged {
+        /// The folder.
+        dir: String,
+        /// The memory paths that differ.
+        paths: Vec<String>,
+    },
     /// A promote of lessons that did worse out of sample; nothing was written.
     #[error("promote refused: {} lesson(s) of {fork:?} did worse on held-out tasks (the 95 % interval of their validated lift lies below zero); review them with `dreamlog dream show`, or use --force to promote anyway:{}",
         .lessons.len(), .lessons.iter().map(|l| format!("\n  {l}")).collect::<String>())]
@@ -432,7 +442,8 @@ impl Error {
                 MemoryError::TagExists { .. }
                 | MemoryError::StoreExists(_)
                 | MemoryError::RevertConflict { .. }
-                | MemoryError::FailedValidation { .. } => ErrorClass::Conflict,
+                | MemoryError::FailedValidation { .. }
+                | MemoryError::FolderChanged { .. } => ErrorClass::Conflict,
             },
             Error::Dream(e) => match e {
                 DreamError::NothingToDream { .. } => ErrorClass::NothingToDream,

@@ -40,6 +40,7 @@ pub mod service;
 pub mod sessions;
 pub mod sim;
 pub mod store;
+pub mod watch;
 
 pub use crate::cli::main as cli_main;
 pub use crate::core::{

@@ -246,6 +246,9 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
         ], "session": "contract"})),
     );
     assert_eq!(batch["appended"].as_array().map(Vec::len), Some(2), "{batch}");
+    let files = api.ok("get", "/v1/memory/s/files", None);
+    assert_eq!(files["files"]["/memories/d.md"], "c\n", "{files}");
+    api.ok("get", "/v1/memory/s/files?at=0", None);
     api.ok(
         "post",
         "/v1/memory/s/revert",

@@ -137,6 +137,35 @@ pub fn run(cli: &Cli, svc: &dyn Service) -> Result<ExitCode> {
             print_tag(cli, name, t.position, &t.id, t.event_position)?
         }
         Command::Demo => super::demo::run(svc, cli.remote.is_some())?,
+        Command::Watch { dir, store, quiet_ms, max_burst_ms, actor, session } => {
+            let opts = crate::watch::WatchOptions {
+                store: store.clone(),
+                actor: actor.clone(),
+                session: session.clone(),
+                quiet: std::time::Duration::from_millis(*quiet_ms),
+                max_burst: std::time::Duration::from_millis(*max_burst_ms),
+            };
+            for (path, why) in crate::watch::read_folder(dir)?.skipped {
+                eprintln!("watch: skipping {path}: {why}");
+            }
+            let stop = super::stop_on_signal();
+            if !cli.json {
+                eprintln!("watching {} into memory store {store} (SIGINT or SIGTERM stops)", dir.display());
+            }
+            crate::watch::watch(svc, dir, &opts, &stop, &mut |r| {
+                if cli.json {
+                    stdout_line(&serde_json::to_string(r).unwrap_or_default())
+                } else {
+                    stdout_line(&format!(
+                        "recorded {} change(s) at positions {}..={}: {}",
+                        r.commands,
+                        r.positions.0,
+                        r.positions.1,
+                        r.changes.join(", ")
+                    ))
+                }
+            })?;
+        }
         Command::Mcp { store, actor, session } => {
             let opts = crate::mcp::McpOptions { store: store.clone(), actor: actor.clone(), session: session.clone() };
             crate::mcp::serve(svc, &opts, std::io::stdin().lock(), std::io::stdout().lock())?
@@ -227,6 +256,22 @@ fn memory(cli: &Cli, svc: &dyn Service, cmd: &MemoryCmd) -> Result<ExitCode> {
             let req = PromoteRequest { into: into.clone(), force: *force };
             let appended = svc.memory_promote(fork, &req, &default_actor())?;
             print_appended(cli, &format!("promoted {fork} into {into}"), &appended)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        MemoryCmd::Checkout { store, dir, at, force } => {
+            let c = crate::watch::checkout(svc, store, dir, at.as_deref(), *force)?;
+            if cli.json {
+                stdout_line(&serde_json::to_string(&c).unwrap_or_default())?;
+            } else {
+                stdout_line(&format!(
+                    "checked out {store} (log before {}) into {}: {} written, {} removed, {} unchanged",
+                    c.until,
+                    dir.display(),
+                    c.written.len(),
+                    c.removed.len(),
+                    c.unchanged
+                ))?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         MemoryCmd::Lessons { store, at } => {

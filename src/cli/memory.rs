@@ -117,6 +117,20 @@ pub enum MemoryCmd {
         #[arg(long, default_value = "head")]
         at: String,
     },
+    /// Write a store's state (as of a point) into a folder of memory files. Refuses to
+    /// overwrite changes in the folder that the store has not recorded (see `watch`).
+    Checkout {
+        /// Store name.
+        store: String,
+        /// The folder (created if missing); `DIR/a.md` is `/memories/a.md`.
+        dir: std::path::PathBuf,
+        /// Point (default head).
+        #[arg(long)]
+        at: Option<String>,
+        /// Overwrite the folder's unrecorded changes.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Arguments of `memory revert`.

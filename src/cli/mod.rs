@@ -128,6 +128,28 @@ pub enum Command {
         #[arg(long)]
         session: Option<String>,
     },
+    /// Guard a folder of memory files: record every change any program makes to DIR as
+    /// memory commands in STORE, a burst of changes as one atomic batch, until SIGINT or
+    /// SIGTERM. Works embedded and `--remote`.
+    Watch {
+        /// The folder (created if missing); `DIR/a.md` is `/memories/a.md`.
+        dir: PathBuf,
+        /// The memory store.
+        #[arg(long)]
+        store: String,
+        /// A burst ends after this many milliseconds without a change.
+        #[arg(long, default_value_t = 500)]
+        quiet_ms: u64,
+        /// …or after this many milliseconds in all.
+        #[arg(long, default_value_t = 10_000)]
+        max_burst_ms: u64,
+        /// Who changes are recorded as (ROLE:NAME).
+        #[arg(long, default_value = "system:watch")]
+        actor: crate::core::Actor,
+        /// The session changes are recorded with.
+        #[arg(long)]
+        session: Option<String>,
+    },
     /// Name a point of the log (recorded as an event).
     Tag {
         /// Tag name.
@@ -250,6 +272,40 @@ fn open(cli: &Cli, create: bool) -> Result<Store> {
 }
 
 /// A progress bar on stderr when it is a terminal; hidden otherwise.
+/// A flag set when SIGINT or SIGTERM arrives (for long-running commands that stop
+/// cleanly: `watch`). The handlers are in place when this returns.
+pub(crate) fn stop_on_signal() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let (ready, registered) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async move {
+            #[cfg(unix)]
+            {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+                else {
+                    return;
+                };
+                let _ = ready.send(());
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = ready.send(());
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        });
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let _ = registered.recv();
+    stop
+}
+
 pub(crate) fn progress_bar(len: Option<u64>, what: &str) -> ProgressBar {
     if !io::stderr().is_terminal() {
         return ProgressBar::hidden();
@@ -345,7 +401,12 @@ pub(crate) fn print_verify(cli: &Cli, report: &crate::store::VerifyReport) -> Re
 /// Whether a command may create the database when it does not exist.
 fn creates(command: &Command) -> bool {
     match command {
-        Command::Init | Command::Append(_) | Command::Import(_) | Command::Demo | Command::Mcp { .. } => true,
+        Command::Init
+        | Command::Append(_)
+        | Command::Import(_)
+        | Command::Demo
+        | Command::Mcp { .. }
+        | Command::Watch { .. } => true,
         Command::Dream(c) => matches!(c, dream::DreamCmd::Run(_)),
         Command::Memory(c) => matches!(
             c,
@@ -353,6 +414,7 @@ fn creates(command: &Command) -> bool {
                 | memory::MemoryCmd::Revert(_)
                 | memory::MemoryCmd::Fork { .. }
                 | memory::MemoryCmd::Promote { .. }
+                | memory::MemoryCmd::Checkout { .. }
         ),
         _ => false,
     }

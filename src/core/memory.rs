@@ -661,6 +661,41 @@ pub fn restore_commands(
     cmds
 }
 
+/// The commands that turn `current` into `target` when a folder of memory files was
+/// changed by some program: a file that disappeared while one with the same text
+/// appeared is a rename (preferring the same file name, so a directory's rename is its
+/// files' renames), then whole-text replacements, deletes and creates as
+/// [`restore_commands`] makes them. Applied in order to `current`, they give `target`.
+pub fn sync_commands(current: &MemoryState, target: &MemoryState) -> Vec<MemoryCommand> {
+    let name = |p: &str| p.rsplit('/').next().unwrap_or(p).to_owned();
+    let mut added: BTreeMap<Digest, Vec<&String>> = BTreeMap::new();
+    for (p, f) in &target.files {
+        if !current.files.contains_key(p) {
+            added.entry(f.hash()).or_default().push(p);
+        }
+    }
+    let mut cmds = Vec::new();
+    let mut moved = current.clone();
+    for (p, f) in &current.files {
+        if target.files.contains_key(p) {
+            continue;
+        }
+        let Some(candidates) = added.get_mut(&f.hash()) else { continue };
+        let Some(i) =
+            candidates.iter().position(|a| name(a) == name(p)).or(if candidates.is_empty() { None } else { Some(0) })
+        else {
+            continue;
+        };
+        let new_path = candidates.remove(i).clone();
+        let cmd = MemoryCommand::Rename { old_path: p.clone(), new_path };
+        if moved.replay(&cmd) {
+            cmds.push(cmd);
+        }
+    }
+    cmds.extend(restore_commands(&moved, target, None));
+    cmds
+}
+
 impl MemoryState {
     /// Snapshot bytes: the store version folded, then (path, text) pairs in path order,
     /// in the v1 encoding.
@@ -776,6 +811,70 @@ impl ToolCall {
         match self {
             ToolCall::View { path, range } => state.view(path, *range),
             ToolCall::Change(c) => state.apply(c, None),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod sync_tests {
+    use super::*;
+
+    fn state(files: &[(&str, &str)]) -> MemoryState {
+        MemoryState::from_files(files.iter().map(|(p, t)| ((*p).to_owned(), (*t).to_owned())))
+    }
+
+    fn applied(current: &MemoryState, cmds: &[MemoryCommand]) -> MemoryState {
+        let mut s = current.clone();
+        for c in cmds {
+            s.apply(c, None).unwrap_or_else(|e| panic!("{c:?}: {e}"));
+        }
+        s
+    }
+
+    #[test]
+    fn a_moved_directory_is_its_files_renamed_and_edits_are_replacements() {
+        let before = state(&[
+            ("/memories/a/x.md", "x\n"),
+            ("/memories/a/y.md", "y\n"),
+            ("/memories/notes.md", "one\n"),
+            ("/memories/old.md", "gone\n"),
+        ]);
+        let after = state(&[
+            ("/memories/b/x.md", "x\n"),
+            ("/memories/b/y.md", "y\n"),
+            ("/memories/notes.md", "one\ntwo\n"),
+            ("/memories/new.md", "new\n"),
+        ]);
+        let cmds = sync_commands(&before, &after);
+        assert_eq!(applied(&before, &cmds), after);
+        let renames: Vec<_> = cmds.iter().filter(|c| matches!(c, MemoryCommand::Rename { .. })).collect();
+        assert_eq!(renames.len(), 2, "{cmds:?}");
+        assert!(cmds.contains(&MemoryCommand::Rename {
+            old_path: "/memories/a/x.md".into(),
+            new_path: "/memories/b/x.md".into()
+        }));
+        assert_eq!(cmds.len(), 5, "two renames, a replacement, a delete, a create: {cmds:?}");
+        assert!(sync_commands(&after, &after).is_empty());
+    }
+
+    #[test]
+    fn random_folders_sync_exactly() {
+        let mut rng = super::super::stats::SplitMix64::new(7);
+        let names = ["/memories/a.md", "/memories/b.md", "/memories/d/c.md", "/memories/d/e/f.md", "/memories/g.md"];
+        let texts = ["", "x\n", "y\n", "x\ny\n"];
+        let random = |rng: &mut super::super::stats::SplitMix64| {
+            let mut files: Vec<(&str, &str)> = Vec::new();
+            for n in names {
+                if rng.below(2) == 0 {
+                    files.push((n, texts[rng.below(texts.len())]));
+                }
+            }
+            state(&files)
+        };
+        for _ in 0..2000 {
+            let (a, b) = (random(&mut rng), random(&mut rng));
+            assert_eq!(applied(&a, &sync_commands(&a, &b)), b, "{a:?} → {b:?}");
         }
     }
 }

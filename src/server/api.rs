@@ -134,6 +134,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/memory/{store}/fork", post(memory_fork))
         .route("/v1/memory/{store}/promote", post(memory_promote))
         .route("/v1/memory/{store}/batch", post(memory_batch))
+        .route("/v1/memory/{store}/files", get(memory_files))
         .route("/v1/tags", post(tag))
         .route("/v1/sessions", get(sessions))
         .route("/v1/sessions/stats", get(session_stats))
@@ -527,6 +528,17 @@ async fn memory_history(
     let tenant = auth(&state, &headers, Role::Read)?;
     let events = blocking(move || tenant.svc.memory_history(&store, &q)).await?;
     Ok(Json(json!({"events": events.iter().map(|e| e.to_json()).collect::<Vec<_>>()})))
+}
+
+async fn memory_files(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(store): Path<String>,
+    Query(q): Query<PathQuery>,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    let f = blocking(move || tenant.svc.memory_files(&store, &q)).await?;
+    Ok(Json(serde_json::to_value(f).unwrap_or_default()))
 }
 
 async fn memory_diff(

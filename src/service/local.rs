@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::{
     AppendRequest, AppendedEvent, BatchRequest, DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Forked,
-    Info, Lookup, LookupRequest, MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest, Service,
-    TagRequest, Tagged, ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
+    Info, Lookup, LookupRequest, MemoryFiles, MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest,
+    Service, TagRequest, Tagged, ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
 };
 use crate::core::dream::DreamerSpec;
 use crate::core::memory::{MemoryDiff, ToolCall};
@@ -240,6 +240,18 @@ impl Service for Local {
     fn memory_view(&self, store: &str, q: &ViewQuery) -> Result<MemoryView> {
         let path = q.path.as_deref().unwrap_or(crate::core::memory::ROOT);
         self.mem.view(store, path, q.at.as_deref().unwrap_or("head"), q.range.as_deref())
+    }
+
+    fn memory_files(&self, store: &str, q: &PathQuery) -> Result<MemoryFiles> {
+        crate::core::validate::check_store_name("store", store)?;
+        let until = self.point(q.at.as_deref())?;
+        let (state, _) = self.mem.state_until(store, until)?;
+        Ok(MemoryFiles {
+            store: store.to_owned(),
+            until,
+            state_hash: state.state_hash(),
+            files: state.files().iter().map(|(p, f)| (p.clone(), f.text.to_string())).collect(),
+        })
     }
 
     fn memory_history(&self, store: &str, q: &PathQuery) -> Result<Vec<StoredEvent>> {

@@ -53,6 +53,8 @@ pub trait Service: Send + Sync {
     fn memory_tool(&self, store: &str, input: &Value, context: &ToolContext) -> Result<ToolAnswer>;
     /// A file or directory of a store as of a point.
     fn memory_view(&self, store: &str, q: &ViewQuery) -> Result<MemoryView>;
+    /// Every file of a store with its text, as of a point (an unknown store has none).
+    fn memory_files(&self, store: &str, q: &PathQuery) -> Result<MemoryFiles>;
     /// Every change of a store, or of one path.
     fn memory_history(&self, store: &str, q: &PathQuery) -> Result<Vec<StoredEvent>>;
     /// Two points of a store, or two stores at one point.
@@ -386,6 +388,20 @@ pub struct PromoteRequest {
     /// Promote lessons whose validated lift is negative too.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
+}
+
+/// `GET /v1/memory/{store}/files`: a store's files with their texts, as of a point.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryFiles {
+    /// The store.
+    pub store: String,
+    /// The state covers the log before this position.
+    pub until: u64,
+    /// The state hash.
+    pub state_hash: Digest,
+    /// Path → text.
+    pub files: std::collections::BTreeMap<String, String>,
 }
 
 /// `POST /v1/memory/{store}/batch`: memory tool inputs (no `view`) applied atomically.

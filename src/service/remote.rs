@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 
 use super::{
     AppendRequest, AppendedEvent, BatchRequest, DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Forked,
-    Info, Lookup, LookupRequest, MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest, Service,
-    TagRequest, Tagged, ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
+    Info, Lookup, LookupRequest, MemoryFiles, MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest,
+    Service, TagRequest, Tagged, ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
 };
 use crate::core::memory::MemoryDiff;
 use crate::core::{Actor, EventJson, Kind};
@@ -274,6 +274,11 @@ impl Service for Remote {
         let error =
             v["is_error"].as_bool().unwrap_or(true).then(|| v["error_type"].as_str().unwrap_or("invalid").to_owned());
         Ok(ToolAnswer { text: v["content"].as_str().unwrap_or_default().to_owned(), error, recorded: at })
+    }
+
+    fn memory_files(&self, store: &str, q: &PathQuery) -> Result<MemoryFiles> {
+        let q = query(&[("at", q.at.clone())]);
+        Remote::typed(self.get(&format!("/v1/memory/{}/files", path_segment(store)), &q)?)
     }
 
     fn memory_view(&self, store: &str, q: &ViewQuery) -> Result<MemoryView> {

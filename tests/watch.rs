@@ -1,0 +1,143 @@
+//! Guarding a folder: `dreamlog --remote URL watch DIR --store S` against a real server,
+//! with real file operations — a burst of hundreds of files (one atomic batch), a renamed
+//! directory (renames that keep blame), an edit, files that are not memory — then the
+//! burst reverted as a unit and `memory checkout` writing the store back, refusing
+//! changes it has not recorded.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::server::{client, get, Server};
+use serde_json::Value;
+use tempfile::tempdir;
+
+fn history(server: &Server) -> Vec<Value> {
+    let (status, h) = get(&client(), &server.url("/v1/memory/notes/history"), None);
+    if status != 200 {
+        return Vec::new();
+    }
+    h["events"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits until the store's history has `n` events (the watcher records after a quiet
+/// interval), or fails after 20 s.
+fn wait_for(server: &Server, n: usize) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let h = history(server);
+        if h.len() >= n {
+            return h;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{} of {n} events recorded: {h:?}", h.len());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn watcher(server: &Server, dir: &Path) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_dreamlog"))
+        .args(["--remote", &server.base, "--json", "watch"])
+        .arg(dir)
+        .args(["--store", "notes", "--quiet-ms", "500"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It records the folder's starting content before it watches.
+    wait_for(server, 1);
+    child
+}
+
+fn stop(mut child: Child) -> Vec<Value> {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(10), "watch did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    common::json_lines(&String::from_utf8(out.stdout).unwrap())
+}
+
+fn cli(server: &Server, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_dreamlog")).args(["--remote", &server.base]).args(args).output().unwrap()
+}
+
+#[test]
+fn a_watched_folder_is_recorded_burst_by_burst_and_checked_out_again() {
+    let dir = tempdir().unwrap();
+    let server = Server::start(&dir.path().join("db"), &[]);
+    let folder = dir.path().join("memory");
+    std::fs::create_dir_all(folder.join("projects/alpha")).unwrap();
+    std::fs::write(folder.join("projects/alpha/plan.md"), "- ship the importer\n- write tests\n").unwrap();
+    std::fs::write(folder.join(".editor-swap"), "not memory").unwrap();
+    let w = watcher(&server, &folder);
+    let first = history(&server);
+    assert_eq!(first.len(), 1, "the starting content, hidden files left out: {first:?}");
+    assert_eq!(first[0]["actor"], "system:watch");
+
+    // A consolidation run rewriting the folder: 300 new files at once → one batch.
+    for i in 0..300 {
+        std::fs::write(folder.join(format!("topic-{i:03}.md")), format!("- fact {i}\n")).unwrap();
+    }
+    let h = wait_for(&server, 301);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(history(&server).len(), 301, "nothing more: {}", history(&server).len());
+    let burst_positions: Vec<u64> = h[1..].iter().map(|e| e["position"].as_u64().unwrap()).collect();
+    assert_eq!(burst_positions.last().unwrap() - burst_positions[0], 299, "one contiguous atomic batch");
+
+    // A renamed directory and an edit: renames keep each line's origin.
+    std::fs::rename(folder.join("projects"), folder.join("archive")).unwrap();
+    std::fs::write(folder.join("topic-000.md"), "- fact 0, revised\n").unwrap();
+    std::fs::write(folder.join("binary.md"), [0xff, 0xfe, 0x00]).unwrap();
+    let h = wait_for(&server, 303);
+    let last_two: Vec<&str> = h[301..].iter().map(|e| e["body"]["command"]["command"].as_str().unwrap()).collect();
+    assert_eq!(last_two, ["rename", "str_replace"], "{:?}", &h[301..]);
+    let blame = common::ok(&cli(&server, &["--json", "memory", "blame", "notes", "/memories/archive/alpha/plan.md"]));
+    let lines = common::json_lines(&blame);
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["id"], first[0]["id"], "the line still comes from the first recording: {blame}");
+
+    let batches = stop(w);
+    assert_eq!(batches.iter().map(|b| b["commands"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 300, 2]);
+
+    // Revert the consolidation run as a unit (everything after the starting content),
+    // then check the store out into the folder: the burst's files are gone.
+    let before_burst = first[0]["position"].as_u64().unwrap().to_string();
+    common::ok(&cli(&server, &["memory", "revert", "notes", "--to", &before_burst, "--reason", "bad consolidation"]));
+    // The folder holds a state the store recorded: checkout may overwrite it.
+    let c: Value = serde_json::from_str(&common::ok(&cli(
+        &server,
+        &["--json", "memory", "checkout", "notes", folder.to_str().unwrap()],
+    )))
+    .unwrap();
+    assert_eq!(c["removed"].as_array().unwrap().len(), 301, "{c}");
+    assert_eq!(c["written"].as_array().unwrap().len(), 1, "{c}");
+    assert!(folder.join("projects/alpha/plan.md").exists() && !folder.join("archive").exists());
+    assert!(folder.join("binary.md").exists(), "what is not memory is left alone");
+
+    // An unrecorded change: checkout refuses (exit 4), writes nothing; --force overwrites.
+    std::fs::write(folder.join("projects/alpha/plan.md"), "- edited while nothing watched\n").unwrap();
+    let refused = cli(&server, &["memory", "checkout", "notes", folder.to_str().unwrap(), "--at", &before_burst]);
+    assert_eq!(refused.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("has changes the memory store has not recorded")
+            && err.contains("/memories/projects/alpha/plan.md"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(folder.join("projects/alpha/plan.md")).unwrap(),
+        "- edited while nothing watched\n"
+    );
+    common::ok(&cli(&server, &["memory", "checkout", "notes", folder.to_str().unwrap(), "--force"]));
+    assert_eq!(
+        std::fs::read_to_string(folder.join("projects/alpha/plan.md")).unwrap(),
+        "- ship the importer\n- write tests\n"
+    );
+    assert!(server.stop().success());
+}
