@@ -121,17 +121,8 @@ pub fn plan_round<'a>(
         let mut batch = AppendBatch::new().expect(stream.clone(), ExpectedVersion::NoStream);
         let mut push = |actor: &Actor, body: Body| batch.events.push(Draft::new(stream.clone(), actor.clone(), body));
         push(&agent, start(&session, i, order, store, hash, "dreamlog sim"));
-        let call = |name: &str, input: serde_json::Value, output: serde_json::Value| {
-            Body::Action(Action {
-                session: session.clone(),
-                name: name.into(),
-                call_id: None,
-                input: CanonicalJson::from_value(&input),
-                output: Some(CanonicalJson::from_value(&output)),
-                status: ActionStatus::Ok,
-                meta: None,
-            })
-        };
+        let call =
+            |name: &str, input: serde_json::Value, output: serde_json::Value| call(&session, name, input, output);
         push(&agent, call("lookup_order", json!({"order": order}), json!({"status": "delivered"})));
         let hand_over = advice == Advice::HandOver;
         if verify {
@@ -143,32 +134,21 @@ pub fn plan_round<'a>(
             push(&agent, call("issue_refund", json!({"order": order}), json!({"refunded": true})));
         }
         passed += usize::from(verify);
-        push(
-            &Actor::Evaluator("sim-evaluator".into()),
-            Body::Grade(Grade {
-                session: session.clone(),
-                target: None,
-                rubric: "sim/refunds".into(),
-                evaluator: "sim-evaluator".into(),
-                score: if verify { 1.0 } else { 0.0 },
-                result: if verify { GradeResult::Satisfied } else { GradeResult::Failed },
-                criteria: vec![
-                    Criterion {
-                        name: format!("action:{KEY_TOOL}"),
-                        passed: Some(verify),
-                        score: Some(if verify { 1.0 } else { 0.0 }),
-                        note: (!verify).then(|| "refunded without verifying the customer's identity".into()),
-                    },
-                    Criterion {
-                        name: "refund_issued".into(),
-                        passed: Some(!hand_over),
-                        score: Some(if hand_over { 0.0 } else { 1.0 }),
-                        note: None,
-                    },
-                ],
-                meta: None,
-            }),
-        );
+        let criteria = vec![
+            Criterion {
+                name: format!("action:{KEY_TOOL}"),
+                passed: Some(verify),
+                score: Some(if verify { 1.0 } else { 0.0 }),
+                note: (!verify).then(|| "refunded without verifying the customer's identity".into()),
+            },
+            Criterion {
+                name: "refund_issued".into(),
+                passed: Some(!hand_over),
+                score: Some(if hand_over { 0.0 } else { 1.0 }),
+                note: None,
+            },
+        ];
+        push(&Actor::Evaluator("sim-evaluator".into()), grade(&session, verify, criteria));
         push(&agent, Body::SessionEnd(SessionEnd { session, status: "completed".into(), meta: None }));
         batches.push(batch);
     }
@@ -187,6 +167,33 @@ fn start(session: &str, i: usize, order: usize, store: &str, hash: Digest, sourc
         store: Some(store.to_owned()),
         memory_state: Some(hash),
         source: Some(source.into()),
+        meta: None,
+    })
+}
+
+/// A successful tool call of a sim session.
+fn call(session: &str, name: &str, input: serde_json::Value, output: serde_json::Value) -> Body {
+    Body::Action(Action {
+        session: session.to_owned(),
+        name: name.into(),
+        call_id: None,
+        input: CanonicalJson::from_value(&input),
+        output: Some(CanonicalJson::from_value(&output)),
+        status: ActionStatus::Ok,
+        meta: None,
+    })
+}
+
+/// The sim evaluator's grade of a session.
+fn grade(session: &str, passed: bool, criteria: Vec<Criterion>) -> Body {
+    Body::Grade(Grade {
+        session: session.to_owned(),
+        target: None,
+        rubric: "sim/refunds".into(),
+        evaluator: "sim-evaluator".into(),
+        score: if passed { 1.0 } else { 0.0 },
+        result: if passed { GradeResult::Satisfied } else { GradeResult::Failed },
+        criteria,
         meta: None,
     })
 }
@@ -211,32 +218,9 @@ pub fn plan_crafted(store: &str, hash: Digest, label: &str, n: usize) -> Vec<App
                 (HAND_OVER, json!("transferred")),
                 ("issue_refund", json!({"refunded": true})),
             ] {
-                push(
-                    &agent,
-                    Body::Action(Action {
-                        session: session.clone(),
-                        name: name.into(),
-                        call_id: None,
-                        input: CanonicalJson::from_value(&json!({"order": 9000 + i})),
-                        output: Some(CanonicalJson::from_value(&output)),
-                        status: ActionStatus::Ok,
-                        meta: None,
-                    }),
-                );
+                push(&agent, call(&session, name, json!({"order": 9000 + i}), output));
             }
-            push(
-                &Actor::Evaluator("sim-evaluator".into()),
-                Body::Grade(Grade {
-                    session: session.clone(),
-                    target: None,
-                    rubric: "sim/refunds".into(),
-                    evaluator: "sim-evaluator".into(),
-                    score: 1.0,
-                    result: GradeResult::Satisfied,
-                    criteria: Vec::new(),
-                    meta: None,
-                }),
-            );
+            push(&Actor::Evaluator("sim-evaluator".into()), grade(&session, true, Vec::new()));
             push(&agent, Body::SessionEnd(SessionEnd { session, status: "completed".into(), meta: None }));
             batch
         })
