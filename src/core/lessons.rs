@@ -287,7 +287,7 @@ pub fn candidates(
         }
     }
     for c in &mut out {
-        c.condition = condition_words(family, trials, tasks, c);
+        c.condition = condition_words(trials, tasks, c);
     }
     out
 }
