@@ -726,7 +726,7 @@ fn words(text: &str) -> BTreeSet<String> {
 
 /// Up to three words that most of the supporting tasks' texts contain and the family's
 /// other tasks mostly do not (by the difference of the two shares, at least 0.25).
-fn condition_words(_family: &str, trials: &[&Trial], tasks: &BTreeMap<String, String>, c: &Candidate) -> Vec<String> {
+fn condition_words(trials: &[&Trial], tasks: &BTreeMap<String, String>, c: &Candidate) -> Vec<String> {
     let all: BTreeSet<String> = trials.iter().filter_map(|t| t.task.clone()).collect();
     let support: BTreeSet<String> = supporting(c, trials).iter().filter_map(|t| t.task.clone()).collect();
     let others: Vec<&String> = all.iter().filter(|t| !support.contains(*t)).collect();
