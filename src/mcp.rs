@@ -1,6 +1,7 @@
 //! `dreamlog mcp`: a Model Context Protocol server over stdio (newline-delimited JSON-RPC
 //! 2.0, the initialize handshake of protocol revisions 2024-11-05 to 2025-11-25), a thin
-//! surface over the one service API. It offers the Claude memory tool over one memory
+//! surface over the one service API; `dreamlog serve` offers the same over streamable
+//! HTTP at `/v1/mcp` (JSON answers to POSTs, no server-initiated stream). It offers the Claude memory tool over one memory
 //! store (every change recorded with the server's actor and session) and read-only audit
 //! tools: the store's history, blame, diff, lessons, drift and a view as of any point.
 
@@ -172,6 +173,29 @@ fn call_tool(svc: &dyn Service, opts: &McpOptions, name: &str, args: &Value) -> 
     })
 }
 
+/// Whether a message (or any message of a batch) calls the memory tool, which changes
+/// the store (the HTTP transport checks the caller may write).
+pub(crate) fn writes(msg: &Value) -> bool {
+    match msg {
+        Value::Array(batch) => batch.iter().any(writes),
+        m => {
+            m.get("method").and_then(Value::as_str) == Some("tools/call")
+                && m.pointer("/params/name").and_then(Value::as_str) == Some("memory")
+        }
+    }
+}
+
+/// Answers one message or batch (`None` when it held only notifications).
+pub(crate) fn answer(svc: &dyn Service, opts: &McpOptions, msg: &Value) -> Option<Value> {
+    match msg {
+        Value::Array(batch) => {
+            let answers: Vec<Value> = batch.iter().filter_map(|m| handle(svc, opts, m)).collect();
+            (!answers.is_empty()).then_some(Value::Array(answers))
+        }
+        m => handle(svc, opts, m),
+    }
+}
+
 /// Answers one request (`None` for a notification).
 fn handle(svc: &dyn Service, opts: &McpOptions, msg: &Value) -> Option<Value> {
     let id = msg.get("id").cloned();
@@ -211,6 +235,11 @@ fn handle(svc: &dyn Service, opts: &McpOptions, msg: &Value) -> Option<Value> {
         Ok(r) => json!({"jsonrpc": "2.0", "id": id, "result": r}),
         Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": {"code": e.code, "message": e.message}}),
     })
+}
+
+/// The JSON-RPC answer to a message that is not JSON.
+pub(crate) fn parse_error(e: &serde_json::Error) -> Value {
+    json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": format!("parse error: {e}")}})
 }
 
 /// Serves MCP over `input`/`output` (stdin/stdout) until the input ends. Each line is one

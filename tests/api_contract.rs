@@ -246,6 +246,17 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
         ], "session": "contract"})),
     );
     assert_eq!(batch["appended"].as_array().map(Vec::len), Some(2), "{batch}");
+    let mcp = api.ok(
+        "post",
+        "/v1/mcp?store=s",
+        Some(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                     "params": {"name": "memory_view_at", "arguments": {"path": "/memories/d.md", "at": "head"}}})),
+    );
+    assert_eq!(
+        (mcp["id"].as_u64(), mcp["result"]["content"][0]["text"].as_str()),
+        (Some(7), Some("Here's the content of /memories/d.md with line numbers:\n     1\tc")),
+        "{mcp}"
+    );
     let files = api.ok("get", "/v1/memory/s/files", None);
     assert_eq!(files["files"]["/memories/d.md"], "c\n", "{files}");
     api.ok("get", "/v1/memory/s/files?at=0", None);

@@ -1,5 +1,6 @@
-//! `dreamlog mcp` driven by the official MCP Python SDK (`mcp`, pinned) as the client
-//! over stdio: the initialize handshake, the tool list, the memory tool with dreamlog's
+//! dreamlog's MCP server driven by the official MCP Python SDK (`mcp`, pinned) as the
+//! client — `dreamlog mcp` over stdio and `dreamlog serve`'s `/v1/mcp` over streamable
+//! HTTP: the initialize handshake, the tool list, the memory tool with dreamlog's
 //! texts (a refusal as `isError`), changes recorded with the server's actor and session,
 //! and the read-only audit tools answering from the same store.
 
@@ -7,20 +8,12 @@ mod common;
 
 use std::process::Command;
 
+use common::server::Server;
 use serde_json::Value;
 use tempfile::tempdir;
 
-#[test]
-fn the_official_mcp_client_uses_the_memory_and_audit_tools() {
-    let dir = tempdir().unwrap();
-    let db = dir.path().join("db");
-    let out = Command::new("python3")
-        .arg(common::root().join("tools/python/mcp_check.py"))
-        .args([env!("CARGO_BIN_EXE_dreamlog"), db.to_str().unwrap(), "notes"])
-        .output()
-        .expect("python3 (tools/bootstrap.sh installs mcp)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+/// What the check script saw, the same over either transport.
+fn check(r: &Value) {
     assert_eq!(r["protocol_version"], "2025-11-25");
     assert_eq!(r["server"], "dreamlog");
     let tools = r["tools"].as_object().unwrap();
@@ -55,8 +48,38 @@ fn the_official_mcp_client_uses_the_memory_and_audit_tools() {
     assert!(text(7).contains("identity check") && !text(7).contains("first"), "as of the create: {}", text(7));
     assert!(!err(8) && !err(9), "lessons and drift answer: {} / {}", text(8), text(9));
     assert!(err(10) && text(10).contains("path is required"), "{}", text(10));
+}
 
+fn run_check(args: &[&str]) -> Value {
+    let out = Command::new("python3")
+        .arg(common::root().join("tools/python/mcp_check.py"))
+        .args(args)
+        .output()
+        .expect("python3 (tools/bootstrap.sh installs mcp)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_official_mcp_client_uses_the_memory_and_audit_tools_over_stdio() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    check(&run_check(&[env!("CARGO_BIN_EXE_dreamlog"), db.to_str().unwrap(), "notes"]));
     // The same store, read by the CLI after the MCP server exited.
     let out = common::dreamlog_on(&db, &["memory", "view", "notes", "/memories/notes.md"], None);
     assert!(common::ok(&out).contains("identity check first"));
+}
+
+#[test]
+fn the_official_mcp_client_uses_the_server_over_streamable_http() {
+    let dir = tempdir().unwrap();
+    let server = Server::start(&dir.path().join("db"), &[]);
+    check(&run_check(&["--http", &server.base, "notes"]));
+    let (_, view) = common::server::get(
+        &common::server::client(),
+        &server.url("/v1/memory/notes/view?path=/memories/notes.md"),
+        None,
+    );
+    assert!(view["text"].as_str().unwrap().contains("identity check first"), "{view}");
+    assert!(server.stop().success());
 }

@@ -117,6 +117,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let timeout = Duration::from_secs(state.config.request_timeout_secs.max(1));
     Router::new()
         .route("/v1/health", get(health))
+        .route("/v1/mcp", post(mcp_post))
         .route("/v1/info", get(info))
         .route("/v1/events", post(append).get(read_range))
         .route("/v1/events/{id}", get(get_event))
@@ -588,6 +589,41 @@ async fn memory_batch(
     let actor = actor_of(&headers, &tenant)?;
     let a = blocking(move || tenant.svc.memory_batch(&store, &req, &actor)).await?;
     Ok(Json(appended_json(&a)))
+}
+
+/// `?store=` and `?session=` of the MCP endpoint.
+#[derive(Debug, Default, serde::Deserialize)]
+struct McpQuery {
+    store: Option<String>,
+    session: Option<String>,
+}
+
+/// `POST /v1/mcp`: the Model Context Protocol over streamable HTTP. Each POST carries a
+/// JSON-RPC message or batch; requests are answered with JSON, notifications with 202.
+/// The memory tool needs a write token; the audit tools a read token. There is no
+/// server-initiated stream and no session: `GET` and `DELETE` answer 405, as the
+/// transport allows.
+async fn mcp_post(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<McpQuery>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let msg: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return Ok((StatusCode::BAD_REQUEST, Json(crate::mcp::parse_error(&e))).into_response()),
+    };
+    let tenant = auth(&state, &headers, if crate::mcp::writes(&msg) { Role::Write } else { Role::Read })?;
+    let opts = crate::mcp::McpOptions {
+        store: q.store.unwrap_or_else(|| "memories".into()),
+        actor: actor_of(&headers, &tenant)?,
+        session: q.session,
+    };
+    let answer = blocking(move || Ok(crate::mcp::answer(&tenant.svc, &opts, &msg))).await?;
+    Ok(match answer {
+        Some(a) => Json(a).into_response(),
+        None => StatusCode::ACCEPTED.into_response(),
+    })
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Drives `dreamlog mcp` with the official MCP Python SDK (`mcp`) as the client, over
-stdio, and prints one JSON object with what it saw: the negotiated protocol version, the
-tools, and the answers of a sequence of memory and audit tool calls.
+"""Drives dreamlog's MCP server with the official MCP Python SDK (`mcp`) as the client —
+`dreamlog mcp` over stdio, or `dreamlog serve`'s `/v1/mcp` over streamable HTTP — and
+prints one JSON object with what it saw: the negotiated protocol version, the tools, and
+the answers of a sequence of memory and audit tool calls.
 
     python3 tools/python/mcp_check.py DREAMLOG_BINARY DB [STORE]
+    python3 tools/python/mcp_check.py --http http://127.0.0.1:7700 [STORE]
 """
 
 import asyncio
@@ -12,14 +14,26 @@ import sys
 
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 
-async def main(binary: str, db: str, store: str) -> dict:
+def transport(target: list, store: str):
+    if target[0] == "--http":
+        base = target[1].rstrip("/")
+        client = create_mcp_http_client(headers={"X-Dreamlog-Actor": "agent:claude-code"})
+        return streamable_http_client(f"{base}/v1/mcp?store={store}&session=mcp-1", http_client=client)
+    binary, db = target
     params = StdioServerParameters(
         command=binary, args=["--db", db, "mcp", "--store", store, "--actor", "agent:claude-code", "--session", "mcp-1"]
     )
+    return stdio_client(params)
+
+
+async def main(target: list, store: str) -> dict:
     out: dict = {"calls": []}
-    async with stdio_client(params) as (read, write):
+    async with transport(target, store) as streams:
+        read, write = streams[0], streams[1]
         async with ClientSession(read, write) as session:
             init = await session.initialize()
             out["protocol_version"] = init.protocol_version
@@ -47,6 +61,6 @@ async def main(binary: str, db: str, store: str) -> dict:
 
 
 if __name__ == "__main__":
-    binary, db = sys.argv[1], sys.argv[2]
+    target = sys.argv[1:3]
     store = sys.argv[3] if len(sys.argv) > 3 else "memories"
-    print(json.dumps(asyncio.run(main(binary, db, store))))
+    print(json.dumps(asyncio.run(main(target, store))))
