@@ -565,7 +565,7 @@ impl MemoryStores {
                         _ => "",
                     };
                     for line in added.lines() {
-                        if let Some(why) = lesson_key(line).and_then(|k| negative.get(k)) {
+                        if let Some(why) = crate::core::evidence2::lesson_tag(line).and_then(|(_, k)| negative.get(k)) {
                             refused.push(format!("{} — {why}", crate::core::evidence::clip(line, 120)));
                         }
                     }
@@ -903,13 +903,4 @@ fn check_snapshot(
             }
         }
     }
-}
-
-/// The key of an evidence lesson line (`- [KIND:KEY …] …`).
-pub fn lesson_key(line: &str) -> Option<&str> {
-    let rest = line.strip_prefix("- [")?;
-    let (tag, _) = rest.split_once(']')?;
-    let head = tag.split(' ').next()?;
-    let (_, key) = head.split_once(':')?;
-    (key.len() == 8 && key.bytes().all(|b| b.is_ascii_hexdigit())).then_some(key)
 }

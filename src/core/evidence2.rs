@@ -115,8 +115,9 @@ pub struct SummaryV2 {
     pub decisions: Vec<FamilyDecisions>,
 }
 
-/// A lesson line of the evidence dreamer, either version: tag word and key.
-fn tagged(line: &str) -> Option<(&str, &str)> {
+/// A lesson line of the evidence dreamer, either version: tag word and key
+/// (`- [KIND:KEY …] …`).
+pub fn lesson_tag(line: &str) -> Option<(&str, &str)> {
     let rest = line.strip_prefix("- [")?;
     let (tag, _) = rest.split_once(']')?;
     let head = tag.split(' ').next()?;
@@ -262,7 +263,7 @@ pub fn dream(input: &DreamInput, cfg: &EvidenceConfigV2) -> (Vec<Planned>, Summa
         let mut lines: BTreeMap<String, String> = BTreeMap::new();
         let mut retire = Vec::new();
         for line in existing_text.as_deref().unwrap_or("").lines() {
-            let Some((_, key)) = tagged(line) else { continue };
+            let Some((_, key)) = lesson_tag(line) else { continue };
             if lines.contains_key(key) {
                 summary.lines.merged += 1;
                 retire.push(line.to_owned());

@@ -192,6 +192,39 @@ pub struct Candidate {
 pub const RECORDED: usize = 50;
 
 impl Candidate {
+    /// A candidate with its decision and counts, nothing else filled in yet.
+    #[allow(clippy::too_many_arguments)]
+    fn bare(
+        advice: Advice,
+        subject: String,
+        key: String,
+        existing: bool,
+        tasks: Vec<String>,
+        sessions: u64,
+        of: u64,
+        decision: Decision,
+    ) -> Candidate {
+        Candidate {
+            advice,
+            subject,
+            key,
+            existing,
+            tasks_total: tasks.len(),
+            tasks,
+            sessions,
+            of,
+            passes: None,
+            strata: Vec::new(),
+            test: None,
+            sources: BTreeMap::new(),
+            condition: Vec::new(),
+            examples: Vec::new(),
+            causes: Vec::new(),
+            decision,
+            validation: None,
+        }
+    }
+
     /// The form recorded in a dream event: task and stratum lists cut at [`RECORDED`].
     pub fn recorded(&self) -> Candidate {
         let mut c = self.clone();
@@ -365,16 +398,8 @@ fn decide(family: &str, trials: &[&Trial], rules: &LessonRules, existing: &BTree
             })
             .collect();
         strata.sort_by(|a, b| natural_cmp(&a.task, &b.task));
-        let tasks_total = strata.len();
+        let tasks = strata.iter().map(|s| s.task.clone()).collect();
         let mut cand = Candidate {
-            advice,
-            subject: c.tool.clone(),
-            key,
-            existing: was,
-            tasks: strata.iter().map(|s| s.task.clone()).collect(),
-            tasks_total,
-            sessions: with.0,
-            of: with.0 + without.0,
             passes: Some((with, without)),
             strata,
             test: Some(TestRecord {
@@ -384,12 +409,7 @@ fn decide(family: &str, trials: &[&Trial], rules: &LessonRules, existing: &BTree
                 p: c.test.p_two_sided,
                 q: c.q,
             }),
-            sources: BTreeMap::new(),
-            condition: Vec::new(),
-            examples: Vec::new(),
-            causes: Vec::new(),
-            decision,
-            validation: None,
+            ..Candidate::bare(advice, c.tool.clone(), key, was, tasks, with.0, with.0 + without.0, decision)
         };
         finish(&mut cand, trials, rules);
         out.push(cand);
@@ -436,28 +456,9 @@ fn decide(family: &str, trials: &[&Trial], rules: &LessonRules, existing: &BTree
             } else {
                 Decision::Write
             };
-            let tasks_total = l.tasks.len();
             let mut tasks: Vec<String> = l.tasks.into_iter().collect();
             tasks.sort_by(|a, b| natural_cmp(a, b));
-            let mut cand = Candidate {
-                advice,
-                subject,
-                key,
-                existing: was,
-                tasks,
-                tasks_total,
-                sessions: l.failed,
-                of: l.checked,
-                passes: None,
-                strata: Vec::new(),
-                test: None,
-                sources: BTreeMap::new(),
-                condition: Vec::new(),
-                examples: Vec::new(),
-                causes: Vec::new(),
-                decision,
-                validation: None,
-            };
+            let mut cand = Candidate::bare(advice, subject, key, was, tasks, l.failed, l.checked, decision);
             finish(&mut cand, trials, rules);
             cand
         })
