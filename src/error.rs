@@ -159,6 +159,16 @@ pub enum MemoryError {
         /// The memory paths that differ.
         paths: Vec<String>,
     },
+    /// A switch of a store's memory rules back to older ones; nothing was written.
+    #[error("memory store {store:?} follows memory rules {current}; rules only move forward (asked for {asked})")]
+    RulesBackwards {
+        /// The store.
+        store: String,
+        /// Its rules.
+        current: u64,
+        /// The rules asked for.
+        asked: u64,
+    },
     /// A promote of lessons that did worse out of sample; nothing was written.
     #[error("promote refused: {} lesson(s) of {fork:?} did worse on held-out tasks (the 95 % interval of their validated lift lies below zero); review them with `dreamlog dream show`, or use --force to promote anyway:{}",
         .lessons.len(), .lessons.iter().map(|l| format!("\n  {l}")).collect::<String>())]
@@ -437,7 +447,9 @@ impl Error {
             Error::Memory(e) => match e {
                 MemoryError::Tool(t) if t.kind == ToolErrorKind::Conflict => ErrorClass::Conflict,
                 MemoryError::Tool(t) if t.kind == ToolErrorKind::NotFound => ErrorClass::NotFound,
-                MemoryError::Tool(_) | MemoryError::UnknownPoint(_) => ErrorClass::InvalidRequest,
+                MemoryError::Tool(_) | MemoryError::UnknownPoint(_) | MemoryError::RulesBackwards { .. } => {
+                    ErrorClass::InvalidRequest
+                }
                 MemoryError::NoSuchStore { .. } => ErrorClass::NotFound,
                 MemoryError::TagExists { .. }
                 | MemoryError::StoreExists(_)

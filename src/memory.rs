@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::core::blame::{self, split_lines, Attributed};
-use crate::core::memory::{diff_states, merge3, restore_commands, MemoryDiff, MemoryState, ToolError};
+use crate::core::memory::{
+    diff_states, merge3, restore_commands, MemoryDiff, MemoryState, Rules, ToolError, CURRENT_RULES, RULES_NOTE,
+};
 use crate::core::{
     Actor, Body, Digest, Draft, EventId, Kind, Memory as MemoryBody, MemoryCommand, Revert, RevertTarget, StoreFork,
     Tag,
@@ -245,8 +247,22 @@ impl MemoryStores {
         Ok(self.store.append(AppendBatch::one(Draft::new(TAG_STREAM, actor, body)))?.remove(0))
     }
 
-    /// The state of `name` from the log up to (excluding) position `until`.
+    /// The state of `name` from the log up to (excluding) position `until`. A store with
+    /// no events by then is empty under the rules its first write records
+    /// ([`CURRENT_RULES`]).
     pub fn state_until(&self, name: &str, until: u64) -> Result<(MemoryState, StoreHead)> {
+        let (state, head) = self.fold_until(name, until)?;
+        if head.version.is_none() {
+            return Ok((MemoryState::new().with_rules(CURRENT_RULES), head));
+        }
+        Ok((state, head))
+    }
+
+    /// The fold of `name`'s events before `until`, exactly as recorded: a store with no
+    /// events is empty under rules 1. A fork starts from this state of its source (forks
+    /// and dreams of a store that did not exist yet were recorded so, and replay so), and
+    /// a dream reads this state as its base.
+    pub fn fold_until(&self, name: &str, until: u64) -> Result<(MemoryState, StoreHead)> {
         let stream = stream_name(name);
         let (mut state, mut head) = (MemoryState::new(), StoreHead::default());
         let mut from_version = 0;
@@ -279,12 +295,19 @@ impl MemoryStores {
     fn fold_event(&self, state: &mut MemoryState, e: &StoredEvent) -> Result<()> {
         match &e.event.body {
             Body::StoreFork(f) if e.version == 0 => {
-                *state = self.state_until(&f.source, f.position + 1)?.0;
+                *state = self.fold_until(&f.source, f.position + 1)?.0;
             }
             // A command that fails does nothing, exactly as the tool would have done
             // (appends through `apply` are checked; raw appends are not).
             Body::Memory(m) => {
                 state.replay(&m.command);
+            }
+            // The store's rules switch here (a note whose content is not rules is refused
+            // on append; one that slipped in raw changes nothing).
+            Body::Note(n) if n.note_type == RULES_NOTE => {
+                if let Some(rules) = Rules::from_note(&n.json.to_value()) {
+                    state.set_rules(rules);
+                }
             }
             _ => {}
         }
@@ -433,6 +456,12 @@ impl MemoryStores {
                 std::thread::sleep(std::time::Duration::from_micros(50 << attempt.min(10)));
             }
             let (mut state, head) = self.state(name)?;
+            let mut batch = AppendBatch::new();
+            if head.version.is_none() && leading.is_empty() {
+                // A new store records the rules it follows as its first event.
+                state.set_rules(CURRENT_RULES);
+                batch.events.push(rules_note(name, CURRENT_RULES, opts.actor.clone()));
+            }
             if let Some(expected) = &opts.state {
                 let actual = state.state_hash();
                 if actual != *expected {
@@ -445,7 +474,6 @@ impl MemoryStores {
                 }
             }
             let mut texts = Vec::with_capacity(commands.len());
-            let mut batch = AppendBatch::new();
             batch.events.extend(leading.iter().cloned());
             for (i, (cmd, causes)) in commands.iter().enumerate() {
                 let precondition = if i == 0 { opts.precondition } else { None };
@@ -496,6 +524,42 @@ impl MemoryStores {
             return Ok((Vec::new(), Vec::new()));
         }
         self.commit(name, Vec::new(), &mut plan, opts)
+    }
+
+    /// The rules store `name` follows now.
+    pub fn rules(&self, name: &str) -> Result<Rules> {
+        self.require(name)?;
+        Ok(self.state(name)?.0.rules())
+    }
+
+    /// Switches store `name` to `rules` from here on (a `memory.rules` note on its
+    /// stream); states before the switch keep their rules, hashes and replays. Returns
+    /// the note, or `None` when the store already follows them. Rules only move forward.
+    pub fn set_rules(&self, name: &str, rules: Rules, actor: Actor) -> Result<Option<Appended>> {
+        self.require(name)?;
+        let stream = stream_name(name);
+        loop {
+            let (state, head) = self.state(name)?;
+            if state.rules() == rules {
+                return Ok(None);
+            }
+            if state.rules() > rules {
+                return Err(Error::Memory(MemoryError::RulesBackwards {
+                    store: name.to_owned(),
+                    current: state.rules().number(),
+                    asked: rules.number(),
+                }));
+            }
+            let expected = head.version.map(ExpectedVersion::Exact).unwrap_or(ExpectedVersion::NoStream);
+            match self
+                .store
+                .append(AppendBatch::one(rules_note(name, rules, actor.clone())).expect(stream.clone(), expected))
+            {
+                Ok(mut a) => return Ok(Some(a.remove(0))),
+                Err(Error::Log(LogError::WrongExpectedVersion { .. })) => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Forks `source` as it was up to `until` into the new store `new`.
@@ -709,12 +773,53 @@ impl MemoryStores {
     /// The file at `path` of store `name` before `until`, each line with its origin,
     /// following renames and forks; built from the path index, not a log scan.
     fn attribute(&self, name: &str, path: &str, until: u64) -> Result<Option<Attributed>> {
+        let switches = self.rules_switches()?;
+        self.attribute_with(&switches, name, path, until)
+    }
+
+    /// Every `memory.rules` note of the log: (store, position, rules).
+    fn rules_switches(&self) -> Result<Vec<(String, u64, Rules)>> {
+        let mut out = Vec::new();
+        self.store.scan_kind(Kind::Note, 0, |e| {
+            if let (Body::Note(n), Some(store)) =
+                (&e.event.body, e.event.header.stream.strip_prefix(crate::core::streams::MEMORY_PREFIX))
+            {
+                if let Some(rules) = (n.note_type == RULES_NOTE).then(|| Rules::from_note(&n.json.to_value())).flatten()
+                {
+                    out.push((store.to_owned(), e.position, rules));
+                }
+            }
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// The rules store `name` folds the event at `position` with.
+    fn rules_at(&self, switches: &[(String, u64, Rules)], name: &str, position: u64) -> Result<Rules> {
+        if let Some((_, _, r)) = switches.iter().rev().find(|(s, p, _)| s == name && *p < position) {
+            return Ok(*r);
+        }
+        if let Some(first) = self.store.read_stream(&stream_name(name), 0, 1)?.first() {
+            if let Body::StoreFork(f) = &first.event.body {
+                return self.rules_at(switches, &f.source, f.position + 1);
+            }
+        }
+        Ok(Rules::V1)
+    }
+
+    fn attribute_with(
+        &self,
+        switches: &[(String, u64, Rules)],
+        name: &str,
+        path: &str,
+        until: u64,
+    ) -> Result<Option<Attributed>> {
         // The base: the source store's file at the fork point, if this store is a fork.
         let mut cur: Option<Attributed> = None;
         if let Some(first) = self.store.read_stream(&stream_name(name), 0, 1)?.first() {
             if let Body::StoreFork(f) = &first.event.body {
                 if first.position < until {
-                    cur = self.attribute(&f.source, path, f.position + 1)?;
+                    cur = self.attribute_with(switches, &f.source, path, f.position + 1)?;
                 }
             }
         }
@@ -723,9 +828,10 @@ impl MemoryStores {
                 break;
             }
             let Body::Memory(m) = &e.event.body else { continue };
-            cur = match blame::step(cur, path, &m.command, e.position) {
+            let rules = self.rules_at(switches, name, e.position)?;
+            cur = match blame::step(cur, path, &m.command, e.position, rules) {
                 blame::Step::Now(c) => c,
-                blame::Step::RenamedFrom(from) => self.attribute(name, &from, e.position)?,
+                blame::Step::RenamedFrom(from) => self.attribute_with(switches, name, &from, e.position)?,
             };
         }
         Ok(cur)
@@ -826,6 +932,7 @@ impl MemoryStores {
             touched.insert(a.clone());
             touched.insert(b.clone());
         }
+        let touched_dirs: BTreeSet<String> = d.dirs_added.iter().chain(&d.dirs_removed).cloned().collect();
         // Each touched file goes back to its content before the span. Where later edits
         // changed it since, the undo is merged line by line with them (three-way, with the
         // span's result as the base); overlapping edits are a conflict.
@@ -858,6 +965,18 @@ impl MemoryStores {
                 None => wanted.remove(p),
             }
         }
+        // Directories the span made go again when nothing is left in them; those it
+        // removed come back.
+        for dir in touched_dirs.iter().rev() {
+            if before.is_dir(dir) {
+                wanted.make_dir(dir);
+            } else if !wanted.files().keys().any(|p| crate::core::blame::covers(dir, p) && p != dir)
+                && !wanted.dirs().iter().any(|p| crate::core::blame::covers(dir, p) && p != dir)
+            {
+                wanted.remove_dir(dir);
+            }
+        }
+        touched.extend(touched_dirs);
         if !conflicts.is_empty() && !force {
             return Err(Error::Memory(MemoryError::RevertConflict { conflicts: conflicts.into_iter().collect() }));
         }
@@ -878,6 +997,12 @@ impl MemoryStores {
     }
 }
 
+/// The note that switches store `name` to `rules`.
+fn rules_note(name: &str, rules: Rules, actor: Actor) -> Draft {
+    let json = crate::core::CanonicalJson::from_value(&rules.note());
+    Draft::new(stream_name(name), actor, Body::Note(crate::core::Note { note_type: RULES_NOTE.to_owned(), json }))
+}
+
 /// Compares one snapshot with the state a full replay reached at its position.
 fn check_snapshot(
     name: &str,
@@ -890,7 +1015,7 @@ fn check_snapshot(
     match MemoryState::decode_snapshot(bytes) {
         Err(e) => complain(position, format!("the snapshot of memory store {name:?} does not decode: {e}")),
         Ok((v, snap)) => {
-            if Some(v) != version || snap.state_hash() != state.state_hash() {
+            if Some(v) != version || snap.state_hash() != state.state_hash() || snap.rules() != state.rules() {
                 complain(
                     position,
                     format!(

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::core::memory::{check_path, sync_commands, MemoryState, MAX_FILE_BYTES, ROOT};
+use crate::core::memory::{check_path, sync_commands, MemoryState, Rules, MAX_FILE_BYTES, ROOT, RULES_NOTE};
 use crate::core::{Actor, Digest};
 use crate::error::{Error, MemoryError, Result};
 use crate::service::{BatchRequest, PathQuery, Service};
@@ -35,13 +35,15 @@ fn io_err(path: &Path, source: std::io::Error) -> Error {
     Error::Io { path: path.display().to_string(), source }
 }
 
-/// Reads every memory file below `dir` (a missing folder is empty).
-pub fn read_folder(dir: &Path) -> Result<Folder> {
+/// Reads every memory file and directory below `dir` (a missing folder is empty) as a
+/// state under `rules` (under rules 1 directories without files do not count).
+pub fn read_folder(dir: &Path, rules: Rules) -> Result<Folder> {
     let mut out = Folder::default();
     if !dir.exists() {
         return Ok(out);
     }
     let mut files: Vec<(String, String)> = Vec::new();
+    let mut dirs: Vec<String> = Vec::new();
     let mut stack: Vec<(PathBuf, String)> = vec![(dir.to_path_buf(), String::new())];
     while let Some((path, rel)) = stack.pop() {
         let mut entries: Vec<std::fs::DirEntry> = std::fs::read_dir(&path)
@@ -59,6 +61,12 @@ pub fn read_folder(dir: &Path) -> Result<Folder> {
             if meta.file_type().is_symlink() {
                 out.skipped.push((rel_path, "a symbolic link".into()));
             } else if meta.is_dir() {
+                let memory_path = format!("{ROOT}/{rel_path}");
+                if let Err(why) = check_path(&memory_path) {
+                    out.skipped.push((rel_path, why.message));
+                    continue;
+                }
+                dirs.push(memory_path);
                 stack.push((e.path(), rel_path));
             } else if meta.len() > MAX_FILE_BYTES as u64 {
                 out.skipped.push((rel_path, format!("larger than {MAX_FILE_BYTES} bytes")));
@@ -80,7 +88,7 @@ pub fn read_folder(dir: &Path) -> Result<Folder> {
             }
         }
     }
-    out.state = MemoryState::from_files(files);
+    out.state = MemoryState::from_tree(rules, files, dirs);
     Ok(out)
 }
 
@@ -121,6 +129,7 @@ fn describe(c: &crate::core::MemoryCommand) -> String {
         StrReplace { path, .. } => format!("edit {path}"),
         Insert { path, .. } => format!("insert into {path}"),
         Delete { path } => format!("delete {path}"),
+        Mkdir { path } => format!("mkdir {path}"),
         Rename { old_path, new_path } => format!("rename {old_path} → {new_path}"),
     }
 }
@@ -128,7 +137,7 @@ fn describe(c: &crate::core::MemoryCommand) -> String {
 /// The store's current files as a state, and its hash.
 fn store_state(svc: &dyn Service, store: &str) -> Result<(MemoryState, Digest)> {
     let f = svc.memory_files(store, &PathQuery::default())?;
-    Ok((MemoryState::from_files(f.files), f.state_hash))
+    Ok((f.state(), f.state_hash))
 }
 
 /// Records the folder's difference from `last` as one batch (if any), expecting the store
@@ -140,8 +149,8 @@ fn record(
     opts: &WatchOptions,
     last: &mut (MemoryState, Digest),
 ) -> Result<Option<Recorded>> {
-    let folder = read_folder(dir)?;
     for attempt in 0..2 {
+        let folder = read_folder(dir, last.0.rules())?;
         let commands = sync_commands(&last.0, &folder.state);
         if commands.is_empty() {
             return Ok(None);
@@ -253,7 +262,12 @@ fn recorded_hashes(svc: &dyn Service, store: &str) -> Result<std::collections::H
             }
             crate::core::Body::StoreFork(_) => {
                 let at = Some(e.position.to_string());
-                state = MemoryState::from_files(svc.memory_files(store, &PathQuery { path: None, at })?.files);
+                state = svc.memory_files(store, &PathQuery { path: None, at })?.state();
+            }
+            crate::core::Body::Note(n) if n.note_type == RULES_NOTE => {
+                if let Some(rules) = Rules::from_note(&n.json.to_value()) {
+                    state.set_rules(rules);
+                }
             }
             _ => continue,
         }
@@ -267,10 +281,10 @@ fn recorded_hashes(svc: &dyn Service, store: &str) -> Result<std::collections::H
 /// overwritten unless `force`.
 pub fn checkout(svc: &dyn Service, store: &str, dir: &Path, at: Option<&str>, force: bool) -> Result<Checkout> {
     let target = svc.memory_files(store, &PathQuery { path: None, at: at.map(str::to_owned) })?;
-    let folder = read_folder(dir)?;
-    if !force && !folder.state.files().is_empty() && !recorded_hashes(svc, store)?.contains(&folder.state.state_hash())
-    {
-        let (head, _) = store_state(svc, store)?;
+    let (head, _) = store_state(svc, store)?;
+    let folder = read_folder(dir, head.rules())?;
+    let folder_empty = folder.state.files().is_empty() && folder.state.dirs().is_empty();
+    if !force && !folder_empty && !recorded_hashes(svc, store)?.contains(&folder.state.state_hash()) {
         {
             let mut paths: Vec<String> = head.files().keys().chain(folder.state.files().keys()).cloned().collect();
             paths.sort();
@@ -315,6 +329,21 @@ pub fn checkout(svc: &dyn Service, store: &str, dir: &Path, at: Option<&str>, fo
         std::fs::write(&tmp, text.as_bytes()).map_err(|e| io_err(&tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
         out.written.push(p.clone());
+    }
+    // Directories: those of the state are made (empty ones too, under rules 2); those
+    // of the folder the state has not are removed once empty (deepest first).
+    for d in &target.dirs {
+        let path = disk_path(dir, d);
+        std::fs::create_dir_all(&path).map_err(|e| io_err(&path, e))?;
+    }
+    let keep: std::collections::BTreeSet<String> = target.state().dirs();
+    for d in folder.state.dirs().iter().rev() {
+        if !keep.contains(d) {
+            let path = disk_path(dir, d);
+            if std::fs::remove_dir(&path).is_ok() {
+                out.removed.push(format!("{d}/"));
+            }
+        }
     }
     Ok(out)
 }

@@ -246,6 +246,23 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
         ], "session": "contract"})),
     );
     assert_eq!(batch["appended"].as_array().map(Vec::len), Some(2), "{batch}");
+    // Memory rules: a new store follows 2 already; a store written raw (as before rules 2
+    // existed) follows 1 until switched, once.
+    let same = api.ok("post", "/v1/memory/s/rules", Some(&json!({"rules": 2})));
+    assert_eq!((same["rules"].as_u64(), same["event"].is_null()), (Some(2), true), "{same}");
+    api.ok(
+        "post",
+        "/v1/events",
+        Some(
+            &json!({"stream": "memory/old", "events": [{"kind": "memory", "actor": "human:ops", "body": {"store": "old",
+            "command": {"command": "create", "path": "/memories/x/a.md", "file_text": "a\n"}}}]}),
+        ),
+    );
+    assert_eq!(api.ok("get", "/v1/memory/old/files", None)["rules"], 1);
+    let switched = api.ok("post", "/v1/memory/old/rules", Some(&json!({"rules": 2})));
+    assert!(switched["event"].is_string() && switched["position"].is_u64(), "{switched}");
+    let files = api.ok("get", "/v1/memory/old/files", None);
+    assert_eq!((files["rules"].as_u64(), &files["dirs"]), (Some(2), &json!(["/memories/x"])), "{files}");
     let mcp = api.ok(
         "post",
         "/v1/mcp?store=s",
@@ -254,7 +271,7 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
     );
     assert_eq!(
         (mcp["id"].as_u64(), mcp["result"]["content"][0]["text"].as_str()),
-        (Some(7), Some("Here's the content of /memories/d.md with line numbers:\n     1\tc")),
+        (Some(7), Some("Here's the content of /memories/d.md with line numbers:\n     1\tc\n     2\t")),
         "{mcp}"
     );
     let files = api.ok("get", "/v1/memory/s/files", None);

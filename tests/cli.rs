@@ -183,7 +183,7 @@ fn memory_commands_from_the_cli_print_what_the_tool_returns() {
     // The same call again: the tool's error text on stdout, exit 1, nothing written.
     let out = dreamlog(&db, &["memory", "apply", "support", create], None);
     assert!(!out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "Error: File /memories/airline.md already exists\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "File /memories/airline.md already exists\n");
     ok(&dreamlog(&db, &["tag", "v1"], None));
     let edit =
         r#"{"command":"str_replace","path":"/memories/airline.md","old_str":"Ask for","new_str":"Always ask for"}"#;
@@ -191,7 +191,7 @@ fn memory_commands_from_the_cli_print_what_the_tool_returns() {
         ok(&dreamlog(&db, &["memory", "apply", "support", "--actor", "agent:bot", "--session", "s1"], Some(edit)));
     assert_eq!(
         edited,
-        "The memory file has been edited.\n     1\t# Airline\n     2\t- Always ask for the reservation id.\n"
+        "The memory file has been edited. Here is the snippet showing the change (with line numbers):\n     1\t# Airline\n     2\t- Always ask for the reservation id.\n     3\t\n"
     );
     let view = ok(&dreamlog(
         &db,
@@ -294,7 +294,7 @@ fn memory_json_output_matches_its_schemas() {
         check("blame-line.schema.json", &line);
     }
     let diff: Value =
-        serde_json::from_str(&ok(&dreamlog(&db, &["memory", "diff", "s", "--from", "0", "--json"], None))).unwrap();
+        serde_json::from_str(&ok(&dreamlog(&db, &["memory", "diff", "s", "--from", "1", "--json"], None))).unwrap();
     assert_eq!(diff["changed"][0]["insertions"], 1);
     check("memory-diff.schema.json", &diff);
     for line in json_lines(&ok(&dreamlog(&db, &["memory", "history", "s", "--json"], None))) {

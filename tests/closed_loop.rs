@@ -46,7 +46,10 @@ fn dream_improves_the_agent_drift_flags_a_bad_lesson_and_revert_restores_it() {
     // Validated out of sample: trials of held-out tasks that verified passed more.
     assert!(lesson_file.contains("Held-out tasks: followers passed +100 points more"), "{lesson_file}");
     mem.promote("live.dream-1", "live", human.clone(), false).unwrap();
-    assert_eq!(mem.state("live").unwrap().0, mem.state("live.dream-1").unwrap().0);
+    // The same tree (live is new, so it follows memory rules 2; the fork of a store
+    // that did not exist yet follows rules 1).
+    let (live, fork) = (mem.state("live").unwrap().0, mem.state("live.dream-1").unwrap().0);
+    assert_eq!((live.files(), live.state_hash()), (fork.files(), fork.state_hash()));
 
     // Round 2: the agent follows the lesson.
     let r2 = run_round(&mem, "live", "r2", 60, 2).unwrap();
@@ -93,7 +96,8 @@ fn dream_improves_the_agent_drift_flags_a_bad_lesson_and_revert_restores_it() {
 
     // Revert the flagged dream: memory is back to the good lesson, the agent recovers.
     mem.revert_dream("live", &bad.id, "drift: grades fell", false, human.clone()).unwrap();
-    assert_eq!(mem.state("live").unwrap().0, mem.state("live.dream-1").unwrap().0);
+    let (live, first) = (mem.state("live").unwrap().0, mem.state("live.dream-1").unwrap().0);
+    assert_eq!((live.files(), live.state_hash()), (first.files(), first.state_hash()));
     let r4 = run_round(&mem, "live", "r4", 60, 4).unwrap();
     assert_eq!(r4.advice, Advice::Call);
     assert!(r4.pass_rate() > 0.85, "{r4:?}");

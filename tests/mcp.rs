@@ -31,6 +31,8 @@ fn check(r: &Value) {
     assert!(err(3) && text(3).contains("/memories/missing.md does not exist"), "{}", text(3));
     // History: two changes, recorded as the MCP client's agent with its session.
     let history: Vec<Value> = serde_json::from_str(&text(4)).unwrap();
+    assert_eq!(history[0]["body"]["type"], "memory.rules", "a new store records its rules first");
+    let history: Vec<&Value> = history.iter().filter(|e| e["kind"] == "memory").collect();
     assert_eq!(history.len(), 2);
     for e in &history {
         assert_eq!((e["actor"].as_str(), e["body"]["session"].as_str()), (Some("agent:claude-code"), Some("mcp-1")));

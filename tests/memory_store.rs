@@ -53,8 +53,11 @@ fn commands_are_recorded_and_refusals_write_nothing() {
     let m = MemoryStores::new(common::open(dir.path()));
     let a = apply(&m, "s", create("/memories/a.md", "one\n"));
     assert_eq!(a.text, "File created successfully at: /memories/a.md");
-    assert_eq!((a.event.position, a.event.version), (0, 0));
-    let stored = m.store().get_at(0).unwrap();
+    // A new store's first event records the memory rules it follows.
+    let rules = m.store().get_at(0).unwrap();
+    assert!(matches!(&rules.event.body, Body::Note(n) if n.note_type == "memory.rules"), "{rules:?}");
+    assert_eq!((a.event.position, a.event.version), (1, 1));
+    let stored = m.store().get_at(1).unwrap();
     assert_eq!(stored.event.header.stream, stream_name("s"));
     assert!(matches!(&stored.event.body, Body::Memory(b) if b.store == "s"));
     for (bad, kind) in [
@@ -74,7 +77,7 @@ fn commands_are_recorded_and_refusals_write_nothing() {
         Err(Error::Memory(MemoryError::Tool(e))) => assert_eq!(e.kind, ToolErrorKind::Conflict),
         other => panic!("expected a conflict, got {other:?}"),
     }
-    assert_eq!(m.store().len(), 1, "refused commands wrote nothing");
+    assert_eq!(m.store().len(), 2, "refused commands wrote nothing");
     let mut opts = ApplyOptions::by(human());
     opts.precondition = Some(Digest::of(b"one\n"));
     assert!(m.apply("s", replace("/memories/a.md", "one", "1"), opts).is_ok());
@@ -147,10 +150,10 @@ fn history_of_a_path_includes_directory_deletes_and_renames_above_it() {
     apply(&m, "s", MemoryCommand::Rename { old_path: "/memories/team".into(), new_path: "/memories/crew".into() });
     apply(&m, "s", MemoryCommand::Delete { path: "/memories/crew".into() });
     let h: Vec<u64> = m.history("s", Some("/memories/team/a.md")).unwrap().iter().map(|e| e.position).collect();
-    assert_eq!(h, vec![0, 2, 3]);
+    assert_eq!(h, vec![1, 3, 4]);
     let h: Vec<u64> = m.history("s", Some("/memories/crew/a.md")).unwrap().iter().map(|e| e.position).collect();
-    assert_eq!(h, vec![3, 4]);
-    assert_eq!(m.history("s", None).unwrap().len(), 5);
+    assert_eq!(h, vec![4, 5]);
+    assert_eq!(m.history("s", None).unwrap().len(), 6, "the rules note and five commands");
 }
 
 #[test]
@@ -367,7 +370,7 @@ fn concurrent_writers_never_apply_a_command_checked_against_a_stale_state() {
     }
     let state = m.state("s").unwrap().0;
     assert_eq!(state.file("/memories/counter.md").unwrap().text.lines().count(), 100);
-    assert_eq!(m.store().stream_version(&stream_name("s")).unwrap(), Some(100));
+    assert_eq!(m.store().stream_version(&stream_name("s")).unwrap(), Some(101), "the rules note and 100 commands");
 }
 
 #[test]

@@ -184,7 +184,8 @@ fn sessions_and_memory_are_linked_both_ways() {
     let history = ok(&dreamlog(&db, &["memory", "history", "live"], None));
     assert!(history.contains("session s7"), "{history}");
     let history = json_lines(&ok(&dreamlog(&db, &["memory", "history", "live", "--json"], None)));
-    assert_eq!(history[0]["body"]["session"], "s7");
+    assert_eq!(history[0]["body"]["type"], "memory.rules", "a new store records its memory rules first");
+    assert_eq!(history[1]["body"]["session"], "s7");
 
     let shown = ok(&dreamlog(&db, &["sessions", "show", "s7"], None));
     assert!(shown.contains("memory commands (1):"), "{shown}");

@@ -66,10 +66,10 @@ fn append_read_errors_memory_tool_tail_and_sigterm() {
     assert_eq!(r["content"], "File created successfully at: /memories/a.md");
     assert_eq!(r["is_error"], false);
     let (_, again) = post(&c, &tool, None, &create);
-    assert_eq!(again["content"], "Error: File /memories/a.md already exists");
+    assert_eq!(again["content"], "File /memories/a.md already exists");
     assert_eq!(again["is_error"], true);
     let (_, view) = post(&c, &tool, None, &json!({"command": "view", "path": "/memories/a.md"}));
-    assert_eq!(view["content"], "Here's the content of /memories/a.md with line numbers:\n     1\thello");
+    assert_eq!(view["content"], "Here's the content of /memories/a.md with line numbers:\n     1\thello\n     2\t");
     let (_, bad) = post(&c, &tool, None, &json!({"command": "explode"}));
     assert_eq!(bad["is_error"], true);
     let (_, ev) = get(&c, &server.url(&format!("/v1/events/{}", r["id"].as_str().unwrap())), None);
@@ -80,9 +80,10 @@ fn append_read_errors_memory_tool_tail_and_sigterm() {
     let first = read_sse(resp, 3);
     assert_eq!(first.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![0, 1, 2]);
     post(&c, &server.url("/v1/events"), None, &json!({"stream": "notes", "events": [note(2), note(3)]}));
-    let resp = c.get(server.url("/v1/tail")).header("Last-Event-ID", "2").send().unwrap();
+    // (2 and 3 are the memory store's rules note and its create.)
+    let resp = c.get(server.url("/v1/tail")).header("Last-Event-ID", "3").send().unwrap();
     let rest = read_sse(resp, 2);
-    assert_eq!(rest.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![3, 4]);
+    assert_eq!(rest.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![4, 5]);
     assert_eq!(rest[1].1["body"]["json"]["n"], 3);
     let resp = c.get(server.url("/v1/tail?from=0&stream=memory/support")).send().unwrap();
     assert_eq!(read_sse(resp, 1)[0].0, 2, "a stream's tail skips other streams");
@@ -92,7 +93,7 @@ fn append_read_errors_memory_tool_tail_and_sigterm() {
     let status = server.stop();
     assert!(status.success(), "{status:?}");
     let store = common::open(&db);
-    assert_eq!(store.len(), 5, "every acknowledged append is there");
+    assert_eq!(store.len(), 6, "every acknowledged append is there");
     assert!(store.verify(|_| ()).unwrap().is_clean());
 }
 
@@ -232,13 +233,14 @@ fn the_python_client_records_a_session_uses_memory_and_follows_the_log() {
     assert_eq!(r["memory_first_view_error"], true);
     assert_eq!(r["memory_write"], "File created successfully at: /memories/refunds.md");
     let kinds: Vec<&str> = r["tail"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["session.start", "action", "action", "action", "memory", "grade", "session.end"]);
+    assert_eq!(kinds, ["session.start", "action", "action", "action", "note", "memory", "grade", "session.end"]);
     assert_eq!(r["conflict"], json!({"status": 409, "type": "wrong_expected_version"}));
     let c = client();
     let (_, view) = get(&c, &server.url("/v1/memory/support/view?path=/memories/refunds.md"), None);
     assert!(view["text"].as_str().unwrap().contains("Verify the customer's identity"), "{view}");
     let (_, history) = get(&c, &server.url("/v1/memory/support/history"), None);
-    let m = &history["events"][0];
+    assert_eq!(history["events"][0]["body"]["type"], "memory.rules");
+    let m = &history["events"][1];
     assert_eq!((m["actor"].as_str(), m["body"]["session"].as_str()), (Some("agent:py-agent"), Some("py-agent-1")));
     let (_, sessions) = get(&c, &server.url("/v1/sessions"), None);
     assert_eq!(sessions["sessions"][0]["score"], 1.0);
@@ -377,7 +379,7 @@ fn the_cli_prints_the_same_embedded_and_remote() {
             .collect()
     };
     let (a, b) = (e(&["memory", "history", "s"], None), r(&["memory", "history", "s"], None));
-    assert_eq!(a.1.lines().count(), 2, "{}", a.1);
+    assert_eq!(a.1.lines().count(), 3, "the rules note and two commands: {}", a.1);
     assert_eq!(strip(&a.1), strip(&b.1));
     // A command citing its evidence, and one whose precondition fails: the same both ways.
     let insert = r#"{"command":"insert","path":"/memories/a.md","insert_line":0,"insert_text":"zero"}"#;
@@ -732,7 +734,11 @@ fn hostile_requests_are_refused() {
         assert!(status == 400 || status == 404, "{name}: {status} {body}");
     }
     let (_, events) = get(&c, &server.url("/v1/events"), None);
-    assert_eq!(events["events"].as_array().unwrap().len(), 1, "nothing but the first command was written");
+    assert_eq!(
+        events["events"].as_array().unwrap().len(),
+        2,
+        "nothing but the store's rules note and its first command was written"
+    );
     assert!(server.stop().success());
 }
 

@@ -19,7 +19,9 @@ fn history(server: &Server) -> Vec<Value> {
     if status != 200 {
         return Vec::new();
     }
-    h["events"].as_array().cloned().unwrap_or_default()
+    // The memory commands (a new store's first event is its memory rules note).
+    let events = h["events"].as_array().cloned().unwrap_or_default();
+    events.into_iter().filter(|e| e["kind"] == "memory").collect()
 }
 
 /// Waits until the store's history has `n` events (the watcher records after a quiet
@@ -94,16 +96,20 @@ fn a_watched_folder_is_recorded_burst_by_burst_and_checked_out_again() {
     std::fs::rename(folder.join("projects"), folder.join("archive")).unwrap();
     std::fs::write(folder.join("topic-000.md"), "- fact 0, revised\n").unwrap();
     std::fs::write(folder.join("binary.md"), [0xff, 0xfe, 0x00]).unwrap();
-    let h = wait_for(&server, 303);
-    let last_two: Vec<&str> = h[301..].iter().map(|e| e["body"]["command"]["command"].as_str().unwrap()).collect();
-    assert_eq!(last_two, ["rename", "str_replace"], "{:?}", &h[301..]);
+    // The file's rename, then the emptied old directory's removal (directories are state).
+    let h = wait_for(&server, 304);
+    let last: Vec<&str> = h[301..].iter().map(|e| e["body"]["command"]["command"].as_str().unwrap()).collect();
+    assert_eq!(last, ["rename", "delete", "str_replace"], "{:?}", &h[301..]);
+    assert_eq!(h[302]["body"]["command"]["path"], "/memories/projects");
     let blame = common::ok(&cli(&server, &["--json", "memory", "blame", "notes", "/memories/archive/alpha/plan.md"]));
     let lines = common::json_lines(&blame);
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["id"], first[0]["id"], "the line still comes from the first recording: {blame}");
 
     let batches = stop(w);
-    assert_eq!(batches.iter().map(|b| b["commands"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 300, 2]);
+    // The first batch also holds the new store's rules note; the directory rename is the
+    // file's rename and the removal of the emptied directory.
+    assert_eq!(batches.iter().map(|b| b["commands"].as_u64().unwrap()).collect::<Vec<_>>(), [2, 300, 3]);
 
     // Revert the consolidation run as a unit (everything after the starting content),
     // then check the store out into the folder: the burst's files are gone.

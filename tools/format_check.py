@@ -157,7 +157,7 @@ def js(v):
 
 ACTION_STATUS = {"ok": 0, "error": 1, "unknown": 2}
 GRADE_RESULT = {"satisfied": 0, "needs_revision": 1, "failed": 2, "error": 3}
-MEMORY_COMMANDS = {"create": 0, "str_replace": 1, "insert": 2, "delete": 3, "rename": 4}
+MEMORY_COMMANDS = {"create": 0, "str_replace": 1, "insert": 2, "delete": 3, "rename": 4, "mkdir": 5}
 KINDS = ["session.start", "action", "grade", "session.end", "memory", "dream", "llm.exchange",
          "revert", "tag", "store.fork", "redact", "note", "message", "session.link"]
 
@@ -189,7 +189,7 @@ def memory_command(c):
         f = string(c["path"]) + string(c["old_str"]) + string(c["new_str"])
     elif c["command"] == "insert":
         f = string(c["path"]) + varint(c["insert_line"]) + string(c["insert_text"])
-    elif c["command"] == "delete":
+    elif c["command"] in ("delete", "mkdir"):
         f = string(c["path"])
     else:
         f = string(c["old_path"]) + string(c["new_path"])

@@ -145,7 +145,7 @@ pub fn run(cli: &Cli, svc: &dyn Service) -> Result<ExitCode> {
                 quiet: std::time::Duration::from_millis(*quiet_ms),
                 max_burst: std::time::Duration::from_millis(*max_burst_ms),
             };
-            for (path, why) in crate::watch::read_folder(dir)?.skipped {
+            for (path, why) in crate::watch::read_folder(dir, crate::core::memory::CURRENT_RULES)?.skipped {
                 eprintln!("watch: skipping {path}: {why}");
             }
             let stop = super::stop_on_signal();
@@ -256,6 +256,39 @@ fn memory(cli: &Cli, svc: &dyn Service, cmd: &MemoryCmd) -> Result<ExitCode> {
             let req = PromoteRequest { into: into.clone(), force: *force };
             let appended = svc.memory_promote(fork, &req, &default_actor())?;
             print_appended(cli, &format!("promoted {fork} into {into}"), &appended)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        MemoryCmd::Rules { store, set } => {
+            let (rules, switched) = match set {
+                Some(n) => {
+                    let r =
+                        svc.memory_set_rules(store, &crate::service::RulesRequest { rules: *n }, &default_actor())?;
+                    (r.rules, r.event.map(|id| (id, r.position.unwrap_or_default())))
+                }
+                None => (svc.memory_files(store, &PathQuery::default())?.rules, None),
+            };
+            if cli.json {
+                let v = serde_json::json!({
+                    "store": store,
+                    "rules": rules,
+                    "event": switched.map(|(id, _)| id.to_hex()),
+                    "position": switched.map(|(_, p)| p),
+                });
+                stdout_line(&v.to_string())?;
+            } else {
+                let what = match rules {
+                    1 => "directories implied by files, dreamlog's texts",
+                    _ => "the Anthropic SDK reference backend's semantics and texts, directories as state",
+                };
+                match (set, switched) {
+                    (Some(_), Some((id, p))) => stdout_line(&format!(
+                        "{store} follows memory rules {rules} ({what}) from position {p} on (event {})",
+                        id.short(12)
+                    ))?,
+                    (Some(_), None) => stdout_line(&format!("{store} already follows memory rules {rules} ({what})"))?,
+                    (None, _) => stdout_line(&format!("{store} follows memory rules {rules} ({what})"))?,
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         MemoryCmd::Checkout { store, dir, at, force } => {

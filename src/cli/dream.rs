@@ -355,6 +355,7 @@ pub(crate) fn print_show(cli: &Cli, detail: &crate::dream::DreamDetail) -> Resul
                     format!("str_replace in {path}: {}", new_str.trim_end())
                 }
                 crate::core::MemoryCommand::Delete { path } => format!("delete {path}"),
+                crate::core::MemoryCommand::Mkdir { path } => format!("mkdir {path}"),
                 crate::core::MemoryCommand::Rename { old_path, new_path } => {
                     format!("rename {old_path} → {new_path}")
                 }

@@ -117,6 +117,16 @@ pub enum MemoryCmd {
         #[arg(long, default_value = "head")]
         at: String,
     },
+    /// The memory rules a store follows (1: directories implied by files, dreamlog's
+    /// texts; 2: the Anthropic SDK reference backend's semantics and texts, directories
+    /// as state — what new stores follow), and with --set, switch it from here on.
+    Rules {
+        /// Store name.
+        store: String,
+        /// Switch to these rules (only forward: 2). States before the switch keep theirs.
+        #[arg(long)]
+        set: Option<u64>,
+    },
     /// Write a store's state (as of a point) into a folder of memory files. Refuses to
     /// overwrite changes in the folder that the store has not recorded (see `watch`).
     Checkout {

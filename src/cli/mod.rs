@@ -415,6 +415,7 @@ fn creates(command: &Command) -> bool {
                 | memory::MemoryCmd::Fork { .. }
                 | memory::MemoryCmd::Promote { .. }
                 | memory::MemoryCmd::Checkout { .. }
+                | memory::MemoryCmd::Rules { set: Some(_), .. }
         ),
         _ => false,
     }

@@ -3,7 +3,7 @@
 //! is in `memory.rs`; what one command does to a file's line origins is decided here.
 
 use super::body::MemoryCommand;
-use super::memory::MemoryState;
+use super::memory::{MemoryState, Rules};
 
 /// A file with the origin of each line: the position of the event that wrote it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,24 +37,25 @@ pub enum Step {
     RenamedFrom(String),
 }
 
-/// Applies command `cmd`, written by the event at `origin`, to the attribution `cur` of
-/// `path`.
-pub fn step(cur: Option<Attributed>, path: &str, cmd: &MemoryCommand, origin: u64) -> Step {
+/// Applies command `cmd`, written by the event at `origin` under memory `rules`, to the
+/// attribution `cur` of `path`.
+pub fn step(cur: Option<Attributed>, path: &str, cmd: &MemoryCommand, origin: u64, rules: Rules) -> Step {
     match cmd {
         MemoryCommand::Create { path: p, file_text } if p == path => {
             Step::Now(Some(Attributed { text: file_text.clone(), lines: vec![origin; split_lines(file_text).len()] }))
         }
         MemoryCommand::StrReplace { path: p, .. } | MemoryCommand::Insert { path: p, .. } if p == path => {
             let Some(old) = cur else { return Step::Now(None) };
-            let mut s = MemoryState::new();
+            let mut s = MemoryState::new().with_rules(rules);
             s.put(path, &old.text);
             if !s.replay(cmd) {
                 return Step::Now(Some(old));
             }
             let new_text = s.file(path).map(|f| f.text.to_string()).unwrap_or_default();
             Step::Now(Some(match cmd {
-                // An insert only adds lines at `insert_line`: no diff needed.
-                MemoryCommand::Insert { insert_line, .. } => {
+                // Under rules 1 an insert only adds lines at `insert_line`: no diff needed
+                // (rules 2 may also drop an empty last line).
+                MemoryCommand::Insert { insert_line, .. } if rules == Rules::V1 => {
                     let added = split_lines(&new_text).len().saturating_sub(old.lines.len());
                     let mut lines = old.lines;
                     let at = (*insert_line as usize).min(lines.len());
@@ -110,15 +111,15 @@ mod tests {
     #[test]
     fn edits_keep_the_origins_of_unchanged_lines() {
         let path = "/memories/a.md";
-        let Step::Now(a) = step(None, path, &create("one\ntwo\nthree\n"), 1) else { panic!() };
+        let Step::Now(a) = step(None, path, &create("one\ntwo\nthree\n"), 1, Rules::V1) else { panic!() };
         let replace = MemoryCommand::StrReplace { path: path.into(), old_str: "two".into(), new_str: "2".into() };
-        let Step::Now(b) = step(a, path, &replace, 2) else { panic!() };
+        let Step::Now(b) = step(a, path, &replace, 2, Rules::V1) else { panic!() };
         assert_eq!(b.as_ref().expect("a file").lines, vec![1, 2, 1]);
         let insert = MemoryCommand::Insert { path: path.into(), insert_line: 0, insert_text: "zero\n".into() };
-        let Step::Now(c) = step(b, path, &insert, 3) else { panic!() };
+        let Step::Now(c) = step(b, path, &insert, 3, Rules::V1) else { panic!() };
         assert_eq!(c.as_ref().expect("a file").lines, vec![3, 1, 2, 1]);
         let failing = MemoryCommand::StrReplace { path: path.into(), old_str: "absent".into(), new_str: "x".into() };
-        assert_eq!(step(c.clone(), path, &failing, 4), Step::Now(c), "a command that fails changes nothing");
+        assert_eq!(step(c.clone(), path, &failing, 4, Rules::V1), Step::Now(c), "a command that fails changes nothing");
     }
 
     #[test]
@@ -126,13 +127,17 @@ mod tests {
         let path = "/memories/d/a.md";
         let cur = Some(Attributed { text: "x\n".into(), lines: vec![1] });
         let delete = MemoryCommand::Delete { path: "/memories/d".into() };
-        assert_eq!(step(cur.clone(), path, &delete, 2), Step::Now(None));
+        assert_eq!(step(cur.clone(), path, &delete, 2, Rules::V1), Step::Now(None));
         let other = MemoryCommand::Delete { path: "/memories/dd".into() };
-        assert_eq!(step(cur.clone(), path, &other, 2), Step::Now(cur.clone()), "/memories/dd is not above it");
+        assert_eq!(
+            step(cur.clone(), path, &other, 2, Rules::V1),
+            Step::Now(cur.clone()),
+            "/memories/dd is not above it"
+        );
         let into = MemoryCommand::Rename { old_path: "/memories/e".into(), new_path: "/memories/d".into() };
-        assert_eq!(step(None, path, &into, 3), Step::RenamedFrom("/memories/e/a.md".into()));
+        assert_eq!(step(None, path, &into, 3, Rules::V1), Step::RenamedFrom("/memories/e/a.md".into()));
         let away = MemoryCommand::Rename { old_path: "/memories/d".into(), new_path: "/memories/f".into() };
-        assert_eq!(step(cur, path, &away, 4), Step::Now(None));
+        assert_eq!(step(cur, path, &away, 4, Rules::V1), Step::Now(None));
         assert_eq!(split_lines("a\nb\n"), vec!["a", "b"]);
         assert!(split_lines("").is_empty());
     }

@@ -229,6 +229,13 @@ pub enum MemoryCommand {
         /// New path.
         new_path: String,
     },
+    /// tag 5: make an empty directory (and those above it). Not a command of the memory
+    /// tool: dreamlog writes it where a state it restores or records has an empty
+    /// directory (revert, checkout, watch); stores under memory rules 2 only.
+    Mkdir {
+        /// Directory path.
+        path: String,
+    },
 }
 
 /// `memory`: one command applied to a memory store.
@@ -578,7 +585,17 @@ impl Body {
                 check_store_name("body.source", &b.source)?;
             }
             Body::Redact(_) => {}
-            Body::Note(b) => non_empty("body.type", &b.note_type)?,
+            Body::Note(b) => {
+                non_empty("body.type", &b.note_type)?;
+                if b.note_type == super::memory::RULES_NOTE
+                    && super::memory::Rules::from_note(&b.json.to_value()).is_none()
+                {
+                    return Err(FormatError::field(
+                        "body.json",
+                        format!("a {} note holds exactly {{\"rules\": N}} with N 1 or 2", super::memory::RULES_NOTE),
+                    ));
+                }
+            }
             Body::Message(b) => {
                 non_empty("body.session", &b.session)?;
                 non_empty("body.role", &b.role)?;
@@ -636,6 +653,7 @@ impl Body {
                     format!("{} insert {path}:{insert_line}", b.store)
                 }
                 MemoryCommand::Delete { path } => format!("{} delete {path}", b.store),
+                MemoryCommand::Mkdir { path } => format!("{} mkdir {path}", b.store),
                 MemoryCommand::Rename { old_path, new_path } => {
                     format!("{} rename {old_path} -> {new_path}", b.store)
                 }

@@ -111,6 +111,13 @@ pub struct DreamInput {
     pub to_position: u64,
     /// The input store's files: path → text.
     pub memory: BTreeMap<String, String>,
+    /// The input store's memory rules when they are not 1 (see `core::memory::Rules`):
+    /// 2 makes directories part of the state, and commands follow the SDK's reference.
+    #[serde(skip_serializing_if = "is_rules_1")]
+    pub memory_rules: u64,
+    /// Rules 2: the input store's empty directories (those with files are implied).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub memory_dirs: Vec<String>,
     /// Graded sessions, in the order of their last grade.
     pub sessions: Vec<SessionInput>,
     /// The input's format: 1 (the sessions graded in the log range), 2 (also every graded
@@ -129,6 +136,10 @@ pub struct DreamInput {
 
 fn is_format_1(f: &u32) -> bool {
     *f <= 1
+}
+
+fn is_rules_1(r: &u64) -> bool {
+    *r <= 1
 }
 
 /// The first input format, and the one with the graded history.
@@ -285,7 +296,8 @@ pub fn expected_in_meta(g: &Grade) -> std::collections::BTreeSet<String> {
 impl DreamInput {
     /// The base memory as a state.
     pub fn memory_state(&self) -> MemoryState {
-        MemoryState::from_files(self.memory.iter().map(|(p, t)| (p.clone(), t.clone())))
+        let rules = crate::core::memory::Rules::from_number(self.memory_rules).unwrap_or_default();
+        MemoryState::from_tree(rules, self.memory.iter().map(|(p, t)| (p.clone(), t.clone())), self.memory_dirs.clone())
     }
 
     /// Every event id the input holds (what commands may cite): the sessions' events
@@ -358,6 +370,7 @@ pub fn command_name(c: &MemoryCommand) -> &'static str {
         MemoryCommand::Insert { .. } => "insert",
         MemoryCommand::Delete { .. } => "delete",
         MemoryCommand::Rename { .. } => "rename",
+        MemoryCommand::Mkdir { .. } => "mkdir",
     }
 }
 

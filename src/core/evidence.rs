@@ -792,6 +792,8 @@ mod tests {
             from_position: 0,
             to_position: 0,
             memory: memory.files().iter().map(|(p, f)| (p.clone(), f.text.to_string())).collect(),
+            memory_rules: 1,
+            memory_dirs: Vec::new(),
             sessions,
             format: 1,
             trials: Vec::new(),

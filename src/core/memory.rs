@@ -3,8 +3,10 @@
 //! are that tool's, verbatim (tests/memory_contract.rs holds every one), so an agent loop
 //! can hand them straight back to the model.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+mod v2;
 
 use super::body::MemoryCommand;
 use super::hash::Digest;
@@ -142,10 +144,74 @@ impl PartialEq for File {
 
 impl Eq for File {}
 
-/// The state of a memory store: files by path. Directories are implied by file paths.
+/// The semantics a store's commands are folded with. Recorded per store (a `note` of
+/// type [`RULES_NOTE`] on its stream): states written under rules 1 keep their state
+/// hashes and replay as they were; a store follows rules 2 from its switch onward.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Rules {
+    /// 1: directories are implied by the files in them; dreamlog's own texts, errors
+    /// prefixed `Error: ` (every store written before rules 2 existed).
+    #[default]
+    V1,
+    /// 2: the Anthropic SDK's reference backend (`BetaLocalFilesystemMemoryTool`):
+    /// directories are state (made by creating or moving a file below them, kept when
+    /// emptied, deleted and renamed whole), its texts verbatim, no `Error: ` prefix.
+    V2,
+}
+
+/// The rules new stores start with.
+pub const CURRENT_RULES: Rules = Rules::V2;
+
+/// The `note` type that switches a store's rules: `{"rules": N}` on `memory/S`.
+pub const RULES_NOTE: &str = "memory.rules";
+
+impl Rules {
+    /// The rules' number (1, 2).
+    pub fn number(self) -> u64 {
+        match self {
+            Rules::V1 => 1,
+            Rules::V2 => 2,
+        }
+    }
+
+    /// The rules numbered `n`, if this build has them.
+    pub fn from_number(n: u64) -> Option<Rules> {
+        match n {
+            1 => Some(Rules::V1),
+            2 => Some(Rules::V2),
+            _ => None,
+        }
+    }
+
+    /// The rules a `memory.rules` note's content names (`{"rules": N}`, nothing else).
+    pub fn from_note(json: &serde_json::Value) -> Option<Rules> {
+        let obj = json.as_object().filter(|o| o.len() == 1)?;
+        Rules::from_number(obj.get("rules")?.as_u64()?)
+    }
+
+    /// A note's content naming these rules.
+    pub fn note(self) -> serde_json::Value {
+        serde_json::json!({ "rules": self.number() })
+    }
+}
+
+/// The state of a memory store: files by path, and (rules 2) every directory below the
+/// root; under rules 1 directories are implied by file paths.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemoryState {
     files: BTreeMap<String, File>,
+    dirs: BTreeSet<String>,
+    rules: Rules,
+}
+
+/// The directories strictly above `path` and below the root, nearest first.
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    let mut p = path;
+    std::iter::from_fn(move || {
+        let i = p.rfind('/')?;
+        p = &p[..i];
+        (p.len() > ROOT.len()).then_some(p)
+    })
 }
 
 /// Lines of a text: split on `\n`, without the empty piece after a final newline.
@@ -200,10 +266,96 @@ impl MemoryState {
         self.files.get(path)
     }
 
-    /// Whether `path` is a directory: the root, or an ancestor of some file.
+    /// The rules this state follows.
+    pub fn rules(&self) -> Rules {
+        self.rules
+    }
+
+    /// Switches the rules: to 2, every directory implied by a file becomes state; to 1,
+    /// directories are implied again (empty ones vanish).
+    pub fn set_rules(&mut self, rules: Rules) {
+        if rules == self.rules {
+            return;
+        }
+        self.rules = rules;
+        self.dirs = match rules {
+            Rules::V1 => BTreeSet::new(),
+            Rules::V2 => self.files.keys().flat_map(|p| ancestors(p)).map(str::to_owned).collect(),
+        };
+    }
+
+    /// This state under `rules` (see [`MemoryState::set_rules`]).
+    pub fn with_rules(mut self, rules: Rules) -> MemoryState {
+        self.set_rules(rules);
+        self
+    }
+
+    /// Every directory below the root, in path order (under rules 1: those files imply).
+    pub fn dirs(&self) -> BTreeSet<String> {
+        match self.rules {
+            Rules::V1 => self.files.keys().flat_map(|p| ancestors(p)).map(str::to_owned).collect(),
+            Rules::V2 => self.dirs.clone(),
+        }
+    }
+
+    /// Directories with nothing in them (only under rules 2), in path order.
+    pub fn empty_dirs(&self) -> impl Iterator<Item = &String> {
+        self.dirs.iter().filter(move |d| !self.has_children(d))
+    }
+
+    fn has_children(&self, dir: &str) -> bool {
+        let prefix = format!("{dir}/");
+        self.files.range(prefix.clone()..).next().is_some_and(|(p, _)| p.starts_with(&prefix))
+            || self.dirs.range(prefix.clone()..).next().is_some_and(|p| p.starts_with(&prefix))
+    }
+
+    /// Makes directory `path` and those above it (rules 2; a no-op under rules 1, where
+    /// directories are implied).
+    pub fn make_dir(&mut self, path: &str) {
+        if self.rules == Rules::V2 && path != ROOT {
+            self.dirs.insert(path.to_owned());
+            self.add_ancestors(path);
+        }
+    }
+
+    /// Removes directory `path` and everything below it.
+    pub fn remove_dir(&mut self, path: &str) {
+        let prefix = format!("{path}/");
+        let files: Vec<String> = self
+            .files
+            .range(prefix.clone()..)
+            .take_while(|(p, _)| p.starts_with(&prefix))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in files {
+            self.files.remove(&p);
+        }
+        let dirs: Vec<String> =
+            self.dirs.range(prefix.clone()..).take_while(|p| p.starts_with(&prefix)).cloned().collect();
+        for d in dirs {
+            self.dirs.remove(&d);
+        }
+        self.dirs.remove(path);
+    }
+
+    fn add_ancestors(&mut self, path: &str) {
+        if self.rules == Rules::V2 {
+            for a in ancestors(path) {
+                if !self.dirs.insert(a.to_owned()) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Whether `path` is a directory: the root, a recorded directory (rules 2), or an
+    /// ancestor of some file (rules 1).
     pub fn is_dir(&self, path: &str) -> bool {
         if path == ROOT {
             return true;
+        }
+        if self.rules == Rules::V2 {
+            return self.dirs.contains(path);
         }
         let prefix = format!("{path}/");
         self.files.range(prefix.clone()..).next().is_some_and(|(p, _)| p.starts_with(&prefix))
@@ -214,7 +366,7 @@ impl MemoryState {
         self.files.range(prefix.clone()..).take_while(move |(p, _)| p.starts_with(&prefix))
     }
 
-    /// Replaces the whole file map (snapshots, forks).
+    /// A rules-1 state of these files (directories implied).
     pub fn from_files(files: impl IntoIterator<Item = (String, String)>) -> MemoryState {
         MemoryState {
             files: files
@@ -224,29 +376,53 @@ impl MemoryState {
                     (p, f)
                 })
                 .collect(),
+            ..MemoryState::default()
         }
+    }
+
+    /// A state under `rules` of these files and (rules 2) directories; the directories
+    /// above every file and directory are added.
+    pub fn from_tree(
+        rules: Rules,
+        files: impl IntoIterator<Item = (String, String)>,
+        dirs: impl IntoIterator<Item = String>,
+    ) -> MemoryState {
+        let mut s = MemoryState::from_files(files).with_rules(rules);
+        for d in dirs {
+            s.make_dir(&d);
+        }
+        s
     }
 
     /// Sets a file's text directly (promote and revert build commands from this).
     pub fn put(&mut self, path: &str, text: &str) {
         self.files.insert(path.to_owned(), File::new(text));
+        self.add_ancestors(path);
     }
 
-    /// State hash: a Merkle tree over the leaves `(path, content hash)` in path order
-    /// (docs/FORMAT.md, "Memory state hash"). Equal states have equal hashes.
+    /// State hash: a Merkle tree over the leaves `(path, content hash)` of the files and
+    /// (rules 2) `(path)` of the empty directories, in path order (docs/FORMAT.md §8).
+    /// Equal trees have equal hashes; a state without empty directories hashes the same
+    /// under either rules.
     pub fn state_hash(&self) -> Digest {
-        let mut level: Vec<[u8; 32]> = self
-            .files
-            .iter()
-            .map(|(p, f)| {
-                let mut h = blake3::Hasher::new();
-                h.update(&[0x00]);
-                h.update(&(p.len() as u64).to_le_bytes());
-                h.update(p.as_bytes());
-                h.update(&f.hash().0);
-                *h.finalize().as_bytes()
-            })
-            .collect();
+        let leaf = |tag: u8, p: &str, content: Option<&Digest>| {
+            let mut h = blake3::Hasher::new();
+            h.update(&[tag]);
+            h.update(&(p.len() as u64).to_le_bytes());
+            h.update(p.as_bytes());
+            if let Some(c) = content {
+                h.update(&c.0);
+            }
+            *h.finalize().as_bytes()
+        };
+        let mut leaves: Vec<(&str, [u8; 32])> =
+            self.files.iter().map(|(p, f)| (p.as_str(), leaf(0x00, p, Some(&f.hash())))).collect();
+        let empty: Vec<&String> = self.empty_dirs().collect();
+        if !empty.is_empty() {
+            leaves.extend(empty.into_iter().map(|p| (p.as_str(), leaf(0x02, p, None))));
+            leaves.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        }
+        let mut level: Vec<[u8; 32]> = leaves.into_iter().map(|(_, h)| h).collect();
         if level.is_empty() {
             return Digest::of(b"");
         }
@@ -271,6 +447,9 @@ impl MemoryState {
 
     /// The tool's `view` of a file or directory.
     pub fn view(&self, path: &str, view_range: Option<(i64, i64)>) -> Result<String, ToolError> {
+        if self.rules == Rules::V2 {
+            return self.view2(path, view_range);
+        }
         let path = validate_path(path)?;
         if let Some(f) = self.files.get(&path) {
             let all = lines(&f.text);
@@ -356,12 +535,16 @@ impl MemoryState {
         precondition: Option<&Digest>,
         snippet: bool,
     ) -> Result<String, ToolError> {
+        if self.rules == Rules::V2 {
+            return self.apply2(cmd, precondition, snippet);
+        }
         let target = match cmd {
             MemoryCommand::Create { path, .. }
             | MemoryCommand::StrReplace { path, .. }
             | MemoryCommand::Insert { path, .. }
             | MemoryCommand::Delete { path } => check_path(path)?,
             MemoryCommand::Rename { old_path, .. } => check_path(old_path)?,
+            MemoryCommand::Mkdir { path } => check_path(path)?,
         };
         if let Some(expected) = precondition {
             let actual = self.files.get(target).map(|f| f.hash());
@@ -384,7 +567,23 @@ impl MemoryState {
                 let new_path = check_path(new_path)?;
                 self.rename(target, new_path)
             }
+            MemoryCommand::Mkdir { .. } => Err(err(
+                ToolErrorKind::Invalid,
+                format!("Error: mkdir {target}: this store follows memory rules 1, where directories exist only through the files in them; switch it to rules 2 first"),
+            )),
         }
+    }
+
+    fn precondition_holds(&self, target: &str, precondition: Option<&Digest>) -> Result<(), String> {
+        let Some(expected) = precondition else { return Ok(()) };
+        let actual = self.files.get(target).map(|f| f.hash());
+        if actual.as_ref() == Some(expected) {
+            return Ok(());
+        }
+        Err(format!(
+            "Conflict: {target} {}, not the expected content hash {expected}",
+            actual.map(|a| format!("has content hash {a}")).unwrap_or_else(|| "does not exist".into())
+        ))
     }
 
     fn check_size(path: &str, len: usize) -> Result<(), ToolError> {
@@ -562,6 +761,12 @@ pub struct MemoryDiff {
     pub renamed: Vec<(String, String)>,
     /// Files in both with different content.
     pub changed: Vec<ChangedFile>,
+    /// Directories only in the second state (when either follows memory rules 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dirs_added: Vec<String>,
+    /// Directories only in the first state (when either follows memory rules 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dirs_removed: Vec<String>,
 }
 
 /// One changed file of a [`MemoryDiff`].
@@ -580,7 +785,12 @@ pub struct ChangedFile {
 impl MemoryDiff {
     /// True when the states are equal.
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.renamed.is_empty() && self.changed.is_empty()
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.renamed.is_empty()
+            && self.changed.is_empty()
+            && self.dirs_added.is_empty()
+            && self.dirs_removed.is_empty()
     }
 }
 
@@ -624,21 +834,38 @@ pub fn diff_states(a: &MemoryState, b: &MemoryState) -> MemoryDiff {
     });
     d.removed = removed.into_iter().map(|(p, _)| p.clone()).collect();
     d.added = added.into_iter().map(|(p, _)| p.clone()).collect();
+    if a.rules == Rules::V2 || b.rules == Rules::V2 {
+        let (da, db) = (a.dirs(), b.dirs());
+        d.dirs_added = db.difference(&da).cloned().collect();
+        d.dirs_removed = da.difference(&db).cloned().collect();
+    }
     d
 }
 
 /// Commands that turn `current` into `target` (for the given paths only, when given):
-/// a missing file is created, an extra one deleted, a different one replaced whole.
+/// a missing file is created, an extra one deleted, a different one replaced whole; when
+/// `current` follows memory rules 2, an extra directory is deleted (before the files,
+/// with everything in it) and a missing one made (after them, where no created file made
+/// it).
 pub fn restore_commands(
     current: &MemoryState,
     target: &MemoryState,
     only: Option<&std::collections::BTreeSet<String>>,
 ) -> Vec<MemoryCommand> {
-    let mut paths: std::collections::BTreeSet<&String> = current.files.keys().chain(target.files.keys()).collect();
-    if let Some(only) = only {
-        paths.retain(|p| only.contains(*p));
-    }
+    let wanted = |p: &String| only.is_none_or(|o| o.contains(p));
     let mut cmds = Vec::new();
+    let mut gone: Vec<&String> = Vec::new();
+    let target_dirs = target.dirs();
+    if current.rules == Rules::V2 {
+        for d in current.dirs.iter().filter(|d| wanted(d) && !target_dirs.contains(*d)) {
+            if !gone.iter().any(|g| is_under(d, g)) {
+                cmds.push(MemoryCommand::Delete { path: d.clone() });
+                gone.push(d);
+            }
+        }
+    }
+    let mut paths: std::collections::BTreeSet<&String> = current.files.keys().chain(target.files.keys()).collect();
+    paths.retain(|p| wanted(p) && !(current.files.contains_key(*p) && gone.iter().any(|g| is_under(p, g))));
     for p in paths {
         match (current.files.get(p), target.files.get(p)) {
             (Some(c), Some(t)) if c.text == t.text => {}
@@ -656,6 +883,20 @@ pub fn restore_commands(
             (Some(_), None) => cmds.push(MemoryCommand::Delete { path: p.clone() }),
             (None, Some(t)) => cmds.push(MemoryCommand::Create { path: p.clone(), file_text: t.text.to_string() }),
             (None, None) => {}
+        }
+    }
+    if current.rules == Rules::V2 {
+        let mut after = current.clone();
+        for c in &cmds {
+            after.replay(c);
+        }
+        // Deepest first: making a directory makes those above it.
+        for d in target_dirs.iter().rev().filter(|d| wanted(d)) {
+            if !after.is_dir(d) {
+                let mkdir = MemoryCommand::Mkdir { path: d.clone() };
+                after.replay(&mkdir);
+                cmds.push(mkdir);
+            }
         }
     }
     cmds
@@ -698,21 +939,39 @@ pub fn sync_commands(current: &MemoryState, target: &MemoryState) -> Vec<MemoryC
 
 impl MemoryState {
     /// Snapshot bytes: the store version folded, then (path, text) pairs in path order,
-    /// in the v1 encoding.
+    /// in the v1 encoding; a rules-2 state adds its directories in path order and the
+    /// rules' number (docs/FORMAT.md §8), so rules-1 snapshots keep their bytes.
     pub fn encode_snapshot(&self, version: u64) -> Vec<u8> {
         let files: Vec<(String, String)> = self.files.iter().map(|(p, f)| (p.clone(), f.text.to_string())).collect();
-        super::wire::encode(&(version, files))
+        match self.rules {
+            Rules::V1 => super::wire::encode(&(version, files)),
+            Rules::V2 => {
+                let dirs: Vec<String> = self.dirs.iter().cloned().collect();
+                super::wire::encode(&(version, files, dirs, self.rules.number()))
+            }
+        }
     }
 
     /// Decodes [`MemoryState::encode_snapshot`] bytes into (version, state).
     pub fn decode_snapshot(bytes: &[u8]) -> Result<(u64, MemoryState), super::FormatError> {
-        let (version, files): (u64, Vec<(String, String)>) = super::wire::decode_exact(bytes, "memory snapshot")?;
-        Ok((version, MemoryState::from_files(files)))
+        type V2 = (u64, Vec<(String, String)>, Vec<String>, u64);
+        if let Ok((version, files)) =
+            super::wire::decode_exact::<(u64, Vec<(String, String)>)>(bytes, "memory snapshot")
+        {
+            return Ok((version, MemoryState::from_files(files)));
+        }
+        let (version, files, dirs, rules): V2 = super::wire::decode_exact(bytes, "memory snapshot")?;
+        let rules = Rules::from_number(rules).ok_or_else(|| super::FormatError::Decode {
+            what: "memory snapshot".into(),
+            reason: format!("rules {rules} are not ones this build has"),
+        })?;
+        Ok((version, MemoryState::from_tree(rules, files, dirs)))
     }
 }
 
 impl MemoryState {
-    /// Removes a file directly (revert builds target states with this).
+    /// Removes a file directly (revert builds target states with this); directories
+    /// stay.
     pub fn remove(&mut self, path: &str) {
         self.files.remove(path);
     }
@@ -789,6 +1048,9 @@ impl ToolCall {
     /// Parses a tool call's `input` object; the error names what is wrong.
     pub fn parse(value: &serde_json::Value) -> Result<ToolCall, String> {
         use serde_json::Value;
+        if value.get("command").and_then(Value::as_str) == Some("mkdir") {
+            return Err("invalid memory tool input: `mkdir` is not a memory tool command (dreamlog writes it in batches and reverts)".into());
+        }
         if value.get("command").and_then(Value::as_str) == Some("view") {
             let path = value.get("path").and_then(Value::as_str).unwrap_or(ROOT).to_owned();
             let range = match value.get("view_range") {

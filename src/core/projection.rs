@@ -130,7 +130,8 @@ pub fn memory_paths(body: &Body) -> Option<(&str, Vec<&str>)> {
         MemoryCommand::Create { path, .. }
         | MemoryCommand::StrReplace { path, .. }
         | MemoryCommand::Insert { path, .. }
-        | MemoryCommand::Delete { path } => vec![path.as_str()],
+        | MemoryCommand::Delete { path }
+        | MemoryCommand::Mkdir { path } => vec![path.as_str()],
         MemoryCommand::Rename { old_path, new_path } => vec![old_path.as_str(), new_path.as_str()],
     };
     Some((m.store.as_str(), paths))

@@ -426,7 +426,7 @@ fn cite(c: &crate::core::MemoryCommand, grades: &BTreeMap<String, Vec<EventId>>)
         Create { file_text, .. } => file_text.as_str(),
         StrReplace { new_str, .. } => new_str.as_str(),
         Insert { insert_text, .. } => insert_text.as_str(),
-        Delete { .. } | Rename { .. } => return None,
+        Delete { .. } | Rename { .. } | Mkdir { .. } => return None,
     };
     let cited: Vec<EventId> = grades
         .iter()

@@ -554,6 +554,8 @@ impl Dreams {
             from_position: from,
             to_position: to,
             memory: base.files().iter().map(|(p, f)| (p.clone(), f.text.to_string())).collect(),
+            memory_rules: base.rules().number(),
+            memory_dirs: base.empty_dirs().cloned().collect(),
             sessions,
             format,
             trials,
@@ -631,7 +633,7 @@ impl Dreams {
             Some(p) => p,
             None => self.default_since(store, dreamer.name())?,
         };
-        let (base, head) = self.mem.state_until(store, until)?;
+        let (base, head) = self.mem.fold_until(store, until)?;
         let input = self.input(store, &base, from, until - 1, dreamer.as_ref())?;
         if input.sessions.is_empty() {
             return Err(Error::Dream(DreamError::NothingToDream { store: store.to_owned(), from }));
@@ -836,7 +838,7 @@ impl Dreams {
             dreamer.name() == d.dreamer && dreamer.version() == d.version && dreamer.config() == d.config.to_value();
         // The base: the output store just before the dream (a fork starts equal to its
         // source at the fork point).
-        let (base, _) = self.mem.state_until(&d.output_store, e.position)?;
+        let (base, _) = self.mem.fold_until(&d.output_store, e.position)?;
         if base.state_hash() != d.base_state {
             return Err(Error::Dream(DreamError::ReplayDiverged {
                 dream: id.to_hex(),

@@ -20,8 +20,8 @@ use crate::error::Error;
 use crate::error::{DreamError, LogError};
 use crate::service::{
     AppendRequest, BatchRequest, DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Info, LookupRequest,
-    MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest, Service, TagRequest, Tagged, ToolContext,
-    VerifyQuery, ViewQuery,
+    MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest, RulesRequest, Service, TagRequest, Tagged,
+    ToolContext, VerifyQuery, ViewQuery,
 };
 
 /// An API error: status, type and message (and details).
@@ -135,6 +135,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/memory/{store}/fork", post(memory_fork))
         .route("/v1/memory/{store}/promote", post(memory_promote))
         .route("/v1/memory/{store}/batch", post(memory_batch))
+        .route("/v1/memory/{store}/rules", post(memory_rules))
         .route("/v1/memory/{store}/files", get(memory_files))
         .route("/v1/tags", post(tag))
         .route("/v1/sessions", get(sessions))
@@ -576,6 +577,19 @@ async fn memory_lessons(
     let tenant = auth(&state, &headers, Role::Read)?;
     let rows = blocking(move || tenant.svc.memory_lessons(&store, &q)).await?;
     Ok(Json(json!({ "lessons": rows })))
+}
+
+async fn memory_rules(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(store): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Write)?;
+    let req: RulesRequest = json_body(&body)?;
+    let actor = actor_of(&headers, &tenant)?;
+    let r = blocking(move || tenant.svc.memory_set_rules(&store, &req, &actor)).await?;
+    Ok(Json(serde_json::to_value(r).unwrap_or_default()))
 }
 
 async fn memory_batch(

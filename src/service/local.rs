@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::{
     AppendRequest, AppendedEvent, BatchRequest, DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Forked,
     Info, Lookup, LookupRequest, MemoryFiles, MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest,
-    Service, TagRequest, Tagged, ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
+    RulesRequest, RulesSwitch, Service, TagRequest, Tagged, ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
 };
 use crate::core::dream::DreamerSpec;
 use crate::core::memory::{MemoryDiff, ToolCall};
@@ -204,9 +204,7 @@ impl Service for Local {
         let causes = context.causes.iter().map(|c| self.store().resolve_id(c)).collect::<Result<Vec<_>>>()?;
         let call = match ToolCall::parse(input) {
             Ok(c) => c,
-            Err(e) => {
-                return Ok(ToolAnswer { text: format!("Error: {e}"), error: Some("invalid".into()), recorded: None })
-            }
+            Err(e) => return Ok(ToolAnswer { text: e, error: Some("invalid".into()), recorded: None }),
         };
         match call {
             ToolCall::View { .. } => {
@@ -245,12 +243,18 @@ impl Service for Local {
     fn memory_files(&self, store: &str, q: &PathQuery) -> Result<MemoryFiles> {
         crate::core::validate::check_store_name("store", store)?;
         let until = self.point(q.at.as_deref())?;
-        let (state, _) = self.mem.state_until(store, until)?;
+        let (state, head) = self.mem.state_until(store, until)?;
         Ok(MemoryFiles {
+            version: head.version,
             store: store.to_owned(),
             until,
             state_hash: state.state_hash(),
             files: state.files().iter().map(|(p, f)| (p.clone(), f.text.to_string())).collect(),
+            rules: state.rules().number(),
+            dirs: match state.rules() {
+                crate::core::memory::Rules::V1 => Vec::new(),
+                crate::core::memory::Rules::V2 => state.dirs().into_iter().collect(),
+            },
         })
     }
 
@@ -319,6 +323,22 @@ impl Service for Local {
             state: req.expected_state,
         };
         Ok(self.mem.apply_batch(store, req.commands.clone(), &opts)?.1)
+    }
+
+    fn memory_set_rules(&self, store: &str, req: &RulesRequest, actor: &Actor) -> Result<RulesSwitch> {
+        let rules = crate::core::memory::Rules::from_number(req.rules).ok_or_else(|| {
+            Error::Format(crate::core::FormatError::field(
+                "rules",
+                format!("memory rules {} do not exist (1 or 2)", req.rules),
+            ))
+        })?;
+        let a = self.mem.set_rules(store, rules, actor.clone())?;
+        Ok(RulesSwitch {
+            store: store.to_owned(),
+            rules: req.rules,
+            event: a.as_ref().map(|a| a.id),
+            position: a.as_ref().map(|a| a.position),
+        })
     }
 
     fn tag(&self, req: &TagRequest, actor: &Actor) -> Result<Tagged> {

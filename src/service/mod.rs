@@ -72,6 +72,9 @@ pub trait Service: Send + Sync {
     /// Applies several memory commands as one atomic batch (all or none), optionally only
     /// if the store is in an expected state (`dreamlog watch` records a burst this way).
     fn memory_batch(&self, store: &str, req: &BatchRequest, actor: &Actor) -> Result<Vec<Appended>>;
+    /// Switches a store to newer memory rules from here on (nothing when it follows
+    /// them already; rules never move back).
+    fn memory_set_rules(&self, store: &str, req: &RulesRequest, actor: &Actor) -> Result<RulesSwitch>;
     /// Names a point.
     fn tag(&self, req: &TagRequest, actor: &Actor) -> Result<Tagged>;
     /// Every session's summary.
@@ -402,6 +405,56 @@ pub struct MemoryFiles {
     pub state_hash: Digest,
     /// Path → text.
     pub files: std::collections::BTreeMap<String, String>,
+    /// The store's memory rules at that point (1 or 2).
+    #[serde(default = "rules_1")]
+    pub rules: u64,
+    /// Rules 2: every directory below `/memories`, in path order (empty ones included).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dirs: Vec<String>,
+    /// The store's version at that point (its last event's); absent when it had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+}
+
+fn rules_1() -> u64 {
+    1
+}
+
+impl MemoryFiles {
+    /// The files and directories as a state under their rules; a store with no events
+    /// yet is empty under the rules its first write will record.
+    pub fn state(&self) -> crate::core::memory::MemoryState {
+        if self.version.is_none() {
+            return crate::core::memory::MemoryState::new().with_rules(crate::core::memory::CURRENT_RULES);
+        }
+        let rules = crate::core::memory::Rules::from_number(self.rules).unwrap_or_default();
+        crate::core::memory::MemoryState::from_tree(
+            rules,
+            self.files.iter().map(|(p, t)| (p.clone(), t.clone())),
+            self.dirs.iter().cloned(),
+        )
+    }
+}
+
+/// `POST /v1/memory/{store}/rules`: the memory rules a store follows from now on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesRequest {
+    /// 2: the Anthropic SDK reference backend's semantics, directories as state.
+    pub rules: u64,
+}
+
+/// What a rules switch did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RulesSwitch {
+    /// The store.
+    pub store: String,
+    /// The rules it follows now.
+    pub rules: u64,
+    /// The `memory.rules` note appended, or `None` when the store followed them already.
+    pub event: Option<EventId>,
+    /// Its position.
+    pub position: Option<u64>,
 }
 
 /// `POST /v1/memory/{store}/batch`: memory tool inputs (no `view`) applied atomically.

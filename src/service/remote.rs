@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::{
     AppendRequest, AppendedEvent, BatchRequest, DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Forked,
     Info, Lookup, LookupRequest, MemoryFiles, MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest,
-    Service, TagRequest, Tagged, ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
+    RulesRequest, RulesSwitch, Service, TagRequest, Tagged, ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
 };
 use crate::core::memory::MemoryDiff;
 use crate::core::{Actor, EventJson, Kind};
@@ -340,6 +340,12 @@ impl Service for Remote {
         let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
         let path = format!("/v1/memory/{}/batch", path_segment(store));
         Remote::appended(&self.post(&path, &body, &Remote::actor_header(actor))?)
+    }
+
+    fn memory_set_rules(&self, store: &str, req: &RulesRequest, actor: &Actor) -> Result<RulesSwitch> {
+        let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
+        let path = format!("/v1/memory/{}/rules", path_segment(store));
+        Remote::typed(self.post(&path, &body, &Remote::actor_header(actor))?)
     }
 
     fn tag(&self, req: &TagRequest, actor: &Actor) -> Result<Tagged> {

@@ -48,7 +48,7 @@ async def main(target: list, store: str) -> dict:
                 ("memory_history", {}),
                 ("memory_blame", {"path": "/memories/notes.md"}),
                 ("memory_diff", {"from": "0", "to": "head"}),
-                ("memory_view_at", {"path": "/memories/notes.md", "at": "0"}),
+                ("memory_view_at", {"path": "/memories/notes.md", "at": "1"}),
                 ("memory_lessons", {}),
                 ("drift", {}),
                 ("memory_blame", {}),
