@@ -147,3 +147,37 @@ fn a_watched_folder_is_recorded_burst_by_burst_and_checked_out_again() {
     );
     assert!(server.stop().success());
 }
+
+#[test]
+fn empty_directories_are_recorded_and_checked_out() {
+    let dir = tempdir().unwrap();
+    let server = Server::start(&dir.path().join("db"), &[]);
+    let folder = dir.path().join("memory");
+    std::fs::create_dir_all(folder.join("inbox")).unwrap();
+    std::fs::write(folder.join("notes.md"), "- one\n").unwrap();
+    let w = watcher(&server, &folder);
+    let h = wait_for(&server, 2);
+    let made: Vec<(&str, &str)> = h
+        .iter()
+        .map(|e| (e["body"]["command"]["command"].as_str().unwrap(), e["body"]["command"]["path"].as_str().unwrap()))
+        .collect();
+    assert_eq!(made, [("create", "/memories/notes.md"), ("mkdir", "/memories/inbox")], "{h:?}");
+    // An emptied directory: the file goes, the directory stays; then the directory goes.
+    std::fs::create_dir_all(folder.join("archive")).unwrap();
+    std::fs::rename(folder.join("notes.md"), folder.join("archive/notes.md")).unwrap();
+    let h = wait_for(&server, 3);
+    assert_eq!(h[2]["body"]["command"]["command"], "rename", "{:?}", &h[2..]);
+    std::fs::remove_dir(folder.join("inbox")).unwrap();
+    let h = wait_for(&server, 4);
+    assert_eq!(
+        (h[3]["body"]["command"]["command"].as_str(), h[3]["body"]["command"]["path"].as_str()),
+        (Some("delete"), Some("/memories/inbox"))
+    );
+    stop(w);
+    // Checked out as of before the directory went: the empty directory is there again.
+    let at = h[2]["position"].as_u64().unwrap().to_string();
+    let out = dir.path().join("copy");
+    common::ok(&cli(&server, &["memory", "checkout", "notes", out.to_str().unwrap(), "--at", &at]));
+    assert!(out.join("inbox").is_dir() && out.join("archive/notes.md").is_file());
+    assert!(server.stop().success());
+}

@@ -138,6 +138,9 @@ def main() -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--check", action="store_true", help="exit 1 on any disagreement")
     p.add_argument("--progress", action="store_true", help="a line on stderr every 500 sequences")
+    p.add_argument("--rules", type=int, choices=[1, 2], default=2,
+                   help="1: start each store as stores written before memory rules 2 (raw events, no rules note), "
+                        "to see that they keep their old semantics and texts")
     a = p.parse_args()
     client = Client(a.url, token=a.token)
     rng = random.Random(a.seed)
@@ -156,6 +159,11 @@ def main() -> int:
         if a.progress and s and s % 500 == 0:
             print(f"{s}/{a.sequences} sequences, {sum(counts.values())} disagreement(s)", file=sys.stderr)
         store = f"differential-{run}-{s}"
+        if a.rules == 1:
+            keep = {"command": "create", "path": "/memories/.keep", "file_text": ""}
+            events = [{"kind": "memory", "actor": "system:differential", "body": {"store": store, "command": c}}
+                      for c in [keep, {"command": "delete", "path": "/memories/.keep"}]]
+            client._request("POST", "/v1/events", {"stream": f"memory/{store}", "events": events})
         with tempfile.TemporaryDirectory(dir=scratch) as tmp:
             ref = BetaLocalFilesystemMemoryTool(base_path=tmp)
             steps = []
