@@ -299,6 +299,8 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
     api.ok("get", "/v1/drift/s", None);
     api.ok("get", "/v1/drift/s?resamples=500&min_sessions=1", None);
     api.ok("post", "/v1/verify", None);
+    let backup = api.ok("post", "/v1/backup", Some(&json!({"dir": dir.path().join("backup").to_str().unwrap()})));
+    assert!(backup["verify"]["problems"].as_array().unwrap().is_empty(), "{backup}");
 
     // Line-oriented answers: the export and the live tail.
     let export = api.http.get(format!("{}/v1/export", server.base)).bearer_auth("admin-token").send().unwrap();

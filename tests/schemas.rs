@@ -329,6 +329,17 @@ fn the_service_types_are_the_api_schemas() {
         },
         BatchRequest { commands: Vec::new(), expected_state: None, session: None },
     );
+    check("memory-rules-request", RulesRequest { rules: 2 }, RulesRequest { rules: 1 });
+    check(
+        "memory-rules",
+        RulesSwitch { store: "s".into(), rules: 2, event: Some(id), position: Some(3) },
+        RulesSwitch { store: "s".into(), rules: 2, event: None, position: None },
+    );
+    check(
+        "backup-request",
+        BackupRequest { dir: "/backups/b1".into(), deep: true },
+        BackupRequest { dir: "/backups/b1".into(), deep: false },
+    );
     check(
         "tag-request",
         TagRequest { name: "v1".into(), at: Some("head".into()) },

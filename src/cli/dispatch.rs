@@ -89,6 +89,12 @@ pub fn run(cli: &Cli, svc: &dyn Service) -> Result<ExitCode> {
             }
         }
         Command::Show { id } => print_event_detail(cli, &svc.event(id)?)?,
+        Command::Backup { dir, deep } => {
+            let req = crate::service::BackupRequest { dir: dir.display().to_string(), deep: *deep };
+            let r = svc.backup(&req)?;
+            super::print_backup(cli.json, "backed up", &cli.db, &r)?;
+            return Ok(if r.verify.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
         Command::Verify { deep } => {
             let bar = progress_bar(Some(svc.info()?.events), "verifying");
             let report = svc.verify(&VerifyQuery { deep: *deep }, &mut |n| bar.set_position(n))?;
@@ -170,11 +176,11 @@ pub fn run(cli: &Cli, svc: &dyn Service) -> Result<ExitCode> {
             let opts = crate::mcp::McpOptions { store: store.clone(), actor: actor.clone(), session: session.clone() };
             crate::mcp::serve(svc, &opts, std::io::stdin().lock(), std::io::stdout().lock())?
         }
-        Command::Serve { .. } | Command::Recover { .. } | Command::Reindex => {
+        Command::Serve { .. } | Command::Recover { .. } | Command::Reindex | Command::Restore { .. } => {
             return Err(Error::Input {
                 path: "--remote".into(),
                 line: 0,
-                reason: "`serve`, `recover` and `reindex` work on a database folder; run them on the server's machine"
+                reason: "`serve`, `recover`, `reindex` and `restore` work on a database folder; run them on the server's machine"
                     .into(),
             })
         }

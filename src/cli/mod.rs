@@ -70,6 +70,22 @@ pub enum Command {
         #[arg(long)]
         deep: bool,
     },
+    /// Write a consistent copy of the database into a new folder while it is in use (with
+    /// --remote: the server writes it on its own machine; an admin token), then open the
+    /// copy and verify it.
+    Backup {
+        /// The new folder.
+        dir: std::path::PathBuf,
+        /// Also read every block of every table file of the copy and check its snapshots.
+        #[arg(long)]
+        deep: bool,
+    },
+    /// Restore a backup into the database folder (`--db`, which must be new or empty),
+    /// then verify it (deep).
+    Restore {
+        /// The backup folder (written by `dreamlog backup`).
+        backup: std::path::PathBuf,
+    },
     /// Open a damaged database explicitly: restore a lost CURRENT from the newest
     /// MANIFEST; keep a damaged write-ahead log aside, report every acknowledged event
     /// that is lost (position and id) before anything is dropped, then open at the last
@@ -398,6 +414,30 @@ pub(crate) fn print_verify(cli: &Cli, report: &crate::store::VerifyReport) -> Re
     Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// Prints what a backup or a restore wrote and its verification.
+pub(crate) fn print_backup(
+    json: bool,
+    what: &str,
+    from: &std::path::Path,
+    r: &crate::service::BackupReport,
+) -> Result<()> {
+    if json {
+        return stdout_line(&serde_json::to_string(r).unwrap_or_default());
+    }
+    stdout_line(&format!(
+        "{what} {} into {}: {} events ({} acknowledged before it began); verify: {}",
+        from.display(),
+        r.dir,
+        r.events,
+        r.acknowledged,
+        if r.verify.is_clean() { "clean".to_owned() } else { format!("{} problems", r.verify.problems.len()) }
+    ))?;
+    if !r.verify.is_clean() {
+        stdout_line(&output::verify_report(&r.verify))?;
+    }
+    Ok(())
+}
+
 /// Whether a command may create the database when it does not exist.
 fn creates(command: &Command) -> bool {
     match command {
@@ -483,6 +523,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ))?;
             }
             return Ok(if verified.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        Command::Restore { backup } => {
+            let r = crate::service::restore(backup, &cli.db)?;
+            print_backup(cli.json, "restored", backup, &r)?;
+            return Ok(if r.verify.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         Command::Recover { report } => {
             let r =

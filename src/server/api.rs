@@ -19,9 +19,9 @@ use crate::core::{Actor, EventJson, Kind};
 use crate::error::Error;
 use crate::error::{DreamError, LogError};
 use crate::service::{
-    AppendRequest, BatchRequest, DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Info, LookupRequest,
-    MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest, RulesRequest, Service, TagRequest, Tagged,
-    ToolContext, VerifyQuery, ViewQuery,
+    AppendRequest, BackupRequest, BatchRequest, DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Info,
+    LookupRequest, MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest, RulesRequest, Service,
+    TagRequest, Tagged, ToolContext, VerifyQuery, ViewQuery,
 };
 
 /// An API error: status, type and message (and details).
@@ -146,6 +146,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/dreams/{id}/replay", post(dream_replay))
         .route("/v1/drift/{store}", get(drift))
         .route("/v1/verify", post(verify))
+        .route("/v1/backup", post(backup))
         .route("/v1/export", get(export))
         .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
             let permits = permits.clone();
@@ -505,6 +506,18 @@ async fn verify(
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Admin)?;
     let report = blocking(move || tenant.svc.verify(&q, &mut |_| ())).await?;
+    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+}
+
+/// `POST /v1/backup {dir, deep?}`: a consistent copy on the server's machine (admin).
+async fn backup(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Admin)?;
+    let req: BackupRequest = json_body(&body)?;
+    let report = blocking(move || tenant.svc.backup(&req)).await?;
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 

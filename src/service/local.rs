@@ -6,9 +6,10 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{
-    AppendRequest, AppendedEvent, BatchRequest, DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Forked,
-    Info, Lookup, LookupRequest, MemoryFiles, MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest,
-    RulesRequest, RulesSwitch, Service, TagRequest, Tagged, ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
+    AppendRequest, AppendedEvent, BackupReport, BackupRequest, BatchRequest, DiffQuery, DreamRequest, DriftQuery,
+    EventsQuery, ForkRequest, Forked, Info, Lookup, LookupRequest, MemoryFiles, MemoryView, PathQuery, PromoteRequest,
+    ReplayRequest, RevertRequest, RulesRequest, RulesSwitch, Service, TagRequest, Tagged, ToolAnswer, ToolContext,
+    VerifyQuery, ViewQuery,
 };
 use crate::core::dream::DreamerSpec;
 use crate::core::memory::{MemoryDiff, ToolCall};
@@ -197,6 +198,13 @@ impl Service for Local {
         } else {
             self.store().verify(progress)
         }
+    }
+
+    fn backup(&self, req: &BackupRequest) -> Result<BackupReport> {
+        let dir = std::path::Path::new(&req.dir);
+        let acknowledged = self.store().backup(dir)?;
+        let (events, verify) = super::check_copy(dir, req.deep)?;
+        Ok(BackupReport { dir: req.dir.clone(), acknowledged, events, verify })
     }
 
     fn memory_tool(&self, store: &str, input: &Value, context: &ToolContext) -> Result<ToolAnswer> {

@@ -25,7 +25,7 @@ pub use remote::Remote;
 use crate::core::memory::MemoryDiff;
 use crate::core::{Actor, Digest, EventId, Kind};
 use crate::dream::{DreamDetail, DreamRun, DreamSummary, Replay};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ledger::{DriftReport, LessonRow};
 use crate::memory::BlameLine;
 use crate::sessions::{SessionDetail, SessionSummary, Stats};
@@ -49,6 +49,9 @@ pub trait Service: Send + Sync {
     fn lookup(&self, req: &LookupRequest) -> Result<Lookup>;
     /// Verifies the log, its indexes and (deep) storage and snapshots.
     fn verify(&self, q: &VerifyQuery, progress: &mut dyn FnMut(u64)) -> Result<VerifyReport>;
+    /// Writes a consistent copy of the database into a new folder (on the machine that
+    /// holds the database) while writes go on, then opens the copy and verifies it.
+    fn backup(&self, req: &BackupRequest) -> Result<BackupReport>;
     /// One memory tool call, its `input` verbatim.
     fn memory_tool(&self, store: &str, input: &Value, context: &ToolContext) -> Result<ToolAnswer>;
     /// A file or directory of a store as of a point.
@@ -204,6 +207,73 @@ pub struct LookupRequest {
 pub struct VerifyQuery {
     /// Also every block of every table file and every snapshot against a replay.
     pub deep: bool,
+}
+
+/// `POST /v1/backup`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRequest {
+    /// The new folder (must not exist), on the machine that holds the database.
+    pub dir: String,
+    /// Also read every block of every table file of the copy and check its snapshots.
+    #[serde(default)]
+    pub deep: bool,
+}
+
+/// A backup (or a restore) and the verification of what it wrote.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BackupReport {
+    /// The folder written.
+    pub dir: String,
+    /// Events acknowledged before the backup began: the copy holds at least these.
+    pub acknowledged: u64,
+    /// Events in the copy (whole groups; appends that landed while it was taken may be in).
+    pub events: u64,
+    /// `verify` of the copy, opened as a database of its own.
+    pub verify: VerifyReport,
+}
+
+/// Opens the database in `dir`, counts and verifies it, and closes it.
+pub fn check_copy(dir: &std::path::Path, deep: bool) -> Result<(u64, VerifyReport)> {
+    let copy = crate::store::Store::open(dir, crate::store::Options::default())?;
+    let events = copy.len();
+    let report =
+        if deep { crate::memory::MemoryStores::new(copy.clone()).verify_deep(|_| ())? } else { copy.verify(|_| ())? };
+    copy.close()?;
+    Ok((events, report))
+}
+
+/// Restores the backup in `backup` into `target` (a new or empty folder): copies every
+/// file, then opens and verifies the result (deep).
+pub fn restore(backup: &std::path::Path, target: &std::path::Path) -> Result<BackupReport> {
+    let io = |p: &std::path::Path| {
+        let p = p.display().to_string();
+        move |source| Error::Io { path: p.clone(), source }
+    };
+    if !backup.join("CURRENT").exists() {
+        return Err(Error::Format(crate::core::FormatError::field(
+            "backup",
+            format!("{} is not a dreamlog backup (no CURRENT file); nothing was written", backup.display()),
+        )));
+    }
+    if target.exists() && std::fs::read_dir(target).map_err(io(target))?.next().is_some() {
+        return Err(Error::Format(crate::core::FormatError::field(
+            "--db",
+            format!("{} holds files: a restore goes into a new or empty folder; nothing was written", target.display()),
+        )));
+    }
+    std::fs::create_dir_all(target).map_err(io(target))?;
+    let acknowledged = crate::store::wal::read_acked(backup).map_or(0, |(n, _)| n);
+    for entry in std::fs::read_dir(backup).map_err(io(backup))? {
+        let entry = entry.map_err(io(backup))?;
+        if entry.file_type().map_err(io(&entry.path()))?.is_file() {
+            let to = target.join(entry.file_name());
+            std::fs::copy(entry.path(), &to).map_err(io(&to))?;
+        }
+    }
+    std::fs::File::open(target).and_then(|d| d.sync_all()).map_err(io(target))?;
+    let (events, verify) = check_copy(target, true)?;
+    Ok(BackupReport { dir: target.display().to_string(), acknowledged, events, verify })
 }
 
 /// Who issues a memory tool call, and what it rests on.

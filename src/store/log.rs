@@ -115,6 +115,17 @@ pub trait Log: Send + Sync + 'static {
     fn flush(&self) -> Result<()> {
         Ok(())
     }
+    /// Writes a consistent copy of the whole log into the new folder `dir` while writes go
+    /// on (RocksDB: a checkpoint — tables hard-linked where the file system allows,
+    /// copied otherwise), holding at least the first `acknowledged` events. A backend
+    /// without storage of its own refuses.
+    fn backup(&self, dir: &std::path::Path, _acknowledged: u64) -> Result<()> {
+        Err(crate::error::Error::Log(crate::error::LogError::Storage(format!(
+            "{} cannot be backed up (it has no storage of its own): {} was not written",
+            self.describe(),
+            dir.display()
+        ))))
+    }
     /// Called once when the engine closes, after the writer stopped.
     fn close(&self, _count: u64) -> Result<()> {
         Ok(())

@@ -671,6 +671,21 @@ impl Store {
         self.inner.log.flush()
     }
 
+    /// Writes a consistent copy of the store into `dir` (which must not exist) while
+    /// appends go on; returns how many events were acknowledged before it began (the copy
+    /// holds at least those, and possibly later ones, whole groups only).
+    pub fn backup(&self, dir: &Path) -> Result<u64> {
+        if dir.exists() {
+            return Err(Error::Format(crate::core::FormatError::field(
+                "dir",
+                format!("{} exists: a backup goes into a new folder; nothing was written", dir.display()),
+            )));
+        }
+        let acknowledged = self.len();
+        self.inner.log.backup(dir, acknowledged)?;
+        Ok(acknowledged)
+    }
+
     /// Stops the writer, waiting for in-flight appends, and closes the backend.
     pub fn close(&self) -> Result<()> {
         if self.inner.closed.swap(true, Ordering::SeqCst) {

@@ -539,6 +539,16 @@ impl Log for RocksLog {
         Ok(())
     }
 
+    fn backup(&self, dir: &Path, acknowledged: u64) -> Result<()> {
+        rocksdb::checkpoint::Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
+        // The copy holds every event acknowledged before it began: opening it checks so.
+        if wal::read_acked(&self.path).is_some() {
+            wal::write_acked(dir, acknowledged)
+                .map_err(|source| Error::Io { path: dir.join(wal::ACKED_FILE).display().to_string(), source })?;
+        }
+        Ok(())
+    }
+
     /// Reads every entry of every column family with checksums verified and the block
     /// cache bypassed (so every data and index block of every live table file is read
     /// from disk), runs `VerifyChecksum`, and looks up each table file's first key (so its
