@@ -32,6 +32,7 @@ pub mod dream;
 mod error;
 pub mod exchange;
 pub mod import;
+pub mod keys;
 pub mod ledger;
 mod mcp;
 pub mod memory;

@@ -177,7 +177,12 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
     let config = json!({"tokens": [
         {"tenant": "t", "role": "admin", "token_blake3": hash("admin-token")},
         {"tenant": "t", "role": "read", "token_blake3": hash("read-token")},
-    ], "max_batch": 50, "max_body_bytes": 65536});
+    ], "max_batch": 50, "max_body_bytes": 65536, "checkpoint_key": dir.path().join("key")});
+    common::ok(&common::dreamlog_on(
+        &dir.path().join("nodb"),
+        &["keygen", dir.path().join("key").to_str().unwrap()],
+        None,
+    ));
     let cfg = dir.path().join("server.json");
     std::fs::write(&cfg, config.to_string()).unwrap();
     let server = Server::start(&dir.path().join("db"), &["--config", cfg.to_str().unwrap()]);
@@ -301,6 +306,9 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
     api.ok("post", "/v1/verify", None);
     let backup = api.ok("post", "/v1/backup", Some(&json!({"dir": dir.path().join("backup").to_str().unwrap()})));
     assert!(backup["verify"]["problems"].as_array().unwrap().is_empty(), "{backup}");
+    let checkpoint = api.ok("post", "/v1/checkpoints", None);
+    let verdict = api.ok("post", "/v1/checkpoints/verify", Some(&json!({"checkpoint": checkpoint})));
+    assert_eq!(verdict["extends"], true, "{verdict}");
 
     // Line-oriented answers: the export and the live tail.
     let export = api.http.get(format!("{}/v1/export", server.base)).bearer_auth("admin-token").send().unwrap();

@@ -335,6 +335,31 @@ fn the_service_types_are_the_api_schemas() {
         RulesSwitch { store: "s".into(), rules: 2, event: Some(id), position: Some(3) },
         RulesSwitch { store: "s".into(), rules: 2, event: None, position: None },
     );
+    let signed = dreamlog::core::checkpoint::sign(&[3; 32], 5, Some(id), &Default::default(), 7);
+    check(
+        "checkpoint-verify-request",
+        CheckpointCheckRequest { checkpoint: signed.clone(), key: Some(signed.key.clone()) },
+        CheckpointCheckRequest { checkpoint: signed.clone(), key: None },
+    );
+    check(
+        "checkpoint-verdict",
+        CheckpointVerdict {
+            position: 5,
+            events: 9,
+            signature_ok: false,
+            key_trusted: true,
+            extends: false,
+            problems: vec!["the stream heads differ".into()],
+        },
+        CheckpointVerdict {
+            position: 0,
+            events: 0,
+            signature_ok: true,
+            key_trusted: false,
+            extends: true,
+            problems: Vec::new(),
+        },
+    );
     check(
         "backup-request",
         BackupRequest { dir: "/backups/b1".into(), deep: true },

@@ -95,7 +95,46 @@ pub fn run(cli: &Cli, svc: &dyn Service) -> Result<ExitCode> {
             super::print_backup(cli.json, "backed up", &cli.db, &r)?;
             return Ok(if r.verify.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
-        Command::Verify { deep } => {
+        Command::Verify { checkpoint: Some(file), trust, .. } => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|source| Error::Io { path: file.display().to_string(), source })?;
+            let checkpoint = serde_json::from_str(&text).map_err(|e| Error::Input {
+                path: file.display().to_string(),
+                line: e.line(),
+                reason: format!("not a checkpoint (the JSON `dreamlog checkpoint` prints): {e}"),
+            })?;
+            let v = svc.verify_checkpoint(&crate::service::CheckpointCheckRequest { checkpoint, key: trust.clone() })?;
+            if cli.json {
+                stdout_line(&serde_json::to_string(&v).unwrap_or_default())?;
+            } else if v.extends {
+                stdout_line(&format!(
+                    "ok: the log ({} events) extends the checkpoint at position {} ({})",
+                    v.events,
+                    v.position,
+                    if v.key_trusted { "signed by the trusted key" } else { "signature valid; pass --trust KEY to pin the signer" }
+                ))?;
+            } else {
+                stdout_line(&format!("the log does NOT extend the checkpoint at position {}:", v.position))?;
+                for p in &v.problems {
+                    stdout_line(&format!("  {p}"))?;
+                }
+            }
+            return Ok(if v.extends { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        Command::Checkpoint { out, .. } => {
+            let cp = svc.checkpoint(&default_actor())?;
+            let json = serde_json::to_string_pretty(&cp).unwrap_or_default();
+            if let Some(p) = out {
+                std::fs::write(p, format!("{json}\n")).map_err(|source| Error::Io { path: p.display().to_string(), source })?;
+            }
+            if cli.json {
+                stdout_line(&serde_json::to_string(&cp).unwrap_or_default())?;
+            } else {
+                stdout_line(&json)?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Verify { deep, .. } => {
             let bar = progress_bar(Some(svc.info()?.events), "verifying");
             let report = svc.verify(&VerifyQuery { deep: *deep }, &mut |n| bar.set_position(n))?;
             bar.finish_and_clear();
@@ -176,7 +215,11 @@ pub fn run(cli: &Cli, svc: &dyn Service) -> Result<ExitCode> {
             let opts = crate::mcp::McpOptions { store: store.clone(), actor: actor.clone(), session: session.clone() };
             crate::mcp::serve(svc, &opts, std::io::stdin().lock(), std::io::stdout().lock())?
         }
-        Command::Serve { .. } | Command::Recover { .. } | Command::Reindex | Command::Restore { .. } => {
+        Command::Serve { .. }
+        | Command::Recover { .. }
+        | Command::Reindex
+        | Command::Restore { .. }
+        | Command::Keygen { .. } => {
             return Err(Error::Input {
                 path: "--remote".into(),
                 line: 0,

@@ -69,6 +69,32 @@ pub enum Command {
         /// and compare every memory snapshot with a full replay.
         #[arg(long)]
         deep: bool,
+        /// Instead: prove that the log still extends this signed checkpoint (a JSON file
+        /// written by `checkpoint --out`, kept elsewhere) — a rewrite of history fails
+        /// even with every hash recomputed.
+        #[arg(long, conflicts_with = "deep")]
+        checkpoint: Option<std::path::PathBuf>,
+        /// The public key (hex) the checkpoint must be signed with (without it, only the
+        /// signature is checked, against the key the checkpoint names).
+        #[arg(long, requires = "checkpoint")]
+        trust: Option<String>,
+    },
+    /// Make an Ed25519 signing key for checkpoints: writes its secret seed (hex, owner
+    /// read/write only) to a new FILE and prints the public key to publish.
+    Keygen {
+        /// The new key file.
+        file: std::path::PathBuf,
+    },
+    /// Sign the log's head (length, last id, every stream's head) and record the
+    /// checkpoint in the log; keep the printed JSON (or --out) somewhere the disk's owner
+    /// cannot rewrite. With --remote, the server signs with its configured key (admin).
+    Checkpoint {
+        /// The key file (from `keygen`); embedded only.
+        #[arg(long)]
+        key: Option<std::path::PathBuf>,
+        /// Also write the checkpoint's JSON to this file.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
     /// Write a consistent copy of the database into a new folder while it is in use (with
     /// --remote: the server writes it on its own machine; an admin token), then open the
@@ -462,6 +488,19 @@ fn creates(command: &Command) -> bool {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    // Needs neither a database nor a server.
+    if let Command::Keygen { file } = &cli.command {
+        let public = crate::keys::keygen(file)?;
+        if cli.json {
+            stdout_line(&serde_json::json!({"file": file.display().to_string(), "public_key": public}).to_string())?;
+        } else {
+            stdout_line(&format!(
+                "wrote the secret key to {} (keep it off this machine's disk if you can); public key: {public}",
+                file.display()
+            ))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(url) = cli.remote.clone() {
         return dispatch::run(&cli, &crate::service::Remote::new(&url, cli.token.clone())?);
     }
@@ -542,8 +581,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         _ => {}
     }
     let store = open(&cli, creates(&cli.command))?;
-    let local =
+    let mut local =
         crate::service::Local::new(store.clone(), cli.snapshot_every).with_default_actor(memory::default_actor());
+    if let Command::Checkpoint { key: Some(file), .. } = &cli.command {
+        local = local.with_signing_seed(crate::keys::read_seed(file)?);
+    }
     let code = dispatch::run(&cli, &local)?;
     store.close()?;
     Ok(code)

@@ -22,6 +22,7 @@ pub mod stats;
 pub mod streams;
 pub mod validate;
 pub use expected::ExpectedVersion;
+pub mod checkpoint;
 pub mod wire;
 
 pub use body::{

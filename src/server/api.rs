@@ -19,9 +19,9 @@ use crate::core::{Actor, EventJson, Kind};
 use crate::error::Error;
 use crate::error::{DreamError, LogError};
 use crate::service::{
-    AppendRequest, BackupRequest, BatchRequest, DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Info,
-    LookupRequest, MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest, RulesRequest, Service,
-    TagRequest, Tagged, ToolContext, VerifyQuery, ViewQuery,
+    AppendRequest, BackupRequest, BatchRequest, CheckpointCheckRequest, DiffQuery, DreamRequest, DriftQuery,
+    EventsQuery, ForkRequest, Info, LookupRequest, MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest,
+    RulesRequest, Service, TagRequest, Tagged, ToolContext, VerifyQuery, ViewQuery,
 };
 
 /// An API error: status, type and message (and details).
@@ -147,6 +147,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/drift/{store}", get(drift))
         .route("/v1/verify", post(verify))
         .route("/v1/backup", post(backup))
+        .route("/v1/checkpoints", post(checkpoint))
+        .route("/v1/checkpoints/verify", post(verify_checkpoint))
         .route("/v1/export", get(export))
         .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
             let permits = permits.clone();
@@ -519,6 +521,26 @@ async fn backup(
     let req: BackupRequest = json_body(&body)?;
     let report = blocking(move || tenant.svc.backup(&req)).await?;
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+}
+
+/// `POST /v1/checkpoints`: sign the log's head with the server's key and record it (admin).
+async fn checkpoint(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Admin)?;
+    let actor = actor_of(&headers, &tenant)?;
+    let cp = blocking(move || tenant.svc.checkpoint(&actor)).await?;
+    Ok(Json(serde_json::to_value(cp).unwrap_or_default()))
+}
+
+/// `POST /v1/checkpoints/verify {checkpoint, key?}`: does the log extend it (read)?
+async fn verify_checkpoint(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    let req: CheckpointCheckRequest = json_body(&body)?;
+    let verdict = blocking(move || tenant.svc.verify_checkpoint(&req)).await?;
+    Ok(Json(serde_json::to_value(verdict).unwrap_or_default()))
 }
 
 fn actor_of(headers: &HeaderMap, tenant: &Tenant) -> ApiResult<Actor> {

@@ -85,6 +85,11 @@ pub struct ServerConfig {
     /// may set only the config keys the profile lists as `tunable`. Without a profile a
     /// request can run only the built-in `evidence` dreamer (pure: no network, no program).
     pub dreamers: BTreeMap<String, DreamerProfile>,
+    /// The Ed25519 key file (`dreamlog keygen`) the server signs checkpoints with
+    /// (`POST /v1/checkpoints`, and every `checkpoint_every_secs`).
+    pub checkpoint_key: Option<PathBuf>,
+    /// Sign a checkpoint of each tenant's log this often when it grew (0: on demand only).
+    pub checkpoint_every_secs: u64,
 }
 
 /// A dreamer the server's config defines for requests to run.
@@ -174,6 +179,8 @@ impl Default for ServerConfig {
             write_stall_timeout_secs: 30,
             max_subscribers: 1024,
             dreamers: BTreeMap::new(),
+            checkpoint_key: None,
+            checkpoint_every_secs: 0,
         }
     }
 }
@@ -255,6 +262,7 @@ impl AppState {
         // Requests name dreamers; what runs comes from the server's config alone.
         let policy: crate::service::DreamerPolicy =
             Arc::new(move |dreamer, cfg| profiles.dreamer_for_request(dreamer, cfg).map_err(|e| Error::Forbidden(e.0)));
+        let seed = config.checkpoint_key.as_deref().map(crate::keys::read_seed).transpose()?;
         let open = |path: PathBuf, name: &str| -> Result<Tenant> {
             let opts = Options { sync, create_if_missing: true, shared: Some(shared.clone()), ..Options::default() };
             let store = Store::open(&path, opts)?;
@@ -266,10 +274,13 @@ impl AppState {
                     aside.display()
                 );
             }
-            let svc = Local::new(store.clone(), snapshot_every)
+            let mut svc = Local::new(store.clone(), snapshot_every)
                 .named(name, config.max_batch)
                 .with_policy(policy.clone())
                 .with_default_actor(Actor::Agent(format!("tenant:{name}")));
+            if let Some(seed) = seed {
+                svc = svc.with_signing_seed(seed);
+            }
             Ok(Tenant { name: name.to_owned(), store, svc })
         };
         let mut tenants = BTreeMap::new();
@@ -372,6 +383,39 @@ pub fn check_bind(addr: &SocketAddr, config: &ServerConfig) -> Result<()> {
     Ok(())
 }
 
+/// Signs a checkpoint of every tenant whose log grew, every `checkpoint_every_secs`.
+async fn sign_checkpoints(state: Arc<AppState>) {
+    let mut signed: BTreeMap<String, u64> = BTreeMap::new();
+    let mut stop = state.stop.subscribe();
+    let mut every = tokio::time::interval(Duration::from_secs(state.config.checkpoint_every_secs));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.changed() => return,
+        }
+        for (name, t) in &state.tenants {
+            // The checkpoint's own note grows the log by one: only more than that counts.
+            let len = t.store.len();
+            if signed.get(name).is_some_and(|&at| len <= at + 1) || len == 0 {
+                continue;
+            }
+            let (svc, name) = (t.svc.clone(), name.clone());
+            match tokio::task::spawn_blocking(move || {
+                crate::service::Service::checkpoint(&svc, &Actor::System("checkpoint".into()))
+            })
+            .await
+            {
+                Ok(Ok(cp)) => {
+                    tracing::info!("tenant {name}: signed checkpoint at position {}", cp.position);
+                    signed.insert(name, cp.position);
+                }
+                Ok(Err(e)) => tracing::warn!("tenant {name}: checkpoint: {e}"),
+                Err(e) => tracing::warn!("tenant {name}: checkpoint: {e}"),
+            }
+        }
+    }
+}
+
 /// Serves `state` on `listener` until `shutdown` resolves; then stops accepting, lets
 /// in-flight requests (appends included) finish, and closes the databases.
 pub async fn serve(
@@ -380,6 +424,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let app = router(state.clone());
+    if state.config.checkpoint_every_secs > 0 && state.config.checkpoint_key.is_some() {
+        tokio::spawn(sign_checkpoints(state.clone()));
+    }
     let header_timeout = Duration::from_secs(state.config.header_read_timeout_secs.max(1));
     let stall = Duration::from_secs(state.config.write_stall_timeout_secs.max(1));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();

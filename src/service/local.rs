@@ -6,10 +6,10 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{
-    AppendRequest, AppendedEvent, BackupReport, BackupRequest, BatchRequest, DiffQuery, DreamRequest, DriftQuery,
-    EventsQuery, ForkRequest, Forked, Info, Lookup, LookupRequest, MemoryFiles, MemoryView, PathQuery, PromoteRequest,
-    ReplayRequest, RevertRequest, RulesRequest, RulesSwitch, Service, TagRequest, Tagged, ToolAnswer, ToolContext,
-    VerifyQuery, ViewQuery,
+    AppendRequest, AppendedEvent, BackupReport, BackupRequest, BatchRequest, CheckpointCheckRequest, CheckpointVerdict,
+    DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Forked, Info, Lookup, LookupRequest, MemoryFiles,
+    MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest, RulesRequest, RulesSwitch, Service,
+    TagRequest, Tagged, ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
 };
 use crate::core::dream::DreamerSpec;
 use crate::core::memory::{MemoryDiff, ToolCall};
@@ -39,6 +39,8 @@ pub struct Local {
     max_batch: usize,
     policy: Option<DreamerPolicy>,
     default_actor: Actor,
+    /// The Ed25519 seed checkpoints are signed with.
+    signing_seed: Option<[u8; 32]>,
 }
 
 impl Local {
@@ -54,7 +56,14 @@ impl Local {
             max_batch,
             policy: None,
             default_actor: Actor::Agent("local".into()),
+            signing_seed: None,
         }
+    }
+
+    /// Signs checkpoints with this Ed25519 seed.
+    pub fn with_signing_seed(mut self, seed: [u8; 32]) -> Local {
+        self.signing_seed = Some(seed);
+        self
     }
 
     /// The service over `store` with the default snapshot interval.
@@ -198,6 +207,70 @@ impl Service for Local {
         } else {
             self.store().verify(progress)
         }
+    }
+
+    fn checkpoint(&self, actor: &Actor) -> Result<crate::core::checkpoint::Checkpoint> {
+        use crate::core::checkpoint;
+        let seed = self.signing_seed.ok_or_else(|| {
+            Error::Forbidden(
+                "no signing key: create one with `dreamlog keygen FILE`, then `dreamlog checkpoint --key FILE` (or the server config's `checkpoint_key`)"
+                    .into(),
+            )
+        })?;
+        let store = self.store();
+        let position = store.len();
+        let head = match position {
+            0 => None,
+            n => Some(store.get_at(n - 1)?.id()),
+        };
+        let heads = store.stream_heads_at(position)?;
+        let cp = checkpoint::sign(&seed, position, head, &heads, crate::store::now_ms());
+        let json = serde_json::to_value(&cp)
+            .map_err(|e| Error::Format(crate::core::FormatError::field("checkpoint", e.to_string())))?;
+        let body = crate::core::Body::Note(crate::core::Note {
+            note_type: checkpoint::NOTE_TYPE.to_owned(),
+            json: crate::core::CanonicalJson::from_value(&json),
+        });
+        store.append(crate::store::AppendBatch::one(crate::core::Draft::new(
+            checkpoint::STREAM,
+            actor.clone(),
+            body,
+        )))?;
+        Ok(cp)
+    }
+
+    fn verify_checkpoint(&self, req: &CheckpointCheckRequest) -> Result<CheckpointVerdict> {
+        let cp = &req.checkpoint;
+        let store = self.store();
+        let events = store.len();
+        let mut problems = Vec::new();
+        let signature_ok = match cp.verify_signature(req.key.as_deref()) {
+            Ok(()) => true,
+            Err(e) => {
+                problems.push(e.to_string());
+                false
+            }
+        };
+        if events < cp.position {
+            problems.push(format!(
+                "the log holds {events} events, fewer than the {} the checkpoint covers: events were removed",
+                cp.position
+            ));
+        } else {
+            let head = match cp.position {
+                0 => None,
+                n => Some(store.get_at(n - 1)?.id()),
+            };
+            problems.extend(cp.differences(head, &store.stream_heads_at(cp.position)?));
+        }
+        Ok(CheckpointVerdict {
+            position: cp.position,
+            events,
+            signature_ok,
+            key_trusted: req.key.is_some(),
+            extends: problems.is_empty(),
+            problems,
+        })
     }
 
     fn backup(&self, req: &BackupRequest) -> Result<BackupReport> {

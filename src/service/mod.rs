@@ -52,6 +52,12 @@ pub trait Service: Send + Sync {
     /// Writes a consistent copy of the database into a new folder (on the machine that
     /// holds the database) while writes go on, then opens the copy and verifies it.
     fn backup(&self, req: &BackupRequest) -> Result<BackupReport>;
+    /// Signs the log's head with the service's Ed25519 key and records the checkpoint in
+    /// the log (a `note` of type `dreamlog.checkpoint` on stream `checkpoints`).
+    fn checkpoint(&self, actor: &Actor) -> Result<crate::core::checkpoint::Checkpoint>;
+    /// Whether the log still extends a checkpoint taken earlier (signature checked, with
+    /// `key` the trusted public key when given).
+    fn verify_checkpoint(&self, req: &CheckpointCheckRequest) -> Result<CheckpointVerdict>;
     /// One memory tool call, its `input` verbatim.
     fn memory_tool(&self, store: &str, input: &Value, context: &ToolContext) -> Result<ToolAnswer>;
     /// A file or directory of a store as of a point.
@@ -274,6 +280,35 @@ pub fn restore(backup: &std::path::Path, target: &std::path::Path) -> Result<Bac
     std::fs::File::open(target).and_then(|d| d.sync_all()).map_err(io(target))?;
     let (events, verify) = check_copy(target, true)?;
     Ok(BackupReport { dir: target.display().to_string(), acknowledged, events, verify })
+}
+
+/// `POST /v1/checkpoints/verify`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointCheckRequest {
+    /// The checkpoint, as `checkpoint` returned it (kept elsewhere since).
+    pub checkpoint: crate::core::checkpoint::Checkpoint,
+    /// The public key (hex) the checkpoint must be signed with; without it the key in
+    /// the checkpoint is taken at its word (only the signature is checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// Whether a log extends a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointVerdict {
+    /// The checkpoint's position.
+    pub position: u64,
+    /// Events in the log now.
+    pub events: u64,
+    /// The signature verified (with the trusted key, when one was given).
+    pub signature_ok: bool,
+    /// Whether the key was given by the caller (trusted) or only read from the checkpoint.
+    pub key_trusted: bool,
+    /// True when the signature holds and the log extends the checkpoint.
+    pub extends: bool,
+    /// What does not hold, in words.
+    pub problems: Vec<String>,
 }
 
 /// Who issues a memory tool call, and what it rests on.

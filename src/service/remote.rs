@@ -9,10 +9,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::{
-    AppendRequest, AppendedEvent, BackupReport, BackupRequest, BatchRequest, DiffQuery, DreamRequest, DriftQuery,
-    EventsQuery, ForkRequest, Forked, Info, Lookup, LookupRequest, MemoryFiles, MemoryView, PathQuery, PromoteRequest,
-    ReplayRequest, RevertRequest, RulesRequest, RulesSwitch, Service, TagRequest, Tagged, ToolAnswer, ToolContext,
-    VerifyQuery, ViewQuery,
+    AppendRequest, AppendedEvent, BackupReport, BackupRequest, BatchRequest, CheckpointCheckRequest, CheckpointVerdict,
+    DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Forked, Info, Lookup, LookupRequest, MemoryFiles,
+    MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest, RulesRequest, RulesSwitch, Service,
+    TagRequest, Tagged, ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
 };
 use crate::core::memory::MemoryDiff;
 use crate::core::{Actor, EventJson, Kind};
@@ -251,6 +251,15 @@ impl Service for Remote {
     fn verify(&self, q: &VerifyQuery, _progress: &mut dyn FnMut(u64)) -> Result<VerifyReport> {
         let path = if q.deep { "/v1/verify?deep=true" } else { "/v1/verify" };
         Remote::typed(self.post(path, &json!({}), &[])?)
+    }
+
+    fn checkpoint(&self, actor: &Actor) -> Result<crate::core::checkpoint::Checkpoint> {
+        Remote::typed(self.post("/v1/checkpoints", &json!({}), &Remote::actor_header(actor))?)
+    }
+
+    fn verify_checkpoint(&self, req: &CheckpointCheckRequest) -> Result<CheckpointVerdict> {
+        let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
+        Remote::typed(self.post("/v1/checkpoints/verify", &body, &[])?)
     }
 
     fn backup(&self, req: &BackupRequest) -> Result<BackupReport> {

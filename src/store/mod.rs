@@ -32,7 +32,7 @@ pub use recover::{recover, RecoveryReport};
 pub use rocks::{RocksLog, SharedCache};
 pub use subscribe::Subscription;
 pub use verify::{VerifyProblem, VerifyReport};
-pub use writer::{AppendBatch, Appended};
+pub use writer::{now_ms, AppendBatch, Appended};
 
 use crate::core::projection::{self, be_u64, IndexEntry, Projected, Space, PROJECTORS};
 use crate::core::{Event, EventId, Kind};
@@ -669,6 +669,26 @@ impl Store {
     /// the WAL is no longer needed for it).
     pub fn flush(&self) -> Result<()> {
         self.inner.log.flush()
+    }
+
+    /// Every stream's last event among the first `position` events: name → (version, id)
+    /// (what a signed checkpoint commits to). Reads the log up to `position`.
+    pub fn stream_heads_at(&self, position: u64) -> Result<crate::core::checkpoint::StreamHeads> {
+        let mut heads = crate::core::checkpoint::StreamHeads::new();
+        self.scan(0, |e| {
+            if e.position >= position {
+                return false;
+            }
+            let id = e.id();
+            match heads.get_mut(&e.event.header.stream) {
+                Some(h) => *h = (e.version, id),
+                None => {
+                    heads.insert(e.event.header.stream.clone(), (e.version, id));
+                }
+            }
+            true
+        })?;
+        Ok(heads)
     }
 
     /// Writes a consistent copy of the store into `dir` (which must not exist) while

@@ -152,7 +152,8 @@ struct GroupState {
     next: u64,
 }
 
-pub(crate) fn now_ms() -> u64 {
+/// The wall clock in milliseconds since the epoch (what events are stamped with).
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
