@@ -318,6 +318,14 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
     let tail = api.http.get(format!("{}/v1/tail?from=0", server.base)).bearer_auth("admin-token").send().unwrap();
     let events: Vec<Value> = common::server::read_sse(tail, 3).into_iter().map(|(_, v)| v).collect();
     api.lines("/v1/tail", "text/event-stream", &events);
+    // The Prometheus text (parsed by the official client in tests/metrics.rs).
+    let metrics = api.http.get(format!("{}/metrics", server.base)).bearer_auth("read-token").send().unwrap();
+    assert_eq!(metrics.status(), 200);
+    let documented = api.doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"].as_object().unwrap().clone();
+    let content_type = metrics.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(documented.keys().any(|k| content_type.starts_with(k.as_str())), "{content_type}");
+    assert!(metrics.text().unwrap().contains("dreamlog_events{tenant=\"t\"}"));
+    api.answered.insert("get /metrics".into());
 
     // Errors: each with its status, each a JSON error as documented.
     let expect_error = |api: &mut Contract, method: &str, path: &str, body: Option<&Value>, status: u16, kind: &str| {

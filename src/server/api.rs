@@ -147,6 +147,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/drift/{store}", get(drift))
         .route("/v1/verify", post(verify))
         .route("/v1/backup", post(backup))
+        .route("/metrics", get(metrics))
         .route("/v1/checkpoints", post(checkpoint))
         .route("/v1/checkpoints/verify", post(verify_checkpoint))
         .route("/v1/export", get(export))
@@ -509,6 +510,14 @@ async fn verify(
     let tenant = auth(&state, &headers, Role::Admin)?;
     let report = blocking(move || tenant.svc.verify(&q, &mut |_| ())).await?;
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+}
+
+/// `GET /metrics`: the caller's tenant in the Prometheus text format (read role).
+async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<axum::response::Response> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    let subscribers = state.subscriber_count();
+    let text = blocking(move || Ok(crate::server::metrics::render(&tenant.name, &tenant.store, subscribers))).await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
 }
 
 /// `POST /v1/backup {dir, deep?}`: a consistent copy on the server's machine (admin).

@@ -13,6 +13,7 @@
 //! (overload), 500.
 
 mod api;
+pub mod metrics;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -309,6 +310,11 @@ impl AppState {
             stop: tokio::sync::watch::Sender::new(false),
             subscribers: Default::default(),
         }))
+    }
+
+    /// Live tails open now (all tenants).
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A slot for one more live tail, or `None` when `max_subscribers` are open.

@@ -10,6 +10,7 @@ mod faulty;
 mod layout;
 mod log;
 mod memlog;
+pub mod metrics;
 mod recover;
 mod rocks;
 mod subscribe;
@@ -145,6 +146,8 @@ pub(crate) struct Inner {
     pub writer: Mutex<Option<writer::WriterHandle>>,
     pub writer_thread: Mutex<Option<JoinHandle<()>>>,
     pub closed: Arc<AtomicBool>,
+    /// Append counters (`GET /metrics`).
+    pub metrics: metrics::AppendMetrics,
     /// What opening found and set right (a torn group dropped, projectors caught up).
     pub opened: OpenReport,
 }
@@ -280,6 +283,7 @@ impl Store {
                 writer: Mutex::new(Some(handle)),
                 writer_thread: Mutex::new(Some(thread)),
                 closed,
+                metrics: Default::default(),
                 opened,
             }),
         })
@@ -315,12 +319,42 @@ impl Store {
     /// the sync mode. Events already in the log (same id) are not written again: their
     /// existing position is returned with `existed = true`.
     pub fn append(&self, batch: AppendBatch) -> Result<Vec<Appended>> {
-        self.submit(batch)?.blocking_recv().map_err(|_| Error::Log(LogError::Closed))?
+        let started = self.inner.metrics.start();
+        let r = self.submit(batch).and_then(|rx| rx.blocking_recv().map_err(|_| Error::Log(LogError::Closed))?);
+        self.inner.metrics.finish(started, r.as_ref().ok().map(Vec::len));
+        r
     }
 
     /// The async form of [`Store::append`], for servers.
     pub async fn append_async(&self, batch: AppendBatch) -> Result<Vec<Appended>> {
-        self.submit(batch)?.await.map_err(|_| Error::Log(LogError::Closed))?
+        let started = self.inner.metrics.start();
+        let r = match self.submit(batch) {
+            Ok(rx) => rx.await.map_err(|_| Error::Log(LogError::Closed)).and_then(|r| r),
+            Err(e) => Err(e),
+        };
+        self.inner.metrics.finish(started, r.as_ref().ok().map(Vec::len));
+        r
+    }
+
+    /// The append counters since the store opened.
+    pub fn append_stats(&self) -> metrics::AppendStats {
+        self.inner.metrics.snapshot()
+    }
+
+    /// Bytes of the store's files on disk (0 for a store without a folder).
+    pub fn disk_bytes(&self) -> u64 {
+        fn walk(dir: &Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        self.path().map_or(0, walk)
     }
 
     fn poison_reason(&self) -> Option<String> {

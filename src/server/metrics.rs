@@ -1,0 +1,65 @@
+//! `GET /metrics`: a tenant's store in the Prometheus text exposition format (0.0.4).
+
+use std::fmt::Write;
+
+use crate::store::Store;
+
+/// Escapes a label value (backslash, quote, newline).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// The metrics of `store` (tenant `tenant`) and of the server (`subscribers` live tails).
+pub fn render(tenant: &str, store: &Store, subscribers: usize) -> String {
+    let t = format!("tenant=\"{}\"", label(tenant));
+    let s = store.append_stats();
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, lines: &[(String, String)]| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (suffix_labels, value) in lines {
+            let _ = writeln!(out, "{name}{suffix_labels} {value}");
+        }
+    };
+    let one = |v: String| vec![(format!("{{{t}}}"), v)];
+    metric("dreamlog_events", "gauge", "Events in the log.", &one(store.len().to_string()));
+    metric("dreamlog_append_batches_total", "counter", "Append batches acknowledged.", &one(s.batches.to_string()));
+    metric(
+        "dreamlog_append_events_total",
+        "counter",
+        "Events in acknowledged append batches.",
+        &one(s.events.to_string()),
+    );
+    metric("dreamlog_append_failures_total", "counter", "Appends refused or failed.", &one(s.failed.to_string()));
+    metric(
+        "dreamlog_append_waiting",
+        "gauge",
+        "Appends submitted and not yet answered (the writer's queue).",
+        &one(s.waiting.to_string()),
+    );
+    let mut hist: Vec<(String, String)> =
+        s.latency_buckets.iter().map(|(le, n)| (format!("_bucket{{{t},le=\"{le}\"}}"), n.to_string())).collect();
+    hist.push((format!("_bucket{{{t},le=\"+Inf\"}}"), s.batches.to_string()));
+    hist.push((format!("_sum{{{t}}}"), format!("{}", s.latency_sum_seconds)));
+    hist.push((format!("_count{{{t}}}"), s.batches.to_string()));
+    metric(
+        "dreamlog_append_latency_seconds",
+        "histogram",
+        "Time from submitting an append batch to its acknowledgement.",
+        &hist,
+    );
+    metric(
+        "dreamlog_poisoned",
+        "gauge",
+        "1 when the store refuses writes after a failed write or sync.",
+        &one(u8::from(store.poisoned().is_some()).to_string()),
+    );
+    metric("dreamlog_disk_bytes", "gauge", "Bytes of the store's files on disk.", &one(store.disk_bytes().to_string()));
+    metric(
+        "dreamlog_subscribers",
+        "gauge",
+        "Live tails open (all tenants).",
+        &[(String::new(), subscribers.to_string())],
+    );
+    out
+}
