@@ -6,6 +6,7 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tempfile::tempdir;
@@ -803,4 +804,41 @@ fn idle_slow_and_unread_connections_are_closed_and_tails_capped() {
     assert_eq!((status, body["error"]["type"].as_str()), (503, Some("overloaded")), "{body}");
     drop((a, b));
     assert!(server.stop().success());
+}
+
+#[test]
+fn tokens_rotate_on_sighup_without_a_restart() {
+    let dir = tempdir().unwrap();
+    let cfg = dir.path().join("server.json");
+    let config = |tokens: Value| json!({ "tokens": tokens }).to_string();
+    let token = |tenant: &str, secret: &str| json!({"tenant": tenant, "role": "admin", "token_blake3": dreamlog::hash_token(secret)});
+    std::fs::write(&cfg, config(json!([token("t", "old-secret")]))).unwrap();
+    let server = Server::start(&dir.path().join("db"), &["--config", cfg.to_str().unwrap()]);
+    let c = client();
+    let note =
+        json!({"stream": "s", "events": [{"kind": "note", "actor": "system:t", "body": {"type": "t", "json": {}}}]});
+    assert_eq!(post(&c, &server.url("/v1/events"), Some("old-secret"), &note).0, 200);
+
+    // Rotate: the new token replaces the old one, the tenant's data is the same.
+    std::fs::write(&cfg, config(json!([token("t", "new-secret")]))).unwrap();
+    server.signal("HUP");
+    let started = std::time::Instant::now();
+    while get(&c, &server.url("/v1/info"), Some("old-secret")).0 != 401 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the old token still works");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, events) = get(&c, &server.url("/v1/events"), Some("new-secret"));
+    assert_eq!((status, events["events"].as_array().map(Vec::len)), (200, Some(1)));
+
+    // A reload that needs a restart (a new tenant) is refused; the tokens stay.
+    std::fs::write(&cfg, config(json!([token("t", "new-secret"), token("other", "x")]))).unwrap();
+    server.signal("HUP");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(get(&c, &server.url("/v1/info"), Some("new-secret")).0, 200);
+    assert_eq!(get(&c, &server.url("/v1/info"), Some("x")).0, 401);
+    let (status, log) = server.stop_with_log();
+    assert!(status.success());
+    let log = log.join("\n");
+    assert!(log.contains("reloaded the config's tokens (1 now)"), "{log}");
+    assert!(log.contains("tokens not reloaded") && log.contains("needs a restart"), "{log}");
 }

@@ -512,6 +512,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(*log).with_target(false).init();
+            let config_path = config.as_deref();
             let config = match config {
                 Some(p) => crate::server::ServerConfig::load(p)?,
                 None => crate::server::ServerConfig::default(),
@@ -526,6 +527,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .await
                     .map_err(|source| Error::Io { path: addr.to_string(), source })?;
                 let state = crate::server::AppState::open(&cli.db, config, cli.sync, cli.snapshot_every)?;
+                if let Some(p) = config_path {
+                    state.set_config_path(p);
+                }
                 eprintln!(
                     "dreamlog serving {} on http://{} ({})",
                     cli.db.display(),

@@ -233,10 +233,29 @@ pub struct Tenant {
     pub svc: Local,
 }
 
+/// The token table of a config: (hash, tenant, role).
+fn token_table(config: &ServerConfig) -> Result<Vec<(blake3::Hash, String, Role)>> {
+    config
+        .tokens
+        .iter()
+        .map(|t| {
+            let hash = blake3::Hash::from_hex(&t.token_blake3).map_err(|e| Error::Input {
+                path: "server config".into(),
+                line: 0,
+                reason: e.to_string(),
+            })?;
+            Ok((hash, t.tenant.clone(), t.role))
+        })
+        .collect()
+}
+
 /// Shared server state.
 pub struct AppState {
     tenants: BTreeMap<String, Tenant>,
-    tokens: Vec<(blake3::Hash, String, Role)>,
+    /// Token hashes, tenants and roles: swapped whole when the config is reloaded.
+    tokens: std::sync::RwLock<Vec<(blake3::Hash, String, Role)>>,
+    /// The config file, read again on SIGHUP (tokens rotate without a restart).
+    config_path: std::sync::Mutex<Option<PathBuf>>,
     /// Limits.
     pub config: ServerConfig,
     /// Set when the server shuts down: live tails end so that shutdown can finish.
@@ -295,17 +314,13 @@ impl AppState {
                 if !tenants.contains_key(&t.tenant) {
                     tenants.insert(t.tenant.clone(), open(db.join("tenants").join(&t.tenant), &t.tenant)?);
                 }
-                let hash = blake3::Hash::from_hex(&t.token_blake3).map_err(|e| Error::Input {
-                    path: "server config".into(),
-                    line: 0,
-                    reason: e.to_string(),
-                })?;
-                tokens.push((hash, t.tenant.clone(), t.role));
             }
+            tokens = token_table(&config)?;
         }
         Ok(Arc::new(AppState {
             tenants,
-            tokens,
+            tokens: std::sync::RwLock::new(tokens),
+            config_path: std::sync::Mutex::new(None),
             config,
             stop: tokio::sync::watch::Sender::new(false),
             subscribers: Default::default(),
@@ -331,12 +346,49 @@ impl AppState {
 
     /// Whether requests must carry a token.
     pub fn auth_required(&self) -> bool {
-        !self.tokens.is_empty()
+        !self.token_list().is_empty()
+    }
+
+    fn token_list(&self) -> std::sync::RwLockReadGuard<'_, Vec<(blake3::Hash, String, Role)>> {
+        self.tokens.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Remembers the config file, so that [`AppState::reload_tokens`] can read it again.
+    pub fn set_config_path(&self, path: &Path) {
+        *self.config_path.lock().unwrap_or_else(|e| e.into_inner()) = Some(path.to_path_buf());
+    }
+
+    /// Reads the config file again and replaces the tokens (rotation without a restart);
+    /// returns how many there are now. Refused, keeping the old tokens, when the file does
+    /// not parse, names a tenant this server has not opened, or would turn tokens on or
+    /// off (both need a restart). Other settings take effect at the next start.
+    pub fn reload_tokens(&self) -> Result<usize> {
+        let path = self.config_path.lock().unwrap_or_else(|e| e.into_inner()).clone().ok_or_else(|| Error::Input {
+            path: "server config".into(),
+            line: 0,
+            reason: "this server was started without --config: there is nothing to reload".into(),
+        })?;
+        let config = ServerConfig::load(&path)?;
+        let refuse = |reason: String| Error::Input { path: path.display().to_string(), line: 0, reason };
+        if config.tokens.is_empty() != self.token_list().is_empty() {
+            return Err(refuse("turning tokens on or off needs a restart; the old tokens stay".into()));
+        }
+        if let Some(t) = config.tokens.iter().find(|t| !self.tenants.contains_key(&t.tenant)) {
+            return Err(refuse(format!(
+                "tenant {:?} is new: a new tenant needs a restart; the old tokens stay",
+                t.tenant
+            )));
+        }
+        let table = token_table(&config)?;
+        let n = table.len();
+        *self.tokens.write().unwrap_or_else(|e| e.into_inner()) = table;
+        Ok(n)
     }
 
     /// The tenant and role of a bearer token (`None` without auth configured).
     pub fn authenticate(&self, token: Option<&str>) -> std::result::Result<(Tenant, Role), AuthError> {
-        if self.tokens.is_empty() {
+        let tokens = self.token_list();
+        if tokens.is_empty() {
             let t = self.tenants.get(DEFAULT_TENANT).cloned().ok_or(AuthError::Unknown)?;
             return Ok((t, Role::Admin));
         }
@@ -344,7 +396,7 @@ impl AppState {
         let presented = blake3::hash(token.as_bytes());
         // blake3::Hash compares in constant time; every entry is compared.
         let mut found = None;
-        for (hash, tenant, role) in &self.tokens {
+        for (hash, tenant, role) in tokens.iter() {
             if *hash == presented && found.is_none() {
                 found = Some((tenant.clone(), *role));
             }
@@ -387,6 +439,25 @@ pub fn check_bind(addr: &SocketAddr, config: &ServerConfig) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Reads the config's tokens again on each SIGHUP.
+#[cfg(unix)]
+async fn reload_on_sighup(state: Arc<AppState>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+    let mut stop = state.stop.subscribe();
+    loop {
+        tokio::select! {
+            r = hup.recv() => if r.is_none() { return },
+            _ = stop.changed() => return,
+        }
+        let s = state.clone();
+        match tokio::task::spawn_blocking(move || s.reload_tokens()).await {
+            Ok(Ok(n)) => tracing::info!("SIGHUP: reloaded the config's tokens ({n} now)"),
+            Ok(Err(e)) => tracing::warn!("SIGHUP: tokens not reloaded: {e}"),
+            Err(e) => tracing::warn!("SIGHUP: tokens not reloaded: {e}"),
+        }
+    }
 }
 
 /// Signs a checkpoint of every tenant whose log grew, every `checkpoint_every_secs`.
@@ -433,6 +504,8 @@ pub async fn serve(
     if state.config.checkpoint_every_secs > 0 && state.config.checkpoint_key.is_some() {
         tokio::spawn(sign_checkpoints(state.clone()));
     }
+    #[cfg(unix)]
+    tokio::spawn(reload_on_sighup(state.clone()));
     let header_timeout = Duration::from_secs(state.config.header_read_timeout_secs.max(1));
     let stall = Duration::from_secs(state.config.write_stall_timeout_secs.max(1));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();

@@ -41,6 +41,13 @@ impl Server {
         Server { child, base: format!("http://{addr}"), log, drain: Some(drain) }
     }
 
+    /// Sends the server a signal (`HUP`, …).
+    #[allow(dead_code)]
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").args([format!("-{name}"), self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
