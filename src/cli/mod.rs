@@ -518,6 +518,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 None => crate::server::ServerConfig::default(),
             };
             crate::server::check_bind(addr, &config)?;
+            if let Some(tls) = &config.tls {
+                tls.acceptor()?;
+            }
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -531,8 +534,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     state.set_config_path(p);
                 }
                 eprintln!(
-                    "dreamlog serving {} on http://{} ({})",
+                    "dreamlog serving {} on {}://{} ({})",
                     cli.db.display(),
+                    if state.config.tls.is_some() { "https" } else { "http" },
                     listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
                     if state.auth_required() { "bearer tokens required" } else { "no tokens: loopback only" }
                 );

@@ -91,6 +91,43 @@ pub struct ServerConfig {
     pub checkpoint_key: Option<PathBuf>,
     /// Sign a checkpoint of each tenant's log this often when it grew (0: on demand only).
     pub checkpoint_every_secs: u64,
+    /// Serve HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
+}
+
+/// The certificate chain and private key `serve` uses for TLS.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// PEM certificate chain, the server's certificate first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// A TLS acceptor over these files (TLS 1.2 and 1.3, rustls with ring).
+    pub fn acceptor(&self) -> Result<tokio_rustls::TlsAcceptor> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let bad = |path: &Path, reason: String| Error::Input { path: path.display().to_string(), line: 0, reason };
+        let certs = CertificateDer::pem_file_iter(&self.cert)
+            .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
+            .map_err(|e| bad(&self.cert, format!("not a PEM certificate chain: {e}")))?;
+        if certs.is_empty() {
+            return Err(bad(&self.cert, "no certificate in the file".into()));
+        }
+        let key = PrivateKeyDer::from_pem_file(&self.key)
+            .map_err(|e| bad(&self.key, format!("not a PEM private key: {e}")))?;
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad(&self.cert, e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| bad(&self.key, format!("the key does not go with the certificate: {e}")))?;
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    }
 }
 
 /// A dreamer the server's config defines for requests to run.
@@ -182,6 +219,7 @@ impl Default for ServerConfig {
             dreamers: BTreeMap::new(),
             checkpoint_key: None,
             checkpoint_every_secs: 0,
+            tls: None,
         }
     }
 }
@@ -508,6 +546,7 @@ pub async fn serve(
     tokio::spawn(reload_on_sighup(state.clone()));
     let header_timeout = Duration::from_secs(state.config.header_read_timeout_secs.max(1));
     let stall = Duration::from_secs(state.config.write_stall_timeout_secs.max(1));
+    let tls = state.config.tls.as_ref().map(TlsFiles::acceptor).transpose()?;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -524,17 +563,32 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
-        let io = hyper_util::rt::TokioIo::new(StallGuard::new(tcp, stall));
+        let socket = StallGuard::new(tcp, stall);
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(header_timeout)
-            .max_buf_size(256 << 10)
-            .serve_connection(io, service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let http = {
+            let mut b = hyper::server::conn::http1::Builder::new();
+            b.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(256 << 10);
+            b
+        };
+        match &tls {
+            None => {
+                let conn = graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(socket), service));
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            Some(acceptor) => {
+                // The handshake runs in the connection's task, bounded like a request head.
+                let (acceptor, watcher) = (acceptor.clone(), graceful.watcher());
+                tokio::spawn(async move {
+                    let Ok(Ok(stream)) = tokio::time::timeout(header_timeout, acceptor.accept(socket)).await else {
+                        return;
+                    };
+                    let conn = watcher.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+                    let _ = conn.await;
+                });
+            }
+        }
     }
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
     // Live tails never end by themselves: tell them to.

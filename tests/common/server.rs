@@ -29,7 +29,8 @@ impl Server {
         let mut err = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
         err.read_line(&mut line).unwrap();
-        let addr = line.split("on http://").nth(1).and_then(|r| r.split_whitespace().next()).expect(&line).to_owned();
+        let scheme = if line.contains(" on https://") { "https" } else { "http" };
+        let addr = line.split("://").nth(1).and_then(|r| r.split_whitespace().next()).expect(&line).to_owned();
         // Keep draining stderr so the server never blocks on it.
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = log.clone();
@@ -38,7 +39,7 @@ impl Server {
                 sink.lock().unwrap().push(l);
             }
         });
-        Server { child, base: format!("http://{addr}"), log, drain: Some(drain) }
+        Server { child, base: format!("{scheme}://{addr}"), log, drain: Some(drain) }
     }
 
     /// Sends the server a signal (`HUP`, …).
