@@ -69,7 +69,7 @@ pub type StreamHeads = BTreeMap<String, (u64, EventId)>;
 /// version u64 LE ‖ id), in name order; node = BLAKE3(`0x01` ‖ left ‖ right), an odd last
 /// node carried up; no streams: BLAKE3 of the empty string.
 pub fn streams_root(heads: &StreamHeads) -> Digest {
-    let mut level: Vec<[u8; 32]> = heads
+    let leaves: Vec<[u8; 32]> = heads
         .iter()
         .map(|(name, (version, id))| {
             let mut h = blake3::Hasher::new();
@@ -81,26 +81,7 @@ pub fn streams_root(heads: &StreamHeads) -> Digest {
             *h.finalize().as_bytes()
         })
         .collect();
-    if level.is_empty() {
-        return Digest::of(b"");
-    }
-    while level.len() > 1 {
-        level = level
-            .chunks(2)
-            .map(|pair| match pair {
-                [l, r] => {
-                    let mut h = blake3::Hasher::new();
-                    h.update(&[0x01]);
-                    h.update(l);
-                    h.update(r);
-                    *h.finalize().as_bytes()
-                }
-                [single] => *single,
-                _ => [0; 32],
-            })
-            .collect();
-    }
-    Digest(level[0])
+    super::hash::merkle_root(leaves)
 }
 
 fn message(position: u64, head: Option<&EventId>, streams: u64, root: &Digest, time: u64) -> Vec<u8> {

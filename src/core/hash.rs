@@ -88,3 +88,29 @@ digest_type!(
     Digest,
     "hash"
 );
+
+/// The root of a binary Merkle tree over `leaves` in order: node = BLAKE3(`0x01` ‖ left ‖
+/// right), an odd last node carried up unchanged; no leaves: BLAKE3 of the empty string.
+/// The memory state hash and the checkpoints' stream root share it (docs/FORMAT.md).
+pub fn merkle_root(mut level: Vec<[u8; 32]>) -> Digest {
+    if level.is_empty() {
+        return Digest::of(b"");
+    }
+    while level.len() > 1 {
+        level = level
+            .chunks(2)
+            .map(|pair| match pair {
+                [l, r] => {
+                    let mut h = blake3::Hasher::new();
+                    h.update(&[0x01]);
+                    h.update(l);
+                    h.update(r);
+                    *h.finalize().as_bytes()
+                }
+                [single] => *single,
+                _ => [0; 32],
+            })
+            .collect();
+    }
+    Digest(level[0])
+}

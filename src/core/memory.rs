@@ -422,27 +422,7 @@ impl MemoryState {
             leaves.extend(empty.into_iter().map(|p| (p.as_str(), leaf(0x02, p, None))));
             leaves.sort_unstable_by(|a, b| a.0.cmp(b.0));
         }
-        let mut level: Vec<[u8; 32]> = leaves.into_iter().map(|(_, h)| h).collect();
-        if level.is_empty() {
-            return Digest::of(b"");
-        }
-        while level.len() > 1 {
-            level = level
-                .chunks(2)
-                .map(|pair| match pair {
-                    [l, r] => {
-                        let mut h = blake3::Hasher::new();
-                        h.update(&[0x01]);
-                        h.update(l);
-                        h.update(r);
-                        *h.finalize().as_bytes()
-                    }
-                    [single] => *single,
-                    _ => unreachable!("chunks(2)"),
-                })
-                .collect();
-        }
-        Digest(level[0])
+        super::hash::merkle_root(leaves.into_iter().map(|(_, h)| h).collect())
     }
 
     /// The tool's `view` of a file or directory.
