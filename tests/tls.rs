@@ -42,6 +42,17 @@ fn the_server_speaks_https_to_clients_that_trust_it_and_nothing_else() {
     assert!(public.get(server.url("/v1/health")).send().is_err());
     let plain = server.base.replace("https://", "http://");
     assert!(public.get(format!("{plain}/v1/health")).send().map(|r| !r.status().is_success()).unwrap_or(true));
+    // The CLI as a client: refused without the certificate, answered with --ca-cert.
+    let db = dir.path().join("unused");
+    let cli = |extra: &[&str]| {
+        let mut args = vec!["--remote", server.base.as_str(), "--json"];
+        args.extend_from_slice(extra);
+        args.push("log");
+        common::dreamlog_on(&db, &args, None)
+    };
+    assert!(!cli(&[]).status.success());
+    let log = common::json_lines(&common::ok(&cli(&["--ca-cert", cert.to_str().unwrap()])));
+    assert_eq!(log.len(), 1, "{log:?}");
     // The server is unharmed.
     assert_eq!(trusting.get(server.url("/v1/health")).send().unwrap().status(), 200);
     assert!(server.stop().success());

@@ -32,6 +32,10 @@ pub struct Cli {
     /// Talk to a `dreamlog serve` at this URL instead of opening --db.
     #[arg(long, global = true, env = "DREAMLOG_REMOTE")]
     pub remote: Option<String>,
+    /// A PEM certificate (or bundle) --remote trusts besides the public roots: a server
+    /// with a private or self-signed TLS certificate.
+    #[arg(long, global = true, env = "DREAMLOG_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     /// Bearer token for --remote.
     #[arg(long, global = true, env = "DREAMLOG_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -502,7 +506,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(url) = cli.remote.clone() {
-        return dispatch::run(&cli, &crate::service::Remote::new(&url, cli.token.clone())?);
+        let remote = crate::service::Remote::with_ca(&url, cli.token.clone(), cli.ca_cert.as_deref())?;
+        return dispatch::run(&cli, &remote);
     }
     // Commands on a database folder itself; every other one is an operation of the service.
     match &cli.command {

@@ -48,10 +48,25 @@ fn remote_error(status: u16, kind: &str, message: impl Into<String>) -> Error {
 impl Remote {
     /// A client for `url` (e.g. `http://127.0.0.1:7700`).
     pub fn new(url: &str, token: Option<String>) -> Result<Remote> {
-        let http = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(300))
-            .build()
-            .map_err(|e| remote_error(0, "client", e.to_string()))?;
+        Remote::with_ca(url, token, None)
+    }
+
+    /// A client of the server at `url` that also trusts the PEM certificate(s) in `ca`
+    /// (a server with a private or self-signed certificate).
+    pub fn with_ca(url: &str, token: Option<String>, ca: Option<&std::path::Path>) -> Result<Remote> {
+        let mut builder = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300));
+        if let Some(path) = ca {
+            let pem = std::fs::read(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::Input {
+                path: path.display().to_string(),
+                line: 0,
+                reason: format!("not a PEM certificate: {e}"),
+            })?;
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let http = builder.build().map_err(|e| remote_error(0, "client", e.to_string()))?;
         Ok(Remote { base: url.trim_end_matches('/').to_owned(), token, http })
     }
 
