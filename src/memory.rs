@@ -304,12 +304,11 @@ impl MemoryStores {
             }
             // The store's rules switch here (a note whose content is not rules is refused
             // on append; one that slipped in raw changes nothing).
-            Body::Note(n) if n.note_type == RULES_NOTE => {
-                if let Some(rules) = Rules::from_note(&n.json.to_value()) {
+            body => {
+                if let Some(rules) = Rules::switched_by(body) {
                     state.set_rules(rules);
                 }
             }
-            _ => {}
         }
         Ok(())
     }
@@ -781,13 +780,11 @@ impl MemoryStores {
     fn rules_switches(&self) -> Result<Vec<(String, u64, Rules)>> {
         let mut out = Vec::new();
         self.store.scan_kind(Kind::Note, 0, |e| {
-            if let (Body::Note(n), Some(store)) =
-                (&e.event.body, e.event.header.stream.strip_prefix(crate::core::streams::MEMORY_PREFIX))
-            {
-                if let Some(rules) = (n.note_type == RULES_NOTE).then(|| Rules::from_note(&n.json.to_value())).flatten()
-                {
-                    out.push((store.to_owned(), e.position, rules));
-                }
+            if let (Some(rules), Some(store)) = (
+                Rules::switched_by(&e.event.body),
+                e.event.header.stream.strip_prefix(crate::core::streams::MEMORY_PREFIX),
+            ) {
+                out.push((store.to_owned(), e.position, rules));
             }
             true
         })?;
@@ -970,9 +967,7 @@ impl MemoryStores {
         for dir in touched_dirs.iter().rev() {
             if before.is_dir(dir) {
                 wanted.make_dir(dir);
-            } else if !wanted.files().keys().any(|p| crate::core::blame::covers(dir, p) && p != dir)
-                && !wanted.dirs().iter().any(|p| crate::core::blame::covers(dir, p) && p != dir)
-            {
+            } else if !wanted.has_children(dir) {
                 wanted.remove_dir(dir);
             }
         }

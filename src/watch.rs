@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::core::memory::{check_path, sync_commands, MemoryState, Rules, MAX_FILE_BYTES, ROOT, RULES_NOTE};
+use crate::core::memory::{check_path, sync_commands, MemoryState, Rules, MAX_FILE_BYTES, ROOT};
 use crate::core::{Actor, Digest};
 use crate::error::{Error, MemoryError, Result};
 use crate::service::{BatchRequest, PathQuery, Service};
@@ -264,12 +264,10 @@ fn recorded_hashes(svc: &dyn Service, store: &str) -> Result<std::collections::H
                 let at = Some(e.position.to_string());
                 state = svc.memory_files(store, &PathQuery { path: None, at })?.state();
             }
-            crate::core::Body::Note(n) if n.note_type == RULES_NOTE => {
-                if let Some(rules) = Rules::from_note(&n.json.to_value()) {
-                    state.set_rules(rules);
-                }
-            }
-            _ => continue,
+            body => match Rules::switched_by(body) {
+                Some(rules) => state.set_rules(rules),
+                None => continue,
+            },
         }
         out.insert(state.state_hash());
     }

@@ -189,6 +189,14 @@ impl Rules {
         Rules::from_number(obj.get("rules")?.as_u64()?)
     }
 
+    /// The rules an event switches its store to: a `memory.rules` note with valid content.
+    pub fn switched_by(body: &super::body::Body) -> Option<Rules> {
+        match body {
+            super::body::Body::Note(n) if n.note_type == RULES_NOTE => Rules::from_note(&n.json.to_value()),
+            _ => None,
+        }
+    }
+
     /// A note's content naming these rules.
     pub fn note(self) -> serde_json::Value {
         serde_json::json!({ "rules": self.number() })
@@ -303,7 +311,8 @@ impl MemoryState {
         self.dirs.iter().filter(move |d| !self.has_children(d))
     }
 
-    fn has_children(&self, dir: &str) -> bool {
+    /// Whether anything (a file or a directory) lies below `dir`.
+    pub fn has_children(&self, dir: &str) -> bool {
         let prefix = format!("{dir}/");
         self.files.range(prefix.clone()..).next().is_some_and(|(p, _)| p.starts_with(&prefix))
             || self.dirs.range(prefix.clone()..).next().is_some_and(|p| p.starts_with(&prefix))
@@ -566,7 +575,7 @@ impl MemoryState {
         ))
     }
 
-    fn check_size(path: &str, len: usize) -> Result<(), ToolError> {
+    pub(super) fn check_size(path: &str, len: usize) -> Result<(), ToolError> {
         if len > MAX_FILE_BYTES {
             return Err(err(
                 ToolErrorKind::TooLarge,

@@ -10,7 +10,7 @@
 //! directories before it finds that a `rename` has no source). Texts name the path as
 //! normalised (one trailing `/` removed). Error texts carry no `Error: ` prefix.
 
-use super::{ancestors, err, File, MemoryState, ToolError, ToolErrorKind, MAX_FILE_BYTES, MAX_VIEW_LINES, ROOT};
+use super::{ancestors, err, File, MemoryState, ToolError, ToolErrorKind, MAX_VIEW_LINES, ROOT};
 use crate::core::body::MemoryCommand;
 use crate::core::hash::Digest;
 
@@ -20,13 +20,18 @@ const WIDTH: usize = 6;
 /// A path check with the rules-2 wording.
 fn path(p: &str) -> Result<&str, ToolError> {
     super::check_path(p).map_err(|e| {
-        let message = if !p.starts_with(ROOT) {
-            format!("Path must start with /memories, got: {p}")
+        if p.starts_with(ROOT) {
+            unprefixed(e)
         } else {
-            e.message.strip_prefix("Error: ").unwrap_or(&e.message).to_owned()
-        };
-        ToolError { kind: e.kind, message }
+            err(e.kind, format!("Path must start with /memories, got: {p}"))
+        }
     })
+}
+
+/// A rules-1 text of dreamlog's own, without its `Error: ` prefix.
+fn unprefixed(e: ToolError) -> ToolError {
+    let message = e.message.strip_prefix("Error: ").unwrap_or(&e.message).to_owned();
+    ToolError { kind: e.kind, message }
 }
 
 /// A size as the reference prints it: `0B`, `20B`, `1.5K`, `4K`, `1M`.
@@ -64,13 +69,7 @@ fn parent(p: &str) -> &str {
 }
 
 fn too_large(path: &str, len: usize) -> Result<(), ToolError> {
-    if len > MAX_FILE_BYTES {
-        return Err(err(
-            ToolErrorKind::TooLarge,
-            format!("File {path} would be {len} bytes, over the limit of {MAX_FILE_BYTES} bytes"),
-        ));
-    }
-    Ok(())
+    MemoryState::check_size(path, len).map_err(unprefixed)
 }
 
 impl MemoryState {
