@@ -3,10 +3,12 @@
 # Rust toolchain, then runs the given command. Idempotent: checks before installing.
 #
 #   bash tools/bootstrap.sh cargo run --release -- demo
-#   bash tools/bootstrap.sh cargo test --release
+#   bash tools/bootstrap.sh cargo test --release --workspace
 #
 # - clang + libclang: bindgen needs libclang to build the rocksdb crate (RocksDB is
 #   compiled from source; Debian's librocksdb is too old and is not used).
+# - fuse3 (fusermount3): the crash harness (tools/crashtest) mounts its power-loss
+#   filesystem through FUSE.
 # - a Python virtualenv (.venv) with tools/requirements.txt (pinned): `blake3` for the
 #   independent format check (tools/format_check.py), the official `anthropic` SDK whose
 #   tool runner drives the Python package's memory tool, `mypy`; and the repository's
@@ -17,12 +19,19 @@ have_libclang() {
   ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1
 }
 
+MISSING=()
 if ! command -v clang >/dev/null 2>&1 || ! have_libclang; then
-  echo "bootstrap: installing clang and libclang-dev (needed by bindgen for RocksDB)" >&2
+  MISSING+=(clang libclang-dev)   # bindgen builds the rocksdb crate with libclang
+fi
+if ! command -v fusermount3 >/dev/null 2>&1; then
+  MISSING+=(fuse3)                # the crash harness's power-loss filesystem
+fi
+if [ "${#MISSING[@]}" -gt 0 ]; then
+  echo "bootstrap: installing ${MISSING[*]}" >&2
   SUDO=""
   if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq clang libclang-dev >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${MISSING[@]}" >/dev/null
 fi
 
 # Python packages (tools/requirements.txt, pinned) go into a virtualenv of the checkout,
