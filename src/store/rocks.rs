@@ -113,6 +113,15 @@ impl RocksLog {
                 )));
             }
         }
+        // An earlier open found the MANIFEST short of table files: RocksDB has rewritten
+        // it since, so only this note remembers — every open refuses until it is dealt with.
+        if let Ok(note) = std::fs::read_to_string(path.join(HELD_FILE)) {
+            return Err(open_err(format!(
+                "{} (found by an earlier open; {} holds this note — remove it only once the log is whole again)",
+                note.trim_end(),
+                path.join(HELD_FILE).display()
+            )));
+        }
         let mut torn_tail = None;
         if path.join("CURRENT").exists() {
             let scan = wal::scan(&path)?;
@@ -154,6 +163,10 @@ impl RocksLog {
         // each memtable keeps its insert splice, so sequential keys insert in O(1).
         db_opts.set_allow_concurrent_memtable_write(false);
         let cfs = layout::ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &cache, opts)));
+        // RocksDB deletes, at open, every table file its MANIFEST does not list: crash
+        // leftovers, but also the newest tables of a MANIFEST that lost its tail. Hard links
+        // taken first keep whatever it removes (see OpenGuard).
+        let guard = OpenGuard::take(&path);
         let db = DB::open_cf_descriptors(&db_opts, &path, cfs).map_err(|e| {
             let reason = e.into_string();
             // RocksDB's LOCK file is held: another process has the database open.
@@ -180,9 +193,33 @@ impl RocksLog {
             None => db.put_cf(meta, layout::META_FORMAT_KEY, layout::META_FORMAT_VALUE)?,
         }
         let log = RocksLog { db, path: path.clone(), torn_tail };
+        let count = log.stored_end()?;
+        if let Some(guard) = guard {
+            let removed = guard.removed(&path);
+            if removed.is_empty() {
+                guard.discard();
+            } else {
+                // Rare: only after a crash mid-flush or -compaction, or damage. The removed
+                // files are kept; the log must still be whole without them.
+                let kept = path.join("damaged").join(format!("{}-removed-at-open", super::writer::now_ms()));
+                guard.keep(&kept)?;
+                if let Some((from, to)) = log.first_gap(count)? {
+                    drop(log);
+                    let note = format!(
+                        "the MANIFEST does not list {} table file(s) that RocksDB found in the folder ({}), and without them positions {from}..{to} of the log's {count} are missing — the MANIFEST lost records (cut or damaged). Nothing was deleted: the files are kept in {}; RocksDB's repair (`ldb repair`) over the folder with them moved back rebuilds a MANIFEST that lists them",
+                        removed.len(),
+                        removed.join(", "),
+                        kept.display()
+                    );
+                    let held = path.join(HELD_FILE);
+                    std::fs::write(&held, format!("{note}\n"))
+                        .map_err(|source| Error::Io { path: held.display().to_string(), source })?;
+                    return Err(open_err(note));
+                }
+            }
+        }
         // Under fsync, every acknowledged event is durable: fewer events than were recorded
         // as acknowledged means some were lost below us (a WAL truncated or removed).
-        let count = log.stored_end()?;
         if let Some((acked, at)) = wal::read_acked(&log.path) {
             if acked > count && !opts.drop_damaged_wal_tail {
                 drop(log);
@@ -193,6 +230,24 @@ impl RocksLog {
             }
         }
         Ok(log)
+    }
+
+    /// The first run of missing positions below `count` (a full key scan of the log: only
+    /// run when RocksDB removed table files at open).
+    fn first_gap(&self, count: u64) -> Result<Option<(u64, u64)>> {
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_LOG));
+        it.seek_to_first();
+        let mut expected = 0u64;
+        while it.valid() && expected < count {
+            let Some(pos) = it.key().and_then(be_u64) else { break };
+            if pos != expected {
+                return Ok(Some((expected, pos.min(count) - 1)));
+            }
+            expected += 1;
+            it.next();
+        }
+        it.status()?;
+        Ok((expected < count).then(|| (expected, count - 1)))
     }
 
     /// The incomplete final WAL record this open dropped, with where a copy was kept.
@@ -603,6 +658,100 @@ impl Log for RocksLog {
 
 /// The files of a RocksDB database in `dir` (tables, WALs, MANIFEST, OPTIONS…), summarised
 /// by kind; empty when there are none.
+/// Written when an open finds the log short of table files RocksDB removed (OpenGuard):
+/// every later open refuses with its text.
+const HELD_FILE: &str = "DAMAGED";
+
+/// Hard links to every table file, taken before RocksDB opens the folder, so that nothing
+/// its open removes is lost: a file it removed is kept (`DB/damaged/*-removed-at-open/`),
+/// and the rest of the links are dropped. Where hard links are not supported the open
+/// goes on without a guard. A guard left by an open that crashed is settled by the next.
+struct OpenGuard {
+    dir: PathBuf,
+    linked: Vec<String>,
+}
+
+impl OpenGuard {
+    const PREFIX: &'static str = ".open-guard-";
+
+    fn take(db: &Path) -> Option<OpenGuard> {
+        let damaged = db.join("damaged");
+        // Settle guards of opens that did not finish: links whose file is still in the
+        // folder go; anything else is kept as removed at open.
+        for stale in std::fs::read_dir(&damaged).into_iter().flatten().flatten() {
+            let name = stale.file_name().to_string_lossy().into_owned();
+            if name.starts_with(Self::PREFIX) {
+                let g = OpenGuard { dir: stale.path(), linked: Vec::new() };
+                if g.removed(db).is_empty() {
+                    g.discard();
+                } else {
+                    let _ =
+                        std::fs::rename(&g.dir, damaged.join(format!("{}-removed-at-open", super::writer::now_ms())));
+                }
+            }
+        }
+        let tables: Vec<String> = std::fs::read_dir(db)
+            .ok()?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sst"))
+            .collect();
+        if tables.is_empty() {
+            return None;
+        }
+        let dir = damaged.join(format!("{}{}", Self::PREFIX, std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let mut guard = OpenGuard { dir, linked: Vec::new() };
+        for t in tables {
+            match std::fs::hard_link(db.join(&t), guard.dir.join(&t)) {
+                Ok(()) => guard.linked.push(t),
+                // Already gone (a concurrent compaction cannot run: nothing has the database open).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(_) => {
+                    guard.discard();
+                    return None;
+                }
+            }
+        }
+        Some(guard)
+    }
+
+    /// Guarded files no longer in the database folder.
+    fn removed(&self, db: &Path) -> Vec<String> {
+        let names: Vec<String> = if self.linked.is_empty() {
+            std::fs::read_dir(&self.dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        } else {
+            self.linked.clone()
+        };
+        let mut gone: Vec<String> = names.into_iter().filter(|n| !db.join(n).exists()).collect();
+        gone.sort();
+        gone
+    }
+
+    /// Keeps the removed files in `to` (the links to files still in use go).
+    fn keep(self, to: &Path) -> Result<()> {
+        let db = self.dir.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+        for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            if db.join(e.file_name()).exists() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        std::fs::rename(&self.dir, to).map_err(|source| Error::Io { path: to.display().to_string(), source })
+    }
+
+    fn discard(self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(damaged) = self.dir.parent() {
+            let _ = std::fs::remove_dir(damaged); // only when empty
+        }
+    }
+}
+
 fn database_files(dir: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
