@@ -16,7 +16,22 @@ pub fn check_name(field: &str, name: &str) -> Result<(), FormatError> {
     if let Some(c) = name.chars().find(|c| c.is_control()) {
         return Err(FormatError::field(field, format!("{name:?} contains the control character U+{:04X}", c as u32)));
     }
+    if let Some(c) = name.chars().find(|c| is_bidi_control(*c) || is_invisible(*c)) {
+        return Err(FormatError::field(
+            field,
+            format!(
+                "{name:?} contains U+{:04X}, a bidirectional or invisible formatting character: a name with one displays as another",
+                c as u32
+            ),
+        ));
+    }
     Ok(())
+}
+
+/// Characters that take no room on screen: zero-width spaces and joiners, word joiner and
+/// invisible operators, the soft hyphen, the byte order mark.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{00AD}' | '\u{180E}' | '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
 }
 
 /// Unicode's bidirectional formatting characters (embeddings, overrides, isolates,
