@@ -31,6 +31,8 @@ pub mod core;
 pub mod dream;
 mod error;
 pub mod exchange;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod import;
 pub mod keys;
 pub mod ledger;

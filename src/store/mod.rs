@@ -7,11 +7,14 @@
 //! backend only stores and reads.
 
 mod faulty;
+// The key layout is RocksDB's (the in-memory log keeps its own maps).
+#[cfg_attr(not(feature = "rocks"), allow(dead_code))]
 mod layout;
 mod log;
 mod memlog;
 pub mod metrics;
 mod recover;
+#[cfg(feature = "rocks")]
 mod rocks;
 mod subscribe;
 mod verify;
@@ -30,7 +33,21 @@ pub use layout::{ALL_CFS, CF_IDS, CF_KINDS, CF_LOG, CF_META, CF_PATHS, CF_SESSIO
 pub use log::{Group, Log, Staged};
 pub use memlog::MemoryLog;
 pub use recover::{recover, RecoveryReport};
+#[cfg(feature = "rocks")]
 pub use rocks::{RocksLog, SharedCache};
+
+/// Built without RocksDB (`--no-default-features`): memory budgets have nothing to share.
+#[cfg(not(feature = "rocks"))]
+#[derive(Clone, Debug)]
+pub struct SharedCache;
+
+#[cfg(not(feature = "rocks"))]
+impl SharedCache {
+    /// Nothing to share without RocksDB.
+    pub fn new(_cache_bytes: usize, _write_buffer_bytes: usize) -> SharedCache {
+        SharedCache
+    }
+}
 pub use subscribe::Subscription;
 pub use verify::{VerifyProblem, VerifyReport};
 pub use writer::{now_ms, AppendBatch, Appended};
@@ -220,8 +237,19 @@ fn project_range(log: &dyn Log, from: u64, to: u64, mut progress: impl FnMut(u64
 impl Store {
     /// Opens (or, with `create_if_missing`, creates) the RocksDB database at `path`.
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Store> {
-        let log = RocksLog::open(path, &opts)?;
-        Store::with_log(Arc::new(log), opts)
+        #[cfg(feature = "rocks")]
+        {
+            let log = RocksLog::open(path, &opts)?;
+            Store::with_log(Arc::new(log), opts)
+        }
+        #[cfg(not(feature = "rocks"))]
+        {
+            let _ = opts;
+            Err(Error::Log(LogError::Open {
+                path: path.as_ref().display().to_string(),
+                reason: "this build of dreamlog has no RocksDB backend (built without the `rocks` feature)".into(),
+            }))
+        }
     }
 
     /// A store held in memory (nothing survives the process).
@@ -302,12 +330,18 @@ impl Store {
     /// The incomplete final WAL record this open dropped (a crash mid-write: never an
     /// acknowledged batch under `fsync`), with where a copy of the WAL was kept (RocksDB).
     pub fn torn_tail(&self) -> Option<&(wal::WalDamage, PathBuf)> {
-        self.inner.log.as_any().downcast_ref::<RocksLog>().and_then(|r| r.torn_tail())
+        #[cfg(feature = "rocks")]
+        return self.inner.log.as_any().downcast_ref::<RocksLog>().and_then(|r| r.torn_tail());
+        #[cfg(not(feature = "rocks"))]
+        None
     }
 
     /// The database directory (RocksDB).
     pub fn path(&self) -> Option<&Path> {
-        self.inner.log.as_any().downcast_ref::<RocksLog>().map(|r| r.path())
+        #[cfg(feature = "rocks")]
+        return self.inner.log.as_any().downcast_ref::<RocksLog>().map(|r| r.path());
+        #[cfg(not(feature = "rocks"))]
+        None
     }
 
     /// The settings the store was opened with.

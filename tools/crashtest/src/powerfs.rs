@@ -44,6 +44,8 @@ struct Node {
     body: Body,
     mode: u16,
     mtime: SystemTime,
+    /// Names the node has (hard links); it goes with the last.
+    links: u32,
 }
 
 /// What the "disk" holds: the namespace and every file's current and synced bytes.
@@ -59,7 +61,8 @@ pub struct Tree {
 
 impl Tree {
     pub fn new() -> Arc<Mutex<Tree>> {
-        let root = Node { body: Body::Dir { entries: BTreeMap::new() }, mode: 0o755, mtime: SystemTime::now() };
+        let root =
+            Node { body: Body::Dir { entries: BTreeMap::new() }, mode: 0o755, mtime: SystemTime::now(), links: 1 };
         Arc::new(Mutex::new(Tree {
             nodes: HashMap::from([(1, root)]),
             next_ino: 2,
@@ -104,7 +107,7 @@ impl Tree {
     fn attr(&self, ino: u64) -> Option<FileAttr> {
         let node = self.nodes.get(&ino)?;
         let (kind, size, nlink) = match &node.body {
-            Body::File { data, .. } => (FileType::RegularFile, data.len() as u64, 1),
+            Body::File { data, .. } => (FileType::RegularFile, data.len() as u64, node.links),
             Body::Dir { .. } => (FileType::Directory, 4096, 2),
         };
         Some(FileAttr {
@@ -149,7 +152,7 @@ impl Tree {
         let ino = self.next_ino;
         self.next_ino += 1;
         self.entries_mut(parent)?.insert(name.to_owned(), ino);
-        self.nodes.insert(ino, Node { body, mode: (mode & 0o7777) as u16, mtime: SystemTime::now() });
+        self.nodes.insert(ino, Node { body, mode: (mode & 0o7777) as u16, mtime: SystemTime::now(), links: 1 });
         self.attr(ino).ok_or(Errno::EIO)
     }
 
@@ -214,10 +217,34 @@ impl Tree {
             _ => {}
         }
         self.entries_mut(parent)?.remove(name);
-        // Open handles keep no reference here: the data goes with the name, which RocksDB
-        // (unlinking only obsolete files) never reads again.
-        self.nodes.remove(&ino);
+        // Open handles keep no reference here: the data goes with the last name, which
+        // RocksDB (unlinking only obsolete files) never reads again.
+        self.unlink_node(ino);
         Ok(())
+    }
+
+    fn unlink_node(&mut self, ino: u64) {
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.links = node.links.saturating_sub(1);
+            if node.links == 0 {
+                self.nodes.remove(&ino);
+            }
+        }
+    }
+
+    /// A hard link (RocksDB's checkpoints; dreamlog's open guard).
+    fn link(&mut self, ino: u64, newparent: u64, newname: &OsStr) -> Result<FileAttr, Errno> {
+        if !matches!(self.nodes.get(&ino).map(|n| &n.body), Some(Body::File { .. })) {
+            return Err(Errno::EPERM);
+        }
+        if self.child(newparent, newname).is_ok() {
+            return Err(Errno::EEXIST);
+        }
+        self.entries_mut(newparent)?.insert(newname.to_owned(), ino);
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.links += 1;
+        }
+        self.attr(ino).ok_or(Errno::EIO)
     }
 
     fn rename(&mut self, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr) -> Result<(), Errno> {
@@ -233,7 +260,7 @@ impl Tree {
                 Body::File { .. } if is_dir => return Err(Errno::ENOTDIR),
                 _ => {}
             }
-            self.nodes.remove(&existing);
+            self.unlink_node(existing);
         }
         self.entries_mut(parent)?.remove(name);
         self.entries_mut(newparent)?.insert(newname.to_owned(), ino);
@@ -383,6 +410,11 @@ impl Filesystem for PowerFs {
         }
         let Some(mut tree) = self.mutate() else { return reply.error(Errno::EIO) };
         empty(reply, tree.rename(parent.0, name, newparent.0, newname));
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        let Some(mut tree) = self.mutate() else { return reply.error(Errno::EIO) };
+        entry(reply, tree.link(ino.0, newparent.0, newname));
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -551,5 +583,19 @@ mod tests {
         assert_eq!(tree.child(1, OsStr::new("renamed")).unwrap(), ino);
         assert_eq!(bytes(&tree, ino), b"abc");
         assert_eq!(tree.child(1, OsStr::new("f")), Err(Errno::ENOENT));
+    }
+
+    #[test]
+    fn a_hard_link_shares_the_bytes_and_the_file_goes_with_its_last_name() {
+        let arc = Tree::new();
+        let mut tree = arc.lock().unwrap();
+        let ino = file(&mut tree);
+        tree.write(ino, 0, b"table").unwrap();
+        tree.sync(ino).unwrap();
+        assert_eq!(tree.link(ino, 1, OsStr::new("kept")).unwrap().nlink, 2);
+        tree.remove(1, OsStr::new("f"), false).unwrap();
+        assert_eq!(bytes(&tree, tree.child(1, OsStr::new("kept")).unwrap()), b"table");
+        tree.remove(1, OsStr::new("kept"), false).unwrap();
+        assert!(!tree.nodes.contains_key(&ino));
     }
 }
