@@ -59,6 +59,24 @@ impl Header {
         Ok(header)
     }
 
+    /// This header with the bidirectional and invisible formatting characters left out of
+    /// its names: what `validate` judged before names refused them.
+    fn as_before_format_rule(&self) -> Header {
+        let strip = |s: &str| -> String {
+            s.chars()
+                .filter(|c| !crate::core::validate::is_bidi_control(*c) && !crate::core::validate::is_invisible(*c))
+                .collect()
+        };
+        let actor = match &self.actor {
+            Actor::Agent(n) => Actor::Agent(strip(n)),
+            Actor::Evaluator(n) => Actor::Evaluator(strip(n)),
+            Actor::Human(n) => Actor::Human(strip(n)),
+            Actor::System(n) => Actor::System(strip(n)),
+            Actor::Dreamer { name, version } => Actor::Dreamer { name: strip(name), version: strip(version) },
+        };
+        Header { stream: strip(&self.stream), actor, ..self.clone() }
+    }
+
     /// Checks the header's own fields (not its relation to the stream).
     pub fn validate(&self) -> Result<(), FormatError> {
         check_name("stream", &self.stream)?;
@@ -229,7 +247,10 @@ impl SealedEvent {
         if header.encode() != header_bytes {
             problems.push("header bytes are not canonical".to_owned());
         }
-        if let Err(e) = header.validate() {
+        // A stored event is judged by the rules it was written under: the name rule on
+        // bidirectional and invisible characters came later, so names that only break it
+        // still verify (new writes are refused).
+        if let Err(e) = header.validate().or_else(|e| header.as_before_format_rule().validate().map_err(|_| e)) {
             problems.push(format!("header: {e}"));
         }
         if header.body_len != body_bytes.len() as u64 {
@@ -253,5 +274,35 @@ impl SealedEvent {
             Err(e) => problems.push(e.to_string()),
         }
         problems
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn note() -> Body {
+        Body::from_json(Kind::Note, serde_json::json!({"type": "t", "json": 1})).unwrap()
+    }
+
+    /// Names with bidirectional or invisible formatting characters are refused when
+    /// written, but an event written before that rule still audits clean.
+    #[test]
+    fn the_formatting_rule_refuses_new_names_and_keeps_old_events_sound() {
+        let draft = Draft::new("a\u{202e}b", Actor::Agent("x".into()), note());
+        let err = draft.seal(1, Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("bidirectional or invisible"), "{err}");
+        let agent = Draft::new("s", Actor::Agent("x\u{200b}".into()), note());
+        assert!(agent.seal(1, Vec::new()).is_err());
+
+        // An event as an older build wrote it: the same header, sealed without the rule.
+        let sound = Draft::new("ab", Actor::Agent("x".into()), note()).seal(1, Vec::new()).unwrap();
+        let old = Header { stream: "a\u{202e}b".into(), actor: Actor::Agent("x\u{200b}".into()), ..sound.header };
+        let problems = SealedEvent::audit(&old.encode(), &sound.body_bytes);
+        assert!(problems.is_empty(), "{problems:?}");
+        // Other faults of such a header are still found.
+        let bad = Header { stream: "a\u{202e}\u{0}".into(), ..old };
+        assert!(!SealedEvent::audit(&bad.encode(), &sound.body_bytes).is_empty());
     }
 }
