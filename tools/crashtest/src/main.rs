@@ -493,20 +493,21 @@ fn run_mode(
         for l in &new {
             acked.take_line(l);
         }
+        let round = |acked: usize, events: u64, lost: usize| Round {
+            mode,
+            seed,
+            power_loss: power,
+            tripped,
+            after_ops: after,
+            acked,
+            events,
+            lost,
+        };
         let state = work.join("acked.txt");
         acked.write(&state)?;
         if !db.join("CURRENT").exists() && acked.events.is_empty() {
             // Crashed before the database was first made: nothing to check yet.
-            rounds.push(Round {
-                mode,
-                seed,
-                power_loss: power,
-                tripped,
-                after_ops: after,
-                acked: 0,
-                events: 0,
-                lost: 0,
-            });
+            rounds.push(round(0, 0, 0));
             continue;
         }
         let out = Command::new(&exe)
@@ -545,16 +546,7 @@ fn run_mode(
             lost.len(),
             report["kept_aside"]
         );
-        rounds.push(Round {
-            mode,
-            seed,
-            power_loss: power,
-            tripped,
-            after_ops: after,
-            acked: acked.events.len() + lost.len() - before,
-            events,
-            lost: lost.len(),
-        });
+        rounds.push(round(acked.events.len() + lost.len() - before, events, lost.len()));
     }
     if let Some(old) = session.take() {
         unmount(old)?;
