@@ -184,12 +184,12 @@ fn cases() -> Vec<Http> {
     v.push(bad_event(
         "time as text",
         json!({"kind": "note", "actor": "agent:a", "time": "noon", "body": {"type": "t", "json": 1}}),
-        "expected u64",
+        "time: invalid type",
     ));
     v.push(bad_event(
         "negative time",
         json!({"kind": "note", "actor": "agent:a", "time": -1, "body": {"type": "t", "json": 1}}),
-        "expected u64",
+        "time: invalid value",
     ));
     v.push(http(
         "event: unknown parent",

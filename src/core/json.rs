@@ -45,10 +45,25 @@ pub struct EventJson {
     pub body: Value,
 }
 
+/// A JSON error with the path of the field it is about, when it is inside the event.
+fn located<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> FormatError {
+    let path = e.path().to_string();
+    let reason = if path == "." || path == "?" { e.inner().to_string() } else { format!("{path}: {}", e.inner()) };
+    FormatError::Json { context: "event".into(), reason }
+}
+
 impl EventJson {
     /// Parses one line of JSON.
     pub fn parse(text: &str) -> Result<EventJson, FormatError> {
-        serde_json::from_str(text).map_err(|e| FormatError::Json { context: "event".into(), reason: e.to_string() })
+        let mut de = serde_json::Deserializer::from_str(text);
+        let json = serde_path_to_error::deserialize(&mut de).map_err(located)?;
+        de.end().map_err(|e| FormatError::Json { context: "event".into(), reason: e.to_string() })?;
+        Ok(json)
+    }
+
+    /// Reads an event from parsed JSON; the error names the field (`time: invalid type…`).
+    pub fn from_value(value: &serde_json::Value) -> Result<EventJson, FormatError> {
+        serde_path_to_error::deserialize(value).map_err(located)
     }
 
     /// The JSON form of a stored event.

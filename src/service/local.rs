@@ -147,7 +147,7 @@ impl Service for Local {
         }
         let mut batch = AppendBatch::new();
         for (index, v) in req.events.iter().enumerate() {
-            let draft = serde_json::from_value::<EventJson>(v.clone())
+            let draft = EventJson::from_value(v)
                 .map_err(|e| e.to_string())
                 .and_then(|j| j.into_draft(req.stream.as_deref()).map_err(|e| e.to_string()))
                 .map_err(|reason| Error::EventJson { index, reason })?;
