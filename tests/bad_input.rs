@@ -266,7 +266,7 @@ fn cases() -> Vec<Http> {
             WRITE,
             Send::Json(json!({"command": "create", "path": path, "file_text": "x"})),
             200,
-            "is_error",
+            "\"is_error\":true",
         ));
     }
     // Stale hashes and impossible memory commands.
@@ -296,7 +296,7 @@ fn cases() -> Vec<Http> {
         WRITE,
         Send::Json(json!({"command": "format_disk"})),
         200,
-        "is_error",
+        "\"is_error\":true",
     ));
     v.push(http(
         "tool: replace text that is not there",
@@ -305,7 +305,7 @@ fn cases() -> Vec<Http> {
         WRITE,
         Send::Json(json!({"command": "str_replace", "path": "/memories/a.md", "old_str": "absent", "new_str": "x"})),
         200,
-        "is_error",
+        "\"is_error\":true",
     ));
     v.push(http(
         "tool: insert past the end",
@@ -314,7 +314,7 @@ fn cases() -> Vec<Http> {
         WRITE,
         Send::Json(json!({"command": "insert", "path": "/memories/a.md", "insert_line": 999, "insert_text": "x"})),
         200,
-        "is_error",
+        "\"is_error\":true",
     ));
     v.push(http(
         "tool: delete what is not there",
@@ -323,7 +323,7 @@ fn cases() -> Vec<Http> {
         WRITE,
         Send::Json(json!({"command": "delete", "path": "/memories/none.md"})),
         200,
-        "is_error",
+        "\"is_error\":true",
     ));
     v.push(http(
         "tool: rename onto itself's parent",
@@ -332,7 +332,7 @@ fn cases() -> Vec<Http> {
         WRITE,
         Send::Json(json!({"command": "rename", "old_path": "/memories/a.md", "new_path": "/memories"})),
         200,
-        "is_error",
+        "\"is_error\":true",
     ));
     v.push(http(
         "tool: mkdir (dreamlog's own)",
@@ -341,7 +341,7 @@ fn cases() -> Vec<Http> {
         WRITE,
         Send::Json(json!({"command": "mkdir", "path": "/memories/d"})),
         200,
-        "is_error",
+        "\"is_error\":true",
     ));
     v.push(http(
         "rules: backwards",
