@@ -156,7 +156,9 @@ fn cases() -> Vec<Http> {
     v.push(raw("an array", b"[]", ""));
     v.push(raw("null", b"null", ""));
     v.push(raw("deeply nested", format!("{{\"stream\":\"s\",\"events\":[{{\"kind\":\"note\",\"actor\":\"agent:a\",\"body\":{{\"type\":\"t\",\"json\":{}1{}}}}}]}}", "[".repeat(5000), "]".repeat(5000)).as_bytes(), ""));
-    v.push(http("events body: oversized", "POST", "/v1/events", WRITE, Send::Raw(format!("{{\"stream\":\"s\",\"events\":[{{\"kind\":\"note\",\"actor\":\"agent:a\",\"body\":{{\"type\":\"t\",\"json\":\"{}\"}}}}]}}", "x".repeat(80 << 20)).into_bytes()), 413, "too_large"));
+    // Over the test config's 1 MiB limit by 64 KiB: small enough to sit in loopback's socket
+    // buffers, so the client has sent it all before the 413 comes (no connection-reset race).
+    v.push(http("events body: oversized", "POST", "/v1/events", WRITE, Send::Raw(format!("{{\"stream\":\"s\",\"events\":[{{\"kind\":\"note\",\"actor\":\"agent:a\",\"body\":{{\"type\":\"t\",\"json\":\"{}\"}}}}]}}", "x".repeat((1 << 20) + (64 << 10))).into_bytes()), 413, "too_large"));
     v.push(raw("unknown field", br#"{"stream": "s", "events": [], "sneaky": 1}"#, "sneaky"));
     v.push(raw("events not a list", br#"{"stream": "s", "events": {}}"#, "expected a sequence"));
     v.push(raw("no events", br#"{"stream": "s", "events": []}"#, "no events"));
@@ -544,7 +546,7 @@ fn every_bad_request_is_refused_by_name_and_writes_nothing() {
         {"tenant": "acme", "role": "write", "token_blake3": hash("acme-write")},
         {"tenant": "acme", "role": "read", "token_blake3": hash("acme-read")},
         {"tenant": "globex", "role": "admin", "token_blake3": hash("globex-admin")},
-    ]});
+    ], "max_body_bytes": 1 << 20});
     let cfg = dir.path().join("server.json");
     std::fs::write(&cfg, config.to_string()).unwrap();
     let server = Server::start(&db, &["--config", cfg.to_str().unwrap()]);
