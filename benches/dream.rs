@@ -137,7 +137,7 @@ fn bench_evidence(n: usize, dreamer: &str, shape: Shape) {
             .run(
                 "live",
                 &spec,
-                &RunOptions { since: Some(0), into: Some(format!("fork-{round}")), in_place: false, create: false },
+                &RunOptions { since: Some(0), into: Some(format!("fork-{round}")), ..RunOptions::default() },
             )
             .expect("dream");
         let s = t.elapsed().as_secs_f64();

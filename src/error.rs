@@ -208,6 +208,12 @@ pub enum DreamError {
         /// The API's error message.
         message: String,
     },
+    /// The dream was canceled before it wrote anything; nothing was written.
+    #[error("the dream over memory store {store:?} was canceled: nothing written")]
+    Canceled {
+        /// The input store.
+        store: String,
+    },
     /// A replay could not follow the recorded dream.
     #[error("replay of dream {dream} diverged: {reason}")]
     ReplayDiverged {
@@ -231,6 +237,9 @@ pub enum Error {
     /// A dream.
     #[error(transparent)]
     Dream(#[from] DreamError),
+    /// The Managed-Agents memory API (memory stores, memories, versions, dreams).
+    #[error(transparent)]
+    Managed(#[from] ManagedError),
     /// Input that is not a valid event (field, JSON, encoding).
     #[error(transparent)]
     Format(#[from] FormatError),
@@ -311,6 +320,79 @@ pub enum Error {
         /// The server's message.
         message: String,
     },
+}
+
+/// What the Managed-Agents memory API refuses.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ManagedError {
+    /// No memory store with this id (or it was deleted).
+    #[error("no memory store {0:?}")]
+    NoStore(String),
+    /// No memory with this id in the store.
+    #[error("no memory {id:?} in memory store {store:?}")]
+    NoMemory {
+        /// The store.
+        store: String,
+        /// The memory id.
+        id: String,
+    },
+    /// No memory version with this id in the store.
+    #[error("no memory version {id:?} in memory store {store:?}")]
+    NoVersion {
+        /// The store.
+        store: String,
+        /// The version id.
+        id: String,
+    },
+    /// No dream with this id.
+    #[error("no dream {0:?}")]
+    NoDream(String),
+    /// A request field that breaks the API's rules.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// A `content_sha256` precondition that does not hold; nothing was written.
+    #[error("memory {id} has content_sha256 {actual}, not the expected {expected}")]
+    PreconditionFailed {
+        /// The memory.
+        id: String,
+        /// The hash the request expected.
+        expected: String,
+        /// The memory's hash.
+        actual: String,
+    },
+    /// Another memory holds the path (or a memory lies above or below it).
+    #[error("{path}: {reason}")]
+    PathConflict {
+        /// The path.
+        path: String,
+        /// What is there.
+        reason: String,
+    },
+    /// The object is in a state that does not allow the operation (an archived store, a
+    /// running dream archived, a finished dream canceled, the current version redacted).
+    #[error("{0}")]
+    State(String),
+}
+
+impl ManagedError {
+    /// The Managed-Agents API's error type.
+    pub fn api_type(&self) -> &'static str {
+        match self {
+            ManagedError::NoStore(_)
+            | ManagedError::NoMemory { .. }
+            | ManagedError::NoVersion { .. }
+            | ManagedError::NoDream(_) => "not_found_error",
+            ManagedError::Invalid { .. } | ManagedError::State(_) => "invalid_request_error",
+            ManagedError::PreconditionFailed { .. } => "memory_precondition_failed_error",
+            ManagedError::PathConflict { .. } => "memory_path_conflict_error",
+        }
+    }
 }
 
 fn current_text(current: Option<u64>) -> String {
@@ -460,7 +542,16 @@ impl Error {
             Error::Dream(e) => match e {
                 DreamError::NothingToDream { .. } => ErrorClass::NothingToDream,
                 DreamError::Dreamer { .. } => ErrorClass::InvalidRequest,
+                DreamError::Canceled { .. } => ErrorClass::Conflict,
                 DreamError::Llm { .. } | DreamError::ReplayDiverged { .. } => ErrorClass::Upstream,
+            },
+            Error::Managed(e) => match e {
+                ManagedError::NoStore(_)
+                | ManagedError::NoMemory { .. }
+                | ManagedError::NoVersion { .. }
+                | ManagedError::NoDream(_) => ErrorClass::NotFound,
+                ManagedError::Invalid { .. } | ManagedError::State(_) => ErrorClass::InvalidRequest,
+                ManagedError::PreconditionFailed { .. } | ManagedError::PathConflict { .. } => ErrorClass::Conflict,
             },
             Error::EventJson { .. } => ErrorClass::InvalidEvent,
             Error::NotFound(_) => ErrorClass::NotFound,

@@ -36,6 +36,7 @@ pub mod fuzzing;
 pub mod import;
 pub mod keys;
 pub mod ledger;
+pub mod managed;
 mod mcp;
 pub mod memory;
 mod server;
@@ -51,7 +52,7 @@ pub use crate::core::{
     FormatError, Grade, GradeResult, Header, Kind, LlmExchange, Memory, MemoryCommand, Message, Note, Redact, Revert,
     RevertTarget, SealedEvent, SessionEnd, SessionLink, SessionStart, StoreFork, Tag,
 };
-pub use crate::error::{DreamError, Error, ErrorClass, LogError, MemoryError, Result};
+pub use crate::error::{DreamError, Error, ErrorClass, LogError, ManagedError, MemoryError, Result};
 pub use crate::server::{hash_token, serve, AppState, ServerConfig};
 pub use crate::store::{
     recover, AppendBatch, Appended, ExpectedVersion, Options, RecoveryReport, SharedCache, Store, StoredEvent,

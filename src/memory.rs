@@ -624,7 +624,9 @@ impl MemoryStores {
                     let added = match &m.command {
                         MemoryCommand::Insert { insert_text, .. } => insert_text.as_str(),
                         MemoryCommand::StrReplace { new_str, .. } => new_str.as_str(),
-                        MemoryCommand::Create { file_text, .. } => file_text.as_str(),
+                        MemoryCommand::Create { file_text, .. } | MemoryCommand::Write { file_text, .. } => {
+                            file_text.as_str()
+                        }
                         _ => "",
                     };
                     for line in added.lines() {

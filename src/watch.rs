@@ -130,6 +130,7 @@ fn describe(c: &crate::core::MemoryCommand) -> String {
         Insert { path, .. } => format!("insert into {path}"),
         Delete { path } => format!("delete {path}"),
         Mkdir { path } => format!("mkdir {path}"),
+        Write { path, .. } => format!("write {path}"),
         Rename { old_path, new_path } => format!("rename {old_path} → {new_path}"),
     }
 }

@@ -377,6 +377,73 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
     api.ok("get", "/v1/info", None);
     api.token = admin;
 
+    // The Managed-Agents memory API, in its own shapes and envelope.
+    let st = api.ok("post", "/anthropic/v1/memory_stores", Some(&json!({"name": "Contract", "metadata": {"k": "v"}})));
+    let sid = st["id"].as_str().unwrap().to_owned();
+    let ms = format!("/anthropic/v1/memory_stores/{sid}");
+    api.ok("get", &ms, None);
+    api.ok("get", "/anthropic/v1/memory_stores?limit=1&include_archived=true", None);
+    api.ok("post", &ms, Some(&json!({"description": "d", "metadata": {"k": null}})));
+    let m = api.ok("post", &format!("{ms}/memories?view=full"), Some(&json!({"path": "/a/b.md", "content": "x\n"})));
+    let mid = m["id"].as_str().unwrap().to_owned();
+    api.ok("get", &format!("{ms}/memories/{mid}"), None);
+    let sha = m["content_sha256"].as_str().unwrap().to_owned();
+    api.ok(
+        "post",
+        &format!("{ms}/memories/{mid}"),
+        Some(&json!({"content": "y\n", "precondition": {"type": "content_sha256", "content_sha256": sha}})),
+    );
+    let stale = json!({"content": "z", "precondition": {"type": "content_sha256", "content_sha256": sha}});
+    expect_error(
+        &mut api,
+        "post",
+        &format!("{ms}/memories/{mid}"),
+        Some(&stale),
+        409,
+        "memory_precondition_failed_error",
+    );
+    let taken = json!({"path": "/a/b.md", "content": ""});
+    expect_error(&mut api, "post", &format!("{ms}/memories"), Some(&taken), 409, "memory_path_conflict_error");
+    api.ok("get", &format!("{ms}/memories?path_prefix=/a/&depth=1&view=basic"), None);
+    let versions = api.ok("get", &format!("{ms}/memory_versions?memory_id={mid}&limit=1"), None);
+    assert!(versions["next_page"].is_string(), "{versions}");
+    let vid = versions["data"][0]["id"].as_str().unwrap().to_owned();
+    api.ok("get", &format!("{ms}/memory_versions/{vid}"), None);
+    api.ok("delete", &format!("{ms}/memories/{mid}"), None);
+    expect_error(&mut api, "get", &format!("{ms}/memories/{mid}"), None, 404, "not_found_error");
+    expect_error(&mut api, "get", &format!("{ms}/memories?limit=0"), None, 400, "invalid_request_error");
+    let dream = json!({"inputs": [{"type": "memory_store", "memory_store_id": sid},
+                                  {"type": "sessions", "session_ids": ["r/0", "r/4"]}], "model": "m"});
+    let d = api.ok("post", "/anthropic/v1/dreams", Some(&dream));
+    let did = d["id"].as_str().unwrap().to_owned();
+    let mut status = String::new();
+    for _ in 0..200 {
+        status = api.ok("get", &format!("/anthropic/v1/dreams/{did}"), None)["status"].as_str().unwrap().to_owned();
+        if status != "pending" && status != "running" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(status == "completed" || status == "failed", "{status}");
+    api.ok("get", "/anthropic/v1/dreams?statuses[]=completed&statuses[]=failed&limit=5", None);
+    expect_error(&mut api, "post", &format!("/anthropic/v1/dreams/{did}/cancel"), None, 400, "invalid_request_error");
+    api.ok("post", &format!("/anthropic/v1/dreams/{did}/archive"), None);
+    // Canceling a pending dream nobody runs (recorded by hand) ends it at once.
+    let pending = json!({"stream": "anthropic.dream/drm_contract", "events": [{"kind": "note", "actor": "system:t",
+        "body": {"type": "anthropic.dream", "json": {"op": "created", "dreamer": "evidence",
+                 "spec": {"store": sid, "sessions": ["r/0"], "model": "m", "speed": "standard"}}}}]});
+    api.ok("post", "/v1/events", Some(&pending));
+    let canceled = api.ok("post", "/anthropic/v1/dreams/drm_contract/cancel", None);
+    assert_eq!(canceled["status"], "canceled", "{canceled}");
+    api.ok("post", &format!("{ms}/archive"), None);
+    api.ok("delete", &ms, None);
+    expect_error(&mut api, "get", &ms, None, 404, "not_found_error");
+    let (s, answer) = raw(&api, reqwest::Method::GET, "/anthropic/v1/nope");
+    assert_eq!(
+        (s, answer["type"].as_str(), answer["error"]["type"].as_str()),
+        (404, Some("error"), Some("not_found_error"))
+    );
+
     let missing: Vec<String> = api.documented().difference(&api.answered).cloned().collect();
     assert!(missing.is_empty(), "routes never exercised with a 200: {missing:?}");
     assert!(server.stop().success());

@@ -232,16 +232,20 @@ fn the_openapi_document_lists_exactly_the_server_routes() {
     let doc: Value =
         serde_json::from_str(&std::fs::read_to_string(common::root().join("schemas/openapi.json")).unwrap()).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
-    let source = std::fs::read_to_string(common::root().join("src/server/api.rs")).unwrap();
-    // Every `.route("PATH", get(..).post(..))` of the router, with its methods.
+    // Every `.route("PATH", get(..).post(..))` of the routers (dreamlog's own and the
+    // Managed-Agents API's), with its methods.
     let mut routes = std::collections::BTreeSet::new();
-    for part in source.split(".route(\"").skip(1) {
-        let (path, rest) = part.split_once('"').unwrap();
-        let call = rest.split(")\n").next().unwrap();
-        let path = path.replace("{*", "{");
-        for method in ["get", "post"] {
-            if call.contains(&format!("{method}(")) {
-                routes.insert(format!("{method} {path}"));
+    for file in ["src/server/api.rs", "src/server/anthropic.rs"] {
+        let source = std::fs::read_to_string(common::root().join(file)).unwrap();
+        for part in source.split(".route(").skip(1) {
+            let Some(part) = part.trim_start().strip_prefix('"') else { continue };
+            let (path, rest) = part.split_once('"').unwrap();
+            let call = rest.split(")\n").next().unwrap();
+            let path = path.replace("{*", "{");
+            for method in ["get", "post", "delete"] {
+                if call.contains(&format!("{method}(")) {
+                    routes.insert(format!("{method} {path}"));
+                }
             }
         }
     }
@@ -380,6 +384,7 @@ fn the_service_types_are_the_api_schemas() {
             into: Some("s.dream".into()),
             in_place: false,
             create: true,
+            sessions: vec!["s-1".into(), "s-2".into()],
         },
         DreamRequest {
             store: "s".into(),
@@ -389,6 +394,7 @@ fn the_service_types_are_the_api_schemas() {
             into: None,
             in_place: false,
             create: false,
+            sessions: Vec::new(),
         },
     );
     check(

@@ -157,7 +157,7 @@ def js(v):
 
 ACTION_STATUS = {"ok": 0, "error": 1, "unknown": 2}
 GRADE_RESULT = {"satisfied": 0, "needs_revision": 1, "failed": 2, "error": 3}
-MEMORY_COMMANDS = {"create": 0, "str_replace": 1, "insert": 2, "delete": 3, "rename": 4, "mkdir": 5}
+MEMORY_COMMANDS = {"create": 0, "str_replace": 1, "insert": 2, "delete": 3, "rename": 4, "mkdir": 5, "write": 6}
 KINDS = ["session.start", "action", "grade", "session.end", "memory", "dream", "llm.exchange",
          "revert", "tag", "store.fork", "redact", "note", "message", "session.link"]
 
@@ -183,7 +183,7 @@ def criterion(c):
 
 def memory_command(c):
     t = MEMORY_COMMANDS[c["command"]]
-    if c["command"] == "create":
+    if c["command"] in ("create", "write"):
         f = string(c["path"]) + string(c["file_text"])
     elif c["command"] == "str_replace":
         f = string(c["path"]) + string(c["old_str"]) + string(c["new_str"])

@@ -98,6 +98,7 @@ impl Demo<'_> {
             into: None,
             in_place,
             create: true,
+            sessions: Vec::new(),
         })
     }
     fn promote(&self, fork: &str, into: &str, actor: &Actor) -> Result<()> {

@@ -388,6 +388,7 @@ fn dream(cli: &Cli, svc: &dyn Service, cmd: &DreamCmd) -> Result<ExitCode> {
                 into: args.into.clone(),
                 in_place: args.in_place,
                 create: args.create,
+                sessions: args.sessions.clone(),
             };
             let bar = progress_bar(None, &format!("dreaming with {}", args.dreamer));
             bar.enable_steady_tick(std::time::Duration::from_millis(120));

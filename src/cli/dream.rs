@@ -62,6 +62,10 @@ pub struct RunArgs {
     /// Dream over a store that has no event yet (refused otherwise, as a likely typo).
     #[arg(long)]
     pub create: bool,
+    /// Read only this session (repeat for more): the dream reads these graded sessions
+    /// of its range and no others; a replay reads the same.
+    #[arg(long = "session", value_name = "ID")]
+    pub sessions: Vec<String>,
     /// Validate each lesson out of sample over K folds of the tasks (evidence@2; its
     /// default is 5, 0 turns it off).
     #[arg(long, value_name = "K")]
@@ -356,6 +360,9 @@ pub(crate) fn print_show(cli: &Cli, detail: &crate::dream::DreamDetail) -> Resul
                 }
                 crate::core::MemoryCommand::Delete { path } => format!("delete {path}"),
                 crate::core::MemoryCommand::Mkdir { path } => format!("mkdir {path}"),
+                crate::core::MemoryCommand::Write { path, file_text } => {
+                    format!("write {path} ({} lines)", file_text.lines().count())
+                }
                 crate::core::MemoryCommand::Rename { old_path, new_path } => {
                     format!("rename {old_path} → {new_path}")
                 }

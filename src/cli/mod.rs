@@ -545,6 +545,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
                     if state.auth_required() { "bearer tokens required" } else { "no tokens: loopback only" }
                 );
+                state.end_interrupted_dreams()?;
                 crate::server::serve(listener, state, crate::server::shutdown_signal()).await
             })?;
             eprintln!("dreamlog: stopped; every acknowledged append is durable");

@@ -44,6 +44,11 @@ pub fn step(cur: Option<Attributed>, path: &str, cmd: &MemoryCommand, origin: u6
         MemoryCommand::Create { path: p, file_text } if p == path => {
             Step::Now(Some(Attributed { text: file_text.clone(), lines: vec![origin; split_lines(file_text).len()] }))
         }
+        MemoryCommand::Write { path: p, file_text } if p == path => Step::Now(Some(match cur {
+            // A whole-file write keeps the origins of the lines it leaves unchanged.
+            Some(old) => carry_origins(old, file_text.clone(), origin),
+            None => Attributed { text: file_text.clone(), lines: vec![origin; split_lines(file_text).len()] },
+        })),
         MemoryCommand::StrReplace { path: p, .. } | MemoryCommand::Insert { path: p, .. } if p == path => {
             let Some(old) = cur else { return Step::Now(None) };
             let mut s = MemoryState::new().with_rules(rules);

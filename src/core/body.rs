@@ -236,6 +236,15 @@ pub enum MemoryCommand {
         /// Directory path.
         path: String,
     },
+    /// tag 6: write a whole file, creating it or replacing its text (and making the
+    /// directories above it). Not a command of the memory tool: dreamlog writes it for
+    /// the Managed-Agents memory API, whose updates give a memory's whole content.
+    Write {
+        /// File path.
+        path: String,
+        /// The whole file.
+        file_text: String,
+    },
 }
 
 /// `memory`: one command applied to a memory store.
@@ -654,6 +663,9 @@ impl Body {
                 }
                 MemoryCommand::Delete { path } => format!("{} delete {path}", b.store),
                 MemoryCommand::Mkdir { path } => format!("{} mkdir {path}", b.store),
+                MemoryCommand::Write { path, file_text } => {
+                    format!("{} write {path} ({} bytes)", b.store, file_text.len())
+                }
                 MemoryCommand::Rename { old_path, new_path } => {
                     format!("{} rename {old_path} -> {new_path}", b.store)
                 }

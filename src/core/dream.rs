@@ -371,6 +371,7 @@ pub fn command_name(c: &MemoryCommand) -> &'static str {
         MemoryCommand::Delete { .. } => "delete",
         MemoryCommand::Rename { .. } => "rename",
         MemoryCommand::Mkdir { .. } => "mkdir",
+        MemoryCommand::Write { .. } => "write",
     }
 }
 

@@ -534,6 +534,7 @@ impl MemoryState {
             | MemoryCommand::Delete { path } => check_path(path)?,
             MemoryCommand::Rename { old_path, .. } => check_path(old_path)?,
             MemoryCommand::Mkdir { path } => check_path(path)?,
+            MemoryCommand::Write { path, .. } => check_path(path)?,
         };
         if let Some(expected) = precondition {
             let actual = self.files.get(target).map(|f| f.hash());
@@ -556,6 +557,7 @@ impl MemoryState {
                 let new_path = check_path(new_path)?;
                 self.rename(target, new_path)
             }
+            MemoryCommand::Write { file_text, .. } => self.write(target, file_text),
             MemoryCommand::Mkdir { .. } => Err(err(
                 ToolErrorKind::Invalid,
                 format!("Error: mkdir {target}: this store follows memory rules 1, where directories exist only through the files in them; switch it to rules 2 first"),
@@ -610,6 +612,20 @@ impl MemoryState {
         Self::check_size(path, text.len())?;
         self.files.insert(path.to_owned(), File::new(text));
         Ok(format!("File created successfully at: {path}"))
+    }
+
+    /// `write` under rules 1: a file's whole text, created or replaced.
+    fn write(&mut self, path: &str, text: &str) -> Result<String, ToolError> {
+        if path == ROOT || (self.is_dir(path) && !self.files.contains_key(path)) {
+            return Err(err(ToolErrorKind::Invalid, format!("Error: Cannot write {path}: it is a directory")));
+        }
+        if let Some(file) = self.file_ancestor(path) {
+            return Err(err(ToolErrorKind::Invalid, format!("Error: Cannot write {path}: {file} is a file")));
+        }
+        Self::check_size(path, text.len())?;
+        let verb = if self.files.contains_key(path) { "written" } else { "created" };
+        self.files.insert(path.to_owned(), File::new(text));
+        Ok(format!("File {verb} successfully at: {path}"))
     }
 
     fn str_replace(&mut self, path: &str, old: &str, new: &str, snippet: bool) -> Result<String, ToolError> {

@@ -16,6 +16,7 @@ pub mod hash;
 pub mod json;
 pub mod kind;
 pub mod lessons;
+pub mod managed;
 pub mod memory;
 pub mod projection;
 pub mod stats;

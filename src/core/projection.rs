@@ -131,7 +131,8 @@ pub fn memory_paths(body: &Body) -> Option<(&str, Vec<&str>)> {
         | MemoryCommand::StrReplace { path, .. }
         | MemoryCommand::Insert { path, .. }
         | MemoryCommand::Delete { path }
-        | MemoryCommand::Mkdir { path } => vec![path.as_str()],
+        | MemoryCommand::Mkdir { path }
+        | MemoryCommand::Write { path, .. } => vec![path.as_str()],
         MemoryCommand::Rename { old_path, new_path } => vec![old_path.as_str(), new_path.as_str()],
     };
     Some((m.store.as_str(), paths))

@@ -423,7 +423,7 @@ impl Dreamer for LlmDreamer {
 fn cite(c: &crate::core::MemoryCommand, grades: &BTreeMap<String, Vec<EventId>>) -> Option<Vec<EventId>> {
     use crate::core::MemoryCommand::*;
     let text = match c {
-        Create { file_text, .. } => file_text.as_str(),
+        Create { file_text, .. } | Write { file_text, .. } => file_text.as_str(),
         StrReplace { new_str, .. } => new_str.as_str(),
         Insert { insert_text, .. } => insert_text.as_str(),
         Delete { .. } | Rename { .. } | Mkdir { .. } => return None,

@@ -170,6 +170,14 @@ pub struct RunOptions {
     /// Dream over a store that has no event yet (by default such a store is refused as a
     /// typo).
     pub create: bool,
+    /// Read only these sessions (recorded in the dream's `meta.selected_sessions`, so a
+    /// replay reads the same); `None`: every graded session of the range.
+    pub sessions: Option<std::collections::BTreeSet<String>>,
+    /// Notes appended to the output stream after the commands, in the dream's batch.
+    pub notes: Vec<crate::core::Note>,
+    /// Set by another thread to stop the dream: checked before anything is written, so a
+    /// canceled dream writes nothing.
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// A committed dream.
@@ -538,13 +546,26 @@ impl Dreams {
     /// The input of a dream of `d` over `store` whose memory was `base`, reading the
     /// graded sessions of positions `from..=to` (none when `from > to`). Run and replay
     /// both build it here, so a replay reads exactly what the run read.
-    fn input(&self, store: &str, base: &MemoryState, from: u64, to: u64, d: &dyn Dreamer) -> Result<DreamInput> {
+    fn input(
+        &self,
+        store: &str,
+        base: &MemoryState,
+        (from, to): (u64, u64),
+        selected: Option<&std::collections::BTreeSet<String>>,
+        d: &dyn Dreamer,
+    ) -> Result<DreamInput> {
         let format = d.input_format();
         if !crate::core::dream::INPUT_FORMATS.contains(&format) {
             return Err(dreamer_error(d.name(), format!("input format {format} is not one this build has (1 or 2)")));
         }
-        let Collected { sessions, trials, tasks } =
+        let Collected { mut sessions, mut trials, mut tasks } =
             if from <= to { self.collect(from, to, format >= 2)? } else { Collected::default() };
+        if let Some(keep) = selected {
+            sessions.retain(|s| keep.contains(&s.session));
+            trials.retain(|t| keep.contains(&t.session));
+            let used: std::collections::BTreeSet<&str> = trials.iter().filter_map(|t| t.task.as_deref()).collect();
+            tasks.retain(|k, _| used.contains(k.as_str()));
+        }
         Ok(DreamInput {
             dreamer: d.name().to_owned(),
             version: d.version().to_owned(),
@@ -634,12 +655,16 @@ impl Dreams {
             None => self.default_since(store, dreamer.name())?,
         };
         let (base, head) = self.mem.fold_until(store, until)?;
-        let input = self.input(store, &base, from, until - 1, dreamer.as_ref())?;
+        let input = self.input(store, &base, (from, until - 1), opts.sessions.as_ref(), dreamer.as_ref())?;
         if input.sessions.is_empty() {
             return Err(Error::Dream(DreamError::NothingToDream { store: store.to_owned(), from }));
         }
         let label = format!("{}@{}", dreamer.name(), dreamer.version());
         let mut out = dreamer.dream(&input, None)?;
+        let canceled = || opts.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst));
+        if canceled() {
+            return Err(Error::Dream(DreamError::Canceled { store: store.to_owned() }));
+        }
         let known: std::collections::HashSet<EventId> = input.evidence_ids().collect();
         let result = check_plan(&base, &mut out.commands, |c| known.contains(c))
             .map_err(|e| dreamer_error(&label, format!("its output does not apply: {e}")))?;
@@ -686,13 +711,16 @@ impl Dreams {
             exchange_ids
                 .push(chain(Draft::new(stream.clone(), actor.clone(), Body::LlmExchange(x.clone())), &mut drafts)?);
         }
-        let meta = json!({
+        let mut meta = json!({
             "sessions": input.sessions.len(),
             "commands": out.commands.len(),
             "exchanges": out.exchanges.len(),
             "summary": out.summary,
             "elapsed_ms": started.elapsed().as_millis() as u64,
         });
+        if let Some(selected) = &opts.sessions {
+            meta["selected_sessions"] = json!(selected);
+        }
         let dream = Dream {
             dreamer: dreamer.name().to_owned(),
             version: dreamer.version().to_owned(),
@@ -718,6 +746,12 @@ impl Dreams {
             });
             let causes = std::iter::once(dream_id).chain(p.causes.iter().copied()).collect();
             chain(Draft::new(stream.clone(), actor.clone(), body).caused_by(causes), &mut drafts)?;
+        }
+        for n in &opts.notes {
+            chain(Draft::new(stream.clone(), actor.clone(), Body::Note(n.clone())), &mut drafts)?;
+        }
+        if canceled() {
+            return Err(Error::Dream(DreamError::Canceled { store: store.to_owned() }));
         }
         let mut batch = AppendBatch::new().expect(stream, expected);
         batch.events = drafts;
@@ -849,7 +883,14 @@ impl Dreams {
                 ),
             }));
         }
-        let input = self.input(&d.store, &base, d.from_position, d.to_position, dreamer.as_ref())?;
+        // The sessions the dream was given, when it was given some.
+        let selected: Option<std::collections::BTreeSet<String>> = d
+            .meta
+            .as_ref()
+            .and_then(|m| m.to_value().get("selected_sessions").cloned())
+            .and_then(|v| serde_json::from_value(v).ok());
+        let input =
+            self.input(&d.store, &base, (d.from_position, d.to_position), selected.as_ref(), dreamer.as_ref())?;
         let recorded: Vec<LlmExchange> = e
             .event
             .header

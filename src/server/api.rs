@@ -34,6 +34,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// Its status and message (for surfaces with their own envelope).
+    pub(super) fn parts(self) -> (StatusCode, String) {
+        (self.status, self.message)
+    }
+
     fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
         ApiError { status, kind, message: message.into(), details: Value::Null }
     }
@@ -80,11 +85,13 @@ impl From<Error> for ApiError {
 type ApiResult<T> = Result<T, ApiError>;
 
 /// The caller's tenant, checked against the role an operation needs.
-fn auth(state: &AppState, headers: &HeaderMap, need: Role) -> ApiResult<Tenant> {
+pub(super) fn auth(state: &AppState, headers: &HeaderMap, need: Role) -> ApiResult<Tenant> {
+    // `Authorization: Bearer …`, or `X-Api-Key` as Anthropic's clients send it.
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
         .map(str::trim);
     match state.authenticate(token) {
         Ok((tenant, role)) if role >= need => Ok(tenant),
@@ -151,6 +158,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/checkpoints", post(checkpoint))
         .route("/v1/checkpoints/verify", post(verify_checkpoint))
         .route("/v1/export", get(export))
+        .merge(super::anthropic::routes())
         .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
             let permits = permits.clone();
             async move {
@@ -195,6 +203,7 @@ async fn access_log(req: Request, next: Next) -> Response {
 /// Every error answer is JSON `{error: {type, message}}`, also those axum writes itself
 /// (an unknown route, a wrong method, a query that does not parse, a body over the limit).
 async fn json_errors(req: Request, next: Next) -> Response {
+    let anthropic = req.uri().path().starts_with("/anthropic/");
     let resp = next.run(req).await;
     let status = resp.status();
     let is_json = resp
@@ -220,6 +229,11 @@ async fn json_errors(req: Request, next: Next) -> Response {
         (true, StatusCode::METHOD_NOT_ALLOWED) => "the route does not take this method".to_owned(),
         (true, s) => s.canonical_reason().unwrap_or("error").to_owned(),
     };
+    if anthropic {
+        // The Managed-Agents API's own envelope, also for what axum refuses itself.
+        let body = super::anthropic::envelope(super::anthropic::type_for_status(status), &message);
+        return (status, Json(body)).into_response();
+    }
     ApiError::new(status, kind, message).into_response()
 }
 
@@ -552,7 +566,7 @@ async fn verify_checkpoint(
     Ok(Json(serde_json::to_value(verdict).unwrap_or_default()))
 }
 
-fn actor_of(headers: &HeaderMap, tenant: &Tenant) -> ApiResult<Actor> {
+pub(super) fn actor_of(headers: &HeaderMap, tenant: &Tenant) -> ApiResult<Actor> {
     match header_text(headers, "x-dreamlog-actor") {
         Some(a) => a
             .parse::<Actor>()

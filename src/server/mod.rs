@@ -12,6 +12,7 @@
 //! 404 (unknown), 409 (conflict, with the current version), 413 (too large), 429
 //! (overload), 500.
 
+mod anthropic;
 mod api;
 pub mod metrics;
 
@@ -93,6 +94,10 @@ pub struct ServerConfig {
     pub checkpoint_every_secs: u64,
     /// Serve HTTPS with this certificate chain and key (PEM files).
     pub tls: Option<TlsFiles>,
+    /// The dreamer that runs the Managed-Agents API's dreams (`POST
+    /// /anthropic/v1/dreams`): a profile of `dreamers` (an `llm` profile that lists
+    /// `model` as tunable gets the request's model), or the built-in `evidence` when unset.
+    pub anthropic_dreamer: Option<String>,
 }
 
 /// The certificate chain and private key `serve` uses for TLS.
@@ -220,6 +225,7 @@ impl Default for ServerConfig {
             checkpoint_key: None,
             checkpoint_every_secs: 0,
             tls: None,
+            anthropic_dreamer: None,
         }
     }
 }
@@ -300,6 +306,8 @@ pub struct AppState {
     stop: tokio::sync::watch::Sender<bool>,
     /// Live tails open now (all tenants).
     subscribers: Arc<std::sync::atomic::AtomicUsize>,
+    /// The Managed-Agents dreams running now: (tenant, dream id) → its cancel flag.
+    pub dream_jobs: std::sync::Mutex<std::collections::HashMap<(String, String), Arc<std::sync::atomic::AtomicBool>>>,
 }
 
 /// One open live tail, counted while it lives.
@@ -362,7 +370,28 @@ impl AppState {
             config,
             stop: tokio::sync::watch::Sender::new(false),
             subscribers: Default::default(),
+            dream_jobs: Default::default(),
         }))
+    }
+
+    /// Ends the Managed-Agents dreams a stopped server left `pending` or `running`, as
+    /// what they did (`managed::interrupted_dreams`); logs how many.
+    pub fn end_interrupted_dreams(&self) -> Result<()> {
+        for t in self.tenants.values() {
+            // On a thread of its own: appends block, and this runs inside the runtime.
+            let actor = crate::core::Actor::System("dreamlog".into());
+            let n = std::thread::scope(|s| s.spawn(|| crate::managed::interrupted_dreams(&t.svc, actor)).join())
+                .map_err(|_| {
+                    Error::Log(crate::error::LogError::Storage("the dream recovery thread panicked".into()))
+                })??;
+            if n > 0 {
+                tracing::warn!(
+                    "tenant {}: {n} dream(s) of the Managed-Agents API were pending or running when the server stopped; recorded how they ended",
+                    t.name
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Live tails open now (all tenants).

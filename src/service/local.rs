@@ -44,6 +44,30 @@ pub struct Local {
 }
 
 impl Local {
+    /// Runs a dream as [`Service::dream_run`] does, with `notes` appended to its output
+    /// stream in the dream's batch, and stopped before it writes anything once `cancel`
+    /// is set (the Managed-Agents dreams API's jobs).
+    pub fn dream_run_with(
+        &self,
+        req: &DreamRequest,
+        notes: Vec<crate::core::Note>,
+        cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    ) -> Result<DreamRun> {
+        let spec = self.spec(req.dreamer.as_deref(), req.config.clone())?;
+        let since = self.dreams.resolve_since(req.since.as_deref())?;
+        let sessions = (!req.sessions.is_empty()).then(|| req.sessions.iter().cloned().collect());
+        let opts = RunOptions {
+            since,
+            into: req.into.clone(),
+            in_place: req.in_place,
+            create: req.create,
+            sessions,
+            notes,
+            cancel,
+        };
+        self.dreams.run(&req.store, &spec, &opts)
+    }
+
     /// The service over `store`; memory snapshots every `snapshot_every` events of a store.
     pub fn new(store: Store, snapshot_every: u64) -> Local {
         let mem = MemoryStores::new(store.clone()).with_snapshot_every(snapshot_every);
@@ -467,10 +491,7 @@ impl Service for Local {
     }
 
     fn dream_run(&self, req: &DreamRequest) -> Result<DreamRun> {
-        let spec = self.spec(req.dreamer.as_deref(), req.config.clone())?;
-        let since = self.dreams.resolve_since(req.since.as_deref())?;
-        let opts = RunOptions { since, into: req.into.clone(), in_place: req.in_place, create: req.create };
-        self.dreams.run(&req.store, &spec, &opts)
+        self.dream_run_with(req, Vec::new(), None)
     }
 
     fn dream_replay(&self, id: &str, req: &ReplayRequest) -> Result<Replay> {

@@ -636,6 +636,9 @@ pub struct DreamRequest {
     /// Dream over a store that has no event yet.
     #[serde(default)]
     pub create: bool,
+    /// Read only these sessions of the range (ids; none: every graded session).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sessions: Vec<String>,
 }
 
 /// `POST /v1/dreams/{id}/replay`: another dreamer or config (absent: as recorded).

@@ -23,11 +23,17 @@ pub struct Script {
     pub replies: VecDeque<Reply>,
     /// Requests received: headers and JSON body.
     pub received: Vec<(HeaderMap, Value)>,
+    /// Wait this long before each answer (a slow model).
+    pub delay_ms: u64,
 }
 
 pub type Shared = Arc<Mutex<Script>>;
 
 async fn answer(State(s): State<Shared>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    let delay = s.lock().unwrap().delay_ms;
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     let mut s = s.lock().unwrap();
     s.received.push((headers, body));
     let (status, extra, reply) = s.replies.pop_front().unwrap_or((

@@ -176,7 +176,8 @@ impl MemoryState {
             | MemoryCommand::StrReplace { path: p, .. }
             | MemoryCommand::Insert { path: p, .. }
             | MemoryCommand::Delete { path: p }
-            | MemoryCommand::Mkdir { path: p } => path(p)?,
+            | MemoryCommand::Mkdir { path: p }
+            | MemoryCommand::Write { path: p, .. } => path(p)?,
             MemoryCommand::Rename { old_path, .. } => path(old_path)?,
         };
         self.precondition_holds(target, precondition).map_err(|m| err(ToolErrorKind::Conflict, m))?;
@@ -190,6 +191,7 @@ impl MemoryState {
                 self.rename2(target, new)
             }
             MemoryCommand::Mkdir { .. } => self.mkdir2(target),
+            MemoryCommand::Write { file_text, .. } => self.write2(target, file_text),
         }
     }
 
@@ -208,6 +210,21 @@ impl MemoryState {
         too_large(p, text.len())?;
         self.put(p, text);
         Ok(format!("File created successfully at: {p}"))
+    }
+
+    /// `write` under rules 2: a file's whole text, created (with the directories above
+    /// it) or replaced; never over a directory or below a file.
+    fn write2(&mut self, p: &str, text: &str) -> Result<String, ToolError> {
+        if p == ROOT || self.dirs.contains(p) {
+            return Err(err(ToolErrorKind::Invalid, format!("Cannot write {p}: it is a directory")));
+        }
+        if let Some(file) = self.file_above(p) {
+            return Err(err(ToolErrorKind::Invalid, format!("Cannot write {p}: {file} is a file")));
+        }
+        too_large(p, text.len())?;
+        let verb = if self.files.contains_key(p) { "written" } else { "created" };
+        self.put(p, text);
+        Ok(format!("File {verb} successfully at: {p}"))
     }
 
     fn mkdir2(&mut self, p: &str) -> Result<String, ToolError> {

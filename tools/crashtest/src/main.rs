@@ -742,6 +742,7 @@ fn dream(svc: &dyn Service, rng: &mut Rng) -> Result<Vec<String>, Failure> {
         into: None,
         in_place: rng.below(2) == 0,
         create: true,
+        sessions: Vec::new(),
     })?;
     Ok(acks("dream", [(run.position, run.id.to_string())]))
 }
