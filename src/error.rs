@@ -282,6 +282,14 @@ pub enum Error {
     /// config may define).
     #[error("{0}")]
     Forbidden(String),
+    /// An event that cannot be redacted (already redacted, no text, structure).
+    #[error("event {id} cannot be redacted: {reason}")]
+    NotRedactable {
+        /// The event.
+        id: String,
+        /// Why.
+        reason: String,
+    },
     /// An event that is not what the operation needs.
     #[error("event {id} is not {what}")]
     WrongEvent {
@@ -561,7 +569,8 @@ impl Error {
             | Error::BadIdPrefix(_)
             | Error::Input { .. }
             | Error::Record { .. }
-            | Error::WrongEvent { .. } => ErrorClass::InvalidRequest,
+            | Error::WrongEvent { .. }
+            | Error::NotRedactable { .. } => ErrorClass::InvalidRequest,
             Error::Io { .. } => ErrorClass::Internal,
             Error::Remote { status, kind, .. } => match kind.strip_prefix("tool:") {
                 Some("not_found") => ErrorClass::NotFound,

@@ -235,7 +235,49 @@ impl<'a> Managed<'a> {
                 redacted: e.redacted,
             }),
         );
+        let mut lineage = lineage;
+        if lineage.versions.iter().any(|v| v.redacted) {
+            // When and by whom: the `redact` events.
+            let mut by: std::collections::HashMap<crate::core::EventId, (u64, Actor)> = Default::default();
+            for e in self.svc.stream_events(crate::core::redact::STREAM)? {
+                if let Body::Redact(r) = &e.event.body {
+                    by.entry(r.target).or_insert((e.event.header.time, e.event.header.actor.clone()));
+                }
+            }
+            for v in lineage.versions.iter_mut().filter(|v| v.redacted) {
+                v.redaction = by.get(&v.event).cloned();
+            }
+        }
         Ok(StoreView { store, lineage })
+    }
+
+    /// Redacts a memory version (`memory_versions.redact`): its event's body goes, its
+    /// header stays (`Service::redact`). The memory's current version cannot be redacted
+    /// (update or delete the memory first); an event without text cannot be.
+    pub fn redact_version(&self, id: &str, version_id: &str) -> Result<crate::core::managed::Version> {
+        let v = self.view(id)?;
+        let version = v.lineage.version(version_id).cloned().ok_or_else(|| {
+            Error::Managed(ManagedError::NoVersion { store: id.to_owned(), id: version_id.to_owned() })
+        })?;
+        if !version.redacted {
+            if let Some(live) = v.lineage.live.values().find(|m| m.version_id == version.id) {
+                return Err(Error::Managed(ManagedError::State(format!(
+                    "{version_id} is the current content of memory {}: update or delete the memory first",
+                    live.id
+                ))));
+            }
+            let req = crate::service::RedactRequest {
+                event: version.event.to_hex(),
+                reason: format!("memory version {version_id} redacted through the Managed-Agents API"),
+            };
+            self.svc.redact(&req, &self.actor)?;
+        }
+        let after = self.view(id)?;
+        after
+            .lineage
+            .version(version_id)
+            .cloned()
+            .ok_or_else(|| Error::Managed(ManagedError::NoVersion { store: id.to_owned(), id: version_id.to_owned() }))
     }
 
     /// A store's record.

@@ -143,6 +143,7 @@ fn the_official_sdk_drives_memory_stores_memories_and_versions() {
     let (status, verify) = post(&c, &server.url("/v1/verify"), None, &json!({"deep": true}));
     assert_eq!(status, 200, "{verify}");
     assert_eq!(verify["problems"], json!([]), "{verify}");
+    assert_eq!(verify["redacted"], 1, "the version the SDK redacted: {verify}");
 }
 
 #[test]

@@ -377,6 +377,24 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
     api.ok("get", "/v1/info", None);
     api.token = admin;
 
+    // Redaction (admin): a note's text goes, its header stays.
+    let secret = api.ok(
+        "post",
+        "/v1/events",
+        Some(&json!({"stream": "secrets", "events": [
+        {"kind": "note", "actor": "agent:a", "body": {"type": "t", "json": {"key": "sk-1"}}}]})),
+    );
+    let sid = secret["appended"][0]["id"].as_str().unwrap().to_owned();
+    let r = api.ok("post", "/v1/redact", Some(&json!({"event": sid, "reason": "leaked key"})));
+    assert_eq!(r["stand_in"]["json"], "[redacted]", "{r}");
+    expect_error(
+        &mut api,
+        "post",
+        "/v1/redact",
+        Some(&json!({"event": sid, "reason": "again"})),
+        400,
+        "invalid_request",
+    );
     // The Managed-Agents memory API, in its own shapes and envelope.
     let st = api.ok("post", "/anthropic/v1/memory_stores", Some(&json!({"name": "Contract", "metadata": {"k": "v"}})));
     let sid = st["id"].as_str().unwrap().to_owned();
@@ -409,6 +427,10 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
     assert!(versions["next_page"].is_string(), "{versions}");
     let vid = versions["data"][0]["id"].as_str().unwrap().to_owned();
     api.ok("get", &format!("{ms}/memory_versions/{vid}"), None);
+    let old = api.ok("get", &format!("{ms}/memory_versions?memory_id={mid}&operation=created"), None);
+    let old = old["data"][0]["id"].as_str().unwrap().to_owned();
+    let red = api.ok("post", &format!("{ms}/memory_versions/{old}/redact"), None);
+    assert!(red["redacted_at"].is_string() && red["content"].is_null(), "{red}");
     api.ok("delete", &format!("{ms}/memories/{mid}"), None);
     expect_error(&mut api, "get", &format!("{ms}/memories/{mid}"), None, 404, "not_found_error");
     expect_error(&mut api, "get", &format!("{ms}/memories?limit=0"), None, 400, "invalid_request_error");

@@ -229,6 +229,7 @@ fn replay_catches_a_dream_whose_output_is_not_what_its_dreamer_writes() {
             .append(AppendBatch {
                 events: vec![fork, dream, cmd],
                 expectations: vec![(stream, ExpectedVersion::NoStream)],
+                ..AppendBatch::default()
             })
             .unwrap();
         let r = dreams.replay(&dream_id, None).unwrap();

@@ -442,7 +442,7 @@ fn sessions_imported_before_session_link_are_still_recognised() {
         s.store = Some("support".into());
         s.memory_state = Some(dreamlog::Digest::of(b"then"));
     }
-    store.append(dreamlog::AppendBatch { events: old.events, expectations: vec![] }).unwrap();
+    store.append(dreamlog::AppendBatch { events: old.events, ..Default::default() }).unwrap();
     let len = store.len();
     let sessions = import::parse(Format::SweAgent, path.to_str().unwrap(), &bytes).unwrap();
     let c = import::write(&dreamlog::service::Local::over(&store), sessions, None, |_| {}).unwrap();

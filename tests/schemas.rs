@@ -404,6 +404,25 @@ fn the_service_types_are_the_api_schemas() {
     );
     check("tag-response", Tagged { position: 4, id, event_position: 5 }, Tagged { position: 0, id, event_position: 1 });
     check(
+        "redact-request",
+        dreamlog::service::RedactRequest { event: id.to_hex(), reason: "leaked key".into() },
+        dreamlog::service::RedactRequest { event: "ab12".into(), reason: "pii".into() },
+    );
+    let redacted = |stand_in: Value| dreamlog::service::Redacted {
+        target: id,
+        position: 3,
+        event: id,
+        event_position: 9,
+        stand_in,
+    };
+    check(
+        "redacted",
+        redacted(
+            json!({"store": "s", "command": {"command": "write", "path": "/memories/a.md", "file_text": "[redacted]\n"}}),
+        ),
+        redacted(json!({"session": "s", "name": "a", "input": "[redacted]"})),
+    );
+    check(
         "info",
         Info { tenant: "default".into(), events: 3, max_batch: 10 },
         Info { tenant: String::new(), events: 0, max_batch: 1 },

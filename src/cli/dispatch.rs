@@ -181,6 +181,18 @@ pub fn run(cli: &Cli, svc: &dyn Service) -> Result<ExitCode> {
             let t = svc.tag(&req, &actor.clone().unwrap_or_else(default_actor))?;
             print_tag(cli, name, t.position, &t.id, t.event_position)?
         }
+        Command::Redact { event, reason, actor } => {
+            let req = crate::service::RedactRequest { event: event.clone(), reason: reason.clone() };
+            let r = svc.redact(&req, &actor.clone().unwrap_or_else(default_actor))?;
+            if cli.json {
+                super::stdout_line(&serde_json::to_string(&r).unwrap_or_default())?
+            } else {
+                super::stdout_line(&format!(
+                    "redacted {} (position {}): its body is gone, its header stays; recorded as event {} at {}",
+                    r.target, r.position, r.event, r.event_position
+                ))?
+            }
+        }
         Command::Demo => super::demo::run(svc, cli.remote.is_some())?,
         Command::Watch { dir, store, quiet_ms, max_burst_ms, actor, session } => {
             let opts = crate::watch::WatchOptions {

@@ -207,6 +207,19 @@ pub enum Command {
         #[arg(long)]
         actor: Option<crate::core::Actor>,
     },
+    /// Redact an event's body: its text leaves the log and the database's files, its
+    /// header (and so every id and chain) stays; a `redact` event records who, why and
+    /// the stand-in the memory fold goes on with. Through a server it needs an admin token.
+    Redact {
+        /// The event (id or unique prefix).
+        event: String,
+        /// Why (recorded).
+        #[arg(long)]
+        reason: String,
+        /// Who redacts (ROLE:NAME).
+        #[arg(long)]
+        actor: Option<crate::core::Actor>,
+    },
     /// The whole loop on --db, told step by step: import a real τ-bench session, write a
     /// lesson, tag it, add a bad lesson, diff and blame, revert it; then a simulated agent
     /// whose success depends on its memory runs rounds of sessions, an evidence dream

@@ -48,7 +48,9 @@ pub fn show(e: &StoredEvent) -> String {
     s.push_str(&format!("causes    {}\n", list(&h.causes)));
     s.push_str(&format!("body      {} bytes, blake3 {}\n", h.body_len, h.body_hash));
     if e.redacted {
-        s.push_str("          (redacted)\n");
+        // The stand-in: what the fold goes on with, none of the removed text.
+        s.push_str("          (redacted; its stand-in:)\n");
+        s.push_str(&serde_json::to_string_pretty(&e.event.body.to_json()).unwrap_or_default());
     } else {
         let pretty = serde_json::to_string_pretty(&e.event.body.to_json()).unwrap_or_default();
         s.push_str(&pretty);
@@ -62,6 +64,9 @@ pub fn verify_report(r: &VerifyReport) -> String {
         "checked {} events in {} streams ({} bytes hashed, {} index entries)",
         r.events, r.streams, r.bytes, r.index_entries
     );
+    if r.redacted > 0 {
+        s.push_str(&format!(", {} redacted", r.redacted));
+    }
     if r.is_clean() {
         s.push_str(": all ids, body hashes, chains and indexes verify");
     } else {

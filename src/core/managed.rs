@@ -193,6 +193,8 @@ pub struct Version {
     pub session: Option<String>,
     /// Whether the event's body was redacted.
     pub redacted: bool,
+    /// When and by whom it was redacted (ms, actor).
+    pub redaction: Option<(u64, Actor)>,
 }
 
 /// A memory that exists now.
@@ -312,6 +314,7 @@ impl Lineage {
             actor: e.actor.clone(),
             session,
             redacted: e.redacted,
+            redaction: None,
         });
     }
 

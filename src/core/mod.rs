@@ -19,6 +19,7 @@ pub mod lessons;
 pub mod managed;
 pub mod memory;
 pub mod projection;
+pub mod redact;
 pub mod stats;
 pub mod streams;
 pub mod validate;

@@ -541,7 +541,8 @@ fn plan_session(
         let mut link = Draft::new(link_stream(&s.session), Actor::System("import".into()), link);
         link.causes.push(start);
         events.push(link);
-        let batch = AppendBatch { events, expectations: vec![(stream, ExpectedVersion::NoStream)] };
+        let batch =
+            AppendBatch { events, expectations: vec![(stream, ExpectedVersion::NoStream)], ..AppendBatch::default() };
         return Ok((Plan::New(batch), start));
     }
     let start = stored[0].id();
@@ -601,7 +602,11 @@ fn plan_session(
     let stored_count = known.len();
     link_chain(&mut events, &s.cites, known, head)?;
     let new: Vec<Draft> = events.drain(stored_count..).collect();
-    let batch = AppendBatch { events: new, expectations: vec![(stream, ExpectedVersion::Exact(version))] };
+    let batch = AppendBatch {
+        events: new,
+        expectations: vec![(stream, ExpectedVersion::Exact(version))],
+        ..AppendBatch::default()
+    };
     Ok((Plan::Grow(batch), start))
 }
 

@@ -116,6 +116,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route("/anthropic/v1/memory_stores/{memory_store_id}/memory_versions", get(list_versions))
         .route("/anthropic/v1/memory_stores/{memory_store_id}/memory_versions/{memory_version_id}", get(get_version))
+        .route(
+            "/anthropic/v1/memory_stores/{memory_store_id}/memory_versions/{memory_version_id}/redact",
+            post(redact_version),
+        )
         .route("/anthropic/v1/dreams", post(create_dream).get(list_dreams))
         .route("/anthropic/v1/dreams/{dream_id}", get(get_dream))
         .route("/anthropic/v1/dreams/{dream_id}/cancel", post(cancel_dream))
@@ -188,8 +192,8 @@ fn version_json(store: &str, v: &Version, full: bool) -> Value {
         "content_size_bytes": content.map(str::len),
         "created_at": rfc3339(v.time),
         "created_by": actor_json(&v.actor, v.session.as_deref()),
-        "redacted_at": Value::Null,
-        "redacted_by": Value::Null,
+        "redacted_at": v.redaction.as_ref().map(|(t, _)| rfc3339(*t)),
+        "redacted_by": v.redaction.as_ref().map(|(_, a)| actor_json(a, None)),
         // dreamlog's own: the event behind the version (`dreamlog show ID`, `memory blame`).
         "dreamlog_event_id": v.event.to_hex(),
         "dreamlog_position": v.position,
@@ -872,4 +876,15 @@ async fn archive_dream(
     })
     .await?;
     Ok(Json(dream_json(&r)))
+}
+
+async fn redact_version(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((store, version)): Path<(String, String)>,
+) -> Answer<Json<Value>> {
+    let id = store.clone();
+    // Redaction destroys text: admin only, as `POST /v1/redact`.
+    let v = run(&state, &headers, Role::Admin, move |m| m.redact_version(&store, &version)).await?;
+    Ok(Json(version_json(&id, &v, true)))
 }

@@ -145,6 +145,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/memory/{store}/rules", post(memory_rules))
         .route("/v1/memory/{store}/files", get(memory_files))
         .route("/v1/tags", post(tag))
+        .route("/v1/redact", post(redact))
         .route("/v1/sessions", get(sessions))
         .route("/v1/sessions/stats", get(session_stats))
         .route("/v1/session/{*id}", get(session_events))
@@ -751,6 +752,18 @@ async fn tag(
     let req: TagRequest = json_body(&body)?;
     let actor = actor_of(&headers, &tenant)?;
     Ok(Json(blocking(move || tenant.svc.tag(&req, &actor)).await?))
+}
+
+/// `POST /v1/redact` (admin): an event's body removed, its header kept.
+async fn redact(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<crate::service::Redacted>> {
+    let tenant = auth(&state, &headers, Role::Admin)?;
+    let req: crate::service::RedactRequest = json_body(&body)?;
+    let actor = actor_of(&headers, &tenant)?;
+    Ok(Json(blocking(move || tenant.svc.redact(&req, &actor)).await?))
 }
 
 async fn session_stats(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {

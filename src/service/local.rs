@@ -8,8 +8,8 @@ use serde_json::Value;
 use super::{
     AppendRequest, AppendedEvent, BackupReport, BackupRequest, BatchRequest, CheckpointCheckRequest, CheckpointVerdict,
     DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Forked, Info, Lookup, LookupRequest, MemoryFiles,
-    MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest, RulesRequest, RulesSwitch, Service,
-    TagRequest, Tagged, ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
+    MemoryView, PathQuery, PromoteRequest, RedactRequest, Redacted, ReplayRequest, RevertRequest, RulesRequest,
+    RulesSwitch, Service, TagRequest, Tagged, ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
 };
 use crate::core::dream::DreamerSpec;
 use crate::core::memory::{MemoryDiff, ToolCall};
@@ -443,6 +443,47 @@ impl Service for Local {
             rules: req.rules,
             event: a.as_ref().map(|a| a.id),
             position: a.as_ref().map(|a| a.position),
+        })
+    }
+
+    fn redact(&self, req: &RedactRequest, actor: &Actor) -> Result<Redacted> {
+        use crate::core::redact;
+        if req.reason.trim().is_empty() {
+            return Err(Error::Format(crate::core::FormatError::field("reason", "a redaction says why")));
+        }
+        let store = self.store();
+        let id = store.resolve_id(&req.event)?;
+        let e = store.get(&id)?;
+        let refuse = |reason: String| Error::NotRedactable { id: id.to_hex(), reason };
+        if e.redacted {
+            return Err(refuse("it is redacted already".into()));
+        }
+        let before = match &e.event.body {
+            crate::core::Body::Memory(m) => Some(self.mem.fold_until(&m.store, e.position)?.0),
+            _ => None,
+        };
+        let stand_in = redact::stand_in(&e.event.body, before.as_ref()).map_err(refuse)?;
+        let note = crate::core::Note {
+            note_type: redact::STAND_IN_NOTE.to_owned(),
+            json: crate::core::CanonicalJson::from_value(&redact::stand_in_json(&id, &stand_in)),
+        };
+        let drafts = vec![
+            crate::core::Draft::new(
+                redact::STREAM,
+                actor.clone(),
+                crate::core::Body::Redact(crate::core::Redact { target: id, reason: req.reason.clone() }),
+            )
+            .caused_by(vec![id]),
+            crate::core::Draft::new(redact::STREAM, actor.clone(), crate::core::Body::Note(note)).caused_by(vec![id]),
+        ];
+        let appended = store.redact(e.position, &stand_in, drafts)?;
+        let first = appended.first().ok_or(Error::Log(crate::error::LogError::Closed))?;
+        Ok(Redacted {
+            target: id,
+            position: e.position,
+            event: first.id,
+            event_position: first.position,
+            stand_in: stand_in.to_json(),
         })
     }
 

@@ -86,6 +86,9 @@ pub trait Service: Send + Sync {
     fn memory_set_rules(&self, store: &str, req: &RulesRequest, actor: &Actor) -> Result<RulesSwitch>;
     /// Names a point.
     fn tag(&self, req: &TagRequest, actor: &Actor) -> Result<Tagged>;
+    /// Redacts an event's body (admin): a `redact` event and its stand-in on stream
+    /// `redactions`, the body replaced in storage, the old bytes scrubbed.
+    fn redact(&self, req: &RedactRequest, actor: &Actor) -> Result<Redacted>;
     /// Every session's summary.
     fn sessions(&self) -> Result<Vec<SessionSummary>>;
     /// Statistics over every session.
@@ -547,6 +550,31 @@ impl MemoryFiles {
 pub struct RulesRequest {
     /// 2: the Anthropic SDK reference backend's semantics, directories as state.
     pub rules: u64,
+}
+
+/// `POST /v1/redact`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactRequest {
+    /// The event (id or unique prefix).
+    pub event: String,
+    /// Why (recorded in the `redact` event).
+    pub reason: String,
+}
+
+/// What a redaction did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redacted {
+    /// The redacted event.
+    pub target: EventId,
+    /// Its position.
+    pub position: u64,
+    /// The `redact` event.
+    pub event: EventId,
+    /// Its position.
+    pub event_position: u64,
+    /// The stand-in now in the body's place (its JSON form).
+    pub stand_in: Value,
 }
 
 /// What a rules switch did.

@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use super::{
     AppendRequest, AppendedEvent, BackupReport, BackupRequest, BatchRequest, CheckpointCheckRequest, CheckpointVerdict,
     DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Forked, Info, Lookup, LookupRequest, MemoryFiles,
-    MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest, RulesRequest, RulesSwitch, Service,
-    TagRequest, Tagged, ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
+    MemoryView, PathQuery, PromoteRequest, RedactRequest, Redacted, ReplayRequest, RevertRequest, RulesRequest,
+    RulesSwitch, Service, TagRequest, Tagged, ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
 };
 use crate::core::memory::MemoryDiff;
 use crate::core::{Actor, EventJson, Kind};
@@ -376,6 +376,11 @@ impl Service for Remote {
         let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
         let path = format!("/v1/memory/{}/rules", path_segment(store));
         Remote::typed(self.post(&path, &body, &Remote::actor_header(actor))?)
+    }
+
+    fn redact(&self, req: &RedactRequest, actor: &Actor) -> Result<Redacted> {
+        let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
+        Remote::typed(self.post("/v1/redact", &body, &Remote::actor_header(actor))?)
     }
 
     fn tag(&self, req: &TagRequest, actor: &Actor) -> Result<Tagged> {

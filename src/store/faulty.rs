@@ -146,6 +146,8 @@ impl Log for FaultyLog {
                     index: Vec::new(),
                     // The marker stays where the log was: the group never completed.
                     end: start,
+                    rewrites: Vec::new(),
+                    clear: Vec::new(),
                 };
                 self.inner.write(&partial, sync)?;
                 Err(injected(&format!("torn after {kept} of {} events", group.events.len())))
@@ -208,6 +210,9 @@ impl Log for FaultyLog {
     }
     fn flush(&self) -> Result<()> {
         self.inner.flush()
+    }
+    fn scrub(&self, positions: &[u64]) -> Result<()> {
+        self.inner.scrub(positions)
     }
     fn close(&self, count: u64) -> Result<()> {
         self.inner.close(count)

@@ -77,11 +77,20 @@ pub fn split_stream_key(key: &[u8]) -> Option<(&str, u64)> {
 pub const RECORD_PREFIX: usize = 1 + 8 + 32 + 4;
 
 /// The log record: `flags` (1 byte), stream version (8 bytes BE), event id (32 bytes,
-/// so reads need not hash), header length (4 bytes BE), header bytes, body bytes
-/// (absent when redacted).
+/// so reads need not hash), header length (4 bytes BE), header bytes, body bytes (when
+/// redacted: the stand-in's, which the header's hash does not cover).
 pub fn encode_record(version: u64, id: &EventId, header: &[u8], body: &[u8]) -> Vec<u8> {
+    encode_record_with(0, version, id, header, body)
+}
+
+/// A redacted record: the flag set, the header kept, the stand-in in the body's place.
+pub fn encode_redacted(version: u64, id: &EventId, header: &[u8], stand_in: &[u8]) -> Vec<u8> {
+    encode_record_with(FLAG_REDACTED, version, id, header, stand_in)
+}
+
+fn encode_record_with(flags: u8, version: u64, id: &EventId, header: &[u8], body: &[u8]) -> Vec<u8> {
     let mut r = Vec::with_capacity(RECORD_PREFIX + header.len() + body.len());
-    r.push(0);
+    r.push(flags);
     r.extend_from_slice(&version.to_be_bytes());
     r.extend_from_slice(&id.0);
     r.extend_from_slice(&(header.len() as u32).to_be_bytes());
@@ -100,7 +109,7 @@ pub struct RecordParts<'a> {
     pub id: EventId,
     /// Header bytes.
     pub header: &'a [u8],
-    /// Body bytes (empty when redacted).
+    /// Body bytes: when redacted, the stand-in's (docs/FORMAT.md §7).
     pub body: &'a [u8],
 }
 
@@ -118,9 +127,6 @@ pub fn split_record(r: &[u8]) -> Option<RecordParts<'_>> {
     let hlen = u32::from_be_bytes(r[41..45].try_into().ok()?) as usize;
     let header = r.get(RECORD_PREFIX..RECORD_PREFIX + hlen)?;
     let body = &r[RECORD_PREFIX + hlen..];
-    if flags & FLAG_REDACTED != 0 && !body.is_empty() {
-        return None;
-    }
     Some(RecordParts { flags, version, id, header, body })
 }
 

@@ -37,6 +37,11 @@ pub struct Group {
     /// The log's length once the group is in: the commit marker (the projectors'
     /// checkpoints follow it: their entries are in the same write).
     pub end: u64,
+    /// Records below the marker replaced in the same write: redactions only (the one
+    /// change a record ever sees: its body goes, its header stays).
+    pub rewrites: Vec<(u64, Vec<u8>)>,
+    /// Derived spaces emptied in the same write.
+    pub clear: Vec<Space>,
 }
 // A replicated backend makes a write conditional on the stream heads the writer checked
 // it against: each stream's first event in the group names it (its version − 1, or no
@@ -46,7 +51,7 @@ pub struct Group {
 ///
 /// Contract: [`Log::write`] is atomic (after any crash, all of a group or none of it is
 /// read back, and the marker moves with it); reads see every completed write; positions
-/// below the marker are never changed. A backend may hold records past the marker (a
+/// below the marker are never changed but by a group's `rewrites` (redaction). A backend may hold records past the marker (a
 /// torn group left by a crash); the engine drops them with [`Log::truncate`] at open.
 pub trait Log: Send + Sync + 'static {
     /// What and where the backend is (for messages).
@@ -109,6 +114,12 @@ pub trait Log: Send + Sync + 'static {
     /// Records the count of acknowledged events (a backend that keeps it checks it at
     /// open; see `store/wal.rs`).
     fn record_acknowledged(&self, _count: u64) -> Result<()> {
+        Ok(())
+    }
+    /// After a redaction: makes the replaced records' old bytes leave the backend's files
+    /// (RocksDB: flush, then compact the affected ranges down to the last level, so the
+    /// WAL and tables holding them are deleted). In memory: nothing to do.
+    fn scrub(&self, _positions: &[u64]) -> Result<()> {
         Ok(())
     }
     /// Makes everything written so far durable and compact (RocksDB: memtables to tables).

@@ -69,7 +69,7 @@ impl Log for MemoryLog {
             if let Ok(e) = super::decode_record(pos, &raw) {
                 s.streams.remove(&(e.event.header.stream.clone(), e.version));
                 let mut entries = Vec::new();
-                let body = (!e.redacted).then_some(&e.event.body);
+                let body = Some(&e.event.body);
                 projection::project(
                     &Projected { position: pos, version: e.version, header: &e.event.header, body },
                     &mut entries,
@@ -93,6 +93,12 @@ impl Log for MemoryLog {
             s.records.insert(st.position, layout::encode_record(st.version, &e.id, &e.header_bytes, &e.body_bytes));
             s.ids.insert(e.id.0, st.position);
             s.streams.insert((e.header.stream.clone(), st.version), st.position);
+        }
+        for (position, record) in &group.rewrites {
+            s.records.insert(*position, record.clone());
+        }
+        for space in &group.clear {
+            s.spaces.remove(space);
         }
         for x in &group.index {
             s.spaces.entry(x.space).or_default().insert(x.key.clone(), x.value.clone());

@@ -210,7 +210,7 @@ fn project_range(log: &dyn Log, from: u64, to: u64, mut progress: impl FnMut(u64
         let mut entries: Vec<IndexEntry> = Vec::new();
         log.scan(at, end, &mut |pos, raw| {
             let e = decode_record(pos, raw)?;
-            let body = (!e.redacted).then_some(&e.event.body);
+            let body = Some(&e.event.body);
             projection::project(
                 &Projected { position: pos, version: e.version, header: &e.event.header, body },
                 &mut entries,
@@ -357,6 +357,38 @@ impl Store {
         let r = self.submit(batch).and_then(|rx| rx.blocking_recv().map_err(|_| Error::Log(LogError::Closed))?);
         self.inner.metrics.finish(started, r.as_ref().ok().map(Vec::len));
         r
+    }
+
+    /// Redacts the event at `position`: appends `drafts` (its `redact` event and stand-in
+    /// note) and, in the same atomic write, replaces its record by its header with
+    /// `stand_in` in the body's place, and empties the snapshots (which may hold the
+    /// text); then scrubs the old bytes from the backend's files. The caller checks the
+    /// event may be redacted and builds the stand-in (`core::redact`).
+    pub fn redact(
+        &self,
+        position: u64,
+        stand_in: &crate::core::Body,
+        drafts: Vec<crate::core::Draft>,
+    ) -> Result<Vec<Appended>> {
+        let raw = self.inner.log.record(position)?.ok_or(Error::Log(LogError::NoSuchPosition(position)))?;
+        let parts = layout::split_record(&raw)
+            .ok_or_else(|| Error::Log(LogError::Corrupt { position, reason: "record layout is invalid".into() }))?;
+        let header = crate::core::Header::decode(parts.header)
+            .map_err(|e| Error::Log(LogError::Corrupt { position, reason: e.to_string() }))?;
+        if stand_in.kind() != header.kind {
+            return Err(Error::WrongEvent {
+                id: parts.id.to_hex(),
+                what: format!("a {} event", stand_in.kind().name()),
+            });
+        }
+        let record = layout::encode_redacted(parts.version, &parts.id, parts.header, &stand_in.encode());
+        let mut batch = AppendBatch::new();
+        batch.events = drafts;
+        batch.rewrites = vec![(position, record)];
+        batch.clear = vec![Space::Snapshots];
+        let appended = self.append(batch)?;
+        self.inner.log.scrub(&[position])?;
+        Ok(appended)
     }
 
     /// The async form of [`Store::append`], for servers.

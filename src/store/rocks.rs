@@ -360,6 +360,13 @@ impl Log for RocksLog {
             wb.put_cf(ids, layout::id_key(&e.id), layout::id_value(s.position));
             wb.put_cf(streams, layout::stream_key(&e.header.stream, s.version), pos);
         }
+        for (position, record) in &group.rewrites {
+            wb.put_cf(log, layout::pos_key(*position), record);
+        }
+        for space in &group.clear {
+            // Keys of derived spaces are names and positions: no key starts with 0xFF.
+            wb.delete_range_cf(self.space(*space), [].as_slice(), [0xFFu8; 1].as_slice());
+        }
         // One handle per space for the whole group (a lookup by name each costs a lock).
         let spaces: Vec<(Space, &ColumnFamily)> = Space::ALL.iter().map(|s| (*s, self.space(*s))).collect();
         for x in &group.index {
@@ -586,6 +593,24 @@ impl Log for RocksLog {
         for cf in layout::ALL_CFS {
             self.db.flush_cf(self.cf(cf))?;
         }
+        Ok(())
+    }
+
+    fn scrub(&self, positions: &[u64]) -> Result<()> {
+        // Memtables to tables: the WAL files that held the old bytes become obsolete and
+        // are deleted. Then every table holding an old version of a replaced record (or a
+        // snapshot) is rewritten by a compaction down to the last level, which keeps only
+        // the newest version of each key.
+        self.db.flush_wal(true)?;
+        self.flush()?;
+        let mut opts = rocksdb::CompactOptions::default();
+        opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        opts.set_exclusive_manual_compaction(true);
+        for p in positions {
+            let (from, to) = (layout::pos_key(*p), layout::pos_key(p.saturating_add(1)));
+            self.db.compact_range_cf_opt(self.cf(CF_LOG), Some(from.as_slice()), Some(to.as_slice()), &opts);
+        }
+        self.db.compact_range_cf_opt(self.space(Space::Snapshots), None::<&[u8]>, None::<&[u8]>, &opts);
         Ok(())
     }
 

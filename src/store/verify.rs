@@ -31,11 +31,19 @@ pub struct VerifyReport {
     pub bytes: u64,
     /// Index entries checked (ids, streams, kinds).
     pub index_entries: u64,
+    /// Events whose body was redacted: their headers verified, their stand-ins checked
+    /// against the redaction that recorded them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub redacted: u64,
     /// With `--deep`: what the storage and projection passes read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deep: Option<DeepReport>,
     /// Everything wrong, in log order.
     pub problems: Vec<VerifyProblem>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl VerifyReport {
@@ -78,6 +86,22 @@ impl Store {
     /// far (every few thousand).
     pub fn verify(&self, mut progress: impl FnMut(u64)) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
+        // Every redaction: the target, where it was recorded, and its stand-in's bytes.
+        let mut redactions: HashMap<EventId, (u64, Option<Vec<u8>>)> = HashMap::new();
+        for e in self.read_stream(crate::core::redact::STREAM, 0, usize::MAX)? {
+            match &e.event.body {
+                Body::Redact(r) => {
+                    redactions.entry(r.target).or_insert((e.position, None));
+                }
+                Body::Note(n) if n.note_type == crate::core::redact::STAND_IN_NOTE => {
+                    if let Some((target, bytes)) = crate::core::redact::recorded_stand_in(&n.json.to_value()) {
+                        redactions.entry(target).or_insert((e.position, None)).1 = Some(bytes);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut redacted_count = 0u64;
         let mut chains: HashMap<String, Chain> = HashMap::new();
         let mut bad: HashSet<u64> = HashSet::new();
         let mut header_bad: HashSet<u64> = HashSet::new();
@@ -124,6 +148,23 @@ impl Store {
             if parts.id != id {
                 findings.push(format!("record stores id {}, but its header hashes to {id}", parts.id));
             }
+            match (redacted, redactions.get(&id)) {
+                (true, Some((at, Some(recorded)))) if *at > pos && recorded.as_slice() == parts.body => {
+                    redacted_count += 1;
+                    if let Ok(h) = Header::decode(parts.header) {
+                        if let Err(e) = Body::decode(h.kind, parts.body) {
+                            findings.push(format!("redacted: its stand-in does not decode: {e}"));
+                        }
+                    }
+                }
+                (true, Some((_, Some(_)))) => {
+                    findings.push("redacted: its stand-in is not the one its redaction recorded".into())
+                }
+                (true, _) => findings.push("redacted, but no redaction of it is recorded".into()),
+                (false, Some((at, _))) => findings
+                    .push(format!("the redaction at position {at} names this event, but its body is still stored")),
+                (false, None) => {}
+            }
             let header_ok = match log.position_of(&id)? {
                 Some(p) if p == pos => true,
                 Some(p) => {
@@ -142,7 +183,9 @@ impl Store {
             // stream: it is reported above and left out of the chains, and the next event
             // of its stream is checked against the index instead.
             if let (true, Ok(header)) = (header_ok, Header::decode(parts.header)) {
-                let body = if redacted { None } else { Body::decode(header.kind, parts.body).ok() };
+                // A redacted event projects through its stand-in (which keeps its paths,
+                // session and kind), as it did when it was written.
+                let body = Body::decode(header.kind, parts.body).ok();
                 let mut entries = Vec::new();
                 projection::project(
                     &Projected { position: pos, version: parts.version, header: &header, body: body.as_ref() },
@@ -219,6 +262,7 @@ impl Store {
         })?;
         report.events = events;
         report.bytes = bytes;
+        report.redacted = redacted_count;
         report.streams = chains.len() as u64;
 
         // The id index: exactly one entry per event (each event's entry was checked
@@ -302,7 +346,7 @@ impl Store {
                         Some(pos) => match self.get_at(pos) {
                             Ok(e) => {
                                 let mut entries = Vec::new();
-                                let body = (!e.redacted).then_some(&e.event.body);
+                                let body = Some(&e.event.body);
                                 let seen =
                                     Projected { position: pos, version: e.version, header: &e.event.header, body };
                                 projection::project(&seen, &mut entries);

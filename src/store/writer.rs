@@ -30,6 +30,12 @@ pub struct AppendBatch {
     pub events: Vec<Draft>,
     /// Expected versions, checked before any event is written.
     pub expectations: Vec<(String, ExpectedVersion)>,
+    /// Records replaced in the same write: redactions (position → the redacted record,
+    /// its header kept and a stand-in for its body). Only `Store::redact` sets these.
+    pub rewrites: Vec<(u64, Vec<u8>)>,
+    /// Derived spaces emptied in the same write (a redaction empties the snapshots, which
+    /// may hold the removed text; they are rebuilt as folds need them).
+    pub clear: Vec<crate::core::projection::Space>,
 }
 
 impl AppendBatch {
@@ -40,7 +46,7 @@ impl AppendBatch {
 
     /// A batch of one event.
     pub fn one(draft: Draft) -> AppendBatch {
-        AppendBatch { events: vec![draft], expectations: Vec::new() }
+        AppendBatch { events: vec![draft], ..AppendBatch::default() }
     }
 
     /// Adds an event.
@@ -211,11 +217,15 @@ impl Writer {
         }
         let now = now_ms();
         let mut group = GroupState { next: self.next, ..Default::default() };
-        let mut write = Group { events: Vec::new(), index: Vec::new(), end: self.next };
+        let mut write =
+            Group { events: Vec::new(), index: Vec::new(), end: self.next, rewrites: Vec::new(), clear: Vec::new() };
         let mut outcomes: Vec<(Reply, Result<Vec<Appended>>)> = Vec::with_capacity(jobs.len());
-        for (batch, reply) in jobs {
+        for (mut batch, reply) in jobs {
+            let (rewrites, clear) = (std::mem::take(&mut batch.rewrites), std::mem::take(&mut batch.clear));
             match self.stage_job(batch, &group, now) {
                 Ok(stage) => {
+                    write.rewrites.extend(rewrites);
+                    write.clear.extend(clear);
                     group.next += stage.staged.len() as u64;
                     group.heads.extend(stage.heads);
                     group.ids.extend(stage.ids);

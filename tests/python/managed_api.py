@@ -168,6 +168,20 @@ def memory_part(client: anthropic.Anthropic) -> dict[str, Any]:
     out["first_version"] = first.id
     out["versions"] = len(paged)
 
+    # Redaction: the version's content and path go; the memory's current content stays.
+    red = mv.redact(first.id, memory_store_id=store.id)
+    check(red.redacted_at is not None and red.redacted_by is not None, "redacted_at and redacted_by set", red)
+    check(red.content is None and red.path is None and red.content_sha256 is None, "content gone", red)
+    again = mv.retrieve(first.id, memory_store_id=store.id)
+    check(again.content is None and again.redacted_at == red.redacted_at, "retrieving it still works", again)
+    now = mem.retrieve(m.id, memory_store_id=store.id)
+    check(now.content == "Refund within 30 days.\n", "the current content is intact", now)
+    expect_error(
+        anthropic.BadRequestError,
+        "invalid_request_error",
+        lambda: mv.redact(now.memory_version_id, memory_store_id=store.id),
+    )
+
     # Archive: read-only from then on; left out of the default list.
     arch = ms.archive(others[0].id)
     check(arch.archived_at is not None, "archived_at set", arch)
