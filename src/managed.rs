@@ -174,29 +174,34 @@ impl<'a> Managed<'a> {
     /// Every store the API made, in creation order (deleted ones left out).
     pub fn stores(&self) -> Result<Vec<StoreRecord>> {
         let mut records: BTreeMap<String, StoreRecord> = BTreeMap::new();
+        self.each_note(&mut |e| {
+            let Body::Note(n) = &e.event.body else { return };
+            if n.note_type != STORE_NOTE {
+                return;
+            }
+            let Some(id) = e.event.header.stream.strip_prefix("memory/") else { return };
+            let Ok(fields) = serde_json::from_value::<StoreFields>(n.json.to_value()) else { return };
+            let prior = records.remove(id);
+            records.insert(id.to_owned(), StoreRecord::fold(prior, id, e.event.header.time, fields));
+        })?;
+        let mut out: Vec<StoreRecord> = records.into_values().filter(|r| !r.deleted).collect();
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(out)
+    }
+
+    /// Every note of the log, in order (through the kind index, a page at a time).
+    fn each_note(&self, f: &mut dyn FnMut(&crate::store::StoredEvent)) -> Result<()> {
         let mut from = 0;
         loop {
             let page =
                 self.svc.events(&EventsQuery { from, limit: Some(PAGE), stream: None, kind: Some(Kind::Note) })?;
-            let Some(last) = page.last() else { break };
+            let Some(last) = page.last() else { return Ok(()) };
             from = last.position + 1;
-            for e in &page {
-                let Body::Note(n) = &e.event.body else { continue };
-                if n.note_type != STORE_NOTE {
-                    continue;
-                }
-                let Some(id) = e.event.header.stream.strip_prefix("memory/") else { continue };
-                let Ok(fields) = serde_json::from_value::<StoreFields>(n.json.to_value()) else { continue };
-                let prior = records.remove(id);
-                records.insert(id.to_owned(), StoreRecord::fold(prior, id, e.event.header.time, fields));
-            }
+            page.iter().for_each(&mut *f);
             if page.len() < PAGE {
-                break;
+                return Ok(());
             }
         }
-        let mut out: Vec<StoreRecord> = records.into_values().filter(|r| !r.deleted).collect();
-        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        Ok(out)
     }
 
     /// A store and its memories, read from its stream.
@@ -723,24 +728,14 @@ impl Managed<'_> {
     /// Every dream, oldest first.
     pub fn dreams(&self) -> Result<Vec<DreamRecord>> {
         let mut records: BTreeMap<String, DreamRecord> = BTreeMap::new();
-        let mut from = 0;
-        loop {
-            let page =
-                self.svc.events(&EventsQuery { from, limit: Some(PAGE), stream: None, kind: Some(Kind::Note) })?;
-            let Some(last) = page.last() else { break };
-            from = last.position + 1;
-            for e in &page {
-                let Some(id) = e.event.header.stream.strip_prefix("anthropic.dream/") else { continue };
-                let Some(step) = dream_step(&e.event.body) else { continue };
-                let prior = records.remove(id);
-                if let Some(r) = DreamRecord::fold(prior, id, (e.event.header.time, e.position), step) {
-                    records.insert(id.to_owned(), r);
-                }
+        self.each_note(&mut |e| {
+            let Some(id) = e.event.header.stream.strip_prefix("anthropic.dream/") else { return };
+            let Some(step) = dream_step(&e.event.body) else { return };
+            let prior = records.remove(id);
+            if let Some(r) = DreamRecord::fold(prior, id, (e.event.header.time, e.position), step) {
+                records.insert(id.to_owned(), r);
             }
-            if page.len() < PAGE {
-                break;
-            }
-        }
+        })?;
         let mut out: Vec<DreamRecord> = records.into_values().collect();
         out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(out)
