@@ -152,6 +152,7 @@ pub fn import(
             parents: Some(h.parents),
             causes: h.causes,
             body: e.body,
+            redacted: e.redacted.then(|| crate::core::event::Redaction::of(&e.header)),
         };
         batch.events.push(draft);
         done += 1;

@@ -51,7 +51,7 @@ fn graded_sessions(server: &Server, ids: &[&str]) {
 fn llm_server(dir: &std::path::Path, model: std::net::SocketAddr) -> Server {
     std::env::set_var("DREAMLOG_TEST_DREAM_KEY", "sk-dream");
     let config = json!({
-        "dreamers": {"claude": {"dreamer": "llm", "tunable": ["model"],
+        "dreamers": {"claude": {"dreamer": "llm", "tunable": ["model", "instructions"],
             "config": {"base_url": format!("http://{model}"), "api_key_env": "DREAMLOG_TEST_DREAM_KEY",
                        "model": "claude-default", "retry_base_ms": 1, "max_retries": 0}}},
         "anthropic_dreamer": "claude"
@@ -167,6 +167,8 @@ fn the_official_sdk_runs_a_dream_to_completion_and_cancels_one_that_writes_nothi
     let received = script.lock().unwrap().received.clone();
     assert_eq!(received.len(), 2, "two model turns");
     assert_eq!(received[0].1["model"], "claude-opus-dreamer", "the request's model is used");
+    let system = received[0].1["system"].as_str().unwrap();
+    assert!(system.ends_with("Instructions for this dream: Keep lessons short."), "{system}");
     let digest = received[0].1["messages"][0]["content"].as_str().unwrap();
     assert!(digest.contains("s1") && digest.contains("s2") && !digest.contains("### session s3"), "{digest}");
     assert_eq!(out["usage"]["input_tokens"], 200);
@@ -178,6 +180,7 @@ fn the_official_sdk_runs_a_dream_to_completion_and_cancels_one_that_writes_nothi
     let d = d.unwrap_or_else(|| panic!("the dream in /v1/dreams: {dreams}"));
     assert_eq!(d["store"], out["input_store"]);
     assert_eq!(d["config"]["model"], "claude-opus-dreamer", "{d}");
+    assert_eq!(d["config"]["instructions"], "Keep lessons short.", "{d}");
     let (status, replay) =
         post(&c, &server.url(&format!("/v1/dreams/{}/replay", d["id"].as_str().unwrap())), None, &json!({}));
     assert_eq!(status, 200, "{replay}");

@@ -119,12 +119,32 @@ pub struct Draft {
     pub causes: Vec<EventId>,
     /// Body.
     pub body: Body,
+    /// A redacted event carried over (an import of an export): `body` is its stand-in,
+    /// and the header keeps the removed body's length and hash, so the id recomputes.
+    pub redacted: Option<Redaction>,
+}
+
+/// What a redacted event's header still says of the body it no longer has.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redaction {
+    /// The removed body's length.
+    pub body_len: u64,
+    /// Its BLAKE3-256.
+    pub body_hash: Digest,
+}
+
+impl Redaction {
+    /// What `header` says of its body.
+    pub fn of(header: &Header) -> Redaction {
+        Redaction { body_len: header.body_len, body_hash: header.body_hash }
+    }
 }
 
 impl Draft {
     /// A draft with no causes, stamped and chained by the store.
     pub fn new(stream: impl Into<String>, actor: Actor, body: Body) -> Draft {
-        Draft { stream: stream.into(), actor, time: None, parents: None, causes: Vec::new(), body }
+        Draft { stream: stream.into(), actor, time: None, parents: None, causes: Vec::new(), body, redacted: None }
     }
 
     /// Sets the time.
@@ -155,7 +175,16 @@ impl Draft {
     pub fn into_sealed(self, time: u64, parents: Vec<EventId>) -> Result<SealedEvent, FormatError> {
         let mut body = self.body;
         body.normalize_and_validate()?;
-        SealedEvent::new(self.stream, self.actor, time, parents, self.causes, body)
+        let mut sealed = SealedEvent::new(self.stream, self.actor, time, parents, self.causes, body)?;
+        if let Some(r) = self.redacted {
+            // The header describes the removed body; the bytes kept are the stand-in's.
+            sealed.header.body_len = r.body_len;
+            sealed.header.body_hash = r.body_hash;
+            sealed.header_bytes = sealed.header.encode();
+            sealed.id = EventId::of(&sealed.header_bytes);
+            sealed.redacted = true;
+        }
+        Ok(sealed)
     }
 }
 
@@ -191,8 +220,10 @@ pub struct SealedEvent {
     pub body: Body,
     /// Canonical header bytes.
     pub header_bytes: Vec<u8>,
-    /// Canonical body bytes.
+    /// Canonical body bytes (a redacted event's: its stand-in's).
     pub body_bytes: Vec<u8>,
+    /// Whether the body is a redaction's stand-in (the header describes another body).
+    pub redacted: bool,
 }
 
 impl SealedEvent {
@@ -219,7 +250,7 @@ impl SealedEvent {
         };
         header.validate()?;
         let header_bytes = header.encode();
-        Ok(SealedEvent { id: EventId::of(&header_bytes), header, body, header_bytes, body_bytes })
+        Ok(SealedEvent { id: EventId::of(&header_bytes), header, body, header_bytes, body_bytes, redacted: false })
     }
 
     /// The decoded event without its bytes.
@@ -232,7 +263,7 @@ impl SealedEvent {
     pub fn decode(header_bytes: Vec<u8>, body_bytes: Vec<u8>) -> Result<SealedEvent, FormatError> {
         let header = Header::decode(&header_bytes)?;
         let body = Body::decode(header.kind, &body_bytes)?;
-        Ok(SealedEvent { id: EventId::of(&header_bytes), header, body, header_bytes, body_bytes })
+        Ok(SealedEvent { id: EventId::of(&header_bytes), header, body, header_bytes, body_bytes, redacted: false })
     }
 
     /// Every check a stored event must pass: the header and body decode, re-encode to

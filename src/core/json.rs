@@ -41,8 +41,12 @@ pub struct EventJson {
     /// Provenance.
     #[serde(default)]
     pub causes: Vec<EventId>,
-    /// The body in its kind's JSON form.
+    /// The body in its kind's JSON form (a redacted event's: its stand-in).
     pub body: Value,
+    /// Set when the body was redacted: what the header says of the removed body (so the
+    /// id recomputes from this form, and an import carries the redaction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redacted: Option<super::event::Redaction>,
 }
 
 /// A JSON error with the path of the field it is about, when it is inside the event.
@@ -68,7 +72,9 @@ impl EventJson {
 
     /// The JSON form of a stored event.
     pub fn from_sealed(event: &SealedEvent, position: u64, version: u64) -> EventJson {
-        EventJson::from_parts(&event.id, &event.header, &event.body, position, version)
+        let mut j = EventJson::from_parts(&event.id, &event.header, &event.body, position, version);
+        j.redacted = event.redacted.then(|| super::event::Redaction::of(&event.header));
+        j
     }
 
     /// The JSON form of a decoded event.
@@ -88,6 +94,7 @@ impl EventJson {
             parents: Some(header.parents.clone()),
             causes: header.causes.clone(),
             body: body.to_json(),
+            redacted: None,
         }
     }
 
@@ -101,7 +108,15 @@ impl EventJson {
             }
         };
         let body = Body::from_json(self.kind, self.body)?;
-        Ok(Draft { stream, actor: self.actor, time: self.time, parents: self.parents, causes: self.causes, body })
+        Ok(Draft {
+            stream,
+            actor: self.actor,
+            time: self.time,
+            parents: self.parents,
+            causes: self.causes,
+            body,
+            redacted: self.redacted,
+        })
     }
 
     /// Rebuilds the complete event from a JSON form that carries everything (an export

@@ -67,6 +67,10 @@ pub struct LlmConfig {
     pub max_sessions: usize,
     /// Grades cited by a lesson that names no session.
     pub max_causes: usize,
+    /// Guidance added to the system prompt (the Managed-Agents API's `instructions`);
+    /// absent from the effective config when unset, so older dreams replay unchanged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
 }
 
 impl Default for LlmConfig {
@@ -84,6 +88,7 @@ impl Default for LlmConfig {
             timeout_secs: 120,
             max_sessions: 200,
             max_causes: 256,
+            instructions: None,
         }
     }
 }
@@ -338,10 +343,14 @@ impl Dreamer for LlmDreamer {
         };
         let mut state = input.memory_state();
         let digest = digest(input, self.cfg.max_sessions);
+        let system = match &self.cfg.instructions {
+            Some(i) => format!("{SYSTEM}\n\nInstructions for this dream: {i}"),
+            None => SYSTEM.to_owned(),
+        };
         let mut messages: Vec<Value> = match self.cfg.api {
             Api::Anthropic => vec![json!({"role": "user", "content": digest})],
             Api::Openai => {
-                vec![json!({"role": "system", "content": SYSTEM}), json!({"role": "user", "content": digest})]
+                vec![json!({"role": "system", "content": system}), json!({"role": "user", "content": digest})]
             }
         };
         // Grades by session, for citations.
@@ -357,7 +366,7 @@ impl Dreamer for LlmDreamer {
             let request = match self.cfg.api {
                 Api::Anthropic => json!({
                     "model": self.cfg.model, "max_tokens": self.cfg.max_tokens, "temperature": 0,
-                    "system": SYSTEM, "messages": messages,
+                    "system": system, "messages": messages,
                     "tools": [{"type": "memory_20250818", "name": "memory"}],
                 }),
                 Api::Openai => json!({

@@ -705,16 +705,23 @@ fn dream_spec(req: CreateDream) -> Answer<DreamSpec> {
     Ok(DreamSpec { store, sessions, model, speed, instructions: req.instructions, update_existing })
 }
 
-/// The dreamer the server's config names for API dreams, with the request's model when
-/// the profile lets a request set it.
-fn dream_plan(state: &AppState, model: &str) -> DreamPlan {
+/// The dreamer the server's config names for API dreams, with the request's model and
+/// instructions where the profile lets a request set them (an `llm` profile listing
+/// `model` and `instructions` as tunable).
+fn dream_plan(state: &AppState, spec: &DreamSpec) -> DreamPlan {
     match &state.config.anthropic_dreamer {
         Some(profile) => {
-            let takes_model =
-                state.config.dreamers.get(profile).is_some_and(|p| p.tunable.iter().any(|t| t == "model"));
+            let takes = |key: &str| state.config.dreamers.get(profile).is_some_and(|p| p.tunable.iter().any(|t| t == key));
+            let mut config = serde_json::Map::new();
+            if takes("model") {
+                config.insert("model".into(), json!(spec.model));
+            }
+            if let (true, Some(i)) = (takes("instructions"), &spec.instructions) {
+                config.insert("instructions".into(), json!(i));
+            }
             DreamPlan {
                 dreamer: Some(profile.clone()),
-                config: if takes_model { json!({"model": model}) } else { Value::Null },
+                config: if config.is_empty() { Value::Null } else { Value::Object(config) },
             }
         }
         None => DreamPlan::default(),
@@ -727,7 +734,7 @@ async fn create_dream(
     bytes: axum::body::Bytes,
 ) -> Answer<Json<Value>> {
     let spec = dream_spec(body(&bytes)?)?;
-    let plan = dream_plan(&state, &spec.model);
+    let plan = dream_plan(&state, &spec);
     let label = plan.dreamer.clone().unwrap_or_else(|| crate::core::evidence::NAME.to_owned());
     let tenant = auth(&state, &headers, Role::Write)?;
     let actor: Actor = actor_of(&headers, &tenant)?;

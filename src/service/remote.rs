@@ -132,7 +132,8 @@ impl Remote {
         let j: EventJson = serde_json::from_value(v).map_err(|e| remote_error(0, "response", e.to_string()))?;
         let version = j.version.unwrap_or(0);
         let (position, sealed) = j.into_sealed()?;
-        Ok(StoredEvent { position: position.unwrap_or(0), version, redacted: false, event: sealed.into_event() })
+        let redacted = sealed.redacted;
+        Ok(StoredEvent { position: position.unwrap_or(0), version, redacted, event: sealed.into_event() })
     }
 
     fn event_list(v: &Value) -> Result<Vec<StoredEvent>> {
@@ -219,6 +220,9 @@ impl Service for Remote {
                 }
                 if let Some(p) = &d.parents {
                     v["parents"] = json!(p);
+                }
+                if let Some(r) = &d.redacted {
+                    v["redacted"] = json!(r);
                 }
                 v
             })

@@ -83,6 +83,16 @@ pub fn encode_record(version: u64, id: &EventId, header: &[u8], body: &[u8]) -> 
     encode_record_with(0, version, id, header, body)
 }
 
+/// The record of an event the writer staged (redacted when it carries a redaction over).
+pub fn encode_staged(s: &super::Staged) -> Vec<u8> {
+    let e = &s.event;
+    if e.redacted {
+        encode_redacted(s.version, &e.id, &e.header_bytes, &e.body_bytes)
+    } else {
+        encode_record(s.version, &e.id, &e.header_bytes, &e.body_bytes)
+    }
+}
+
 /// A redacted record: the flag set, the header kept, the stand-in in the body's place.
 pub fn encode_redacted(version: u64, id: &EventId, header: &[u8], stand_in: &[u8]) -> Vec<u8> {
     encode_record_with(FLAG_REDACTED, version, id, header, stand_in)

@@ -90,7 +90,7 @@ impl Log for MemoryLog {
         let mut s = self.write_state();
         for st in &group.events {
             let e = &st.event;
-            s.records.insert(st.position, layout::encode_record(st.version, &e.id, &e.header_bytes, &e.body_bytes));
+            s.records.insert(st.position, layout::encode_staged(st));
             s.ids.insert(e.id.0, st.position);
             s.streams.insert((e.header.stream.clone(), st.version), st.position);
         }

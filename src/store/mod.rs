@@ -141,7 +141,9 @@ impl StoredEvent {
 
     /// The JSON form with position, id and version.
     pub fn to_json(&self) -> crate::core::EventJson {
-        crate::core::EventJson::from_event(&self.event, self.position, self.version)
+        let mut j = crate::core::EventJson::from_event(&self.event, self.position, self.version);
+        j.redacted = self.redacted.then(|| crate::core::event::Redaction::of(&self.event.header));
+        j
     }
 }
 

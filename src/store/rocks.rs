@@ -356,7 +356,7 @@ impl Log for RocksLog {
         for s in &group.events {
             let e = &s.event;
             let pos = layout::pos_key(s.position);
-            wb.put_cf(log, pos, layout::encode_record(s.version, &e.id, &e.header_bytes, &e.body_bytes));
+            wb.put_cf(log, pos, layout::encode_staged(s));
             wb.put_cf(ids, layout::id_key(&e.id), layout::id_value(s.position));
             wb.put_cf(streams, layout::stream_key(&e.header.stream, s.version), pos);
         }
