@@ -144,6 +144,7 @@ pub fn import(
     let max = info.max_batch.clamp(1, IMPORT_BATCH);
     for_each_line(path, open()?, |line_no, line| {
         let (_, e) = parse_line(path, line_no, line)?;
+        let redacted = e.redacted.then(|| crate::core::event::Redaction::of(&e.header));
         let h = e.header;
         let draft = crate::core::Draft {
             stream: h.stream,
@@ -152,7 +153,7 @@ pub fn import(
             parents: Some(h.parents),
             causes: h.causes,
             body: e.body,
-            redacted: e.redacted.then(|| crate::core::event::Redaction::of(&e.header)),
+            redacted,
         };
         batch.events.push(draft);
         done += 1;

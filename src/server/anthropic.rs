@@ -711,7 +711,8 @@ fn dream_spec(req: CreateDream) -> Answer<DreamSpec> {
 fn dream_plan(state: &AppState, spec: &DreamSpec) -> DreamPlan {
     match &state.config.anthropic_dreamer {
         Some(profile) => {
-            let takes = |key: &str| state.config.dreamers.get(profile).is_some_and(|p| p.tunable.iter().any(|t| t == key));
+            let takes =
+                |key: &str| state.config.dreamers.get(profile).is_some_and(|p| p.tunable.iter().any(|t| t == key));
             let mut config = serde_json::Map::new();
             if takes("model") {
                 config.insert("model".into(), json!(spec.model));
