@@ -56,10 +56,15 @@ pub fn event_json(data: &[u8]) {
     let again = SealedEvent::decode(sealed.header_bytes.clone(), sealed.body_bytes.clone());
     let again = again.unwrap_or_else(|e| panic!("a sealed event does not decode: {e}"));
     assert_eq!(again.id, sealed.id);
-    let problems = SealedEvent::audit(&sealed.header_bytes, &sealed.body_bytes);
-    assert!(problems.is_empty(), "a sealed event fails its audit: {problems:?}");
+    // A redacted event (its JSON form says so) holds a stand-in its header does not hash:
+    // its audit is the redaction's (`verify`), not this one.
+    if !sealed.redacted {
+        let problems = SealedEvent::audit(&sealed.header_bytes, &sealed.body_bytes);
+        assert!(problems.is_empty(), "a sealed event fails its audit: {problems:?}");
+    }
+    let json = EventJson::from_sealed(&sealed, 0, 0);
     let event = again.into_event();
-    let text = serde_json::to_string(&EventJson::from_event(&event, 0, 0)).unwrap_or_else(|e| panic!("JSON form: {e}"));
+    let text = serde_json::to_string(&json).unwrap_or_else(|e| panic!("JSON form: {e}"));
     let back: EventJson =
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("its own JSON form is refused: {e}: {text}"));
     let draft = back.into_draft(None).unwrap_or_else(|e| panic!("its own JSON form is invalid: {e}: {text}"));

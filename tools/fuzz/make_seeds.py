@@ -26,6 +26,13 @@ for v in vectors:
     if j["event"]["kind"] == "memory" and isinstance(j["event"]["body"].get("command"), dict):
         put("memory_commands", v, json.dumps([j["event"]["body"]["command"]]))
 
+# A redacted event's JSON form: its stand-in, and the header's length and hash of the
+# body it no longer has.
+put("event_json", "redacted-note.json", json.dumps({
+    "stream": "notes", "kind": "note", "actor": "human:ops", "time": 1716000000000, "parents": [], "causes": [],
+    "body": {"type": "n", "json": "[redacted]"},
+    "redacted": {"body_len": 20, "body_hash": "ab" * 32}}, sort_keys=True))
+
 put("memory_commands", "sequence.json", json.dumps([
     {"command": "create", "path": "/memories/a/b.md", "file_text": "one\ntwo\n"},
     {"command": "str_replace", "path": "/memories/a/b.md", "old_str": "one", "new_str": "1"},
