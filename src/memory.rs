@@ -264,6 +264,7 @@ impl MemoryStores {
     /// a dream reads this state as its base.
     pub fn fold_until(&self, name: &str, until: u64) -> Result<(MemoryState, StoreHead)> {
         let stream = stream_name(name);
+        let epoch = self.store.snapshot_epoch();
         let (mut state, mut head) = (MemoryState::new(), StoreHead::default());
         let mut from_version = 0;
         if self.snapshot_every > 0 && until > 0 {
@@ -285,7 +286,7 @@ impl MemoryStores {
                 self.fold_event(&mut state, &e)?;
                 head = StoreHead { version: Some(e.version), position: Some(e.position) };
                 if self.snapshot_every > 0 && (e.version + 1).is_multiple_of(self.snapshot_every) {
-                    self.store.put_snapshot(&stream, e.position, &state.encode_snapshot(e.version))?;
+                    self.store.put_snapshot(&stream, e.position, &state.encode_snapshot(e.version), epoch)?;
                 }
             }
         }
@@ -454,6 +455,7 @@ impl MemoryStores {
                 // Another process appended first: back off a little, then re-check.
                 std::thread::sleep(std::time::Duration::from_micros(50 << attempt.min(10)));
             }
+            let epoch = self.store.snapshot_epoch();
             let (mut state, head) = self.state(name)?;
             let mut batch = AppendBatch::new();
             if head.version.is_none() && leading.is_empty() {
@@ -493,7 +495,12 @@ impl MemoryStores {
                         let after = (last.version + 1).checked_div(self.snapshot_every);
                         let before = head.version.map_or(Some(0), |v| (v + 1).checked_div(self.snapshot_every));
                         if after.is_some() && after > before {
-                            self.store.put_snapshot(&stream, last.position, &state.encode_snapshot(last.version))?;
+                            self.store.put_snapshot(
+                                &stream,
+                                last.position,
+                                &state.encode_snapshot(last.version),
+                                epoch,
+                            )?;
                         }
                     }
                     return Ok((texts, appended));

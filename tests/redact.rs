@@ -213,3 +213,29 @@ fn an_export_carries_the_redaction_and_reads_back_through_a_server() {
     assert_eq!(shown["id"], target.to_hex());
     assert!(shown["redacted"].is_object(), "{shown}");
 }
+
+/// A fold that began before a redaction (it may have read the removed text) cannot store
+/// its snapshot after it; one that began after can.
+#[test]
+fn a_snapshot_folded_before_a_redaction_is_not_stored_after_it() {
+    let dir = tempdir().unwrap();
+    let store = common::open(dir.path());
+    let svc = Local::new(store.clone(), 0);
+    let actor = Actor::Human("ops".into());
+    let batch = BatchRequest {
+        commands: vec![cmd(
+            serde_json::json!({"command": "create", "path": "/memories/k.md", "file_text": format!("{SECRET}\n")}),
+        )],
+        expected_state: None,
+        session: None,
+    };
+    let a = svc.memory_batch("s", &batch, &actor).unwrap();
+    let created = a.last().unwrap();
+    let before = store.snapshot_epoch();
+    svc.redact(&RedactRequest { event: created.id.to_hex(), reason: "secret".into() }, &actor).unwrap();
+    store.put_snapshot("memory/s", created.position, SECRET.as_bytes(), before).unwrap();
+    assert_eq!(store.snapshot_at_or_before("memory/s", u64::MAX).unwrap(), None, "the stale snapshot was dropped");
+    let after = store.snapshot_epoch();
+    store.put_snapshot("memory/s", created.position, b"a state folded after", after).unwrap();
+    assert!(store.snapshot_at_or_before("memory/s", u64::MAX).unwrap().is_some());
+}

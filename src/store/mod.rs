@@ -169,7 +169,15 @@ pub(crate) struct Inner {
     pub metrics: metrics::AppendMetrics,
     /// What opening found and set right (a torn group dropped, projectors caught up).
     pub opened: OpenReport,
+    /// Redactions so far in this process. A snapshot is stored only if none happened
+    /// since the fold that made it began (its state may hold removed text); a redaction
+    /// writes and counts under this lock.
+    pub redactions: Mutex<u64>,
 }
+
+/// The redactions a fold began after ([`Store::snapshot_epoch`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotEpoch(u64);
 
 /// What the engine found and set right when it opened a log.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -315,6 +323,7 @@ impl Store {
                 closed,
                 metrics: Default::default(),
                 opened,
+                redactions: Mutex::new(0),
             }),
         })
     }
@@ -388,7 +397,13 @@ impl Store {
         batch.events = drafts;
         batch.rewrites = vec![(position, record)];
         batch.clear = vec![Space::Snapshots];
-        let appended = self.append(batch)?;
+        let appended = {
+            // Folds that began before this write cannot store their snapshots after it.
+            let mut n = self.inner.redactions.lock().unwrap_or_else(|e| e.into_inner());
+            let appended = self.append(batch)?;
+            *n += 1;
+            appended
+        };
         self.inner.log.scrub(&[position])?;
         Ok(appended)
     }
@@ -686,9 +701,20 @@ impl Store {
 
     /// Stores a projection snapshot taken at `position` (derived data, written outside
     /// the log).
-    pub fn put_snapshot(&self, projection: &str, position: u64, bytes: &[u8]) -> Result<()> {
+    pub fn put_snapshot(&self, projection: &str, position: u64, bytes: &[u8], since: SnapshotEpoch) -> Result<()> {
+        let n = self.inner.redactions.lock().unwrap_or_else(|e| e.into_inner());
+        if *n != since.0 {
+            // A redaction happened while the state was folded: it may hold removed text.
+            return Ok(());
+        }
         let key = projection::snapshot_key(projection, position);
         self.inner.log.index_put(&[IndexEntry { space: Space::Snapshots, key, value: bytes.to_vec() }])
+    }
+
+    /// Taken before a fold reads the log: a snapshot of its state may be stored only if no
+    /// redaction happened since ([`Store::put_snapshot`]).
+    pub fn snapshot_epoch(&self) -> SnapshotEpoch {
+        SnapshotEpoch(*self.inner.redactions.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The latest snapshot of `projection` taken at or before `position`.
