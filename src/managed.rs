@@ -365,8 +365,8 @@ impl<'a> Managed<'a> {
         let req = BatchRequest { commands, expected_state: Some(v.lineage.state.state_hash()), session: None };
         match self.svc.memory_batch(id, &req, &self.actor) {
             Ok(_) => Ok(Some(())),
-            Err(Error::Memory(MemoryError::Tool(t))) if t.message.contains("has state hash") => Ok(None),
-            Err(Error::Remote { message, .. }) if message.contains("has state hash") => Ok(None),
+            // No command here carries a precondition: a conflict is the expected state's.
+            Err(e) if e.class() == crate::error::ErrorClass::Conflict => Ok(None),
             Err(e) => Err(e),
         }
     }

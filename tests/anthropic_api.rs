@@ -231,11 +231,35 @@ fn api_dreams_run_the_evidence_dreamer_by_default_and_survive_a_restart() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_eq!(done["dreamlog_dreamer"], "evidence", "{done}");
-    assert!(matches!(done["status"].as_str(), Some("completed") | Some("failed")), "{done}");
-    if done["status"] == "failed" {
-        assert_eq!(done["error"]["type"], "no_graded_sessions", "{done}");
-    }
+    assert_eq!(done["status"], "completed", "three graded sessions: the dream runs: {done}");
+    assert_eq!(done["outputs"][0]["memory_store_id"], id, "update_existing writes into the input: {done}");
+    assert!(done["dreamlog_dream_id"].is_string(), "{done}");
     assert_eq!(done["usage"]["input_tokens"], 0, "no model ran");
+    // A dream that fails (a session with no grade: nothing to learn from) writes nothing.
+    let ungraded = json!({"stream": "session/u1", "events": [
+        {"kind": "session.start", "actor": "agent:bot", "body": {"session": "u1", "agent": "bot", "task": "refund"}}]});
+    assert_eq!(post(&c, &server.url("/v1/events"), None, &ungraded).0, 200);
+    let (_, before) = get(&c, &server.url(&format!("/v1/streams/memory/{id}")), None);
+    let body = json!({"inputs": [{"type": "memory_store", "memory_store_id": id},
+                                 {"type": "sessions", "session_ids": ["u1"]}], "model": "any"});
+    let (status, d) = post(&c, &server.url("/anthropic/v1/dreams"), None, &body);
+    assert_eq!(status, 200, "{d}");
+    let url = server.url(&format!("/anthropic/v1/dreams/{}", d["id"].as_str().unwrap()));
+    let mut failed = Value::Null;
+    for _ in 0..200 {
+        failed = get(&c, &url, None).1;
+        if failed["status"] != "pending" && failed["status"] != "running" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        (failed["status"].as_str(), failed["error"]["type"].as_str()),
+        (Some("failed"), Some("no_graded_sessions")),
+        "{failed}"
+    );
+    let (_, after) = get(&c, &server.url(&format!("/v1/streams/memory/{id}")), None);
+    assert_eq!(after["events"], before["events"], "a failed dream wrote nothing into the store");
     // Unknown sessions are refused before anything runs.
     let bad = json!({"inputs": [{"type": "memory_store", "memory_store_id": id},
                                 {"type": "sessions", "session_ids": ["nope"]}], "model": "m"});

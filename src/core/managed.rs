@@ -377,11 +377,6 @@ impl Lineage {
     pub fn version(&self, id: &str) -> Option<&Version> {
         self.versions.iter().find(|v| v.id == id)
     }
-
-    /// Whether a memory with this id ever existed in the store.
-    pub fn ever(&self, memory_id: &str) -> bool {
-        self.versions.iter().any(|v| v.memory_id == memory_id)
-    }
 }
 
 /// One item of a memory listing: a memory, or (with a depth) a directory marker.

@@ -553,11 +553,10 @@ async fn list_versions(
         .versions
         .iter()
         .filter(|v| {
-            let by = actor_json(&v.actor, v.session.as_deref());
             q.memory_id.as_deref().is_none_or(|m| v.memory_id == m)
                 && q.operation.as_deref().is_none_or(|o| v.operation.name() == o)
                 && q.session_id.as_deref().is_none_or(|s| v.session.as_deref() == Some(s))
-                && q.api_key_id.as_deref().is_none_or(|k| by["api_key_id"] == k)
+                && q.api_key_id.as_deref().is_none_or(|k| actor_json(&v.actor, v.session.as_deref())["api_key_id"] == k)
                 // dreamlog has no service accounts: that filter matches nothing.
                 && q.service_account_id.is_none()
                 && gte.is_none_or(|t| v.time >= t)
