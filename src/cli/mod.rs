@@ -155,6 +155,14 @@ pub enum Command {
         /// Print the token_blake3 of a token for the config, and exit.
         #[arg(long)]
         hash_token: Option<String>,
+        /// Run as a node of a cluster: the log of record is NATS JetStream at these servers
+        /// (`nats://HOST:PORT[,…]`, one stream per tenant); `--db` holds this node's
+        /// projection (indexes, snapshots), rebuilt from the log of record when new.
+        #[arg(long, env = "DREAMLOG_LOG_OF_RECORD", value_name = "NATS_URLS")]
+        log_of_record: Option<String>,
+        /// Replicas of each tenant's JetStream stream when it is created (3 in a cluster).
+        #[arg(long, default_value_t = 1, requires = "log_of_record")]
+        replicas: usize,
         /// Log level on stderr: off, error, warn, info (errors and refused requests), or
         /// debug (every request).
         #[arg(long, env = "DREAMLOG_LOG", default_value = "info")]
@@ -524,17 +532,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     // Commands on a database folder itself; every other one is an operation of the service.
     match &cli.command {
-        Command::Serve { addr, config, hash_token, log } => {
+        Command::Serve { addr, config, hash_token, log_of_record, replicas, log } => {
             if let Some(t) = hash_token {
                 stdout_line(&crate::server::hash_token(t))?;
                 return Ok(ExitCode::SUCCESS);
             }
             tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(*log).with_target(false).init();
             let config_path = config.as_deref();
-            let config = match config {
+            let mut config = match config {
                 Some(p) => crate::server::ServerConfig::load(p)?,
                 None => crate::server::ServerConfig::default(),
             };
+            if let Some(urls) = log_of_record {
+                #[cfg(feature = "jetstream")]
+                {
+                    config.log_of_record = Some(crate::store::jetstream::JetStreamConfig::parse(urls, *replicas)?);
+                }
+                #[cfg(not(feature = "jetstream"))]
+                {
+                    let _ = (urls, replicas);
+                    return Err(Error::InvalidInput(
+                        "--log-of-record: this build of dreamlog has no JetStream client (built without the `jetstream` feature)".into(),
+                    ));
+                }
+            }
             crate::server::check_bind(addr, &config)?;
             if let Some(tls) = &config.tls {
                 tls.acceptor()?;
@@ -552,8 +573,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     state.set_config_path(p);
                 }
                 eprintln!(
-                    "dreamlog serving {} on {}://{} ({})",
+                    "dreamlog serving {}{} on {}://{} ({})",
                     cli.db.display(),
+                    state.log_of_record().map(|l| format!(" as a projection of {l}")).unwrap_or_default(),
                     if state.config.tls.is_some() { "https" } else { "http" },
                     listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
                     if state.auth_required() { "bearer tokens required" } else { "no tokens: loopback only" }

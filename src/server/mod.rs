@@ -98,6 +98,11 @@ pub struct ServerConfig {
     /// /anthropic/v1/dreams`): a profile of `dreamers` (an `llm` profile that lists
     /// `model` as tunable gets the request's model), or the built-in `evidence` when unset.
     pub anthropic_dreamer: Option<String>,
+    /// Run as a cluster node: the log of record is NATS JetStream (`servers`,
+    /// `replicas`, `timeout_ms`); each tenant's database is its projection. `serve
+    /// --log-of-record` sets it from the command line.
+    #[cfg(feature = "jetstream")]
+    pub log_of_record: Option<crate::store::jetstream::JetStreamConfig>,
 }
 
 /// The certificate chain and private key `serve` uses for TLS.
@@ -226,6 +231,8 @@ impl Default for ServerConfig {
             checkpoint_every_secs: 0,
             tls: None,
             anthropic_dreamer: None,
+            #[cfg(feature = "jetstream")]
+            log_of_record: None,
         }
     }
 }
@@ -329,8 +336,16 @@ impl AppState {
         let policy: crate::service::DreamerPolicy =
             Arc::new(move |dreamer, cfg| profiles.dreamer_for_request(dreamer, cfg).map_err(|e| Error::Forbidden(e.0)));
         let seed = config.checkpoint_key.as_deref().map(crate::keys::read_seed).transpose()?;
+        #[cfg(feature = "jetstream")]
+        let nats = config.log_of_record.clone().map(crate::store::jetstream::JetStream::connect).transpose()?;
         let open = |path: PathBuf, name: &str| -> Result<Tenant> {
             let opts = Options { sync, create_if_missing: true, shared: Some(shared.clone()), ..Options::default() };
+            #[cfg(feature = "jetstream")]
+            let store = match &nats {
+                Some(nats) => Store::open_replicated(&path, opts, Arc::new(nats.log_for(name)?))?,
+                None => Store::open(&path, opts)?,
+            };
+            #[cfg(not(feature = "jetstream"))]
             let store = Store::open(&path, opts)?;
             if let Some((d, aside)) = store.torn_tail() {
                 tracing::warn!(
@@ -392,6 +407,12 @@ impl AppState {
             }
         }
         Ok(())
+    }
+
+    /// The log of record the tenants' databases are projections of (a cluster node).
+    pub fn log_of_record(&self) -> Option<String> {
+        let t = self.tenants.values().next()?;
+        t.store.log_of_record().map(|l| l.describe())
     }
 
     /// Live tails open now (all tenants).

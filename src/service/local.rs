@@ -95,10 +95,11 @@ impl Local {
         Local::new(store.clone(), crate::memory::DEFAULT_SNAPSHOT_EVERY)
     }
 
-    /// Names the service (a server's tenant) and sets its largest append batch.
+    /// Names the service (a server's tenant) and sets its largest append batch (never
+    /// above what the store takes: a cluster node's log of record caps it).
     pub fn named(mut self, name: &str, max_batch: usize) -> Local {
         self.name = name.to_owned();
-        self.max_batch = max_batch;
+        self.max_batch = max_batch.min(self.max_batch);
         self
     }
 
@@ -159,7 +160,13 @@ impl Service for Local {
     }
 
     fn info(&self) -> Result<Info> {
-        Ok(Info { tenant: self.name.clone(), events: self.store().len(), max_batch: self.max_batch })
+        let store = self.store();
+        Ok(Info {
+            tenant: self.name.clone(),
+            events: store.len(),
+            max_batch: self.max_batch,
+            log_of_record: store.log_of_record().map(|l| l.describe()),
+        })
     }
 
     fn append(&self, req: &AppendRequest) -> Result<Vec<AppendedEvent>> {

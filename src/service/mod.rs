@@ -149,6 +149,9 @@ pub struct Info {
     pub events: u64,
     /// Largest batch one append takes.
     pub max_batch: usize,
+    /// The replicated log of record this node is a projection of (a cluster node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_of_record: Option<String>,
 }
 
 /// `POST /v1/events`: events in their JSON form.

@@ -8,12 +8,15 @@
 
 mod faulty;
 // The key layout is RocksDB's (the in-memory log keeps its own maps).
+#[cfg(feature = "jetstream")]
+pub mod jetstream;
 #[cfg_attr(not(feature = "rocks"), allow(dead_code))]
 mod layout;
 mod log;
 mod memlog;
 pub mod metrics;
 mod recover;
+pub mod replica;
 #[cfg(feature = "rocks")]
 mod rocks;
 mod subscribe;
@@ -173,6 +176,9 @@ pub(crate) struct Inner {
     /// since the fold that made it began (its state may hold removed text); a redaction
     /// writes and counts under this lock.
     pub redactions: Mutex<u64>,
+    /// The replicated log of record and its follower, when this store is a projection.
+    pub replica: Option<Arc<dyn replica::LogOfRecord>>,
+    pub follower: Mutex<Option<Box<dyn replica::Follower>>>,
 }
 
 /// The redactions a fold began after ([`Store::snapshot_epoch`]).
@@ -270,6 +276,70 @@ impl Store {
     /// Opens the engine over any backend: drops a torn group past the commit marker,
     /// brings every projector up to the end of the log, then starts the writer.
     pub fn with_log(log: Arc<dyn Log>, opts: Options) -> Result<Store> {
+        Store::open_engine(log, opts, None)
+    }
+
+    /// Opens the local database at `path` as a projection of a replicated log of record
+    /// (a cluster node): appends go to `replica` as atomic batches, and everything it
+    /// holds — whoever wrote it — is applied here in its order, from where this database
+    /// stopped (a new node starts from the first event). A batch is capped at the log of
+    /// record's atomic limit, a body at its message size; the local database is not
+    /// synced (the log of record is what survives).
+    pub fn open_replicated(
+        path: impl AsRef<Path>,
+        mut opts: Options,
+        replica: Arc<dyn replica::LogOfRecord>,
+    ) -> Result<Store> {
+        opts.max_batch_events = opts.max_batch_events.min(replica.max_batch());
+        opts.max_group_events = opts.max_group_events.min(replica.max_batch());
+        // Room for the header (up to 4,096 causes) and the message's own headers.
+        opts.max_body_bytes = opts.max_body_bytes.min(replica.max_payload().saturating_sub(256 << 10));
+        opts.sync = SyncMode::None;
+        #[cfg(feature = "rocks")]
+        {
+            let log = RocksLog::open(path, &opts)?;
+            Store::open_engine(Arc::new(log), opts, Some(replica))
+        }
+        #[cfg(not(feature = "rocks"))]
+        {
+            let _ = (opts, replica);
+            Err(Error::Log(LogError::Open {
+                path: path.as_ref().display().to_string(),
+                reason: "this build of dreamlog has no RocksDB backend (built without the `rocks` feature)".into(),
+            }))
+        }
+    }
+
+    /// [`Store::open_replicated`] over any local backend (tests: the in-memory log).
+    pub fn with_log_of_record(
+        log: Arc<dyn Log>,
+        opts: Options,
+        replica: Arc<dyn replica::LogOfRecord>,
+    ) -> Result<Store> {
+        Store::open_engine(log, opts, Some(replica))
+    }
+
+    /// The log of record this store is a projection of, if it is one.
+    pub fn log_of_record(&self) -> Option<&Arc<dyn replica::LogOfRecord>> {
+        self.inner.replica.as_ref()
+    }
+
+    /// Waits until the store holds `count` events (a replicated store applying what other
+    /// nodes wrote); false when `timeout` passed first.
+    pub fn wait_for(&self, count: u64, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut c = self.inner.committed.count.lock().unwrap_or_else(|e| e.into_inner());
+        while *c < count {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            c = self.inner.committed.changed.wait_timeout(c, left).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+        }
+        true
+    }
+
+    fn open_engine(log: Arc<dyn Log>, opts: Options, replica: Option<Arc<dyn replica::LogOfRecord>>) -> Result<Store> {
         let open_err = |reason: String| Error::Log(LogError::Open { path: log.describe(), reason });
         let stored = log.stored_end()?;
         let count = log.marker()?.unwrap_or(stored);
@@ -307,7 +377,12 @@ impl Store {
         let (watch, _) = tokio::sync::watch::channel(count);
         let committed = Arc::new(Committed { count: Mutex::new(count), changed: Condvar::new(), watch });
         let poisoned = Arc::new(Mutex::new(None));
-        let (handle, thread) = writer::spawn(log.clone(), opts.clone(), count, committed.clone(), poisoned.clone())?;
+        let (handle, thread) =
+            writer::spawn(log.clone(), opts.clone(), count, committed.clone(), poisoned.clone(), replica.clone())?;
+        let follower = match &replica {
+            Some(r) => Some(r.follow(count, handle.sink(), committed.watch.subscribe())?),
+            None => None,
+        };
         let closed = Arc::new(AtomicBool::new(false));
         if opts.sync == SyncMode::Fsync {
             spawn_acked_recorder(Arc::downgrade(&log), committed.clone(), closed.clone());
@@ -324,6 +399,8 @@ impl Store {
                 metrics: Default::default(),
                 opened,
                 redactions: Mutex::new(0),
+                replica,
+                follower: Mutex::new(follower),
             }),
         })
     }
@@ -839,6 +916,10 @@ impl Store {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
+        // The follower holds a sender of the writer's queue: it stops first.
+        if let Ok(mut f) = self.inner.follower.lock() {
+            f.take();
+        }
         if let Ok(mut w) = self.inner.writer.lock() {
             w.take(); // dropping the handle ends the writer after its queue drains
         }
@@ -856,6 +937,9 @@ impl Store {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.closed.store(true, Ordering::SeqCst); // ends the acknowledged-count recorder
+        if let Ok(mut f) = self.follower.lock() {
+            f.take();
+        }
         if let Ok(mut w) = self.writer.lock() {
             w.take();
         }

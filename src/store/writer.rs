@@ -7,7 +7,7 @@
 //! and writes nothing. If the write itself fails, every request of the group gets the
 //! error and the store is poisoned: it refuses further writes rather than pretend.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 use super::layout;
 use super::log::{Group, Log, Staged};
+use super::replica::{self, Incoming, LogOfRecord, PublishError};
 use super::{Committed, ExpectedVersion, Options, SyncMode};
 use crate::core::projection::{self, Projected};
 use crate::core::{Draft, EventId};
@@ -82,8 +83,16 @@ type Reply = oneshot::Sender<Result<Vec<Appended>>>;
 pub(crate) type Exclusive = Box<dyn FnOnce(&dyn Log, u64) -> Result<()> + Send>;
 
 enum Job {
-    Append { batch: AppendBatch, reply: Reply },
-    Exclusive { work: Exclusive, reply: oneshot::Sender<Result<()>> },
+    Append {
+        batch: AppendBatch,
+        reply: Reply,
+    },
+    Exclusive {
+        work: Exclusive,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    /// Messages of the log of record to apply (a replicated store's follower sends them).
+    Apply(Incoming),
 }
 
 /// The sending side of the writer's queue.
@@ -103,13 +112,24 @@ impl WriterHandle {
         self.tx.send(Job::Exclusive { work, reply }).map_err(|_| Error::Log(LogError::Closed))?;
         Ok(rx)
     }
+
+    /// Where a replicated store's follower delivers the log of record's messages.
+    pub(crate) fn sink(&self) -> replica::Sink {
+        let tx = Mutex::new(self.tx.clone());
+        Box::new(move |incoming| tx.lock().map(|tx| tx.send(Job::Apply(incoming)).is_ok()).unwrap_or(false))
+    }
 }
+
+/// How long a replicated append may take in all (retries while the log of record elects
+/// a leader or reconnects, catching up with other nodes) before it is refused.
+const REPLICATION_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A stream's last event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Head {
     version: u64,
     id: EventId,
+    position: u64,
 }
 
 /// Stream heads already looked up, bounded so a log with millions of streams does not
@@ -123,6 +143,10 @@ struct Writer {
     heads: HashMap<String, Option<Head>>,
     committed: Arc<Committed>,
     poisoned: Arc<Mutex<Option<String>>>,
+    /// The replicated log of record, when the local log is its projection.
+    replica: Option<Arc<dyn LogOfRecord>>,
+    /// Jobs taken from the queue while waiting for the log of record, run next.
+    deferred: VecDeque<Job>,
 }
 
 pub(crate) fn spawn(
@@ -131,9 +155,11 @@ pub(crate) fn spawn(
     next: u64,
     committed: Arc<Committed>,
     poisoned: Arc<Mutex<Option<String>>>,
+    replica: Option<Arc<dyn LogOfRecord>>,
 ) -> Result<(WriterHandle, JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel::<Job>();
-    let mut w = Writer { log, opts, next, heads: HashMap::new(), committed, poisoned };
+    let mut w =
+        Writer { log, opts, next, heads: HashMap::new(), committed, poisoned, replica, deferred: VecDeque::new() };
     let thread = std::thread::Builder::new()
         .name("dreamlog-writer".into())
         .spawn(move || w.run(rx))
@@ -165,9 +191,13 @@ pub fn now_ms() -> u64 {
 
 impl Writer {
     fn run(&mut self, rx: mpsc::Receiver<Job>) {
-        let mut pending: Option<Job> = None;
+        // A replicated group is one atomic publish, which the log of record caps.
+        let limit = match &self.replica {
+            Some(r) => self.opts.max_group_events.min(r.max_batch()),
+            None => self.opts.max_group_events,
+        };
         loop {
-            let first = match pending.take() {
+            let first = match self.deferred.pop_front() {
                 Some(job) => job,
                 None => match rx.recv() {
                     Ok(job) => job,
@@ -180,23 +210,38 @@ impl Writer {
                     let _ = reply.send(self.run_exclusive(work));
                     continue;
                 }
+                Job::Apply(incoming) => {
+                    self.apply_or_poison(incoming);
+                    continue;
+                }
             };
             let mut events = batch.events.len();
             let mut jobs = vec![(batch, reply)];
-            while events < self.opts.max_group_events {
-                match rx.try_recv() {
-                    Ok(Job::Append { batch, reply }) => {
+            while events < limit {
+                let next = match self.deferred.pop_front() {
+                    Some(job) => job,
+                    None => match rx.try_recv() {
+                        Ok(job) => job,
+                        Err(_) => break,
+                    },
+                };
+                match next {
+                    Job::Append { batch, reply } if self.replica.is_none() || events + batch.events.len() <= limit => {
                         events += batch.events.len();
                         jobs.push((batch, reply));
                     }
-                    Ok(other) => {
-                        pending = Some(other);
+                    Job::Apply(incoming) => self.apply_or_poison(incoming),
+                    other => {
+                        self.deferred.push_front(other);
                         break;
                     }
-                    Err(_) => break,
                 }
             }
-            self.commit_group(jobs);
+            if self.replica.is_some() {
+                self.commit_replicated(jobs, &rx);
+            } else {
+                self.commit_group(jobs);
+            }
         }
     }
 
@@ -279,12 +324,324 @@ impl Writer {
         self.committed.watch.send_replace(self.next);
     }
 
+    /// Applies the log of record's messages; a failure poisons the store (it stops
+    /// applying and refuses writes; reads go on), with the reason in the log.
+    fn apply_or_poison(&mut self, incoming: Incoming) {
+        if let Err(e) = self.apply(incoming) {
+            tracing::error!("{}: this node stops applying the log of record: {e}", self.log.describe());
+            self.poison(e.to_string());
+        }
+    }
+
+    fn poison(&mut self, reason: String) {
+        if let Ok(mut p) = self.poisoned.lock() {
+            if p.is_none() {
+                *p = Some(reason);
+            }
+        }
+        self.heads.clear();
+    }
+
+    /// Writes the log of record's messages into the local log at their positions (those
+    /// already applied are skipped): each event's chain is checked against its stream's
+    /// head here, its version is the next one, and the projectors run as for any group.
+    fn apply(&mut self, incoming: Incoming) -> Result<()> {
+        if let Some(reason) = self.poisoned.lock().map(|p| p.clone()).unwrap_or_else(|e| e.into_inner().clone()) {
+            return Err(Error::Log(LogError::Poisoned(reason)));
+        }
+        let mut write =
+            Group { events: Vec::new(), index: Vec::new(), end: self.next, rewrites: Vec::new(), clear: Vec::new() };
+        let mut heads: HashMap<String, Head> = HashMap::new();
+        for (i, payload) in incoming.payloads.iter().enumerate() {
+            let position = incoming.first + i as u64;
+            if position < self.next {
+                continue;
+            }
+            let due = self.next + write.events.len() as u64;
+            if position != due {
+                return Err(Error::Log(LogError::Corrupt {
+                    position: due,
+                    reason: format!("the follower delivered position {position} where {due} was due"),
+                }));
+            }
+            let event = replica::decode_message(position, payload)?;
+            let stream = event.header.stream.clone();
+            let head = match heads.get(&stream) {
+                Some(h) => Some(*h),
+                None => self.committed_head(&stream)?,
+            };
+            let chained = head.map(|h| vec![h.id]).unwrap_or_default();
+            if event.header.parents != chained {
+                return Err(Error::Log(LogError::Corrupt {
+                    position,
+                    reason: format!(
+                        "the log of record's event {} on stream {stream:?} chains to {}, but the stream's head there is {}: it was not written by a dreamlog node",
+                        event.id,
+                        event.header.parents.first().map(|p| p.to_hex()).unwrap_or_else(|| "nothing".into()),
+                        head.map(|h| h.id.to_hex()).unwrap_or_else(|| "nothing (a new stream)".into())
+                    ),
+                }));
+            }
+            let version = head.map_or(0, |h| h.version + 1);
+            heads.insert(stream, Head { version, id: event.id, position });
+            write.events.push(Staged { position, version, event });
+        }
+        if write.events.is_empty() {
+            return Ok(());
+        }
+        for s in &write.events {
+            let e = &s.event;
+            let seen = Projected { position: s.position, version: s.version, header: &e.header, body: Some(&e.body) };
+            projection::project(&seen, &mut write.index);
+        }
+        write.end = self.next + write.events.len() as u64;
+        self.log.write(&write, self.opts.sync == SyncMode::Fsync)?;
+        self.next = write.end;
+        if self.heads.len() + heads.len() > HEAD_CACHE_MAX {
+            self.heads.clear();
+        }
+        self.heads.extend(heads.into_iter().map(|(k, h)| (k, Some(h))));
+        self.publish();
+        Ok(())
+    }
+
+    /// Applies what the follower delivers until the local log reaches `target`; appends
+    /// and other work that arrive meanwhile wait their turn.
+    fn catch_up_to(&mut self, target: u64, rx: &mpsc::Receiver<Job>, deadline: std::time::Instant) -> Result<()> {
+        while self.next < target {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(self.replication_error(format!(
+                    "this node has applied the log of record up to position {} but needs {target}, and the follower delivered nothing more within {} s",
+                    self.next,
+                    REPLICATION_DEADLINE.as_secs()
+                )));
+            }
+            match rx.recv_timeout(left.min(std::time::Duration::from_secs(1))) {
+                Ok(Job::Apply(incoming)) => {
+                    if let Err(e) = self.apply(incoming) {
+                        tracing::error!("{}: this node stops applying the log of record: {e}", self.log.describe());
+                        self.poison(e.to_string());
+                        return Err(e);
+                    }
+                }
+                Ok(other) => self.deferred.push_back(other),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(Error::Log(LogError::Closed)),
+            }
+        }
+        Ok(())
+    }
+
+    fn replication_error(&self, reason: String) -> Error {
+        let log = self.replica.as_ref().map(|r| r.describe()).unwrap_or_default();
+        Error::Log(LogError::Replication { log, reason })
+    }
+
+    /// Catches up with everything the log of record holds now.
+    fn catch_up_to_end(&mut self, rx: &mpsc::Receiver<Job>, deadline: std::time::Instant) -> Result<()> {
+        let end = match &self.replica {
+            Some(r) => r.end()?,
+            None => return Ok(()),
+        };
+        self.catch_up_to(end, rx, deadline)
+    }
+
+    /// A replicated group: checked against the local log like any group, published to the
+    /// log of record as one atomic batch conditional on the heads it chained to, and
+    /// acknowledged once this node has applied it. A conflict (another node wrote to one
+    /// of its streams first) or a refusal that the node's lag may explain (an expected
+    /// version, a parent, a cause) is checked again after catching up.
+    fn commit_replicated(&mut self, jobs: Vec<(AppendBatch, Reply)>, rx: &mpsc::Receiver<Job>) {
+        let Some(replica) = self.replica.clone() else { return };
+        let poisoned = self.poisoned.lock().map(|p| p.clone()).unwrap_or_else(|e| e.into_inner().clone());
+        let mut jobs: Vec<(AppendBatch, Reply)> = jobs
+            .into_iter()
+            .filter_map(|(batch, reply)| {
+                if let Some(reason) = &poisoned {
+                    let _ = reply.send(Err(Error::Log(LogError::Poisoned(reason.clone()))));
+                    return None;
+                }
+                if !batch.rewrites.is_empty() || !batch.clear.is_empty() {
+                    let _ = reply.send(Err(Error::Log(LogError::Unsupported(format!(
+                        "redaction is not possible on a node of a replicated log ({}): the log of record's messages are immutable there; redact on an embedded store",
+                        replica.describe()
+                    )))));
+                    return None;
+                }
+                Some((batch, reply))
+            })
+            .collect();
+        if jobs.is_empty() {
+            return;
+        }
+        let deadline = std::time::Instant::now() + REPLICATION_DEADLINE;
+        let mut caught_up = false;
+        // An attempt whose outcome was unknown and then conflicted: its outcomes, their
+        // base position and its first event. It may be what the conflict was with.
+        let mut uncertain: Option<Uncertain> = None;
+        loop {
+            if let Some((earlier, earlier_base, first_id)) = uncertain.take() {
+                match self.log.position_of(&first_id) {
+                    // Stored (the batch is atomic: all of it): that attempt is the answer.
+                    Ok(Some(first)) => {
+                        for ((_, reply), outcome) in jobs.into_iter().zip(earlier) {
+                            let _ = reply.send(outcome.map(|mut appended| {
+                                for a in appended.iter_mut().filter(|a| !a.existed) {
+                                    a.position = a.position - earlier_base + first;
+                                }
+                                appended
+                            }));
+                        }
+                        return;
+                    }
+                    Ok(None) => {}
+                    Err(e) => return reply_all(jobs, &e),
+                }
+            }
+            let now = now_ms();
+            let base = self.next;
+            let mut group = GroupState { next: base, ..Default::default() };
+            let mut events: Vec<Staged> = Vec::new();
+            let mut outcomes: Vec<Result<Vec<Appended>>> = Vec::with_capacity(jobs.len());
+            for (batch, _) in &mut jobs {
+                match self.stage_job(batch.clone(), &group, now) {
+                    Ok(stage) => {
+                        group.next += stage.staged.len() as u64;
+                        group.heads.extend(stage.heads);
+                        group.ids.extend(stage.ids);
+                        events.extend(stage.staged);
+                        outcomes.push(Ok(stage.appended));
+                    }
+                    Err(e) => outcomes.push(Err(e)),
+                }
+            }
+            let stale = outcomes.iter().any(|o| {
+                matches!(
+                    o,
+                    Err(Error::Log(
+                        LogError::WrongExpectedVersion { .. }
+                            | LogError::ParentMismatch { .. }
+                            | LogError::UnknownCause { .. }
+                    ))
+                )
+            });
+            if stale && !caught_up {
+                if let Err(e) = self.catch_up_to_end(rx, deadline) {
+                    return reply_all(jobs, &e);
+                }
+                caught_up = true;
+                continue;
+            }
+            if events.is_empty() {
+                for ((_, reply), outcome) in jobs.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+                return;
+            }
+            let heads = match self.chained_heads(&events) {
+                Ok(h) => h,
+                Err(e) => return reply_all(jobs, &e),
+            };
+            let mut unknown = None;
+            let published = loop {
+                match replica.publish(&events, &heads) {
+                    Err(PublishError::Unknown(why)) => {
+                        unknown = Some(why);
+                        if std::time::Instant::now() >= deadline {
+                            break Err(PublishError::Unknown(unknown.take().unwrap_or_default()));
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                    other => break other,
+                }
+            };
+            match published {
+                Ok(first) => {
+                    let end = first + events.len() as u64;
+                    if let Err(e) = self.catch_up_to(end, rx, deadline) {
+                        return reply_all(jobs, &e);
+                    }
+                    for ((_, reply), outcome) in jobs.into_iter().zip(outcomes) {
+                        let _ = reply.send(outcome.map(|mut appended| {
+                            for a in appended.iter_mut().filter(|a| !a.existed) {
+                                a.position = a.position - base + first;
+                            }
+                            appended
+                        }));
+                    }
+                    return;
+                }
+                Err(PublishError::Conflict(why)) => {
+                    if std::time::Instant::now() >= deadline {
+                        let e = self.replication_error(format!(
+                            "the batch conflicted with other writers until the deadline ({} s): {why}",
+                            REPLICATION_DEADLINE.as_secs()
+                        ));
+                        return reply_all(jobs, &e);
+                    }
+                    if let Err(e) = self.catch_up_to_end(rx, deadline) {
+                        return reply_all(jobs, &e);
+                    }
+                    caught_up = true;
+                    if unknown.is_some() {
+                        uncertain = Some((outcomes, base, events[0].event.id));
+                    }
+                }
+                Err(PublishError::Unknown(why)) => {
+                    let e = self.replication_error(format!(
+                        "no answer within {} s ({why}); the batch may have been stored: sending it again is safe",
+                        REPLICATION_DEADLINE.as_secs()
+                    ));
+                    return reply_all(jobs, &e);
+                }
+                Err(PublishError::Refused(e)) => {
+                    for ((_, reply), outcome) in jobs.into_iter().zip(outcomes) {
+                        let _ = reply.send(match outcome {
+                            Ok(_) => Err(clone_error(&e)),
+                            Err(own) => Err(own),
+                        });
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// For the first event of each stream in a group: the position of the committed head
+    /// it chained to (`None` for a stream's first event).
+    fn chained_heads(&self, events: &[Staged]) -> Result<Vec<(usize, Option<u64>)>> {
+        let mut seen = std::collections::HashSet::new();
+        let mut heads = Vec::new();
+        for (i, s) in events.iter().enumerate() {
+            if !seen.insert(s.event.header.stream.as_str()) {
+                continue;
+            }
+            let at = match s.version {
+                0 => None,
+                v => Some(self.log.stream_position(&s.event.header.stream, v - 1)?.ok_or_else(|| {
+                    Error::Log(LogError::Corrupt {
+                        position: s.position,
+                        reason: format!("stream {:?} has no version {} to chain to", s.event.header.stream, v - 1),
+                    })
+                })?),
+            };
+            heads.push((i, at));
+        }
+        Ok(heads)
+    }
+
     /// The head of a stream as the job sees it: its own changes, then the group's, then
     /// the committed log.
     fn head(&mut self, stream: &str, stage: &JobStage, group: &GroupState) -> Result<Option<Head>> {
         if let Some(h) = stage.heads.get(stream).or_else(|| group.heads.get(stream)) {
             return Ok(*h);
         }
+        self.committed_head(stream)
+    }
+
+    /// The head of a stream in the committed log (cached).
+    fn committed_head(&mut self, stream: &str) -> Result<Option<Head>> {
         if let Some(h) = self.heads.get(stream) {
             return Ok(*h);
         }
@@ -317,7 +674,7 @@ impl Writer {
         let parts = layout::split_record(&raw).ok_or_else(|| {
             Error::Log(LogError::Corrupt { position: pos, reason: "record layout is invalid".into() })
         })?;
-        Ok(Some(Head { version, id: parts.id }))
+        Ok(Some(Head { version, id: parts.id, position: pos }))
     }
 
     /// Where an id already is: in this job, in the group, or in the committed log.
@@ -391,7 +748,7 @@ impl Writer {
                     .map_err(|source| Error::Log(LogError::InvalidEvent { index, source }))?;
                 match self.existing(&sealed.id, &stage, group)? {
                     Some((position, version)) => {
-                        *from = Some(Head { version, id: sealed.id });
+                        *from = Some(Head { version, id: sealed.id, position });
                         stage.appended.push(Appended { position, id: sealed.id, version, existed: true });
                         continue;
                     }
@@ -442,7 +799,7 @@ impl Writer {
             }
             let version = head.map(|h| h.version + 1).unwrap_or(0);
             let position = group.next + stage.staged.len() as u64;
-            stage.heads.insert(stream, Some(Head { version, id: sealed.id }));
+            stage.heads.insert(stream, Some(Head { version, id: sealed.id, position }));
             stage.ids.insert(sealed.id, (position, version));
             stage.appended.push(Appended { position, id: sealed.id, version, existed: false });
             stage.staged.push(Staged { position, version, event: sealed });
@@ -455,5 +812,37 @@ impl Writer {
             return Err(errs.swap_remove(0));
         }
         Ok(stage)
+    }
+}
+
+/// An attempt whose outcome is unknown: each job's outcome, their base position, and the
+/// batch's first event (found in the log once caught up if the attempt was stored).
+type Uncertain = (Vec<Result<Vec<Appended>>>, u64, EventId);
+
+/// Sends one error to every job.
+fn reply_all(jobs: Vec<(AppendBatch, Reply)>, e: &Error) {
+    for (_, reply) in jobs {
+        let _ = reply.send(Err(clone_error(e)));
+    }
+}
+
+/// A copy of an error for each of the jobs it fails (errors are not `Clone`: the log's
+/// own are rebuilt, others keep their text and class).
+fn clone_error(e: &Error) -> Error {
+    match e {
+        Error::Log(LogError::Replication { log, reason }) => {
+            Error::Log(LogError::Replication { log: log.clone(), reason: reason.clone() })
+        }
+        Error::Log(LogError::Poisoned(r)) => Error::Log(LogError::Poisoned(r.clone())),
+        Error::Log(LogError::Unsupported(r)) => Error::Log(LogError::Unsupported(r.clone())),
+        Error::Log(LogError::BodyTooLarge { index, len, limit }) => {
+            Error::Log(LogError::BodyTooLarge { index: *index, len: *len, limit: *limit })
+        }
+        Error::Log(LogError::Closed) => Error::Log(LogError::Closed),
+        Error::Log(LogError::Corrupt { position, reason }) => {
+            Error::Log(LogError::Corrupt { position: *position, reason: reason.clone() })
+        }
+        Error::Log(LogError::Storage(r)) => Error::Log(LogError::Storage(r.clone())),
+        other => Error::Log(LogError::Replication { log: String::new(), reason: other.to_string() }),
     }
 }
