@@ -160,6 +160,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/checkpoints/verify", post(verify_checkpoint))
         .route("/v1/export", get(export))
         .merge(super::anthropic::routes())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), consistency))
         .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
             let permits = permits.clone();
             async move {
@@ -183,6 +184,43 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
+
+/// Read-your-writes across nodes. Every answer carries `X-Dreamlog-Position`: the
+/// tenant's log length once the request was done (it includes the request's own writes).
+/// A request with `X-Dreamlog-After: N` waits until this node holds N events — a cluster
+/// node that has not yet applied what another node acknowledged — within the request
+/// timeout (then 503, nothing done). `Remote` sends back the largest position it saw.
+async fn consistency(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let tenant = auth(&state, req.headers(), Role::Read).ok();
+    let after = req.headers().get(AFTER_HEADER).map(|v| v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()));
+    if let (Some(t), Some(after)) = (&tenant, after) {
+        let Some(after) = after else {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("{AFTER_HEADER}: expected a count of events (a non-negative integer)"),
+            )
+            .into_response();
+        };
+        if t.store.len() < after {
+            let mut seen = t.store.watch_len();
+            if seen.wait_for(|c| *c >= after).await.is_err() {
+                return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the store closed")
+                    .into_response();
+            }
+        }
+    }
+    let mut resp = next.run(req).await;
+    if let Some(t) = tenant {
+        resp.headers_mut().insert(POSITION_HEADER, axum::http::HeaderValue::from(t.store.len()));
+    }
+    resp
+}
+
+/// The header a request names the log length it must see with.
+pub const AFTER_HEADER: &str = "x-dreamlog-after";
+/// The header an answer names the log length with.
+pub const POSITION_HEADER: &str = "x-dreamlog-position";
 
 /// One log line per request: method, path, status and time taken. Successes at debug,
 /// client errors at info, server errors at warn (the default level shows the errors).

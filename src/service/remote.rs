@@ -29,6 +29,10 @@ pub struct Remote {
     base: String,
     token: Option<String>,
     http: reqwest::blocking::Client,
+    /// The largest log length the server has answered with (`X-Dreamlog-Position`), sent
+    /// back with every request (`X-Dreamlog-After`): a client moved to another cluster
+    /// node still sees its own writes.
+    seen: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A name as one URL path segment (percent-encoded).
@@ -67,15 +71,24 @@ impl Remote {
             }
         }
         let http = builder.build().map_err(|e| remote_error(0, "client", e.to_string()))?;
-        Ok(Remote { base: url.trim_end_matches('/').to_owned(), token, http })
+        Ok(Remote { base: url.trim_end_matches('/').to_owned(), token, http, seen: Default::default() })
     }
 
     fn send(&self, req: reqwest::blocking::RequestBuilder) -> Result<reqwest::blocking::Response> {
+        use std::sync::atomic::Ordering;
         let req = match &self.token {
             Some(t) => req.bearer_auth(t),
             None => req,
         };
+        let req = match self.seen.load(Ordering::Relaxed) {
+            0 => req,
+            n => req.header(crate::server::AFTER_HEADER, n),
+        };
         let resp = req.send().map_err(|e| remote_error(0, "connection", format!("{}: {e}", self.base)))?;
+        if let Some(n) = resp.headers().get(crate::server::POSITION_HEADER).and_then(|v| v.to_str().ok()?.parse().ok())
+        {
+            self.seen.fetch_max(n, Ordering::Relaxed);
+        }
         let status = resp.status().as_u16();
         if resp.status().is_success() {
             return Ok(resp);

@@ -24,6 +24,9 @@ use super::log::Staged;
 use super::replica::{self, Follower, Incoming, LogOfRecord, PublishError, Sink, FOLLOW_AHEAD};
 use crate::error::{Error, LogError, Result};
 
+/// How long one pull of the follower waits (its idle heartbeat is half of it).
+const FOLLOW_PULL_EXPIRES: Duration = Duration::from_secs(2);
+
 /// JetStream caps an atomic batch at 1,000 messages.
 pub const MAX_ATOMIC_BATCH: usize = 1000;
 
@@ -406,6 +409,10 @@ impl LogOfRecord for JetStreamLog {
                         deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
                             start_sequence: next + 1,
                         },
+                        // Pulls expire after 2 s with a heartbeat each second, so a consumer
+                        // lost with its server is noticed and recreated within seconds (the
+                        // default, 30 s pulls and 15 s heartbeats, stalls writes for 30 s).
+                        max_expires: FOLLOW_PULL_EXPIRES,
                         ..Default::default()
                     };
                     let consumer = stream.create_consumer(config).await.map_err(|e| e.to_string())?;

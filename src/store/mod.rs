@@ -339,6 +339,12 @@ impl Store {
         true
     }
 
+    /// The committed count as it changes (async waiters: a server holding a request
+    /// until this node has applied a position).
+    pub fn watch_len(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.committed.watch.subscribe()
+    }
+
     fn open_engine(log: Arc<dyn Log>, opts: Options, replica: Option<Arc<dyn replica::LogOfRecord>>) -> Result<Store> {
         let open_err = |reason: String| Error::Log(LogError::Open { path: log.describe(), reason });
         let stored = log.stored_end()?;

@@ -121,8 +121,9 @@ impl WriterHandle {
 }
 
 /// How long a replicated append may take in all (retries while the log of record elects
-/// a leader or reconnects, catching up with other nodes) before it is refused.
-const REPLICATION_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+/// a leader or reconnects, catching up with other nodes) before it is refused; below the
+/// server's default request timeout (30 s), so a client gets this store's own answer.
+const REPLICATION_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// A stream's last event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
