@@ -21,8 +21,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dreamlog::{EventId, Options, Store, SyncMode};
-use serde_json::{json, Value};
+use dreamlog::{Options, Store, SyncMode};
+
+#[path = "shared/load.rs"]
+mod load;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -42,21 +44,12 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0
-}
-
 fn main() {
     let connections = env_or("LOADTEST_CONNECTIONS", 64) as usize;
     let seconds = env_or("LOADTEST_SECONDS", 10).min(120);
     let batch = env_or("LOADTEST_BATCH", 100) as usize;
     let subscribers = env_or("LOADTEST_SUBSCRIBERS", 1000) as usize;
     let rate = env_or("LOADTEST_RATE", 0);
-    // Each connection's interval between requests when paced.
-    let interval = (rate > 0).then(|| Duration::from_secs_f64((connections * batch) as f64 / rate as f64));
 
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("db");
@@ -80,75 +73,9 @@ fn main() {
     );
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let (acked, latencies, elapsed) = rt.block_on(async {
-        let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build().expect("client");
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for c in 0..connections {
-            let client = client.clone();
-            let url = format!("{base}/v1/events");
-            tasks.push(tokio::spawn(async move {
-                let mut acked: Vec<(u64, EventId)> = Vec::new();
-                let mut lat = Vec::new();
-                let mut n = 0u64;
-                // Spread the connections' schedules over one interval.
-                let mut next = started + interval.map(|i| i.mul_f64(c as f64 / connections as f64)).unwrap_or_default();
-                while Instant::now() < deadline {
-                    if interval.is_some() {
-                        tokio::time::sleep_until(next.into()).await;
-                    }
-                    let events: Vec<Value> = (0..batch)
-                        .map(|i| {
-                            json!({"kind": "note", "actor": "agent:load",
-                                   "body": {"type": "load", "json": {"c": c, "n": n, "i": i, "pad": "x".repeat(200)}}})
-                        })
-                        .collect();
-                    n += 1;
-                    // Paced: latency from the scheduled start (no coordinated omission).
-                    let t = if interval.is_some() { next } else { Instant::now() };
-                    if let Some(i) = interval {
-                        next += i;
-                    }
-                    let resp = client
-                        .post(&url)
-                        .json(&json!({"stream": format!("load-{c}"), "events": events}))
-                        .send()
-                        .await
-                        .expect("request");
-                    let status = resp.status();
-                    let body: Value = resp.json().await.expect("json");
-                    lat.push(t.elapsed());
-                    assert!(status.is_success(), "{status}: {body}");
-                    for a in body["appended"].as_array().expect("appended") {
-                        let id: EventId = a["id"].as_str().expect("id").parse().expect("hex id");
-                        acked.push((a["position"].as_u64().expect("position"), id));
-                    }
-                }
-                (acked, lat)
-            }));
-        }
-        let mut acked = Vec::new();
-        let mut lat = Vec::new();
-        for t in tasks {
-            let (a, l) = t.await.expect("task");
-            acked.extend(a);
-            lat.extend(l);
-        }
-        (acked, lat, started.elapsed())
-    });
-    let mut latencies = latencies;
-    latencies.sort();
-    println!(
-        "appended {} events in {} requests over {:.1} s: {:.0} events/s; request latency p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms",
-        acked.len(),
-        latencies.len(),
-        elapsed.as_secs_f64(),
-        acked.len() as f64 / elapsed.as_secs_f64(),
-        pct(&latencies, 0.5),
-        pct(&latencies, 0.99),
-        pct(&latencies, 0.999)
-    );
+    let load = load::drive(&rt, &[base.clone()], connections, batch, seconds, rate);
+    println!("appended {}", load.summary());
+    let acked = load.acked;
 
     // Idle SSE subscribers: open them, wait until each got its first event, measure RSS.
     let before = rss_kib(pid);

@@ -17,7 +17,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -155,12 +155,23 @@ struct Acked {
 /// `threads` writers, writer `t` on `nodes[t % len]`, batches of 100 on its own stream
 /// (and every fifth batch on one shared stream), until `stop`.
 fn load(nodes: Vec<String>, threads: usize, tag: &str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Acked> {
+    load_counting(nodes, threads, tag, stop, Arc::default())
+}
+
+/// [`load`], counting acknowledged batches in `acks` as they come.
+fn load_counting(
+    nodes: Vec<String>,
+    threads: usize,
+    tag: &str,
+    stop: Arc<AtomicBool>,
+    acks: Arc<AtomicUsize>,
+) -> std::thread::JoinHandle<Acked> {
     let tag = tag.to_owned();
     std::thread::spawn(move || {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
                 let node = nodes[t % nodes.len()].clone();
-                let (stop, tag) = (stop.clone(), tag.clone());
+                let (stop, tag, acks) = (stop.clone(), tag.clone(), acks.clone());
                 std::thread::spawn(move || {
                     let c = client();
                     let mut acked = Acked::default();
@@ -177,6 +188,7 @@ fn load(nodes: Vec<String>, threads: usize, tag: &str, stop: Arc<AtomicBool>) ->
                                 ));
                             }
                             acked.times.push(Instant::now());
+                            acks.fetch_add(1, Ordering::Relaxed);
                         } else {
                             acked.errors.push(format!("{node}: {status} {v}"));
                             std::thread::sleep(Duration::from_millis(50));
@@ -385,14 +397,25 @@ fn a_cluster_of_three_nodes_on_jetstream() {
     converged(&c, &nodes, &cload.events);
 
     // (b) A NATS server SIGKILLed under load on all three nodes: nothing acknowledged is
-    // lost, writes go on while it is down, and it rejoins.
+    // lost, writes go on while it is down (after JetStream's Raft elects a new stream
+    // leader if it led: its election timeout is 4 to 9 s), and it rejoins.
     let stop = Arc::new(AtomicBool::new(false));
-    let run = load(nodes.clone(), 6, "b", stop.clone());
+    let acks = Arc::new(AtomicUsize::new(0));
+    let run = load_counting(nodes.clone(), 6, "b", stop.clone(), acks.clone());
     std::thread::sleep(Duration::from_millis(1000));
     cluster.member("kill", "nats2");
     let killed = Instant::now();
-    std::thread::sleep(Duration::from_millis(4000));
-    let restarted = Instant::now();
+    // In-flight batches may still land; then writes must go on with nats2 down.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = acks.load(Ordering::Relaxed);
+    while acks.load(Ordering::Relaxed) < before + 20 {
+        assert!(
+            killed.elapsed() < Duration::from_secs(25),
+            "writes did not go on within 25 s of a NATS server's death"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("writes went on {:.1} s after a NATS server was killed", killed.elapsed().as_secs_f64());
     cluster.member("start", "nats2");
     std::thread::sleep(Duration::from_millis(1500));
     stop.store(true, Ordering::Relaxed);
@@ -402,8 +425,6 @@ fn a_cluster_of_three_nodes_on_jetstream() {
         "appends refused while a NATS server was down: {:?}",
         &b.errors[..b.errors.len().min(3)]
     );
-    let during = b.times.iter().filter(|t| **t > killed + Duration::from_millis(500) && **t < restarted).count();
-    assert!(during > 0, "writes went on while the NATS server was down ({} batches in all)", b.times.len());
     let health = cluster.nats_health(2);
     let deadline = Instant::now() + Duration::from_secs(60);
     while c.get(&health).send().map(|r| !r.status().is_success()).unwrap_or(true) {

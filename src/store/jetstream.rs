@@ -49,7 +49,7 @@ fn default_replicas() -> usize {
 }
 
 fn default_timeout_ms() -> u64 {
-    5000
+    2000
 }
 
 impl JetStreamConfig {
