@@ -7,7 +7,7 @@
 //! in total) against:
 //! 1. the embedded store (`dreamlog serve`, sync fsync);
 //! 2. a cluster with JetStream R1 (tools/cluster.sh, 3 NATS servers, 3 nodes, the
-//!    connections spread over the nodes);
+//!    connections spread over the nodes, or over the first CLUSTER_BENCH_VIA of them);
 //! 3. a cluster with JetStream R3 (every batch on a quorum, synced: sync_interval always);
 //!
 //! then a fresh node joins the R3 cluster and rebuilds from the log of record: its
@@ -90,6 +90,8 @@ fn main() {
     let seconds = env_or("CLUSTER_BENCH_SECONDS", 10).min(120);
     let batch = env_or("CLUSTER_BENCH_BATCH", 100) as usize;
     let rate = env_or("CLUSTER_BENCH_RATE", 0);
+    // Through how many of the three nodes the connections write (all three by default).
+    let via = env_or("CLUSTER_BENCH_VIA", 3).max(1) as usize;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     println!(
         "{connections} connections × batches of {batch} for {seconds} s, {}; {cores} cores shared by every process",
@@ -115,7 +117,7 @@ fn main() {
             line.split("on http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("address").to_owned();
         std::thread::spawn(move || for _ in err.lines() {});
         let base = format!("http://{addr}");
-        let r = load::drive(&rt, &[base.clone()], connections, batch, seconds, rate);
+        let r = load::drive(&rt, std::slice::from_ref(&base), connections, batch, seconds, rate);
         check(&[base], &r.acked);
         println!("embedded (fsync):      {}", r.summary());
         rows.push(("embedded, fsync".into(), r));
@@ -130,9 +132,10 @@ fn main() {
         cluster_sh(dir.path(), replicas, &["up"]);
         let env = cluster_env(dir.path());
         let nodes: Vec<String> = (1..=3).map(|n| env[&format!("NODE{n}")].clone()).collect();
-        let r = load::drive(&rt, &nodes, connections, batch, seconds, rate);
+        let through = &nodes[..via.min(3)];
+        let r = load::drive(&rt, through, connections, batch, seconds, rate);
         check(&nodes, &r.acked);
-        println!("JetStream R{replicas} (3 nodes): {}", r.summary());
+        println!("JetStream R{replicas} (writes through {} of 3 nodes): {}", through.len(), r.summary());
         if replicas == 3 {
             let total = events_on(&nodes[0]);
             let started = Instant::now();
@@ -151,7 +154,7 @@ fn main() {
             catch_up = Some((total, t));
         }
         cluster_sh(dir.path(), replicas, &["down"]);
-        rows.push((format!("JetStream R{replicas}, 3 nodes"), r));
+        rows.push((format!("JetStream R{replicas}, writes through {} of 3 nodes", via.min(3)), r));
     }
 
     println!();

@@ -19,7 +19,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dreamlog::{Options, Store, SyncMode};
 
@@ -73,7 +73,7 @@ fn main() {
     );
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let load = load::drive(&rt, &[base.clone()], connections, batch, seconds, rate);
+    let load = load::drive(&rt, std::slice::from_ref(&base), connections, batch, seconds, rate);
     println!("appended {}", load.summary());
     let acked = load.acked;
 

@@ -16,7 +16,8 @@
 # Its cluster.env holds NATS_URLS and NODE1..3 (the nodes' HTTP URLs) for scripts.
 # Ports: DREAMLOG_CLUSTER_PORT (default: a free block): NATS clients +1..3, routes
 # +11..13, NATS monitoring +21..23, dreamlog nodes +31..33.
-# DREAMLOG_CLUSTER_REPLICAS (default 3) sets the streams' replicas; DREAMLOG_BIN the
+# DREAMLOG_CLUSTER_REPLICAS (default 3) sets the streams' replicas, DREAMLOG_CLUSTER_SYNC
+# JetStream's sync_interval (default always: fsync before every acknowledgement); DREAMLOG_BIN the
 # dreamlog binary (default: target/release/dreamlog, built when missing).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -124,9 +125,10 @@ http: 127.0.0.1:$((BASE + 20 + n))
 max_payload: 8MB
 jetstream {
   store_dir: "$DIR/nats$n-data"
-  # Every write is synced before JetStream acknowledges it (the default syncs every
+  # Every write is synced before JetStream acknowledges it (NATS's default syncs every
   # two minutes): an acknowledged batch is on disk on a quorum of servers.
-  sync_interval: always
+  # DREAMLOG_CLUSTER_SYNC=2m (or any interval) measures the difference.
+  sync_interval: ${DREAMLOG_CLUSTER_SYNC:-always}
 }
 cluster {
   name: dreamlog
@@ -152,7 +154,7 @@ EOF
     for n in 1 2 3; do start_node "$n"; done
     for n in 1 2 3; do wait_http "http://127.0.0.1:$((BASE + 30 + n))/v1/health" 60; done
     echo "cluster up in $DIR"
-    echo "  NATS (JetStream, R$REPLICAS, sync always): $NATS_URLS"
+    echo "  NATS (JetStream, R$REPLICAS, sync_interval ${DREAMLOG_CLUSTER_SYNC:-always}): $NATS_URLS"
     echo "  dreamlog nodes: http://127.0.0.1:$((BASE + 31)) http://127.0.0.1:$((BASE + 32)) http://127.0.0.1:$((BASE + 33))"
     echo "  logs and data: $DIR (cluster.env holds these URLs)"
     echo "  try: dreamlog --remote http://127.0.0.1:$((BASE + 31)) memory apply notes '{\"command\":\"create\",\"path\":\"/memories/a.md\",\"file_text\":\"hi\"}'"

@@ -9,7 +9,7 @@
 //! follower, which delivers the log of record's messages in order — so every node
 //! applies the same events at the same positions, whoever wrote them.
 //!
-//! The message of an event (docs/FORMAT.md §10): `flags` (1 byte: bit 0 = the body is a
+//! The message of an event (docs/FORMAT.md §12): `flags` (1 byte: bit 0 = the body is a
 //! redaction's stand-in), header length (4 bytes BE), header bytes, body bytes. Its
 //! position is its sequence in the log of record, minus one.
 
@@ -70,7 +70,7 @@ pub trait LogOfRecord: Send + Sync + 'static {
     fn follow(&self, from: u64, sink: Sink, applied: tokio::sync::watch::Receiver<u64>) -> Result<Box<dyn Follower>>;
 }
 
-/// The message of an event (docs/FORMAT.md §10).
+/// The message of an event (docs/FORMAT.md §12).
 pub fn encode_message(event: &SealedEvent) -> Vec<u8> {
     let mut m = Vec::with_capacity(5 + event.header_bytes.len() + event.body_bytes.len());
     m.push(u8::from(event.redacted));

@@ -350,15 +350,14 @@ impl Writer {
         if let Some(reason) = self.poisoned.lock().map(|p| p.clone()).unwrap_or_else(|e| e.into_inner().clone()) {
             return Err(Error::Log(LogError::Poisoned(reason)));
         }
-        let mut write =
-            Group { events: Vec::new(), index: Vec::new(), end: self.next, rewrites: Vec::new(), clear: Vec::new() };
+        let mut staged: Vec<Staged> = Vec::new();
         let mut heads: HashMap<String, Head> = HashMap::new();
         for (i, payload) in incoming.payloads.iter().enumerate() {
             let position = incoming.first + i as u64;
             if position < self.next {
                 continue;
             }
-            let due = self.next + write.events.len() as u64;
+            let due = self.next + staged.len() as u64;
             if position != due {
                 return Err(Error::Log(LogError::Corrupt {
                     position: due,
@@ -385,11 +384,18 @@ impl Writer {
             }
             let version = head.map_or(0, |h| h.version + 1);
             heads.insert(stream, Head { version, id: event.id, position });
-            write.events.push(Staged { position, version, event });
+            staged.push(Staged { position, version, event });
         }
-        if write.events.is_empty() {
+        self.commit_local(staged)
+    }
+
+    /// Writes events of the log of record at the local log's end (their positions are
+    /// the next ones, their versions and chains checked), with their projector entries.
+    fn commit_local(&mut self, events: Vec<Staged>) -> Result<()> {
+        if events.is_empty() {
             return Ok(());
         }
+        let mut write = Group { events, index: Vec::new(), end: self.next, rewrites: Vec::new(), clear: Vec::new() };
         for s in &write.events {
             let e = &s.event;
             let seen = Projected { position: s.position, version: s.version, header: &e.header, body: Some(&e.body) };
@@ -398,10 +404,13 @@ impl Writer {
         write.end = self.next + write.events.len() as u64;
         self.log.write(&write, self.opts.sync == SyncMode::Fsync)?;
         self.next = write.end;
-        if self.heads.len() + heads.len() > HEAD_CACHE_MAX {
+        if self.heads.len() + write.events.len() > HEAD_CACHE_MAX {
             self.heads.clear();
         }
-        self.heads.extend(heads.into_iter().map(|(k, h)| (k, Some(h))));
+        for s in &write.events {
+            let head = Head { version: s.version, id: s.event.id, position: s.position };
+            self.heads.insert(s.event.header.stream.clone(), Some(head));
+        }
         self.publish();
         Ok(())
     }
@@ -560,7 +569,26 @@ impl Writer {
             match published {
                 Ok(first) => {
                     let end = first + events.len() as u64;
-                    if let Err(e) = self.catch_up_to(end, rx, deadline) {
+                    // Once everything before the batch is applied, the batch is applied
+                    // from what was staged (the follower's copy is then skipped); if the
+                    // follower delivered part of it meanwhile, the rest comes from it.
+                    if let Err(e) = self.catch_up_to(first, rx, deadline) {
+                        return reply_all(jobs, &e);
+                    }
+                    if self.next == first {
+                        let own: Vec<Staged> = events
+                            .into_iter()
+                            .map(|mut s| {
+                                s.position = s.position - base + first;
+                                s
+                            })
+                            .collect();
+                        if let Err(e) = self.commit_local(own) {
+                            tracing::error!("{}: this node stops applying the log of record: {e}", self.log.describe());
+                            self.poison(e.to_string());
+                            return reply_all(jobs, &e);
+                        }
+                    } else if let Err(e) = self.catch_up_to(end, rx, deadline) {
                         return reply_all(jobs, &e);
                     }
                     for ((_, reply), outcome) in jobs.into_iter().zip(outcomes) {
