@@ -15,9 +15,8 @@
 //! at its acknowledged position. All processes share this machine's cores.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[path = "shared/load.rs"]
@@ -103,20 +102,7 @@ fn main() {
     // 1. Embedded.
     {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut server = Command::new(env!("CARGO_BIN_EXE_dreamlog"))
-            .arg("--db")
-            .arg(dir.path().join("db"))
-            .args(["--sync", "fsync", "serve", "--addr", "127.0.0.1:0"])
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start dreamlog serve");
-        let mut err = BufReader::new(server.stderr.take().expect("stderr"));
-        let mut line = String::new();
-        err.read_line(&mut line).expect("server banner");
-        let addr =
-            line.split("on http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("address").to_owned();
-        std::thread::spawn(move || for _ in err.lines() {});
-        let base = format!("http://{addr}");
+        let (mut server, base) = load::start_server(&dir.path().join("db"));
         let r = load::drive(&rt, std::slice::from_ref(&base), connections, batch, seconds, rate);
         check(&[base], &r.acked);
         println!("embedded (fsync):      {}", r.summary());

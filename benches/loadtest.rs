@@ -16,8 +16,7 @@
 //! With a closed loop, latency is concurrency × batch ÷ throughput by Little's law
 //! (64 × 100 events in flight); the p99 target is measured at a paced 50,000 events/s.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,19 +52,7 @@ fn main() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("db");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_dreamlog"))
-        .arg("--db")
-        .arg(&db)
-        .args(["--sync", "fsync", "serve", "--addr", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start dreamlog serve");
-    let mut err = BufReader::new(server.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    err.read_line(&mut line).expect("server banner");
-    let addr = line.split("on http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("address").to_owned();
-    std::thread::spawn(move || for _ in err.lines() {});
-    let base = format!("http://{addr}");
+    let (mut server, base) = load::start_server(&db);
     let pid = server.id();
     println!(
         "server pid {pid} on {base}, sync fsync; {connections} connections × batches of {batch} for {seconds} s, {} (2 cores shared by server and clients)",

@@ -3,6 +3,9 @@
 //! stream, closed loop or paced open loop (latency from each request's scheduled start,
 //! so a stalled server cannot hide its queueing).
 
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dreamlog::EventId;
@@ -116,4 +119,22 @@ pub fn drive(
         latencies.sort();
         LoadResult { acked, latencies, elapsed: started.elapsed() }
     })
+}
+
+/// Starts `dreamlog serve` (sync fsync) on a free loopback port over the database `db`;
+/// returns the process and its base URL.
+pub fn start_server(db: &Path) -> (Child, String) {
+    let mut server = Command::new(env!("CARGO_BIN_EXE_dreamlog"))
+        .arg("--db")
+        .arg(db)
+        .args(["--sync", "fsync", "serve", "--addr", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start dreamlog serve");
+    let mut err = BufReader::new(server.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    err.read_line(&mut line).expect("server banner");
+    let addr = line.split("on http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("address").to_owned();
+    std::thread::spawn(move || for _ in err.lines() {});
+    (server, format!("http://{addr}"))
 }

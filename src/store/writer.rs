@@ -494,17 +494,7 @@ impl Writer {
             if let Some((earlier, earlier_base, first_id)) = uncertain.take() {
                 match self.log.position_of(&first_id) {
                     // Stored (the batch is atomic: all of it): that attempt is the answer.
-                    Ok(Some(first)) => {
-                        for ((_, reply), outcome) in jobs.into_iter().zip(earlier) {
-                            let _ = reply.send(outcome.map(|mut appended| {
-                                for a in appended.iter_mut().filter(|a| !a.existed) {
-                                    a.position = a.position - earlier_base + first;
-                                }
-                                appended
-                            }));
-                        }
-                        return;
-                    }
+                    Ok(Some(first)) => return reply_rebased(jobs, earlier, earlier_base, first),
                     Ok(None) => {}
                     Err(e) => return reply_all(jobs, &e),
                 }
@@ -591,15 +581,7 @@ impl Writer {
                     } else if let Err(e) = self.catch_up_to(end, rx, deadline) {
                         return reply_all(jobs, &e);
                     }
-                    for ((_, reply), outcome) in jobs.into_iter().zip(outcomes) {
-                        let _ = reply.send(outcome.map(|mut appended| {
-                            for a in appended.iter_mut().filter(|a| !a.existed) {
-                                a.position = a.position - base + first;
-                            }
-                            appended
-                        }));
-                    }
-                    return;
+                    return reply_rebased(jobs, outcomes, base, first);
                 }
                 Err(PublishError::Conflict(why)) => {
                     if std::time::Instant::now() >= deadline {
@@ -847,6 +829,19 @@ impl Writer {
 /// An attempt whose outcome is unknown: each job's outcome, their base position, and the
 /// batch's first event (found in the log once caught up if the attempt was stored).
 type Uncertain = (Vec<Result<Vec<Appended>>>, u64, EventId);
+
+/// Answers each job with its outcome, the positions of its new events moved from where
+/// they were staged (from `base`) to where the log of record put them (from `first`).
+fn reply_rebased(jobs: Vec<(AppendBatch, Reply)>, outcomes: Vec<Result<Vec<Appended>>>, base: u64, first: u64) {
+    for ((_, reply), outcome) in jobs.into_iter().zip(outcomes) {
+        let _ = reply.send(outcome.map(|mut appended| {
+            for a in appended.iter_mut().filter(|a| !a.existed) {
+                a.position = a.position - base + first;
+            }
+            appended
+        }));
+    }
+}
 
 /// Sends one error to every job.
 fn reply_all(jobs: Vec<(AppendBatch, Reply)>, e: &Error) {
