@@ -449,6 +449,49 @@ fn a_cluster_of_three_nodes_on_jetstream() {
     let replay = common::ok(&dreamlog_remote(&node4, &["dream", "replay", "--all"]));
     assert!(replay.contains("0 differ"), "{replay}");
 
+    // An embedded store moves into the cluster by export and import (ids kept), and is
+    // refused as a node's database: it is not a projection of the log of record.
+    let old = cluster.path().join("embedded");
+    let embedded = |args: &[&str]| common::dreamlog_on(&old, args, None);
+    common::ok(&embedded(&[
+        "memory",
+        "apply",
+        "moved",
+        r#"{"command":"create","path":"/memories/m.md","file_text":"kept\n"}"#,
+    ]));
+    let swe = common::data("swe-agent").display().to_string();
+    common::ok(&embedded(&["import", &swe]));
+    let export = common::ok(&embedded(&["export"]));
+    let imported = common::run_dreamlog(&["--remote", &nodes[0], "import", "-"], Some(&export));
+    common::ok(&imported);
+    let moved_hash = common::ok(&embedded(&["memory", "view", "moved", "/memories", "--json"]));
+    let moved_hash: Value = serde_json::from_str(moved_hash.trim()).expect("view JSON");
+    wait_count(&c, &nodes[2], count(&c, &nodes[0]));
+    assert_eq!(
+        state_hash(&c, &nodes[2], "moved"),
+        moved_hash["state_hash"].as_str().expect("hash"),
+        "the moved store's state"
+    );
+    for line in export.lines() {
+        let id = serde_json::from_str::<Value>(line).expect("export line")["id"].as_str().expect("id").to_owned();
+        let (status, v) = post(&c, &format!("{}/v1/lookup", nodes[1]), &json!({"ids": [id]}));
+        assert!(status == 200 && v["positions"][0].is_u64(), "exported event {id} is in the cluster: {v}");
+    }
+    let refused = common::run_dreamlog(
+        &[
+            "--db",
+            old.to_str().expect("path"),
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--log-of-record",
+            &cluster.env["NATS_URLS"],
+        ],
+        None,
+    );
+    let err = common::fails(&refused);
+    assert!(err.contains("not a projection of that log"), "an embedded database is refused as a node's: {err}");
+
     // The node's own database verifies offline too (stopped, opened by the CLI).
     cluster.member("kill", "node4");
     let db: PathBuf = cluster.path().join("node4");

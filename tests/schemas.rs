@@ -424,12 +424,12 @@ fn the_service_types_are_the_api_schemas() {
     );
     check(
         "info",
-        Info { tenant: "default".into(), events: 3, max_batch: 10, log_of_record: None },
         Info {
-            tenant: String::new(),
-            events: 0,
-            max_batch: 1,
+            tenant: "default".into(),
+            events: 3,
+            max_batch: 10,
             log_of_record: Some("JetStream stream DREAMLOG_default on nats://127.0.0.1:4222".into()),
         },
+        Info { tenant: String::new(), events: 0, max_batch: 1, log_of_record: None },
     );
 }

@@ -22,6 +22,7 @@ use futures_util::StreamExt;
 
 use super::log::Staged;
 use super::replica::{self, Follower, Incoming, LogOfRecord, PublishError, Sink, FOLLOW_AHEAD};
+use crate::core::EventId;
 use crate::error::{Error, LogError, Result};
 
 /// How long one pull of the follower waits (its idle heartbeat is half of it).
@@ -388,6 +389,20 @@ impl LogOfRecord for JetStreamLog {
             s.info().await.map(|i| i.state.last_sequence).map_err(|e| e.to_string())
         })
         .map_err(|e| replication(&self.describe, format!("cannot read the stream's length: {e}")))
+    }
+
+    fn id_at(&self, position: u64) -> Result<Option<EventId>> {
+        if position >= self.end()? {
+            return Ok(None);
+        }
+        let js = self.nats.js.clone();
+        let name = self.stream.clone();
+        let payload = block_on(self.nats.rt(), async move {
+            let s = js.get_stream(&name).await.map_err(|e| e.to_string())?;
+            s.get_raw_message(position + 1).await.map(|m| m.payload.to_vec()).map_err(|e| e.to_string())
+        })
+        .map_err(|e| replication(&self.describe, format!("cannot read position {position}: {e}")))?;
+        Ok(Some(replica::decode_message(position, &payload)?.id))
     }
 
     fn follow(

@@ -380,6 +380,31 @@ impl Store {
             let from = behind.iter().map(|c| c.unwrap_or(0)).min().unwrap_or(0).min(count);
             project_range(log.as_ref(), from, count, |_| {})?;
         }
+        if let Some(r) = &replica {
+            // A node's database must be a projection of this very log: no longer than it,
+            // and holding its event where it ends.
+            let end = r.end()?;
+            if count > end {
+                return Err(open_err(format!(
+                    "it holds {count} events but the log of record ({}) holds {end}: it is not a projection of that log (an embedded database, or one of a stream that was recreated); start the node on an empty --db (to move an embedded store into a cluster: `dreamlog --db OLD export | dreamlog --remote NODE import -`)",
+                    r.describe()
+                )));
+            }
+            if count > 0 {
+                let raw = log.record(count - 1)?.ok_or(Error::Log(LogError::NoSuchPosition(count - 1)))?;
+                let local = layout::split_record(&raw).map(|p| p.id);
+                let theirs = r.id_at(count - 1)?;
+                if local.is_none() || local != theirs {
+                    return Err(open_err(format!(
+                        "its event at position {} is {}, the log of record's ({}) is {}: it is not a projection of that log; start the node on an empty --db",
+                        count - 1,
+                        local.map(|i| i.to_hex()).unwrap_or_else(|| "unreadable".into()),
+                        r.describe(),
+                        theirs.map(|i| i.to_hex()).unwrap_or_else(|| "missing".into())
+                    )));
+                }
+            }
+        }
         let (watch, _) = tokio::sync::watch::channel(count);
         let committed = Arc::new(Committed { count: Mutex::new(count), changed: Condvar::new(), watch });
         let poisoned = Arc::new(Mutex::new(None));

@@ -65,6 +65,8 @@ pub trait LogOfRecord: Send + Sync + 'static {
     fn publish(&self, events: &[Staged], heads: &[(usize, Option<u64>)]) -> std::result::Result<u64, PublishError>;
     /// The log of record's length (one past its last position).
     fn end(&self) -> Result<u64>;
+    /// The id of the event at `position` (`None` past the end).
+    fn id_at(&self, position: u64) -> Result<Option<EventId>>;
     /// Starts delivering every message from `from` on, in order, to `sink`, waiting
     /// while it is more than [`FOLLOW_AHEAD`] past `applied`.
     fn follow(&self, from: u64, sink: Sink, applied: tokio::sync::watch::Receiver<u64>) -> Result<Box<dyn Follower>>;
