@@ -249,11 +249,6 @@ pub struct JetStreamLog {
 }
 
 impl JetStreamLog {
-    /// The JetStream stream's name.
-    pub fn stream_name(&self) -> &str {
-        &self.stream
-    }
-
     fn subject(&self, stream: &str) -> String {
         format!("{}{}", self.prefix, replica::stream_token(stream))
     }
@@ -454,7 +449,7 @@ impl LogOfRecord for JetStreamLog {
                                     broken = Some(format!("sequence {seq} arrived where {} was due", next + 1));
                                     break;
                                 }
-                                payloads.push(m.message.payload.to_vec());
+                                payloads.push(m.message.payload);
                                 next += 1;
                             }
                             Err(e) => {

@@ -324,21 +324,6 @@ impl Store {
         self.inner.replica.as_ref()
     }
 
-    /// Waits until the store holds `count` events (a replicated store applying what other
-    /// nodes wrote); false when `timeout` passed first.
-    pub fn wait_for(&self, count: u64, timeout: std::time::Duration) -> bool {
-        let deadline = std::time::Instant::now() + timeout;
-        let mut c = self.inner.committed.count.lock().unwrap_or_else(|e| e.into_inner());
-        while *c < count {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            c = self.inner.committed.changed.wait_timeout(c, left).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
-        }
-        true
-    }
-
     /// The committed count as it changes (async waiters: a server holding a request
     /// until this node has applied a position).
     pub fn watch_len(&self) -> tokio::sync::watch::Receiver<u64> {

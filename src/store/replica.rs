@@ -41,7 +41,7 @@ pub struct Incoming {
     /// Position of the first message.
     pub first: u64,
     /// The messages' payloads, in order.
-    pub payloads: Vec<Vec<u8>>,
+    pub payloads: Vec<bytes::Bytes>,
 }
 
 /// Where the follower delivers: returns false when the store is gone (the follower stops).

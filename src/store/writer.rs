@@ -212,7 +212,7 @@ impl Writer {
                     continue;
                 }
                 Job::Apply(incoming) => {
-                    self.apply_or_poison(incoming);
+                    let _ = self.apply_or_poison(incoming); // logged; the store refuses writes from here
                     continue;
                 }
             };
@@ -231,7 +231,9 @@ impl Writer {
                         events += batch.events.len();
                         jobs.push((batch, reply));
                     }
-                    Job::Apply(incoming) => self.apply_or_poison(incoming),
+                    Job::Apply(incoming) => {
+                        let _ = self.apply_or_poison(incoming); // logged; the group is then refused
+                    }
                     other => {
                         self.deferred.push_front(other);
                         break;
@@ -327,20 +329,21 @@ impl Writer {
 
     /// Applies the log of record's messages; a failure poisons the store (it stops
     /// applying and refuses writes; reads go on), with the reason in the log.
-    fn apply_or_poison(&mut self, incoming: Incoming) {
-        if let Err(e) = self.apply(incoming) {
-            tracing::error!("{}: this node stops applying the log of record: {e}", self.log.describe());
-            self.poison(e.to_string());
-        }
+    fn apply_or_poison(&mut self, incoming: Incoming) -> Result<()> {
+        self.apply(incoming).map_err(|e| self.stop_applying(e))
     }
 
-    fn poison(&mut self, reason: String) {
+    /// A local write of the log of record's events failed, or a message cannot be
+    /// applied: the store is poisoned (the first reason kept) and its cached heads dropped.
+    fn stop_applying(&mut self, e: Error) -> Error {
+        tracing::error!("{}: this node stops applying the log of record: {e}", self.log.describe());
         if let Ok(mut p) = self.poisoned.lock() {
             if p.is_none() {
-                *p = Some(reason);
+                *p = Some(e.to_string());
             }
         }
         self.heads.clear();
+        e
     }
 
     /// Writes the log of record's messages into the local log at their positions (those
@@ -365,10 +368,10 @@ impl Writer {
                 }));
             }
             let event = replica::decode_message(position, payload)?;
-            let stream = event.header.stream.clone();
-            let head = match heads.get(&stream) {
+            let stream = &event.header.stream;
+            let head = match heads.get(stream) {
                 Some(h) => Some(*h),
-                None => self.committed_head(&stream)?,
+                None => self.committed_head(stream)?,
             };
             let chained = head.map(|h| vec![h.id]).unwrap_or_default();
             if event.header.parents != chained {
@@ -383,15 +386,22 @@ impl Writer {
                 }));
             }
             let version = head.map_or(0, |h| h.version + 1);
-            heads.insert(stream, Head { version, id: event.id, position });
+            let new = Head { version, id: event.id, position };
+            match heads.get_mut(stream) {
+                Some(h) => *h = new,
+                None => {
+                    heads.insert(stream.clone(), new);
+                }
+            }
             staged.push(Staged { position, version, event });
         }
-        self.commit_local(staged)
+        self.commit_local(staged, heads)
     }
 
     /// Writes events of the log of record at the local log's end (their positions are
-    /// the next ones, their versions and chains checked), with their projector entries.
-    fn commit_local(&mut self, events: Vec<Staged>) -> Result<()> {
+    /// the next ones, their versions and chains checked), with their projector entries;
+    /// then `heads` (each stream's last event among them) are the committed heads.
+    fn commit_local(&mut self, events: Vec<Staged>, heads: impl IntoIterator<Item = (String, Head)>) -> Result<()> {
         if events.is_empty() {
             return Ok(());
         }
@@ -404,13 +414,11 @@ impl Writer {
         write.end = self.next + write.events.len() as u64;
         self.log.write(&write, self.opts.sync == SyncMode::Fsync)?;
         self.next = write.end;
-        if self.heads.len() + write.events.len() > HEAD_CACHE_MAX {
+        let heads: Vec<(String, Head)> = heads.into_iter().collect();
+        if self.heads.len() + heads.len() > HEAD_CACHE_MAX {
             self.heads.clear();
         }
-        for s in &write.events {
-            let head = Head { version: s.version, id: s.event.id, position: s.position };
-            self.heads.insert(s.event.header.stream.clone(), Some(head));
-        }
+        self.heads.extend(heads.into_iter().map(|(stream, h)| (stream, Some(h))));
         self.publish();
         Ok(())
     }
@@ -428,13 +436,7 @@ impl Writer {
                 )));
             }
             match rx.recv_timeout(left.min(std::time::Duration::from_secs(1))) {
-                Ok(Job::Apply(incoming)) => {
-                    if let Err(e) = self.apply(incoming) {
-                        tracing::error!("{}: this node stops applying the log of record: {e}", self.log.describe());
-                        self.poison(e.to_string());
-                        return Err(e);
-                    }
-                }
+                Ok(Job::Apply(incoming)) => self.apply_or_poison(incoming)?,
                 Ok(other) => self.deferred.push_back(other),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return Err(Error::Log(LogError::Closed)),
@@ -465,7 +467,7 @@ impl Writer {
     fn commit_replicated(&mut self, jobs: Vec<(AppendBatch, Reply)>, rx: &mpsc::Receiver<Job>) {
         let Some(replica) = self.replica.clone() else { return };
         let poisoned = self.poisoned.lock().map(|p| p.clone()).unwrap_or_else(|e| e.into_inner().clone());
-        let mut jobs: Vec<(AppendBatch, Reply)> = jobs
+        let jobs: Vec<(AppendBatch, Reply)> = jobs
             .into_iter()
             .filter_map(|(batch, reply)| {
                 if let Some(reason) = &poisoned {
@@ -504,7 +506,8 @@ impl Writer {
             let mut group = GroupState { next: base, ..Default::default() };
             let mut events: Vec<Staged> = Vec::new();
             let mut outcomes: Vec<Result<Vec<Appended>>> = Vec::with_capacity(jobs.len());
-            for (batch, _) in &mut jobs {
+            // Staged from copies: after a conflict the same jobs are staged again.
+            for (batch, _) in &jobs {
                 match self.stage_job(batch.clone(), &group, now) {
                     Ok(stage) => {
                         group.next += stage.staged.len() as u64;
@@ -573,9 +576,11 @@ impl Writer {
                                 s
                             })
                             .collect();
-                        if let Err(e) = self.commit_local(own) {
-                            tracing::error!("{}: this node stops applying the log of record: {e}", self.log.describe());
-                            self.poison(e.to_string());
+                        let heads = group.heads.into_iter().filter_map(|(stream, h)| {
+                            h.map(|h| (stream, Head { position: h.position - base + first, ..h }))
+                        });
+                        if let Err(e) = self.commit_local(own, heads) {
+                            let e = self.stop_applying(e);
                             return reply_all(jobs, &e);
                         }
                     } else if let Err(e) = self.catch_up_to(end, rx, deadline) {
@@ -628,14 +633,19 @@ impl Writer {
             if !seen.insert(s.event.header.stream.as_str()) {
                 continue;
             }
+            let stream = &s.event.header.stream;
             let at = match s.version {
                 0 => None,
-                v => Some(self.log.stream_position(&s.event.header.stream, v - 1)?.ok_or_else(|| {
-                    Error::Log(LogError::Corrupt {
-                        position: s.position,
-                        reason: format!("stream {:?} has no version {} to chain to", s.event.header.stream, v - 1),
-                    })
-                })?),
+                // Staging looked the head up (cached); the log only if it was evicted since.
+                v => match self.heads.get(stream) {
+                    Some(Some(h)) if h.version == v - 1 => Some(h.position),
+                    _ => Some(self.log.stream_position(stream, v - 1)?.ok_or_else(|| {
+                        Error::Log(LogError::Corrupt {
+                            position: s.position,
+                            reason: format!("stream {stream:?} has no version {} to chain to", v - 1),
+                        })
+                    })?),
+                },
             };
             heads.push((i, at));
         }
@@ -859,6 +869,9 @@ fn clone_error(e: &Error) -> Error {
         }
         Error::Log(LogError::Poisoned(r)) => Error::Log(LogError::Poisoned(r.clone())),
         Error::Log(LogError::Unsupported(r)) => Error::Log(LogError::Unsupported(r.clone())),
+        Error::Log(LogError::BatchTooLarge { len, limit }) => {
+            Error::Log(LogError::BatchTooLarge { len: *len, limit: *limit })
+        }
         Error::Log(LogError::BodyTooLarge { index, len, limit }) => {
             Error::Log(LogError::BodyTooLarge { index: *index, len: *len, limit: *limit })
         }
