@@ -39,6 +39,7 @@ pub mod ledger;
 pub mod managed;
 mod mcp;
 pub mod memory;
+pub mod otlp;
 mod server;
 pub mod service;
 pub mod sessions;

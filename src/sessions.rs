@@ -71,7 +71,12 @@ fn usage(s: &mut SessionSummary, events: &[StoredEvent], timed: bool) {
         for e in events {
             // Sources keep usage and cost on the message itself (τ²-bench, Claude Code).
             let Body::Message(m) = &e.event.body else { continue };
-            let v = m.content.to_value();
+            // On the message itself, or (OpenTelemetry chat spans) in the metadata
+            // dreamlog recorded beside it.
+            let v = match m.meta.as_ref().map(|x| x.to_value()) {
+                Some(meta) if meta.get("usage").is_some() => meta,
+                _ => m.content.to_value(),
+            };
             if let Some(x) = num(&v, &["/usage/prompt_tokens", "/usage/input_tokens"]) {
                 i += x;
                 any = true;

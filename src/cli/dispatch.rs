@@ -141,27 +141,42 @@ pub fn run(cli: &Cli, svc: &dyn Service) -> Result<ExitCode> {
             return print_verify(cli, &report);
         }
         Command::Export(args) => {
-            let bar = progress_bar(Some(svc.info()?.events.saturating_sub(args.from)), "exporting");
+            let otlp = args.format == "otlp";
+            let total = if otlp { None } else { Some(svc.info()?.events.saturating_sub(args.from)) };
+            let bar = progress_bar(total, if otlp { "exporting sessions" } else { "exporting" });
             let mut progress = |n| bar.set_position(n);
+            let sel = crate::otlp::ExportSelection {
+                sessions: args.sessions.clone(),
+                agent: args.agent.clone(),
+                since: args.since,
+                until: args.until,
+            };
+            let mut write = |w: &mut dyn std::io::Write| -> Result<u64> {
+                if otlp {
+                    crate::otlp::export_sessions(svc, &sel, w, &mut progress)
+                } else {
+                    svc.export(args.from, w, &mut progress)
+                }
+            };
             let n = match &args.out {
                 Some(p) => {
                     let io = |source| Error::Io { path: p.display().to_string(), source };
                     let f = std::fs::File::create(p).map_err(io)?;
                     let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-                    let n = svc.export(args.from, &mut w, &mut progress)?;
+                    let n = write(&mut w)?;
                     std::io::Write::flush(&mut w).map_err(io)?;
                     n
                 }
                 None => {
                     let mut w = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-                    let n = svc.export(args.from, &mut w, &mut progress)?;
+                    let n = write(&mut w)?;
                     std::io::Write::flush(&mut w).map_err(|source| Error::Io { path: "stdout".into(), source })?;
                     n
                 }
             };
             bar.finish_and_clear();
             if args.out.is_some() {
-                eprintln!("exported {n} events");
+                eprintln!("exported {n} {}", if otlp { "sessions" } else { "events" });
             }
         }
         Command::Import(args) => return super::import::run(cli, args, svc),

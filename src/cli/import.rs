@@ -52,7 +52,7 @@ fn expand(paths: &[String]) -> Result<(Vec<Input>, Vec<SetAside>)> {
                 }
             } else if trial && p.file_name().is_some_and(|n| n == "result.json") {
                 // read with the trial's trajectory
-            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "jsonl" | "traj")) {
+            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "jsonl" | "traj" | "eval")) {
                 out.push(Input { path: p.display().to_string(), in_dir: true });
             }
         }

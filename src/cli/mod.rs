@@ -128,10 +128,11 @@ pub enum Command {
     /// Rebuild every derived index (kinds, memory paths, sessions; snapshots are dropped
     /// and rebuilt on demand) from the log alone, then verify.
     Reindex,
-    /// Write the log as JSON Lines that another store can import and re-verify.
+    /// Write the log as JSON Lines that another store can import and re-verify, or
+    /// (`export otlp`) sessions as OTLP/JSON traces and logs.
     Export(ExportArgs),
-    /// Import agent runs (τ-bench, τ²-bench, SWE-agent, ATIF/Harbor, Claude Code) or a
-    /// dreamlog export; each file is checked whole before anything is written; idempotent.
+    /// Import agent runs (τ-bench, τ²-bench, SWE-agent, ATIF/Harbor, Claude Code,
+    /// OpenTelemetry OTLP/JSON, Inspect AI .eval) or a dreamlog export; each file is checked whole before anything is written; idempotent.
     Import(ImportArgs),
     /// Sessions: list, show, stats.
     #[command(subcommand)]
@@ -269,12 +270,40 @@ pub struct LogArgs {
 /// Arguments of `export`.
 #[derive(Args, Debug)]
 pub struct ExportArgs {
+    /// `dreamlog` (the log, every event) or `otlp` (sessions as OTLP/JSON Lines: a
+    /// traces request per session, and a logs request with its grades as
+    /// `gen_ai.evaluation.result` events; `dreamlog import otlp` reads it back).
+    #[arg(default_value = "dreamlog", value_parser = ["dreamlog", "otlp"])]
+    pub format: String,
     /// Output file; standard output when absent.
     #[arg(long, short)]
     pub out: Option<PathBuf>,
-    /// First global position.
+    /// First global position (`dreamlog` format).
     #[arg(long, default_value_t = 0)]
     pub from: u64,
+    /// Only this session (id or unique prefix; repeat for more; `otlp` format).
+    #[arg(long = "session")]
+    pub sessions: Vec<String>,
+    /// Only sessions of this agent (`otlp` format).
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Only sessions that started at or after this time: RFC 3339 or ms since the epoch
+    /// (`otlp` format).
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<u64>,
+    /// Only sessions that started before this time (`otlp` format).
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<u64>,
+}
+
+/// A time argument: RFC 3339, or milliseconds since the epoch.
+fn parse_time(s: &str) -> std::result::Result<u64, String> {
+    if let Ok(ms) = s.parse::<u64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis().max(0) as u64)
+        .map_err(|e| format!("expected RFC 3339 (2026-12-01T09:00:00Z) or ms since the epoch: {e}"))
 }
 
 /// Arguments of `import`.
@@ -283,9 +312,11 @@ pub struct ImportArgs {
     /// `[FORMAT] FILE|DIR...`: FORMAT is `auto` (the default: detected from each file's
     /// content), `dreamlog` (a dreamlog export), `tau-bench` (τ-bench trajectories),
     /// `tau2` (τ²-bench results), `swe-agent` (.traj), `atif` (Harbor/ATIF v1.0–v1.8
-    /// trajectory.json, graded by the trial's result.json) or `claude-code` (Claude Code
-    /// .jsonl transcripts). A directory imports every .json, .jsonl and .traj file below
-    /// it (a Harbor trial directory as one run); `-` reads standard input (exports only).
+    /// trajectory.json, graded by the trial's result.json), `claude-code` (Claude Code
+    /// .jsonl transcripts), `otlp` (OTLP/JSON traces and logs, e.g. the collector's file
+    /// exporter output) or `inspect` (Inspect AI .eval logs). A directory imports every
+    /// .json, .jsonl, .traj and .eval file below it (a Harbor trial directory as one run);
+    /// `-` reads standard input (exports only).
     #[arg(required = true, num_args = 1..)]
     pub args: Vec<String>,
     /// Record the memory store (and its current state hash) the imported sessions ran

@@ -18,6 +18,7 @@
 
 mod atif;
 mod claude_code;
+mod inspect;
 mod swe;
 mod tau;
 
@@ -46,6 +47,11 @@ pub enum Format {
     Atif,
     /// Claude Code session transcript (JSON Lines); `agent-*.jsonl` are sub-agents.
     ClaudeCode,
+    /// OTLP/JSON traces and logs (one request, or JSON Lines of them, as the
+    /// collector's file exporter writes), under the GenAI semantic conventions.
+    Otlp,
+    /// Inspect AI `.eval` logs (zip: header.json, samples/).
+    Inspect,
 }
 
 impl Format {
@@ -58,19 +64,33 @@ impl Format {
             Format::SweAgent => "swe-agent",
             Format::Atif => "atif",
             Format::ClaudeCode => "claude-code",
+            Format::Otlp => "otlp",
+            Format::Inspect => "inspect",
         }
     }
 
     /// Parses a command-line name.
     pub fn from_name(s: &str) -> Option<Format> {
-        [Format::Dreamlog, Format::TauBench, Format::Tau2, Format::SweAgent, Format::Atif, Format::ClaudeCode]
-            .into_iter()
-            .find(|f| f.name() == s)
+        [
+            Format::Dreamlog,
+            Format::TauBench,
+            Format::Tau2,
+            Format::SweAgent,
+            Format::Atif,
+            Format::ClaudeCode,
+            Format::Otlp,
+            Format::Inspect,
+        ]
+        .into_iter()
+        .find(|f| f.name() == s)
     }
 }
 
 /// Picks the format from a file's content.
 pub fn detect(bytes: &[u8]) -> Option<Format> {
+    if inspect::is_zip(bytes) {
+        return Some(Format::Inspect);
+    }
     let head = std::str::from_utf8(&bytes[..bytes.len().min(4096)]).unwrap_or("");
     let first = head.trim_start();
     if first.starts_with('[') {
@@ -87,11 +107,17 @@ pub fn detect(bytes: &[u8]) -> Option<Format> {
             if v.get("sessionId").is_some() && v.get("type").is_some() {
                 return Some(Format::ClaudeCode);
             }
+            if v.as_object().is_some_and(crate::otlp::is_request) {
+                return Some(Format::Otlp);
+            }
             if v.get("type").and_then(Value::as_str) != Some("summary") {
                 break;
             }
         }
         let v: Value = serde_json::from_slice(bytes).ok()?;
+        if v.as_object().is_some_and(crate::otlp::is_request) {
+            return Some(Format::Otlp);
+        }
         if v.get("simulations").is_some() && v.get("tasks").is_some() {
             return Some(Format::Tau2);
         }
@@ -310,6 +336,26 @@ impl SessionBuilder {
         self.push(body, actor, time);
     }
 
+    /// A `message` event with the importer's metadata beside the source message.
+    pub fn message_with(&mut self, actor: Actor, role: &str, content: &Value, time: u64, meta: Value) {
+        let body = Body::Message(Message {
+            session: self.session.clone(),
+            role: role.to_owned(),
+            content: CanonicalJson::from_value(content),
+            meta: Some(CanonicalJson::from_value(&meta)),
+        });
+        self.push(body, actor, time);
+    }
+
+    /// Appends an event citing the event at index `cites` of this session (when it is
+    /// an earlier one).
+    pub fn push_citing(&mut self, body: Body, actor: Actor, time: u64, cites: Option<usize>) {
+        if let Some(c) = cites.filter(|c| *c < self.events.len()) {
+            self.cites.push((self.events.len(), c));
+        }
+        self.push(body, actor, time);
+    }
+
     /// A tool call made by the last event pushed.
     pub fn call(&mut self, id: String, name: String, input: Value) {
         let made_by = self.events.len().saturating_sub(1);
@@ -383,19 +429,18 @@ pub fn session_stream(session: &str) -> String {
 
 /// Parses a whole file (nothing is written).
 pub fn parse(format: Format, file: &str, bytes: &[u8]) -> Result<Vec<SessionEvents>> {
-    if format == Format::ClaudeCode {
-        let mut sessions = claude_code::parse(file, bytes)?;
-        link_all(&mut sessions)?;
-        return Ok(sessions);
-    }
-    let value = parse_json(file, bytes)?;
-    let root = At::root(file, &value);
+    let json = |parse: fn(&At) -> Result<Vec<SessionEvents>>| -> Result<Vec<SessionEvents>> {
+        let value = parse_json(file, bytes)?;
+        parse(&At::root(file, &value))
+    };
     let mut sessions = match format {
-        Format::TauBench => tau::parse_tau_bench(&root),
-        Format::Tau2 => tau::parse_tau2(&root),
-        Format::SweAgent => swe::parse(&root),
-        Format::Atif => atif::parse(&root),
+        Format::TauBench => json(tau::parse_tau_bench),
+        Format::Tau2 => json(tau::parse_tau2),
+        Format::SweAgent => json(swe::parse),
+        Format::Atif => json(atif::parse),
         Format::ClaudeCode => claude_code::parse(file, bytes),
+        Format::Otlp => crate::otlp::parse_file(file, bytes),
+        Format::Inspect => inspect::parse(file, bytes),
         Format::Dreamlog => Err(bad(file, "/", "a dreamlog export is imported with `dreamlog import dreamlog`")),
     }?;
     link_all(&mut sessions)?;
@@ -429,7 +474,9 @@ pub fn undetected_reason(file: &str, bytes: &[u8]) -> Error {
     Error::Input {
         path: file.to_owned(),
         line: 0,
-        reason: "cannot tell the format (name it: dreamlog, tau-bench, tau2, swe-agent, atif or claude-code)".into(),
+        reason:
+            "cannot tell the format (name it: dreamlog, tau-bench, tau2, swe-agent, atif, claude-code, otlp or inspect)"
+                .into(),
     }
 }
 

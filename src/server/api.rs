@@ -159,6 +159,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/checkpoints", post(checkpoint))
         .route("/v1/checkpoints/verify", post(verify_checkpoint))
         .route("/v1/export", get(export))
+        .route("/v1/traces", post(otlp_traces))
+        .route("/v1/logs", post(otlp_logs))
         .merge(super::anthropic::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), consistency))
         .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
@@ -245,11 +247,12 @@ async fn json_errors(req: Request, next: Next) -> Response {
     let anthropic = req.uri().path().starts_with("/anthropic/");
     let resp = next.run(req).await;
     let status = resp.status();
+    // JSON, or an OTLP answer to a protobuf request (a google.rpc.Status).
     let is_json = resp
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("application/x-protobuf"));
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return resp;
     }
@@ -870,4 +873,89 @@ async fn export(
     })
     .await?;
     Ok(([("content-type", "application/x-ndjson")], bytes).into_response())
+}
+
+/// `POST /v1/traces`: OTLP/HTTP spans.
+async fn otlp_traces(State(state): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    otlp(state, headers, body, crate::otlp::Signal::Traces).await
+}
+
+/// `POST /v1/logs`: OTLP/HTTP log records (evaluation results).
+async fn otlp_logs(State(state): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    otlp(state, headers, body, crate::otlp::Signal::Logs).await
+}
+
+/// An OTLP/HTTP export: checked, recorded whole as a raw note (durable before the
+/// answer), answered in the request's encoding. Sessions are assembled from the raw
+/// notes in the background. Errors are a `google.rpc.Status` (protobuf or JSON): 400 for
+/// a request that does not read (nothing written; exporters do not retry it), 401/403,
+/// 415 for an encoding other than gzip, 503 when the store cannot take it (retried).
+async fn otlp(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+    signal: crate::otlp::Signal,
+) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let content_type = header("content-type");
+    let proto = content_type.starts_with("application/x-protobuf") || content_type.starts_with("application/protobuf");
+    let answer = |status: StatusCode, message: String| otlp_status(proto, status, message);
+    let tenant = match auth(&state, &headers, Role::Write) {
+        Ok(t) => t,
+        Err(e) => {
+            let (status, message) = e.parts();
+            return answer(status, message);
+        }
+    };
+    let gzip = match header("content-encoding").trim().to_ascii_lowercase().as_str() {
+        "" | "identity" => false,
+        "gzip" => true,
+        other => {
+            return answer(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Content-Encoding {other} is not taken: send gzip or nothing"),
+            )
+        }
+    };
+    let done = blocking(move || {
+        let (note, n) = crate::otlp::decode_request(signal, &content_type, gzip, &body)?;
+        crate::otlp::record(&tenant.svc, &note)?;
+        Ok(n)
+    })
+    .await;
+    match done {
+        Ok(_) if proto => {
+            // An ExportTraceServiceResponse / ExportLogsServiceResponse with nothing
+            // rejected: the empty message.
+            (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")], Vec::<u8>::new())
+                .into_response()
+        }
+        Ok(_) => (StatusCode::OK, Json(json!({}))).into_response(),
+        Err(e) => {
+            let (status, message) = e.parts();
+            answer(status, message)
+        }
+    }
+}
+
+/// An OTLP error answer: `google.rpc.Status` {code, message}, protobuf or JSON.
+fn otlp_status(proto: bool, status: StatusCode, message: String) -> Response {
+    // gRPC codes: INVALID_ARGUMENT 3, PERMISSION_DENIED 7, RESOURCE_EXHAUSTED 8,
+    // INTERNAL 13, UNAVAILABLE 14, UNAUTHENTICATED 16.
+    let code = match status.as_u16() {
+        401 => 16,
+        403 => 7,
+        413 => 8,
+        429 | 503 => 14,
+        400..=499 => 3,
+        _ => 13,
+    };
+    if status.is_server_error() {
+        tracing::error!("OTLP export: {} {message}", status.as_u16());
+    }
+    if proto {
+        let body = prost::Message::encode_to_vec(&crate::otlp::RpcStatus { code, message });
+        return (status, [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")], body).into_response();
+    }
+    (status, Json(json!({"code": code, "message": message}))).into_response()
 }

@@ -98,6 +98,12 @@ pub struct ServerConfig {
     /// /anthropic/v1/dreams`): a profile of `dreamers` (an `llm` profile that lists
     /// `model` as tunable gets the request's model), or the built-in `evidence` when unset.
     pub anthropic_dreamer: Option<String>,
+    /// OTLP: a trace is assembled into its session once no span of it has arrived for
+    /// this long and its root span is here (milliseconds).
+    pub otlp_quiet_ms: u64,
+    /// OTLP: a trace whose root span never comes is assembled once quiet this long
+    /// (seconds); its session has no end until the root arrives.
+    pub otlp_open_trace_secs: u64,
     /// Run as a cluster node: the log of record is NATS JetStream (`servers`,
     /// `replicas`, `timeout_ms`); each tenant's database is its projection. `serve
     /// --log-of-record` sets it from the command line.
@@ -231,6 +237,8 @@ impl Default for ServerConfig {
             checkpoint_every_secs: 0,
             tls: None,
             anthropic_dreamer: None,
+            otlp_quiet_ms: 2000,
+            otlp_open_trace_secs: 60,
             #[cfg(feature = "jetstream")]
             log_of_record: None,
         }
@@ -548,6 +556,48 @@ async fn reload_on_sighup(state: Arc<AppState>) {
     }
 }
 
+/// Assembles the sessions of what `/v1/traces` and `/v1/logs` recorded, for every
+/// tenant, as a projection of the raw notes (`otlp::Assembler`), until shutdown.
+async fn assemble_otlp(state: Arc<AppState>) {
+    let quiet = Duration::from_millis(state.config.otlp_quiet_ms);
+    let open = Duration::from_secs(state.config.otlp_open_trace_secs.max(1));
+    let mut stop = state.stop.subscribe();
+    let mut every = tokio::time::interval(Duration::from_millis(200));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut assemblers: BTreeMap<String, Arc<std::sync::Mutex<crate::otlp::Assembler>>> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.changed() => return,
+        }
+        for (name, t) in &state.tenants {
+            let a = assemblers
+                .entry(name.clone())
+                .or_insert_with(|| Arc::new(std::sync::Mutex::new(crate::otlp::Assembler::new(quiet, open))))
+                .clone();
+            let svc = t.svc.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                let mut a = a.lock().unwrap_or_else(|p| p.into_inner());
+                a.pass(&svc, std::time::Instant::now())
+            })
+            .await;
+            match done {
+                Ok(Ok(pass)) if pass.written > 0 => {
+                    tracing::debug!(
+                        "tenant {name}: assembled {} OTLP sessions ({} traces waiting)",
+                        pass.written,
+                        pass.waiting
+                    )
+                }
+                Ok(Ok(_)) => {}
+                // Tried again on the next tick: the raw notes stay.
+                Ok(Err(e)) => tracing::warn!("tenant {name}: assembling OTLP sessions: {e}"),
+                Err(e) => tracing::warn!("tenant {name}: assembling OTLP sessions: {e}"),
+            }
+        }
+    }
+}
+
 /// Signs a checkpoint of every tenant whose log grew, every `checkpoint_every_secs`.
 async fn sign_checkpoints(state: Arc<AppState>) {
     let mut signed: BTreeMap<String, u64> = BTreeMap::new();
@@ -594,6 +644,7 @@ pub async fn serve(
     }
     #[cfg(unix)]
     tokio::spawn(reload_on_sighup(state.clone()));
+    tokio::spawn(assemble_otlp(state.clone()));
     let header_timeout = Duration::from_secs(state.config.header_read_timeout_secs.max(1));
     let stall = Duration::from_secs(state.config.write_stall_timeout_secs.max(1));
     let tls = state.config.tls.as_ref().map(TlsFiles::acceptor).transpose()?;

@@ -1,0 +1,32 @@
+//! OpenTelemetry in and out: OTLP requests (protobuf or JSON) read into spans and log
+//! records (`model.rs`, `proto.rs`), a trace assembled into a session under the GenAI
+//! semantic conventions (`assemble.rs`), and sessions written back as OTLP/JSON
+//! (`export.rs`).
+//!
+//! The receiver (`POST /v1/traces`, `/v1/logs`) records each request whole as a `note`
+//! of type [`RAW_NOTE`] on the stream [`RAW_STREAM`] before it answers; sessions are a
+//! projection of those notes ([`Assembler`]), so a span that arrives late or a trace
+//! that never completes loses nothing that was acknowledged.
+
+mod assemble;
+mod export;
+mod model;
+mod proto;
+mod receiver;
+
+pub use assemble::{assemble, by_trace, is_session, session_id, source_key, Assembled, Prior, Trace, SEMCONV_VERSION};
+pub use export::{export_sessions, ExportSelection};
+pub use model::{is_request, read_file, read_request, Attributes, LogRecord, Origin, Span, SpanEvent, Telemetry};
+pub use proto::{
+    logs_request_to_json, trace_request_to_json, ExportLogsServiceRequest, ExportResponse, ExportTraceServiceRequest,
+    RpcStatus,
+};
+pub use receiver::{decode_request, record, Assembler, Pass, Signal, RAW_NOTE, RAW_STREAM};
+
+/// Sessions of an OTLP/JSON file (one request, or JSON Lines of them): every trace that
+/// holds a session, assembled whole. `source` names the file in each `session.link`.
+pub fn parse_file(file: &str, bytes: &[u8]) -> crate::error::Result<Vec<crate::import::SessionEvents>> {
+    let telemetry = read_file(file, bytes)?;
+    let (traces, _) = by_trace(telemetry);
+    Ok(traces.iter().filter_map(|t| assemble(t, None, &format!("otlp:{file}[trace {}]", t.trace_id)).session).collect())
+}

@@ -1,0 +1,268 @@
+//! The OTLP receiver's two halves: a request decoded and checked into the raw note the
+//! server appends before it answers ([`decode_request`]), and the [`Assembler`] that
+//! turns those notes into sessions, in the background, as a projection of them.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+use serde_json::{json, Value};
+
+use super::assemble::{assemble, by_trace, session_id, Prior, Trace};
+use super::model::{read_request, Telemetry};
+use super::proto::{logs_request_to_json, trace_request_to_json, ExportLogsServiceRequest, ExportTraceServiceRequest};
+use crate::core::{Actor, Body, CanonicalJson, Draft, Note};
+use crate::error::{Error, Result};
+use crate::service::{EventsQuery, Service};
+use crate::store::AppendBatch;
+
+/// The stream the receiver records requests on.
+pub const RAW_STREAM: &str = "otlp";
+/// The note type of a recorded request: `{signal, request}` (the request in OTLP/JSON).
+pub const RAW_NOTE: &str = "otlp.request";
+
+/// Largest request once decompressed (a gzip bomb is refused, not inflated).
+const MAX_INFLATED: u64 = 64 << 20;
+
+/// The two OTLP signals dreamlog takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// `/v1/traces`.
+    Traces,
+    /// `/v1/logs`.
+    Logs,
+}
+
+impl Signal {
+    /// The name in a raw note.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Logs => "logs",
+        }
+    }
+}
+
+fn refused(reason: impl Into<String>) -> Error {
+    Error::InvalidInput(reason.into())
+}
+
+/// A request body (gzip when `gzip`) of `content_type` (`application/x-protobuf` or
+/// `application/json`) read and checked: the raw note's JSON, and how many spans or log
+/// records it holds. Nothing is written here.
+pub fn decode_request(signal: Signal, content_type: &str, gzip: bool, body: &[u8]) -> Result<(Value, u64)> {
+    let inflated;
+    let body = if gzip {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(body)
+            .take(MAX_INFLATED + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| refused(format!("the body is not valid gzip: {e}")))?;
+        if out.len() as u64 > MAX_INFLATED {
+            return Err(refused(format!("the body inflates past {} MiB", MAX_INFLATED >> 20)));
+        }
+        inflated = out;
+        &inflated[..]
+    } else {
+        body
+    };
+    let mime = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let request = match mime.as_str() {
+        "application/x-protobuf" | "application/protobuf" => match signal {
+            Signal::Traces => trace_request_to_json(
+                &ExportTraceServiceRequest::decode(body)
+                    .map_err(|e| refused(format!("not an ExportTraceServiceRequest: {e}")))?,
+            ),
+            Signal::Logs => logs_request_to_json(
+                &ExportLogsServiceRequest::decode(body)
+                    .map_err(|e| refused(format!("not an ExportLogsServiceRequest: {e}")))?,
+            ),
+        },
+        "application/json" => {
+            let v: Value =
+                serde_json::from_slice(body).map_err(|e| refused(format!("the body is not valid JSON: {e}")))?;
+            // Only this signal's part: a traces request's other fields are ignored.
+            let key = match signal {
+                Signal::Traces => "resourceSpans",
+                Signal::Logs => "resourceLogs",
+            };
+            match v
+                .get(key)
+                .or_else(|| v.get(if signal == Signal::Traces { "resource_spans" } else { "resource_logs" }))
+            {
+                Some(list) => json!({ key: list }),
+                None if v.is_object() => json!({ key: [] }),
+                None => return Err(refused("expected an OTLP export request (a JSON object)")),
+            }
+        }
+        "" => return Err(refused("no Content-Type: send application/x-protobuf or application/json")),
+        other => {
+            return Err(refused(format!(
+                "Content-Type {other} is not OTLP/HTTP: send application/x-protobuf or application/json"
+            )))
+        }
+    };
+    let t = read_request("request", &request, "").map_err(|e| refused(e.to_string()))?;
+    let n = (t.spans.len() + t.logs.len()) as u64;
+    Ok((json!({"signal": signal.name(), "request": request}), n))
+}
+
+/// The event that records a request.
+pub fn raw_event(note: &Value) -> Draft {
+    Draft::new(
+        RAW_STREAM.to_owned(),
+        Actor::System("otlp".into()),
+        Body::Note(Note { note_type: RAW_NOTE.to_owned(), json: CanonicalJson::from_value(note) }),
+    )
+}
+
+/// Appends a decoded request; returns once it is durable (the caller may then answer).
+pub fn record(svc: &dyn Service, note: &Value) -> Result<()> {
+    svc.append_batch(AppendBatch { events: vec![raw_event(note)], ..AppendBatch::default() })?;
+    Ok(())
+}
+
+/// A raw note's telemetry.
+fn note_telemetry(version: u64, body: &Body) -> Option<Telemetry> {
+    let Body::Note(n) = body else { return None };
+    if n.note_type != RAW_NOTE {
+        return None;
+    }
+    let v = n.json.to_value();
+    read_request(&format!("{RAW_STREAM}@{version}"), v.get("request")?, "/request").ok()
+}
+
+/// A trace waiting to be assembled.
+struct Pending {
+    /// When its last span arrived.
+    last: Instant,
+    /// Whether its root span is here.
+    rooted: bool,
+}
+
+/// Sessions as a projection of the raw notes: reads the stream [`RAW_STREAM`] from its
+/// start, and assembles each trace once it is quiet (no span for `quiet`) and its root
+/// span is here — or, for a trace whose root never comes, once it has been quiet for
+/// `open_trace`. A span of a trace assembled already grows its session.
+///
+/// Restarting reads the raw notes again from the start; a session already stored as
+/// assembled is "already present", so nothing is written twice.
+pub struct Assembler {
+    /// Quiet time before a rooted trace is assembled.
+    pub quiet: Duration,
+    /// Quiet time before a trace without a root is assembled.
+    pub open_trace: Duration,
+    /// Raw notes read so far (the next version to read).
+    cursor: u64,
+    /// Every trace seen: the raw note versions that hold its spans.
+    notes_of: HashMap<String, Vec<u64>>,
+    pending: HashMap<String, Pending>,
+}
+
+/// What one pass of the assembler did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Raw notes read.
+    pub notes: u64,
+    /// Sessions written (new or grown).
+    pub written: u64,
+    /// Traces still waiting.
+    pub waiting: u64,
+}
+
+impl Assembler {
+    /// An assembler that has read nothing yet.
+    pub fn new(quiet: Duration, open_trace: Duration) -> Assembler {
+        Assembler { quiet, open_trace, cursor: 0, notes_of: HashMap::new(), pending: HashMap::new() }
+    }
+
+    /// Reads the new raw notes and assembles the traces that are ready. `now` is the
+    /// clock; notes read on the first pass count as long quiet (the server was down).
+    pub fn pass(&mut self, svc: &dyn Service, now: Instant) -> Result<Pass> {
+        let first = self.cursor == 0;
+        let mut pass = Pass::default();
+        loop {
+            let q = EventsQuery {
+                from: self.cursor,
+                limit: Some(crate::service::PAGE),
+                stream: Some(RAW_STREAM.to_owned()),
+                kind: None,
+            };
+            let page = match svc.events(&q) {
+                Ok(p) => p,
+                Err(Error::NotFound(_)) | Err(Error::Remote { status: 404, .. }) => Vec::new(),
+                Err(e) => return Err(e),
+            };
+            let n = page.len();
+            for e in page {
+                self.cursor = e.version + 1;
+                pass.notes += 1;
+                let Some(t) = note_telemetry(e.version, &e.event.body) else { continue };
+                let (traces, _) = by_trace(t);
+                for tr in traces {
+                    let versions = self.notes_of.entry(tr.trace_id.clone()).or_default();
+                    if versions.last() != Some(&e.version) {
+                        versions.push(e.version);
+                    }
+                    let rooted = tr.spans.iter().any(|s| s.parent.is_none());
+                    let last = if first { now.checked_sub(self.open_trace).unwrap_or(now) } else { now };
+                    let p = self.pending.entry(tr.trace_id).or_insert(Pending { last, rooted: false });
+                    p.last = p.last.max(last);
+                    p.rooted |= rooted;
+                }
+            }
+            if n < crate::service::PAGE {
+                break;
+            }
+        }
+        let ready: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| {
+                let quiet = now.saturating_duration_since(p.last);
+                (p.rooted && quiet >= self.quiet) || quiet >= self.open_trace
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for trace_id in ready {
+            pass.written += u64::from(self.assemble_one(svc, &trace_id)?);
+            self.pending.remove(&trace_id);
+        }
+        pass.waiting = self.pending.len() as u64;
+        Ok(pass)
+    }
+
+    /// Reads a trace's raw notes, assembles it over what is stored of its session, and
+    /// writes what is new; returns whether anything was written.
+    fn assemble_one(&self, svc: &dyn Service, trace_id: &str) -> Result<bool> {
+        let mut t = Telemetry::default();
+        let mut read: HashSet<u64> = HashSet::new();
+        for &v in self.notes_of.get(trace_id).map(Vec::as_slice).unwrap_or_default() {
+            if !read.insert(v) {
+                continue;
+            }
+            let q = EventsQuery { from: v, limit: Some(1), stream: Some(RAW_STREAM.to_owned()), kind: None };
+            for e in svc.events(&q)? {
+                if let Some(more) = note_telemetry(e.version, &e.event.body) {
+                    t.extend(more);
+                }
+            }
+        }
+        let (traces, _) = by_trace(t);
+        let Some(trace) = traces.into_iter().find(|x| x.trace_id == trace_id) else { return Ok(false) };
+        let written = write_trace(svc, &trace)?;
+        Ok(written)
+    }
+}
+
+/// Assembles one trace over its stored session (if any) and writes what is new.
+fn write_trace(svc: &dyn Service, trace: &Trace) -> Result<bool> {
+    let sid = session_id(trace);
+    let stored = svc.stream_events(&crate::core::streams::session(&sid))?;
+    let prior = Prior::of(&sid, stored.iter().map(|e| (&e.event.body, &e.event.header.actor, e.event.header.time)));
+    let source = format!("otlp:{RAW_STREAM}[trace {}]", trace.trace_id);
+    let Some(session) = assemble(trace, prior.as_ref(), &source).session else { return Ok(false) };
+    let counts = crate::import::write(svc, vec![session], None, |_| {})?;
+    Ok(counts.sessions + counts.grown > 0)
+}
