@@ -618,6 +618,14 @@ fn plan_session(
         line: 0,
         reason: format!("session {} changed in its middle: {what}; {APPEND_ONLY}", s.session),
     };
+    // The stored events are exactly the file's first ones (an end stays where it was,
+    // as OTLP sessions keep it when later grades arrive): what follows them is new.
+    if stored.len() <= events.len() && stored.iter().zip(&events).all(|(e, d)| same(e, d)) {
+        if stored.len() == events.len() {
+            return Ok((Plan::Present, start));
+        }
+        return grow(events, &s.cites, &stored, stream, start);
+    }
     if content.len() > body_end {
         return Err(changed(format!("the store holds {} of its events, the file only {body_end}", content.len())));
     }
@@ -638,16 +646,39 @@ fn plan_session(
     if content.len() == body_end && end_same {
         return Ok((Plan::Present, start));
     }
-    // It grew: the new events chain after the stored head; their citations of stored
-    // events name the stored ids.
-    let known: Vec<crate::core::EventId> = content.iter().map(|e| e.id()).collect();
-    let head = stored.last().map(|e| e.id());
-    let version = stored.last().map_or(0, |e| e.version);
-    for d in &mut events[known.len()..] {
+    // It grew: the new events chain after the stored head.
+    let content: Vec<crate::store::StoredEvent> = content.into_iter().cloned().collect();
+    let last = stored.last().cloned();
+    grow_after(events, &s.cites, &content, last.as_ref(), stream, start)
+}
+
+/// The file's events past the stored ones `known` (in order), appended after the
+/// stored head; their citations of stored events name the stored ids.
+fn grow(
+    events: Vec<Draft>,
+    cites: &[(usize, usize)],
+    stored: &[crate::store::StoredEvent],
+    stream: String,
+    start: crate::core::EventId,
+) -> Result<(Plan, crate::core::EventId)> {
+    grow_after(events, cites, stored, stored.last(), stream, start)
+}
+
+fn grow_after(
+    mut events: Vec<Draft>,
+    cites: &[(usize, usize)],
+    known: &[crate::store::StoredEvent],
+    head: Option<&crate::store::StoredEvent>,
+    stream: String,
+    start: crate::core::EventId,
+) -> Result<(Plan, crate::core::EventId)> {
+    let ids: Vec<crate::core::EventId> = known.iter().map(|e| e.id()).collect();
+    let version = head.map_or(0, |e| e.version);
+    for d in &mut events[ids.len()..] {
         d.causes.clear();
     }
-    let stored_count = known.len();
-    link_chain(&mut events, &s.cites, known, head)?;
+    let stored_count = ids.len();
+    link_chain(&mut events, cites, ids, head.map(|e| e.id()))?;
     let new: Vec<Draft> = events.drain(stored_count..).collect();
     let batch = AppendBatch {
         events: new,

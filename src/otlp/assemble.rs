@@ -277,30 +277,27 @@ pub fn assemble(t: &Trace, prior: Option<&Prior>, source: &str) -> Assembled {
     // Items: every span but the head, span events and log records that are evaluation
     // results; the known ones in their stored order, then the new ones.
     let mut items: Vec<Item> = Vec::new();
-    let mut chats_by_response: HashMap<&str, &Span> = HashMap::new();
+    // Two instrumentations recording one call (the SDK's own span and an
+    // instrumentation's: the same response id, overlapping in time): keep the one with
+    // the most content.
     let by_id: HashMap<&str, &Span> = t.spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
-    for s in &t.spans {
-        if role_of(s) == Role::Chat {
-            if let Some(id) = s.str("gen_ai.response.id") {
-                // Two instrumentations recording one call: keep the one with content.
-                let better = match chats_by_response.get(id) {
-                    Some(prev) => content_score(s) > content_score(prev),
-                    None => true,
-                };
-                if better {
-                    chats_by_response.insert(id, s);
-                }
-            }
-        }
-    }
+    let chats: Vec<&Span> = t.spans.iter().filter(|s| role_of(s) == Role::Chat).collect();
+    let duplicate = |s: &Span| {
+        let Some(id) = s.str("gen_ai.response.id") else { return false };
+        chats.iter().any(|o| {
+            o.span_id != s.span_id
+                && o.str("gen_ai.response.id") == Some(id)
+                && o.start_ns <= s.end_ns
+                && s.start_ns <= o.end_ns
+                && (content_score(o), o.span_id.as_str()) > (content_score(s), s.span_id.as_str())
+        })
+    };
     for s in &t.spans {
         // The head span is the start and the end (its span events may still be records).
         if head.is_none_or(|h| h.span_id != s.span_id) {
             let skip = role_of(s) == Role::Chat
                 && (s.parent.as_deref().and_then(|p| by_id.get(p)).is_some_and(|p| role_of(p) == Role::Chat)
-                    || s.str("gen_ai.response.id")
-                        .and_then(|id| chats_by_response.get(id))
-                        .is_some_and(|keep| keep.span_id != s.span_id));
+                    || duplicate(s));
             if !skip {
                 items.push(Item::Span(s));
             }
@@ -381,9 +378,34 @@ pub fn assemble(t: &Trace, prior: Option<&Prior>, source: &str) -> Assembled {
             b.push(body, agent_actor.clone(), ms(time));
         }
     }
+    // A stored end stays where it was (grades that came later follow it); a new one closes.
+    // A new end comes before what happened after the head span ended (grades).
+    let end_at = head.map(|h| match known_at.get(h.span_id.as_str()) {
+        Some(&k) => items.iter().take_while(|i| known_at.get(i.key().as_str()).is_some_and(|&x| x < k)).count(),
+        None => items
+            .iter()
+            .position(|i| !known_at.contains_key(i.key().as_str()) && i.seq().is_none() && i.time() > h.end_ns)
+            .unwrap_or(items.len()),
+    });
+    let end_event = |b: &mut SessionBuilder| {
+        let Some(h) = head.filter(|h| !h.attrs.contains_key(EVENT_ATTR)) else { return };
+        let status = match h.status {
+            2 => "error",
+            1 => "ok",
+            _ => "completed",
+        };
+        let mut otel = json!({"span_id": h.span_id});
+        if !h.status_message.is_empty() {
+            otel["status_message"] = json!(h.status_message);
+        }
+        b.end(agent_actor.clone(), status.to_owned(), Some(json!({ "otel": otel })), ms(h.end_ns));
+    };
     let mut conv =
         Conversation { agent: agent_actor.clone(), seen: Vec::new(), system_seen: false, answered: HashSet::new() };
-    for item in &items {
+    for (i, item) in items.iter().enumerate() {
+        if end_at == Some(i) {
+            end_event(&mut b);
+        }
         match item {
             Item::Span(s) if s.attrs.contains_key(EVENT_ATTR) => own(&mut b, &s.attrs),
             Item::Record { attrs, .. } if attrs.contains_key(EVENT_ATTR) => own(&mut b, attrs),
@@ -403,25 +425,13 @@ pub fn assemble(t: &Trace, prior: Option<&Prior>, source: &str) -> Assembled {
         }
     }
 
-    let complete = head.is_some();
-    if let Some(h) = head {
-        // An exported session's ends are events of their own.
-        if !h.attrs.contains_key(EVENT_ATTR) {
-            {
-                let status = match h.status {
-                    2 => "error",
-                    1 => "ok",
-                    _ => "completed",
-                };
-                let mut otel = json!({"span_id": h.span_id});
-                if !h.status_message.is_empty() {
-                    otel["status_message"] = json!(h.status_message);
-                }
-                b.end(agent_actor.clone(), status.to_owned(), Some(json!({ "otel": otel })), ms(h.end_ns));
-            }
-        }
+    if end_at.is_none_or(|at| at >= items.len()) {
+        end_event(&mut b);
     }
-    Assembled { session: Some(b.finish(None)), complete }
+    let complete = head.is_some();
+    // A sub-agent's session names its parent session (dreamlog's export writes it).
+    let parent = head.and_then(|h| h.str("dreamlog.parent_session")).map(str::to_owned);
+    Assembled { session: Some(b.finish(parent)), complete }
 }
 
 /// How much of a call's content a chat span holds (two instrumentations of one call).
@@ -843,7 +853,7 @@ mod tests {
             name: name.into(),
             start_ns: start * 1_000_000,
             end_ns: (start + 5) * 1_000_000,
-            attrs: attrs.as_object().unwrap().clone().into_iter().collect(),
+            attrs: attrs.as_object().expect("an object").clone().into_iter().collect(),
             events: Vec::new(),
             status: 0,
             status_message: String::new(),
@@ -879,17 +889,18 @@ mod tests {
             json!({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "y"}),
         );
         let first = Trace { trace_id: root.trace_id.clone(), spans: vec![root.clone(), t1.clone()], logs: vec![] };
-        let a = assemble(&first, None, "otlp:test").session.unwrap();
+        let a = assemble(&first, None, "otlp:test").session.expect("a session");
         assert_eq!(kinds(&a), ["session.start", "action", "session.end"]);
-        let prior = Prior::of(&a.session, a.events.iter().map(|d| (&d.body, &d.actor, d.time.unwrap_or(0)))).unwrap();
+        let prior =
+            Prior::of(&a.session, a.events.iter().map(|d| (&d.body, &d.actor, d.time.unwrap_or(0)))).expect("a start");
         // y started earlier but arrived later: it comes after what was stored.
         let later = Trace { trace_id: root.trace_id.clone(), spans: vec![t0, root, t1], logs: vec![] };
-        let b = assemble(&later, Some(&prior), "otlp:test").session.unwrap();
+        let b = assemble(&later, Some(&prior), "otlp:test").session.expect("a session");
         assert_eq!(kinds(&b), ["session.start", "action", "action", "session.end"]);
         for (x, y) in a.events.iter().zip(&b.events).take(2) {
             assert_eq!(x.body, y.body);
         }
-        let Body::Action(y) = &b.events[2].body else { panic!() };
+        let Body::Action(y) = &b.events[2].body else { panic!("an action") };
         assert_eq!(y.name, "y");
         assert_eq!(y.input.to_value(), Value::Null, "no arguments recorded: none invented");
     }

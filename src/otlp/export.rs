@@ -63,7 +63,21 @@ pub fn export_sessions(
                 continue;
             }
         }
-        let (traces, logs) = session_requests(&detail.session, &detail.events);
+        // A sub-agent's start cites its parent session's start: name that session.
+        let parent = match detail.events.first() {
+            Some(start) => {
+                let mut parent = None;
+                for c in &start.event.header.causes {
+                    if let Ok(e) = svc.event(&c.to_string()) {
+                        parent =
+                            e.event.header.stream.strip_prefix(crate::core::streams::SESSION_PREFIX).map(str::to_owned);
+                    }
+                }
+                parent
+            }
+            None => None,
+        };
+        let (traces, logs) = session_requests(&detail.session, &detail.events, parent.as_deref());
         serde_json::to_writer(&mut *out, &traces).map_err(|e| io(e.into()))?;
         out.write_all(b"\n").map_err(io)?;
         if let Some(logs) = logs {
@@ -140,7 +154,7 @@ fn as_genai(role: &str, content: &Value) -> Value {
 }
 
 /// One session's traces request, and its logs request when it has grades.
-pub fn session_requests(session: &str, events: &[StoredEvent]) -> (Value, Option<Value>) {
+pub fn session_requests(session: &str, events: &[StoredEvent], parent: Option<&str>) -> (Value, Option<Value>) {
     let trace = trace_id_of(session, events);
     let root = derived_id(&format!("{trace} root"), 8);
     let index: std::collections::HashMap<EventId, usize> =
@@ -167,6 +181,9 @@ pub fn session_requests(session: &str, events: &[StoredEvent]) -> (Value, Option
                 }
                 if let Some(t) = &s.task_id {
                     root_attrs.push(attr("dreamlog.task.id", &json!(t)));
+                }
+                if let Some(p) = parent {
+                    root_attrs.push(attr("dreamlog.parent_session", &json!(p)));
                 }
                 root_attrs.extend(attrs);
             }

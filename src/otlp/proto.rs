@@ -198,7 +198,8 @@ pub struct AnyValue {
 
 /// The `value` oneof of `AnyValue`.
 pub mod any_value {
-    /// One of the value types.
+    /// One of the value types (named as the .proto's oneof fields).
+    #[allow(clippy::enum_variant_names)]
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum Value {
         #[prost(string, tag = "1")]
