@@ -213,6 +213,24 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
     api.ok("get", "/v1/streams/session/r/0?from=1&limit=2", None);
     api.ok("get", "/v1/kinds/grade", None);
     api.ok("get", "/v1/sessions", None);
+    // OTLP/HTTP in JSON (protobuf and the real SDKs: tests/otlp.rs).
+    let span = json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "0af7651916cd43dd8448eb211c80319c",
+        "spanId": "b7ad6b7169203331", "name": "invoke_agent", "startTimeUnixNano": "1000000000", "endTimeUnixNano": "2000000000",
+        "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "invoke_agent"}}]}]}]}]});
+    api.ok("post", "/v1/traces", Some(&span));
+    let grade = json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [{"timeUnixNano": "3000000000",
+        "eventName": "gen_ai.evaluation.result", "traceId": "0af7651916cd43dd8448eb211c80319c",
+        "attributes": [{"key": "gen_ai.evaluation.score.value", "value": {"doubleValue": 1.0}}]}]}]}]});
+    api.ok("post", "/v1/logs", Some(&grade));
+    let (status, _) = api.call_with(
+        "post",
+        "/v1/traces",
+        Some(&json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz"}]}]}]})),
+        false,
+    );
+    assert_eq!(status, 400);
+    // The raw requests are two notes on `otlp` (the info count below includes them).
+
     api.ok("get", "/v1/sessions/stats", None);
     api.ok("get", "/v1/session/r/1", None);
 

@@ -311,6 +311,19 @@ fn export_otlp_then_import_gives_the_same_sessions() {
     ok(&dreamlog_on(&a, &["import", fixtures.to_str().unwrap(), tau.to_str().unwrap()], None));
     let file = dir.path().join("sessions.otlp.jsonl");
     ok(&dreamlog_on(&a, &["export", "otlp", "--out", file.to_str().unwrap()], None));
+    // Every line is an OTLP/JSON request as schemas/otlp-request.schema.json writes it down.
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::root().join("schemas/otlp-request.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let v = jsonschema::options().with_draft(jsonschema::Draft::Draft202012).build(&schema).expect("schema compiles");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.lines().count() >= 3);
+    for line in text.lines() {
+        let value: Value = serde_json::from_str(line).unwrap();
+        let errs: Vec<String> = v.iter_errors(&value).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errs.is_empty(), "{line}\n{errs:#?}");
+    }
     let out = ok(&dreamlog_on(&b, &["import", "otlp", file.to_str().unwrap(), "--json"], None));
     assert!(out.contains("\"sessions\""), "{out}");
     let list = |db: &std::path::Path| -> Vec<Value> {

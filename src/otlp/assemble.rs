@@ -379,12 +379,17 @@ pub fn assemble(t: &Trace, prior: Option<&Prior>, source: &str) -> Assembled {
         }
     }
     // A stored end stays where it was (grades that came later follow it); a new one closes.
-    // A new end comes before what happened after the head span ended (grades).
+    // A new end comes before the grades given after the head span ended.
     let end_at = head.map(|h| match known_at.get(h.span_id.as_str()) {
         Some(&k) => items.iter().take_while(|i| known_at.get(i.key().as_str()).is_some_and(|&x| x < k)).count(),
         None => items
             .iter()
-            .position(|i| !known_at.contains_key(i.key().as_str()) && i.seq().is_none() && i.time() > h.end_ns)
+            .position(|i| {
+                matches!(i, Item::Record { .. })
+                    && !known_at.contains_key(i.key().as_str())
+                    && i.seq().is_none()
+                    && i.time() > h.end_ns
+            })
             .unwrap_or(items.len()),
     });
     let end_event = |b: &mut SessionBuilder| {
@@ -425,6 +430,8 @@ pub fn assemble(t: &Trace, prior: Option<&Prior>, source: &str) -> Assembled {
         }
     }
 
+    // The end: where it was stored (what arrived later follows it; rebuilding a stored
+    // session gives it back exactly), else after what came before it.
     if end_at.is_none_or(|at| at >= items.len()) {
         end_event(&mut b);
     }
@@ -896,11 +903,12 @@ mod tests {
         // y started earlier but arrived later: it comes after what was stored.
         let later = Trace { trace_id: root.trace_id.clone(), spans: vec![t0, root, t1], logs: vec![] };
         let b = assemble(&later, Some(&prior), "otlp:test").session.expect("a session");
-        assert_eq!(kinds(&b), ["session.start", "action", "action", "session.end"]);
-        for (x, y) in a.events.iter().zip(&b.events).take(2) {
+        // A late span comes after the stored end: what was stored is never rewritten.
+        assert_eq!(kinds(&b), ["session.start", "action", "session.end", "action"]);
+        for (x, y) in a.events.iter().zip(&b.events).take(3) {
             assert_eq!(x.body, y.body);
         }
-        let Body::Action(y) = &b.events[2].body else { panic!("an action") };
+        let Body::Action(y) = &b.events[3].body else { panic!("an action") };
         assert_eq!(y.name, "y");
         assert_eq!(y.input.to_value(), Value::Null, "no arguments recorded: none invented");
     }

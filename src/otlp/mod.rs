@@ -11,7 +11,7 @@
 mod assemble;
 mod export;
 mod model;
-mod proto;
+pub mod proto;
 mod receiver;
 
 pub use assemble::{assemble, by_trace, is_session, session_id, source_key, Assembled, Prior, Trace, SEMCONV_VERSION};

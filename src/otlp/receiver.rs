@@ -169,6 +169,8 @@ pub struct Pass {
     pub written: u64,
     /// Traces still waiting.
     pub waiting: u64,
+    /// Traces that could not be assembled, and why.
+    pub failed: Vec<(String, String)>,
 }
 
 impl Assembler {
@@ -226,7 +228,18 @@ impl Assembler {
             .map(|(id, _)| id.clone())
             .collect();
         for trace_id in ready {
-            pass.written += u64::from(self.assemble_one(svc, &trace_id)?);
+            // One trace that cannot be written (a session that changed in its middle)
+            // does not hold up the others; it is tried again when more of it arrives,
+            // and its raw notes stay.
+            use crate::error::ErrorClass;
+            match self.assemble_one(svc, &trace_id) {
+                Ok(written) => pass.written += u64::from(written),
+                // The store cannot write now: everything waits for the next pass.
+                Err(e) if matches!(e.class(), ErrorClass::Unavailable | ErrorClass::Internal) => return Err(e),
+                // Someone else wrote to the session meanwhile: again on the next pass.
+                Err(e) if e.class() == ErrorClass::WrongExpectedVersion => continue,
+                Err(e) => pass.failed.push((trace_id.clone(), e.to_string())),
+            }
             self.pending.remove(&trace_id);
         }
         pass.waiting = self.pending.len() as u64;

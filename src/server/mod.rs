@@ -582,6 +582,11 @@ async fn assemble_otlp(state: Arc<AppState>) {
             })
             .await;
             match done {
+                Ok(Ok(pass)) if !pass.failed.is_empty() => {
+                    for (trace, why) in &pass.failed {
+                        tracing::warn!("tenant {name}: OTLP trace {trace} not assembled: {why}");
+                    }
+                }
                 Ok(Ok(pass)) if pass.written > 0 => {
                     tracing::debug!(
                         "tenant {name}: assembled {} OTLP sessions ({} traces waiting)",
