@@ -539,22 +539,62 @@ pub fn write(
         starts.insert(session, start);
         plans.push(plan);
     }
+    // New sessions go in together, several to an atomic batch (each session whole in
+    // one), up to the sink's batch limit; grown sessions and sub-agents (whose start
+    // cites a stored event) on their own.
+    let limit = sink.info().map(|i| i.max_batch).unwrap_or(1000).clamp(1, MERGE_EVENTS);
+    let mut merged = AppendBatch::default();
+    let mut sizes: Vec<usize> = Vec::new();
+    let flush = |merged: &mut AppendBatch, sizes: &mut Vec<usize>, counts: &mut ImportCounts| -> Result<()> {
+        if sizes.is_empty() {
+            return Ok(());
+        }
+        let appended = sink.append_batch(std::mem::take(merged))?;
+        let mut at = 0;
+        for n in sizes.drain(..) {
+            if appended[at..(at + n).min(appended.len())].iter().all(|a| a.existed) {
+                counts.already_present += 1;
+            } else {
+                counts.sessions += 1;
+            }
+            at += n;
+        }
+        Ok(())
+    };
     for (i, plan) in plans.into_iter().enumerate() {
         match plan {
             Plan::Present => counts.already_present += 1,
-            Plan::New(batch) => match sink.append_batch(batch)? {
-                a if a.iter().all(|a| a.existed) => counts.already_present += 1,
-                _ => counts.sessions += 1,
-            },
+            Plan::New(batch)
+                if batch.events.len() < limit && batch.events.first().is_some_and(|d| d.causes.is_empty()) =>
+            {
+                if merged.events.len() + batch.events.len() > limit {
+                    flush(&mut merged, &mut sizes, &mut counts)?;
+                }
+                sizes.push(batch.events.len());
+                merged.events.extend(batch.events);
+                merged.expectations.extend(batch.expectations);
+            }
+            Plan::New(batch) => {
+                flush(&mut merged, &mut sizes, &mut counts)?;
+                match sink.append_batch(batch)? {
+                    a if a.iter().all(|a| a.existed) => counts.already_present += 1,
+                    _ => counts.sessions += 1,
+                }
+            }
             Plan::Grow(batch) => {
+                flush(&mut merged, &mut sizes, &mut counts)?;
                 sink.append_batch(batch)?;
                 counts.grown += 1;
             }
         }
         progress(i as u64 + 1);
     }
+    flush(&mut merged, &mut sizes, &mut counts)?;
     Ok(counts)
 }
+
+/// Most events of new sessions appended together in one batch.
+const MERGE_EVENTS: usize = 1000;
 
 /// Compares a parsed session with what the store holds of it; returns what to append and
 /// the id of the session's start event.
@@ -726,10 +766,36 @@ pub fn parse_in_background(
 /// Links citations of sessions that have no parent session (their ids do not depend on
 /// the store), so this work happens where parsing happens (off the append path).
 fn link_all(sessions: &mut [SessionEvents]) -> Result<()> {
-    for s in sessions.iter_mut().filter(|s| s.parent.is_none()) {
+    let results = in_parallel(sessions.iter_mut().filter(|s| s.parent.is_none()).collect(), |s| {
         s.start_id = link_chain(&mut s.events, &s.cites, Vec::new(), None)?.first().copied();
+        Ok(())
+    });
+    results.into_iter().collect()
+}
+
+/// `f` over `items` on every core (the items split in as many runs, in order); the
+/// results in the items' order.
+pub(crate) fn in_parallel<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len().max(1));
+    if threads <= 1 {
+        return items.into_iter().map(f).collect();
     }
-    Ok(())
+    let per = items.len().div_ceil(threads);
+    let mut runs: Vec<Vec<T>> = Vec::with_capacity(threads);
+    let mut items = items.into_iter();
+    loop {
+        let run: Vec<T> = items.by_ref().take(per).collect();
+        if run.is_empty() {
+            break;
+        }
+        runs.push(run);
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            runs.into_iter().map(|run| scope.spawn(move || run.into_iter().map(f).collect::<Vec<R>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    })
 }
 
 /// Adds each citation to `causes` and returns every event's id. `events[..known.len()]`

@@ -28,5 +28,13 @@ pub use receiver::{decode_request, record, Assembler, Pass, Signal, RAW_NOTE, RA
 pub fn parse_file(file: &str, bytes: &[u8]) -> crate::error::Result<Vec<crate::import::SessionEvents>> {
     let telemetry = read_file(file, bytes)?;
     let (traces, _) = by_trace(telemetry);
-    Ok(traces.iter().filter_map(|t| assemble(t, None, &format!("otlp:{file}[trace {}]", t.trace_id)).session).collect())
+    let mut sessions: Vec<crate::import::SessionEvents> = crate::import::in_parallel(traces, |t| {
+        assemble(&t, None, &format!("otlp:{file}[trace {}]", t.trace_id)).session
+    })
+    .into_iter()
+    .flatten()
+    .collect();
+    // Sub-agents after the sessions they belong to, so they can cite them.
+    sessions.sort_by_key(|s| s.parent.is_some());
+    Ok(sessions)
 }

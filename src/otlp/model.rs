@@ -331,16 +331,18 @@ pub fn read_file(file: &str, bytes: &[u8]) -> Result<Telemetry> {
         line: 0,
         reason: format!("not UTF-8: {e}"),
     })?;
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
+    // Lines are read on every core; the requests keep the file's order.
+    let lines: Vec<(usize, &str)> = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
+    let read = crate::import::in_parallel(lines, |(i, line)| -> Result<Telemetry> {
         let v: Value = serde_json::from_str(line).map_err(|e| crate::error::Error::Input {
             path: file.to_owned(),
             line: i + 1,
             reason: format!("not valid JSON: {e}"),
         })?;
-        out.extend(read_request(file, &v, &format!("/{i}"))?);
+        read_request(file, &v, &format!("/{i}"))
+    });
+    for t in read {
+        out.extend(t?);
     }
     Ok(out)
 }

@@ -14,6 +14,7 @@ use super::model::{read_request, Telemetry};
 use super::proto::{logs_request_to_json, trace_request_to_json, ExportLogsServiceRequest, ExportTraceServiceRequest};
 use crate::core::{Actor, Body, CanonicalJson, Draft, Note};
 use crate::error::{Error, Result};
+use crate::import::SessionEvents;
 use crate::service::{EventsQuery, Service};
 use crate::store::AppendBatch;
 
@@ -218,7 +219,7 @@ impl Assembler {
                 break;
             }
         }
-        let ready: Vec<String> = self
+        let mut ready: Vec<String> = self
             .pending
             .iter()
             .filter(|(_, p)| {
@@ -227,55 +228,81 @@ impl Assembler {
             })
             .map(|(id, _)| id.clone())
             .collect();
-        for trace_id in ready {
-            // One trace that cannot be written (a session that changed in its middle)
-            // does not hold up the others; it is tried again when more of it arrives,
-            // and its raw notes stay.
-            use crate::error::ErrorClass;
-            match self.assemble_one(svc, &trace_id) {
-                Ok(written) => pass.written += u64::from(written),
+        // In the order their spans arrived, so a chunk's traces share their raw notes.
+        ready.sort_by_cached_key(|t| (self.notes_of.get(t).and_then(|v| v.first().copied()), t.clone()));
+        for chunk in ready.chunks(CHUNK) {
+            let result = self.assemble_chunk(svc, chunk, &mut pass);
+            if let Err(e) = result {
                 // The store cannot write now: everything waits for the next pass.
-                Err(e) if matches!(e.class(), ErrorClass::Unavailable | ErrorClass::Internal) => return Err(e),
-                // Someone else wrote to the session meanwhile: again on the next pass.
-                Err(e) if e.class() == ErrorClass::WrongExpectedVersion => continue,
-                Err(e) => pass.failed.push((trace_id.clone(), e.to_string())),
+                return Err(e);
             }
-            self.pending.remove(&trace_id);
         }
         pass.waiting = self.pending.len() as u64;
         Ok(pass)
     }
 
-    /// Reads a trace's raw notes, assembles it over what is stored of its session, and
-    /// writes what is new; returns whether anything was written.
-    fn assemble_one(&self, svc: &dyn Service, trace_id: &str) -> Result<bool> {
-        let mut t = Telemetry::default();
-        let mut read: HashSet<u64> = HashSet::new();
-        for &v in self.notes_of.get(trace_id).map(Vec::as_slice).unwrap_or_default() {
-            if !read.insert(v) {
-                continue;
-            }
+    /// Assembles a chunk of ready traces: each raw note they need read once, every
+    /// session written in one import (one atomic batch per session); when that import
+    /// refuses a session, each trace on its own, so one bad trace holds up no other.
+    fn assemble_chunk(&mut self, svc: &dyn Service, traces: &[String], pass: &mut Pass) -> Result<()> {
+        use crate::error::ErrorClass;
+        let wanted: HashSet<&str> = traces.iter().map(String::as_str).collect();
+        let mut versions: Vec<u64> =
+            traces.iter().flat_map(|t| self.notes_of.get(t).cloned().unwrap_or_default()).collect();
+        versions.sort_unstable();
+        versions.dedup();
+        let mut all = Telemetry::default();
+        for v in versions {
             let q = EventsQuery { from: v, limit: Some(1), stream: Some(RAW_STREAM.to_owned()), kind: None };
             for e in svc.events(&q)? {
-                if let Some(more) = note_telemetry(e.version, &e.event.body) {
-                    t.extend(more);
+                if let Some(mut t) = note_telemetry(e.version, &e.event.body) {
+                    t.spans.retain(|s| wanted.contains(s.trace_id.as_str()));
+                    t.logs.retain(|l| l.trace_id.as_deref().is_some_and(|id| wanted.contains(id)));
+                    all.extend(t);
                 }
             }
         }
-        let (traces, _) = by_trace(t);
-        let Some(trace) = traces.into_iter().find(|x| x.trace_id == trace_id) else { return Ok(false) };
-        let written = write_trace(svc, &trace)?;
-        Ok(written)
+        let (built, _) = by_trace(all);
+        let mut sessions = Vec::new();
+        for trace in &built {
+            if let Some(s) = session_of(svc, trace)? {
+                sessions.push((trace.trace_id.clone(), s));
+            }
+        }
+        let together: Vec<SessionEvents> = sessions.iter().map(|(_, s)| s.clone()).collect();
+        match crate::import::write(svc, together, None, |_| {}) {
+            Ok(c) => pass.written += c.sessions + c.grown,
+            Err(e) if matches!(e.class(), ErrorClass::Unavailable | ErrorClass::Internal) => return Err(e),
+            Err(_) => {
+                for (trace_id, s) in sessions {
+                    match crate::import::write(svc, vec![s], None, |_| {}) {
+                        Ok(c) => pass.written += c.sessions + c.grown,
+                        Err(e) if matches!(e.class(), ErrorClass::Unavailable | ErrorClass::Internal) => return Err(e),
+                        // Someone else wrote to the session meanwhile: again on the next pass.
+                        Err(e) if e.class() == ErrorClass::WrongExpectedVersion => continue,
+                        Err(e) => pass.failed.push((trace_id.clone(), e.to_string())),
+                    }
+                    self.pending.remove(&trace_id);
+                }
+                return Ok(());
+            }
+        }
+        for t in traces {
+            self.pending.remove(t);
+        }
+        Ok(())
     }
 }
 
-/// Assembles one trace over its stored session (if any) and writes what is new.
-fn write_trace(svc: &dyn Service, trace: &Trace) -> Result<bool> {
+/// Traces assembled per import.
+const CHUNK: usize = 1000;
+
+/// A trace assembled over its stored session (if any): the session to import (`None`
+/// when the trace holds none).
+fn session_of(svc: &dyn Service, trace: &Trace) -> Result<Option<SessionEvents>> {
     let sid = session_id(trace);
     let stored = svc.stream_events(&crate::core::streams::session(&sid))?;
     let prior = Prior::of(&sid, stored.iter().map(|e| (&e.event.body, &e.event.header.actor, e.event.header.time)));
     let source = format!("otlp:{RAW_STREAM}[trace {}]", trace.trace_id);
-    let Some(session) = assemble(trace, prior.as_ref(), &source).session else { return Ok(false) };
-    let counts = crate::import::write(svc, vec![session], None, |_| {})?;
-    Ok(counts.sessions + counts.grown > 0)
+    Ok(assemble(trace, prior.as_ref(), &source).session)
 }
