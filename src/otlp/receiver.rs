@@ -231,11 +231,8 @@ impl Assembler {
         // In the order their spans arrived, so a chunk's traces share their raw notes.
         ready.sort_by_cached_key(|t| (self.notes_of.get(t).and_then(|v| v.first().copied()), t.clone()));
         for chunk in ready.chunks(CHUNK) {
-            let result = self.assemble_chunk(svc, chunk, &mut pass);
-            if let Err(e) = result {
-                // The store cannot write now: everything waits for the next pass.
-                return Err(e);
-            }
+            // An error: the store cannot write now; everything waits for the next pass.
+            self.assemble_chunk(svc, chunk, &mut pass)?;
         }
         pass.waiting = self.pending.len() as u64;
         Ok(pass)
