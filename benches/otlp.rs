@@ -13,8 +13,8 @@
 //!    MB): reading and assembling it in process (MB/s), and `dreamlog import otlp` into a
 //!    fresh database (MB/s, end to end: parse, assemble, append every session durably).
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +24,11 @@ use dreamlog::otlp::proto::{
     ScopeSpans, Span, Status,
 };
 use prost::Message;
+
+// The server start is shared with the other HTTP benchmarks.
+#[allow(dead_code)]
+#[path = "shared/load.rs"]
+mod load;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -140,20 +145,7 @@ fn request(first: u64, batch: usize) -> ExportTraceServiceRequest {
 fn start_server(db: &std::path::Path) -> (std::process::Child, String) {
     let cfg = db.with_extension("json");
     std::fs::write(&cfg, r#"{"otlp_quiet_ms": 500, "max_concurrent": 256}"#).unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_dreamlog"))
-        .arg("--db")
-        .arg(db)
-        .args(["--sync", "fsync", "serve", "--addr", "127.0.0.1:0", "--config"])
-        .arg(&cfg)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start dreamlog serve");
-    let mut err = BufReader::new(server.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    err.read_line(&mut line).expect("server banner");
-    let addr = line.split("on http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("address").to_owned();
-    std::thread::spawn(move || for _ in err.lines() {});
-    (server, format!("http://{addr}"))
+    load::start_server_with(db, &["--config".as_ref(), cfg.as_os_str()])
 }
 
 fn main() {

@@ -124,10 +124,16 @@ pub fn drive(
 /// Starts `dreamlog serve` (sync fsync) on a free loopback port over the database `db`;
 /// returns the process and its base URL.
 pub fn start_server(db: &Path) -> (Child, String) {
+    start_server_with(db, &[])
+}
+
+/// [`start_server`] with more arguments of `serve` (`--config FILE`).
+pub fn start_server_with(db: &Path, extra: &[&std::ffi::OsStr]) -> (Child, String) {
     let mut server = Command::new(env!("CARGO_BIN_EXE_dreamlog"))
         .arg("--db")
         .arg(db)
         .args(["--sync", "fsync", "serve", "--addr", "127.0.0.1:0"])
+        .args(extra)
         .stderr(Stdio::piped())
         .spawn()
         .expect("start dreamlog serve");

@@ -506,7 +506,15 @@ pub fn write(
     let mut counts = ImportCounts::default();
     let mut starts: std::collections::HashMap<String, crate::core::EventId> = Default::default();
     let mut plans = Vec::with_capacity(sessions.len());
-    for s in sessions {
+    // Which sessions are stored at all, asked in bulk (a page of streams a request): only
+    // those are read whole.
+    let mut exists: Vec<bool> = Vec::with_capacity(sessions.len());
+    for page in sessions.chunks(crate::service::PAGE) {
+        let streams: Vec<String> = page.iter().map(|s| session_stream(&s.session)).collect();
+        let (_, heads) = sink.lookup(&crate::service::LookupRequest { ids: Vec::new(), streams })?;
+        exists.extend(heads.iter().map(Option::is_some));
+    }
+    for (s, exists) in sessions.into_iter().zip(exists) {
         for d in &s.events {
             match &d.body {
                 Body::Action(_) => counts.actions += 1,
@@ -533,7 +541,7 @@ pub fn write(
             },
             None => None,
         };
-        let stored = sink.stream_events(&session_stream(&s.session))?;
+        let stored = if exists { sink.stream_events(&session_stream(&s.session))? } else { Vec::new() };
         let session = s.session.clone();
         let (plan, start) = plan_session(s, stored, parent_start, memory)?;
         starts.insert(session, start);
