@@ -346,6 +346,16 @@ fn export_otlp_then_import_gives_the_same_sessions() {
     // Imported again: already present.
     let again = ok(&dreamlog_on(&b, &["import", "otlp", file.to_str().unwrap(), "--json"], None));
     assert!(again.contains("\"sessions\":0"), "{again}");
+    // The graded ones are dreamed over, as in the store they came from.
+    let graded = la.iter().filter(|s| !s["score"].is_null()).count();
+    assert!(graded >= 1, "{la:?}");
+    let dream = |db: &std::path::Path| -> Value {
+        serde_json::from_str(&ok(&dreamlog_on(db, &["dream", "run", "s", "--create", "--json"], None))).unwrap()
+    };
+    let (da, db_) = (dream(&a), dream(&b));
+    assert_eq!(db_["sessions"], graded, "{db_}");
+    assert_eq!(da["sessions"], db_["sessions"]);
+    assert_eq!(da["result_state"], db_["result_state"], "the same lessons from the same sessions");
 
     // What a tool that knows only the conventions reads: without dreamlog's own
     // attributes, the same tool calls (name, arguments, status) and grades come back.
@@ -415,7 +425,7 @@ fn an_eval_log_written_by_inspect_ai_imports_as_graded_sessions() {
     assert_eq!(sent["status"], "success");
     let file = sent["file"].as_str().unwrap();
     let db = dir.path().join("db");
-    let out = ok(&dreamlog_on(&db, &["import", file, "--json"], None));
+    let out = ok(&dreamlog_on(&db, &["import", file, "--store", "math", "--json"], None));
     assert!(out.contains("\"format\":\"inspect\""), "{out}");
     let eval_id = sent["eval_id"].as_str().unwrap();
     let show = |sample: &str| -> Value {
@@ -453,4 +463,9 @@ fn an_eval_log_written_by_inspect_ai_imports_as_graded_sessions() {
     // Idempotent.
     let again = ok(&dreamlog_on(&db, &["import", file, "--json"], None));
     assert!(again.contains("\"already_present\":2"), "{again}");
+    // Dreamed over like any graded sessions.
+    let run: Value =
+        serde_json::from_str(&ok(&dreamlog_on(&db, &["dream", "run", "math", "--create", "--json"], None))).unwrap();
+    assert_eq!(run["sessions"], 2, "{run}");
+    assert_eq!(run["dreamer"], "evidence");
 }
