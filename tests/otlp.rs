@@ -128,6 +128,14 @@ fn genai_spans_from_the_official_sdk_become_sessions_with_actions_and_grades() {
     assert_eq!(by_name("helpfulness")["body"]["evaluator"], "weather-service");
     assert_eq!(s["events"][7]["body"]["status"], "completed");
 
+    // As people read it.
+    let shown = ok(&common::run_dreamlog(&["--remote", &server.base, "sessions", "show", "conv-weather"], None));
+    for line in
+        ["[system] You are a weather bot.", "[user] Weather in Paris?", "[assistant] Checking.", "-> book_table"]
+    {
+        assert!(shown.contains(line), "{line:?} in:\n{shown}");
+    }
+
     // The late-rooted trace: one session, its id the trace id, with its end.
     let late = sent["late_trace"].as_str().unwrap();
     let l = session_when(&server, late, 3);

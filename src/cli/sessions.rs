@@ -32,8 +32,9 @@ pub enum SessionsCmd {
     Stats,
 }
 
-/// The readable text of a message: a string, the text blocks of a content array, or
-/// the `content` / `message` of a whole source message. Tool calls and results are
+/// The readable text of a message: a string, the text blocks of a content array (text
+/// in `text`, or in `content` as OpenTelemetry's GenAI message parts have it), or the
+/// `content` / `message` / `parts` of a whole source message. Tool calls and results are
 /// shown from their action events instead.
 fn text_of(content: &Value) -> String {
     match content {
@@ -42,10 +43,12 @@ fn text_of(content: &Value) -> String {
         Value::Array(blocks) => blocks
             .iter()
             .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
-            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .filter_map(|b| b.get("text").or_else(|| b.get("content")).and_then(Value::as_str))
             .collect::<Vec<_>>()
             .join("\n"),
-        Value::Object(m) => m.get("content").or_else(|| m.get("message")).map(text_of).unwrap_or_default(),
+        Value::Object(m) => {
+            m.get("content").or_else(|| m.get("message")).or_else(|| m.get("parts")).map(text_of).unwrap_or_default()
+        }
         other => other.to_string(),
     }
 }

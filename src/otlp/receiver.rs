@@ -159,6 +159,9 @@ pub struct Assembler {
     /// Every trace seen: the raw note versions that hold its spans.
     notes_of: HashMap<String, Vec<u64>>,
     pending: HashMap<String, Pending>,
+    /// Raw notes below this version were recorded before this assembler started (the
+    /// server was down since): they count as long quiet.
+    started_at: u64,
 }
 
 /// What one pass of the assembler did.
@@ -175,15 +178,19 @@ pub struct Pass {
 }
 
 impl Assembler {
-    /// An assembler that has read nothing yet.
-    pub fn new(quiet: Duration, open_trace: Duration) -> Assembler {
-        Assembler { quiet, open_trace, cursor: 0, notes_of: HashMap::new(), pending: HashMap::new() }
+    /// An assembler that has read nothing yet, over `svc`'s raw notes as they are now:
+    /// the notes already recorded are assembled on the first pass (their senders are long
+    /// done), the ones that come later once their traces are quiet.
+    pub fn new(svc: &dyn Service, quiet: Duration, open_trace: Duration) -> Result<Assembler> {
+        let req = crate::service::LookupRequest { ids: Vec::new(), streams: vec![RAW_STREAM.to_owned()] };
+        let (_, heads) = svc.lookup(&req)?;
+        let started_at = heads.first().copied().flatten().map_or(0, |(v, _)| v + 1);
+        Ok(Assembler { quiet, open_trace, cursor: 0, notes_of: HashMap::new(), pending: HashMap::new(), started_at })
     }
 
     /// Reads the new raw notes and assembles the traces that are ready. `now` is the
-    /// clock; notes read on the first pass count as long quiet (the server was down).
+    /// clock.
     pub fn pass(&mut self, svc: &dyn Service, now: Instant) -> Result<Pass> {
-        let first = self.cursor == 0;
         let mut pass = Pass::default();
         loop {
             let q = EventsQuery {
@@ -209,7 +216,8 @@ impl Assembler {
                         versions.push(e.version);
                     }
                     let rooted = tr.spans.iter().any(|s| s.parent.is_none());
-                    let last = if first { now.checked_sub(self.open_trace).unwrap_or(now) } else { now };
+                    let before = e.version < self.started_at;
+                    let last = if before { now.checked_sub(self.open_trace).unwrap_or(now) } else { now };
                     let p = self.pending.entry(tr.trace_id).or_insert(Pending { last, rooted: false });
                     p.last = p.last.max(last);
                     p.rooted |= rooted;

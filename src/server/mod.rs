@@ -558,23 +558,18 @@ async fn reload_on_sighup(state: Arc<AppState>) {
 
 /// Assembles the sessions of what `/v1/traces` and `/v1/logs` recorded, for every
 /// tenant, as a projection of the raw notes (`otlp::Assembler`), until shutdown.
-async fn assemble_otlp(state: Arc<AppState>) {
-    let quiet = Duration::from_millis(state.config.otlp_quiet_ms);
-    let open = Duration::from_secs(state.config.otlp_open_trace_secs.max(1));
+/// `assemblers` are made before the server takes requests ([`otlp_assemblers`]).
+async fn assemble_otlp(state: Arc<AppState>, assemblers: Assemblers) {
     let mut stop = state.stop.subscribe();
     let mut every = tokio::time::interval(Duration::from_millis(200));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut assemblers: BTreeMap<String, Arc<std::sync::Mutex<crate::otlp::Assembler>>> = BTreeMap::new();
     loop {
         tokio::select! {
             _ = every.tick() => {}
             _ = stop.changed() => return,
         }
         for (name, t) in &state.tenants {
-            let a = assemblers
-                .entry(name.clone())
-                .or_insert_with(|| Arc::new(std::sync::Mutex::new(crate::otlp::Assembler::new(quiet, open))))
-                .clone();
+            let Some(a) = assemblers.get(name).cloned() else { continue };
             let svc = t.svc.clone();
             let done = tokio::task::spawn_blocking(move || {
                 let mut a = a.lock().unwrap_or_else(|p| p.into_inner());
@@ -601,6 +596,26 @@ async fn assemble_otlp(state: Arc<AppState>) {
             }
         }
     }
+}
+
+/// Each tenant's OTLP assembler.
+type Assemblers = BTreeMap<String, Arc<std::sync::Mutex<crate::otlp::Assembler>>>;
+
+/// The assemblers, made before the server takes requests: what is recorded from then on
+/// waits for its traces to be quiet; what was recorded before is assembled at once.
+fn otlp_assemblers(state: &AppState) -> Assemblers {
+    let quiet = Duration::from_millis(state.config.otlp_quiet_ms);
+    let open = Duration::from_secs(state.config.otlp_open_trace_secs.max(1));
+    let mut assemblers = Assemblers::new();
+    for (name, t) in &state.tenants {
+        match crate::otlp::Assembler::new(&t.svc, quiet, open) {
+            Ok(a) => {
+                assemblers.insert(name.clone(), Arc::new(std::sync::Mutex::new(a)));
+            }
+            Err(e) => tracing::warn!("tenant {name}: OTLP sessions will not be assembled: {e}"),
+        }
+    }
+    assemblers
 }
 
 /// Signs a checkpoint of every tenant whose log grew, every `checkpoint_every_secs`.
@@ -649,7 +664,7 @@ pub async fn serve(
     }
     #[cfg(unix)]
     tokio::spawn(reload_on_sighup(state.clone()));
-    tokio::spawn(assemble_otlp(state.clone()));
+    tokio::spawn(assemble_otlp(state.clone(), otlp_assemblers(&state)));
     let header_timeout = Duration::from_secs(state.config.header_read_timeout_secs.max(1));
     let stall = Duration::from_secs(state.config.write_stall_timeout_secs.max(1));
     let tls = state.config.tls.as_ref().map(TlsFiles::acceptor).transpose()?;
