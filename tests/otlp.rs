@@ -82,7 +82,7 @@ fn genai_spans_from_the_official_sdk_become_sessions_with_actions_and_grades() {
     // a second trace whose root came in a later request than its child.
     let s = session_when(&server, "conv-weather", 9);
     // Grades arrive with the logs; wait for both.
-    let s = if events_of(&s, "grade").len() < 2 { session_when(&server, "conv-weather", 11) } else { s };
+    let s = if events_of(&s, "grade").len() < 2 { session_when(&server, "conv-weather", 10) } else { s };
     assert_eq!(
         kinds(&s),
         [

@@ -327,22 +327,20 @@ impl SessionBuilder {
 
     /// A `message` event holding the source message as it was.
     pub fn message(&mut self, actor: Actor, role: &str, content: &Value, time: u64) {
-        let body = Body::Message(Message {
-            session: self.session.clone(),
-            role: role.to_owned(),
-            content: CanonicalJson::from_value(content),
-            meta: None,
-        });
-        self.push(body, actor, time);
+        self.message_meta(actor, role, content, time, None);
     }
 
     /// A `message` event with the importer's metadata beside the source message.
     pub fn message_with(&mut self, actor: Actor, role: &str, content: &Value, time: u64, meta: Value) {
+        self.message_meta(actor, role, content, time, Some(&meta));
+    }
+
+    fn message_meta(&mut self, actor: Actor, role: &str, content: &Value, time: u64, meta: Option<&Value>) {
         let body = Body::Message(Message {
             session: self.session.clone(),
             role: role.to_owned(),
             content: CanonicalJson::from_value(content),
-            meta: Some(CanonicalJson::from_value(&meta)),
+            meta: meta.map(CanonicalJson::from_value),
         });
         self.push(body, actor, time);
     }

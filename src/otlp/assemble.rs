@@ -231,23 +231,14 @@ impl Prior {
     }
 }
 
-/// What assembling a trace gives.
-#[derive(Debug)]
-pub struct Assembled {
-    /// The session (`None` when the trace holds nothing of one).
-    pub session: Option<SessionEvents>,
-    /// Whether the trace's root span is here (its session has ended).
-    pub complete: bool,
-}
-
-/// Builds a trace's session. With `prior` (a stored version of it) the session keeps
+/// Builds a trace's session (`None` when the trace holds nothing of one). With `prior` (a stored version of it) the session keeps
 /// its id and start, and the spans its events name are replayed first, in their stored
 /// order, so the stored events come out the same and anything new is appended after
 /// them. `source` goes into the session's `session.link`.
-pub fn assemble(t: &Trace, prior: Option<&Prior>, source: &str) -> Assembled {
+pub fn assemble(t: &Trace, prior: Option<&Prior>, source: &str) -> Option<SessionEvents> {
     let (root, agent) = anchors(t);
     if !is_session(t) {
-        return Assembled { session: None, complete: root.is_some() };
+        return None;
     }
     let session = match prior {
         Some(p) => p.session.clone(),
@@ -435,10 +426,9 @@ pub fn assemble(t: &Trace, prior: Option<&Prior>, source: &str) -> Assembled {
     if end_at.is_none_or(|at| at >= items.len()) {
         end_event(&mut b);
     }
-    let complete = head.is_some();
     // A sub-agent's session names its parent session (dreamlog's export writes it).
     let parent = head.and_then(|h| h.str("dreamlog.parent_session")).map(str::to_owned);
-    Assembled { session: Some(b.finish(parent)), complete }
+    Some(b.finish(parent))
 }
 
 /// How much of a call's content a chat span holds (two instrumentations of one call).
@@ -896,13 +886,13 @@ mod tests {
             json!({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "y"}),
         );
         let first = Trace { trace_id: root.trace_id.clone(), spans: vec![root.clone(), t1.clone()], logs: vec![] };
-        let a = assemble(&first, None, "otlp:test").session.expect("a session");
+        let a = assemble(&first, None, "otlp:test").expect("a session");
         assert_eq!(kinds(&a), ["session.start", "action", "session.end"]);
         let prior =
             Prior::of(&a.session, a.events.iter().map(|d| (&d.body, &d.actor, d.time.unwrap_or(0)))).expect("a start");
         // y started earlier but arrived later: it comes after what was stored.
         let later = Trace { trace_id: root.trace_id.clone(), spans: vec![t0, root, t1], logs: vec![] };
-        let b = assemble(&later, Some(&prior), "otlp:test").session.expect("a session");
+        let b = assemble(&later, Some(&prior), "otlp:test").expect("a session");
         // A late span comes after the stored end: what was stored is never rewritten.
         assert_eq!(kinds(&b), ["session.start", "action", "session.end", "action"]);
         for (x, y) in a.events.iter().zip(&b.events).take(3) {

@@ -14,12 +14,11 @@ mod model;
 pub mod proto;
 mod receiver;
 
-pub use assemble::{assemble, by_trace, is_session, session_id, source_key, Assembled, Prior, Trace, SEMCONV_VERSION};
+pub use assemble::{assemble, by_trace, is_session, session_id, source_key, Prior, Trace, SEMCONV_VERSION};
 pub use export::{export_sessions, ExportSelection};
 pub use model::{is_request, read_file, read_request, Attributes, LogRecord, Origin, Span, SpanEvent, Telemetry};
 pub use proto::{
-    logs_request_to_json, trace_request_to_json, ExportLogsServiceRequest, ExportResponse, ExportTraceServiceRequest,
-    RpcStatus,
+    logs_request_to_json, trace_request_to_json, ExportLogsServiceRequest, ExportTraceServiceRequest, RpcStatus,
 };
 pub use receiver::{decode_request, record, Assembler, Pass, Signal, RAW_NOTE, RAW_STREAM};
 
@@ -28,12 +27,11 @@ pub use receiver::{decode_request, record, Assembler, Pass, Signal, RAW_NOTE, RA
 pub fn parse_file(file: &str, bytes: &[u8]) -> crate::error::Result<Vec<crate::import::SessionEvents>> {
     let telemetry = read_file(file, bytes)?;
     let (traces, _) = by_trace(telemetry);
-    let mut sessions: Vec<crate::import::SessionEvents> = crate::import::in_parallel(traces, |t| {
-        assemble(&t, None, &format!("otlp:{file}[trace {}]", t.trace_id)).session
-    })
-    .into_iter()
-    .flatten()
-    .collect();
+    let mut sessions: Vec<crate::import::SessionEvents> =
+        crate::import::in_parallel(traces, |t| assemble(&t, None, &format!("otlp:{file}[trace {}]", t.trace_id)))
+            .into_iter()
+            .flatten()
+            .collect();
     // Sub-agents after the sessions they belong to, so they can cite them.
     sessions.sort_by_key(|s| s.parent.is_some());
     Ok(sessions)

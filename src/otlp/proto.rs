@@ -26,23 +26,6 @@ pub struct ExportLogsServiceRequest {
     pub resource_logs: Vec<ResourceLogs>,
 }
 
-/// `ExportTraceServiceResponse` / `ExportLogsServiceResponse`: both are one optional
-/// `partial_success` (field 1) whose fields are a count (1) and a message (2).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ExportResponse {
-    #[prost(message, optional, tag = "1")]
-    pub partial_success: Option<PartialSuccess>,
-}
-
-/// `ExportTracePartialSuccess` / `ExportLogsPartialSuccess`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct PartialSuccess {
-    #[prost(int64, tag = "1")]
-    pub rejected: i64,
-    #[prost(string, tag = "2")]
-    pub error_message: String,
-}
-
 /// `google.rpc.Status`: what an OTLP/HTTP error answer carries.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct RpcStatus {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use prost::Message as _;
 use serde_json::{json, Value};
 
-use super::assemble::{assemble, by_trace, session_id, Prior, Trace};
+use super::assemble::{assemble, by_trace, session_id, Prior};
 use super::model::{read_request, Telemetry};
 use super::proto::{logs_request_to_json, trace_request_to_json, ExportLogsServiceRequest, ExportTraceServiceRequest};
 use crate::core::{Actor, Body, CanonicalJson, Draft, Note};
@@ -50,9 +50,8 @@ fn refused(reason: impl Into<String>) -> Error {
 }
 
 /// A request body (gzip when `gzip`) of `content_type` (`application/x-protobuf` or
-/// `application/json`) read and checked: the raw note's JSON, and how many spans or log
-/// records it holds. Nothing is written here.
-pub fn decode_request(signal: Signal, content_type: &str, gzip: bool, body: &[u8]) -> Result<(Value, u64)> {
+/// `application/json`) read and checked: the raw note's JSON. Nothing is written here.
+pub fn decode_request(signal: Signal, content_type: &str, gzip: bool, body: &[u8]) -> Result<Value> {
     let inflated;
     let body = if gzip {
         let mut out = Vec::new();
@@ -104,9 +103,8 @@ pub fn decode_request(signal: Signal, content_type: &str, gzip: bool, body: &[u8
             )))
         }
     };
-    let t = read_request("request", &request, "").map_err(|e| refused(e.to_string()))?;
-    let n = (t.spans.len() + t.logs.len()) as u64;
-    Ok((json!({"signal": signal.name(), "request": request}), n))
+    read_request("request", &request, "").map_err(|e| refused(e.to_string()))?;
+    Ok(json!({"signal": signal.name(), "request": request}))
 }
 
 /// The event that records a request.
@@ -269,8 +267,19 @@ impl Assembler {
         }
         let (built, _) = by_trace(all);
         let mut sessions = Vec::new();
-        for trace in &built {
-            if let Some(s) = session_of(svc, trace)? {
+        // Which of their sessions are stored, asked at once: only those are read.
+        let ids: Vec<String> = built.iter().map(session_id).collect();
+        let streams = ids.iter().map(|id| crate::core::streams::session(id)).collect();
+        let (_, heads) = svc.lookup(&crate::service::LookupRequest { ids: Vec::new(), streams })?;
+        for ((trace, sid), head) in built.iter().zip(&ids).zip(heads) {
+            let stored = match head {
+                Some(_) => svc.stream_events(&crate::core::streams::session(sid))?,
+                None => Vec::new(),
+            };
+            let prior =
+                Prior::of(sid, stored.iter().map(|e| (&e.event.body, &e.event.header.actor, e.event.header.time)));
+            let source = format!("otlp:{RAW_STREAM}[trace {}]", trace.trace_id);
+            if let Some(s) = assemble(trace, prior.as_ref(), &source) {
                 sessions.push((trace.trace_id.clone(), s));
             }
         }
@@ -301,13 +310,3 @@ impl Assembler {
 
 /// Traces assembled per import.
 const CHUNK: usize = 1000;
-
-/// A trace assembled over its stored session (if any): the session to import (`None`
-/// when the trace holds none).
-fn session_of(svc: &dyn Service, trace: &Trace) -> Result<Option<SessionEvents>> {
-    let sid = session_id(trace);
-    let stored = svc.stream_events(&crate::core::streams::session(&sid))?;
-    let prior = Prior::of(&sid, stored.iter().map(|e| (&e.event.body, &e.event.header.actor, e.event.header.time)));
-    let source = format!("otlp:{RAW_STREAM}[trace {}]", trace.trace_id);
-    Ok(assemble(trace, prior.as_ref(), &source).session)
-}

@@ -918,9 +918,8 @@ async fn otlp(
         }
     };
     let done = blocking(move || {
-        let (note, n) = crate::otlp::decode_request(signal, &content_type, gzip, &body)?;
-        crate::otlp::record(&tenant.svc, &note)?;
-        Ok(n)
+        let note = crate::otlp::decode_request(signal, &content_type, gzip, &body)?;
+        crate::otlp::record(&tenant.svc, &note)
     })
     .await;
     match done {
