@@ -343,10 +343,7 @@ fn export_otlp_then_import_gives_the_same_sessions() {
     assert_eq!(la.len(), lb.len());
     for s in &la {
         let id = s["id"].as_str().unwrap();
-        let show = |db: &std::path::Path| -> Value {
-            serde_json::from_str(&ok(&dreamlog_on(db, &["sessions", "show", id, "--json"], None))).unwrap()
-        };
-        let (x, y) = (show(&a), show(&b));
+        let (x, y) = (show(&a, id), show(&b, id));
         let ids =
             |v: &Value| -> Vec<Value> { v["events"].as_array().unwrap().iter().map(|e| e["id"].clone()).collect() };
         assert_eq!(ids(&x), ids(&y), "session {id}: the same events, with the same ids");
@@ -382,10 +379,7 @@ fn export_otlp_then_import_gives_the_same_sessions() {
     ok(&dreamlog_on(&c, &["import", "otlp", plain.to_str().unwrap()], None));
     for s in &la {
         let id = s["id"].as_str().unwrap();
-        let show = |db: &std::path::Path| -> Value {
-            serde_json::from_str(&ok(&dreamlog_on(db, &["sessions", "show", id, "--json"], None))).unwrap()
-        };
-        let (x, z) = (show(&a), show(&c));
+        let (x, z) = (show(&a, id), show(&c, id));
         let calls = |v: &Value| -> Vec<(Value, Value, Value)> {
             v["events"]
                 .as_array()
@@ -407,6 +401,11 @@ fn export_otlp_then_import_gives_the_same_sessions() {
         assert_eq!(calls(&x), calls(&z), "session {id}: the tool calls");
         assert_eq!(grades(&x), grades(&z), "session {id}: the grades");
     }
+}
+
+/// `sessions show ID --json` on the database at `db`.
+fn show(db: &std::path::Path, id: &str) -> Value {
+    serde_json::from_str(&ok(&dreamlog_on(db, &["sessions", "show", id, "--json"], None))).unwrap()
 }
 
 /// Removes every `dreamlog.*` attribute.
@@ -436,11 +435,7 @@ fn an_eval_log_written_by_inspect_ai_imports_as_graded_sessions() {
     let out = ok(&dreamlog_on(&db, &["import", file, "--store", "math", "--json"], None));
     assert!(out.contains("\"format\":\"inspect\""), "{out}");
     let eval_id = sent["eval_id"].as_str().unwrap();
-    let show = |sample: &str| -> Value {
-        let id = format!("inspect/{eval_id}/{sample}/1");
-        serde_json::from_str(&ok(&dreamlog_on(&db, &["sessions", "show", &id, "--json"], None))).unwrap()
-    };
-    let one = show("one");
+    let one = show(&db, &format!("inspect/{eval_id}/one/1"));
     assert_eq!(
         kinds(&one),
         [
@@ -463,7 +458,7 @@ fn an_eval_log_written_by_inspect_ai_imports_as_graded_sessions() {
         (g["rubric"].as_str(), g["score"].as_f64(), g["result"].as_str()),
         (Some("includes"), Some(1.0), Some("satisfied"))
     );
-    let two = show("two");
+    let two = show(&db, &format!("inspect/{eval_id}/two/1"));
     let g = &events_of(&two, "grade")[0]["body"];
     assert_eq!((g["score"].as_f64(), g["result"].as_str()), (Some(0.0), Some("failed")));
     assert_eq!(g["meta"]["explanation"], "The answer is 6");
