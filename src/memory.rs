@@ -106,6 +106,25 @@ pub struct MemoryStores {
     /// versions rarely clash; writers in other processes are caught by the expected
     /// version and retried.
     locks: Arc<std::sync::Mutex<HashMap<String, Arc<std::sync::Mutex<()>>>>>,
+    /// Set by [`MemoryStores::dry_run`]: writes are planned and recorded here, never appended.
+    preview: Option<Arc<std::sync::Mutex<Option<Preview>>>>,
+}
+
+/// What a write would append and how it would change the store, made without appending
+/// (`?dry_run=true` on revert and promote; schemas/api/preview.schema.json).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Preview {
+    /// The store that would change.
+    pub store: String,
+    /// The events that would be appended, in their append form (no id, time or parents:
+    /// the store stamps them).
+    pub events: Vec<crate::core::EventJson>,
+    /// The store's state hash now.
+    pub state_before: crate::core::Digest,
+    /// Its state hash after the events.
+    pub state_after: crate::core::Digest,
+    /// What would change, file by file (unified diffs).
+    pub diff: MemoryDiff,
 }
 
 impl MemoryStores {
@@ -163,7 +182,7 @@ impl MemoryStores {
 
     /// Memory operations over `store`, snapshotting every [`DEFAULT_SNAPSHOT_EVERY`] events.
     pub fn new(store: Store) -> MemoryStores {
-        MemoryStores { store, snapshot_every: DEFAULT_SNAPSHOT_EVERY, locks: Arc::default() }
+        MemoryStores { store, snapshot_every: DEFAULT_SNAPSHOT_EVERY, locks: Arc::default(), preview: None }
     }
 
     /// Sets the snapshot interval (0 disables snapshots).
@@ -474,6 +493,7 @@ impl MemoryStores {
                     })));
                 }
             }
+            let before = self.preview.as_ref().map(|_| state.clone());
             let mut texts = Vec::with_capacity(commands.len());
             batch.events.extend(leading.iter().cloned());
             for (i, (cmd, causes)) in commands.iter().enumerate() {
@@ -486,6 +506,16 @@ impl MemoryStores {
                     session: opts.session.clone(),
                 });
                 batch.events.push(Draft::new(stream.clone(), opts.actor.clone(), body).caused_by(causes.clone()));
+            }
+            if let (Some(slot), Some(before)) = (&self.preview, before) {
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Preview {
+                    store: name.to_owned(),
+                    events: batch.events.iter().map(crate::core::EventJson::from_draft).collect(),
+                    state_before: before.state_hash(),
+                    state_after: state.state_hash(),
+                    diff: diff_states(&before, &state),
+                });
+                return Ok((texts, Vec::new()));
             }
             let expected = head.version.map(ExpectedVersion::Exact).unwrap_or(ExpectedVersion::NoStream);
             match self.store.append(batch.expect(stream.clone(), expected)) {
@@ -512,6 +542,33 @@ impl MemoryStores {
         Err(Error::Log(LogError::Storage(format!(
             "memory store {name:?}: too much contention, gave up after 64 attempts"
         ))))
+    }
+
+    /// Runs a write (a revert, a promote) as a dry run: every check and plan as for real,
+    /// nothing appended; returns what would have been appended to `store` and the diff
+    /// it makes (no events when the write has nothing to do).
+    pub fn dry_run(
+        &self,
+        store: &str,
+        write: impl FnOnce(&MemoryStores) -> Result<Vec<Appended>>,
+    ) -> Result<Preview> {
+        let slot = Arc::new(std::sync::Mutex::new(None));
+        let planner = MemoryStores { preview: Some(slot.clone()), ..self.clone() };
+        write(&planner)?;
+        let planned = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match planned {
+            Some(p) => Ok(p),
+            None => {
+                let now = self.state(store)?.0.state_hash();
+                Ok(Preview {
+                    store: store.to_owned(),
+                    events: Vec::new(),
+                    state_before: now,
+                    state_after: now,
+                    diff: MemoryDiff::default(),
+                })
+            }
+        }
     }
 
     /// Applies `commands` to store `name` as one atomic batch (all or none), each citing

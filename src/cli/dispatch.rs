@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::dream::{print_drift, print_lessons, print_list, print_replay, print_run_result, print_show};
 use super::dream::{read_config, replay_all, DreamCmd};
 use super::memory::{
-    default_actor, fork_what, print_appended, print_blame, print_diff, print_history_line, print_tag,
+    default_actor, fork_what, print_appended, print_blame, print_diff, print_preview, print_history_line, print_tag,
     print_tool_outcome, print_view, revert_what, tool_input_text, MemoryCmd,
 };
 use super::sessions::{print_list as print_sessions, print_session, print_stats, SessionsCmd};
@@ -309,6 +309,10 @@ fn memory(cli: &Cli, svc: &dyn Service, cmd: &MemoryCmd) -> Result<ExitCode> {
                 reason: args.reason.clone(),
                 force: args.force,
             };
+            if args.dry_run {
+                print_preview(cli, &svc.memory_revert_dry_run(&args.store, &req, &default_actor())?)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let appended = svc.memory_revert(&args.store, &req, &default_actor())?;
             print_appended(cli, revert_what(args.force), &appended)?;
             Ok(ExitCode::SUCCESS)
@@ -319,7 +323,7 @@ fn memory(cli: &Cli, svc: &dyn Service, cmd: &MemoryCmd) -> Result<ExitCode> {
             print_appended(cli, &fork_what(source, f.position, new), &[f.appended])?;
             Ok(ExitCode::SUCCESS)
         }
-        MemoryCmd::Promote { fork, into, force } => {
+        MemoryCmd::Promote { fork, into, force, dry_run } => {
             // The validation of the fork's dreams first: what is about to be promoted.
             if !cli.json {
                 for d in svc.dreams()?.into_iter().filter(|d| d.dream.output_store == *fork) {
@@ -330,6 +334,10 @@ fn memory(cli: &Cli, svc: &dyn Service, cmd: &MemoryCmd) -> Result<ExitCode> {
                 }
             }
             let req = PromoteRequest { into: into.clone(), force: *force };
+            if *dry_run {
+                print_preview(cli, &svc.memory_promote_dry_run(fork, &req, &default_actor())?)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let appended = svc.memory_promote(fork, &req, &default_actor())?;
             print_appended(cli, &format!("promoted {fork} into {into}"), &appended)?;
             Ok(ExitCode::SUCCESS)

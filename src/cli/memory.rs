@@ -107,6 +107,9 @@ pub enum MemoryCmd {
         /// Promote lessons whose validated lift is negative too (refused otherwise).
         #[arg(long)]
         force: bool,
+        /// Show the events that would be appended and the diff they make; write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Each lesson with its origin dream, its evidence, and the grades of sessions that
     /// ran with the store before and after it.
@@ -164,6 +167,9 @@ pub struct RevertArgs {
     /// Restore conflicting files whole instead of refusing.
     #[arg(long)]
     pub force: bool,
+    /// Show the events that would be appended and the diff they make; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 pub(crate) fn default_actor() -> Actor {
@@ -265,6 +271,24 @@ pub(crate) fn print_diff(cli: &Cli, d: &crate::core::memory::MemoryDiff, stat: b
     } else {
         stdout_line(&output::memory_diff(d, stat))
     }
+}
+
+/// A dry run's plan: the events that would be appended, then the diff.
+pub(crate) fn print_preview(cli: &Cli, p: &crate::memory::Preview) -> Result<()> {
+    if cli.json {
+        return stdout_line(&serde_json::to_string(p).unwrap_or_default());
+    }
+    stdout_line(&format!(
+        "dry run: would append {} event(s) to store {} (state {} -> {}); nothing written",
+        p.events.len(),
+        p.store,
+        p.state_before.short(12),
+        p.state_after.short(12)
+    ))?;
+    for e in &p.events {
+        stdout_line(&format!("  {}", serde_json::to_string(e).unwrap_or_default()))?;
+    }
+    stdout_line(&output::memory_diff(&p.diff, false))
 }
 
 /// `memory blame`'s lines.

@@ -82,6 +82,24 @@ impl EventJson {
         EventJson::from_parts(&event.id, &event.header, &event.body, position, version)
     }
 
+    /// The append form of a draft: what would be appended (no id, position or version;
+    /// time and parents only when the draft fixes them).
+    pub fn from_draft(d: &super::Draft) -> EventJson {
+        EventJson {
+            position: None,
+            id: None,
+            stream: Some(d.stream.clone()),
+            version: None,
+            kind: d.body.kind(),
+            actor: d.actor.clone(),
+            time: d.time,
+            parents: d.parents.clone(),
+            causes: d.causes.clone(),
+            body: d.body.to_json(),
+            redacted: d.redacted,
+        }
+    }
+
     fn from_parts(id: &EventId, header: &Header, body: &Body, position: u64, version: u64) -> EventJson {
         EventJson {
             position: Some(position),

@@ -745,15 +745,28 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("request body: {e}")))
 }
 
+/// `?dry_run=true` on revert and promote: the events and diff the write would make.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DryRunQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
 async fn memory_revert(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(store): Path<String>,
+    Query(q): Query<DryRunQuery>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Write)?;
     let req: RevertRequest = json_body(&body)?;
     let actor = actor_of(&headers, &tenant)?;
+    if q.dry_run {
+        let p = blocking(move || tenant.svc.memory_revert_dry_run(&store, &req, &actor)).await?;
+        return Ok(Json(serde_json::to_value(p).unwrap_or_default()));
+    }
     let out = blocking(move || tenant.svc.memory_revert(&store, &req, &actor)).await?;
     Ok(Json(appended_json(&out)))
 }
@@ -775,11 +788,16 @@ async fn memory_promote(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(store): Path<String>,
+    Query(q): Query<DryRunQuery>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Write)?;
     let req: PromoteRequest = json_body(&body)?;
     let actor = actor_of(&headers, &tenant)?;
+    if q.dry_run {
+        let p = blocking(move || tenant.svc.memory_promote_dry_run(&store, &req, &actor)).await?;
+        return Ok(Json(serde_json::to_value(p).unwrap_or_default()));
+    }
     let a = blocking(move || tenant.svc.memory_promote(&store, &req, &actor)).await?;
     Ok(Json(appended_json(&a)))
 }

@@ -18,7 +18,7 @@ use crate::dream::{DreamDetail, DreamRun, DreamSummary, Dreams, Replay, RunOptio
 use crate::error::{Error, Result};
 use crate::error::{LogError, MemoryError};
 use crate::ledger::{DriftReport, LessonRow};
-use crate::memory::{ApplyOptions, BlameLine, MemoryStores};
+use crate::memory::{ApplyOptions, BlameLine, MemoryStores, Preview};
 use crate::sessions::{SessionDetail, SessionSummary, Stats};
 use crate::store::{AppendBatch, Appended, ExpectedVersion, Store, StoredEvent, VerifyReport};
 
@@ -44,6 +44,21 @@ pub struct Local {
 }
 
 impl Local {
+    /// A revert through `m` (the stores themselves, or a dry run's planner).
+    fn revert_with(&self, m: &MemoryStores, store: &str, req: &RevertRequest, actor: &Actor) -> Result<Vec<Appended>> {
+        let actor = actor.clone();
+        match (&req.event, &req.dream, &req.to) {
+            (Some(e), None, None) => m.revert_event(store, &self.store().resolve_id(e)?, &req.reason, req.force, actor),
+            (None, Some(d), None) => m.revert_dream(store, &self.store().resolve_id(d)?, &req.reason, req.force, actor),
+            (None, None, Some(p)) => m.revert_to(store, m.resolve_point(p)?, &req.reason, actor),
+            _ => Err(Error::Input {
+                path: "revert".into(),
+                line: 0,
+                reason: "give exactly one of event, dream, to".into(),
+            }),
+        }
+    }
+
     /// Runs a dream as [`Service::dream_run`] does, with `notes` appended to its output
     /// stream in the dream's batch, and stopped before it writes anything once `cancel`
     /// is set (the Managed-Agents dreams API's jobs).
@@ -402,18 +417,11 @@ impl Service for Local {
     }
 
     fn memory_revert(&self, store: &str, req: &RevertRequest, actor: &Actor) -> Result<Vec<Appended>> {
-        let m = &self.mem;
-        let actor = actor.clone();
-        match (&req.event, &req.dream, &req.to) {
-            (Some(e), None, None) => m.revert_event(store, &self.store().resolve_id(e)?, &req.reason, req.force, actor),
-            (None, Some(d), None) => m.revert_dream(store, &self.store().resolve_id(d)?, &req.reason, req.force, actor),
-            (None, None, Some(p)) => m.revert_to(store, m.resolve_point(p)?, &req.reason, actor),
-            _ => Err(Error::Input {
-                path: "revert".into(),
-                line: 0,
-                reason: "give exactly one of event, dream, to".into(),
-            }),
-        }
+        self.revert_with(&self.mem, store, req, actor)
+    }
+
+    fn memory_revert_dry_run(&self, store: &str, req: &RevertRequest, actor: &Actor) -> Result<Preview> {
+        self.mem.dry_run(store, |m| self.revert_with(m, store, req, actor))
     }
 
     fn memory_fork(&self, store: &str, req: &ForkRequest, actor: &Actor) -> Result<Forked> {
@@ -424,6 +432,10 @@ impl Service for Local {
 
     fn memory_promote(&self, store: &str, req: &PromoteRequest, actor: &Actor) -> Result<Vec<Appended>> {
         self.mem.promote(store, &req.into, actor.clone(), req.force)
+    }
+
+    fn memory_promote_dry_run(&self, store: &str, req: &PromoteRequest, actor: &Actor) -> Result<Preview> {
+        self.mem.dry_run(&req.into, |m| m.promote(store, &req.into, actor.clone(), req.force))
     }
 
     fn memory_batch(&self, store: &str, req: &BatchRequest, actor: &Actor) -> Result<Vec<Appended>> {

@@ -27,7 +27,7 @@ use crate::core::{Actor, Digest, EventId, Kind};
 use crate::dream::{DreamDetail, DreamRun, DreamSummary, Replay};
 use crate::error::{Error, Result};
 use crate::ledger::{DriftReport, LessonRow};
-use crate::memory::BlameLine;
+use crate::memory::{BlameLine, Preview};
 use crate::sessions::{SessionDetail, SessionSummary, Stats};
 use crate::store::{AppendBatch, Appended, StoredEvent, VerifyReport};
 
@@ -74,10 +74,14 @@ pub trait Service: Send + Sync {
     fn memory_lessons(&self, store: &str, q: &PathQuery) -> Result<Vec<LessonRow>>;
     /// Undoes an event, a dream, or everything after a point, by appending.
     fn memory_revert(&self, store: &str, req: &RevertRequest, actor: &Actor) -> Result<Vec<Appended>>;
+    /// What `memory_revert` would append and the diff it would make; nothing written.
+    fn memory_revert_dry_run(&self, store: &str, req: &RevertRequest, actor: &Actor) -> Result<Preview>;
     /// Starts a new store as a copy of `store` at a point.
     fn memory_fork(&self, store: &str, req: &ForkRequest, actor: &Actor) -> Result<Forked>;
     /// Applies a fork's changes to another store.
     fn memory_promote(&self, store: &str, req: &PromoteRequest, actor: &Actor) -> Result<Vec<Appended>>;
+    /// What `memory_promote` would append and the diff it would make; nothing written.
+    fn memory_promote_dry_run(&self, store: &str, req: &PromoteRequest, actor: &Actor) -> Result<Preview>;
     /// Applies several memory commands as one atomic batch (all or none), optionally only
     /// if the store is in an expected state (`dreamlog watch` records a burst this way).
     fn memory_batch(&self, store: &str, req: &BatchRequest, actor: &Actor) -> Result<Vec<Appended>>;

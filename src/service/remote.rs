@@ -20,7 +20,7 @@ use crate::dream::{DreamDetail, DreamRun, DreamSummary, Replay};
 use crate::error::{DreamError, LogError};
 use crate::error::{Error, Result};
 use crate::ledger::{DriftReport, LessonRow};
-use crate::memory::BlameLine;
+use crate::memory::{BlameLine, Preview};
 use crate::sessions::{SessionDetail, SessionSummary, Stats};
 use crate::store::{AppendBatch, Appended, StoredEvent, VerifyReport};
 
@@ -366,6 +366,12 @@ impl Service for Remote {
         Remote::appended(&self.post(&path, &body, &Remote::actor_header(actor))?)
     }
 
+    fn memory_revert_dry_run(&self, store: &str, req: &RevertRequest, actor: &Actor) -> Result<Preview> {
+        let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
+        let path = format!("/v1/memory/{}/revert?dry_run=true", path_segment(store));
+        Remote::typed(self.post(&path, &body, &Remote::actor_header(actor))?)
+    }
+
     fn memory_fork(&self, store: &str, req: &ForkRequest, actor: &Actor) -> Result<Forked> {
         let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
         let v = self.post(&format!("/v1/memory/{}/fork", path_segment(store)), &body, &Remote::actor_header(actor))?;
@@ -381,6 +387,12 @@ impl Service for Remote {
         let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
         let path = format!("/v1/memory/{}/promote", path_segment(store));
         Remote::appended(&self.post(&path, &body, &Remote::actor_header(actor))?)
+    }
+
+    fn memory_promote_dry_run(&self, store: &str, req: &PromoteRequest, actor: &Actor) -> Result<Preview> {
+        let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
+        let path = format!("/v1/memory/{}/promote?dry_run=true", path_segment(store));
+        Remote::typed(self.post(&path, &body, &Remote::actor_header(actor))?)
     }
 
     fn memory_batch(&self, store: &str, req: &BatchRequest, actor: &Actor) -> Result<Vec<Appended>> {
