@@ -45,6 +45,7 @@ pub mod service;
 pub mod sessions;
 pub mod sim;
 pub mod store;
+pub mod timeline;
 pub mod watch;
 
 pub use crate::cli::main as cli_main;

@@ -547,11 +547,7 @@ impl MemoryStores {
     /// Runs a write (a revert, a promote) as a dry run: every check and plan as for real,
     /// nothing appended; returns what would have been appended to `store` and the diff
     /// it makes (no events when the write has nothing to do).
-    pub fn dry_run(
-        &self,
-        store: &str,
-        write: impl FnOnce(&MemoryStores) -> Result<Vec<Appended>>,
-    ) -> Result<Preview> {
+    pub fn dry_run(&self, store: &str, write: impl FnOnce(&MemoryStores) -> Result<Vec<Appended>>) -> Result<Preview> {
         let slot = Arc::new(std::sync::Mutex::new(None));
         let planner = MemoryStores { preview: Some(slot.clone()), ..self.clone() };
         write(&planner)?;

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::dream::{print_drift, print_lessons, print_list, print_replay, print_run_result, print_show};
 use super::dream::{read_config, replay_all, DreamCmd};
 use super::memory::{
-    default_actor, fork_what, print_appended, print_blame, print_diff, print_preview, print_history_line, print_tag,
+    default_actor, fork_what, print_appended, print_blame, print_diff, print_history_line, print_preview, print_tag,
     print_tool_outcome, print_view, revert_what, tool_input_text, MemoryCmd,
 };
 use super::sessions::{print_list as print_sessions, print_session, print_stats, SessionsCmd};

@@ -22,11 +22,14 @@ pub enum Space {
     /// `projection` 0x00 `position` (8 bytes BE) → snapshot bytes. Written on demand by
     /// the memory projection (not by a projector): deleting them loses only speed.
     Snapshots,
+    /// `cause id` (32 bytes) `position` (8 bytes BE) → empty, for every cause an event
+    /// names: the events citing an event, in log order.
+    Cites,
 }
 
 impl Space {
     /// Every space, in a fixed order.
-    pub const ALL: [Space; 4] = [Space::Kinds, Space::Paths, Space::Sessions, Space::Snapshots];
+    pub const ALL: [Space; 5] = [Space::Kinds, Space::Paths, Space::Sessions, Space::Snapshots, Space::Cites];
 
     /// The space's name (also its RocksDB column family).
     pub fn name(self) -> &'static str {
@@ -35,6 +38,7 @@ impl Space {
             Space::Paths => "paths",
             Space::Sessions => "sessions",
             Space::Snapshots => "snapshots",
+            Space::Cites => "cites",
         }
     }
 }
@@ -85,10 +89,11 @@ impl std::fmt::Debug for Projector {
 }
 
 /// Every projector, in the order they run.
-pub const PROJECTORS: [Projector; 3] = [
+pub const PROJECTORS: [Projector; 4] = [
     Projector { name: "kinds", space: Space::Kinds, entries: kinds },
     Projector { name: "paths", space: Space::Paths, entries: paths },
     Projector { name: "sessions", space: Space::Sessions, entries: sessions },
+    Projector { name: "cites", space: Space::Cites, entries: cites },
 ];
 
 /// All entries of one event, every projector.
@@ -118,6 +123,20 @@ fn sessions(e: &Projected<'_>, out: &mut Entries) {
             out.push((id.as_bytes().to_vec(), e.position.to_be_bytes().to_vec()));
         }
     }
+}
+
+fn cites(e: &Projected<'_>, out: &mut Entries) {
+    for cause in &e.header.causes {
+        out.push((cite_key(cause, e.position).to_vec(), Vec::new()));
+    }
+}
+
+/// Citation index key: the cited event's id, then the citing event's position.
+pub fn cite_key(cause: &super::EventId, position: u64) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..32].copy_from_slice(&cause.0);
+    k[32..].copy_from_slice(&position.to_be_bytes());
+    k
 }
 
 /// Streams of sessions are named `session/ID`.

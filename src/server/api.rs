@@ -128,6 +128,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/info", get(info))
         .route("/v1/events", post(append).get(read_range))
         .route("/v1/events/{id}", get(get_event))
+        .route("/v1/events/{id}/cited_by", get(cited_by))
+        .route("/v1/timeline", get(timeline))
         .route("/v1/lookup", post(lookup))
         .route("/v1/streams/{*name}", get(read_stream))
         .route("/v1/kinds/{kind}", get(read_kind))
@@ -343,6 +345,33 @@ async fn get_event(
 ) -> ApiResult<Json<EventJson>> {
     let tenant = auth(&state, &headers, Role::Read)?;
     blocking(move || Ok(Json(tenant.svc.event(&id)?.to_json()))).await
+}
+
+/// `GET /v1/events/{id}/cited_by`: the events citing one, in log order, a page at a time.
+async fn cited_by(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    let limit = q.limit.unwrap_or(1000).clamp(1, MAX_PAGE);
+    let events = blocking(move || tenant.svc.cited_by(&id, q.from, limit)).await?;
+    let next = (events.len() >= limit).then(|| events.last().map(|e| e.position + 1)).flatten();
+    let list: Vec<EventJson> = events.iter().map(|e| e.to_json()).collect();
+    Ok(Json(json!({"events": list, "next": next})))
+}
+
+/// `GET /v1/timeline`: the log newest first, filtered, a page at a time.
+async fn timeline(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<crate::service::TimelineQuery>,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    let page = blocking(move || tenant.svc.timeline(&q)).await?;
+    let list: Vec<EventJson> = page.events.iter().map(|e| e.to_json()).collect();
+    Ok(Json(json!({"events": list, "next_before": page.next_before, "scanned": page.scanned})))
 }
 
 /// `POST /v1/lookup`: positions of full ids and heads of streams, in bulk (what an

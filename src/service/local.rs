@@ -21,6 +21,7 @@ use crate::ledger::{DriftReport, LessonRow};
 use crate::memory::{ApplyOptions, BlameLine, MemoryStores, Preview};
 use crate::sessions::{SessionDetail, SessionSummary, Stats};
 use crate::store::{AppendBatch, Appended, ExpectedVersion, Store, StoredEvent, VerifyReport};
+use crate::timeline::{TimelinePage, TimelineQuery};
 
 /// Turns a request's dreamer name and config into the dreamer that runs: the server's
 /// config (profiles hold endpoints, keys and programs; a request sets only tunables).
@@ -238,6 +239,16 @@ impl Service for Local {
     fn event(&self, id: &str) -> Result<StoredEvent> {
         let id = self.store().resolve_id(id)?;
         self.store().get(&id)
+    }
+
+    fn timeline(&self, q: &TimelineQuery) -> Result<TimelinePage> {
+        crate::timeline::page(self.store(), q)
+    }
+
+    fn cited_by(&self, id: &str, from: u64, limit: usize) -> Result<Vec<StoredEvent>> {
+        let id = self.store().resolve_id(id)?;
+        let positions = self.store().cited_by(&id, from, limit)?;
+        self.store().get_positions(&positions)
     }
 
     fn lookup(&self, req: &LookupRequest) -> Result<Lookup> {

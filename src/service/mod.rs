@@ -30,6 +30,7 @@ use crate::ledger::{DriftReport, LessonRow};
 use crate::memory::{BlameLine, Preview};
 use crate::sessions::{SessionDetail, SessionSummary, Stats};
 use crate::store::{AppendBatch, Appended, StoredEvent, VerifyReport};
+pub use crate::timeline::{TimelinePage, TimelineQuery};
 
 /// Every operation, embedded or over HTTP.
 pub trait Service: Send + Sync {
@@ -45,6 +46,11 @@ pub trait Service: Send + Sync {
     fn events(&self, q: &EventsQuery) -> Result<Vec<StoredEvent>>;
     /// One event by id or unique id prefix.
     fn event(&self, id: &str) -> Result<StoredEvent>;
+    /// The log newest first, filtered, a page at a time (the web view's timeline).
+    fn timeline(&self, q: &TimelineQuery) -> Result<TimelinePage>;
+    /// The events that name an event (id or unique prefix) among their causes, in log
+    /// order, from position `from`, at most `limit`.
+    fn cited_by(&self, id: &str, from: u64, limit: usize) -> Result<Vec<StoredEvent>>;
     /// Positions of full ids and heads of streams, in bulk (what an import checks first).
     fn lookup(&self, req: &LookupRequest) -> Result<Lookup>;
     /// Verifies the log, its indexes and (deep) storage and snapshots.

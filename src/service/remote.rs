@@ -23,6 +23,7 @@ use crate::ledger::{DriftReport, LessonRow};
 use crate::memory::{BlameLine, Preview};
 use crate::sessions::{SessionDetail, SessionSummary, Stats};
 use crate::store::{AppendBatch, Appended, StoredEvent, VerifyReport};
+use crate::timeline::{TimelinePage, TimelineQuery};
 
 /// A server at a base URL, with an optional bearer token.
 pub struct Remote {
@@ -259,6 +260,30 @@ impl Service for Remote {
 
     fn event(&self, id: &str) -> Result<StoredEvent> {
         Remote::event_from_json(self.get(&format!("/v1/events/{id}"), &[])?)
+    }
+
+    fn timeline(&self, q: &TimelineQuery) -> Result<TimelinePage> {
+        let q = query(&[
+            ("before", q.before.map(|v| v.to_string())),
+            ("limit", q.limit.map(|v| v.to_string())),
+            ("kind", q.kind.map(|k| k.name().to_owned())),
+            ("stream", q.stream.clone()),
+            ("session", q.session.clone()),
+            ("actor", q.actor.clone()),
+            ("since", q.since.map(|v| v.to_string())),
+            ("until", q.until.map(|v| v.to_string())),
+        ]);
+        let v = self.get("/v1/timeline", &q)?;
+        Ok(TimelinePage {
+            events: Remote::event_list(&v)?,
+            next_before: v["next_before"].as_u64(),
+            scanned: v["scanned"].as_u64().unwrap_or(0),
+        })
+    }
+
+    fn cited_by(&self, id: &str, from: u64, limit: usize) -> Result<Vec<StoredEvent>> {
+        let page = [("from", from.to_string()), ("limit", limit.to_string())];
+        Remote::event_list(&self.get(&format!("/v1/events/{id}/cited_by"), &page)?)
     }
 
     fn lookup(&self, req: &LookupRequest) -> Result<Lookup> {

@@ -26,9 +26,13 @@ pub const CF_SNAPSHOTS: &str = "snapshots";
 /// Session index: session id → position of its stream's first event (8 bytes BE).
 pub const CF_SESSIONS: &str = "sessions";
 
+/// Citation index: `cause id` (32 bytes) `position` (8 bytes BE) → empty.
+pub const CF_CITES: &str = "cites";
+
 /// Every column family, in creation order. The derived spaces' families are named by
-/// `Space::name` (kinds, paths, snapshots, sessions).
-pub const ALL_CFS: [&str; 8] = [CF_LOG, CF_IDS, CF_STREAMS, CF_KINDS, CF_META, CF_PATHS, CF_SNAPSHOTS, CF_SESSIONS];
+/// `Space::name` (kinds, paths, snapshots, sessions, cites).
+pub const ALL_CFS: [&str; 9] =
+    [CF_LOG, CF_IDS, CF_STREAMS, CF_KINDS, CF_META, CF_PATHS, CF_SNAPSHOTS, CF_SESSIONS, CF_CITES];
 
 /// Meta key holding the store's format marker.
 pub const META_FORMAT_KEY: &[u8] = b"format";

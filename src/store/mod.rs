@@ -32,7 +32,9 @@ use std::thread::JoinHandle;
 
 pub use crate::core::ExpectedVersion;
 pub use faulty::{Fault, FaultyLog};
-pub use layout::{ALL_CFS, CF_IDS, CF_KINDS, CF_LOG, CF_META, CF_PATHS, CF_SESSIONS, CF_SNAPSHOTS, CF_STREAMS};
+pub use layout::{
+    ALL_CFS, CF_CITES, CF_IDS, CF_KINDS, CF_LOG, CF_META, CF_PATHS, CF_SESSIONS, CF_SNAPSHOTS, CF_STREAMS,
+};
 pub use log::{Group, Log, Staged};
 pub use memlog::MemoryLog;
 pub use recover::{recover, RecoveryReport};
@@ -715,6 +717,27 @@ impl Store {
         self.get_many(&positions)
     }
 
+    /// Positions of a kind's events before `before`, newest first, at most `limit`.
+    pub fn kind_positions_before(&self, kind: Kind, before: u64, limit: usize) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        let mut at = before.min(self.len());
+        while at > 0 && out.len() < limit {
+            let Some((k, _)) =
+                self.inner.log.index_last_at_or_before(Space::Kinds, &projection::kind_key(kind, at - 1))?
+            else {
+                break;
+            };
+            match (k.len() == 9 && k[0] == kind.tag()).then(|| be_u64(&k[1..])).flatten() {
+                Some(p) if p < at => {
+                    out.push(p);
+                    at = p;
+                }
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
     /// Calls `f` for each event of a kind from global position `from` on, in order,
     /// until it returns false or the kind's events end (read in chunks from the index).
     pub fn scan_kind(&self, kind: Kind, from: u64, mut f: impl FnMut(StoredEvent) -> bool) -> Result<()> {
@@ -783,6 +806,26 @@ impl Store {
                 out.push(p);
             }
             true
+        })?;
+        Ok(out)
+    }
+
+    /// Positions of the events that name `id` among their causes, in log order, from
+    /// position `from`, at most `limit`.
+    pub fn cited_by(&self, id: &EventId, from: u64, limit: usize) -> Result<Vec<u64>> {
+        let end = self.len();
+        let mut out = Vec::new();
+        self.inner.log.index_scan(Space::Cites, &projection::cite_key(id, from), &mut |k, _| {
+            if k.len() != 40 || k[..32] != id.0[..] || out.len() >= limit {
+                return false;
+            }
+            match be_u64(&k[32..]) {
+                Some(p) if p < end => {
+                    out.push(p);
+                    true
+                }
+                _ => false,
+            }
         })?;
         Ok(out)
     }
