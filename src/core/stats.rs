@@ -88,10 +88,29 @@ pub fn bootstrap_diff_ci(before: &[f64], after: &[f64], resamples: usize, level:
         let a = resample_mean(after, &mut rng);
         diffs.push(a - b);
     }
-    diffs.sort_by(f64::total_cmp);
+    Some(percentiles(diffs, level))
+}
+
+/// Percentile bootstrap interval of `mean(xs)` at `level`, resampling `xs` with
+/// replacement `resamples` times. `None` when `xs` is empty.
+pub fn bootstrap_mean_ci(xs: &[f64], resamples: usize, level: f64, seed: u64) -> Option<(f64, f64)> {
+    if xs.is_empty() || resamples == 0 {
+        return None;
+    }
+    let mut rng = SplitMix64::new(seed);
+    let means = (0..resamples)
+        .map(|_| (0..xs.len()).map(|_| xs[rng.below(xs.len())]).sum::<f64>() / xs.len() as f64)
+        .collect();
+    Some(percentiles(means, level))
+}
+
+/// The central `level` interval of bootstrap replicates.
+fn percentiles(mut xs: Vec<f64>, level: f64) -> (f64, f64) {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
     let tail = (1.0 - level) / 2.0;
-    let at = |q: f64| diffs[((q * (resamples - 1) as f64).round() as usize).min(resamples - 1)];
-    Some((at(tail), at(1.0 - tail)))
+    let at = |q: f64| xs[((q * (n - 1) as f64).round() as usize).min(n - 1)];
+    (at(tail), at(1.0 - tail))
 }
 
 #[cfg(test)]
@@ -118,6 +137,18 @@ mod tests {
         let (lo, hi) = bootstrap_diff_ci(&before, &after, 2000, 0.95, 7).unwrap();
         assert!(lo < 0.0 && hi > 0.0, "({lo}, {hi})");
         assert_eq!(bootstrap_diff_ci(&[], &after, 10, 0.95, 7), None);
+    }
+
+    #[test]
+    fn a_mean_interval_holds_the_mean_and_narrows_with_more_sessions() {
+        let few: Vec<f64> = (0..10).map(|i| if i % 2 == 0 { 1.0 } else { 0.0 }).collect();
+        let many: Vec<f64> = (0..200).map(|i| if i % 2 == 0 { 1.0 } else { 0.0 }).collect();
+        let (a, b) = bootstrap_mean_ci(&few, 2000, 0.95, 3).unwrap();
+        let (c, d) = bootstrap_mean_ci(&many, 2000, 0.95, 3).unwrap();
+        assert!(a < 0.5 && 0.5 < b && c < 0.5 && 0.5 < d, "({a}, {b}) ({c}, {d})");
+        assert!(d - c < b - a, "({a}, {b}) ({c}, {d})");
+        assert_eq!(bootstrap_mean_ci(&[1.0; 5], 100, 0.95, 3), Some((1.0, 1.0)));
+        assert_eq!(bootstrap_mean_ci(&[], 100, 0.95, 3), None);
     }
 
     #[test]

@@ -84,16 +84,32 @@ impl From<Error> for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The caller's tenant, checked against the role an operation needs.
+/// The caller's tenant, checked against the role an operation needs: from a bearer token
+/// (`Authorization: Bearer …`, or `X-Api-Key` as Anthropic's clients send it), else from
+/// the web view's session cookie. A request on a cookie that needs more than reading must
+/// also carry `X-Dreamlog-UI: 1`, which only a same-origin script can set.
 pub(super) fn auth(state: &AppState, headers: &HeaderMap, need: Role) -> ApiResult<Tenant> {
-    // `Authorization: Bearer …`, or `X-Api-Key` as Anthropic's clients send it.
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
         .map(str::trim);
-    match state.authenticate(token) {
+    let cookie = super::ui::session_cookie(headers).filter(|_| token.is_none());
+    let found = match cookie.as_deref() {
+        Some(c) => {
+            if need > Role::Read && headers.get(super::ui::UI_HEADER).is_none_or(|v| v.as_bytes() != b"1") {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!("a write on the web view's session cookie needs the {} header", super::ui::UI_HEADER),
+                ));
+            }
+            state.ui_session(c)
+        }
+        None => state.authenticate(token),
+    };
+    match found {
         Ok((tenant, role)) if role >= need => Ok(tenant),
         Ok((_, role)) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -106,6 +122,11 @@ pub(super) fn auth(state: &AppState, headers: &HeaderMap, need: Role) -> ApiResu
             "missing bearer token (Authorization: Bearer …)",
         )),
         Err(AuthError::Unknown) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token")),
+        Err(AuthError::Session) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the web view's session ended (expired, signed out, or its token was removed); sign in again",
+        )),
     }
 }
 
@@ -134,6 +155,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/streams/{*name}", get(read_stream))
         .route("/v1/kinds/{kind}", get(read_kind))
         .route("/v1/tail", get(tail))
+        .route("/v1/memory", get(memory_stores))
         .route("/v1/memory/{store}/tool", post(memory_tool))
         .route("/v1/memory/{store}/view", get(memory_view))
         .route("/v1/memory/{store}/history", get(memory_history))
@@ -164,6 +186,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/traces", post(otlp_traces))
         .route("/v1/logs", post(otlp_logs))
         .merge(super::anthropic::routes())
+        .merge(super::ui::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), consistency))
         .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
             let permits = permits.clone();
@@ -648,6 +671,13 @@ pub(super) fn actor_of(headers: &HeaderMap, tenant: &Tenant) -> ApiResult<Actor>
 
 fn appended_json(a: &[crate::store::Appended]) -> Value {
     json!({"appended": a.iter().map(|a| json!({"position": a.position, "id": a.id, "version": a.version})).collect::<Vec<_>>()})
+}
+
+/// `GET /v1/memory`: every memory store's name.
+async fn memory_stores(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Read)?;
+    let stores = blocking(move || tenant.svc.memory_stores()).await?;
+    Ok(Json(json!({ "stores": stores })))
 }
 
 async fn memory_history(

@@ -14,6 +14,7 @@
 
 mod anthropic;
 mod api;
+mod ui;
 pub mod metrics;
 
 use std::collections::BTreeMap;
@@ -104,6 +105,9 @@ pub struct ServerConfig {
     /// OTLP: a trace whose root span never comes is assembled once quiet this long
     /// (seconds); its session has no end until the root arrives.
     pub otlp_open_trace_secs: u64,
+    /// The web view (`/ui`): a session cookie a token was exchanged for lasts this long
+    /// (seconds); then the page asks for the token again.
+    pub ui_session_secs: u64,
     /// Run as a cluster node: the log of record is NATS JetStream (`servers`,
     /// `replicas`, `timeout_ms`); each tenant's database is its projection. `serve
     /// --log-of-record` sets it from the command line.
@@ -239,6 +243,7 @@ impl Default for ServerConfig {
             anthropic_dreamer: None,
             otlp_quiet_ms: 2000,
             otlp_open_trace_secs: 60,
+            ui_session_secs: 3600,
             #[cfg(feature = "jetstream")]
             log_of_record: None,
         }
@@ -323,7 +328,22 @@ pub struct AppState {
     subscribers: Arc<std::sync::atomic::AtomicUsize>,
     /// The Managed-Agents dreams running now: (tenant, dream id) → its cancel flag.
     pub dream_jobs: std::sync::Mutex<std::collections::HashMap<(String, String), Arc<std::sync::atomic::AtomicBool>>>,
+    /// The web view's sessions: BLAKE3 of the cookie → who signed in, until when.
+    ui_sessions: std::sync::Mutex<std::collections::HashMap<blake3::Hash, UiSession>>,
 }
+
+/// A web view session: the token it was opened with (checked again on every use, so a
+/// token removed from the config ends its sessions), its tenant, role and end.
+#[derive(Clone, Debug)]
+struct UiSession {
+    token: Option<blake3::Hash>,
+    tenant: String,
+    role: Role,
+    expires: std::time::Instant,
+}
+
+/// Most web view sessions held at once (expired ones are dropped first).
+const MAX_UI_SESSIONS: usize = 10_000;
 
 /// One open live tail, counted while it lives.
 pub struct TailSlot(Arc<std::sync::atomic::AtomicUsize>);
@@ -394,6 +414,7 @@ impl AppState {
             stop: tokio::sync::watch::Sender::new(false),
             subscribers: Default::default(),
             dream_jobs: Default::default(),
+            ui_sessions: Default::default(),
         }))
     }
 
@@ -502,6 +523,61 @@ impl AppState {
         Ok((t, role))
     }
 
+    /// Opens a web view session for a token (or for anyone on a server without tokens):
+    /// the cookie value to set, the tenant and role.
+    pub fn open_ui_session(&self, token: Option<&str>) -> std::result::Result<(String, String, Role), AuthError> {
+        let (tenant, role) = self.authenticate(token)?;
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|_| AuthError::Unknown)?;
+        let cookie = hex::encode(secret);
+        let session = UiSession {
+            token: token.filter(|_| self.auth_required()).map(|t| blake3::hash(t.as_bytes())),
+            tenant: tenant.name.clone(),
+            role,
+            expires: std::time::Instant::now() + Duration::from_secs(self.config.ui_session_secs.max(1)),
+        };
+        let mut sessions = self.ui_sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if sessions.len() >= MAX_UI_SESSIONS {
+            let now = std::time::Instant::now();
+            sessions.retain(|_, s| s.expires > now);
+            if sessions.len() >= MAX_UI_SESSIONS {
+                // Still full: the session closest to its end goes.
+                if let Some(k) = sessions.iter().min_by_key(|(_, s)| s.expires).map(|(k, _)| *k) {
+                    sessions.remove(&k);
+                }
+            }
+        }
+        sessions.insert(blake3::hash(cookie.as_bytes()), session);
+        Ok((cookie, tenant.name, role))
+    }
+
+    /// The tenant and role of a web view session cookie, while it lasts and its token is
+    /// still configured with that role.
+    pub fn ui_session(&self, cookie: &str) -> std::result::Result<(Tenant, Role), AuthError> {
+        let key = blake3::hash(cookie.as_bytes());
+        let mut sessions = self.ui_sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let s = sessions.get(&key).cloned().ok_or(AuthError::Session)?;
+        if s.expires <= std::time::Instant::now() {
+            sessions.remove(&key);
+            return Err(AuthError::Session);
+        }
+        drop(sessions);
+        if let Some(token) = s.token {
+            let still = self.token_list().iter().any(|(h, t, r)| *h == token && *t == s.tenant && *r == s.role);
+            if !still {
+                self.end_ui_session(cookie);
+                return Err(AuthError::Session);
+            }
+        }
+        let t = self.tenants.get(&s.tenant).cloned().ok_or(AuthError::Session)?;
+        Ok((t, s.role))
+    }
+
+    /// Ends a web view session (sign out).
+    pub fn end_ui_session(&self, cookie: &str) {
+        self.ui_sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&blake3::hash(cookie.as_bytes()));
+    }
+
     /// Closes every database (after the last request).
     pub fn close(&self) -> Result<()> {
         for t in self.tenants.values() {
@@ -518,6 +594,8 @@ pub enum AuthError {
     Missing,
     /// A token no tenant has.
     Unknown,
+    /// A web view session cookie that expired, was signed out, or whose token is gone.
+    Session,
 }
 
 /// The tenant of a server without tokens.

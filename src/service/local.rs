@@ -373,6 +373,10 @@ impl Service for Local {
         }
     }
 
+    fn memory_stores(&self) -> Result<Vec<String>> {
+        self.mem.stores()
+    }
+
     fn memory_view(&self, store: &str, q: &ViewQuery) -> Result<MemoryView> {
         let path = q.path.as_deref().unwrap_or(crate::core::memory::ROOT);
         self.mem.view(store, path, q.at.as_deref().unwrap_or("head"), q.range.as_deref())

@@ -66,6 +66,8 @@ pub trait Service: Send + Sync {
     fn verify_checkpoint(&self, req: &CheckpointCheckRequest) -> Result<CheckpointVerdict>;
     /// One memory tool call, its `input` verbatim.
     fn memory_tool(&self, store: &str, input: &Value, context: &ToolContext) -> Result<ToolAnswer>;
+    /// The names of every memory store, sorted.
+    fn memory_stores(&self) -> Result<Vec<String>>;
     /// A file or directory of a store as of a point.
     fn memory_view(&self, store: &str, q: &ViewQuery) -> Result<MemoryView>;
     /// Every file of a store with its text, as of a point (an unknown store has none).

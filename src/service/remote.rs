@@ -353,6 +353,10 @@ impl Service for Remote {
         Remote::typed(self.get(&format!("/v1/memory/{}/files", path_segment(store)), &q)?)
     }
 
+    fn memory_stores(&self) -> Result<Vec<String>> {
+        Remote::typed(self.get("/v1/memory", &[])?["stores"].clone())
+    }
+
     fn memory_view(&self, store: &str, q: &ViewQuery) -> Result<MemoryView> {
         let q = query(&[("path", q.path.clone()), ("at", q.at.clone()), ("range", q.range.clone())]);
         match self.get(&format!("/v1/memory/{}/view", path_segment(store)), &q) {
