@@ -9,6 +9,8 @@
 #   compiled from source; Debian's librocksdb is too old and is not used).
 # - fuse3 (fusermount3): the crash harness (tools/crashtest) mounts its power-loss
 #   filesystem through FUSE.
+# - chromium: Debian's browser, headless, for the web view's tests (tests/ui.rs drives it
+#   with Playwright from the virtualenv; Playwright downloads no browser of its own).
 # - a Python virtualenv (.venv) with tools/requirements.txt (pinned): `blake3` for the
 #   independent format check (tools/format_check.py), the official `anthropic` SDK whose
 #   tool runner drives the Python package's memory tool, `mypy`; and the repository's
@@ -26,6 +28,9 @@ if ! command -v clang >/dev/null 2>&1 || ! have_libclang; then
 fi
 if ! command -v fusermount3 >/dev/null 2>&1; then
   MISSING+=(fuse3)                # the crash harness's power-loss filesystem
+fi
+if [ ! -x /usr/bin/chromium ]; then
+  MISSING+=(chromium)             # the web view's browser tests (driven by Playwright)
 fi
 if [ "${#MISSING[@]}" -gt 0 ]; then
   echo "bootstrap: installing ${MISSING[*]}" >&2

@@ -98,9 +98,8 @@ pub fn bootstrap_mean_ci(xs: &[f64], resamples: usize, level: f64, seed: u64) ->
         return None;
     }
     let mut rng = SplitMix64::new(seed);
-    let means = (0..resamples)
-        .map(|_| (0..xs.len()).map(|_| xs[rng.below(xs.len())]).sum::<f64>() / xs.len() as f64)
-        .collect();
+    let means =
+        (0..resamples).map(|_| (0..xs.len()).map(|_| xs[rng.below(xs.len())]).sum::<f64>() / xs.len() as f64).collect();
     Some(percentiles(means, level))
 }
 

@@ -14,8 +14,8 @@
 
 mod anthropic;
 mod api;
-mod ui;
 pub mod metrics;
+mod ui;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

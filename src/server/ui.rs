@@ -146,4 +146,3 @@ async fn sign_out(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
     }
     guarded(r)
 }
-

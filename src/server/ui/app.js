@@ -766,7 +766,7 @@ async function dreamPage(ctx, current) {
         const r = await api(`/v1/dreams/${d.id}/replay`, { method: 'POST', body: {} });
         replayOut.replaceChildren(h('p', { class: r.identical ? 'ok' : 'error' },
           r.identical ? `Reproduced bit for bit (${r.committed} commands).` : `Differs from what was recorded: ${r.committed} committed, ${r.produced} produced.`),
-        r.command_diff ? h('pre', {}, r.command_diff) : null);
+        r.command_diff ? h('pre', {}, r.command_diff) : '');
       } catch (e) { replayOut.replaceChildren(h('p', { class: 'error' }, e.message)); }
     } }, 'Replay and compare'), ' ');
   } else {
