@@ -259,7 +259,11 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
         "/v1/memory/s2/tool",
         Some(&json!({"command": "create", "path": "/memories/b.md", "file_text": "b\n"})),
     );
+    let preview = api.ok("post", "/v1/memory/s2/promote?dry_run=true", Some(&json!({"into": "s"})));
+    assert_eq!(preview["events"].as_array().map(Vec::len), Some(1), "{preview}");
     api.ok("post", "/v1/memory/s2/promote", Some(&json!({"into": "s"})));
+    let stores = api.ok("get", "/v1/memory", None);
+    assert!(stores["stores"].as_array().unwrap().iter().any(|s| s == "s2"), "{stores}");
     let batch = api.ok(
         "post",
         "/v1/memory/s/batch",
@@ -300,11 +304,18 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
     let files = api.ok("get", "/v1/memory/s/files", None);
     assert_eq!(files["files"]["/memories/d.md"], "c\n", "{files}");
     api.ok("get", "/v1/memory/s/files?at=0", None);
-    api.ok(
-        "post",
-        "/v1/memory/s/revert",
-        Some(&json!({"event": &create_id[..16], "reason": "contract test", "force": true})),
-    );
+    let revert = json!({"event": &create_id[..16], "reason": "contract test", "force": true});
+    let preview = api.ok("post", "/v1/memory/s/revert?dry_run=true", Some(&revert));
+    assert_eq!(preview["events"][0]["kind"], "revert", "{preview}");
+    api.ok("post", "/v1/memory/s/revert", Some(&revert));
+    let citers = api.ok("get", &format!("/v1/events/{create_id}/cited_by"), None);
+    assert!(!citers["events"].as_array().unwrap().is_empty(), "the revert cites the event it undoes: {citers}");
+    let page = api.ok("get", "/v1/timeline?limit=3&kind=memory&actor=human:", None);
+    assert_eq!(page["events"].as_array().map(Vec::len), Some(3), "{page}");
+    let me = api.ok("post", "/ui/session", Some(&json!({"token": "read-token"})));
+    assert_eq!(me["role"], "read", "{me}");
+    assert_eq!(api.ok("get", "/ui/session", None)["role"], "admin");
+    assert_eq!(api.ok("delete", "/ui/session", None)["signed_out"], false, "a bearer request holds no cookie");
 
     // Dreams, lessons, drift, verify.
     let dream = api.ok(

@@ -89,12 +89,7 @@ type ApiResult<T> = Result<T, ApiError>;
 /// the web view's session cookie. A request on a cookie that needs more than reading must
 /// also carry `X-Dreamlog-UI: 1`, which only a same-origin script can set.
 pub(super) fn auth(state: &AppState, headers: &HeaderMap, need: Role) -> ApiResult<Tenant> {
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
-        .map(str::trim);
+    let token = bearer(headers);
     let cookie = super::ui::session_cookie(headers).filter(|_| token.is_none());
     let found = match cookie.as_deref() {
         Some(c) => {
@@ -128,6 +123,16 @@ pub(super) fn auth(state: &AppState, headers: &HeaderMap, need: Role) -> ApiResu
             "the web view's session ended (expired, signed out, or its token was removed); sign in again",
         )),
     }
+}
+
+/// The request's token: `Authorization: Bearer …`, or `X-Api-Key`.
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(str::trim)
 }
 
 /// Runs blocking library work off the async threads.

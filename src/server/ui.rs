@@ -118,13 +118,14 @@ async fn sign_in(State(state): State<Arc<AppState>>, body: axum::body::Bytes) ->
     guarded(r)
 }
 
-/// `GET /ui/session`: who the cookie signs in as (401 without a live session; on a
-/// server without tokens everyone is admin and no sign-in is needed).
+/// `GET /ui/session`: who the request signs in as — its bearer token, else its cookie
+/// (401 without either; on a server without tokens everyone is admin).
 async fn whoami(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let found = match session_cookie(&headers) {
-        Some(c) => state.ui_session(&c),
-        None if !state.auth_required() => state.authenticate(None),
-        None => Err(AuthError::Missing),
+    let found = match (super::api::bearer(&headers), session_cookie(&headers)) {
+        (Some(token), _) => state.authenticate(Some(token)),
+        (None, Some(c)) => state.ui_session(&c),
+        (None, None) if !state.auth_required() => state.authenticate(None),
+        (None, None) => Err(AuthError::Missing),
     };
     match found {
         Ok((tenant, role)) => guarded(
@@ -136,10 +137,11 @@ async fn whoami(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
 
 /// `DELETE /ui/session`: signs out (the cookie is cleared and forgotten by the server).
 async fn sign_out(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Some(c) = session_cookie(&headers) {
-        state.end_ui_session(&c);
+    let cookie = session_cookie(&headers);
+    if let Some(c) = &cookie {
+        state.end_ui_session(c);
     }
-    let mut r = StatusCode::NO_CONTENT.into_response();
+    let mut r = Json(json!({ "signed_out": cookie.is_some() })).into_response();
     let clear = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     if let Ok(v) = HeaderValue::from_str(&clear) {
         r.headers_mut().insert(header::SET_COOKIE, v);
