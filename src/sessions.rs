@@ -224,6 +224,50 @@ pub fn list(store: &Store) -> Result<Vec<SessionSummary>> {
     Ok(out)
 }
 
+/// `GET /v1/sessions?limit=…`: a page of sessions, newest first (by their first event).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsQuery {
+    /// Sessions to skip.
+    #[serde(default)]
+    pub offset: usize,
+    /// Most sessions (default 50, at most 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Only sessions whose id contains this text (case-insensitive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+}
+
+/// One page of sessions and how many match in all.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SessionsPage {
+    /// Their summaries, newest first.
+    pub sessions: Vec<SessionSummary>,
+    /// Sessions matching the query in all.
+    pub total: usize,
+}
+
+/// A page of sessions newest first: only the page's sessions are read and summarised
+/// (the order and the filter come from the session index).
+pub fn page(store: &Store, q: &SessionsQuery) -> Result<SessionsPage> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let needle = q.q.as_deref().map(str::to_lowercase).filter(|n| !n.is_empty());
+    let mut starts: Vec<(String, u64)> = store
+        .session_starts()?
+        .into_iter()
+        .filter(|(id, _)| needle.as_deref().is_none_or(|n| id.to_lowercase().contains(n)))
+        .collect();
+    starts.sort_by(|a, b| b.1.cmp(&a.1));
+    let total = starts.len();
+    let mut sessions = Vec::new();
+    for (id, _) in starts.into_iter().skip(q.offset).take(limit) {
+        let events = store.read_stream(&format!("{PREFIX}{id}"), 0, usize::MAX)?;
+        sessions.push(summarize_linked(&id, &events, link(store, &id)?.as_ref()));
+    }
+    Ok(SessionsPage { sessions, total })
+}
+
 /// The events of a session given by its id or a unique prefix of it.
 pub fn events(store: &Store, id: &str) -> Result<(String, Vec<StoredEvent>)> {
     let exact = format!("{PREFIX}{id}");

@@ -310,6 +310,9 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
     api.ok("post", "/v1/memory/s/revert", Some(&revert));
     let citers = api.ok("get", &format!("/v1/events/{create_id}/cited_by"), None);
     assert!(!citers["events"].as_array().unwrap().is_empty(), "the revert cites the event it undoes: {citers}");
+    let sessions = api.ok("get", "/v1/sessions?limit=2&q=R/", None);
+    assert_eq!(sessions["sessions"].as_array().map(Vec::len), Some(2), "{sessions}");
+    assert!(sessions["total"].as_u64().unwrap() >= 2, "{sessions}");
     let page = api.ok("get", "/v1/timeline?limit=3&kind=memory&actor=human:", None);
     assert_eq!(page["events"].as_array().map(Vec::len), Some(3), "{page}");
     let me = api.ok("post", "/ui/session", Some(&json!({"token": "read-token"})));

@@ -592,10 +592,20 @@ async fn memory_view(
     }
 }
 
-async fn sessions(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+/// `GET /v1/sessions`: every session's summary; with `limit`, `offset` or `q`, one page
+/// newest first (only its sessions read) and the total.
+async fn sessions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<crate::service::SessionsQuery>,
+) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let list = blocking(move || tenant.svc.sessions()).await?;
-    Ok(Json(json!({ "sessions": list })))
+    if q == crate::service::SessionsQuery::default() {
+        let list = blocking(move || tenant.svc.sessions()).await?;
+        return Ok(Json(json!({ "sessions": list })));
+    }
+    let page = blocking(move || tenant.svc.sessions_page(&q)).await?;
+    Ok(Json(json!({ "sessions": page.sessions, "total": page.total })))
 }
 
 async fn dreams(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {

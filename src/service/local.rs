@@ -531,6 +531,10 @@ impl Service for Local {
         crate::sessions::list(self.store())
     }
 
+    fn sessions_page(&self, q: &crate::sessions::SessionsQuery) -> Result<crate::sessions::SessionsPage> {
+        crate::sessions::page(self.store(), q)
+    }
+
     fn session_stats(&self) -> Result<Stats> {
         Ok(crate::sessions::stats(&crate::sessions::list(self.store())?))
     }

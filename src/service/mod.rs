@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::ledger::{DriftReport, LessonRow};
 use crate::memory::{BlameLine, Preview};
 use crate::sessions::{SessionDetail, SessionSummary, Stats};
+pub use crate::sessions::{SessionsPage, SessionsQuery};
 use crate::store::{AppendBatch, Appended, StoredEvent, VerifyReport};
 pub use crate::timeline::{TimelinePage, TimelineQuery};
 
@@ -103,6 +104,8 @@ pub trait Service: Send + Sync {
     fn redact(&self, req: &RedactRequest, actor: &Actor) -> Result<Redacted>;
     /// Every session's summary.
     fn sessions(&self) -> Result<Vec<SessionSummary>>;
+    /// A page of sessions, newest first, optionally only ids containing a text.
+    fn sessions_page(&self, q: &SessionsQuery) -> Result<SessionsPage>;
     /// Statistics over every session.
     fn session_stats(&self) -> Result<Stats>;
     /// One session in full (by id or unique prefix).

@@ -450,6 +450,15 @@ impl Service for Remote {
         Remote::typed(self.get("/v1/sessions", &[])?["sessions"].clone())
     }
 
+    fn sessions_page(&self, q: &crate::sessions::SessionsQuery) -> Result<crate::sessions::SessionsPage> {
+        let q = query(&[
+            ("offset", Some(q.offset.to_string())),
+            ("limit", Some(q.limit.unwrap_or(50).to_string())),
+            ("q", q.q.clone()),
+        ]);
+        Remote::typed(self.get("/v1/sessions", &q)?)
+    }
+
     fn session_stats(&self) -> Result<Stats> {
         Remote::typed(self.get("/v1/sessions/stats", &[])?)
     }

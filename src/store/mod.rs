@@ -770,6 +770,20 @@ impl Store {
         Ok(out)
     }
 
+    /// Session ids with the position of their first event, in byte order of the ids,
+    /// from the session index.
+    pub fn session_starts(&self) -> Result<Vec<(String, u64)>> {
+        let end = self.len();
+        let mut out = Vec::new();
+        self.inner.log.index_scan(Space::Sessions, &[], &mut |k, v| {
+            if let Some(p) = be_u64(v).filter(|p| *p < end) {
+                out.push((String::from_utf8_lossy(k).into_owned(), p));
+            }
+            true
+        })?;
+        Ok(out)
+    }
+
     /// Session ids (the `session/ID` streams), in byte order, from the session index.
     pub fn session_ids(&self) -> Result<Vec<String>> {
         let end = self.len();

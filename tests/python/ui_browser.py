@@ -11,6 +11,7 @@ revert are confirmed from their dry runs, and a screenshot of each page is writt
 import json
 import os
 import sys
+import urllib.parse
 import urllib.request
 
 from playwright.sync_api import sync_playwright
@@ -164,10 +165,13 @@ def main():
         shot(page, "event")
 
         # --- sessions and one real session (τ²-bench, imported)
-        open_page(page, "#/sessions?q=airline", "table.sessions")
-        check(page.locator("table.sessions tbody tr").count() >= 20, "the sessions page finds the imported τ²-bench runs")
+        open_page(page, "#/sessions", "table.sessions")
+        check(page.locator("table.sessions tbody tr").count() == 50, "the sessions page shows a page of 50")
         shot(page, "sessions")
         real = next(s for s in facts["sessions"] if s["messages"] > 0 and s["steps"] > 3 and s.get("score") is not None)
+        open_page(page, "#/sessions?q=" + urllib.parse.quote(real["id"][2:10]), "table.sessions")
+        found = page.locator("table.sessions tbody tr td:first-child").all_inner_texts()
+        check(real["id"] in found and all(real["id"][2:10].lower() in f.lower() for f in found), "finding a session by its id")
         open_page(page, "#/session/" + "/".join(urllib.parse.quote(x, safe="") for x in real["id"].split("/")), ".transcript")
         check(page.locator(".transcript .msg").count() == real["messages"], "every message of the session shown")
         check(page.locator(".transcript .call").count() >= 1, "tool calls with their results shown")
@@ -302,5 +306,4 @@ def main():
 
 
 if __name__ == "__main__":
-    import urllib.parse  # noqa: F401  (used above through urllib.parse)
     main()

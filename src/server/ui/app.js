@@ -410,29 +410,26 @@ async function eventPage(ctx, current) {
 // ---------------------------------------------------------------- sessions
 
 async function sessionsPage(ctx, current) {
-  const data = await api('/v1/sessions');
-  if (!current()) return null;
-  const all = data.sessions.slice().sort((x, y) => (y.time || 0) - (x.time || 0));
-  const filter = (ctx.q.get('q') || '').toLowerCase();
-  const list = filter ? all.filter((x) => [x.id, x.task, x.agent, x.result, x.store, x.model].some((v) => v && String(v).toLowerCase().includes(filter))) : all;
+  const filter = ctx.q.get('q') || '';
   const per = 50;
   const pageNo = Math.max(0, Number(ctx.q.get('page') || 0));
-  const shown = list.slice(pageNo * per, pageNo * per + per);
-  const input = h('input', { name: 'q', value: filter, placeholder: 'task, agent, result, store…', size: 30 });
-  const rows = shown.map((x) => h('tr', {},
+  const data = await api('/v1/sessions', { query: { limit: per, offset: pageNo * per, q: filter } });
+  if (!current()) return null;
+  const input = h('input', { name: 'q', value: filter, placeholder: 'session id contains…', size: 30 });
+  const rows = data.sessions.map((x) => h('tr', {},
     h('td', {}, sessionLink(x.id)), h('td', { class: 'time' }, time(x.time)), h('td', {}, x.task || ''), h('td', {}, x.agent || ''),
     h('td', {}, h('span', { class: 'result r-' + (x.result || 'none') }, x.result || '—')), h('td', { class: 'num' }, num(x.score)),
     h('td', { class: 'num' }, String(x.steps)), h('td', {}, x.store ? a(x.store, href('memory', [x.store])) : '')));
-  const last = Math.max(0, Math.ceil(list.length / per) - 1);
+  const last = Math.max(0, Math.ceil(data.total / per) - 1);
   return h('section', {},
     h('h1', {}, 'Sessions'),
     h('form', { class: 'filters', onsubmit: (ev) => { ev.preventDefault(); location.hash = href('sessions', [], { q: input.value.trim() }); } },
       input, h('button', { type: 'submit' }, 'Find')),
-    h('p', { class: 'muted' }, `${list.length} of ${all.length} sessions, newest first; page ${pageNo + 1} of ${last + 1}.`),
+    h('p', { class: 'muted' }, `${data.total} sessions${filter ? ` whose id contains “${filter}”` : ''}, newest first; page ${pageNo + 1} of ${last + 1}.`),
     table(['session', 'time (UTC)', 'task', 'agent', 'result', 'score', 'steps', 'memory'], rows, { class: 'sessions' }),
     h('p', { class: 'pager' },
       pageNo > 0 ? a('← newer', href('sessions', [], { q: filter, page: pageNo - 1 })) : null, ' ',
-      pageNo < last ? a('older →', href('sessions', [], { q: filter, page: pageNo + 1 })) : null));
+      pageNo < last ? a('older →', href('sessions', [], { q: filter, page: pageNo + 1 }), { id: 'older' }) : null));
 }
 
 async function sessionPage(ctx, current) {
