@@ -58,6 +58,25 @@ pub struct TimelinePage {
     pub scanned: u64,
 }
 
+impl TimelinePage {
+    /// Examines events newest first until the page is full; the position of the last
+    /// one examined (where the next page starts).
+    fn fill(&mut self, q: &TimelineQuery, events: impl Iterator<Item = StoredEvent>, limit: usize) -> Option<u64> {
+        let mut last = None;
+        for e in events {
+            self.scanned += 1;
+            last = Some(e.position);
+            if q.matches(&e) {
+                self.events.push(e);
+                if self.events.len() >= limit {
+                    break;
+                }
+            }
+        }
+        last
+    }
+}
+
 impl TimelineQuery {
     fn stream(&self) -> Result<Option<String>> {
         match (&self.stream, &self.session) {
@@ -107,16 +126,7 @@ pub fn page(store: &Store, q: &TimelineQuery) -> Result<TimelinePage> {
     while at > 0 && page.events.len() < limit && page.scanned < SCAN_LIMIT {
         let from = at.saturating_sub(512);
         let chunk = store.read_range(from, (at - from) as usize)?;
-        for e in chunk.into_iter().rev() {
-            page.scanned += 1;
-            at = e.position;
-            if q.matches(&e) {
-                page.events.push(e);
-                if page.events.len() >= limit {
-                    break;
-                }
-            }
-        }
+        at = page.fill(q, chunk.into_iter().rev(), limit).unwrap_or(from);
     }
     page.next_before = (at > 0).then_some(at);
     Ok(page)
@@ -132,18 +142,8 @@ fn by_kind(store: &Store, q: &TimelineQuery, kind: Kind, before: u64, limit: usi
             at = 0;
             break;
         };
-        let mut chunk = store.get_positions(&positions.iter().rev().copied().collect::<Vec<_>>())?;
-        chunk.reverse();
-        for e in chunk {
-            page.scanned += 1;
-            at = e.position;
-            if q.matches(&e) {
-                page.events.push(e);
-                if page.events.len() >= limit {
-                    break;
-                }
-            }
-        }
+        let chunk = store.get_positions(&positions.iter().rev().copied().collect::<Vec<_>>())?;
+        at = page.fill(q, chunk.into_iter().rev(), limit).unwrap_or(oldest);
         if at == oldest && positions.len() < 256 {
             at = 0;
             break;

@@ -68,11 +68,45 @@ impl SplitMix64 {
     }
 }
 
+/// Past this many values in all, the bootstrap's percentile interval of a mean is the
+/// normal one to within a rounding (the central limit theorem has long taken over), and
+/// `resamples` × n draws would cost seconds: the normal interval is used instead.
+pub const NORMAL_FROM: usize = 20_000;
+
+/// Mean and variance of the mean (sample variance / n).
+fn mean_var(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let m = xs.iter().sum::<f64>() / n;
+    let ss = xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>();
+    (m, if xs.len() > 1 { ss / (n - 1.0) / n } else { 0.0 })
+}
+
+/// The two-sided normal quantile of `level` (0.95 → 1.96), by bisection on `normal_upper`.
+fn z_of(level: f64) -> f64 {
+    let tail = (1.0 - level) / 2.0;
+    let (mut lo, mut hi) = (0.0f64, 10.0f64);
+    for _ in 0..100 {
+        let mid = (lo + hi) / 2.0;
+        if normal_upper(mid) > tail {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    (lo + hi) / 2.0
+}
+
 /// Percentile bootstrap interval of `mean(after) - mean(before)` at `level` (e.g. 0.95),
-/// resampling each group with replacement `resamples` times. `None` when a group is empty.
+/// resampling each group with replacement `resamples` times; past [`NORMAL_FROM`] values
+/// the normal (Welch) interval. `None` when a group is empty.
 pub fn bootstrap_diff_ci(before: &[f64], after: &[f64], resamples: usize, level: f64, seed: u64) -> Option<(f64, f64)> {
     if before.is_empty() || after.is_empty() || resamples == 0 {
         return None;
+    }
+    if before.len() + after.len() > NORMAL_FROM {
+        let ((mb, vb), (ma, va)) = (mean_var(before), mean_var(after));
+        let half = z_of(level) * (vb + va).sqrt();
+        return Some((ma - mb - half, ma - mb + half));
     }
     let mut rng = SplitMix64::new(seed);
     let mut diffs = Vec::with_capacity(resamples);
@@ -92,10 +126,16 @@ pub fn bootstrap_diff_ci(before: &[f64], after: &[f64], resamples: usize, level:
 }
 
 /// Percentile bootstrap interval of `mean(xs)` at `level`, resampling `xs` with
-/// replacement `resamples` times. `None` when `xs` is empty.
+/// replacement `resamples` times; past [`NORMAL_FROM`] values the normal interval.
+/// `None` when `xs` is empty.
 pub fn bootstrap_mean_ci(xs: &[f64], resamples: usize, level: f64, seed: u64) -> Option<(f64, f64)> {
     if xs.is_empty() || resamples == 0 {
         return None;
+    }
+    if xs.len() > NORMAL_FROM {
+        let (m, v) = mean_var(xs);
+        let half = z_of(level) * v.sqrt();
+        return Some((m - half, m + half));
     }
     let mut rng = SplitMix64::new(seed);
     let means =
@@ -148,6 +188,23 @@ mod tests {
         assert!(d - c < b - a, "({a}, {b}) ({c}, {d})");
         assert_eq!(bootstrap_mean_ci(&[1.0; 5], 100, 0.95, 3), Some((1.0, 1.0)));
         assert_eq!(bootstrap_mean_ci(&[], 100, 0.95, 3), None);
+    }
+
+    #[test]
+    fn past_the_normal_threshold_the_interval_is_the_bootstrap_s() {
+        // Just below and just above NORMAL_FROM: the bootstrap and the normal interval agree.
+        let mut rng = SplitMix64::new(5);
+        let xs: Vec<f64> = (0..NORMAL_FROM).map(|_| if rng.unit() < 0.3 { 1.0 } else { 0.0 }).collect();
+        let (a, b) = bootstrap_mean_ci(&xs, 2000, 0.95, 9).unwrap();
+        let mut more = xs.clone();
+        more.push(0.0);
+        let (c, d) = bootstrap_mean_ci(&more, 2000, 0.95, 9).unwrap();
+        assert!((a - c).abs() < 2e-3 && (b - d).abs() < 2e-3, "bootstrap ({a}, {b}) normal ({c}, {d})");
+        let half: Vec<f64> = xs[..NORMAL_FROM / 2].to_vec();
+        let (e, f) = bootstrap_diff_ci(&half, &xs[NORMAL_FROM / 2..], 2000, 0.95, 9).unwrap();
+        let (g, i) = bootstrap_diff_ci(&half, &more[NORMAL_FROM / 2..], 2000, 0.95, 9).unwrap();
+        assert!((e - g).abs() < 3e-3 && (f - i).abs() < 3e-3, "bootstrap ({e}, {f}) normal ({g}, {i})");
+        assert!((z_of(0.95) - 1.959964).abs() < 1e-4);
     }
 
     #[test]
