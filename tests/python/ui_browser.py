@@ -224,6 +224,7 @@ def main():
         # --- dreams: statistics, validation, replay command; read-only for a read token
         text = page.locator("table.decisions").inner_text()
         check("positive" in text and "write" in text, "a dream's lessons with their decision and validation")
+        check("skip: " in text and "[object" not in text, "skipped candidates say why")
         check(page.locator("#promote-btn, #revert-btn, #replay-btn").count() == 0, "no write buttons for a read token")
         shot(page, "dream")
         open_page(page, "#/dreams", "table.dreams")

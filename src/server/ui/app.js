@@ -573,7 +573,7 @@ async function memoryPage(ctx, current) {
     tagVersions.length ? h('p', { class: 'tags' }, 'Tags: ', tagVersions.map(([t]) => [a(`${t.body.name} (#${t.body.position})`, href('memory', [store], { at: t.body.name }), { class: 'tag' }), ' '])) : null,
     h('form', { class: 'filters', onsubmit: (ev) => { ev.preventDefault(); location.hash = href('memory', [store], { at: point.value.trim() || 'head' }); } },
       h('label', {}, 'Point ', point), h('button', { type: 'submit' }, 'Show')),
-    h('div', { class: 'split' }, h('nav', { class: 'files' }, h('h2', {}, `${paths.length} files`), tree), h('div', { class: 'viewer' }, viewer)),
+    h('div', { class: 'split' }, h('nav', { class: 'files' }, h('h2', {}, `${paths.length} file${paths.length === 1 ? '' : 's'}`), tree), h('div', { class: 'viewer' }, viewer)),
     h('h2', {}, 'Compare'),
     h('form', { class: 'filters', onsubmit: (ev) => { ev.preventDefault(); location.hash = href('diff', [store], { from: dfrom.value.trim(), to: dto.value.trim() }); } },
       'two points of this store: ', dfrom, dto, h('button', { type: 'submit' }, 'Diff')),
@@ -730,8 +730,10 @@ function decisionsTable(summaryMeta) {
       const v = c.validation || {};
       const lift = v.lift || {};
       const t = c.test || {};
-      rows.push(h('tr', { class: 'd-' + String(c.decision).split(/[ :]/)[0] },
-        h('td', {}, fam.family), h('td', {}, `${c.advice} ${c.subject}`), h('td', {}, String(c.decision)),
+      const skip = c.decision && typeof c.decision === 'object' ? c.decision.skip : null;
+      const decision = skip !== null && skip !== undefined ? `skip: ${skip}` : (typeof c.decision === 'string' ? c.decision : JSON.stringify(c.decision));
+      rows.push(h('tr', { class: skip !== null && skip !== undefined ? 'd-skip' : 'd-' + decision },
+        h('td', {}, fam.family), h('td', {}, `${c.advice} ${c.subject}`), h('td', {}, decision),
         h('td', { class: 'num' }, `${(c.tasks || []).length || c.tasks_total || ''}`),
         h('td', { class: 'num' }, t.observed !== undefined ? `${t.observed} (exp. ${num(t.expected, 1)})` : ''),
         h('td', { class: 'num' }, t.p !== undefined ? num(t.p, 4) : ''), h('td', { class: 'num' }, t.q !== undefined ? num(t.q, 4) : ''),
