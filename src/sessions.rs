@@ -258,7 +258,7 @@ pub fn page(store: &Store, q: &SessionsQuery) -> Result<SessionsPage> {
         .into_iter()
         .filter(|(id, _)| needle.as_deref().is_none_or(|n| id.to_lowercase().contains(n)))
         .collect();
-    starts.sort_by(|a, b| b.1.cmp(&a.1));
+    starts.sort_by_key(|s| std::cmp::Reverse(s.1));
     let total = starts.len();
     let mut sessions = Vec::new();
     for (id, _) in starts.into_iter().skip(q.offset).take(limit) {
