@@ -26,7 +26,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 fn session(i: u64, time: u64) -> Vec<dreamlog::core::Draft> {
     let id = format!("bench/{i:07}");
     let s = format!("session/{id}");
-    let passed = i % 3 != 0;
+    let passed = !i.is_multiple_of(3);
     let task = format!("refunds/{}", i % 40);
     [
         json!({"stream": s, "kind": "session.start", "actor": "agent:bench", "time": time,
