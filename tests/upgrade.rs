@@ -61,10 +61,14 @@ fn a_database_written_by_the_previous_format_opens_verifies_and_replays() {
     let db = dir.path().join("db");
     common::copy_tree(&fixture, &db);
     let store = Store::open(&db, Options::default()).expect("the old database opens");
-    // It predates projector checkpoints: every derived index (including the session index
-    // it never had) is rebuilt from its log on this first open.
+    // It predates projector checkpoints: every derived index (including the session and
+    // citation indexes it never had) is rebuilt from its log on this first open.
     let caught_up: Vec<&str> = store.open_report().caught_up.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(caught_up, ["kinds", "paths", "sessions"]);
+    assert_eq!(caught_up, ["kinds", "paths", "sessions", "cites"]);
+    let all = store.read_range(0, store.len() as usize).unwrap();
+    let cited = all.iter().rev().find_map(|e| e.event.header.causes.first().copied()).expect("an event with causes");
+    let citers: Vec<u64> = all.iter().filter(|e| e.event.header.causes.contains(&cited)).map(|e| e.position).collect();
+    assert_eq!(store.cited_by(&cited, 0, usize::MAX).unwrap(), citers, "the citation index built on open");
     let mem = MemoryStores::new(store.clone());
     let report = mem.verify_deep(|_| {}).unwrap();
     assert!(report.is_clean(), "{:#?}", report.problems);
