@@ -234,7 +234,8 @@ pub struct SessionsQuery {
     /// Most sessions (default 50, at most 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
-    /// Only sessions whose id contains this text (case-insensitive).
+    /// Only sessions whose id, agent, model, task id or memory store contains this text
+    /// (case-insensitive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub q: Option<String>,
 }
@@ -249,15 +250,30 @@ pub struct SessionsPage {
 }
 
 /// A page of sessions newest first: only the page's sessions are read and summarised
-/// (the order and the filter come from the session index).
+/// (the order comes from the session index). `q` matches the id, or the agent, model,
+/// task id or memory store its `session.start` names (read in chunks, bodies only of the
+/// starts).
 pub fn page(store: &Store, q: &SessionsQuery) -> Result<SessionsPage> {
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     let needle = q.q.as_deref().map(str::to_lowercase).filter(|n| !n.is_empty());
-    let mut starts: Vec<(String, u64)> = store
-        .session_starts()?
-        .into_iter()
-        .filter(|(id, _)| needle.as_deref().is_none_or(|n| id.to_lowercase().contains(n)))
-        .collect();
+    let mut starts = store.session_starts()?;
+    if let Some(n) = &needle {
+        let hit = |t: Option<&str>| t.is_some_and(|t| t.to_lowercase().contains(n.as_str()));
+        let mut others: Vec<u64> = starts.iter().filter(|(id, _)| !hit(Some(id))).map(|(_, p)| *p).collect();
+        others.sort_unstable();
+        let mut matched = std::collections::HashSet::new();
+        for chunk in others.chunks(4096) {
+            for e in store.get_positions(chunk)? {
+                if let Body::SessionStart(b) = &e.event.body {
+                    let fields = [Some(b.agent.as_str()), b.model.as_deref(), b.task_id.as_deref(), b.store.as_deref()];
+                    if fields.into_iter().any(hit) {
+                        matched.insert(e.position);
+                    }
+                }
+            }
+        }
+        starts.retain(|(id, p)| hit(Some(id)) || matched.contains(p));
+    }
     starts.sort_by_key(|s| std::cmp::Reverse(s.1));
     let total = starts.len();
     let mut sessions = Vec::new();

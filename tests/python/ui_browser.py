@@ -172,6 +172,10 @@ def main():
         open_page(page, "#/sessions?q=" + urllib.parse.quote(real["id"][2:10]), "table.sessions")
         found = page.locator("table.sessions tbody tr td:first-child").all_inner_texts()
         check(real["id"] in found and all(real["id"][2:10].lower() in f.lower() for f in found), "finding a session by its id")
+        open_page(page, "#/sessions?q=airline", "table.sessions")
+        tasks = page.locator("table.sessions tbody tr td:nth-child(3)").all_inner_texts()
+        want = [s for s in facts["sessions"] if "airline" in (s.get("task") or "") + s["id"]]
+        check(len(tasks) == min(50, len(want)) and len(want) >= 20, "finding sessions by task (the τ²-bench airline runs)")
         open_page(page, "#/session/" + "/".join(urllib.parse.quote(x, safe="") for x in real["id"].split("/")), ".transcript")
         check(page.locator(".transcript .msg").count() == real["messages"], "every message of the session shown")
         check(page.locator(".transcript .call").count() >= 1, "tool calls with their results shown")

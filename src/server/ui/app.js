@@ -416,7 +416,7 @@ async function sessionsPage(ctx, current) {
   const pageNo = Math.max(0, Number(ctx.q.get('page') || 0));
   const data = await api('/v1/sessions', { query: { limit: per, offset: pageNo * per, q: filter } });
   if (!current()) return null;
-  const input = h('input', { name: 'q', value: filter, placeholder: 'session id contains…', size: 30 });
+  const input = h('input', { name: 'q', value: filter, placeholder: 'id, task, agent, model or store…', size: 30 });
   const rows = data.sessions.map((x) => h('tr', {},
     h('td', {}, sessionLink(x.id)), h('td', { class: 'time' }, time(x.time)), h('td', {}, x.task || ''), h('td', {}, x.agent || ''),
     h('td', {}, h('span', { class: 'result r-' + (x.result || 'none') }, x.result || '—')), h('td', { class: 'num' }, num(x.score)),
@@ -426,7 +426,7 @@ async function sessionsPage(ctx, current) {
     h('h1', {}, 'Sessions'),
     h('form', { class: 'filters', onsubmit: (ev) => { ev.preventDefault(); location.hash = href('sessions', [], { q: input.value.trim() }); } },
       input, h('button', { type: 'submit' }, 'Find')),
-    h('p', { class: 'muted' }, `${data.total} sessions${filter ? ` whose id contains “${filter}”` : ''}, newest first; page ${pageNo + 1} of ${last + 1}.`),
+    h('p', { class: 'muted' }, `${data.total} sessions${filter ? ` matching “${filter}” (id, task, agent, model or store)` : ''}, newest first; page ${pageNo + 1} of ${last + 1}.`),
     table(['session', 'time (UTC)', 'task', 'agent', 'result', 'score', 'steps', 'memory'], rows, { class: 'sessions' }),
     h('p', { class: 'pager' },
       pageNo > 0 ? a('← newer', href('sessions', [], { q: filter, page: pageNo - 1 })) : null, ' ',
