@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use crate::core::stats::{bootstrap_diff_ci, bootstrap_mean_ci, GradeStats, Outcome};
+use crate::core::stats::{bootstrap_diff_ci, cluster_bootstrap_mean_ci, GradeStats, Outcome};
 use crate::core::{Body, Digest, EventId, GradeResult, Kind};
 use crate::error::Result;
 use crate::memory::{stream_name, MemoryStores};
@@ -286,7 +286,8 @@ pub struct StateRow {
     pub first_session: u64,
     /// Grades of the sessions that ran with it.
     pub grades: GradeStats,
-    /// Bootstrap 95 % interval of their mean score (sessions resampled).
+    /// Bootstrap 95 % interval of their mean score, tasks resampled (a cluster bootstrap:
+    /// sessions of one task are not independent); none with fewer than two tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<(f64, f64)>,
 }
@@ -426,9 +427,17 @@ pub fn drift(mem: &MemoryStores, name: &str, opts: DriftOptions) -> Result<Drift
         let (state, _) = mem.state_until(name, first)?;
         let hash = state.state_hash();
         mismatched += s.runs.iter().filter(|r| r.memory_state.is_some_and(|m| m != hash)).count() as u64;
-        let scores: Vec<f64> = s.runs.iter().filter_map(|r| r.score).collect();
+        // Tasks are the units: a session without a task id is a task of its own.
+        let mut by_task: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for r in &s.runs {
+            if let Some(score) = r.score {
+                let task = r.task_id.clone().unwrap_or_else(|| format!("session:{}", r.session));
+                by_task.entry(task).or_default().push(score);
+            }
+        }
+        let clusters: Vec<Vec<f64>> = by_task.into_values().collect();
         let seed = u64::from_le_bytes(hash.0[..8].try_into().unwrap_or_default()) ^ first;
-        let interval = bootstrap_mean_ci(&scores, opts.resamples, opts.level, seed);
+        let interval = cluster_bootstrap_mean_ci(&clusters, opts.resamples, opts.level, seed);
         states.push(StateRow { state: hash, first_session: first, grades: stats(&s.runs), interval });
     }
     let mut changes = Vec::new();

@@ -143,6 +143,32 @@ pub fn bootstrap_mean_ci(xs: &[f64], resamples: usize, level: f64, seed: u64) ->
     Some(percentiles(means, level))
 }
 
+/// Cluster bootstrap interval of the mean over all values, at `level`: the clusters (the
+/// tasks: trials of one task are not independent evidence) are resampled with
+/// replacement `resamples` times, each replicate the mean of every value of the drawn
+/// clusters. `None` with fewer than two clusters (one task alone says nothing of how
+/// another would go).
+pub fn cluster_bootstrap_mean_ci(clusters: &[Vec<f64>], resamples: usize, level: f64, seed: u64) -> Option<(f64, f64)> {
+    let sums: Vec<(f64, f64)> =
+        clusters.iter().filter(|c| !c.is_empty()).map(|c| (c.iter().sum::<f64>(), c.len() as f64)).collect();
+    if sums.len() < 2 || resamples == 0 {
+        return None;
+    }
+    let mut rng = SplitMix64::new(seed);
+    let means = (0..resamples)
+        .map(|_| {
+            let (mut total, mut n) = (0.0, 0.0);
+            for _ in 0..sums.len() {
+                let (s, c) = sums[rng.below(sums.len())];
+                total += s;
+                n += c;
+            }
+            total / n
+        })
+        .collect();
+    Some(percentiles(means, level))
+}
+
 /// The central `level` interval of bootstrap replicates.
 fn percentiles(mut xs: Vec<f64>, level: f64) -> (f64, f64) {
     xs.sort_by(f64::total_cmp);
@@ -205,6 +231,20 @@ mod tests {
         let (g, i) = bootstrap_diff_ci(&half, &more[NORMAL_FROM / 2..], 2000, 0.95, 9).unwrap();
         assert!((e - g).abs() < 3e-3 && (f - i).abs() < 3e-3, "bootstrap ({e}, {f}) normal ({g}, {i})");
         assert!((z_of(0.95) - 1.959964).abs() < 1e-4);
+    }
+
+    #[test]
+    fn a_cluster_interval_counts_tasks_not_trials() {
+        // Five tasks, each always passed or always failed, 40 trials each: resampling trials
+        // would give a narrow interval; resampling tasks gives the wide one five tasks warrant.
+        let tasks: Vec<Vec<f64>> = (0..5).map(|t| vec![if t < 2 { 1.0 } else { 0.0 }; 40]).collect();
+        let (a, b) = cluster_bootstrap_mean_ci(&tasks, 2000, 0.95, 1).unwrap();
+        let flat: Vec<f64> = tasks.concat();
+        let (c, d) = bootstrap_mean_ci(&flat, 2000, 0.95, 1).unwrap();
+        assert!(a <= 0.0 + 1e-9 && b >= 0.8 - 1e-9, "({a}, {b})");
+        assert!(d - c < 0.2 && b - a > 0.6, "trials ({c}, {d}) tasks ({a}, {b})");
+        assert_eq!(cluster_bootstrap_mean_ci(&tasks[..1], 100, 0.95, 1), None);
+        assert_eq!(cluster_bootstrap_mean_ci(&[vec![1.0], vec![1.0, 1.0]], 100, 0.95, 1), Some((1.0, 1.0)));
     }
 
     #[test]

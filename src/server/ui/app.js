@@ -912,7 +912,7 @@ function driftChart(r) {
     g.append(s('text', { x: x(i), y: H - B + 18, class: 'axis', 'text-anchor': 'middle' }, short(st.state).slice(0, 8)),
       s('text', { x: x(i), y: H - B + 34, class: 'axis muted', 'text-anchor': 'middle' }, `${st.grades.sessions} sessions`));
   });
-  return h('figure', {}, g, h('figcaption', { class: 'muted' }, 'Mean score of the sessions that ran with each memory state (dots), with its 95% bootstrap interval (bars); vertical lines are the changes between states, red where drift was flagged.'));
+  return h('figure', {}, g, h('figcaption', { class: 'muted' }, 'Mean score of the sessions that ran with each memory state (dots), with its 95% bootstrap interval over tasks (bars: tasks resampled, since trials of one task are not independent; none with a single task); vertical lines are the changes between states, red where drift was flagged.'));
 }
 
 // ---------------------------------------------------------------- start
