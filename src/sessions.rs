@@ -218,10 +218,15 @@ pub fn memory_commands(mem: &crate::memory::MemoryStores, id: &str) -> Result<Ve
 pub fn list(store: &Store) -> Result<Vec<SessionSummary>> {
     let mut out = Vec::new();
     for id in store.session_ids()? {
-        let events = store.read_stream(&format!("{PREFIX}{id}"), 0, usize::MAX)?;
-        out.push(summarize_linked(&id, &events, link(store, &id)?.as_ref()));
+        out.push(summary_of(store, &id)?);
     }
     Ok(out)
+}
+
+/// One session's summary, read from its stream and latest link.
+fn summary_of(store: &Store, id: &str) -> Result<SessionSummary> {
+    let events = store.read_stream(&format!("{PREFIX}{id}"), 0, usize::MAX)?;
+    Ok(summarize_linked(id, &events, link(store, id)?.as_ref()))
 }
 
 /// `GET /v1/sessions?limit=…`: a page of sessions, newest first (by their first event).
@@ -278,8 +283,7 @@ pub fn page(store: &Store, q: &SessionsQuery) -> Result<SessionsPage> {
     let total = starts.len();
     let mut sessions = Vec::new();
     for (id, _) in starts.into_iter().skip(q.offset).take(limit) {
-        let events = store.read_stream(&format!("{PREFIX}{id}"), 0, usize::MAX)?;
-        sessions.push(summarize_linked(&id, &events, link(store, &id)?.as_ref()));
+        sessions.push(summary_of(store, &id)?);
     }
     Ok(SessionsPage { sessions, total })
 }

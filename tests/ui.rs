@@ -305,7 +305,6 @@ fn timeline_pages_are_the_filtered_log_newest_first_and_citations_are_every_cite
     let dir = tempdir().unwrap();
     let store = common::open(dir.path());
     let all = mixed_log(&store, 700);
-    // A few dreams-like kinds for the kind index: tags.
     let svc = Local::over(&store);
     let queries = [
         TimelineQuery::default(),
@@ -319,6 +318,7 @@ fn timeline_pages_are_the_filtered_log_newest_first_and_citations_are_every_cite
         TimelineQuery { stream: Some("busy".into()), actor: Some("evaluator:e".into()), ..Default::default() },
         TimelineQuery { session: Some("s-1".into()), ..Default::default() },
         TimelineQuery { kind: Some(Kind::Note), before: Some(333), ..Default::default() },
+        // A kind the log has none of: an empty answer, found from the kind index alone.
         TimelineQuery { kind: Some(Kind::Tag), ..Default::default() },
     ];
     for q in queries {

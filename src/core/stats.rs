@@ -125,24 +125,6 @@ pub fn bootstrap_diff_ci(before: &[f64], after: &[f64], resamples: usize, level:
     Some(percentiles(diffs, level))
 }
 
-/// Percentile bootstrap interval of `mean(xs)` at `level`, resampling `xs` with
-/// replacement `resamples` times; past [`NORMAL_FROM`] values the normal interval.
-/// `None` when `xs` is empty.
-pub fn bootstrap_mean_ci(xs: &[f64], resamples: usize, level: f64, seed: u64) -> Option<(f64, f64)> {
-    if xs.is_empty() || resamples == 0 {
-        return None;
-    }
-    if xs.len() > NORMAL_FROM {
-        let (m, v) = mean_var(xs);
-        let half = z_of(level) * v.sqrt();
-        return Some((m - half, m + half));
-    }
-    let mut rng = SplitMix64::new(seed);
-    let means =
-        (0..resamples).map(|_| (0..xs.len()).map(|_| xs[rng.below(xs.len())]).sum::<f64>() / xs.len() as f64).collect();
-    Some(percentiles(means, level))
-}
-
 /// Cluster bootstrap interval of the mean over all values, at `level`: the clusters (the
 /// tasks: trials of one task are not independent evidence) are resampled with
 /// replacement `resamples` times, each replicate the mean of every value of the drawn
@@ -204,16 +186,21 @@ mod tests {
         assert_eq!(bootstrap_diff_ci(&[], &after, 10, 0.95, 7), None);
     }
 
+    /// Every value its own cluster: the plain (trial-level) bootstrap of a mean.
+    fn singletons(xs: &[f64]) -> Vec<Vec<f64>> {
+        xs.iter().map(|x| vec![*x]).collect()
+    }
+
     #[test]
-    fn a_mean_interval_holds_the_mean_and_narrows_with_more_sessions() {
+    fn a_mean_interval_holds_the_mean_and_narrows_with_more_clusters() {
         let few: Vec<f64> = (0..10).map(|i| if i % 2 == 0 { 1.0 } else { 0.0 }).collect();
         let many: Vec<f64> = (0..200).map(|i| if i % 2 == 0 { 1.0 } else { 0.0 }).collect();
-        let (a, b) = bootstrap_mean_ci(&few, 2000, 0.95, 3).unwrap();
-        let (c, d) = bootstrap_mean_ci(&many, 2000, 0.95, 3).unwrap();
+        let (a, b) = cluster_bootstrap_mean_ci(&singletons(&few), 2000, 0.95, 3).unwrap();
+        let (c, d) = cluster_bootstrap_mean_ci(&singletons(&many), 2000, 0.95, 3).unwrap();
         assert!(a < 0.5 && 0.5 < b && c < 0.5 && 0.5 < d, "({a}, {b}) ({c}, {d})");
         assert!(d - c < b - a, "({a}, {b}) ({c}, {d})");
-        assert_eq!(bootstrap_mean_ci(&[1.0; 5], 100, 0.95, 3), Some((1.0, 1.0)));
-        assert_eq!(bootstrap_mean_ci(&[], 100, 0.95, 3), None);
+        assert_eq!(cluster_bootstrap_mean_ci(&singletons(&[1.0; 5]), 100, 0.95, 3), Some((1.0, 1.0)));
+        assert_eq!(cluster_bootstrap_mean_ci(&[], 100, 0.95, 3), None);
     }
 
     #[test]
@@ -221,11 +208,8 @@ mod tests {
         // Just below and just above NORMAL_FROM: the bootstrap and the normal interval agree.
         let mut rng = SplitMix64::new(5);
         let xs: Vec<f64> = (0..NORMAL_FROM).map(|_| if rng.unit() < 0.3 { 1.0 } else { 0.0 }).collect();
-        let (a, b) = bootstrap_mean_ci(&xs, 2000, 0.95, 9).unwrap();
         let mut more = xs.clone();
         more.push(0.0);
-        let (c, d) = bootstrap_mean_ci(&more, 2000, 0.95, 9).unwrap();
-        assert!((a - c).abs() < 2e-3 && (b - d).abs() < 2e-3, "bootstrap ({a}, {b}) normal ({c}, {d})");
         let half: Vec<f64> = xs[..NORMAL_FROM / 2].to_vec();
         let (e, f) = bootstrap_diff_ci(&half, &xs[NORMAL_FROM / 2..], 2000, 0.95, 9).unwrap();
         let (g, i) = bootstrap_diff_ci(&half, &more[NORMAL_FROM / 2..], 2000, 0.95, 9).unwrap();
@@ -239,8 +223,7 @@ mod tests {
         // would give a narrow interval; resampling tasks gives the wide one five tasks warrant.
         let tasks: Vec<Vec<f64>> = (0..5).map(|t| vec![if t < 2 { 1.0 } else { 0.0 }; 40]).collect();
         let (a, b) = cluster_bootstrap_mean_ci(&tasks, 2000, 0.95, 1).unwrap();
-        let flat: Vec<f64> = tasks.concat();
-        let (c, d) = bootstrap_mean_ci(&flat, 2000, 0.95, 1).unwrap();
+        let (c, d) = cluster_bootstrap_mean_ci(&singletons(&tasks.concat()), 2000, 0.95, 1).unwrap();
         assert!(a <= 0.0 + 1e-9 && b >= 0.8 - 1e-9, "({a}, {b})");
         assert!(d - c < 0.2 && b - a > 0.6, "trials ({c}, {d}) tasks ({a}, {b})");
         assert_eq!(cluster_bootstrap_mean_ci(&tasks[..1], 100, 0.95, 1), None);
