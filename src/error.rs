@@ -45,6 +45,23 @@ pub enum LogError {
         /// The stream's head: version and id.
         head: Option<(u64, EventId)>,
     },
+    /// An event stamped further ahead of the writer's clock than the configured skew
+    /// allows, or past what a time can name (year 9999); nothing of the batch was written.
+    #[error(
+        "event #{index} of the batch: its time {time} ({}) is more than {} s ahead of this store's clock ({}); \
+         stamp it with the current time or leave the time out",
+        crate::core::time_text(*time), skew_ms / 1000, crate::core::time_text(*now)
+    )]
+    TimeAhead {
+        /// Index of the event in its batch.
+        index: usize,
+        /// Its time (ms since the epoch).
+        time: u64,
+        /// The store's clock when it was refused (ms).
+        now: u64,
+        /// The skew allowed (ms).
+        skew_ms: u64,
+    },
     /// A body above the configured limit.
     #[error("event #{index} of the batch: body is {len} bytes, over the limit of {limit}")]
     BodyTooLarge {
@@ -134,8 +151,11 @@ pub enum MemoryError {
     #[error("{0}")]
     Tool(crate::core::memory::ToolError),
     /// A point (`--at`) that resolves to nothing.
-    #[error("cannot resolve {0:?} as a position, event id, RFC 3339 time, tag or `head`")]
+    #[error("cannot resolve {0:?} as a position, event id, time (RFC 3339, a date like 2026-12-01, or relative like -5m), tag or `head`")]
     UnknownPoint(String),
+    /// A point given as a time that no event time can be (before 1970, after 9999).
+    #[error("point {0}")]
+    PointOutOfRange(String),
     /// A tag name already in use.
     #[error("tag {name:?} already names position {position}")]
     TagExists {
@@ -543,7 +563,9 @@ impl Error {
                 LogError::ParentMismatch { .. } => ErrorClass::Conflict,
                 LogError::BodyTooLarge { .. } | LogError::BatchTooLarge { .. } => ErrorClass::TooLarge,
                 LogError::NoSuchPosition(_) => ErrorClass::NotFound,
-                LogError::InvalidEvent { .. } | LogError::UnknownCause { .. } => ErrorClass::InvalidRequest,
+                LogError::InvalidEvent { .. } | LogError::UnknownCause { .. } | LogError::TimeAhead { .. } => {
+                    ErrorClass::InvalidRequest
+                }
                 LogError::Poisoned(_) | LogError::Closed | LogError::Replication { .. } => ErrorClass::Unavailable,
                 LogError::Unsupported(_) => ErrorClass::InvalidRequest,
                 LogError::WalDamaged { .. }
@@ -554,9 +576,10 @@ impl Error {
             Error::Memory(e) => match e {
                 MemoryError::Tool(t) if t.kind == ToolErrorKind::Conflict => ErrorClass::Conflict,
                 MemoryError::Tool(t) if t.kind == ToolErrorKind::NotFound => ErrorClass::NotFound,
-                MemoryError::Tool(_) | MemoryError::UnknownPoint(_) | MemoryError::RulesBackwards { .. } => {
-                    ErrorClass::InvalidRequest
-                }
+                MemoryError::Tool(_)
+                | MemoryError::UnknownPoint(_)
+                | MemoryError::PointOutOfRange(_)
+                | MemoryError::RulesBackwards { .. } => ErrorClass::InvalidRequest,
                 MemoryError::NoSuchStore { .. } => ErrorClass::NotFound,
                 MemoryError::TagExists { .. }
                 | MemoryError::StoreExists(_)

@@ -29,8 +29,18 @@ pub struct ImportReport {
 pub fn export(store: &Store, from: u64, out: &mut dyn Write, mut progress: impl FnMut(u64)) -> Result<u64> {
     let mut n = 0u64;
     let mut failed: Option<std::io::Error> = None;
+    let mut receipts = store.received_cursor();
+    let mut lookup_failed = None;
     store.scan(from, |e| {
-        let mut line = e.to_json().to_line();
+        let mut json = e.to_json();
+        match receipts.at(e.position) {
+            Ok(r) => json.received = r,
+            Err(err) => {
+                lookup_failed = Some(err);
+                return false;
+            }
+        }
+        let mut line = json.to_line();
         line.push('\n');
         if let Err(err) = out.write_all(line.as_bytes()) {
             failed = Some(err);
@@ -42,6 +52,9 @@ pub fn export(store: &Store, from: u64, out: &mut dyn Write, mut progress: impl 
         }
         true
     })?;
+    if let Some(err) = lookup_failed {
+        return Err(err);
+    }
     if let Some(source) = failed {
         return Err(Error::Io { path: "export output".into(), source });
     }

@@ -144,6 +144,11 @@ pub struct LessonRow {
     /// Absent: every session that ran with the store counts.
     #[serde(default)]
     pub family: Option<String>,
+    /// When a revert or a promote put the line back in this store: that act (`id` and
+    /// `position` above stay the event that wrote it first; `before` and `after` count
+    /// from this act, when the line entered the store again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_by: Option<crate::memory::RestoredBy>,
     /// Grades of sessions (of its family) that ran with the store before the line was written.
     pub before: GradeStats,
     /// Grades of sessions (of its family) that ran with the store while the line was in it.
@@ -256,8 +261,10 @@ pub fn lessons(mem: &MemoryStores, name: &str, until: u64) -> Result<Vec<LessonR
                 Some((_, members)) => members.iter().map(|i| &runs[*i]).collect(),
                 None => runs.iter().collect(),
             };
-            let before: Vec<&SessionRun> = counted.iter().copied().filter(|r| r.position < b.position).collect();
-            let after: Vec<&SessionRun> = counted.iter().copied().filter(|r| r.position > b.position).collect();
+            // Since the line entered this store: when written here, or put back by a revert or a promote.
+            let since = b.restored_by.as_ref().map_or(b.position, |r| r.position);
+            let before: Vec<&SessionRun> = counted.iter().copied().filter(|r| r.position < since).collect();
+            let after: Vec<&SessionRun> = counted.iter().copied().filter(|r| r.position > since).collect();
             out.push(LessonRow {
                 path: path.clone(),
                 line: b.line,
@@ -269,6 +276,7 @@ pub fn lessons(mem: &MemoryStores, name: &str, until: u64) -> Result<Vec<LessonR
                 evidence: b.evidence,
                 evidence_sessions,
                 family: family.map(|(f, _)| f),
+                restored_by: b.restored_by,
                 before: stats(&before),
                 after: stats(&after),
             });

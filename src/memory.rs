@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::core::blame::{self, split_lines, Attributed};
+use crate::core::blame::{self, split_lines, Attributed, Origin};
 use crate::core::memory::{
     diff_states, merge3, restore_commands, MemoryDiff, MemoryState, Rules, ToolError, CURRENT_RULES, RULES_NOTE,
 };
@@ -95,6 +95,46 @@ pub struct BlameLine {
     pub evidence: Vec<EventId>,
     /// The session that issued the command (an agent's own memory edit), if any.
     pub session: Option<String>,
+    /// When a revert or a promote put the line back (the line above is then the event
+    /// that wrote it before): that act.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_by: Option<RestoredBy>,
+    /// Who wrote that event (its batch's receipt), where it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<crate::core::receipt::Received>,
+}
+
+/// The act that put a blamed line back where it was: a revert (its event) or a promote
+/// (the command that copied the line from the fork).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RestoredBy {
+    /// `revert` or `promote`.
+    pub how: String,
+    /// The act's event.
+    pub id: EventId,
+    /// Its position.
+    pub position: u64,
+    /// Its time (ms).
+    pub time: u64,
+    /// Its actor.
+    pub actor: String,
+    /// Who wrote it (its batch's receipt), where it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<crate::core::receipt::Received>,
+    /// A revert's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// How a memory command relates to lines written before it (blame).
+enum PutBack {
+    /// It wrote its own lines.
+    No,
+    /// A promote's copy of the fork's command at `from`: its lines are that command's.
+    Copy { from: u64 },
+    /// A restore to the state of `store` before `until`, by the act at `by`: lines found
+    /// there keep their origin.
+    Restore { store: String, until: u64, by: u64 },
 }
 
 /// Memory operations over a store.
@@ -197,14 +237,15 @@ impl MemoryStores {
     }
 
     /// Resolves a point to an exclusive end position ("the log up to here"): `head`, a
-    /// global position (inclusive), a tag, an RFC 3339 time (every event up to the first
-    /// one stamped later), or an event id / unique id prefix (inclusive).
+    /// global position (inclusive), a tag, a time — RFC 3339, a date (`2026-12-01`) or
+    /// relative to now (`-5m`, `-2h`, `-7d`) — meaning event time (every event up to the
+    /// first one stamped later), or an event id / unique id prefix (inclusive).
     pub fn resolve_point(&self, at: &str) -> Result<u64> {
         let len = self.store.len();
         let at = at.trim();
         if at.is_empty() {
             return Err(Error::Memory(MemoryError::UnknownPoint(
-                "an empty point (give a position, an id, a tag, an RFC 3339 time or head)".into(),
+                "an empty point (give a position, an id, a tag, a time (RFC 3339, a date, or -5m) or head)".into(),
             )));
         }
         if at == "head" {
@@ -220,8 +261,8 @@ impl MemoryStores {
         if let Some(p) = self.tag_position(at)? {
             return Ok(p + 1);
         }
-        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(at) {
-            let ms = t.timestamp_millis().max(0) as u64;
+        if let Some(ms) = crate::core::time::parse_time(at, crate::store::now_ms()) {
+            let ms = ms.map_err(|why| Error::Memory(MemoryError::PointOutOfRange(why)))?;
             let mut until = 0;
             self.store.scan(0, |e| {
                 if e.event.header.time > ms {
@@ -790,11 +831,42 @@ impl MemoryStores {
         };
         let mut cache: HashMap<u64, StoredEvent> = HashMap::new();
         let mut kinds: HashMap<EventId, Kind> = HashMap::new();
+        let mut receipts: HashMap<u64, Option<crate::core::receipt::Received>> = HashMap::new();
+        let mut received_of = |position: u64| -> Result<Option<crate::core::receipt::Received>> {
+            if let Some(r) = receipts.get(&position) {
+                return Ok(r.clone());
+            }
+            let r = self.store.received(position)?;
+            receipts.insert(position, r.clone());
+            Ok(r)
+        };
         let mut out = Vec::with_capacity(file.lines.len());
         for (i, (text, &origin)) in split_lines(&file.text).into_iter().zip(&file.lines).enumerate() {
-            let e = match cache.entry(origin) {
+            let restored_by = match origin.restored_by {
+                None => None,
+                Some(r) => {
+                    let by = match cache.entry(r) {
+                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => v.insert(self.store.get_at(r)?),
+                    };
+                    let (how, reason) = match &by.event.body {
+                        Body::Revert(x) => ("revert", Some(x.reason.clone())),
+                        _ => ("promote", None),
+                    };
+                    Some(RestoredBy {
+                        how: how.to_owned(),
+                        id: by.id(),
+                        position: by.position,
+                        time: by.event.header.time,
+                        actor: by.event.header.actor.to_string(),
+                        received: received_of(by.position)?,
+                        reason,
+                    })
+                }
+            };
+            let e = match cache.entry(origin.event) {
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => v.insert(self.store.get_at(origin)?),
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(self.store.get_at(origin.event)?),
             };
             let mut dream = None;
             let mut evidence = Vec::new();
@@ -826,6 +898,8 @@ impl MemoryStores {
                     Body::Memory(m) => m.session.clone(),
                     _ => None,
                 },
+                received: received_of(e.position)?,
+                restored_by,
             });
         }
         Ok(out)
@@ -888,12 +962,79 @@ impl MemoryStores {
             }
             let Body::Memory(m) = &e.event.body else { continue };
             let rules = self.rules_at(switches, name, e.position)?;
-            cur = match blame::step(cur, path, &m.command, e.position, rules) {
+            let put_back = self.put_back(name, &e)?;
+            let origin = match put_back {
+                PutBack::Copy { from } => Origin { event: from, restored_by: Some(e.position) },
+                _ => Origin::new(e.position),
+            };
+            cur = match blame::step(cur, path, &m.command, origin, rules) {
                 blame::Step::Now(c) => c,
                 blame::Step::RenamedFrom(from) => self.attribute_with(switches, name, &from, e.position)?,
             };
+            if let PutBack::Restore { store, until, by } = put_back {
+                if let Some(now) = cur.take() {
+                    let source = self.attribute_with(switches, &store, path, until)?;
+                    cur = Some(blame::restored(now, e.position, source.as_ref(), by));
+                }
+            }
         }
         Ok(cur)
+    }
+
+    /// Whether memory event `e` of store `name` put back lines written before: a
+    /// promote's copy of a fork's command (its causes are the copied command's, then that
+    /// command), a promote that made the store equal to its fork (it cites the fork's
+    /// start), or a command of a revert (its batch starts with the `revert` event, and
+    /// every event of the batch cites the same undone events).
+    fn put_back(&self, name: &str, e: &StoredEvent) -> Result<PutBack> {
+        let Body::Memory(m) = &e.event.body else { return Ok(PutBack::No) };
+        let causes = &e.event.header.causes;
+        let (Some(first), Some(last)) = (causes.first(), causes.last()) else { return Ok(PutBack::No) };
+        let get = |id: &EventId| match self.store.get(id) {
+            Ok(x) => Ok(Some(x)),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(err) => Err(err),
+        };
+        if let Some(src) = get(last)? {
+            match &src.event.body {
+                Body::Memory(copied) if copied.store != name && copied.command == m.command => {
+                    let mut theirs = src.event.header.causes.clone();
+                    theirs.truncate(crate::core::event::MAX_CAUSES - 1);
+                    if theirs[..] == causes[..causes.len() - 1] {
+                        return Ok(PutBack::Copy { from: src.position });
+                    }
+                }
+                Body::StoreFork(f) if causes.len() == 1 && f.source == name => {
+                    return Ok(PutBack::Restore { store: f.store.clone(), until: e.position, by: e.position });
+                }
+                _ => {}
+            }
+        }
+        // A revert cites the memory events it undoes, first to last.
+        let undone_from = match get(first)? {
+            Some(x) if matches!(&x.event.body, Body::Memory(b) if b.store == name) => x.position,
+            _ => return Ok(PutBack::No),
+        };
+        let mut p = e.position;
+        while p > 0 {
+            p -= 1;
+            let x = self.store.get_at(p)?;
+            if x.event.header.stream != e.event.header.stream || x.event.header.causes != *causes {
+                break;
+            }
+            match &x.event.body {
+                Body::Memory(_) => continue,
+                Body::Revert(r) if r.store == name => {
+                    let until = match r.target {
+                        RevertTarget::Position(q) => q + 1,
+                        RevertTarget::Event(_) | RevertTarget::Dream(_) => undone_from,
+                    };
+                    return Ok(PutBack::Restore { store: name.to_owned(), until, by: x.position });
+                }
+                _ => break,
+            }
+        }
+        Ok(PutBack::No)
     }
 
     /// Reverts one memory event of `name`: the files it changed go back to what they were

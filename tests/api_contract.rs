@@ -264,6 +264,16 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
     api.ok("post", "/v1/memory/s2/promote", Some(&json!({"into": "s"})));
     let stores = api.ok("get", "/v1/memory", None);
     assert!(stores["stores"].as_array().unwrap().iter().any(|s| s == "s2"), "{stores}");
+    // Who wrote: the admin token's principal, its batches (the receipts of the writes above).
+    let who = api.ok("get", "/v1/principals", None);
+    assert_eq!(who["unreceipted_events"], 0, "{who}");
+    let admin = who["principals"].as_array().unwrap().iter().find(|p| p["roles"] == "admin").expect("the admin token");
+    let name = admin["name"].as_str().unwrap().to_owned();
+    assert_eq!(name, format!("token:{}", &hash("admin-token")[..12]), "a token without a name");
+    let mine = api.ok("get", &format!("/v1/principals?name={name}&limit=2"), None);
+    assert_eq!(mine["batches"].as_array().map(Vec::len), Some(2), "{mine}");
+    let shown = api.ok("get", &format!("/v1/events/{}", &first[..12]), None);
+    assert_eq!(shown["received"]["principal"], name.as_str(), "{shown}");
     let batch = api.ok(
         "post",
         "/v1/memory/s/batch",
@@ -331,8 +341,14 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
     api.ok("get", &format!("/v1/dreams/{dream_id}"), None);
     let replay = api.ok("post", &format!("/v1/dreams/{dream_id}/replay"), Some(&json!({})));
     assert_eq!(replay["identical"], true, "{replay}");
+    // A line that cites evidence (written raw, as a dreamer of another process would):
+    // the ledger lists it. (The promote above copied a human's line, which cites none.)
+    let cited = json!({"stream": "memory/s", "events": [{"kind": "memory", "actor": "human:ops", "causes": [first],
+        "body": {"store": "s", "command": {"command": "create", "path": "/memories/lessons/contract.md",
+        "file_text": "- cite the note\n"}}}]});
+    api.ok("post", "/v1/events", Some(&cited));
     let lessons = api.ok("get", "/v1/memory/s/lessons", None);
-    assert!(!lessons["lessons"].as_array().unwrap().is_empty(), "{lessons}");
+    assert_eq!(lessons["lessons"].as_array().map(Vec::len), Some(1), "{lessons}");
     api.ok("get", "/v1/drift/s", None);
     api.ok("get", "/v1/drift/s?resamples=500&min_sessions=1", None);
     api.ok("post", "/v1/verify", None);

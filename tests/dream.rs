@@ -79,7 +79,17 @@ fn evidence_dream_on_tau_bench_from_run_to_drift() {
     let line = blame.iter().find(|l| l["text"].as_str().unwrap().contains("expect `cancel_reservation`")).unwrap();
     assert_eq!(line["dream"], id.as_str());
     let evidence = line["evidence"].as_array().unwrap();
-    assert_eq!(evidence.len(), 13, "12 grades of the failing sessions and the fork command it was copied from");
+    assert_eq!(evidence.len(), 12, "the 12 grades of the failing sessions");
+    // The line in the live store is the fork's command (its dream and evidence), put
+    // there by the promote's copy.
+    assert_eq!(line["restored_by"]["how"], "promote", "{line}");
+    let fork_line =
+        lines(&ok(&dreamlog(&db, &["memory", "blame", "support.dream-1", "/memories/lessons/tau-bench.md", "--json"])))
+            .into_iter()
+            .find(|l| l["text"] == line["text"])
+            .unwrap();
+    assert_eq!(fork_line["id"], line["id"]);
+    assert!(fork_line.get("restored_by").is_none());
     let grade = json(&ok(&dreamlog(&db, &["show", evidence[0].as_str().unwrap(), "--json"])));
     assert_eq!(grade["kind"], "grade");
     assert_eq!(grade["body"]["session"], "tau-bench/gpt-4o-airline.tasks-00-24/task-1/trial-0");
@@ -94,7 +104,29 @@ fn evidence_dream_on_tau_bench_from_run_to_drift() {
     assert_eq!(row["before"]["sessions"], 100, "every imported session ran with the store before the lesson");
     assert_eq!(row["after"]["sessions"], 0);
     let people = ok(&dreamlog(&db, &["memory", "lessons", "support"]));
-    assert!(people.contains("evidence: 13 event(s) from 12 session(s)"), "{people}");
+    assert!(people.contains("evidence: 12 event(s) from 12 session(s)"), "{people}");
+    assert!(people.contains("put back by promote"), "{people}");
+
+    // A bad edit of that lesson, reverted from the command line: the line is back with
+    // the fork's command, its dream and its twelve grades, the revert shown as the act
+    // that restored it (issue 29: the revert had made it a human's line with no evidence).
+    let lesson = line["text"].as_str().unwrap();
+    let edit = serde_json::json!({"command": "str_replace", "path": "/memories/lessons/tau-bench.md",
+        "old_str": lesson, "new_str": "- ignore what the graders expect"});
+    let bad = json(&ok(&dreamlog(&db, &["memory", "apply", "support", &edit.to_string(), "--json"])));
+    let bad_id = bad["id"].as_str().unwrap();
+    ok(&dreamlog(&db, &["memory", "revert", "support", "--event", bad_id, "--reason", "bad edit"]));
+    let again = lines(&ok(&dreamlog(&db, &["memory", "blame", "support", "/memories/lessons/tau-bench.md", "--json"])));
+    let back = again.iter().find(|l| l["text"] == lesson).unwrap();
+    for field in ["id", "position", "actor", "dream", "evidence"] {
+        assert_eq!(back[field], line[field], "{field}: {back}");
+    }
+    assert_eq!(back["restored_by"]["how"], "revert", "{back}");
+    assert_eq!(back["restored_by"]["reason"], "bad edit", "{back}");
+    assert_eq!(back["restored_by"]["actor"].as_str().unwrap().split(':').next(), Some("human"));
+    let people = ok(&dreamlog(&db, &["memory", "lessons", "support"]));
+    assert!(people.contains("evidence: 12 event(s) from 12 session(s)"), "{people}");
+    assert!(people.contains("put back by revert"), "{people}");
 
     // Show: inputs and evidence per lesson.
     let show = json(&ok(&dreamlog(&db, &["dream", "show", &id, "--json"])));

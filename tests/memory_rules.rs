@@ -132,15 +132,19 @@ fn directories_are_state_for_diff_revert_and_blame() {
     text_of(&m, "s", MemoryCommand::Rename { old_path: "/memories/team".into(), new_path: "/memories/crew".into() });
     let blame = m.blame("s", "/memories/crew/a.md", m.store().len()).unwrap();
     assert_eq!(blame.len(), 2);
-    // The lines were last written by the revert that brought the file back.
-    let origin = m
+    // The lines keep the create that wrote them first; the revert that brought the file
+    // back is the act that restored them.
+    let creates: Vec<_> = m
         .history("s", Some("/memories/team/a.md"))
         .unwrap()
         .into_iter()
-        .rfind(|e| matches!(&e.event.body, Body::Memory(b) if matches!(b.command, MemoryCommand::Create { .. })))
-        .unwrap();
-    assert!(origin.position > before_delete);
-    assert_eq!((blame[0].position, blame[1].position), (origin.position, origin.position), "{blame:?}");
+        .filter(|e| matches!(&e.event.body, Body::Memory(b) if matches!(b.command, MemoryCommand::Create { .. })))
+        .collect();
+    let (first, restore) = (&creates[0], creates.last().unwrap());
+    assert!(first.position < before_delete && restore.position > before_delete);
+    assert_eq!((blame[0].position, blame[1].position), (first.position, first.position), "{blame:?}");
+    let by = blame[0].restored_by.as_ref().expect("restored by the revert");
+    assert_eq!((by.how.as_str(), by.position), ("revert", restore.position - 1), "the revert event leads its batch");
 }
 
 /// A small alphabet of commands, so that sequences collide on paths.

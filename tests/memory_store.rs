@@ -414,3 +414,111 @@ fn command_of(e: &dreamlog::StoredEvent) -> MemoryCommand {
         other => panic!("not a memory event: {other:?}"),
     }
 }
+
+/// Issue 29.1: a line a revert or a promote puts back keeps the event, dream and
+/// evidence that wrote it first, with the act that restored it beside them.
+#[test]
+fn a_restored_line_keeps_its_origin_through_every_kind_of_revert_and_promote() {
+    let dir = tempdir().unwrap();
+    let store = common::open(dir.path());
+    let m = MemoryStores::new(store.clone());
+    let path = "/memories/lessons.md";
+    let dreamer = || Actor::Dreamer { name: "evidence".into(), version: "1".into() };
+    apply(&m, "s", create(path, "# lessons\n- keep receipts\n"));
+    let grades: Vec<EventId> = (0..5)
+        .map(|i| {
+            let note = Note { note_type: "grade-ish".into(), json: CanonicalJson::from_value(&serde_json::json!(i)) };
+            let draft = Draft::new(format!("session/g{i}"), Actor::Evaluator("e".into()), Body::Note(note));
+            store.append(AppendBatch::one(draft)).unwrap()[0].id
+        })
+        .collect();
+    let dream = store.append(AppendBatch::one(Draft::new("dreams", dreamer(), dream_body("s")))).unwrap()[0].id;
+    let mut opts = ApplyOptions::by(dreamer());
+    opts.causes = std::iter::once(dream).chain(grades.iter().copied()).collect();
+    let lesson_text = "- check the identity first";
+    let lesson = m
+        .apply("s", MemoryCommand::Insert { path: path.into(), insert_line: 2, insert_text: lesson_text.into() }, opts)
+        .unwrap();
+    let line_of = |m: &MemoryStores, store: &str| {
+        m.blame(store, path, m.store().len()).unwrap().into_iter().find(|l| l.text == lesson_text).expect("the lesson")
+    };
+    let original = line_of(&m, "s");
+    assert_eq!((original.id, original.dream, original.restored_by.clone()), (lesson.event.id, Some(dream), None));
+    assert_eq!(original.evidence, grades);
+    let last_revert = |m: &MemoryStores| {
+        m.history("s", None).unwrap().into_iter().rfind(|e| e.event.header.kind == Kind::Revert).unwrap()
+    };
+    let same_origin = |restored: &dreamlog::memory::BlameLine, how: &str, by: EventId| {
+        assert_eq!(
+            (restored.id, restored.position, restored.time, &restored.actor, restored.dream, &restored.evidence),
+            (original.id, original.position, original.time, &original.actor, original.dream, &original.evidence),
+            "{restored:?}"
+        );
+        let r = restored.restored_by.as_ref().expect("the act that restored it");
+        assert_eq!((r.how.as_str(), r.id), (how, by));
+    };
+
+    // 1. A revert of one event: a bad edit of the lesson undone.
+    let bad = apply(&m, "s", replace(path, lesson_text, "- skip the identity check"));
+    m.revert_event("s", &bad.event.id, "bad edit", false, human()).unwrap();
+    let revert = last_revert(&m);
+    let restored = line_of(&m, "s");
+    same_origin(&restored, "revert", revert.id());
+    let by = restored.restored_by.as_ref().unwrap();
+    assert_eq!(
+        (by.actor.as_str(), by.reason.as_deref(), by.position),
+        ("human:ada", Some("bad edit"), revert.position)
+    );
+    // Lines the revert did not touch keep their own origin, unmarked.
+    assert!(m.blame("s", path, store.len()).unwrap()[0].restored_by.is_none());
+
+    // 2. A revert to a point: the file deleted, then the store put back as it was.
+    let point = store.len();
+    apply(&m, "s", MemoryCommand::Delete { path: path.into() });
+    m.revert_to("s", point, "deleted by mistake", human()).unwrap();
+    same_origin(&line_of(&m, "s"), "revert", last_revert(&m).id());
+
+    // 3. A revert of a dream that rewrote the lesson.
+    let bad_dream = store.append(AppendBatch::one(Draft::new("dreams", dreamer(), dream_body("s")))).unwrap()[0].id;
+    let mut opts = ApplyOptions::by(dreamer());
+    opts.causes = vec![bad_dream];
+    m.apply("s", replace(path, lesson_text, "- never check identity"), opts).unwrap();
+    assert_ne!(line_of_text(&m, path, "- never check identity").dream, Some(dream));
+    m.revert_dream("s", &bad_dream, "a bad dream", false, human()).unwrap();
+    same_origin(&line_of(&m, "s"), "revert", last_revert(&m).id());
+
+    // 4. A promote: a fork's dream writes a lesson; promoted, it keeps that dream and its
+    // evidence, and the copy is the act that put it in the live store.
+    m.fork("s", "s.trial", store.len(), human()).unwrap();
+    let trial_dream =
+        store.append(AppendBatch::one(Draft::new("dreams", dreamer(), dream_body("s.trial")))).unwrap()[0].id;
+    let mut opts = ApplyOptions::by(dreamer());
+    opts.causes = vec![trial_dream, grades[0], grades[1]];
+    let trial = m
+        .apply(
+            "s.trial",
+            MemoryCommand::Insert { path: path.into(), insert_line: 1, insert_text: "- new".into() },
+            opts,
+        )
+        .unwrap();
+    let promoted = m.promote("s.trial", "s", human(), false).unwrap();
+    let new = line_of_text(&m, path, "- new");
+    assert_eq!(
+        (new.id, new.dream, new.evidence.clone()),
+        (trial.event.id, Some(trial_dream), vec![grades[0], grades[1]])
+    );
+    let by = new.restored_by.as_ref().expect("promoted");
+    assert_eq!((by.how.as_str(), by.id), ("promote", promoted[0].id));
+    // The lesson the promote did not touch still tells its revert.
+    same_origin(&line_of(&m, "s"), "revert", last_revert(&m).id());
+
+    // The ledger reads blame: the restored lesson still counts its five grades.
+    let rows = dreamlog::ledger::lessons(&m, "s", store.len()).unwrap();
+    let row = rows.iter().find(|r| r.text == lesson_text).expect("a lesson row");
+    assert_eq!((row.id, row.dream, row.evidence.len()), (lesson.event.id, Some(dream), 5));
+    assert!(row.restored_by.is_some());
+}
+
+fn line_of_text(m: &MemoryStores, path: &str, text: &str) -> dreamlog::memory::BlameLine {
+    m.blame("s", path, m.store().len()).unwrap().into_iter().find(|l| l.text == text).expect("the line")
+}

@@ -42,6 +42,25 @@ fn audited_db(dir: &Path) {
     let db = dir.join("db/tenants/audit");
     std::fs::create_dir_all(db.parent().unwrap()).unwrap();
     ok(&dreamlog_on(&db, &["demo"], None));
+    // A bad edit of a dreamt lesson, reverted: the line the revert puts back keeps its
+    // dream and evidence (the browser checks blame shows them with the revert).
+    let file = "/memories/lessons/sim/refunds.md";
+    let blame = common::json_lines(&ok(&dreamlog_on(&db, &["memory", "blame", "sim", file, "--json"], None)));
+    let lesson = blame
+        .iter()
+        .find(|l| !l["dream"].is_null() && !l["evidence"].as_array().unwrap().is_empty())
+        .expect("a dreamt lesson with evidence in the demo's store");
+    let edit = serde_json::json!({"command": "str_replace", "path": file,
+        "old_str": lesson["text"], "new_str": "- skip the checks"});
+    let bad: Value = serde_json::from_str(
+        ok(&dreamlog_on(&db, &["memory", "apply", "sim", &edit.to_string(), "--json"], None)).trim(),
+    )
+    .unwrap();
+    ok(&dreamlog_on(
+        &db,
+        &["memory", "revert", "sim", "--event", bad["id"].as_str().unwrap(), "--reason", "a bad edit"],
+        None,
+    ));
     ok(&dreamlog_on(&db, &["dream", "run", "sim"], None));
     for f in [
         "tests/data/tau2-bench/gpt-4.1_airline_default_gpt-4.1_1trials.json",

@@ -103,3 +103,27 @@ fn independent_python_implementation_agrees() {
     assert!(out.status.success(), "format_check.py failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(" 0 failed"), "unexpected output: {stdout}");
 }
+
+#[test]
+fn receipt_vectors_encode_to_their_recorded_bytes() {
+    use dreamlog::core::receipt::{Principal, Receipt};
+    let dir = common::root().join("tests/vectors/receipts");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("tests/vectors/receipts") {
+        let path = entry.expect("entry").path();
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        let r = &v["receipt"];
+        let ids: Vec<dreamlog::EventId> =
+            r["batch_ids"].as_array().unwrap().iter().map(|i| i.as_str().unwrap().parse().unwrap()).collect();
+        let principal =
+            Principal::new(r["principal"]["name"].as_str().unwrap(), r["principal"]["role"].as_str().unwrap());
+        let receipt = Receipt::new(principal, r["received_at"].as_u64().unwrap(), &ids);
+        assert_eq!(u64::from(receipt.format), r["format"].as_u64().unwrap());
+        assert_eq!(receipt.ids.to_hex(), v["ids_digest"].as_str().unwrap(), "{}", path.display());
+        let bytes = receipt.encode();
+        assert_eq!(hex::encode(&bytes), v["bytes_hex"].as_str().unwrap(), "{}", path.display());
+        assert_eq!(Receipt::decode(&bytes).unwrap(), receipt);
+        n += 1;
+    }
+    assert!(n >= 1, "no receipt vector in {}", dir.display());
+}

@@ -290,11 +290,28 @@ def main():
         if problems:
             failures += 1
             print("FAIL %s\n  %s" % (os.path.basename(path), "\n  ".join(problems)))
+    # Receipts (FORMAT.md §13): a struct of format, principal (name, role), received_at,
+    # count and the BLAKE3 of the batch's ids concatenated.
+    receipts = sorted(glob.glob(os.path.join(vector_dir, "receipts", "*.json")))
+    for path in receipts:
+        v = json.load(open(path, encoding="utf-8"))
+        r = v["receipt"]
+        digest = blake3.blake3(b"".join(bytes.fromhex(i) for i in r["batch_ids"])).hexdigest()
+        encoded = (u8(r["format"]) + string(r["principal"]["name"]) + string(r["principal"]["role"])
+                   + varint(r["received_at"]) + varint(len(r["batch_ids"])) + bytes32(digest))
+        problems = []
+        if digest != v["ids_digest"]:
+            problems.append("ids digest differs: python %s, vector %s" % (digest, v["ids_digest"]))
+        if encoded.hex() != v["bytes_hex"]:
+            problems.append("receipt bytes differ:\n    python %s\n    vector %s" % (encoded.hex(), v["bytes_hex"]))
+        if problems:
+            failures += 1
+            print("FAIL receipts/%s\n  %s" % (os.path.basename(path), "\n  ".join(problems)))
     missing = [k for k in KINDS if k not in kinds]
     if missing:
         print("no vector for kinds: " + ", ".join(missing))
         failures += 1
-    print("%d vectors checked, %d kinds, %d failed" % (len(files), len(kinds), failures))
+    print("%d vectors checked, %d kinds, %d receipts, %d failed" % (len(files), len(kinds), len(receipts), failures))
     return 1 if failures else 0
 
 

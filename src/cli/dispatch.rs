@@ -185,6 +185,40 @@ pub fn run(cli: &Cli, svc: &dyn Service) -> Result<ExitCode> {
         }
         Command::Sessions(SessionsCmd::Show { id }) => print_session(cli, &svc.session(id)?)?,
         Command::Sessions(SessionsCmd::Stats) => print_stats(cli, &svc.session_stats()?)?,
+        Command::Principals { name, limit } => {
+            let q = crate::service::PrincipalsQuery { name: name.clone(), limit: Some(*limit) };
+            let p = svc.principals(&q)?;
+            if cli.json {
+                stdout_line(&serde_json::to_string(&p).unwrap_or_default())?;
+            } else {
+                for s in &p.principals {
+                    stdout_line(&format!(
+                        "{:<28} {:<14} {:>8} batch(es) {:>10} event(s)  {} .. {}",
+                        s.name,
+                        s.roles,
+                        s.batches,
+                        s.events,
+                        super::output::time_text(s.first_at),
+                        super::output::time_text(s.last_at)
+                    ))?;
+                }
+                if p.unreceipted_events > 0 {
+                    stdout_line(&format!(
+                        "{} event(s) have no receipt (written before receipts, or by a library caller naming no principal)",
+                        p.unreceipted_events
+                    ))?;
+                }
+                for b in p.batches.iter().flatten() {
+                    stdout_line(&format!(
+                        "  batch at {:>8}: {} event(s), received {} as {}",
+                        b.batch,
+                        b.events,
+                        super::output::time_text(b.at),
+                        b.role
+                    ))?;
+                }
+            }
+        }
         Command::Memory(cmd) => return memory(cli, svc, cmd),
         Command::Dream(cmd) => return dream(cli, svc, cmd),
         Command::Drift(args) => {

@@ -290,6 +290,17 @@ pub(crate) fn print_lessons(cli: &Cli, store_name: &str, rows: &[ledger::LessonR
                     if r.evidence_sessions.len() > 3 { ", …" } else { "" }
                 ))?;
             }
+            if let Some(by) = &r.restored_by {
+                stdout_line(&format!(
+                    "    put back by {} {} ({}, #{}); written first by {} (#{})",
+                    by.how,
+                    by.id.short(12),
+                    by.actor,
+                    by.position,
+                    r.id.short(12),
+                    r.position
+                ))?;
+            }
             let of = r.family.as_deref().map(|f| format!(" (family {f})")).unwrap_or_default();
             stdout_line(&format!("    before{of}: {}", grades_text(&r.before)))?;
             stdout_line(&format!("    after{of}:  {}", grades_text(&r.after)))?;

@@ -21,8 +21,8 @@ pub enum MemoryCmd {
         /// Path (default /memories).
         #[arg(default_value = "/memories")]
         path: String,
-        /// Point: position, id or prefix, RFC 3339 time, tag, or head.
-        #[arg(long, default_value = "head")]
+        /// Point: position, id or prefix, time (event time: RFC 3339, a date, or relative such as -5m), tag, or head.
+        #[arg(long, default_value = "head", allow_hyphen_values = true)]
         at: String,
         /// Lines START:END of a file (END -1 = to the end).
         #[arg(long)]
@@ -62,13 +62,13 @@ pub enum MemoryCmd {
         /// Second store, to compare two stores.
         other: Option<String>,
         /// From point (one store).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         from: Option<String>,
         /// To point (one store).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         to: Option<String>,
         /// Point for both stores (two stores).
-        #[arg(long, default_value = "head")]
+        #[arg(long, default_value = "head", allow_hyphen_values = true)]
         at: String,
         /// Only counts per file.
         #[arg(long)]
@@ -81,7 +81,7 @@ pub enum MemoryCmd {
         /// File path.
         path: String,
         /// Point.
-        #[arg(long, default_value = "head")]
+        #[arg(long, default_value = "head", allow_hyphen_values = true)]
         at: String,
     },
     /// Undo changes by appending inverse commands (history never shrinks).
@@ -93,7 +93,7 @@ pub enum MemoryCmd {
         /// New store.
         new: String,
         /// Point.
-        #[arg(long, default_value = "head")]
+        #[arg(long, default_value = "head", allow_hyphen_values = true)]
         at: String,
     },
     /// Apply a fork's changes to the store it was forked from (each copied command keeps
@@ -117,7 +117,7 @@ pub enum MemoryCmd {
         /// Store name.
         store: String,
         /// Point.
-        #[arg(long, default_value = "head")]
+        #[arg(long, default_value = "head", allow_hyphen_values = true)]
         at: String,
     },
     /// The memory rules a store follows (1: directories implied by files, dreamlog's
@@ -138,7 +138,7 @@ pub enum MemoryCmd {
         /// The folder (created if missing); `DIR/a.md` is `/memories/a.md`.
         dir: std::path::PathBuf,
         /// Point (default head).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         at: Option<String>,
         /// Overwrite the folder's unrecorded changes.
         #[arg(long)]
@@ -230,8 +230,9 @@ pub(crate) fn print_history_line(cli: &Cli, e: &crate::store::StoredEvent) -> Re
         crate::core::Body::Memory(m) => m.session.as_deref().map(|s| format!("  session {s}")).unwrap_or_default(),
         _ => String::new(),
     };
+    let by = e.received.as_ref().map(|r| format!("  by {}", r.principal)).unwrap_or_default();
     stdout_line(&format!(
-        "{:>8}  {}  {}  {:<24} {}{session}{}",
+        "{:>8}  {}  {}  {:<24} {}{session}{}{by}",
         e.position,
         e.id().short(12),
         output::time_text(e.event.header.time),
@@ -308,8 +309,17 @@ pub(crate) fn print_blame(cli: &Cli, lines: &[crate::memory::BlameLine]) -> Resu
                 })
                 .unwrap_or_default();
             let session = l.session.as_deref().map(|s| format!("  session {s}")).unwrap_or_default();
+            let by = l.received.as_ref().map(|r| format!("  by {}", r.principal)).unwrap_or_default();
+            let restored = l
+                .restored_by
+                .as_ref()
+                .map(|r| {
+                    let how = if r.how == "revert" { "restored" } else { "promoted" };
+                    format!("  {how} by {} ({} #{})", r.id.short(12), r.actor, r.position)
+                })
+                .unwrap_or_default();
             stdout_line(&format!(
-                "{} {:>8} {} {:<20} {:>5}| {}{}{session}",
+                "{} {:>8} {} {:<20} {:>5}| {}{}{session}{by}{restored}",
                 l.id.short(12),
                 l.position,
                 output::time_text(l.time),

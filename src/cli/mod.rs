@@ -209,12 +209,23 @@ pub enum Command {
     Tag {
         /// Tag name.
         name: String,
-        /// Point: position, id or prefix, RFC 3339 time, existing tag, or head.
-        #[arg(long, default_value = "head")]
+        /// Point: position, id or prefix, time (event time: RFC 3339, a date, or relative such as -5m), existing tag, or head.
+        #[arg(long, default_value = "head", allow_hyphen_values = true)]
         at: String,
         /// Who tags (ROLE:NAME).
         #[arg(long)]
         actor: Option<crate::core::Actor>,
+    },
+    /// Who wrote to the log: every principal with a receipt (a server token's name and
+    /// role, `os:USER` for the embedded CLI), its batches and events; with --name, that
+    /// principal's batches, newest first. Through a server it needs an admin token.
+    Principals {
+        /// List this principal's batches.
+        #[arg(long)]
+        name: Option<String>,
+        /// Most batches listed.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
     /// Redact an event's body: its text leaves the log and the database's files, its
     /// header (and so every id and chain) stays; a `redact` event records who, why and
@@ -562,8 +573,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         return dispatch::run(&cli, &remote);
     }
     // Commands on a database folder itself; every other one is an operation of the service.
-    match &cli.command {
-        Command::Serve { addr, config, hash_token, log_of_record, replicas, log } => {
+    if let Command::Serve { addr, config, hash_token, log_of_record, replicas, log } = &cli.command {
+        {
             if let Some(t) = hash_token {
                 stdout_line(&crate::server::hash_token(t))?;
                 return Ok(ExitCode::SUCCESS);
@@ -611,12 +622,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
                     if state.auth_required() { "bearer tokens required" } else { "no tokens: loopback only" }
                 );
-                state.end_interrupted_dreams()?;
+                crate::store::principal::as_principal(crate::server::server_principal("startup"), || {
+                    state.end_interrupted_dreams()
+                })?;
                 crate::server::serve(listener, state, crate::server::shutdown_signal()).await
             })?;
             eprintln!("dreamlog: stopped; every acknowledged append is durable");
             return Ok(ExitCode::SUCCESS);
         }
+    }
+    // Everything written from here on is written by whoever runs this process on the
+    // database's own machine: the operating-system user (recorded in each batch's receipt).
+    crate::store::principal::set_default(crate::store::principal::os_user());
+    match &cli.command {
         Command::Reindex => {
             let store = open(&cli, false)?;
             let bar = progress_bar(Some(store.len()), "reindexing");

@@ -1,15 +1,8 @@
 //! Text for people: log lines, event views, verify reports.
 
-use chrono::{DateTime, SecondsFormat, Utc};
-
 use crate::store::{StoredEvent, VerifyReport};
 
-/// RFC 3339 time (UTC, milliseconds) of a ms-since-epoch timestamp.
-pub fn time_text(ms: u64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms as i64)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
-        .unwrap_or_else(|| format!("{ms}ms"))
-}
+pub use crate::core::time_text;
 
 /// One line of `log`.
 pub fn log_line(e: &StoredEvent) -> String {
@@ -35,8 +28,19 @@ pub fn show(e: &StoredEvent) -> String {
     s.push_str(&format!("position  {}\n", e.position));
     s.push_str(&format!("stream    {} (version {})\n", h.stream, e.version));
     s.push_str(&format!("kind      {}\n", h.kind));
-    s.push_str(&format!("actor     {}\n", h.actor));
-    s.push_str(&format!("time      {} ({})\n", time_text(h.time), h.time));
+    s.push_str(&format!("actor     {} (asserted by the writer)\n", h.actor));
+    s.push_str(&format!("time      {} ({}; event time, as written)\n", time_text(h.time), h.time));
+    match &e.received {
+        Some(r) => s.push_str(&format!(
+            "received  from {} ({}) at {}, in a batch of {} event(s) from position {}\n",
+            r.principal,
+            r.role,
+            time_text(r.at),
+            r.events,
+            r.batch
+        )),
+        None => s.push_str("received  - (written without a receipt: before receipts, or by a library caller)\n"),
+    }
     let list = |ids: &[crate::core::EventId]| {
         if ids.is_empty() {
             "-".to_owned()

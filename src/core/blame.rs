@@ -5,13 +5,31 @@
 use super::body::MemoryCommand;
 use super::memory::{MemoryState, Rules};
 
-/// A file with the origin of each line: the position of the event that wrote it.
+/// Where one line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// Position of the event that wrote the line first (for a line a revert or a promote
+    /// put back: the event that wrote it before, not the act that put it back).
+    pub event: u64,
+    /// Position of the act that put the line back, when one did: a `revert` event, or the
+    /// command a promote copied the line with.
+    pub restored_by: Option<u64>,
+}
+
+impl Origin {
+    /// A line written by the event at `event` itself.
+    pub fn new(event: u64) -> Origin {
+        Origin { event, restored_by: None }
+    }
+}
+
+/// A file with the origin of each line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attributed {
     /// The file's text.
     pub text: String,
     /// One origin per line.
-    pub lines: Vec<u64>,
+    pub lines: Vec<Origin>,
 }
 
 /// The lines of a file's text (a final newline ends the last line; it does not start one).
@@ -37,9 +55,10 @@ pub enum Step {
     RenamedFrom(String),
 }
 
-/// Applies command `cmd`, written by the event at `origin` under memory `rules`, to the
-/// attribution `cur` of `path`.
-pub fn step(cur: Option<Attributed>, path: &str, cmd: &MemoryCommand, origin: u64, rules: Rules) -> Step {
+/// Applies command `cmd` under memory `rules` to the attribution `cur` of `path`; the
+/// lines it writes get `origin` (the command's own event, or for a promote's copy the
+/// fork's command it copies, with the copy as the act that put them there).
+pub fn step(cur: Option<Attributed>, path: &str, cmd: &MemoryCommand, origin: Origin, rules: Rules) -> Step {
     match cmd {
         MemoryCommand::Create { path: p, file_text } if p == path => {
             Step::Now(Some(Attributed { text: file_text.clone(), lines: vec![origin; split_lines(file_text).len()] }))
@@ -79,9 +98,35 @@ pub fn step(cur: Option<Attributed>, path: &str, cmd: &MemoryCommand, origin: u6
     }
 }
 
+/// A restore's result: the lines of `now` that the command at `command` wrote itself and
+/// that are lines of `source` (the file as it was at the point restored, with its
+/// origins) keep the origin they had there, with `restorer` as the act that put them
+/// back. Lines the restore kept from the file it changed keep theirs; lines found in
+/// neither stay the command's own.
+pub fn restored(now: Attributed, command: u64, source: Option<&Attributed>, restorer: u64) -> Attributed {
+    let Some(source) = source else { return now };
+    let fresh = Origin::new(command);
+    if !now.lines.contains(&fresh) {
+        return now;
+    }
+    let (src_lines, new_lines) = (split_lines(&source.text), split_lines(&now.text));
+    let mut lines = now.lines.clone();
+    for op in similar::capture_diff_slices(similar::Algorithm::Myers, &src_lines, &new_lines) {
+        if let similar::DiffOp::Equal { old_index, new_index, len } = op {
+            for k in 0..len {
+                if lines[new_index + k] == fresh {
+                    let was = source.lines[old_index + k];
+                    lines[new_index + k] = Origin { event: was.event, restored_by: Some(restorer) };
+                }
+            }
+        }
+    }
+    Attributed { text: now.text, lines }
+}
+
 /// Carries line origins from `old` to `new_text`: unchanged lines keep theirs, new lines
 /// get `origin`.
-pub fn carry_origins(old: Attributed, new_text: String, origin: u64) -> Attributed {
+pub fn carry_origins(old: Attributed, new_text: String, origin: Origin) -> Attributed {
     let old_lines = split_lines(&old.text);
     let new_lines = split_lines(&new_text);
     // Edits are local: diff only what lies between the common head and tail.
@@ -116,34 +161,58 @@ mod tests {
     #[test]
     fn edits_keep_the_origins_of_unchanged_lines() {
         let path = "/memories/a.md";
-        let Step::Now(a) = step(None, path, &create("one\ntwo\nthree\n"), 1, Rules::V1) else { panic!() };
+        let o = Origin::new;
+        let Step::Now(a) = step(None, path, &create("one\ntwo\nthree\n"), o(1), Rules::V1) else { panic!() };
         let replace = MemoryCommand::StrReplace { path: path.into(), old_str: "two".into(), new_str: "2".into() };
-        let Step::Now(b) = step(a, path, &replace, 2, Rules::V1) else { panic!() };
-        assert_eq!(b.as_ref().expect("a file").lines, vec![1, 2, 1]);
+        let Step::Now(b) = step(a, path, &replace, o(2), Rules::V1) else { panic!() };
+        assert_eq!(b.as_ref().expect("a file").lines, vec![o(1), o(2), o(1)]);
         let insert = MemoryCommand::Insert { path: path.into(), insert_line: 0, insert_text: "zero\n".into() };
-        let Step::Now(c) = step(b, path, &insert, 3, Rules::V1) else { panic!() };
-        assert_eq!(c.as_ref().expect("a file").lines, vec![3, 1, 2, 1]);
+        let Step::Now(c) = step(b, path, &insert, o(3), Rules::V1) else { panic!() };
+        assert_eq!(c.as_ref().expect("a file").lines, vec![o(3), o(1), o(2), o(1)]);
         let failing = MemoryCommand::StrReplace { path: path.into(), old_str: "absent".into(), new_str: "x".into() };
-        assert_eq!(step(c.clone(), path, &failing, 4, Rules::V1), Step::Now(c), "a command that fails changes nothing");
+        assert_eq!(
+            step(c.clone(), path, &failing, o(4), Rules::V1),
+            Step::Now(c),
+            "a command that fails changes nothing"
+        );
     }
 
     #[test]
     fn deletes_and_renames_of_a_directory_above_cover_the_file() {
         let path = "/memories/d/a.md";
-        let cur = Some(Attributed { text: "x\n".into(), lines: vec![1] });
+        let cur = Some(Attributed { text: "x\n".into(), lines: vec![Origin::new(1)] });
         let delete = MemoryCommand::Delete { path: "/memories/d".into() };
-        assert_eq!(step(cur.clone(), path, &delete, 2, Rules::V1), Step::Now(None));
+        assert_eq!(step(cur.clone(), path, &delete, Origin::new(2), Rules::V1), Step::Now(None));
         let other = MemoryCommand::Delete { path: "/memories/dd".into() };
         assert_eq!(
-            step(cur.clone(), path, &other, 2, Rules::V1),
+            step(cur.clone(), path, &other, Origin::new(2), Rules::V1),
             Step::Now(cur.clone()),
             "/memories/dd is not above it"
         );
         let into = MemoryCommand::Rename { old_path: "/memories/e".into(), new_path: "/memories/d".into() };
-        assert_eq!(step(None, path, &into, 3, Rules::V1), Step::RenamedFrom("/memories/e/a.md".into()));
+        assert_eq!(step(None, path, &into, Origin::new(3), Rules::V1), Step::RenamedFrom("/memories/e/a.md".into()));
         let away = MemoryCommand::Rename { old_path: "/memories/d".into(), new_path: "/memories/f".into() };
-        assert_eq!(step(cur, path, &away, 4, Rules::V1), Step::Now(None));
+        assert_eq!(step(cur, path, &away, Origin::new(4), Rules::V1), Step::Now(None));
         assert_eq!(split_lines("a\nb\n"), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn a_restore_gives_restored_lines_their_origin_back() {
+        let o = Origin::new;
+        // As it was at the point restored: lines from events 1 and 2.
+        let source = Attributed { text: "head\nlesson\ntail\n".into(), lines: vec![o(1), o(2), o(1)] };
+        // Before the restore a bad edit (7) replaced the lesson and a later edit (8) added a line.
+        let cur = Attributed { text: "head\nbad\ntail\nlater\n".into(), lines: vec![o(1), o(7), o(1), o(8)] };
+        // The restore (command 10, of revert 9) merges: the lesson back, the later line kept.
+        let now = carry_origins(cur, "head\nlesson\ntail\nlater\nnew\n".into(), o(10));
+        assert_eq!(now.lines, vec![o(1), o(10), o(1), o(8), o(10)]);
+        let back = restored(now.clone(), 10, Some(&source), 9);
+        let by9 = Origin { event: 2, restored_by: Some(9) };
+        assert_eq!(back.lines, vec![o(1), by9, o(1), o(8), o(10)], "only the lesson came from the source");
+        assert_eq!(restored(now.clone(), 10, None, 9), now, "no source: the command's own lines");
+        // A line restored again keeps its first origin, with the newest restorer.
+        let twice = restored(Attributed { text: "lesson\n".into(), lines: vec![o(12)] }, 12, Some(&back), 11);
+        assert_eq!(twice.lines, vec![Origin { event: 2, restored_by: Some(11) }]);
         assert!(split_lines("").is_empty());
     }
 }

@@ -47,6 +47,11 @@ pub struct EventJson {
     /// id recomputes from this form, and an import carries the redaction).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redacted: Option<super::event::Redaction>,
+    /// Output: who wrote the event, from its batch's receipt (`core::receipt`), where it
+    /// has one. Ignored on input (an export's line carries it; the store that takes the
+    /// line records its own receipt): no request can say who it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<super::receipt::Received>,
 }
 
 /// A JSON error with the path of the field it is about, when it is inside the event.
@@ -97,6 +102,7 @@ impl EventJson {
             causes: d.causes.clone(),
             body: d.body.to_json(),
             redacted: d.redacted,
+            received: None,
         }
     }
 
@@ -113,6 +119,7 @@ impl EventJson {
             causes: header.causes.clone(),
             body: body.to_json(),
             redacted: None,
+            received: None,
         }
     }
 

@@ -93,14 +93,17 @@ async fn run<T: Send + 'static>(
 ) -> Answer<T> {
     let tenant = auth(state, headers, need)?;
     let actor: Actor = actor_of(headers, &tenant)?;
-    tokio::task::spawn_blocking(move || f(&Managed::new(&tenant.svc, actor)))
-        .await
-        .map_err(|e| AnthropicError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            kind: "api_error",
-            message: e.to_string(),
-        })?
-        .map_err(AnthropicError::from)
+    let principal = tenant.principal.clone().unwrap_or_else(|| super::server_principal("anthropic"));
+    tokio::task::spawn_blocking(move || {
+        crate::store::principal::as_principal(principal, || f(&Managed::new(&tenant.svc, actor)))
+    })
+    .await
+    .map_err(|e| AnthropicError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        kind: "api_error",
+        message: e.to_string(),
+    })?
+    .map_err(AnthropicError::from)
 }
 
 /// The routes, to be merged into the server's router.
@@ -745,15 +748,19 @@ async fn create_dream(
     let key = (tenant.name.clone(), record.id.clone());
     state.dream_jobs.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), cancel.clone());
     let (id, jobs) = (record.id.clone(), state.clone());
+    // The job writes as the caller who started it.
+    let principal = tenant.principal.clone().unwrap_or_else(|| super::server_principal("anthropic"));
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = crate::managed::execute_dream(&tenant.svc, actor.clone(), &id, &plan, cancel) {
-            tracing::error!("dream {id}: {e}");
-            let m = Managed::new(&tenant.svc, actor);
-            let failed = DreamStep::Failed { code: "internal_error".into(), message: e.to_string() };
-            if let Err(e) = m.record_dream(&id, &failed) {
-                tracing::error!("dream {id}: cannot record its failure: {e}");
+        crate::store::principal::as_principal(principal, || {
+            if let Err(e) = crate::managed::execute_dream(&tenant.svc, actor.clone(), &id, &plan, cancel) {
+                tracing::error!("dream {id}: {e}");
+                let m = Managed::new(&tenant.svc, actor);
+                let failed = DreamStep::Failed { code: "internal_error".into(), message: e.to_string() };
+                if let Err(e) = m.record_dream(&id, &failed) {
+                    tracing::error!("dream {id}: cannot record its failure: {e}");
+                }
             }
-        }
+        });
         jobs.dream_jobs.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
     });
     Ok(Json(dream_json(&record)))

@@ -135,12 +135,19 @@ pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Runs blocking library work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> crate::error::Result<T> + Send + 'static) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(ApiError::from)
+/// Runs blocking library work off the async threads, every append in it received from
+/// `principal` (the authenticated caller: `Tenant::principal`).
+async fn blocking<T: Send + 'static>(
+    principal: Option<crate::core::receipt::Principal>,
+    f: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(move || match principal {
+        Some(p) => crate::store::principal::as_principal(p, f),
+        None => f(),
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(ApiError::from)
 }
 
 /// The router: every route under `/v1`.
@@ -160,6 +167,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/streams/{*name}", get(read_stream))
         .route("/v1/kinds/{kind}", get(read_kind))
         .route("/v1/tail", get(tail))
+        .route("/v1/principals", get(principals))
         .route("/v1/memory", get(memory_stores))
         .route("/v1/memory/{store}/tool", post(memory_tool))
         .route("/v1/memory/{store}/view", get(memory_view))
@@ -326,7 +334,7 @@ async fn append(
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Write)?;
     let req: AppendRequest = json_body(&body)?;
-    let appended = blocking(move || tenant.svc.append(&req)).await?;
+    let appended = blocking(tenant.principal.clone(), move || tenant.svc.append(&req)).await?;
     Ok(Json(json!({ "appended": appended })))
 }
 
@@ -345,7 +353,7 @@ async fn events_page(tenant: Tenant, q: EventsQuery) -> ApiResult<Json<Value>> {
     let limit = q.limit.unwrap_or(1000).min(MAX_PAGE);
     let by_stream = q.stream.is_some();
     let q = EventsQuery { limit: Some(limit), ..q };
-    let events = blocking(move || tenant.svc.events(&q)).await?;
+    let events = blocking(tenant.principal.clone(), move || tenant.svc.events(&q)).await?;
     let more = events.len() >= limit;
     let list: Vec<EventJson> = events.iter().map(|e| e.to_json()).collect();
     Ok(Json(if by_stream {
@@ -372,7 +380,7 @@ async fn get_event(
     Path(id): Path<String>,
 ) -> ApiResult<Json<EventJson>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    blocking(move || Ok(Json(tenant.svc.event(&id)?.to_json()))).await
+    blocking(tenant.principal.clone(), move || Ok(Json(tenant.svc.event(&id)?.to_json()))).await
 }
 
 /// `GET /v1/events/{id}/cited_by`: the events citing one, in log order, a page at a time.
@@ -384,7 +392,7 @@ async fn cited_by(
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let limit = q.limit.unwrap_or(1000).clamp(1, MAX_PAGE);
-    let events = blocking(move || tenant.svc.cited_by(&id, q.from, limit)).await?;
+    let events = blocking(tenant.principal.clone(), move || tenant.svc.cited_by(&id, q.from, limit)).await?;
     let next = (events.len() >= limit).then(|| events.last().map(|e| e.position + 1)).flatten();
     let list: Vec<EventJson> = events.iter().map(|e| e.to_json()).collect();
     Ok(Json(json!({"events": list, "next": next})))
@@ -397,7 +405,7 @@ async fn timeline(
     Query(q): Query<crate::service::TimelineQuery>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let page = blocking(move || tenant.svc.timeline(&q)).await?;
+    let page = blocking(tenant.principal.clone(), move || tenant.svc.timeline(&q)).await?;
     let list: Vec<EventJson> = page.events.iter().map(|e| e.to_json()).collect();
     Ok(Json(json!({"events": list, "next_before": page.next_before, "scanned": page.scanned})))
 }
@@ -418,7 +426,7 @@ async fn lookup(
             format!("{} ids and streams are over the limit of {MAX_PAGE}", req.ids.len() + req.streams.len()),
         ));
     }
-    let (positions, heads) = blocking(move || tenant.svc.lookup(&req)).await?;
+    let (positions, heads) = blocking(tenant.principal.clone(), move || tenant.svc.lookup(&req)).await?;
     let heads: Vec<Value> = heads
         .iter()
         .map(|h| h.map(|(version, id)| json!({"version": version, "id": id})).unwrap_or(Value::Null))
@@ -556,7 +564,7 @@ async fn memory_tool(
         precondition,
         causes: causes.split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect(),
     };
-    let a = blocking(move || tenant.svc.memory_tool(&store, &input, &context)).await?;
+    let a = blocking(tenant.principal.clone(), move || tenant.svc.memory_tool(&store, &input, &context)).await?;
     let mut out = json!({"content": a.text, "is_error": a.error.is_some()});
     if let Some(kind) = a.error {
         out["error_type"] = json!(kind);
@@ -575,7 +583,7 @@ async fn memory_view(
     Query(q): Query<ViewQuery>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    match blocking(move || tenant.svc.memory_view(&store, &q)).await? {
+    match blocking(tenant.principal.clone(), move || tenant.svc.memory_view(&store, &q)).await? {
         // The tool refused (a bad path, a missing file): an error status, with the tool's
         // class and text.
         MemoryView::Refused { kind, message } => {
@@ -601,16 +609,16 @@ async fn sessions(
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
     if q == crate::service::SessionsQuery::default() {
-        let list = blocking(move || tenant.svc.sessions()).await?;
+        let list = blocking(tenant.principal.clone(), move || tenant.svc.sessions()).await?;
         return Ok(Json(json!({ "sessions": list })));
     }
-    let page = blocking(move || tenant.svc.sessions_page(&q)).await?;
+    let page = blocking(tenant.principal.clone(), move || tenant.svc.sessions_page(&q)).await?;
     Ok(Json(json!({ "sessions": page.sessions, "total": page.total })))
 }
 
 async fn dreams(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let list = blocking(move || tenant.svc.dreams()).await?;
+    let list = blocking(tenant.principal.clone(), move || tenant.svc.dreams()).await?;
     Ok(Json(json!({ "dreams": list })))
 }
 
@@ -621,7 +629,7 @@ async fn drift(
     Query(q): Query<DriftQuery>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let report = blocking(move || tenant.svc.drift(&store, &q)).await?;
+    let report = blocking(tenant.principal.clone(), move || tenant.svc.drift(&store, &q)).await?;
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 
@@ -631,7 +639,7 @@ async fn verify(
     Query(q): Query<VerifyQuery>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Admin)?;
-    let report = blocking(move || tenant.svc.verify(&q, &mut |_| ())).await?;
+    let report = blocking(tenant.principal.clone(), move || tenant.svc.verify(&q, &mut |_| ())).await?;
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 
@@ -639,7 +647,10 @@ async fn verify(
 async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<axum::response::Response> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let subscribers = state.subscriber_count();
-    let text = blocking(move || Ok(crate::server::metrics::render(&tenant.name, &tenant.store, subscribers))).await?;
+    let text = blocking(tenant.principal.clone(), move || {
+        Ok(crate::server::metrics::render(&tenant.name, &tenant.store, subscribers))
+    })
+    .await?;
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
 }
 
@@ -651,7 +662,7 @@ async fn backup(
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Admin)?;
     let req: BackupRequest = json_body(&body)?;
-    let report = blocking(move || tenant.svc.backup(&req)).await?;
+    let report = blocking(tenant.principal.clone(), move || tenant.svc.backup(&req)).await?;
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 
@@ -659,7 +670,7 @@ async fn backup(
 async fn checkpoint(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Admin)?;
     let actor = actor_of(&headers, &tenant)?;
-    let cp = blocking(move || tenant.svc.checkpoint(&actor)).await?;
+    let cp = blocking(tenant.principal.clone(), move || tenant.svc.checkpoint(&actor)).await?;
     Ok(Json(serde_json::to_value(cp).unwrap_or_default()))
 }
 
@@ -671,7 +682,7 @@ async fn verify_checkpoint(
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let req: CheckpointCheckRequest = json_body(&body)?;
-    let verdict = blocking(move || tenant.svc.verify_checkpoint(&req)).await?;
+    let verdict = blocking(tenant.principal.clone(), move || tenant.svc.verify_checkpoint(&req)).await?;
     Ok(Json(serde_json::to_value(verdict).unwrap_or_default()))
 }
 
@@ -691,7 +702,7 @@ fn appended_json(a: &[crate::store::Appended]) -> Value {
 /// `GET /v1/memory`: every memory store's name.
 async fn memory_stores(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let stores = blocking(move || tenant.svc.memory_stores()).await?;
+    let stores = blocking(tenant.principal.clone(), move || tenant.svc.memory_stores()).await?;
     Ok(Json(json!({ "stores": stores })))
 }
 
@@ -702,7 +713,7 @@ async fn memory_history(
     Query(q): Query<PathQuery>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let events = blocking(move || tenant.svc.memory_history(&store, &q)).await?;
+    let events = blocking(tenant.principal.clone(), move || tenant.svc.memory_history(&store, &q)).await?;
     Ok(Json(json!({"events": events.iter().map(|e| e.to_json()).collect::<Vec<_>>()})))
 }
 
@@ -713,7 +724,7 @@ async fn memory_files(
     Query(q): Query<PathQuery>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let f = blocking(move || tenant.svc.memory_files(&store, &q)).await?;
+    let f = blocking(tenant.principal.clone(), move || tenant.svc.memory_files(&store, &q)).await?;
     Ok(Json(serde_json::to_value(f).unwrap_or_default()))
 }
 
@@ -724,7 +735,7 @@ async fn memory_diff(
     Query(q): Query<DiffQuery>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let d = blocking(move || tenant.svc.memory_diff(&store, &q)).await?;
+    let d = blocking(tenant.principal.clone(), move || tenant.svc.memory_diff(&store, &q)).await?;
     Ok(Json(serde_json::to_value(d).unwrap_or_default()))
 }
 
@@ -738,7 +749,7 @@ async fn memory_blame(
     if q.path.is_none() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "path is required"));
     }
-    let lines = blocking(move || tenant.svc.memory_blame(&store, &q)).await?;
+    let lines = blocking(tenant.principal.clone(), move || tenant.svc.memory_blame(&store, &q)).await?;
     Ok(Json(json!({ "lines": lines })))
 }
 
@@ -749,7 +760,7 @@ async fn memory_lessons(
     Query(q): Query<PathQuery>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let rows = blocking(move || tenant.svc.memory_lessons(&store, &q)).await?;
+    let rows = blocking(tenant.principal.clone(), move || tenant.svc.memory_lessons(&store, &q)).await?;
     Ok(Json(json!({ "lessons": rows })))
 }
 
@@ -762,7 +773,7 @@ async fn memory_rules(
     let tenant = auth(&state, &headers, Role::Write)?;
     let req: RulesRequest = json_body(&body)?;
     let actor = actor_of(&headers, &tenant)?;
-    let r = blocking(move || tenant.svc.memory_set_rules(&store, &req, &actor)).await?;
+    let r = blocking(tenant.principal.clone(), move || tenant.svc.memory_set_rules(&store, &req, &actor)).await?;
     Ok(Json(serde_json::to_value(r).unwrap_or_default()))
 }
 
@@ -775,7 +786,7 @@ async fn memory_batch(
     let tenant = auth(&state, &headers, Role::Write)?;
     let req: BatchRequest = json_body(&body)?;
     let actor = actor_of(&headers, &tenant)?;
-    let a = blocking(move || tenant.svc.memory_batch(&store, &req, &actor)).await?;
+    let a = blocking(tenant.principal.clone(), move || tenant.svc.memory_batch(&store, &req, &actor)).await?;
     Ok(Json(appended_json(&a)))
 }
 
@@ -807,7 +818,7 @@ async fn mcp_post(
         actor: actor_of(&headers, &tenant)?,
         session: q.session,
     };
-    let answer = blocking(move || Ok(crate::mcp::answer(&tenant.svc, &opts, &msg))).await?;
+    let answer = blocking(tenant.principal.clone(), move || Ok(crate::mcp::answer(&tenant.svc, &opts, &msg))).await?;
     Ok(match answer {
         Some(a) => Json(a).into_response(),
         None => StatusCode::ACCEPTED.into_response(),
@@ -838,10 +849,11 @@ async fn memory_revert(
     let req: RevertRequest = json_body(&body)?;
     let actor = actor_of(&headers, &tenant)?;
     if q.dry_run {
-        let p = blocking(move || tenant.svc.memory_revert_dry_run(&store, &req, &actor)).await?;
+        let p =
+            blocking(tenant.principal.clone(), move || tenant.svc.memory_revert_dry_run(&store, &req, &actor)).await?;
         return Ok(Json(serde_json::to_value(p).unwrap_or_default()));
     }
-    let out = blocking(move || tenant.svc.memory_revert(&store, &req, &actor)).await?;
+    let out = blocking(tenant.principal.clone(), move || tenant.svc.memory_revert(&store, &req, &actor)).await?;
     Ok(Json(appended_json(&out)))
 }
 
@@ -854,7 +866,7 @@ async fn memory_fork(
     let tenant = auth(&state, &headers, Role::Write)?;
     let req: ForkRequest = json_body(&body)?;
     let actor = actor_of(&headers, &tenant)?;
-    let f = blocking(move || tenant.svc.memory_fork(&store, &req, &actor)).await?;
+    let f = blocking(tenant.principal.clone(), move || tenant.svc.memory_fork(&store, &req, &actor)).await?;
     Ok(Json(appended_json(&[f.appended])))
 }
 
@@ -869,10 +881,11 @@ async fn memory_promote(
     let req: PromoteRequest = json_body(&body)?;
     let actor = actor_of(&headers, &tenant)?;
     if q.dry_run {
-        let p = blocking(move || tenant.svc.memory_promote_dry_run(&store, &req, &actor)).await?;
+        let p =
+            blocking(tenant.principal.clone(), move || tenant.svc.memory_promote_dry_run(&store, &req, &actor)).await?;
         return Ok(Json(serde_json::to_value(p).unwrap_or_default()));
     }
-    let a = blocking(move || tenant.svc.memory_promote(&store, &req, &actor)).await?;
+    let a = blocking(tenant.principal.clone(), move || tenant.svc.memory_promote(&store, &req, &actor)).await?;
     Ok(Json(appended_json(&a)))
 }
 
@@ -884,7 +897,7 @@ async fn tag(
     let tenant = auth(&state, &headers, Role::Write)?;
     let req: TagRequest = json_body(&body)?;
     let actor = actor_of(&headers, &tenant)?;
-    Ok(Json(blocking(move || tenant.svc.tag(&req, &actor)).await?))
+    Ok(Json(blocking(tenant.principal.clone(), move || tenant.svc.tag(&req, &actor)).await?))
 }
 
 /// `POST /v1/redact` (admin): an event's body removed, its header kept.
@@ -896,12 +909,23 @@ async fn redact(
     let tenant = auth(&state, &headers, Role::Admin)?;
     let req: crate::service::RedactRequest = json_body(&body)?;
     let actor = actor_of(&headers, &tenant)?;
-    Ok(Json(blocking(move || tenant.svc.redact(&req, &actor)).await?))
+    Ok(Json(blocking(tenant.principal.clone(), move || tenant.svc.redact(&req, &actor)).await?))
+}
+
+/// `GET /v1/principals` (admin): who wrote to the log, from the batches' receipts.
+async fn principals(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<crate::service::PrincipalsQuery>,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Admin)?;
+    let p = blocking(tenant.principal.clone(), move || tenant.svc.principals(&q)).await?;
+    Ok(Json(serde_json::to_value(p).unwrap_or_default()))
 }
 
 async fn session_stats(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let stats = blocking(move || tenant.svc.session_stats()).await?;
+    let stats = blocking(tenant.principal.clone(), move || tenant.svc.session_stats()).await?;
     Ok(Json(serde_json::to_value(stats).unwrap_or_default()))
 }
 
@@ -911,7 +935,7 @@ async fn session_events(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let detail = blocking(move || tenant.svc.session(&id)).await?;
+    let detail = blocking(tenant.principal.clone(), move || tenant.svc.session(&id)).await?;
     Ok(Json(detail.to_json()))
 }
 
@@ -924,7 +948,7 @@ async fn dream_run(
 ) -> ApiResult<Json<Value>> {
     let req: DreamRequest = json_body(&body)?;
     let tenant = auth(&state, &headers, Role::Write)?;
-    let r = blocking(move || tenant.svc.dream_run(&req)).await?;
+    let r = blocking(tenant.principal.clone(), move || tenant.svc.dream_run(&req)).await?;
     Ok(Json(r.to_json()))
 }
 
@@ -934,7 +958,7 @@ async fn dream_show(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let d = blocking(move || tenant.svc.dream(&id)).await?;
+    let d = blocking(tenant.principal.clone(), move || tenant.svc.dream(&id)).await?;
     Ok(Json(serde_json::to_value(d).unwrap_or_default()))
 }
 
@@ -948,7 +972,7 @@ async fn dream_replay(
 ) -> ApiResult<Json<Value>> {
     let req: ReplayRequest = if body.is_empty() { ReplayRequest::default() } else { json_body(&body)? };
     let tenant = auth(&state, &headers, Role::Write)?;
-    let r = blocking(move || tenant.svc.dream_replay(&id, &req)).await?;
+    let r = blocking(tenant.principal.clone(), move || tenant.svc.dream_replay(&id, &req)).await?;
     Ok(Json(serde_json::to_value(r).unwrap_or_default()))
 }
 
@@ -958,7 +982,7 @@ async fn export(
     Query(q): Query<RangeQuery>,
 ) -> ApiResult<Response> {
     let tenant = auth(&state, &headers, Role::Admin)?;
-    let bytes = blocking(move || {
+    let bytes = blocking(tenant.principal.clone(), move || {
         let mut out = Vec::new();
         tenant.svc.export(q.from, &mut out, &mut |_| ())?;
         Ok(out)
@@ -1009,7 +1033,7 @@ async fn otlp(
             )
         }
     };
-    let done = blocking(move || {
+    let done = blocking(tenant.principal.clone(), move || {
         let note = crate::otlp::decode_request(signal, &content_type, gzip, &body)?;
         crate::otlp::record(&tenant.svc, &note)
     })

@@ -21,6 +21,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use crate::core::receipt::Principal;
+use crate::store::principal::as_principal;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -54,6 +57,42 @@ pub struct TokenEntry {
     pub role: Role,
     /// BLAKE3 of the token, hex (`dreamlog serve --hash-token TOKEN` prints it).
     pub token_blake3: String,
+    /// Who holds the token: the principal every write made with it is recorded as (a
+    /// receipt per batch; `GET /v1/principals`). Without one, `token:` and the first 12
+    /// hex digits of `token_blake3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl TokenEntry {
+    /// The principal this token's writes are recorded as.
+    pub fn principal(&self) -> Principal {
+        let name = match &self.name {
+            Some(n) => n.clone(),
+            None => format!("token:{}", self.token_blake3.get(..12).unwrap_or(&self.token_blake3)),
+        };
+        Principal::new(name, format!("{:?}", self.role).to_lowercase())
+    }
+}
+
+/// The principal of requests to a server without tokens (loopback only).
+pub fn anonymous() -> Principal {
+    Principal::new("anonymous", "none")
+}
+
+/// The principal of the server's own writes (OTLP assembly, signed checkpoints, hosted
+/// dreams' bookkeeping outside a request).
+pub fn server_principal(what: &str) -> Principal {
+    Principal::new(format!("server:{what}"), "server")
+}
+
+/// One row of the token table.
+#[derive(Clone, Debug)]
+struct TokenRow {
+    hash: blake3::Hash,
+    tenant: String,
+    role: Role,
+    principal: Principal,
 }
 
 /// The server config file (JSON).
@@ -83,6 +122,9 @@ pub struct ServerConfig {
     pub write_stall_timeout_secs: u64,
     /// Most live tails (SSE) open at once, all tenants together; past it 503.
     pub max_subscribers: usize,
+    /// A new event stamped more than this many seconds ahead of the server's clock is
+    /// refused (400); past times are accepted (imports keep their runs' times).
+    pub max_clock_skew_secs: u64,
     /// Dreamers a request may run by name. Model endpoints, API key variables and
     /// programs come only from here (the server's admin): a request names a profile and
     /// may set only the config keys the profile lists as `tunable`. Without a profile a
@@ -236,6 +278,7 @@ impl Default for ServerConfig {
             header_read_timeout_secs: 10,
             write_stall_timeout_secs: 30,
             max_subscribers: 1024,
+            max_clock_skew_secs: crate::store::DEFAULT_CLOCK_SKEW_MS / 1000,
             dreamers: BTreeMap::new(),
             checkpoint_key: None,
             checkpoint_every_secs: 0,
@@ -295,10 +338,13 @@ pub struct Tenant {
     pub store: Store,
     /// The service over it (every handler calls it).
     pub svc: Local,
+    /// Who the request was authenticated as (set on the copy a request gets): its writes
+    /// are recorded as this principal's.
+    pub principal: Option<Principal>,
 }
 
-/// The token table of a config: (hash, tenant, role).
-fn token_table(config: &ServerConfig) -> Result<Vec<(blake3::Hash, String, Role)>> {
+/// The token table of a config.
+fn token_table(config: &ServerConfig) -> Result<Vec<TokenRow>> {
     config
         .tokens
         .iter()
@@ -308,7 +354,7 @@ fn token_table(config: &ServerConfig) -> Result<Vec<(blake3::Hash, String, Role)
                 line: 0,
                 reason: e.to_string(),
             })?;
-            Ok((hash, t.tenant.clone(), t.role))
+            Ok(TokenRow { hash, tenant: t.tenant.clone(), role: t.role, principal: t.principal() })
         })
         .collect()
 }
@@ -317,7 +363,7 @@ fn token_table(config: &ServerConfig) -> Result<Vec<(blake3::Hash, String, Role)
 pub struct AppState {
     tenants: BTreeMap<String, Tenant>,
     /// Token hashes, tenants and roles: swapped whole when the config is reloaded.
-    tokens: std::sync::RwLock<Vec<(blake3::Hash, String, Role)>>,
+    tokens: std::sync::RwLock<Vec<TokenRow>>,
     /// The config file, read again on SIGHUP (tokens rotate without a restart).
     config_path: std::sync::Mutex<Option<PathBuf>>,
     /// Limits.
@@ -367,7 +413,13 @@ impl AppState {
         #[cfg(feature = "jetstream")]
         let nats = config.log_of_record.clone().map(crate::store::jetstream::JetStream::connect).transpose()?;
         let open = |path: PathBuf, name: &str| -> Result<Tenant> {
-            let opts = Options { sync, create_if_missing: true, shared: Some(shared.clone()), ..Options::default() };
+            let opts = Options {
+                sync,
+                create_if_missing: true,
+                shared: Some(shared.clone()),
+                max_clock_skew_ms: config.max_clock_skew_secs.saturating_mul(1000),
+                ..Options::default()
+            };
             #[cfg(feature = "jetstream")]
             let store = match &nats {
                 Some(nats) => Store::open_replicated(&path, opts, Arc::new(nats.log_for(name)?))?,
@@ -390,7 +442,7 @@ impl AppState {
             if let Some(seed) = seed {
                 svc = svc.with_signing_seed(seed);
             }
-            Ok(Tenant { name: name.to_owned(), store, svc })
+            Ok(Tenant { name: name.to_owned(), store, svc, principal: None })
         };
         let mut tenants = BTreeMap::new();
         let mut tokens = Vec::new();
@@ -466,7 +518,7 @@ impl AppState {
         !self.token_list().is_empty()
     }
 
-    fn token_list(&self) -> std::sync::RwLockReadGuard<'_, Vec<(blake3::Hash, String, Role)>> {
+    fn token_list(&self) -> std::sync::RwLockReadGuard<'_, Vec<TokenRow>> {
         self.tokens.read().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -506,21 +558,23 @@ impl AppState {
     pub fn authenticate(&self, token: Option<&str>) -> std::result::Result<(Tenant, Role), AuthError> {
         let tokens = self.token_list();
         if tokens.is_empty() {
-            let t = self.tenants.get(DEFAULT_TENANT).cloned().ok_or(AuthError::Unknown)?;
+            let mut t = self.tenants.get(DEFAULT_TENANT).cloned().ok_or(AuthError::Unknown)?;
+            t.principal = Some(anonymous());
             return Ok((t, Role::Admin));
         }
         let token = token.ok_or(AuthError::Missing)?;
         let presented = blake3::hash(token.as_bytes());
         // blake3::Hash compares in constant time; every entry is compared.
         let mut found = None;
-        for (hash, tenant, role) in tokens.iter() {
-            if *hash == presented && found.is_none() {
-                found = Some((tenant.clone(), *role));
+        for row in tokens.iter() {
+            if row.hash == presented && found.is_none() {
+                found = Some(row.clone());
             }
         }
-        let (tenant, role) = found.ok_or(AuthError::Unknown)?;
-        let t = self.tenants.get(&tenant).cloned().ok_or(AuthError::Unknown)?;
-        Ok((t, role))
+        let row = found.ok_or(AuthError::Unknown)?;
+        let mut t = self.tenants.get(&row.tenant).cloned().ok_or(AuthError::Unknown)?;
+        t.principal = Some(row.principal);
+        Ok((t, row.role))
     }
 
     /// Opens a web view session for a token (or for anyone on a server without tokens):
@@ -562,14 +616,20 @@ impl AppState {
             return Err(AuthError::Session);
         }
         drop(sessions);
+        let mut principal = anonymous();
         if let Some(token) = s.token {
-            let still = self.token_list().iter().any(|(h, t, r)| *h == token && *t == s.tenant && *r == s.role);
-            if !still {
-                self.end_ui_session(cookie);
-                return Err(AuthError::Session);
+            let still =
+                self.token_list().iter().find(|r| r.hash == token && r.tenant == s.tenant && r.role == s.role).cloned();
+            match still {
+                Some(row) => principal = row.principal,
+                None => {
+                    self.end_ui_session(cookie);
+                    return Err(AuthError::Session);
+                }
             }
         }
-        let t = self.tenants.get(&s.tenant).cloned().ok_or(AuthError::Session)?;
+        let mut t = self.tenants.get(&s.tenant).cloned().ok_or(AuthError::Session)?;
+        t.principal = Some(principal);
         Ok((t, s.role))
     }
 
@@ -651,7 +711,7 @@ async fn assemble_otlp(state: Arc<AppState>, assemblers: Assemblers) {
             let svc = t.svc.clone();
             let done = tokio::task::spawn_blocking(move || {
                 let mut a = a.lock().unwrap_or_else(|p| p.into_inner());
-                a.pass(&svc, std::time::Instant::now())
+                as_principal(server_principal("otlp"), || a.pass(&svc, std::time::Instant::now()))
             })
             .await;
             match done {
@@ -714,7 +774,9 @@ async fn sign_checkpoints(state: Arc<AppState>) {
             }
             let (svc, name) = (t.svc.clone(), name.clone());
             match tokio::task::spawn_blocking(move || {
-                crate::service::Service::checkpoint(&svc, &Actor::System("checkpoint".into()))
+                as_principal(server_principal("checkpoint"), || {
+                    crate::service::Service::checkpoint(&svc, &Actor::System("checkpoint".into()))
+                })
             })
             .await
             {

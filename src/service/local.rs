@@ -1,6 +1,7 @@
 //! [`Local`]: the service in process, over a store. The server's handlers and the
 //! embedded CLI both call it, so every operation's rules are written here once.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -8,8 +9,9 @@ use serde_json::Value;
 use super::{
     AppendRequest, AppendedEvent, BackupReport, BackupRequest, BatchRequest, CheckpointCheckRequest, CheckpointVerdict,
     DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Forked, Info, Lookup, LookupRequest, MemoryFiles,
-    MemoryView, PathQuery, PromoteRequest, RedactRequest, Redacted, ReplayRequest, RevertRequest, RulesRequest,
-    RulesSwitch, Service, TagRequest, Tagged, ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
+    MemoryView, PathQuery, PrincipalSummary, Principals, PrincipalsQuery, PromoteRequest, RedactRequest, Redacted,
+    ReplayRequest, RevertRequest, RulesRequest, RulesSwitch, Service, TagRequest, Tagged, ToolAnswer, ToolContext,
+    VerifyQuery, ViewQuery,
 };
 use crate::core::dream::DreamerSpec;
 use crate::core::memory::{MemoryDiff, ToolCall};
@@ -234,15 +236,23 @@ impl Service for Local {
             (None, Some(kind)) => self.store().read_kind(kind, q.from, limit),
             (None, None) => self.store().read_range(q.from, limit),
         }
+        .and_then(|mut events| {
+            self.store().with_received(&mut events)?;
+            Ok(events)
+        })
     }
 
     fn event(&self, id: &str) -> Result<StoredEvent> {
         let id = self.store().resolve_id(id)?;
-        self.store().get(&id)
+        let mut e = self.store().get(&id)?;
+        e.received = self.store().received(e.position)?;
+        Ok(e)
     }
 
     fn timeline(&self, q: &TimelineQuery) -> Result<TimelinePage> {
-        crate::timeline::page(self.store(), q)
+        let mut page = crate::timeline::page(self.store(), q)?;
+        self.store().with_received(&mut page.events)?;
+        Ok(page)
     }
 
     fn cited_by(&self, id: &str, from: u64, limit: usize) -> Result<Vec<StoredEvent>> {
@@ -401,7 +411,9 @@ impl Service for Local {
     }
 
     fn memory_history(&self, store: &str, q: &PathQuery) -> Result<Vec<StoredEvent>> {
-        self.mem.history(store, q.path.as_deref())
+        let mut events = self.mem.history(store, q.path.as_deref())?;
+        self.store().with_received(&mut events)?;
+        Ok(events)
     }
 
     fn memory_diff(&self, store: &str, q: &DiffQuery) -> Result<MemoryDiff> {
@@ -603,5 +615,54 @@ impl Service for Local {
 
     fn export(&self, from: u64, out: &mut dyn std::io::Write, progress: &mut dyn FnMut(u64)) -> Result<u64> {
         crate::exchange::export(self.store(), from, out, progress)
+    }
+
+    fn principals(&self, q: &PrincipalsQuery) -> Result<Principals> {
+        let mut by: std::collections::BTreeMap<String, (PrincipalSummary, BTreeSet<String>)> = Default::default();
+        let mut receipted = 0u64;
+        let limit = q.limit.unwrap_or(100);
+        let mut batches: std::collections::VecDeque<crate::core::receipt::Received> = Default::default();
+        self.store().receipts(0, |position, r| {
+            receipted += r.count;
+            let (sum, roles) = by.entry(r.principal.name.clone()).or_insert_with(|| {
+                let first = PrincipalSummary {
+                    name: r.principal.name.clone(),
+                    roles: String::new(),
+                    batches: 0,
+                    events: 0,
+                    first_position: position,
+                    first_at: r.received_at,
+                    last_position: position,
+                    last_at: r.received_at,
+                };
+                (first, BTreeSet::new())
+            });
+            sum.batches += 1;
+            sum.events += r.count;
+            sum.last_position = position;
+            sum.last_at = r.received_at;
+            roles.insert(r.principal.role.clone());
+            if q.name.as_deref() == Some(r.principal.name.as_str()) {
+                batches.push_front(r.received(position));
+                batches.truncate(limit);
+            }
+            true
+        })?;
+        if let Some(name) = &q.name {
+            if !by.contains_key(name) {
+                return Err(Error::NotFound(format!("no batch was written by principal {name:?}")));
+            }
+        }
+        Ok(Principals {
+            principals: by
+                .into_values()
+                .map(|(mut s, roles)| {
+                    s.roles = roles.into_iter().collect::<Vec<_>>().join(",");
+                    s
+                })
+                .collect(),
+            unreceipted_events: self.store().len().saturating_sub(receipted),
+            batches: q.name.as_ref().map(|_| batches.into_iter().collect()),
+        })
     }
 }

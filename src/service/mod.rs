@@ -122,6 +122,9 @@ pub trait Service: Send + Sync {
     fn dream_replay(&self, id: &str, req: &ReplayRequest) -> Result<Replay>;
     /// The log as JSON Lines from a position; returns the number of events written.
     fn export(&self, from: u64, out: &mut dyn std::io::Write, progress: &mut dyn FnMut(u64)) -> Result<u64>;
+    /// Every principal that wrote to the log (from the batches' receipts), with what it
+    /// wrote; with `name`, that principal's batches too (admin).
+    fn principals(&self, q: &PrincipalsQuery) -> Result<Principals>;
 
     /// Every event of a stream, in order (paged; none when it does not exist).
     fn stream_events(&self, stream: &str) -> Result<Vec<StoredEvent>> {
@@ -697,4 +700,50 @@ pub struct ReplayRequest {
     /// Another config.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<Value>,
+}
+
+/// `GET /v1/principals`'s query.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalsQuery {
+    /// List this principal's batches (newest first).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Most batches listed (default 100).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// Who wrote to the log (schemas/api/principals.schema.json).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Principals {
+    /// Every principal with a receipt, by name.
+    pub principals: Vec<PrincipalSummary>,
+    /// Events written without a receipt (before receipts, or by a library caller that
+    /// names no principal).
+    pub unreceipted_events: u64,
+    /// With `name`: that principal's batches, newest first (at most `limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batches: Option<Vec<crate::core::receipt::Received>>,
+}
+
+/// What one principal wrote.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrincipalSummary {
+    /// Its name.
+    pub name: String,
+    /// How it was authenticated (every role it wrote with, comma-separated).
+    pub roles: String,
+    /// Batches it wrote.
+    pub batches: u64,
+    /// Events in them.
+    pub events: u64,
+    /// Its first batch: position and receipt time (ms).
+    pub first_position: u64,
+    /// Its first batch's receipt time.
+    pub first_at: u64,
+    /// Its last batch's first position.
+    pub last_position: u64,
+    /// Its last batch's receipt time.
+    pub last_at: u64,
 }

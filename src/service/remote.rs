@@ -11,8 +11,9 @@ use serde_json::{json, Value};
 use super::{
     AppendRequest, AppendedEvent, BackupReport, BackupRequest, BatchRequest, CheckpointCheckRequest, CheckpointVerdict,
     DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Forked, Info, Lookup, LookupRequest, MemoryFiles,
-    MemoryView, PathQuery, PromoteRequest, RedactRequest, Redacted, ReplayRequest, RevertRequest, RulesRequest,
-    RulesSwitch, Service, TagRequest, Tagged, ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
+    MemoryView, PathQuery, Principals, PrincipalsQuery, PromoteRequest, RedactRequest, Redacted, ReplayRequest,
+    RevertRequest, RulesRequest, RulesSwitch, Service, TagRequest, Tagged, ToolAnswer, ToolContext, VerifyQuery,
+    ViewQuery,
 };
 use crate::core::memory::MemoryDiff;
 use crate::core::{Actor, EventJson, Kind};
@@ -145,9 +146,10 @@ impl Remote {
     pub fn event_from_json(v: Value) -> Result<StoredEvent> {
         let j: EventJson = serde_json::from_value(v).map_err(|e| remote_error(0, "response", e.to_string()))?;
         let version = j.version.unwrap_or(0);
+        let received = j.received.clone();
         let (position, sealed) = j.into_sealed()?;
         let redacted = sealed.redacted;
-        Ok(StoredEvent { position: position.unwrap_or(0), version, redacted, event: sealed.into_event() })
+        Ok(StoredEvent { position: position.unwrap_or(0), version, redacted, event: sealed.into_event(), received })
     }
 
     fn event_list(v: &Value) -> Result<Vec<StoredEvent>> {
@@ -351,6 +353,11 @@ impl Service for Remote {
     fn memory_files(&self, store: &str, q: &PathQuery) -> Result<MemoryFiles> {
         let q = query(&[("at", q.at.clone())]);
         Remote::typed(self.get(&format!("/v1/memory/{}/files", path_segment(store)), &q)?)
+    }
+
+    fn principals(&self, q: &PrincipalsQuery) -> Result<Principals> {
+        let q = query(&[("name", q.name.clone()), ("limit", q.limit.map(|l| l.to_string()))]);
+        Remote::typed(self.get("/v1/principals", &q)?)
     }
 
     fn memory_stores(&self) -> Result<Vec<String>> {

@@ -157,6 +157,12 @@ impl Log for FaultyLog {
     fn record(&self, position: u64) -> Result<Option<Vec<u8>>> {
         self.inner.record(position)
     }
+    fn receipt_at_or_before(&self, position: u64) -> Result<Option<(u64, Vec<u8>)>> {
+        self.inner.receipt_at_or_before(position)
+    }
+    fn receipts(&self, from: u64, f: &mut dyn FnMut(u64, &[u8]) -> Result<bool>) -> Result<()> {
+        self.inner.receipts(from, f)
+    }
     fn scan(&self, from: u64, end: u64, f: &mut dyn FnMut(u64, &[u8]) -> Result<bool>) -> Result<()> {
         self.inner.scan(from, end, f)
     }

@@ -313,7 +313,7 @@ impl LogOfRecord for JetStreamLog {
         }
         let mut messages = Vec::with_capacity(events.len());
         for (i, s) in events.iter().enumerate() {
-            let payload = replica::encode_message(&s.event);
+            let payload = replica::encode_message_with_receipt(&s.event, s.receipt.as_deref());
             if payload.len() as u64 > self.max_payload {
                 return Err(PublishError::Refused(Error::Log(LogError::BodyTooLarge {
                     index: i,

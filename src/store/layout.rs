@@ -39,6 +39,25 @@ pub const META_FORMAT_KEY: &[u8] = b"format";
 /// The store format marker written by this build.
 pub const META_FORMAT_VALUE: &[u8] = b"dreamlog-store/1";
 
+/// Meta keys of receipts: this prefix, then the batch's first position (8 bytes BE).
+/// In `meta`, not a column family of their own, so a build that predates receipts opens
+/// a database holding them (and ignores them).
+pub const RECEIPT_PREFIX: &[u8] = b"receipt/";
+
+/// The meta key of the receipt of the batch starting at `position`.
+pub fn receipt_key(position: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(RECEIPT_PREFIX.len() + 8);
+    k.extend_from_slice(RECEIPT_PREFIX);
+    k.extend_from_slice(&position.to_be_bytes());
+    k
+}
+
+/// The position of a receipt key (`None`: not a receipt key).
+pub fn receipt_position(key: &[u8]) -> Option<u64> {
+    let p = key.strip_prefix(RECEIPT_PREFIX)?;
+    Some(u64::from_be_bytes(p.try_into().ok()?))
+}
+
 /// Record flag: the body has been redacted (the record holds no body bytes).
 pub const FLAG_REDACTED: u8 = 0x01;
 

@@ -25,6 +25,9 @@ pub struct Staged {
     pub version: u64,
     /// The event.
     pub event: SealedEvent,
+    /// The receipt of the batch this event starts (`core::receipt::Receipt` bytes), stored
+    /// under its position: on the first event of each batch that has one.
+    pub receipt: Option<Vec<u8>>,
 }
 
 /// What the writer commits at once: records, their derived entries, the new end.
@@ -67,6 +70,13 @@ pub trait Log: Send + Sync + 'static {
     fn truncate(&self, end: u64) -> Result<()>;
     /// Writes a group atomically; with `sync`, durable before it returns.
     fn write(&self, group: &Group, sync: bool) -> Result<()>;
+
+    /// The receipt (`core::receipt::Receipt` bytes) stored at the greatest position at or
+    /// before `position`, with that position: the receipt of the batch holding the event
+    /// at `position`, if that batch has one (the caller checks its count reaches it).
+    fn receipt_at_or_before(&self, position: u64) -> Result<Option<(u64, Vec<u8>)>>;
+    /// Every receipt at `from` or after, in position order, until `f` returns false.
+    fn receipts(&self, from: u64, f: &mut dyn FnMut(u64, &[u8]) -> Result<bool>) -> Result<()>;
 
     /// The raw record at a position.
     fn record(&self, position: u64) -> Result<Option<Vec<u8>>>;

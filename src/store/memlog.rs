@@ -23,6 +23,7 @@ struct State {
     spaces: HashMap<Space, BTreeMap<Vec<u8>, Vec<u8>>>,
     marker: Option<u64>,
     checkpoints: HashMap<String, u64>,
+    receipts: BTreeMap<u64, Vec<u8>>,
 }
 
 /// A log held in memory.
@@ -79,6 +80,7 @@ impl Log for MemoryLog {
                 }
             }
         }
+        s.receipts.split_off(&end);
         s.marker = Some(end);
         for c in s.checkpoints.values_mut() {
             *c = (*c).min(end);
@@ -93,6 +95,9 @@ impl Log for MemoryLog {
             s.records.insert(st.position, layout::encode_staged(st));
             s.ids.insert(e.id.0, st.position);
             s.streams.insert((e.header.stream.clone(), st.version), st.position);
+            if let Some(r) = &st.receipt {
+                s.receipts.insert(st.position, r.clone());
+            }
         }
         for (position, record) in &group.rewrites {
             s.records.insert(*position, record.clone());
@@ -109,6 +114,20 @@ impl Log for MemoryLog {
 
     fn record(&self, position: u64) -> Result<Option<Vec<u8>>> {
         Ok(self.read().records.get(&position).cloned())
+    }
+
+    fn receipt_at_or_before(&self, position: u64) -> Result<Option<(u64, Vec<u8>)>> {
+        Ok(self.read().receipts.range(..=position).next_back().map(|(p, r)| (*p, r.clone())))
+    }
+
+    fn receipts(&self, from: u64, f: &mut dyn FnMut(u64, &[u8]) -> Result<bool>) -> Result<()> {
+        let all: Vec<(u64, Vec<u8>)> = self.read().receipts.range(from..).map(|(p, r)| (*p, r.clone())).collect();
+        for (p, r) in all {
+            if !f(p, &r)? {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn scan(&self, from: u64, end: u64, f: &mut dyn FnMut(u64, &[u8]) -> Result<bool>) -> Result<()> {

@@ -15,6 +15,7 @@ mod layout;
 mod log;
 mod memlog;
 pub mod metrics;
+pub mod principal;
 mod recover;
 pub mod replica;
 #[cfg(feature = "rocks")]
@@ -96,6 +97,9 @@ pub struct Options {
     pub write_buffer_bytes: usize,
     /// Largest body accepted, bytes.
     pub max_body_bytes: u64,
+    /// How far ahead of this store's clock a new event may be stamped, ms (past times are
+    /// always accepted: imports keep the times their runs had).
+    pub max_clock_skew_ms: u64,
     /// Most events in one append batch.
     pub max_batch_events: usize,
     /// Most events the writer commits in one group (one WriteBatch, one sync).
@@ -109,6 +113,9 @@ pub struct Options {
     pub drop_damaged_wal_tail: bool,
 }
 
+/// How far ahead of the clock a new event may be stamped by default: 5 minutes.
+pub const DEFAULT_CLOCK_SKEW_MS: u64 = 300_000;
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -117,6 +124,7 @@ impl Default for Options {
             block_cache_bytes: 64 << 20,
             write_buffer_bytes: 64 << 20,
             max_body_bytes: 16 << 20,
+            max_clock_skew_ms: DEFAULT_CLOCK_SKEW_MS,
             max_batch_events: 100_000,
             max_group_events: 20_000,
             shared: None,
@@ -136,6 +144,10 @@ pub struct StoredEvent {
     pub redacted: bool,
     /// The event.
     pub event: Event,
+    /// Who wrote it, from its batch's receipt: filled where it is shown (`show`,
+    /// history, exports, blame, the timeline), `None` elsewhere and for events written
+    /// without one.
+    pub received: Option<crate::core::receipt::Received>,
 }
 
 impl StoredEvent {
@@ -148,6 +160,7 @@ impl StoredEvent {
     pub fn to_json(&self) -> crate::core::EventJson {
         let mut j = crate::core::EventJson::from_event(&self.event, self.position, self.version);
         j.redacted = self.redacted.then(|| crate::core::event::Redaction::of(&self.event.header));
+        j.received = self.received.clone();
         j
     }
 }
@@ -503,6 +516,50 @@ impl Store {
         Ok(appended)
     }
 
+    /// Who wrote the event at `position`: the receipt of its batch, if it has one.
+    pub fn received(&self, position: u64) -> Result<Option<crate::core::receipt::Received>> {
+        if position >= self.len() {
+            return Ok(None);
+        }
+        let Some((first, bytes)) = self.inner.log.receipt_at_or_before(position)? else { return Ok(None) };
+        let r = decode_receipt(first, &bytes)?;
+        Ok((first.saturating_add(r.count) > position).then(|| r.received(first)))
+    }
+
+    /// Fills in who wrote each event (one receipt read per batch).
+    pub fn with_received(&self, events: &mut [StoredEvent]) -> Result<()> {
+        let mut last: Option<crate::core::receipt::Received> = None;
+        for e in events.iter_mut() {
+            if let Some(r) = last.as_ref().filter(|r| e.position >= r.batch && e.position < r.batch + r.events) {
+                e.received = Some(r.clone());
+                continue;
+            }
+            e.received = self.received(e.position)?;
+            if e.received.is_some() {
+                last = e.received.clone();
+            }
+        }
+        Ok(())
+    }
+
+    /// Who wrote each event of an in-order read, a receipt lookup per batch rather than
+    /// per event (exports).
+    pub fn received_cursor(&self) -> ReceivedCursor<'_> {
+        ReceivedCursor { store: self, current: None, next: None }
+    }
+
+    /// Every receipt at `from` or later, in position order (its batch's first position
+    /// and the receipt), until `f` returns false.
+    pub fn receipts(&self, from: u64, mut f: impl FnMut(u64, crate::core::receipt::Receipt) -> bool) -> Result<()> {
+        let end = self.len();
+        self.inner.log.receipts(from, &mut |p, bytes| {
+            if p >= end {
+                return Ok(false);
+            }
+            Ok(f(p, decode_receipt(p, bytes)?))
+        })
+    }
+
     /// The async form of [`Store::append`], for servers.
     pub async fn append_async(&self, batch: AppendBatch) -> Result<Vec<Appended>> {
         let started = self.inner.metrics.start();
@@ -553,6 +610,10 @@ impl Store {
                 len: batch.events.len(),
                 limit: self.inner.opts.max_batch_events,
             }));
+        }
+        let mut batch = batch;
+        if batch.principal.is_none() {
+            batch.principal = principal::current();
         }
         let guard = self.inner.writer.lock().map_err(|_| Error::Log(LogError::Closed))?;
         let handle = guard.as_ref().ok_or(Error::Log(LogError::Closed))?;
@@ -1045,6 +1106,39 @@ fn spawn_acked_recorder(log: std::sync::Weak<dyn Log>, committed: Arc<Committed>
     }
 }
 
+/// See [`Store::received_cursor`].
+pub struct ReceivedCursor<'a> {
+    store: &'a Store,
+    current: Option<crate::core::receipt::Received>,
+    /// Where the next receipt after the last lookup starts (`u64::MAX`: none).
+    next: Option<u64>,
+}
+
+impl ReceivedCursor<'_> {
+    /// Who wrote the event at `position` (positions asked in increasing order).
+    pub fn at(&mut self, position: u64) -> Result<Option<crate::core::receipt::Received>> {
+        if let Some(r) = self.current.as_ref().filter(|r| position >= r.batch && position < r.batch + r.events) {
+            return Ok(Some(r.clone()));
+        }
+        if self.next.is_some_and(|n| position < n) {
+            return Ok(None);
+        }
+        self.current = self.store.received(position)?;
+        let mut next = u64::MAX;
+        self.store.inner.log.receipts(position.saturating_add(1), &mut |p, _| {
+            next = p;
+            Ok(false)
+        })?;
+        self.next = Some(next);
+        Ok(self.current.clone())
+    }
+}
+
+fn decode_receipt(position: u64, bytes: &[u8]) -> Result<crate::core::receipt::Receipt> {
+    crate::core::receipt::Receipt::decode(bytes)
+        .map_err(|e| Error::Log(LogError::Corrupt { position, reason: format!("the batch's receipt: {e}") }))
+}
+
 /// Decodes a log record into a stored event (fast path: no hash checks).
 pub(crate) fn decode_record(position: u64, raw: &[u8]) -> Result<StoredEvent> {
     let parts = layout::split_record(raw)
@@ -1052,5 +1146,5 @@ pub(crate) fn decode_record(position: u64, raw: &[u8]) -> Result<StoredEvent> {
     let redacted = parts.flags & layout::FLAG_REDACTED != 0;
     let event = Event::decode_with_id(parts.id, parts.header, parts.body)
         .map_err(|e| Error::Log(LogError::Corrupt { position, reason: e.to_string() }))?;
-    Ok(StoredEvent { position, version: parts.version, redacted, event })
+    Ok(StoredEvent { position, version: parts.version, redacted, event, received: None })
 }

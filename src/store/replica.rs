@@ -10,7 +10,8 @@
 //! applies the same events at the same positions, whoever wrote them.
 //!
 //! The message of an event (docs/FORMAT.md §12): `flags` (1 byte: bit 0 = the body is a
-//! redaction's stand-in), header length (4 bytes BE), header bytes, body bytes. Its
+//! redaction's stand-in, bit 1 = a receipt follows the header), header length (4 bytes
+//! BE), header bytes, [receipt length (4 bytes BE), receipt bytes], body bytes. Its
 //! position is its sequence in the log of record, minus one.
 
 use crate::core::{EventId, Header, SealedEvent};
@@ -72,12 +73,32 @@ pub trait LogOfRecord: Send + Sync + 'static {
     fn follow(&self, from: u64, sink: Sink, applied: tokio::sync::watch::Receiver<u64>) -> Result<Box<dyn Follower>>;
 }
 
+/// Message flag: the body is a redaction's stand-in.
+const FLAG_REDACTED: u8 = 0x01;
+/// Message flag: the batch's receipt follows the header (the batch's first event).
+const FLAG_RECEIPT: u8 = 0x02;
+
 /// The message of an event (docs/FORMAT.md §12).
 pub fn encode_message(event: &SealedEvent) -> Vec<u8> {
-    let mut m = Vec::with_capacity(5 + event.header_bytes.len() + event.body_bytes.len());
-    m.push(u8::from(event.redacted));
+    encode_message_with_receipt(event, None)
+}
+
+/// The message of an event, carrying its batch's receipt when it is the batch's first
+/// (the accepting node stamps it; every node stores it under the event's position).
+pub fn encode_message_with_receipt(event: &SealedEvent, receipt: Option<&[u8]>) -> Vec<u8> {
+    let extra = receipt.map_or(0, |r| 4 + r.len());
+    let mut m = Vec::with_capacity(5 + extra + event.header_bytes.len() + event.body_bytes.len());
+    let mut flags = u8::from(event.redacted);
+    if receipt.is_some() {
+        flags |= FLAG_RECEIPT;
+    }
+    m.push(flags);
     m.extend_from_slice(&(event.header_bytes.len() as u32).to_be_bytes());
     m.extend_from_slice(&event.header_bytes);
+    if let Some(r) = receipt {
+        m.extend_from_slice(&(r.len() as u32).to_be_bytes());
+        m.extend_from_slice(r);
+    }
     m.extend_from_slice(&event.body_bytes);
     m
 }
@@ -85,15 +106,31 @@ pub fn encode_message(event: &SealedEvent) -> Vec<u8> {
 /// Decodes the message at `position`: the header and body decode, the id is recomputed,
 /// and an unredacted body matches the header's length and hash.
 pub fn decode_message(position: u64, m: &[u8]) -> Result<SealedEvent> {
+    decode_message_with_receipt(position, m).map(|(e, _)| e)
+}
+
+/// [`decode_message`], with the batch's receipt when the message carries one (checked
+/// to decode).
+pub fn decode_message_with_receipt(position: u64, m: &[u8]) -> Result<(SealedEvent, Option<Vec<u8>>)> {
     let bad = |reason: String| Error::Log(LogError::Corrupt { position, reason });
-    if m.len() < 5 || m[0] > 1 {
+    if m.len() < 5 || m[0] & !(FLAG_REDACTED | FLAG_RECEIPT) != 0 {
         return Err(bad("the log of record's message is not a dreamlog event (bad flags or length)".into()));
     }
     let hlen = u32::from_be_bytes([m[1], m[2], m[3], m[4]]) as usize;
     let header_bytes = m.get(5..5 + hlen).ok_or_else(|| bad("the message's header is cut short".into()))?;
-    let body_bytes = &m[5 + hlen..];
+    let mut rest = &m[5 + hlen..];
+    let mut receipt = None;
+    if m[0] & FLAG_RECEIPT != 0 {
+        let rlen = rest.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+        let r =
+            rlen.and_then(|n| rest.get(4..4 + n)).ok_or_else(|| bad("the message's receipt is cut short".into()))?;
+        crate::core::receipt::Receipt::decode(r).map_err(|e| bad(format!("the message's receipt: {e}")))?;
+        receipt = Some(r.to_vec());
+        rest = &rest[4 + r.len()..];
+    }
+    let body_bytes = rest;
     let header = Header::decode(header_bytes).map_err(|e| bad(format!("the message's header: {e}")))?;
-    let redacted = m[0] == 1;
+    let redacted = m[0] & FLAG_REDACTED != 0;
     if !redacted
         && (header.body_len != body_bytes.len() as u64 || crate::core::Digest::of(body_bytes) != header.body_hash)
     {
@@ -102,7 +139,7 @@ pub fn decode_message(position: u64, m: &[u8]) -> Result<SealedEvent> {
     let mut e = SealedEvent::decode(header_bytes.to_vec(), body_bytes.to_vec())
         .map_err(|e| bad(format!("the message's body: {e}")))?;
     e.redacted = redacted;
-    Ok(e)
+    Ok((e, receipt))
 }
 
 /// The subject token of a dreamlog stream: 128 bits of its name's BLAKE3 hash, hex

@@ -337,6 +337,10 @@ impl Log for RocksLog {
                 }
             }
         }
+        // Receipts of dropped batches go with them (a receipt key's position is its
+        // batch's first event).
+        wb.delete_range_cf(self.cf(CF_META), layout::receipt_key(end), layout::receipt_key(u64::MAX));
+        wb.delete_cf(self.cf(CF_META), layout::receipt_key(u64::MAX));
         wb.put_cf(self.cf(CF_META), META_END_KEY, end.to_be_bytes());
         for p in projection::PROJECTORS {
             let own = self.db.get_pinned_cf(self.cf(CF_META), checkpoint_key(p.name))?.and_then(|v| be_u64(&v));
@@ -359,6 +363,9 @@ impl Log for RocksLog {
             wb.put_cf(log, pos, layout::encode_staged(s));
             wb.put_cf(ids, layout::id_key(&e.id), layout::id_value(s.position));
             wb.put_cf(streams, layout::stream_key(&e.header.stream, s.version), pos);
+            if let Some(r) = &s.receipt {
+                wb.put_cf(self.cf(CF_META), layout::receipt_key(s.position), r);
+            }
         }
         for (position, record) in &group.rewrites {
             wb.put_cf(log, layout::pos_key(*position), record);
@@ -384,6 +391,33 @@ impl Log for RocksLog {
 
     fn record(&self, position: u64) -> Result<Option<Vec<u8>>> {
         Ok(self.db.get_pinned_cf(self.cf(CF_LOG), layout::pos_key(position))?.map(|v| v.to_vec()))
+    }
+
+    fn receipt_at_or_before(&self, position: u64) -> Result<Option<(u64, Vec<u8>)>> {
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_META));
+        it.seek_for_prev(layout::receipt_key(position));
+        let found = match (it.key(), it.value()) {
+            (Some(k), Some(v)) => layout::receipt_position(k).map(|p| (p, v.to_vec())),
+            _ => None,
+        };
+        it.status()?;
+        Ok(found)
+    }
+
+    fn receipts(&self, from: u64, f: &mut dyn FnMut(u64, &[u8]) -> Result<bool>) -> Result<()> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(layout::receipt_key(u64::MAX));
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_META), ro);
+        it.seek(layout::receipt_key(from));
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let Some(p) = layout::receipt_position(k) else { break };
+            if !f(p, v)? {
+                return Ok(());
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(())
     }
 
     fn scan(&self, from: u64, end: u64, f: &mut dyn FnMut(u64, &[u8]) -> Result<bool>) -> Result<()> {

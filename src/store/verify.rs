@@ -35,6 +35,10 @@ pub struct VerifyReport {
     /// against the redaction that recorded them.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub redacted: u64,
+    /// Receipts checked: each covers events of the log, none overlaps another, and its
+    /// ids digest names exactly the events at its positions.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub receipts: u64,
     /// With `--deep`: what the storage and projection passes read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deep: Option<DeepReport>,
@@ -72,6 +76,85 @@ const REPORT_EACH: u64 = 20;
 struct Chain {
     next_version: u64,
     head: EventId,
+}
+
+/// The receipts checked along the log scan: the next receipt is read when the scan
+/// reaches it (one seek per receipt), the open one hashes the ids it covers.
+struct ReceiptCheck {
+    log: std::sync::Arc<dyn super::Log>,
+    next: Option<(u64, Vec<u8>)>,
+    open: Option<(u64, u64, crate::core::Digest, blake3::Hasher)>,
+    checked: u64,
+}
+
+impl ReceiptCheck {
+    fn start(log: std::sync::Arc<dyn super::Log>) -> Result<ReceiptCheck> {
+        let mut c = ReceiptCheck { log, next: None, open: None, checked: 0 };
+        c.fetch(0)?;
+        Ok(c)
+    }
+
+    fn fetch(&mut self, from: u64) -> Result<()> {
+        let mut found = None;
+        self.log.receipts(from, &mut |p, bytes| {
+            found = Some((p, bytes.to_vec()));
+            Ok(false)
+        })?;
+        self.next = found;
+        Ok(())
+    }
+
+    fn see(&mut self, pos: u64, id: &EventId, complain: &mut impl FnMut(String)) -> Result<()> {
+        if let Some((p, bytes)) = self.next.take_if(|(p, _)| *p <= pos) {
+            if p < pos {
+                complain(format!("a receipt is stored at position {p}, where no event is"));
+            } else {
+                if let Some((first, left, ..)) = self.open.take() {
+                    complain(format!(
+                        "the receipt of the batch at {first} still covers {left} event(s) where another receipt starts"
+                    ));
+                }
+                self.checked += 1;
+                match crate::core::receipt::Receipt::decode(&bytes) {
+                    Ok(r) if r.count == 0 => complain("its batch's receipt covers no event".into()),
+                    Ok(r) => self.open = Some((p, r.count, r.ids, blake3::Hasher::new())),
+                    Err(e) => complain(format!("its batch's receipt does not decode: {e}")),
+                }
+            }
+            self.fetch(pos + 1)?;
+        }
+        if let Some((first, left, want, hasher)) = &mut self.open {
+            hasher.update(&id.0);
+            *left -= 1;
+            if *left == 0 {
+                if crate::core::Digest(*hasher.finalize().as_bytes()) != *want {
+                    complain(format!(
+                        "the receipt of the batch at {first} names other events than the log holds at its positions"
+                    ));
+                }
+                self.open = None;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self, problems: &mut Vec<VerifyProblem>) -> u64 {
+        if let Some((first, left, ..)) = self.open {
+            problems.push(VerifyProblem {
+                position: Some(first),
+                id: None,
+                problem: format!("its batch's receipt covers {left} event(s) past the end of the log"),
+            });
+        }
+        if let Some((p, _)) = self.next {
+            problems.push(VerifyProblem {
+                position: Some(p),
+                id: None,
+                problem: "a receipt is stored past the end of the log".into(),
+            });
+        }
+        self.checked
+    }
 }
 
 impl Store {
@@ -115,6 +198,7 @@ impl Store {
         let problems = &mut report.problems;
         let mut events = 0u64;
         let mut bytes = 0u64;
+        let mut receipts = ReceiptCheck::start(log.clone())?;
         self.scan_raw(0, |pos, raw| {
             let mut complain = |problem: String| {
                 problems.push(VerifyProblem { position: Some(pos), id: None, problem });
@@ -135,6 +219,7 @@ impl Store {
             };
             bytes += (parts.header.len() + parts.body.len()) as u64;
             let id = EventId::of(parts.header);
+            receipts.see(pos, &id, &mut complain)?;
             let redacted = parts.flags & layout::FLAG_REDACTED != 0;
             let mut findings = if redacted {
                 match Header::decode(parts.header) {
@@ -263,6 +348,7 @@ impl Store {
         report.events = events;
         report.bytes = bytes;
         report.redacted = redacted_count;
+        report.receipts = receipts.finish(&mut report.problems);
         report.streams = chains.len() as u64;
 
         // The id index: exactly one entry per event (each event's entry was checked

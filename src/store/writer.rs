@@ -37,6 +37,10 @@ pub struct AppendBatch {
     /// Derived spaces emptied in the same write (a redaction empties the snapshots, which
     /// may hold the removed text; they are rebuilt as folds need them).
     pub clear: Vec<crate::core::projection::Space>,
+    /// Who hands the batch over: its receipt names them (`core::receipt`). Unset, the
+    /// store takes the principal of the appending thread (`store::principal`); with none
+    /// there either, the batch has no receipt.
+    pub principal: Option<crate::core::receipt::Principal>,
 }
 
 impl AppendBatch {
@@ -367,7 +371,7 @@ impl Writer {
                     reason: format!("the follower delivered position {position} where {due} was due"),
                 }));
             }
-            let event = replica::decode_message(position, payload)?;
+            let (event, receipt) = replica::decode_message_with_receipt(position, payload)?;
             let stream = &event.header.stream;
             let head = match heads.get(stream) {
                 Some(h) => Some(*h),
@@ -393,7 +397,7 @@ impl Writer {
                     heads.insert(stream.clone(), new);
                 }
             }
-            staged.push(Staged { position, version, event });
+            staged.push(Staged { position, version, event, receipt });
         }
         self.commit_local(staged, heads)
     }
@@ -727,6 +731,7 @@ impl Writer {
     /// Checks one job against the log and stages its events, or refuses it whole.
     fn stage_job(&mut self, batch: AppendBatch, group: &GroupState, now: u64) -> Result<JobStage> {
         let mut stage = JobStage::default();
+        let principal = batch.principal.clone();
         // Streams whose expectation failed: the batch may still be a retry of one that
         // was committed. Its events are then chained from the expected head and must all
         // exist already.
@@ -811,6 +816,17 @@ impl Writer {
                     }
                 }
             }
+            // A new event's time is bounded: not further ahead of this store's clock than
+            // the skew allowed, never past what a time can name. Past times stay (imports).
+            let latest = now.saturating_add(self.opts.max_clock_skew_ms).min(crate::core::MAX_TIME_MS);
+            if sealed.header.time > latest {
+                return Err(Error::Log(LogError::TimeAhead {
+                    index,
+                    time: sealed.header.time,
+                    now,
+                    skew_ms: self.opts.max_clock_skew_ms,
+                }));
+            }
             // Provenance must point at something: every cause is in the log, or earlier in
             // this batch or group.
             for cause in &sealed.header.causes {
@@ -823,7 +839,14 @@ impl Writer {
             stage.heads.insert(stream, Some(Head { version, id: sealed.id, position }));
             stage.ids.insert(sealed.id, (position, version));
             stage.appended.push(Appended { position, id: sealed.id, version, existed: false });
-            stage.staged.push(Staged { position, version, event: sealed });
+            stage.staged.push(Staged { position, version, event: sealed, receipt: None });
+        }
+        // The batch's receipt: who handed it over, when, and exactly what it wrote.
+        if let (Some(who), Some(first)) = (principal, stage.staged.first()) {
+            let ids: Vec<EventId> = stage.staged.iter().map(|s| s.event.id).collect();
+            let receipt = crate::core::receipt::Receipt::new(who, now, &ids).encode();
+            debug_assert_eq!(first.position + ids.len() as u64 - 1, stage.staged[ids.len() - 1].position);
+            stage.staged[0].receipt = Some(receipt);
         }
         // A failed expectation is forgiven only for a complete retry: every event of the
         // batch already stored, and each failing stream named by at least one of them.

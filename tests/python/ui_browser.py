@@ -225,6 +225,20 @@ def main():
               "the grade's session shows its actions and grade")
         open_page(page, dream_href, "table.decisions")
 
+        # --- a line a revert put back keeps its dream and evidence, the revert beside them
+        restored = [l for l in blame if (l.get("restored_by") or {}).get("how") == "revert"]
+        check(restored and all(l["dream"] and l["evidence"] for l in restored),
+              "the API's blame: the reverted edit's line has its dream and evidence back")
+        open_page(page, "#/blame/sim?path=/memories/lessons/sim/refunds.md", "table.blame")
+        row = page.locator("table.blame tbody tr", has=page.locator(".blame-restored", has_text="restored by")).first
+        check("restored by" in row.locator(".blame-restored").inner_text()
+              and "a bad edit" in row.locator(".blame-restored").inner_text(), "blame shows the revert that restored it")
+        check(row.locator("td.blame-dream a").get_attribute("href").endswith(restored[0]["dream"]),
+              "and the dream that wrote the line first")
+        check(row.locator("td.blame-evidence summary").inner_text() == f"{len(restored[0]['evidence'])} evidence",
+              "and its evidence")
+        check(" by " in row.locator("td.blame-by .principal").inner_text(), "and who wrote it (its receipt)")
+
         # --- dreams: statistics, validation, replay command; read-only for a read token
         text = page.locator("table.decisions").inner_text()
         check("positive" in text and "write" in text, "a dream's lessons with their decision and validation")

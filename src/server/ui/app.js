@@ -394,8 +394,11 @@ async function eventPage(ctx, current) {
     dl([
       ['id', h('code', {}, e.id)],
       ['stream', [a(e.stream, href('timeline', [], { stream: e.stream })), ` · version ${e.version}`]],
-      ['actor', a(e.actor, href('timeline', [], { actor: e.actor }))],
-      ['time', time(e.time) + ' UTC'],
+      ['actor', [a(e.actor, href('timeline', [], { actor: e.actor })), h('span', { class: 'muted' }, ' (asserted by the writer)')]],
+      ['time', time(e.time) + ' UTC (event time, as written)'],
+      ['received', e.received
+        ? [h('b', { class: 'principal' }, e.received.principal), ` (${e.received.role}) at ${time(e.received.at)} UTC, in a batch of ${e.received.events} event(s) from #${e.received.batch}`]
+        : h('span', { class: 'muted' }, 'no receipt (written before receipts, or by a library caller)')],
       ['parents', e.parents.length ? e.parents.map((p) => [eventLink(p), ' ']) : '—'],
       e.redacted ? ['redacted', `body removed (${e.redacted.body_len} bytes, hash ${short(e.redacted.body_hash)})`] : null,
       ...related,
@@ -672,13 +675,14 @@ async function historyPage(ctx, current) {
   const rows = data.events.slice().reverse().map((e) => {
     const dream = e.kind === 'memory' && e.causes.length ? e.causes[0] : null;
     return h('tr', {}, h('td', { class: 'num' }, String(e.position)), h('td', { class: 'time' }, time(e.time)), h('td', {}, e.actor),
+      h('td', { class: 'principal' }, e.received ? e.received.principal : '—'),
       h('td', {}, eventLink(e.id, clip(summary(e), 80))),
       h('td', {}, dream ? eventLink(dream) : ''),
       h('td', {}, a('view', href('memory', [store], { at: e.position, file: path })), ' · ',
         a('diff', href('diff', [store], { from: e.position - 1, to: e.position }))));
   });
   return h('section', {}, h('h1', {}, 'History ', h('code', {}, path || store)), h('p', {}, a(`← store ${store}`, href('memory', [store], { file: path }))),
-    table(['#', 'time (UTC)', 'actor', 'event', 'first cause', ''], rows, { class: 'history' }));
+    table(['#', 'time (UTC)', 'actor', 'written by', 'event', 'first cause', ''], rows, { class: 'history' }));
 }
 
 async function blamePage(ctx, current) {
@@ -689,11 +693,15 @@ async function blamePage(ctx, current) {
   if (!current()) return null;
   let prev = null;
   const rows = data.lines.map((l) => {
-    const same = prev && prev.id === l.id;
+    const by = l.restored_by;
+    const same = prev && prev.id === l.id && (prev.restored_by || {}).id === (by || {}).id;
     prev = l;
     const ev = (l.evidence || []);
+    const restored = by ? h('div', { class: 'blame-restored muted' }, `${by.how === 'revert' ? 'restored' : 'promoted'} by `,
+      eventLink(by.id), ` #${by.position} ${by.actor}`, by.reason ? ` (${by.reason})` : '') : '';
     return h('tr', { class: same ? 'same' : 'first' },
-      h('td', { class: 'blame-by' }, same ? '' : [eventLink(l.id), ' ', h('span', { class: 'muted' }, `#${l.position} ${l.actor}`)]),
+      h('td', { class: 'blame-by' }, same ? '' : [eventLink(l.id), ' ', h('span', { class: 'muted' }, `#${l.position} ${l.actor}`),
+        l.received ? h('span', { class: 'principal muted' }, ` by ${l.received.principal}`) : '', restored]),
       h('td', { class: 'blame-dream' }, same || !l.dream ? '' : ['dream ', dreamLink(l.dream)]),
       h('td', { class: 'blame-session' }, same || !l.session ? '' : sessionLink(l.session)),
       h('td', { class: 'blame-evidence' }, same || !ev.length ? '' : h('details', {}, h('summary', {}, `${ev.length} evidence`),
@@ -702,7 +710,7 @@ async function blamePage(ctx, current) {
   });
   return h('section', {}, h('h1', {}, 'Blame ', h('code', {}, path)),
     h('p', {}, a(`← store ${store}`, href('memory', [store], { at, file: path })), ' · as of ', at),
-    h('p', { class: 'muted' }, 'Each line: the event that wrote it, the dream behind it, the session, and the evidence (grades and actions) the dream cited. Follow any link down to the grade and its session.'),
+    h('p', { class: 'muted' }, 'Each line: the event that wrote it, the dream behind it, the session, and the evidence (grades and actions) the dream cited; a line a revert or a promote put back keeps that origin, with the act that restored it below. Follow any link down to the grade and its session.'),
     table(['event', 'dream', 'session', 'evidence', '', 'line'], rows, { class: 'blame' }));
 }
 
