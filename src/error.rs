@@ -285,7 +285,8 @@ pub enum Error {
         reason: String,
     },
     /// No event has this id (or id prefix).
-    #[error("no event with id {0}")]
+    /// (Its text says what was looked for: "no event with id …", "no stream …".)
+    #[error("{0}")]
     NotFound(String),
     /// An id prefix matches several events.
     #[error("id prefix {prefix:?} is ambiguous: it matches {}{}",

@@ -201,7 +201,16 @@ fn handle(svc: &dyn Service, opts: &McpOptions, msg: &Value) -> Option<Value> {
     let id = msg.get("id").cloned();
     let method = msg.get("method").and_then(Value::as_str);
     let params = msg.get("params").cloned().unwrap_or(Value::Null);
+    let version = msg.get("jsonrpc");
     let result: std::result::Result<Value, RpcError> = match method {
+        // JSON-RPC 2.0 only (a message of another version is not ours to guess at).
+        _ if version != Some(&json!("2.0")) => Err(rpc_err(
+            -32600,
+            format!(
+                "invalid request: \"jsonrpc\" must be \"2.0\", not {}",
+                version.map_or_else(|| "missing".to_owned(), Value::to_string)
+            ),
+        )),
         None if id.is_some() => Err(rpc_err(-32600, "a request needs a method")),
         None => return None, // a response to nothing we asked: ignore
         Some(m) if id.is_none() => {

@@ -274,7 +274,9 @@ impl MemoryStores {
             return Ok(until);
         }
         match self.store.resolve_id(at) {
-            Ok(id) => Ok(self.store.position_of(&id)?.ok_or_else(|| Error::NotFound(at.to_owned()))? + 1),
+            Ok(id) => {
+                Ok(self.store.position_of(&id)?.ok_or_else(|| Error::NotFound(format!("no event with id {at}")))? + 1)
+            }
             Err(Error::BadIdPrefix(_)) | Err(Error::NotFound(_)) => {
                 Err(Error::Memory(MemoryError::UnknownPoint(at.to_owned())))
             }

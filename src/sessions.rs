@@ -298,7 +298,7 @@ pub fn events(store: &Store, id: &str) -> Result<(String, Vec<StoredEvent>)> {
         store.session_ids()?.into_iter().filter(|s| s.starts_with(id)).map(|s| format!("{PREFIX}{s}")).collect();
     match matches.as_slice() {
         [one] => Ok((one[PREFIX.len()..].to_owned(), store.read_stream(one, 0, usize::MAX)?)),
-        [] => Err(Error::NotFound(format!("session {id}"))),
+        [] => Err(Error::NotFound(format!("no session {id:?} (sessions list shows them)"))),
         many => Err(Error::Input {
             path: "session".into(),
             line: 0,

@@ -177,7 +177,8 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
     let config = json!({"tokens": [
         {"tenant": "t", "role": "admin", "token_blake3": hash("admin-token")},
         {"tenant": "t", "role": "read", "token_blake3": hash("read-token")},
-    ], "max_batch": 50, "max_body_bytes": 65536, "checkpoint_key": dir.path().join("key")});
+    ], "max_batch": 50, "max_body_bytes": 65536, "checkpoint_key": dir.path().join("key"),
+        "backup_root": dir.path().join("backups")});
     common::ok(&common::dreamlog_on(
         &dir.path().join("nodb"),
         &["keygen", dir.path().join("key").to_str().unwrap()],
@@ -352,7 +353,7 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
     api.ok("get", "/v1/drift/s", None);
     api.ok("get", "/v1/drift/s?resamples=500&min_sessions=1", None);
     api.ok("post", "/v1/verify", None);
-    let backup = api.ok("post", "/v1/backup", Some(&json!({"dir": dir.path().join("backup").to_str().unwrap()})));
+    let backup = api.ok("post", "/v1/backup", Some(&json!({"dir": "backup"})));
     assert!(backup["verify"]["problems"].as_array().unwrap().is_empty(), "{backup}");
     let checkpoint = api.ok("post", "/v1/checkpoints", None);
     let verdict = api.ok("post", "/v1/checkpoints/verify", Some(&json!({"checkpoint": checkpoint})));

@@ -16,7 +16,10 @@ use tempfile::tempdir;
 fn a_backup_under_load_holds_every_acknowledged_group_and_restores_verified() {
     let dir = tempdir().unwrap();
     let db = dir.path().join("db");
-    let server = Server::start(&db, &[]);
+    let backups = dir.path().join("backups");
+    let cfg = dir.path().join("server.json");
+    std::fs::write(&cfg, json!({"backup_root": backups}).to_string()).unwrap();
+    let server = Server::start(&db, &["--config", cfg.to_str().unwrap()]);
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicU64::new(0));
     let writers: Vec<_> = (0..3)
@@ -43,10 +46,11 @@ fn a_backup_under_load_holds_every_acknowledged_group_and_restores_verified() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let before = acked.load(Ordering::SeqCst);
-    let backup = dir.path().join("backup");
-    let (status, report) =
-        post(&client(), &server.url("/v1/backup"), None, &json!({"dir": backup.to_str().unwrap(), "deep": true}));
+    // A folder named relative to the backup root (its missing parents are made).
+    let backup = backups.join("nightly/1");
+    let (status, report) = post(&client(), &server.url("/v1/backup"), None, &json!({"dir": "nightly/1", "deep": true}));
     assert_eq!(status, 200, "{report}");
+    assert_eq!(report["dir"], backup.canonicalize().unwrap().to_str().unwrap(), "{report}");
     let after = acked.load(Ordering::SeqCst);
     std::thread::sleep(std::time::Duration::from_millis(200));
     stop.store(true, Ordering::SeqCst);
@@ -61,6 +65,19 @@ fn a_backup_under_load_holds_every_acknowledged_group_and_restores_verified() {
     // A second backup into the same folder is refused; the first is untouched.
     let (status, refused) = post(&client(), &server.url("/v1/backup"), None, &json!({"dir": backup.to_str().unwrap()}));
     assert_eq!(status, 400, "{refused}");
+    // Only below the backup root: not elsewhere, not up and out, never into a database.
+    let tenant_folder = db.join("tenants/gamma");
+    for (dir, says) in [
+        (dir.path().join("elsewhere").to_str().unwrap().to_owned(), "below the backup root"),
+        ("../db/tenants/gamma".to_owned(), "plain names"),
+        (tenant_folder.to_str().unwrap().to_owned(), "below the backup root"),
+        (String::new(), "plain names"),
+    ] {
+        let (status, refused) = post(&client(), &server.url("/v1/backup"), None, &json!({"dir": dir}));
+        assert_eq!((status, refused["error"]["type"].as_str()), (400, Some("invalid_request")), "{dir}: {refused}");
+        assert!(refused["error"]["message"].as_str().unwrap().contains(says), "{dir}: {refused}");
+    }
+    assert!(!dir.path().join("elsewhere").exists() && !tenant_folder.exists(), "nothing was written");
     assert!(server.stop().success());
 
     // Restore into a new folder: verified deep, and a prefix of the live log, id by id.
@@ -103,4 +120,66 @@ fn an_embedded_backup_keeps_memory_and_refuses_what_is_not_a_backup() {
     let out = common::dreamlog_on(&dir.path().join("x"), &["restore", db.join("nope").to_str().unwrap()], None);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a dreamlog backup"));
     assert!(!dir.path().join("x").exists(), "nothing was written");
+}
+
+/// Issue 30.3: a tenant admin's backup can never become another tenant's database.
+#[test]
+fn backups_stay_below_their_root_and_a_tenant_never_opens_another_tenants_log() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    let hash = dreamlog::hash_token;
+    let tokens = json!([{"tenant": "acme", "role": "admin", "token_blake3": hash("acme-admin")}]);
+    // No backup root: the server takes no backups over HTTP.
+    let cfg = dir.path().join("plain.json");
+    std::fs::write(&cfg, json!({"tokens": tokens}).to_string()).unwrap();
+    let server = Server::start(&db, &["--config", cfg.to_str().unwrap()]);
+    let (status, refused) = post(&client(), &server.url("/v1/backup"), Some("acme-admin"), &json!({"dir": "x"}));
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("sets no backup_root"), "{refused}");
+    assert!(server.stop().success());
+    // A backup root inside the database folder, or holding it, stops the server at start.
+    for root in [db.join("tenants/backups"), dir.path().to_path_buf()] {
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, json!({"tokens": tokens, "backup_root": root}).to_string()).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dreamlog"))
+            .arg("--db")
+            .arg(&db)
+            .args(["serve", "--addr", "127.0.0.1:0", "--config", bad.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("backup_root"), "{out:?}");
+    }
+    // acme's backup, copied where tenant gamma is then configured: gamma's server refuses
+    // it rather than showing acme's events to gamma's tokens.
+    let cfg = dir.path().join("root.json");
+    let backups = dir.path().join("backups");
+    std::fs::write(&cfg, json!({"tokens": tokens, "backup_root": backups}).to_string()).unwrap();
+    let server = Server::start(&db, &["--config", cfg.to_str().unwrap()]);
+    let c = client();
+    let (status, _) = post(
+        &c,
+        &server.url("/v1/events"),
+        Some("acme-admin"),
+        &json!({"stream": "secret", "events": [common::server::note(1)]}),
+    );
+    assert_eq!(status, 200);
+    let (status, report) = post(&c, &server.url("/v1/backup"), Some("acme-admin"), &json!({"dir": "acme-1"}));
+    assert_eq!(status, 200, "{report}");
+    assert!(server.stop().success());
+    let copy_into = db.join("tenants/gamma");
+    let out = std::process::Command::new("cp").arg("-r").arg(backups.join("acme-1")).arg(&copy_into).status().unwrap();
+    assert!(out.success());
+    let both = json!([{"tenant": "acme", "role": "admin", "token_blake3": hash("acme-admin")},
+        {"tenant": "gamma", "role": "read", "token_blake3": hash("gamma-read")}]);
+    std::fs::write(&cfg, json!({"tokens": both, "backup_root": backups}).to_string()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dreamlog"))
+        .arg("--db")
+        .arg(&db)
+        .args(["serve", "--addr", "127.0.0.1:0", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "gamma's folder holds acme's log: the server must not serve it");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("holds tenant \"acme\"'s log, not tenant \"gamma\"'s"), "{err}");
 }

@@ -166,6 +166,34 @@ fn cases() -> Vec<Http> {
         http(format!("event: {name}"), "POST", "/v1/events", WRITE, events(e), 400, says)
     };
     v.push(bad_event("unknown kind", json!({"kind": "nope", "actor": "agent:a", "body": {}}), "nope"));
+    // What only the store can say is refused, never silently dropped.
+    let with = |k: &str, v: Value| {
+        let mut e = note(1);
+        e[k] = v;
+        e
+    };
+    v.push(bad_event("a position", with("position", json!(7)), "position: the store assigns it"));
+    v.push(bad_event("a version", with("version", json!(0)), "version: the store assigns it"));
+    v.push(bad_event("an id without its time", with("id", json!("ab".repeat(32))), "id: an id can only be checked"));
+    let mut wrong_id = with("id", json!("ab".repeat(32)));
+    wrong_id["time"] = json!(1_000);
+    wrong_id["parents"] = json!([]);
+    v.push(bad_event("a wrong id", wrong_id, "is not this event's id"));
+    let receipt = json!({"principal": "root", "role": "admin", "at": 0, "batch": 0, "events": 1});
+    v.push(bad_event("a receipt", with("received", receipt), "received: who wrote an event"));
+    v.push(bad_event("a time in 2100", with("time", json!(4_102_444_800_000u64)), "ahead of this store's clock"));
+    for path in ["/v1/events?limit=0", "/v1/timeline?limit=0", "/v1/sessions?limit=0"] {
+        v.push(http(format!("limit=0: {path}"), "GET", path, READ, Send::Nothing, 400, "limit=0 asks for nothing"));
+    }
+    v.push(http(
+        "tail past the end",
+        "GET",
+        "/v1/tail?from=999999",
+        READ,
+        Send::Nothing,
+        400,
+        "past the end of the log",
+    ));
     v.push(bad_event("no kind", json!({"actor": "agent:a", "body": {}}), "kind"));
     v.push(bad_event("no actor", json!({"kind": "note", "body": {"type": "t", "json": 1}}), "actor"));
     v.push(bad_event(
@@ -655,6 +683,7 @@ fn every_bad_command_is_refused_by_name_and_writes_nothing() {
             "no memory store \"m\"",
         ),
         ("verify: checkpoint file missing", vec!["verify", "--checkpoint", "/nonexistent/cp.json"], None, "cp.json"),
+        ("sessions show: unknown", vec!["sessions", "show", "nope"], None, "no session \"nope\""),
         ("import: a file that is not there", vec!["import", "atif", "/nonexistent/t.json"], None, "t.json"),
         ("restore: no backup there", vec!["restore", "/nonexistent/backup"], None, "backup"),
         ("unknown command", vec!["frobnicate"], None, "frobnicate"),

@@ -287,6 +287,16 @@ fn a_cluster_of_three_nodes_on_jetstream() {
     assert_eq!(s, 200, "{v}");
     let written = dreamlog_remote(&nodes[1], &["memory", "view", "notes", "/memories/a.md"]);
     assert!(common::ok(&written).contains("one"), "node 2 shows node 1's write");
+    // Its receipt was stamped by node 1 and travelled in the JetStream batch: every node
+    // says who wrote it, and when node 1 received it, alike.
+    let id = v["id"].as_str().expect("the command's id");
+    let end = count(&c, &nodes[0]);
+    for n in &nodes {
+        wait_count(&c, n, end);
+    }
+    let on: Vec<Value> = nodes.iter().map(|n| get(&c, &format!("{n}/v1/events/{id}"))["received"].clone()).collect();
+    assert_eq!(on[0]["principal"], "anonymous", "a server without tokens: {on:?}");
+    assert!(on.iter().all(|r| r == &on[0] && r["at"].is_u64()), "the same receipt on every node: {on:?}");
     let (s, v) = tool(
         &c,
         &nodes[1],

@@ -59,9 +59,14 @@ fn every_write_names_the_authenticated_principal_not_the_asserted_actor() {
     let now = dreamlog::store::now_ms();
     let at = shown["received"]["at"].as_u64().unwrap();
     assert!(at <= now && now - at < 60_000, "the server's receive time: {at} vs {now}");
-    // An `actor`-like field in the body cannot set the principal either.
-    let body = json!({"stream": "notes", "events": [{"kind": "note", "actor": "human:bob@acme",
+    // Nothing in a body can set the principal: a `received` is refused, nothing written;
+    // an `actor` naming someone else stays an assertion.
+    let forged_receipt = json!({"stream": "notes", "events": [{"kind": "note", "actor": "human:bob@acme",
         "body": {"type": "t", "json": {}}, "received": {"principal": "bob@acme", "role": "admin", "at": 0, "batch": 0, "events": 1}}]});
+    let (status, refused) = post(&c, &server.url("/v1/events"), Some("alice-token"), &forged_receipt);
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("never an input"), "{refused}");
+    let body = json!({"stream": "notes", "events": [{"kind": "note", "actor": "human:bob@acme", "body": {"type": "t", "json": {}}}]});
     let (status, appended) = post(&c, &server.url("/v1/events"), Some("alice-token"), &body);
     assert_eq!(status, 200, "{appended}");
     let note_id = appended["appended"][0]["id"].as_str().unwrap();

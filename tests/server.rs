@@ -366,14 +366,41 @@ fn the_cli_prints_the_same_embedded_and_remote() {
     let id = serde_json::from_str::<Value>(log.lines().next().unwrap()).unwrap()["id"].as_str().unwrap().to_owned();
     let show = vec!["show", &id[..10]];
     let show_json = vec!["show", &id[..10], "--json"];
+    // Who wrote differs by design (the OS user embedded, the server's principal remote),
+    // and when each store received its batch: the same output without them.
+    let unreceipted = |s: &str| -> String {
+        s.lines()
+            .filter(|l| !l.starts_with("received  "))
+            .map(|l| match serde_json::from_str::<Value>(l) {
+                Ok(Value::Object(mut o)) => {
+                    o.remove("received");
+                    Value::Object(o).to_string()
+                }
+                _ => l.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     for args in reads.iter().chain([&show, &show_json]) {
         let (a, b) = (e(args, None), r(args, None));
-        assert_eq!((a.0, &a.1), (b.0, &b.1), "{args:?}\nembedded stderr: {}\nremote stderr: {}", a.2, b.2);
+        assert_eq!(
+            (a.0, unreceipted(&a.1)),
+            (b.0, unreceipted(&b.1)),
+            "{args:?}\nembedded stderr: {}\nremote stderr: {}",
+            a.2,
+            b.2
+        );
+        if args.contains(&"--json") && args[0] == "show" {
+            assert_eq!(serde_json::from_str::<Value>(&a.1).unwrap()["received"]["role"], "local");
+            assert_eq!(serde_json::from_str::<Value>(&b.1).unwrap()["received"]["principal"], "anonymous");
+        }
     }
     // History prints the commands' stamped times and ids: the same lines without them.
     let strip = |s: &str| -> Vec<String> {
         s.lines()
             .map(|l| {
+                // …and who wrote it (`  by PRINCIPAL` at the end).
+                let l = l.rsplit_once("  by ").map_or(l, |(kept, _)| kept);
                 let fields: Vec<&str> = l.split("  ").filter(|p| !p.is_empty()).collect();
                 format!("{}|{}", fields[0], fields[3..].join("|"))
             })
@@ -445,6 +472,8 @@ fn the_cli_prints_the_same_embedded_and_remote() {
     let without_ids = |s: &str| -> Vec<String> {
         s.lines()
             .map(|l| {
+                // Who wrote a line differs by design (`by os:USER` / `by anonymous`).
+                let l = l.rsplit_once("  by ").map_or(l, |(kept, _)| kept);
                 untimed(l)
                     .split_whitespace()
                     .filter(|w| {
@@ -503,7 +532,7 @@ fn the_cli_prints_the_same_embedded_and_remote() {
     let (a, b) = (e(&["export"], None), r(&["export"], None));
     assert_eq!(a.1.lines().count(), b.1.lines().count());
     let same_lines = |x: &str, y: &str, needle: &str| {
-        let f = |t: &str| t.lines().filter(|l| l.contains(needle)).map(str::to_owned).collect::<Vec<_>>();
+        let f = |t: &str| t.lines().filter(|l| l.contains(needle)).map(|l| unreceipted(l)).collect::<Vec<_>>();
         assert_eq!(f(x), f(y), "{needle}");
     };
     same_lines(&a.1, &b.1, "\"stream\":\"notes\"");
@@ -570,7 +599,10 @@ fn the_cli_prints_the_same_embedded_and_remote() {
         assert_eq!(report["existing"], if round == 0 { 0 } else { n });
         assert_eq!(report["same_positions"], true);
     }
-    assert_eq!(cr(&["export"]).1, text, "the server's log is the source's, byte for byte");
+    // The server's log is the source's, byte for byte — the events; the receipts are its
+    // own (the import was one batch of the server's principal).
+    assert_eq!(unreceipted(&cr(&["export"]).1), unreceipted(&text), "the server's log is the source's, byte for byte");
+    assert!(cr(&["export"]).1.lines().all(|l| l.contains(r#""received":{"principal":"anonymous""#)));
     assert_eq!(cr(&["verify"]).0, 0);
     assert!(copy_server.stop().success());
     // The demo, both ways on fresh databases: the same story up to stamped ids.

@@ -18,7 +18,7 @@
 # +11..13, NATS monitoring +21..23, dreamlog nodes +31..33.
 # DREAMLOG_CLUSTER_REPLICAS (default 3) sets the streams' replicas, DREAMLOG_CLUSTER_SYNC
 # JetStream's sync_interval (default always: fsync before every acknowledgement); DREAMLOG_BIN the
-# dreamlog binary (default: target/release/dreamlog, built when missing).
+# dreamlog binary (default: $CARGO_TARGET_DIR, else target/, then release/dreamlog; built when missing).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 LAST=/tmp/dreamlog-cluster.last
@@ -35,7 +35,10 @@ need_nats() {
 }
 
 dreamlog_bin() {
-  local bin="${DREAMLOG_BIN:-$ROOT/target/release/dreamlog}"
+  # Where cargo puts it: CARGO_TARGET_DIR when set (relative to the checkout, as cargo reads it).
+  local target="${CARGO_TARGET_DIR:-$ROOT/target}"
+  case "$target" in /*) ;; *) target="$ROOT/$target" ;; esac
+  local bin="${DREAMLOG_BIN:-$target/release/dreamlog}"
   if [ ! -x "$bin" ]; then
     echo "cluster: building dreamlog (cargo build --release)" >&2
     (cd "$ROOT" && bash tools/bootstrap.sh cargo build --release --bin dreamlog >&2)

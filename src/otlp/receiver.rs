@@ -117,9 +117,30 @@ pub fn raw_event(note: &Value) -> Draft {
 }
 
 /// Appends a decoded request; returns once it is durable (the caller may then answer).
+/// A request that holds no span and no log record (valid OTLP: exporters send them) is
+/// answered without writing anything.
 pub fn record(svc: &dyn Service, note: &Value) -> Result<()> {
+    if holds_nothing(note) {
+        return Ok(());
+    }
     svc.append_batch(AppendBatch { events: vec![raw_event(note)], ..AppendBatch::default() })?;
     Ok(())
+}
+
+/// Whether a decoded request (`decode_request`'s form) holds no span and no log record.
+pub fn holds_nothing(note: &Value) -> bool {
+    let request = &note["request"];
+    // OTLP/JSON's keys are lowerCamelCase; the protobuf field names are accepted too.
+    let list = |v: &Value, camel: &str, snake: &str| -> Vec<Value> {
+        v.get(camel).or_else(|| v.get(snake)).and_then(|a| a.as_array()).cloned().unwrap_or_default()
+    };
+    let items = |outer: (&str, &str), scopes: (&str, &str), inner: (&str, &str)| {
+        list(request, outer.0, outer.1)
+            .iter()
+            .any(|r| list(r, scopes.0, scopes.1).iter().any(|s| !list(s, inner.0, inner.1).is_empty()))
+    };
+    !items(("resourceSpans", "resource_spans"), ("scopeSpans", "scope_spans"), ("spans", "spans"))
+        && !items(("resourceLogs", "resource_logs"), ("scopeLogs", "scope_logs"), ("logRecords", "log_records"))
 }
 
 /// A raw note's telemetry.

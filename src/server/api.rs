@@ -92,19 +92,23 @@ pub(super) fn auth(state: &AppState, headers: &HeaderMap, need: Role) -> ApiResu
     let token = bearer(headers);
     let cookie = super::ui::session_cookie(headers).filter(|_| token.is_none());
     let found = match cookie.as_deref() {
-        Some(c) => {
-            if need > Role::Read && headers.get(super::ui::UI_HEADER).is_none_or(|v| v.as_bytes() != b"1") {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    format!("a write on the web view's session cookie needs the {} header", super::ui::UI_HEADER),
-                ));
-            }
-            state.ui_session(c)
-        }
+        Some(c) => state.ui_session(c),
         None => state.authenticate(token),
     };
+    // The role first (a cookie whose role is too low is told so), then, on a cookie,
+    // the header only a same-origin script can set, for anything beyond reading.
+    let on_cookie_without_header =
+        cookie.is_some() && headers.get(super::ui::UI_HEADER).is_none_or(|v| v.as_bytes() != b"1");
     match found {
+        Ok((_, role)) if role >= need && need > Role::Read && on_cookie_without_header => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "a{} on the web view's session cookie needs the {} header",
+                if need == Role::Admin { "n admin request" } else { " write" },
+                super::ui::UI_HEADER
+            ),
+        )),
         Ok((tenant, role)) if role >= need => Ok(tenant),
         Ok((_, role)) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -348,9 +352,23 @@ struct RangeQuery {
 
 const MAX_PAGE: usize = 10_000;
 
+/// A page's `limit`: absent, the default; 0 asks for nothing and is refused (never
+/// answered with the default page); above `max`, `max`.
+fn page_limit(limit: Option<usize>, default: usize, max: usize) -> ApiResult<usize> {
+    match limit {
+        None => Ok(default.min(max)),
+        Some(0) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("limit=0 asks for nothing: give 1 to {max} (or leave it out for {default})"),
+        )),
+        Some(n) => Ok(n.min(max)),
+    }
+}
+
 /// One page of `GET /v1/events`, `/v1/kinds/{kind}` or `/v1/streams/{name}`.
 async fn events_page(tenant: Tenant, q: EventsQuery) -> ApiResult<Json<Value>> {
-    let limit = q.limit.unwrap_or(1000).min(MAX_PAGE);
+    let limit = page_limit(q.limit, 1000, MAX_PAGE)?;
     let by_stream = q.stream.is_some();
     let q = EventsQuery { limit: Some(limit), ..q };
     let events = blocking(tenant.principal.clone(), move || tenant.svc.events(&q)).await?;
@@ -391,7 +409,7 @@ async fn cited_by(
     Query(q): Query<RangeQuery>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let limit = q.limit.unwrap_or(1000).clamp(1, MAX_PAGE);
+    let limit = page_limit(q.limit, 1000, MAX_PAGE)?;
     let events = blocking(tenant.principal.clone(), move || tenant.svc.cited_by(&id, q.from, limit)).await?;
     let next = (events.len() >= limit).then(|| events.last().map(|e| e.position + 1)).flatten();
     let list: Vec<EventJson> = events.iter().map(|e| e.to_json()).collect();
@@ -405,6 +423,7 @@ async fn timeline(
     Query(q): Query<crate::service::TimelineQuery>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
+    page_limit(q.limit, 50, usize::MAX)?;
     let page = blocking(tenant.principal.clone(), move || tenant.svc.timeline(&q)).await?;
     let list: Vec<EventJson> = page.events.iter().map(|e| e.to_json()).collect();
     Ok(Json(json!({"events": list, "next_before": page.next_before, "scanned": page.scanned})))
@@ -488,6 +507,18 @@ async fn tail(
         })
         .transpose()?;
     let from = resume.or(q.from).unwrap_or(0);
+    // A tail starts at most at the end (it then waits for the next event); past it there
+    // is nothing it could ever be sent in order.
+    let len = tenant.store.len();
+    if from > len {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!(
+                "a tail from position {from} starts past the end of the log (it holds {len} events): start at {len} or before"
+            ),
+        ));
+    }
     let slot = state.tail_slot().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -608,6 +639,7 @@ async fn sessions(
     Query(q): Query<crate::service::SessionsQuery>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
+    page_limit(q.limit, 50, usize::MAX)?;
     if q == crate::service::SessionsQuery::default() {
         let list = blocking(tenant.principal.clone(), move || tenant.svc.sessions()).await?;
         return Ok(Json(json!({ "sessions": list })));
@@ -661,7 +693,9 @@ async fn backup(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Admin)?;
-    let req: BackupRequest = json_body(&body)?;
+    let mut req: BackupRequest = json_body(&body)?;
+    // Only below the configured backup root, never in a database folder.
+    req.dir = state.backup_dir(&req.dir).map_err(ApiError::from)?.display().to_string();
     let report = blocking(tenant.principal.clone(), move || tenant.svc.backup(&req)).await?;
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
@@ -919,6 +953,7 @@ async fn principals(
     Query(q): Query<crate::service::PrincipalsQuery>,
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Admin)?;
+    page_limit(q.limit, 100, usize::MAX)?;
     let p = blocking(tenant.principal.clone(), move || tenant.svc.principals(&q)).await?;
     Ok(Json(serde_json::to_value(p).unwrap_or_default()))
 }

@@ -86,6 +86,67 @@ pub fn server_principal(what: &str) -> Principal {
     Principal::new(format!("server:{what}"), "server")
 }
 
+/// The backup root of a config, checked against the database folder `db` (both exist
+/// by then): absolute, made when missing, and neither inside the other — so no backup
+/// can land in a database folder, a tenant's included.
+fn backup_root(db: &Path, root: &Path) -> Result<PathBuf> {
+    let refuse = |reason: String| Error::InvalidInput(format!("backup_root {}: {reason}", root.display()));
+    if !root.is_absolute() {
+        return Err(refuse("give an absolute path".into()));
+    }
+    std::fs::create_dir_all(root).map_err(|source| Error::Io { path: root.display().to_string(), source })?;
+    let canon = |p: &Path| p.canonicalize().map_err(|source| Error::Io { path: p.display().to_string(), source });
+    let (root_c, db_c) = (canon(root)?, canon(db)?);
+    if root_c.starts_with(&db_c) {
+        return Err(refuse(format!("it lies inside the database folder {}: backups go outside it", db.display())));
+    }
+    if db_c.starts_with(&root_c) {
+        return Err(refuse(format!(
+            "the database folder {} lies inside it: a backup could land on a database",
+            db.display()
+        )));
+    }
+    Ok(root_c)
+}
+
+impl AppState {
+    /// Where `POST /v1/backup` may write the folder a request names: a new folder below
+    /// the backup root, named by plain relative components (or an absolute path below the
+    /// root); its missing parents below the root are made.
+    pub fn backup_dir(&self, asked: &str) -> Result<PathBuf> {
+        let Some(root) = &self.backup_root else {
+            return Err(Error::InvalidInput(
+                "this server takes no backups over HTTP: its config sets no backup_root (a folder outside the database)"
+                    .into(),
+            ));
+        };
+        let refuse = |reason: &str| Error::InvalidInput(format!("dir {asked:?}: {reason}"));
+        let asked_path = Path::new(asked);
+        let relative = if asked_path.is_absolute() {
+            asked_path.strip_prefix(root).map_err(|_| {
+                refuse(&format!(
+                    "a backup goes below the backup root {}; give a folder name relative to it",
+                    root.display()
+                ))
+            })?
+        } else {
+            asked_path
+        };
+        let plain = relative.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !plain || relative.as_os_str().is_empty() {
+            return Err(refuse(
+                "name a new folder below the backup root with plain names (no `..`, `.` or empty parts)",
+            ));
+        }
+        let dir = root.join(relative);
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|source| Error::Io { path: parent.display().to_string(), source })?;
+        }
+        Ok(dir)
+    }
+}
+
 /// One row of the token table.
 #[derive(Clone, Debug)]
 struct TokenRow {
@@ -122,6 +183,10 @@ pub struct ServerConfig {
     pub write_stall_timeout_secs: u64,
     /// Most live tails (SSE) open at once, all tenants together; past it 503.
     pub max_subscribers: usize,
+    /// `POST /v1/backup` writes only below this folder (a request names a new folder
+    /// relative to it); unset, the server takes no backups over HTTP. It must lie outside
+    /// the database folder, and the database outside it.
+    pub backup_root: Option<PathBuf>,
     /// A new event stamped more than this many seconds ahead of the server's clock is
     /// refused (400); past times are accepted (imports keep their runs' times).
     pub max_clock_skew_secs: u64,
@@ -279,6 +344,7 @@ impl Default for ServerConfig {
             write_stall_timeout_secs: 30,
             max_subscribers: 1024,
             max_clock_skew_secs: crate::store::DEFAULT_CLOCK_SKEW_MS / 1000,
+            backup_root: None,
             dreamers: BTreeMap::new(),
             checkpoint_key: None,
             checkpoint_every_secs: 0,
@@ -362,6 +428,8 @@ fn token_table(config: &ServerConfig) -> Result<Vec<TokenRow>> {
 /// Shared server state.
 pub struct AppState {
     tenants: BTreeMap<String, Tenant>,
+    /// The configured backup root, made and resolved (`backup_root`).
+    backup_root: Option<PathBuf>,
     /// Token hashes, tenants and roles: swapped whole when the config is reloaded.
     tokens: std::sync::RwLock<Vec<TokenRow>>,
     /// The config file, read again on SIGHUP (tokens rotate without a restart).
@@ -427,6 +495,9 @@ impl AppState {
             };
             #[cfg(not(feature = "jetstream"))]
             let store = Store::open(&path, opts)?;
+            if name != DEFAULT_TENANT {
+                store.claim_tenant(name)?;
+            }
             if let Some((d, aside)) = store.torn_tail() {
                 tracing::warn!(
                     "tenant {name}: the write-ahead log {} ended inside a record at byte {} (a crash mid-write); that record was dropped, a copy is in {}",
@@ -458,7 +529,9 @@ impl AppState {
             }
             tokens = token_table(&config)?;
         }
+        let backup_root = config.backup_root.as_deref().map(|root| backup_root(db, root)).transpose()?;
         Ok(Arc::new(AppState {
+            backup_root,
             tenants,
             tokens: std::sync::RwLock::new(tokens),
             config_path: std::sync::Mutex::new(None),

@@ -198,7 +198,7 @@ impl Service for Local {
         for (index, v) in req.events.iter().enumerate() {
             let draft = EventJson::from_value(v)
                 .map_err(|e| e.to_string())
-                .and_then(|j| j.into_draft(req.stream.as_deref()).map_err(|e| e.to_string()))
+                .and_then(|j| appendable(j, req.stream.as_deref()))
                 .map_err(|reason| Error::EventJson { index, reason })?;
             batch.events.push(draft);
         }
@@ -308,6 +308,14 @@ impl Service for Local {
 
     fn verify_checkpoint(&self, req: &CheckpointCheckRequest) -> Result<CheckpointVerdict> {
         let cp = &req.checkpoint;
+        if let Some(k) = &req.key {
+            if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Error::InvalidInput(format!(
+                    "trust: {:?} is not an Ed25519 public key (64 hex digits, as `dreamlog keygen` prints)",
+                    k.chars().take(80).collect::<String>()
+                )));
+            }
+        }
         let store = self.store();
         let events = store.len();
         let mut problems = Vec::new();
@@ -665,4 +673,34 @@ impl Service for Local {
             batches: q.name.as_ref().map(|_| batches.into_iter().collect()),
         })
     }
+}
+
+/// An event of an append request as a draft. What only the store can say is refused,
+/// never silently dropped: `position`, `version` and `received` (who wrote it); an `id`
+/// is checked against the one the event's time and parents give (so it needs both).
+fn appendable(j: EventJson, stream: Option<&str>) -> std::result::Result<crate::core::Draft, String> {
+    for (field, given) in [("position", j.position.is_some()), ("version", j.version.is_some())] {
+        if given {
+            return Err(format!("{field}: the store assigns it; leave it out of an append"));
+        }
+    }
+    if j.received.is_some() {
+        return Err("received: who wrote an event is the store's receipt, never an input; leave it out".into());
+    }
+    let claimed = j.id;
+    let (time, parents) = (j.time, j.parents.clone());
+    let draft = j.into_draft(stream).map_err(|e| e.to_string())?;
+    if let Some(id) = claimed {
+        let (Some(time), Some(parents)) = (time, parents) else {
+            return Err(
+                "id: an id can only be checked against an event that gives its time and parents (the store stamps them otherwise); leave it out, or give both"
+                    .into(),
+            );
+        };
+        let sealed = draft.seal(time, parents).map_err(|e| e.to_string())?;
+        if sealed.id != id {
+            return Err(format!("id: {id} is not this event's id; its content hashes to {}", sealed.id));
+        }
+    }
+    Ok(draft)
 }

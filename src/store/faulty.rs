@@ -157,6 +157,12 @@ impl Log for FaultyLog {
     fn record(&self, position: u64) -> Result<Option<Vec<u8>>> {
         self.inner.record(position)
     }
+    fn own(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.own(key)
+    }
+    fn set_own(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.inner.set_own(key, value)
+    }
     fn receipt_at_or_before(&self, position: u64) -> Result<Option<(u64, Vec<u8>)>> {
         self.inner.receipt_at_or_before(position)
     }

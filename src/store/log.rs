@@ -78,6 +78,12 @@ pub trait Log: Send + Sync + 'static {
     /// Every receipt at `from` or after, in position order, until `f` returns false.
     fn receipts(&self, from: u64, f: &mut dyn FnMut(u64, &[u8]) -> Result<bool>) -> Result<()>;
 
+    /// A value of the store's own (`meta` key `own/KEY`: the tenant a server's database
+    /// belongs to), copied with a backup.
+    fn own(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Sets such a value (durably).
+    fn set_own(&self, key: &str, value: &[u8]) -> Result<()>;
+
     /// The raw record at a position.
     fn record(&self, position: u64) -> Result<Option<Vec<u8>>>;
     /// Calls `f` with each record from `from` up to (not including) `end`, in order, until

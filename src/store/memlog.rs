@@ -24,6 +24,7 @@ struct State {
     marker: Option<u64>,
     checkpoints: HashMap<String, u64>,
     receipts: BTreeMap<u64, Vec<u8>>,
+    own: HashMap<String, Vec<u8>>,
 }
 
 /// A log held in memory.
@@ -114,6 +115,15 @@ impl Log for MemoryLog {
 
     fn record(&self, position: u64) -> Result<Option<Vec<u8>>> {
         Ok(self.read().records.get(&position).cloned())
+    }
+
+    fn own(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.read().own.get(key).cloned())
+    }
+
+    fn set_own(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.write_state().own.insert(key.to_owned(), value.to_vec());
+        Ok(())
     }
 
     fn receipt_at_or_before(&self, position: u64) -> Result<Option<(u64, Vec<u8>)>> {

@@ -516,6 +516,22 @@ impl Store {
         Ok(appended)
     }
 
+    /// Marks the database as tenant `name`'s (a server's tenants under `DB/tenants/NAME`),
+    /// or checks the mark it has: a database marked for another tenant is refused, naming
+    /// both (a backup of one tenant copied where another is configured is never served
+    /// to the other's tokens). The mark travels with backups.
+    pub fn claim_tenant(&self, name: &str) -> Result<()> {
+        match self.inner.log.own("tenant")? {
+            None => self.inner.log.set_own("tenant", name.as_bytes()),
+            Some(mark) if mark == name.as_bytes() => Ok(()),
+            Some(mark) => Err(Error::InvalidInput(format!(
+                "{} holds tenant {:?}'s log, not tenant {name:?}'s: it is not served as {name:?} (move it back, or move its events with export | import into a new folder)",
+                self.inner.log.describe(),
+                String::from_utf8_lossy(&mark)
+            ))),
+        }
+    }
+
     /// Who wrote the event at `position`: the receipt of its batch, if it has one.
     pub fn received(&self, position: u64) -> Result<Option<crate::core::receipt::Received>> {
         if position >= self.len() {
@@ -656,7 +672,7 @@ impl Store {
 
     /// The event with this id.
     pub fn get(&self, id: &EventId) -> Result<StoredEvent> {
-        let pos = self.position_of(id)?.ok_or_else(|| Error::NotFound(id.to_hex()))?;
+        let pos = self.position_of(id)?.ok_or_else(|| Error::NotFound(format!("no event with id {}", id.to_hex())))?;
         self.get_at(pos)
     }
 
@@ -700,7 +716,7 @@ impl Store {
             true
         })?;
         match found.len() {
-            0 => Err(Error::NotFound(hex_prefix.to_owned())),
+            0 => Err(Error::NotFound(format!("no event with id {hex_prefix}"))),
             1 => Ok(found[0]),
             _ => Err(Error::AmbiguousPrefix { prefix: hex_prefix.to_owned(), candidates: found, more }),
         }

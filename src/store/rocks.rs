@@ -393,6 +393,17 @@ impl Log for RocksLog {
         Ok(self.db.get_pinned_cf(self.cf(CF_LOG), layout::pos_key(position))?.map(|v| v.to_vec()))
     }
 
+    fn own(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_pinned_cf(self.cf(CF_META), [b"own/".as_slice(), key.as_bytes()].concat())?.map(|v| v.to_vec()))
+    }
+
+    fn set_own(&self, key: &str, value: &[u8]) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.put_cf_opt(self.cf(CF_META), [b"own/".as_slice(), key.as_bytes()].concat(), value, &wo)?;
+        Ok(())
+    }
+
     fn receipt_at_or_before(&self, position: u64) -> Result<Option<(u64, Vec<u8>)>> {
         let mut it = self.db.raw_iterator_cf(self.cf(CF_META));
         it.seek_for_prev(layout::receipt_key(position));

@@ -12,21 +12,34 @@ use super::{Store, StoredEvent};
 use crate::error::LogError;
 use crate::error::Result;
 
-/// How many events a subscription reads from the log at a time.
+/// How many events a subscription reads from the log at a time, at most.
 const CHUNK: usize = 128;
+
+/// Most bytes a subscription holds read ahead of what it has handed out (its events as
+/// stored: headers and bodies): a subscriber that reads slowly, or not at all, holds at
+/// most this much and one event, however large the events. A server's tails together hold
+/// at most `max_subscribers` times this.
+pub const BUFFER_BYTES: u64 = 256 << 10;
 
 /// A live cursor over the global log.
 pub struct Subscription {
     store: Store,
     next: u64,
     buffer: VecDeque<StoredEvent>,
+    /// Events to read next time (fewer after a chunk went past [`BUFFER_BYTES`]).
+    chunk: usize,
     watch: tokio::sync::watch::Receiver<u64>,
+}
+
+/// What an event weighs in a subscription's buffer.
+fn weight(e: &StoredEvent) -> u64 {
+    e.event.header.body_len + e.event.header.stream.len() as u64 + 256
 }
 
 impl Subscription {
     pub(crate) fn new(store: Store, from: u64) -> Subscription {
         let watch = store.committed().watch.subscribe();
-        Subscription { store, next: from, buffer: VecDeque::new(), watch }
+        Subscription { store, next: from, buffer: VecDeque::new(), chunk: CHUNK, watch }
     }
 
     /// The position of the next event this subscription yields.
@@ -36,11 +49,27 @@ impl Subscription {
 
     /// The next chunk to read below `committed`: (from, how many), if any.
     fn wanted(&self, committed: u64) -> Option<(u64, usize)> {
-        (self.next < committed).then(|| (self.next, ((committed - self.next) as usize).min(CHUNK)))
+        (self.next < committed).then(|| (self.next, ((committed - self.next) as usize).min(self.chunk)))
     }
 
-    /// Takes a chunk read; whether it held anything.
-    fn take(&mut self, events: Vec<StoredEvent>) -> bool {
+    /// Takes a chunk read, as much of it as fits the byte budget (at least one event; the
+    /// rest is read again when wanted); whether it held anything.
+    fn take(&mut self, mut events: Vec<StoredEvent>) -> bool {
+        let mut bytes: u64 = self.buffer.iter().map(weight).sum();
+        let fits = events
+            .iter()
+            .position(|e| {
+                bytes += weight(e);
+                bytes > BUFFER_BYTES
+            })
+            .unwrap_or(events.len());
+        let keep = if self.buffer.is_empty() { fits.max(1) } else { fits };
+        if keep < events.len() {
+            events.truncate(keep);
+            self.chunk = keep.max(1);
+        } else {
+            self.chunk = (self.chunk * 2).min(CHUNK);
+        }
         if let Some(last) = events.last() {
             self.next = last.position + 1;
         }

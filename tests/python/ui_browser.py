@@ -223,8 +223,6 @@ def main():
         wait_shown(page, ".transcript")
         check(page.locator(".transcript .call").count() >= 1 and page.locator(".grade").count() >= 1,
               "the grade's session shows its actions and grade")
-        open_page(page, dream_href, "table.decisions")
-
         # --- a line a revert put back keeps its dream and evidence, the revert beside them
         restored = [l for l in blame if (l.get("restored_by") or {}).get("how") == "revert"]
         check(restored and all(l["dream"] and l["evidence"] for l in restored),
@@ -238,6 +236,8 @@ def main():
         check(row.locator("td.blame-evidence summary").inner_text() == f"{len(restored[0]['evidence'])} evidence",
               "and its evidence")
         check(" by " in row.locator("td.blame-by .principal").inner_text(), "and who wrote it (its receipt)")
+
+        open_page(page, dream_href, "table.decisions")
 
         # --- dreams: statistics, validation, replay command; read-only for a read token
         text = page.locator("table.decisions").inner_text()

@@ -1,0 +1,176 @@
+//! Refusals an adversarial run found missing (issue 30.7), each against the real server
+//! or binary: an empty OTLP export writes nothing, MCP speaks JSON-RPC 2.0 only, a
+//! cookie's 403 names the role it lacks, a malformed trusted key is bad input (exit 2).
+
+mod common;
+
+use common::server::{client, get, Server};
+use serde_json::{json, Value};
+use tempfile::tempdir;
+
+fn events(c: &reqwest::blocking::Client, server: &Server, token: Option<&str>) -> u64 {
+    get(c, &server.url("/v1/info"), token).1["events"].as_u64().unwrap()
+}
+
+#[test]
+fn an_empty_otlp_export_is_answered_and_writes_nothing() {
+    let dir = tempdir().unwrap();
+    let server = Server::start(&dir.path().join("db"), &[]);
+    let c = client();
+    // An empty protobuf message is a valid ExportTraceServiceRequest with no spans; the
+    // same in JSON, with empty lists.
+    for (path, content_type, body) in [
+        ("/v1/traces", "application/x-protobuf", Vec::new()),
+        ("/v1/logs", "application/x-protobuf", Vec::new()),
+        ("/v1/traces", "application/json", br#"{"resourceSpans": [{"scopeSpans": [{"spans": []}]}]}"#.to_vec()),
+        ("/v1/logs", "application/json", br#"{"resourceLogs": []}"#.to_vec()),
+    ] {
+        let r = c.post(server.url(path)).header("content-type", content_type).body(body).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path} {content_type}");
+        assert_eq!(events(&c, &server, None), 0, "{path} {content_type}: nothing to record, nothing written");
+    }
+    // One span is recorded, as before.
+    let span = json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "0af7651916cd43dd8448eb211c80319c",
+        "spanId": "b7ad6b7169203331", "name": "chat", "startTimeUnixNano": "1000000000", "endTimeUnixNano": "2000000000"}]}]}]});
+    let r = c.post(server.url("/v1/traces")).json(&span).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(events(&c, &server, None) >= 1, "a request with a span is recorded");
+}
+
+#[test]
+fn mcp_answers_only_json_rpc_2_0() {
+    let dir = tempdir().unwrap();
+    let server = Server::start(&dir.path().join("db"), &[]);
+    let c = client();
+    let url = server.url("/v1/mcp?store=m");
+    let call = |msg: Value| -> Value { c.post(&url).json(&msg).send().unwrap().json().unwrap() };
+    let create =
+        json!({"name": "memory", "arguments": {"command": "create", "path": "/memories/a.md", "file_text": "x"}});
+    for (msg, says) in [
+        (json!({"id": 1, "method": "tools/call", "params": create}), "not missing"),
+        (json!({"jsonrpc": "1.0", "id": 2, "method": "tools/call", "params": create}), "not \"1.0\""),
+        (json!({"jsonrpc": 2, "id": 3, "method": "tools/list"}), "not 2"),
+    ] {
+        let answer = call(msg.clone());
+        assert_eq!(answer["error"]["code"], -32600, "{msg}: {answer}");
+        assert_eq!(answer["id"], msg["id"], "{answer}");
+        let text = answer["error"]["message"].as_str().unwrap();
+        assert!(text.contains("\"jsonrpc\" must be \"2.0\"") && text.contains(says), "{text}");
+    }
+    assert_eq!(events(&c, &server, None), 0, "no tool ran");
+    let ok = call(json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}));
+    assert!(ok["result"]["tools"].is_array(), "{ok}");
+}
+
+#[test]
+fn a_cookie_without_the_role_is_told_the_role_and_a_bad_trusted_key_is_bad_input() {
+    let dir = tempdir().unwrap();
+    let hash = dreamlog::hash_token;
+    let cfg = dir.path().join("server.json");
+    std::fs::write(
+        &cfg,
+        json!({"tokens": [{"tenant": "t", "role": "write", "token_blake3": hash("w")},
+                          {"tenant": "t", "role": "admin", "token_blake3": hash("a")}]})
+        .to_string(),
+    )
+    .unwrap();
+    let server = Server::start(&dir.path().join("db"), &["--config", cfg.to_str().unwrap()]);
+    let c = client();
+    let cookie = |token: &str| -> String {
+        let r = c.post(server.url("/ui/session")).json(&json!({ "token": token })).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned()
+    };
+    let export = |pair: &str, ui: bool| -> (u16, Value) {
+        let mut rb = c.get(server.url("/v1/export")).header("cookie", pair);
+        if ui {
+            rb = rb.header("x-dreamlog-ui", "1");
+        }
+        let r = rb.send().unwrap();
+        (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+    };
+    // A write token's cookie lacks the admin role: that is the reason, header or not.
+    let write = cookie("w");
+    for ui in [false, true] {
+        let (status, body) = export(&write, ui);
+        assert_eq!(status, 403, "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("role is write; the operation needs admin"),
+            "{body}"
+        );
+    }
+    // An admin's cookie is asked for the header only a same-origin script sets.
+    let admin = cookie("a");
+    let (status, body) = export(&admin, false);
+    assert_eq!(status, 403);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("an admin request on the web view's session cookie needs the x-dreamlog-ui header"),
+        "{body}"
+    );
+    assert_eq!(export(&admin, true).0, 200);
+    assert!(server.stop().success());
+
+    // `verify --trust` with something that is not a key: bad input, exit 2.
+    let db = dir.path().join("embedded");
+    common::ok(&common::dreamlog_on(&db, &["init"], None));
+    let key = dir.path().join("key");
+    common::ok(&common::dreamlog_on(&db, &["keygen", key.to_str().unwrap()], None));
+    let cp = dir.path().join("cp.json");
+    common::ok(&common::dreamlog_on(
+        &db,
+        &["checkpoint", "--key", key.to_str().unwrap(), "--out", cp.to_str().unwrap()],
+        None,
+    ));
+    let out = common::dreamlog_on(&db, &["verify", "--checkpoint", cp.to_str().unwrap(), "--trust", "zz"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an Ed25519 public key"));
+}
+
+/// The server's resident memory, KiB (Linux).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Issue 30.5: tails whose clients never read hold a bounded number of bytes each (the
+/// subscription reads ahead at most `BUFFER_BYTES`, then one event), not whole chunks of
+/// large events: 80 of them over 64 KiB events would have held 128 events (8 MiB) each.
+#[test]
+fn tails_nobody_reads_hold_bounded_memory() {
+    let dir = tempdir().unwrap();
+    let server = Server::start(&dir.path().join("db"), &[]);
+    let c = client();
+    let big = "x".repeat(64 << 10);
+    for batch in 0..20 {
+        let events: Vec<Value> = (0..50)
+            .map(|i| json!({"kind": "note", "actor": "agent:a", "body": {"type": "big", "json": {"i": batch * 50 + i, "text": big}}}))
+            .collect();
+        let r = c.post(server.url("/v1/events")).json(&json!({"stream": "big", "events": events})).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let before = rss_kib(server.pid());
+    // Tails that are opened and never read.
+    let tails: Vec<reqwest::blocking::Response> = (0..80)
+        .map(|_| {
+            let r = client().get(server.url("/v1/tail?from=0")).send().unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+            r
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let after = rss_kib(server.pid());
+    let per_tail = after.saturating_sub(before) / tails.len() as u64;
+    // 256 KiB read ahead, one event, and hyper's own write buffer: well under 2 MiB a tail
+    // (unbounded, each held 128 events of 64 KiB: 8 MiB).
+    assert!(per_tail < 2048, "{per_tail} KiB held per unread tail ({before} KiB before, {after} KiB after)");
+    // And a reader still gets every event, in order.
+    drop(tails);
+    let r = client().get(server.url("/v1/tail?from=990")).send().unwrap();
+    let got = common::server::read_sse(r, 10);
+    assert_eq!(got.iter().map(|(p, _)| *p).collect::<Vec<_>>(), (990..1000).collect::<Vec<u64>>());
+}
