@@ -71,6 +71,9 @@ pub fn verify_report(r: &VerifyReport) -> String {
     if r.redacted > 0 {
         s.push_str(&format!(", {} redacted", r.redacted));
     }
+    if r.receipts > 0 {
+        s.push_str(&format!(", {} receipts", r.receipts));
+    }
     if r.is_clean() {
         s.push_str(": all ids, body hashes, chains and indexes verify");
     } else {
