@@ -172,7 +172,7 @@ fn a_missing_current_is_an_error_naming_what_is_there_and_nothing_is_created_or_
     }
     // recover restores CURRENT; the log is as it was.
     let out = ok(&dreamlog(&db, &["recover"]));
-    assert!(out.contains("CURRENT was missing: it now names MANIFEST-"), "{out}");
+    assert!(out.contains("CURRENT was missing or named no MANIFEST: it now names MANIFEST-"), "{out}");
     assert_eq!(ok(&dreamlog(&db, &["export"])), before);
     assert_eq!(tables(&db), count);
 
@@ -313,4 +313,56 @@ fn a_wal_truncated_at_a_record_boundary_is_caught_by_the_acknowledged_count() {
     assert_eq!(r["events"], 200);
     assert_eq!(r["unidentified"].as_array().unwrap().len(), 2000, "every missing position is reported");
     assert!(ok(&dreamlog(&db, &["verify"])).contains("200 events"), "the log as it is opens after recover");
+}
+
+/// Issue 30.4: a damaged `ACKED` is said loudly at open and in `verify`, never taken for
+/// a count (one of u64::MAX drove `recover` to allocate every position up to it); an empty
+/// or garbage `CURRENT` beside a valid MANIFEST is restored by `recover`.
+#[test]
+fn a_damaged_acked_or_current_is_named_and_recover_stays_bounded() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    database(&db, 500, 100);
+    let before = ok(&dreamlog(&db, &["export"]));
+    // u64::MAX, garbage, negative: damaged, said at open and by verify (exit 1).
+    for bad in ["dreamlog-acked v1 18446744073709551615 0\n", "dreamlog-acked v1 -5 0\n", "\u{0}\u{7f}zz", ""] {
+        std::fs::write(db.join("ACKED"), bad).unwrap();
+        let out = dreamlog(&db, &["verify"]);
+        assert_eq!(out.status.code(), Some(1), "{bad:?}");
+        let (err, said) = (String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+        assert!(err.contains("WARNING:") && err.contains("ACKED is damaged"), "{bad:?}: {err}");
+        assert!(said.contains("ACKED is damaged") && said.contains("cannot be checked"), "{bad:?}: {said}");
+    }
+    // recover finishes (nothing held per position), says why, and writes a good count.
+    std::fs::write(db.join("ACKED"), "dreamlog-acked v1 18446744073709551615 0\n").unwrap();
+    let report = dir.path().join("report.json");
+    let out = ok(&dreamlog(&db, &["recover", "--report", report.to_str().unwrap()]));
+    assert!(out.contains("ACKED is damaged") && out.contains("more than any log can hold"), "{out}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!((r["unidentified_count"].as_u64(), r["events"].as_u64()), (Some(0), Some(600)), "{r}");
+    assert!(r["acked_damaged"].as_str().unwrap().contains("18446744073709551615"), "{r}");
+    assert!(ok(&dreamlog(&db, &["verify"])).contains("all ids, body hashes, chains and indexes verify"));
+    assert_eq!(ok(&dreamlog(&db, &["export"])), before, "nothing was lost or changed");
+
+    // ACKED removed from a database that keeps one: said too.
+    std::fs::remove_file(db.join("ACKED")).unwrap();
+    let out = dreamlog(&db, &["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ACKED was removed from a database that keeps one"));
+    // …but a database never written under --sync fsync has none, and that is no problem.
+    let plain = dir.path().join("plain");
+    ok(&dreamlog(&plain, &["append", "--stream", "s"]));
+    assert!(!plain.join("ACKED").exists());
+    assert!(ok(&dreamlog(&plain, &["verify"])).contains("verify"));
+
+    // CURRENT empty, or naming no MANIFEST: recover writes it again (the old one kept aside).
+    for garbage in ["", "MANIFEST-999999\n", "../../etc/passwd\n"] {
+        std::fs::write(db.join("CURRENT"), garbage).unwrap();
+        assert!(!dreamlog(&db, &["export"]).status.success(), "{garbage:?}: the open refuses");
+        let out = ok(&dreamlog(&db, &["recover"]));
+        assert!(out.contains("CURRENT was missing or named no MANIFEST: it now names MANIFEST-"), "{garbage:?}: {out}");
+        assert_eq!(ok(&dreamlog(&db, &["export"])), before, "{garbage:?}");
+    }
+    let kept: Vec<_> = std::fs::read_dir(db.join("damaged")).unwrap().flatten().collect();
+    assert!(kept.iter().any(|d| d.path().join("CURRENT").is_file()), "the damaged CURRENT is kept aside");
 }

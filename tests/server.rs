@@ -532,7 +532,7 @@ fn the_cli_prints_the_same_embedded_and_remote() {
     let (a, b) = (e(&["export"], None), r(&["export"], None));
     assert_eq!(a.1.lines().count(), b.1.lines().count());
     let same_lines = |x: &str, y: &str, needle: &str| {
-        let f = |t: &str| t.lines().filter(|l| l.contains(needle)).map(|l| unreceipted(l)).collect::<Vec<_>>();
+        let f = |t: &str| t.lines().filter(|l| l.contains(needle)).map(&unreceipted).collect::<Vec<_>>();
         assert_eq!(f(x), f(y), "{needle}");
     };
     same_lines(&a.1, &b.1, "\"stream\":\"notes\"");

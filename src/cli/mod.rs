@@ -366,6 +366,9 @@ fn open(cli: &Cli, create: bool) -> Result<Store> {
             aside.display()
         );
     }
+    if let Some(why) = store.acked_problem() {
+        eprintln!("WARNING: {why}");
+    }
     let opened = store.open_report();
     if opened.torn_records > 0 {
         eprintln!(

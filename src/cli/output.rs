@@ -129,7 +129,12 @@ pub fn memory_diff(d: &crate::core::memory::MemoryDiff, stat: bool) -> String {
 pub fn recovery_report(r: &crate::store::RecoveryReport) -> String {
     let mut out = Vec::new();
     if let Some(m) = &r.restored_current {
-        out.push(format!("CURRENT was missing: it now names {m} (the newest MANIFEST)"));
+        out.push(format!("CURRENT was missing or named no MANIFEST: it now names {m} (the newest MANIFEST)"));
+    }
+    if let Some(why) = &r.acked_damaged {
+        out.push(format!(
+            "ACKED is damaged ({why}): the count of acknowledged events could not be checked; it now records the log as recovered"
+        ));
     }
     match &r.damage {
         None => out.push("the write-ahead log is intact: nothing dropped".to_owned()),
@@ -156,6 +161,14 @@ pub fn recovery_report(r: &crate::store::RecoveryReport) -> String {
                 }
             }
         }
+    }
+    if r.unidentified_count > 0 {
+        out.push(format!(
+            "{} acknowledged position(s) lost whose records could not be read (from {}{}); listed in the report",
+            r.unidentified_count,
+            r.unidentified.first().map(u64::to_string).unwrap_or_default(),
+            if r.unidentified_count > r.unidentified.len() as u64 { ", the first 100,000 listed" } else { "" }
+        ));
     }
     out.push(format!(
         "{} events now; verify {}",

@@ -498,6 +498,9 @@ impl AppState {
             if name != DEFAULT_TENANT {
                 store.claim_tenant(name)?;
             }
+            if let Some(why) = store.acked_problem() {
+                tracing::warn!("tenant {name}: {why}");
+            }
             if let Some((d, aside)) = store.torn_tail() {
                 tracing::warn!(
                     "tenant {name}: the write-ahead log {} ended inside a record at byte {} (a crash mid-write); that record was dropped, a copy is in {}",

@@ -455,6 +455,15 @@ impl Store {
         None
     }
 
+    /// Why the check for a cut or removed write-ahead log cannot be made now (`ACKED`
+    /// damaged, or removed from a database that keeps one).
+    pub fn acked_problem(&self) -> Option<String> {
+        #[cfg(feature = "rocks")]
+        return self.inner.log.as_any().downcast_ref::<RocksLog>().and_then(|r| r.acked_problem());
+        #[cfg(not(feature = "rocks"))]
+        None
+    }
+
     /// The database directory (RocksDB).
     pub fn path(&self) -> Option<&Path> {
         #[cfg(feature = "rocks")]

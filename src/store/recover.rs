@@ -25,8 +25,16 @@ pub struct RecoveryReport {
     /// Events that were acknowledged but are not in the recovered log, by position and id
     /// (those of the damaged record itself as it seems to read, then those after it).
     pub lost: Vec<WalEvent>,
-    /// Positions lost whose records could not be read at all (no id to name).
+    /// Positions lost whose records could not be read at all (no id to name): the first
+    /// [`UNIDENTIFIED_LISTED`] of them.
     pub unidentified: Vec<u64>,
+    /// How many positions were lost unidentified in all.
+    #[serde(default)]
+    pub unidentified_count: u64,
+    /// `ACKED` did not read as a count (or named an impossible one): why. The count of
+    /// acknowledged events could then not be checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_damaged: Option<String>,
     /// Where this report was written before anything was dropped.
     pub report_file: Option<PathBuf>,
     /// Events in the log after recovery.
@@ -34,6 +42,9 @@ pub struct RecoveryReport {
     /// Whether the recovered log verifies clean.
     pub verified_clean: bool,
 }
+
+/// Most unidentified lost positions a report lists (the count says how many in all).
+pub const UNIDENTIFIED_LISTED: u64 = 100_000;
 
 /// The newest `MANIFEST-N` of a database folder.
 fn newest_manifest(dir: &Path) -> Result<Option<String>> {
@@ -64,7 +75,22 @@ pub fn recover(db: &Path, opts: Options, report: Option<&Path>) -> Result<Recove
         return Err(Error::Log(LogError::Open { path: db.display().to_string(), reason: "no such folder".into() }));
     }
     let mut out = RecoveryReport { db: db.to_path_buf(), ..RecoveryReport::default() };
-    if !db.join("CURRENT").exists() {
+    let stamp = super::writer::now_ms();
+    // CURRENT names the live MANIFEST: missing, empty or naming no MANIFEST here, it is
+    // written again naming the newest one (a damaged one is kept aside first).
+    let current = std::fs::read(db.join("CURRENT")).ok();
+    let names_a_manifest = current.as_deref().is_some_and(|c| {
+        let name = String::from_utf8_lossy(c).trim().to_owned();
+        name.starts_with("MANIFEST-") && !name.contains('/') && db.join(&name).is_file()
+    });
+    if !names_a_manifest {
+        if let Some(bytes) = &current {
+            let aside = db.join("damaged").join(stamp.to_string());
+            std::fs::create_dir_all(&aside)
+                .map_err(|source| Error::Io { path: aside.display().to_string(), source })?;
+            write_synced(&aside.join("CURRENT"), bytes)?;
+            out.kept_aside.push(aside.join("CURRENT"));
+        }
         let manifest = newest_manifest(db)?.ok_or_else(|| {
             Error::Log(LogError::Open {
                 path: db.display().to_string(),
@@ -80,7 +106,6 @@ pub fn recover(db: &Path, opts: Options, report: Option<&Path>) -> Result<Recove
         out.restored_current = Some(manifest);
     }
     let scan = wal::scan(db)?;
-    let stamp = super::writer::now_ms();
     if let Some(d) = &scan.damage {
         let aside = db.join("damaged").join(stamp.to_string());
         out.kept_aside = wal::keep_aside(&scan, &aside)?;
@@ -97,7 +122,14 @@ pub fn recover(db: &Path, opts: Options, report: Option<&Path>) -> Result<Recove
         write_synced(&file, &json)?;
         out.report_file = Some(file);
     }
-    let acked = wal::read_acked(db).map(|(n, _)| n);
+    let acked = match wal::acked(db) {
+        wal::Acked::Count { count, .. } => Some(count),
+        wal::Acked::Missing => None,
+        wal::Acked::Damaged(why) => {
+            out.acked_damaged = Some(why);
+            None
+        }
+    };
     let store = Store::open(db, Options { create_if_missing: false, drop_damaged_wal_tail: true, ..opts })?;
     // What the WAL said was acknowledged and the recovered log does not hold.
     out.lost.retain(|e| store.get_at(e.position).map(|s| s.id() != e.id).unwrap_or(true));
@@ -106,10 +138,13 @@ pub fn recover(db: &Path, opts: Options, report: Option<&Path>) -> Result<Recove
     // Positions acknowledged (by the WAL's records, or by the recorded count) but gone.
     let end = out.lost.last().map(|l| l.position + 1).max(acked).unwrap_or(0);
     let named: std::collections::HashSet<u64> = out.lost.iter().map(|e| e.position).collect();
-    out.unidentified = (store.len()..end).filter(|p| !named.contains(p)).collect();
+    // Listed up to a bound (a count in a damaged file may be huge), counted in all.
+    let missing = end.saturating_sub(store.len());
+    out.unidentified_count = missing.saturating_sub(named.iter().filter(|p| **p >= store.len()).count() as u64);
+    out.unidentified = (store.len()..end).filter(|p| !named.contains(p)).take(UNIDENTIFIED_LISTED as usize).collect();
     // The log as it is now is what later opens compare with.
     wal::write_acked(db, store.len()).map_err(|source| Error::Io { path: db.display().to_string(), source })?;
-    if out.report_file.is_none() && !out.unidentified.is_empty() {
+    if out.report_file.is_none() && (!out.unidentified.is_empty() || out.acked_damaged.is_some()) {
         let dir = db.join("damaged").join(stamp.to_string());
         std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
         out.report_file = Some(report.map(Path::to_path_buf).unwrap_or_else(|| dir.join("recover-report.json")));

@@ -66,7 +66,12 @@ pub struct RocksLog {
     path: PathBuf,
     /// A torn final WAL record dropped at open, and where the WAL's copy was kept.
     torn_tail: Option<(wal::WalDamage, PathBuf)>,
+    /// Whether the database is marked as keeping `ACKED` (so its absence is a loss).
+    keeps_acked: bool,
 }
+
+/// Meta key (`own/…`) marking a database that keeps an `ACKED` file.
+const KEEPS_ACKED: &str = "keeps-acked";
 
 fn cf_options(name: &str, cache: &Cache, opts: &Options) -> RocksOptions {
     let mut o = RocksOptions::default();
@@ -192,7 +197,8 @@ impl RocksLog {
             }
             None => db.put_cf(meta, layout::META_FORMAT_KEY, layout::META_FORMAT_VALUE)?,
         }
-        let log = RocksLog { db, path: path.clone(), torn_tail };
+        let mut log = RocksLog { db, path: path.clone(), torn_tail, keeps_acked: false };
+        log.keeps_acked = log.own(KEEPS_ACKED)?.is_some();
         let count = log.stored_end()?;
         if let Some(guard) = guard {
             let removed = guard.removed(&path);
@@ -220,7 +226,7 @@ impl RocksLog {
         }
         // Under fsync, every acknowledged event is durable: fewer events than were recorded
         // as acknowledged means some were lost below us (a WAL truncated or removed).
-        if let Some((acked, at)) = wal::read_acked(&log.path) {
+        if let wal::Acked::Count { count: acked, at } = wal::acked(&log.path) {
             if acked > count && !opts.drop_damaged_wal_tail {
                 drop(log);
                 return Err(open_err(format!(
@@ -229,7 +235,31 @@ impl RocksLog {
                 )));
             }
         }
+        // A database written under fsync keeps ACKED from its first open on: written here
+        // (the log as opened) before the mark, so a marked database without one lost it.
+        if opts.sync == super::SyncMode::Fsync && !log.keeps_acked {
+            wal::write_acked(&log.path, count)
+                .map_err(|source| Error::Io { path: log.path.join(wal::ACKED_FILE).display().to_string(), source })?;
+            log.set_own(KEEPS_ACKED, b"1")?;
+            log.keeps_acked = true;
+        }
         Ok(log)
+    }
+
+    /// Why the check for a cut or removed write-ahead log cannot be made now: `ACKED`
+    /// damaged, or removed from a database that keeps one.
+    pub fn acked_problem(&self) -> Option<String> {
+        let file = self.path.join(wal::ACKED_FILE);
+        let why = match wal::acked(&self.path) {
+            wal::Acked::Damaged(why) => format!("{} is damaged ({why})", file.display()),
+            wal::Acked::Missing if self.keeps_acked => {
+                format!("{} was removed from a database that keeps one", file.display())
+            }
+            _ => return None,
+        };
+        Some(format!(
+            "{why}: whether acknowledged events were lost to a cut or removed write-ahead log cannot be checked (a close under --sync fsync, or `dreamlog recover`, writes it again)"
+        ))
     }
 
     /// The first run of missing positions below `count` (a full key scan of the log: only

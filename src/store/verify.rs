@@ -349,6 +349,10 @@ impl Store {
         report.bytes = bytes;
         report.redacted = redacted_count;
         report.receipts = receipts.finish(&mut report.problems);
+        // Damage to what guards against a cut WAL is damage: said here as at open.
+        if let Some(why) = self.acked_problem() {
+            report.problems.push(VerifyProblem { position: None, id: None, problem: why });
+        }
         report.streams = chains.len() as u64;
 
         // The id index: exactly one entry per event (each event's entry was checked

@@ -376,14 +376,55 @@ pub fn keep_aside(scan: &WalScan, aside: &Path) -> Result<Vec<PathBuf>> {
 /// boundary leaves no trace in its framing, but it cannot hide from this count).
 pub const ACKED_FILE: &str = "ACKED";
 
-/// The acknowledged count recorded in `dir`, and when, if any.
-pub fn read_acked(dir: &Path) -> Option<(u64, u64)> {
-    let text = std::fs::read_to_string(dir.join(ACKED_FILE)).ok()?;
+/// More events than any log can have been acknowledged (2^48): a count past it is damage.
+pub const MAX_ACKED: u64 = 1 << 48;
+
+/// What `ACKED` says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Acked {
+    /// No file (a database never written under `--sync fsync`, or the file was removed).
+    Missing,
+    /// The count and when it was recorded (ms).
+    Count {
+        /// Events acknowledged.
+        count: u64,
+        /// When (ms since the epoch).
+        at: u64,
+    },
+    /// A file that does not read as a count, or names an impossible one: why.
+    Damaged(String),
+}
+
+/// What the `ACKED` file of `dir` says.
+pub fn acked(dir: &Path) -> Acked {
+    let text = match std::fs::read(dir.join(ACKED_FILE)) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Acked::Missing,
+        Err(e) => return Acked::Damaged(format!("unreadable: {e}")),
+    };
+    let shown = String::from_utf8_lossy(&text).chars().take(80).collect::<String>();
+    let damaged = |why: &str| Acked::Damaged(format!("{why}: {shown:?}"));
+    let Ok(text) = std::str::from_utf8(&text) else { return damaged("not text") };
     let mut words = text.split_whitespace();
     if (words.next(), words.next()) != (Some("dreamlog-acked"), Some("v1")) {
-        return None;
+        return damaged("not `dreamlog-acked v1 COUNT MS`");
     }
-    Some((words.next()?.parse().ok()?, words.next()?.parse().ok()?))
+    let (Some(Ok(count)), Some(Ok(at))) = (words.next().map(str::parse::<u64>), words.next().map(str::parse::<u64>))
+    else {
+        return damaged("its count or time is not a number");
+    };
+    if count > MAX_ACKED {
+        return damaged(&format!("a count of {count} events, more than any log can hold"));
+    }
+    Acked::Count { count, at }
+}
+
+/// The acknowledged count recorded in `dir`, and when, if it reads as one.
+pub fn read_acked(dir: &Path) -> Option<(u64, u64)> {
+    match acked(dir) {
+        Acked::Count { count, at } => Some((count, at)),
+        _ => None,
+    }
 }
 
 /// Records `count` acknowledged events durably (a new file synced, then renamed over the
