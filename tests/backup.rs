@@ -122,6 +122,18 @@ fn an_embedded_backup_keeps_memory_and_refuses_what_is_not_a_backup() {
     assert!(!dir.path().join("x").exists(), "nothing was written");
 }
 
+/// `dreamlog serve` on `db` with `config`, which must refuse to start: its stderr.
+fn refused_start(db: &std::path::Path, config: &std::path::Path) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dreamlog"))
+        .arg("--db")
+        .arg(db)
+        .args(["serve", "--addr", "127.0.0.1:0", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the server started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// Issue 30.3: a tenant admin's backup can never become another tenant's database.
 #[test]
 fn backups_stay_below_their_root_and_a_tenant_never_opens_another_tenants_log() {
@@ -141,14 +153,8 @@ fn backups_stay_below_their_root_and_a_tenant_never_opens_another_tenants_log() 
     for root in [db.join("tenants/backups"), dir.path().to_path_buf()] {
         let bad = dir.path().join("bad.json");
         std::fs::write(&bad, json!({"tokens": tokens, "backup_root": root}).to_string()).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dreamlog"))
-            .arg("--db")
-            .arg(&db)
-            .args(["serve", "--addr", "127.0.0.1:0", "--config", bad.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        assert!(String::from_utf8_lossy(&out.stderr).contains("backup_root"), "{out:?}");
+        let err = refused_start(&db, &bad);
+        assert!(err.contains("backup_root"), "{err}");
     }
     // acme's backup, copied where tenant gamma is then configured: gamma's server refuses
     // it rather than showing acme's events to gamma's tokens.
@@ -173,13 +179,7 @@ fn backups_stay_below_their_root_and_a_tenant_never_opens_another_tenants_log() 
     let both = json!([{"tenant": "acme", "role": "admin", "token_blake3": hash("acme-admin")},
         {"tenant": "gamma", "role": "read", "token_blake3": hash("gamma-read")}]);
     std::fs::write(&cfg, json!({"tokens": both, "backup_root": backups}).to_string()).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dreamlog"))
-        .arg("--db")
-        .arg(&db)
-        .args(["serve", "--addr", "127.0.0.1:0", "--config", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "gamma's folder holds acme's log: the server must not serve it");
-    let err = String::from_utf8_lossy(&out.stderr);
+    // gamma's folder holds acme's log: the server must not serve it.
+    let err = refused_start(&db, &cfg);
     assert!(err.contains("holds tenant \"acme\"'s log, not tenant \"gamma\"'s"), "{err}");
 }

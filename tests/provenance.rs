@@ -219,8 +219,15 @@ fn points_in_time_accept_dates_and_relative_times() {
     // The file was written just now: it is there as of now, not a day ago, not on a date
     // before this year's (the events were stamped on the store's clock).
     assert!(ok(&view("-0s")).contains("a.md"));
-    assert!(!text("-1d").contains("a.md"), "a day ago the store had no file");
-    assert!(!text("2000-01-01").contains("a.md"));
+    let file_at = |at: &str| {
+        let out = common::dreamlog_on(&db, &["memory", "view", "s", "/memories/a.md", &format!("--at={at}")], None);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(file_at("-0s").contains("a"), "the file as of now");
+    for before in ["-1d", "2000-01-01"] {
+        assert!(file_at(before).contains("The path /memories/a.md does not exist"), "{before}: {}", file_at(before));
+        assert!(!text(before).contains("a.md"), "{before}: the store had no file then");
+    }
     let plain = common::dreamlog_on(&db, &["memory", "view", "s", "/memories", "--at", "-0s"], None);
     assert!(ok(&plain).contains("a.md"), "--at -0s without '=' works too");
     let bad = view("-5y");
