@@ -319,6 +319,17 @@ pub enum Error {
     /// A setting or argument that cannot be used (it names itself and why).
     #[error("{0}")]
     InvalidInput(String),
+    /// A live tail dropped by the server's shared byte budget: it held events its client
+    /// did not read while other tails needed room.
+    #[error(
+        "this tail was dropped: its client left events unread while the server's tails were at their byte budget ({limit} bytes, max_tail_bytes); resume from position {position} (?from={position})"
+    )]
+    TailDropped {
+        /// The first position it had not handed out: where to resume.
+        position: u64,
+        /// The budget, bytes.
+        limit: u64,
+    },
     /// An event that cannot be redacted (already redacted, no text, structure).
     #[error("event {id} cannot be redacted: {reason}")]
     NotRedactable {
@@ -614,6 +625,7 @@ impl Error {
             | Error::WrongEvent { .. }
             | Error::NotRedactable { .. } => ErrorClass::InvalidRequest,
             Error::Io { .. } => ErrorClass::Internal,
+            Error::TailDropped { .. } => ErrorClass::Unavailable,
             Error::Remote { status, kind, .. } => match kind.strip_prefix("tool:") {
                 Some("not_found") => ErrorClass::NotFound,
                 Some("conflict") => ErrorClass::Conflict,

@@ -271,10 +271,10 @@ impl<'a> Managed<'a> {
                     live.id
                 ))));
             }
-            let req = crate::service::RedactRequest {
-                event: version.event.to_hex(),
-                reason: format!("memory version {version_id} redacted through the Managed-Agents API"),
-            };
+            let req = crate::service::RedactRequest::event(
+                version.event.to_hex(),
+                format!("memory version {version_id} redacted through the Managed-Agents API"),
+            );
             self.svc.redact(&req, &self.actor)?;
         }
         let after = self.view(id)?;

@@ -355,11 +355,54 @@ impl MemoryStores {
         Ok((state, head))
     }
 
+    /// The fold of `name` before `until` as it will read once the events in `stand_ins`
+    /// (position → stand-in body) are redacted: what a redaction of several events
+    /// computes each later stand-in from, so that none copies text an earlier one removes
+    /// (no snapshots: they hold the text).
+    pub fn fold_standing_in(
+        &self,
+        name: &str,
+        until: u64,
+        stand_ins: &std::collections::HashMap<u64, Body>,
+    ) -> Result<MemoryState> {
+        if stand_ins.is_empty() {
+            return Ok(self.fold_until(name, until)?.0);
+        }
+        let stream = stream_name(name);
+        let mut state = MemoryState::new();
+        let mut from_version = 0;
+        loop {
+            let chunk = self.store.read_stream(&stream, from_version, 1024)?;
+            let Some(last) = chunk.last() else { break };
+            from_version = last.version + 1;
+            for e in chunk {
+                if e.position >= until {
+                    return Ok(state);
+                }
+                match stand_ins.get(&e.position).unwrap_or(&e.event.body) {
+                    Body::StoreFork(f) if e.version == 0 => {
+                        state = self.fold_standing_in(&f.source, f.position + 1, stand_ins)?;
+                    }
+                    body => Self::fold_body(&mut state, body),
+                }
+            }
+        }
+        Ok(state)
+    }
+
     fn fold_event(&self, state: &mut MemoryState, e: &StoredEvent) -> Result<()> {
         match &e.event.body {
             Body::StoreFork(f) if e.version == 0 => {
                 *state = self.fold_until(&f.source, f.position + 1)?.0;
             }
+            body => Self::fold_body(state, body),
+        }
+        Ok(())
+    }
+
+    /// One event's effect on a store's state (a fork's start aside).
+    fn fold_body(state: &mut MemoryState, body: &Body) {
+        match body {
             // A command that fails does nothing, exactly as the tool would have done
             // (appends through `apply` are checked; raw appends are not).
             Body::Memory(m) => {
@@ -373,7 +416,6 @@ impl MemoryStores {
                 }
             }
         }
-        Ok(())
     }
 
     /// The memory tool's `view` of `path` in store `name` as of point `at`, with lines

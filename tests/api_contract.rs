@@ -436,11 +436,14 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
     let sid = secret["appended"][0]["id"].as_str().unwrap().to_owned();
     let r = api.ok("post", "/v1/redact", Some(&json!({"event": sid, "reason": "leaked key"})));
     assert_eq!(r["stand_in"]["json"], "[redacted]", "{r}");
+    // Again: the first redaction named, its scrub run again, nothing recorded.
+    let again = api.ok("post", "/v1/redact", Some(&json!({"event": sid, "reason": "again"})));
+    assert_eq!((&again["event"], again["already"].as_array().map(Vec::len)), (&r["event"], Some(1)), "{again}");
     expect_error(
         &mut api,
         "post",
         "/v1/redact",
-        Some(&json!({"event": sid, "reason": "again"})),
+        Some(&json!({"event": sid, "session": "s", "reason": "two at once"})),
         400,
         "invalid_request",
     );

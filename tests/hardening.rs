@@ -174,3 +174,68 @@ fn tails_nobody_reads_hold_bounded_memory() {
     let got = common::server::read_sse(r, 10);
     assert_eq!(got.iter().map(|(p, _)| *p).collect::<Vec<_>>(), (990..1000).collect::<Vec<u64>>());
 }
+
+/// Issue 30.5: tails share one byte budget (`max_tail_bytes`). Past it, the tail whose
+/// client left events unread longest is dropped: its buffer is freed at once, and when its
+/// client reads again it gets every event up to a position, then an `error` event naming
+/// that position; a tail resumed from there goes on without a gap.
+#[test]
+fn the_tails_share_a_byte_budget_and_the_slowest_is_dropped_with_where_to_resume() {
+    use std::io::BufRead;
+    let dir = tempdir().unwrap();
+    let cfg = dir.path().join("server.json");
+    // Room for about two tails' read-ahead (each holds up to 256 KiB: three of these events).
+    std::fs::write(&cfg, json!({"max_tail_bytes": 512 << 10}).to_string()).unwrap();
+    let server = Server::start(&dir.path().join("db"), &["--config", cfg.to_str().unwrap()]);
+    let c = client();
+    let big = "y".repeat(64 << 10);
+    // 26 MB: more than the sockets' buffers take, so an unread tail holds events itself.
+    for batch in 0..8 {
+        let events: Vec<Value> = (0..50)
+            .map(|i| json!({"kind": "note", "actor": "agent:a", "body": {"type": "big", "json": {"i": batch * 50 + i, "text": big}}}))
+            .collect();
+        let r = c.post(server.url("/v1/events")).json(&json!({"stream": "big", "events": events})).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    // A read that waits 30 s fails the test rather than hanging it.
+    let patient = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap();
+    let open = || {
+        let r = patient.get(server.url("/v1/tail?from=0")).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        r
+    };
+    let slow = open();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Four more unread tails want room: the slow one (idle longest) goes.
+    let others: Vec<_> = (0..4).map(|_| open()).collect();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let mut seen = Vec::new();
+    let (mut id, mut event) = (None, None);
+    let mut dropped = None;
+    for line in std::io::BufReader::new(slow).lines() {
+        let line = line.unwrap();
+        if let Some(v) = line.strip_prefix("id:") {
+            id = Some(v.trim().parse::<u64>().unwrap());
+        } else if let Some(v) = line.strip_prefix("event:") {
+            event = Some(v.trim().to_owned());
+        } else if let Some(d) = line.strip_prefix("data:") {
+            if event.as_deref() == Some("error") {
+                dropped = Some(serde_json::from_str::<Value>(d.trim()).unwrap());
+                break;
+            }
+            seen.push(id.take().unwrap());
+            event = None;
+        }
+    }
+    let dropped = dropped.expect("the slow tail was dropped with an error event");
+    assert_eq!(dropped["error"]["type"], "slow_subscriber", "{dropped}");
+    let at = dropped["error"]["position"].as_u64().unwrap();
+    assert!(dropped["error"]["message"].as_str().unwrap().contains(&format!("?from={at}")), "{dropped}");
+    assert_eq!(seen, (0..at).collect::<Vec<u64>>(), "every event before the position, in order, no gap");
+    assert!(at < 400, "dropped before the end ({at})");
+    drop(others);
+    // Resumed where it said: no gap, no duplicate.
+    let r = client().get(server.url(&format!("/v1/tail?from={at}"))).send().unwrap();
+    let got = common::server::read_sse(r, 3);
+    assert_eq!(got.iter().map(|(p, _)| *p).collect::<Vec<_>>(), (at..at + 3).collect::<Vec<u64>>());
+}

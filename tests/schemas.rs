@@ -407,24 +407,60 @@ fn the_service_types_are_the_api_schemas() {
         ReplayRequest::default(),
     );
     check("tag-response", Tagged { position: 4, id, event_position: 5 }, Tagged { position: 0, id, event_position: 1 });
-    check(
-        "redact-request",
-        dreamlog::service::RedactRequest { event: id.to_hex(), reason: "leaked key".into() },
-        dreamlog::service::RedactRequest { event: "ab12".into(), reason: "pii".into() },
-    );
+    // A redaction names one of an event, a session or an actor: each form validates and
+    // reads back, two at once do not validate.
+    let v = validator("api/redact-request.schema.json");
+    for req in [
+        dreamlog::service::RedactRequest::event(id.to_hex(), "leaked key"),
+        dreamlog::service::RedactRequest {
+            event: None,
+            session: Some("run-7".into()),
+            actor: None,
+            reason: "x".into(),
+        },
+        dreamlog::service::RedactRequest {
+            event: None,
+            session: None,
+            actor: Some("human:ann".into()),
+            reason: "x".into(),
+        },
+    ] {
+        let value = serde_json::to_value(&req).unwrap();
+        assert!(errors(&v, &value).is_empty(), "{value}: {:?}", errors(&v, &value));
+        assert_eq!(serde_json::from_value::<dreamlog::service::RedactRequest>(value).unwrap(), req);
+    }
+    assert!(!errors(&v, &json!({"event": "ab", "session": "s", "reason": "x"})).is_empty());
+    assert!(!errors(&v, &json!({"reason": "x"})).is_empty());
     let redacted = |stand_in: Value| dreamlog::service::Redacted {
         target: id,
         position: 3,
         event: id,
         event_position: 9,
         stand_in,
+        events: Vec::new(),
+        already: Vec::new(),
+        kept: Vec::new(),
+    };
+    let one = |position: u64| dreamlog::service::RedactedEvent {
+        target: id,
+        position,
+        stand_in: json!({"session": "s", "role": "user", "content": "[redacted]"}),
     };
     check(
         "redacted",
+        dreamlog::service::Redacted {
+            events: vec![one(3), one(4)],
+            already: vec![one(1)],
+            kept: vec![dreamlog::service::RedactKept {
+                id,
+                position: 2,
+                reason: "a grade event holds no free text".into(),
+            }],
+            ..redacted(json!({"session": "s", "role": "user", "content": "[redacted]"}))
+        },
         redacted(
             json!({"store": "s", "command": {"command": "write", "path": "/memories/a.md", "file_text": "[redacted]\n"}}),
         ),
-        redacted(json!({"session": "s", "name": "a", "input": "[redacted]"})),
     );
     check(
         "info",

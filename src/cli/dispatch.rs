@@ -230,16 +230,18 @@ pub fn run(cli: &Cli, svc: &dyn Service) -> Result<ExitCode> {
             let t = svc.tag(&req, &actor.clone().unwrap_or_else(default_actor))?;
             print_tag(cli, name, t.position, &t.id, t.event_position)?
         }
-        Command::Redact { event, reason, actor } => {
-            let req = crate::service::RedactRequest { event: event.clone(), reason: reason.clone() };
+        Command::Redact { event, session, of_actor, reason, actor } => {
+            let req = crate::service::RedactRequest {
+                event: event.clone(),
+                session: session.clone(),
+                actor: of_actor.as_ref().map(ToString::to_string),
+                reason: reason.clone(),
+            };
             let r = svc.redact(&req, &actor.clone().unwrap_or_else(default_actor))?;
             if cli.json {
                 super::stdout_line(&serde_json::to_string(&r).unwrap_or_default())?
             } else {
-                super::stdout_line(&format!(
-                    "redacted {} (position {}): its body is gone, its header stays; recorded as event {} at {}",
-                    r.target, r.position, r.event, r.event_position
-                ))?
+                print_redacted(&r)?
             }
         }
         Command::Demo => super::demo::run(svc, cli.remote.is_some())?,
@@ -493,4 +495,40 @@ fn dream(cli: &Cli, svc: &dyn Service, cmd: &DreamCmd) -> Result<ExitCode> {
             Ok(if r.same_dreamer && !r.identical { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
     }
+}
+
+/// A redaction, for people.
+fn print_redacted(r: &crate::service::Redacted) -> Result<()> {
+    let mut out = Vec::new();
+    if r.events.is_empty() && r.already.is_empty() {
+        out.push(format!(
+            "redacted {} (position {}): its body is gone, its header stays; recorded as event {} at {}",
+            r.target, r.position, r.event, r.event_position
+        ));
+    }
+    if !r.events.is_empty() {
+        out.push(format!(
+            "redacted {} events in one write (positions {}): their bodies are gone, their headers stay; recorded from event {} at {}",
+            r.events.len(),
+            r.events.iter().map(|e| e.position.to_string()).collect::<Vec<_>>().join(", "),
+            r.event,
+            r.event_position
+        ));
+    }
+    for a in &r.already {
+        out.push(format!(
+            "{} (position {}) was redacted before: its scrub ran again, its removed bytes are in no file",
+            a.target, a.position
+        ));
+    }
+    if !r.kept.is_empty() {
+        out.push(format!("kept {} events that hold no text dreamlog redacts:", r.kept.len()));
+        for k in r.kept.iter().take(20) {
+            out.push(format!("  {} (position {}): {}", k.id, k.position, k.reason));
+        }
+        if r.kept.len() > 20 {
+            out.push(format!("  … and {} more (--json lists them all)", r.kept.len() - 20));
+        }
+    }
+    super::stdout_line(&out.join("\n"))
 }

@@ -229,15 +229,26 @@ pub enum Command {
     },
     /// Redact an event's body: its text leaves the log and the database's files, its
     /// header (and so every id and chain) stays; a `redact` event records who, why and
-    /// the stand-in the memory fold goes on with. Through a server it needs an admin token.
+    /// the stand-in the memory fold goes on with. `--session` or `--actor` redacts every
+    /// event of one session or one actor (a deletion request) as one recorded act, in
+    /// one atomic write. An event redacted before has its scrub run again. Through a
+    /// server it needs an admin token.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["event", "session", "of_actor"])))]
     Redact {
         /// The event (id or unique prefix).
-        event: String,
+        event: Option<String>,
+        /// Every event of this session (id or unique prefix): its own and the memory
+        /// commands it made.
+        #[arg(long)]
+        session: Option<String>,
+        /// Every event this actor (ROLE:NAME) wrote.
+        #[arg(long = "actor", id = "of_actor", value_name = "ROLE:NAME")]
+        of_actor: Option<crate::core::Actor>,
         /// Why (recorded).
         #[arg(long)]
         reason: String,
         /// Who redacts (ROLE:NAME).
-        #[arg(long)]
+        #[arg(long = "as", value_name = "ROLE:NAME")]
         actor: Option<crate::core::Actor>,
     },
     /// The whole loop on --db, told step by step: import a real τ-bench session, write a
@@ -374,6 +385,18 @@ fn open(cli: &Cli, create: bool) -> Result<Store> {
         eprintln!(
             "note: {} records of a write that never completed (past the commit marker; never acknowledged) were dropped",
             opened.torn_records
+        );
+    }
+    if !opened.scrubs_finished.is_empty() {
+        eprintln!(
+            "note: finished scrubbing {} redacted record(s) a crash interrupted (positions {:?}): their removed bytes are in no file now",
+            opened.scrubs_finished.len(),
+            opened.scrubs_finished
+        );
+    }
+    if let Some(why) = &opened.scrub_failed {
+        eprintln!(
+            "WARNING: redacted text may still be on disk: the scrub of {why} (`dreamlog verify --deep` names them)"
         );
     }
     if !opened.caught_up.is_empty() && !store.is_empty() {

@@ -529,13 +529,14 @@ async fn tail(
             ),
         )
     })?;
-    let sub = tenant.store.subscribe(from);
+    let sub = tenant.store.subscribe_within(from, state.tail_budget.clone());
     let stop = state.stopping();
     let filter = q.stream;
-    let stream =
-        futures_util::stream::unfold((sub, stop, filter, slot), |(mut sub, mut stop, filter, slot)| async move {
+    let stream = futures_util::stream::unfold(
+        (sub, stop, filter, slot, false),
+        |(mut sub, mut stop, filter, slot, done)| async move {
             loop {
-                if *stop.borrow() {
+                if done || *stop.borrow() {
                     return None;
                 }
                 let e = tokio::select! {
@@ -544,6 +545,13 @@ async fn tail(
                 };
                 let e = match e {
                     Ok(e) => e,
+                    // Dropped by the shared byte budget: say where to resume, then end.
+                    Err(err @ crate::error::Error::TailDropped { position, .. }) => {
+                        let data = json!({"type": "error", "error": {
+                            "type": "slow_subscriber", "message": err.to_string(), "position": position}});
+                        let ev = SseEvent::default().event("error").data(data.to_string());
+                        return Some((Ok::<_, Infallible>(ev), (sub, stop, filter, slot, true)));
+                    }
                     Err(_) => return None,
                 };
                 if filter.as_deref().is_some_and(|s| s != e.event.header.stream) {
@@ -553,9 +561,10 @@ async fn tail(
                     .id(e.position.to_string())
                     .event(e.event.header.kind.name())
                     .data(e.to_json().to_line());
-                return Some((Ok::<_, Infallible>(ev), (sub, stop, filter, slot)));
+                return Some((Ok::<_, Infallible>(ev), (sub, stop, filter, slot, false)));
             }
-        });
+        },
+    );
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
 }
 

@@ -183,6 +183,10 @@ pub struct ServerConfig {
     pub write_stall_timeout_secs: u64,
     /// Most live tails (SSE) open at once, all tenants together; past it 503.
     pub max_subscribers: usize,
+    /// Most bytes of events all live tails together hold read ahead of their clients;
+    /// past it, the tails whose clients left events unread longest are dropped with an
+    /// `error` event naming the position to resume from.
+    pub max_tail_bytes: u64,
     /// `POST /v1/backup` writes only below this folder (a request names a new folder
     /// relative to it); unset, the server takes no backups over HTTP. It must lie outside
     /// the database folder, and the database outside it.
@@ -343,6 +347,7 @@ impl Default for ServerConfig {
             header_read_timeout_secs: 10,
             write_stall_timeout_secs: 30,
             max_subscribers: 1024,
+            max_tail_bytes: 64 << 20,
             max_clock_skew_secs: crate::store::DEFAULT_CLOCK_SKEW_MS / 1000,
             backup_root: None,
             dreamers: BTreeMap::new(),
@@ -440,6 +445,8 @@ pub struct AppState {
     stop: tokio::sync::watch::Sender<bool>,
     /// Live tails open now (all tenants).
     subscribers: Arc<std::sync::atomic::AtomicUsize>,
+    /// The bytes live tails hold read ahead, all tenants together (`max_tail_bytes`).
+    pub tail_budget: Arc<crate::store::TailBudget>,
     /// The Managed-Agents dreams running now: (tenant, dream id) → its cancel flag.
     pub dream_jobs: std::sync::Mutex<std::collections::HashMap<(String, String), Arc<std::sync::atomic::AtomicBool>>>,
     /// The web view's sessions: BLAKE3 of the cookie → who signed in, until when.
@@ -538,6 +545,7 @@ impl AppState {
             tenants,
             tokens: std::sync::RwLock::new(tokens),
             config_path: std::sync::Mutex::new(None),
+            tail_budget: crate::store::TailBudget::new(config.max_tail_bytes),
             config,
             stop: tokio::sync::watch::Sender::new(false),
             subscribers: Default::default(),

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::core::dream::DreamerSpec;
 use crate::core::memory::{MemoryDiff, ToolCall};
-use crate::core::{Actor, EventJson};
+use crate::core::{Actor, EventId, EventJson};
 use crate::dream::{DreamDetail, DreamRun, DreamSummary, Dreams, Replay, RunOptions};
 use crate::error::{Error, Result};
 use crate::error::{LogError, MemoryError};
@@ -502,42 +502,147 @@ impl Service for Local {
 
     fn redact(&self, req: &RedactRequest, actor: &Actor) -> Result<Redacted> {
         use crate::core::redact;
+        use crate::service::{RedactKept, RedactedEvent};
         if req.reason.trim().is_empty() {
             return Err(Error::Format(crate::core::FormatError::field("reason", "a redaction says why")));
         }
         let store = self.store();
-        let id = store.resolve_id(&req.event)?;
-        let e = store.get(&id)?;
-        let refuse = |reason: String| Error::NotRedactable { id: id.to_hex(), reason };
-        if e.redacted {
-            return Err(refuse("it is redacted already".into()));
+        let (what, asked) = match (&req.event, &req.session, &req.actor) {
+            (Some(event), None, None) => {
+                let id = store.resolve_id(event)?;
+                (None, vec![store.get(&id)?])
+            }
+            (None, Some(session), None) => {
+                let (id, mut events) = crate::sessions::events(store, session)?;
+                store.scan_kind(crate::core::Kind::Memory, 0, |e| {
+                    if matches!(&e.event.body, crate::core::Body::Memory(m) if m.session.as_deref() == Some(id.as_str())) {
+                        events.push(e);
+                    }
+                    true
+                })?;
+                (Some(format!("session {id:?}")), events)
+            }
+            (None, None, Some(who)) => {
+                let who: Actor = who.parse().map_err(Error::Format)?;
+                let mut events = Vec::new();
+                store.scan(0, |e| {
+                    if e.event.header.actor == who && e.event.header.stream != redact::STREAM {
+                        events.push(e);
+                    }
+                    true
+                })?;
+                (Some(format!("actor {who}")), events)
+            }
+            _ => {
+                return Err(Error::Format(crate::core::FormatError::field(
+                    "event",
+                    "a redaction names one of: an event, a session or an actor",
+                )))
+            }
+        };
+        let mut asked = asked;
+        asked.sort_by_key(|e| e.position);
+        asked.dedup_by_key(|e| e.position);
+        // Stand-ins in log order, each memory command's computed from its store as it
+        // will read once the earlier ones stand in (so none copies text another removes).
+        let (mut targets, mut already, mut kept) = (Vec::new(), Vec::new(), Vec::new());
+        let mut stand_ins: std::collections::HashMap<u64, crate::core::Body> = Default::default();
+        for e in &asked {
+            let id = e.id();
+            if e.redacted {
+                already.push(RedactedEvent { target: id, position: e.position, stand_in: e.event.body.to_json() });
+                continue;
+            }
+            let before = match &e.event.body {
+                crate::core::Body::Memory(m) => Some(self.mem.fold_standing_in(&m.store, e.position, &stand_ins)?),
+                _ => None,
+            };
+            match redact::stand_in(&e.event.body, before.as_ref()) {
+                Ok(stand_in) => {
+                    stand_ins.insert(e.position, stand_in.clone());
+                    targets.push((id, e.position, stand_in));
+                }
+                Err(reason) if what.is_none() => return Err(Error::NotRedactable { id: id.to_hex(), reason }),
+                Err(reason) => kept.push(RedactKept { id, position: e.position, reason }),
+            }
         }
-        let before = match &e.event.body {
-            crate::core::Body::Memory(m) => Some(self.mem.fold_until(&m.store, e.position)?.0),
-            _ => None,
+        if targets.is_empty() && already.is_empty() {
+            let what = what.unwrap_or_default();
+            return Err(Error::InvalidInput(match kept.first() {
+                None => format!("{what} has no events: nothing was redacted"),
+                Some(k) => format!(
+                    "none of the {} events of {what} holds text dreamlog redacts (e.g. event {}: {}): nothing was redacted",
+                    kept.len(),
+                    k.id,
+                    k.reason
+                ),
+            }));
+        }
+        let limit = store.options().max_batch_events / 2;
+        if targets.len() > limit {
+            return Err(Error::InvalidInput(format!(
+                "{} holds {} events to redact: more than one atomic write takes ({limit}); nothing was redacted",
+                what.unwrap_or_default(),
+                targets.len()
+            )));
+        }
+        // Redacted before: the scrub runs again (it may not have finished), nothing is
+        // recorded again.
+        if !already.is_empty() {
+            store.scrub(&already.iter().map(|a| a.position).collect::<Vec<_>>())?;
+        }
+        let mut drafts = Vec::with_capacity(targets.len() * 2);
+        for (id, _, stand_in) in &targets {
+            let note = crate::core::Note {
+                note_type: redact::STAND_IN_NOTE.to_owned(),
+                json: crate::core::CanonicalJson::from_value(&redact::stand_in_json(id, stand_in)),
+            };
+            let reason = match &what {
+                Some(w) => format!("{} (a deletion request: every event of {w})", req.reason),
+                None => req.reason.clone(),
+            };
+            drafts.push(
+                crate::core::Draft::new(
+                    redact::STREAM,
+                    actor.clone(),
+                    crate::core::Body::Redact(crate::core::Redact { target: *id, reason }),
+                )
+                .caused_by(vec![*id]),
+            );
+            drafts.push(
+                crate::core::Draft::new(redact::STREAM, actor.clone(), crate::core::Body::Note(note))
+                    .caused_by(vec![*id]),
+            );
+        }
+        let appended = if targets.is_empty() {
+            Vec::new()
+        } else {
+            store.redact_all(&targets.iter().map(|(_, p, b)| (*p, b.clone())).collect::<Vec<_>>(), drafts)?
         };
-        let stand_in = redact::stand_in(&e.event.body, before.as_ref()).map_err(refuse)?;
-        let note = crate::core::Note {
-            note_type: redact::STAND_IN_NOTE.to_owned(),
-            json: crate::core::CanonicalJson::from_value(&redact::stand_in_json(&id, &stand_in)),
+        let events: Vec<RedactedEvent> = targets
+            .iter()
+            .map(|(id, position, b)| RedactedEvent { target: *id, position: *position, stand_in: b.to_json() })
+            .collect();
+        let (first, event, event_position) = match (events.first(), appended.first()) {
+            (Some(first), Some(a)) => (first.clone(), a.id, a.position),
+            _ => {
+                let first = already.first().cloned().ok_or(Error::Log(crate::error::LogError::Closed))?;
+                let (event, position) = redaction_of(store, &first.target)?.ok_or_else(|| Error::NotRedactable {
+                    id: first.target.to_hex(),
+                    reason: "it is redacted, but no redaction of it is recorded".into(),
+                })?;
+                (first, event, position)
+            }
         };
-        let drafts = vec![
-            crate::core::Draft::new(
-                redact::STREAM,
-                actor.clone(),
-                crate::core::Body::Redact(crate::core::Redact { target: id, reason: req.reason.clone() }),
-            )
-            .caused_by(vec![id]),
-            crate::core::Draft::new(redact::STREAM, actor.clone(), crate::core::Body::Note(note)).caused_by(vec![id]),
-        ];
-        let appended = store.redact(e.position, &stand_in, drafts)?;
-        let first = appended.first().ok_or(Error::Log(crate::error::LogError::Closed))?;
         Ok(Redacted {
-            target: id,
-            position: e.position,
-            event: first.id,
-            event_position: first.position,
-            stand_in: stand_in.to_json(),
+            target: first.target,
+            position: first.position,
+            event,
+            event_position,
+            stand_in: first.stand_in,
+            events: if what.is_some() { events } else { Vec::new() },
+            already,
+            kept,
         })
     }
 
@@ -703,4 +808,12 @@ fn appendable(j: EventJson, stream: Option<&str>) -> std::result::Result<crate::
         }
     }
     Ok(draft)
+}
+
+/// The `redact` event that recorded the redaction of `target` (its id and position).
+fn redaction_of(store: &Store, target: &EventId) -> Result<Option<(EventId, u64)>> {
+    Ok(store.read_stream(crate::core::redact::STREAM, 0, usize::MAX)?.into_iter().find_map(|e| match &e.event.body {
+        crate::core::Body::Redact(r) if r.target == *target => Some((e.id(), e.position)),
+        _ => None,
+    }))
 }

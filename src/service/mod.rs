@@ -573,29 +573,79 @@ pub struct RulesRequest {
     pub rules: u64,
 }
 
-/// `POST /v1/redact`.
+/// `POST /v1/redact`: one event, every event of one session, or every event of one
+/// actor (a deletion request), as one recorded act.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedactRequest {
     /// The event (id or unique prefix).
-    pub event: String,
-    /// Why (recorded in the `redact` event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// Every event of this session (id or unique prefix): its stream's and the memory
+    /// commands it made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// Every event this actor (`ROLE:NAME`) wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Why (recorded in each `redact` event).
+    pub reason: String,
+}
+
+impl RedactRequest {
+    /// A request to redact one event.
+    pub fn event(event: impl Into<String>, reason: impl Into<String>) -> RedactRequest {
+        RedactRequest { event: Some(event.into()), session: None, actor: None, reason: reason.into() }
+    }
+}
+
+/// One event a redaction removed the body of.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedactedEvent {
+    /// The event.
+    pub target: EventId,
+    /// Its position.
+    pub position: u64,
+    /// The stand-in now in the body's place (its JSON form).
+    pub stand_in: Value,
+}
+
+/// An event of a session or actor a redaction left as it is, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedactKept {
+    /// The event.
+    pub id: EventId,
+    /// Its position.
+    pub position: u64,
+    /// Why it stays (it holds no text dreamlog redacts, or it is structure).
     pub reason: String,
 }
 
 /// What a redaction did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Redacted {
-    /// The redacted event.
+    /// The redacted event (of a session or actor: the first).
     pub target: EventId,
     /// Its position.
     pub position: u64,
-    /// The `redact` event.
+    /// The `redact` event that records it.
     pub event: EventId,
     /// Its position.
     pub event_position: u64,
     /// The stand-in now in the body's place (its JSON form).
     pub stand_in: Value,
+    /// A session's or actor's redaction: every event this act redacted, in log order
+    /// (all in one atomic write; the first is `target`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<RedactedEvent>,
+    /// Events asked for that were redacted before: not recorded again; their scrub ran
+    /// again, so their removed bytes are in no file (a scrub a crash interrupted under a
+    /// release that did not finish it at open).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub already: Vec<RedactedEvent>,
+    /// Events of the session or actor left as they are, with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<RedactKept>,
 }
 
 /// What a rules switch did.

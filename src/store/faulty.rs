@@ -37,6 +37,7 @@ struct Plan {
     faults: Vec<(u64, Fault)>,
     synced_end: u64,
     injected: Vec<(u64, Fault)>,
+    fail_scrubs: u64,
 }
 
 /// A backend that fails when told to.
@@ -61,6 +62,12 @@ impl FaultyLog {
         let mut p = self.plan();
         let at = p.writes + n;
         p.faults.push((at, fault));
+    }
+
+    /// Makes the next `n` scrubs fail before they do anything (a crash between a
+    /// redaction's write and its scrub, as far as the files are concerned).
+    pub fn fail_scrubs(&self, n: u64) {
+        self.plan().fail_scrubs = n;
     }
 
     /// The faults injected so far, with the index of the write each hit.
@@ -224,13 +231,27 @@ impl Log for FaultyLog {
         self.inner.flush()
     }
     fn scrub(&self, positions: &[u64]) -> Result<()> {
+        {
+            let mut p = self.plan();
+            if p.fail_scrubs > 0 {
+                p.fail_scrubs -= 1;
+                return Err(Error::Log(LogError::Storage(format!("injected: the scrub of {positions:?} failed"))));
+            }
+        }
         self.inner.scrub(positions)
     }
     fn close(&self, count: u64) -> Result<()> {
         self.inner.close(count)
     }
-    fn verify_storage(&self, report: &mut VerifyReport) -> Result<()> {
-        self.inner.verify_storage(report)
+    fn pending_scrubs(&self) -> Result<Vec<u64>> {
+        self.inner.pending_scrubs()
+    }
+    fn verify_storage(
+        &self,
+        report: &mut VerifyReport,
+        redacted: &std::collections::HashMap<u64, crate::core::EventId>,
+    ) -> Result<()> {
+        self.inner.verify_storage(report, redacted)
     }
     fn as_any(&self) -> &dyn std::any::Any {
         self

@@ -58,6 +58,26 @@ pub fn receipt_position(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(p.try_into().ok()?))
 }
 
+/// Meta keys of scrubs pending: this prefix, then a redacted record's position (8 bytes
+/// BE). Written in the redaction's own atomic write, deleted once the old bytes left the
+/// files (flush, then compaction to the last level); a crash in between leaves the key,
+/// and the next open finishes the scrub.
+pub const SCRUB_PREFIX: &[u8] = b"scrub/";
+
+/// The meta key of the pending scrub of the record at `position`.
+pub fn scrub_key(position: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(SCRUB_PREFIX.len() + 8);
+    k.extend_from_slice(SCRUB_PREFIX);
+    k.extend_from_slice(&position.to_be_bytes());
+    k
+}
+
+/// The position of a pending-scrub key (`None`: not one).
+pub fn scrub_position(key: &[u8]) -> Option<u64> {
+    let p = key.strip_prefix(SCRUB_PREFIX)?;
+    Some(u64::from_be_bytes(p.try_into().ok()?))
+}
+
 /// Record flag: the body has been redacted (the record holds no body bytes).
 pub const FLAG_REDACTED: u8 = 0x01;
 

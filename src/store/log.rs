@@ -157,11 +157,21 @@ pub trait Log: Send + Sync + 'static {
     fn close(&self, _count: u64) -> Result<()> {
         Ok(())
     }
+    /// Positions of redacted records whose scrub has not finished (a crash came between
+    /// the redaction's write and the end of its scrub), in order.
+    fn pending_scrubs(&self) -> Result<Vec<u64>> {
+        Ok(Vec::new())
+    }
     /// The backend's own storage checks for `verify --deep` (RocksDB: every block of every
-    /// table file against its checksum); problems are pushed to `report`.
-    fn verify_storage(&self, _report: &mut super::VerifyReport) -> Result<()> {
+    /// table file against its checksum; no copy of a `redacted` record — position → id —
+    /// as it was before its redaction); problems are pushed to `report`.
+    fn verify_storage(
+        &self,
+        _report: &mut super::VerifyReport,
+        _redacted: &std::collections::HashMap<u64, EventId>,
+    ) -> Result<()> {
         Ok(())
     }
-    /// The backend's storage-level entry count for `verify --deep` reports.
+    /// The backend as `Any` (to reach a backend's own operations).
     fn as_any(&self) -> &dyn std::any::Any;
 }

@@ -54,7 +54,7 @@ impl SharedCache {
         SharedCache
     }
 }
-pub use subscribe::Subscription;
+pub use subscribe::{Subscription, TailBudget};
 pub use verify::{VerifyProblem, VerifyReport};
 pub use writer::{now_ms, AppendBatch, Appended};
 
@@ -208,6 +208,11 @@ pub struct OpenReport {
     pub torn_records: u64,
     /// Projectors that were behind the log, with the position each caught up from.
     pub caught_up: Vec<(String, u64)>,
+    /// Redacted records whose scrub a crash interrupted, finished by this open (their old
+    /// bytes are now in no file).
+    pub scrubs_finished: Vec<u64>,
+    /// Why finishing those scrubs failed (they stay pending: `verify --deep` names them).
+    pub scrub_failed: Option<String>,
 }
 
 /// What `reindex` rebuilt.
@@ -380,6 +385,17 @@ impl Store {
             let from = behind.iter().map(|c| c.unwrap_or(0)).min().unwrap_or(0).min(count);
             project_range(log.as_ref(), from, count, |_| {})?;
         }
+        // A crash between a redaction's write and the end of its scrub: finish it now.
+        let pending = log.pending_scrubs()?;
+        if !pending.is_empty() {
+            match log.scrub(&pending) {
+                Ok(()) => opened.scrubs_finished = pending,
+                Err(e) => {
+                    tracing::warn!("{}: the scrub of redacted records {pending:?} did not finish: {e}", log.describe());
+                    opened.scrub_failed = Some(format!("records {pending:?}: {e}"));
+                }
+            }
+        }
         if let Some(r) = &replica {
             // A node's database must be a projection of this very log: no longer than it,
             // and holding its event where it ends.
@@ -498,21 +514,39 @@ impl Store {
         stand_in: &crate::core::Body,
         drafts: Vec<crate::core::Draft>,
     ) -> Result<Vec<Appended>> {
-        let raw = self.inner.log.record(position)?.ok_or(Error::Log(LogError::NoSuchPosition(position)))?;
-        let parts = layout::split_record(&raw)
-            .ok_or_else(|| Error::Log(LogError::Corrupt { position, reason: "record layout is invalid".into() }))?;
-        let header = crate::core::Header::decode(parts.header)
-            .map_err(|e| Error::Log(LogError::Corrupt { position, reason: e.to_string() }))?;
-        if stand_in.kind() != header.kind {
-            return Err(Error::WrongEvent {
-                id: parts.id.to_hex(),
-                what: format!("a {} event", stand_in.kind().name()),
-            });
+        self.redact_all(&[(position, stand_in.clone())], drafts)
+    }
+
+    /// [`Store::redact`] of several events in one atomic write (a session's or an
+    /// actor's: one recorded act), then one scrub of them all. The write also records a
+    /// pending scrub per record (backend meta), removed when the scrub is done: a crash
+    /// in between leaves it, and the next open finishes the scrub.
+    pub fn redact_all(
+        &self,
+        targets: &[(u64, crate::core::Body)],
+        drafts: Vec<crate::core::Draft>,
+    ) -> Result<Vec<Appended>> {
+        let mut rewrites = Vec::with_capacity(targets.len());
+        for (position, stand_in) in targets {
+            let position = *position;
+            let raw = self.inner.log.record(position)?.ok_or(Error::Log(LogError::NoSuchPosition(position)))?;
+            let parts = layout::split_record(&raw)
+                .ok_or_else(|| Error::Log(LogError::Corrupt { position, reason: "record layout is invalid".into() }))?;
+            let header = crate::core::Header::decode(parts.header)
+                .map_err(|e| Error::Log(LogError::Corrupt { position, reason: e.to_string() }))?;
+            if stand_in.kind() != header.kind {
+                return Err(Error::WrongEvent {
+                    id: parts.id.to_hex(),
+                    what: format!("a {} event", stand_in.kind().name()),
+                });
+            }
+            rewrites
+                .push((position, layout::encode_redacted(parts.version, &parts.id, parts.header, &stand_in.encode())));
         }
-        let record = layout::encode_redacted(parts.version, &parts.id, parts.header, &stand_in.encode());
+        let positions: Vec<u64> = rewrites.iter().map(|(p, _)| *p).collect();
         let mut batch = AppendBatch::new();
         batch.events = drafts;
-        batch.rewrites = vec![(position, record)];
+        batch.rewrites = rewrites;
         batch.clear = vec![Space::Snapshots];
         let appended = {
             // Folds that began before this write cannot store their snapshots after it.
@@ -521,8 +555,14 @@ impl Store {
             *n += 1;
             appended
         };
-        self.inner.log.scrub(&[position])?;
+        self.inner.log.scrub(&positions)?;
         Ok(appended)
+    }
+
+    /// Runs the scrub of redacted records again (`redact` of an event redacted before):
+    /// their old bytes leave the backend's files, whatever interrupted the first scrub.
+    pub fn scrub(&self, positions: &[u64]) -> Result<()> {
+        self.inner.log.scrub(positions)
     }
 
     /// Marks the database as tenant `name`'s (a server's tenants under `DB/tenants/NAME`),
@@ -1026,7 +1066,14 @@ impl Store {
     /// A subscription that yields every event from position `from`, then follows the
     /// log live: no gaps, no duplicates.
     pub fn subscribe(&self, from: u64) -> Subscription {
-        Subscription::new(self.clone(), from)
+        Subscription::new(self.clone(), from, None)
+    }
+
+    /// [`Store::subscribe`] within a byte budget shared with other subscriptions (a
+    /// server's tails): past it, the tails idle longest are dropped (`Error::TailDropped`
+    /// naming where to resume).
+    pub fn subscribe_within(&self, from: u64, budget: std::sync::Arc<TailBudget>) -> Subscription {
+        Subscription::new(self.clone(), from, Some(budget))
     }
 
     /// Makes what was written durable and compact (RocksDB: memtables to table files, so

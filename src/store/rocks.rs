@@ -6,6 +6,7 @@
 //! Before RocksDB opens a database, dreamlog reads its WAL itself (`wal.rs`): a torn
 //! final record is tolerated (a copy kept aside), damage refuses the open.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rocksdb::{
@@ -262,6 +263,69 @@ impl RocksLog {
         ))
     }
 
+    /// `verify --deep`'s check that redaction left no old bytes: for each redacted
+    /// record, no pending scrub, no copy of its old record in a write-ahead log, its new
+    /// record not still only in memory (then the old one is in a file), and at most one
+    /// table file spanning its key (a finished scrub compacts every file that spans it
+    /// into one, on the last level).
+    fn verify_scrubbed(&self, report: &mut VerifyReport, redacted: &HashMap<u64, EventId>) -> Result<()> {
+        let mut why: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
+        for p in self.pending_scrubs()? {
+            why.entry(p).or_default().push("its scrub did not finish".into());
+        }
+        for (file, positions) in wal::unredacted_copies(&self.path, redacted)? {
+            for p in positions {
+                why.entry(p).or_default().push(format!(
+                    "write-ahead log file {} holds its record as it was before the redaction",
+                    file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned())
+                ));
+            }
+        }
+        let mut in_memory = ReadOptions::default();
+        in_memory.set_read_tier(rocksdb::ReadTier::Memtable);
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_LOG), in_memory);
+        let files: Vec<_> = self.db.live_files()?.into_iter().filter(|f| f.column_family_name == CF_LOG).collect();
+        let mut positions: Vec<u64> = redacted.keys().copied().collect();
+        positions.sort_unstable();
+        for p in positions {
+            let key = layout::pos_key(p);
+            it.seek(key);
+            if it.key() == Some(key.as_slice()) {
+                why.entry(p).or_default().push(
+                    "its redacted record is still only in memory, so the record it replaced is still in a file".into(),
+                );
+            }
+            let spanning: Vec<String> = files
+                .iter()
+                .filter(|f| {
+                    f.start_key.as_deref().is_some_and(|s| s <= key.as_slice())
+                        && f.end_key.as_deref().is_some_and(|e| e >= key.as_slice())
+                })
+                .map(|f| format!("{} (level {})", f.name.trim_start_matches('/'), f.level))
+                .collect();
+            if spanning.len() > 1 {
+                why.entry(p).or_default().push(format!(
+                    "table files {} all span its key: an older one may still hold the record it replaced",
+                    spanning.join(", ")
+                ));
+            }
+        }
+        it.status()?;
+        for (p, reasons) in why {
+            let id = redacted.get(&p);
+            report.problems.push(VerifyProblem {
+                position: Some(p),
+                id: id.map(EventId::to_hex),
+                problem: format!(
+                    "redacted, but its removed bytes may still be on disk: {} (`dreamlog redact {}` finishes the scrub)",
+                    reasons.join("; "),
+                    id.map_or_else(|| format!("@{p}"), |i| i.to_hex())
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The first run of missing positions below `count` (a full key scan of the log: only
     /// run when RocksDB removed table files at open).
     fn first_gap(&self, count: u64) -> Result<Option<(u64, u64)>> {
@@ -399,6 +463,9 @@ impl Log for RocksLog {
         }
         for (position, record) in &group.rewrites {
             wb.put_cf(log, layout::pos_key(*position), record);
+            // Until the old bytes have left the files (`scrub`): finished at the next
+            // open if a crash comes first.
+            wb.put_cf(self.cf(CF_META), layout::scrub_key(*position), []);
         }
         for space in &group.clear {
             // Keys of derived spaces are names and positions: no key starts with 0xFF.
@@ -686,7 +753,35 @@ impl Log for RocksLog {
             self.db.compact_range_cf_opt(self.cf(CF_LOG), Some(from.as_slice()), Some(to.as_slice()), &opts);
         }
         self.db.compact_range_cf_opt(self.space(Space::Snapshots), None::<&[u8]>, None::<&[u8]>, &opts);
+        // Done: the pending records go (durably, so a finished scrub is never redone
+        // for nothing, and an unfinished one never forgotten).
+        let mut wb = WriteBatch::default();
+        for p in positions {
+            wb.delete_cf(self.cf(CF_META), layout::scrub_key(*p));
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo)?;
         Ok(())
+    }
+
+    fn pending_scrubs(&self) -> Result<Vec<u64>> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(layout::scrub_key(u64::MAX));
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_META), ro);
+        it.seek(layout::SCRUB_PREFIX);
+        let mut out = Vec::new();
+        while let Some(k) = it.key() {
+            let Some(p) = layout::scrub_position(k) else { break };
+            out.push(p);
+            it.next();
+        }
+        it.status()?;
+        // The upper bound is exclusive: the greatest position has a key of its own.
+        if self.db.get_pinned_cf(self.cf(CF_META), layout::scrub_key(u64::MAX))?.is_some() {
+            out.push(u64::MAX);
+        }
+        Ok(out)
     }
 
     fn close(&self, _count: u64) -> Result<()> {
@@ -708,7 +803,8 @@ impl Log for RocksLog {
     /// cache bypassed (so every data and index block of every live table file is read
     /// from disk), runs `VerifyChecksum`, and looks up each table file's first key (so its
     /// filter block is read too). Any block that fails is a problem naming the file.
-    fn verify_storage(&self, report: &mut VerifyReport) -> Result<()> {
+    fn verify_storage(&self, report: &mut VerifyReport, redacted: &HashMap<u64, EventId>) -> Result<()> {
+        self.verify_scrubbed(report, redacted)?;
         let mut deep = report.deep.take().unwrap_or_default();
         let fresh = || {
             let mut r = ReadOptions::default();

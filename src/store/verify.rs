@@ -160,9 +160,20 @@ impl ReceiptCheck {
 impl Store {
     /// The storage half of `verify --deep`, the backend's own checks (RocksDB: every
     /// entry of every column family read with checksums verified and the cache bypassed,
-    /// `VerifyChecksum` over every block of every table file, each file's filter read).
+    /// `VerifyChecksum` over every block of every table file, each file's filter read),
+    /// and that no redacted record's old bytes are still on disk (a scrub that did not
+    /// finish: its pending record, a write-ahead log holding the old record, the record
+    /// still in memory, or table files of which more than one spans its key).
     pub fn verify_storage(&self, report: &mut VerifyReport) -> Result<()> {
-        self.log().verify_storage(report)
+        let mut redacted = HashMap::new();
+        for e in self.read_stream(crate::core::redact::STREAM, 0, usize::MAX)? {
+            if let Body::Redact(r) = &e.event.body {
+                if let Some(p) = self.log().position_of(&r.target)? {
+                    redacted.insert(p, r.target);
+                }
+            }
+        }
+        self.log().verify_storage(report, &redacted)
     }
 
     /// Checks the whole store. `progress` is called with the number of events checked so

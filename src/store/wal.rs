@@ -20,6 +20,7 @@
 //! Truncating a WAL exactly at a record boundary leaves no trace in its framing; see
 //! docs/FORMAT.md §9 for what that means under each sync mode.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::layout;
@@ -154,8 +155,8 @@ fn physical(data: &[u8], at: usize) -> (Physical<'_>, usize) {
     (Physical::Record { kind, payload: &data[at + header..end] }, end)
 }
 
-/// Events (position, id) of one write batch: its puts of log records.
-fn batch_events(batch: &[u8]) -> Vec<WalEvent> {
+/// Calls `f` with (position, record) of each put of a log record in one write batch.
+fn batch_records(batch: &[u8], f: &mut dyn FnMut(u64, layout::RecordParts<'_>)) {
     fn varint(b: &[u8], at: &mut usize) -> Option<u64> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
@@ -174,26 +175,63 @@ fn batch_events(batch: &[u8]) -> Vec<WalEvent> {
         *at += n;
         Some(s)
     }
-    let mut out = Vec::new();
     let mut at = 12; // sequence (8) and count (4)
     while at < batch.len() {
         let tag = batch[at];
         at += 1;
-        // Put (0x1) and column-family put (0x5); anything else ends what we read (the
-        // writer only puts, so a batch of ours is read whole).
+        // Puts (0x1; 0x5 with a column family) are read; deletions, range deletions,
+        // merges and log data are stepped over; anything else ends what we read.
+        let cf = matches!(tag, 0x4 | 0x5 | 0x6 | 0x8 | 0xE);
+        if cf && varint(batch, &mut at).is_none() {
+            break;
+        }
         let entry = match tag {
-            0x1 => slice(batch, &mut at).zip(slice(batch, &mut at)),
-            0x5 => varint(batch, &mut at).and_then(|_| slice(batch, &mut at).zip(slice(batch, &mut at))),
+            0x1 | 0x5 => slice(batch, &mut at).zip(slice(batch, &mut at)),
+            0x0 | 0x3 | 0x4 | 0x7 | 0x8 => slice(batch, &mut at).map(|_| (&[][..], &[][..])),
+            0x2 | 0x6 | 0xE | 0xF => slice(batch, &mut at).zip(slice(batch, &mut at)).map(|_| (&[][..], &[][..])),
             _ => None,
         };
         let Some((key, value)) = entry else { break };
         if key.len() == 8 {
             if let (Some(position), Some(parts)) = (layout::be_u64(key), layout::split_record(value)) {
-                out.push(WalEvent { position, id: parts.id });
+                f(position, parts);
             }
         }
     }
+}
+
+/// Events (position, id) of one write batch: its puts of log records.
+fn batch_events(batch: &[u8]) -> Vec<WalEvent> {
+    let mut out = Vec::new();
+    batch_records(batch, &mut |position, parts| out.push(WalEvent { position, id: parts.id }));
     out
+}
+
+/// The WAL files in `dir` that still hold a record of one of `redacted` (positions and
+/// the ids of redacted events) as it was before its redaction (its body bytes), with the
+/// positions each holds. Read from the intact part of each file.
+pub fn unredacted_copies(dir: &Path, redacted: &HashMap<u64, EventId>) -> Result<Vec<(PathBuf, Vec<u64>)>> {
+    let mut out = Vec::new();
+    if redacted.is_empty() {
+        return Ok(out);
+    }
+    for file in wal_files(dir)? {
+        let data = std::fs::read(&file).map_err(|source| Error::Io { path: file.display().to_string(), source })?;
+        let mut found = Vec::new();
+        read_records(&data, 0, &mut |b| {
+            batch_records(b, &mut |position, parts| {
+                if parts.flags & layout::FLAG_REDACTED == 0 && redacted.get(&position) == Some(&parts.id) {
+                    found.push(position);
+                }
+            })
+        });
+        if !found.is_empty() {
+            found.sort_unstable();
+            found.dedup();
+            out.push((file, found));
+        }
+    }
+    Ok(out)
 }
 
 /// Logical records (reassembled fragments) of the intact part of a block run, from

@@ -125,6 +125,9 @@ class Client:
         """Server-Sent Events: every event from `from_position` (or after `last_event_id`), then live.
 
         Reconnect with `last_event_id` = the last position you saw: no gaps, no duplicates.
+        A tail the server dropped (its client read too slowly while the server's tails were
+        at their byte budget) raises `DreamlogError` of type `slow_subscriber`, whose
+        `body["position"]` is where to resume (`from_position=`).
         """
         headers = self._headers({"Accept": "text/event-stream"})
         if last_event_id is not None:
@@ -133,13 +136,20 @@ class Client:
         req = urllib.request.Request(self.url + path, headers=headers)
         with urllib.request.urlopen(req, timeout=None) as resp:
             position: Optional[int] = None
+            event: Optional[str] = None
             for raw in resp:
                 line = raw.decode().rstrip("\r\n")
                 if line.startswith("id:"):
                     position = int(line[3:].strip())
+                elif line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:") and event == "error":
+                    err = json.loads(line[5:].strip()).get("error", {})
+                    raise DreamlogError(503, err.get("type", "error"), err.get("message", ""), err)
                 elif line.startswith("data:") and position is not None:
                     yield TailEvent(position, json.loads(line[5:].strip()))
                     position = None
+                    event = None
 
     # -- memory ---------------------------------------------------------------------------
     def memory_tool(self, store: str, tool_input: Dict[str, Any], actor: Optional[str] = None,

@@ -35,7 +35,7 @@
 
 mod powerfs;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -180,8 +180,12 @@ struct Acked {
     events: BTreeMap<u64, String>,
     /// imported session id → its events.
     sessions: BTreeMap<String, u64>,
-    /// Acknowledgements by what made them (append, memory, dream, import).
+    /// Acknowledgements by what made them (append, memory, dream, import, redact).
     by_kind: BTreeMap<String, u64>,
+    /// position → the secret text of an event written to be redacted (`T` lines).
+    secrets: BTreeMap<u64, String>,
+    /// Positions whose redaction was acknowledged (`R` lines).
+    redacted: BTreeSet<u64>,
 }
 
 impl Acked {
@@ -200,6 +204,16 @@ impl Acked {
                     *self.by_kind.entry("import".to_owned()).or_default() += 1;
                 }
             }
+            (Some("T"), Some(pos), Some(secret)) => {
+                if let Ok(pos) = pos.parse() {
+                    self.secrets.insert(pos, secret.to_owned());
+                }
+            }
+            (Some("R"), Some(pos), None) => {
+                if let Ok(pos) = pos.parse() {
+                    self.redacted.insert(pos);
+                }
+            }
             _ => {}
         }
     }
@@ -211,6 +225,12 @@ impl Acked {
         }
         for (s, n) in &self.sessions {
             writeln!(out, "S {s} {n}")?;
+        }
+        for (pos, secret) in &self.secrets {
+            writeln!(out, "T {pos} {secret}")?;
+        }
+        for pos in &self.redacted {
+            writeln!(out, "R {pos}")?;
         }
         out.flush()
     }
@@ -532,6 +552,8 @@ fn run_mode(
         for p in &lost {
             acked.events.remove(p);
         }
+        acked.secrets.retain(|p, _| *p < events);
+        acked.redacted.retain(|p| *p < events);
         let lost_sessions: Vec<String> = report["missing_sessions"]
             .as_array()
             .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
@@ -540,11 +562,13 @@ fn run_mode(
             acked.sessions.remove(sid);
         }
         eprintln!(
-            "crashtest:   ok: {} events, {} newly acknowledged, {} lost (tripped mid-I/O: {tripped}; table files kept aside: {})",
+            "crashtest:   ok: {} events, {} newly acknowledged, {} lost (tripped mid-I/O: {tripped}; table files kept aside: {}; redacted texts absent: {}, scrubs finished at open: {})",
             events,
             acked.events.len() + lost.len() - before,
             lost.len(),
-            report["kept_aside"]
+            report["kept_aside"],
+            report["redacted_checked"],
+            report["scrubs_finished_at_open"]
         );
         rounds.push(round(acked.events.len() + lost.len() - before, events, lost.len()));
     }
@@ -648,7 +672,7 @@ fn workload(args: &[String]) -> Result<(), Failure> {
     };
     let say = Arc::new(say);
     let mut threads = Vec::new();
-    for t in 0..5u64 {
+    for t in 0..6u64 {
         let (svc, say) = (svc.clone(), say.clone());
         threads.push(std::thread::spawn(move || {
             let mut rng = Rng(mix(seed ^ (t + 1)));
@@ -657,7 +681,8 @@ fn workload(args: &[String]) -> Result<(), Failure> {
                     0 | 1 => append(&*svc, &mut rng, seed, t, step),
                     2 => memory(&*svc, &mut rng),
                     3 => import(&*svc, seed, step),
-                    _ => dream(&*svc, &mut rng),
+                    4 => dream(&*svc, &mut rng),
+                    _ => redact(&*svc, &mut rng, &*say),
                 };
                 match lines {
                     Ok(lines) => say(lines),
@@ -714,6 +739,27 @@ fn memory(svc: &dyn Service, rng: &mut Rng) -> Result<Vec<String>, Failure> {
     Ok(acks("memory", answer.recorded.map(|(p, id)| (p, id.to_string()))))
 }
 
+/// Writes an event holding a fresh secret (`T POS SECRET` once acknowledged), then
+/// redacts it (`R POS` once that is acknowledged): the check finds every event that reads
+/// back redacted with its secret in no file.
+fn redact(svc: &dyn Service, rng: &mut Rng, say: &dyn Fn(Vec<String>)) -> Result<Vec<String>, Failure> {
+    std::thread::sleep(Duration::from_millis(20 + rng.below(60)));
+    // 24 letters of 52: two secrets rarely share a run of four (an LZ4 back-reference).
+    const LETTERS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let secret: String = (0..24).map(|_| LETTERS[rng.below(52) as usize] as char).collect();
+    let events = vec![json!({
+        "stream": "crash/secrets",
+        "kind": "note",
+        "actor": "agent:crashtest",
+        "body": {"type": "crash-secret", "json": {"card": secret}}
+    })];
+    let a = svc.append(&AppendRequest { events, stream: None, expect: Default::default() })?.remove(0);
+    say(vec![format!("E {} {} append", a.position, a.id), format!("T {} {secret}", a.position)]);
+    let r =
+        svc.redact(&dreamlog::service::RedactRequest::event(a.id.to_hex(), "crashtest"), &"human:crashtest".parse()?)?;
+    Ok(vec![format!("E {} {} redact", r.event_position, r.event), format!("R {}", a.position)])
+}
+
 fn import(svc: &dyn Service, seed: u64, step: u64) -> Result<Vec<String>, Failure> {
     std::thread::sleep(Duration::from_millis(30));
     let id = format!("crash-{seed:x}-{step}");
@@ -765,6 +811,7 @@ fn check(args: &[String]) -> Result<(), Failure> {
         }
     };
     let len = store.len();
+    let scrubs_finished = store.open_report().scrubs_finished.len();
     // Gapless positions, unique ids, whole batches.
     let mut ids: HashSet<dreamlog::EventId> = HashSet::new();
     let mut batches: HashMap<String, (u64, u64)> = HashMap::new();
@@ -800,6 +847,7 @@ fn check(args: &[String]) -> Result<(), Failure> {
     let mut checked = 0u64;
     let mut missing_sessions = Vec::new();
     let sessions: HashSet<String> = store.session_ids()?.into_iter().collect();
+    let mut secrets: Vec<(u64, String)> = Vec::new();
     for line in text.lines() {
         let parts: Vec<&str> = line.split_whitespace().collect();
         match parts.as_slice() {
@@ -818,7 +866,47 @@ fn check(args: &[String]) -> Result<(), Failure> {
                     missing_sessions.push(session.to_string());
                 }
             }
+            ["T", pos, secret] => {
+                let pos: u64 = pos.parse()?;
+                if pos < len && store.get_at(pos)?.redacted {
+                    secrets.push((pos, secret.to_string()));
+                }
+            }
+            ["R", pos] => {
+                let pos: u64 = pos.parse()?;
+                if sync == SyncMode::Fsync && !store.get_at(pos).map(|e| e.redacted).unwrap_or(false) {
+                    problems.push(format!("the acknowledged redaction of position {pos} is gone"));
+                }
+            }
             _ => problems.push(format!("unreadable line in {acked_file}: {line:?}")),
+        }
+    }
+    // Redaction: every event that reads back redacted has its text in no file of the
+    // database (the open finished any scrub the crash interrupted). Files kept aside
+    // under damaged/ are outside what redaction reaches (README).
+    let redacted_checked = secrets.len();
+    if !secrets.is_empty() {
+        let mut files = Vec::new();
+        let mut dirs = vec![PathBuf::from(db)];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d)?.flatten() {
+                let path = e.path();
+                if path.is_dir() {
+                    if e.file_name() != "damaged" {
+                        dirs.push(path);
+                    }
+                } else {
+                    files.push((path.clone(), std::fs::read(&path)?));
+                }
+            }
+        }
+        for (pos, secret) in &secrets {
+            let needle = secret.as_bytes();
+            for (path, bytes) in &files {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    problems.push(format!("redacted event {pos}'s text is still in {}", path.display()));
+                }
+            }
         }
     }
     if sync == SyncMode::Fsync && !missing_sessions.is_empty() {
@@ -843,6 +931,8 @@ fn check(args: &[String]) -> Result<(), Failure> {
     report["acknowledged_checked"] = json!(checked);
     report["batches"] = json!(batches.len());
     report["missing_sessions"] = json!(missing_sessions);
+    report["redacted_checked"] = json!(redacted_checked);
+    report["scrubs_finished_at_open"] = json!(scrubs_finished);
     report["problems"] = json!(problems);
     println!("{report}");
     if problems.is_empty() {
