@@ -583,6 +583,7 @@ impl MemoryStores {
             batch.events.extend(leading.iter().cloned());
             for (i, (cmd, causes)) in commands.iter().enumerate() {
                 let precondition = if i == 0 { opts.precondition } else { None };
+                crate::core::memory::check_new_command(cmd)?;
                 texts.push(state.apply(cmd, precondition.as_ref())?);
                 let body = Body::Memory(MemoryBody {
                     store: name.to_owned(),

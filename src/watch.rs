@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::core::memory::{check_path, sync_commands, MemoryState, Rules, MAX_FILE_BYTES, ROOT};
+use crate::core::memory::{check_new_path, sync_commands, MemoryState, Rules, MAX_FILE_BYTES, ROOT};
 use crate::core::{Actor, Digest};
 use crate::error::{Error, MemoryError, Result};
 use crate::service::{BatchRequest, PathQuery, Service};
@@ -44,6 +44,9 @@ pub fn read_folder(dir: &Path, rules: Rules) -> Result<Folder> {
     }
     let mut files: Vec<(String, String)> = Vec::new();
     let mut dirs: Vec<String> = Vec::new();
+    // Memory paths are the file names in Unicode NFC (macOS keeps names decomposed, and
+    // a client must send NFC): two names equal in NFC are one path, the second skipped.
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut stack: Vec<(PathBuf, String)> = vec![(dir.to_path_buf(), String::new())];
     while let Some((path, rel)) = stack.pop() {
         let mut entries: Vec<std::fs::DirEntry> = std::fs::read_dir(&path)
@@ -52,7 +55,10 @@ pub fn read_folder(dir: &Path, rules: Rules) -> Result<Folder> {
             .map_err(|e| io_err(&path, e))?;
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
-            let name = e.file_name().to_string_lossy().into_owned();
+            let name: String = {
+                use unicode_normalization::UnicodeNormalization;
+                e.file_name().to_string_lossy().nfc().collect()
+            };
             let rel_path = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
             if name.starts_with('.') || name.ends_with('~') {
                 continue;
@@ -62,8 +68,8 @@ pub fn read_folder(dir: &Path, rules: Rules) -> Result<Folder> {
                 out.skipped.push((rel_path, "a symbolic link".into()));
             } else if meta.is_dir() {
                 let memory_path = format!("{ROOT}/{rel_path}");
-                if let Err(why) = check_path(&memory_path) {
-                    out.skipped.push((rel_path, why.message));
+                if let Err(why) = admit(&memory_path, &mut seen) {
+                    out.skipped.push((rel_path, why));
                     continue;
                 }
                 dirs.push(memory_path);
@@ -72,8 +78,8 @@ pub fn read_folder(dir: &Path, rules: Rules) -> Result<Folder> {
                 out.skipped.push((rel_path, format!("larger than {MAX_FILE_BYTES} bytes")));
             } else {
                 let memory_path = format!("{ROOT}/{rel_path}");
-                if let Err(why) = check_path(&memory_path) {
-                    out.skipped.push((rel_path, why.message));
+                if let Err(why) = admit(&memory_path, &mut seen) {
+                    out.skipped.push((rel_path, why));
                     continue;
                 }
                 match std::fs::read(e.path()) {
@@ -90,6 +96,16 @@ pub fn read_folder(dir: &Path, rules: Rules) -> Result<Folder> {
     }
     out.state = MemoryState::from_tree(rules, files, dirs);
     Ok(out)
+}
+
+/// Whether a file's memory path may be recorded: a path a new command may name, not
+/// taken by another file whose name is the same in NFC.
+fn admit(memory_path: &str, seen: &mut std::collections::HashSet<String>) -> std::result::Result<(), String> {
+    check_new_path(memory_path).map_err(|e| e.message)?;
+    if !seen.insert(memory_path.to_owned()) {
+        return Err(format!("{memory_path} is also another file's name in Unicode NFC: that file is recorded"));
+    }
+    Ok(())
 }
 
 /// Options of `dreamlog watch`.

@@ -172,6 +172,13 @@ fn cases() -> Vec<Http> {
         e[k] = v;
         e
     };
+    // Issue 30.6: a raw memory event's paths take the memory tool's care.
+    v.push(bad_event(
+        "a memory command to a path with a zero-width space",
+        json!({"kind": "memory", "actor": "agent:a", "stream": "memory/m",
+               "body": {"store": "m", "command": {"command": "create", "path": "/memories/zw\u{200b}.md", "file_text": "x"}}}),
+        "invisible",
+    ));
     v.push(bad_event("a position", with("position", json!(7)), "position: the store assigns it"));
     v.push(bad_event("a version", with("version", json!(0)), "version: the store assigns it"));
     v.push(bad_event("an id without its time", with("id", json!("ab".repeat(32))), "id: an id can only be checked"));
@@ -503,6 +510,18 @@ fn stream_names() -> Vec<(&'static str, String)> {
         ("zero-width space", "a\u{200b}b".into()),
         ("byte order mark", "\u{feff}a".into()),
         ("too long", "s".repeat(2000)),
+        // Issue 30.6: each segment takes the care a store name's does.
+        ("parent", "..".into()),
+        ("parent in the middle", "a/../b".into()),
+        ("double slash", "a//b".into()),
+        ("leading slash", "/a".into()),
+        ("trailing slash", "a/".into()),
+        ("percent-encoded parent", "%2e%2e".into()),
+        ("twice percent-encoded parent", "a/%252e%252e".into()),
+        ("backslash", "a\\..\\b".into()),
+        ("fullwidth dots", "a/\u{FF0E}\u{FF0E}/b".into()),
+        ("leading space", " a".into()),
+        ("line separator", "a\u{2028}b".into()),
     ]
 }
 
@@ -528,6 +547,11 @@ fn memory_paths() -> Vec<(&'static str, String)> {
         ("trailing slash on a file", "/memories/a.md/".into()),
         ("empty", String::new()),
         ("very long", format!("/memories/{}", "a/".repeat(3000))),
+        // Issue 30.6: no path that displays as another, in NFC only.
+        ("zero-width space", "/memories/zw\u{200b}.md".into()),
+        ("NFD-decomposed", "/memories/cafe\u{301}.md".into()),
+        ("fullwidth dots", "/memories/\u{FF0E}\u{FF0E}/x.md".into()),
+        ("two-dot leader", "/memories/a/\u{2025}/x.md".into()),
     ]
 }
 

@@ -181,3 +181,22 @@ fn empty_directories_are_recorded_and_checked_out() {
     assert!(out.join("inbox").is_dir() && out.join("archive/notes.md").is_file());
     assert!(server.stop().success());
 }
+
+/// Issue 30.6: file names come from the file system as they are (macOS keeps them
+/// decomposed): a watched file is recorded under its name in Unicode NFC; a second name
+/// equal in NFC, or one with an invisible character, is skipped with why.
+#[test]
+fn file_names_are_recorded_in_nfc_and_invisible_ones_skipped() {
+    let dir = tempdir().unwrap();
+    let folder = dir.path().join("memory");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("cafe\u{301}.md"), "decomposed\n").unwrap();
+    std::fs::write(folder.join("caf\u{e9}.md"), "composed\n").unwrap();
+    std::fs::write(folder.join("zw\u{200b}.md"), "hidden\n").unwrap();
+    let read = dreamlog::watch::read_folder(&folder, dreamlog::core::memory::Rules::V2).unwrap();
+    let paths: Vec<String> = read.state.files().keys().cloned().collect();
+    assert_eq!(paths, ["/memories/caf\u{e9}.md"], "{:?}", read.skipped);
+    assert_eq!(read.skipped.len(), 2, "{:?}", read.skipped);
+    assert!(read.skipped.iter().any(|(_, why)| why.contains("NFC")), "{:?}", read.skipped);
+    assert!(read.skipped.iter().any(|(_, why)| why.contains("U+200B")), "{:?}", read.skipped);
+}

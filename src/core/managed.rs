@@ -100,9 +100,7 @@ pub fn check_api_path(path: &str) -> Result<(), String> {
     if path.len() > MAX_PATH_BYTES {
         return Err(format!("{} bytes, over the limit of {MAX_PATH_BYTES}", path.len()));
     }
-    if let Some(c) = path.chars().find(|c| {
-        c.is_control() || super::validate::is_invisible(*c) || super::validate::is_bidi_control(*c) || is_format(*c)
-    }) {
+    if let Some(c) = super::validate::hidden_char(path) {
         return Err(format!("contains U+{:04X}, a control or format character", c as u32));
     }
     if !unicode_normalization::is_nfc(path) {
@@ -120,13 +118,6 @@ pub fn check_api_path(path: &str) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Format characters and separators the API refuses beyond those `validate` knows.
-fn is_format(c: char) -> bool {
-    matches!(c, '\u{2028}' | '\u{2029}' | '\u{0600}'..='\u{0605}' | '\u{06DD}' | '\u{070F}' | '\u{08E2}'
-        | '\u{110BD}' | '\u{110CD}' | '\u{13430}'..='\u{1343F}' | '\u{1BCA0}'..='\u{1BCA3}'
-        | '\u{1D173}'..='\u{1D17A}' | '\u{E0001}' | '\u{E0020}'..='\u{E007F}' | '\u{FFF9}'..='\u{FFFB}')
 }
 
 /// The dreamlog memory path of a (checked) API path: `/a/b.md` → `/memories/a/b.md`.

@@ -115,6 +115,47 @@ pub fn check_path(path: &str) -> Result<&str, ToolError> {
     Ok(trimmed)
 }
 
+/// Checks a path a new command brings (never a recorded one: a fold judges those by
+/// [`check_path`] alone, as they were judged when written): a [`check_path`] with no
+/// invisible or format character (`/zw\u{200B}.md` would list as `/zw.md`), in Unicode
+/// NFC (a client sends NFC; paths read from a file system are normalised first), and no
+/// segment that is `.` or `..` in another spelling (fullwidth `．．`, percent-encoded).
+pub fn check_new_path(path: &str) -> Result<&str, ToolError> {
+    let checked = check_path(path)?;
+    let invalid = |reason: String| err(ToolErrorKind::Invalid, format!("Error: Invalid path {path:?}: {reason}"));
+    if let Some(c) = crate::core::validate::hidden_char(path) {
+        return Err(invalid(format!(
+            "contains U+{:04X}, an invisible or format character (a path with one displays as another)",
+            c as u32
+        )));
+    }
+    if !unicode_normalization::is_nfc(path) {
+        use unicode_normalization::UnicodeNormalization;
+        let nfc: String = path.nfc().collect();
+        return Err(invalid(format!("not in Unicode NFC (send it as {nfc:?})")));
+    }
+    if let Some(seg) = checked.split('/').find(|s| crate::core::validate::is_dot_segment(s)) {
+        return Err(invalid(format!("segment {seg:?} means '.' or '..' once decoded")));
+    }
+    Ok(checked)
+}
+
+/// [`check_new_path`] of every path a new command names.
+pub fn check_new_command(cmd: &MemoryCommand) -> Result<(), ToolError> {
+    match cmd {
+        MemoryCommand::Create { path, .. }
+        | MemoryCommand::Write { path, .. }
+        | MemoryCommand::StrReplace { path, .. }
+        | MemoryCommand::Insert { path, .. }
+        | MemoryCommand::Delete { path }
+        | MemoryCommand::Mkdir { path } => check_new_path(path).map(|_| ()),
+        MemoryCommand::Rename { old_path, new_path } => {
+            check_new_path(old_path)?;
+            check_new_path(new_path).map(|_| ())
+        }
+    }
+}
+
 /// One file: its text and (computed when first asked for) its content hash.
 #[derive(Clone, Debug)]
 pub struct File {

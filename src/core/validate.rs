@@ -41,6 +41,98 @@ pub fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
+/// Format characters and separators beyond [`is_invisible`] and [`is_bidi_control`] that
+/// make a name or path display as another (line and paragraph separators, prepended
+/// concatenation marks, tags, interlinear annotation).
+pub fn is_other_format(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}' | '\u{0600}'..='\u{0605}' | '\u{06DD}' | '\u{070F}' | '\u{08E2}'
+        | '\u{110BD}' | '\u{110CD}' | '\u{13430}'..='\u{1343F}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0001}' | '\u{E0020}'..='\u{E007F}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
+/// The first character of `s` that is a control, invisible, bidirectional or other
+/// format character.
+pub fn hidden_char(s: &str) -> Option<char> {
+    s.chars().find(|c| c.is_control() || is_invisible(*c) || is_bidi_control(*c) || is_other_format(*c))
+}
+
+/// Whether a segment of a name or path means `.` or `..` to something that decodes it
+/// further: percent-decoded (again and again: `%252e`) and folded by Unicode
+/// compatibility (fullwidth `．`, the one- and two-dot leaders), with spaces around.
+pub fn is_dot_segment(seg: &str) -> bool {
+    use unicode_normalization::UnicodeNormalization;
+    let mut s = seg.to_owned();
+    for _ in 0..4 {
+        let decoded = percent_decode(&s);
+        if decoded == s {
+            break;
+        }
+        s = decoded;
+    }
+    let folded: String = s.nfkc().collect();
+    matches!(folded.trim(), "." | "..")
+}
+
+/// `%XX` sequences decoded (bytes that do not form UTF-8 are kept as they were).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
+}
+
+/// Checks a new event's stream name (events already stored are judged by
+/// [`check_name`] alone): a [`check_name`] whose `/`-separated segments are each
+/// non-empty, without spaces around, not `.` or `..` in any spelling ([`is_dot_segment`]),
+/// with no backslash and no format character — so no stream passes for another, and
+/// none becomes a path that climbs out when a tool maps streams to folders.
+pub fn check_stream_name(field: &str, name: &str) -> Result<(), FormatError> {
+    check_name(field, name)?;
+    let bad = |why: String| Err(FormatError::field(field, format!("{name:?}: {why}")));
+    if let Some(c) = hidden_char(name) {
+        return bad(format!("U+{:04X} is a format character: a name with one displays as another", c as u32));
+    }
+    if name.contains('\\') {
+        return bad("backslashes are not allowed (segments are separated by '/')".into());
+    }
+    for seg in name.split('/') {
+        if seg.is_empty() {
+            return bad("empty segment (a leading, doubled or trailing '/')".into());
+        }
+        if seg.trim() != seg {
+            return bad(format!("segment {seg:?} begins or ends with a space"));
+        }
+        if is_dot_segment(seg) {
+            return bad(format!("segment {seg:?} means '.' or '..' once decoded"));
+        }
+    }
+    Ok(())
+}
+
+/// The checks a new event passes beyond those of a stored one: its stream name
+/// ([`check_stream_name`]) and, for a memory command, its paths
+/// (`memory::check_new_command`).
+pub fn check_new_event(stream: &str, body: &super::Body) -> Result<(), FormatError> {
+    check_stream_name("stream", stream)?;
+    if let super::Body::Memory(m) = body {
+        super::memory::check_new_command(&m.command).map_err(|e| FormatError::field("body.command", e.message))?;
+    }
+    Ok(())
+}
+
 /// Checks a memory store name: a [`check_name`] that is also safe as a path and a URL
 /// segment: `/`-separated segments of letters, digits and `-_.@+:~`, none empty, `.` or
 /// `..` (so no `../x`, no trailing `/`, no `%2e` that a second decoding turns into `.`).
@@ -70,4 +162,52 @@ pub fn check_store_name(field: &str, name: &str) -> Result<(), FormatError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names_take_the_care_store_names_do() {
+        for bad in [
+            "..",
+            "a/../b",
+            "a//b",
+            "/a",
+            "a/",
+            "a/%2e%2e/b",
+            "a/%252e%252e",
+            "a\\b",
+            "a/\u{FF0E}\u{FF0E}/b",
+            " a",
+            "a/b ",
+            "a/\u{2025}",
+            "a\u{2028}b",
+            "a/. ",
+        ] {
+            assert!(check_stream_name("stream", bad).is_err(), "{bad:?} is refused");
+        }
+        // A stored event with such a name still seals and audits clean (it is read and
+        // verified by the rules it was written under); only new writes are refused.
+        let body = crate::core::Body::Note(crate::core::Note {
+            note_type: "t".into(),
+            json: crate::core::CanonicalJson::from_value(&serde_json::json!(1)),
+        });
+        let old = crate::core::SealedEvent::new(
+            "a//../b".into(),
+            crate::core::Actor::System("t".into()),
+            1,
+            Vec::new(),
+            Vec::new(),
+            body.clone(),
+        )
+        .unwrap();
+        assert!(crate::core::SealedEvent::audit(&old.header_bytes, &old.body_bytes).is_empty());
+        assert!(check_new_event(&old.header.stream, &body).is_err());
+        for good in ["session/run-1", "memory/team/a.b", "x", "a/b.c/..d", "a/%41", "crash/7", "session/my run"] {
+            assert!(check_stream_name("stream", good).is_ok(), "{good:?}: {:?}", check_stream_name("stream", good));
+        }
+    }
 }

@@ -827,6 +827,10 @@ impl Writer {
                     skew_ms: self.opts.max_clock_skew_ms,
                 }));
             }
+            // A new event's names take today's care (stored ones keep verifying under
+            // the rules they were written by): its stream's segments, a memory command's paths.
+            crate::core::validate::check_new_event(&sealed.header.stream, &sealed.body)
+                .map_err(|source| Error::Log(LogError::InvalidEvent { index, source }))?;
             // Provenance must point at something: every cause is in the log, or earlier in
             // this batch or group.
             for cause in &sealed.header.causes {
