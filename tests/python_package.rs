@@ -87,3 +87,54 @@ fn the_sdk_tool_runner_uses_dreamlog_as_its_memory() {
     assert!(view["text"].as_str().unwrap().contains("Verify identity first."), "{view}");
     assert!(server.stop().success());
 }
+
+/// Issue 30.5, from the Python client: a tail the server drops for its byte budget raises
+/// `DreamlogError` of type `slow_subscriber` after every event before the position it
+/// names, and a tail from that position goes on without a gap.
+#[test]
+fn the_python_tail_says_where_to_resume_when_the_server_drops_it() {
+    let dir = tempdir().unwrap();
+    let cfg = dir.path().join("server.json");
+    std::fs::write(&cfg, json!({"max_tail_bytes": 512 << 10}).to_string()).unwrap();
+    let server = Server::start(&dir.path().join("db"), &["--config", cfg.to_str().unwrap()]);
+    let c = client();
+    // 64 MB: more than the sockets take (a client that has read grows its receive
+    // buffer up to 32 MiB here), so the slow tail's read-ahead fills in the server.
+    let big = "z".repeat(80 << 10);
+    for batch in 0..16 {
+        let events: Vec<Value> = (0..50)
+            .map(|i| json!({"kind": "note", "actor": "agent:a", "body": {"type": "big", "json": {"i": batch * 50 + i, "text": big}}}))
+            .collect();
+        let r = c.post(server.url("/v1/events")).json(&json!({"stream": "big", "events": events})).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let script = r#"
+import sys, time, urllib.request
+from dreamlog import Client, DreamlogError
+url = sys.argv[1]
+c = Client(url)
+tail = c.tail(0)
+seen = [next(tail).position]
+deadline = time.time() + 60
+time.sleep(3)                        # this client reads nothing for a while
+others = [urllib.request.urlopen(url + "/v1/tail?from=0") for _ in range(4)]
+time.sleep(1.5)
+try:
+    for ev in tail:
+        seen.append(ev.position)
+        if time.time() > deadline or ev.position == 799:
+            sys.exit(f"read {len(seen)} events and no error")
+    sys.exit("the tail ended without an error")
+except DreamlogError as e:
+    assert e.type == "slow_subscriber", e
+    at = e.body["position"]
+    assert seen == list(range(at)), (seen[:5], len(seen), at)
+    again = c.tail(at)
+    assert [next(again).position for _ in range(3)] == [at, at + 1, at + 2]
+    print(at)
+"#;
+    let out = Command::new("python3").args(["-c", script, &server.base]).current_dir(common::root()).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let at: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(at > 0 && at < 800, "dropped at {at}");
+}
