@@ -209,10 +209,13 @@ impl Subscription {
 
     /// The next buffered event; an error once the budget dropped this subscription.
     fn pop(&mut self) -> Result<Option<StoredEvent>> {
+        // The byte counts change only under the buffer's lock (as a drop's do): an event
+        // taken while the budget drops this tail is counted once.
+        let mut buffer = self.held.buffer.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(position) = *self.held.dropped.lock().unwrap_or_else(|e| e.into_inner()) {
             return Err(Error::TailDropped { position, limit: self.budget.as_ref().map_or(0, |b| b.limit()) });
         }
-        let e = self.buffer().pop_front();
+        let e = buffer.pop_front();
         if let Some(e) = &e {
             let w = weight(e);
             self.held.bytes.fetch_sub(w, Ordering::SeqCst);
