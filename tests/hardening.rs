@@ -239,3 +239,40 @@ fn the_tails_share_a_byte_budget_and_the_slowest_is_dropped_with_where_to_resume
     let got = common::server::read_sse(r, 3);
     assert_eq!(got.iter().map(|(p, _)| *p).collect::<Vec<_>>(), (at..at + 3).collect::<Vec<u64>>());
 }
+
+/// Issue 30.6: the name rules are for new events. An export holding events written before
+/// them (a stream `a//b`) still imports whole — copied history keeps the rules it was
+/// written under — while the same stream is refused for a new append.
+#[test]
+fn an_old_export_imports_whole_while_new_events_take_the_name_rules() {
+    use dreamlog::core::{Body, CanonicalJson, Draft, Note};
+    let dir = tempdir().unwrap();
+    let body = |n: u64| Body::Note(Note { note_type: "t".into(), json: CanonicalJson::from_value(&json!({ "n": n })) });
+    let first =
+        Draft::new("a//b", dreamlog::Actor::System("old".into()), body(1)).seal(1_700_000_000_000, vec![]).unwrap();
+    let second = Draft::new("a//b", dreamlog::Actor::System("old".into()), body(2))
+        .seal(1_700_000_000_001, vec![first.id])
+        .unwrap();
+    let lines: String = [(&first, 0u64), (&second, 1)]
+        .iter()
+        .map(|(e, i)| dreamlog::EventJson::from_sealed(e, *i, *i).to_line() + "\n")
+        .collect();
+    let file = dir.path().join("old.jsonl");
+    std::fs::write(&file, lines).unwrap();
+    let db = dir.path().join("db");
+    common::ok(&common::dreamlog_on(&db, &["import", file.to_str().unwrap()], None));
+    let v: Value =
+        serde_json::from_str(common::ok(&common::dreamlog_on(&db, &["--json", "verify"], None)).trim()).unwrap();
+    assert_eq!((v["events"].as_u64(), v["problems"].as_array().map(Vec::len)), (Some(2), Some(0)), "{v}");
+    let refused = common::dreamlog_on(
+        &db,
+        &["append", "--stream", "a//b"],
+        Some(r#"{"kind":"note","actor":"agent:a","body":{"type":"t","json":3}}"#),
+    );
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("empty segment"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}

@@ -197,7 +197,7 @@ fn an_export_carries_the_redaction_and_reads_back_through_a_server() {
     // Into a fresh database: the same ids, the redaction verifies, the memory folds on.
     let copy = dir.path().join("copy");
     common::ok(&common::dreamlog_on(&copy, &["import", export.to_str().unwrap()], None));
-    let out = common::dreamlog_on(&copy, &["verify", "--json"], None);
+    let out = common::dreamlog_on(&copy, &["verify", "--deep", "--json"], None);
     let v: serde_json::Value = serde_json::from_str(common::ok(&out).trim()).unwrap();
     assert_eq!((v["redacted"].as_u64(), v["problems"].as_array().map(Vec::len)), (Some(1), Some(0)), "{v}");
     let view = common::dreamlog_on(&copy, &["memory", "view", "s", "/memories/k.md"], None);

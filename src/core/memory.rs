@@ -140,19 +140,17 @@ pub fn check_new_path(path: &str) -> Result<&str, ToolError> {
     Ok(checked)
 }
 
-/// [`check_new_path`] of every path a new command names.
+/// [`check_new_path`] of every path a new command brings into a store (a created or
+/// written file, a directory made, a rename's new name). Paths it only names — an edit,
+/// a delete, a rename's old name — are already there (or the command fails), so a path
+/// recorded before these rules can still be edited, renamed to a sound name or removed.
 pub fn check_new_command(cmd: &MemoryCommand) -> Result<(), ToolError> {
     match cmd {
-        MemoryCommand::Create { path, .. }
-        | MemoryCommand::Write { path, .. }
-        | MemoryCommand::StrReplace { path, .. }
-        | MemoryCommand::Insert { path, .. }
-        | MemoryCommand::Delete { path }
-        | MemoryCommand::Mkdir { path } => check_new_path(path).map(|_| ()),
-        MemoryCommand::Rename { old_path, new_path } => {
-            check_new_path(old_path)?;
-            check_new_path(new_path).map(|_| ())
+        MemoryCommand::Create { path, .. } | MemoryCommand::Write { path, .. } | MemoryCommand::Mkdir { path } => {
+            check_new_path(path).map(|_| ())
         }
+        MemoryCommand::Rename { new_path, .. } => check_new_path(new_path).map(|_| ()),
+        MemoryCommand::StrReplace { .. } | MemoryCommand::Insert { .. } | MemoryCommand::Delete { .. } => Ok(()),
     }
 }
 

@@ -62,19 +62,22 @@ pub fn hidden_char(s: &str) -> Option<char> {
 pub fn is_dot_segment(seg: &str) -> bool {
     use unicode_normalization::UnicodeNormalization;
     let mut s = seg.to_owned();
-    for _ in 0..4 {
-        let decoded = percent_decode(&s);
+    // Fold, decode, fold… until nothing changes (`％２ｅ` folds to `%2e`, which decodes
+    // to `.`); a segment whose escapes do not decode to UTF-8 (an overlong `%c0%ae`) or
+    // that keeps changing is refused as if it were one.
+    for _ in 0..8 {
+        let folded: String = s.nfkc().collect();
+        let Some(decoded) = percent_decode(&folded) else { return true };
         if decoded == s {
-            break;
+            return matches!(decoded.trim(), "." | "..");
         }
         s = decoded;
     }
-    let folded: String = s.nfkc().collect();
-    matches!(folded.trim(), "." | "..")
+    true
 }
 
-/// `%XX` sequences decoded (bytes that do not form UTF-8 are kept as they were).
-fn percent_decode(s: &str) -> String {
+/// `%XX` sequences decoded; `None` when the bytes they make are not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -91,7 +94,7 @@ fn percent_decode(s: &str) -> String {
             }
         }
     }
-    String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
+    String::from_utf8(out).ok()
 }
 
 /// Checks a new event's stream name (events already stored are judged by
@@ -104,6 +107,16 @@ pub fn check_stream_name(field: &str, name: &str) -> Result<(), FormatError> {
     let bad = |why: String| Err(FormatError::field(field, format!("{name:?}: {why}")));
     if let Some(c) = hidden_char(name) {
         return bad(format!("U+{:04X} is a format character: a name with one displays as another", c as u32));
+    }
+    // A session's streams carry the session id the run had (an OTLP conversation id, a
+    // URL, a file's name) as one segment: it is not a path of dreamlog's to split.
+    for prefix in [super::streams::SESSION_PREFIX, super::streams::SESSION_LINK_PREFIX] {
+        if let Some(id) = name.strip_prefix(prefix) {
+            if id.trim().is_empty() || is_dot_segment(id) {
+                return bad("a session id is neither blank nor '.' or '..' in any spelling".into());
+            }
+            return Ok(());
+        }
     }
     if name.contains('\\') {
         return bad("backslashes are not allowed (segments are separated by '/')".into());
@@ -186,6 +199,12 @@ mod tests {
             "a/\u{2025}",
             "a\u{2028}b",
             "a/. ",
+            "\u{FF05}\u{FF12}\u{FF45}\u{FF05}\u{FF12}\u{FF45}",
+            "a/%c0%ae%c0%ae",
+            "a/%25252525252e",
+            "session/..",
+            "session/ ",
+            "session.link/%2e%2e",
         ] {
             assert!(check_stream_name("stream", bad).is_err(), "{bad:?} is refused");
         }
@@ -206,7 +225,28 @@ mod tests {
         .unwrap();
         assert!(crate::core::SealedEvent::audit(&old.header_bytes, &old.body_bytes).is_empty());
         assert!(check_new_event(&old.header.stream, &body).is_err());
-        for good in ["session/run-1", "memory/team/a.b", "x", "a/b.c/..d", "a/%41", "crash/7", "session/my run"] {
+        // A memory path recorded before these rules can still be edited, renamed to a
+        // sound name or removed; a new command cannot bring one in.
+        use crate::core::memory::check_new_command;
+        use crate::core::MemoryCommand;
+        let nfd = "/memories/cafe\u{301}.md".to_owned();
+        assert!(check_new_command(&MemoryCommand::Delete { path: nfd.clone() }).is_ok());
+        let rename = MemoryCommand::Rename { old_path: nfd.clone(), new_path: "/memories/caf\u{e9}.md".into() };
+        assert!(check_new_command(&rename).is_ok());
+        let back = MemoryCommand::Rename { old_path: "/memories/a.md".into(), new_path: nfd.clone() };
+        assert!(check_new_command(&back).is_err());
+        assert!(check_new_command(&MemoryCommand::Create { path: nfd, file_text: "x".into() }).is_err());
+        for good in [
+            "session/https://x/c/1",
+            "session.link/ abc",
+            "session/a\\b",
+            "memory/team/a.b",
+            "x",
+            "a/b.c/..d",
+            "a/%41",
+            "crash/7",
+            "session/my run",
+        ] {
             assert!(check_stream_name("stream", good).is_ok(), "{good:?}: {:?}", check_stream_name("stream", good));
         }
     }

@@ -281,36 +281,11 @@ impl RocksLog {
                 ));
             }
         }
-        let mut in_memory = ReadOptions::default();
-        in_memory.set_read_tier(rocksdb::ReadTier::Memtable);
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_LOG), in_memory);
-        let files: Vec<_> = self.db.live_files()?.into_iter().filter(|f| f.column_family_name == CF_LOG).collect();
         let mut positions: Vec<u64> = redacted.keys().copied().collect();
         positions.sort_unstable();
-        for p in positions {
-            let key = layout::pos_key(p);
-            it.seek(key);
-            if it.key() == Some(key.as_slice()) {
-                why.entry(p).or_default().push(
-                    "its redacted record is still only in memory, so the record it replaced is still in a file".into(),
-                );
-            }
-            let spanning: Vec<String> = files
-                .iter()
-                .filter(|f| {
-                    f.start_key.as_deref().is_some_and(|s| s <= key.as_slice())
-                        && f.end_key.as_deref().is_some_and(|e| e >= key.as_slice())
-                })
-                .map(|f| format!("{} (level {})", f.name.trim_start_matches('/'), f.level))
-                .collect();
-            if spanning.len() > 1 {
-                why.entry(p).or_default().push(format!(
-                    "table files {} all span its key: an older one may still hold the record it replaced",
-                    spanning.join(", ")
-                ));
-            }
+        for (p, reason) in self.unscrubbed(&positions)? {
+            why.entry(p).or_default().push(reason);
         }
-        it.status()?;
         for (p, reasons) in why {
             let id = redacted.get(&p);
             report.problems.push(VerifyProblem {
@@ -324,6 +299,49 @@ impl RocksLog {
             });
         }
         Ok(())
+    }
+
+    /// Redacted records (at `positions`) an older version of which may still be in a
+    /// table file: the new record is still in the memtable while a table file spans its
+    /// key (it held the key before the redaction: records are written in position order),
+    /// or more than one table file spans it (a finished scrub compacts them into one).
+    fn unscrubbed(&self, positions: &[u64]) -> Result<Vec<(u64, String)>> {
+        let mut in_memory = ReadOptions::default();
+        in_memory.set_read_tier(rocksdb::ReadTier::Memtable);
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_LOG), in_memory);
+        let files: Vec<_> = self.db.live_files()?.into_iter().filter(|f| f.column_family_name == CF_LOG).collect();
+        let mut out = Vec::new();
+        for p in positions {
+            let key = layout::pos_key(*p);
+            let spanning: Vec<String> = files
+                .iter()
+                .filter(|f| {
+                    f.start_key.as_deref().is_some_and(|s| s <= key.as_slice())
+                        && f.end_key.as_deref().is_some_and(|e| e >= key.as_slice())
+                })
+                .map(|f| format!("{} (level {})", f.name.trim_start_matches('/'), f.level))
+                .collect();
+            it.seek(key);
+            if it.key() == Some(key.as_slice()) && !spanning.is_empty() {
+                out.push((
+                    *p,
+                    format!(
+                        "its redacted record is still only in memory while table file {} holds its key from before",
+                        spanning.join(", ")
+                    ),
+                ));
+            } else if spanning.len() > 1 {
+                out.push((
+                    *p,
+                    format!(
+                        "table files {} all span its key: an older one may still hold the record it replaced",
+                        spanning.join(", ")
+                    ),
+                ));
+            }
+        }
+        it.status()?;
+        Ok(out)
     }
 
     /// The first run of missing positions below `count` (a full key scan of the log: only
@@ -753,6 +771,15 @@ impl Log for RocksLog {
             self.db.compact_range_cf_opt(self.cf(CF_LOG), Some(from.as_slice()), Some(to.as_slice()), &opts);
         }
         self.db.compact_range_cf_opt(self.space(Space::Snapshots), None::<&[u8]>, None::<&[u8]>, &opts);
+        // A compaction's failure is not returned by the rocksdb crate: look at the result,
+        // and keep the pending records (the next open, or `redact` again, tries again).
+        let left = self.unscrubbed(positions)?;
+        if !left.is_empty() {
+            return Err(Error::Log(LogError::Storage(format!(
+                "the scrub after a redaction did not finish: {}",
+                left.iter().map(|(p, why)| format!("position {p}: {why}")).collect::<Vec<_>>().join("; ")
+            ))));
+        }
         // Done: the pending records go (durably, so a finished scrub is never redone
         // for nothing, and an unfinished one never forgotten).
         let mut wb = WriteBatch::default();

@@ -85,21 +85,27 @@ impl TailBudget {
             return true;
         }
         let now = now_ms();
-        let mut idle: Vec<Arc<Held>> = {
+        // Each tail's idle time read once (they change while we sort), oldest first.
+        let mut idle: Vec<(u64, Arc<Held>)> = {
             let tails = self.tails.lock().unwrap_or_else(|e| e.into_inner());
             tails
                 .iter()
                 .filter_map(Weak::upgrade)
                 .filter(|t| !Arc::ptr_eq(t, me) && t.bytes.load(Ordering::SeqCst) > 0)
-                .filter(|t| now.saturating_sub(t.since.load(Ordering::SeqCst)) >= IDLE_BEFORE_DROP_MS)
+                .map(|t| (t.since.load(Ordering::SeqCst), t))
+                .filter(|(since, _)| now.saturating_sub(*since) >= IDLE_BEFORE_DROP_MS)
                 .collect()
         };
-        idle.sort_by_key(|t| t.since.load(Ordering::SeqCst));
-        for t in idle {
+        idle.sort_by_key(|(since, _)| *since);
+        for (_, t) in idle {
             if self.held() + want <= self.limit {
                 break;
             }
             let mut buffer = t.buffer.lock().unwrap_or_else(|e| e.into_inner());
+            // Its client may have taken an event since: then it is not idle.
+            if now_ms().saturating_sub(t.since.load(Ordering::SeqCst)) < IDLE_BEFORE_DROP_MS {
+                continue;
+            }
             let mut dropped = t.dropped.lock().unwrap_or_else(|e| e.into_inner());
             if dropped.is_none() {
                 if let Some(first) = buffer.front() {

@@ -765,6 +765,9 @@ impl Writer {
         }
 
         for (index, mut draft) in batch.events.into_iter().enumerate() {
+            // An event as an export carries it (its time and parents given): history being
+            // copied, judged by the rules it was written under (an old export imports).
+            let copied = draft.time.is_some() && draft.parents.is_some();
             let time = draft.time.unwrap_or(now);
             if let Some((from, err)) = replay.get_mut(draft.stream.as_str()) {
                 replay_touched.insert(draft.stream.clone());
@@ -827,10 +830,12 @@ impl Writer {
                     skew_ms: self.opts.max_clock_skew_ms,
                 }));
             }
-            // A new event's names take today's care (stored ones keep verifying under
-            // the rules they were written by): its stream's segments, a memory command's paths.
-            crate::core::validate::check_new_event(&sealed.header.stream, &sealed.body)
-                .map_err(|source| Error::Log(LogError::InvalidEvent { index, source }))?;
+            // A new event's names take today's care (stored and copied ones keep the rules
+            // they were written by): its stream's segments, a memory command's paths.
+            if !copied {
+                crate::core::validate::check_new_event(&sealed.header.stream, &sealed.body)
+                    .map_err(|source| Error::Log(LogError::InvalidEvent { index, source }))?;
+            }
             // Provenance must point at something: every cause is in the log, or earlier in
             // this batch or group.
             for cause in &sealed.header.causes {
