@@ -337,22 +337,37 @@ impl MemoryStores {
                 from_version = version + 1;
             }
         }
+        self.each_until(&stream, from_version, until, |e| {
+            self.fold_event(&mut state, &e)?;
+            head = StoreHead { version: Some(e.version), position: Some(e.position) };
+            if self.snapshot_every > 0 && (e.version + 1).is_multiple_of(self.snapshot_every) {
+                self.store.put_snapshot(&stream, e.position, &state.encode_snapshot(e.version), epoch)?;
+            }
+            Ok(())
+        })?;
+        Ok((state, head))
+    }
+
+    /// Calls `f` with each event of `stream` from `from_version` whose position is below
+    /// `until`, in order (read in chunks).
+    fn each_until(
+        &self,
+        stream: &str,
+        mut from_version: u64,
+        until: u64,
+        mut f: impl FnMut(StoredEvent) -> Result<()>,
+    ) -> Result<()> {
         loop {
-            let chunk = self.store.read_stream(&stream, from_version, 1024)?;
-            let Some(last) = chunk.last() else { break };
+            let chunk = self.store.read_stream(stream, from_version, 1024)?;
+            let Some(last) = chunk.last() else { return Ok(()) };
             from_version = last.version + 1;
             for e in chunk {
                 if e.position >= until {
-                    return Ok((state, head));
+                    return Ok(());
                 }
-                self.fold_event(&mut state, &e)?;
-                head = StoreHead { version: Some(e.version), position: Some(e.position) };
-                if self.snapshot_every > 0 && (e.version + 1).is_multiple_of(self.snapshot_every) {
-                    self.store.put_snapshot(&stream, e.position, &state.encode_snapshot(e.version), epoch)?;
-                }
+                f(e)?;
             }
         }
-        Ok((state, head))
     }
 
     /// The fold of `name` before `until` as it will read once the events in `stand_ins`
@@ -368,25 +383,16 @@ impl MemoryStores {
         if stand_ins.is_empty() {
             return Ok(self.fold_until(name, until)?.0);
         }
-        let stream = stream_name(name);
         let mut state = MemoryState::new();
-        let mut from_version = 0;
-        loop {
-            let chunk = self.store.read_stream(&stream, from_version, 1024)?;
-            let Some(last) = chunk.last() else { break };
-            from_version = last.version + 1;
-            for e in chunk {
-                if e.position >= until {
-                    return Ok(state);
+        self.each_until(&stream_name(name), 0, until, |e| {
+            match stand_ins.get(&e.position).unwrap_or(&e.event.body) {
+                Body::StoreFork(f) if e.version == 0 => {
+                    state = self.fold_standing_in(&f.source, f.position + 1, stand_ins)?;
                 }
-                match stand_ins.get(&e.position).unwrap_or(&e.event.body) {
-                    Body::StoreFork(f) if e.version == 0 => {
-                        state = self.fold_standing_in(&f.source, f.position + 1, stand_ins)?;
-                    }
-                    body => Self::fold_body(&mut state, body),
-                }
+                body => Self::fold_body(&mut state, body),
             }
-        }
+            Ok(())
+        })?;
         Ok(state)
     }
 

@@ -129,6 +129,20 @@ fn a_cookie_without_the_role_is_told_the_role_and_a_bad_trusted_key_is_bad_input
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an Ed25519 public key"));
 }
 
+/// Appends `n` notes of 64 KiB each to the stream `big`, 50 a batch.
+fn append_big(c: &reqwest::blocking::Client, server: &Server, n: u64) {
+    let big = "x".repeat(64 << 10);
+    for batch in 0..n.div_ceil(50) {
+        let events: Vec<Value> = (batch * 50..((batch + 1) * 50).min(n))
+            .map(
+                |i| json!({"kind": "note", "actor": "agent:a", "body": {"type": "big", "json": {"i": i, "text": big}}}),
+            )
+            .collect();
+        let r = c.post(server.url("/v1/events")).json(&json!({"stream": "big", "events": events})).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+}
+
 /// The server's resident memory, KiB (Linux).
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -144,14 +158,7 @@ fn tails_nobody_reads_hold_bounded_memory() {
     let dir = tempdir().unwrap();
     let server = Server::start(&dir.path().join("db"), &[]);
     let c = client();
-    let big = "x".repeat(64 << 10);
-    for batch in 0..20 {
-        let events: Vec<Value> = (0..50)
-            .map(|i| json!({"kind": "note", "actor": "agent:a", "body": {"type": "big", "json": {"i": batch * 50 + i, "text": big}}}))
-            .collect();
-        let r = c.post(server.url("/v1/events")).json(&json!({"stream": "big", "events": events})).send().unwrap();
-        assert_eq!(r.status().as_u16(), 200);
-    }
+    append_big(&c, &server, 1000);
     std::thread::sleep(std::time::Duration::from_millis(500));
     let before = rss_kib(server.pid());
     // Tails that are opened and never read.
@@ -188,15 +195,8 @@ fn the_tails_share_a_byte_budget_and_the_slowest_is_dropped_with_where_to_resume
     std::fs::write(&cfg, json!({"max_tail_bytes": 512 << 10}).to_string()).unwrap();
     let server = Server::start(&dir.path().join("db"), &["--config", cfg.to_str().unwrap()]);
     let c = client();
-    let big = "y".repeat(64 << 10);
     // 26 MB: more than the sockets' buffers take, so an unread tail holds events itself.
-    for batch in 0..8 {
-        let events: Vec<Value> = (0..50)
-            .map(|i| json!({"kind": "note", "actor": "agent:a", "body": {"type": "big", "json": {"i": batch * 50 + i, "text": big}}}))
-            .collect();
-        let r = c.post(server.url("/v1/events")).json(&json!({"stream": "big", "events": events})).send().unwrap();
-        assert_eq!(r.status().as_u16(), 200);
-    }
+    append_big(&c, &server, 400);
     // A read that waits 30 s fails the test rather than hanging it.
     let patient = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap();
     let open = || {

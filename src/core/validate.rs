@@ -61,6 +61,11 @@ pub fn hidden_char(s: &str) -> Option<char> {
 /// compatibility (fullwidth `．`, the one- and two-dot leaders), with spaces around.
 pub fn is_dot_segment(seg: &str) -> bool {
     use unicode_normalization::UnicodeNormalization;
+    // Plain ASCII without escapes folds and decodes to itself (every append's stream
+    // takes this path: no allocation).
+    if seg.is_ascii() && !seg.contains('%') {
+        return matches!(seg.trim(), "." | "..");
+    }
     let mut s = seg.to_owned();
     // Fold, decode, fold… until nothing changes (`％２ｅ` folds to `%2e`, which decodes
     // to `.`); a segment whose escapes do not decode to UTF-8 (an overlong `%c0%ae`) or
