@@ -197,7 +197,7 @@ fn the_tails_share_a_byte_budget_and_the_slowest_is_dropped_with_where_to_resume
     let c = client();
     // 26 MB: more than the sockets' buffers take, so an unread tail holds events itself.
     append_big(&c, &server, 400);
-    // A read that waits 30 s fails the test rather than hanging it.
+    // A connection that stalls 30 s fails the test rather than hanging it.
     let patient = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap();
     let open = || {
         let r = patient.get(server.url("/v1/tail?from=0")).send().unwrap();
@@ -205,10 +205,29 @@ fn the_tails_share_a_byte_budget_and_the_slowest_is_dropped_with_where_to_resume
         r
     };
     let slow = open();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    // Four more unread tails want room: the slow one (idle longest) goes.
-    let others: Vec<_> = (0..4).map(|_| open()).collect();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Wait, by the server's own count, until the slow tail has stopped being sent events
+    // (its sockets are full) for longer than a tail may idle before the budget drops it.
+    let sent = || metric(&c, &server, "dreamlog_tail_events_sent_total");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let (mut last, mut still) = (sent(), std::time::Instant::now());
+    while still.elapsed() < std::time::Duration::from_millis(1500) {
+        assert!(std::time::Instant::now() < deadline, "the slow tail never stopped ({last} events sent)");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = sent();
+        if now != last {
+            (last, still) = (now, std::time::Instant::now());
+        }
+    }
+    assert!(last < 400.0, "the sockets took the whole log ({last} events): make the events bigger");
+    // More unread tails want room: the slow one (idle longest) goes first.
+    let mut others = Vec::new();
+    while metric(&c, &server, "dreamlog_tails_dropped_total") < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "no tail was dropped with {} others open", others.len());
+        if others.len() < 4 {
+            others.push(open());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let mut seen = Vec::new();
     let (mut id, mut event) = (None, None);
     let mut dropped = None;
@@ -225,6 +244,10 @@ fn the_tails_share_a_byte_budget_and_the_slowest_is_dropped_with_where_to_resume
             }
             seen.push(id.take().unwrap());
             event = None;
+            // Read to the end without being dropped: fail rather than wait on keep-alives.
+            if seen.len() == 400 {
+                break;
+            }
         }
     }
     let dropped = dropped.expect("the slow tail was dropped with an error event");
@@ -238,6 +261,17 @@ fn the_tails_share_a_byte_budget_and_the_slowest_is_dropped_with_where_to_resume
     let r = client().get(server.url(&format!("/v1/tail?from={at}"))).send().unwrap();
     let got = common::server::read_sse(r, 3);
     assert_eq!(got.iter().map(|(p, _)| *p).collect::<Vec<_>>(), (at..at + 3).collect::<Vec<u64>>());
+}
+
+/// One unlabelled sample of the server's `GET /metrics`.
+fn metric(c: &reqwest::blocking::Client, server: &Server, name: &str) -> f64 {
+    let text = c.get(server.url("/metrics")).send().unwrap().text().unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no metric {name} in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// Issue 30.6: the name rules are for new events. An export holding events written before

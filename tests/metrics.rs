@@ -51,7 +51,14 @@ fn the_prometheus_client_parses_the_metrics_and_they_count_what_happened() {
     let refused = json!({"stream": "s", "expect": {"s": "no-stream"},
         "events": [{"kind": "note", "actor": "system:t", "body": {"type": "t", "json": {}}}]});
     assert_eq!(post(&c, &server.url("/v1/events"), None, &refused).0, 409);
-    let _tail = c.get(server.url("/v1/tail?from=0")).send().unwrap();
+    // A live tail, read through all 21 events and kept open.
+    let mut tail = std::io::BufReader::new(c.get(server.url("/v1/tail?from=0")).send().unwrap());
+    let mut read = 0;
+    while read < 21 {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(&mut tail, &mut line).unwrap() > 0, "the tail ended");
+        read += usize::from(line.starts_with("data:"));
+    }
 
     let m = scrape(&server);
     assert!(m["content_type"].as_str().unwrap().starts_with("text/plain; version=0.0.4"), "{m}");
@@ -75,5 +82,10 @@ fn the_prometheus_client_parses_the_metrics_and_they_count_what_happened() {
     assert_eq!(samples(&m, "dreamlog_poisoned")["dreamlog_poisoned"], 0.0);
     assert!(samples(&m, "dreamlog_disk_bytes")["dreamlog_disk_bytes"] > 0.0);
     assert_eq!(samples(&m, "dreamlog_subscribers")["dreamlog_subscribers"], 1.0);
+    assert_eq!(samples(&m, "dreamlog_tail_events_sent")["dreamlog_tail_events_sent_total"], 21.0);
+    assert_eq!(samples(&m, "dreamlog_tail_bytes_held")["dreamlog_tail_bytes_held"], 0.0, "all handed out");
+    assert_eq!(samples(&m, "dreamlog_tail_bytes_limit")["dreamlog_tail_bytes_limit"], (64u64 << 20) as f64);
+    assert_eq!(samples(&m, "dreamlog_tails_dropped")["dreamlog_tails_dropped_total"], 0.0);
+    drop(tail);
     assert!(server.stop().success());
 }

@@ -688,8 +688,9 @@ async fn verify(
 async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<axum::response::Response> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let subscribers = state.subscriber_count();
+    let tails = state.tail_budget.clone();
     let text = blocking(tenant.principal.clone(), move || {
-        Ok(crate::server::metrics::render(&tenant.name, &tenant.store, subscribers))
+        Ok(crate::server::metrics::render(&tenant.name, &tenant.store, subscribers, &tails))
     })
     .await?;
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())

@@ -2,15 +2,16 @@
 
 use std::fmt::Write;
 
-use crate::store::Store;
+use crate::store::{Store, TailBudget};
 
 /// Escapes a label value (backslash, quote, newline).
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// The metrics of `store` (tenant `tenant`) and of the server (`subscribers` live tails).
-pub fn render(tenant: &str, store: &Store, subscribers: usize) -> String {
+/// The metrics of `store` (tenant `tenant`) and of the server (`subscribers` live tails
+/// sharing the read-ahead budget `tails`).
+pub fn render(tenant: &str, store: &Store, subscribers: usize, tails: &TailBudget) -> String {
     let t = format!("tenant=\"{}\"", label(tenant));
     let s = store.append_stats();
     let mut out = String::new();
@@ -60,6 +61,31 @@ pub fn render(tenant: &str, store: &Store, subscribers: usize) -> String {
         "gauge",
         "Live tails open (all tenants).",
         &[(String::new(), subscribers.to_string())],
+    );
+    let server = |v: u64| vec![(String::new(), v.to_string())];
+    metric(
+        "dreamlog_tail_bytes_held",
+        "gauge",
+        "Bytes the live tails hold read ahead of their clients (all tenants).",
+        &server(tails.held()),
+    );
+    metric(
+        "dreamlog_tail_bytes_limit",
+        "gauge",
+        "The tails' shared read-ahead budget in bytes (max_tail_bytes).",
+        &server(tails.limit()),
+    );
+    metric(
+        "dreamlog_tail_events_sent_total",
+        "counter",
+        "Events the live tails handed to their clients (all tenants).",
+        &server(tails.sent()),
+    );
+    metric(
+        "dreamlog_tails_dropped_total",
+        "counter",
+        "Live tails dropped for leaving events unread while the budget was full.",
+        &server(tails.dropped()),
     );
     out
 }

@@ -32,6 +32,10 @@ pub struct TailBudget {
     limit: u64,
     held: AtomicU64,
     tails: Mutex<Vec<Weak<Held>>>,
+    /// Events the subscriptions sharing it handed out, all together.
+    sent: AtomicU64,
+    /// Subscriptions it dropped.
+    dropped: AtomicU64,
 }
 
 /// A subscription's read-ahead, shared with its budget (which may drop it).
@@ -59,7 +63,23 @@ const IDLE_BEFORE_DROP_MS: u64 = 1000;
 impl TailBudget {
     /// A budget of `limit` bytes.
     pub fn new(limit: u64) -> Arc<TailBudget> {
-        Arc::new(TailBudget { limit, held: AtomicU64::new(0), tails: Mutex::new(Vec::new()) })
+        Arc::new(TailBudget {
+            limit,
+            held: AtomicU64::new(0),
+            tails: Mutex::new(Vec::new()),
+            sent: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    /// Events handed out so far, all subscriptions together.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
+    }
+
+    /// Subscriptions dropped so far to stay within the limit.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::SeqCst)
     }
 
     /// Bytes held read ahead now, all subscriptions together.
@@ -113,6 +133,7 @@ impl TailBudget {
                     buffer.clear();
                     let freed = t.bytes.swap(0, Ordering::SeqCst);
                     self.held.fetch_sub(freed, Ordering::SeqCst);
+                    self.dropped.fetch_add(1, Ordering::SeqCst);
                 }
             }
         }
@@ -227,6 +248,7 @@ impl Subscription {
             self.held.bytes.fetch_sub(w, Ordering::SeqCst);
             if let Some(b) = &self.budget {
                 b.held.fetch_sub(w, Ordering::SeqCst);
+                b.sent.fetch_add(1, Ordering::SeqCst);
             }
             self.held.since.store(now_ms(), Ordering::SeqCst);
         }
