@@ -52,7 +52,7 @@ fn evidence_dream_on_tau_bench_from_run_to_drift() {
     let run = json(&ok(&dreamlog(&db, &["dream", "run", "support", "--json"])));
     let id = run["id"].as_str().unwrap().to_owned();
     assert_eq!(run["dreamer"], "evidence");
-    assert_eq!(run["version"], "2", "evidence@2 is the default");
+    assert_eq!(run["version"], "3", "evidence@3 is the default");
     assert_eq!(run["output_store"], "support.dream-1");
     assert_eq!(run["sessions"], 100);
     assert_eq!(run["from_position"], 0);
@@ -65,7 +65,8 @@ fn evidence_dream_on_tau_bench_from_run_to_drift() {
         text.contains("that expect `cancel_reservation`, the call was missing or failed its check in 12 of 14 graded sessions (4 tasks)"),
         "{text}"
     );
-    assert!(text.contains("the graders' check `r_actions` failed in 58 of 88 graded sessions"), "{text}");
+    // A check's failure rate (evidence@2 wrote "`r_actions` failed in 58 of 88") is no advice.
+    assert!(!text.contains("r_actions"), "{text}");
     assert!(text.contains("E.g. task 1 trial 0 (failed)"), "lessons cite sessions by task and trial: {text}");
     assert!(!text.contains("Before calling `book_reservation`"), "the confounded lesson of evidence@1 is gone: {text}");
     let promoted = ok(&dreamlog(&db, &["memory", "promote", "support.dream-1", "--into", "support"]));
@@ -96,10 +97,10 @@ fn evidence_dream_on_tau_bench_from_run_to_drift() {
 
     // The ledger.
     let rows = lines(&ok(&dreamlog(&db, &["memory", "lessons", "support", "--json"])));
-    assert!(rows.len() >= 5, "{rows:?}");
+    assert_eq!(rows.len(), 3, "{rows:?}");
     let row = rows.iter().find(|r| r["text"].as_str().unwrap().contains("expect `cancel_reservation`")).unwrap();
     assert_eq!(row["dream"], id.as_str());
-    assert_eq!(row["dreamer"], "evidence@2");
+    assert_eq!(row["dreamer"], "evidence@3");
     assert_eq!(row["evidence_sessions"].as_array().unwrap().len(), 12);
     assert_eq!(row["before"]["sessions"], 100, "every imported session ran with the store before the lesson");
     assert_eq!(row["after"]["sessions"], 0);
@@ -142,7 +143,7 @@ fn evidence_dream_on_tau_bench_from_run_to_drift() {
     assert!(other.contains("-- [expected:"), "{other}");
     // Against version 1: the confounded lessons come back.
     let v1 = ok(&dreamlog(&db, &["dream", "replay", &id, "--dreamer", "evidence@1"]));
-    assert!(v1.contains("evidence@1 writes different lessons from evidence@2"), "{v1}");
+    assert!(v1.contains("evidence@1 writes different lessons from evidence@3"), "{v1}");
     assert!(v1.contains("+- [tool:") && v1.contains("Call `transfer_to_human_agents`"), "{v1}");
 
     // Drift: one state so far (the sessions ran before the dream), nothing flagged.
@@ -301,4 +302,22 @@ fn the_ledger_compares_each_lesson_over_its_own_family() {
         *seen.entry(family.to_owned()).or_insert(0) += 1;
     }
     assert!(seen.len() == 2, "lessons of both families: {seen:?}");
+}
+
+/// evidence@3 became the default; evidence@2 stays, so dreams it recorded replay bit for
+/// bit, and it still writes what it wrote (check rates included) when asked for.
+#[test]
+fn evidence_2_dreams_still_replay_and_differ_from_3_only_in_how_grades_are_read() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    ok(&dreamlog(&db, &["import", &tau_bench(), "--store", "support"]));
+    let v2 = json(&ok(&dreamlog(&db, &["dream", "run", "support", "--dreamer", "evidence@2", "--json"])));
+    assert_eq!(v2["version"], "2");
+    let id = v2["id"].as_str().unwrap().to_owned();
+    let text = ok(&dreamlog(&db, &["memory", "view", "support.dream-1", "/memories/lessons/tau-bench.md"]));
+    assert!(text.contains("the graders' check `r_actions` failed in 58 of 88 graded sessions"), "{text}");
+    assert!(ok(&dreamlog(&db, &["dream", "replay", &id])).contains("reproduced bit for bit"));
+    let v3 = ok(&dreamlog(&db, &["dream", "replay", &id, "--dreamer", "evidence@3"]));
+    assert!(v3.contains("evidence@3 writes different lessons from evidence@2"), "{v3}");
+    assert!(v3.contains("-- [check:") && v3.contains("r_actions"), "the check rate goes: {v3}");
 }

@@ -1,8 +1,8 @@
 //! `tools/lesson_precision.py` scores the default dreamer's lessons against the expected
 //! actions τ-bench and τ²-bench store for every task. It catches the confounded lessons
-//! of evidence@1 on real runs (the baseline), and holds evidence@2, the default, to its
-//! target: precision ≥ 0.9 on every vendored file and no lesson advising against a call
-//! the graders expected.
+//! of evidence@1 on real runs (the baseline) and evidence@2's check rates and pass-only
+//! lessons, and holds evidence@3, the default, to its target: every lesson right advice
+//! about an expected call, none citing only passing sessions.
 
 mod common;
 
@@ -44,29 +44,47 @@ fn the_precision_tool_catches_evidence_1s_confounded_lessons_on_real_runs() {
     assert!(p < 1.0 && p > 0.0, "{summary}");
 }
 
-/// evidence@2 on every τ-bench and τ²-bench file in the repository: precision at least
-/// 0.9 (every scored lesson right), no advice against an expected call, and as many
-/// lessons as the data supports (measured: README lists them per file).
+/// The default dreamer (evidence@3) on every τ-bench and τ²-bench file in the
+/// repository: every lesson is advice about a call the tasks expect of the agent or of
+/// the user (no check-rate statistic, nothing unscored), every one right, none citing
+/// only sessions that passed, none advising against an expected call; the counts are what
+/// the data holds under these rules (README lists them per file; none is forced).
 #[test]
-fn evidence_2_meets_the_precision_target_on_every_real_file() {
-    for (file, min_lessons) in [
-        (TAU, 5),
-        ("tau2-bench/gpt-4.1_airline_default_gpt-4.1_1trials.json", 3),
-        ("tau2-bench/gpt-4.1_retail_defautl_gpt-4.1_1trials.json", 3),
+fn the_default_dreamer_writes_only_right_advice_on_every_real_file() {
+    for (file, lessons_measured) in [
+        (TAU, 3),
+        ("tau2-bench/gpt-4.1_airline_default_gpt-4.1_1trials.json", 2),
+        // Its expected calls are checked outside the reward basis (DB, COMMUNICATE) and
+        // failed only in sessions that passed: nothing to learn.
+        ("tau2-bench/gpt-4.1_retail_defautl_gpt-4.1_1trials.json", 0),
         ("tau2-bench/gpt-4.1_telecom_default_gpt-4.1_1trials.json", 5),
     ] {
         let (lessons, summary) = precision(file, "evidence");
         assert_eq!(summary["dreamer"], "evidence");
-        let n = summary["lessons"].as_u64().unwrap();
-        assert!(n >= min_lessons, "{file}: {n} lessons: {lessons:#?}");
-        assert!(summary["scored"].as_u64().unwrap() >= 2, "{file}: {summary}");
-        let p = summary["precision"].as_f64().unwrap();
-        assert!(p >= 0.9, "{file}: precision {p}: {lessons:#?}");
+        assert_eq!(summary["lessons"].as_u64(), Some(lessons_measured), "{file}: {lessons:#?}");
+        assert_eq!(summary["scored"], summary["lessons"], "{file}: every lesson is advice about a call: {lessons:#?}");
+        assert_eq!(summary["right"], summary["lessons"], "{file}: {lessons:#?}");
+        assert_eq!(summary["only_passing"], 0, "{file}: {lessons:#?}");
         assert_eq!(summary["wrong_against_expected_calls"], 0, "{file}");
         for l in &lessons {
             let text = l["text"].as_str().unwrap();
             assert!(text.contains(" trial "), "{file}: a lesson cites task and trial: {text}");
-            assert!(!text.contains("Before calling"), "{file}: no tool effect holds within these tasks: {text}");
+            assert!(!text.contains("the graders' check"), "{file}: a check rate is no lesson: {text}");
+            assert!(l["cited_failing"].as_u64().unwrap() > 0, "{file}: {l}");
         }
     }
+}
+
+/// What the user found, kept as the baseline: evidence@2 writes check-rate statistics
+/// (`db_check` on telecom, whose reward rests on the environment's assertions) and, on
+/// retail, lessons all of whose cited sessions passed.
+#[test]
+fn evidence_2_wrote_check_rates_and_lessons_citing_only_passing_sessions() {
+    let (lessons, summary) = precision("tau2-bench/gpt-4.1_retail_defautl_gpt-4.1_1trials.json", "evidence@2");
+    assert_eq!(summary["only_passing"], 2, "{lessons:#?}");
+    let (lessons, _) = precision("tau2-bench/gpt-4.1_telecom_default_gpt-4.1_1trials.json", "evidence@2");
+    assert!(
+        lessons.iter().any(|l| l["text"].as_str().unwrap().contains("the graders' check `db_check` failed")),
+        "{lessons:#?}"
+    );
 }

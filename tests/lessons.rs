@@ -79,7 +79,7 @@ fn crafted_sessions_in_real_runs_do_not_become_a_lesson() {
     cli(&db, &["import", &tau, &crafted, "--store", "support"]);
 
     let run: Value = serde_json::from_str(&cli(&db, &["dream", "run", "support", "--json"])).unwrap();
-    assert_eq!((run["sessions"].as_u64(), run["version"].as_str()), (Some(110), Some("2")));
+    assert_eq!((run["sessions"].as_u64(), run["version"].as_str()), (Some(110), Some("3")));
     let text = cli(&db, &["memory", "view", "support.dream-1", "/memories/lessons/tau-bench.md"]);
     assert!(!text.contains("send_certificate"), "{text}");
     let id = run["id"].as_str().unwrap();
@@ -186,9 +186,10 @@ fn a_forced_poisoned_lesson_is_flagged_by_drift_and_reverted() {
 }
 
 /// Sessions where the graders list `notify` as expected, yet within every task the trials
-/// that call it fail and those that skip it pass: the label lesson ("do not forget
-/// `notify`") is learned, and validation on held-out tasks finds following it does
-/// worse. Promote refuses it, writes nothing, and promotes it with force.
+/// that call it fail and those that skip it pass: evidence@3 does not write the label
+/// lesson ("do not forget `notify`": every session it would cite passed); evidence@2
+/// learns it, validation on held-out tasks finds following it does worse, and promote
+/// refuses it, writes nothing, and promotes it with force.
 #[test]
 fn promote_refuses_a_lesson_that_did_worse_out_of_sample() {
     let dir = tempdir().unwrap();
@@ -247,8 +248,24 @@ fn promote_refuses_a_lesson_that_did_worse_out_of_sample() {
             store.append(b).unwrap();
         }
     }
-    let run = dreams
+    // evidence@3 does not write it: every session it would cite passed (not calling
+    // `notify` is what passed).
+    let v3 = dreams
         .run("live", &"evidence".parse().unwrap(), &RunOptions { create: true, ..RunOptions::default() })
+        .unwrap();
+    let summary: dreamlog::core::evidence2::SummaryV2 =
+        serde_json::from_value(dreams.show(&v3.id).unwrap().summary.dream.meta.unwrap().to_value()["summary"].clone())
+            .unwrap();
+    let notify =
+        summary.decisions[0].candidates.iter().find(|c| c.advice == Advice::Expected && c.subject == "notify").unwrap();
+    assert!(matches!(&notify.decision, Decision::Skip(w) if w.contains("every session it cites passed")), "{notify:?}");
+    // evidence@2 writes it, and its validation is what promote refuses.
+    let run = dreams
+        .run(
+            "live",
+            &"evidence@2".parse().unwrap(),
+            &RunOptions { create: true, since: Some(0), ..RunOptions::default() },
+        )
         .unwrap();
     let detail = dreams.show(&run.id).unwrap();
     let summary: dreamlog::core::evidence2::SummaryV2 =

@@ -15,8 +15,14 @@ new store, reads the lessons back (`memory lessons --json`) and gives each a ver
 - advice not to forget X (`expected:` — X was expected but missing or wrong; evidence@1's
   `check:` on an `action:X` check) is right when X is expected in the tasks the lesson
   applies to: every task it names in its examples, and at least one task of the file;
+- advice to guide the user through a call X (evidence@3's `check:` on `user_action:X`)
+  is right when the tasks expect the simulated user to make X: every task it names, and
+  at least one task of the file;
 - lessons about other checks (database state, natural-language requirements, a reward
   component) are not about a call: `n/a`, not scored.
+
+Every lesson is also checked for what it cites: a lesson all of whose cited sessions
+passed (`only_passing`) cites no evidence of a failure.
 
 With --dreamer evidence@1 it scores the old dreamer (the baseline).
 
@@ -39,7 +45,8 @@ TICK = re.compile(r"`([^`]+)`")
 
 
 def episodes(path):
-    """(task id, expected call names, called names) per episode of a τ / τ² file."""
+    """(task id, expected call names, called names, calls expected of the simulated user,
+    session id as imported, passed) per episode of a τ / τ² file."""
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
     out = []
@@ -50,22 +57,28 @@ def episodes(path):
             for m in ep.get("traj", []):
                 for c in m.get("tool_calls") or []:
                     called.add(c["function"]["name"])
-            out.append((str(ep["task_id"]), expected, called))
+            stem = os.path.basename(path)
+            stem = stem[: -len(".json")] if stem.endswith(".json") else stem
+            session = f"tau-bench/{stem}/task-{ep['task_id']}/trial-{ep['trial']}"
+            out.append((str(ep["task_id"]), expected, called, set(), session, ep["reward"] >= 1.0))
     elif isinstance(data, dict) and "simulations" in data:  # τ²-bench
-        tasks = {}
+        tasks, user = {}, {}
         for t in data["tasks"]:
             crit = t.get("evaluation_criteria") or {}
             # The agent's expected calls (telecom also expects calls by the simulated user).
             tasks[str(t["id"])] = {
                 a["name"] for a in crit.get("actions") or [] if a.get("requestor", "assistant") == "assistant"
             }
+            user[str(t["id"])] = {a["name"] for a in crit.get("actions") or [] if a.get("requestor") == "user"}
         for sim in data["simulations"]:
             called = set()
             for m in sim.get("messages", []):
                 for c in m.get("tool_calls") or []:
                     if c.get("requestor", "assistant") == "assistant":
                         called.add(c["name"])
-            out.append((str(sim["task_id"]), tasks.get(str(sim["task_id"]), set()), called))
+            tid = str(sim["task_id"])
+            passed = (sim.get("reward_info") or {}).get("reward", 0) >= 1.0
+            out.append((tid, tasks.get(tid, set()), called, user.get(tid, set()), str(sim["id"]), passed))
     else:
         raise ValueError(f"{path}: not a τ-bench or τ²-bench file")
     return out
@@ -91,6 +104,9 @@ def verdict(kind, key_text, eps):
         m = re.search(r"expect `([^`]+)`", key_text) or re.search(r"`([^`]+)` was expected", key_text)
         calls = [m.group(1)] if m else calls
     if kind == "check":
+        m = re.search(r"user to call `([^`]+)`", key_text) or re.search(r"the user was to call `([^`]+)`", key_text)
+        if m:
+            return user_verdict(m.group(1), key_text, eps)
         m = re.search(r"The expected call `([^`]+)`", key_text)
         if not m:
             return "n/a", "not about a call"
@@ -122,6 +138,21 @@ def verdict(kind, key_text, eps):
     return ("right" if ok else "WRONG"), ("advises against; " if against else "advises calling; ") + share
 
 
+def user_verdict(x, key_text, eps):
+    """Advice to guide the user through call X: right when the tasks it names expect it
+    of the simulated user."""
+    named = {t.split("/")[-1] for t in EXAMPLE.findall(key_text)}
+    by_task = {}
+    for e in eps:
+        by_task.setdefault(e[0].split("/")[-1], set()).update(e[3])
+    missing = sorted(t for t in named if x not in by_task.get(t, set()))
+    anywhere = sum(1 for e in eps if x in e[3])
+    why = f"`{x}` expected of the user in {anywhere} of {len(eps)} episodes"
+    if named:
+        why += f"; in {len(named) - len(missing)} of the {len(named)} tasks it names"
+    return ("right" if anywhere > 0 and not missing else "WRONG"), why
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file")
@@ -139,20 +170,25 @@ def main():
         run(a.dreamlog, db, "import", a.file, "--store", "lessons")
         run(a.dreamlog, db, "dream", "run", "lessons", "--dreamer", a.dreamer, "--since", "start", "--in-place")
         rows = [json.loads(line) for line in run(a.dreamlog, db, "memory", "lessons", "lessons", "--json").splitlines()]
+    passed = {e[4]: e[5] for e in eps}
     results = []
     for r in rows:
         m = TAG.match(r["text"])
         if not m:
             continue
         v, why = verdict(m.group(1), m.group(3), eps)
-        results.append({"path": r["path"], "line": r["line"], "text": r["text"], "verdict": v, "why": why})
+        cited = [passed[s] for s in r.get("evidence_sessions") or [] if s in passed]
+        only_passing = bool(cited) and all(cited)
+        results.append({"path": r["path"], "line": r["line"], "text": r["text"], "verdict": v, "why": why,
+                        "cited": len(cited), "cited_failing": cited.count(False), "only_passing": only_passing})
     scored = [r for r in results if r["verdict"] != "n/a"]
     right = sum(1 for r in scored if r["verdict"] == "right")
     precision = right / len(scored) if scored else None
     against_expected = sum(1 for r in scored if r["verdict"] == "WRONG" and "advises against" in r["why"])
     summary = {"file": a.file, "dreamer": a.dreamer, "episodes": len(eps), "lessons": len(results),
                "scored": len(scored), "right": right, "precision": precision,
-               "wrong_against_expected_calls": against_expected}
+               "wrong_against_expected_calls": against_expected,
+               "only_passing": sum(1 for r in results if r["only_passing"])}
     if a.json:
         for r in results:
             print(json.dumps(r, ensure_ascii=False))
@@ -160,9 +196,11 @@ def main():
     else:
         for r in results:
             print(f"{r['verdict']:>5}  {r['text'][:150]}")
-            print(f"       {r['why']}")
+            print(f"       {r['why']}; cites {r['cited']} session(s), {r['cited_failing']} failed"
+                  + ("  ONLY PASSING" if r["only_passing"] else ""))
         p_text = "-" if precision is None else f"{precision:.2f}"
-        print(f"\n{a.file}: {len(results)} lessons, {len(scored)} scored, {right} right: precision {p_text}")
+        print(f"\n{a.file}: {len(results)} lessons, {len(scored)} scored, {right} right: precision {p_text}; "
+              f"{summary['only_passing']} citing only passing sessions")
     return 0
 
 

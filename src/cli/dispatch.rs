@@ -438,12 +438,15 @@ fn dream(cli: &Cli, svc: &dyn Service, cmd: &DreamCmd) -> Result<ExitCode> {
         DreamCmd::Run(args) => {
             let mut config = read_config(args.config.as_deref())?;
             if let Some(k) = args.validate {
-                let v2 = args.dreamer.name == crate::core::evidence::NAME
-                    && args.dreamer.version.as_deref().is_none_or(|v| v == crate::core::evidence2::VERSION);
+                let v2 =
+                    args.dreamer.name == crate::core::evidence::NAME
+                        && args.dreamer.version.as_deref().is_none_or(|v| {
+                            v == crate::core::evidence2::VERSION || v == crate::core::evidence2::VERSION3
+                        });
                 if !v2 {
                     return Err(Error::Dream(crate::error::DreamError::Dreamer {
                         dreamer: args.dreamer.to_string(),
-                        reason: "--validate needs a dreamer whose lessons state their advice: evidence@2".into(),
+                        reason: "--validate needs a dreamer whose lessons state their advice: evidence@2 or @3".into(),
                     }));
                 }
                 if config.is_null() {

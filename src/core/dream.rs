@@ -194,6 +194,34 @@ pub struct TrialLabel {
     pub name: String,
     /// It failed.
     pub failed: bool,
+    /// The grade's score does not rest on it: τ²-bench's `reward_basis` names the kinds
+    /// of check a task's reward counts, and this one's kind is not among them. Recorded,
+    /// never a failure for evidence@3 (absent from the JSON when false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub outside_reward: bool,
+}
+
+/// The kind of check a criterion is in τ²-bench's `reward_basis` terms, when it is one
+/// of them: `db_check` → DB, `env:…` → ENV_ASSERTION, `action:…` → ACTION,
+/// `communicate:…` → COMMUNICATE, `nl:…` → NL_ASSERTION.
+pub fn reward_kind(criterion: &str) -> Option<&'static str> {
+    let prefix = criterion.split_once(':').map_or(criterion, |(p, _)| p);
+    match prefix {
+        "db_check" => Some("DB"),
+        "env" => Some("ENV_ASSERTION"),
+        "action" | "user_action" => Some("ACTION"),
+        "communicate" => Some("COMMUNICATE"),
+        "nl" => Some("NL_ASSERTION"),
+        _ => None,
+    }
+}
+
+/// The kinds of check a grade's score rests on, when its metadata says
+/// (`reward_basis`, as τ²-bench records it); `None`: every criterion counts.
+pub fn reward_basis(g: &Grade) -> Option<std::collections::BTreeSet<String>> {
+    let meta = g.meta.as_ref()?.to_value();
+    let basis = meta.get("reward_basis")?.as_array()?;
+    Some(basis.iter().filter_map(|b| b.as_str().map(str::to_owned)).collect())
 }
 
 /// Where a graded session came from: the dimensions a lesson must not rest on one value
@@ -231,6 +259,8 @@ impl Trial {
         let mut labels: BTreeMap<String, bool> = BTreeMap::new();
         let mut expected: std::collections::BTreeSet<String> = expected_in_meta(&g.body);
         let by_user = user_actions(&g.body);
+        let basis = reward_basis(&g.body);
+        let mut outside: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
         for c in &g.body.criteria {
             let failed = c.passed == Some(false) || (c.passed.is_none() && c.score.is_some_and(|x| x < 1.0));
             let name = match c.name.strip_prefix("action:") {
@@ -243,6 +273,11 @@ impl Trial {
                 }
                 None => c.name.clone(),
             };
+            if let (Some(basis), Some(kind)) = (&basis, reward_kind(&c.name)) {
+                if !basis.contains(kind) {
+                    outside.insert(name.clone());
+                }
+            }
             *labels.entry(name).or_default() |= failed;
         }
         Some(Trial {
@@ -259,7 +294,10 @@ impl Trial {
                 .map(|a| TrialCall { name: a.body.name.clone(), failed: a.body.status == super::ActionStatus::Error })
                 .collect(),
             expected: expected.into_iter().collect(),
-            labels: labels.into_iter().map(|(name, failed)| TrialLabel { name, failed }).collect(),
+            labels: labels
+                .into_iter()
+                .map(|(name, failed)| TrialLabel { outside_reward: outside.contains(&name), name, failed })
+                .collect(),
             sources,
         })
     }

@@ -25,10 +25,16 @@ use super::evidence::{
     clip, family_key, family_path, key_of as key_v1, plan_commands, FamilyBy, FamilyPlan, LessonKind, LineCounts,
     Wanted,
 };
-use super::lessons::{self, Advice, Candidate, Decision, LessonRules};
+use super::lessons::{self, Advice, Candidate, Decision, LessonRules, Reading};
 
 /// This version.
 pub const VERSION: &str = "2";
+
+/// Version 3 (the default): the same rules and files, with the graders read as
+/// [`Reading::V3`] says — a check outside its grade's reward basis never counts as a
+/// failure, a check's failure rate is no lesson unless an agent can act on the check, and
+/// no lesson rests only on sessions that passed. Version 2 stays so its dreams replay.
+pub const VERSION3: &str = "3";
 
 /// The configuration: where lessons go and the rules they must pass. Every field has a
 /// default; recorded in full in the `dream` event.
@@ -159,8 +165,9 @@ fn validation_text(c: &Candidate) -> String {
     }
 }
 
-/// The lesson line of a candidate that is written.
-pub fn render(family: &str, c: &Candidate) -> String {
+/// The lesson line of a candidate that is written, as the version reading `reading`
+/// writes it.
+pub fn render(family: &str, c: &Candidate, reading: Reading) -> String {
     let tasks = c.tasks_total;
     let mut applies = format!("In `{family}` tasks");
     if !c.condition.is_empty() {
@@ -190,6 +197,21 @@ pub fn render(family: &str, c: &Candidate) -> String {
             "- [expected:{} {tasks}t {}/{}] {applies} that expect `{x}`, the call was missing or failed its check in {} of {} graded sessions ({tasks} tasks). When the task calls for `{x}`, make that call with the arguments the policy and the user's data require before finishing.{held}{eg}",
             c.key, c.sessions, c.of, c.sessions, c.of
         ),
+        Advice::Check if reading == Reading::V3 => {
+            let told = if let Some(text) = x.strip_prefix("nl:") {
+                format!("Before finishing, make sure that: \"{}\"", clip(text, 160))
+            } else if let Some(call) = x.strip_prefix("user_action:") {
+                format!("When the task needs the user to call `{call}`, guide the user through it and confirm it was done")
+            } else if let Some(info) = x.strip_prefix("communicate:") {
+                format!("Tell the user \"{}\" when the task calls for it", clip(info, 160))
+            } else {
+                format!("Make sure the graders' check `{}` holds", clip(x, 80))
+            };
+            format!(
+                "- [check:{} {tasks}t {}/{}] {applies}: {told}. The graders found it not done in {} of {} graded sessions ({tasks} tasks).{eg}",
+                c.key, c.sessions, c.of, c.sessions, c.of
+            )
+        }
         Advice::Check => {
             let what = if let Some(text) = x.strip_prefix("nl:") {
                 format!("the requirement \"{}\" was not met", clip(text, 160))
@@ -296,7 +318,7 @@ pub fn dream(input: &DreamInput, cfg: &EvidenceConfigV2) -> (Vec<Planned>, Summa
                 claimed.insert(k.clone());
             }
             let old = old_key.and_then(|k| lines.get(&k).cloned());
-            let line = render(&family, c);
+            let line = render(&family, c, cfg.rules.reading);
             if old.as_deref() == Some(line.as_str()) {
                 continue;
             }

@@ -259,6 +259,30 @@ pub struct LessonRules {
     pub examples: usize,
     /// Grades cited per lesson.
     pub max_causes: usize,
+    /// How grades are read (set by the dreamer's version, not configured).
+    #[serde(skip)]
+    pub reading: Reading,
+}
+
+/// How the graders' labels are read: evidence@2's way, kept so its recorded dreams replay
+/// bit for bit, or evidence@3's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reading {
+    /// Every criterion counts, and a check's failure rate is a lesson.
+    #[default]
+    V2,
+    /// A criterion outside its grade's reward basis is a diagnostic: never a failure in a
+    /// session that passed (its reward did not rest on it), the named cause in one that
+    /// failed. A check whose failure says nothing an agent can do (`db_check`, a reward
+    /// component, an environment assertion) is not a lesson; nor is one every cited
+    /// session of which passed.
+    V3,
+}
+
+/// A check an agent can act on: a requirement in words (`nl:`), information to give the
+/// user (`communicate:`), a call to guide the user through (`user_action:`).
+pub fn is_actionable_check(name: &str) -> bool {
+    ["nl:", "communicate:", "user_action:"].iter().any(|p| name.starts_with(p))
 }
 
 impl Default for LessonRules {
@@ -273,6 +297,7 @@ impl Default for LessonRules {
             jackknife: 0.1,
             examples: 3,
             max_causes: 64,
+            reading: Reading::V2,
         }
     }
 }
@@ -320,7 +345,7 @@ pub fn candidates(
         }
     }
     for c in &mut out {
-        c.condition = condition_words(trials, tasks, c);
+        c.condition = condition_words(trials, tasks, c, rules.reading);
     }
     out
 }
@@ -328,7 +353,7 @@ pub fn candidates(
 /// The trials behind a candidate: for "call", trials that called it and passed and
 /// trials that did not and failed, in its contrast tasks (the reverse for "avoid"); for a
 /// label, the trials where it failed.
-fn supporting<'a>(c: &Candidate, trials: &[&'a Trial]) -> Vec<&'a Trial> {
+fn supporting<'a>(c: &Candidate, trials: &[&'a Trial], reading: Reading) -> Vec<&'a Trial> {
     let contrast: BTreeSet<&str> = c.strata.iter().map(|s| s.task.as_str()).collect();
     trials
         .iter()
@@ -338,8 +363,8 @@ fn supporting<'a>(c: &Candidate, trials: &[&'a Trial]) -> Vec<&'a Trial> {
                 contrast.contains(t.task_key().as_str())
                     && (t.called(&c.subject) == t.passed) == (c.advice == Advice::Call)
             }
-            Advice::Expected => expected_failed(t, &c.subject),
-            Advice::Check => is_failed_label(t, &c.subject) == Some(true),
+            Advice::Expected => expected_failed_as(t, &c.subject, reading),
+            Advice::Check => is_failed_label(t, &c.subject) == Some(true) && diagnostic_holds(t, &c.subject, reading),
         })
         .collect()
 }
@@ -354,6 +379,20 @@ fn expected_failed(t: &Trial, name: &str) -> bool {
         Some(failed) => failed,
         None => !t.called(name),
     }
+}
+
+/// An expected call `t` missed or got wrong, as `reading` counts it: evidence@3 takes a
+/// call check outside the reward basis as a diagnostic — a failure only in a session
+/// whose reward failed, never in one that passed.
+fn expected_failed_as(t: &Trial, name: &str, reading: Reading) -> bool {
+    expected_failed(t, name) && diagnostic_holds(t, &format!("action:{name}"), reading)
+}
+
+/// Whether a failed label of `t` counts as a failure under `reading`: always for
+/// evidence@2; for evidence@3, when its check is within the grade's reward basis or the
+/// session failed.
+fn diagnostic_holds(t: &Trial, label: &str, reading: Reading) -> bool {
+    reading == Reading::V2 || !t.passed || !t.labels.iter().any(|l| l.name == label && l.outside_reward)
 }
 
 /// The decisions before the robustness checks.
@@ -412,6 +451,7 @@ fn decide(family: &str, trials: &[&Trial], rules: &LessonRules, existing: &BTree
             ..Candidate::bare(advice, c.tool.clone(), key, was, tasks, with.0, with.0 + without.0, decision)
         };
         finish(&mut cand, trials, rules);
+        only_passes(&mut cand, trials, rules);
         out.push(cand);
     }
     // Labels: per label, the sessions it was checked in and the tasks it failed in.
@@ -422,12 +462,13 @@ fn decide(family: &str, trials: &[&Trial], rules: &LessonRules, existing: &BTree
         tasks: BTreeSet<String>,
     }
     let mut labels: BTreeMap<(Advice, String), Label> = BTreeMap::new();
+    let v3 = rules.reading == Reading::V3;
     for t in trials {
         let task = t.task_key();
         for name in &t.expected {
             let l = labels.entry((Advice::Expected, name.clone())).or_default();
             l.checked += 1;
-            if expected_failed(t, name) {
+            if expected_failed_as(t, name, rules.reading) {
                 l.failed += 1;
                 l.tasks.insert(task.clone());
             }
@@ -435,7 +476,7 @@ fn decide(family: &str, trials: &[&Trial], rules: &LessonRules, existing: &BTree
         for label in t.labels.iter().filter(|l| !l.name.starts_with("action:")) {
             let l = labels.entry((Advice::Check, label.name.clone())).or_default();
             l.checked += 1;
-            if label.failed {
+            if label.failed && diagnostic_holds(t, &label.name, rules.reading) {
                 l.failed += 1;
                 l.tasks.insert(task.clone());
             }
@@ -449,7 +490,12 @@ fn decide(family: &str, trials: &[&Trial], rules: &LessonRules, existing: &BTree
             let was = existing.contains(&key);
             let threshold = if was { rules.retire_fail_rate } else { rules.fail_rate };
             let rate = l.failed as f64 / l.checked as f64;
-            let decision = if l.tasks.len() < rules.min_tasks {
+            let decision = if v3 && advice == Advice::Check && !is_actionable_check(&subject) {
+                Decision::Skip(format!(
+                    "a check's failure rate is not advice ({} of {} sessions): it does not say what the failing sessions did differently",
+                    l.failed, l.checked
+                ))
+            } else if l.tasks.len() < rules.min_tasks {
                 Decision::Skip(format!("it failed in {} task(s) only", l.tasks.len()))
             } else if rate < threshold {
                 Decision::Skip(format!("it failed in {} of {} sessions ({:.0}%)", l.failed, l.checked, rate * 100.0))
@@ -460,6 +506,7 @@ fn decide(family: &str, trials: &[&Trial], rules: &LessonRules, existing: &BTree
             tasks.sort_by(|a, b| natural_cmp(a, b));
             let mut cand = Candidate::bare(advice, subject, key, was, tasks, l.failed, l.checked, decision);
             finish(&mut cand, trials, rules);
+            only_passes(&mut cand, trials, rules);
             cand
         })
         .collect();
@@ -468,9 +515,23 @@ fn decide(family: &str, trials: &[&Trial], rules: &LessonRules, existing: &BTree
     out
 }
 
+/// evidence@3: a lesson every cited session of which passed is not written — passing
+/// sessions are no evidence of a failure to avoid.
+fn only_passes(c: &mut Candidate, trials: &[&Trial], rules: &LessonRules) {
+    if rules.reading == Reading::V3 && c.decision == Decision::Write {
+        let support = supporting(c, trials, rules.reading);
+        if support.iter().all(|t| t.passed) {
+            c.decision = Decision::Skip(format!(
+                "every session it cites passed ({}): no evidence that anything failed",
+                support.len()
+            ));
+        }
+    }
+}
+
 /// Fills in a candidate's sources, examples and causes from its supporting trials.
 fn finish(c: &mut Candidate, trials: &[&Trial], rules: &LessonRules) {
-    let support = supporting(c, trials);
+    let support = supporting(c, trials, rules.reading);
     for t in &support {
         for (dim, value) in source_values(&t.sources) {
             *c.sources.entry(dim.to_owned()).or_default().entry(value.to_owned()).or_default() += 1;
@@ -526,7 +587,7 @@ fn fragile(
         // Strongest first: the source with the most trials showing the behaviour (calling
         // the tool; failing the label).
         let mut backing: BTreeMap<&str, u64> = BTreeMap::new();
-        for t in supporting(c, trials) {
+        for t in supporting(c, trials, rules.reading) {
             let shows = match c.advice {
                 Advice::Call | Advice::Avoid => t.called(&c.subject),
                 Advice::Expected | Advice::Check => true,
@@ -564,7 +625,7 @@ fn fragile(
             }
         }
         Advice::Expected | Advice::Check => {
-            for t in supporting(c, trials) {
+            for t in supporting(c, trials, rules.reading) {
                 *weight.entry(t.task_key()).or_default() += 1.0;
             }
         }
@@ -727,9 +788,14 @@ fn words(text: &str) -> BTreeSet<String> {
 
 /// Up to three words that most of the supporting tasks' texts contain and the family's
 /// other tasks mostly do not (by the difference of the two shares, at least 0.25).
-fn condition_words(trials: &[&Trial], tasks: &BTreeMap<String, String>, c: &Candidate) -> Vec<String> {
+fn condition_words(
+    trials: &[&Trial],
+    tasks: &BTreeMap<String, String>,
+    c: &Candidate,
+    reading: Reading,
+) -> Vec<String> {
     let all: BTreeSet<String> = trials.iter().filter_map(|t| t.task.clone()).collect();
-    let support: BTreeSet<String> = supporting(c, trials).iter().filter_map(|t| t.task.clone()).collect();
+    let support: BTreeSet<String> = supporting(c, trials, reading).iter().filter_map(|t| t.task.clone()).collect();
     let others: Vec<&String> = all.iter().filter(|t| !support.contains(*t)).collect();
     if support.is_empty() || others.is_empty() {
         return Vec::new();
@@ -887,7 +953,11 @@ mod tests {
                 .chain(std::iter::once(TrialCall { name: "finish".into(), failed: false }))
                 .collect(),
             expected: vec!["verify".into()],
-            labels: vec![TrialLabel { name: "action:verify".into(), failed: !calls.contains(&"verify") }],
+            labels: vec![TrialLabel {
+                name: "action:verify".into(),
+                failed: !calls.contains(&"verify"),
+                outside_reward: false,
+            }],
             sources: Sources { agent: agent.into(), origin: format!("file-{agent}"), grader: "g".into() },
         }
     }
@@ -907,6 +977,71 @@ mod tests {
             }
         }
         out
+    }
+
+    fn v3() -> LessonRules {
+        LessonRules { reading: Reading::V3, ..LessonRules::default() }
+    }
+
+    /// τ²-bench telecom as the user saw it: one trial per task, the reward resting on
+    /// the environment's assertions only; `db_check` fails in half the sessions, passing
+    /// ones included, and the expected call `verify` is checked outside the basis too.
+    fn outside_basis() -> Vec<Trial> {
+        (0..8)
+            .map(|t| {
+                let passed = t % 2 == 0;
+                let mut tr = trial(&format!("t{t}"), 0, &["lookup"], passed, "a");
+                tr.labels = vec![
+                    TrialLabel { name: "action:verify".into(), failed: true, outside_reward: true },
+                    TrialLabel { name: "db_check".into(), failed: t < 6, outside_reward: true },
+                    TrialLabel { name: "env:assert_ok".into(), failed: !passed, outside_reward: false },
+                ];
+                tr
+            })
+            .collect()
+    }
+
+    #[test]
+    fn checks_outside_the_reward_count_only_where_the_session_failed() {
+        let all = outside_basis();
+        let refs: Vec<&Trial> = all.iter().collect();
+        let find = |c: &[Candidate], a: Advice, s: &str| c.iter().find(|c| c.advice == a && c.subject == s).cloned();
+        // evidence@2 counts db_check's failures in passing sessions too: 6 of 8.
+        let v2 = candidates("r", &refs, &texts(), &LessonRules::default(), &BTreeSet::new());
+        let db = find(&v2, Advice::Check, "db_check").unwrap();
+        assert_eq!((db.sessions, db.of, &db.decision), (6, 8, &Decision::Write));
+        let verify = find(&v2, Advice::Expected, "verify").unwrap();
+        assert_eq!((verify.sessions, verify.of), (8, 8));
+        // evidence@3: outside the basis, a failure only in the 4 sessions that failed…
+        let v3c = candidates("r", &refs, &texts(), &v3(), &BTreeSet::new());
+        let verify = find(&v3c, Advice::Expected, "verify").unwrap();
+        assert_eq!((verify.sessions, verify.of), (4, 8), "{verify:?}");
+        assert!(verify.examples.iter().all(|e| !e.passed), "{verify:?}");
+        // …and no check's failure rate is a lesson: it says nothing the agent can do.
+        for name in ["db_check", "env:assert_ok"] {
+            let c = find(&v3c, Advice::Check, name).unwrap();
+            assert!(matches!(&c.decision, Decision::Skip(w) if w.contains("not advice")), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn a_lesson_citing_only_passing_sessions_is_not_written() {
+        // The expected call's check fails in passing sessions only (within the basis: the
+        // graders' checks and the reward disagree).
+        let all: Vec<Trial> = (0..8)
+            .map(|t| {
+                let mut tr = trial(&format!("t{t}"), 0, &["lookup"], true, "a");
+                tr.labels = vec![TrialLabel { name: "action:verify".into(), failed: t < 4, outside_reward: false }];
+                tr
+            })
+            .collect();
+        let refs: Vec<&Trial> = all.iter().collect();
+        let v2 = candidates("r", &refs, &texts(), &LessonRules::default(), &BTreeSet::new());
+        let c = v2.iter().find(|c| c.advice == Advice::Expected).unwrap();
+        assert_eq!(c.decision, Decision::Write, "evidence@2 writes it: {c:?}");
+        let v3c = candidates("r", &refs, &texts(), &v3(), &BTreeSet::new());
+        let c = v3c.iter().find(|c| c.advice == Advice::Expected).unwrap();
+        assert!(matches!(&c.decision, Decision::Skip(w) if w.contains("every session it cites passed")), "{c:?}");
     }
 
     #[test]

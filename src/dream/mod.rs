@@ -89,9 +89,11 @@ impl Dreamer for EvidenceDreamer {
     }
 }
 
-/// The built-in deterministic dreamer, version 2 (the default).
+/// The built-in deterministic dreamer, versions 2 and 3 (the default): the same rules,
+/// with the graders read as the version says (`cfg.rules.reading`).
 pub struct EvidenceDreamerV2 {
     cfg: EvidenceConfigV2,
+    version: &'static str,
 }
 
 impl Dreamer for EvidenceDreamerV2 {
@@ -99,7 +101,7 @@ impl Dreamer for EvidenceDreamerV2 {
         evidence::NAME
     }
     fn version(&self) -> &str {
-        evidence2::VERSION
+        self.version
     }
     fn config(&self) -> Value {
         serde_json::to_value(&self.cfg).unwrap_or(Value::Null)
@@ -117,7 +119,7 @@ impl Dreamer for EvidenceDreamerV2 {
     }
 }
 
-/// The dreamers this build has: `evidence@2` (the default version) and `evidence@1`,
+/// The dreamers this build has: `evidence@3` (the default version), `evidence@2`, `evidence@1`,
 /// `llm@1`, `exec` (any version: the version names the external program's own).
 pub fn dreamer_for(spec: &DreamerSpec) -> Result<Box<dyn Dreamer>> {
     let config = |v: &Value| if v.is_null() { json!({}) } else { v.clone() };
@@ -135,14 +137,18 @@ pub fn dreamer_for(spec: &DreamerSpec) -> Result<Box<dyn Dreamer>> {
                     .map_err(|e| dreamer_error(&spec.to_string(), format!("bad config: {e}")))?;
                 Ok(Box::new(EvidenceDreamer { cfg }))
             }
-            None | Some(evidence2::VERSION) => {
-                let cfg = EvidenceConfigV2::from_value(&config(&spec.config))
+            v @ (None | Some(evidence2::VERSION) | Some(evidence2::VERSION3)) => {
+                let mut cfg = EvidenceConfigV2::from_value(&config(&spec.config))
                     .map_err(|e| dreamer_error(&spec.to_string(), format!("bad config: {e}")))?;
-                Ok(Box::new(EvidenceDreamerV2 { cfg }))
+                let version = if v == Some(evidence2::VERSION) { evidence2::VERSION } else { evidence2::VERSION3 };
+                if version == evidence2::VERSION3 {
+                    cfg.rules.reading = crate::core::lessons::Reading::V3;
+                }
+                Ok(Box::new(EvidenceDreamerV2 { cfg, version }))
             }
             Some(v) => Err(dreamer_error(
                 &spec.to_string(),
-                format!("this build has evidence@1 and evidence@2; version {v} is not available"),
+                format!("this build has evidence@1, evidence@2 and evidence@3; version {v} is not available"),
             )),
         },
         llm::NAME => {
@@ -607,7 +613,7 @@ impl Dreams {
     /// The dreamer a replay of dream `id` runs when given another `dreamer` and/or
     /// `config` (`None` when given neither: the recorded one). Another version of the
     /// same dreamer keeps the recorded config when it takes it, else runs with its own
-    /// defaults (evidence@1 and evidence@2 do not share their configs' fields).
+    /// defaults (evidence@1 does not share the others' config fields).
     pub fn replay_spec(
         &self,
         id: &EventId,

@@ -233,6 +233,24 @@ pub(super) fn parse_tau2(root: &At) -> Result<Vec<SessionEvents>> {
                 note: None,
             });
         }
+        // The environment's assertions (telecom's reward rests on them alone in most
+        // tasks): one criterion per assertion function and arguments.
+        if let Some(checks) = ri.opt("env_assertions") {
+            for c in checks.array()? {
+                let a = c.value.get("env_assertion").unwrap_or(&Value::Null);
+                let func = a.get("func_name").and_then(Value::as_str).unwrap_or("?");
+                let args = a.get("arguments").filter(|v| v.as_object().is_some_and(|o| !o.is_empty()));
+                criteria.push(Criterion {
+                    name: match args {
+                        Some(args) => format!("env:{func}({})", CanonicalJson::from_value(args).as_str()),
+                        None => format!("env:{func}"),
+                    },
+                    passed: c.value.get("met").and_then(Value::as_bool),
+                    score: c.value.get("reward").and_then(Value::as_f64).map(|x| x.clamp(0.0, 1.0)),
+                    note: a.get("message").and_then(Value::as_str).map(str::to_owned),
+                });
+            }
+        }
         if let Some(checks) = ri.opt("action_checks") {
             for c in checks.array()? {
                 criteria.push(Criterion {
