@@ -225,6 +225,18 @@ pub enum DreamError {
         /// The first position it read.
         from: u64,
     },
+    /// The same dreamer and config already dreamed over exactly this input (the same
+    /// graded sessions and history, the same memory) into a fork that is still there:
+    /// nothing was written (not a failure; `--again` dreams anyway).
+    #[error("dream {dream} of the same dreamer and config over the same input already wrote fork {fork:?} (promote it, review it, or dream --again): nothing written")]
+    SameInput {
+        /// The input store.
+        store: String,
+        /// The earlier dream's id (hex).
+        dream: String,
+        /// Its fork.
+        fork: String,
+    },
     /// A dreamer failed or produced output that cannot be committed; nothing was written.
     #[error("dreamer {dreamer}: {reason}")]
     Dreamer {
@@ -600,7 +612,7 @@ impl Error {
                 | MemoryError::FolderChanged { .. } => ErrorClass::Conflict,
             },
             Error::Dream(e) => match e {
-                DreamError::NothingToDream { .. } => ErrorClass::NothingToDream,
+                DreamError::NothingToDream { .. } | DreamError::SameInput { .. } => ErrorClass::NothingToDream,
                 DreamError::Dreamer { .. } => ErrorClass::InvalidRequest,
                 DreamError::Canceled { .. } => ErrorClass::Conflict,
                 DreamError::Llm { .. } | DreamError::ReplayDiverged { .. } => ErrorClass::Upstream,

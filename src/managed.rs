@@ -799,6 +799,7 @@ pub fn execute_dream(
         in_place: spec.update_existing,
         create: false,
         sessions: spec.sessions.clone(),
+        again: false,
     };
     let step = match local.dream_run_with(&req, notes, Some(cancel)) {
         Ok(run) => DreamStep::Completed { dream_event: run.id.to_hex(), usage: usage_of(local, &run.id)? },

@@ -321,3 +321,53 @@ fn evidence_2_dreams_still_replay_and_differ_from_3_only_in_how_grades_are_read(
     assert!(v3.contains("evidence@3 writes different lessons from evidence@2"), "{v3}");
     assert!(v3.contains("-- [check:") && v3.contains("r_actions"), "the check rate goes: {v3}");
 }
+
+/// Re-dreaming without promoting wrote identical forks (`sup.dream-1`, `-2`, `-3` over the
+/// same sessions): a dream whose input equals a fork's still there says so and writes
+/// nothing unless `--again`. The `review:` and `promote:` commands printed after
+/// `dream run --create` run as printed.
+#[test]
+fn a_second_dream_over_the_same_input_writes_nothing_and_printed_commands_run() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    let tau2 = common::data("tau2-bench/gpt-4.1_airline_default_gpt-4.1_1trials.json").display().to_string();
+    ok(&dreamlog(&db, &["import", &tau2]));
+    let first = ok(&dreamlog(&db, &["dream", "run", "sup", "--create"]));
+    assert!(first.contains("into sup.dream-1"), "{first}");
+    // Every command it prints for the next step runs.
+    let printed: Vec<&str> = first
+        .lines()
+        .filter_map(|l| ["review:", "promote:", "show:"].iter().find_map(|p| l.strip_prefix(p)))
+        .map(str::trim)
+        .collect();
+    assert_eq!(printed.len(), 3, "{first}");
+    let before = log_len(&db);
+    for c in &printed {
+        let mut words: Vec<&str> = c.split_whitespace().collect();
+        assert_eq!(words.remove(0), "dreamlog", "{c}");
+        if words[..2] == ["memory", "promote"] {
+            words.push("--dry-run");
+        }
+        ok(&dreamlog(&db, &words));
+    }
+    assert_eq!(log_len(&db), before, "a dry run writes nothing");
+
+    // Again over the same input: nothing written, exit 0, the earlier dream named.
+    let again = ok(&dreamlog(&db, &["dream", "run", "sup", "--create"]));
+    assert!(again.contains("already wrote fork \"sup.dream-1\"") && again.contains("nothing written"), "{again}");
+    let j = json(&ok(&dreamlog(&db, &["dream", "run", "sup", "--create", "--json"])));
+    assert_eq!((j["dream"].is_null(), j["fork"].as_str()), (true, Some("sup.dream-1")), "{j}");
+    assert_eq!(log_len(&db), before);
+    assert_eq!(lines(&ok(&dreamlog(&db, &["dream", "list", "--json"]))).len(), 1);
+    // --again dreams anyway; another config reads differently and is not refused.
+    assert!(ok(&dreamlog(&db, &["dream", "run", "sup", "--create", "--again"])).contains("into sup.dream-2"));
+    let other = ok(&dreamlog(&db, &["dream", "run", "sup", "--create", "--config", r#"{"min_tasks": 4}"#]));
+    assert!(other.contains("into sup.dream-3"), "{other}");
+    // Promoted, the store's memory changes: the next dream reads a new input.
+    ok(&dreamlog(&db, &["memory", "promote", "sup.dream-1", "--into", "sup"]));
+    let after = ok(&dreamlog(&db, &["dream", "run", "sup", "--since", "start"]));
+    assert!(
+        after.contains("into sup.dream-4") && after.contains("review:  dreamlog memory diff sup sup.dream-4"),
+        "{after}"
+    );
+}

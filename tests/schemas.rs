@@ -389,6 +389,7 @@ fn the_service_types_are_the_api_schemas() {
             in_place: false,
             create: true,
             sessions: vec!["s-1".into(), "s-2".into()],
+            again: true,
         },
         DreamRequest {
             store: "s".into(),
@@ -399,6 +400,7 @@ fn the_service_types_are_the_api_schemas() {
             in_place: false,
             create: false,
             sessions: Vec::new(),
+            again: false,
         },
     );
     check(

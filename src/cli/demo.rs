@@ -99,6 +99,7 @@ impl Demo<'_> {
             in_place,
             create: true,
             sessions: Vec::new(),
+            again: false,
         })
     }
     fn promote(&self, fork: &str, into: &str, actor: &Actor) -> Result<()> {

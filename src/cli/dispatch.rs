@@ -463,6 +463,7 @@ fn dream(cli: &Cli, svc: &dyn Service, cmd: &DreamCmd) -> Result<ExitCode> {
                 in_place: args.in_place,
                 create: args.create,
                 sessions: args.sessions.clone(),
+                again: args.again,
             };
             let bar = progress_bar(None, &format!("dreaming with {}", args.dreamer));
             bar.enable_steady_tick(std::time::Duration::from_millis(120));

@@ -70,6 +70,11 @@ pub struct RunArgs {
     /// default is 5, 0 turns it off).
     #[arg(long, value_name = "K")]
     pub validate: Option<u32>,
+    /// Dream even when an earlier dream of the same dreamer and config read exactly this
+    /// input into a fork that is still there (refused by default: it would write that
+    /// fork again).
+    #[arg(long)]
+    pub again: bool,
 }
 
 /// Arguments of `dream replay`.
@@ -134,6 +139,17 @@ fn grades_text(g: &GradeStats) -> String {
 pub(crate) fn print_run_result(cli: &Cli, result: Result<crate::dream::DreamRun>) -> Result<ExitCode> {
     match result {
         Ok(r) => print_run(cli, &r)?,
+        Err(e @ crate::error::Error::Dream(DreamError::SameInput { .. })) => {
+            let crate::error::Error::Dream(DreamError::SameInput { dream, fork, .. }) = &e else { unreachable!() };
+            if cli.json {
+                stdout_line(
+                    &serde_json::json!({"dream": null, "reason": e.to_string(), "same_as": dream, "fork": fork})
+                        .to_string(),
+                )?;
+            } else {
+                stdout_line(&e.to_string())?;
+            }
+        }
         Err(e @ crate::error::Error::Dream(DreamError::NothingToDream { .. })) => {
             if cli.json {
                 stdout_line(&serde_json::json!({"dream": null, "reason": e.to_string()}).to_string())?;
@@ -170,7 +186,12 @@ pub(crate) fn print_run(cli: &Cli, r: &crate::dream::DreamRun) -> Result<()> {
     if !report.is_empty() {
         stdout_line(&report)?;
     }
-    if x.output_store != x.store {
+    let created = x.meta.as_ref().and_then(|m| m.to_value().get("input_store_created").cloned()) == Some(json!(true));
+    if x.output_store != x.store && created {
+        // The input store has no event to diff against: the fork is all there is.
+        stdout_line(&format!("review:  dreamlog memory view {} /memories", x.output_store))?;
+        stdout_line(&format!("promote: dreamlog memory promote {} --into {}", x.output_store, x.store))?;
+    } else if x.output_store != x.store {
         stdout_line(&format!("review:  dreamlog memory diff {} {}", x.store, x.output_store))?;
         stdout_line(&format!("promote: dreamlog memory promote {} --into {}", x.output_store, x.store))?;
     }

@@ -332,6 +332,19 @@ pub fn expected_in_meta(g: &Grade) -> std::collections::BTreeSet<String> {
 }
 
 impl DreamInput {
+    /// What the dream reads, as a digest: everything but the log range it was read from
+    /// (a later range with no new graded session reads the same). Two dreams with one
+    /// digest ran the same dreamer, version and config over the same memory, sessions,
+    /// history and tasks.
+    pub fn digest(&self) -> Digest {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Some(o) = v.as_object_mut() {
+            o.remove("from_position");
+            o.remove("to_position");
+        }
+        Digest::of(super::canonical_json::CanonicalJson::from_value(&v).as_str().as_bytes())
+    }
+
     /// The base memory as a state.
     pub fn memory_state(&self) -> MemoryState {
         let rules = crate::core::memory::Rules::from_number(self.memory_rules).unwrap_or_default();

@@ -23,7 +23,9 @@ use crate::core::dream::{Sources, Trial};
 use crate::core::evidence::{self, EvidenceConfig};
 use crate::core::evidence2::{self, EvidenceConfigV2};
 use crate::core::memory::{diff_states, MemoryDiff, MemoryState};
-use crate::core::{Actor, Body, CanonicalJson, Draft, Dream, EventId, Kind, LlmExchange, MemoryCommand, StoreFork};
+use crate::core::{
+    Actor, Body, CanonicalJson, Digest, Draft, Dream, EventId, Kind, LlmExchange, MemoryCommand, StoreFork,
+};
 use crate::error::{DreamError, LogError, MemoryError};
 use crate::error::{Error, Result};
 use crate::import::session_stream;
@@ -184,6 +186,10 @@ pub struct RunOptions {
     /// Set by another thread to stop the dream: checked before anything is written, so a
     /// canceled dream writes nothing.
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Dream even when an earlier dream of the same dreamer and config read exactly this
+    /// input into a fork that is still there (by default that is refused: it would write
+    /// the same fork again).
+    pub again: bool,
 }
 
 /// A committed dream.
@@ -648,9 +654,12 @@ impl Dreams {
     /// Runs a dreamer over `store` and commits its output (by default into a new fork).
     pub fn run(&self, store: &str, spec: &DreamerSpec, opts: &RunOptions) -> Result<DreamRun> {
         let started = Instant::now();
-        if !opts.create {
-            self.mem.require(store)?;
-        }
+        // A store with no event yet (`--create`): the dream's fork is its first memory.
+        let created = match self.mem.require(store) {
+            Ok(_) => false,
+            Err(e) if !opts.create => return Err(e),
+            Err(_) => true,
+        };
         let dreamer = dreamer_for(spec)?;
         let until = self.store().len();
         if until == 0 {
@@ -664,6 +673,16 @@ impl Dreams {
         let input = self.input(store, &base, (from, until - 1), opts.sessions.as_ref(), dreamer.as_ref())?;
         if input.sessions.is_empty() {
             return Err(Error::Dream(DreamError::NothingToDream { store: store.to_owned(), from }));
+        }
+        let digest = input.digest();
+        if !opts.again && !opts.in_place && opts.into.is_none() {
+            if let Some(same) = self.same_input(store, &digest)? {
+                return Err(Error::Dream(DreamError::SameInput {
+                    store: store.to_owned(),
+                    dream: same.id.to_hex(),
+                    fork: same.dream.output_store,
+                }));
+            }
         }
         let label = format!("{}@{}", dreamer.name(), dreamer.version());
         let mut out = dreamer.dream(&input, None)?;
@@ -718,6 +737,7 @@ impl Dreams {
                 .push(chain(Draft::new(stream.clone(), actor.clone(), Body::LlmExchange(x.clone())), &mut drafts)?);
         }
         let mut meta = json!({
+            "input_digest": digest.to_hex(),
             "sessions": input.sessions.len(),
             "commands": out.commands.len(),
             "exchanges": out.exchanges.len(),
@@ -726,6 +746,9 @@ impl Dreams {
         });
         if let Some(selected) = &opts.sessions {
             meta["selected_sessions"] = json!(selected);
+        }
+        if created {
+            meta["input_store_created"] = json!(true);
         }
         let dream = Dream {
             dreamer: dreamer.name().to_owned(),
@@ -786,6 +809,22 @@ impl Dreams {
             commands: out.commands.len(),
             exchanges: out.exchanges.len(),
         })
+    }
+
+    /// The latest dream over `store` into a fork that is still there whose input digest
+    /// (`meta.input_digest`) is `digest`: dreaming again would write that fork again.
+    fn same_input(&self, store: &str, digest: &Digest) -> Result<Option<DreamSummary>> {
+        let hex = digest.to_hex();
+        for d in self.list(Some(store))?.into_iter().rev() {
+            let recorded = d.dream.meta.as_ref().map(|m| m.to_value());
+            let same = recorded.as_ref().and_then(|m| m.get("input_digest")).and_then(Value::as_str) == Some(&hex);
+            if same && d.dream.store == store && d.dream.output_store != store {
+                if self.store().stream_version(&stream_name(&d.dream.output_store))?.is_some() {
+                    return Ok(Some(d));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Every dream in log order (of one input store, when given).

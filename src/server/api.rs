@@ -76,6 +76,9 @@ impl From<Error> for ApiError {
             Error::Dream(DreamError::NothingToDream { store, from }) => {
                 a.details = json!({"store": store, "from": from});
             }
+            Error::Dream(DreamError::SameInput { store, dream, fork }) => {
+                a.details = json!({"store": store, "same_as": dream, "fork": fork});
+            }
             _ => {}
         }
         a

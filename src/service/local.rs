@@ -82,6 +82,7 @@ impl Local {
             sessions,
             notes,
             cancel,
+            again: req.again,
         };
         self.dreams.run(&req.store, &spec, &opts)
     }

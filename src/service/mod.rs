@@ -738,6 +738,9 @@ pub struct DreamRequest {
     /// Read only these sessions of the range (ids; none: every graded session).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sessions: Vec<String>,
+    /// Dream even when an earlier dream read the same input into a fork still there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub again: bool,
 }
 
 /// `POST /v1/dreams/{id}/replay`: another dreamer or config (absent: as recorded).
