@@ -818,10 +818,12 @@ impl Dreams {
         for d in self.list(Some(store))?.into_iter().rev() {
             let recorded = d.dream.meta.as_ref().map(|m| m.to_value());
             let same = recorded.as_ref().and_then(|m| m.get("input_digest")).and_then(Value::as_str) == Some(&hex);
-            if same && d.dream.store == store && d.dream.output_store != store {
-                if self.store().stream_version(&stream_name(&d.dream.output_store))?.is_some() {
-                    return Ok(Some(d));
-                }
+            if same
+                && d.dream.store == store
+                && d.dream.output_store != store
+                && self.store().stream_version(&stream_name(&d.dream.output_store))?.is_some()
+            {
+                return Ok(Some(d));
             }
         }
         Ok(None)
