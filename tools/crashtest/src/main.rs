@@ -789,6 +789,8 @@ fn dream(svc: &dyn Service, rng: &mut Rng) -> Result<Vec<String>, Failure> {
         in_place: rng.below(2) == 0,
         create: true,
         sessions: Vec::new(),
+        // Every dream of the workload writes (one over an input already dreamed too).
+        again: true,
     })?;
     Ok(acks("dream", [(run.position, run.id.to_string())]))
 }
