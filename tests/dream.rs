@@ -351,6 +351,14 @@ fn a_second_dream_over_the_same_input_writes_nothing_and_printed_commands_run() 
         ok(&dreamlog(&db, &words));
     }
     assert_eq!(log_len(&db), before, "a dry run writes nothing");
+    // `dream show` leads with what was written; the decisions follow.
+    let id = json(&lines(&ok(&dreamlog(&db, &["dream", "list", "--json"])))[0].to_string())["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let show = ok(&dreamlog(&db, &["dream", "show", &id]));
+    let (written, decided) = (show.find("lessons   ").unwrap(), show.find("decisions (every candidate").unwrap());
+    assert!(written < decided, "{show}");
 
     // Again over the same input: nothing written, exit 0, the earlier dream named.
     let again = ok(&dreamlog(&db, &["dream", "run", "sup", "--create"]));

@@ -376,9 +376,6 @@ pub(crate) fn print_show(cli: &Cli, detail: &crate::dream::DreamDetail) -> Resul
             }
             s.push_str(&format!("meta      {m}\n"));
         }
-        if let Some(families) = &decisions {
-            s.push_str(&decisions_text(families));
-        }
         s.push_str(&format!("exchanges {}\n", detail.exchanges.len()));
         s.push_str(&format!("lessons   {} command(s)\n", detail.lessons.len()));
         for l in &detail.lessons {
@@ -415,6 +412,11 @@ pub(crate) fn print_show(cli: &Cli, detail: &crate::dream::DreamDetail) -> Resul
             if l.evidence.len() > 5 {
                 s.push_str(&format!("      ← … {} more (dreamlog dream show --json)\n", l.evidence.len() - 5));
             }
+        }
+        // What it wrote comes first; every decision behind it (written or not) after.
+        if let Some(families) = &decisions {
+            s.push_str("\ndecisions (every candidate lesson, written or not, and why)\n");
+            s.push_str(&decisions_text(families));
         }
         stdout_line(s.trim_end())?;
     }

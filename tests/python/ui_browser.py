@@ -237,9 +237,14 @@ def main():
               "and its evidence")
         check(" by " in row.locator("td.blame-by .principal").inner_text(), "and who wrote it (its receipt)")
 
-        open_page(page, dream_href, "table.decisions")
+        open_page(page, dream_href, "details.decisions")
 
-        # --- dreams: statistics, validation, replay command; read-only for a read token
+        # --- dreams: what was written first, then every decision folded; read-only for a
+        # read token
+        check(page.locator("h2").first.inner_text().startswith("Commands written"), "what it wrote comes first")
+        check(not page.locator("table.decisions").is_visible(), "the decision table starts folded")
+        page.locator("details.decisions summary").click()
+        wait_page(page, "table.decisions")
         text = page.locator("table.decisions").inner_text()
         check("positive" in text and "write" in text, "a dream's lessons with their decision and validation")
         check("skip: " in text and "[object" not in text, "skipped candidates say why")

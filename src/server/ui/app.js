@@ -810,10 +810,16 @@ async function dreamPage(ctx, current) {
     ]),
     actions, replayOut,
     h('details', {}, h('summary', {}, 'config'), h('pre', {}, json(d.config))),
-    h('h2', {}, 'Lessons: statistics and validation'),
-    decisionsTable(d.meta && d.meta.summary),
     h('h2', {}, `Commands written (${(d.lessons || []).length})`),
-    lessons.length ? lessons : h('p', { class: 'muted' }, 'None.'));
+    lessons.length ? lessons : h('p', { class: 'muted' }, 'None.'),
+    h('h2', {}, 'Lessons: statistics and validation'),
+    h('details', { class: 'decisions' }, h('summary', {}, `Every candidate lesson and its decision (${candidateCount(d.meta && d.meta.summary)})`),
+      decisionsTable(d.meta && d.meta.summary)));
+}
+
+/** How many candidate lessons a dream's summary decided on. */
+function candidateCount(summaryMeta) {
+  return ((summaryMeta && summaryMeta.decisions) || []).reduce((n, f) => n + (f.candidates || []).length, 0);
 }
 
 /** A write's confirmation: the dry run's exact events and diff first, then the write. */
