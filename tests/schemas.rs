@@ -475,3 +475,31 @@ fn the_service_types_are_the_api_schemas() {
         Info { tenant: String::new(), events: 0, max_batch: 1, log_of_record: None },
     );
 }
+
+/// Under `--json` a failure is one JSON object on stderr (cli-error.schema.json), with the
+/// exit status it names; without, one line for people.
+#[test]
+fn cli_errors_under_json_are_json_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let event = r#"{"kind":"note","actor":"agent:a","body":{"type":"t","json":1}}"#;
+    common::ok(&common::dreamlog_on(&db, &["append", "--stream", "s"], Some(event)));
+    let v = validator("cli-error.schema.json");
+    for (args, kind, code) in [
+        (vec!["--json", "show", "00ff"], "not_found", 3),
+        (vec!["--json", "memory", "view", "nope", "/memories"], "not_found", 3),
+        (vec!["--json", "append", "--stream", "a//b"], "invalid_request", 2),
+    ] {
+        let out = common::dreamlog_on(&db, &args, Some(event));
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let err: Value = serde_json::from_slice(&out.stderr).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        assert!(errors(&v, &err).is_empty(), "{err}");
+        assert_eq!(
+            (err["error"]["type"].as_str(), err["error"]["exit_code"].as_u64()),
+            (Some(kind), Some(code as u64))
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    let people = common::dreamlog_on(&db, &["show", "00ff"], None);
+    assert!(String::from_utf8_lossy(&people.stderr).starts_with("error: "));
+}

@@ -354,15 +354,24 @@ pub struct ImportArgs {
 /// Runs the CLI and turns errors into one line on stderr and a non-zero exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = cli.json;
     match run(cli) {
         Ok(code) => code,
         // A reader that stopped reading (`| head`) is not an error.
         Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        // One line for people; the exit code says what kind of failure it was
+        // One line for people (with `--json`, one JSON object for programs:
+        // schemas/cli-error.schema.json); the exit code says what kind of failure it was
         // (`ErrorClass::exit_code`: 2 bad input, 3 not found, 4 conflict, …, 1 otherwise).
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(e.class().exit_code().max(1))
+            let code = e.class().exit_code().max(1);
+            if json {
+                let line = serde_json::json!({"error": {
+                    "type": e.class().name(), "message": e.to_string(), "exit_code": code}});
+                eprintln!("{line}");
+            } else {
+                eprintln!("error: {e}");
+            }
+            ExitCode::from(code)
         }
     }
 }
