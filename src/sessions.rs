@@ -36,12 +36,19 @@ pub struct SessionSummary {
     pub store: Option<String>,
     /// State hash of that store.
     pub memory_state: Option<String>,
-    /// What the session cost, in US dollars, when the source says.
+    /// What the agent's model calls cost, in US dollars, when the source says (a
+    /// simulated user's are apart: `user_cost_usd`).
     pub cost_usd: Option<f64>,
-    /// Model input (prompt) tokens, when the source says.
+    /// The agent's model input (prompt) tokens, when the source says.
     pub input_tokens: Option<u64>,
-    /// Model output (completion) tokens, when the source says.
+    /// The agent's model output (completion) tokens, when the source says.
     pub output_tokens: Option<u64>,
+    /// What the simulated user's model calls cost (τ-bench, τ²-bench `user_cost`).
+    pub user_cost_usd: Option<f64>,
+    /// The simulated user's input tokens (usage on the user's messages).
+    pub user_input_tokens: Option<u64>,
+    /// The simulated user's output tokens.
+    pub user_output_tokens: Option<u64>,
     /// Duration in milliseconds, when the source says or has timestamps.
     pub duration_ms: Option<u64>,
 }
@@ -59,29 +66,40 @@ fn usage(s: &mut SessionSummary, events: &[StoredEvent], timed: bool) {
         _ => None,
     });
     let meta = end.as_ref().and_then(|(_, m)| m.clone()).unwrap_or(serde_json::Value::Null);
-    let mut cost = num(&meta, &["/total_cost_usd", "/model_stats/instance_cost", "/model_stats/total_cost"]);
-    if cost.is_none() {
-        let parts: Vec<f64> = ["/agent_cost", "/user_cost"].iter().filter_map(|k| num(&meta, &[k])).collect();
-        cost = (!parts.is_empty()).then(|| parts.iter().sum());
-    }
+    // The agent's cost; a simulated user's (τ-bench, τ²-bench) is kept apart.
+    let mut cost =
+        num(&meta, &["/total_cost_usd", "/model_stats/instance_cost", "/model_stats/total_cost", "/agent_cost"]);
+    s.user_cost_usd = num(&meta, &["/user_cost"]);
     let mut input = num(&meta, &["/total_prompt_tokens", "/model_stats/tokens_sent"]);
     let mut output = num(&meta, &["/total_completion_tokens", "/model_stats/tokens_received"]);
     if input.is_none() && output.is_none() {
         let (mut i, mut o, mut c, mut any, mut any_cost) = (0.0, 0.0, 0.0, false, false);
+        let (mut ui, mut uo, mut u_any) = (0.0, 0.0, false);
         for e in events {
             // Sources keep usage and cost on the message itself (τ²-bench, Claude Code).
             let Body::Message(m) = &e.event.body else { continue };
+            // A message the agent did not write that carries model usage is a simulated
+            // user's (τ²-bench's user simulator): counted apart.
+            let agent = matches!(e.event.header.actor, crate::core::Actor::Agent(_));
             // On the message itself, or (OpenTelemetry chat spans) in the metadata
             // dreamlog recorded beside it.
             let v = match m.meta.as_ref().map(|x| x.to_value()) {
                 Some(meta) if meta.get("usage").is_some() => meta,
                 _ => m.content.to_value(),
             };
-            if let Some(x) = num(&v, &["/usage/prompt_tokens", "/usage/input_tokens"]) {
+            let prompt = num(&v, &["/usage/prompt_tokens", "/usage/input_tokens"]);
+            let completion = num(&v, &["/usage/completion_tokens", "/usage/output_tokens"]);
+            if !agent {
+                ui += prompt.unwrap_or(0.0);
+                uo += completion.unwrap_or(0.0);
+                u_any |= prompt.is_some() || completion.is_some();
+                continue;
+            }
+            if let Some(x) = prompt {
                 i += x;
                 any = true;
             }
-            if let Some(x) = num(&v, &["/usage/completion_tokens", "/usage/output_tokens"]) {
+            if let Some(x) = completion {
                 o += x;
                 any = true;
             }
@@ -92,6 +110,9 @@ fn usage(s: &mut SessionSummary, events: &[StoredEvent], timed: bool) {
         }
         if any {
             (input, output) = (Some(i), Some(o));
+        }
+        if u_any {
+            (s.user_input_tokens, s.user_output_tokens) = (Some(ui as u64), Some(uo as u64));
         }
         if cost.is_none() && any_cost {
             cost = Some(c);
@@ -129,6 +150,9 @@ pub fn summarize_linked(id: &str, events: &[StoredEvent], link: Option<&SessionL
         cost_usd: None,
         input_tokens: None,
         output_tokens: None,
+        user_cost_usd: None,
+        user_input_tokens: None,
+        user_output_tokens: None,
         duration_ms: None,
     };
     let mut timed = true;

@@ -253,3 +253,41 @@ fn what_a_first_look_found_is_fixed() {
     );
     held.close().unwrap();
 }
+
+/// τ²-bench runs the agent against a simulated user with its own model: the sessions'
+/// cost and tokens are the agent's, the simulator's apart — for every simulation of the
+/// telecom file, against the file's own `agent_cost`, `user_cost` and message usage.
+#[test]
+fn the_agent_and_the_user_simulator_are_counted_apart() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    let file = common::data("tau2-bench/gpt-4.1_telecom_default_gpt-4.1_1trials.json");
+    ok(&dreamlog(&db, &["import", file.to_str().unwrap()], None));
+    let rows: Vec<Value> = json_lines(&ok(&dreamlog(&db, &["--json", "sessions", "list"], None)));
+    check_schema("session-summary.schema.json", &rows);
+    let data: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let sims = data["simulations"].as_array().unwrap();
+    assert_eq!(rows.len(), sims.len());
+    let tokens = |sim: &Value, role: &str, key: &str| -> u64 {
+        sim["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] == role)
+            .filter_map(|m| m.pointer(&format!("/usage/{key}")).and_then(Value::as_u64))
+            .sum()
+    };
+    for sim in sims {
+        let row = rows.iter().find(|r| r["id"] == sim["id"]).unwrap();
+        let close = |a: &Value, b: &Value| (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-9;
+        assert!(close(&row["cost_usd"], &sim["agent_cost"]), "{row} vs {}", sim["agent_cost"]);
+        assert!(close(&row["user_cost_usd"], &sim["user_cost"]), "{row}");
+        assert_eq!(row["input_tokens"], tokens(sim, "assistant", "prompt_tokens"), "{row}");
+        assert_eq!(row["output_tokens"], tokens(sim, "assistant", "completion_tokens"), "{row}");
+        assert_eq!(row["user_input_tokens"], tokens(sim, "user", "prompt_tokens"), "{row}");
+        assert_eq!(row["user_output_tokens"], tokens(sim, "user", "completion_tokens"), "{row}");
+    }
+    let first = sims[0]["id"].as_str().unwrap();
+    let text = ok(&dreamlog(&db, &["sessions", "show", first], None));
+    assert!(text.contains("agent cost $") && text.contains("user simulator cost $"), "{text}");
+}

@@ -190,15 +190,21 @@ pub(crate) fn print_session(cli: &Cli, d: &sessions::SessionDetail) -> Result<()
     if let Some(ms) = s.duration_ms {
         usage.push(format!("duration {:.1} s", ms as f64 / 1000.0));
     }
+    let tokens = |i: Option<u64>, o: Option<u64>| {
+        format!("{} in, {} out", i.map_or("-".into(), |n| n.to_string()), o.map_or("-".into(), |n| n.to_string()))
+    };
     if let Some(c) = s.cost_usd {
-        usage.push(format!("cost ${c:.4}"));
+        usage.push(format!("agent cost ${c:.4}"));
     }
     if s.input_tokens.is_some() || s.output_tokens.is_some() {
-        usage.push(format!(
-            "tokens {} in, {} out",
-            s.input_tokens.map_or("-".into(), |n| n.to_string()),
-            s.output_tokens.map_or("-".into(), |n| n.to_string())
-        ));
+        usage.push(format!("agent tokens {}", tokens(s.input_tokens, s.output_tokens)));
+    }
+    // A simulated user's model calls (τ-bench, τ²-bench) are not the agent's.
+    if let Some(c) = s.user_cost_usd {
+        usage.push(format!("user simulator cost ${c:.4}"));
+    }
+    if s.user_input_tokens.is_some() || s.user_output_tokens.is_some() {
+        usage.push(format!("user simulator tokens {}", tokens(s.user_input_tokens, s.user_output_tokens)));
     }
     if !usage.is_empty() {
         stdout_line(&format!("  {}", usage.join("  ")))?;

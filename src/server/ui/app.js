@@ -468,7 +468,8 @@ async function sessionPage(ctx, current) {
       start && start.body.task ? ['task text', h('span', { class: 'pre' }, clip(textOf(start.body.task), 400))] : null,
       ['agent', `${sm.agent || '—'}${sm.model ? ' · ' + sm.model : ''}`],
       ['result', [h('span', { class: 'result r-' + (sm.result || 'none') }, sm.result || '—'), ` score ${num(sm.score)} · ${sm.status || ''}`]],
-      ['steps', `${sm.steps} steps · ${sm.messages} messages${sm.input_tokens ? ` · ${sm.input_tokens} in / ${sm.output_tokens} out tokens` : ''}${sm.cost_usd ? ` · $${num(sm.cost_usd, 4)}` : ''}`],
+      ['steps', `${sm.steps} steps · ${sm.messages} messages${sm.input_tokens ? ` · agent ${sm.input_tokens} in / ${sm.output_tokens} out tokens` : ''}${sm.cost_usd ? ` · agent $${num(sm.cost_usd, 4)}` : ''}`
+        + `${sm.user_input_tokens ? ` · user simulator ${sm.user_input_tokens} in / ${sm.user_output_tokens} out tokens` : ''}${sm.user_cost_usd ? ` · user simulator $${num(sm.user_cost_usd, 4)}` : ''}`],
       ['started', time(sm.time) + ' UTC'],
       store ? ['memory it ran with', [a(`store ${store} as of #${start ? start.position : ''}`, href('memory', [store], { at: start ? start.position : '' })),
         sm.memory_state ? [' · state ', h('code', {}, short(sm.memory_state))] : null]] : null,
