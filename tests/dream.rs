@@ -379,3 +379,77 @@ fn a_second_dream_over_the_same_input_writes_nothing_and_printed_commands_run() 
         "{after}"
     );
 }
+
+/// Writes Harbor trial directories as Harbor lays them out (`TRIAL/agent/trajectory.json`
+/// in ATIF, `TRIAL/result.json` with the verifier's rewards): Claude Code on six tasks of
+/// one dataset, four trials each; within every task the trials that read the file before
+/// editing it pass and the others fail.
+fn harbor_runs(root: &Path) {
+    for t in 0..6 {
+        let task = format!("fix-test-{t}");
+        for n in 0..4 {
+            let reads = n % 2 == 0;
+            let trial = root.join(format!("{task}__{n}"));
+            std::fs::create_dir_all(trial.join("agent")).unwrap();
+            let mut calls = Vec::new();
+            if reads {
+                calls.push(("Read", serde_json::json!({"file_path": format!("/app/src/{t}.py")}), "def f(): ..."));
+            }
+            calls.push(("Edit", serde_json::json!({"file_path": format!("/app/src/{t}.py")}), "edited"));
+            calls.push((
+                "Bash",
+                serde_json::json!({"command": "pytest -q"}),
+                if reads { "1 passed" } else { "1 failed" },
+            ));
+            let mut steps = vec![
+                serde_json::json!({"step_id": 1, "source": "user", "message": format!("Fix the failing test in src/{t}.py")}),
+            ];
+            for (i, (name, args, out)) in calls.iter().enumerate() {
+                let id = format!("c{i}");
+                steps.push(serde_json::json!({"step_id": i + 2, "source": "agent", "message": "",
+                    "tool_calls": [{"tool_call_id": id, "function_name": name, "arguments": args}],
+                    "observation": {"results": [{"source_call_id": id, "content": out}]}}));
+            }
+            let traj = serde_json::json!({"schema_version": "ATIF-v1.6", "session_id": format!("{task}-{n}"),
+                "agent": {"name": "claude-code", "version": "2.0.31", "model_name": "claude-sonnet-4-5"}, "steps": steps});
+            std::fs::write(trial.join("agent/trajectory.json"), traj.to_string()).unwrap();
+            let result = serde_json::json!({"task_name": task, "trial_name": format!("{task}__{n}"),
+                "source": "terminal-bench", "task_id": {"path": format!("/datasets/terminal-bench/{task}")},
+                "agent_info": {"name": "claude-code", "version": "2.0.31"},
+                "verifier_result": {"rewards": {"reward": if reads { 1.0 } else { 0.0 }}}});
+            std::fs::write(trial.join("result.json"), result.to_string()).unwrap();
+        }
+    }
+}
+
+/// Each Harbor task was its own family, so Claude Code runs could never yield a lesson:
+/// a family is the agent on the dataset (`harbor/terminal-bench/claude-code`) by default,
+/// the dataset alone with `"family": "task_prefix"`, the agent alone with `"agent"`.
+#[test]
+fn harbor_runs_of_one_agent_on_one_dataset_are_one_family_and_yield_a_lesson() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    let runs = dir.path().join("jobs");
+    harbor_runs(&runs);
+    ok(&dreamlog(&db, &["import", runs.to_str().unwrap()]));
+    let rows = lines(&ok(&dreamlog(&db, &["sessions", "list", "--json"])));
+    assert_eq!(rows.len(), 24);
+    assert!(rows.iter().all(|r| r["task"].as_str().unwrap().starts_with("terminal-bench/fix-test-")), "{rows:?}");
+    let run = json(&ok(&dreamlog(&db, &["dream", "run", "cc", "--create", "--json"])));
+    let path = "/memories/lessons/harbor/terminal-bench/claude-code.md";
+    let text = ok(&dreamlog(&db, &["memory", "view", "cc.dream-1", path]));
+    assert!(text.contains("[call:") && text.contains("trials that called `Read` passed 12 of 12"), "{text}");
+    assert!(text.contains("In `harbor/terminal-bench/claude-code` tasks"), "{text}");
+    let show = json(&ok(&dreamlog(&db, &["dream", "show", run["id"].as_str().unwrap(), "--json"])));
+    let fams = show["meta"]["summary"]["decisions"].as_array().unwrap();
+    assert_eq!(fams.len(), 1, "one family: {fams:?}");
+    assert_eq!((fams[0]["trials"].as_u64(), fams[0]["tasks"].as_u64()), (Some(24), Some(6)));
+    // Configurable: the dataset alone, or the agent alone.
+    for (family, file) in [("task_prefix", "terminal-bench.md"), ("agent", "claude-code.md")] {
+        let cfg = format!(r#"{{"family": "{family}"}}"#);
+        let r = json(&ok(&dreamlog(&db, &["dream", "run", "cc", "--create", "--config", &cfg, "--json"])));
+        let out = r["output_store"].as_str().unwrap();
+        let text = ok(&dreamlog(&db, &["memory", "view", out, &format!("/memories/lessons/{file}")]));
+        assert!(text.contains("`Read`"), "{family}: {text}");
+    }
+}

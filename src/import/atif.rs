@@ -71,6 +71,36 @@ fn trial_result(file: &str) -> Result<Option<Value>> {
     super::parse_json(&name, &bytes).map(Some)
 }
 
+/// The dataset a Harbor trial's task came from: `source` (the dataset's name), else the
+/// repository of a git task (`task_id.git_url`), else the folder holding a local task
+/// (`task_id.path`'s parent).
+fn dataset_of(result: &Value) -> Option<String> {
+    let clean = |s: &str| -> Option<String> {
+        let s = s.trim().trim_end_matches('/');
+        let s = s.strip_suffix(".git").unwrap_or(s);
+        let last = s.rsplit(['/', ':']).next().unwrap_or(s);
+        (!last.is_empty() && last != "." && last != "..").then(|| last.to_owned())
+    };
+    if let Some(src) = result.get("source").and_then(Value::as_str).filter(|s| !s.trim().is_empty()) {
+        return Some(src.trim().to_owned());
+    }
+    let id = result.get("task_id")?;
+    if let Some(url) = id.get("git_url").and_then(Value::as_str) {
+        return clean(url);
+    }
+    let path = id.get("path").and_then(Value::as_str)?;
+    Path::new(path).parent().and_then(|p| p.to_str()).and_then(clean)
+}
+
+/// The rubric of a Harbor grade: `harbor/DATASET/AGENT` (`harbor/AGENT` when the trial
+/// does not say its dataset).
+fn harbor_rubric(dataset: Option<&str>, agent: &str) -> String {
+    match dataset {
+        Some(d) => format!("harbor/{d}/{agent}"),
+        None => format!("harbor/{agent}"),
+    }
+}
+
 /// The trajectory files a trajectory names by `subagent_trajectory_ref[].trajectory_path`
 /// (resolved against its folder), so that a directory import reads them as sub-agents
 /// of it and not a second time on their own.
@@ -169,7 +199,14 @@ fn parse_one(
             None => own.push(step),
         }
     }
-    let task = result.and_then(|r| r.get("task_name")).and_then(Value::as_str).map(str::to_owned);
+    let task_name = result.and_then(|r| r.get("task_name")).and_then(Value::as_str);
+    let dataset = result.and_then(dataset_of);
+    // The task within its dataset (`terminal-bench/fix-tests`), so families by task
+    // prefix are datasets.
+    let task = task_name.map(|t| match &dataset {
+        Some(d) => format!("{d}/{t}"),
+        None => t.to_owned(),
+    });
     let meta = serde_json::json!({
         "schema_version": v,
         "agent_version": agent_info.value.get("version"),
@@ -226,7 +263,11 @@ fn parse_one(
             Body::Grade(Grade {
                 session: session.clone(),
                 target: None,
-                rubric: task.clone().map(|t| format!("harbor/{t}")).unwrap_or_else(|| "harbor".into()),
+                // One rubric per dataset and agent: Harbor's verifier grades a dataset's
+                // tasks, and each agent brings its own tools, so lessons of one agent's
+                // runs on one dataset are one family (each task its own family could
+                // never hold a lesson, which needs several tasks).
+                rubric: harbor_rubric(dataset.as_deref(), &agent_name),
                 evaluator: "harbor verifier".into(),
                 score,
                 result: if score >= 1.0 { GradeResult::Satisfied } else { GradeResult::Failed },
