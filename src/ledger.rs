@@ -78,7 +78,11 @@ pub fn sessions_with(store: &Store, name: &str, until: u64) -> Result<Vec<Sessio
         if let Body::SessionLink(l) = e.event.body {
             if let Some(st) = l.store {
                 linked |= st == name;
-                records.insert(l.session, (e.position, st, l.memory_state));
+                // A link made afterwards (`sessions link --at P`) says the session ran
+                // with the store as it stood at P: it counts there.
+                let at = l.meta.as_ref().and_then(|m| m.to_value().get("at").and_then(|a| a.as_u64()));
+                let position = at.filter(|&p| p < e.position).unwrap_or(e.position);
+                records.insert(l.session, (position, st, l.memory_state));
             }
         }
         true

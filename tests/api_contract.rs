@@ -252,6 +252,8 @@ fn every_route_answers_as_openapi_and_the_schemas_say() {
     api.ok("get", "/v1/memory/s/history", None);
     api.ok("get", "/v1/memory/s/diff?from=23&to=head", None);
     api.ok("get", "/v1/memory/s/blame?path=/memories/a.md", None);
+    let linked = api.ok("post", "/v1/sessions/link", Some(&json!({"sessions": ["r/1", "r/2"], "store": "s"})));
+    assert_eq!(linked["linked"].as_array().map(Vec::len), Some(2));
     let tag = api.ok("post", "/v1/tags", Some(&json!({"name": "v1"})));
     assert!(tag["position"].as_u64().is_some());
     api.ok("post", "/v1/memory/s/fork", Some(&json!({"new": "s2", "at": "v1"})));

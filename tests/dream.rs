@@ -453,3 +453,60 @@ fn harbor_runs_of_one_agent_on_one_dataset_are_one_family_and_yield_a_lesson() {
         assert!(text.contains("`Read`"), "{family}: {text}");
     }
 }
+
+/// Drift and the lesson ledger need to know which memory sessions ran with; runs imported
+/// without `--store` had no way to say it. `sessions link` ties them to a store as it
+/// stood at a point (here: half before a promoted dream, half after), from the embedded
+/// CLI and through the server.
+#[test]
+fn sessions_link_ties_imported_runs_to_the_memory_they_ran_with() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    ok(&dreamlog(&db, &["import", &tau_bench()]));
+    let drift = dreamlog(&db, &["drift", "support"]);
+    assert!(!drift.status.success(), "no store yet");
+    let ids: Vec<String> = lines(&ok(&dreamlog(&db, &["sessions", "list", "--json"])))
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 100);
+    ok(&dreamlog(&db, &["dream", "run", "support", "--create"]));
+    let before_promote = log_len(&db) - 1;
+    ok(&dreamlog(&db, &["memory", "promote", "support.dream-1", "--into", "support"]));
+    // Bad input names the problem and writes nothing.
+    let len = log_len(&db);
+    let bad = dreamlog(&db, &["sessions", "link", "no-such-session", "--store", "support"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("no session"));
+    let bad = dreamlog(&db, &["sessions", "link", &ids[0], "--store", "nostore"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("no memory store \"nostore\""));
+    assert_eq!(log_len(&db), len, "nothing written");
+
+    let mut first: Vec<&str> = vec!["sessions", "link"];
+    first.extend(ids[..50].iter().map(String::as_str));
+    let at = before_promote.to_string();
+    first.extend(["--store", "support", "--at", &at, "--json"]);
+    let linked = json(&ok(&dreamlog(&db, &first)));
+    assert_eq!(linked["linked"].as_array().unwrap().len(), 50);
+    // The other half through the server, as a client would.
+    let server = common::server::Server::start(&db, &[]);
+    let mut second: Vec<&str> = vec!["--remote", &server.base, "sessions", "link"];
+    second.extend(ids[50..].iter().map(String::as_str));
+    second.extend(["--store", "support", "--json"]);
+    let linked2 = json(&ok(&common::run_dreamlog(&second, None)));
+    assert_eq!(linked2["linked"].as_array().unwrap().len(), 50);
+    assert_ne!(linked["memory_state"], linked2["memory_state"], "before and after the lessons");
+    assert!(server.stop().success());
+
+    let report = json(&ok(&dreamlog(&db, &["drift", "support", "--json"])));
+    let states = report["states"].as_array().unwrap();
+    assert_eq!(states.len(), 2, "{report}");
+    assert_eq!(
+        states.iter().map(|s| s["grades"]["sessions"].as_u64().unwrap()).collect::<Vec<_>>(),
+        vec![50, 50],
+        "{report}"
+    );
+    assert_eq!(report["mismatched"], 0, "{report}");
+    let rows = lines(&ok(&dreamlog(&db, &["memory", "lessons", "support", "--json"])));
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r["before"]["sessions"] == 50 && r["after"]["sessions"] == 50), "{rows:?}");
+}

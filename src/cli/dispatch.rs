@@ -185,6 +185,25 @@ pub fn run(cli: &Cli, svc: &dyn Service) -> Result<ExitCode> {
         }
         Command::Sessions(SessionsCmd::Show { id }) => print_session(cli, &svc.session(id)?)?,
         Command::Sessions(SessionsCmd::Stats) => print_stats(cli, &svc.session_stats()?)?,
+        Command::Sessions(SessionsCmd::Link { sessions, store, at, actor }) => {
+            let req = crate::service::SessionsLinkRequest {
+                sessions: sessions.clone(),
+                store: store.clone(),
+                at: Some(at.clone()),
+            };
+            let r = svc.sessions_link(&req, &actor.clone().unwrap_or_else(default_actor))?;
+            if cli.json {
+                stdout_line(&serde_json::to_string(&r).unwrap_or_default())?;
+            } else {
+                stdout_line(&format!(
+                    "linked {} session(s) to memory store {} at position {} (state {}); drift and memory lessons read them there",
+                    r.linked.len(),
+                    r.store,
+                    r.position,
+                    r.memory_state.short(16)
+                ))?;
+            }
+        }
         Command::Principals { name, limit } => {
             let q = crate::service::PrincipalsQuery { name: name.clone(), limit: Some(*limit) };
             let p = svc.principals(&q)?;

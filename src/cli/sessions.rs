@@ -30,6 +30,24 @@ pub enum SessionsCmd {
     },
     /// Counts and pass rates, by task and by agent.
     Stats,
+    /// Tie sessions to the memory they ran with: the store as it stood at a point (for
+    /// sessions imported without `--store`, or run after a dream). Drift and the lesson
+    /// ledger read each session's latest link.
+    Link {
+        /// Session ids (or unique prefixes).
+        #[arg(required = true, num_args = 1..)]
+        sessions: Vec<String>,
+        /// The memory store they ran with.
+        #[arg(long)]
+        store: String,
+        /// The point whose state of the store they ran with: position, id or prefix, time,
+        /// tag, or head.
+        #[arg(long, default_value = "head", allow_hyphen_values = true)]
+        at: String,
+        /// Who records it (ROLE:NAME).
+        #[arg(long)]
+        actor: Option<crate::core::Actor>,
+    },
 }
 
 /// The readable text of a message: a string, the text blocks of a content array (text

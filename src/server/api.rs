@@ -191,6 +191,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tags", post(tag))
         .route("/v1/redact", post(redact))
         .route("/v1/sessions", get(sessions))
+        .route("/v1/sessions/link", post(sessions_link))
         .route("/v1/sessions/stats", get(session_stats))
         .route("/v1/session/{*id}", get(session_events))
         .route("/v1/dreams", get(dreams).post(dream_run))
@@ -945,6 +946,18 @@ async fn tag(
     let req: TagRequest = json_body(&body)?;
     let actor = actor_of(&headers, &tenant)?;
     Ok(Json(blocking(tenant.principal.clone(), move || tenant.svc.tag(&req, &actor)).await?))
+}
+
+/// `POST /v1/sessions/link` (write): sessions tied to the memory state they ran with.
+async fn sessions_link(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<crate::service::SessionsLinked>> {
+    let tenant = auth(&state, &headers, Role::Write)?;
+    let req: crate::service::SessionsLinkRequest = json_body(&body)?;
+    let actor = actor_of(&headers, &tenant)?;
+    Ok(Json(blocking(tenant.principal.clone(), move || tenant.svc.sessions_link(&req, &actor)).await?))
 }
 
 /// `POST /v1/redact` (admin): an event's body removed, its header kept.

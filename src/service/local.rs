@@ -8,10 +8,10 @@ use serde_json::Value;
 
 use super::{
     AppendRequest, AppendedEvent, BackupReport, BackupRequest, BatchRequest, CheckpointCheckRequest, CheckpointVerdict,
-    DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Forked, Info, Lookup, LookupRequest, MemoryFiles,
-    MemoryView, PathQuery, PrincipalSummary, Principals, PrincipalsQuery, PromoteRequest, RedactRequest, Redacted,
-    ReplayRequest, RevertRequest, RulesRequest, RulesSwitch, Service, TagRequest, Tagged, ToolAnswer, ToolContext,
-    VerifyQuery, ViewQuery,
+    DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Forked, Info, LinkedSession, Lookup, LookupRequest,
+    MemoryFiles, MemoryView, PathQuery, PrincipalSummary, Principals, PrincipalsQuery, PromoteRequest, RedactRequest,
+    Redacted, ReplayRequest, RevertRequest, RulesRequest, RulesSwitch, Service, SessionsLinkRequest, SessionsLinked,
+    TagRequest, Tagged, ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
 };
 use crate::core::dream::DreamerSpec;
 use crate::core::memory::{MemoryDiff, ToolCall};
@@ -651,6 +651,51 @@ impl Service for Local {
         let until = self.point(req.at.as_deref())?;
         let a = self.mem.tag(&req.name, until, actor.clone())?;
         Ok(Tagged { position: until - 1, id: a.id, event_position: a.position })
+    }
+
+    fn sessions_link(&self, req: &SessionsLinkRequest, actor: &Actor) -> Result<SessionsLinked> {
+        if req.sessions.is_empty() {
+            return Err(Error::Input { path: "sessions".into(), line: 0, reason: "name at least one session".into() });
+        }
+        self.mem.require(&req.store)?;
+        let until = self.point(req.at.as_deref())?;
+        if until == 0 {
+            return Err(Error::Memory(crate::error::MemoryError::UnknownPoint("an empty log".into())));
+        }
+        let (state, _) = self.mem.fold_until(&req.store, until)?;
+        let hash = state.state_hash();
+        let mut batch = AppendBatch::new();
+        let mut ids = Vec::new();
+        for given in &req.sessions {
+            let (session, events) = crate::sessions::events(self.store(), given)?;
+            if ids.contains(&session) {
+                continue;
+            }
+            let start = events.first().map(|e| e.id());
+            let link = crate::core::Body::SessionLink(crate::core::SessionLink {
+                session: session.clone(),
+                store: Some(req.store.clone()),
+                memory_state: Some(hash),
+                source: None,
+                meta: Some(crate::core::CanonicalJson::from_value(&serde_json::json!({"at": until - 1}))),
+            });
+            batch.events.push(
+                crate::core::Draft::new(crate::core::streams::session_link(&session), actor.clone(), link)
+                    .caused_by(start.into_iter().collect()),
+            );
+            ids.push(session);
+        }
+        let appended = self.store().append(batch)?;
+        Ok(SessionsLinked {
+            store: req.store.clone(),
+            position: until - 1,
+            memory_state: hash,
+            linked: ids
+                .into_iter()
+                .zip(appended)
+                .map(|(session, a)| LinkedSession { session, id: a.id, position: a.position })
+                .collect(),
+        })
     }
 
     fn sessions(&self) -> Result<Vec<SessionSummary>> {

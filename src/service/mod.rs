@@ -102,6 +102,11 @@ pub trait Service: Send + Sync {
     /// Redacts an event's body (admin): a `redact` event and its stand-in on stream
     /// `redactions`, the body replaced in storage, the old bytes scrubbed.
     fn redact(&self, req: &RedactRequest, actor: &Actor) -> Result<Redacted>;
+    /// Ties sessions to the memory they ran with: a `session.link` for each, naming the
+    /// store and its state at a point (sessions imported without `--store`, run with a
+    /// store's memory as it stood after a dream). The latest link of a session is the one
+    /// drift and the lesson ledger read.
+    fn sessions_link(&self, req: &SessionsLinkRequest, actor: &Actor) -> Result<SessionsLinked>;
     /// Every session's summary.
     fn sessions(&self) -> Result<Vec<SessionSummary>>;
     /// A page of sessions, newest first, optionally only ids containing a text.
@@ -741,6 +746,44 @@ pub struct DreamRequest {
     /// Dream even when an earlier dream read the same input into a fork still there.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub again: bool,
+}
+
+/// `POST /v1/sessions/link`: sessions (ids or unique prefixes) that ran with `store` as
+/// it stood at `at` (a point; default head).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsLinkRequest {
+    /// Session ids or unique prefixes.
+    pub sessions: Vec<String>,
+    /// The memory store they ran with.
+    pub store: String,
+    /// The point whose state of the store they ran with (default `head`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+}
+
+/// What `sessions link` wrote.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionsLinked {
+    /// The store.
+    pub store: String,
+    /// The point's position (inclusive): the store's state there.
+    pub position: u64,
+    /// That state's hash.
+    pub memory_state: crate::core::Digest,
+    /// Each session with its new link event.
+    pub linked: Vec<LinkedSession>,
+}
+
+/// One session `sessions link` tied to a memory state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LinkedSession {
+    /// Session id.
+    pub session: String,
+    /// The `session.link` event.
+    pub id: EventId,
+    /// Its position.
+    pub position: u64,
 }
 
 /// `POST /v1/dreams/{id}/replay`: another dreamer or config (absent: as recorded).

@@ -12,8 +12,8 @@ use super::{
     AppendRequest, AppendedEvent, BackupReport, BackupRequest, BatchRequest, CheckpointCheckRequest, CheckpointVerdict,
     DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Forked, Info, Lookup, LookupRequest, MemoryFiles,
     MemoryView, PathQuery, Principals, PrincipalsQuery, PromoteRequest, RedactRequest, Redacted, ReplayRequest,
-    RevertRequest, RulesRequest, RulesSwitch, Service, TagRequest, Tagged, ToolAnswer, ToolContext, VerifyQuery,
-    ViewQuery,
+    RevertRequest, RulesRequest, RulesSwitch, Service, SessionsLinkRequest, SessionsLinked, TagRequest, Tagged,
+    ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
 };
 use crate::core::memory::MemoryDiff;
 use crate::core::{Actor, EventJson, Kind};
@@ -451,6 +451,11 @@ impl Service for Remote {
     fn tag(&self, req: &TagRequest, actor: &Actor) -> Result<Tagged> {
         let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
         Remote::typed(self.post("/v1/tags", &body, &Remote::actor_header(actor))?)
+    }
+
+    fn sessions_link(&self, req: &SessionsLinkRequest, actor: &Actor) -> Result<SessionsLinked> {
+        let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
+        Remote::typed(self.post("/v1/sessions/link", &body, &Remote::actor_header(actor))?)
     }
 
     fn sessions(&self) -> Result<Vec<SessionSummary>> {
