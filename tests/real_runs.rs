@@ -291,3 +291,59 @@ fn the_agent_and_the_user_simulator_are_counted_apart() {
     let text = ok(&dreamlog(&db, &["sessions", "show", first], None));
     assert!(text.contains("agent cost $") && text.contains("user simulator cost $"), "{text}");
 }
+
+/// `sessions show` as a reader needs it: tool calls under the turn that made them (a turn
+/// of calls only is shown as such), the simulated user's calls marked as the user's, a
+/// check outside the reward basis marked as not counted, what the graders expected beside
+/// a failed check, and a long JSON blob folded.
+#[test]
+fn sessions_show_puts_calls_under_their_turn_and_expected_actions_beside_failed_checks() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    let telecom = common::data("tau2-bench/gpt-4.1_telecom_default_gpt-4.1_1trials.json");
+    let airline = common::data("tau2-bench/gpt-4.1_airline_default_gpt-4.1_1trials.json");
+    let tau = common::data("tau-bench/gpt-4o-airline.tasks-00-24.json");
+    for f in [&telecom, &airline, &tau] {
+        ok(&dreamlog(&db, &["import", f.to_str().unwrap()], None));
+    }
+    let text = ok(&dreamlog(&db, &["sessions", "show", "04e5f54a"], None));
+    assert!(text.contains("[assistant] (tool calls)\n  -> get_customer_by_phone("), "{text}");
+    assert!(text.contains("[user] (tool calls)\n  -> (human:user) run_speed_test("), "{text}");
+    assert!(text.contains("FAIL db_check (0)  (outside the reward basis ENV_ASSERTION: not counted)"), "{text}");
+    // A failed call check of τ²-bench airline: the expected call with its arguments.
+    let data: Value = serde_json::from_str(&std::fs::read_to_string(&airline).unwrap()).unwrap();
+    let (sim, check) = data["simulations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|s| {
+            let c = s["reward_info"]["action_checks"].as_array()?.iter().find(|c| c["action_match"] == false)?;
+            Some((s["id"].as_str().unwrap().to_owned(), c.clone()))
+        })
+        .expect("a failed action check");
+    let text = ok(&dreamlog(&db, &["sessions", "show", &sim], None));
+    let name = check["action"]["name"].as_str().unwrap();
+    let want = format!("FAIL action:{name}");
+    let at = text.find(&want).unwrap_or_else(|| panic!("{want}: {text}"));
+    let next = text[at..].lines().nth(1).unwrap();
+    assert!(next.trim_start().starts_with(&format!("expected {name}({}", check["action"]["arguments"])), "{next}");
+    // τ-bench: the task's expected actions beside a failed r_actions.
+    let text = ok(&dreamlog(&db, &["sessions", "show", "tau-bench/gpt-4o-airline.tasks-00-24/task-1/trial-0"], None));
+    assert!(
+        text.contains(
+            "FAIL r_actions (0)\n         expected actions: cancel_reservation({\"reservation_id\":\"Z7GOZK\"})"
+        ),
+        "{text}"
+    );
+    // A metadata blob is folded.
+    let blob: Value = serde_json::json!({"meta": (0..200).map(|i| format!("field {i}")).collect::<Vec<_>>()});
+    let start =
+        serde_json::json!({"kind": "session.start", "actor": "agent:a", "body": {"session": "blob", "agent": "a"}});
+    let msg = serde_json::json!({"kind": "message", "actor": "system:s",
+        "body": {"session": "blob", "role": "system", "content": blob.to_string()}});
+    ok(&dreamlog(&db, &["append", "--stream", "session/blob"], Some(&format!("{start}\n{msg}\n"))));
+    let text = ok(&dreamlog(&db, &["sessions", "show", "blob"], None));
+    assert!(text.contains("bytes of JSON folded; --json shows it)"), "{text}");
+    let whole = ok(&dreamlog(&db, &["--json", "sessions", "show", "blob"], None));
+    assert!(whole.contains("field 199"), "--json keeps it whole");
+}

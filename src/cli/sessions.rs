@@ -191,6 +191,68 @@ fn output_text(v: &Value) -> String {
 
 /// `sessions show`: a session in order, or (`--json`) one object: summary, link, memory
 /// commands and events.
+/// Whether a source message makes tool calls (OpenAI `tool_calls`, Anthropic `tool_use`
+/// blocks).
+fn makes_calls(content: &Value) -> bool {
+    let blocks = |v: &Value| {
+        v.as_array().is_some_and(|b| b.iter().any(|x| x.get("type").and_then(Value::as_str) == Some("tool_use")))
+    };
+    content.get("tool_calls").and_then(Value::as_array).is_some_and(|c| !c.is_empty())
+        || blocks(content)
+        || content.get("content").is_some_and(blocks)
+        || content.pointer("/message/content").is_some_and(blocks)
+}
+
+/// Long JSON in a message or a tool's output (a source's metadata blob) folded to its
+/// first line's worth; `--json` keeps it whole.
+fn folded(text: &str) -> String {
+    const KEEP: usize = 160;
+    let t = text.trim_start();
+    let json_like = (t.starts_with('{') || t.starts_with('[')) && serde_json::from_str::<Value>(t).is_ok();
+    if !json_like || text.len() <= 4 * KEEP {
+        return text.to_owned();
+    }
+    let cut = (0..=KEEP).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    format!("{}… ({} bytes of JSON folded; --json shows it)", &text[..cut], text.len())
+}
+
+/// What the graders expected, for a failed check: τ²-bench's expected call with its
+/// arguments (`action:NAME`, from the grade's `action_checks`), τ-bench's expected
+/// actions (`r_actions`, from its `actions`).
+fn expected_beside(criterion: &str, meta: &Value) -> Vec<String> {
+    let call = |name: &str, args: Option<&Value>, by: Option<&str>| {
+        let args = args.map(|a| a.to_string()).unwrap_or_else(|| "{}".into());
+        let by = by.filter(|b| *b != "assistant").map(|b| format!(" (by the {b})")).unwrap_or_default();
+        format!("{name}({args}){by}")
+    };
+    if let Some(name) = criterion.strip_prefix("action:") {
+        return meta
+            .get("action_checks")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|c| {
+                c.pointer("/action/name").and_then(Value::as_str) == Some(name)
+                    && c.get("action_match").and_then(Value::as_bool) == Some(false)
+            })
+            .map(|c| call(name, c.pointer("/action/arguments"), c.pointer("/action/requestor").and_then(Value::as_str)))
+            .collect();
+    }
+    if criterion == "r_actions" {
+        let all: Vec<String> = meta
+            .get("actions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|a| Some(call(a.get("name")?.as_str()?, a.get("kwargs"), None)))
+            .collect();
+        if !all.is_empty() {
+            return vec![format!("actions: {}", all.join("; "))];
+        }
+    }
+    Vec::new()
+}
+
 pub(crate) fn print_session(cli: &Cli, d: &sessions::SessionDetail) -> Result<()> {
     if cli.json {
         return stdout_line(&d.to_json().to_string());
@@ -252,19 +314,30 @@ pub(crate) fn print_session(cli: &Cli, d: &sessions::SessionDetail) -> Result<()
             // A tool's result is shown with its call, from the action event.
             Body::Message(m) if m.role == "tool" => {}
             Body::Message(m) => {
-                let text = text_of(&m.content.to_value());
+                let content = m.content.to_value();
+                let text = folded(&text_of(&content));
                 if !text.is_empty() {
                     stdout_line(&format!("\n[{}] {text}", m.role))?;
+                } else if makes_calls(&content) {
+                    // A turn of tool calls only: its calls follow under it, not under the
+                    // turn before.
+                    stdout_line(&format!("\n[{}] (tool calls)", m.role))?;
                 }
             }
             Body::Action(a) => {
                 let out = a.output.as_ref().map(|o| output_text(&o.to_value())).unwrap_or_default();
+                // A call the agent did not make (τ²-bench's simulated user acts on its
+                // own device) says whose it was.
+                let by = match &e.event.header.actor {
+                    crate::core::Actor::Agent(_) => String::new(),
+                    other => format!("({other}) "),
+                };
                 stdout_line(&format!(
-                    "  -> {}({}) [{:?}]\n     {}",
+                    "  -> {by}{}({}) [{:?}]\n     {}",
                     a.name,
                     a.input,
                     a.status,
-                    out.replace('\n', "\n     ")
+                    folded(&out).replace('\n', "\n     ")
                 ))?;
             }
             Body::Grade(g) => {
@@ -276,18 +349,34 @@ pub(crate) fn print_session(cli: &Cli, d: &sessions::SessionDetail) -> Result<()
                     g.score,
                     g.result.as_str()
                 ))?;
+                let basis = crate::core::dream::reward_basis(g);
+                let meta = g.meta.as_ref().map(|m| m.to_value()).unwrap_or(Value::Null);
                 for c in &g.criteria {
                     let mark = match c.passed {
                         Some(true) => "pass",
                         Some(false) => "FAIL",
                         None => "    ",
                     };
+                    // A check the score does not rest on (τ²-bench's reward_basis) is shown
+                    // as such: its failure is not the session's.
+                    let outside = match (&basis, crate::core::dream::reward_kind(&c.name)) {
+                        (Some(b), Some(kind)) if !b.contains(kind) => format!(
+                            "  (outside the reward basis {}: not counted)",
+                            b.iter().cloned().collect::<Vec<_>>().join("+")
+                        ),
+                        _ => String::new(),
+                    };
                     stdout_line(&format!(
-                        "  {mark} {}{}{}",
+                        "  {mark} {}{}{}{outside}",
                         c.name,
                         c.score.map(|s| format!(" ({s})")).unwrap_or_default(),
                         c.note.as_ref().map(|n| format!(": {n}")).unwrap_or_default()
                     ))?;
+                    if c.passed == Some(false) {
+                        for x in expected_beside(&c.name, &meta) {
+                            stdout_line(&format!("         expected {x}"))?;
+                        }
+                    }
                 }
             }
             // A transcript that grew has more than one end: the latest holds.
