@@ -449,3 +449,55 @@ fn sessions_imported_before_session_link_are_still_recognised() {
     assert_eq!((c.sessions, c.grown, c.already_present), (0, 0, 1));
     assert_eq!(store.len(), len);
 }
+
+/// Harbor's Claude Code converter lists every sidechain step first, keeps no sub-agent
+/// id, and names the trajectory's model after the first message (a sub-agent's): the
+/// main session takes the model of its own steps, and each sub-agent — begun by its
+/// prompt — is its own session with its own model, not one merged `sidechain`.
+#[test]
+fn harbor_claude_code_sub_agents_are_apart_and_the_main_session_has_its_own_model() {
+    let dir = tempdir().unwrap();
+    let store = common::open(dir.path());
+    let side = |prompt: &str, call: &str| {
+        vec![
+            serde_json::json!({"source": "user", "message": prompt, "extra": {"is_sidechain": true}}),
+            serde_json::json!({"source": "agent", "message": "", "model_name": "claude-haiku-4-5",
+                "tool_calls": [{"tool_call_id": call, "function_name": "Grep", "arguments": {"pattern": "x"}}],
+                "observation": {"results": [{"source_call_id": call, "content": "a.py:1"}]},
+                "extra": {"is_sidechain": true}}),
+            serde_json::json!({"source": "agent", "message": "found it", "model_name": "claude-haiku-4-5",
+                "extra": {"is_sidechain": true}}),
+        ]
+    };
+    let mut steps = side("find the test", "s1");
+    steps.extend(side("find the config", "s2"));
+    steps.extend([
+        serde_json::json!({"source": "user", "message": "fix the test", "extra": {"is_sidechain": false}}),
+        serde_json::json!({"source": "agent", "message": "", "model_name": "claude-sonnet-4-5",
+            "tool_calls": [{"tool_call_id": "m1", "function_name": "Edit", "arguments": {"file_path": "a.py"}}],
+            "observation": {"results": [{"source_call_id": "m1", "content": "ok"}]}, "extra": {"is_sidechain": false}}),
+        serde_json::json!({"source": "agent", "message": "done", "model_name": "claude-sonnet-4-5",
+            "extra": {"is_sidechain": false}}),
+    ]);
+    for (i, s) in steps.iter_mut().enumerate() {
+        s["step_id"] = serde_json::json!(i + 1);
+    }
+    let traj = serde_json::json!({"schema_version": "ATIF-v1.2", "session_id": "cc-1",
+        "agent": {"name": "claude-code", "version": "2.0.31", "model_name": "claude-haiku-4-5"}, "steps": steps});
+    let path = dir.path().join("trajectory.json");
+    std::fs::write(&path, traj.to_string()).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let parsed = import::parse(Format::Atif, path.to_str().unwrap(), &bytes).unwrap();
+    let c = import::write(&dreamlog::service::Local::over(&store), parsed, None, |_| {}).unwrap();
+    assert_eq!((c.sessions, c.actions), (3, 3));
+    let main = session_of(&store, "atif/cc-1");
+    let s = dreamlog::sessions::summarize("atif/cc-1", &main);
+    assert_eq!((s.model.as_deref(), s.steps), (Some("claude-sonnet-4-5"), 1));
+    for (n, call) in [(1, "s1"), (2, "s2")] {
+        let id = format!("atif/cc-1/sidechain-{n}");
+        let side = session_of(&store, &id);
+        assert_eq!(side[0].event.header.causes, vec![main[0].id()], "{id} cites its parent");
+        assert_eq!(actions(&side).iter().map(|a| a.0.clone()).collect::<Vec<_>>(), vec![call.to_owned()], "{id}");
+        assert_eq!(dreamlog::sessions::summarize(&id, &side).model.as_deref(), Some("claude-haiku-4-5"));
+    }
+}

@@ -150,13 +150,32 @@ fn failed(result_extra: Option<&Value>, step_extra: Option<&Value>) -> bool {
     result_extra.is_some_and(says) || step_extra.is_some_and(says)
 }
 
-fn sidechain_of(step: &Value) -> Option<String> {
+/// Whether a step is a sub-agent's (`extra.is_sidechain`), and which sub-agent's when it
+/// says (`extra.agent_id`): `Some(None)` for a sidechain step with no id.
+fn sidechain_of(step: &Value) -> Option<Option<String>> {
     let extra = step.get("extra")?;
     if extra.get("is_sidechain").and_then(Value::as_bool) != Some(true) {
         return None;
     }
     let agent = extra.get("agent_id").or_else(|| extra.get("agentId")).and_then(Value::as_str);
-    Some(agent.map_or_else(|| "sidechain".to_owned(), |a| format!("agent-{a}")))
+    Some(agent.map(|a| format!("agent-{a}")))
+}
+
+/// The model of a run of steps: the one most of its agent steps name (`model_name`), the
+/// first of those named most; `None` when no step names one.
+fn model_of(steps: &[At]) -> Option<String> {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for step in steps.iter().filter(|s| s.value.get("source").and_then(Value::as_str) == Some("agent")) {
+        let Some(m) = step.value.get("model_name").and_then(Value::as_str).filter(|m| !m.is_empty()) else {
+            continue;
+        };
+        match counts.iter_mut().find(|(name, _)| name == m) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((m.to_owned(), 1)),
+        }
+    }
+    let most = counts.iter().map(|(_, n)| *n).max()?;
+    counts.into_iter().find(|(_, n)| *n == most).map(|(m, _)| m)
 }
 
 /// One trajectory (and, recursively, its sub-agents) as sessions; `parent` is the parent
@@ -187,18 +206,37 @@ fn parse_one(
     };
     let agent_info = root.get("agent")?;
     let agent_name = agent_info.get("name")?.str()?.to_owned();
-    let model = agent_info.opt("model_name").map(|m| m.str().map(str::to_owned)).transpose()?;
+    let declared = agent_info.opt("model_name").map(|m| m.str().map(str::to_owned)).transpose()?;
     let steps = root.get("steps")?.array()?;
     // Sub-agent steps that sit in the main list (Claude Code's sidechains) go to child
-    // sessions, one per sub-agent.
+    // sessions, one per sub-agent: by `agent_id` when the steps carry one, else one per
+    // run of sidechain steps, each begun by the sub-agent's prompt (a sidechain step from
+    // the user) — Harbor's converter keeps no id, and lists every sidechain first.
     let mut own = Vec::new();
     let mut sides: BTreeMap<String, Vec<At>> = BTreeMap::new();
+    let mut anonymous: Vec<Vec<At>> = Vec::new();
     for step in steps {
         match sidechain_of(step.value) {
-            Some(name) => sides.entry(name).or_default().push(step),
+            Some(Some(name)) => sides.entry(name).or_default().push(step),
+            Some(None) => {
+                let prompt = step.value.get("source").and_then(Value::as_str) == Some("user");
+                match anonymous.last_mut() {
+                    Some(run) if !prompt => run.push(step),
+                    _ => anonymous.push(vec![step]),
+                }
+            }
             None => own.push(step),
         }
     }
+    if anonymous.len() == 1 {
+        sides.insert("sidechain".into(), anonymous.remove(0));
+    }
+    for (i, run) in anonymous.into_iter().enumerate() {
+        sides.insert(format!("sidechain-{}", i + 1), run);
+    }
+    // The session's model is the one its own steps ran on: Harbor names the trajectory's
+    // model after the first message, which is a sub-agent's when sidechains come first.
+    let model = model_of(&own).or(declared);
     let task_name = result.and_then(|r| r.get("task_name")).and_then(Value::as_str);
     let dataset = result.and_then(dataset_of);
     // The task within its dataset (`terminal-bench/fix-tests`), so families by task
@@ -216,11 +254,11 @@ fn parse_one(
     let mut b = SessionBuilder::new(session.clone(), format!("atif:{}{}", root.file, root.pointer));
     let agent = Actor::Agent(agent_name.clone());
     let start_time = own.first().map(time_of).transpose()?.flatten().unwrap_or(0);
-    let start = |session: &str, meta: &Value| {
+    let start = |session: &str, meta: &Value, model: Option<String>| {
         Body::SessionStart(SessionStart {
             session: session.to_owned(),
             agent: agent_name.clone(),
-            model: model.clone(),
+            model,
             task_id: task.clone(),
             task: None,
             store: None,
@@ -229,7 +267,7 @@ fn parse_one(
             meta: Some(CanonicalJson::from_value(meta)),
         })
     };
-    b.push(start(&session, &meta), agent.clone(), start_time);
+    b.push(start(&session, &meta, model.clone()), agent.clone(), start_time);
     let mut refs: Vec<(At, String)> = Vec::new();
     let mut t = steps_into(&mut b, &own, &agent, root.file, &mut refs)?;
     if let Some(rewards) = result.and_then(|r| r.pointer("/verifier_result/rewards")).and_then(Value::as_object) {
@@ -287,7 +325,11 @@ fn parse_one(
         let mut sb = SessionBuilder::new(child.clone(), format!("atif:{}{}#{name}", root.file, root.pointer));
         let first = side_steps.first().map(time_of).transpose()?.flatten().unwrap_or(start_time);
         sb.push(
-            start(&child, &serde_json::json!({"sidechain": true, "parent_session": session})),
+            start(
+                &child,
+                &serde_json::json!({"sidechain": true, "parent_session": session}),
+                model_of(&side_steps).or_else(|| model.clone()),
+            ),
             agent.clone(),
             first,
         );
