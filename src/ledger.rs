@@ -79,9 +79,11 @@ pub fn sessions_with(store: &Store, name: &str, until: u64) -> Result<Vec<Sessio
             if let Some(st) = l.store {
                 linked |= st == name;
                 // A link made afterwards (`sessions link --at P`) says the session ran
-                // with the store as it stood at P: it counts there.
+                // with the store as it stood at P, P included: it counts right after P
+                // (never later than the link itself). Drift's `mismatched` shows a link
+                // whose state is not the store's there.
                 let at = l.meta.as_ref().and_then(|m| m.to_value().get("at").and_then(|a| a.as_u64()));
-                let position = at.filter(|&p| p < e.position).unwrap_or(e.position);
+                let position = at.map(|p| p.saturating_add(1)).filter(|&p| p < e.position).unwrap_or(e.position);
                 records.insert(l.session, (position, st, l.memory_state));
             }
         }
@@ -95,7 +97,9 @@ pub fn sessions_with(store: &Store, name: &str, until: u64) -> Result<Vec<Sessio
             SessionRun { session, position, memory_state, score: None, passed: None, rubric: None, task_id, agent }
         })
         .collect();
-    runs.sort_by_key(|r| r.position);
+    // Sessions linked together share a position: by id then, so reports do not depend on
+    // hash order (the bootstrap resamples by index).
+    runs.sort_by(|a, b| a.position.cmp(&b.position).then_with(|| a.session.cmp(&b.session)));
     if runs.is_empty() {
         return Ok(runs);
     }

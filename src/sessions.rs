@@ -74,7 +74,7 @@ fn usage(s: &mut SessionSummary, events: &[StoredEvent], timed: bool) {
     let mut output = num(&meta, &["/total_completion_tokens", "/model_stats/tokens_received"]);
     if input.is_none() && output.is_none() {
         let (mut i, mut o, mut c, mut any, mut any_cost) = (0.0, 0.0, 0.0, false, false);
-        let (mut ui, mut uo, mut u_any) = (0.0, 0.0, false);
+        let (mut ui, mut uo, mut u_any, mut uc, mut u_cost) = (0.0, 0.0, false, 0.0, false);
         for e in events {
             // Sources keep usage and cost on the message itself (τ²-bench, Claude Code).
             let Body::Message(m) = &e.event.body else { continue };
@@ -93,6 +93,10 @@ fn usage(s: &mut SessionSummary, events: &[StoredEvent], timed: bool) {
                 ui += prompt.unwrap_or(0.0);
                 uo += completion.unwrap_or(0.0);
                 u_any |= prompt.is_some() || completion.is_some();
+                if let Some(x) = num(&v, &["/cost"]) {
+                    uc += x;
+                    u_cost = true;
+                }
                 continue;
             }
             if let Some(x) = prompt {
@@ -113,6 +117,9 @@ fn usage(s: &mut SessionSummary, events: &[StoredEvent], timed: bool) {
         }
         if u_any {
             (s.user_input_tokens, s.user_output_tokens) = (Some(ui as u64), Some(uo as u64));
+        }
+        if s.user_cost_usd.is_none() && u_cost {
+            s.user_cost_usd = Some(uc);
         }
         if cost.is_none() && any_cost {
             cost = Some(c);

@@ -378,6 +378,12 @@ fn a_second_dream_over_the_same_input_writes_nothing_and_printed_commands_run() 
         after.contains("into sup.dream-4") && after.contains("review:  dreamlog memory diff sup sup.dream-4"),
         "{after}"
     );
+    // Through the server the same: exit 0, nothing written, the earlier dream named.
+    let server = common::server::Server::start(&db, &[]);
+    let remote = common::run_dreamlog(&["--remote", &server.base, "dream", "run", "sup", "--since", "start"], None);
+    let text = ok(&remote);
+    assert!(text.contains("already wrote fork \"sup.dream-4\""), "{text}");
+    assert!(server.stop().success());
 }
 
 /// Writes Harbor trial directories as Harbor lays them out (`TRIAL/agent/trajectory.json`
@@ -473,6 +479,8 @@ fn sessions_link_ties_imported_runs_to_the_memory_they_ran_with() {
     ok(&dreamlog(&db, &["dream", "run", "support", "--create"]));
     let before_promote = log_len(&db) - 1;
     ok(&dreamlog(&db, &["memory", "promote", "support.dream-1", "--into", "support"]));
+    // The point of the promote's last write: sessions linked there ran with it.
+    let promoted_at = (log_len(&db) - 1).to_string();
     // Bad input names the problem and writes nothing.
     let len = log_len(&db);
     let bad = dreamlog(&db, &["sessions", "link", "no-such-session", "--store", "support"]);
@@ -491,7 +499,7 @@ fn sessions_link_ties_imported_runs_to_the_memory_they_ran_with() {
     let server = common::server::Server::start(&db, &[]);
     let mut second: Vec<&str> = vec!["--remote", &server.base, "sessions", "link"];
     second.extend(ids[50..].iter().map(String::as_str));
-    second.extend(["--store", "support", "--json"]);
+    second.extend(["--store", "support", "--at", &promoted_at, "--json"]);
     let linked2 = json(&ok(&common::run_dreamlog(&second, None)));
     assert_eq!(linked2["linked"].as_array().unwrap().len(), 50);
     assert_ne!(linked["memory_state"], linked2["memory_state"], "before and after the lessons");

@@ -501,3 +501,53 @@ fn harbor_claude_code_sub_agents_are_apart_and_the_main_session_has_its_own_mode
         assert_eq!(dreamlog::sessions::summarize(&id, &side).model.as_deref(), Some("claude-haiku-4-5"));
     }
 }
+
+/// Runs imported by an earlier build (τ²-bench grades without the environment's
+/// assertions, Harbor rubrics by task) import again as present: nothing written, no
+/// "changed in its middle".
+#[test]
+fn runs_imported_by_an_earlier_importer_are_present_on_reimport() {
+    let dir = tempdir().unwrap();
+    let store = common::open(dir.path());
+    let path = data("tau2-bench/gpt-4.1_telecom_default_gpt-4.1_1trials.json");
+    let bytes = std::fs::read(&path).unwrap();
+    let mut older = import::parse(Format::Tau2, path.to_str().unwrap(), &bytes).unwrap();
+    let mut dropped = 0;
+    for s in &mut older {
+        for d in &mut s.events {
+            if let Body::Grade(g) = &mut d.body {
+                let before = g.criteria.len();
+                g.criteria.retain(|c| !c.name.starts_with("env:"));
+                dropped += before - g.criteria.len();
+            }
+        }
+    }
+    assert!(dropped > 40, "the file has environment assertions ({dropped})");
+    let local = dreamlog::service::Local::over(&store);
+    let first = import::write(&local, older, None, |_| {}).unwrap();
+    assert_eq!(first.sessions, 40);
+    let len = store.len();
+    let again =
+        import::write(&local, import::parse(Format::Tau2, path.to_str().unwrap(), &bytes).unwrap(), None, |_| {})
+            .unwrap();
+    assert_eq!((again.sessions, again.grown, again.already_present), (0, 0, 40));
+    assert_eq!(store.len(), len, "nothing written");
+    // Harbor: the rubric by task.
+    let harbor = fixture("harbor/claude-code-trial__a1/agent/trajectory.json");
+    let hb = std::fs::read(&harbor).unwrap();
+    let mut older = import::parse(Format::Atif, harbor.to_str().unwrap(), &hb).unwrap();
+    for s in &mut older {
+        for d in &mut s.events {
+            if let Body::Grade(g) = &mut d.body {
+                g.rubric = "harbor/fix-failing-test".into();
+            }
+        }
+    }
+    import::write(&local, older, None, |_| {}).unwrap();
+    let len = store.len();
+    let again =
+        import::write(&local, import::parse(Format::Atif, harbor.to_str().unwrap(), &hb).unwrap(), None, |_| {})
+            .unwrap();
+    assert_eq!((again.sessions, again.grown), (0, 0), "{again:?}");
+    assert_eq!(store.len(), len);
+}

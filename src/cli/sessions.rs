@@ -189,8 +189,6 @@ fn output_text(v: &Value) -> String {
     }
 }
 
-/// `sessions show`: a session in order, or (`--json`) one object: summary, link, memory
-/// commands and events.
 /// Whether a source message makes tool calls (OpenAI `tool_calls`, Anthropic `tool_use`
 /// blocks).
 fn makes_calls(content: &Value) -> bool {
@@ -253,6 +251,8 @@ fn expected_beside(criterion: &str, meta: &Value) -> Vec<String> {
     Vec::new()
 }
 
+/// `sessions show`: a session in order, or (`--json`) one object: summary, link, memory
+/// commands and events.
 pub(crate) fn print_session(cli: &Cli, d: &sessions::SessionDetail) -> Result<()> {
     if cli.json {
         return stdout_line(&d.to_json().to_string());

@@ -672,11 +672,13 @@ impl Service for Local {
                 continue;
             }
             let start = events.first().map(|e| e.id());
+            // Where it came from stays what its earlier link said.
+            let source = crate::sessions::link(self.store(), &session)?.and_then(|l| l.source);
             let link = crate::core::Body::SessionLink(crate::core::SessionLink {
                 session: session.clone(),
                 store: Some(req.store.clone()),
                 memory_state: Some(hash),
-                source: None,
+                source,
                 meta: Some(crate::core::CanonicalJson::from_value(&serde_json::json!({"at": until - 1}))),
             });
             batch.events.push(

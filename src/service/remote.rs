@@ -104,6 +104,15 @@ impl Remote {
                 if let (Some(store), Some(from)) = (err["store"].as_str(), err["from"].as_u64()) {
                     return Err(Error::Dream(DreamError::NothingToDream { store: store.to_owned(), from }));
                 }
+                if let (Some(store), Some(dream), Some(fork)) =
+                    (err["store"].as_str(), err["same_as"].as_str(), err["fork"].as_str())
+                {
+                    return Err(Error::Dream(DreamError::SameInput {
+                        store: store.to_owned(),
+                        dream: dream.to_owned(),
+                        fork: fork.to_owned(),
+                    }));
+                }
             }
             Some("wrong_expected_version") => {
                 let expected = err["expected"].as_str().and_then(|e| e.parse().ok());
