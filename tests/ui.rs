@@ -68,6 +68,17 @@ fn audited_db(dir: &Path) {
     ] {
         ok(&dreamlog_on(&db, &["import", common::root().join(f).to_str().unwrap()], None));
     }
+    // The τ²-bench runs ran with `sim` as it stood at position 10 (`sessions link`).
+    let airline: Vec<String> = common::json_lines(&ok(&dreamlog_on(&db, &["--json", "sessions", "list"], None)))
+        .into_iter()
+        .filter(|s| s["task"].as_str().is_some_and(|t| t.starts_with("airline/")))
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(airline.len() >= 20, "{}", airline.len());
+    let mut link = vec!["sessions", "link"];
+    link.extend(airline.iter().map(String::as_str));
+    link.extend(["--store", "sim", "--at", "10"]);
+    ok(&dreamlog_on(&db, &link, None));
 }
 
 #[test]

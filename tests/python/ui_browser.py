@@ -168,7 +168,8 @@ def main():
         open_page(page, "#/sessions", "table.sessions")
         check(page.locator("table.sessions tbody tr").count() == 50, "the sessions page shows a page of 50")
         shot(page, "sessions")
-        real = next(s for s in facts["sessions"] if s["messages"] > 0 and s["steps"] > 3 and s.get("score") is not None)
+        real = next(s for s in facts["sessions"] if s["messages"] > 0 and s["steps"] > 3 and s.get("score") is not None
+                    and (s.get("task") or "").startswith("airline/"))
         open_page(page, "#/sessions?q=" + urllib.parse.quote(real["id"][2:10]), "table.sessions")
         found = page.locator("table.sessions tbody tr td:first-child").all_inner_texts()
         check(real["id"] in found and all(real["id"][2:10].lower() in f.lower() for f in found), "finding a session by its id")
@@ -180,6 +181,8 @@ def main():
         check(page.locator(".transcript .msg").count() == real["messages"], "every message of the session shown")
         check(page.locator(".transcript .call").count() >= 1, "tool calls with their results shown")
         check(page.locator(".grade").count() >= 1, "the grade breakdown shown")
+        check("store sim as of #10" in page.locator("main").inner_text(),
+              "the memory it ran with is the store at its link's point (sessions link --at 10)")
         shot(page, "session")
 
         # --- memory browser: tree, slider, tags, file, diff of two points, fork vs live

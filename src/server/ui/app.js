@@ -461,6 +461,9 @@ async function sessionPage(ctx, current) {
   });
   const memRows = (d.memory || []).map((e) => h('tr', {}, h('td', {}, eventLink(e.id)), h('td', { class: 'num' }, String(e.position)), h('td', {}, summary(e))));
   const store = sm.store || (start && start.body.store);
+  // A later link (`sessions link --at P`) names the point whose state it ran with.
+  const linkedAt = d.link && d.link.meta && Number.isInteger(d.link.meta.at) ? d.link.meta.at : null;
+  const ranAt = linkedAt !== null ? linkedAt : (start ? start.position : '');
   return h('section', {},
     h('h1', {}, 'Session ', h('code', {}, id)),
     dl([
@@ -471,7 +474,7 @@ async function sessionPage(ctx, current) {
       ['steps', `${sm.steps} steps · ${sm.messages} messages${sm.input_tokens ? ` · agent ${sm.input_tokens} in / ${sm.output_tokens} out tokens` : ''}${sm.cost_usd ? ` · agent $${num(sm.cost_usd, 4)}` : ''}`
         + `${sm.user_input_tokens ? ` · user simulator ${sm.user_input_tokens} in / ${sm.user_output_tokens} out tokens` : ''}${sm.user_cost_usd ? ` · user simulator $${num(sm.user_cost_usd, 4)}` : ''}`],
       ['started', time(sm.time) + ' UTC'],
-      store ? ['memory it ran with', [a(`store ${store} as of #${start ? start.position : ''}`, href('memory', [store], { at: start ? start.position : '' })),
+      store ? ['memory it ran with', [a(`store ${store} as of #${ranAt}`, href('memory', [store], { at: ranAt })),
         sm.memory_state ? [' · state ', h('code', {}, short(sm.memory_state))] : null]] : null,
       ['events', a('in the timeline', href('timeline', [], { session: id }))],
     ]),
