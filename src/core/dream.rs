@@ -209,7 +209,7 @@ pub fn reward_kind(criterion: &str) -> Option<&'static str> {
     match prefix {
         "db_check" => Some("DB"),
         "env" => Some("ENV_ASSERTION"),
-        "action" | "user_action" => Some("ACTION"),
+        "action" => Some("ACTION"),
         "communicate" => Some("COMMUNICATE"),
         "nl" => Some("NL_ASSERTION"),
         _ => None,

@@ -390,7 +390,7 @@ fn expected_failed_as(t: &Trial, name: &str, reading: Reading) -> bool {
 
 /// Whether a failed label of `t` counts as a failure under `reading`: always for
 /// evidence@2; for evidence@3, when its check is within the grade's reward basis or the
-/// session failed.
+/// session failed (the label loop of `decide` reads the same off the label it holds).
 fn diagnostic_holds(t: &Trial, label: &str, reading: Reading) -> bool {
     reading == Reading::V2 || !t.passed || !t.labels.iter().any(|l| l.name == label && l.outside_reward)
 }
@@ -476,7 +476,7 @@ fn decide(family: &str, trials: &[&Trial], rules: &LessonRules, existing: &BTree
         for label in t.labels.iter().filter(|l| !l.name.starts_with("action:")) {
             let l = labels.entry((Advice::Check, label.name.clone())).or_default();
             l.checked += 1;
-            if label.failed && diagnostic_holds(t, &label.name, rules.reading) {
+            if label.failed && (!v3 || !t.passed || !label.outside_reward) {
                 l.failed += 1;
                 l.tasks.insert(task.clone());
             }

@@ -95,7 +95,6 @@ impl Dreamer for EvidenceDreamer {
 /// with the graders read as the version says (`cfg.rules.reading`).
 pub struct EvidenceDreamerV2 {
     cfg: EvidenceConfigV2,
-    version: &'static str,
 }
 
 impl Dreamer for EvidenceDreamerV2 {
@@ -103,7 +102,10 @@ impl Dreamer for EvidenceDreamerV2 {
         evidence::NAME
     }
     fn version(&self) -> &str {
-        self.version
+        match self.cfg.rules.reading {
+            crate::core::lessons::Reading::V2 => evidence2::VERSION,
+            crate::core::lessons::Reading::V3 => evidence2::VERSION3,
+        }
     }
     fn config(&self) -> Value {
         serde_json::to_value(&self.cfg).unwrap_or(Value::Null)
@@ -142,11 +144,10 @@ pub fn dreamer_for(spec: &DreamerSpec) -> Result<Box<dyn Dreamer>> {
             v @ (None | Some(evidence2::VERSION) | Some(evidence2::VERSION3)) => {
                 let mut cfg = EvidenceConfigV2::from_value(&config(&spec.config))
                     .map_err(|e| dreamer_error(&spec.to_string(), format!("bad config: {e}")))?;
-                let version = if v == Some(evidence2::VERSION) { evidence2::VERSION } else { evidence2::VERSION3 };
-                if version == evidence2::VERSION3 {
+                if v != Some(evidence2::VERSION) {
                     cfg.rules.reading = crate::core::lessons::Reading::V3;
                 }
-                Ok(Box::new(EvidenceDreamerV2 { cfg, version }))
+                Ok(Box::new(EvidenceDreamerV2 { cfg }))
             }
             Some(v) => Err(dreamer_error(
                 &spec.to_string(),

@@ -62,30 +62,34 @@ pub fn render(tenant: &str, store: &Store, subscribers: usize, tails: &TailBudge
         "Live tails open (all tenants).",
         &[(String::new(), subscribers.to_string())],
     );
-    let server = |v: u64| vec![(String::new(), v.to_string())];
-    metric(
-        "dreamlog_tail_bytes_held",
-        "gauge",
-        "Bytes the live tails hold read ahead of their clients (all tenants).",
-        &server(tails.held()),
-    );
-    metric(
-        "dreamlog_tail_bytes_limit",
-        "gauge",
-        "The tails' shared read-ahead budget in bytes (max_tail_bytes).",
-        &server(tails.limit()),
-    );
-    metric(
-        "dreamlog_tail_events_sent_total",
-        "counter",
-        "Events the live tails handed to their clients (all tenants).",
-        &server(tails.sent()),
-    );
-    metric(
-        "dreamlog_tails_dropped_total",
-        "counter",
-        "Live tails dropped for leaving events unread while the budget was full.",
-        &server(tails.dropped()),
-    );
+    // The tails' shared read-ahead budget (server-wide, no tenant label).
+    for (name, kind, help, value) in [
+        (
+            "dreamlog_tail_bytes_held",
+            "gauge",
+            "Bytes the live tails hold read ahead of their clients (all tenants).",
+            tails.held(),
+        ),
+        (
+            "dreamlog_tail_bytes_limit",
+            "gauge",
+            "The tails' shared read-ahead budget in bytes (max_tail_bytes).",
+            tails.limit(),
+        ),
+        (
+            "dreamlog_tail_events_sent_total",
+            "counter",
+            "Events the live tails handed to their clients (all tenants).",
+            tails.sent(),
+        ),
+        (
+            "dreamlog_tails_dropped_total",
+            "counter",
+            "Live tails dropped for leaving events unread while the budget was full.",
+            tails.dropped(),
+        ),
+    ] {
+        metric(name, kind, help, &[(String::new(), value.to_string())]);
+    }
     out
 }
