@@ -419,3 +419,53 @@ fn stores_sharing_a_memory_budget_flush_past_it() {
         assert_eq!(store.get(&last.id()).unwrap().position, 2999);
     }
 }
+
+/// Issue 30.5, the order: when a subscription wants room past the shared budget, the
+/// subscriptions that have held events longest without handing one out go first, only as
+/// many as make room, and a dropped one's next read names the first position it had not
+/// handed out. (The server's tails are these subscriptions; `tests/hardening.rs` drives
+/// them over HTTP, where which tail holds events when its socket fills is up to timing.)
+#[test]
+fn a_shared_tail_budget_drops_the_subscription_idle_longest_first() {
+    use dreamlog::store::TailBudget;
+    let dir = tempdir().unwrap();
+    let store = open(dir.path());
+    let text = "x".repeat(64 << 10);
+    for i in 0..12u64 {
+        let body = Body::Note(dreamlog::core::Note {
+            note_type: "big".into(),
+            json: CanonicalJson::from_value(&serde_json::json!({ "i": i, "text": text })),
+        });
+        store.append(AppendBatch::new().push(Draft::new("big", Actor::System("t".into()), body))).unwrap();
+    }
+    // Each subscription reads ahead three of these events (256 KiB each at most); two
+    // fit, holding two each after handing one out; a third's read-ahead does not.
+    let budget = TailBudget::new(400 << 10);
+    let wait = Duration::from_secs(5);
+    let mut a = store.subscribe_within(0, budget.clone());
+    assert_eq!(a.next_blocking(wait).unwrap().unwrap().position, 0);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut b = store.subscribe_within(0, budget.clone());
+    assert_eq!(b.next_blocking(wait).unwrap().unwrap().position, 0);
+    assert_eq!(budget.dropped(), 0, "both fit");
+    let before = budget.held();
+    // Both idle past the second a tail may idle before it can be dropped; `a` longer.
+    std::thread::sleep(Duration::from_millis(1300));
+    let mut c = store.subscribe_within(0, budget.clone());
+    assert_eq!(c.next_blocking(wait).unwrap().unwrap().position, 0);
+    assert_eq!(budget.dropped(), 1, "one drop made room");
+    assert!(budget.held() <= budget.limit(), "{} held of {} ({before} before)", budget.held(), budget.limit());
+    match a.next_blocking(wait) {
+        Err(Error::TailDropped { position, .. }) => assert_eq!(position, 1, "the first event `a` had not handed out"),
+        other => panic!("`a`, idle longest, was not dropped: {other:?}"),
+    }
+    // `b` and `c` go on without a gap to the log's end.
+    for s in [&mut b, &mut c] {
+        let rest: Vec<u64> =
+            std::iter::from_fn(|| s.next_blocking(Duration::from_millis(200)).unwrap()).map(|e| e.position).collect();
+        assert_eq!(rest, (1..12).collect::<Vec<u64>>());
+    }
+    // A subscription resumed where `a` was told to goes on from there.
+    let mut resumed = store.subscribe_within(1, budget.clone());
+    assert_eq!(resumed.next_blocking(wait).unwrap().unwrap().position, 1);
+}
