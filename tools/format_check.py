@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent implementation of dreamlog format v1 (docs/FORMAT.md) in Python.
+"""Independent implementation of dreamlog format v1 (docs/reference/FORMAT.md) in Python.
 
 Re-encodes every golden vector in tests/vectors/ from its JSON form and checks the body
 bytes, header bytes and event id against the ones recorded there. Shares no code with

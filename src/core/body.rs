@@ -1,5 +1,5 @@
 //! Event bodies: one typed struct per kind. Field order is the encoding order and is
-//! fixed for format v1 (docs/FORMAT.md); `Option` fields are omitted from the JSON form
+//! fixed for format v1 (docs/reference/FORMAT.md); `Option` fields are omitted from the JSON form
 //! when absent.
 
 use bincode::{Decode, Encode};

@@ -1,7 +1,7 @@
 //! Canonical JSON text (RFC 8785 style) for free-form values: tool inputs and outputs,
 //! configs, metadata.
 //!
-//! Rules (see docs/FORMAT.md): object members sorted by the UTF-16 code units of their
+//! Rules (see docs/reference/FORMAT.md): object members sorted by the UTF-16 code units of their
 //! keys; no insignificant whitespace; strings escape only `"`, `\` and control
 //! characters below U+0020 (`\b \t \n \f \r` by name, others as `\u00xx`); integers that
 //! fit in i64/u64 are written exactly; every other number is an IEEE double written as

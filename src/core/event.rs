@@ -18,7 +18,7 @@ pub const MAX_CAUSES: usize = 4096;
 
 /// An event header. Its canonical bytes are what the event id hashes; the body is
 /// referenced only by its length and hash, so a body can be redacted while every id and
-/// chain still verifies. Field order is the encoding order (docs/FORMAT.md).
+/// chain still verifies. Field order is the encoding order (docs/reference/FORMAT.md).
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
 pub struct Header {
     /// Always [`FORMAT_VERSION`].

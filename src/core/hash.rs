@@ -91,7 +91,7 @@ digest_type!(
 
 /// The root of a binary Merkle tree over `leaves` in order: node = BLAKE3(`0x01` ‖ left ‖
 /// right), an odd last node carried up unchanged; no leaves: BLAKE3 of the empty string.
-/// The memory state hash and the checkpoints' stream root share it (docs/FORMAT.md).
+/// The memory state hash and the checkpoints' stream root share it (docs/reference/FORMAT.md).
 pub fn merkle_root(mut level: Vec<[u8; 32]>) -> Digest {
     if level.is_empty() {
         return Digest::of(b"");

@@ -449,7 +449,7 @@ impl MemoryState {
     }
 
     /// State hash: a Merkle tree over the leaves `(path, content hash)` of the files and
-    /// (rules 2) `(path)` of the empty directories, in path order (docs/FORMAT.md §8).
+    /// (rules 2) `(path)` of the empty directories, in path order (docs/reference/FORMAT.md §8).
     /// Equal trees have equal hashes; a state without empty directories hashes the same
     /// under either rules.
     pub fn state_hash(&self) -> Digest {
@@ -984,7 +984,7 @@ pub fn sync_commands(current: &MemoryState, target: &MemoryState) -> Vec<MemoryC
 impl MemoryState {
     /// Snapshot bytes: the store version folded, then (path, text) pairs in path order,
     /// in the v1 encoding; a rules-2 state adds its directories in path order and the
-    /// rules' number (docs/FORMAT.md §8), so rules-1 snapshots keep their bytes.
+    /// rules' number (docs/reference/FORMAT.md §8), so rules-1 snapshots keep their bytes.
     pub fn encode_snapshot(&self, version: u64) -> Vec<u8> {
         let files: Vec<(String, String)> = self.files.iter().map(|(p, f)| (p.clone(), f.text.to_string())).collect();
         match self.rules {

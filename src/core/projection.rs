@@ -4,7 +4,7 @@
 //! index, the session index, memory snapshots) is derived: a projector turns one event
 //! at its position into index entries, so every index can be rebuilt from the log
 //! (`dreamlog reindex`), checked against a rebuild (`verify`), and fed from a log held
-//! elsewhere. Key encodings live here too (docs/FORMAT.md §7): integers are big-endian
+//! elsewhere. Key encodings live here too (docs/reference/FORMAT.md §7): integers are big-endian
 //! so byte order is numeric order.
 
 use super::{Body, Header, Kind, MemoryCommand};

@@ -7,7 +7,7 @@
 //! size and ids. No request can set it. One receipt per batch, not a field per header:
 //! ids stay content addresses (the same run imported by two principals is one copy,
 //! and only the first import writes), and the append path writes one small record per
-//! batch. docs/FORMAT.md §13 gives the bytes.
+//! batch. docs/reference/FORMAT.md §13 gives the bytes.
 
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};

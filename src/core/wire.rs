@@ -1,5 +1,5 @@
 //! The one bincode configuration of format v1: little-endian, variable-length integers
-//! (docs/FORMAT.md gives the byte rules). Nothing else in the crate calls bincode.
+//! (docs/reference/FORMAT.md gives the byte rules). Nothing else in the crate calls bincode.
 
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 use bincode::{Decode, Encode};

@@ -3,7 +3,7 @@
 //! One JetStream stream per tenant (`DREAMLOG_<tenant>`, file storage, the configured
 //! replicas, deletes and purges denied: the log never shrinks), one subject per dreamlog
 //! stream (`dreamlog.<tenant>.<128 bits of the stream name's hash>`), one message per
-//! event (docs/FORMAT.md §12) with its id as `Nats-Msg-Id`. A dreamlog group is one
+//! event (docs/reference/FORMAT.md §12) with its id as `Nats-Msg-Id`. A dreamlog group is one
 //! JetStream atomic batch (`Nats-Batch-Id`, `-Sequence`, `-Commit`), its first message
 //! on each subject carrying `Nats-Expected-Last-Subject-Sequence`: the sequence of the
 //! stream head the writer chained to (0 for a new stream), so the batch is stored only if

@@ -1,5 +1,5 @@
 //! The on-disk layout: column families, key encodings and the log record. Integer keys
-//! are big-endian so that RocksDB's byte order is numeric order. docs/FORMAT.md
+//! are big-endian so that RocksDB's byte order is numeric order. docs/reference/FORMAT.md
 //! ("Storage layout") documents the same bytes.
 
 pub use crate::core::projection::be_u64;
@@ -162,7 +162,7 @@ pub struct RecordParts<'a> {
     pub id: EventId,
     /// Header bytes.
     pub header: &'a [u8],
-    /// Body bytes: when redacted, the stand-in's (docs/FORMAT.md §7).
+    /// Body bytes: when redacted, the stand-in's (docs/reference/FORMAT.md §7).
     pub body: &'a [u8],
 }
 

@@ -9,7 +9,7 @@
 //! follower, which delivers the log of record's messages in order — so every node
 //! applies the same events at the same positions, whoever wrote them.
 //!
-//! The message of an event (docs/FORMAT.md §12): `flags` (1 byte: bit 0 = the body is a
+//! The message of an event (docs/reference/FORMAT.md §12): `flags` (1 byte: bit 0 = the body is a
 //! redaction's stand-in, bit 1 = a receipt follows the header), header length (4 bytes
 //! BE), header bytes, [receipt length (4 bytes BE), receipt bytes], body bytes. Its
 //! position is its sequence in the log of record, minus one.
@@ -78,7 +78,7 @@ const FLAG_REDACTED: u8 = 0x01;
 /// Message flag: the batch's receipt follows the header (the batch's first event).
 const FLAG_RECEIPT: u8 = 0x02;
 
-/// The message of an event (docs/FORMAT.md §12).
+/// The message of an event (docs/reference/FORMAT.md §12).
 pub fn encode_message(event: &SealedEvent) -> Vec<u8> {
     encode_message_with_receipt(event, None)
 }

@@ -1,6 +1,6 @@
 //! The RocksDB backend: the only file that names `rocksdb`.
 //!
-//! One column family per key space (docs/FORMAT.md §7): the log (position → record), the
+//! One column family per key space (docs/reference/FORMAT.md §7): the log (position → record), the
 //! id index, the stream index, the meta keys (format marker, commit marker, projector
 //! checkpoints) and one per derived space. A group is one WriteBatch, so it is atomic.
 //! Before RocksDB opens a database, dreamlog reads its WAL itself (`wal.rs`): a torn

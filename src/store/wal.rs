@@ -4,7 +4,7 @@
 //! what follows, then deletes the WAL: one flipped byte could silently drop every later
 //! acknowledged append. So before opening, dreamlog reads each WAL file's record framing
 //! itself (32 KiB blocks of records `masked crc32c (4) | length (2) | type (1) | payload`,
-//! docs/FORMAT.md §9) and the write batches inside, and classifies what it finds:
+//! docs/reference/FORMAT.md §9) and the write batches inside, and classifies what it finds:
 //!
 //! - **clean**: every record checks out;
 //! - **torn tail**: the only damage is an incomplete final record (the file ends inside
@@ -18,7 +18,7 @@
 //!   is lost by position and id, then opens the database at the last good point.
 //!
 //! Truncating a WAL exactly at a record boundary leaves no trace in its framing; see
-//! docs/FORMAT.md §9 for what that means under each sync mode.
+//! docs/reference/FORMAT.md §9 for what that means under each sync mode.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
