@@ -292,8 +292,11 @@ fn run(dir: &Path, script: &str, groups: &mut Vec<u32>) -> Ran {
     Ran { code, output, took: start.elapsed() }
 }
 
+/// SIGKILL to a process group. (`--` matters: procps' `kill -KILL -12345` reads `-1` as the
+/// process and `2345` as garbage, and `kill(-1)` is every process the user may signal.)
 fn kill_group(pgid: u32) {
-    let _ = Command::new("kill").arg("-KILL").arg(format!("-{pgid}")).stderr(Stdio::null()).status();
+    assert!(pgid > 1, "not a process group of ours: {pgid}");
+    let _ = Command::new("kill").args(["-s", "KILL", "--", &format!("-{pgid}")]).stderr(Stdio::null()).status();
 }
 
 /// A transcript's commands: (line offset in the block, command, shown output).

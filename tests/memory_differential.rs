@@ -4,7 +4,7 @@
 //! `dreamlog serve`'s memory tool endpoint, and every answer and the final tree of each
 //! sequence are compared (`tools/memory_differential.py` says what is compared and where
 //! dreamlog refuses on purpose). CI runs 2,000 sequences of 12 commands; the long mode is
-//! `DREAMLOG_DIFFERENTIAL_SEQUENCES=100000` (README).
+//! `DREAMLOG_DIFFERENTIAL_SEQUENCES=100000` (docs/guide/memory.md).
 
 mod common;
 

@@ -26,7 +26,7 @@ line numbers (the reference slices Python-style below -1, dreamlog refuses).
 
 Prints each category with a count and one example, then the totals. With --check the
 exit status is 1 when any disagreement was found (tests/memory_differential.rs runs it so
-in CI; README gives the long mode).
+in CI; docs/guide/memory.md gives the long mode).
 """
 
 import argparse

@@ -2,7 +2,7 @@
 //! conventions 1.44, OpenInference, and dreamlog's own export). Pure: the same telemetry
 //! gives the same events, so a session is a projection of the raw batches it came from.
 //!
-//! What becomes what (README "OpenTelemetry" has the table, field by field):
+//! What becomes what (docs/guide/importing.md has the table, field by field):
 //! - the trace is the session; its id is the root's `gen_ai.conversation.id` (or
 //!   OpenInference `session.id`), else the trace id;
 //! - the root span (`invoke_agent`, an OpenInference `AGENT`, or any span without a

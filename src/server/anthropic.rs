@@ -2,7 +2,7 @@
 //! memory versions in the shapes the official `anthropic` SDK sends and expects (its
 //! `client.beta.memory_stores`, `.memories`, `.memory_versions`), with its error envelope
 //! `{type: "error", error: {type, message}}`. A surface over `managed.rs`: every call is
-//! dreamlog events underneath (README "Managed-Agents memory API").
+//! dreamlog events underneath (docs/guide/claude.md).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -885,7 +885,7 @@ fn check(args: &[String]) -> Result<(), Failure> {
     }
     // Redaction: every event that reads back redacted has its text in no file of the
     // database (the open finished any scrub the crash interrupted). Files kept aside
-    // under damaged/ are outside what redaction reaches (README).
+    // under damaged/ are outside what redaction reaches (docs/ops/redaction.md).
     let redacted_checked = secrets.len();
     if !secrets.is_empty() {
         let mut files = Vec::new();

@@ -1,6 +1,6 @@
 //! The crash harness in its short mode (CI): crashes under the real workloads, with and
 //! without power loss, embedded and through the server — and the harness's own self-test,
-//! a disk that ignores fsync, which it must catch. Long mode: README ("Guarantees").
+//! a disk that ignores fsync, which it must catch. Long mode: docs/ops/guarantees.md.
 //!
 //! These need FUSE (/dev/fuse and fusermount3, which tools/bootstrap.sh installs): without
 //! them they fail, loudly, rather than pass having checked nothing.
