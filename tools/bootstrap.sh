@@ -11,6 +11,8 @@
 #   filesystem through FUSE.
 # - chromium: Debian's browser, headless, for the web view's tests (tests/ui.rs drives it
 #   with Playwright from the virtualenv; Playwright downloads no browser of its own).
+# - curl and openssl: the docs' commands (tests/docs.rs runs every shell block in docs/)
+#   call the server with curl and make a TLS certificate with openssl.
 # - a Python virtualenv (.venv) with tools/requirements.txt (pinned): `blake3` for the
 #   independent format check (tools/format_check.py), the official `anthropic` SDK whose
 #   tool runner drives the Python package's memory tool, `mypy`; and the repository's
@@ -31,6 +33,12 @@ if ! command -v fusermount3 >/dev/null 2>&1; then
 fi
 if [ ! -x /usr/bin/chromium ]; then
   MISSING+=(chromium)             # the web view's browser tests (driven by Playwright)
+fi
+if ! command -v curl >/dev/null 2>&1; then
+  MISSING+=(curl)                 # the docs' server examples (tests/docs.rs runs them)
+fi
+if ! command -v openssl >/dev/null 2>&1; then
+  MISSING+=(openssl)              # docs/ops/tls.md makes its certificate with it
 fi
 if [ "${#MISSING[@]}" -gt 0 ]; then
   echo "bootstrap: installing ${MISSING[*]}" >&2
