@@ -27,7 +27,7 @@
 #![deny(clippy::unwrap_used)]
 
 mod cli;
-pub mod core;
+pub use dreamlog_core as core;
 pub mod dream;
 mod error;
 pub mod exchange;

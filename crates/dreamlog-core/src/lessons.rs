@@ -936,7 +936,7 @@ pub fn never_learned(k: u32, held_out_folds: u32, advice: Advice) -> Validation 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::core::dream::{TrialCall, TrialLabel};
+    use crate::dream::{TrialCall, TrialLabel};
 
     fn trial(task: &str, n: usize, calls: &[&str], passed: bool, agent: &str) -> Trial {
         Trial {

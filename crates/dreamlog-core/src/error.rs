@@ -60,7 +60,8 @@ pub enum FormatError {
 }
 
 impl FormatError {
-    pub(crate) fn field(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    /// A field that is not what the format allows, and why.
+    pub fn field(field: impl Into<String>, reason: impl Into<String>) -> Self {
         FormatError::InvalidField { field: field.into(), reason: reason.into() }
     }
 }

@@ -199,9 +199,9 @@ pub fn snapshot_key(projection: &str, position: u64) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{Actor, CanonicalJson, Draft, Memory, Note};
+    use crate::{Actor, CanonicalJson, Draft, Memory, Note};
 
-    fn sealed(stream: &str, body: Body) -> crate::core::SealedEvent {
+    fn sealed(stream: &str, body: Body) -> crate::SealedEvent {
         Draft::new(stream, Actor::Human("t".into()), body).into_sealed(1, Vec::new()).expect("valid draft")
     }
 

@@ -417,7 +417,7 @@ pub fn list_memories<'a>(lineage: &'a Lineage, prefix: &str, depth: usize) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::body::Memory;
+    use crate::body::Memory;
 
     fn ev(n: u8) -> EventId {
         EventId([n; 32])

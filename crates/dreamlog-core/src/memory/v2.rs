@@ -11,8 +11,8 @@
 //! normalised (one trailing `/` removed). Error texts carry no `Error: ` prefix.
 
 use super::{ancestors, err, File, MemoryState, ToolError, ToolErrorKind, MAX_VIEW_LINES, ROOT};
-use crate::core::body::MemoryCommand;
-use crate::core::hash::Digest;
+use crate::body::MemoryCommand;
+use crate::hash::Digest;
 
 /// Width of line numbers (the reference right-aligns them to `len("999999")`).
 const WIDTH: usize = 6;

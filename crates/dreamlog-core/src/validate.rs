@@ -215,25 +215,25 @@ mod tests {
         }
         // A stored event with such a name still seals and audits clean (it is read and
         // verified by the rules it was written under); only new writes are refused.
-        let body = crate::core::Body::Note(crate::core::Note {
+        let body = crate::Body::Note(crate::Note {
             note_type: "t".into(),
-            json: crate::core::CanonicalJson::from_value(&serde_json::json!(1)),
+            json: crate::CanonicalJson::from_value(&serde_json::json!(1)),
         });
-        let old = crate::core::SealedEvent::new(
+        let old = crate::SealedEvent::new(
             "a//../b".into(),
-            crate::core::Actor::System("t".into()),
+            crate::Actor::System("t".into()),
             1,
             Vec::new(),
             Vec::new(),
             body.clone(),
         )
         .unwrap();
-        assert!(crate::core::SealedEvent::audit(&old.header_bytes, &old.body_bytes).is_empty());
+        assert!(crate::SealedEvent::audit(&old.header_bytes, &old.body_bytes).is_empty());
         assert!(check_new_event(&old.header.stream, &body).is_err());
         // A memory path recorded before these rules can still be edited, renamed to a
         // sound name or removed; a new command cannot bring one in.
-        use crate::core::memory::check_new_command;
-        use crate::core::MemoryCommand;
+        use crate::memory::check_new_command;
+        use crate::MemoryCommand;
         let nfd = "/memories/cafe\u{301}.md".to_owned();
         assert!(check_new_command(&MemoryCommand::Delete { path: nfd.clone() }).is_ok());
         let rename = MemoryCommand::Rename { old_path: nfd.clone(), new_path: "/memories/caf\u{e9}.md".into() };

@@ -662,7 +662,7 @@ pub(crate) fn plan_commands(
                     let n = text.lines().count() as u64;
                     let insert_text = format!("{}\n", w.line);
                     let mut s =
-                        crate::core::memory::MemoryState::from_files([(plan.path.clone(), std::mem::take(&mut text))]);
+                        crate::memory::MemoryState::from_files([(plan.path.clone(), std::mem::take(&mut text))]);
                     let cmd = MemoryCommand::Insert { path: plan.path.clone(), insert_line: n, insert_text };
                     if s.apply(&cmd, None).is_ok() {
                         out.push(Planned { input: cmd, causes: w.causes.clone() });
@@ -724,10 +724,10 @@ mod tests {
         assert_eq!(parse_line("- a human's note"), None);
     }
 
-    use crate::core::body::{Action, ActionStatus, Criterion, Grade};
-    use crate::core::dream::Evidence;
-    use crate::core::memory::MemoryState;
-    use crate::core::CanonicalJson;
+    use crate::body::{Action, ActionStatus, Criterion, Grade};
+    use crate::dream::Evidence;
+    use crate::memory::MemoryState;
+    use crate::CanonicalJson;
 
     /// `n` sessions of family `fam`: `fails` of them fail the check `c` and skip tool `t`.
     fn sessions(fam: &str, n: usize, fails: usize) -> Vec<SessionInput> {

@@ -125,8 +125,8 @@ pub fn tool_contrasts(trials: &[&Trial]) -> Vec<ToolContrast> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::dream::{Evidence, SessionInput, Sources};
-    use crate::core::{Action, ActionStatus, CanonicalJson, EventId, Grade, GradeResult, SessionStart};
+    use crate::dream::{Evidence, SessionInput, Sources};
+    use crate::{Action, ActionStatus, CanonicalJson, EventId, Grade, GradeResult, SessionStart};
 
     fn session(task: &str, trial: usize, tools: &[&str], passed: bool) -> Trial {
         let id = format!("{task}/trial-{trial}");

@@ -347,7 +347,7 @@ impl DreamInput {
 
     /// The base memory as a state.
     pub fn memory_state(&self) -> MemoryState {
-        let rules = crate::core::memory::Rules::from_number(self.memory_rules).unwrap_or_default();
+        let rules = crate::memory::Rules::from_number(self.memory_rules).unwrap_or_default();
         MemoryState::from_tree(rules, self.memory.iter().map(|(p, t)| (p.clone(), t.clone())), self.memory_dirs.clone())
     }
 

@@ -64,7 +64,7 @@ impl Header {
     fn as_before_format_rule(&self) -> Header {
         let strip = |s: &str| -> String {
             s.chars()
-                .filter(|c| !crate::core::validate::is_bidi_control(*c) && !crate::core::validate::is_invisible(*c))
+                .filter(|c| !crate::validate::is_bidi_control(*c) && !crate::validate::is_invisible(*c))
                 .collect()
         };
         let actor = match &self.actor {

@@ -1,6 +1,11 @@
 //! The pure core: event model, canonical encoding, ids, JSON forms.
 //!
-//! Architecture invariant: nothing in here does I/O or knows about RocksDB.
+//! Architecture invariant: nothing in here does I/O or knows about RocksDB — kept by
+//! this crate's dependencies (no tokio, RocksDB, reqwest or filesystem crate) and by its
+//! `clippy.toml` (std's filesystem, network, process, environment and clock APIs refused).
+
+#![warn(missing_docs)]
+#![deny(clippy::unwrap_used)]
 
 pub mod blame;
 pub mod body;

@@ -109,8 +109,8 @@ fn memory_stand_in(cmd: &MemoryCommand, before: &MemoryState) -> Result<MemoryCo
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::core::body::Memory;
-    use crate::core::memory::Rules;
+    use crate::body::Memory;
+    use crate::memory::Rules;
 
     fn memory(cmd: MemoryCommand) -> Body {
         Body::Memory(Memory { store: "s".into(), command: cmd, precondition: None, session: None })

@@ -82,7 +82,7 @@ pub fn check_path(path: &str) -> Result<&str, ToolError> {
     if let Some(c) = path.chars().find(|c| c.is_control()) {
         return Err(invalid(&format!("contains the control character U+{:04X}", c as u32)));
     }
-    if let Some(c) = path.chars().find(|c| crate::core::validate::is_bidi_control(*c)) {
+    if let Some(c) = path.chars().find(|c| crate::validate::is_bidi_control(*c)) {
         return Err(invalid(&format!(
             "contains the bidirectional control character U+{:04X} (it makes a path display as another)",
             c as u32
@@ -123,7 +123,7 @@ pub fn check_path(path: &str) -> Result<&str, ToolError> {
 pub fn check_new_path(path: &str) -> Result<&str, ToolError> {
     let checked = check_path(path)?;
     let invalid = |reason: String| err(ToolErrorKind::Invalid, format!("Error: Invalid path {path:?}: {reason}"));
-    if let Some(c) = crate::core::validate::hidden_char(path) {
+    if let Some(c) = crate::validate::hidden_char(path) {
         return Err(invalid(format!(
             "contains U+{:04X}, an invisible or format character (a path with one displays as another)",
             c as u32
@@ -134,7 +134,7 @@ pub fn check_new_path(path: &str) -> Result<&str, ToolError> {
         let nfc: String = path.nfc().collect();
         return Err(invalid(format!("not in Unicode NFC (send it as {nfc:?})")));
     }
-    if let Some(seg) = checked.split('/').find(|s| crate::core::validate::is_dot_segment(s)) {
+    if let Some(seg) = checked.split('/').find(|s| crate::validate::is_dot_segment(s)) {
         return Err(invalid(format!("segment {seg:?} means '.' or '..' once decoded")));
     }
     Ok(checked)
