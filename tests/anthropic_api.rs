@@ -196,8 +196,19 @@ fn the_official_sdk_runs_a_dream_to_completion_and_cancels_one_that_writes_nothi
     script.lock().unwrap().replies.push_back(message(json!([{"type": "text", "text": "Done."}]), "end_turn"));
     let out = sdk(&server, "cancel", &["s1", "s3"]);
     let store = out["store"].as_str().unwrap();
-    // Let the job's model calls finish: it must see the cancel and write nothing.
-    std::thread::sleep(std::time::Duration::from_millis(7000));
+    // Wait for the job to end (the server counts the dreams it runs): it must have seen
+    // the cancel and written nothing.
+    let running = || -> f64 {
+        let text = c.get(server.url("/metrics")).send().unwrap().text().unwrap();
+        let line =
+            text.lines().find(|l| l.starts_with("dreamlog_dream_jobs_running{")).expect("dreamlog_dream_jobs_running");
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let started = std::time::Instant::now();
+    while running() > 0.0 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "the canceled dream's job never ended");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let (_, events) = get(&c, &server.url(&format!("/v1/streams/memory/{store}")), None);
     let kinds: Vec<&str> = events["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["note", "note", "memory"], "rules, fields, the one memory the SDK wrote: {events}");

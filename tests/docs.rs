@@ -94,7 +94,12 @@ fn parse(text: &str) -> (Vec<Block>, Vec<(usize, String)>) {
                 if fence.len() >= 3 && (fence.chars().all(|c| c == '`') || fence.chars().all(|c| c == '~')) {
                     let lang = trimmed[fence.len()..].split_whitespace().next().unwrap_or("").to_owned();
                     let skip = previous.trim().strip_prefix(SKIP).map(|rest| {
-                        rest.trim().trim_end_matches("-->").trim().trim_start_matches('(').trim_end_matches(')').to_owned()
+                        rest.trim()
+                            .trim_end_matches("-->")
+                            .trim()
+                            .trim_start_matches('(')
+                            .trim_end_matches(')')
+                            .to_owned()
                     });
                     open = Some((fence, indent, Block { line: i + 1, lang, lines: Vec::new(), skip }));
                 } else {
@@ -182,7 +187,8 @@ fn every_relative_link_in_the_docs_leads_somewhere() {
                     Some((f, a)) => (f, Some(a)),
                     None => (target.as_str(), None),
                 };
-                let path = if file.is_empty() { root().join(&page) } else { root().join(&page).parent().unwrap().join(file) };
+                let path =
+                    if file.is_empty() { root().join(&page) } else { root().join(&page).parent().unwrap().join(file) };
                 if !path.exists() {
                     problems.push(format!("{}:{line}: {target}: no such file", page.display()));
                     continue;
@@ -413,11 +419,16 @@ fn every_command_in_the_docs_runs_and_prints_what_it_shows() {
     }
     took.sort_by_key(|(_, t)| std::cmp::Reverse(*t));
     let elapsed = start.elapsed();
-    eprintln!("doc check: {ran} blocks run, {skipped} marked not run, in {elapsed:?}; slowest pages: {:?}", &took[..took.len().min(3)]);
+    eprintln!(
+        "doc check: {ran} blocks run, {skipped} marked not run, in {elapsed:?}; slowest pages: {:?}",
+        &took[..took.len().min(3)]
+    );
     if only.is_none() {
         assert!(ran > 0, "no block ran: the docs hold no shell blocks, or the parser lost them");
         if elapsed > BUDGET {
-            problems.push(format!("the doc check took {elapsed:?}, past its budget of {BUDGET:?}; slowest pages: {took:?}"));
+            problems.push(format!(
+                "the doc check took {elapsed:?}, past its budget of {BUDGET:?}; slowest pages: {took:?}"
+            ));
         }
     }
     assert!(problems.is_empty(), "{} problems in the docs:\n\n{}", problems.len(), problems.join("\n\n"));
@@ -527,7 +538,8 @@ fn one_line(s: &str) -> String {
 
 #[test]
 fn the_http_reference_is_the_openapi_document() {
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(root().join("schemas/openapi.json")).unwrap()).unwrap();
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("schemas/openapi.json")).unwrap()).unwrap();
     let mut md = String::from(
         "# HTTP API reference\n\n\
          Rendered from [`schemas/openapi.json`](../../schemas/openapi.json) by `tests/docs.rs` — do not edit: change\n\
@@ -559,10 +571,16 @@ fn the_http_reference_is_the_openapi_document() {
             writeln!(md, "### {} {path}\n", method.to_uppercase()).unwrap();
             writeln!(md, "{}\n", one_line(op["summary"].as_str().unwrap_or(""))).unwrap();
             let role = op["x-role"].as_str().unwrap_or("read");
-            let auth = if op["security"].as_array().is_some_and(|a| a.is_empty()) { "none".to_owned() } else { role.to_owned() };
+            let auth = if op["security"].as_array().is_some_and(|a| a.is_empty()) {
+                "none".to_owned()
+            } else {
+                role.to_owned()
+            };
             writeln!(md, "- Role: {auth}").unwrap();
             if let Some(params) = op["parameters"].as_array().filter(|a| !a.is_empty()) {
-                md.push_str("- Parameters:\n\n  | name | in | type | required | description |\n  |---|---|---|---|---|\n");
+                md.push_str(
+                    "- Parameters:\n\n  | name | in | type | required | description |\n  |---|---|---|---|---|\n",
+                );
                 for p in params {
                     let p = match p.get("$ref").and_then(Value::as_str) {
                         Some(r) => &doc["components"]["parameters"][r.rsplit('/').next().unwrap()],
@@ -593,7 +611,11 @@ fn the_http_reference_is_the_openapi_document() {
                     if let Some(content) = r["content"].as_object() {
                         for (mime, c) in content {
                             let schema = schema_link(&c["schema"]).unwrap_or_else(|| {
-                                one_line(c["schema"]["description"].as_str().unwrap_or(c["schema"]["type"].as_str().unwrap_or("")))
+                                one_line(
+                                    c["schema"]["description"]
+                                        .as_str()
+                                        .unwrap_or(c["schema"]["type"].as_str().unwrap_or("")),
+                                )
                             });
                             write!(line, " — `{mime}`: {schema}").unwrap();
                         }

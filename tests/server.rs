@@ -730,8 +730,12 @@ fn a_request_cannot_send_the_servers_secrets_anywhere() {
     assert_eq!(status, 403);
     let (status, answer) = post(&c, &replay, Some("w"), &json!({"config": {"min_tasks": 2}}));
     assert_eq!(status, 200, "{answer}");
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    assert!(trap.accept().is_err(), "the attacker's endpoint was called");
+    // Every request above has been answered, so a connection any of them made to the
+    // attacker's endpoint is already in its accept queue: nothing to wait for.
+    match trap.accept() {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}"),
+        Ok((_, from)) => panic!("the attacker's endpoint was called (from {from})"),
+    }
     assert!(server.stop().success());
 }
 
@@ -825,8 +829,25 @@ fn idle_slow_and_unread_connections_are_closed_and_tails_capped() {
     }
     let mut unread = TcpStream::connect(&addr).unwrap();
     unread.write_all(b"GET /v1/tail?from=0 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(4));
-    assert!(closed_within(&mut unread, std::time::Duration::from_secs(10)), "an unread tail stayed open");
+    // Unread, its writes stall; past write_stall_timeout_secs the server closes it. The
+    // server's own count of live tails says when (reading it here would unstall it).
+    let subscribers = || {
+        let text = c.get(server.url("/metrics")).send().unwrap().text().unwrap();
+        let line = text.lines().find(|l| l.starts_with("dreamlog_subscribers ")).map(str::to_owned);
+        line.and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+            .expect("dreamlog_subscribers")
+    };
+    let opened = std::time::Instant::now();
+    // (It opens at once; should it close between two samples, the socket check below
+    // still holds.)
+    while subscribers() == 0 && opened.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    while subscribers() > 0 {
+        assert!(opened.elapsed() < std::time::Duration::from_secs(30), "an unread tail stayed open");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(closed_within(&mut unread, std::time::Duration::from_secs(10)), "the unread tail's socket stayed open");
 
     // At most max_subscribers live tails.
     let a = c.get(server.url("/v1/tail?from=0&stream=none")).send().unwrap();
@@ -865,7 +886,22 @@ fn tokens_rotate_on_sighup_without_a_restart() {
     // A reload that needs a restart (a new tenant) is refused; the tokens stay.
     std::fs::write(&cfg, config(json!([token("t", "new-secret"), token("other", "x")]))).unwrap();
     server.signal("HUP");
-    std::thread::sleep(Duration::from_millis(500));
+    // The server counts each reload's outcome once it is in force.
+    let reloads = |result: &str| -> f64 {
+        let (status, text) = {
+            let r = c.get(server.url("/metrics")).bearer_auth("new-secret").send().unwrap();
+            (r.status().as_u16(), r.text().unwrap())
+        };
+        assert_eq!(status, 200, "{text}");
+        let key = format!("dreamlog_config_reloads_total{{result=\"{result}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(key.as_str())).expect("the reload counter").trim().parse().unwrap()
+    };
+    let refused = std::time::Instant::now();
+    while reloads("refused") < 1.0 {
+        assert!(refused.elapsed() < Duration::from_secs(10), "the second reload was never refused");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(reloads("applied"), 1.0, "the rotation was the one reload applied");
     assert_eq!(get(&c, &server.url("/v1/info"), Some("new-secret")).0, 200);
     assert_eq!(get(&c, &server.url("/v1/info"), Some("x")).0, 401);
     let (status, log) = server.stop_with_log();

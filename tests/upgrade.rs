@@ -6,7 +6,7 @@
 //! `db-format-1.export.jsonl` is that database's export, which must come out unchanged.
 //! Tests open a copy (opening rewrites RocksDB's MANIFEST and LOG). Regenerate only when a
 //! new fixture for a new format is wanted, never over this one:
-//! `DREAMLOG_MAKE_UPGRADE_FIXTURE=DIR cargo test --release --test upgrade make_fixture`.
+//! `DREAMLOG_MAKE_UPGRADE_FIXTURE=DIR cargo test --release --test upgrade -- --ignored make_fixture`.
 
 mod common;
 
@@ -16,8 +16,10 @@ use dreamlog::memory::{ApplyOptions, MemoryStores};
 use dreamlog::{Actor, MemoryCommand, Options, Store, SyncMode};
 
 #[test]
+#[ignore = "writes the upgrade fixture: DREAMLOG_MAKE_UPGRADE_FIXTURE=DIR cargo test --release --test upgrade -- --ignored make_fixture"]
 fn make_fixture() {
-    let Ok(dir) = std::env::var("DREAMLOG_MAKE_UPGRADE_FIXTURE") else { return };
+    let dir = std::env::var("DREAMLOG_MAKE_UPGRADE_FIXTURE")
+        .expect("DREAMLOG_MAKE_UPGRADE_FIXTURE: an empty folder for the fixture");
     let dir = std::path::PathBuf::from(dir);
     let store = Store::open(&dir, Options { sync: SyncMode::Fsync, create_if_missing: true, ..Options::default() })
         .expect("a new database in an empty folder");

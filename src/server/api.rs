@@ -691,10 +691,14 @@ async fn verify(
 /// `GET /metrics`: the caller's tenant in the Prometheus text format (read role).
 async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<axum::response::Response> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let subscribers = state.subscriber_count();
+    let server = crate::server::metrics::ServerGauges {
+        subscribers: state.subscriber_count(),
+        dream_jobs: state.dream_jobs_running(&tenant.name),
+        reloads: state.reload_counts(),
+    };
     let tails = state.tail_budget.clone();
     let text = blocking(tenant.principal.clone(), move || {
-        Ok(crate::server::metrics::render(&tenant.name, &tenant.store, subscribers, &tails))
+        Ok(crate::server::metrics::render(&tenant.name, &tenant.store, &server, &tails))
     })
     .await?;
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())

@@ -9,9 +9,20 @@ fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// The metrics of `store` (tenant `tenant`) and of the server (`subscribers` live tails
-/// sharing the read-ahead budget `tails`).
-pub fn render(tenant: &str, store: &Store, subscribers: usize, tails: &TailBudget) -> String {
+/// What the server counts beside its stores.
+pub struct ServerGauges {
+    /// Live tails open (all tenants).
+    pub subscribers: usize,
+    /// The tenant's Managed-Agents dreams running now.
+    pub dream_jobs: usize,
+    /// SIGHUP reloads of the config's tokens: (applied, refused).
+    pub reloads: (u64, u64),
+}
+
+/// The metrics of `store` (tenant `tenant`) and of the server (its gauges, and the live
+/// tails' shared read-ahead budget `tails`).
+pub fn render(tenant: &str, store: &Store, server: &ServerGauges, tails: &TailBudget) -> String {
+    let subscribers = server.subscribers;
     let t = format!("tenant=\"{}\"", label(tenant));
     let s = store.append_stats();
     let mut out = String::new();
@@ -61,6 +72,21 @@ pub fn render(tenant: &str, store: &Store, subscribers: usize, tails: &TailBudge
         "gauge",
         "Live tails open (all tenants).",
         &[(String::new(), subscribers.to_string())],
+    );
+    metric(
+        "dreamlog_dream_jobs_running",
+        "gauge",
+        "Managed-Agents dreams running now (started by POST /anthropic/v1/dreams, not yet ended).",
+        &one(server.dream_jobs.to_string()),
+    );
+    metric(
+        "dreamlog_config_reloads_total",
+        "counter",
+        "SIGHUP reloads of the config's tokens, by outcome (refused: the old tokens stay).",
+        &[
+            ("{result=\"applied\"}".to_owned(), server.reloads.0.to_string()),
+            ("{result=\"refused\"}".to_owned(), server.reloads.1.to_string()),
+        ],
     );
     // The tails' shared read-ahead budget (server-wide, no tenant label).
     for (name, kind, help, value) in [

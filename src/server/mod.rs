@@ -451,6 +451,8 @@ pub struct AppState {
     pub dream_jobs: std::sync::Mutex<std::collections::HashMap<(String, String), Arc<std::sync::atomic::AtomicBool>>>,
     /// The web view's sessions: BLAKE3 of the cookie → who signed in, until when.
     ui_sessions: std::sync::Mutex<std::collections::HashMap<blake3::Hash, UiSession>>,
+    /// SIGHUP reloads of the config's tokens: [applied, refused].
+    reloads: [std::sync::atomic::AtomicU64; 2],
 }
 
 /// A web view session: the token it was opened with (checked again on every use, so a
@@ -551,6 +553,7 @@ impl AppState {
             subscribers: Default::default(),
             dream_jobs: Default::default(),
             ui_sessions: Default::default(),
+            reloads: Default::default(),
         }))
     }
 
@@ -583,6 +586,17 @@ impl AppState {
     /// Live tails open now (all tenants).
     pub fn subscriber_count(&self) -> usize {
         self.subscribers.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The Managed-Agents dreams of `tenant` running now.
+    pub fn dream_jobs_running(&self, tenant: &str) -> usize {
+        self.dream_jobs.lock().unwrap_or_else(|e| e.into_inner()).keys().filter(|(t, _)| t == tenant).count()
+    }
+
+    /// SIGHUP reloads of the config's tokens so far: (applied, refused).
+    pub fn reload_counts(&self) -> (u64, u64) {
+        let load = |i: usize| self.reloads[i].load(std::sync::atomic::Ordering::SeqCst);
+        (load(0), load(1))
     }
 
     /// A slot for one more live tail, or `None` when `max_subscribers` are open.
@@ -770,11 +784,22 @@ async fn reload_on_sighup(state: Arc<AppState>) {
             _ = stop.changed() => return,
         }
         let s = state.clone();
-        match tokio::task::spawn_blocking(move || s.reload_tokens()).await {
-            Ok(Ok(n)) => tracing::info!("SIGHUP: reloaded the config's tokens ({n} now)"),
-            Ok(Err(e)) => tracing::warn!("SIGHUP: tokens not reloaded: {e}"),
-            Err(e) => tracing::warn!("SIGHUP: tokens not reloaded: {e}"),
-        }
+        let applied = match tokio::task::spawn_blocking(move || s.reload_tokens()).await {
+            Ok(Ok(n)) => {
+                tracing::info!("SIGHUP: reloaded the config's tokens ({n} now)");
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("SIGHUP: tokens not reloaded: {e}");
+                false
+            }
+            Err(e) => {
+                tracing::warn!("SIGHUP: tokens not reloaded: {e}");
+                false
+            }
+        };
+        // Counted after the outcome is in force (metrics: dreamlog_config_reloads_total).
+        state.reloads[usize::from(!applied)].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -63,9 +63,7 @@ impl Header {
     /// its names: what `validate` judged before names refused them.
     fn as_before_format_rule(&self) -> Header {
         let strip = |s: &str| -> String {
-            s.chars()
-                .filter(|c| !crate::validate::is_bidi_control(*c) && !crate::validate::is_invisible(*c))
-                .collect()
+            s.chars().filter(|c| !crate::validate::is_bidi_control(*c) && !crate::validate::is_invisible(*c)).collect()
         };
         let actor = match &self.actor {
             Actor::Agent(n) => Actor::Agent(strip(n)),
