@@ -29,7 +29,7 @@
 mod cli;
 pub use dreamlog_core as core;
 pub mod dream;
-mod error;
+use dreamlog_store::error;
 pub mod exchange;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -44,7 +44,7 @@ mod server;
 pub mod service;
 pub mod sessions;
 pub mod sim;
-pub mod store;
+pub use dreamlog_store as store;
 pub mod timeline;
 pub mod watch;
 

@@ -265,10 +265,7 @@ async fn consistency(State(state): State<Arc<AppState>>, req: Request, next: Nex
     resp
 }
 
-/// The header a request names the log length it must see with.
-pub const AFTER_HEADER: &str = "x-dreamlog-after";
-/// The header an answer names the log length with.
-pub const POSITION_HEADER: &str = "x-dreamlog-position";
+use crate::service::{AFTER_HEADER, POSITION_HEADER};
 
 /// One log line per request: method, path, status and time taken. Successes at debug,
 /// client errors at info, server errors at warn (the default level shows the errors).

@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::service::Local;
 use crate::store::{Options, Store, SyncMode};
 
-pub use api::{router, AFTER_HEADER, POSITION_HEADER};
+pub use api::router;
 
 /// A role: what a token may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

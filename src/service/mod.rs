@@ -22,6 +22,12 @@ use serde_json::Value;
 pub use local::{DreamerPolicy, Local};
 pub use remote::Remote;
 
+/// The header a request names the log length it must see with (read-your-writes across
+/// a cluster's nodes): part of the HTTP contract the server and [`Remote`] share.
+pub const AFTER_HEADER: &str = "x-dreamlog-after";
+/// The header an answer names the tenant's log length with (its writes included).
+pub const POSITION_HEADER: &str = "x-dreamlog-position";
+
 use crate::core::memory::MemoryDiff;
 use crate::core::{Actor, Digest, EventId, Kind};
 use crate::dream::{DreamDetail, DreamRun, DreamSummary, Replay};

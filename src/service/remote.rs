@@ -84,11 +84,10 @@ impl Remote {
         };
         let req = match self.seen.load(Ordering::Relaxed) {
             0 => req,
-            n => req.header(crate::server::AFTER_HEADER, n),
+            n => req.header(super::AFTER_HEADER, n),
         };
         let resp = req.send().map_err(|e| remote_error(0, "connection", format!("{}: {e}", self.base)))?;
-        if let Some(n) = resp.headers().get(crate::server::POSITION_HEADER).and_then(|v| v.to_str().ok()?.parse().ok())
-        {
+        if let Some(n) = resp.headers().get(super::POSITION_HEADER).and_then(|v| v.to_str().ok()?.parse().ok()) {
             self.seen.fetch_max(n, Ordering::Relaxed);
         }
         let status = resp.status().as_u16();

@@ -5,7 +5,15 @@
 //! owns the append rules (one writer thread: expected versions, idempotency, chaining,
 //! group commit, poisoning), the projectors' catch-up and rebuild, and subscriptions; a
 //! backend only stores and reads.
+//!
+//! This crate is the layer above `dreamlog-core` (re-exported as [`core`]) and below
+//! everything else; [`error`] holds the errors every layer shares.
 
+#![warn(missing_docs)]
+#![deny(clippy::unwrap_used)]
+
+pub use dreamlog_core as core;
+pub mod error;
 mod faulty;
 // The key layout is RocksDB's (the in-memory log keeps its own maps).
 #[cfg(feature = "jetstream")]
