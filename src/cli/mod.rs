@@ -616,6 +616,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(*log).with_target(false).init();
             let config_path = config.as_deref();
+            #[cfg_attr(not(feature = "jetstream"), allow(unused_mut))]
             let mut config = match config {
                 Some(p) => crate::server::ServerConfig::load(p)?,
                 None => crate::server::ServerConfig::default(),
