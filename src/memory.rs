@@ -428,8 +428,7 @@ impl MemoryStores {
     /// `range` (`START:END`) of a file, in its JSON form (schemas/memory-view.schema.json):
     /// `{ok: true, store, path, until, state_hash, text}` or `{ok: false, error: {type,
     /// message}}` when the tool refuses. What `memory view` and `GET …/view` answer.
-    pub fn view(&self, name: &str, path: &str, at: &str, range: Option<&str>) -> Result<crate::service::MemoryView> {
-        use crate::service::MemoryView;
+    pub fn view(&self, name: &str, path: &str, at: &str, range: Option<&str>) -> Result<MemoryView> {
         self.require(name)?;
         let until = self.resolve_point(at)?;
         let (state, _) = self.state_until(name, until)?;
@@ -1276,5 +1275,75 @@ fn check_snapshot(
                 );
             }
         }
+    }
+}
+
+/// What a view shows (schemas/memory-view.schema.json).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemoryView {
+    /// A file's numbered lines, or a directory's listing (with every file below it).
+    Shown {
+        /// The store.
+        store: String,
+        /// The path shown.
+        path: String,
+        /// The view covers the log before this position.
+        until: u64,
+        /// The whole store's state hash.
+        state_hash: Digest,
+        /// The tool's text.
+        text: String,
+        /// For a directory: every file below it.
+        files: Option<Vec<String>>,
+    },
+    /// The tool refused (a bad or missing path): its class and text.
+    Refused {
+        /// The tool's error class.
+        kind: String,
+        /// The tool's text.
+        message: String,
+    },
+}
+
+impl MemoryView {
+    /// The JSON form.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            MemoryView::Shown { store, path, until, state_hash, text, files } => {
+                let mut v = serde_json::json!({"ok": true, "store": store, "path": path, "until": until,
+                                               "state_hash": state_hash, "text": text});
+                if let Some(f) = files {
+                    v["files"] = serde_json::json!(f);
+                }
+                v
+            }
+            MemoryView::Refused { kind, message } => {
+                serde_json::json!({"ok": false, "error": {"type": kind, "message": message}})
+            }
+        }
+    }
+
+    /// Reads the JSON form.
+    pub fn from_json(v: &serde_json::Value) -> Result<MemoryView> {
+        let bad = |what: &str| crate::error::Error::Remote {
+            status: 0,
+            kind: "response".into(),
+            message: format!("memory view: {what}"),
+        };
+        if v["ok"] == false {
+            return Ok(MemoryView::Refused {
+                kind: v["error"]["type"].as_str().unwrap_or("invalid").to_owned(),
+                message: v["error"]["message"].as_str().unwrap_or_default().to_owned(),
+            });
+        }
+        let text = |k: &str| v[k].as_str().map(str::to_owned).ok_or_else(|| bad(&format!("no {k}")));
+        Ok(MemoryView::Shown {
+            store: text("store")?,
+            path: text("path")?,
+            until: v["until"].as_u64().ok_or_else(|| bad("no until"))?,
+            state_hash: text("state_hash")?.parse()?,
+            text: text("text")?,
+            files: v["files"].as_array().map(|a| a.iter().filter_map(|p| p.as_str().map(str::to_owned)).collect()),
+        })
     }
 }

@@ -172,7 +172,7 @@ pub fn summarize_linked(id: &str, events: &[StoredEvent], link: Option<&SessionL
                 s.store = b.store.clone();
                 s.memory_state = b.memory_state.map(|h| h.to_hex());
                 timed = b.meta.as_ref().and_then(|m| m.to_value().get("times").cloned())
-                    != Some(serde_json::Value::String(crate::import::UNTIMED.into()));
+                    != Some(serde_json::Value::String(crate::core::body::UNTIMED.into()));
             }
             Body::Action(_) => s.steps += 1,
             Body::Message(_) => s.messages += 1,
@@ -197,7 +197,7 @@ pub fn summarize_linked(id: &str, events: &[StoredEvent], link: Option<&SessionL
 
 /// The latest `session.link` of a session, if any.
 pub fn link(store: &Store, id: &str) -> Result<Option<SessionLink>> {
-    let stream = crate::import::link_stream(id);
+    let stream = crate::core::streams::session_link(id);
     let Some(v) = store.stream_version(&stream)? else { return Ok(None) };
     Ok(store.read_stream(&stream, v, 1)?.into_iter().find_map(|e| match e.event.body {
         Body::SessionLink(l) => Some(l),

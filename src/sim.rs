@@ -15,12 +15,12 @@
 use serde_json::json;
 
 use crate::core::stats::SplitMix64;
+use crate::core::streams::session as session_stream;
 use crate::core::{
     Action, ActionStatus, Actor, Body, CanonicalJson, Criterion, Digest, Draft, Grade, GradeResult, SessionEnd,
     SessionStart,
 };
 use crate::error::Result;
-use crate::import::session_stream;
 use crate::memory::MemoryStores;
 use crate::store::{AppendBatch, ExpectedVersion};
 

@@ -23,12 +23,12 @@ use crate::core::dream::{Sources, Trial};
 use crate::core::evidence::{self, EvidenceConfig};
 use crate::core::evidence2::{self, EvidenceConfigV2};
 use crate::core::memory::{diff_states, MemoryDiff, MemoryState};
+use crate::core::streams::session as session_stream;
 use crate::core::{
     Actor, Body, CanonicalJson, Digest, Draft, Dream, EventId, Kind, LlmExchange, MemoryCommand, StoreFork,
 };
 use crate::error::{DreamError, LogError, MemoryError};
 use crate::error::{Error, Result};
-use crate::import::session_stream;
 use crate::memory::{stream_name, MemoryStores};
 use crate::store::{AppendBatch, Appended, ExpectedVersion, Store, StoredEvent};
 

@@ -133,9 +133,7 @@ pub fn detect(bytes: &[u8]) -> Option<Format> {
     None
 }
 
-/// `meta.times` of a `session.start` whose source has no timestamps: event times are
-/// step numbers (1, 2, …), not times.
-pub const UNTIMED: &str = "steps";
+pub use crate::core::body::UNTIMED;
 
 /// The stream of a session's `session.link` events.
 pub fn link_stream(session: &str) -> String {

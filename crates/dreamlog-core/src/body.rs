@@ -13,6 +13,10 @@ use super::kind::Kind;
 use super::validate::{check_name, check_store_name};
 use super::wire;
 
+/// `meta.times` of a `session.start` whose source has no timestamps: event times are
+/// step numbers (1, 2, …), not times.
+pub const UNTIMED: &str = "steps";
+
 /// `session.start`: a session begins.
 #[derive(Clone, PartialEq, Debug, Encode, Decode, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
