@@ -266,8 +266,10 @@ struct Ran {
 /// Runs `script` with bash in `dir`, in its own process group (recorded in `groups`, so
 /// what it leaves running in the background is stopped when the page ends). Output goes
 /// to a file, not a pipe: a server left in the background would hold a pipe open.
-fn run(dir: &Path, script: &str, groups: &mut Vec<u32>) -> Ran {
-    let out_path = dir.join(".doc-check-output");
+fn run(dir: &Path, script: &str, groups: &mut Groups) -> Ran {
+    // A file of its own: a process a command leaves running cannot write into the next
+    // command's output.
+    let out_path = dir.join(format!(".doc-check-output-{}", groups.0.len()));
     let out = File::create(&out_path).unwrap();
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_dreamlog"));
     let path = format!("{}:{}", bin.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
@@ -282,7 +284,7 @@ fn run(dir: &Path, script: &str, groups: &mut Vec<u32>) -> Ran {
     cmd.stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out).process_group(0);
     let start = Instant::now();
     let mut child = cmd.spawn().expect("bash");
-    groups.push(child.id());
+    groups.0.push(child.id());
     let code = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status.code();
@@ -298,10 +300,24 @@ fn run(dir: &Path, script: &str, groups: &mut Vec<u32>) -> Ran {
     Ran { code, output, took: start.elapsed() }
 }
 
+/// The process groups a page started: each killed when the page ends, however it ends
+/// (a panic included), so no server it left running outlives it.
+struct Groups(Vec<u32>);
+
+impl Drop for Groups {
+    fn drop(&mut self) {
+        for g in self.0.drain(..) {
+            kill_group(g);
+        }
+    }
+}
+
 /// SIGKILL to a process group. (`--` matters: procps' `kill -KILL -12345` reads `-1` as the
 /// process and `2345` as garbage, and `kill(-1)` is every process the user may signal.)
 fn kill_group(pgid: u32) {
-    assert!(pgid > 1, "not a process group of ours: {pgid}");
+    if pgid <= 1 {
+        return; // not a process group of ours
+    }
     let _ = Command::new("kill").args(["-s", "KILL", "--", &format!("-{pgid}")]).stderr(Stdio::null()).status();
 }
 
@@ -330,19 +346,24 @@ fn transcript(block: &Block) -> Vec<(usize, String, Vec<String>)> {
     out
 }
 
-/// Runs a page's blocks in a fresh scratch directory; the problems found.
-fn run_page(page: &Path, blocks: &[Block], took: &mut Vec<(String, Duration)>) -> Vec<String> {
+/// Runs a page's blocks in a fresh scratch directory, none once `deadline` has passed;
+/// the problems found.
+fn run_page(page: &Path, blocks: &[Block], took: &mut Vec<(String, Duration)>, deadline: Instant) -> Vec<String> {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
     std::fs::create_dir(dir.join("home")).unwrap();
     for name in ["tests", "tools", "schemas", "docs", "python", "src", "Cargo.toml"] {
         std::os::unix::fs::symlink(root().join(name), dir.join(name)).unwrap();
     }
-    let mut groups = Vec::new();
+    let mut groups = Groups(Vec::new());
     let mut problems = Vec::new();
     let start = Instant::now();
     for block in blocks.iter().filter(|b| b.runs() && b.skip.is_none()) {
         let at = format!("{}:{}", page.display(), block.line);
+        if Instant::now() > deadline {
+            problems.push(format!("{at}: not run: the doc check's budget of {BUDGET:?} is spent"));
+            break;
+        }
         if block.lines.iter().find(|l| !l.trim().is_empty()).is_some_and(|l| l.starts_with("$ ")) {
             for (offset, cmd, shown) in transcript(block) {
                 let ran = run(dir, &cmd, &mut groups);
@@ -378,9 +399,7 @@ fn run_page(page: &Path, blocks: &[Block], took: &mut Vec<(String, Duration)>) -
             }
         }
     }
-    for g in groups {
-        kill_group(g);
-    }
+    drop(groups);
     took.push((page.display().to_string(), start.elapsed()));
     problems
 }
@@ -388,7 +407,14 @@ fn run_page(page: &Path, blocks: &[Block], took: &mut Vec<(String, Duration)>) -
 #[test]
 fn every_command_in_the_docs_runs_and_prints_what_it_shows() {
     let only = std::env::var("DREAMLOG_DOCS_PAGE").ok();
+    if let Some(p) = &only {
+        assert!(
+            pages().iter().any(|q| q == Path::new(p)),
+            "DREAMLOG_DOCS_PAGE={p}: no such page (README.md or docs/…)"
+        );
+    }
     let start = Instant::now();
+    let deadline = start + BUDGET;
     let (mut problems, mut took, mut ran, mut skipped) = (Vec::new(), Vec::new(), 0, 0);
     for page in pages() {
         if only.as_deref().is_some_and(|p| Path::new(p) != page) {
@@ -414,7 +440,7 @@ fn every_command_in_the_docs_runs_and_prints_what_it_shows() {
         }
         if blocks.iter().any(|b| b.runs() && b.skip.is_none()) {
             eprintln!("doc check: {}", page.display());
-            problems.extend(run_page(&page, &blocks, &mut took));
+            problems.extend(run_page(&page, &blocks, &mut took, deadline));
         }
     }
     took.sort_by_key(|(_, t)| std::cmp::Reverse(*t));

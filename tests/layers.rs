@@ -27,16 +27,26 @@ fn an_upward_arrow_or_a_new_cycle_fails_the_check() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     std::fs::create_dir_all(src.join("server")).unwrap();
-    // The timeline (the library) naming the CLI: a lower layer names a higher one.
-    std::fs::write(src.join("timeline.rs"), "use crate::cli::main;\n// crate::server in a comment is not code\n")
-        .unwrap();
+    // The timeline (the library) naming the CLI and the server: a lower layer names a
+    // higher one — through a path, a brace group, and a name the crate root re-exports.
+    std::fs::write(src.join("lib.rs"), "pub use crate::server::{hash_token, serve};\n").unwrap();
+    std::fs::write(
+        src.join("timeline.rs"),
+        "use crate::{store::Store, cli::main as m};\nfn f() { crate::serve(); }\n// crate::watch in a comment is not code\n",
+    )
+    .unwrap();
+    // A module the layering does not know is named, not a crash.
+    std::fs::write(src.join("newmod.rs"), "use crate::store::Store;\n").unwrap();
     std::fs::write(src.join("cli.rs"), "use crate::timeline::x;\n").unwrap();
     // Two surfaces naming each other: a cycle the check has not recorded.
     std::fs::write(src.join("mcp.rs"), "use crate::server::y;\n").unwrap();
     std::fs::write(src.join("server/mod.rs"), "use crate::mcp::z;\n").unwrap();
     let (ok, text) = layers(Some(&src));
     assert!(!ok, "{text}");
-    assert!(text.contains("timeline (layer 3) uses cli (layer 6)"), "{text}");
+    assert!(text.contains("timeline (layer 3) uses cli (layer 6)"), "a brace group: {text}");
+    assert!(text.contains("timeline (layer 3) uses server (layer 5)"), "a re-exported name: {text}");
     assert!(text.contains("a new import cycle: mcp, server"), "{text}");
-    assert!(!text.contains("uses server"), "comments are not arrows: {text}");
+    assert!(text.contains("src/newmod: a module with no layer"), "{text}");
+    assert!(!text.contains("uses watch"), "comments are not arrows: {text}");
+    assert!(!text.contains("Traceback"), "{text}");
 }

@@ -827,6 +827,13 @@ fn idle_slow_and_unread_connections_are_closed_and_tails_capped() {
             .collect();
         assert_eq!(post(&c, &server.url("/v1/events"), None, &json!({"stream": "big", "events": events})).0, 200);
     }
+    let sent = || {
+        let text = c.get(server.url("/metrics")).send().unwrap().text().unwrap();
+        let line = text.lines().find(|l| l.starts_with("dreamlog_tail_events_sent_total ")).map(str::to_owned);
+        line.and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+            .expect("dreamlog_tail_events_sent_total")
+    };
+    let sent_before = sent();
     let mut unread = TcpStream::connect(&addr).unwrap();
     unread.write_all(b"GET /v1/tail?from=0 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     // Unread, its writes stall; past write_stall_timeout_secs the server closes it. The
@@ -848,6 +855,9 @@ fn idle_slow_and_unread_connections_are_closed_and_tails_capped() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(closed_within(&mut unread, std::time::Duration::from_secs(10)), "the unread tail's socket stayed open");
+    // It was a tail the server served (until its writes stalled), not a refused request
+    // closed for idling.
+    assert!(sent() > sent_before, "the tail was never served");
 
     // At most max_subscribers live tails.
     let a = c.get(server.url("/v1/tail?from=0&stream=none")).send().unwrap();

@@ -67,7 +67,43 @@ KNOWN_CYCLES = {
     ]
 }
 
-USE = re.compile(r"\bcrate::([a-z_][a-z0-9_]*)")
+USE = re.compile(r"\b(?:crate|super)::(\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}|[A-Za-z_][A-Za-z0-9_]*)")
+
+
+def reexports() -> dict:
+    """Names the crate root re-exports (`pub use crate::server::{serve, …}` in lib.rs):
+    `crate::serve` is an arrow to `server`."""
+    out = {}
+    lib = SRC / "lib.rs"
+    if not lib.exists():
+        return out
+    text = lib.read_text(encoding="utf-8")
+    for m in re.finditer(r"pub use crate::([a-z_][a-z0-9_]*)::(\{[^}]*\}|[A-Za-z_][A-Za-z0-9_]*)(?: as ([A-Za-z_][A-Za-z0-9_]*))?", text):
+        module, names, alias = m.group(1), m.group(2), m.group(3)
+        for n in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", names.strip("{}")):
+            out[n] = module
+        if alias:
+            out[alias] = module
+    return out
+
+
+def first_segments(group: str) -> list:
+    """The first path segment of each item of `{a::b, c, d::{e, f}}` (or of a plain name)."""
+    if not group.startswith("{"):
+        return [group]
+    inner, depth, item, items = group[1:-1], 0, "", []
+    for ch in inner:
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            items.append(item)
+            item = ""
+        else:
+            item += ch
+    items.append(item)
+    return [re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)", i).group(1) for i in items if re.match(r"\s*[A-Za-z_]", i)]
 
 
 def module_of(path: Path) -> str:
@@ -78,16 +114,23 @@ def module_of(path: Path) -> str:
 
 def graph() -> dict:
     arrows: dict = {}
+    names = reexports()
     for f in sorted(SRC.rglob("*.rs")):
         if f.name in ("lib.rs", "main.rs") and f.parent == SRC:
             continue
         me = module_of(f)
+        # `super::` in a top-level file (src/x.rs, src/x/mod.rs) is the crate root.
+        top = f.parent == SRC or (f.name == "mod.rs" and f.parent.parent == SRC)
         text = f.read_text(encoding="utf-8")
         # Doc comments name modules too; only code counts.
         code = "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("//"))
-        for m in USE.findall(code):
-            if m != me and m in LAYERS:
-                arrows.setdefault(me, set()).add(m)
+        for m in USE.finditer(code):
+            if m.group(0).startswith("super") and not top:
+                continue
+            for seg in first_segments(m.group(1)):
+                target = seg if seg in LAYERS else names.get(seg)
+                if target and target != me:
+                    arrows.setdefault(me, set()).add(target)
     return arrows
 
 
@@ -136,6 +179,8 @@ def main() -> int:
         if m not in LAYERS and m not in ("lib", "main"):
             problems.append(f"src/{m}: a module with no layer: give it one in tools/layers.py (and ARCHITECTURE.md)")
     for a, bs in sorted(arrows.items()):
+        if a not in LAYERS:
+            continue  # named above
         for b in sorted(bs):
             if LAYERS[b] > LAYERS[a] and (a, b) not in KNOWN_UPWARD:
                 problems.append(f"{a} (layer {LAYERS[a]}) uses {b} (layer {LAYERS[b]}): a lower layer names a higher one")

@@ -751,6 +751,15 @@ async fn create_dream(
     // The job writes as the caller who started it.
     let principal = tenant.principal.clone().unwrap_or_else(|| super::server_principal("anthropic"));
     tokio::task::spawn_blocking(move || {
+        // The job leaves the registry however it ends (a panic included): cancel and the
+        // dreamlog_dream_jobs_running gauge must not wait on a job that is gone.
+        struct Registered(Arc<AppState>, (String, String));
+        impl Drop for Registered {
+            fn drop(&mut self) {
+                self.0.dream_jobs.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.1);
+            }
+        }
+        let _registered = Registered(jobs, key);
         crate::store::principal::as_principal(principal, || {
             if let Err(e) = crate::managed::execute_dream(&tenant.svc, actor.clone(), &id, &plan, cancel) {
                 tracing::error!("dream {id}: {e}");
@@ -761,7 +770,6 @@ async fn create_dream(
                 }
             }
         });
-        jobs.dream_jobs.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
     });
     Ok(Json(dream_json(&record)))
 }
