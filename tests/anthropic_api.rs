@@ -198,12 +198,7 @@ fn the_official_sdk_runs_a_dream_to_completion_and_cancels_one_that_writes_nothi
     let store = out["store"].as_str().unwrap();
     // Wait for the job to end (the server counts the dreams it runs): it must have seen
     // the cancel and written nothing.
-    let running = || -> f64 {
-        let text = c.get(server.url("/metrics")).send().unwrap().text().unwrap();
-        let line =
-            text.lines().find(|l| l.starts_with("dreamlog_dream_jobs_running{")).expect("dreamlog_dream_jobs_running");
-        line.rsplit(' ').next().unwrap().parse().unwrap()
-    };
+    let running = || common::server::metric(&server, None, "dreamlog_dream_jobs_running{tenant=\"default\"}");
     let started = std::time::Instant::now();
     while running() > 0.0 {
         assert!(started.elapsed() < std::time::Duration::from_secs(60), "the canceled dream's job never ended");

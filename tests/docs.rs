@@ -275,11 +275,7 @@ fn run(dir: &Path, script: &str, groups: &mut Groups) -> Ran {
     let path = format!("{}:{}", bin.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
     let mut cmd = Command::new("bash");
     cmd.arg("-euo").arg("pipefail").arg("-c").arg(script).current_dir(dir);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("DREAMLOG_") {
-            cmd.env_remove(k);
-        }
-    }
+    without_dreamlog_env(&mut cmd);
     cmd.env("PATH", path).env("HOME", dir.join("home")).env("NO_COLOR", "1");
     cmd.stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out).process_group(0);
     let start = Instant::now();
@@ -298,6 +294,16 @@ fn run(dir: &Path, script: &str, groups: &mut Groups) -> Ran {
     };
     let output = String::from_utf8_lossy(&std::fs::read(&out_path).unwrap()).into_owned();
     Ran { code, output, took: start.elapsed() }
+}
+
+/// Clears every DREAMLOG_* variable of this process from `cmd`'s environment (the docs
+/// show commands as a new user runs them; clap's help would show their values).
+fn without_dreamlog_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("DREAMLOG_") {
+            cmd.env_remove(k);
+        }
+    }
 }
 
 /// The process groups a page started: each killed when the page ends, however it ends
@@ -488,11 +494,7 @@ fn check_generated(page: &str, generated: &str) {
 fn help(args: &[&str]) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dreamlog"));
     cmd.args(args).arg("--help");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("DREAMLOG_") {
-            cmd.env_remove(k);
-        }
-    }
+    without_dreamlog_env(&mut cmd);
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "dreamlog {} --help: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()

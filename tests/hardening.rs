@@ -208,7 +208,7 @@ fn the_tails_share_a_byte_budget_and_a_dropped_tail_is_told_where_to_resume() {
     let slow = open();
     // Wait, by the server's own count, until the slow tail has stopped being sent events
     // (its sockets are full) for longer than a tail may idle before the budget drops it.
-    let sent = || metric(&c, &server, "dreamlog_tail_events_sent_total");
+    let sent = || common::server::metric(&server, None, "dreamlog_tail_events_sent_total");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let (mut last, mut still) = (sent(), std::time::Instant::now());
     while still.elapsed() < std::time::Duration::from_millis(1500) {
@@ -224,7 +224,7 @@ fn the_tails_share_a_byte_budget_and_a_dropped_tail_is_told_where_to_resume() {
     // order is proven in `tests/store.rs`); which tails hold events when their sockets
     // fill is up to timing, so open more until one is dropped, then find it by its error.
     let mut tails = vec![slow];
-    while metric(&c, &server, "dreamlog_tails_dropped_total") < 1.0 {
+    while common::server::metric(&server, None, "dreamlog_tails_dropped_total") < 1.0 {
         assert!(std::time::Instant::now() < deadline, "no tail was dropped with {} open", tails.len());
         if tails.len() < 48 {
             tails.push(open());
@@ -268,17 +268,6 @@ fn the_tails_share_a_byte_budget_and_a_dropped_tail_is_told_where_to_resume() {
     let r = client().get(server.url(&format!("/v1/tail?from={at}"))).send().unwrap();
     let got = common::server::read_sse(r, 3);
     assert_eq!(got.iter().map(|(p, _)| *p).collect::<Vec<_>>(), (at..at + 3).collect::<Vec<u64>>());
-}
-
-/// One unlabelled sample of the server's `GET /metrics`.
-fn metric(c: &reqwest::blocking::Client, server: &Server, name: &str) -> f64 {
-    let text = c.get(server.url("/metrics")).send().unwrap().text().unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("no metric {name} in {text}"))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// Issue 30.6: the name rules are for new events. An export holding events written before

@@ -827,30 +827,20 @@ fn idle_slow_and_unread_connections_are_closed_and_tails_capped() {
             .collect();
         assert_eq!(post(&c, &server.url("/v1/events"), None, &json!({"stream": "big", "events": events})).0, 200);
     }
-    let sent = || {
-        let text = c.get(server.url("/metrics")).send().unwrap().text().unwrap();
-        let line = text.lines().find(|l| l.starts_with("dreamlog_tail_events_sent_total ")).map(str::to_owned);
-        line.and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
-            .expect("dreamlog_tail_events_sent_total")
-    };
+    let sent = || common::server::metric(&server, None, "dreamlog_tail_events_sent_total");
     let sent_before = sent();
     let mut unread = TcpStream::connect(&addr).unwrap();
     unread.write_all(b"GET /v1/tail?from=0 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     // Unread, its writes stall; past write_stall_timeout_secs the server closes it. The
     // server's own count of live tails says when (reading it here would unstall it).
-    let subscribers = || {
-        let text = c.get(server.url("/metrics")).send().unwrap().text().unwrap();
-        let line = text.lines().find(|l| l.starts_with("dreamlog_subscribers ")).map(str::to_owned);
-        line.and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
-            .expect("dreamlog_subscribers")
-    };
+    let subscribers = || common::server::metric(&server, None, "dreamlog_subscribers");
     let opened = std::time::Instant::now();
     // (It opens at once; should it close between two samples, the socket check below
     // still holds.)
-    while subscribers() == 0 && opened.elapsed() < std::time::Duration::from_secs(5) {
+    while subscribers() == 0.0 && opened.elapsed() < std::time::Duration::from_secs(5) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    while subscribers() > 0 {
+    while subscribers() > 0.0 {
         assert!(opened.elapsed() < std::time::Duration::from_secs(30), "an unread tail stayed open");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
@@ -897,14 +887,12 @@ fn tokens_rotate_on_sighup_without_a_restart() {
     std::fs::write(&cfg, config(json!([token("t", "new-secret"), token("other", "x")]))).unwrap();
     server.signal("HUP");
     // The server counts each reload's outcome once it is in force.
-    let reloads = |result: &str| -> f64 {
-        let (status, text) = {
-            let r = c.get(server.url("/metrics")).bearer_auth("new-secret").send().unwrap();
-            (r.status().as_u16(), r.text().unwrap())
-        };
-        assert_eq!(status, 200, "{text}");
-        let key = format!("dreamlog_config_reloads_total{{result=\"{result}\"}} ");
-        text.lines().find_map(|l| l.strip_prefix(key.as_str())).expect("the reload counter").trim().parse().unwrap()
+    let reloads = |result: &str| {
+        common::server::metric(
+            &server,
+            Some("new-secret"),
+            &format!("dreamlog_config_reloads_total{{result=\"{result}\"}}"),
+        )
     };
     let refused = std::time::Instant::now();
     while reloads("refused") < 1.0 {

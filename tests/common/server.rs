@@ -82,6 +82,25 @@ impl Drop for Server {
     }
 }
 
+/// One sample of the server's `GET /metrics`: `name` with its labels as printed (e.g.
+/// `dreamlog_subscribers` or `dreamlog_config_reloads_total{result="refused"}`).
+pub fn metric(server: &Server, token: Option<&str>, name: &str) -> f64 {
+    let mut req = client().get(server.url("/metrics"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().unwrap();
+    assert_eq!(status, 200, "GET /metrics: {text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no metric {name} in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap()
 }
