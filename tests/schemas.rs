@@ -485,8 +485,10 @@ fn cli_errors_under_json_are_json_on_stderr() {
     let event = r#"{"kind":"note","actor":"agent:a","body":{"type":"t","json":1}}"#;
     common::ok(&common::dreamlog_on(&db, &["append", "--stream", "s"], Some(event)));
     let v = validator("cli-error.schema.json");
+    // A full id no event has: a short prefix could match the timed event above by chance.
+    let unknown = "0".repeat(64);
     for (args, kind, code) in [
-        (vec!["--json", "show", "00ff"], "not_found", 3),
+        (vec!["--json", "show", unknown.as_str()], "not_found", 3),
         (vec!["--json", "memory", "view", "nope", "/memories"], "not_found", 3),
         (vec!["--json", "append", "--stream", "a//b"], "invalid_request", 2),
     ] {
@@ -500,6 +502,6 @@ fn cli_errors_under_json_are_json_on_stderr() {
         );
         assert!(out.stdout.is_empty(), "{args:?}");
     }
-    let people = common::dreamlog_on(&db, &["show", "00ff"], None);
+    let people = common::dreamlog_on(&db, &["show", &unknown], None);
     assert!(String::from_utf8_lossy(&people.stderr).starts_with("error: "));
 }

@@ -412,10 +412,11 @@ fn the_cli_prints_the_same_embedded_and_remote() {
     // A command citing its evidence, and one whose precondition fails: the same both ways.
     let insert = r#"{"command":"insert","path":"/memories/a.md","insert_line":0,"insert_text":"zero"}"#;
     let stale = "0".repeat(64);
+    let unknown = "f".repeat(64);
     for args in [
         vec!["memory", "apply", "s", "--cause", &id[..10], insert],
         vec!["memory", "apply", "s", "--precondition", &stale, insert],
-        vec!["memory", "apply", "s", "--cause", "ffff", insert],
+        vec!["memory", "apply", "s", "--cause", &unknown, insert],
     ] {
         let (a, b) = (e(&args, None), r(&args, None));
         assert_eq!((a.0, &a.1), (b.0, &b.1), "{args:?}\nembedded stderr: {}\nremote stderr: {}", a.2, b.2);
