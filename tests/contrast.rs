@@ -19,8 +19,13 @@ fn sessions(rel: &str) -> Vec<dreamlog::core::dream::Trial> {
     let path = common::data(rel);
     let bytes = std::fs::read(&path).unwrap();
     let format = import::detect(&bytes).unwrap();
-    import::write(&Local::over(&store), import::parse(format, path.to_str().unwrap(), &bytes).unwrap(), None, |_| {})
-        .unwrap();
+    dreamlog::service::import_sessions(
+        &Local::over(&store),
+        import::parse(format, path.to_str().unwrap(), &bytes).unwrap(),
+        None,
+        |_| {},
+    )
+    .unwrap();
     let dreams = Dreams::new(MemoryStores::new(store.clone()));
     let trials = dreams.collect(0, store.len(), true).unwrap().trials;
     assert!(!trials.is_empty());

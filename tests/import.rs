@@ -19,7 +19,7 @@ fn import_file(store: &dreamlog::Store, rel: &str) -> import::ImportCounts {
     let bytes = std::fs::read(&path).unwrap();
     let format = import::detect(&bytes).expect("format detected");
     let sessions = import::parse(format, path.to_str().unwrap(), &bytes).unwrap();
-    import::write(&dreamlog::service::Local::over(store), sessions, None, |_| {}).unwrap()
+    dreamlog::service::import_sessions(&dreamlog::service::Local::over(store), sessions, None, |_| {}).unwrap()
 }
 
 const TAU: &str = "tau-bench/gpt-4o-airline.tasks-00-24.json";
@@ -174,7 +174,7 @@ fn import_fixture(store: &dreamlog::Store, rel: &str) -> import::ImportCounts {
     let path = fixture(rel);
     let bytes = std::fs::read(&path).unwrap();
     let format = import::detect(&bytes).expect("format detected");
-    import::write(
+    dreamlog::service::import_sessions(
         &dreamlog::service::Local::over(store),
         import::parse(format, path.to_str().unwrap(), &bytes).unwrap(),
         None,
@@ -354,7 +354,13 @@ fn a_session_is_its_content_not_where_its_file_lay_nor_the_store_state() {
     let bytes = std::fs::read(&path).unwrap();
     let sessions = import::parse(Format::TauBench, path.to_str().unwrap(), &bytes).unwrap();
     let hash = dreamlog::Digest::of(b"another state");
-    let again = import::write(&dreamlog::service::Local::over(&store), sessions, Some(("live", hash)), |_| {}).unwrap();
+    let again = dreamlog::service::import_sessions(
+        &dreamlog::service::Local::over(&store),
+        sessions,
+        Some(("live", hash)),
+        |_| {},
+    )
+    .unwrap();
     assert_eq!((again.sessions, again.grown, again.already_present), (0, 0, 100));
     assert_eq!(store.len(), len, "nothing written");
     // The link beside each session records where it came from (the first import's path).
@@ -366,7 +372,13 @@ fn a_session_is_its_content_not_where_its_file_lay_nor_the_store_state() {
     let dir2 = tempdir().unwrap();
     let store2 = common::open(dir2.path());
     let sessions = import::parse(Format::TauBench, path.to_str().unwrap(), &bytes).unwrap();
-    import::write(&dreamlog::service::Local::over(&store2), sessions, Some(("live", hash)), |_| {}).unwrap();
+    dreamlog::service::import_sessions(
+        &dreamlog::service::Local::over(&store2),
+        sessions,
+        Some(("live", hash)),
+        |_| {},
+    )
+    .unwrap();
     let a = session_of(&store, "tau-bench/gpt-4o-airline.tasks-00-24/task-3/trial-2");
     let b = session_of(&store2, "tau-bench/gpt-4o-airline.tasks-00-24/task-3/trial-2");
     assert_eq!(a.iter().map(|e| e.id()).collect::<Vec<_>>(), b.iter().map(|e| e.id()).collect::<Vec<_>>());
@@ -389,11 +401,13 @@ fn a_transcript_that_grew_appends_its_new_events_and_one_changed_in_its_middle_i
         import::parse(Format::ClaudeCode, "/w/5d0c9a3e-7b1f-4c2a-9e4d-2f6b8a1c0d93.jsonl", text.as_bytes()).unwrap()
     };
     let id = "claude-code/5d0c9a3e-7b1f-4c2a-9e4d-2f6b8a1c0d93";
-    let c = import::write(&dreamlog::service::Local::over(&store), parse(&cut), None, |_| {}).unwrap();
+    let c =
+        dreamlog::service::import_sessions(&dreamlog::service::Local::over(&store), parse(&cut), None, |_| {}).unwrap();
     assert_eq!(c.sessions, 1);
     let before = session_of(&store, id);
     // The session ran on: the same file, longer, appends the new events as one batch.
-    let grown = import::write(&dreamlog::service::Local::over(&store), parse(&full), None, |_| {}).unwrap();
+    let grown = dreamlog::service::import_sessions(&dreamlog::service::Local::over(&store), parse(&full), None, |_| {})
+        .unwrap();
     assert_eq!((grown.sessions, grown.grown, grown.already_present), (0, 1, 0));
     let after = session_of(&store, id);
     assert!(after.len() > before.len());
@@ -401,7 +415,7 @@ fn a_transcript_that_grew_appends_its_new_events_and_one_changed_in_its_middle_i
     // Views show the latest end, and the whole transcript's messages.
     let fresh = tempdir().unwrap();
     let store2 = common::open(fresh.path());
-    import::write(&dreamlog::service::Local::over(&store2), parse(&full), None, |_| {}).unwrap();
+    dreamlog::service::import_sessions(&dreamlog::service::Local::over(&store2), parse(&full), None, |_| {}).unwrap();
     let whole = session_of(&store2, id);
     let (s_grown, s_whole) = (dreamlog::sessions::summarize(id, &after), dreamlog::sessions::summarize(id, &whole));
     assert_eq!((s_grown.messages, s_grown.steps, &s_grown.status), (s_whole.messages, s_whole.steps, &s_whole.status));
@@ -414,13 +428,16 @@ fn a_transcript_that_grew_appends_its_new_events_and_one_changed_in_its_middle_i
     // Importing it again is "already present"; an edit in the middle is refused.
     let len = store.len();
     assert_eq!(
-        import::write(&dreamlog::service::Local::over(&store), parse(&full), None, |_| {}).unwrap().already_present,
+        dreamlog::service::import_sessions(&dreamlog::service::Local::over(&store), parse(&full), None, |_| {})
+            .unwrap()
+            .already_present,
         1
     );
     let edited = full.replacen("Let me", "Let us", 1);
     assert_ne!(edited, full);
-    let err =
-        import::write(&dreamlog::service::Local::over(&store), parse(&edited), None, |_| {}).unwrap_err().to_string();
+    let err = dreamlog::service::import_sessions(&dreamlog::service::Local::over(&store), parse(&edited), None, |_| {})
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("changed in its middle"), "{err}");
     assert_eq!(store.len(), len, "nothing written");
     assert!(store.verify(|_| ()).unwrap().is_clean());
@@ -445,7 +462,8 @@ fn sessions_imported_before_session_link_are_still_recognised() {
     store.append(dreamlog::AppendBatch { events: old.events, ..Default::default() }).unwrap();
     let len = store.len();
     let sessions = import::parse(Format::SweAgent, path.to_str().unwrap(), &bytes).unwrap();
-    let c = import::write(&dreamlog::service::Local::over(&store), sessions, None, |_| {}).unwrap();
+    let c =
+        dreamlog::service::import_sessions(&dreamlog::service::Local::over(&store), sessions, None, |_| {}).unwrap();
     assert_eq!((c.sessions, c.grown, c.already_present), (0, 0, 1));
     assert_eq!(store.len(), len);
 }
@@ -488,7 +506,7 @@ fn harbor_claude_code_sub_agents_are_apart_and_the_main_session_has_its_own_mode
     std::fs::write(&path, traj.to_string()).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     let parsed = import::parse(Format::Atif, path.to_str().unwrap(), &bytes).unwrap();
-    let c = import::write(&dreamlog::service::Local::over(&store), parsed, None, |_| {}).unwrap();
+    let c = dreamlog::service::import_sessions(&dreamlog::service::Local::over(&store), parsed, None, |_| {}).unwrap();
     assert_eq!((c.sessions, c.actions), (3, 3));
     let main = session_of(&store, "atif/cc-1");
     let s = dreamlog::sessions::summarize("atif/cc-1", &main);
@@ -524,12 +542,16 @@ fn runs_imported_by_an_earlier_importer_are_present_on_reimport() {
     }
     assert!(dropped > 40, "the file has environment assertions ({dropped})");
     let local = dreamlog::service::Local::over(&store);
-    let first = import::write(&local, older, None, |_| {}).unwrap();
+    let first = dreamlog::service::import_sessions(&local, older, None, |_| {}).unwrap();
     assert_eq!(first.sessions, 40);
     let len = store.len();
-    let again =
-        import::write(&local, import::parse(Format::Tau2, path.to_str().unwrap(), &bytes).unwrap(), None, |_| {})
-            .unwrap();
+    let again = dreamlog::service::import_sessions(
+        &local,
+        import::parse(Format::Tau2, path.to_str().unwrap(), &bytes).unwrap(),
+        None,
+        |_| {},
+    )
+    .unwrap();
     assert_eq!((again.sessions, again.grown, again.already_present), (0, 0, 40));
     assert_eq!(store.len(), len, "nothing written");
     // Harbor: the rubric by task.
@@ -543,11 +565,15 @@ fn runs_imported_by_an_earlier_importer_are_present_on_reimport() {
             }
         }
     }
-    import::write(&local, older, None, |_| {}).unwrap();
+    dreamlog::service::import_sessions(&local, older, None, |_| {}).unwrap();
     let len = store.len();
-    let again =
-        import::write(&local, import::parse(Format::Atif, harbor.to_str().unwrap(), &hb).unwrap(), None, |_| {})
-            .unwrap();
+    let again = dreamlog::service::import_sessions(
+        &local,
+        import::parse(Format::Atif, harbor.to_str().unwrap(), &hb).unwrap(),
+        None,
+        |_| {},
+    )
+    .unwrap();
     assert_eq!((again.sessions, again.grown), (0, 0), "{again:?}");
     assert_eq!(store.len(), len);
 }

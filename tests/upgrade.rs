@@ -28,8 +28,13 @@ fn make_fixture() {
     let bytes = std::fs::read(&file).unwrap();
     let sessions = dreamlog::import::parse(dreamlog::import::Format::Tau2, "tau2-bench/airline.json", &bytes).unwrap();
     let hash = mem.state("support").unwrap().0.state_hash();
-    dreamlog::import::write(&dreamlog::service::Local::over(&store), sessions, Some(("support", hash)), |_| {})
-        .unwrap();
+    dreamlog::service::import_sessions(
+        &dreamlog::service::Local::over(&store),
+        sessions,
+        Some(("support", hash)),
+        |_| {},
+    )
+    .unwrap();
     let mut agent = ApplyOptions::by(Actor::Agent("gpt-4.1".into()));
     agent.session = Some("01d73d39-04a0-47d4-9cb3-db034e1e3d72".into());
     let create = MemoryCommand::Create {

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use super::{progress_bar, stdout_line, Cli, ImportArgs};
 use crate::error::{Error, Result};
 use crate::error::{LogError, MemoryError};
-use crate::exchange;
 use crate::import::{self, Format};
 use crate::service::{MemoryView, Service, ViewQuery};
 
@@ -259,7 +258,7 @@ fn import_one(
     match parsed {
         import::Parsed::Export(bytes) => {
             let bytes = std::sync::Arc::new(bytes);
-            let report = exchange::import(
+            let report = crate::service::import_export(
                 sink,
                 file,
                 || Ok(Box::new(io::Cursor::new(bytes.as_ref().clone())) as Box<dyn BufRead>),
@@ -285,7 +284,7 @@ fn import_one(
             if format.is_none() && !cli.json {
                 eprintln!("{file}: detected {}", chosen.name());
             }
-            let counts = import::write(sink, sessions, memory, |n| bar.set_position(n))?;
+            let counts = crate::service::import_sessions(sink, sessions, memory, |n| bar.set_position(n))?;
             bar.finish_and_clear();
             if cli.json {
                 let mut v = serde_json::to_value(&counts).unwrap_or_default();

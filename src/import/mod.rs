@@ -19,6 +19,7 @@
 mod atif;
 mod claude_code;
 mod inspect;
+pub mod otlp;
 mod swe;
 mod tau;
 
@@ -107,7 +108,7 @@ pub fn detect(bytes: &[u8]) -> Option<Format> {
             if v.get("sessionId").is_some() && v.get("type").is_some() {
                 return Some(Format::ClaudeCode);
             }
-            if v.as_object().is_some_and(crate::otlp::is_request) {
+            if v.as_object().is_some_and(otlp::is_request) {
                 return Some(Format::Otlp);
             }
             if v.get("type").and_then(Value::as_str) != Some("summary") {
@@ -115,7 +116,7 @@ pub fn detect(bytes: &[u8]) -> Option<Format> {
             }
         }
         let v: Value = serde_json::from_slice(bytes).ok()?;
-        if v.as_object().is_some_and(crate::otlp::is_request) {
+        if v.as_object().is_some_and(otlp::is_request) {
             return Some(Format::Otlp);
         }
         if v.get("simulations").is_some() && v.get("tasks").is_some() {
@@ -435,7 +436,7 @@ pub fn parse(format: Format, file: &str, bytes: &[u8]) -> Result<Vec<SessionEven
         Format::SweAgent => json(swe::parse),
         Format::Atif => json(atif::parse),
         Format::ClaudeCode => claude_code::parse(file, bytes),
-        Format::Otlp => crate::otlp::parse_file(file, bytes),
+        Format::Otlp => otlp::parse_file(file, bytes),
         Format::Inspect => inspect::parse(file, bytes),
         Format::Dreamlog => Err(bad(file, "/", "a dreamlog export is imported with `dreamlog import dreamlog`")),
     }?;
@@ -479,122 +480,14 @@ pub fn undetected_reason(file: &str, bytes: &[u8]) -> Error {
 /// Why a changed session is refused.
 const APPEND_ONLY: &str = "a run's record only grows (it is append-only), so this import is refused";
 
-/// What importing one session appends.
-enum Plan {
+/// What importing one session appends (written by `service::import_sessions`).
+pub(crate) enum Plan {
     /// Nothing: the session is stored as it is in the file.
     Present,
     /// A new session (with its `session.link`).
     New(AppendBatch),
     /// A stored session's new events.
     Grow(AppendBatch),
-}
-
-/// Writes parsed sessions: every session is checked against the store first (a file is
-/// all or nothing), then each new or grown session is appended as one atomic batch.
-/// `memory` is the store (and its state hash) the sessions ran with, recorded in each new
-/// session's `session.link` with the session's source.
-pub fn write(
-    sink: &dyn crate::service::Service,
-    sessions: Vec<SessionEvents>,
-    memory: Option<(&str, crate::core::Digest)>,
-    mut progress: impl FnMut(u64),
-) -> Result<ImportCounts> {
-    let mut counts = ImportCounts::default();
-    let mut starts: std::collections::HashMap<String, crate::core::EventId> = Default::default();
-    let mut plans = Vec::with_capacity(sessions.len());
-    // Which sessions are stored at all, asked in bulk (a page of streams a request): only
-    // those are read whole.
-    let mut exists: Vec<bool> = Vec::with_capacity(sessions.len());
-    for page in sessions.chunks(crate::service::PAGE) {
-        let streams: Vec<String> = page.iter().map(|s| session_stream(&s.session)).collect();
-        let (_, heads) = sink.lookup(&crate::service::LookupRequest { ids: Vec::new(), streams })?;
-        exists.extend(heads.iter().map(Option::is_some));
-    }
-    for (s, exists) in sessions.into_iter().zip(exists) {
-        for d in &s.events {
-            match &d.body {
-                Body::Action(_) => counts.actions += 1,
-                Body::Grade(_) => counts.grades += 1,
-                Body::Message(_) => counts.messages += 1,
-                _ => {}
-            }
-        }
-        let parent_start = match &s.parent {
-            Some(p) => match starts.get(p) {
-                Some(id) => Some(*id),
-                None => {
-                    let q = crate::service::EventsQuery {
-                        limit: Some(1),
-                        stream: Some(session_stream(p)),
-                        ..Default::default()
-                    };
-                    match sink.events(&q) {
-                        Ok(first) => first.first().map(|e| e.id()),
-                        Err(Error::NotFound(_)) | Err(Error::Remote { status: 404, .. }) => None,
-                        Err(e) => return Err(e),
-                    }
-                }
-            },
-            None => None,
-        };
-        let stored = if exists { sink.stream_events(&session_stream(&s.session))? } else { Vec::new() };
-        let session = s.session.clone();
-        let (plan, start) = plan_session(s, stored, parent_start, memory)?;
-        starts.insert(session, start);
-        plans.push(plan);
-    }
-    // New sessions go in together, several to an atomic batch (each session whole in
-    // one), up to the sink's batch limit; grown sessions and sub-agents (whose start
-    // cites a stored event) on their own.
-    let limit = sink.info().map(|i| i.max_batch).unwrap_or(1000).clamp(1, MERGE_EVENTS);
-    let mut merged = AppendBatch::default();
-    let mut sizes: Vec<usize> = Vec::new();
-    let flush = |merged: &mut AppendBatch, sizes: &mut Vec<usize>, counts: &mut ImportCounts| -> Result<()> {
-        if sizes.is_empty() {
-            return Ok(());
-        }
-        let appended = sink.append_batch(std::mem::take(merged))?;
-        let mut at = 0;
-        for n in sizes.drain(..) {
-            if appended[at..(at + n).min(appended.len())].iter().all(|a| a.existed) {
-                counts.already_present += 1;
-            } else {
-                counts.sessions += 1;
-            }
-            at += n;
-        }
-        Ok(())
-    };
-    for (i, plan) in plans.into_iter().enumerate() {
-        match plan {
-            Plan::Present => counts.already_present += 1,
-            Plan::New(batch)
-                if batch.events.len() < limit && batch.events.first().is_some_and(|d| d.causes.is_empty()) =>
-            {
-                if merged.events.len() + batch.events.len() > limit {
-                    flush(&mut merged, &mut sizes, &mut counts)?;
-                }
-                sizes.push(batch.events.len());
-                merged.events.extend(batch.events);
-                merged.expectations.extend(batch.expectations);
-            }
-            Plan::New(batch) => {
-                flush(&mut merged, &mut sizes, &mut counts)?;
-                match sink.append_batch(batch)? {
-                    a if a.iter().all(|a| a.existed) => counts.already_present += 1,
-                    _ => counts.sessions += 1,
-                }
-            }
-            Plan::Grow(batch) => {
-                flush(&mut merged, &mut sizes, &mut counts)?;
-                sink.append_batch(batch)?;
-                counts.grown += 1;
-            }
-        }
-        progress(i as u64 + 1);
-    }
-    flush(&mut merged, &mut sizes, &mut counts)?;
-    Ok(counts)
 }
 
 /// Whether a stored grade is what an earlier importer wrote of the parsed one: the same
@@ -611,11 +504,11 @@ fn older_grade(stored: &crate::core::Grade, parsed: &crate::core::Grade) -> bool
 }
 
 /// Most events of new sessions appended together in one batch.
-const MERGE_EVENTS: usize = 1000;
+pub(crate) const MERGE_EVENTS: usize = 1000;
 
 /// Compares a parsed session with what the store holds of it; returns what to append and
 /// the id of the session's start event.
-fn plan_session(
+pub(crate) fn plan_session(
     s: SessionEvents,
     stored: Vec<crate::store::StoredEvent>,
     parent_start: Option<crate::core::EventId>,
@@ -757,7 +650,7 @@ fn grow_after(
 pub enum Parsed {
     /// Sessions of an agent-run format.
     Sessions(Format, Vec<SessionEvents>),
-    /// A dreamlog export (imported by [`crate::exchange::import`]).
+    /// A dreamlog export (imported by [`crate::service::import_export`]).
     Export(Vec<u8>),
 }
 

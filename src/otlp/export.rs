@@ -13,9 +13,9 @@ use std::io::Write;
 
 use serde_json::{json, Value};
 
-use super::assemble::{EVENT_ATTR, SEQ_ATTR};
 use crate::core::{ActionStatus, Body, EventId};
 use crate::error::{Error, Result};
+use crate::import::otlp::{EVENT_ATTR, SEQ_ATTR};
 use crate::service::Service;
 use crate::store::StoredEvent;
 

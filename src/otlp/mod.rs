@@ -1,38 +1,21 @@
-//! OpenTelemetry in and out: OTLP requests (protobuf or JSON) read into spans and log
-//! records (`model.rs`, `proto.rs`), a trace assembled into a session under the GenAI
-//! semantic conventions (`assemble.rs`), and sessions written back as OTLP/JSON
-//! (`export.rs`).
+//! OpenTelemetry live: the receiver of OTLP requests (`receiver.rs`) and sessions written
+//! back as OTLP/JSON (`export.rs`). Reading OTLP — requests into spans and log records,
+//! a trace assembled into a session under the GenAI semantic conventions — is an
+//! importer's work (`crate::import::otlp`), shared by `dreamlog import` of OTLP files and
+//! the receiver.
 //!
 //! The receiver (`POST /v1/traces`, `/v1/logs`) records each request whole as a `note`
 //! of type [`RAW_NOTE`] on the stream [`RAW_STREAM`] before it answers; sessions are a
 //! projection of those notes ([`Assembler`]), so a span that arrives late or a trace
 //! that never completes loses nothing that was acknowledged.
 
-mod assemble;
 mod export;
-mod model;
-pub mod proto;
 mod receiver;
 
-pub use assemble::{assemble, by_trace, is_session, session_id, source_key, Prior, Trace, SEMCONV_VERSION};
-pub use export::{export_sessions, ExportSelection};
-pub use model::{is_request, read_file, read_request, Attributes, LogRecord, Origin, Span, SpanEvent, Telemetry};
-pub use proto::{
-    logs_request_to_json, trace_request_to_json, ExportLogsServiceRequest, ExportTraceServiceRequest, RpcStatus,
+pub use crate::import::otlp::{
+    assemble, by_trace, is_request, is_session, logs_request_to_json, proto, read_file, read_request, session_id,
+    source_key, trace_request_to_json, Attributes, ExportLogsServiceRequest, ExportTraceServiceRequest, LogRecord,
+    Origin, Prior, RpcStatus, Span, SpanEvent, Telemetry, Trace, SEMCONV_VERSION,
 };
+pub use export::{export_sessions, ExportSelection};
 pub use receiver::{decode_request, record, Assembler, Pass, Signal, RAW_NOTE, RAW_STREAM};
-
-/// Sessions of an OTLP/JSON file (one request, or JSON Lines of them): every trace that
-/// holds a session, assembled whole. `source` names the file in each `session.link`.
-pub fn parse_file(file: &str, bytes: &[u8]) -> crate::error::Result<Vec<crate::import::SessionEvents>> {
-    let telemetry = read_file(file, bytes)?;
-    let (traces, _) = by_trace(telemetry);
-    let mut sessions: Vec<crate::import::SessionEvents> =
-        crate::import::in_parallel(traces, |t| assemble(&t, None, &format!("otlp:{file}[trace {}]", t.trace_id)))
-            .into_iter()
-            .flatten()
-            .collect();
-    // Sub-agents after the sessions they belong to, so they can cite them.
-    sessions.sort_by_key(|s| s.parent.is_some());
-    Ok(sessions)
-}

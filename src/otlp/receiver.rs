@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use prost::Message as _;
 use serde_json::{json, Value};
 
-use super::assemble::{assemble, by_trace, session_id, Prior};
-use super::model::{read_request, Telemetry};
-use super::proto::{logs_request_to_json, trace_request_to_json, ExportLogsServiceRequest, ExportTraceServiceRequest};
 use crate::core::{Actor, Body, CanonicalJson, Draft, Note};
 use crate::error::{Error, Result};
+use crate::import::otlp::{
+    assemble, by_trace, logs_request_to_json, read_request, session_id, trace_request_to_json,
+    ExportLogsServiceRequest, ExportTraceServiceRequest, Prior, Telemetry,
+};
 use crate::import::SessionEvents;
 use crate::service::{EventsQuery, Service};
 use crate::store::AppendBatch;
@@ -305,12 +306,12 @@ impl Assembler {
             }
         }
         let together: Vec<SessionEvents> = sessions.iter().map(|(_, s)| s.clone()).collect();
-        match crate::import::write(svc, together, None, |_| {}) {
+        match crate::service::import_sessions(svc, together, None, |_| {}) {
             Ok(c) => pass.written += c.sessions + c.grown,
             Err(e) if matches!(e.class(), ErrorClass::Unavailable | ErrorClass::Internal) => return Err(e),
             Err(_) => {
                 for (trace_id, s) in sessions {
-                    match crate::import::write(svc, vec![s], None, |_| {}) {
+                    match crate::service::import_sessions(svc, vec![s], None, |_| {}) {
                         Ok(c) => pass.written += c.sessions + c.grown,
                         Err(e) if matches!(e.class(), ErrorClass::Unavailable | ErrorClass::Internal) => return Err(e),
                         // Someone else wrote to the session meanwhile: again on the next pass.

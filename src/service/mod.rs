@@ -11,6 +11,7 @@
 //! [`Service`], its body in `local.rs` and its request in `remote.rs`; then a route in
 //! `server/api.rs` and a command in `cli/`.
 
+mod ingest;
 mod local;
 mod remote;
 
@@ -19,6 +20,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use ingest::{import_export, import_sessions};
 pub use local::{DreamerPolicy, Local};
 pub use remote::Remote;
 
