@@ -41,7 +41,7 @@ fn main() {
         let t = Instant::now();
         for (name, b) in &files {
             let f = import::detect(b).expect("format");
-            import::write(
+            dreamlog::service::import_sessions(
                 &dreamlog::service::Local::over(&store),
                 import::parse(f, name, b).expect("parse"),
                 None,
@@ -58,7 +58,8 @@ fn main() {
         let t = Instant::now();
         for (_, parsed) in import::parse_in_background(paths.clone(), None) {
             if let import::Parsed::Sessions(_, sessions) = parsed.expect("parse") {
-                import::write(&dreamlog::service::Local::over(&store), sessions, None, |_| {}).expect("write");
+                dreamlog::service::import_sessions(&dreamlog::service::Local::over(&store), sessions, None, |_| {})
+                    .expect("write");
             }
         }
         pipelined.push(t.elapsed().as_secs_f64());

@@ -241,7 +241,7 @@ fn main() {
     let mb = written as f64 / (1 << 20) as f64;
     let bytes = std::fs::read(&file).unwrap();
     let t = Instant::now();
-    let sessions = dreamlog::otlp::parse_file("bench", &bytes).unwrap();
+    let sessions = dreamlog::import::otlp::parse_file("bench", &bytes).unwrap();
     let parse = t.elapsed().as_secs_f64();
     println!(
         "otlp import of {mb:.0} MB ({} sessions): read and assembled in {parse:.2} s = {:.0} MB/s",

@@ -28,25 +28,15 @@
 
 mod cli;
 pub use dreamlog_core as core;
-pub mod dream;
-use dreamlog_store::error;
-pub mod exchange;
+use dreamlog_server as server;
+use dreamlog_server::mcp;
 #[doc(hidden)]
-pub mod fuzzing;
-pub mod import;
-pub mod keys;
-pub mod ledger;
-pub mod managed;
-mod mcp;
-pub mod memory;
-pub mod otlp;
-mod server;
-pub mod service;
-pub mod sessions;
-pub mod sim;
+pub use dreamlog_service::fuzzing;
+pub use dreamlog_service::{
+    dream, exchange, import, keys, ledger, managed, memory, otlp, service, sessions, sim, timeline, watch,
+};
 pub use dreamlog_store as store;
-pub mod timeline;
-pub mod watch;
+use dreamlog_store::error;
 
 pub use crate::cli::main as cli_main;
 pub use crate::core::{

@@ -1,4 +1,4 @@
-//! The fuzz targets (src/fuzzing.rs) in CI: every kept input — the seeds AFL++ starts
+//! The fuzz targets (crates/dreamlog-service/src/fuzzing.rs) in CI: every kept input — the seeds AFL++ starts
 //! from and every crash it ever found (`tools/fuzz/regressions/TARGET/`, kept forever as
 //! regression tests) — and property tests of random and mutated inputs. The case count
 //! is `DREAMLOG_FUZZ_CASES` (2,000 per target here; docs/ops/guarantees.md's long mode runs 1,000,000).

@@ -236,7 +236,11 @@ fn the_openapi_document_lists_exactly_the_server_routes() {
     // Managed-Agents API's), with its methods.
     let mut routes = std::collections::BTreeSet::new();
     // The web view's files (`asset(…)`: HTML, script, style) are not part of the JSON API.
-    for file in ["src/server/api.rs", "src/server/anthropic.rs", "src/server/ui.rs"] {
+    for file in [
+        "crates/dreamlog-server/src/api.rs",
+        "crates/dreamlog-server/src/anthropic.rs",
+        "crates/dreamlog-server/src/ui.rs",
+    ] {
         let source = std::fs::read_to_string(common::root().join(file)).unwrap();
         for part in source.split(".route(").skip(1) {
             let Some(part) = part.trim_start().strip_prefix('"') else { continue };

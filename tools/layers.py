@@ -1,13 +1,12 @@
 #!/usr/bin/env python3
-"""The module dependency graph of dreamlog's root package, from its `crate::` paths, held
-to the layering of ARCHITECTURE.md (issue 32).
+"""The module dependency graph of dreamlog's crates, from their `crate::` paths, held to
+the layering of ARCHITECTURE.md (issue 32).
 
-Crates already keep their own order (a lower crate cannot name a higher one: cargo
-refuses). Inside the root package the compiler does not, so this check does: each
-top-level module of `src/` has a layer; an arrow from a lower layer to a higher one fails,
-and so does any cycle between modules — except the ones listed in KNOWN_CYCLES, which are
-the debt recorded when the check began and may only shrink (a listed cycle that is gone
-fails too, so the list is kept true).
+Crates keep their own order: a lower crate cannot name a higher one (cargo refuses).
+Inside a crate the compiler does not, so this check does: each top-level module of a
+crate's `src/` has a layer; an arrow from a lower layer to a higher one fails, and so
+does any cycle between modules. Layers are numbered across the workspace (a crate's
+modules sit above the crates it builds on), so one table reads top to bottom.
 
     python3 tools/layers.py          # check (exit 1 naming each problem)
     python3 tools/layers.py --graph  # print the arrows, module by module
@@ -19,16 +18,23 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SRC = Path(sys.argv[sys.argv.index("--src") + 1]).resolve() if "--src" in sys.argv else ROOT / "src"
+# The crates whose modules this check reads (dreamlog-core and dreamlog-store have few
+# modules and no layering of their own beyond their crate: the core names no I/O, which
+# its clippy.toml refuses).
+CRATES = (
+    [Path(sys.argv[sys.argv.index("--src") + 1]).resolve()]
+    if "--src" in sys.argv
+    else [ROOT / "crates/dreamlog-service/src", ROOT / "crates/dreamlog-server/src", ROOT / "src"]
+)
 
-# Lower number = lower layer. `core` and `store` are crates of their own (re-exported);
-# `error` is the store crate's.
+# Lower number = lower layer.
 LAYERS = {
+    # crates/dreamlog-core, crates/dreamlog-store (re-exported as `core`, `store`, `error`)
     "core": 0,
     "store": 1,
     "error": 1,
+    # crates/dreamlog-service: the domain over the store …
     "keys": 2,
-    # the library: domain capabilities over the store
     "exchange": 3,
     "timeline": 3,
     "sessions": 3,
@@ -38,33 +44,33 @@ LAYERS = {
     "dream": 3,
     "sim": 3,
     "fuzzing": 3,
-    # every operation, typed, in process or over HTTP
+    # … every operation, typed, in process or over HTTP …
     "service": 4,
-    # over the service: adapters and surfaces
+    # … and the adapters that speak other vocabularies through it
     "managed": 5,
     "otlp": 5,
     "watch": 5,
-    "mcp": 5,
-    "server": 5,
-    "cli": 6,
+    # crates/dreamlog-server: what every HTTP surface shares, the surfaces, their router
+    "http": 6,
+    "metrics": 6,
+    "mcp": 6,
+    "api": 7,
+    "anthropic": 7,
+    "ui": 7,
+    "routes": 8,
+    # the binary (src/): the server crate as a whole, and the command line over everything
+    "server": 8,
+    "cli": 9,
 }
-
-# Arrows from a lower layer to a higher one present when the check began (issue 32: the
-# library writes through `service::Local`); each
-# only ever leaves.
-KNOWN_UPWARD = set()
-
-# Cycles present when the check began (issue 32 names them); each only ever leaves.
-KNOWN_CYCLES: set = set()
 
 USE = re.compile(r"\b(?:crate|super)::(\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}|[A-Za-z_][A-Za-z0-9_]*)")
 
 
-def reexports() -> dict:
+def reexports(src: Path) -> dict:
     """Names the crate root re-exports (`pub use crate::server::{serve, …}` in lib.rs):
     `crate::serve` is an arrow to `server`."""
     out = {}
-    lib = SRC / "lib.rs"
+    lib = src / "lib.rs"
     if not lib.exists():
         return out
     text = lib.read_text(encoding="utf-8")
@@ -96,21 +102,23 @@ def first_segments(group: str) -> list:
     return [re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)", i).group(1) for i in items if re.match(r"\s*[A-Za-z_]", i)]
 
 
-def module_of(path: Path) -> str:
-    rel = path.relative_to(SRC)
+def module_of(path: Path, src: Path) -> str:
+    rel = path.relative_to(src)
     first = rel.parts[0]
     return first[:-3] if first.endswith(".rs") else first
 
 
-def graph() -> dict:
+def graph(src: Path) -> dict:
+    """The arrows between one crate's top-level modules (and to the names it re-exports
+    from the crates below)."""
     arrows: dict = {}
-    names = reexports()
-    for f in sorted(SRC.rglob("*.rs")):
-        if f.name in ("lib.rs", "main.rs") and f.parent == SRC:
+    names = reexports(src)
+    for f in sorted(src.rglob("*.rs")):
+        if f.name in ("lib.rs", "main.rs") and f.parent == src:
             continue
-        me = module_of(f)
+        me = module_of(f, src)
         # `super::` in a top-level file (src/x.rs, src/x/mod.rs) is the crate root.
-        top = f.parent == SRC or (f.name == "mod.rs" and f.parent.parent == SRC)
+        top = f.parent == src or (f.name == "mod.rs" and f.parent.parent == src)
         text = f.read_text(encoding="utf-8")
         # Doc comments name modules too; only code counts.
         code = "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("//"))
@@ -157,44 +165,44 @@ def strongly_connected(arrows: dict) -> list:
     return out
 
 
+def label(src: Path) -> str:
+    try:
+        return str(src.relative_to(ROOT))
+    except ValueError:
+        return "src"
+
+
 def main() -> int:
-    arrows = graph()
-    if "--graph" in sys.argv:
-        for m in sorted(arrows, key=lambda m: (LAYERS.get(m, 99), m)):
-            print(f"{m} ({LAYERS.get(m, '?')}) -> {', '.join(sorted(arrows[m]))}")
-        return 0
     problems = []
-    for f in sorted(SRC.rglob("*.rs")):
-        m = module_of(f)
-        if m not in LAYERS and m not in ("lib", "main"):
-            problems.append(f"src/{m}: a module with no layer: give it one in tools/layers.py (and ARCHITECTURE.md)")
-    for a, bs in sorted(arrows.items()):
-        if a not in LAYERS:
-            continue  # named above
-        for b in sorted(bs):
-            if LAYERS[b] > LAYERS[a] and (a, b) not in KNOWN_UPWARD:
-                problems.append(f"{a} (layer {LAYERS[a]}) uses {b} (layer {LAYERS[b]}): a lower layer names a higher one")
-    for a, b in sorted(KNOWN_UPWARD):
-        if b not in arrows.get(a, set()):
-            problems.append(f"{a} no longer uses {b}: remove the arrow from KNOWN_UPWARD")
-    found = [frozenset(c) for c in strongly_connected(arrows)]
-    for c in found:
-        if not any(c <= k for k in KNOWN_CYCLES):
-            problems.append(f"a new import cycle: {', '.join(sorted(c))}")
-    for k in KNOWN_CYCLES:
-        if not any(c <= k for c in found):
-            problems.append(f"the known cycle {', '.join(sorted(k))} is gone: remove it from KNOWN_CYCLES")
-        elif not any(c == k for c in found):
-            now = [sorted(c) for c in found if c <= k]
-            problems.append(f"the known cycle {', '.join(sorted(k))} shrank to {now}: write that into KNOWN_CYCLES")
-    for p in problems:
+    for src in CRATES:
+        arrows = graph(src)
+        if "--graph" in sys.argv:
+            print(f"# {label(src)}")
+            for m in sorted(arrows, key=lambda m: (LAYERS.get(m, 99), m)):
+                print(f"{m} ({LAYERS.get(m, '?')}) -> {', '.join(sorted(arrows[m]))}")
+            continue
+        for f in sorted(src.rglob("*.rs")):
+            m = module_of(f, src)
+            if m not in LAYERS and m not in ("lib", "main"):
+                problems.append(
+                    f"{label(src)}/{m}: a module with no layer: give it one in tools/layers.py (and ARCHITECTURE.md)"
+                )
+        for a, bs in sorted(arrows.items()):
+            if a not in LAYERS:
+                continue  # named above
+            for b in sorted(bs):
+                if LAYERS[b] > LAYERS[a]:
+                    problems.append(
+                        f"{a} (layer {LAYERS[a]}) uses {b} (layer {LAYERS[b]}): a lower layer names a higher one"
+                    )
+        for c in strongly_connected(arrows):
+            problems.append(f"an import cycle: {', '.join(sorted(c))}")
+    if "--graph" in sys.argv:
+        return 0
+    for p in sorted(set(problems)):
         print(f"layers: {p}", file=sys.stderr)
     if not problems:
-        cycles = sum(len(k) for k in KNOWN_CYCLES)
-        print(
-            f"layers: no new upward arrow or cycle ({len(KNOWN_UPWARD)} known upward arrows and "
-            f"{len(KNOWN_CYCLES)} known cycle(s) over {cycles} modules remain)"
-        )
+        print(f"layers: {len(CRATES)} crate(s), no upward arrow and no cycle")
     return 1 if problems else 0
 
 

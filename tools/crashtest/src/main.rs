@@ -774,7 +774,7 @@ fn import(svc: &dyn Service, seed: u64, step: u64) -> Result<Vec<String>, Failur
     std::fs::write(&file, &text)?;
     let sessions = dreamlog::import::parse(dreamlog::import::Format::Atif, &file.to_string_lossy(), text.as_bytes())?;
     let ids: Vec<String> = sessions.iter().map(|s| s.session.clone()).collect();
-    dreamlog::import::write(svc, sessions, None, |_| {})?;
+    dreamlog::service::import_sessions(svc, sessions, None, |_| {})?;
     Ok(ids.into_iter().map(|s| format!("S {s} 0")).collect())
 }
 

@@ -11,11 +11,26 @@
 //! Errors are `{"error": {"type", "message", …}}` with 400 (bad input), 401/403 (auth),
 //! 404 (unknown), 409 (conflict, with the current version), 413 (too large), 429
 //! (overload), 500.
+//!
+//! This crate is every HTTP surface (the dreamlog API, the Managed-Agents memory API,
+//! MCP over HTTP and stdio, OTLP/HTTP, the web view) over `dreamlog-service`; the
+//! `dreamlog` binary starts it.
+
+#![warn(missing_docs)]
+#![deny(clippy::unwrap_used)]
 
 mod anthropic;
 mod api;
+mod http;
+pub mod mcp;
 pub mod metrics;
+mod routes;
 mod ui;
+
+use dreamlog_core as core;
+use dreamlog_service::{dream, keys, managed, otlp, service};
+use dreamlog_store as store;
+use dreamlog_store::error;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -33,7 +48,7 @@ use crate::error::{Error, Result};
 use crate::service::Local;
 use crate::store::{Options, Store, SyncMode};
 
-pub use api::router;
+pub use routes::router;
 
 /// A role: what a token may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

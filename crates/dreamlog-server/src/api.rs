@@ -4,9 +4,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::Next;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,154 +13,17 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{AppState, AuthError, Role, Tenant};
 use crate::core::{Actor, EventJson, Kind};
-use crate::error::Error;
-use crate::error::{DreamError, LogError};
+use crate::http::{actor_of, auth, blocking, header_text, ApiError, ApiResult};
 use crate::service::{
     AppendRequest, BackupRequest, BatchRequest, CheckpointCheckRequest, DiffQuery, DreamRequest, DriftQuery,
     EventsQuery, ForkRequest, Info, LookupRequest, MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest,
     RulesRequest, Service, TagRequest, Tagged, ToolContext, VerifyQuery, ViewQuery,
 };
+use crate::{AppState, Role, Tenant};
 
-/// An API error: status, type and message (and details).
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    kind: &'static str,
-    message: String,
-    details: Value,
-}
-
-impl ApiError {
-    /// Its status and message (for surfaces with their own envelope).
-    pub(super) fn parts(self) -> (StatusCode, String) {
-        (self.status, self.message)
-    }
-
-    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, kind, message: message.into(), details: Value::Null }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::error!("{} ({}): {}", self.status.as_u16(), self.kind, self.message);
-        }
-        let mut err = json!({"type": self.kind, "message": self.message});
-        if let Value::Object(extra) = self.details {
-            for (k, v) in extra {
-                err[k] = v;
-            }
-        }
-        (self.status, Json(json!({ "error": err }))).into_response()
-    }
-}
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> ApiError {
-        let message = e.to_string();
-        let class = e.class();
-        let mut a = ApiError::new(
-            StatusCode::from_u16(class.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            class.name(),
-            message,
-        );
-        // Errors whose details a client rebuilds typed.
-        match &e {
-            Error::Log(LogError::WrongExpectedVersion { stream, current, expected }) => {
-                a.details = json!({"stream": stream, "current_version": current, "expected": expected.to_arg()});
-            }
-            Error::Dream(DreamError::NothingToDream { store, from }) => {
-                a.details = json!({"store": store, "from": from});
-            }
-            Error::Dream(DreamError::SameInput { store, dream, fork }) => {
-                a.details = json!({"store": store, "same_as": dream, "fork": fork});
-            }
-            _ => {}
-        }
-        a
-    }
-}
-
-type ApiResult<T> = Result<T, ApiError>;
-
-/// The caller's tenant, checked against the role an operation needs: from a bearer token
-/// (`Authorization: Bearer …`, or `X-Api-Key` as Anthropic's clients send it), else from
-/// the web view's session cookie. A request on a cookie that needs more than reading must
-/// also carry `X-Dreamlog-UI: 1`, which only a same-origin script can set.
-pub(super) fn auth(state: &AppState, headers: &HeaderMap, need: Role) -> ApiResult<Tenant> {
-    let token = bearer(headers);
-    let cookie = super::ui::session_cookie(headers).filter(|_| token.is_none());
-    let found = match cookie.as_deref() {
-        Some(c) => state.ui_session(c),
-        None => state.authenticate(token),
-    };
-    // The role first (a cookie whose role is too low is told so), then, on a cookie,
-    // the header only a same-origin script can set, for anything beyond reading.
-    let on_cookie_without_header =
-        cookie.is_some() && headers.get(super::ui::UI_HEADER).is_none_or(|v| v.as_bytes() != b"1");
-    match found {
-        Ok((_, role)) if role >= need && need > Role::Read && on_cookie_without_header => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "a{} on the web view's session cookie needs the {} header",
-                if need == Role::Admin { "n admin request" } else { " write" },
-                super::ui::UI_HEADER
-            ),
-        )),
-        Ok((tenant, role)) if role >= need => Ok(tenant),
-        Ok((_, role)) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("this token's role is {role:?}; the operation needs {need:?}").to_lowercase(),
-        )),
-        Err(AuthError::Missing) => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing bearer token (Authorization: Bearer …)",
-        )),
-        Err(AuthError::Unknown) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token")),
-        Err(AuthError::Session) => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the web view's session ended (expired, signed out, or its token was removed); sign in again",
-        )),
-    }
-}
-
-/// The request's token: `Authorization: Bearer …`, or `X-Api-Key`.
-pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
-        .map(str::trim)
-}
-
-/// Runs blocking library work off the async threads, every append in it received from
-/// `principal` (the authenticated caller: `Tenant::principal`).
-async fn blocking<T: Send + 'static>(
-    principal: Option<crate::core::receipt::Principal>,
-    f: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::task::spawn_blocking(move || match principal {
-        Some(p) => crate::store::principal::as_principal(p, f),
-        None => f(),
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-    .map_err(ApiError::from)
-}
-
-/// The router: every route under `/v1`.
-pub fn router(state: Arc<AppState>) -> Router {
-    let limit = state.config.max_body_bytes;
-    let permits = Arc::new(tokio::sync::Semaphore::new(state.config.max_concurrent.max(1)));
-    let timeout = Duration::from_secs(state.config.request_timeout_secs.max(1));
+/// dreamlog's own routes (`/v1`, `/metrics`).
+pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/mcp", post(mcp_post))
@@ -206,120 +68,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/export", get(export))
         .route("/v1/traces", post(otlp_traces))
         .route("/v1/logs", post(otlp_logs))
-        .merge(super::anthropic::routes())
-        .merge(super::ui::routes())
-        .layer(axum::middleware::from_fn_with_state(state.clone(), consistency))
-        .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
-            let permits = permits.clone();
-            async move {
-                let Ok(_permit) = permits.try_acquire_owned() else {
-                    return ApiError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "overloaded",
-                        "too many concurrent requests; retry",
-                    )
-                    .into_response();
-                };
-                match tokio::time::timeout(timeout, next.run(req)).await {
-                    Ok(r) => r,
-                    Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long")
-                        .into_response(),
-                }
-            }
-        }))
-        .layer(axum::middleware::from_fn(json_errors))
-        .layer(axum::middleware::from_fn(access_log))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
-}
-
-/// Read-your-writes across nodes. Every answer carries `X-Dreamlog-Position`: the
-/// tenant's log length once the request was done (it includes the request's own writes).
-/// A request with `X-Dreamlog-After: N` waits until this node holds N events — a cluster
-/// node that has not yet applied what another node acknowledged — within the request
-/// timeout (then 503, nothing done). `Remote` sends back the largest position it saw.
-async fn consistency(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let tenant = auth(&state, req.headers(), Role::Read).ok();
-    let after = req.headers().get(AFTER_HEADER).map(|v| v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()));
-    if let (Some(t), Some(after)) = (&tenant, after) {
-        let Some(after) = after else {
-            return ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                format!("{AFTER_HEADER}: expected a count of events (a non-negative integer)"),
-            )
-            .into_response();
-        };
-        if t.store.len() < after {
-            let mut seen = t.store.watch_len();
-            if seen.wait_for(|c| *c >= after).await.is_err() {
-                return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the store closed")
-                    .into_response();
-            }
-        }
-    }
-    let mut resp = next.run(req).await;
-    if let Some(t) = tenant {
-        resp.headers_mut().insert(POSITION_HEADER, axum::http::HeaderValue::from(t.store.len()));
-    }
-    resp
-}
-
-use crate::service::{AFTER_HEADER, POSITION_HEADER};
-
-/// One log line per request: method, path, status and time taken. Successes at debug,
-/// client errors at info, server errors at warn (the default level shows the errors).
-async fn access_log(req: Request, next: Next) -> Response {
-    let started = std::time::Instant::now();
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let resp = next.run(req).await;
-    let status = resp.status().as_u16();
-    let ms = started.elapsed().as_secs_f64() * 1e3;
-    match status {
-        500.. => tracing::warn!("{method} {path} {status} {ms:.1} ms"),
-        400..=499 => tracing::info!("{method} {path} {status} {ms:.1} ms"),
-        _ => tracing::debug!("{method} {path} {status} {ms:.1} ms"),
-    }
-    resp
-}
-
-/// Every error answer is JSON `{error: {type, message}}`, also those axum writes itself
-/// (an unknown route, a wrong method, a query that does not parse, a body over the limit).
-async fn json_errors(req: Request, next: Next) -> Response {
-    let anthropic = req.uri().path().starts_with("/anthropic/");
-    let resp = next.run(req).await;
-    let status = resp.status();
-    // JSON, or an OTLP answer to a protobuf request (a google.rpc.Status).
-    let is_json = resp
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("application/x-protobuf"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
-        return resp;
-    }
-    let kind = match status {
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
-        s if s.is_client_error() => "invalid_request",
-        _ => "internal",
-    };
-    let text = axum::body::to_bytes(resp.into_body(), 64 * 1024).await.unwrap_or_default();
-    let text = String::from_utf8_lossy(&text).trim().to_owned();
-    let message = match (text.is_empty(), status) {
-        (false, _) => text,
-        (true, StatusCode::NOT_FOUND) => "no such route".to_owned(),
-        (true, StatusCode::METHOD_NOT_ALLOWED) => "the route does not take this method".to_owned(),
-        (true, s) => s.canonical_reason().unwrap_or("error").to_owned(),
-    };
-    if anthropic {
-        // The Managed-Agents API's own envelope, also for what axum refuses itself.
-        let body = super::anthropic::envelope(super::anthropic::type_for_status(status), &message);
-        return (status, Json(body)).into_response();
-    }
-    ApiError::new(status, kind, message).into_response()
 }
 
 async fn health() -> Json<Value> {
@@ -569,10 +317,6 @@ async fn tail(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
 }
 
-fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned).filter(|s| !s.is_empty())
-}
-
 /// `POST /v1/memory/{store}/tool`: a memory tool call's `input`, verbatim; the answer is
 /// the tool's text as a `tool_result` would carry it. Headers `X-Dreamlog-Actor` (ROLE:NAME)
 /// and `X-Dreamlog-Session` record who issued it; `X-Dreamlog-Causes` (ids or prefixes,
@@ -688,14 +432,14 @@ async fn verify(
 /// `GET /metrics`: the caller's tenant in the Prometheus text format (read role).
 async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<axum::response::Response> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let server = crate::server::metrics::ServerGauges {
+    let server = crate::metrics::ServerGauges {
         subscribers: state.subscriber_count(),
         dream_jobs: state.dream_jobs_running(&tenant.name),
         reloads: state.reload_counts(),
     };
     let tails = state.tail_budget.clone();
     let text = blocking(tenant.principal.clone(), move || {
-        Ok(crate::server::metrics::render(&tenant.name, &tenant.store, &server, &tails))
+        Ok(crate::metrics::render(&tenant.name, &tenant.store, &server, &tails))
     })
     .await?;
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
@@ -733,15 +477,6 @@ async fn verify_checkpoint(
     let req: CheckpointCheckRequest = json_body(&body)?;
     let verdict = blocking(tenant.principal.clone(), move || tenant.svc.verify_checkpoint(&req)).await?;
     Ok(Json(serde_json::to_value(verdict).unwrap_or_default()))
-}
-
-pub(super) fn actor_of(headers: &HeaderMap, tenant: &Tenant) -> ApiResult<Actor> {
-    match header_text(headers, "x-dreamlog-actor") {
-        Some(a) => a
-            .parse::<Actor>()
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("X-Dreamlog-Actor: {e}"))),
-        None => Ok(Actor::Human(format!("tenant:{}", tenant.name))),
-    }
 }
 
 fn appended_json(a: &[crate::store::Appended]) -> Value {

@@ -16,13 +16,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppState, AuthError};
-
-/// The session cookie's name.
-pub const COOKIE: &str = "dreamlog_session";
-/// The header a same-origin script sends with writes on the cookie (a cross-site form
-/// cannot set it).
-pub const UI_HEADER: &str = "x-dreamlog-ui";
+use crate::http::{session_cookie, COOKIE};
+use crate::{AppState, AuthError};
 
 /// The policy every `/ui` answer carries: scripts, styles and requests only from this
 /// origin; images also as `data:` (none are inlined today); no plugins, frames or forms.
@@ -58,18 +53,6 @@ fn guarded(mut r: Response) -> Response {
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     guarded(([(header::CONTENT_TYPE, content_type)], body).into_response())
-}
-
-/// The session cookie's value, when the request carries one.
-pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_owned())
 }
 
 fn unauthorized(message: &str) -> Response {
@@ -121,7 +104,7 @@ async fn sign_in(State(state): State<Arc<AppState>>, body: axum::body::Bytes) ->
 /// `GET /ui/session`: who the request signs in as — its bearer token, else its cookie
 /// (401 without either; on a server without tokens everyone is admin).
 async fn whoami(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let found = match (super::api::bearer(&headers), session_cookie(&headers)) {
+    let found = match (crate::http::bearer(&headers), session_cookie(&headers)) {
         (Some(token), _) => state.authenticate(Some(token)),
         (None, Some(c)) => state.ui_session(&c),
         (None, None) if !state.auth_required() => state.authenticate(None),

@@ -15,11 +15,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::api::{actor_of, auth, ApiError};
 use super::{AppState, Role};
 use crate::core::managed::{list_memories, sha256_hex, ListItem, Live, StoreRecord, Version};
 use crate::core::Actor;
 use crate::error::{Error, ManagedError};
+use crate::http::{actor_of, auth, ApiError};
 use crate::managed::{DreamPlan, DreamRecord, DreamSpec, DreamStep, Managed, StoreView};
 
 /// An error in the API's envelope.
