@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use dreamlog::store::{Fault, FaultyLog, Log, MemoryLog, RocksLog};
+use dreamlog::store::{Fault, FaultyLog, Log, RamLog, RocksLog};
 use dreamlog::LogError;
 use dreamlog::{
     Actor, AppendBatch, Body, Draft, Error, EventId, ExpectedVersion, Kind, Memory, MemoryCommand, Options, Store,
@@ -30,7 +30,7 @@ fn memory(store: &str, command: MemoryCommand, n: u64) -> Draft {
 }
 
 fn faulty_memory() -> (Arc<FaultyLog>, Store) {
-    let faulty = Arc::new(FaultyLog::new(Arc::new(MemoryLog::new())).expect("wrap"));
+    let faulty = Arc::new(FaultyLog::new(Arc::new(RamLog::new())).expect("wrap"));
     let store = Store::with_log(faulty.clone(), Options::default()).expect("open");
     (faulty, store)
 }
@@ -157,7 +157,7 @@ proptest! {
     fn rocksdb_and_the_in_memory_log_agree(steps in prop::collection::vec(step(), 1..30)) {
         let dir = tempfile::tempdir().unwrap();
         let rocks = common::open(dir.path());
-        let mem_log: Arc<dyn Log> = Arc::new(MemoryLog::new());
+        let mem_log: Arc<dyn Log> = Arc::new(RamLog::new());
         let mem = Store::with_log(mem_log.clone(), Options::default()).unwrap();
         let a = run(&rocks, &steps);
         let b = run(&mem, &steps);
@@ -260,7 +260,7 @@ fn a_failed_write_writes_nothing_and_poisons() {
 fn a_torn_group_is_never_half_visible() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rocks: Arc<dyn Log> = Arc::new(RocksLog::open(dir.path(), &Options::default()).expect("open"));
-    let mem: Arc<dyn Log> = Arc::new(MemoryLog::new());
+    let mem: Arc<dyn Log> = Arc::new(RamLog::new());
     for inner in [rocks, mem] {
         let faulty = Arc::new(FaultyLog::new(inner.clone()).expect("wrap"));
         let store = Store::with_log(faulty.clone(), Options::default()).expect("open");
@@ -363,7 +363,7 @@ fn a_retried_batch_is_idempotent() {
 /// checkpoints) catches up when the store opens.
 #[test]
 fn indexes_rebuild_from_the_log() {
-    let mem: Arc<dyn Log> = Arc::new(MemoryLog::new());
+    let mem: Arc<dyn Log> = Arc::new(RamLog::new());
     let store = Store::with_log(mem.clone(), Options::default()).expect("open");
     let steps: Vec<Step> = (0..20)
         .map(|i| if i % 3 == 0 { Step::Memory(i % 3, (i % 2) as u8) } else { Step::Notes(vec![i % 4, 3], None) })
@@ -384,7 +384,7 @@ fn indexes_rebuild_from_the_log() {
         mem.index_clear(space).expect("clear");
     }
     for p in dreamlog::core::projection::PROJECTORS {
-        mem.set_checkpoint(p.name, Some(0)).expect("checkpoint");
+        mem.set_projected_to(p.name, Some(0)).expect("checkpoint");
     }
     let store = Store::with_log(mem.clone(), Options::default()).expect("reopen");
     assert_eq!(store.open_report().caught_up.len(), dreamlog::core::projection::PROJECTORS.len());

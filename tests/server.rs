@@ -312,6 +312,50 @@ fn cli_run(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     )
 }
 
+/// An output without who wrote and when each store received it (`received` lines and
+/// fields): those differ by design between the embedded store (the OS user) and a server
+/// (its principal).
+fn unreceipted(s: &str) -> String {
+    s.lines()
+        .filter(|l| !l.starts_with("received  "))
+        .map(|l| match serde_json::from_str::<Value>(l) {
+            Ok(Value::Object(mut o)) => {
+                o.remove("received");
+                Value::Object(o).to_string()
+            }
+            _ => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The CLI on an embedded database (`e`) and on a server of its own (`r`).
+struct BothWays {
+    dir: tempfile::TempDir,
+    server: Server,
+}
+
+impl BothWays {
+    fn new() -> BothWays {
+        let dir = tempdir().unwrap();
+        let server = Server::start(&dir.path().join("served"), &[]);
+        BothWays { dir, server }
+    }
+
+    fn e(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+        let db = self.dir.path().join("embedded");
+        let mut a = vec!["--db", db.to_str().unwrap()];
+        a.extend_from_slice(args);
+        cli_run(&a, stdin)
+    }
+
+    fn r(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+        let mut a = vec!["--remote", self.server.base.as_str()];
+        a.extend_from_slice(args);
+        cli_run(&a, stdin)
+    }
+}
+
 #[test]
 fn the_cli_prints_the_same_embedded_and_remote() {
     let dir = tempdir().unwrap();
@@ -368,19 +412,6 @@ fn the_cli_prints_the_same_embedded_and_remote() {
     let show_json = vec!["show", &id[..10], "--json"];
     // Who wrote differs by design (the OS user embedded, the server's principal remote),
     // and when each store received its batch: the same output without them.
-    let unreceipted = |s: &str| -> String {
-        s.lines()
-            .filter(|l| !l.starts_with("received  "))
-            .map(|l| match serde_json::from_str::<Value>(l) {
-                Ok(Value::Object(mut o)) => {
-                    o.remove("received");
-                    Value::Object(o).to_string()
-                }
-                _ => l.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
     for args in reads.iter().chain([&show, &show_json]) {
         let (a, b) = (e(args, None), r(args, None));
         assert_eq!(
@@ -533,7 +564,7 @@ fn the_cli_prints_the_same_embedded_and_remote() {
     let (a, b) = (e(&["export"], None), r(&["export"], None));
     assert_eq!(a.1.lines().count(), b.1.lines().count());
     let same_lines = |x: &str, y: &str, needle: &str| {
-        let f = |t: &str| t.lines().filter(|l| l.contains(needle)).map(&unreceipted).collect::<Vec<_>>();
+        let f = |t: &str| t.lines().filter(|l| l.contains(needle)).map(unreceipted).collect::<Vec<_>>();
         assert_eq!(f(x), f(y), "{needle}");
     };
     same_lines(&a.1, &b.1, "\"stream\":\"notes\"");
@@ -541,6 +572,23 @@ fn the_cli_prints_the_same_embedded_and_remote() {
     let (a, b) = (e(&["init", "--json"], None), r(&["init", "--json"], None));
     let events = |o: &str| serde_json::from_str::<Value>(o).unwrap()["events"].clone();
     assert_eq!(events(&a.1), events(&b.1));
+    assert!(server.stop().success());
+}
+
+/// Imports of real agent runs and of a dreamlog export: the same reports both ways; an
+/// export is checked whole first (a broken chain writes nothing) and lands byte for byte.
+#[test]
+fn imports_of_runs_and_exports_report_the_same_embedded_and_remote() {
+    let both = BothWays::new();
+    let (dir, e, r) = (both.dir.path(), |a: &[&str], i| both.e(a, i), |a: &[&str], i| both.r(a, i));
+    let events = r#"{"kind":"note","actor":"human:ada","time":1764111000000,"body":{"type":"hello","json":{"n":1}}}
+{"kind":"note","actor":"human:ada","time":1764111000001,"body":{"type":"hello","json":{"n":2}}}
+"#;
+    let create = r#"{"command":"create","path":"/memories/a.md","file_text":"one\ntwo\n"}"#;
+    for args in [vec!["append", "--stream", "notes"], vec!["memory", "apply", "s", create]] {
+        let (a, b) = (e(&args, Some(events)), r(&args, Some(events)));
+        assert_eq!((a.0, b.0), (0, 0), "{args:?}: {} / {}", a.2, b.2);
+    }
     // Import of real agent runs: parsed by the client, one batch per session; the same
     // report both ways, the second time as "already present".
     let data = common::data("tau-bench").display().to_string();
@@ -549,7 +597,7 @@ fn the_cli_prints_the_same_embedded_and_remote() {
         let (a, b) = (e(&args, None), r(&args, None));
         assert_eq!((a.0, &a.1, &a.2), (b.0, &b.1, &b.2), "{args:?}");
     }
-    assert!(e(&["sessions", "stats"], None).1.contains("101 sessions"));
+    assert!(e(&["sessions", "stats"], None).1.contains("100 sessions")); // τ-bench's 100 runs
     for args in [
         vec!["sessions", "stats"],
         vec!["sessions", "list", "--graded"],
@@ -561,17 +609,17 @@ fn the_cli_prints_the_same_embedded_and_remote() {
     }
     // A dreamlog export, imported both ways into empty databases: checked whole first
     // (a broken chain writes nothing), then the same report and an identical log.
-    let export = dir.path().join("export.jsonl");
+    let export = dir.join("export.jsonl");
     let (code, text, _) = e(&["export"], None);
     assert_eq!(code, 0);
     assert!(text.lines().count() > 2000, "an export bigger than a lookup chunk and an append batch");
     std::fs::write(&export, &text).unwrap();
-    let broken = dir.path().join("broken.jsonl");
+    let broken = dir.join("broken.jsonl");
     let mut lines: Vec<&str> = text.lines().collect();
     let gap = lines.iter().rposition(|l| l.contains("\"stream\":\"notes\"")).unwrap();
     lines.remove(gap - 1); // the notes stream now skips an event
     std::fs::write(&broken, lines.join("\n") + "\n").unwrap();
-    let (copy_e, copy_r) = (dir.path().join("copy-embedded"), dir.path().join("copy-served"));
+    let (copy_e, copy_r) = (dir.join("copy-embedded"), dir.join("copy-served"));
     let copy_server = Server::start(&copy_r, &[]);
     let ce = |args: &[&str]| {
         let mut a = vec!["--db", copy_e.to_str().unwrap()];
@@ -606,7 +654,13 @@ fn the_cli_prints_the_same_embedded_and_remote() {
     assert!(cr(&["export"]).1.lines().all(|l| l.contains(r#""received":{"principal":"anonymous""#)));
     assert_eq!(cr(&["verify"]).0, 0);
     assert!(copy_server.stop().success());
-    // The demo, both ways on fresh databases: the same story up to stamped ids.
+    assert!(both.server.stop().success());
+}
+
+/// `dreamlog demo`, both ways on fresh databases: the same story up to stamped ids.
+#[test]
+fn the_demo_tells_the_same_story_embedded_and_remote() {
+    let dir = tempdir().unwrap();
     let demo_db = dir.path().join("demo-embedded");
     // The demo's bad lesson is an exec dreamer: a server runs it only as its config says.
     let demo_config = common::root().join("tools/demo-server.json");
@@ -650,7 +704,6 @@ fn the_cli_prints_the_same_embedded_and_remote() {
     assert!(b.1.contains("DRIFT") && b.1.contains("reproduced bit for bit"), "{}", b.1);
     assert!(b.1.contains(&format!("server: {}", demo_server.base)));
     assert!(demo_server.stop().success());
-    assert!(server.stop().success());
 }
 
 #[test]

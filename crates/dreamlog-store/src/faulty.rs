@@ -218,11 +218,11 @@ impl Log for FaultyLog {
     fn index_clear(&self, space: Space) -> Result<()> {
         self.inner.index_clear(space)
     }
-    fn checkpoint(&self, projector: &str) -> Result<Option<u64>> {
-        self.inner.checkpoint(projector)
+    fn projected_to(&self, projector: &str) -> Result<Option<u64>> {
+        self.inner.projected_to(projector)
     }
-    fn set_checkpoint(&self, projector: &str, position: Option<u64>) -> Result<()> {
-        self.inner.set_checkpoint(projector, position)
+    fn set_projected_to(&self, projector: &str, position: Option<u64>) -> Result<()> {
+        self.inner.set_projected_to(projector, position)
     }
     fn record_acknowledged(&self, count: u64) -> Result<()> {
         self.inner.record_acknowledged(count)

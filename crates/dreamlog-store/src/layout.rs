@@ -13,8 +13,8 @@ pub const CF_IDS: &str = "ids";
 pub const CF_STREAMS: &str = "streams";
 /// `kind tag` (1 byte) `position` (8 bytes BE) → empty.
 pub const CF_KINDS: &str = "kinds";
-/// Store metadata: format marker, commit marker (`end`), projector checkpoints
-/// (`checkpoint/NAME`), each 8 bytes BE.
+/// Store metadata: format marker, commit marker (`end`), how far each projector got
+/// (`checkpoint/NAME`: `Log::projected_to`), each 8 bytes BE.
 pub const CF_META: &str = "meta";
 /// Memory path index: `store` 0x00 `path` 0x00 `position` (8 bytes BE) → empty, for
 /// every path a `memory` event names (both paths of a rename).

@@ -21,9 +21,9 @@ pub mod jetstream;
 #[cfg_attr(not(feature = "rocks"), allow(dead_code))]
 mod layout;
 mod log;
-mod memlog;
 pub mod metrics;
 pub mod principal;
+mod ramlog;
 mod recover;
 pub mod replica;
 #[cfg(feature = "rocks")]
@@ -45,7 +45,7 @@ pub use layout::{
     ALL_CFS, CF_CITES, CF_IDS, CF_KINDS, CF_LOG, CF_META, CF_PATHS, CF_SESSIONS, CF_SNAPSHOTS, CF_STREAMS,
 };
 pub use log::{Group, Log, Staged};
-pub use memlog::MemoryLog;
+pub use ramlog::RamLog;
 pub use recover::{recover, RecoveryReport};
 #[cfg(feature = "rocks")]
 pub use rocks::{RocksLog, SharedCache};
@@ -273,7 +273,7 @@ fn project_range(log: &dyn Log, from: u64, to: u64, mut progress: impl FnMut(u64
         log.truncate(to)?; // a log from before markers: record it (drops nothing)
     }
     for p in PROJECTORS {
-        log.set_checkpoint(p.name, None)?;
+        log.set_projected_to(p.name, None)?;
     }
     Ok(per_space)
 }
@@ -298,7 +298,7 @@ impl Store {
 
     /// A store held in memory (nothing survives the process).
     pub fn in_memory(opts: Options) -> Result<Store> {
-        Store::with_log(Arc::new(MemoryLog::new()), opts)
+        Store::with_log(Arc::new(RamLog::new()), opts)
     }
 
     /// Opens the engine over any backend: drops a torn group past the commit marker,
@@ -379,7 +379,7 @@ impl Store {
             log.truncate(count)?;
             opened.torn_records = stored - count;
         }
-        let behind = PROJECTORS.iter().map(|p| log.checkpoint(p.name)).collect::<Result<Vec<_>>>()?;
+        let behind = PROJECTORS.iter().map(|p| log.projected_to(p.name)).collect::<Result<Vec<_>>>()?;
         if behind.iter().any(|c| *c != Some(count)) {
             // A projector that never recorded a checkpoint starts from a clean space.
             for (p, c) in PROJECTORS.iter().zip(&behind) {
@@ -1047,7 +1047,7 @@ impl Store {
                 log.index_clear(space)?;
             }
             for p in PROJECTORS {
-                log.set_checkpoint(p.name, Some(0))?;
+                log.set_projected_to(p.name, Some(0))?;
             }
             let per_space = project_range(log, 0, end, progress)?;
             let mut r = out.lock().unwrap_or_else(|e| e.into_inner());

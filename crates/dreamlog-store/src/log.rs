@@ -7,7 +7,7 @@
 //! once, in the writer above every backend (`store/writer.rs`), and the engine
 //! ([`super::Store`]) is the same over every backend.
 //!
-//! Backends: [`super::RocksLog`] (the embedded default), [`super::MemoryLog`] (in
+//! Backends: [`super::RocksLog`] (the embedded default), [`super::RamLog`] (in
 //! memory: tests, and a second backend the property tests compare with RocksDB), and
 //! [`super::FaultyLog`] (wraps another to fail writes and syncs, tear groups and lose what
 //! was not synced: tests of the engine's invariants).
@@ -123,9 +123,9 @@ pub trait Log: Send + Sync + 'static {
     /// How far a projector got: its own record while it is behind (a rebuild or a
     /// catch-up in progress), otherwise the commit marker (a group's projector entries are
     /// written with its records, so in step with the log); `None`: never recorded.
-    fn checkpoint(&self, projector: &str) -> Result<Option<u64>>;
+    fn projected_to(&self, projector: &str) -> Result<Option<u64>>;
     /// Records how far a projector got (`None`: it is in step with the marker again).
-    fn set_checkpoint(&self, projector: &str, position: Option<u64>) -> Result<()>;
+    fn set_projected_to(&self, projector: &str, position: Option<u64>) -> Result<()>;
 
     /// Records the count of acknowledged events (a backend that keeps it checks it at
     /// open; see `store/wal.rs`).

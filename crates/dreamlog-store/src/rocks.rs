@@ -729,14 +729,14 @@ impl Log for RocksLog {
         Ok(())
     }
 
-    fn checkpoint(&self, projector: &str) -> Result<Option<u64>> {
+    fn projected_to(&self, projector: &str) -> Result<Option<u64>> {
         match self.db.get_pinned_cf(self.cf(CF_META), checkpoint_key(projector))?.and_then(|v| be_u64(&v)) {
             Some(c) => Ok(Some(c)),
             None => self.marker(),
         }
     }
 
-    fn set_checkpoint(&self, projector: &str, position: Option<u64>) -> Result<()> {
+    fn set_projected_to(&self, projector: &str, position: Option<u64>) -> Result<()> {
         match position {
             Some(p) => self.db.put_cf(self.cf(CF_META), checkpoint_key(projector), p.to_be_bytes())?,
             None => self.db.delete_cf(self.cf(CF_META), checkpoint_key(projector))?,

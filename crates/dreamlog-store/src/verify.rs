@@ -486,7 +486,7 @@ impl Store {
                     });
                 }
             }
-            match log.checkpoint(p.name)? {
+            match log.projected_to(p.name)? {
                 Some(c) if c == self.len() => {}
                 other => report.problems.push(VerifyProblem {
                     position: None,

@@ -1,7 +1,7 @@
 //! The in-memory backend: the same key spaces as RocksDB's column families, held in
 //! ordered maps under one lock. A real second backend, not a mock: the property tests run
 //! the same scenarios against it and RocksDB and compare everything they read back.
-//! Nothing survives the process; [`MemoryLog`] is shared (`Arc`) so a test can close an
+//! Nothing survives the process; [`RamLog`] is shared (`Arc`) so a test can close an
 //! engine and open another over the same log, as a restart.
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,14 +29,14 @@ struct State {
 
 /// A log held in memory.
 #[derive(Default)]
-pub struct MemoryLog {
+pub struct RamLog {
     state: RwLock<State>,
 }
 
-impl MemoryLog {
+impl RamLog {
     /// An empty log.
-    pub fn new() -> MemoryLog {
-        MemoryLog::default()
+    pub fn new() -> RamLog {
+        RamLog::default()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -48,7 +48,7 @@ impl MemoryLog {
     }
 }
 
-impl Log for MemoryLog {
+impl Log for RamLog {
     fn describe(&self) -> String {
         "in-memory log".into()
     }
@@ -267,12 +267,12 @@ impl Log for MemoryLog {
         Ok(())
     }
 
-    fn checkpoint(&self, projector: &str) -> Result<Option<u64>> {
+    fn projected_to(&self, projector: &str) -> Result<Option<u64>> {
         let s = self.read();
         Ok(s.checkpoints.get(projector).copied().or(s.marker))
     }
 
-    fn set_checkpoint(&self, projector: &str, position: Option<u64>) -> Result<()> {
+    fn set_projected_to(&self, projector: &str, position: Option<u64>) -> Result<()> {
         let mut s = self.write_state();
         match position {
             Some(p) => s.checkpoints.insert(projector.to_owned(), p),
