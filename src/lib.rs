@@ -15,13 +15,16 @@
 //! # Ok::<(), dreamlog::Error>(())
 //! ```
 //!
-//! Layers (see ARCHITECTURE.md): [`core`] is pure (model, encoding, ids, JSON forms,
-//! projectors); [`store`] is the engine over a backend for the log of record (RocksDB,
-//! in memory); the library modules ([`memory`], [`dream`], [`sessions`], [`ledger`],
-//! [`import`], [`exchange`]) build on it; [`service`] is every operation with typed
-//! requests, in process ([`service::Local`]) or over HTTP ([`service::Remote`]). The
-//! surfaces — the CLI and the HTTP server — are private: only their entry points are
-//! exported ([`cli_main`], [`serve`], [`ServerConfig`], [`hash_token`]).
+//! Layers (see ARCHITECTURE.md), one crate each, all re-exported here so one crate is
+//! named: [`core`] (`dreamlog-core`) is pure (model, encoding, ids, JSON forms,
+//! projectors); [`store`] (`dreamlog-store`) is the engine over a backend for the log of
+//! record (RocksDB, in RAM, JetStream); `dreamlog-service` holds the domain ([`memory`],
+//! [`dream`], [`sessions`], [`ledger`], [`import`], [`exchange`]), [`service`] — every
+//! operation with typed requests, in process ([`service::Local`]) or over HTTP
+//! ([`service::Remote`]) — and the adapters over it ([`managed`], [`otlp`], [`watch`]);
+//! `dreamlog-server` is every HTTP surface. The surfaces — this binary's CLI and the
+//! server — are private: only their entry points are exported ([`cli_main`], [`serve`],
+//! [`ServerConfig`], [`hash_token`]).
 
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used)]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::model_api::{message, serve, Shared};
-use common::server::{client, get, Server};
+use common::server::{client, get, post, Server};
 use common::{dreamlog_on, ok};
 use serde_json::{json, Value};
 use tempfile::tempdir;
@@ -281,6 +281,18 @@ fn otlp_json_gzip_and_bad_requests_over_http() {
     }
     let (_, info) = get(&c, &server.url("/v1/info"), None);
     assert_eq!(info["events"].as_u64().unwrap(), before, "a refused request writes nothing");
+
+    // A trace whose root never comes, and nothing written after it: the follower wakes
+    // by itself once the trace has been quiet `otlp_open_trace_secs` (3 s here).
+    let orphan = "6c9f0fa4f8e3b2d1c0a9b8c7d6e5f4a3";
+    let req = json!({"resourceSpans": [{"scopeSpans": [{"spans": [
+        {"traceId": orphan, "spanId": "aaa19b7ec3c1b175", "parentSpanId": "aaa19b7ec3c1b174", "name": "execute_tool t",
+         "startTimeUnixNano": "1764580001000000000", "endTimeUnixNano": "1764580002000000000",
+         "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "execute_tool"}},
+                        {"key": "gen_ai.tool.name", "value": {"stringValue": "t"}}]}]}]}]});
+    assert_eq!(post(&c, &server.url("/v1/traces"), None, &req).0, 200);
+    let s = session_when(&server, orphan, 2);
+    assert_eq!(kinds(&s), ["session.start", "action:t"], "no end until the root arrives: {s}");
     server.stop();
 }
 

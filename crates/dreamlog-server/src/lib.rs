@@ -819,43 +819,77 @@ async fn reload_on_sighup(state: Arc<AppState>) {
 }
 
 /// Assembles the sessions of what `/v1/traces` and `/v1/logs` recorded, for every
-/// tenant, as a projection of the raw notes (`otlp::Assembler`), until shutdown.
-/// `assemblers` are made before the server takes requests ([`otlp_assemblers`]).
-async fn assemble_otlp(state: Arc<AppState>, assemblers: Assemblers) {
-    let mut stop = state.stop.subscribe();
-    let mut every = tokio::time::interval(Duration::from_millis(200));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// tenant, as a projection of the raw notes (`otlp::Assembler`), until shutdown: one
+/// follower per tenant. `assemblers` are made before the server takes requests
+/// ([`otlp_assemblers`]).
+fn assemble_otlp(state: &Arc<AppState>, assemblers: Assemblers) {
+    for (name, a) in assemblers {
+        let Some(t) = state.tenants.get(&name) else { continue };
+        let (svc, grows, stop) = (t.svc.clone(), t.store.watch_len(), state.stop.subscribe());
+        tokio::spawn(follow_otlp(name, svc, grows, a, stop));
+    }
+}
+
+/// Least time between two passes that found a ready trace they could not write (the
+/// store refused for now, or another writer moved the session): what is left is tried
+/// again after it.
+const OTLP_RETRY: Duration = Duration::from_millis(200);
+
+/// One tenant's assembler following its log: a pass when the log grows (a raw note may
+/// have arrived) and when the next waiting trace turns quiet — no timer while nothing
+/// waits.
+async fn follow_otlp(
+    name: String,
+    svc: Local,
+    mut grows: tokio::sync::watch::Receiver<u64>,
+    a: Arc<std::sync::Mutex<crate::otlp::Assembler>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
-        tokio::select! {
-            _ = every.tick() => {}
-            _ = stop.changed() => return,
-        }
-        for (name, t) in &state.tenants {
-            let Some(a) = assemblers.get(name).cloned() else { continue };
-            let svc = t.svc.clone();
-            let done = tokio::task::spawn_blocking(move || {
-                let mut a = a.lock().unwrap_or_else(|p| p.into_inner());
-                as_principal(server_principal("otlp"), || a.pass(&svc, std::time::Instant::now()))
-            })
-            .await;
-            match done {
-                Ok(Ok(pass)) if !pass.failed.is_empty() => {
-                    for (trace, why) in &pass.failed {
-                        tracing::warn!("tenant {name}: OTLP trace {trace} not assembled: {why}");
-                    }
+        let (job, svc2) = (a.clone(), svc.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            let mut a = job.lock().unwrap_or_else(|p| p.into_inner());
+            let pass = as_principal(server_principal("otlp"), || a.pass(&svc2, std::time::Instant::now()));
+            (pass, a.next_due())
+        })
+        .await;
+        let due = match done {
+            Ok((Ok(pass), due)) => {
+                for (trace, why) in &pass.failed {
+                    tracing::warn!("tenant {name}: OTLP trace {trace} not assembled: {why}");
                 }
-                Ok(Ok(pass)) if pass.written > 0 => {
+                if pass.written > 0 {
                     tracing::debug!(
                         "tenant {name}: assembled {} OTLP sessions ({} traces waiting)",
                         pass.written,
                         pass.waiting
-                    )
+                    );
                 }
-                Ok(Ok(_)) => {}
-                // Tried again on the next tick: the raw notes stay.
-                Ok(Err(e)) => tracing::warn!("tenant {name}: assembling OTLP sessions: {e}"),
-                Err(e) => tracing::warn!("tenant {name}: assembling OTLP sessions: {e}"),
+                due
             }
+            // Tried again after OTLP_RETRY: the raw notes stay.
+            Ok((Err(e), due)) => {
+                tracing::warn!("tenant {name}: assembling OTLP sessions: {e}");
+                due
+            }
+            Err(e) => {
+                tracing::warn!("tenant {name}: assembling OTLP sessions: {e}");
+                Some(std::time::Instant::now())
+            }
+        };
+        // A trace still ready after the pass waits OTLP_RETRY; one turning quiet later is
+        // woken for then.
+        let wake = due.map(|d| d.max(std::time::Instant::now() + OTLP_RETRY));
+        let quiet = async {
+            match wake {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            grew = grows.changed() => if grew.is_err() { return },
+            _ = quiet => {}
+            _ = stop.changed() => return,
         }
     }
 }
@@ -928,7 +962,7 @@ pub async fn serve(
     }
     #[cfg(unix)]
     tokio::spawn(reload_on_sighup(state.clone()));
-    tokio::spawn(assemble_otlp(state.clone(), otlp_assemblers(&state)));
+    assemble_otlp(&state, otlp_assemblers(&state));
     let header_timeout = Duration::from_secs(state.config.header_read_timeout_secs.max(1));
     let stall = Duration::from_secs(state.config.write_stall_timeout_secs.max(1));
     let tls = state.config.tls.as_ref().map(TlsFiles::acceptor).transpose()?;

@@ -208,6 +208,12 @@ impl Assembler {
         Ok(Assembler { quiet, open_trace, cursor: 0, notes_of: HashMap::new(), pending: HashMap::new(), started_at })
     }
 
+    /// When the next waiting trace turns quiet enough to assemble (`None`: nothing
+    /// waits). A follower sleeps until then unless the log grows first.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.pending.values().map(|p| p.last + if p.rooted { self.quiet } else { self.open_trace }).min()
+    }
+
     /// Reads the new raw notes and assembles the traces that are ready. `now` is the
     /// clock.
     pub fn pass(&mut self, svc: &dyn Service, now: Instant) -> Result<Pass> {
