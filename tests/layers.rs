@@ -29,7 +29,7 @@ fn an_upward_arrow_or_a_new_cycle_fails_the_check() {
     std::fs::create_dir_all(src.join("server")).unwrap();
     // The timeline (the library) naming the CLI and the server: a lower layer names a
     // higher one — through a path, a brace group, and a name the crate root re-exports.
-    std::fs::write(src.join("lib.rs"), "pub use crate::server::{hash_token, serve};\n").unwrap();
+    std::fs::write(src.join("lib.rs"), "pub use crate::server::{hash_token, serve};\npub struct Shared;\n").unwrap();
     std::fs::write(
         src.join("timeline.rs"),
         "use crate::{store::Store, cli::main as m};\nfn f() { crate::serve(); }\n// crate::watch in a comment is not code\n",
@@ -37,7 +37,8 @@ fn an_upward_arrow_or_a_new_cycle_fails_the_check() {
     .unwrap();
     // A module the layering does not know is named, not a crash.
     std::fs::write(src.join("newmod.rs"), "use crate::store::Store;\n").unwrap();
-    std::fs::write(src.join("cli.rs"), "use crate::timeline::x;\n").unwrap();
+    // A module using what the crate root defines (the root declares every module: a cycle).
+    std::fs::write(src.join("cli.rs"), "use crate::timeline::x;\nuse crate::Shared;\n").unwrap();
     // Two surfaces naming each other: a cycle the check has not recorded.
     std::fs::write(src.join("mcp.rs"), "use crate::server::y;\n").unwrap();
     std::fs::write(src.join("server/mod.rs"), "use crate::mcp::z;\n").unwrap();
@@ -47,6 +48,7 @@ fn an_upward_arrow_or_a_new_cycle_fails_the_check() {
     assert!(text.contains("timeline (layer 3) uses server (layer 8)"), "a re-exported name: {text}");
     assert!(text.contains("an import cycle: mcp, server"), "{text}");
     assert!(text.contains("src/newmod: a module with no layer"), "{text}");
+    assert!(text.contains("src/cli uses what the crate root (lib.rs) defines"), "{text}");
     assert!(!text.contains("uses watch"), "comments are not arrows: {text}");
     assert!(!text.contains("Traceback"), "{text}");
 }

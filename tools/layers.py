@@ -63,6 +63,17 @@ LAYERS = {
     "cli": 9,
 }
 
+# Modules that use what their crate root defines (debt recorded when the check learned to
+# see it; it only shrinks): dreamlog-server's lib.rs still holds the config, the tenants
+# and `AppState` beside the accept loop — they belong in modules of their own.
+KNOWN_ROOT_USES = {
+    ("crates/dreamlog-server/src", "anthropic"),
+    ("crates/dreamlog-server/src", "api"),
+    ("crates/dreamlog-server/src", "http"),
+    ("crates/dreamlog-server/src", "routes"),
+    ("crates/dreamlog-server/src", "ui"),
+}
+
 USE = re.compile(r"\b(?:crate|super)::(\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}|[A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -74,13 +85,29 @@ def reexports(src: Path) -> dict:
     if not lib.exists():
         return out
     text = lib.read_text(encoding="utf-8")
-    for m in re.finditer(r"pub use crate::([a-z_][a-z0-9_]*)::(\{[^}]*\}|[A-Za-z_][A-Za-z0-9_]*)(?: as ([A-Za-z_][A-Za-z0-9_]*))?", text):
+    for m in re.finditer(r"pub use (?:crate::)?([a-z_][a-z0-9_]*)::(\{[^}]*\}|[A-Za-z_][A-Za-z0-9_]*)(?: as ([A-Za-z_][A-Za-z0-9_]*))?", text):
         module, names, alias = m.group(1), m.group(2), m.group(3)
         for n in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", names.strip("{}")):
             out[n] = module
         if alias:
             out[alias] = module
     return out
+
+
+CRATE_ROOT = "the crate root"
+
+
+def root_items(src: Path) -> set:
+    """Names the crate root (lib.rs) defines itself. A module naming one (`crate::AppState`,
+    `super::Role` at the top) points at the root, which declares every module: an arrow to
+    the top of the crate, so a cycle — what a root defines that its modules use belongs in
+    a module of its own."""
+    lib = src / "lib.rs"
+    if not lib.exists():
+        return set()
+    text = lib.read_text(encoding="utf-8")
+    item = r"^(?:pub(?:\([a-z]+\))? )?(?:async )?(?:struct|enum|fn|type|const|static|trait) ([A-Za-z_][A-Za-z0-9_]*)"
+    return set(re.findall(item, text, flags=re.M))
 
 
 def first_segments(group: str) -> list:
@@ -113,6 +140,8 @@ def graph(src: Path) -> dict:
     from the crates below)."""
     arrows: dict = {}
     names = reexports(src)
+    for n in root_items(src):
+        names.setdefault(n, CRATE_ROOT)
     for f in sorted(src.rglob("*.rs")):
         if f.name in ("lib.rs", "main.rs") and f.parent == src:
             continue
@@ -191,18 +220,30 @@ def main() -> int:
             if a not in LAYERS:
                 continue  # named above
             for b in sorted(bs):
+                if b == CRATE_ROOT:
+                    if (label(src), a) not in KNOWN_ROOT_USES:
+                        problems.append(
+                            f"{label(src)}/{a} uses what the crate root (lib.rs) defines: move it into a module"
+                        )
+                    continue
                 if LAYERS[b] > LAYERS[a]:
                     problems.append(
                         f"{a} (layer {LAYERS[a]}) uses {b} (layer {LAYERS[b]}): a lower layer names a higher one"
                     )
-        for c in strongly_connected(arrows):
+        for crate, a in sorted(KNOWN_ROOT_USES):
+            if crate == label(src) and CRATE_ROOT not in arrows.get(a, set()):
+                problems.append(f"{crate}/{a} no longer uses the crate root: remove it from KNOWN_ROOT_USES")
+        for c in strongly_connected({a: bs - {CRATE_ROOT} for a, bs in arrows.items()}):
             problems.append(f"an import cycle: {', '.join(sorted(c))}")
     if "--graph" in sys.argv:
         return 0
     for p in sorted(set(problems)):
         print(f"layers: {p}", file=sys.stderr)
     if not problems:
-        print(f"layers: {len(CRATES)} crate(s), no upward arrow and no cycle")
+        print(
+            f"layers: {len(CRATES)} crate(s), no upward arrow and no cycle "
+            f"({len(KNOWN_ROOT_USES)} recorded module(s) still use their crate root's items)"
+        )
     return 1 if problems else 0
 
 

@@ -830,14 +830,15 @@ fn assemble_otlp(state: &Arc<AppState>, assemblers: Assemblers) {
     }
 }
 
-/// Least time between two passes that found a ready trace they could not write (the
-/// store refused for now, or another writer moved the session): what is left is tried
-/// again after it.
+/// Least time between two passes: growth of the log meanwhile is taken in by the next
+/// one (so a busy log costs at most five passes a second), and a pass that failed or
+/// left a ready trace unwritten (the store refused for now, another writer moved the
+/// session) is tried again after it.
 const OTLP_RETRY: Duration = Duration::from_millis(200);
 
 /// One tenant's assembler following its log: a pass when the log grows (a raw note may
 /// have arrived) and when the next waiting trace turns quiet — no timer while nothing
-/// waits.
+/// waits and nothing failed.
 async fn follow_otlp(
     name: String,
     svc: Local,
@@ -868,9 +869,9 @@ async fn follow_otlp(
                 due
             }
             // Tried again after OTLP_RETRY: the raw notes stay.
-            Ok((Err(e), due)) => {
+            Ok((Err(e), _)) => {
                 tracing::warn!("tenant {name}: assembling OTLP sessions: {e}");
-                due
+                Some(std::time::Instant::now())
             }
             Err(e) => {
                 tracing::warn!("tenant {name}: assembling OTLP sessions: {e}");
@@ -886,9 +887,16 @@ async fn follow_otlp(
                 None => std::future::pending().await,
             }
         };
+        let passed = std::time::Instant::now();
         tokio::select! {
             grew = grows.changed() => if grew.is_err() { return },
             _ = quiet => {}
+            _ = stop.changed() => return,
+        }
+        // At most one pass per OTLP_RETRY, however often the log grows.
+        let next = tokio::time::sleep_until((passed + OTLP_RETRY).into());
+        tokio::select! {
+            _ = next => {}
             _ = stop.changed() => return,
         }
     }

@@ -22,7 +22,7 @@ struct State {
     streams: BTreeMap<(String, u64), u64>,
     spaces: HashMap<Space, BTreeMap<Vec<u8>, Vec<u8>>>,
     marker: Option<u64>,
-    checkpoints: HashMap<String, u64>,
+    projected: HashMap<String, u64>,
     receipts: BTreeMap<u64, Vec<u8>>,
     own: HashMap<String, Vec<u8>>,
 }
@@ -83,7 +83,7 @@ impl Log for RamLog {
         }
         s.receipts.split_off(&end);
         s.marker = Some(end);
-        for c in s.checkpoints.values_mut() {
+        for c in s.projected.values_mut() {
             *c = (*c).min(end);
         }
         Ok(())
@@ -269,14 +269,14 @@ impl Log for RamLog {
 
     fn projected_to(&self, projector: &str) -> Result<Option<u64>> {
         let s = self.read();
-        Ok(s.checkpoints.get(projector).copied().or(s.marker))
+        Ok(s.projected.get(projector).copied().or(s.marker))
     }
 
     fn set_projected_to(&self, projector: &str, position: Option<u64>) -> Result<()> {
         let mut s = self.write_state();
         match position {
-            Some(p) => s.checkpoints.insert(projector.to_owned(), p),
-            None => s.checkpoints.remove(projector),
+            Some(p) => s.projected.insert(projector.to_owned(), p),
+            None => s.projected.remove(projector),
         };
         Ok(())
     }

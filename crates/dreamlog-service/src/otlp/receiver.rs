@@ -211,7 +211,11 @@ impl Assembler {
     /// When the next waiting trace turns quiet enough to assemble (`None`: nothing
     /// waits). A follower sleeps until then unless the log grows first.
     pub fn next_due(&self) -> Option<Instant> {
-        self.pending.values().map(|p| p.last + if p.rooted { self.quiet } else { self.open_trace }).min()
+        // As `pass` decides: a rooted trace is ready after `quiet` (or `open_trace`, if
+        // that is shorter), any trace after `open_trace`. A time past what an `Instant`
+        // holds (a huge setting) is never.
+        let wait = |rooted: bool| if rooted { self.quiet.min(self.open_trace) } else { self.open_trace };
+        self.pending.values().filter_map(|p| p.last.checked_add(wait(p.rooted))).min()
     }
 
     /// Reads the new raw notes and assembles the traces that are ready. `now` is the
