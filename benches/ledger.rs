@@ -79,9 +79,10 @@ fn main() {
     let sessions = env_or("DREAMLOG_BENCH_SESSIONS", 200_000);
     let runs = env_or("DREAMLOG_BENCH_RUNS", 7).max(1);
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(dir.path().join("db"), Options { sync: SyncMode::None, ..Options::default() }).expect("open");
+    let store =
+        Store::open(dir.path().join("db"), Options { sync: SyncMode::None, ..Options::default() }).expect("open");
     let started = Instant::now();
-    let t0 = 1_800_000_000_000u64;
+    let t0 = 1_700_000_000_000u64;
     store.append(AppendBatch::new().push(change("sim", 0)).push(change("other", 0))).expect("create stores");
     let mut batch = AppendBatch::new();
     for i in 0..sessions {
@@ -100,11 +101,7 @@ fn main() {
         store.append(batch).expect("append");
     }
     store.flush().expect("flush");
-    println!(
-        "ledger: {sessions} sessions, {} events, built in {:.0} s",
-        store.len(),
-        started.elapsed().as_secs_f64()
-    );
+    println!("ledger: {sessions} sessions, {} events, built in {:.0} s", store.len(), started.elapsed().as_secs_f64());
     let mem = MemoryStores::new(store.clone());
     let (samples, runs_of) = time(runs, || sessions_with(&store, "sim", store.len()).expect("sessions_with").len());
     report(&format!("ledger sessions_with ({runs_of} sessions of sim)"), samples);

@@ -60,7 +60,7 @@ fn main() {
     {
         let store = Store::open(&db, Options { sync: SyncMode::None, ..Options::default() }).unwrap();
         let mut i = 0u64;
-        let t0 = 1_800_000_000_000u64;
+        let t0 = 1_700_000_000_000u64;
         while store.len() < target {
             let mut batch = AppendBatch::new();
             for _ in 0..2000 {

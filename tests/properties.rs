@@ -213,3 +213,141 @@ proptest! {
         prop_assert_eq!(a.state_hash() == c.state_hash(), files == other);
     }
 }
+
+/// One event of a ledger case: a session's start (with a store or none, a task or none),
+/// a link (to a store, maybe `--at` an earlier position), or a grade.
+#[derive(Clone, Debug)]
+enum LedgerOp {
+    Start { session: u8, store: Option<u8>, task: Option<u8> },
+    Link { session: u8, store: Option<u8>, at: Option<u8> },
+    Grade { session: u8, score: u8, passed: bool },
+}
+
+fn ledger_op() -> impl Strategy<Value = LedgerOp> {
+    prop_oneof![
+        (0u8..6, prop::option::of(0u8..2), prop::option::of(0u8..3))
+            .prop_map(|(session, store, task)| LedgerOp::Start { session, store, task }),
+        (0u8..6, prop::option::of(0u8..2), prop::option::of(0u8..40)).prop_map(|(session, store, at)| LedgerOp::Link {
+            session,
+            store,
+            at
+        }),
+        (0u8..6, 0u8..5, any::<bool>()).prop_map(|(session, score, passed)| LedgerOp::Grade { session, score, passed }),
+    ]
+}
+
+fn ledger_draft(op: &LedgerOp) -> Draft {
+    let store = |s: &Option<u8>| s.map(|s| format!("store{s}"));
+    let v = match op {
+        LedgerOp::Start { session, store: st, task } => serde_json::json!({
+            "stream": format!("session/s{session}"), "kind": "session.start", "actor": "agent:p", "time": 1,
+            "body": {"session": format!("s{session}"), "agent": "p", "task_id": task.map(|t| format!("t{t}")), "store": store(st)}}),
+        LedgerOp::Link { session, store: st, at } => serde_json::json!({
+            "stream": format!("links/s{session}"), "kind": "session.link", "actor": "human:p", "time": 1,
+            "body": {"session": format!("s{session}"), "store": store(st), "meta": at.map(|a| serde_json::json!({"at": a}))}}),
+        LedgerOp::Grade { session, score, passed } => serde_json::json!({
+            "stream": format!("grades/s{session}"), "kind": "grade", "actor": "evaluator:p", "time": 1,
+            "body": {"session": format!("s{session}"), "evaluator": "p", "rubric": format!("r{}", session % 2),
+                     "score": f64::from(*score) / 4.0, "result": if *passed { "satisfied" } else { "failed" }}}),
+    };
+    dreamlog::EventJson::from_value(&v).unwrap().into_draft(None).unwrap()
+}
+
+/// The sessions that ran with `name` before `until`, folded from every event of the log
+/// (what `ledger::sessions_with` did before the ledger index): the model the index is
+/// held to.
+fn sessions_with_model(store: &dreamlog::Store, name: &str, until: u64) -> Vec<dreamlog::ledger::SessionRun> {
+    use std::collections::HashMap;
+    let mut all = store.read_range(0, usize::MAX).unwrap();
+    all.retain(|e| e.position < until);
+    let mut records: HashMap<String, (u64, String, Option<dreamlog::Digest>)> = HashMap::new();
+    let mut about: HashMap<String, (Option<String>, String)> = HashMap::new();
+    for e in &all {
+        if let Body::SessionStart(s) = &e.event.body {
+            if let Some(st) = &s.store {
+                records.insert(s.session.clone(), (e.position, st.clone(), s.memory_state));
+            }
+            about.insert(s.session.clone(), (s.task_id.clone(), s.agent.clone()));
+        }
+    }
+    let mut linked = false;
+    for e in &all {
+        if let Body::SessionLink(l) = &e.event.body {
+            if let Some(st) = &l.store {
+                linked |= st == name;
+                let at = l.meta.as_ref().and_then(|m| m.to_value().get("at").and_then(|a| a.as_u64()));
+                let position = at.map(|p| p + 1).filter(|&p| p < e.position).unwrap_or(e.position);
+                records.insert(l.session.clone(), (position, st.clone(), l.memory_state));
+            }
+        }
+    }
+    let mut runs: Vec<dreamlog::ledger::SessionRun> = records
+        .into_iter()
+        .filter(|(_, (_, st, _))| st == name)
+        .map(|(session, (position, _, memory_state))| {
+            let (task_id, agent) = about.remove(&session).map(|(t, a)| (t, Some(a))).unwrap_or_default();
+            dreamlog::ledger::SessionRun {
+                session,
+                position,
+                memory_state,
+                score: None,
+                passed: None,
+                rubric: None,
+                task_id,
+                agent,
+            }
+        })
+        .collect();
+    runs.sort_by(|a, b| a.position.cmp(&b.position).then_with(|| a.session.cmp(&b.session)));
+    // An imported session's grades come before its link; otherwise grades count from the
+    // first session's record on.
+    let from = if linked { 0 } else { runs.first().map_or(0, |r| r.position) };
+    for e in all.iter().filter(|e| e.position >= from) {
+        if let Body::Grade(g) = &e.event.body {
+            if let Some(r) = runs.iter_mut().find(|r| r.session == g.session) {
+                r.score = Some(g.score);
+                r.passed = Some(g.result == GradeResult::Satisfied);
+                r.rubric = Some(g.rubric.clone());
+            }
+        }
+    }
+    runs
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The ledger index (`projection::Space::Ledger`) answers what folding every event
+    /// answers: for each store, at every point of the log, and after the index is rebuilt
+    /// from the log.
+    #[test]
+    fn the_ledger_index_agrees_with_a_fold_of_the_log(
+        batches in prop::collection::vec(prop::collection::vec(ledger_op(), 1..5), 1..12)
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = common::open(dir.path());
+        for ops in &batches {
+            let mut batch = AppendBatch::new();
+            batch.events = ops.iter().map(ledger_draft).collect();
+            store.append(batch).unwrap();
+        }
+        let len = store.len();
+        let check = |store: &dreamlog::Store| -> Result<(), TestCaseError> {
+            for until in 0..=len {
+                for name in ["store0", "store1"] {
+                    let got = dreamlog::ledger::sessions_with(store, name, until).unwrap();
+                    let want = sessions_with_model(store, name, until);
+                    prop_assert_eq!(
+                        serde_json::to_value(&got).unwrap(),
+                        serde_json::to_value(&want).unwrap(),
+                        "{} until {}", name, until
+                    );
+                }
+            }
+            Ok(())
+        };
+        check(&store)?;
+        store.reindex(|_| {}).unwrap();
+        check(&store)?;
+    }
+}

@@ -68,10 +68,10 @@ fn a_database_written_by_the_previous_format_opens_verifies_and_replays() {
     let db = dir.path().join("db");
     common::copy_tree(&fixture, &db);
     let store = Store::open(&db, Options::default()).expect("the old database opens");
-    // It predates projector checkpoints: every derived index (including the session and
-    // citation indexes it never had) is rebuilt from its log on this first open.
+    // It predates projector checkpoints: every derived index (including the session,
+    // citation and ledger indexes it never had) is rebuilt from its log on this first open.
     let caught_up: Vec<&str> = store.open_report().caught_up.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(caught_up, ["kinds", "paths", "sessions", "cites"]);
+    assert_eq!(caught_up, ["kinds", "paths", "sessions", "cites", "ledger"]);
     let all = store.read_range(0, store.len() as usize).unwrap();
     let cited = all.iter().rev().find_map(|e| e.event.header.causes.first().copied()).expect("an event with causes");
     let citers: Vec<u64> = all.iter().filter(|e| e.event.header.causes.contains(&cited)).map(|e| e.position).collect();
@@ -91,6 +91,12 @@ fn a_database_written_by_the_previous_format_opens_verifies_and_replays() {
     }
     let rows = dreamlog::sessions::list(&store).unwrap();
     assert_eq!(rows.len(), 20);
+    // The ledger built on open answers for the old log: every imported session ran with
+    // `support`, and their grades are there.
+    let runs = dreamlog::ledger::sessions_with(&store, "support", store.len()).unwrap();
+    assert_eq!(runs.len(), 20, "{runs:?}");
+    assert!(runs.iter().all(|r| r.score.is_some()), "{runs:?}");
+    assert_eq!(store.session_stores().unwrap(), ["support"]);
     assert!(rows.iter().all(|r| r.store.as_deref() == Some("support")), "the links still name the store");
     store.close().unwrap();
 }

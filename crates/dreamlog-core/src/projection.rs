@@ -1,13 +1,15 @@
 //! Projectors: the derived indexes as pure functions of the log.
 //!
 //! Everything a store keeps beyond the log of record (the kind index, the memory path
-//! index, the session index, memory snapshots) is derived: a projector turns one event
+//! index, the session index, the citation index, the ledger, memory snapshots) is derived: a projector turns one event
 //! at its position into index entries, so every index can be rebuilt from the log
 //! (`dreamlog reindex`), checked against a rebuild (`verify`), and fed from a log held
 //! elsewhere. Key encodings live here too (docs/reference/FORMAT.md §7): integers are big-endian
 //! so byte order is numeric order.
 
-use super::{Body, Header, Kind, MemoryCommand};
+use bincode::{Decode, Encode};
+
+use super::{Body, Digest, GradeResult, Header, Kind, MemoryCommand};
 
 /// A key space of derived data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -25,11 +27,19 @@ pub enum Space {
     /// `cause id` (32 bytes) `position` (8 bytes BE) → empty, for every cause an event
     /// names: the events citing an event, in log order.
     Cites,
+    /// The lesson ledger's facts, compact: `0x01` `position` → a [`LedgerEntry`] of each
+    /// `session.start` and of each `session.link` naming a store (which store and state a
+    /// session ran with); `0x02` `position` → one of each grade. Drift and lessons read
+    /// these instead of decoding every session's events. And `0x03` `store` 0x00
+    /// `position` → empty for each start and link naming a store: the stores sessions
+    /// ran with, without a scan.
+    Ledger,
 }
 
 impl Space {
     /// Every space, in a fixed order.
-    pub const ALL: [Space; 5] = [Space::Kinds, Space::Paths, Space::Sessions, Space::Snapshots, Space::Cites];
+    pub const ALL: [Space; 6] =
+        [Space::Kinds, Space::Paths, Space::Sessions, Space::Snapshots, Space::Cites, Space::Ledger];
 
     /// The space's name (also its RocksDB column family).
     pub fn name(self) -> &'static str {
@@ -39,6 +49,7 @@ impl Space {
             Space::Sessions => "sessions",
             Space::Snapshots => "snapshots",
             Space::Cites => "cites",
+            Space::Ledger => "ledger",
         }
     }
 }
@@ -89,11 +100,12 @@ impl std::fmt::Debug for Projector {
 }
 
 /// Every projector, in the order they run.
-pub const PROJECTORS: [Projector; 4] = [
+pub const PROJECTORS: [Projector; 5] = [
     Projector { name: "kinds", space: Space::Kinds, entries: kinds },
     Projector { name: "paths", space: Space::Paths, entries: paths },
     Projector { name: "sessions", space: Space::Sessions, entries: sessions },
     Projector { name: "cites", space: Space::Cites, entries: cites },
+    Projector { name: "ledger", space: Space::Ledger, entries: ledger },
 ];
 
 /// All entries of one event, every projector.
@@ -128,6 +140,137 @@ fn sessions(e: &Projected<'_>, out: &mut Entries) {
 fn cites(e: &Projected<'_>, out: &mut Entries) {
     for cause in &e.header.causes {
         out.push((cite_key(cause, e.position).to_vec(), Vec::new()));
+    }
+}
+
+fn ledger(e: &Projected<'_>, out: &mut Entries) {
+    let Some(body) = e.body else { return };
+    if let Some((tag, entry)) = LedgerEntry::of(body) {
+        let store = match &entry {
+            LedgerEntry::Start { store, .. } => store.as_deref(),
+            LedgerEntry::Link { store, .. } => Some(store.as_str()),
+            LedgerEntry::Grade { .. } => None,
+        };
+        if let Some(store) = store {
+            out.push((ledger_store_key(store, e.position), Vec::new()));
+        }
+        out.push((ledger_key(tag, e.position).to_vec(), super::wire::encode(&entry)));
+    }
+}
+
+/// Ledger key tag of the sessions' records of the store they ran with.
+pub const LEDGER_RUNS: u8 = 1;
+/// Ledger key tag of grades.
+pub const LEDGER_GRADES: u8 = 2;
+
+/// Ledger key tag of the stores sessions ran with.
+pub const LEDGER_STORES: u8 = 3;
+
+/// The ledger's key of a session's record naming `store`: `LEDGER_STORES`, the store,
+/// 0x00, the position.
+pub fn ledger_store_key(store: &str, position: u64) -> Vec<u8> {
+    let mut k = ledger_store_prefix(store);
+    k.extend_from_slice(&position.to_be_bytes());
+    k
+}
+
+/// The prefix of every ledger key of records naming `store`.
+pub fn ledger_store_prefix(store: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(store.len() + 10);
+    k.push(LEDGER_STORES);
+    k.extend_from_slice(store.as_bytes());
+    k.push(0);
+    k
+}
+
+/// Ledger key: a tag (`LEDGER_RUNS`, `LEDGER_GRADES`), then the position.
+pub fn ledger_key(tag: u8, position: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = tag;
+    k[1..].copy_from_slice(&position.to_be_bytes());
+    k
+}
+
+/// What the ledger keeps of one event: the fields drift and lessons compare grades by.
+/// None of them is free text a redaction removes (session starts, links and grades are
+/// structure: `redact` refuses them), so the ledger never holds what a redaction took.
+#[derive(Clone, Debug, PartialEq, Encode, Decode)]
+pub enum LedgerEntry {
+    /// A `session.start`.
+    Start {
+        /// Session id.
+        session: String,
+        /// The memory store it ran with.
+        store: Option<String>,
+        /// The store's state hash it recorded.
+        memory_state: Option<Digest>,
+        /// Its task id.
+        task_id: Option<String>,
+        /// Its agent.
+        agent: String,
+    },
+    /// A `session.link` naming a store.
+    Link {
+        /// Session id.
+        session: String,
+        /// The store.
+        store: String,
+        /// The state it names.
+        memory_state: Option<Digest>,
+        /// `meta.at`: the position the session ran at, when linked afterwards.
+        at: Option<u64>,
+    },
+    /// A grade.
+    Grade {
+        /// Session id.
+        session: String,
+        /// Score.
+        score: f64,
+        /// Its result was `satisfied`.
+        passed: bool,
+        /// Rubric.
+        rubric: String,
+    },
+}
+
+impl LedgerEntry {
+    /// The entry of `body` and its key tag, for the kinds the ledger keeps.
+    pub fn of(body: &Body) -> Option<(u8, LedgerEntry)> {
+        match body {
+            Body::SessionStart(s) => Some((
+                LEDGER_RUNS,
+                LedgerEntry::Start {
+                    session: s.session.clone(),
+                    store: s.store.clone(),
+                    memory_state: s.memory_state,
+                    task_id: s.task_id.clone(),
+                    agent: s.agent.clone(),
+                },
+            )),
+            Body::SessionLink(l) => {
+                let store = l.store.clone()?;
+                let at = l.meta.as_ref().and_then(|m| m.to_value().get("at").and_then(|a| a.as_u64()));
+                Some((
+                    LEDGER_RUNS,
+                    LedgerEntry::Link { session: l.session.clone(), store, memory_state: l.memory_state, at },
+                ))
+            }
+            Body::Grade(g) => Some((
+                LEDGER_GRADES,
+                LedgerEntry::Grade {
+                    session: g.session.clone(),
+                    score: g.score,
+                    passed: g.result == GradeResult::Satisfied,
+                    rubric: g.rubric.clone(),
+                },
+            )),
+            _ => None,
+        }
+    }
+
+    /// Decodes a ledger value.
+    pub fn decode(bytes: &[u8]) -> Result<LedgerEntry, super::error::FormatError> {
+        super::wire::decode_exact(bytes, "ledger entry")
     }
 }
 
@@ -203,6 +346,32 @@ mod tests {
 
     fn sealed(stream: &str, body: Body) -> crate::SealedEvent {
         Draft::new(stream, Actor::Human("t".into()), body).into_sealed(1, Vec::new()).expect("valid draft")
+    }
+
+    #[test]
+    fn ledger_entries_are_the_bytes_format_md_gives() {
+        // FORMAT.md §7: variant index, then the fields in order (§1 encodings).
+        let start = LedgerEntry::Start {
+            session: "s1".into(),
+            store: Some("m".into()),
+            memory_state: None,
+            task_id: None,
+            agent: "a".into(),
+        };
+        let bytes = crate::wire::encode(&start);
+        assert_eq!(bytes, [0, 2, b's', b'1', 1, 1, b'm', 0, 0, 1, b'a']);
+        assert_eq!(LedgerEntry::decode(&bytes).expect("decodes"), start);
+        let link = LedgerEntry::Link { session: "s".into(), store: "m".into(), memory_state: None, at: Some(300) };
+        assert_eq!(crate::wire::encode(&link), [1, 1, b's', 1, b'm', 0, 1, 0xFB, 0x2C, 0x01]);
+        let grade = LedgerEntry::Grade { session: "s".into(), score: 0.5, passed: true, rubric: "r".into() };
+        let mut want = vec![2, 1, b's'];
+        want.extend_from_slice(&0.5f64.to_le_bytes());
+        want.extend_from_slice(&[1, 1, b'r']);
+        assert_eq!(crate::wire::encode(&grade), want);
+        assert!(LedgerEntry::decode(&want[..want.len() - 1]).is_err(), "a cut entry is an error");
+        // Keys: tag then position; a store's records after its name.
+        assert_eq!(ledger_key(LEDGER_GRADES, 258), [2, 0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(ledger_store_key("m", 1), [3, b'm', 0, 0, 0, 0, 0, 0, 0, 0, 1]);
     }
 
     #[test]

@@ -12,8 +12,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
+use crate::core::projection::{LedgerEntry, LEDGER_GRADES, LEDGER_RUNS};
 use crate::core::stats::{bootstrap_diff_ci, cluster_bootstrap_mean_ci, GradeStats, Outcome};
-use crate::core::{Body, Digest, EventId, GradeResult, Kind};
+use crate::core::{Body, Digest, EventId, Kind};
 use crate::error::Result;
 use crate::memory::{stream_name, MemoryStores};
 use crate::store::Store;
@@ -54,42 +55,38 @@ impl SessionRun {
 /// the log at that record (for a link: when the run was imported with the store in the
 /// state it names).
 pub fn sessions_with(store: &Store, name: &str, until: u64) -> Result<Vec<SessionRun>> {
-    // session → (position of its record, store, state).
-    let mut records: HashMap<String, (u64, String, Option<Digest>)> = HashMap::new();
+    // Read from the ledger index (`projection::Space::Ledger`): the sessions' records and
+    // grades, compact, in log order — not the events themselves.
+    // session → (position of its record, store, state): starts, then links over them.
+    let mut starts: HashMap<String, (u64, String, Option<Digest>)> = HashMap::new();
+    let mut links: HashMap<String, (u64, String, Option<Digest>)> = HashMap::new();
     // session → (task id, agent), for the families lessons are compared over.
     let mut about: HashMap<String, (Option<String>, String)> = HashMap::new();
-    store.scan_kind(Kind::SessionStart, 0, |e| {
-        if e.position >= until {
-            return false;
-        }
-        if let Body::SessionStart(s) = e.event.body {
-            if let Some(st) = s.store {
-                records.insert(s.session.clone(), (e.position, st, s.memory_state));
-            }
-            about.insert(s.session, (s.task_id, s.agent));
-        }
-        true
-    })?;
     let mut linked = false;
-    store.scan_kind(Kind::SessionLink, 0, |e| {
-        if e.position >= until {
-            return false;
-        }
-        if let Body::SessionLink(l) = e.event.body {
-            if let Some(st) = l.store {
-                linked |= st == name;
+    store.ledger(LEDGER_RUNS, 0, until, |position, entry| {
+        match entry {
+            LedgerEntry::Start { session, store, memory_state, task_id, agent } => {
+                if let Some(st) = store {
+                    starts.insert(session.clone(), (position, st, memory_state));
+                }
+                about.insert(session, (task_id, agent));
+            }
+            LedgerEntry::Link { session, store, memory_state, at } => {
+                linked |= store == name;
                 // A link made afterwards (`sessions link --at P`) says the session ran
                 // with the store as it stood at P, P included: it counts right after P
                 // (never later than the link itself). Drift's `mismatched` shows a link
                 // whose state is not the store's there.
-                let at = l.meta.as_ref().and_then(|m| m.to_value().get("at").and_then(|a| a.as_u64()));
-                let position = at.map(|p| p.saturating_add(1)).filter(|&p| p < e.position).unwrap_or(e.position);
-                records.insert(l.session, (position, st, l.memory_state));
+                let position = at.map(|p| p.saturating_add(1)).filter(|&p| p < position).unwrap_or(position);
+                links.insert(session, (position, store, memory_state));
             }
+            LedgerEntry::Grade { .. } => {}
         }
         true
     })?;
-    let mut runs: Vec<SessionRun> = records
+    // A session's latest link holds over its start.
+    starts.extend(links);
+    let mut runs: Vec<SessionRun> = starts
         .into_iter()
         .filter(|(_, (_, st, _))| st == name)
         .map(|(session, (position, _, memory_state))| {
@@ -106,15 +103,12 @@ pub fn sessions_with(store: &Store, name: &str, until: u64) -> Result<Vec<Sessio
     let index: HashMap<String, usize> = runs.iter().enumerate().map(|(i, r)| (r.session.clone(), i)).collect();
     // An imported session's grades come before its link (same batch, session first).
     let from = if linked { 0 } else { runs[0].position };
-    store.scan_kind(Kind::Grade, from, |e| {
-        if e.position >= until {
-            return false;
-        }
-        if let Body::Grade(g) = &e.event.body {
-            if let Some(&i) = index.get(&g.session) {
-                runs[i].score = Some(g.score);
-                runs[i].passed = Some(g.result == GradeResult::Satisfied);
-                runs[i].rubric = Some(g.rubric.clone());
+    store.ledger(LEDGER_GRADES, from, until, |_, entry| {
+        if let LedgerEntry::Grade { session, score, passed, rubric } = entry {
+            if let Some(&i) = index.get(&session) {
+                runs[i].score = Some(score);
+                runs[i].passed = Some(passed);
+                runs[i].rubric = Some(rubric);
             }
         }
         true

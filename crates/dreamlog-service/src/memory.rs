@@ -181,20 +181,10 @@ impl MemoryStores {
         Ok(names.into_iter().collect())
     }
 
-    /// The stores sessions recorded running with (in `session.start` or `session.link`).
+    /// The stores sessions recorded running with (in `session.start` or `session.link`),
+    /// from the ledger index.
     fn session_stores(&self) -> Result<std::collections::BTreeSet<String>> {
-        let mut names = std::collections::BTreeSet::new();
-        for kind in [Kind::SessionStart, Kind::SessionLink] {
-            self.store.scan_kind(kind, 0, |e| {
-                match e.event.body {
-                    Body::SessionStart(s) => names.extend(s.store),
-                    Body::SessionLink(l) => names.extend(l.store),
-                    _ => {}
-                }
-                true
-            })?;
-        }
-        Ok(names)
+        Ok(self.store.session_stores()?.into_iter().collect())
     }
 
     /// Refuses a store that is not known — no event of its own and no session that ran
@@ -202,7 +192,7 @@ impl MemoryStores {
     /// writes nothing.
     pub fn require(&self, name: &str) -> Result<()> {
         crate::core::validate::check_store_name("store", name)?;
-        if self.store.stream_version(&stream_name(name))?.is_some() || self.session_stores()?.contains(name) {
+        if self.store.stream_version(&stream_name(name))?.is_some() || self.store.has_sessions_with(name)? {
             return Ok(());
         }
         Err(self.no_such_store(name))

@@ -28,11 +28,13 @@ pub const CF_SESSIONS: &str = "sessions";
 
 /// Citation index: `cause id` (32 bytes) `position` (8 bytes BE) → empty.
 pub const CF_CITES: &str = "cites";
+/// Column family of the ledger's compact facts (sessions' stores, grades).
+pub const CF_LEDGER: &str = "ledger";
 
 /// Every column family, in creation order. The derived spaces' families are named by
-/// `Space::name` (kinds, paths, snapshots, sessions, cites).
-pub const ALL_CFS: [&str; 9] =
-    [CF_LOG, CF_IDS, CF_STREAMS, CF_KINDS, CF_META, CF_PATHS, CF_SNAPSHOTS, CF_SESSIONS, CF_CITES];
+/// `Space::name` (kinds, paths, snapshots, sessions, cites, ledger).
+pub const ALL_CFS: [&str; 10] =
+    [CF_LOG, CF_IDS, CF_STREAMS, CF_KINDS, CF_META, CF_PATHS, CF_SNAPSHOTS, CF_SESSIONS, CF_CITES, CF_LEDGER];
 
 /// Meta key holding the store's format marker.
 pub const META_FORMAT_KEY: &[u8] = b"format";

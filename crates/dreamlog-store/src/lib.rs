@@ -42,7 +42,7 @@ use std::thread::JoinHandle;
 pub use crate::core::ExpectedVersion;
 pub use faulty::{Fault, FaultyLog};
 pub use layout::{
-    ALL_CFS, CF_CITES, CF_IDS, CF_KINDS, CF_LOG, CF_META, CF_PATHS, CF_SESSIONS, CF_SNAPSHOTS, CF_STREAMS,
+    ALL_CFS, CF_CITES, CF_IDS, CF_KINDS, CF_LEDGER, CF_LOG, CF_META, CF_PATHS, CF_SESSIONS, CF_SNAPSHOTS, CF_STREAMS,
 };
 pub use log::{Group, Log, Staged};
 pub use ramlog::RamLog;
@@ -976,6 +976,81 @@ impl Store {
             }
         })?;
         Ok(out)
+    }
+
+    /// The ledger's entries under `tag` (`projection::LEDGER_RUNS`, `LEDGER_GRADES`) at
+    /// positions `from..until` (and below the log's end), in log order, until `f` returns
+    /// false: the facts drift and lessons compare grades by, without decoding the events.
+    pub fn ledger(
+        &self,
+        tag: u8,
+        from: u64,
+        until: u64,
+        mut f: impl FnMut(u64, projection::LedgerEntry) -> bool,
+    ) -> Result<()> {
+        let end = self.len().min(until);
+        let mut bad = None;
+        self.inner.log.index_scan(Space::Ledger, &projection::ledger_key(tag, from), &mut |k, v| {
+            let Some(position) = (k.len() == 9 && k[0] == tag).then(|| be_u64(&k[1..])).flatten() else {
+                return false;
+            };
+            if position >= end {
+                return false;
+            }
+            match projection::LedgerEntry::decode(v) {
+                Ok(entry) => f(position, entry),
+                Err(e) => {
+                    bad = Some(Error::Log(LogError::Corrupt { position, reason: format!("ledger index: {e}") }));
+                    false
+                }
+            }
+        })?;
+        bad.map_or(Ok(()), Err)
+    }
+
+    /// The memory stores sessions recorded running with (a `session.start` or
+    /// `session.link` naming them), sorted: one seek per store in the ledger index.
+    pub fn session_stores(&self) -> Result<Vec<String>> {
+        let end = self.len();
+        let mut out: Vec<String> = Vec::new();
+        let mut from = vec![projection::LEDGER_STORES];
+        loop {
+            let mut next: Option<(String, bool)> = None;
+            self.inner.log.index_scan(Space::Ledger, &from, &mut |k, _| {
+                let Some(rest) = k.strip_prefix(&[projection::LEDGER_STORES]) else { return false };
+                let Some(zero) = rest.len().checked_sub(9).filter(|&z| rest[z] == 0) else { return false };
+                let (name, position) = (&rest[..zero], be_u64(&rest[zero + 1..]).unwrap_or(u64::MAX));
+                match &mut next {
+                    None => next = Some((String::from_utf8_lossy(name).into_owned(), position < end)),
+                    Some((n, seen)) if n.as_bytes() == name => *seen |= position < end,
+                    Some(_) => return false,
+                }
+                // Entries of one store past the log's end (a torn write) are few: read on
+                // only until one inside it.
+                !next.as_ref().is_some_and(|(_, seen)| *seen)
+            })?;
+            let Some((name, seen)) = next else { return Ok(out) };
+            from = projection::ledger_store_prefix(&name);
+            *from.last_mut().expect("prefix ends in 0x00") = 1; // past every key of `name`
+            if seen {
+                out.push(name);
+            }
+        }
+    }
+
+    /// Whether a session recorded running with memory store `name`.
+    pub fn has_sessions_with(&self, name: &str) -> Result<bool> {
+        let end = self.len();
+        let prefix = projection::ledger_store_prefix(name);
+        let mut found = false;
+        self.inner.log.index_scan(Space::Ledger, &prefix, &mut |k, _| {
+            if k.len() != prefix.len() + 8 || !k.starts_with(&prefix) {
+                return false;
+            }
+            found = be_u64(&k[prefix.len()..]).is_some_and(|p| p < end);
+            !found
+        })?;
+        Ok(found)
     }
 
     /// Events at the given ascending positions.
