@@ -69,9 +69,10 @@ fn a_database_written_by_the_previous_format_opens_verifies_and_replays() {
     common::copy_tree(&fixture, &db);
     let store = Store::open(&db, Options::default()).expect("the old database opens");
     // It predates projector checkpoints: every derived index (including the session,
-    // citation and ledger indexes it never had) is rebuilt from its log on this first open.
+    // citation, ledger and marks indexes it never had) is rebuilt from its log on this
+    // first open.
     let caught_up: Vec<&str> = store.open_report().caught_up.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(caught_up, ["kinds", "paths", "sessions", "cites", "ledger"]);
+    assert_eq!(caught_up, ["kinds", "paths", "sessions", "cites", "ledger", "marks"]);
     let all = store.read_range(0, store.len() as usize).unwrap();
     let cited = all.iter().rev().find_map(|e| e.event.header.causes.first().copied()).expect("an event with causes");
     let citers: Vec<u64> = all.iter().filter(|e| e.event.header.causes.contains(&cited)).map(|e| e.position).collect();
@@ -86,6 +87,13 @@ fn a_database_written_by_the_previous_format_opens_verifies_and_replays() {
     let dreams = Dreams::new(mem.clone());
     let all = dreams.list(None).unwrap();
     assert!(!all.is_empty());
+    // The marks index built on open finds the store's dreams.
+    let of_support = dreams.list(Some("support")).unwrap();
+    assert_eq!(
+        of_support.len(),
+        all.iter().filter(|d| d.dream.store == "support" || d.dream.output_store == "support").count()
+    );
+    assert!(!of_support.is_empty());
     for d in all {
         assert!(dreams.replay(&d.id, None).unwrap().identical, "dream {} replays bit for bit", d.id);
     }

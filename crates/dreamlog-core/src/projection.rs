@@ -34,12 +34,18 @@ pub enum Space {
     /// `position` → empty for each start and link naming a store: the stores sessions
     /// ran with, without a scan.
     Ledger,
+    /// Names looked up by requests, each a seek instead of a scan of its kind: `0x01`
+    /// `tag name` 0x00 `position` → the position the tag names (u64 BE), for each tag;
+    /// `0x02` `store` 0x00 `position` → the rules number (u64 BE), for each `memory.rules`
+    /// note on a store's stream; `0x03` `store` 0x00 `position` → empty, for each dream
+    /// reading or writing the store (its input and its output store).
+    Marks,
 }
 
 impl Space {
     /// Every space, in a fixed order.
-    pub const ALL: [Space; 6] =
-        [Space::Kinds, Space::Paths, Space::Sessions, Space::Snapshots, Space::Cites, Space::Ledger];
+    pub const ALL: [Space; 7] =
+        [Space::Kinds, Space::Paths, Space::Sessions, Space::Snapshots, Space::Cites, Space::Ledger, Space::Marks];
 
     /// The space's name (also its RocksDB column family).
     pub fn name(self) -> &'static str {
@@ -50,6 +56,7 @@ impl Space {
             Space::Snapshots => "snapshots",
             Space::Cites => "cites",
             Space::Ledger => "ledger",
+            Space::Marks => "marks",
         }
     }
 }
@@ -100,12 +107,13 @@ impl std::fmt::Debug for Projector {
 }
 
 /// Every projector, in the order they run.
-pub const PROJECTORS: [Projector; 5] = [
+pub const PROJECTORS: [Projector; 6] = [
     Projector { name: "kinds", space: Space::Kinds, entries: kinds },
     Projector { name: "paths", space: Space::Paths, entries: paths },
     Projector { name: "sessions", space: Space::Sessions, entries: sessions },
     Projector { name: "cites", space: Space::Cites, entries: cites },
     Projector { name: "ledger", space: Space::Ledger, entries: ledger },
+    Projector { name: "marks", space: Space::Marks, entries: marks },
 ];
 
 /// All entries of one event, every projector.
@@ -156,6 +164,49 @@ fn ledger(e: &Projected<'_>, out: &mut Entries) {
         }
         out.push((ledger_key(tag, e.position).to_vec(), super::wire::encode(&entry)));
     }
+}
+
+fn marks(e: &Projected<'_>, out: &mut Entries) {
+    match e.body {
+        Some(Body::Tag(t)) => out.push((mark_key(MARK_TAG, &t.name, e.position), t.position.to_be_bytes().to_vec())),
+        Some(body) if e.header.kind == Kind::Note => {
+            if let (Some(rules), Some(store)) =
+                (super::memory::Rules::switched_by(body), e.header.stream.strip_prefix(super::streams::MEMORY_PREFIX))
+            {
+                out.push((mark_key(MARK_RULES, store, e.position), rules.number().to_be_bytes().to_vec()));
+            }
+        }
+        Some(Body::Dream(d)) => {
+            out.push((mark_key(MARK_DREAM, &d.store, e.position), Vec::new()));
+            if d.output_store != d.store {
+                out.push((mark_key(MARK_DREAM, &d.output_store, e.position), Vec::new()));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Marks key tag of tags (by name).
+pub const MARK_TAG: u8 = 1;
+/// Marks key tag of memory-rules switches (by store).
+pub const MARK_RULES: u8 = 2;
+/// Marks key tag of dreams (by the stores they read and write).
+pub const MARK_DREAM: u8 = 3;
+
+/// A marks key: the tag, a name, 0x00, the position.
+pub fn mark_key(tag: u8, name: &str, position: u64) -> Vec<u8> {
+    let mut k = mark_prefix(tag, name);
+    k.extend_from_slice(&position.to_be_bytes());
+    k
+}
+
+/// The prefix of every marks key of one name under `tag`.
+pub fn mark_prefix(tag: u8, name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(name.len() + 10);
+    k.push(tag);
+    k.extend_from_slice(name.as_bytes());
+    k.push(0);
+    k
 }
 
 /// Ledger key tag of the sessions' records of the store they ran with.

@@ -274,14 +274,13 @@ impl MemoryStores {
         }
     }
 
-    /// The position a tag names.
+    /// The position a tag names (the last tag of that name), from the marks index.
     pub fn tag_position(&self, name: &str) -> Result<Option<u64>> {
+        use crate::core::projection::{be_u64, mark_prefix, Space, MARK_TAG};
         let mut found = None;
-        self.store.scan_kind(Kind::Tag, 0, |e| {
-            if let Body::Tag(t) = &e.event.body {
-                if t.name == name {
-                    found = Some(t.position);
-                }
+        self.store.index_prefix(Space::Marks, &mark_prefix(MARK_TAG, name), |_, middle, v| {
+            if middle.is_empty() {
+                found = be_u64(v);
             }
             true
         })?;
@@ -952,15 +951,15 @@ impl MemoryStores {
         self.attribute_with(&switches, name, path, until)
     }
 
-    /// Every `memory.rules` note of the log: (store, position, rules).
+    /// Every `memory.rules` note of the log: (store, position, rules), by store then
+    /// position, from the marks index.
     fn rules_switches(&self) -> Result<Vec<(String, u64, Rules)>> {
+        use crate::core::projection::{be_u64, Space, MARK_RULES};
         let mut out = Vec::new();
-        self.store.scan_kind(Kind::Note, 0, |e| {
-            if let (Some(rules), Some(store)) = (
-                Rules::switched_by(&e.event.body),
-                e.event.header.stream.strip_prefix(crate::core::streams::MEMORY_PREFIX),
-            ) {
-                out.push((store.to_owned(), e.position, rules));
+        self.store.index_prefix(Space::Marks, &[MARK_RULES], |position, middle, v| {
+            let rules = be_u64(v).and_then(Rules::from_number);
+            if let (Some(store), Some(rules)) = (middle.strip_suffix(&[0]), rules) {
+                out.push((String::from_utf8_lossy(store).into_owned(), position, rules));
             }
             true
         })?;

@@ -30,11 +30,13 @@ pub const CF_SESSIONS: &str = "sessions";
 pub const CF_CITES: &str = "cites";
 /// Column family of the ledger's compact facts (sessions' stores, grades).
 pub const CF_LEDGER: &str = "ledger";
+/// Column family of names requests look up (tags, rules switches, dreams by store).
+pub const CF_MARKS: &str = "marks";
 
 /// Every column family, in creation order. The derived spaces' families are named by
-/// `Space::name` (kinds, paths, snapshots, sessions, cites, ledger).
-pub const ALL_CFS: [&str; 10] =
-    [CF_LOG, CF_IDS, CF_STREAMS, CF_KINDS, CF_META, CF_PATHS, CF_SNAPSHOTS, CF_SESSIONS, CF_CITES, CF_LEDGER];
+/// `Space::name` (kinds, paths, snapshots, sessions, cites, ledger, marks).
+pub const ALL_CFS: [&str; 11] =
+    [CF_LOG, CF_IDS, CF_STREAMS, CF_KINDS, CF_META, CF_PATHS, CF_SNAPSHOTS, CF_SESSIONS, CF_CITES, CF_LEDGER, CF_MARKS];
 
 /// Meta key holding the store's format marker.
 pub const META_FORMAT_KEY: &[u8] = b"format";

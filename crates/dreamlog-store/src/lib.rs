@@ -1008,6 +1008,27 @@ impl Store {
         bad.map_or(Ok(()), Err)
     }
 
+    /// The entries of a derived space whose keys start with `prefix` and end in a
+    /// position below the log's end (an entry of a torn write is skipped), in key order:
+    /// `f(position, the key between the prefix and the position, value)` until it
+    /// returns false.
+    pub fn index_prefix(
+        &self,
+        space: Space,
+        prefix: &[u8],
+        mut f: impl FnMut(u64, &[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        let end = self.len();
+        self.inner.log.index_scan(space, prefix, &mut |k, v| {
+            let Some(rest) = k.strip_prefix(prefix) else { return false };
+            let Some(cut) = rest.len().checked_sub(8) else { return true };
+            match be_u64(&rest[cut..]) {
+                Some(position) if position < end => f(position, &rest[..cut], v),
+                _ => true,
+            }
+        })
+    }
+
     /// The memory stores sessions recorded running with (a `session.start` or
     /// `session.link` naming them), sorted: one seek per store in the ledger index.
     pub fn session_stores(&self) -> Result<Vec<String>> {

@@ -833,16 +833,32 @@ impl Dreams {
     /// Every dream in log order (of one input store, when given).
     pub fn list(&self, store: Option<&str>) -> Result<Vec<DreamSummary>> {
         let mut out = Vec::new();
+        if let Some(store) = store {
+            // The dreams reading or writing the store, from the marks index.
+            use crate::core::projection::{mark_prefix, Space, MARK_DREAM};
+            let mut positions = Vec::new();
+            self.store().index_prefix(Space::Marks, &mark_prefix(MARK_DREAM, store), |position, middle, _| {
+                if middle.is_empty() {
+                    positions.push(position);
+                }
+                true
+            })?;
+            for e in self.store().get_positions(&positions)? {
+                if let Body::Dream(d) = &e.event.body {
+                    let (id, position, time) = (e.id(), e.position, e.event.header.time);
+                    out.push(DreamSummary { id, position, time, dream: d.clone() });
+                }
+            }
+            return Ok(out);
+        }
         self.store().scan_kind(Kind::Dream, 0, |e| {
             if let Body::Dream(d) = &e.event.body {
-                if store.is_none_or(|s| s == d.store || s == d.output_store) {
-                    out.push(DreamSummary {
-                        id: e.id(),
-                        position: e.position,
-                        time: e.event.header.time,
-                        dream: d.clone(),
-                    });
-                }
+                out.push(DreamSummary {
+                    id: e.id(),
+                    position: e.position,
+                    time: e.event.header.time,
+                    dream: d.clone(),
+                });
             }
             true
         })?;
