@@ -3,7 +3,8 @@
 //! five events each: start, two tool calls, grade, end; 90 % with store `sim`, 10 % with
 //! store `other`, over 40 tasks) with a memory change of `sim` every 20,000 sessions (so
 //! ten states), written with sync none. Each figure is over `DREAMLOG_BENCH_RUNS` reads
-//! (default 7), the database open and warm.
+//! (default 7), the database open and warm; `ledger index read` is the floor under
+//! them (the ledger index's entries read and decoded, nothing kept).
 //!
 //!     bash tools/bootstrap.sh cargo bench --bench ledger
 //!
@@ -103,6 +104,20 @@ fn main() {
     store.flush().expect("flush");
     println!("ledger: {sessions} sessions, {} events, built in {:.0} s", store.len(), started.elapsed().as_secs_f64());
     let mem = MemoryStores::new(store.clone());
+    // The floor under every ledger read: the index's entries read and decoded, nothing kept.
+    let (samples, entries) = time(runs, || {
+        let mut n = 0u64;
+        for tag in [dreamlog::core::projection::LEDGER_RUNS, dreamlog::core::projection::LEDGER_GRADES] {
+            store
+                .ledger(tag, 0, u64::MAX, |_, _| {
+                    n += 1;
+                    true
+                })
+                .expect("ledger");
+        }
+        n
+    });
+    report(&format!("ledger index read ({entries} entries)"), samples);
     let (samples, runs_of) = time(runs, || sessions_with(&store, "sim", store.len()).expect("sessions_with").len());
     report(&format!("ledger sessions_with ({runs_of} sessions of sim)"), samples);
     let (samples, d) = time(runs, || drift(&mem, "sim", DriftOptions::default()).expect("drift"));
