@@ -16,11 +16,14 @@ use serde_json::{json, Value};
 use crate::core::{Actor, EventJson, Kind};
 use crate::http::{actor_of, auth, blocking, header_text, ApiError, ApiResult};
 use crate::service::{
-    AppendRequest, BackupRequest, BatchRequest, CheckpointCheckRequest, DiffQuery, DreamRequest, DriftQuery,
-    EventsQuery, ForkRequest, Info, LookupRequest, MemoryView, PathQuery, PromoteRequest, ReplayRequest, RevertRequest,
-    RulesRequest, Service, TagRequest, Tagged, ToolContext, VerifyQuery, ViewQuery,
+    AppendRequest, AppendedAnswer, AppendedEvent, AppendedRef, BackupRequest, BatchRequest, BlameAnswer,
+    CheckpointCheckRequest, DiffQuery, DreamList, DreamRequest, DriftQuery, EventList, EventsPage, EventsQuery,
+    ForkRequest, Head, Health, Info, LessonsAnswer, LookupAnswer, LookupRequest, MemoryView, PathQuery, PromoteRequest,
+    ReplayRequest, RevertRequest, RulesRequest, Service, SessionList, StoreList, StreamPage, TagRequest, Tagged,
+    TimelineAnswer, ToolContext, ToolReply, VerifyQuery, ViewQuery,
 };
 use crate::{AppState, Role, Tenant};
+use dreamlog_service::sessions::SessionSummary;
 
 /// dreamlog's own routes (`/v1`, `/metrics`).
 pub(crate) fn routes() -> Router<Arc<AppState>> {
@@ -70,8 +73,8 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/v1/logs", post(otlp_logs))
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+async fn health() -> Json<Health> {
+    Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
 }
 
 async fn info(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Info>> {
@@ -84,11 +87,11 @@ async fn append(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AppendedAnswer<AppendedEvent>>> {
     let tenant = auth(&state, &headers, Role::Write)?;
     let req: AppendRequest = json_body(&body)?;
     let appended = blocking(tenant.principal.clone(), move || tenant.svc.append(&req)).await?;
-    Ok(Json(json!({ "appended": appended })))
+    Ok(Json(AppendedAnswer { appended }))
 }
 
 #[derive(Deserialize)]
@@ -116,27 +119,27 @@ fn page_limit(limit: Option<usize>, default: usize, max: usize) -> ApiResult<usi
 }
 
 /// One page of `GET /v1/events`, `/v1/kinds/{kind}` or `/v1/streams/{name}`.
-async fn events_page(tenant: Tenant, q: EventsQuery) -> ApiResult<Json<Value>> {
+async fn events_page(tenant: Tenant, q: EventsQuery) -> ApiResult<Response> {
     let limit = page_limit(q.limit, 1000, MAX_PAGE)?;
     let by_stream = q.stream.is_some();
     let q = EventsQuery { limit: Some(limit), ..q };
     let events = blocking(tenant.principal.clone(), move || tenant.svc.events(&q)).await?;
     let more = events.len() >= limit;
     let list: Vec<EventJson> = events.iter().map(|e| e.to_json()).collect();
-    Ok(Json(if by_stream {
+    Ok(if by_stream {
         let next = events.last().map(|e| e.version + 1);
-        json!({"events": list, "next_version": if more { next } else { None }})
+        Json(StreamPage { events: list, next_version: if more { next } else { None } }).into_response()
     } else {
         let next = events.last().map(|e| e.position + 1);
-        json!({"events": list, "next": if more { next } else { None }})
-    }))
+        Json(EventsPage { events: list, next: if more { next } else { None } }).into_response()
+    })
 }
 
 async fn read_range(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(q): Query<RangeQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let tenant = auth(&state, &headers, Role::Read)?;
     events_page(tenant, EventsQuery { from: q.from, limit: q.limit, ..EventsQuery::default() }).await
 }
@@ -156,13 +159,13 @@ async fn cited_by(
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<RangeQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EventsPage>> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let limit = page_limit(q.limit, 1000, MAX_PAGE)?;
     let events = blocking(tenant.principal.clone(), move || tenant.svc.cited_by(&id, q.from, limit)).await?;
     let next = (events.len() >= limit).then(|| events.last().map(|e| e.position + 1)).flatten();
     let list: Vec<EventJson> = events.iter().map(|e| e.to_json()).collect();
-    Ok(Json(json!({"events": list, "next": next})))
+    Ok(Json(EventsPage { events: list, next }))
 }
 
 /// `GET /v1/timeline`: the log newest first, filtered, a page at a time.
@@ -170,12 +173,12 @@ async fn timeline(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(q): Query<crate::service::TimelineQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TimelineAnswer>> {
     let tenant = auth(&state, &headers, Role::Read)?;
     page_limit(q.limit, 50, usize::MAX)?;
     let page = blocking(tenant.principal.clone(), move || tenant.svc.timeline(&q)).await?;
-    let list: Vec<EventJson> = page.events.iter().map(|e| e.to_json()).collect();
-    Ok(Json(json!({"events": list, "next_before": page.next_before, "scanned": page.scanned})))
+    let events: Vec<EventJson> = page.events.iter().map(|e| e.to_json()).collect();
+    Ok(Json(TimelineAnswer { events, next_before: page.next_before, scanned: page.scanned }))
 }
 
 /// `POST /v1/lookup`: positions of full ids and heads of streams, in bulk (what an
@@ -184,7 +187,7 @@ async fn lookup(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LookupAnswer>> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let req: LookupRequest = json_body(&body)?;
     if req.ids.len() + req.streams.len() > MAX_PAGE {
@@ -195,11 +198,8 @@ async fn lookup(
         ));
     }
     let (positions, heads) = blocking(tenant.principal.clone(), move || tenant.svc.lookup(&req)).await?;
-    let heads: Vec<Value> = heads
-        .iter()
-        .map(|h| h.map(|(version, id)| json!({"version": version, "id": id})).unwrap_or(Value::Null))
-        .collect();
-    Ok(Json(json!({"positions": positions, "heads": heads})))
+    let heads = heads.into_iter().map(|h| h.map(|(version, id)| Head { id, version })).collect();
+    Ok(Json(LookupAnswer { heads, positions }))
 }
 
 async fn read_stream(
@@ -207,7 +207,7 @@ async fn read_stream(
     headers: HeaderMap,
     Path(name): Path<String>,
     Query(q): Query<RangeQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let tenant = auth(&state, &headers, Role::Read)?;
     events_page(tenant, EventsQuery { from: q.from, limit: q.limit, stream: Some(name), kind: None }).await
 }
@@ -217,7 +217,7 @@ async fn read_kind(
     headers: HeaderMap,
     Path(kind): Path<String>,
     Query(q): Query<RangeQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let kind: Kind = kind.parse().map_err(|e: crate::core::FormatError| {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
@@ -326,7 +326,7 @@ async fn memory_tool(
     headers: HeaderMap,
     Path(store): Path<String>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ToolReply>> {
     let tenant = auth(&state, &headers, Role::Write)?;
     let input: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("tool input: {e}")))?;
@@ -350,15 +350,13 @@ async fn memory_tool(
         causes: causes.split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect(),
     };
     let a = blocking(tenant.principal.clone(), move || tenant.svc.memory_tool(&store, &input, &context)).await?;
-    let mut out = json!({"content": a.text, "is_error": a.error.is_some()});
-    if let Some(kind) = a.error {
-        out["error_type"] = json!(kind);
-    }
-    if let Some((position, id)) = a.recorded {
-        out["position"] = json!(position);
-        out["id"] = json!(id);
-    }
-    Ok(Json(out))
+    Ok(Json(ToolReply {
+        content: a.text,
+        is_error: a.error.is_some(),
+        error_type: a.error,
+        position: a.recorded.map(|(p, _)| p),
+        id: a.recorded.map(|(_, id)| id),
+    }))
 }
 
 async fn memory_view(
@@ -391,21 +389,21 @@ async fn sessions(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(q): Query<crate::service::SessionsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SessionList<SessionSummary>>> {
     let tenant = auth(&state, &headers, Role::Read)?;
     page_limit(q.limit, 50, usize::MAX)?;
     if q == crate::service::SessionsQuery::default() {
-        let list = blocking(tenant.principal.clone(), move || tenant.svc.sessions()).await?;
-        return Ok(Json(json!({ "sessions": list })));
+        let sessions = blocking(tenant.principal.clone(), move || tenant.svc.sessions()).await?;
+        return Ok(Json(SessionList { sessions, total: None }));
     }
     let page = blocking(tenant.principal.clone(), move || tenant.svc.sessions_page(&q)).await?;
-    Ok(Json(json!({ "sessions": page.sessions, "total": page.total })))
+    Ok(Json(SessionList { sessions: page.sessions, total: Some(page.total as u64) }))
 }
 
-async fn dreams(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+async fn dreams(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<DreamList>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let list = blocking(tenant.principal.clone(), move || tenant.svc.dreams()).await?;
-    Ok(Json(json!({ "dreams": list })))
+    let dreams = blocking(tenant.principal.clone(), move || tenant.svc.dreams()).await?;
+    Ok(Json(DreamList { dreams }))
 }
 
 async fn drift(
@@ -413,20 +411,20 @@ async fn drift(
     headers: HeaderMap,
     Path(store): Path<String>,
     Query(q): Query<DriftQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let report = blocking(tenant.principal.clone(), move || tenant.svc.drift(&store, &q)).await?;
-    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+    Ok(Json(report).into_response())
 }
 
 async fn verify(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(q): Query<VerifyQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let tenant = auth(&state, &headers, Role::Admin)?;
     let report = blocking(tenant.principal.clone(), move || tenant.svc.verify(&q, &mut |_| ())).await?;
-    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+    Ok(Json(report).into_response())
 }
 
 /// `GET /metrics`: the caller's tenant in the Prometheus text format (read role).
@@ -450,21 +448,21 @@ async fn backup(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let tenant = auth(&state, &headers, Role::Admin)?;
     let mut req: BackupRequest = json_body(&body)?;
     // Only below the configured backup root, never in a database folder.
     req.dir = state.backup_dir(&req.dir).map_err(ApiError::from)?.display().to_string();
     let report = blocking(tenant.principal.clone(), move || tenant.svc.backup(&req)).await?;
-    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+    Ok(Json(report).into_response())
 }
 
 /// `POST /v1/checkpoints`: sign the log's head with the server's key and record it (admin).
-async fn checkpoint(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+async fn checkpoint(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Response> {
     let tenant = auth(&state, &headers, Role::Admin)?;
     let actor = actor_of(&headers, &tenant)?;
     let cp = blocking(tenant.principal.clone(), move || tenant.svc.checkpoint(&actor)).await?;
-    Ok(Json(serde_json::to_value(cp).unwrap_or_default()))
+    Ok(Json(cp).into_response())
 }
 
 /// `POST /v1/checkpoints/verify {checkpoint, key?}`: does the log extend it (read)?
@@ -472,22 +470,24 @@ async fn verify_checkpoint(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let req: CheckpointCheckRequest = json_body(&body)?;
     let verdict = blocking(tenant.principal.clone(), move || tenant.svc.verify_checkpoint(&req)).await?;
-    Ok(Json(serde_json::to_value(verdict).unwrap_or_default()))
+    Ok(Json(verdict).into_response())
 }
 
-fn appended_json(a: &[crate::store::Appended]) -> Value {
-    json!({"appended": a.iter().map(|a| json!({"position": a.position, "id": a.id, "version": a.version})).collect::<Vec<_>>()})
+fn appended_json(a: &[crate::store::Appended]) -> AppendedAnswer<AppendedRef> {
+    AppendedAnswer {
+        appended: a.iter().map(|a| AppendedRef { id: a.id, position: a.position, version: a.version }).collect(),
+    }
 }
 
 /// `GET /v1/memory`: every memory store's name.
-async fn memory_stores(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+async fn memory_stores(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<StoreList>> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let stores = blocking(tenant.principal.clone(), move || tenant.svc.memory_stores()).await?;
-    Ok(Json(json!({ "stores": stores })))
+    Ok(Json(StoreList { stores }))
 }
 
 async fn memory_history(
@@ -495,10 +495,10 @@ async fn memory_history(
     headers: HeaderMap,
     Path(store): Path<String>,
     Query(q): Query<PathQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EventList>> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let events = blocking(tenant.principal.clone(), move || tenant.svc.memory_history(&store, &q)).await?;
-    Ok(Json(json!({"events": events.iter().map(|e| e.to_json()).collect::<Vec<_>>()})))
+    Ok(Json(EventList { events: events.iter().map(|e| e.to_json()).collect() }))
 }
 
 async fn memory_files(
@@ -506,10 +506,10 @@ async fn memory_files(
     headers: HeaderMap,
     Path(store): Path<String>,
     Query(q): Query<PathQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let f = blocking(tenant.principal.clone(), move || tenant.svc.memory_files(&store, &q)).await?;
-    Ok(Json(serde_json::to_value(f).unwrap_or_default()))
+    Ok(Json(f).into_response())
 }
 
 async fn memory_diff(
@@ -517,10 +517,10 @@ async fn memory_diff(
     headers: HeaderMap,
     Path(store): Path<String>,
     Query(q): Query<DiffQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let d = blocking(tenant.principal.clone(), move || tenant.svc.memory_diff(&store, &q)).await?;
-    Ok(Json(serde_json::to_value(d).unwrap_or_default()))
+    Ok(Json(d).into_response())
 }
 
 async fn memory_blame(
@@ -528,13 +528,13 @@ async fn memory_blame(
     headers: HeaderMap,
     Path(store): Path<String>,
     Query(q): Query<PathQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<BlameAnswer>> {
     let tenant = auth(&state, &headers, Role::Read)?;
     if q.path.is_none() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "path is required"));
     }
     let lines = blocking(tenant.principal.clone(), move || tenant.svc.memory_blame(&store, &q)).await?;
-    Ok(Json(json!({ "lines": lines })))
+    Ok(Json(BlameAnswer { lines }))
 }
 
 async fn memory_lessons(
@@ -542,10 +542,10 @@ async fn memory_lessons(
     headers: HeaderMap,
     Path(store): Path<String>,
     Query(q): Query<PathQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LessonsAnswer>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    let rows = blocking(tenant.principal.clone(), move || tenant.svc.memory_lessons(&store, &q)).await?;
-    Ok(Json(json!({ "lessons": rows })))
+    let lessons = blocking(tenant.principal.clone(), move || tenant.svc.memory_lessons(&store, &q)).await?;
+    Ok(Json(LessonsAnswer { lessons }))
 }
 
 async fn memory_rules(
@@ -553,12 +553,12 @@ async fn memory_rules(
     headers: HeaderMap,
     Path(store): Path<String>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let tenant = auth(&state, &headers, Role::Write)?;
     let req: RulesRequest = json_body(&body)?;
     let actor = actor_of(&headers, &tenant)?;
     let r = blocking(tenant.principal.clone(), move || tenant.svc.memory_set_rules(&store, &req, &actor)).await?;
-    Ok(Json(serde_json::to_value(r).unwrap_or_default()))
+    Ok(Json(r).into_response())
 }
 
 async fn memory_batch(
@@ -566,7 +566,7 @@ async fn memory_batch(
     headers: HeaderMap,
     Path(store): Path<String>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AppendedAnswer<AppendedRef>>> {
     let tenant = auth(&state, &headers, Role::Write)?;
     let req: BatchRequest = json_body(&body)?;
     let actor = actor_of(&headers, &tenant)?;
@@ -628,17 +628,17 @@ async fn memory_revert(
     Path(store): Path<String>,
     Query(q): Query<DryRunQuery>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let tenant = auth(&state, &headers, Role::Write)?;
     let req: RevertRequest = json_body(&body)?;
     let actor = actor_of(&headers, &tenant)?;
     if q.dry_run {
         let p =
             blocking(tenant.principal.clone(), move || tenant.svc.memory_revert_dry_run(&store, &req, &actor)).await?;
-        return Ok(Json(serde_json::to_value(p).unwrap_or_default()));
+        return Ok(Json(p).into_response());
     }
     let out = blocking(tenant.principal.clone(), move || tenant.svc.memory_revert(&store, &req, &actor)).await?;
-    Ok(Json(appended_json(&out)))
+    Ok(Json(appended_json(&out)).into_response())
 }
 
 async fn memory_fork(
@@ -646,7 +646,7 @@ async fn memory_fork(
     headers: HeaderMap,
     Path(store): Path<String>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AppendedAnswer<AppendedRef>>> {
     let tenant = auth(&state, &headers, Role::Write)?;
     let req: ForkRequest = json_body(&body)?;
     let actor = actor_of(&headers, &tenant)?;
@@ -660,17 +660,17 @@ async fn memory_promote(
     Path(store): Path<String>,
     Query(q): Query<DryRunQuery>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let tenant = auth(&state, &headers, Role::Write)?;
     let req: PromoteRequest = json_body(&body)?;
     let actor = actor_of(&headers, &tenant)?;
     if q.dry_run {
         let p =
             blocking(tenant.principal.clone(), move || tenant.svc.memory_promote_dry_run(&store, &req, &actor)).await?;
-        return Ok(Json(serde_json::to_value(p).unwrap_or_default()));
+        return Ok(Json(p).into_response());
     }
     let a = blocking(tenant.principal.clone(), move || tenant.svc.memory_promote(&store, &req, &actor)).await?;
-    Ok(Json(appended_json(&a)))
+    Ok(Json(appended_json(&a)).into_response())
 }
 
 async fn tag(
@@ -713,17 +713,17 @@ async fn principals(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(q): Query<crate::service::PrincipalsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let tenant = auth(&state, &headers, Role::Admin)?;
     page_limit(q.limit, 100, usize::MAX)?;
     let p = blocking(tenant.principal.clone(), move || tenant.svc.principals(&q)).await?;
-    Ok(Json(serde_json::to_value(p).unwrap_or_default()))
+    Ok(Json(p).into_response())
 }
 
-async fn session_stats(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+async fn session_stats(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Response> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let stats = blocking(tenant.principal.clone(), move || tenant.svc.session_stats()).await?;
-    Ok(Json(serde_json::to_value(stats).unwrap_or_default()))
+    Ok(Json(stats).into_response())
 }
 
 async fn session_events(
@@ -753,10 +753,10 @@ async fn dream_show(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let d = blocking(tenant.principal.clone(), move || tenant.svc.dream(&id)).await?;
-    Ok(Json(serde_json::to_value(d).unwrap_or_default()))
+    Ok(Json(d).into_response())
 }
 
 /// `POST /v1/dreams/{id}/replay`: as recorded (a model's answers from the recorded
@@ -766,11 +766,11 @@ async fn dream_replay(
     headers: HeaderMap,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let req: ReplayRequest = if body.is_empty() { ReplayRequest::default() } else { json_body(&body)? };
     let tenant = auth(&state, &headers, Role::Write)?;
     let r = blocking(tenant.principal.clone(), move || tenant.svc.dream_replay(&id, &req)).await?;
-    Ok(Json(serde_json::to_value(r).unwrap_or_default()))
+    Ok(Json(r).into_response())
 }
 
 async fn export(

@@ -11,6 +11,7 @@
 //! [`Service`], its body in `local.rs` and its request in `remote.rs`; then a route in
 //! `server/api.rs` and a command in `cli/`.
 
+mod answers;
 mod ingest;
 mod local;
 mod remote;
@@ -20,6 +21,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use answers::{
+    AppendedAnswer, AppendedRef, BlameAnswer, DreamList, EventList, EventsPage, Head, Health, LessonsAnswer,
+    LookupAnswer, SessionList, StoreList, StreamPage, TimelineAnswer, ToolReply,
+};
 pub use ingest::{import_export, import_sessions};
 pub use local::{DreamerPolicy, Local};
 pub use remote::Remote;

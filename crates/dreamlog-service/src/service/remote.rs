@@ -9,11 +9,12 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::{
-    AppendRequest, AppendedEvent, BackupReport, BackupRequest, BatchRequest, CheckpointCheckRequest, CheckpointVerdict,
-    DiffQuery, DreamRequest, DriftQuery, EventsQuery, ForkRequest, Forked, Info, Lookup, LookupRequest, MemoryFiles,
+    AppendRequest, AppendedAnswer, AppendedEvent, AppendedRef, BackupReport, BackupRequest, BatchRequest, BlameAnswer,
+    CheckpointCheckRequest, CheckpointVerdict, DiffQuery, DreamList, DreamRequest, DriftQuery, EventList, EventsPage,
+    EventsQuery, ForkRequest, Forked, Info, LessonsAnswer, Lookup, LookupAnswer, LookupRequest, MemoryFiles,
     MemoryView, PathQuery, Principals, PrincipalsQuery, PromoteRequest, RedactRequest, Redacted, ReplayRequest,
-    RevertRequest, RulesRequest, RulesSwitch, Service, SessionsLinkRequest, SessionsLinked, TagRequest, Tagged,
-    ToolAnswer, ToolContext, VerifyQuery, ViewQuery,
+    RevertRequest, RulesRequest, RulesSwitch, Service, SessionList, SessionsLinkRequest, SessionsLinked, StoreList,
+    StreamPage, TagRequest, Tagged, TimelineAnswer, ToolAnswer, ToolContext, ToolReply, VerifyQuery, ViewQuery,
 };
 use crate::core::memory::MemoryDiff;
 use crate::core::{Actor, EventJson, Kind};
@@ -160,29 +161,48 @@ impl Remote {
         Ok(StoredEvent { position: position.unwrap_or(0), version, redacted, event: sealed.into_event(), received })
     }
 
-    fn event_list(v: &Value) -> Result<Vec<StoredEvent>> {
-        v["events"].as_array().cloned().unwrap_or_default().into_iter().map(Remote::event_from_json).collect()
+    /// Rebuilds events from their JSON forms, recomputing their ids.
+    fn stored(events: Vec<EventJson>) -> Result<Vec<StoredEvent>> {
+        events
+            .into_iter()
+            .map(|j| {
+                let version = j.version.unwrap_or(0);
+                let received = j.received.clone();
+                let (position, sealed) = j.into_sealed()?;
+                let redacted = sealed.redacted;
+                Ok(StoredEvent {
+                    position: position.unwrap_or(0),
+                    version,
+                    redacted,
+                    event: sealed.into_event(),
+                    received,
+                })
+            })
+            .collect()
     }
 
     fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
         serde_json::from_value(v).map_err(|e| remote_error(0, "response", e.to_string()))
     }
 
-    fn appended(v: &Value) -> Result<Vec<Appended>> {
-        v["appended"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|a| {
-                Ok(Appended {
-                    position: a["position"].as_u64().unwrap_or(0),
-                    id: a["id"].as_str().unwrap_or_default().parse()?,
-                    version: a["version"].as_u64().unwrap_or(0),
-                    existed: a["existed"].as_bool().unwrap_or(false),
-                })
-            })
-            .collect()
+    /// What `POST /v1/events` appended (or found stored already).
+    fn appended(v: Value) -> Result<Vec<Appended>> {
+        let answer: AppendedAnswer<AppendedEvent> = Remote::typed(v)?;
+        Ok(answer
+            .appended
+            .into_iter()
+            .map(|a| Appended { position: a.position, id: a.id, version: a.version, existed: a.existed })
+            .collect())
+    }
+
+    /// What a memory write appended (always new events).
+    fn written(v: Value) -> Result<Vec<Appended>> {
+        let answer: AppendedAnswer<AppendedRef> = Remote::typed(v)?;
+        Ok(answer
+            .appended
+            .into_iter()
+            .map(|a| Appended { position: a.position, id: a.id, version: a.version, existed: false })
+            .collect())
     }
 
     fn actor_header(actor: &crate::core::Actor) -> Vec<(&'static str, String)> {
@@ -227,7 +247,7 @@ impl Service for Remote {
 
     fn append(&self, req: &AppendRequest) -> Result<Vec<AppendedEvent>> {
         let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
-        Remote::typed(self.post("/v1/events", &body, &[])?["appended"].clone())
+        Ok(Remote::typed::<AppendedAnswer<AppendedEvent>>(self.post("/v1/events", &body, &[])?)?.appended)
     }
 
     fn append_batch(&self, batch: AppendBatch) -> Result<Vec<Appended>> {
@@ -255,7 +275,7 @@ impl Service for Remote {
         for (stream, e) in &batch.expectations {
             body["expect"][stream.as_str()] = json!(e.to_arg());
         }
-        Remote::appended(&self.post("/v1/events", &body, &[])?)
+        Remote::appended(self.post("/v1/events", &body, &[])?)
     }
 
     fn events(&self, q: &EventsQuery) -> Result<Vec<StoredEvent>> {
@@ -265,7 +285,11 @@ impl Service for Remote {
             (None, Some(kind)) => format!("/v1/kinds/{}", kind.name()),
             (None, None) => "/v1/events".to_owned(),
         };
-        Remote::event_list(&self.get(&path, &page)?)
+        let events = match &q.stream {
+            Some(_) => Remote::typed::<StreamPage>(self.get(&path, &page)?)?.events,
+            None => Remote::typed::<EventsPage>(self.get(&path, &page)?)?.events,
+        };
+        Remote::stored(events)
     }
 
     fn event(&self, id: &str) -> Result<StoredEvent> {
@@ -283,36 +307,24 @@ impl Service for Remote {
             ("since", q.since.map(|v| v.to_string())),
             ("until", q.until.map(|v| v.to_string())),
         ]);
-        let v = self.get("/v1/timeline", &q)?;
-        Ok(TimelinePage {
-            events: Remote::event_list(&v)?,
-            next_before: v["next_before"].as_u64(),
-            scanned: v["scanned"].as_u64().unwrap_or(0),
-        })
+        let page: TimelineAnswer = Remote::typed(self.get("/v1/timeline", &q)?)?;
+        Ok(TimelinePage { events: Remote::stored(page.events)?, next_before: page.next_before, scanned: page.scanned })
     }
 
     fn cited_by(&self, id: &str, from: u64, limit: usize) -> Result<Vec<StoredEvent>> {
         let page = [("from", from.to_string()), ("limit", limit.to_string())];
-        Remote::event_list(&self.get(&format!("/v1/events/{id}/cited_by"), &page)?)
+        Remote::stored(Remote::typed::<EventsPage>(self.get(&format!("/v1/events/{id}/cited_by"), &page)?)?.events)
     }
 
     fn lookup(&self, req: &LookupRequest) -> Result<Lookup> {
         let v = self.post("/v1/lookup", &json!({ "ids": req.ids, "streams": req.streams }), &[])?;
-        let positions = v["positions"].as_array().cloned().unwrap_or_default();
-        let heads = v["heads"].as_array().cloned().unwrap_or_default();
+        let LookupAnswer { heads, positions } = Remote::typed(v)?;
         if positions.len() != req.ids.len() || heads.len() != req.streams.len() {
             let (p, h) = (positions.len(), heads.len());
             let why = format!("lookup answered {p} of {} ids and {h} of {} streams", req.ids.len(), req.streams.len());
             return Err(remote_error(0, "response", why));
         }
-        let heads = heads
-            .iter()
-            .map(|h| match (h["version"].as_u64(), h["id"].as_str()) {
-                (Some(version), Some(id)) => Ok(Some((version, id.parse()?))),
-                _ => Ok(None),
-            })
-            .collect::<Result<_>>()?;
-        Ok((positions.iter().map(Value::as_u64).collect(), heads))
+        Ok((positions, heads.into_iter().map(|h| h.map(|h| (h.version, h.id))).collect()))
     }
 
     fn verify(&self, q: &VerifyQuery, _progress: &mut dyn FnMut(u64)) -> Result<VerifyReport> {
@@ -349,13 +361,10 @@ impl Service for Remote {
             headers.push(("x-dreamlog-causes", context.causes.join(",")));
         }
         let v = self.post(&format!("/v1/memory/{}/tool", path_segment(store)), input, &headers)?;
-        let at = match (v["position"].as_u64(), v["id"].as_str()) {
-            (Some(p), Some(id)) => Some((p, id.parse()?)),
-            _ => None,
-        };
-        let error =
-            v["is_error"].as_bool().unwrap_or(true).then(|| v["error_type"].as_str().unwrap_or("invalid").to_owned());
-        Ok(ToolAnswer { text: v["content"].as_str().unwrap_or_default().to_owned(), error, recorded: at })
+        let reply: ToolReply = Remote::typed(v)?;
+        let recorded = reply.position.zip(reply.id);
+        let error = reply.is_error.then(|| reply.error_type.unwrap_or_else(|| "invalid".to_owned()));
+        Ok(ToolAnswer { text: reply.content, error, recorded })
     }
 
     fn memory_files(&self, store: &str, q: &PathQuery) -> Result<MemoryFiles> {
@@ -369,7 +378,7 @@ impl Service for Remote {
     }
 
     fn memory_stores(&self) -> Result<Vec<String>> {
-        Remote::typed(self.get("/v1/memory", &[])?["stores"].clone())
+        Ok(Remote::typed::<StoreList>(self.get("/v1/memory", &[])?)?.stores)
     }
 
     fn memory_view(&self, store: &str, q: &ViewQuery) -> Result<MemoryView> {
@@ -385,7 +394,9 @@ impl Service for Remote {
 
     fn memory_history(&self, store: &str, q: &PathQuery) -> Result<Vec<StoredEvent>> {
         let q = query(&[("path", q.path.clone()), ("at", q.at.clone())]);
-        Remote::event_list(&self.get(&format!("/v1/memory/{}/history", path_segment(store)), &q)?)
+        Remote::stored(
+            Remote::typed::<EventList>(self.get(&format!("/v1/memory/{}/history", path_segment(store)), &q)?)?.events,
+        )
     }
 
     fn memory_diff(&self, store: &str, q: &DiffQuery) -> Result<MemoryDiff> {
@@ -396,18 +407,19 @@ impl Service for Remote {
 
     fn memory_blame(&self, store: &str, q: &PathQuery) -> Result<Vec<BlameLine>> {
         let q = query(&[("path", q.path.clone()), ("at", q.at.clone())]);
-        Remote::typed(self.get(&format!("/v1/memory/{}/blame", path_segment(store)), &q)?["lines"].clone())
+        Ok(Remote::typed::<BlameAnswer>(self.get(&format!("/v1/memory/{}/blame", path_segment(store)), &q)?)?.lines)
     }
 
     fn memory_lessons(&self, store: &str, q: &PathQuery) -> Result<Vec<LessonRow>> {
         let q = query(&[("at", q.at.clone())]);
-        Remote::typed(self.get(&format!("/v1/memory/{}/lessons", path_segment(store)), &q)?["lessons"].clone())
+        Ok(Remote::typed::<LessonsAnswer>(self.get(&format!("/v1/memory/{}/lessons", path_segment(store)), &q)?)?
+            .lessons)
     }
 
     fn memory_revert(&self, store: &str, req: &RevertRequest, actor: &Actor) -> Result<Vec<Appended>> {
         let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
         let path = format!("/v1/memory/{}/revert", path_segment(store));
-        Remote::appended(&self.post(&path, &body, &Remote::actor_header(actor))?)
+        Remote::written(self.post(&path, &body, &Remote::actor_header(actor))?)
     }
 
     fn memory_revert_dry_run(&self, store: &str, req: &RevertRequest, actor: &Actor) -> Result<Preview> {
@@ -419,7 +431,7 @@ impl Service for Remote {
     fn memory_fork(&self, store: &str, req: &ForkRequest, actor: &Actor) -> Result<Forked> {
         let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
         let v = self.post(&format!("/v1/memory/{}/fork", path_segment(store)), &body, &Remote::actor_header(actor))?;
-        let a = Remote::appended(&v)?.into_iter().next().ok_or_else(|| remote_error(0, "response", "no fork event"))?;
+        let a = Remote::written(v)?.into_iter().next().ok_or_else(|| remote_error(0, "response", "no fork event"))?;
         let position = match self.event(&a.id.to_hex())?.event.body {
             crate::core::Body::StoreFork(f) => f.position,
             _ => return Err(remote_error(0, "response", "the fork event is not a store.fork")),
@@ -430,7 +442,7 @@ impl Service for Remote {
     fn memory_promote(&self, store: &str, req: &PromoteRequest, actor: &Actor) -> Result<Vec<Appended>> {
         let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
         let path = format!("/v1/memory/{}/promote", path_segment(store));
-        Remote::appended(&self.post(&path, &body, &Remote::actor_header(actor))?)
+        Remote::written(self.post(&path, &body, &Remote::actor_header(actor))?)
     }
 
     fn memory_promote_dry_run(&self, store: &str, req: &PromoteRequest, actor: &Actor) -> Result<Preview> {
@@ -442,7 +454,7 @@ impl Service for Remote {
     fn memory_batch(&self, store: &str, req: &BatchRequest, actor: &Actor) -> Result<Vec<Appended>> {
         let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
         let path = format!("/v1/memory/{}/batch", path_segment(store));
-        Remote::appended(&self.post(&path, &body, &Remote::actor_header(actor))?)
+        Remote::written(self.post(&path, &body, &Remote::actor_header(actor))?)
     }
 
     fn memory_set_rules(&self, store: &str, req: &RulesRequest, actor: &Actor) -> Result<RulesSwitch> {
@@ -467,7 +479,7 @@ impl Service for Remote {
     }
 
     fn sessions(&self) -> Result<Vec<SessionSummary>> {
-        Remote::typed(self.get("/v1/sessions", &[])?["sessions"].clone())
+        Ok(Remote::typed::<SessionList<SessionSummary>>(self.get("/v1/sessions", &[])?)?.sessions)
     }
 
     fn sessions_page(&self, q: &crate::sessions::SessionsQuery) -> Result<crate::sessions::SessionsPage> {
@@ -494,7 +506,7 @@ impl Service for Remote {
         };
         Ok(SessionDetail {
             session: v["session"].as_str().unwrap_or(id).to_owned(),
-            events: Remote::event_list(&v)?,
+            events: Remote::stored(Remote::typed(v["events"].clone())?)?,
             link,
             memory: Remote::typed(v["memory"].clone())?,
         })
@@ -509,7 +521,7 @@ impl Service for Remote {
     }
 
     fn dreams(&self) -> Result<Vec<DreamSummary>> {
-        Remote::typed(self.get("/v1/dreams", &[])?["dreams"].clone())
+        Ok(Remote::typed::<DreamList>(self.get("/v1/dreams", &[])?)?.dreams)
     }
 
     fn dream(&self, id: &str) -> Result<DreamDetail> {
