@@ -742,35 +742,10 @@ async fn create_dream(
     let tenant = auth(&state, &headers, Role::Write)?;
     let actor: Actor = actor_of(&headers, &tenant)?;
     let record = run(&state, &headers, Role::Write, move |m| m.create_dream(spec, &label)).await?;
-    // The job: runs on a blocking thread; its cancel flag is in the server's registry
-    // while it runs.
-    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let key = (tenant.name.clone(), record.id.clone());
-    state.dream_jobs.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), cancel.clone());
-    let (id, jobs) = (record.id.clone(), state.clone());
-    // The job writes as the caller who started it.
+    // The job runs on a thread of its own, registered with the tenant's jobs (its cancel
+    // flag) while it runs, and writes as the caller who started it.
     let principal = tenant.principal.clone().unwrap_or_else(|| super::server_principal("anthropic"));
-    tokio::task::spawn_blocking(move || {
-        // The job leaves the registry however it ends (a panic included): cancel and the
-        // dreamlog_dream_jobs_running gauge must not wait on a job that is gone.
-        struct Registered(Arc<AppState>, (String, String));
-        impl Drop for Registered {
-            fn drop(&mut self) {
-                self.0.dream_jobs.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.1);
-            }
-        }
-        let _registered = Registered(jobs, key);
-        crate::store::principal::as_principal(principal, || {
-            if let Err(e) = crate::managed::execute_dream(&tenant.svc, actor.clone(), &id, &plan, cancel) {
-                tracing::error!("dream {id}: {e}");
-                let m = Managed::new(&tenant.svc, actor);
-                let failed = DreamStep::Failed { code: "internal_error".into(), message: e.to_string() };
-                if let Err(e) = m.record_dream(&id, &failed) {
-                    tracing::error!("dream {id}: cannot record its failure: {e}");
-                }
-            }
-        });
-    });
+    tenant.jobs.start(tenant.svc.clone(), actor, &record.id, plan, principal)?;
     Ok(Json(dream_json(&record)))
 }
 
@@ -844,20 +819,12 @@ async fn cancel_dream(
     Path(dream): Path<String>,
 ) -> Answer<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Write)?;
-    let key = (tenant.name.clone(), dream.clone());
-    let flag = state.dream_jobs.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
-    if let Some(flag) = flag {
-        // The job checks the flag after its dreamer returns and again just before it
-        // writes; it records how it ended. Give it a moment: a dream that got to its
-        // write first completes (as the API says), one still dreaming is canceled.
-        flag.store(true, std::sync::atomic::Ordering::SeqCst);
-        for _ in 0..40 {
-            if !state.dream_jobs.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&key) {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    }
+    // The job records how it ended. Give it a moment: a dream that got to its write
+    // first completes (as the API says), one still dreaming is canceled.
+    let (jobs, id) = (tenant.jobs.clone(), dream.clone());
+    tokio::task::spawn_blocking(move || jobs.cancel(&id, std::time::Duration::from_secs(2))).await.map_err(|e| {
+        Error::Log(crate::error::LogError::Storage(format!("the cancel of dream {dream} panicked: {e}")))
+    })?;
     let r = run(&state, &headers, Role::Write, move |m| {
         let r = m.dream(&dream)?;
         match r.status {

@@ -85,6 +85,8 @@ pub struct Tenant {
     pub store: Store,
     /// The service over it (every handler calls it).
     pub svc: Local,
+    /// The Managed-Agents dreams running over it.
+    pub jobs: crate::managed::DreamJobs,
     /// Who the request was authenticated as (set on the copy a request gets): its writes
     /// are recorded as this principal's.
     pub principal: Option<Principal>,
@@ -107,8 +109,6 @@ pub struct AppState {
     subscribers: Arc<std::sync::atomic::AtomicUsize>,
     /// The bytes live tails hold read ahead, all tenants together (`max_tail_bytes`).
     pub tail_budget: Arc<crate::store::TailBudget>,
-    /// The Managed-Agents dreams running now: (tenant, dream id) → its cancel flag.
-    pub dream_jobs: std::sync::Mutex<std::collections::HashMap<(String, String), Arc<std::sync::atomic::AtomicBool>>>,
     /// The web view's sessions: BLAKE3 of the cookie → who signed in, until when.
     ui_sessions: std::sync::Mutex<std::collections::HashMap<blake3::Hash, UiSession>>,
     /// SIGHUP reloads of the config's tokens: [applied, refused].
@@ -185,7 +185,7 @@ impl AppState {
             if let Some(seed) = seed {
                 svc = svc.with_signing_seed(seed);
             }
-            Ok(Tenant { name: name.to_owned(), store, svc, principal: None })
+            Ok(Tenant { name: name.to_owned(), store, svc, jobs: Default::default(), principal: None })
         };
         let mut tenants = BTreeMap::new();
         let mut tokens = Vec::new();
@@ -211,7 +211,6 @@ impl AppState {
             config,
             stop: tokio::sync::watch::Sender::new(false),
             subscribers: Default::default(),
-            dream_jobs: Default::default(),
             ui_sessions: Default::default(),
             reloads: Default::default(),
         }))
@@ -250,7 +249,7 @@ impl AppState {
 
     /// The Managed-Agents dreams of `tenant` running now.
     pub fn dream_jobs_running(&self, tenant: &str) -> usize {
-        self.dream_jobs.lock().unwrap_or_else(|e| e.into_inner()).keys().filter(|(t, _)| t == tenant).count()
+        self.tenants.get(tenant).map_or(0, |t| t.jobs.running())
     }
 
     /// SIGHUP reloads of the config's tokens so far: (applied, refused).
