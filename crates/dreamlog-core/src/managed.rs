@@ -12,7 +12,7 @@
 //!   across renames.
 //!
 //! [`Lineage::fold`] replays a store's events into its memories and versions; the I/O
-//! around it is in `managed.rs`.
+//! around it is in the service crate's `managed/`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

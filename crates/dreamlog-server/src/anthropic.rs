@@ -1,8 +1,8 @@
 //! The Managed-Agents memory API under `/anthropic/v1/…`: memory stores, memories and
 //! memory versions in the shapes the official `anthropic` SDK sends and expects (its
 //! `client.beta.memory_stores`, `.memories`, `.memory_versions`), with its error envelope
-//! `{type: "error", error: {type, message}}`. A surface over `managed.rs`: every call is
-//! dreamlog events underneath (docs/guide/claude.md).
+//! `{type: "error", error: {type, message}}`. A surface over the service crate's
+//! `managed/`: every call is dreamlog events underneath (docs/guide/claude.md).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
