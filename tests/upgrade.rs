@@ -108,3 +108,69 @@ fn a_database_written_by_the_previous_format_opens_verifies_and_replays() {
     assert!(rows.iter().all(|r| r.store.as_deref() == Some("support")), "the links still name the store");
     store.close().unwrap();
 }
+
+/// A database written by the build before the ledger and marks indexes (13b4225): it has
+/// the commit marker and no record of which projectors it keeps, and neither family. Made
+/// here from a database of this build by taking away what that build did not write (its
+/// record of projectors, the two families, their progress): opening it must build both
+/// from the log, not take them for caught up with the marker.
+#[test]
+fn a_database_from_before_the_ledger_and_marks_gains_them_on_open() {
+    use dreamlog::store::{ALL_CFS, CF_LEDGER, CF_MARKS, CF_META};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let store = Store::open(&db, Options::default()).unwrap();
+    let draft = |v: serde_json::Value| dreamlog::EventJson::from_value(&v).unwrap().into_draft(None).unwrap();
+    let mut batch = dreamlog::AppendBatch::new();
+    batch.events = vec![
+        draft(serde_json::json!({"stream": "session/s1", "kind": "session.start", "actor": "agent:a",
+            "body": {"session": "s1", "agent": "a", "task_id": "t1", "store": "support"}})),
+        draft(serde_json::json!({"stream": "session/s1", "kind": "grade", "actor": "evaluator:e",
+            "body": {"session": "s1", "evaluator": "e", "rubric": "r", "score": 1.0, "result": "satisfied"}})),
+        draft(serde_json::json!({"stream": "tags", "kind": "tag", "actor": "human:ops",
+            "body": {"name": "before-upgrade", "position": 1}})),
+        draft(serde_json::json!({"stream": "dreams/support", "kind": "dream", "actor": "dreamer:p@1",
+            "body": {"dreamer": "p", "version": "1", "config": {}, "store": "support", "base_state": "dd".repeat(32),
+                     "from_position": 0, "to_position": 2, "output_store": "support~1", "result_state": "ee".repeat(32)}})),
+    ];
+    store.append(batch).unwrap();
+    let len = store.len();
+    store.close().unwrap();
+    drop(store);
+    {
+        let opts = rocksdb::Options::default();
+        let raw = rocksdb::DB::open_cf(&opts, &db, ALL_CFS).unwrap();
+        for cf in [CF_LEDGER, CF_MARKS] {
+            let h = raw.cf_handle(cf).unwrap();
+            let keys: Vec<Box<[u8]>> =
+                raw.iterator_cf(h, rocksdb::IteratorMode::Start).map(|kv| kv.unwrap().0).collect();
+            assert!(!keys.is_empty(), "this build wrote the {cf} family");
+            for k in keys {
+                raw.delete_cf(h, k).unwrap();
+            }
+        }
+        let meta = raw.cf_handle(CF_META).unwrap();
+        assert!(raw.get_cf(meta, b"own/projectors").unwrap().is_some(), "this build records its projectors");
+        for k in [b"own/projectors".as_slice(), b"checkpoint/ledger", b"checkpoint/marks"] {
+            raw.delete_cf(meta, k).unwrap();
+        }
+        raw.flush_cf(meta).unwrap();
+    }
+    let store = Store::open(&db, Options::default()).unwrap();
+    let caught_up: Vec<&str> = store.open_report().caught_up.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(caught_up.contains(&"ledger") && caught_up.contains(&"marks"), "{caught_up:?}");
+    let mem = MemoryStores::new(store.clone());
+    assert_eq!(mem.tag_position("before-upgrade").unwrap(), Some(1));
+    let runs = dreamlog::ledger::sessions_with(&store, "support", len).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].score, Some(1.0));
+    assert_eq!(store.session_stores().unwrap(), ["support"]);
+    assert_eq!(Dreams::new(mem.clone()).list(Some("support~1")).unwrap().len(), 1);
+    assert!(store.verify(|_| {}).unwrap().is_clean());
+    store.close().unwrap();
+    drop((mem, store));
+    // Once built, the record holds them: the next open catches nothing up.
+    let store = Store::open(&db, Options::default()).unwrap();
+    assert!(store.open_report().caught_up.is_empty(), "{:?}", store.open_report().caught_up);
+    assert_eq!(MemoryStores::new(store.clone()).tag_position("before-upgrade").unwrap(), Some(1));
+}

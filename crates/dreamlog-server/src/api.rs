@@ -14,16 +14,15 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::core::{Actor, EventJson, Kind};
-use crate::http::{actor_of, auth, blocking, header_text, ApiError, ApiResult};
+use crate::http::{actor_of, auth, blocking, header_text, sorted, ApiError, ApiResult};
 use crate::service::{
-    AppendRequest, AppendedAnswer, AppendedEvent, AppendedRef, BackupRequest, BatchRequest, BlameAnswer,
-    CheckpointCheckRequest, DiffQuery, DreamList, DreamRequest, DriftQuery, EventList, EventsPage, EventsQuery,
-    ForkRequest, Head, Health, Info, LessonsAnswer, LookupAnswer, LookupRequest, MemoryView, PathQuery, PromoteRequest,
-    ReplayRequest, RevertRequest, RulesRequest, Service, SessionList, StoreList, StreamPage, TagRequest, Tagged,
-    TimelineAnswer, ToolContext, ToolReply, VerifyQuery, ViewQuery,
+    AppendRequest, AppendedAnswer, AppendedRef, BackupRequest, BatchRequest, BlameAnswer, CheckpointCheckRequest,
+    DiffQuery, DreamList, DreamRequest, DriftQuery, EventList, EventsPage, EventsQuery, ForkRequest, Head, Health,
+    Info, LessonsAnswer, LookupAnswer, LookupRequest, MemoryView, PathQuery, PromoteRequest, ReplayRequest,
+    RevertRequest, RulesRequest, Service, SessionList, StoreList, StreamPage, TagRequest, Tagged, TimelineAnswer,
+    ToolContext, ToolReply, VerifyQuery, ViewQuery,
 };
 use crate::{AppState, Role, Tenant};
-use dreamlog_service::sessions::SessionSummary;
 
 /// dreamlog's own routes (`/v1`, `/metrics`).
 pub(crate) fn routes() -> Router<Arc<AppState>> {
@@ -87,11 +86,11 @@ async fn append(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> ApiResult<Json<AppendedAnswer<AppendedEvent>>> {
+) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Write)?;
     let req: AppendRequest = json_body(&body)?;
     let appended = blocking(tenant.principal.clone(), move || tenant.svc.append(&req)).await?;
-    Ok(Json(AppendedAnswer { appended }))
+    sorted(&AppendedAnswer { appended })
 }
 
 #[derive(Deserialize)]
@@ -128,10 +127,10 @@ async fn events_page(tenant: Tenant, q: EventsQuery) -> ApiResult<Response> {
     let list: Vec<EventJson> = events.iter().map(|e| e.to_json()).collect();
     Ok(if by_stream {
         let next = events.last().map(|e| e.version + 1);
-        Json(StreamPage { events: list, next_version: if more { next } else { None } }).into_response()
+        sorted(&StreamPage { events: list, next_version: if more { next } else { None } })?.into_response()
     } else {
         let next = events.last().map(|e| e.position + 1);
-        Json(EventsPage { events: list, next: if more { next } else { None } }).into_response()
+        sorted(&EventsPage { events: list, next: if more { next } else { None } })?.into_response()
     })
 }
 
@@ -159,13 +158,13 @@ async fn cited_by(
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<RangeQuery>,
-) -> ApiResult<Json<EventsPage>> {
+) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let limit = page_limit(q.limit, 1000, MAX_PAGE)?;
     let events = blocking(tenant.principal.clone(), move || tenant.svc.cited_by(&id, q.from, limit)).await?;
     let next = (events.len() >= limit).then(|| events.last().map(|e| e.position + 1)).flatten();
     let list: Vec<EventJson> = events.iter().map(|e| e.to_json()).collect();
-    Ok(Json(EventsPage { events: list, next }))
+    sorted(&EventsPage { events: list, next })
 }
 
 /// `GET /v1/timeline`: the log newest first, filtered, a page at a time.
@@ -173,12 +172,12 @@ async fn timeline(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(q): Query<crate::service::TimelineQuery>,
-) -> ApiResult<Json<TimelineAnswer>> {
+) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
     page_limit(q.limit, 50, usize::MAX)?;
     let page = blocking(tenant.principal.clone(), move || tenant.svc.timeline(&q)).await?;
     let events: Vec<EventJson> = page.events.iter().map(|e| e.to_json()).collect();
-    Ok(Json(TimelineAnswer { events, next_before: page.next_before, scanned: page.scanned }))
+    sorted(&TimelineAnswer { events, next_before: page.next_before, scanned: page.scanned })
 }
 
 /// `POST /v1/lookup`: positions of full ids and heads of streams, in bulk (what an
@@ -389,21 +388,21 @@ async fn sessions(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(q): Query<crate::service::SessionsQuery>,
-) -> ApiResult<Json<SessionList<SessionSummary>>> {
+) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
     page_limit(q.limit, 50, usize::MAX)?;
     if q == crate::service::SessionsQuery::default() {
         let sessions = blocking(tenant.principal.clone(), move || tenant.svc.sessions()).await?;
-        return Ok(Json(SessionList { sessions, total: None }));
+        return sorted(&SessionList { sessions, total: None });
     }
     let page = blocking(tenant.principal.clone(), move || tenant.svc.sessions_page(&q)).await?;
-    Ok(Json(SessionList { sessions: page.sessions, total: Some(page.total as u64) }))
+    sorted(&SessionList { sessions: page.sessions, total: Some(page.total as u64) })
 }
 
-async fn dreams(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<DreamList>> {
+async fn dreams(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let dreams = blocking(tenant.principal.clone(), move || tenant.svc.dreams()).await?;
-    Ok(Json(DreamList { dreams }))
+    sorted(&DreamList { dreams })
 }
 
 async fn drift(
@@ -414,7 +413,7 @@ async fn drift(
 ) -> ApiResult<Response> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let report = blocking(tenant.principal.clone(), move || tenant.svc.drift(&store, &q)).await?;
-    Ok(Json(report).into_response())
+    Ok(sorted(&report)?.into_response())
 }
 
 async fn verify(
@@ -424,7 +423,7 @@ async fn verify(
 ) -> ApiResult<Response> {
     let tenant = auth(&state, &headers, Role::Admin)?;
     let report = blocking(tenant.principal.clone(), move || tenant.svc.verify(&q, &mut |_| ())).await?;
-    Ok(Json(report).into_response())
+    Ok(sorted(&report)?.into_response())
 }
 
 /// `GET /metrics`: the caller's tenant in the Prometheus text format (read role).
@@ -454,7 +453,7 @@ async fn backup(
     // Only below the configured backup root, never in a database folder.
     req.dir = state.backup_dir(&req.dir).map_err(ApiError::from)?.display().to_string();
     let report = blocking(tenant.principal.clone(), move || tenant.svc.backup(&req)).await?;
-    Ok(Json(report).into_response())
+    Ok(sorted(&report)?.into_response())
 }
 
 /// `POST /v1/checkpoints`: sign the log's head with the server's key and record it (admin).
@@ -462,7 +461,7 @@ async fn checkpoint(State(state): State<Arc<AppState>>, headers: HeaderMap) -> A
     let tenant = auth(&state, &headers, Role::Admin)?;
     let actor = actor_of(&headers, &tenant)?;
     let cp = blocking(tenant.principal.clone(), move || tenant.svc.checkpoint(&actor)).await?;
-    Ok(Json(cp).into_response())
+    Ok(sorted(&cp)?.into_response())
 }
 
 /// `POST /v1/checkpoints/verify {checkpoint, key?}`: does the log extend it (read)?
@@ -474,7 +473,7 @@ async fn verify_checkpoint(
     let tenant = auth(&state, &headers, Role::Read)?;
     let req: CheckpointCheckRequest = json_body(&body)?;
     let verdict = blocking(tenant.principal.clone(), move || tenant.svc.verify_checkpoint(&req)).await?;
-    Ok(Json(verdict).into_response())
+    Ok(sorted(&verdict)?.into_response())
 }
 
 fn appended_json(a: &[crate::store::Appended]) -> AppendedAnswer<AppendedRef> {
@@ -495,10 +494,10 @@ async fn memory_history(
     headers: HeaderMap,
     Path(store): Path<String>,
     Query(q): Query<PathQuery>,
-) -> ApiResult<Json<EventList>> {
+) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let events = blocking(tenant.principal.clone(), move || tenant.svc.memory_history(&store, &q)).await?;
-    Ok(Json(EventList { events: events.iter().map(|e| e.to_json()).collect() }))
+    sorted(&EventList { events: events.iter().map(|e| e.to_json()).collect() })
 }
 
 async fn memory_files(
@@ -509,7 +508,7 @@ async fn memory_files(
 ) -> ApiResult<Response> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let f = blocking(tenant.principal.clone(), move || tenant.svc.memory_files(&store, &q)).await?;
-    Ok(Json(f).into_response())
+    Ok(sorted(&f)?.into_response())
 }
 
 async fn memory_diff(
@@ -520,7 +519,7 @@ async fn memory_diff(
 ) -> ApiResult<Response> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let d = blocking(tenant.principal.clone(), move || tenant.svc.memory_diff(&store, &q)).await?;
-    Ok(Json(d).into_response())
+    Ok(sorted(&d)?.into_response())
 }
 
 async fn memory_blame(
@@ -528,13 +527,13 @@ async fn memory_blame(
     headers: HeaderMap,
     Path(store): Path<String>,
     Query(q): Query<PathQuery>,
-) -> ApiResult<Json<BlameAnswer>> {
+) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
     if q.path.is_none() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "path is required"));
     }
     let lines = blocking(tenant.principal.clone(), move || tenant.svc.memory_blame(&store, &q)).await?;
-    Ok(Json(BlameAnswer { lines }))
+    sorted(&BlameAnswer { lines })
 }
 
 async fn memory_lessons(
@@ -542,10 +541,10 @@ async fn memory_lessons(
     headers: HeaderMap,
     Path(store): Path<String>,
     Query(q): Query<PathQuery>,
-) -> ApiResult<Json<LessonsAnswer>> {
+) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let lessons = blocking(tenant.principal.clone(), move || tenant.svc.memory_lessons(&store, &q)).await?;
-    Ok(Json(LessonsAnswer { lessons }))
+    sorted(&LessonsAnswer { lessons })
 }
 
 async fn memory_rules(
@@ -558,7 +557,7 @@ async fn memory_rules(
     let req: RulesRequest = json_body(&body)?;
     let actor = actor_of(&headers, &tenant)?;
     let r = blocking(tenant.principal.clone(), move || tenant.svc.memory_set_rules(&store, &req, &actor)).await?;
-    Ok(Json(r).into_response())
+    Ok(sorted(&r)?.into_response())
 }
 
 async fn memory_batch(
@@ -635,7 +634,7 @@ async fn memory_revert(
     if q.dry_run {
         let p =
             blocking(tenant.principal.clone(), move || tenant.svc.memory_revert_dry_run(&store, &req, &actor)).await?;
-        return Ok(Json(p).into_response());
+        return Ok(sorted(&p)?.into_response());
     }
     let out = blocking(tenant.principal.clone(), move || tenant.svc.memory_revert(&store, &req, &actor)).await?;
     Ok(Json(appended_json(&out)).into_response())
@@ -667,7 +666,7 @@ async fn memory_promote(
     if q.dry_run {
         let p =
             blocking(tenant.principal.clone(), move || tenant.svc.memory_promote_dry_run(&store, &req, &actor)).await?;
-        return Ok(Json(p).into_response());
+        return Ok(sorted(&p)?.into_response());
     }
     let a = blocking(tenant.principal.clone(), move || tenant.svc.memory_promote(&store, &req, &actor)).await?;
     Ok(Json(appended_json(&a)).into_response())
@@ -717,13 +716,13 @@ async fn principals(
     let tenant = auth(&state, &headers, Role::Admin)?;
     page_limit(q.limit, 100, usize::MAX)?;
     let p = blocking(tenant.principal.clone(), move || tenant.svc.principals(&q)).await?;
-    Ok(Json(p).into_response())
+    Ok(sorted(&p)?.into_response())
 }
 
 async fn session_stats(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Response> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let stats = blocking(tenant.principal.clone(), move || tenant.svc.session_stats()).await?;
-    Ok(Json(stats).into_response())
+    Ok(sorted(&stats)?.into_response())
 }
 
 async fn session_events(
@@ -756,7 +755,7 @@ async fn dream_show(
 ) -> ApiResult<Response> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let d = blocking(tenant.principal.clone(), move || tenant.svc.dream(&id)).await?;
-    Ok(Json(d).into_response())
+    Ok(sorted(&d)?.into_response())
 }
 
 /// `POST /v1/dreams/{id}/replay`: as recorded (a model's answers from the recorded
@@ -770,7 +769,7 @@ async fn dream_replay(
     let req: ReplayRequest = if body.is_empty() { ReplayRequest::default() } else { json_body(&body)? };
     let tenant = auth(&state, &headers, Role::Write)?;
     let r = blocking(tenant.principal.clone(), move || tenant.svc.dream_replay(&id, &req)).await?;
-    Ok(Json(r).into_response())
+    Ok(sorted(&r)?.into_response())
 }
 
 async fn export(

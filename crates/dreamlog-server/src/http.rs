@@ -125,6 +125,15 @@ pub(crate) fn auth(state: &AppState, headers: &HeaderMap, need: Role) -> ApiResu
     }
 }
 
+/// An answer's JSON through `serde_json::Value`, whose objects print their keys sorted:
+/// the bytes `/v1` answers have always had, whatever order their types declare fields in
+/// (an answer that cannot be serialized is a 500, not a `null`).
+pub(crate) fn sorted<T: serde::Serialize>(answer: &T) -> ApiResult<Json<Value>> {
+    serde_json::to_value(answer)
+        .map(Json)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+}
+
 /// The request's token: `Authorization: Bearer …`, or `X-Api-Key`.
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers

@@ -42,7 +42,8 @@ use std::thread::JoinHandle;
 pub use crate::core::ExpectedVersion;
 pub use faulty::{Fault, FaultyLog};
 pub use layout::{
-    ALL_CFS, CF_CITES, CF_IDS, CF_KINDS, CF_LEDGER, CF_LOG, CF_META, CF_PATHS, CF_SESSIONS, CF_SNAPSHOTS, CF_STREAMS,
+    ALL_CFS, CF_CITES, CF_IDS, CF_KINDS, CF_LEDGER, CF_LOG, CF_MARKS, CF_META, CF_PATHS, CF_SESSIONS, CF_SNAPSHOTS,
+    CF_STREAMS,
 };
 pub use log::{Group, Log, Staged};
 pub use ramlog::RamLog;
@@ -70,6 +71,14 @@ use crate::core::projection::{self, be_u64, IndexEntry, Projected, Space, PROJEC
 use crate::core::{Event, EventId, Kind};
 use crate::error::LogError;
 use crate::error::{Error, Result};
+
+/// The backend's own key naming the projectors a database keeps in step with its writes
+/// (comma-separated), written once they are all caught up.
+const PROJECTORS_KEPT: &str = "projectors";
+
+/// The projectors every database kept before it recorded which (format 1 up to the
+/// `ledger` and `marks` projectors).
+const PROJECTORS_BEFORE_THE_RECORD: [&str; 4] = ["kinds", "paths", "sessions", "cites"];
 
 /// When an append is acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -379,7 +388,18 @@ impl Store {
             log.truncate(count)?;
             opened.torn_records = stored - count;
         }
-        let behind = PROJECTORS.iter().map(|p| log.projected_to(p.name)).collect::<Result<Vec<_>>>()?;
+        // The projectors this database keeps in step with every write (`own/projectors`):
+        // one it does not name is new to it — its progress is not the commit marker's
+        // but nothing, and it is built from the log now. A database from before the record
+        // kept the four projectors of its time.
+        let kept: Vec<String> = match log.own(PROJECTORS_KEPT)? {
+            Some(names) => String::from_utf8_lossy(&names).split(',').map(str::to_owned).collect(),
+            None => PROJECTORS_BEFORE_THE_RECORD.iter().map(|n| (*n).to_owned()).collect(),
+        };
+        let behind = PROJECTORS
+            .iter()
+            .map(|p| if kept.iter().any(|k| k == p.name) { log.projected_to(p.name) } else { Ok(None) })
+            .collect::<Result<Vec<_>>>()?;
         if behind.iter().any(|c| *c != Some(count)) {
             // A projector that never recorded a checkpoint starts from a clean space.
             for (p, c) in PROJECTORS.iter().zip(&behind) {
@@ -392,6 +412,11 @@ impl Store {
             }
             let from = behind.iter().map(|c| c.unwrap_or(0)).min().unwrap_or(0).min(count);
             project_range(log.as_ref(), from, count, |_| {})?;
+        }
+        let names = PROJECTORS.iter().map(|p| p.name).collect::<Vec<_>>().join(",");
+        if kept.join(",") != names {
+            // Every projector is up to the log now: from here on each write keeps them.
+            log.set_own(PROJECTORS_KEPT, names.as_bytes())?;
         }
         // A crash between a redaction's write and the end of its scrub: finish it now.
         let pending = log.pending_scrubs()?;

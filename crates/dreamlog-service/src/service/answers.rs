@@ -1,7 +1,7 @@
 //! The JSON envelopes of the HTTP API's answers (`schemas/api/`): the server writes
 //! them, [`Remote`](super::Remote) reads them — one type each, so the two cannot drift
-//! apart. Fields are in alphabetical order, the order these answers had when they were
-//! written as JSON values (objects with sorted keys): the bytes did not change.
+//! apart. The server writes them through `serde_json::Value`, whose objects print their
+//! keys sorted (nested ones included), as these answers always did.
 
 use serde::{Deserialize, Serialize};
 
