@@ -95,7 +95,7 @@ async fn run<T: Send + 'static>(
     let actor: Actor = actor_of(headers, &tenant)?;
     let principal = tenant.principal.clone().unwrap_or_else(|| super::server_principal("anthropic"));
     tokio::task::spawn_blocking(move || {
-        crate::store::principal::as_principal(principal, || f(&Managed::new(&tenant.svc, actor)))
+        crate::store::principal::as_principal(principal, || f(&Managed::new(tenant.svc.as_ref(), actor)))
     })
     .await
     .map_err(|e| AnthropicError {
@@ -745,7 +745,7 @@ async fn create_dream(
     // The job runs on a thread of its own, registered with the tenant's jobs (its cancel
     // flag) while it runs, and writes as the caller who started it.
     let principal = tenant.principal.clone().unwrap_or_else(|| super::server_principal("anthropic"));
-    tenant.jobs.start(tenant.svc.clone(), actor, &record.id, plan, principal)?;
+    tenant.jobs.start(actor, &record.id, plan, principal)?;
     Ok(Json(dream_json(&record)))
 }
 

@@ -19,8 +19,8 @@ use crate::service::{
     AppendRequest, AppendedAnswer, AppendedRef, BackupRequest, BatchRequest, BlameAnswer, CheckpointCheckRequest,
     DiffQuery, DreamList, DreamRequest, DriftQuery, EventList, EventsPage, EventsQuery, ForkRequest, Head, Health,
     Info, LessonsAnswer, LookupAnswer, LookupRequest, MemoryView, PathQuery, PromoteRequest, ReplayRequest,
-    RevertRequest, RulesRequest, Service, SessionList, StoreList, StreamPage, TagRequest, Tagged, TimelineAnswer,
-    ToolContext, ToolReply, VerifyQuery, ViewQuery,
+    RevertRequest, RulesRequest, SessionList, StoreList, StreamPage, TagRequest, Tagged, TimelineAnswer, ToolContext,
+    ToolReply, VerifyQuery, ViewQuery,
 };
 use crate::{AppState, Role, Tenant};
 
@@ -601,7 +601,8 @@ async fn mcp_post(
         actor: actor_of(&headers, &tenant)?,
         session: q.session,
     };
-    let answer = blocking(tenant.principal.clone(), move || Ok(crate::mcp::answer(&tenant.svc, &opts, &msg))).await?;
+    let answer =
+        blocking(tenant.principal.clone(), move || Ok(crate::mcp::answer(tenant.svc.as_ref(), &opts, &msg))).await?;
     Ok(match answer {
         Some(a) => Json(a).into_response(),
         None => StatusCode::ACCEPTED.into_response(),
@@ -831,7 +832,7 @@ async fn otlp(
     };
     let done = blocking(tenant.principal.clone(), move || {
         let note = crate::otlp::decode_request(signal, &content_type, gzip, &body)?;
-        crate::otlp::record(&tenant.svc, &note)
+        crate::otlp::record(tenant.svc.as_ref(), &note)
     })
     .await;
     match done {

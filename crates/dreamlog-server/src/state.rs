@@ -12,7 +12,7 @@ use crate::config::{anonymous, token_table, Role, ServerConfig, TokenRow, DEFAUL
 use crate::core::receipt::Principal;
 use crate::core::Actor;
 use crate::error::{Error, Result};
-use crate::service::Local;
+use crate::service::{Local, Service};
 use crate::store::{Options, Store, SyncMode};
 
 /// The backup root of a config, checked against the database folder `db` (both exist
@@ -83,8 +83,9 @@ pub struct Tenant {
     pub name: String,
     /// Its store.
     pub store: Store,
-    /// The service over it (every handler calls it).
-    pub svc: Local,
+    /// The service over it: every handler calls it through the trait, in process here
+    /// (`Local`), so a surface cannot reach past the service's operations.
+    pub svc: Arc<dyn Service>,
     /// The Managed-Agents dreams running over it.
     pub jobs: crate::managed::DreamJobs,
     /// Who the request was authenticated as (set on the copy a request gets): its writes
@@ -185,7 +186,8 @@ impl AppState {
             if let Some(seed) = seed {
                 svc = svc.with_signing_seed(seed);
             }
-            Ok(Tenant { name: name.to_owned(), store, svc, jobs: Default::default(), principal: None })
+            let jobs = crate::managed::DreamJobs::new(svc.clone());
+            Ok(Tenant { name: name.to_owned(), store, svc: Arc::new(svc), jobs, principal: None })
         };
         let mut tenants = BTreeMap::new();
         let mut tokens = Vec::new();
@@ -222,8 +224,9 @@ impl AppState {
         for t in self.tenants.values() {
             // On a thread of its own: appends block, and this runs inside the runtime.
             let actor = crate::core::Actor::System("dreamlog".into());
-            let n = std::thread::scope(|s| s.spawn(|| crate::managed::interrupted_dreams(&t.svc, actor)).join())
-                .map_err(|_| {
+            let n =
+                std::thread::scope(|s| s.spawn(|| crate::managed::interrupted_dreams(t.svc.as_ref(), actor)).join())
+                    .map_err(|_| {
                     Error::Log(crate::error::LogError::Storage("the dream recovery thread panicked".into()))
                 })??;
             if n > 0 {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::config::server_principal;
 use crate::core::Actor;
-use crate::service::Local;
+use crate::service::Service;
 use crate::state::AppState;
 use crate::store::principal::as_principal;
 
@@ -76,7 +76,7 @@ const OTLP_RETRY: Duration = Duration::from_millis(200);
 /// waits and nothing failed.
 async fn follow_otlp(
     name: String,
-    svc: Local,
+    svc: Arc<dyn Service>,
     mut grows: tokio::sync::watch::Receiver<u64>,
     a: Arc<std::sync::Mutex<crate::otlp::Assembler>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -85,7 +85,7 @@ async fn follow_otlp(
         let (job, svc2) = (a.clone(), svc.clone());
         let done = tokio::task::spawn_blocking(move || {
             let mut a = job.lock().unwrap_or_else(|p| p.into_inner());
-            let pass = as_principal(server_principal("otlp"), || a.pass(&svc2, std::time::Instant::now()));
+            let pass = as_principal(server_principal("otlp"), || a.pass(svc2.as_ref(), std::time::Instant::now()));
             (pass, a.next_due())
         })
         .await;
@@ -147,7 +147,7 @@ fn otlp_assemblers(state: &AppState) -> Assemblers {
     let open = Duration::from_secs(state.config.otlp_open_trace_secs.max(1));
     let mut assemblers = Assemblers::new();
     for (name, t) in &state.tenants {
-        match crate::otlp::Assembler::new(&t.svc, quiet, open) {
+        match crate::otlp::Assembler::new(t.svc.as_ref(), quiet, open) {
             Ok(a) => {
                 assemblers.insert(name.clone(), Arc::new(std::sync::Mutex::new(a)));
             }
@@ -175,9 +175,7 @@ async fn sign_checkpoints(state: Arc<AppState>) {
             }
             let (svc, name) = (t.svc.clone(), name.clone());
             match tokio::task::spawn_blocking(move || {
-                as_principal(server_principal("checkpoint"), || {
-                    crate::service::Service::checkpoint(&svc, &Actor::System("checkpoint".into()))
-                })
+                as_principal(server_principal("checkpoint"), || svc.checkpoint(&Actor::System("checkpoint".into())))
             })
             .await
             {

@@ -8,9 +8,14 @@ use crate::error::{Error, Result};
 /// The Managed-Agents dreams running now over one service (a server's tenant): each a
 /// thread of its own with a cancel flag, registered while it runs — however it ends, a
 /// panic included — so a cancel can stop it and `/metrics` can count it. A dream a
-/// stopped server left running is ended on the next start by [`interrupted_dreams`].
-#[derive(Clone, Default)]
+/// stopped server left running is ended on the next start by
+/// [`interrupted_dreams`](super::interrupted_dreams). The jobs hold the in-process service
+/// they run dreams with (`Local`: a dream job selects sessions, adds its output store's
+/// fields and watches a cancel flag), so the surfaces that start them hold only the
+/// `Service` trait object.
+#[derive(Clone)]
 pub struct DreamJobs {
+    svc: crate::service::Local,
     inner: std::sync::Arc<(std::sync::Mutex<JobTable>, std::sync::Condvar)>,
 }
 
@@ -18,6 +23,11 @@ pub struct DreamJobs {
 type JobTable = std::collections::HashMap<String, std::sync::Arc<std::sync::atomic::AtomicBool>>;
 
 impl DreamJobs {
+    /// The jobs of dreams run over `svc`.
+    pub fn new(svc: crate::service::Local) -> DreamJobs {
+        DreamJobs { svc, inner: Default::default() }
+    }
+
     fn table(&self) -> std::sync::MutexGuard<'_, JobTable> {
         self.inner.0.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -27,7 +37,6 @@ impl DreamJobs {
     /// itself is recorded as `failed` (`internal_error`). Returns at once.
     pub fn start(
         &self,
-        svc: crate::service::Local,
         actor: Actor,
         id: &str,
         plan: DreamPlan,
@@ -44,6 +53,7 @@ impl DreamJobs {
             }
         }
         let registered = Registered(self.clone(), id.to_owned());
+        let svc = self.svc.clone();
         let id = id.to_owned();
         std::thread::Builder::new()
             .name(format!("dream {id}"))
