@@ -14,40 +14,16 @@ use std::time::{Duration, Instant};
 
 use dreamlog::ledger::{drift, lessons, sessions_with, DriftOptions};
 use dreamlog::memory::{stream_name, MemoryStores};
-use dreamlog::{Actor, AppendBatch, Body, Draft, EventJson, MemoryCommand, Options, Store, SyncMode};
-use serde_json::json;
+use dreamlog::{Actor, AppendBatch, Body, Draft, MemoryCommand, Options, Store, SyncMode};
+
+#[path = "shared/session.rs"]
+mod sessions;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// One graded session of five events, as drafts.
-fn session(i: u64, time: u64) -> Vec<Draft> {
-    let id = format!("bench/{i:07}");
-    let s = format!("session/{id}");
-    let store = if i % 10 == 9 { "other" } else { "sim" };
-    let passed = !i.is_multiple_of(3);
-    let task = format!("refunds/{}", i % 40);
-    [
-        json!({"stream": s, "kind": "session.start", "actor": "agent:bench", "time": time,
-               "body": {"session": id, "agent": "bench", "task_id": task, "task": "Refund the order.", "store": store}}),
-        json!({"stream": s, "kind": "action", "actor": "agent:bench", "time": time + 1,
-               "body": {"session": id, "name": "lookup_order", "input": {"order": i}, "output": {"status": "delivered"}, "status": "ok"}}),
-        json!({"stream": s, "kind": "action", "actor": "agent:bench", "time": time + 2,
-               "body": {"session": id, "name": "issue_refund", "input": {"order": i}, "output": {"refunded": passed}, "status": "ok"}}),
-        json!({"stream": s, "kind": "grade", "actor": "evaluator:bench", "time": time + 3,
-               "body": {"session": id, "evaluator": "bench", "rubric": "sim/refunds", "score": if passed { 1.0 } else { 0.0 },
-                        "result": if passed { "satisfied" } else { "failed" },
-                        "criteria": [{"name": "refund_issued", "passed": passed}]}}),
-        json!({"stream": s, "kind": "session.end", "actor": "agent:bench", "time": time + 4,
-               "body": {"session": id, "status": "completed"}}),
-    ]
-    .into_iter()
-    .map(|v| EventJson::from_value(&v).expect("event").into_draft(None).expect("draft"))
-    .collect()
 }
 
 fn change(store: &str, n: u64) -> Draft {
@@ -91,7 +67,7 @@ fn main() {
             store.append(std::mem::take(&mut batch)).expect("append");
             store.append(AppendBatch::new().push(change("sim", i / 20_000))).expect("change");
         }
-        for d in session(i, t0 + i * 10) {
+        for d in sessions::session(i, t0 + i * 10, if i % 10 == 9 { "other" } else { "sim" }) {
             batch = batch.push(d);
         }
         if batch.events.len() >= 10_000 {

@@ -7,6 +7,9 @@
 //!
 //!     bash tools/bootstrap.sh cargo bench --bench ui
 
+#[path = "shared/session.rs"]
+mod sessions;
+
 #[path = "shared/load.rs"]
 #[allow(dead_code)]
 mod load;
@@ -14,37 +17,10 @@ mod load;
 use std::process::Command;
 use std::time::Instant;
 
-use dreamlog::core::EventJson;
 use dreamlog::store::{AppendBatch, Options, Store, SyncMode};
-use serde_json::json;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// One graded session of five events (start, two tool calls, grade, end), as drafts.
-fn session(i: u64, time: u64) -> Vec<dreamlog::core::Draft> {
-    let id = format!("bench/{i:07}");
-    let s = format!("session/{id}");
-    let passed = !i.is_multiple_of(3);
-    let task = format!("refunds/{}", i % 40);
-    [
-        json!({"stream": s, "kind": "session.start", "actor": "agent:bench", "time": time,
-               "body": {"session": id, "agent": "bench", "task_id": task, "task": "Refund the order.", "store": "sim"}}),
-        json!({"stream": s, "kind": "action", "actor": "agent:bench", "time": time + 1,
-               "body": {"session": id, "name": "lookup_order", "input": {"order": i}, "output": {"status": "delivered"}, "status": "ok"}}),
-        json!({"stream": s, "kind": "action", "actor": "agent:bench", "time": time + 2,
-               "body": {"session": id, "name": "issue_refund", "input": {"order": i}, "output": {"refunded": passed}, "status": "ok"}}),
-        json!({"stream": s, "kind": "grade", "actor": "evaluator:bench", "time": time + 3,
-               "body": {"session": id, "evaluator": "bench", "rubric": "sim/refunds", "score": if passed { 1.0 } else { 0.0 },
-                        "result": if passed { "satisfied" } else { "failed" },
-                        "criteria": [{"name": "refund_issued", "passed": passed}]}}),
-        json!({"stream": s, "kind": "session.end", "actor": "agent:bench", "time": time + 4,
-               "body": {"session": id, "status": "completed"}}),
-    ]
-    .into_iter()
-    .map(|v| EventJson::from_value(&v).expect("event").into_draft(None).expect("draft"))
-    .collect()
 }
 
 fn main() {
@@ -64,7 +40,7 @@ fn main() {
         while store.len() < target {
             let mut batch = AppendBatch::new();
             for _ in 0..2000 {
-                for d in session(i, t0 + i * 10) {
+                for d in sessions::session(i, t0 + i * 10, "sim") {
                     batch = batch.push(d);
                 }
                 i += 1;

@@ -1086,14 +1086,9 @@ impl Store {
 
     /// Whether a session recorded running with memory store `name`.
     pub fn has_sessions_with(&self, name: &str) -> Result<bool> {
-        let end = self.len();
-        let prefix = projection::ledger_store_prefix(name);
         let mut found = false;
-        self.inner.log.index_scan(Space::Ledger, &prefix, &mut |k, _| {
-            if k.len() != prefix.len() + 8 || !k.starts_with(&prefix) {
-                return false;
-            }
-            found = be_u64(&k[prefix.len()..]).is_some_and(|p| p < end);
+        self.index_prefix(Space::Ledger, &projection::ledger_store_prefix(name), |_, middle, _| {
+            found = middle.is_empty();
             !found
         })?;
         Ok(found)

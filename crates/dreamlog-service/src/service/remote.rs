@@ -153,7 +153,10 @@ impl Remote {
 
     /// Rebuilds an event from its JSON form, recomputing its id.
     pub fn event_from_json(v: Value) -> Result<StoredEvent> {
-        let j: EventJson = serde_json::from_value(v).map_err(|e| remote_error(0, "response", e.to_string()))?;
+        Remote::stored_one(Remote::typed(v)?)
+    }
+
+    fn stored_one(j: EventJson) -> Result<StoredEvent> {
         let version = j.version.unwrap_or(0);
         let received = j.received.clone();
         let (position, sealed) = j.into_sealed()?;
@@ -163,22 +166,7 @@ impl Remote {
 
     /// Rebuilds events from their JSON forms, recomputing their ids.
     fn stored(events: Vec<EventJson>) -> Result<Vec<StoredEvent>> {
-        events
-            .into_iter()
-            .map(|j| {
-                let version = j.version.unwrap_or(0);
-                let received = j.received.clone();
-                let (position, sealed) = j.into_sealed()?;
-                let redacted = sealed.redacted;
-                Ok(StoredEvent {
-                    position: position.unwrap_or(0),
-                    version,
-                    redacted,
-                    event: sealed.into_event(),
-                    received,
-                })
-            })
-            .collect()
+        events.into_iter().map(Remote::stored_one).collect()
     }
 
     fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
