@@ -26,7 +26,7 @@ fn event(stream: &str) -> Draft {
 }
 
 fn open(dir: &std::path::Path, sync: SyncMode) -> Store {
-    Store::open(dir, Options { sync, ..Options::default() }).expect("open")
+    dreamlog::open(dir, Options { sync, ..Options::default() }).expect("open")
 }
 
 fn batched(c: &mut Criterion) {

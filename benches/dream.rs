@@ -120,7 +120,7 @@ fn write_sessions(store: &Store, n: usize, shape: Shape) {
 
 fn bench_evidence(n: usize, dreamer: &str, shape: Shape) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), Options { sync: SyncMode::None, ..Options::default() }).expect("open");
+    let store = dreamlog::open(dir.path(), Options { sync: SyncMode::None, ..Options::default() }).expect("open");
     let t = Instant::now();
     write_sessions(&store, n, shape);
     let shape_name = match shape {
@@ -187,7 +187,7 @@ fn bench_llm_replay(turns: usize) {
     });
     let addr = rx.recv().expect("addr");
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), Options { sync: SyncMode::None, ..Options::default() }).expect("open");
+    let store = dreamlog::open(dir.path(), Options { sync: SyncMode::None, ..Options::default() }).expect("open");
     write_sessions(&store, 200, Shape::FewLargeTasks);
     std::env::set_var("DREAMLOG_BENCH_KEY", "bench");
     let spec = DreamerSpec {

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use dreamlog::import;
-use dreamlog::{Options, Store, SyncMode};
+use dreamlog::{Options, SyncMode};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -37,7 +37,7 @@ fn main() {
         }
         parse_only.push(t.elapsed().as_secs_f64());
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), Options { sync: SyncMode::None, ..Options::default() }).expect("open");
+        let store = dreamlog::open(dir.path(), Options { sync: SyncMode::None, ..Options::default() }).expect("open");
         let t = Instant::now();
         for (name, b) in &files {
             let f = import::detect(b).expect("format");
@@ -54,7 +54,7 @@ fn main() {
         // As `dreamlog import` runs: files read and parsed on a second thread, one
         // ahead of the appends.
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), Options { sync: SyncMode::None, ..Options::default() }).expect("open");
+        let store = dreamlog::open(dir.path(), Options { sync: SyncMode::None, ..Options::default() }).expect("open");
         let t = Instant::now();
         for (_, parsed) in import::parse_in_background(paths.clone(), None) {
             if let import::Parsed::Sessions(_, sessions) = parsed.expect("parse") {

@@ -12,9 +12,9 @@
 
 use std::time::{Duration, Instant};
 
-use dreamlog::ledger::{drift, lessons, sessions_with, DriftOptions};
+use dreamlog::ledger::{drift, lessons, sessions_with, DriftCache, DriftOptions};
 use dreamlog::memory::{stream_name, MemoryStores};
-use dreamlog::{Actor, AppendBatch, Body, Draft, MemoryCommand, Options, Store, SyncMode};
+use dreamlog::{Actor, AppendBatch, Body, Draft, MemoryCommand, Options, SyncMode};
 
 #[path = "shared/session.rs"]
 mod sessions;
@@ -57,7 +57,7 @@ fn main() {
     let runs = env_or("DREAMLOG_BENCH_RUNS", 7).max(1);
     let dir = tempfile::tempdir().expect("temp dir");
     let store =
-        Store::open(dir.path().join("db"), Options { sync: SyncMode::None, ..Options::default() }).expect("open");
+        dreamlog::open(dir.path().join("db"), Options { sync: SyncMode::None, ..Options::default() }).expect("open");
     let started = Instant::now();
     let t0 = 1_700_000_000_000u64;
     store.append(AppendBatch::new().push(change("sim", 0)).push(change("other", 0))).expect("create stores");
@@ -99,6 +99,28 @@ fn main() {
     let (samples, d) = time(runs, || drift(&mem, "sim", DriftOptions::default()).expect("drift"));
     assert_eq!(d.states.len(), 10, "one state per change");
     report(&format!("ledger drift ({} sessions, {} states)", d.sessions, d.states.len()), samples);
+    // A server keeps drift's fold between requests: the first request folds the ledger,
+    // each later one only what the log gained (here: nothing, then 100 new sessions).
+    let kept = DriftCache::default();
+    let t = Instant::now();
+    kept.drift(&mem, "sim", DriftOptions::default()).expect("drift");
+    report("ledger drift kept, first request", vec![t.elapsed()]);
+    let (samples, _) = time(runs, || kept.drift(&mem, "sim", DriftOptions::default()).expect("drift"));
+    report("ledger drift kept, nothing new", samples);
+    let (mut samples, mut graded) = (Vec::new(), 0);
+    for round in 0..runs {
+        let mut batch = AppendBatch::new();
+        for i in sessions + round * 100..sessions + (round + 1) * 100 {
+            for d in sessions::session(i, t0 + i * 10, "sim") {
+                batch = batch.push(d);
+            }
+        }
+        store.append(batch).expect("append");
+        let t = Instant::now();
+        graded = kept.drift(&mem, "sim", DriftOptions::default()).expect("drift").sessions;
+        samples.push(t.elapsed());
+    }
+    report(&format!("ledger drift kept, 100 new sessions each ({graded} sessions)"), samples);
     let (samples, l) = time(runs, || lessons(&mem, "sim", store.len()).expect("lessons").len());
     report(&format!("ledger lessons ({l} lines)"), samples);
     store.close().expect("close");

@@ -20,7 +20,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dreamlog::{Options, Store, SyncMode};
+use dreamlog::{Options, SyncMode};
 
 #[path = "shared/load.rs"]
 mod load;
@@ -94,7 +94,7 @@ fn main() {
     let status = server.wait().expect("wait");
     drop(held);
     assert!(status.success(), "server exit {status:?}");
-    let store = Store::open(&db, Options { sync: SyncMode::None, ..Options::default() }).expect("reopen");
+    let store = dreamlog::open(&db, Options { sync: SyncMode::None, ..Options::default() }).expect("reopen");
     let mut positions: Vec<u64> = acked.iter().map(|(p, _)| *p).collect();
     positions.sort_unstable();
     positions.dedup();

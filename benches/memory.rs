@@ -80,7 +80,7 @@ fn main() {
     }
     let events: u64 = std::env::var("DREAMLOG_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), Options { sync: SyncMode::None, ..Options::default() }).expect("open");
+    let store = dreamlog::open(dir.path(), Options { sync: SyncMode::None, ..Options::default() }).expect("open");
     build_log(&store, events);
 
     // Full fold, no snapshots.

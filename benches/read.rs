@@ -11,7 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EVENTS: u64 = 200_000;
 
 fn setup(dir: &std::path::Path) -> Store {
-    let store = Store::open(dir, Options { sync: SyncMode::None, ..Options::default() }).expect("open");
+    let store = dreamlog::open(dir, Options { sync: SyncMode::None, ..Options::default() }).expect("open");
     for chunk in 0..EVENTS / 1000 {
         let batch = (0..1000u64).fold(AppendBatch::new(), |b, i| {
             let n = chunk * 1000 + i;

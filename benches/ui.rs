@@ -17,7 +17,7 @@ mod load;
 use std::process::Command;
 use std::time::Instant;
 
-use dreamlog::store::{AppendBatch, Options, Store, SyncMode};
+use dreamlog::store::{AppendBatch, Options, SyncMode};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -34,7 +34,7 @@ fn main() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let started = Instant::now();
     {
-        let store = Store::open(&db, Options { sync: SyncMode::None, ..Options::default() }).unwrap();
+        let store = dreamlog::open(&db, Options { sync: SyncMode::None, ..Options::default() }).unwrap();
         let mut i = 0u64;
         let t0 = 1_700_000_000_000u64;
         while store.len() < target {

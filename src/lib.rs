@@ -6,9 +6,9 @@
 //! global log, chained per stream.
 //!
 //! ```no_run
-//! use dreamlog::{Actor, AppendBatch, Body, Draft, Note, Options, Store, CanonicalJson};
+//! use dreamlog::{Actor, AppendBatch, Body, Draft, Note, Options, CanonicalJson};
 //!
-//! let store = Store::open("./dreamlog.db", Options::default())?;
+//! let store = dreamlog::open("./dreamlog.db", Options::default())?;
 //! let note = Body::Note(Note { note_type: "hello".into(), json: CanonicalJson::parse(r#"{"a":1}"#)? });
 //! let done = store.append(AppendBatch::one(Draft::new("notes", Actor::Human("ada".into()), note)))?;
 //! println!("appended at position {} with id {}", done[0].position, done[0].id);
@@ -18,7 +18,8 @@
 //! Layers (see ARCHITECTURE.md), one crate each, all re-exported here so one crate is
 //! named: [`core`] (`dreamlog-core`) is pure (model, encoding, ids, JSON forms,
 //! projectors); [`store`] (`dreamlog-store`) is the engine over a backend for the log of
-//! record (RocksDB, in RAM, JetStream); `dreamlog-service` holds the domain ([`memory`],
+//! record (in RAM here; RocksDB is `dreamlog-rocks`, opened through [`embedded`] —
+//! [`open`] —, JetStream is `dreamlog-jetstream`); `dreamlog-service` holds the domain ([`memory`],
 //! [`dream`], [`sessions`], [`ledger`], [`import`], [`exchange`]), [`service`] — every
 //! operation with typed requests, in process ([`service::Local`]) or over HTTP
 //! ([`service::Remote`]) — and the adapters over it ([`managed`], [`otlp`], [`watch`]);
@@ -33,6 +34,9 @@ mod cli;
 pub use dreamlog_core as core;
 use dreamlog_server as server;
 use dreamlog_server::mcp;
+pub use dreamlog_service::embedded::{self, open, open_with, SharedCache};
+#[cfg(feature = "rocks")]
+pub use dreamlog_service::embedded::{recover, RecoveryReport};
 #[doc(hidden)]
 pub use dreamlog_service::fuzzing;
 pub use dreamlog_service::{
@@ -50,6 +54,5 @@ pub use crate::core::{
 pub use crate::error::{DreamError, Error, ErrorClass, LogError, ManagedError, MemoryError, Result};
 pub use crate::server::{hash_token, serve, AppState, ServerConfig};
 pub use crate::store::{
-    recover, AppendBatch, Appended, ExpectedVersion, Options, RecoveryReport, SharedCache, Store, StoredEvent,
-    Subscription, SyncMode, VerifyReport,
+    AppendBatch, Appended, ExpectedVersion, Options, Store, StoredEvent, Subscription, SyncMode, VerifyReport,
 };

@@ -7,7 +7,7 @@
 
 mod common;
 
-use dreamlog::core::contrast::{tool_contrasts, ToolContrast};
+use dreamlog::core::dream::contrast::{tool_contrasts, ToolContrast};
 use dreamlog::dream::Dreams;
 use dreamlog::memory::MemoryStores;
 use dreamlog::{import, service::Local};
@@ -77,10 +77,10 @@ fn with_one_trial_per_task_there_is_no_contrast_at_all() {
     }
 }
 
-fn candidates(rel: &str) -> Vec<dreamlog::core::lessons::Candidate> {
+fn candidates(rel: &str) -> Vec<dreamlog::core::dream::lessons::Candidate> {
     let all = sessions(rel);
     let family = &all[0].rubric;
-    dreamlog::core::lessons::candidates(
+    dreamlog::core::dream::lessons::candidates(
         family,
         &all.iter().collect::<Vec<_>>(),
         &Default::default(),
@@ -95,7 +95,7 @@ fn candidates(rel: &str) -> Vec<dreamlog::core::lessons::Candidate> {
 /// against a call.
 #[test]
 fn lesson_decisions_on_the_real_runs_are_explained() {
-    use dreamlog::core::lessons::{Advice, Decision};
+    use dreamlog::core::dream::lessons::{Advice, Decision};
     let tau = candidates("tau-bench/gpt-4o-airline.tasks-00-24.json");
     for c in &tau {
         if let Decision::Skip(why) = &c.decision {

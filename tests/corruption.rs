@@ -14,12 +14,12 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::ok;
-use dreamlog::{AppendBatch, Options, Store, SyncMode};
+use dreamlog::{AppendBatch, Options, SyncMode};
 
 /// A database: 3,000 events flushed to table files, 600 more only in the WAL (closed
 /// like a process that exits), a memory store with snapshots.
 fn database(dir: &Path) {
-    let store = Store::open(dir, Options { sync: SyncMode::Fsync, ..Options::default() }).unwrap();
+    let store = dreamlog::open(dir, Options { sync: SyncMode::Fsync, ..Options::default() }).unwrap();
     let write = |from: u64, n: u64| {
         for chunk in (from..from + n).collect::<Vec<_>>().chunks(100) {
             let batch = chunk.iter().fold(AppendBatch::new(), |b, i| b.push(common::note(&format!("s{}", i % 7), *i)));

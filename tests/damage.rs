@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{fails, ok};
-use dreamlog::{AppendBatch, Options, Store, SyncMode};
+use dreamlog::{AppendBatch, Options, SyncMode};
 use tempfile::tempdir;
 
 fn dreamlog(db: &Path, args: &[&str]) -> std::process::Output {
@@ -22,7 +22,7 @@ fn dreamlog(db: &Path, args: &[&str]) -> std::process::Output {
 /// the rest were flushed to table files. Closed like a process that exits (RocksDB does
 /// not flush memtables on close), so the WAL holds them as after a kill.
 fn database(dir: &Path, flushed: u64, in_wal: u64) -> Vec<dreamlog::EventId> {
-    let store = Store::open(dir, Options { sync: SyncMode::Fsync, ..Options::default() }).unwrap();
+    let store = dreamlog::open(dir, Options { sync: SyncMode::Fsync, ..Options::default() }).unwrap();
     let mut ids = Vec::new();
     let mut write = |from: u64, n: u64| {
         for chunk in (from..from + n).collect::<Vec<_>>().chunks(100) {
@@ -39,7 +39,7 @@ fn database(dir: &Path, flushed: u64, in_wal: u64) -> Vec<dreamlog::EventId> {
 }
 
 fn live_wal(dir: &Path) -> PathBuf {
-    let wals = dreamlog::store::wal::wal_files(dir).unwrap();
+    let wals = dreamlog::embedded::wal::wal_files(dir).unwrap();
     let wal = wals.into_iter().max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).unwrap();
     assert!(std::fs::metadata(&wal).unwrap().len() > 100_000, "the WAL holds the unflushed events");
     wal
@@ -111,7 +111,7 @@ fn a_torn_final_record_is_tolerated_and_kept_aside_but_a_bad_complete_one_is_not
     // The torn batch is one the crash kept from being acknowledged (the count says 900).
     let db = torn_database(dir.path());
     std::fs::write(db.join("ACKED"), "dreamlog-acked v1 900 0\n").unwrap();
-    let store = Store::open(&db, Options::default()).unwrap();
+    let store = dreamlog::open(&db, Options::default()).unwrap();
     assert_eq!(store.len(), 900, "only the torn batch (never acknowledged under fsync) is gone");
     let (torn, _) = store.torn_tail().expect("the store says what it dropped");
     assert!(torn.torn_tail && torn.reason.contains("ends inside a record"), "{torn:?}");
@@ -126,7 +126,7 @@ fn a_torn_final_record_is_tolerated_and_kept_aside_but_a_bad_complete_one_is_not
     let dir = tempdir().unwrap();
     let db = torn_database(dir.path());
     for _ in 0..2 {
-        let err = Store::open(&db, Options::default()).err().expect("refused").to_string();
+        let err = dreamlog::open(&db, Options::default()).err().expect("refused").to_string();
         assert!(err.contains("but 1000 were acknowledged") && err.contains("positions 900..999 are missing"), "{err}");
     }
     assert!(db.join("damaged").is_dir(), "the torn WAL was kept aside before RocksDB read it");
@@ -140,7 +140,7 @@ fn a_torn_final_record_is_tolerated_and_kept_aside_but_a_bad_complete_one_is_not
     let n = bytes.len();
     bytes[n - 50] ^= 1;
     std::fs::write(&wal, &bytes).unwrap();
-    let err = Store::open(&db, Options::default()).err().expect("refused").to_string();
+    let err = dreamlog::open(&db, Options::default()).err().expect("refused").to_string();
     assert!(err.contains("checksum mismatch"), "{err}");
 }
 
@@ -193,7 +193,7 @@ fn verify_deep_finds_a_flipped_byte_anywhere_in_the_table_files() {
     let dir = tempdir().unwrap();
     let db = dir.path().join("db");
     {
-        let store = Store::open(&db, Options { sync: SyncMode::None, ..Options::default() }).unwrap();
+        let store = dreamlog::open(&db, Options { sync: SyncMode::None, ..Options::default() }).unwrap();
         let mem = dreamlog::memory::MemoryStores::new(store.clone()).with_snapshot_every(4);
         for i in 0..40u64 {
             let text = format!("- lesson {i}\n");
@@ -235,7 +235,7 @@ fn verify_deep_finds_a_flipped_byte_anywhere_in_the_table_files() {
             b[at] ^= 1 << (k % 8);
             std::fs::write(copy.join(f.file_name().unwrap()), &b).unwrap();
             tried += 1;
-            let Ok(store) = Store::open(&copy, Options::default()) else { continue }; // refused at open: not silent
+            let Ok(store) = dreamlog::open(&copy, Options::default()) else { continue }; // refused at open: not silent
             let mem = dreamlog::memory::MemoryStores::new(store.clone());
             let deep = mem.verify_deep(|_| {}).map(|r| r.is_clean()).unwrap_or(false);
             assert!(!deep, "a flipped bit at byte {at} of {} passed verify --deep", f.display());

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use dreamlog::{AppendBatch, EventId, Options, Store, SyncMode};
+use dreamlog::{AppendBatch, EventId, Options, SyncMode};
 
 const ITERATIONS: u64 = 24;
 
@@ -37,7 +37,7 @@ fn spawn_child(name: &str, env: &str, dir: &std::path::Path, seed: u64) -> std::
 #[ignore = "the child process of `acknowledged_appends_survive_sigkill_at_random_moments` (run by it, with DREAMLOG_CRASH_CHILD set)"]
 fn crash_child_appender() {
     let dir = std::env::var("DREAMLOG_CRASH_CHILD").expect("DREAMLOG_CRASH_CHILD: the database the child appends to");
-    let store = Store::open(&dir, Options { sync: SyncMode::Fsync, ..Options::default() }).expect("open");
+    let store = dreamlog::open(&dir, Options { sync: SyncMode::Fsync, ..Options::default() }).expect("open");
     let mut seed: u64 = std::env::var("DREAMLOG_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7) | 1;
     let mut out = std::io::stdout().lock();
     loop {
@@ -78,7 +78,7 @@ fn acknowledged_appends_survive_sigkill_at_random_moments() {
         child.wait().unwrap();
         let acked = reader.join().unwrap();
 
-        let store = Store::open(dir.path(), Options { sync: SyncMode::Fsync, ..Options::default() }).unwrap();
+        let store = dreamlog::open(dir.path(), Options { sync: SyncMode::Fsync, ..Options::default() }).unwrap();
         for (pos, id) in acked_total.iter().chain(acked.iter()) {
             let e = store
                 .get_at(*pos)
@@ -103,7 +103,7 @@ fn acknowledged_appends_survive_sigkill_at_random_moments() {
 #[ignore = "the child process of `a_kill_during_redaction_leaves_no_redacted_text_on_disk` (run by it, with DREAMLOG_REDACT_CHILD set)"]
 fn crash_child_redactor() {
     let dir = std::env::var("DREAMLOG_REDACT_CHILD").expect("DREAMLOG_REDACT_CHILD: the database the child redacts in");
-    let store = Store::open(&dir, Options { sync: SyncMode::Fsync, ..Options::default() }).expect("open");
+    let store = dreamlog::open(&dir, Options { sync: SyncMode::Fsync, ..Options::default() }).expect("open");
     let svc = dreamlog::service::Local::over(&store);
     let mut seed: u64 = std::env::var("DREAMLOG_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7) | 1;
     let mut out = std::io::stdout().lock();
@@ -187,7 +187,7 @@ fn a_kill_during_redaction_leaves_no_redacted_text_on_disk() {
         secrets.extend(acked);
         redacted_acked.extend(red);
 
-        let store = Store::open(dir.path(), Options { sync: SyncMode::Fsync, ..Options::default() }).unwrap();
+        let store = dreamlog::open(dir.path(), Options { sync: SyncMode::Fsync, ..Options::default() }).unwrap();
         finished_at_open += store.open_report().scrubs_finished.len();
         for p in &redacted_acked {
             assert!(store.get_at(*p).unwrap().redacted, "iteration {iteration}: acknowledged redaction of {p} lost");

@@ -8,7 +8,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use dreamlog::store::{Fault, FaultyLog, Log, RamLog, RocksLog};
+use dreamlog::embedded::RocksLog;
+use dreamlog::store::{Fault, FaultyLog, Log, RamLog};
 use dreamlog::LogError;
 use dreamlog::{
     Actor, AppendBatch, Body, Draft, Error, EventId, ExpectedVersion, Kind, Memory, MemoryCommand, Options, Store,
@@ -259,7 +260,7 @@ fn a_failed_write_writes_nothing_and_poisons() {
 #[test]
 fn a_torn_group_is_never_half_visible() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let rocks: Arc<dyn Log> = Arc::new(RocksLog::open(dir.path(), &Options::default()).expect("open"));
+    let rocks: Arc<dyn Log> = Arc::new(RocksLog::open(dir.path(), &Options::default(), None).expect("open"));
     let mem: Arc<dyn Log> = Arc::new(RamLog::new());
     for inner in [rocks, mem] {
         let faulty = Arc::new(FaultyLog::new(inner.clone()).expect("wrap"));

@@ -7,8 +7,8 @@ mod common;
 use std::path::Path;
 
 use common::{dreamlog_on, fails, ok};
+use dreamlog::core::dream::lessons::{Advice, Decision};
 use dreamlog::core::dream::DreamerSpec;
-use dreamlog::core::lessons::{Advice, Decision};
 use dreamlog::dream::{Dreams, RunOptions};
 use dreamlog::ledger::{drift, DriftOptions};
 use dreamlog::memory::MemoryStores;
@@ -145,7 +145,7 @@ fn a_forced_poisoned_lesson_is_flagged_by_drift_and_reverted() {
     assert!(text.contains("Call `verify_identity`"), "{text}");
     assert!(!text.contains("transfer_to_human_agents"), "{text}");
     let detail = dreams.show(&good.id).unwrap();
-    let summary: dreamlog::core::evidence2::SummaryV2 =
+    let summary: dreamlog::core::dream::evidence2::SummaryV2 =
         serde_json::from_value(detail.summary.dream.meta.unwrap().to_value()["summary"].clone()).unwrap();
     let hand_over = summary.decisions[0]
         .candidates
@@ -253,7 +253,7 @@ fn promote_refuses_a_lesson_that_did_worse_out_of_sample() {
     let v3 = dreams
         .run("live", &"evidence".parse().unwrap(), &RunOptions { create: true, ..RunOptions::default() })
         .unwrap();
-    let summary: dreamlog::core::evidence2::SummaryV2 =
+    let summary: dreamlog::core::dream::evidence2::SummaryV2 =
         serde_json::from_value(dreams.show(&v3.id).unwrap().summary.dream.meta.unwrap().to_value()["summary"].clone())
             .unwrap();
     let notify =
@@ -268,7 +268,7 @@ fn promote_refuses_a_lesson_that_did_worse_out_of_sample() {
         )
         .unwrap();
     let detail = dreams.show(&run.id).unwrap();
-    let summary: dreamlog::core::evidence2::SummaryV2 =
+    let summary: dreamlog::core::dream::evidence2::SummaryV2 =
         serde_json::from_value(detail.summary.dream.meta.unwrap().to_value()["summary"].clone()).unwrap();
     let notify = summary.decisions[0]
         .candidates

@@ -270,11 +270,9 @@ fn sessions_with_model(store: &dreamlog::Store, name: &str, until: u64) -> Vec<d
             about.insert(s.session.clone(), (s.task_id.clone(), s.agent.clone()));
         }
     }
-    let mut linked = false;
     for e in &all {
         if let Body::SessionLink(l) = &e.event.body {
             if let Some(st) = &l.store {
-                linked |= st == name;
                 let at = l.meta.as_ref().and_then(|m| m.to_value().get("at").and_then(|a| a.as_u64()));
                 let position = at.map(|p| p + 1).filter(|&p| p < e.position).unwrap_or(e.position);
                 records.insert(l.session.clone(), (position, st.clone(), l.memory_state));
@@ -299,10 +297,8 @@ fn sessions_with_model(store: &dreamlog::Store, name: &str, until: u64) -> Vec<d
         })
         .collect();
     runs.sort_by(|a, b| a.position.cmp(&b.position).then_with(|| a.session.cmp(&b.session)));
-    // An imported session's grades come before its link; otherwise grades count from the
-    // first session's record on.
-    let from = if linked { 0 } else { runs.first().map_or(0, |r| r.position) };
-    for e in all.iter().filter(|e| e.position >= from) {
+    // A session's last grade is its score, wherever it stands in the log.
+    for e in &all {
         if let Body::Grade(g) = &e.event.body {
             if let Some(r) = runs.iter_mut().find(|r| r.session == g.session) {
                 r.score = Some(g.score);
@@ -441,5 +437,111 @@ proptest! {
         check(&store)?;
         store.reindex(|_| {}).unwrap();
         check(&store)?;
+    }
+}
+
+/// A step of a drift case: a ledger event, or a change of a store (a memory write).
+#[derive(Clone, Debug)]
+enum DriftOp {
+    Ledger(LedgerOp),
+    Change { store: u8 },
+}
+
+fn drift_op() -> impl Strategy<Value = DriftOp> {
+    prop_oneof![
+        3 => ledger_op().prop_map(DriftOp::Ledger),
+        1 => (0u8..2).prop_map(|store| DriftOp::Change { store }),
+    ]
+}
+
+/// Drift as it was computed before its fold (from `sessions_with` and the store's
+/// stream): per state its first session and graded sessions, per change its events and
+/// the sessions on each side — the segmentation the fold is held to.
+#[allow(clippy::type_complexity)]
+fn drift_model(
+    mem: &dreamlog::memory::MemoryStores,
+    name: &str,
+) -> (u64, Vec<(u64, u64)>, Vec<(Vec<dreamlog::EventId>, u64, u64)>) {
+    let store = mem.store();
+    let runs: Vec<_> = dreamlog::ledger::sessions_with(store, name, store.len())
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.score.is_some())
+        .collect();
+    let changes: Vec<_> = store
+        .read_stream(&format!("memory/{name}"), 0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter(|e| matches!(e.event.header.kind, dreamlog::Kind::Memory | dreamlog::Kind::Revert))
+        .collect();
+    // (runs' positions, changes before them)
+    let mut segments: Vec<(Vec<u64>, Vec<dreamlog::EventId>)> = Vec::new();
+    let mut pending = Vec::new();
+    let mut next = 0;
+    for r in &runs {
+        while next < changes.len() && changes[next].position < r.position {
+            pending.push(changes[next].id());
+            next += 1;
+        }
+        match segments.last_mut() {
+            Some(s) if pending.is_empty() => s.0.push(r.position),
+            _ => segments.push((vec![r.position], std::mem::take(&mut pending))),
+        }
+    }
+    let states = segments.iter().map(|s| (s.0[0], s.0.len() as u64)).collect();
+    let changes = segments.windows(2).map(|w| (w[1].1.clone(), w[0].0.len() as u64, w[1].0.len() as u64)).collect();
+    (runs.len() as u64, states, changes)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Drift's fold kept across appends (as a server keeps it between requests) answers
+    /// byte for byte what a fold made afresh answers, after every batch; and both cut the
+    /// log into the states and changes that reading every session cuts it into.
+    #[test]
+    fn drift_kept_between_requests_answers_what_a_fresh_fold_answers(
+        batches in prop::collection::vec(prop::collection::vec(drift_op(), 1..5), 1..12)
+    ) {
+        use dreamlog::ledger::{drift, DriftCache, DriftOptions};
+        use dreamlog::memory::{ApplyOptions, MemoryStores};
+        let dir = tempfile::tempdir().unwrap();
+        let mem = MemoryStores::new(common::open(dir.path()));
+        let by = || ApplyOptions::by(Actor::Human("p".into()));
+        let mut files = 0;
+        for name in ["store0", "store1"] {
+            let create = MemoryCommand::Create { path: "/memories/a.md".into(), file_text: "a\n".into() };
+            mem.apply(name, create, by()).unwrap();
+        }
+        let kept = DriftCache::default();
+        let opts = DriftOptions { resamples: 50, ..DriftOptions::default() };
+        for ops in &batches {
+            let mut batch = AppendBatch::new();
+            for op in ops {
+                match op {
+                    DriftOp::Ledger(l) => batch.events.push(ledger_draft(l)),
+                    DriftOp::Change { store } => {
+                        files += 1;
+                        let create = MemoryCommand::Create { path: format!("/memories/f{files}.md"), file_text: "x\n".into() };
+                        mem.apply(&format!("store{store}"), create, by()).unwrap();
+                    }
+                }
+            }
+            if !batch.events.is_empty() {
+                mem.store().append(batch).unwrap();
+            }
+            for name in ["store0", "store1"] {
+                let got = serde_json::to_value(kept.drift(&mem, name, opts).unwrap()).unwrap();
+                let fresh = drift(&mem, name, opts).unwrap();
+                prop_assert_eq!(&got, &serde_json::to_value(&fresh).unwrap(), "{}", name);
+                let (sessions, states, changes) = drift_model(&mem, name);
+                prop_assert_eq!(fresh.sessions, sessions);
+                let got_states: Vec<(u64, u64)> = fresh.states.iter().map(|s| (s.first_session, s.grades.sessions)).collect();
+                prop_assert_eq!(got_states, states);
+                let got_changes: Vec<_> =
+                    fresh.changes.iter().map(|c| (c.events.clone(), c.before.sessions, c.after.sessions)).collect();
+                prop_assert_eq!(got_changes, changes);
+            }
+        }
     }
 }

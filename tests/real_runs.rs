@@ -245,7 +245,7 @@ fn what_a_first_look_found_is_fixed() {
     assert!(shown.contains("duration ") && shown.contains("cost $"), "{shown}");
 
     // A second process on a database another holds: a clear message.
-    let held = dreamlog::Store::open(&db, dreamlog::Options::default()).unwrap();
+    let held = dreamlog::open(&db, dreamlog::Options::default()).unwrap();
     let err = fails(&dreamlog(&db, &["log", "--limit", "1"], None));
     assert!(
         err.contains("the database is in use by another process (is `dreamlog serve` running? use --remote URL)"),

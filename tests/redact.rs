@@ -243,7 +243,8 @@ fn a_snapshot_folded_before_a_redaction_is_not_stored_after_it() {
 /// previous release left so, without the record), and `redact` again removes it.
 #[test]
 fn a_redaction_a_crash_interrupted_is_finished_at_open_and_found_by_verify_deep() {
-    use dreamlog::store::{FaultyLog, Log, RocksLog};
+    use dreamlog::embedded::RocksLog;
+    use dreamlog::store::{FaultyLog, Log};
     use dreamlog::{AppendBatch, Options, Store};
     use std::sync::Arc;
     let dir = tempdir().unwrap();
@@ -272,7 +273,7 @@ fn a_redaction_a_crash_interrupted_is_finished_at_open_and_found_by_verify_deep(
 
     // The redaction's write lands; its scrub does not run (as if killed in between).
     {
-        let rocks: Arc<dyn Log> = Arc::new(RocksLog::open(&db, &Options::default()).unwrap());
+        let rocks: Arc<dyn Log> = Arc::new(RocksLog::open(&db, &Options::default(), None).unwrap());
         let faulty = Arc::new(FaultyLog::new(rocks).unwrap());
         let store = Store::with_log(faulty.clone(), Options::default()).unwrap();
         faulty.fail_scrubs(1);

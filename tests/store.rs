@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::{append_notes, note, open};
 use dreamlog::LogError;
 use dreamlog::{
-    Action, ActionStatus, Actor, AppendBatch, Body, CanonicalJson, Draft, Error, ExpectedVersion, Kind, Options, Store,
+    Action, ActionStatus, Actor, AppendBatch, Body, CanonicalJson, Draft, Error, ExpectedVersion, Kind, Options,
     SyncMode,
 };
 use tempfile::tempdir;
@@ -152,7 +152,7 @@ fn a_parent_that_is_not_the_head_is_refused() {
 #[test]
 fn oversized_bodies_and_batches_are_refused() {
     let dir = tempdir().unwrap();
-    let store = Store::open(
+    let store = dreamlog::open(
         dir.path(),
         Options { sync: SyncMode::None, max_body_bytes: 100, max_batch_events: 3, ..Options::default() },
     )
@@ -253,7 +253,7 @@ fn streams_whose_names_share_a_prefix_stay_apart() {
 #[test]
 fn concurrent_appenders_get_distinct_gapless_positions() {
     let dir = tempdir().unwrap();
-    let store = Store::open(dir.path(), Options { sync: SyncMode::Fsync, ..Options::default() }).unwrap();
+    let store = dreamlog::open(dir.path(), Options { sync: SyncMode::Fsync, ..Options::default() }).unwrap();
     let threads: Vec<_> = (0..16)
         .map(|t| {
             let store = store.clone();
@@ -353,7 +353,7 @@ fn an_async_subscription_follows_the_log() {
 #[test]
 fn opening_a_missing_database_without_create_says_how_to_make_one() {
     let dir = tempdir().unwrap();
-    let err = Store::open(dir.path().join("none"), Options { create_if_missing: false, ..Options::default() })
+    let err = dreamlog::open(dir.path().join("none"), Options { create_if_missing: false, ..Options::default() })
         .err()
         .expect("must fail");
     assert!(err.to_string().contains("run `dreamlog init`"), "{err}");
@@ -375,13 +375,12 @@ fn the_store_refuses_writes_after_close() {
 fn stores_sharing_a_memory_budget_flush_past_it() {
     let dir = tempdir().unwrap();
     let shared = dreamlog::SharedCache::new(8 << 20, 1 << 20);
-    let with = || Options { sync: SyncMode::None, shared: Some(shared.clone()), ..Options::default() };
-    let alone = Options { sync: SyncMode::None, ..Options::default() };
+    let opts = || Options { sync: SyncMode::None, ..Options::default() };
     let paths = ["a", "b", "own"].map(|n| dir.path().join(n));
     let stores = [
-        Store::open(&paths[0], with()).unwrap(),
-        Store::open(&paths[1], with()).unwrap(),
-        Store::open(&paths[2], alone).unwrap(),
+        dreamlog::open_with(&paths[0], opts(), Some(&shared)).unwrap(),
+        dreamlog::open_with(&paths[1], opts(), Some(&shared)).unwrap(),
+        dreamlog::open(&paths[2], opts()).unwrap(),
     ];
     let big = |i: u64| {
         let body = Body::Note(dreamlog::Note {

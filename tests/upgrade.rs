@@ -13,7 +13,7 @@ mod common;
 use dreamlog::core::dream::DreamerSpec;
 use dreamlog::dream::{Dreams, RunOptions};
 use dreamlog::memory::{ApplyOptions, MemoryStores};
-use dreamlog::{Actor, MemoryCommand, Options, Store, SyncMode};
+use dreamlog::{Actor, MemoryCommand, Options, SyncMode};
 
 #[test]
 #[ignore = "writes the upgrade fixture: DREAMLOG_MAKE_UPGRADE_FIXTURE=DIR cargo test --release --test upgrade -- --ignored make_fixture"]
@@ -21,7 +21,7 @@ fn make_fixture() {
     let dir = std::env::var("DREAMLOG_MAKE_UPGRADE_FIXTURE")
         .expect("DREAMLOG_MAKE_UPGRADE_FIXTURE: an empty folder for the fixture");
     let dir = std::path::PathBuf::from(dir);
-    let store = Store::open(&dir, Options { sync: SyncMode::Fsync, create_if_missing: true, ..Options::default() })
+    let store = dreamlog::open(&dir, Options { sync: SyncMode::Fsync, create_if_missing: true, ..Options::default() })
         .expect("a new database in an empty folder");
     let mem = MemoryStores::new(store.clone());
     let file = common::data("tau2-bench/gpt-4.1_airline_default_gpt-4.1_1trials.json");
@@ -67,7 +67,7 @@ fn a_database_written_by_the_previous_format_opens_verifies_and_replays() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     common::copy_tree(&fixture, &db);
-    let store = Store::open(&db, Options::default()).expect("the old database opens");
+    let store = dreamlog::open(&db, Options::default()).expect("the old database opens");
     // It predates projector checkpoints: every derived index (including the session,
     // citation, ledger and marks indexes it never had) is rebuilt from its log on this
     // first open.
@@ -119,7 +119,7 @@ fn a_database_from_before_the_ledger_and_marks_gains_them_on_open() {
     use dreamlog::store::{ALL_CFS, CF_LEDGER, CF_MARKS, CF_META};
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
-    let store = Store::open(&db, Options::default()).unwrap();
+    let store = dreamlog::open(&db, Options::default()).unwrap();
     let draft = |v: serde_json::Value| dreamlog::EventJson::from_value(&v).unwrap().into_draft(None).unwrap();
     let mut batch = dreamlog::AppendBatch::new();
     batch.events = vec![
@@ -156,7 +156,7 @@ fn a_database_from_before_the_ledger_and_marks_gains_them_on_open() {
         }
         raw.flush_cf(meta).unwrap();
     }
-    let store = Store::open(&db, Options::default()).unwrap();
+    let store = dreamlog::open(&db, Options::default()).unwrap();
     let caught_up: Vec<&str> = store.open_report().caught_up.iter().map(|(n, _)| n.as_str()).collect();
     assert!(caught_up.contains(&"ledger") && caught_up.contains(&"marks"), "{caught_up:?}");
     let mem = MemoryStores::new(store.clone());
@@ -170,7 +170,7 @@ fn a_database_from_before_the_ledger_and_marks_gains_them_on_open() {
     store.close().unwrap();
     drop((mem, store));
     // Once built, the record holds them: the next open catches nothing up.
-    let store = Store::open(&db, Options::default()).unwrap();
+    let store = dreamlog::open(&db, Options::default()).unwrap();
     assert!(store.open_report().caught_up.is_empty(), "{:?}", store.open_report().caught_up);
     assert_eq!(MemoryStores::new(store.clone()).tag_position("before-upgrade").unwrap(), Some(1));
 }

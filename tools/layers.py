@@ -35,6 +35,7 @@ LAYERS = {
     "error": 1,
     # crates/dreamlog-service: the domain over the store …
     "keys": 2,
+    "embedded": 2,
     "exchange": 3,
     "timeline": 3,
     "sessions": 3,

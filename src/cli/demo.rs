@@ -85,7 +85,7 @@ impl Demo<'_> {
     fn dream(&self, store: &str, spec: &DreamerSpec, in_place: bool) -> Result<DreamRun> {
         // The simulated agent's store starts empty (no event yet): the demo dreams over it
         // on purpose, so it says `create`.
-        let config = if self.remote && spec.name != crate::core::evidence::NAME {
+        let config = if self.remote && spec.name != crate::core::dream::evidence::NAME {
             serde_json::Value::Null
         } else {
             spec.config.clone()

@@ -457,11 +457,10 @@ fn dream(cli: &Cli, svc: &dyn Service, cmd: &DreamCmd) -> Result<ExitCode> {
         DreamCmd::Run(args) => {
             let mut config = read_config(args.config.as_deref())?;
             if let Some(k) = args.validate {
-                let v2 =
-                    args.dreamer.name == crate::core::evidence::NAME
-                        && args.dreamer.version.as_deref().is_none_or(|v| {
-                            v == crate::core::evidence2::VERSION || v == crate::core::evidence2::VERSION3
-                        });
+                let v2 = args.dreamer.name == crate::core::dream::evidence::NAME
+                    && args.dreamer.version.as_deref().is_none_or(|v| {
+                        v == crate::core::dream::evidence2::VERSION || v == crate::core::dream::evidence2::VERSION3
+                    });
                 if !v2 {
                     return Err(Error::Dream(crate::error::DreamError::Dreamer {
                         dreamer: args.dreamer.to_string(),

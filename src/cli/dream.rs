@@ -424,11 +424,11 @@ pub(crate) fn print_show(cli: &Cli, detail: &crate::dream::DreamDetail) -> Resul
 }
 
 /// The decisions an evidence@2 dream recorded, per family.
-fn decisions_of(meta: &Value) -> Option<Vec<crate::core::evidence2::FamilyDecisions>> {
+fn decisions_of(meta: &Value) -> Option<Vec<crate::core::dream::evidence2::FamilyDecisions>> {
     serde_json::from_value(meta.pointer("/summary/decisions")?.clone()).ok()
 }
 
-fn validation_text(v: &crate::core::lessons::Validation) -> String {
+fn validation_text(v: &crate::core::dream::lessons::Validation) -> String {
     let lift = match &v.lift {
         Some(l) => format!(
             "lift {:+.2} [{:+.2}, {:+.2}] over {} held-out task(s), {} of {} session(s) followed it",
@@ -454,7 +454,7 @@ pub(crate) fn validation_report(d: &crate::dream::DreamSummary) -> String {
     let mut s = format!("validation of dream {} (by task, out of sample):\n", d.id.short(16));
     let mut any = false;
     for f in &families {
-        for c in f.candidates.iter().filter(|c| c.decision == crate::core::lessons::Decision::Write) {
+        for c in f.candidates.iter().filter(|c| c.decision == crate::core::dream::lessons::Decision::Write) {
             any = true;
             let v = c.validation.as_ref().map(validation_text).unwrap_or_else(|| "not validated (--validate K)".into());
             s.push_str(&format!("  {} {} `{}` [{}]: {v}\n", f.family, c.advice.tag(), c.subject, c.key));
@@ -468,8 +468,8 @@ pub(crate) fn validation_report(d: &crate::dream::DreamSummary) -> String {
 }
 
 /// Every candidate lesson with its decision, strata, test and validation.
-fn decisions_text(families: &[crate::core::evidence2::FamilyDecisions]) -> String {
-    use crate::core::lessons::Decision;
+fn decisions_text(families: &[crate::core::dream::evidence2::FamilyDecisions]) -> String {
+    use crate::core::dream::lessons::Decision;
     let mut s = String::new();
     for f in families {
         s.push_str(&format!(
@@ -484,7 +484,7 @@ fn decisions_text(families: &[crate::core::evidence2::FamilyDecisions]) -> Strin
             s.push_str(&format!(
                 "  {} `{}` [{}]: {} task(s), {} of {} session(s) — {what}\n",
                 c.advice.tag(),
-                crate::core::evidence::clip(&c.subject, 80),
+                crate::core::dream::evidence::clip(&c.subject, 80),
                 c.key,
                 c.tasks_total,
                 c.sessions,

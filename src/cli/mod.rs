@@ -377,7 +377,8 @@ pub fn main() -> ExitCode {
 }
 
 fn open(cli: &Cli, create: bool) -> Result<Store> {
-    let store = Store::open(&cli.db, Options { sync: cli.sync, create_if_missing: create, ..Options::default() })?;
+    let store =
+        crate::embedded::open(&cli.db, Options { sync: cli.sync, create_if_missing: create, ..Options::default() })?;
     if let Some((d, aside)) = store.torn_tail() {
         eprintln!(
             "note: the write-ahead log {} ended inside a record at byte {} (a crash while a batch was being written; never an acknowledged batch under --sync fsync): that record was dropped, a copy of the log is in {}",
@@ -624,7 +625,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if let Some(urls) = log_of_record {
                 #[cfg(feature = "jetstream")]
                 {
-                    config.log_of_record = Some(crate::store::jetstream::JetStreamConfig::parse(urls, *replicas)?);
+                    config.log_of_record = Some(dreamlog_jetstream::JetStreamConfig::parse(urls, *replicas)?);
                 }
                 #[cfg(not(feature = "jetstream"))]
                 {
@@ -672,12 +673,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
     crate::store::principal::set_default(crate::store::principal::os_user());
     match &cli.command {
         Command::Reindex => {
+            use crate::service::Service as _;
             let store = open(&cli, false)?;
             let bar = progress_bar(Some(store.len()), "reindexing");
             let progress = bar.clone();
-            let r = store.reindex(move |n| progress.set_position(n))?;
+            let svc = crate::service::Local::new(store, cli.snapshot_every);
+            let r = svc.reindex(Box::new(move |n| progress.set_position(n)))?;
             bar.finish_and_clear();
-            let verified = store.verify(|_| ())?;
+            let verified = svc.verify(&crate::service::VerifyQuery { deep: false }, &mut |_| ())?;
             if cli.json {
                 let v = serde_json::json!({"reindex": r, "verified_clean": verified.is_clean(), "problems": verified.problems});
                 stdout_line(&v.to_string())?;
@@ -702,9 +705,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print_backup(cli.json, "restored", backup, &r)?;
             return Ok(if r.verify.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
+        #[cfg(feature = "rocks")]
         Command::Recover { report } => {
             let r =
-                crate::store::recover(&cli.db, Options { sync: cli.sync, ..Options::default() }, report.as_deref())?;
+                crate::embedded::recover(&cli.db, Options { sync: cli.sync, ..Options::default() }, report.as_deref())?;
             if cli.json {
                 stdout_line(&serde_json::to_string(&r).unwrap_or_default())?;
             } else {

@@ -126,7 +126,8 @@ pub fn memory_diff(d: &crate::core::memory::MemoryDiff, stat: bool) -> String {
 }
 
 /// What `recover` found and did, for people.
-pub fn recovery_report(r: &crate::store::RecoveryReport) -> String {
+#[cfg(feature = "rocks")]
+pub fn recovery_report(r: &crate::embedded::RecoveryReport) -> String {
     let mut out = Vec::new();
     if let Some(m) = &r.restored_current {
         out.push(format!("CURRENT was missing or named no MANIFEST: it now names {m} (the newest MANIFEST)"));

@@ -58,7 +58,7 @@ pub fn vector_files() -> Vec<PathBuf> {
 
 /// Opens a store in `dir` with sync `none` (tests that need fsync say so).
 pub fn open(dir: &Path) -> Store {
-    Store::open(dir, Options { sync: SyncMode::None, ..Options::default() }).expect("open store")
+    dreamlog::open(dir, Options { sync: SyncMode::None, ..Options::default() }).expect("open store")
 }
 
 /// A note event on `stream` whose content is `n`.

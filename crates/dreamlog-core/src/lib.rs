@@ -10,17 +10,13 @@
 pub mod blame;
 pub mod body;
 pub mod canonical_json;
-pub mod contrast;
 pub mod dream;
 pub mod error;
 pub mod event;
-pub mod evidence;
-pub mod evidence2;
 mod expected;
 pub mod hash;
 pub mod json;
 pub mod kind;
-pub mod lessons;
 pub mod managed;
 pub mod memory;
 pub mod projection;

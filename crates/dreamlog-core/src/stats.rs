@@ -131,24 +131,81 @@ pub fn bootstrap_diff_ci(before: &[f64], after: &[f64], resamples: usize, level:
 /// clusters. `None` with fewer than two clusters (one task alone says nothing of how
 /// another would go).
 pub fn cluster_bootstrap_mean_ci(clusters: &[Vec<f64>], resamples: usize, level: f64, seed: u64) -> Option<(f64, f64)> {
-    let sums: Vec<(f64, f64)> =
+    let sums: Vec<ClusterSum> =
         clusters.iter().filter(|c| !c.is_empty()).map(|c| (c.iter().sum::<f64>(), c.len() as f64)).collect();
-    if sums.len() < 2 || resamples == 0 {
+    cluster_mean_ci(&sums, resamples, level, seed)
+}
+
+/// A cluster's values as drift keeps them: (sum, count).
+pub type ClusterSum = (f64, f64);
+
+/// The ratio mean of clusters and the variance of that mean (the linearised,
+/// cluster-robust one: k/(k−1) · Σ (sᵢ − m·nᵢ)² / N²; with clusters of one value, the
+/// sample variance over n).
+fn cluster_mean_var(clusters: &[ClusterSum]) -> (f64, f64) {
+    let k = clusters.len() as f64;
+    let (total, n) = clusters.iter().fold((0.0, 0.0), |(t, c), (s, m)| (t + s, c + m));
+    let m = total / n;
+    let ss = clusters.iter().map(|(s, c)| (s - m * c) * (s - m * c)).sum::<f64>();
+    (m, if clusters.len() > 1 { k / (k - 1.0) * ss / (n * n) } else { 0.0 })
+}
+
+/// One bootstrap replicate of the ratio mean of `clusters`: as many draws with
+/// replacement as there are clusters.
+fn resample_ratio(clusters: &[ClusterSum], rng: &mut SplitMix64) -> f64 {
+    let (mut total, mut n) = (0.0, 0.0);
+    for _ in 0..clusters.len() {
+        let (s, c) = clusters[rng.below(clusters.len())];
+        total += s;
+        n += c;
+    }
+    total / n
+}
+
+/// [`cluster_bootstrap_mean_ci`] over clusters given as (sum, count); past
+/// [`NORMAL_FROM`] clusters the normal interval with the cluster-robust variance.
+pub fn cluster_mean_ci(clusters: &[ClusterSum], resamples: usize, level: f64, seed: u64) -> Option<(f64, f64)> {
+    if clusters.len() < 2 || resamples == 0 {
         return None;
     }
+    if clusters.len() > NORMAL_FROM {
+        let (m, v) = cluster_mean_var(clusters);
+        let half = z_of(level) * v.sqrt();
+        return Some((m - half, m + half));
+    }
     let mut rng = SplitMix64::new(seed);
-    let means = (0..resamples)
-        .map(|_| {
-            let (mut total, mut n) = (0.0, 0.0);
-            for _ in 0..sums.len() {
-                let (s, c) = sums[rng.below(sums.len())];
-                total += s;
-                n += c;
-            }
-            total / n
-        })
-        .collect();
+    let means = (0..resamples).map(|_| resample_ratio(clusters, &mut rng)).collect();
     Some(percentiles(means, level))
+}
+
+/// Interval of the difference of ratio means `after − before` at `level`, resampling
+/// each side's clusters (tasks) with replacement `resamples` times; past [`NORMAL_FROM`]
+/// clusters in all, the normal interval with cluster-robust variances. With clusters of
+/// one value each this is [`bootstrap_diff_ci`] draw for draw (clusters in the order
+/// given). `None` when a side is empty.
+pub fn cluster_diff_ci(
+    before: &[ClusterSum],
+    after: &[ClusterSum],
+    resamples: usize,
+    level: f64,
+    seed: u64,
+) -> Option<(f64, f64)> {
+    if before.is_empty() || after.is_empty() || resamples == 0 {
+        return None;
+    }
+    if before.len() + after.len() > NORMAL_FROM {
+        let ((mb, vb), (ma, va)) = (cluster_mean_var(before), cluster_mean_var(after));
+        let half = z_of(level) * (vb + va).sqrt();
+        return Some((ma - mb - half, ma - mb + half));
+    }
+    let mut rng = SplitMix64::new(seed);
+    let mut diffs = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        let b = resample_ratio(before, &mut rng);
+        let a = resample_ratio(after, &mut rng);
+        diffs.push(a - b);
+    }
+    Some(percentiles(diffs, level))
 }
 
 /// The central `level` interval of bootstrap replicates.
@@ -163,6 +220,46 @@ fn percentiles(mut xs: Vec<f64>, level: f64) -> (f64, f64) {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    #[test]
+    fn the_cluster_difference_of_clusters_of_one_is_the_bootstrap_of_values() {
+        let before: Vec<f64> = (0..40).map(|i| (i % 7) as f64 / 7.0).collect();
+        let after: Vec<f64> = (0..35).map(|i| (i % 5) as f64 / 5.0).collect();
+        let ones = |xs: &[f64]| xs.iter().map(|x| (*x, 1.0)).collect::<Vec<_>>();
+        let want = bootstrap_diff_ci(&before, &after, 500, 0.95, 11);
+        assert_eq!(cluster_diff_ci(&ones(&before), &ones(&after), 500, 0.95, 11), want);
+        assert!(want.is_some());
+        assert_eq!(cluster_diff_ci(&[], &ones(&after), 500, 0.95, 11), None);
+    }
+
+    #[test]
+    fn trials_of_one_task_widen_the_interval_instead_of_narrowing_it() {
+        // Ten tasks a side, each tried 20 times with the same outcome: 200 values but ten
+        // pieces of evidence a side. Counted as values the interval is far too narrow.
+        let side =
+            |pass: usize| -> Vec<Vec<f64>> { (0..10).map(|t| vec![if t < pass { 1.0 } else { 0.0 }; 20]).collect() };
+        let (b, a) = (side(6), side(4));
+        let flat = |c: &[Vec<f64>]| c.concat();
+        let sums = |c: &[Vec<f64>]| c.iter().map(|v| (v.iter().sum::<f64>(), v.len() as f64)).collect::<Vec<_>>();
+        let (lo_v, hi_v) = bootstrap_diff_ci(&flat(&b), &flat(&a), 2000, 0.95, 3).unwrap();
+        let (lo_c, hi_c) = cluster_diff_ci(&sums(&b), &sums(&a), 2000, 0.95, 3).unwrap();
+        assert!(hi_v < 0.0, "as 400 independent values the fall looks certain: ({lo_v}, {hi_v})");
+        assert!(hi_c > 0.0, "as 20 tasks it is not: ({lo_c}, {hi_c})");
+        assert!(hi_c - lo_c > 2.0 * (hi_v - lo_v));
+    }
+
+    #[test]
+    fn the_cluster_normal_interval_is_the_welch_one_for_clusters_of_one() {
+        let before: Vec<f64> = (0..NORMAL_FROM).map(|i| (i % 3) as f64).collect();
+        let after: Vec<f64> = (0..50).map(|i| (i % 2) as f64).collect();
+        let ones = |xs: &[f64]| xs.iter().map(|x| (*x, 1.0)).collect::<Vec<_>>();
+        let (a, b) = bootstrap_diff_ci(&before, &after, 10, 0.95, 1).unwrap();
+        let (c, d) = cluster_diff_ci(&ones(&before), &ones(&after), 10, 0.95, 1).unwrap();
+        assert!((a - c).abs() < 1e-9 && (b - d).abs() < 1e-9, "({a}, {b}) vs ({c}, {d})");
+        let (m, v) = cluster_mean_var(&ones(&after));
+        let (m2, v2) = mean_var(&after);
+        assert!((m - m2).abs() < 1e-12 && (v - v2).abs() < 1e-12);
+    }
+
     use super::*;
 
     #[test]

@@ -738,7 +738,7 @@ async fn create_dream(
 ) -> Answer<Json<Value>> {
     let spec = dream_spec(body(&bytes)?)?;
     let plan = dream_plan(&state, &spec);
-    let label = plan.dreamer.clone().unwrap_or_else(|| crate::core::evidence::NAME.to_owned());
+    let label = plan.dreamer.clone().unwrap_or_else(|| crate::core::dream::evidence::NAME.to_owned());
     let tenant = auth(&state, &headers, Role::Write)?;
     let actor: Actor = actor_of(&headers, &tenant)?;
     let record = run(&state, &headers, Role::Write, move |m| m.create_dream(spec, &label)).await?;

@@ -257,7 +257,7 @@ async fn tail(
     let from = resume.or(q.from).unwrap_or(0);
     // A tail starts at most at the end (it then waits for the next event); past it there
     // is nothing it could ever be sent in order.
-    let len = tenant.store.len();
+    let len = *tenant.svc.follow()?.borrow();
     if from > len {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -277,7 +277,7 @@ async fn tail(
             ),
         )
     })?;
-    let sub = tenant.store.subscribe_within(from, state.tail_budget.clone());
+    let sub = tenant.svc.tail(from, state.tail_budget.clone())?;
     let stop = state.stopping();
     let filter = q.stream;
     let stream = futures_util::stream::unfold(
@@ -436,7 +436,7 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiR
     };
     let tails = state.tail_budget.clone();
     let text = blocking(tenant.principal.clone(), move || {
-        Ok(crate::metrics::render(&tenant.name, &tenant.store, &server, &tails))
+        Ok(crate::metrics::render(&tenant.name, &tenant.svc.gauges()?, &server, &tails))
     })
     .await?;
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())

@@ -138,7 +138,7 @@ pub struct ServerConfig {
     /// `replicas`, `timeout_ms`); each tenant's database is its projection. `serve
     /// --log-of-record` sets it from the command line.
     #[cfg(feature = "jetstream")]
-    pub log_of_record: Option<crate::store::jetstream::JetStreamConfig>,
+    pub log_of_record: Option<dreamlog_jetstream::JetStreamConfig>,
 }
 
 /// The certificate chain and private key `serve` uses for TLS.
@@ -202,7 +202,7 @@ impl ServerConfig {
         dreamer: Option<&str>,
         config: serde_json::Value,
     ) -> std::result::Result<crate::core::dream::DreamerSpec, DreamerRefused> {
-        let name = dreamer.unwrap_or(crate::core::evidence::NAME);
+        let name = dreamer.unwrap_or(crate::core::dream::evidence::NAME);
         if let Some(p) = self.dreamers.get(name) {
             let mut spec: crate::core::dream::DreamerSpec = p
                 .dreamer
@@ -231,7 +231,7 @@ impl ServerConfig {
             return Ok(spec);
         }
         let mut spec: crate::core::dream::DreamerSpec = name.parse().map_err(DreamerRefused)?;
-        if spec.name != crate::core::evidence::NAME {
+        if spec.name != crate::core::dream::evidence::NAME {
             let configured: Vec<&str> = self.dreamers.keys().map(String::as_str).collect();
             return Err(DreamerRefused(format!(
                 "dreamer {name:?} is not one this server's config defines ({}); the {} dreamer {} and runs only as a dreamer the server's admin configured (config `dreamers`)",

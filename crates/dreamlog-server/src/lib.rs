@@ -31,7 +31,7 @@ mod ui;
 mod workers;
 
 use dreamlog_core as core;
-use dreamlog_service::{dream, keys, managed, otlp, service};
+use dreamlog_service::{dream, embedded, keys, managed, otlp, service};
 use dreamlog_store as store;
 use dreamlog_store::error;
 

@@ -2,7 +2,8 @@
 
 use std::fmt::Write;
 
-use crate::store::{Store, TailBudget};
+use crate::service::Gauges;
+use crate::store::TailBudget;
 
 /// Escapes a label value (backslash, quote, newline).
 fn label(v: &str) -> String {
@@ -19,12 +20,12 @@ pub struct ServerGauges {
     pub reloads: (u64, u64),
 }
 
-/// The metrics of `store` (tenant `tenant`) and of the server (its gauges, and the live
-/// tails' shared read-ahead budget `tails`).
-pub fn render(tenant: &str, store: &Store, server: &ServerGauges, tails: &TailBudget) -> String {
+/// The metrics of a store's gauges `g` (tenant `tenant`) and of the server (its gauges,
+/// and the live tails' shared read-ahead budget `tails`).
+pub fn render(tenant: &str, g: &Gauges, server: &ServerGauges, tails: &TailBudget) -> String {
     let subscribers = server.subscribers;
     let t = format!("tenant=\"{}\"", label(tenant));
-    let s = store.append_stats();
+    let s = &g.append;
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, lines: &[(String, String)]| {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -34,7 +35,7 @@ pub fn render(tenant: &str, store: &Store, server: &ServerGauges, tails: &TailBu
         }
     };
     let one = |v: String| vec![(format!("{{{t}}}"), v)];
-    metric("dreamlog_events", "gauge", "Events in the log.", &one(store.len().to_string()));
+    metric("dreamlog_events", "gauge", "Events in the log.", &one(g.events.to_string()));
     metric("dreamlog_append_batches_total", "counter", "Append batches acknowledged.", &one(s.batches.to_string()));
     metric(
         "dreamlog_append_events_total",
@@ -64,9 +65,9 @@ pub fn render(tenant: &str, store: &Store, server: &ServerGauges, tails: &TailBu
         "dreamlog_poisoned",
         "gauge",
         "1 when the store refuses writes after a failed write or sync.",
-        &one(u8::from(store.poisoned().is_some()).to_string()),
+        &one(u8::from(g.poisoned.is_some()).to_string()),
     );
-    metric("dreamlog_disk_bytes", "gauge", "Bytes of the store's files on disk.", &one(store.disk_bytes().to_string()));
+    metric("dreamlog_disk_bytes", "gauge", "Bytes of the store's files on disk.", &one(g.disk_bytes.to_string()));
     metric(
         "dreamlog_subscribers",
         "gauge",

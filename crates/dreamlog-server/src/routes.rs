@@ -65,17 +65,18 @@ async fn consistency(State(state): State<Arc<AppState>>, req: Request, next: Nex
             )
             .into_response();
         };
-        if t.store.len() < after {
-            let mut seen = t.store.watch_len();
-            if seen.wait_for(|c| *c >= after).await.is_err() {
-                return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the store closed")
-                    .into_response();
-            }
+        let mut seen = match t.svc.follow() {
+            Ok(seen) => seen,
+            Err(e) => return ApiError::from(e).into_response(),
+        };
+        // Answers at once when the log already holds `after` events.
+        if seen.wait_for(|c| *c >= after).await.is_err() {
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the store closed").into_response();
         }
     }
     let mut resp = next.run(req).await;
-    if let Some(t) = tenant {
-        resp.headers_mut().insert(POSITION_HEADER, axum::http::HeaderValue::from(t.store.len()));
+    if let Some(seen) = tenant.and_then(|t| t.svc.follow().ok()) {
+        resp.headers_mut().insert(POSITION_HEADER, axum::http::HeaderValue::from(*seen.borrow()));
     }
     resp
 }

@@ -11,9 +11,10 @@ use std::time::Duration;
 use crate::config::{anonymous, token_table, Role, ServerConfig, TokenRow, DEFAULT_TENANT};
 use crate::core::receipt::Principal;
 use crate::core::Actor;
+use crate::embedded;
 use crate::error::{Error, Result};
 use crate::service::{Local, Service};
-use crate::store::{Options, Store, SyncMode};
+use crate::store::{Options, SyncMode};
 
 /// The backup root of a config, checked against the database folder `db` (both exist
 /// by then): absolute, made when missing, and neither inside the other — so no backup
@@ -81,10 +82,10 @@ impl AppState {
 pub struct Tenant {
     /// Name.
     pub name: String,
-    /// Its store.
-    pub store: Store,
-    /// The service over it: every handler calls it through the trait, in process here
-    /// (`Local`), so a surface cannot reach past the service's operations.
+    /// The service over its store — the only way to it: every handler and worker calls
+    /// it through the trait, in process here (`Local`), so a surface cannot reach past
+    /// the service's operations (the tail, the read-your-writes wait and the gauges
+    /// included).
     pub svc: Arc<dyn Service>,
     /// The Managed-Agents dreams running over it.
     pub jobs: crate::managed::DreamJobs,
@@ -142,29 +143,28 @@ impl AppState {
     /// Opens every tenant's database: `db` itself without tokens, `db/tenants/NAME` with.
     pub fn open(db: &Path, config: ServerConfig, sync: SyncMode, snapshot_every: u64) -> Result<Arc<AppState>> {
         // One memory budget for all tenants.
-        let shared = crate::store::SharedCache::new(config.block_cache_bytes, config.write_buffer_bytes);
+        let shared = embedded::SharedCache::new(config.block_cache_bytes, config.write_buffer_bytes);
         let profiles = Arc::new(config.clone());
         // Requests name dreamers; what runs comes from the server's config alone.
         let policy: crate::service::DreamerPolicy =
             Arc::new(move |dreamer, cfg| profiles.dreamer_for_request(dreamer, cfg).map_err(|e| Error::Forbidden(e.0)));
         let seed = config.checkpoint_key.as_deref().map(crate::keys::read_seed).transpose()?;
         #[cfg(feature = "jetstream")]
-        let nats = config.log_of_record.clone().map(crate::store::jetstream::JetStream::connect).transpose()?;
+        let nats = config.log_of_record.clone().map(dreamlog_jetstream::JetStream::connect).transpose()?;
         let open = |path: PathBuf, name: &str| -> Result<Tenant> {
             let opts = Options {
                 sync,
                 create_if_missing: true,
-                shared: Some(shared.clone()),
                 max_clock_skew_ms: config.max_clock_skew_secs.saturating_mul(1000),
                 ..Options::default()
             };
             #[cfg(feature = "jetstream")]
             let store = match &nats {
-                Some(nats) => Store::open_replicated(&path, opts, Arc::new(nats.log_for(name)?))?,
-                None => Store::open(&path, opts)?,
+                Some(nats) => embedded::open_replicated(&path, opts, Some(&shared), Arc::new(nats.log_for(name)?))?,
+                None => embedded::open_with(&path, opts, Some(&shared))?,
             };
             #[cfg(not(feature = "jetstream"))]
-            let store = Store::open(&path, opts)?;
+            let store = embedded::open_with(&path, opts, Some(&shared))?;
             if name != DEFAULT_TENANT {
                 store.claim_tenant(name)?;
             }
@@ -187,7 +187,7 @@ impl AppState {
                 svc = svc.with_signing_seed(seed);
             }
             let jobs = crate::managed::DreamJobs::new(svc.clone());
-            Ok(Tenant { name: name.to_owned(), store, svc: Arc::new(svc), jobs, principal: None })
+            Ok(Tenant { name: name.to_owned(), svc: Arc::new(svc), jobs, principal: None })
         };
         let mut tenants = BTreeMap::new();
         let mut tokens = Vec::new();
@@ -242,7 +242,7 @@ impl AppState {
     /// The log of record the tenants' databases are projections of (a cluster node).
     pub fn log_of_record(&self) -> Option<String> {
         let t = self.tenants.values().next()?;
-        t.store.log_of_record().map(|l| l.describe())
+        t.svc.info().ok()?.log_of_record
     }
 
     /// Live tails open now (all tenants).
@@ -406,7 +406,7 @@ impl AppState {
     /// Closes every database (after the last request).
     pub fn close(&self) -> Result<()> {
         for t in self.tenants.values() {
-            t.store.close()?;
+            t.svc.close()?;
         }
         Ok(())
     }

@@ -60,7 +60,14 @@ async fn reload_on_sighup(state: Arc<AppState>) {
 fn assemble_otlp(state: &Arc<AppState>, assemblers: Assemblers) {
     for (name, a) in assemblers {
         let Some(t) = state.tenants.get(&name) else { continue };
-        let (svc, grows, stop) = (t.svc.clone(), t.store.watch_len(), state.stopping());
+        let grows = match t.svc.follow() {
+            Ok(grows) => grows,
+            Err(e) => {
+                tracing::error!("tenant {name}: OTLP assembly cannot follow the log: {e}");
+                continue;
+            }
+        };
+        let (svc, stop) = (t.svc.clone(), state.stopping());
         tokio::spawn(follow_otlp(name, svc, grows, a, stop));
     }
 }
@@ -169,7 +176,7 @@ async fn sign_checkpoints(state: Arc<AppState>) {
         }
         for (name, t) in &state.tenants {
             // The checkpoint's own note grows the log by one: only more than that counts.
-            let len = t.store.len();
+            let Ok(len) = t.svc.follow().map(|seen| *seen.borrow()) else { continue };
             if signed.get(name).is_some_and(|&at| len <= at + 1) || len == 0 {
                 continue;
             }

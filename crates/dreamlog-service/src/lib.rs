@@ -5,7 +5,8 @@
 //! [`exchange`], [`sim`], [`keys`]) reads and folds the log; [`service`] is every
 //! operation with typed requests, in process ([`service::Local`]) or over HTTP
 //! ([`service::Remote`]); the adapters over the service ([`managed`], [`otlp`],
-//! [`watch`]) translate other vocabularies into its operations. Nothing here serves HTTP
+//! [`watch`]) translate other vocabularies into its operations; [`embedded`] is the one
+//! place that opens the embedded database (RocksDB). Nothing here serves HTTP
 //! or parses a command line: those surfaces are `dreamlog-server` and the `dreamlog`
 //! binary.
 
@@ -17,6 +18,7 @@ pub use dreamlog_store as store;
 pub use dreamlog_store::error;
 
 pub mod dream;
+pub mod embedded;
 pub mod exchange;
 #[doc(hidden)]
 pub mod fuzzing;

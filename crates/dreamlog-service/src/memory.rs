@@ -770,8 +770,10 @@ impl MemoryStores {
                         _ => "",
                     };
                     for line in added.lines() {
-                        if let Some(why) = crate::core::evidence2::lesson_tag(line).and_then(|(_, k)| negative.get(k)) {
-                            refused.push(format!("{} — {why}", crate::core::evidence::clip(line, 120)));
+                        if let Some(why) =
+                            crate::core::dream::evidence2::lesson_tag(line).and_then(|(_, k)| negative.get(k))
+                        {
+                            refused.push(format!("{} — {why}", crate::core::dream::evidence::clip(line, 120)));
                         }
                     }
                 }
@@ -813,7 +815,9 @@ impl MemoryStores {
         let Some(families) = meta.pointer("/summary/decisions").and_then(|v| v.as_array()) else { return Ok(out) };
         for f in families {
             for c in f.get("candidates").and_then(|v| v.as_array()).into_iter().flatten() {
-                let Ok(c) = serde_json::from_value::<crate::core::lessons::Candidate>(c.clone()) else { continue };
+                let Ok(c) = serde_json::from_value::<crate::core::dream::lessons::Candidate>(c.clone()) else {
+                    continue;
+                };
                 if let Some(v) = c.validation.as_ref().filter(|v| v.is_negative()) {
                     let lift = v.lift.map(|l| {
                         format!(

@@ -1,8 +1,10 @@
-//! The storage layer: the engine ([`Store`]) over a backend for the log of record
-//! ([`Log`]: RocksDB, in memory, or a fault-injecting wrapper).
+//! The storage engine ([`Store`]) over a backend for the log of record ([`Log`]: in
+//! memory or a fault-injecting wrapper here; RocksDB in `dreamlog-rocks`; a cluster's
+//! replicated log of record, [`replica::LogOfRecord`], on NATS JetStream in
+//! `dreamlog-jetstream`).
 //!
-//! Architecture invariant: `rocks.rs` is the only file that names `rocksdb`. The engine
-//! owns the append rules (one writer thread: expected versions, idempotency, chaining,
+//! Architecture invariant, kept by the compiler: this crate names no backend's client.
+//! The engine owns the append rules (one writer thread: expected versions, idempotency, chaining,
 //! group commit, poisoning), the projectors' catch-up and rebuild, and subscriptions; a
 //! backend only stores and reads.
 //!
@@ -15,22 +17,16 @@
 pub use dreamlog_core as core;
 pub mod error;
 mod faulty;
-// The key layout is RocksDB's (the in-memory log keeps its own maps).
-#[cfg(feature = "jetstream")]
-pub mod jetstream;
-#[cfg_attr(not(feature = "rocks"), allow(dead_code))]
-mod layout;
+// The record and key layout a backend stores (RocksDB's; the in-memory log keeps its own
+// maps but the same records).
+pub mod layout;
 mod log;
 pub mod metrics;
 pub mod principal;
 mod ramlog;
-mod recover;
 pub mod replica;
-#[cfg(feature = "rocks")]
-mod rocks;
 mod subscribe;
 mod verify;
-pub mod wal;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -45,24 +41,8 @@ pub use layout::{
     ALL_CFS, CF_CITES, CF_IDS, CF_KINDS, CF_LEDGER, CF_LOG, CF_MARKS, CF_META, CF_PATHS, CF_SESSIONS, CF_SNAPSHOTS,
     CF_STREAMS,
 };
-pub use log::{Group, Log, Staged};
+pub use log::{Group, Log, Staged, WalDamage, WalEvent};
 pub use ramlog::RamLog;
-pub use recover::{recover, RecoveryReport};
-#[cfg(feature = "rocks")]
-pub use rocks::{RocksLog, SharedCache};
-
-/// Built without RocksDB (`--no-default-features`): memory budgets have nothing to share.
-#[cfg(not(feature = "rocks"))]
-#[derive(Clone, Debug)]
-pub struct SharedCache;
-
-#[cfg(not(feature = "rocks"))]
-impl SharedCache {
-    /// Nothing to share without RocksDB.
-    pub fn new(_cache_bytes: usize, _write_buffer_bytes: usize) -> SharedCache {
-        SharedCache
-    }
-}
 pub use subscribe::{Subscription, TailBudget};
 pub use verify::{VerifyProblem, VerifyReport};
 pub use writer::{now_ms, AppendBatch, Appended};
@@ -121,13 +101,23 @@ pub struct Options {
     pub max_batch_events: usize,
     /// Most events the writer commits in one group (one WriteBatch, one sync).
     pub max_group_events: usize,
-    /// Memory budgets shared with other stores of this process; when set, its block
-    /// cache replaces `block_cache_bytes` and its write-buffer budget bounds the memtables
-    /// of all the stores together.
-    pub shared: Option<SharedCache>,
     /// Open a database whose WAL is damaged at its last good point, dropping what follows
     /// (only `dreamlog recover` does this, after keeping the files aside and reporting).
     pub drop_damaged_wal_tail: bool,
+}
+
+impl Options {
+    /// These settings for a node whose log of record is `replica`: a batch capped at the
+    /// log of record's atomic limit, a body at its message size; the local backend is
+    /// not synced (the log of record is what survives).
+    pub fn for_log_of_record(mut self, replica: &dyn replica::LogOfRecord) -> Options {
+        self.max_batch_events = self.max_batch_events.min(replica.max_batch());
+        self.max_group_events = self.max_group_events.min(replica.max_batch());
+        // Room for the header (up to 4,096 causes) and the message's own headers.
+        self.max_body_bytes = self.max_body_bytes.min(replica.max_payload().saturating_sub(256 << 10));
+        self.sync = SyncMode::None;
+        self
+    }
 }
 
 /// How far ahead of the clock a new event may be stamped by default: 5 minutes.
@@ -144,7 +134,6 @@ impl Default for Options {
             max_clock_skew_ms: DEFAULT_CLOCK_SKEW_MS,
             max_batch_events: 100_000,
             max_group_events: 20_000,
-            shared: None,
             drop_damaged_wal_tail: false,
         }
     }
@@ -288,23 +277,6 @@ fn project_range(log: &dyn Log, from: u64, to: u64, mut progress: impl FnMut(u64
 }
 
 impl Store {
-    /// Opens (or, with `create_if_missing`, creates) the RocksDB database at `path`.
-    pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Store> {
-        #[cfg(feature = "rocks")]
-        {
-            let log = RocksLog::open(path, &opts)?;
-            Store::with_log(Arc::new(log), opts)
-        }
-        #[cfg(not(feature = "rocks"))]
-        {
-            let _ = opts;
-            Err(Error::Log(LogError::Open {
-                path: path.as_ref().display().to_string(),
-                reason: "this build of dreamlog has no RocksDB backend (built without the `rocks` feature)".into(),
-            }))
-        }
-    }
-
     /// A store held in memory (nothing survives the process).
     pub fn in_memory(opts: Options) -> Result<Store> {
         Store::with_log(Arc::new(RamLog::new()), opts)
@@ -316,43 +288,17 @@ impl Store {
         Store::open_engine(log, opts, None)
     }
 
-    /// Opens the local database at `path` as a projection of a replicated log of record
-    /// (a cluster node): appends go to `replica` as atomic batches, and everything it
-    /// holds — whoever wrote it — is applied here in its order, from where this database
-    /// stopped (a new node starts from the first event). A batch is capped at the log of
-    /// record's atomic limit, a body at its message size; the local database is not
-    /// synced (the log of record is what survives).
-    pub fn open_replicated(
-        path: impl AsRef<Path>,
-        mut opts: Options,
-        replica: Arc<dyn replica::LogOfRecord>,
-    ) -> Result<Store> {
-        opts.max_batch_events = opts.max_batch_events.min(replica.max_batch());
-        opts.max_group_events = opts.max_group_events.min(replica.max_batch());
-        // Room for the header (up to 4,096 causes) and the message's own headers.
-        opts.max_body_bytes = opts.max_body_bytes.min(replica.max_payload().saturating_sub(256 << 10));
-        opts.sync = SyncMode::None;
-        #[cfg(feature = "rocks")]
-        {
-            let log = RocksLog::open(path, &opts)?;
-            Store::open_engine(Arc::new(log), opts, Some(replica))
-        }
-        #[cfg(not(feature = "rocks"))]
-        {
-            let _ = (opts, replica);
-            Err(Error::Log(LogError::Open {
-                path: path.as_ref().display().to_string(),
-                reason: "this build of dreamlog has no RocksDB backend (built without the `rocks` feature)".into(),
-            }))
-        }
-    }
-
-    /// [`Store::open_replicated`] over any local backend (tests: the in-memory log).
+    /// Opens the engine over a local backend as a projection of a replicated log of
+    /// record (a cluster node): appends go to `replica` as atomic batches, and everything
+    /// it holds — whoever wrote it — is applied here in its order, from where this
+    /// backend stopped (a new node starts from the first event). `opts` are taken through
+    /// [`Options::for_log_of_record`] (a backend opened for it should be opened with them).
     pub fn with_log_of_record(
         log: Arc<dyn Log>,
         opts: Options,
         replica: Arc<dyn replica::LogOfRecord>,
     ) -> Result<Store> {
+        let opts = opts.for_log_of_record(replica.as_ref());
         Store::open_engine(log, opts, Some(replica))
     }
 
@@ -497,28 +443,19 @@ impl Store {
 
     /// The incomplete final WAL record this open dropped (a crash mid-write: never an
     /// acknowledged batch under `fsync`), with where a copy of the WAL was kept (RocksDB).
-    pub fn torn_tail(&self) -> Option<&(wal::WalDamage, PathBuf)> {
-        #[cfg(feature = "rocks")]
-        return self.inner.log.as_any().downcast_ref::<RocksLog>().and_then(|r| r.torn_tail());
-        #[cfg(not(feature = "rocks"))]
-        None
+    pub fn torn_tail(&self) -> Option<&(WalDamage, PathBuf)> {
+        self.inner.log.torn_tail()
     }
 
     /// Why the check for a cut or removed write-ahead log cannot be made now (`ACKED`
     /// damaged, or removed from a database that keeps one).
     pub fn acked_problem(&self) -> Option<String> {
-        #[cfg(feature = "rocks")]
-        return self.inner.log.as_any().downcast_ref::<RocksLog>().and_then(|r| r.acked_problem());
-        #[cfg(not(feature = "rocks"))]
-        None
+        self.inner.log.acked_problem()
     }
 
-    /// The database directory (RocksDB).
+    /// The database directory (a backend on disk: RocksDB).
     pub fn path(&self) -> Option<&Path> {
-        #[cfg(feature = "rocks")]
-        return self.inner.log.as_any().downcast_ref::<RocksLog>().map(|r| r.path());
-        #[cfg(not(feature = "rocks"))]
-        None
+        self.inner.log.path()
     }
 
     /// The settings the store was opened with.
@@ -1336,7 +1273,7 @@ fn decode_receipt(position: u64, bytes: &[u8]) -> Result<crate::core::receipt::R
 }
 
 /// Decodes a log record into a stored event (fast path: no hash checks).
-pub(crate) fn decode_record(position: u64, raw: &[u8]) -> Result<StoredEvent> {
+pub fn decode_record(position: u64, raw: &[u8]) -> Result<StoredEvent> {
     let parts = layout::split_record(raw)
         .ok_or_else(|| Error::Log(LogError::Corrupt { position, reason: "record layout is invalid".into() }))?;
     let redacted = parts.flags & layout::FLAG_REDACTED != 0;

@@ -7,14 +7,76 @@
 //! once, in the writer above every backend (`store/writer.rs`), and the engine
 //! ([`super::Store`]) is the same over every backend.
 //!
-//! Backends: [`super::RocksLog`] (the embedded default), [`super::RamLog`] (in
-//! memory: tests, and a second backend the property tests compare with RocksDB), and
+//! Backends: `dreamlog_rocks::RocksLog` (the embedded default, its own crate),
+//! [`super::RamLog`] (in memory: tests, and a second backend the property tests compare
+//! with RocksDB), and
 //! [`super::FaultyLog`] (wraps another to fail writes and syncs, tear groups and lose what
 //! was not synced: tests of the engine's invariants).
+
+use std::path::{Path, PathBuf};
 
 use crate::core::projection::{IndexEntry, Space};
 use crate::core::{EventId, SealedEvent};
 use crate::error::Result;
+
+/// One acknowledged event found in a write-ahead log: its position and id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct WalEvent {
+    /// Global position.
+    pub position: u64,
+    /// Event id.
+    pub id: EventId,
+}
+
+/// Where a backend's write-ahead log is damaged and what its framing says about it
+/// (RocksDB's: `dreamlog_rocks::wal`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct WalDamage {
+    /// The WAL file.
+    pub file: PathBuf,
+    /// Byte offset of the first bad record.
+    pub offset: u64,
+    /// What is wrong there.
+    pub reason: String,
+    /// Whether it is only an incomplete final record (a torn write): tolerated.
+    pub torn_tail: bool,
+    /// The last event position intact before the damage, if any.
+    pub last_good: Option<u64>,
+    /// Events of the damaged record itself, read best effort (its checksum failed, so
+    /// these are what it seems to hold).
+    pub in_damaged: Vec<WalEvent>,
+    /// Events in intact records after the damage (what RocksDB would drop).
+    pub after: Vec<WalEvent>,
+}
+
+impl WalDamage {
+    /// The refusal a damaged WAL earns at open.
+    pub fn error(&self, db: &Path) -> crate::error::Error {
+        let mut after = match (self.after.first(), self.after.last()) {
+            (Some(a), Some(b)) => format!(
+                "{} intact event(s) follow it (positions {}..={}) that opening would drop",
+                self.after.len(),
+                a.position,
+                b.position
+            ),
+            _ if self.torn_tail => "nothing intact follows it".to_owned(),
+            _ => "intact records follow it".to_owned(),
+        };
+        if let (Some(a), Some(b)) = (self.in_damaged.first(), self.in_damaged.last()) {
+            after = format!("the damaged record seems to hold positions {}..={}; {after}", a.position, b.position);
+        }
+        crate::error::Error::Log(crate::error::LogError::WalDamaged {
+            db: db.display().to_string(),
+            detail: format!(
+                "the write-ahead log {} is damaged at byte {} ({}); the log is intact up to {} and {after}",
+                self.file.display(),
+                self.offset,
+                self.reason,
+                self.last_good.map_or("no event".into(), |p| format!("position {p}")),
+            ),
+        })
+    }
+}
 
 /// One event of a group, with the position and version the writer gave it.
 #[derive(Clone, Debug)]
@@ -128,7 +190,7 @@ pub trait Log: Send + Sync + 'static {
     fn set_projected_to(&self, projector: &str, position: Option<u64>) -> Result<()>;
 
     /// Records the count of acknowledged events (a backend that keeps it checks it at
-    /// open; see `store/wal.rs`).
+    /// open; see `dreamlog_rocks::wal`).
     fn record_acknowledged(&self, _count: u64) -> Result<()> {
         Ok(())
     }
@@ -171,6 +233,19 @@ pub trait Log: Send + Sync + 'static {
         _redacted: &std::collections::HashMap<u64, EventId>,
     ) -> Result<()> {
         Ok(())
+    }
+    /// The incomplete final write-ahead-log record the open dropped (a crash mid-write:
+    /// never an acknowledged batch under `fsync`), with where a copy was kept.
+    fn torn_tail(&self) -> Option<&(WalDamage, PathBuf)> {
+        None
+    }
+    /// Why the check for a cut or removed write-ahead log cannot be made now.
+    fn acked_problem(&self) -> Option<String> {
+        None
+    }
+    /// The backend's folder, if it keeps one.
+    fn path(&self) -> Option<&Path> {
+        None
     }
     /// The backend as `Any` (to reach a backend's own operations).
     fn as_any(&self) -> &dyn std::any::Any;

@@ -1,6 +1,6 @@
 //! A log of record held by a replicated service, of which this store is a projection.
 //!
-//! With a [`LogOfRecord`] (JetStream: `store/jetstream.rs`), the engine's writer still
+//! With a [`LogOfRecord`] (JetStream: the crate `dreamlog-jetstream`), the engine's writer still
 //! checks every append against the local store (expected versions, idempotency,
 //! chaining, causes), but it does not write the local store itself: it publishes the
 //! group to the log of record as one atomic batch, conditional on the head of every

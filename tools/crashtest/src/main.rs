@@ -44,7 +44,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use dreamlog::service::{AppendRequest, DreamRequest, Local, Remote, Service, ToolContext, VerifyQuery};
-use dreamlog::{Options, Store, SyncMode};
+use dreamlog::{Options, SyncMode};
 use serde_json::{json, Value};
 
 use powerfs::{PowerFs, Tree};
@@ -658,7 +658,7 @@ fn workload(args: &[String]) -> Result<(), Failure> {
             let sync: SyncMode = flag(args, "--sync").unwrap_or("fsync").parse().map_err(|e| format!("--sync: {e}"))?;
             // Small memtables: flushes and compactions happen within a round.
             let opts = Options { sync, write_buffer_bytes: 256 << 10, ..Options::default() };
-            Arc::new(Local::new(Store::open(db, opts)?, 64))
+            Arc::new(Local::new(dreamlog::open(db, opts)?, 64))
         }
         (None, Some(url)) => Arc::new(Remote::new(url, None)?),
         (None, None) => return Err("workload: --db or --remote".into()),
@@ -805,7 +805,7 @@ fn check(args: &[String]) -> Result<(), Failure> {
     let acked_file = flag(args, "--acked").ok_or("check: --acked")?;
     let mut problems: Vec<String> = Vec::new();
     let mut report = json!({});
-    let store = match Store::open(db, Options { sync, ..Options::default() }) {
+    let store = match dreamlog::open(db, Options { sync, ..Options::default() }) {
         Ok(s) => s,
         Err(e) => {
             println!("{}", json!({"events": 0, "problems": [format!("the database does not open: {e}")]}));

@@ -18,10 +18,10 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::core::dream::evidence::{self, EvidenceConfig};
+use crate::core::dream::evidence2::{self, EvidenceConfigV2};
 use crate::core::dream::{check_plan, DreamInput, DreamerSpec, Evidence, Planned, SessionInput};
 use crate::core::dream::{Sources, Trial};
-use crate::core::evidence::{self, EvidenceConfig};
-use crate::core::evidence2::{self, EvidenceConfigV2};
 use crate::core::memory::{diff_states, MemoryDiff, MemoryState};
 use crate::core::streams::session as session_stream;
 use crate::core::{
@@ -103,8 +103,8 @@ impl Dreamer for EvidenceDreamerV2 {
     }
     fn version(&self) -> &str {
         match self.cfg.rules.reading {
-            crate::core::lessons::Reading::V2 => evidence2::VERSION,
-            crate::core::lessons::Reading::V3 => evidence2::VERSION3,
+            crate::core::dream::lessons::Reading::V2 => evidence2::VERSION,
+            crate::core::dream::lessons::Reading::V3 => evidence2::VERSION3,
         }
     }
     fn config(&self) -> Value {
@@ -145,7 +145,7 @@ pub fn dreamer_for(spec: &DreamerSpec) -> Result<Box<dyn Dreamer>> {
                 let mut cfg = EvidenceConfigV2::from_value(&config(&spec.config))
                     .map_err(|e| dreamer_error(&spec.to_string(), format!("bad config: {e}")))?;
                 if v != Some(evidence2::VERSION) {
-                    cfg.rules.reading = crate::core::lessons::Reading::V3;
+                    cfg.rules.reading = crate::core::dream::lessons::Reading::V3;
                 }
                 Ok(Box::new(EvidenceDreamerV2 { cfg }))
             }

@@ -44,6 +44,8 @@ pub struct Local {
     default_actor: Actor,
     /// The Ed25519 seed checkpoints are signed with.
     signing_seed: Option<[u8; 32]>,
+    /// Drift's fold of the ledger, advanced by each request (clones share it).
+    drift: crate::ledger::DriftCache,
 }
 
 impl Local {
@@ -100,6 +102,7 @@ impl Local {
             policy: None,
             default_actor: Actor::Agent("local".into()),
             signing_seed: None,
+            drift: crate::ledger::DriftCache::default(),
         }
     }
 
@@ -149,7 +152,7 @@ impl Local {
             Some(p) => p(dreamer, config),
             None => {
                 let mut spec: DreamerSpec = dreamer
-                    .unwrap_or(crate::core::evidence::NAME)
+                    .unwrap_or(crate::core::dream::evidence::NAME)
                     .parse()
                     .map_err(|e: String| Error::Input { path: "dreamer".into(), line: 0, reason: e })?;
                 spec.config = config;
@@ -174,6 +177,32 @@ fn expectation(stream: &str, v: &Value) -> Result<ExpectedVersion> {
 }
 
 impl Service for Local {
+    fn follow(&self) -> Result<tokio::sync::watch::Receiver<u64>> {
+        Ok(self.store().watch_len())
+    }
+
+    fn tail(&self, from: u64, budget: std::sync::Arc<crate::store::TailBudget>) -> Result<crate::store::Subscription> {
+        Ok(self.store().subscribe_within(from, budget))
+    }
+
+    fn gauges(&self) -> Result<super::Gauges> {
+        let store = self.store();
+        Ok(super::Gauges {
+            events: store.len(),
+            append: store.append_stats(),
+            poisoned: store.poisoned(),
+            disk_bytes: store.disk_bytes(),
+        })
+    }
+
+    fn reindex(&self, progress: Box<dyn FnMut(u64) + Send>) -> Result<crate::store::ReindexReport> {
+        self.store().reindex(progress)
+    }
+
+    fn close(&self) -> Result<()> {
+        self.store().close()
+    }
+
     fn target(&self) -> String {
         self.name.clone()
     }
@@ -731,7 +760,7 @@ impl Service for Local {
         if let Some(n) = q.min_sessions {
             opts.min_sessions = n;
         }
-        crate::ledger::drift(&self.mem, store, opts)
+        self.drift.drift(&self.mem, store, opts)
     }
 
     fn dreams(&self) -> Result<Vec<DreamSummary>> {

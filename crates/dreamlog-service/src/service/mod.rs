@@ -43,7 +43,7 @@ use crate::ledger::{DriftReport, LessonRow};
 use crate::memory::{BlameLine, Preview};
 use crate::sessions::{SessionDetail, SessionSummary, Stats};
 pub use crate::sessions::{SessionsPage, SessionsQuery};
-use crate::store::{AppendBatch, Appended, StoredEvent, VerifyReport};
+use crate::store::{AppendBatch, Appended, StoredEvent, Subscription, TailBudget, VerifyReport};
 pub use crate::timeline::{TimelinePage, TimelineQuery};
 
 /// Every operation, embedded or over HTTP.
@@ -143,6 +143,26 @@ pub trait Service: Send + Sync {
     /// Every principal that wrote to the log (from the batches' receipts), with what it
     /// wrote; with `name`, that principal's batches too (admin).
     fn principals(&self, q: &PrincipalsQuery) -> Result<Principals>;
+
+    // What a server runs beside the requests: following the log as it grows, its gauges,
+    // closing. In process only — over HTTP the server does this itself (`GET /v1/tail`,
+    // `/metrics`), and `Remote` answers `LogError::Unsupported`.
+
+    /// The log's committed length as it changes: what a read-your-writes wait and the
+    /// workers that follow the log (OTLP assembly) wait on.
+    fn follow(&self) -> Result<tokio::sync::watch::Receiver<u64>>;
+    /// The log's events from `from` on, catch-up then live, reading ahead within
+    /// `budget` (a server's tails share one and drop the idlest past it).
+    fn tail(&self, from: u64, budget: std::sync::Arc<TailBudget>) -> Result<Subscription>;
+    /// The store's gauges: its events, appends and their latencies, a refused write,
+    /// bytes on disk (`/metrics`).
+    fn gauges(&self) -> Result<Gauges>;
+    /// Rebuilds every derived index from the log (`dreamlog reindex`, on the database's
+    /// own machine); `progress` gets the events done.
+    fn reindex(&self, progress: Box<dyn FnMut(u64) + Send>) -> Result<crate::store::ReindexReport>;
+    /// Closes the store after the last request (in process: its writer stops and the
+    /// backend is flushed); over HTTP, nothing to do.
+    fn close(&self) -> Result<()>;
 
     /// Every event of a stream, in order (paged; none when it does not exist).
     fn stream_events(&self, stream: &str) -> Result<Vec<StoredEvent>> {
@@ -268,6 +288,19 @@ pub struct BackupRequest {
     pub deep: bool,
 }
 
+/// A store's gauges ([`Service::gauges`]).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Gauges {
+    /// Events in the log.
+    pub events: u64,
+    /// Appends since the store opened: counts and the latency histogram.
+    pub append: crate::store::metrics::AppendStats,
+    /// Why the store refuses writes, after a write that failed to become durable.
+    pub poisoned: Option<String>,
+    /// Bytes of the store's files on disk (0 in memory).
+    pub disk_bytes: u64,
+}
+
 /// A backup (or a restore) and the verification of what it wrote.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BackupReport {
@@ -283,7 +316,7 @@ pub struct BackupReport {
 
 /// Opens the database in `dir`, counts and verifies it, and closes it.
 pub fn check_copy(dir: &std::path::Path, deep: bool) -> Result<(u64, VerifyReport)> {
-    let copy = crate::store::Store::open(dir, crate::store::Options::default())?;
+    let copy = crate::embedded::open(dir, crate::store::Options::default())?;
     let events = copy.len();
     let report =
         if deep { crate::memory::MemoryStores::new(copy.clone()).verify_deep(|_| ())? } else { copy.verify(|_| ())? };
@@ -311,7 +344,7 @@ pub fn restore(backup: &std::path::Path, target: &std::path::Path) -> Result<Bac
         )));
     }
     std::fs::create_dir_all(target).map_err(io(target))?;
-    let acknowledged = crate::store::wal::read_acked(backup).map_or(0, |(n, _)| n);
+    let acknowledged = crate::embedded::read_acked(backup).map_or(0, |(n, _)| n);
     for entry in std::fs::read_dir(backup).map_err(io(backup))? {
         let entry = entry.map_err(io(backup))?;
         if entry.file_type().map_err(io(&entry.path()))?.is_file() {

@@ -53,6 +53,14 @@ fn remote_error(status: u16, kind: &str, message: impl Into<String>) -> Error {
 }
 
 impl Remote {
+    /// What only a service in the server's own process can do.
+    fn in_process_only(&self, what: &str) -> Error {
+        Error::Log(LogError::Unsupported(format!(
+            "{what} is done in the server's own process, not by a client of {}",
+            self.base
+        )))
+    }
+
     /// A client for `url` (e.g. `http://127.0.0.1:7700`).
     pub fn new(url: &str, token: Option<String>) -> Result<Remote> {
         Remote::with_ca(url, token, None)
@@ -225,6 +233,30 @@ fn query(pairs: &[(&'static str, Option<String>)]) -> Vec<(&'static str, String)
 }
 
 impl Service for Remote {
+    fn follow(&self) -> Result<tokio::sync::watch::Receiver<u64>> {
+        Err(self.in_process_only("following the log (the server waits on its own log)"))
+    }
+
+    fn tail(
+        &self,
+        _from: u64,
+        _budget: std::sync::Arc<crate::store::TailBudget>,
+    ) -> Result<crate::store::Subscription> {
+        Err(self.in_process_only("a tail (over HTTP it is GET /v1/tail)"))
+    }
+
+    fn gauges(&self) -> Result<super::Gauges> {
+        Err(self.in_process_only("the store's gauges (over HTTP they are GET /metrics)"))
+    }
+
+    fn reindex(&self, _progress: Box<dyn FnMut(u64) + Send>) -> Result<crate::store::ReindexReport> {
+        Err(self.in_process_only("a reindex (it works on a database folder: run it on the server's machine)"))
+    }
+
+    fn close(&self) -> Result<()> {
+        Ok(())
+    }
+
     fn target(&self) -> String {
         self.base.clone()
     }

@@ -8,16 +8,19 @@
 //! flags the changes after which grades fell beyond a bootstrap confidence interval,
 //! with the `memory revert` command that undoes each.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde::Serialize;
 
 use crate::core::projection::{LedgerEntry, LEDGER_GRADES, LEDGER_RUNS};
-use crate::core::stats::{bootstrap_diff_ci, cluster_bootstrap_mean_ci, GradeStats, Outcome};
-use crate::core::{Body, Digest, EventId, Kind};
+use crate::core::stats::{GradeStats, Outcome};
+use crate::core::{Body, Digest, EventId};
+
+mod drift;
 use crate::error::Result;
-use crate::memory::{stream_name, MemoryStores};
+use crate::memory::MemoryStores;
 use crate::store::Store;
+pub use drift::{drift, Change, DriftCache, DriftOptions, DriftReport, FamilyChange, StateRow};
 
 /// A session that ran with a store, and its last grade.
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
@@ -62,7 +65,6 @@ pub fn sessions_with(store: &Store, name: &str, until: u64) -> Result<Vec<Sessio
     let mut links: HashMap<String, (u64, String, Option<Digest>)> = HashMap::new();
     // session → (task id, agent), for the families lessons are compared over.
     let mut about: HashMap<String, (Option<String>, String)> = HashMap::new();
-    let mut linked = false;
     store.ledger(LEDGER_RUNS, 0, until, |position, entry| {
         match entry {
             LedgerEntry::Start { session, store, memory_state, task_id, agent } => {
@@ -72,7 +74,6 @@ pub fn sessions_with(store: &Store, name: &str, until: u64) -> Result<Vec<Sessio
                 about.insert(session, (task_id, agent));
             }
             LedgerEntry::Link { session, store, memory_state, at } => {
-                linked |= store == name;
                 // A link made afterwards (`sessions link --at P`) says the session ran
                 // with the store as it stood at P, P included: it counts right after P
                 // (never later than the link itself). Drift's `mismatched` shows a link
@@ -101,9 +102,9 @@ pub fn sessions_with(store: &Store, name: &str, until: u64) -> Result<Vec<Sessio
         return Ok(runs);
     }
     let index: HashMap<String, usize> = runs.iter().enumerate().map(|(i, r)| (r.session.clone(), i)).collect();
-    // An imported session's grades come before its link (same batch, session first).
-    let from = if linked { 0 } else { runs[0].position };
-    store.ledger(LEDGER_GRADES, from, until, |_, entry| {
+    // A session's last grade is its score, wherever it stands in the log (an imported
+    // session's come before its link; drift's fold reads them so too).
+    store.ledger(LEDGER_GRADES, 0, until, |_, entry| {
         if let LedgerEntry::Grade { session, score, passed, rubric } = entry {
             if let Some(&i) = index.get(&session) {
                 runs[i].score = Some(score);
@@ -163,7 +164,7 @@ type Family = (String, Vec<usize>);
 /// Which sessions a lesson's grades are compared over: for a lesson in an evidence
 /// dream's family file, the sessions of that family (by the dream's recorded config).
 fn lesson_family(dream: &crate::core::Dream, path: &str, runs: &[SessionRun]) -> Option<Family> {
-    use crate::core::evidence::{family_key, family_path, EvidenceConfig, NAME};
+    use crate::core::dream::evidence::{family_key, family_path, EvidenceConfig, NAME};
     if dream.dreamer != NAME {
         return None;
     }
@@ -285,249 +286,4 @@ pub fn lessons(mem: &MemoryStores, name: &str, until: u64) -> Result<Vec<LessonR
         }
     }
     Ok(out)
-}
-
-/// A memory state sessions ran with.
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
-pub struct StateRow {
-    /// The state's hash.
-    pub state: Digest,
-    /// The first session's position.
-    pub first_session: u64,
-    /// Grades of the sessions that ran with it.
-    pub grades: GradeStats,
-    /// Bootstrap 95 % interval of their mean score, tasks resampled (a cluster bootstrap:
-    /// sessions of one task are not independent); none with fewer than two tasks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interval: Option<(f64, f64)>,
-}
-
-/// A change between two consecutive states sessions ran with.
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
-pub struct Change {
-    /// The change's memory events (and reverts), in order.
-    pub events: Vec<EventId>,
-    /// Position of its first event.
-    pub position: u64,
-    /// Dreams whose output it holds.
-    pub dreams: Vec<EventId>,
-    /// Grades with the state before.
-    pub before: GradeStats,
-    /// Grades with the state after.
-    pub after: GradeStats,
-    /// Mean score after minus before.
-    pub delta: Option<f64>,
-    /// Bootstrap 95 % interval of `delta`.
-    pub interval: Option<(f64, f64)>,
-    /// Grades fell beyond the interval (its upper end is below zero).
-    pub flagged: bool,
-    /// Commands that undo the change.
-    pub undo: Vec<String>,
-    /// The same comparison within each task family (by grade rubric) with sessions on
-    /// both sides: a change that hurts one family can hide in the mean of all of them.
-    /// The change is flagged when any family (with enough sessions) is.
-    #[serde(default)]
-    pub families: Vec<FamilyChange>,
-}
-
-/// A change as one task family saw it.
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
-pub struct FamilyChange {
-    /// The family (the grades' rubric).
-    pub family: String,
-    /// Its grades with the state before.
-    pub before: GradeStats,
-    /// Its grades with the state after.
-    pub after: GradeStats,
-    /// Mean score after minus before.
-    pub delta: Option<f64>,
-    /// Bootstrap 95 % interval of `delta`.
-    pub interval: Option<(f64, f64)>,
-    /// Its grades fell beyond the interval, with at least `min_sessions` on each side.
-    pub flagged: bool,
-}
-
-/// `drift STORE`.
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
-pub struct DriftReport {
-    /// The store.
-    pub store: String,
-    /// Graded sessions that ran with it.
-    pub sessions: u64,
-    /// Sessions whose recorded state hash is not the store's state at their start.
-    pub mismatched: u64,
-    /// States in order.
-    pub states: Vec<StateRow>,
-    /// Changes between consecutive states.
-    pub changes: Vec<Change>,
-    /// How many changes are flagged.
-    pub flagged: usize,
-}
-
-/// Options of `drift`.
-#[derive(Clone, Copy, Debug)]
-pub struct DriftOptions {
-    /// Bootstrap resamples.
-    pub resamples: usize,
-    /// Confidence level.
-    pub level: f64,
-    /// Sessions each side needs before a change can be flagged.
-    pub min_sessions: u64,
-}
-
-impl Default for DriftOptions {
-    fn default() -> DriftOptions {
-        DriftOptions { resamples: 2000, level: 0.95, min_sessions: 3 }
-    }
-}
-
-fn shell_quote(s: &str) -> String {
-    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./@:".contains(&b)) {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-/// Grades per memory state and per change of `store`, with the changes after which
-/// grades fell flagged.
-pub fn drift(mem: &MemoryStores, name: &str, opts: DriftOptions) -> Result<DriftReport> {
-    mem.require(name)?;
-    let store = mem.store();
-    let until = store.len();
-    let runs: Vec<SessionRun> = sessions_with(store, name, until)?.into_iter().filter(|r| r.score.is_some()).collect();
-    let events = store.read_stream(&stream_name(name), 0, usize::MAX)?;
-    // Segments: runs of sessions with no store change between them; each segment keeps
-    // the changes that came before it.
-    struct Segment<'a> {
-        runs: Vec<&'a SessionRun>,
-        changes: Vec<(u64, EventId, Option<EventId>, bool)>,
-    }
-    let mut segments: Vec<Segment> = Vec::new();
-    let mut pending: Vec<(u64, EventId, Option<EventId>, bool)> = Vec::new();
-    let mut ev = events.iter().filter(|e| matches!(e.event.header.kind, Kind::Memory | Kind::Revert)).peekable();
-    let mut dream_cache: HashMap<EventId, bool> = HashMap::new();
-    for r in &runs {
-        while let Some(e) = ev.next_if(|e| e.position < r.position) {
-            let dream = match e.event.header.causes.first() {
-                Some(c) if e.event.header.kind == Kind::Memory => {
-                    let is_dream = match dream_cache.get(c) {
-                        Some(b) => *b,
-                        None => {
-                            let b = store.get(c).map(|x| x.event.header.kind == Kind::Dream).unwrap_or(false);
-                            dream_cache.insert(*c, b);
-                            b
-                        }
-                    };
-                    is_dream.then_some(*c)
-                }
-                _ => None,
-            };
-            pending.push((e.position, e.id(), dream, e.event.header.kind == Kind::Revert));
-        }
-        match segments.last_mut() {
-            Some(s) if pending.is_empty() => s.runs.push(r),
-            _ => segments.push(Segment { runs: vec![r], changes: std::mem::take(&mut pending) }),
-        }
-    }
-    let mut mismatched = 0;
-    let mut states = Vec::new();
-    for s in &segments {
-        let first = s.runs[0].position;
-        let (state, _) = mem.state_until(name, first)?;
-        let hash = state.state_hash();
-        mismatched += s.runs.iter().filter(|r| r.memory_state.is_some_and(|m| m != hash)).count() as u64;
-        // Tasks are the units: a session without a task id is a task of its own.
-        let mut by_task: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        for r in &s.runs {
-            if let Some(score) = r.score {
-                let task = r.task_id.clone().unwrap_or_else(|| format!("session:{}", r.session));
-                by_task.entry(task).or_default().push(score);
-            }
-        }
-        let clusters: Vec<Vec<f64>> = by_task.into_values().collect();
-        let seed = u64::from_le_bytes(hash.0[..8].try_into().unwrap_or_default()) ^ first;
-        let interval = cluster_bootstrap_mean_ci(&clusters, opts.resamples, opts.level, seed);
-        states.push(StateRow { state: hash, first_session: first, grades: stats(&s.runs), interval });
-    }
-    let mut changes = Vec::new();
-    for w in segments.windows(2) {
-        let (prev, next) = (&w[0], &w[1]);
-        let scores = |s: &Segment| s.runs.iter().filter_map(|r| r.score).collect::<Vec<f64>>();
-        let (b, a) = (scores(prev), scores(next));
-        let before = stats(&prev.runs);
-        let after = stats(&next.runs);
-        let delta = match (before.mean_score, after.mean_score) {
-            (Some(x), Some(y)) => Some(y - x),
-            _ => None,
-        };
-        let seed = u64::from_le_bytes(next.changes[0].1 .0[..8].try_into().unwrap_or_default());
-        let interval = bootstrap_diff_ci(&b, &a, opts.resamples, opts.level, seed);
-        let enough = before.sessions >= opts.min_sessions && after.sessions >= opts.min_sessions;
-        // Per family: the sessions of each rubric on both sides of the change.
-        let mut by_family: BTreeMap<&str, (Vec<&SessionRun>, Vec<&SessionRun>)> = BTreeMap::new();
-        for r in &prev.runs {
-            by_family.entry(r.rubric.as_deref().unwrap_or("")).or_default().0.push(r);
-        }
-        for r in &next.runs {
-            by_family.entry(r.rubric.as_deref().unwrap_or("")).or_default().1.push(r);
-        }
-        let families: Vec<FamilyChange> = if by_family.len() < 2 {
-            Vec::new() // one family: the change's own figures are its figures
-        } else {
-            by_family
-                .into_iter()
-                .filter(|(_, (b, a))| !b.is_empty() && !a.is_empty())
-                .map(|(family, (b, a))| {
-                    let (before, after) = (stats(&b), stats(&a));
-                    let delta = match (before.mean_score, after.mean_score) {
-                        (Some(x), Some(y)) => Some(y - x),
-                        _ => None,
-                    };
-                    let scores = |rs: &[&SessionRun]| rs.iter().filter_map(|r| r.score).collect::<Vec<f64>>();
-                    let seed = seed
-                        ^ u64::from_le_bytes(
-                            blake3::hash(family.as_bytes()).as_bytes()[..8].try_into().unwrap_or_default(),
-                        );
-                    let interval = bootstrap_diff_ci(&scores(&b), &scores(&a), opts.resamples, opts.level, seed);
-                    let enough = before.sessions >= opts.min_sessions && after.sessions >= opts.min_sessions;
-                    let flagged = enough && interval.is_some_and(|(_, hi)| hi < 0.0);
-                    FamilyChange { family: family.to_owned(), before, after, delta, interval, flagged }
-                })
-                .collect()
-        };
-        let flagged = (enough && interval.is_some_and(|(_, hi)| hi < 0.0)) || families.iter().any(|f| f.flagged);
-        let mut dreams: Vec<EventId> = Vec::new();
-        let mut undo = Vec::new();
-        let q = shell_quote(name);
-        for (_, id, dream, is_revert) in &next.changes {
-            match dream {
-                Some(d) if !dreams.contains(d) => {
-                    dreams.push(*d);
-                    undo.push(format!(
-                        "dreamlog memory revert {q} --dream {} --reason 'drift: grades fell'",
-                        d.short(16)
-                    ));
-                }
-                Some(_) => {}
-                None if !is_revert => undo
-                    .push(format!("dreamlog memory revert {q} --event {} --reason 'drift: grades fell'", id.short(16))),
-                None => {}
-            }
-        }
-        changes.push(Change {
-            events: next.changes.iter().map(|c| c.1).collect(),
-            position: next.changes[0].0,
-            dreams,
-            before,
-            after,
-            delta,
-            interval,
-            flagged,
-            undo,
-            families,
-        });
-    }
-    let flagged = changes.iter().filter(|c| c.flagged).count();
-    Ok(DriftReport { store: name.to_owned(), sessions: runs.len() as u64, mismatched, states, changes, flagged })
 }

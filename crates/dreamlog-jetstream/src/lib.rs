@@ -1,4 +1,5 @@
-//! The replicated log of record on NATS JetStream ([`super::replica::LogOfRecord`]).
+//! The replicated log of record on NATS JetStream: a [`LogOfRecord`] for the engine of
+//! `dreamlog-store` (the only crate that names `async_nats`).
 //!
 //! One JetStream stream per tenant (`DREAMLOG_<tenant>`, file storage, the configured
 //! replicas, deletes and purges denied: the log never shrinks), one subject per dreamlog
@@ -13,6 +14,9 @@
 //! The client runs on its own small tokio runtime, so the engine's writer thread (not an
 //! async task) can wait on it.
 
+#![warn(missing_docs)]
+#![deny(clippy::unwrap_used)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,10 +24,10 @@ use std::time::Duration;
 use async_nats::jetstream;
 use futures_util::StreamExt;
 
-use super::log::Staged;
-use super::replica::{self, Follower, Incoming, LogOfRecord, PublishError, Sink, FOLLOW_AHEAD};
-use crate::core::EventId;
-use crate::error::{Error, LogError, Result};
+use dreamlog_store::core::EventId;
+use dreamlog_store::error::{Error, LogError, Result};
+use dreamlog_store::replica::{self, Follower, Incoming, LogOfRecord, PublishError, Sink, FOLLOW_AHEAD};
+use dreamlog_store::Staged;
 
 /// How long one pull of the follower waits (its idle heartbeat is half of it).
 const FOLLOW_PULL_EXPIRES: Duration = Duration::from_secs(2);

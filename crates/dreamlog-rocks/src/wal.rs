@@ -23,10 +23,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::layout;
-use crate::core::EventId;
-use crate::error::LogError;
-use crate::error::{Error, Result};
+use dreamlog_store::core::EventId;
+use dreamlog_store::error::{Error, Result};
+use dreamlog_store::layout;
 
 const BLOCK: usize = 32 * 1024;
 const HEADER: usize = 7;
@@ -38,34 +37,7 @@ const FIRST: u8 = 2;
 const MIDDLE: u8 = 3;
 const LAST: u8 = 4;
 
-/// One acknowledged event found in a WAL: its position and id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct WalEvent {
-    /// Global position.
-    pub position: u64,
-    /// Event id.
-    pub id: EventId,
-}
-
-/// Where a WAL is damaged and what its framing says about it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct WalDamage {
-    /// The WAL file.
-    pub file: PathBuf,
-    /// Byte offset of the first bad record.
-    pub offset: u64,
-    /// What is wrong there.
-    pub reason: String,
-    /// Whether it is only an incomplete final record (a torn write): tolerated.
-    pub torn_tail: bool,
-    /// The last event position intact before the damage, if any.
-    pub last_good: Option<u64>,
-    /// Events of the damaged record itself, read best effort (its checksum failed, so
-    /// these are what it seems to hold).
-    pub in_damaged: Vec<WalEvent>,
-    /// Events in intact records after the damage (what RocksDB would drop).
-    pub after: Vec<WalEvent>,
-}
+pub use dreamlog_store::{WalDamage, WalEvent};
 
 /// What [`scan`] found in a database's WAL files.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -364,35 +336,6 @@ pub fn scan(dir: &Path) -> Result<WalScan> {
     Ok(out)
 }
 
-impl WalDamage {
-    /// The refusal a damaged WAL earns at open.
-    pub fn error(&self, db: &Path) -> Error {
-        let mut after = match (self.after.first(), self.after.last()) {
-            (Some(a), Some(b)) => format!(
-                "{} intact event(s) follow it (positions {}..={}) that opening would drop",
-                self.after.len(),
-                a.position,
-                b.position
-            ),
-            _ if self.torn_tail => "nothing intact follows it".to_owned(),
-            _ => "intact records follow it".to_owned(),
-        };
-        if let (Some(a), Some(b)) = (self.in_damaged.first(), self.in_damaged.last()) {
-            after = format!("the damaged record seems to hold positions {}..={}; {after}", a.position, b.position);
-        }
-        Error::Log(LogError::WalDamaged {
-            db: db.display().to_string(),
-            detail: format!(
-                "the write-ahead log {} is damaged at byte {} ({}); the log is intact up to {} and {after}",
-                self.file.display(),
-                self.offset,
-                self.reason,
-                self.last_good.map_or("no event".into(), |p| format!("position {p}")),
-            ),
-        })
-    }
-}
-
 /// Copies the WAL files from the damaged one on into `aside` (created), so nothing
 /// RocksDB later deletes is lost; returns the copies.
 pub fn keep_aside(scan: &WalScan, aside: &Path) -> Result<Vec<PathBuf>> {
@@ -471,7 +414,7 @@ pub fn write_acked(dir: &Path, count: u64) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = dir.join("ACKED.tmp");
     let mut f = std::fs::File::create(&tmp)?;
-    writeln!(f, "dreamlog-acked v1 {count} {}", super::writer::now_ms())?;
+    writeln!(f, "dreamlog-acked v1 {count} {}", dreamlog_store::now_ms())?;
     f.sync_all()?;
     std::fs::rename(&tmp, dir.join(ACKED_FILE))?;
     std::fs::File::open(dir)?.sync_all()

@@ -1,4 +1,4 @@
-//! The RocksDB backend: the only file that names `rocksdb`.
+//! The RocksDB backend ([`RocksLog`]): the only module that names `rocksdb`.
 //!
 //! One column family per key space (docs/reference/FORMAT.md §7): the log (position → record), the
 //! id index, the stream index, the meta keys (format marker, commit marker, projector
@@ -14,13 +14,14 @@ use rocksdb::{
     Options as RocksOptions, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 
-use super::layout::{self, CF_IDS, CF_LOG, CF_META, CF_STREAMS};
-use super::log::{Group, Log};
-use super::{wal, Options, VerifyProblem, VerifyReport};
-use crate::core::projection::{self, be_u64, IndexEntry, Projected, Space};
-use crate::core::EventId;
-use crate::error::LogError;
-use crate::error::{Error, Result};
+use dreamlog_store::core::projection::{self, be_u64, IndexEntry, Projected, Space};
+use dreamlog_store::core::EventId;
+use dreamlog_store::error::LogError;
+use dreamlog_store::error::{Error, Result};
+use dreamlog_store::layout::{self, CF_IDS, CF_LOG, CF_META, CF_STREAMS};
+use dreamlog_store::{Group, Log, Options, VerifyProblem, VerifyReport, WalDamage};
+
+use crate::wal;
 
 /// One block cache and one write-buffer budget for several stores in one process (a
 /// server's tenants), so that N stores cost one memory budget rather than N.
@@ -96,7 +97,9 @@ fn cf_options(name: &str, cache: &Cache, opts: &Options) -> RocksOptions {
 impl RocksLog {
     /// Opens (or, with `create_if_missing`, creates) the database at `path`, after
     /// checking its WAL and its acknowledged count.
-    pub fn open(path: impl AsRef<Path>, opts: &Options) -> Result<RocksLog> {
+    /// `shared`: memory budgets shared with other stores of this process (its block cache
+    /// replaces `block_cache_bytes`, its write-buffer budget bounds the memtables of all).
+    pub fn open(path: impl AsRef<Path>, opts: &Options, shared: Option<&SharedCache>) -> Result<RocksLog> {
         let path = path.as_ref().to_path_buf();
         let open_err = |reason: String| Error::Log(LogError::Open { path: path.display().to_string(), reason });
         if !path.join("CURRENT").exists() {
@@ -139,18 +142,18 @@ impl RocksLog {
                 // is kept aside first (`recover` keeps its own, with its report), and the
                 // store says so (`Store::torn_tail`).
                 if !opts.drop_damaged_wal_tail {
-                    let aside = path.join("damaged").join(super::writer::now_ms().to_string());
+                    let aside = path.join("damaged").join(dreamlog_store::now_ms().to_string());
                     wal::keep_aside(&scan, &aside)?;
                     torn_tail = Some((d.clone(), aside));
                 }
             }
         }
-        let cache = match &opts.shared {
+        let cache = match shared {
             Some(s) => s.cache.clone(),
             None => Cache::new_lru_cache(opts.block_cache_bytes),
         };
         let mut db_opts = RocksOptions::default();
-        if let Some(s) = &opts.shared {
+        if let Some(s) = shared {
             db_opts.set_write_buffer_manager(&s.write_buffers);
         }
         db_opts.create_if_missing(opts.create_if_missing);
@@ -187,7 +190,7 @@ impl RocksLog {
             }
         })?;
         let meta = db.cf_handle(CF_META).ok_or_else(|| open_err("meta column family missing".into()))?;
-        match db.get_cf(meta, layout::META_FORMAT_KEY)? {
+        match db.get_cf(meta, layout::META_FORMAT_KEY).stored()? {
             Some(v) if v == layout::META_FORMAT_VALUE => {}
             Some(v) => {
                 return Err(open_err(format!(
@@ -196,7 +199,7 @@ impl RocksLog {
                     String::from_utf8_lossy(layout::META_FORMAT_VALUE)
                 )))
             }
-            None => db.put_cf(meta, layout::META_FORMAT_KEY, layout::META_FORMAT_VALUE)?,
+            None => db.put_cf(meta, layout::META_FORMAT_KEY, layout::META_FORMAT_VALUE).stored()?,
         }
         let mut log = RocksLog { db, path: path.clone(), torn_tail, keeps_acked: false };
         log.keeps_acked = log.own(KEEPS_ACKED)?.is_some();
@@ -208,7 +211,7 @@ impl RocksLog {
             } else {
                 // Rare: only after a crash mid-flush or -compaction, or damage. The removed
                 // files are kept; the log must still be whole without them.
-                let kept = path.join("damaged").join(format!("{}-removed-at-open", super::writer::now_ms()));
+                let kept = path.join("damaged").join(format!("{}-removed-at-open", dreamlog_store::now_ms()));
                 guard.keep(&kept)?;
                 if let Some((from, to)) = log.first_gap(count)? {
                     drop(log);
@@ -238,7 +241,7 @@ impl RocksLog {
         }
         // A database written under fsync keeps ACKED from its first open on: written here
         // (the log as opened) before the mark, so a marked database without one lost it.
-        if opts.sync == super::SyncMode::Fsync && !log.keeps_acked {
+        if opts.sync == dreamlog_store::SyncMode::Fsync && !log.keeps_acked {
             wal::write_acked(&log.path, count)
                 .map_err(|source| Error::Io { path: log.path.join(wal::ACKED_FILE).display().to_string(), source })?;
             log.set_own(KEEPS_ACKED, b"1")?;
@@ -249,7 +252,7 @@ impl RocksLog {
 
     /// Why the check for a cut or removed write-ahead log cannot be made now: `ACKED`
     /// damaged, or removed from a database that keeps one.
-    pub fn acked_problem(&self) -> Option<String> {
+    fn acked_check(&self) -> Option<String> {
         let file = self.path.join(wal::ACKED_FILE);
         let why = match wal::acked(&self.path) {
             wal::Acked::Damaged(why) => format!("{} is damaged ({why})", file.display()),
@@ -309,7 +312,8 @@ impl RocksLog {
         let mut in_memory = ReadOptions::default();
         in_memory.set_read_tier(rocksdb::ReadTier::Memtable);
         let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_LOG), in_memory);
-        let files: Vec<_> = self.db.live_files()?.into_iter().filter(|f| f.column_family_name == CF_LOG).collect();
+        let files: Vec<_> =
+            self.db.live_files().stored()?.into_iter().filter(|f| f.column_family_name == CF_LOG).collect();
         let mut out = Vec::new();
         for p in positions {
             let key = layout::pos_key(*p);
@@ -340,7 +344,7 @@ impl RocksLog {
                 ));
             }
         }
-        it.status()?;
+        it.status().stored()?;
         Ok(out)
     }
 
@@ -358,17 +362,12 @@ impl RocksLog {
             expected += 1;
             it.next();
         }
-        it.status()?;
+        it.status().stored()?;
         Ok((expected < count).then(|| (expected, count - 1)))
     }
 
-    /// The incomplete final WAL record this open dropped, with where a copy was kept.
-    pub fn torn_tail(&self) -> Option<&(wal::WalDamage, PathBuf)> {
-        self.torn_tail.as_ref()
-    }
-
     /// The database directory.
-    pub fn path(&self) -> &Path {
+    pub fn dir(&self) -> &Path {
         &self.path
     }
 
@@ -401,12 +400,24 @@ impl RocksLog {
 }
 
 impl Log for RocksLog {
+    fn torn_tail(&self) -> Option<&(WalDamage, PathBuf)> {
+        self.torn_tail.as_ref()
+    }
+
+    fn acked_problem(&self) -> Option<String> {
+        self.acked_check()
+    }
+
+    fn path(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
     fn describe(&self) -> String {
         format!("RocksDB database at {}", self.path.display())
     }
 
     fn marker(&self) -> Result<Option<u64>> {
-        Ok(self.db.get_pinned_cf(self.cf(CF_META), META_END_KEY)?.and_then(|v| be_u64(&v)))
+        Ok(self.db.get_pinned_cf(self.cf(CF_META), META_END_KEY).stored()?.and_then(|v| be_u64(&v)))
     }
 
     fn stored_end(&self) -> Result<u64> {
@@ -420,7 +431,7 @@ impl Log for RocksLog {
             }
             None => 0,
         };
-        it.status()?;
+        it.status().stored()?;
         Ok(end)
     }
 
@@ -435,7 +446,7 @@ impl Log for RocksLog {
             wb.delete_cf(self.cf(CF_LOG), layout::pos_key(*pos));
             if let Some(parts) = layout::split_record(raw) {
                 wb.delete_cf(self.cf(CF_IDS), layout::id_key(&parts.id));
-                if let Ok(e) = super::decode_record(*pos, raw) {
+                if let Ok(e) = dreamlog_store::decode_record(*pos, raw) {
                     wb.delete_cf(self.cf(CF_STREAMS), layout::stream_key(&e.event.header.stream, e.version));
                     let mut entries = Vec::new();
                     let body = (!e.redacted).then_some(&e.event.body);
@@ -455,14 +466,15 @@ impl Log for RocksLog {
         wb.delete_cf(self.cf(CF_META), layout::receipt_key(u64::MAX));
         wb.put_cf(self.cf(CF_META), META_END_KEY, end.to_be_bytes());
         for p in projection::PROJECTORS {
-            let own = self.db.get_pinned_cf(self.cf(CF_META), checkpoint_key(p.name))?.and_then(|v| be_u64(&v));
+            let own =
+                self.db.get_pinned_cf(self.cf(CF_META), checkpoint_key(p.name)).stored()?.and_then(|v| be_u64(&v));
             if own.is_some_and(|c| c > end) {
                 wb.put_cf(self.cf(CF_META), checkpoint_key(p.name), end.to_be_bytes());
             }
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.write_opt(wb, &wo)?;
+        self.db.write_opt(wb, &wo).stored()?;
         Ok(())
     }
 
@@ -500,22 +512,26 @@ impl Log for RocksLog {
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
         wo.set_memtable_insert_hint_per_batch(true);
-        self.db.write_opt(wb, &wo)?;
+        self.db.write_opt(wb, &wo).stored()?;
         Ok(())
     }
 
     fn record(&self, position: u64) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get_pinned_cf(self.cf(CF_LOG), layout::pos_key(position))?.map(|v| v.to_vec()))
+        Ok(self.db.get_pinned_cf(self.cf(CF_LOG), layout::pos_key(position)).stored()?.map(|v| v.to_vec()))
     }
 
     fn own(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get_pinned_cf(self.cf(CF_META), [b"own/".as_slice(), key.as_bytes()].concat())?.map(|v| v.to_vec()))
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(CF_META), [b"own/".as_slice(), key.as_bytes()].concat())
+            .stored()?
+            .map(|v| v.to_vec()))
     }
 
     fn set_own(&self, key: &str, value: &[u8]) -> Result<()> {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.put_cf_opt(self.cf(CF_META), [b"own/".as_slice(), key.as_bytes()].concat(), value, &wo)?;
+        self.db.put_cf_opt(self.cf(CF_META), [b"own/".as_slice(), key.as_bytes()].concat(), value, &wo).stored()?;
         Ok(())
     }
 
@@ -526,7 +542,7 @@ impl Log for RocksLog {
             (Some(k), Some(v)) => layout::receipt_position(k).map(|p| (p, v.to_vec())),
             _ => None,
         };
-        it.status()?;
+        it.status().stored()?;
         Ok(found)
     }
 
@@ -542,7 +558,7 @@ impl Log for RocksLog {
             }
             it.next();
         }
-        it.status()?;
+        it.status().stored()?;
         Ok(())
     }
 
@@ -564,7 +580,7 @@ impl Log for RocksLog {
             }
             it.next();
         }
-        it.status()?;
+        it.status().stored()?;
         Ok(())
     }
 
@@ -579,7 +595,7 @@ impl Log for RocksLog {
                 _ => it.seek(layout::pos_key(pos)),
             }
             let (Some(k), Some(v)) = (it.key(), it.value()) else {
-                it.status()?;
+                it.status().stored()?;
                 return Err(Error::Log(LogError::Corrupt {
                     position: pos,
                     reason: "index points at a missing record".into(),
@@ -598,7 +614,7 @@ impl Log for RocksLog {
     }
 
     fn position_of(&self, id: &EventId) -> Result<Option<u64>> {
-        let v = self.db.get_pinned_cf(self.cf(CF_IDS), layout::id_key(id))?;
+        let v = self.db.get_pinned_cf(self.cf(CF_IDS), layout::id_key(id)).stored()?;
         Ok(v.and_then(|v| be_u64(&v)))
     }
 
@@ -611,7 +627,7 @@ impl Log for RocksLog {
             }
             it.next();
         }
-        it.status()?;
+        it.status().stored()?;
         Ok(())
     }
 
@@ -626,12 +642,12 @@ impl Log for RocksLog {
                 return Ok(Some((version, pos)));
             }
         }
-        it.status()?;
+        it.status().stored()?;
         Ok(None)
     }
 
     fn stream_position(&self, stream: &str, version: u64) -> Result<Option<u64>> {
-        let v = self.db.get_pinned_cf(self.cf(CF_STREAMS), layout::stream_key(stream, version))?;
+        let v = self.db.get_pinned_cf(self.cf(CF_STREAMS), layout::stream_key(stream, version)).stored()?;
         Ok(v.map(|p| be_u64(&p).unwrap_or(u64::MAX)))
     }
 
@@ -647,7 +663,7 @@ impl Log for RocksLog {
             positions.push(be_u64(v).unwrap_or(u64::MAX));
             it.next();
         }
-        it.status()?;
+        it.status().stored()?;
         Ok(positions)
     }
 
@@ -665,7 +681,7 @@ impl Log for RocksLog {
             *next.last_mut().unwrap_or(&mut 0) = 1; // name 0x01 sorts after every name 0x00 …
             it.seek(&next);
         }
-        it.status()?;
+        it.status().stored()?;
         Ok(out)
     }
 
@@ -677,7 +693,7 @@ impl Log for RocksLog {
             n += 1;
             it.next();
         }
-        it.status()?;
+        it.status().stored()?;
         Ok(n)
     }
 
@@ -690,7 +706,7 @@ impl Log for RocksLog {
             }
             it.next();
         }
-        it.status()?;
+        it.status().stored()?;
         Ok(())
     }
 
@@ -701,7 +717,7 @@ impl Log for RocksLog {
             (Some(k), Some(v)) => Some((k.to_vec(), v.to_vec())),
             _ => None,
         };
-        it.status()?;
+        it.status().stored()?;
         Ok(found)
     }
 
@@ -710,27 +726,27 @@ impl Log for RocksLog {
         for x in entries {
             wb.put_cf(self.space(x.space), &x.key, &x.value);
         }
-        self.db.write(wb)?;
+        self.db.write(wb).stored()?;
         Ok(())
     }
 
     fn index_delete_range(&self, space: Space, from: &[u8], to: &[u8]) -> Result<()> {
-        self.db.delete_range_cf(self.space(space), from, to)?;
+        self.db.delete_range_cf(self.space(space), from, to).stored()?;
         Ok(())
     }
 
     fn index_clear(&self, space: Space) -> Result<()> {
         let mut wb = WriteBatch::default();
         for kv in self.db.iterator_cf(self.space(space), IteratorMode::From(&[], Direction::Forward)) {
-            let (k, _) = kv?;
+            let (k, _) = kv.stored()?;
             wb.delete_cf(self.space(space), k);
         }
-        self.db.write(wb)?;
+        self.db.write(wb).stored()?;
         Ok(())
     }
 
     fn projected_to(&self, projector: &str) -> Result<Option<u64>> {
-        match self.db.get_pinned_cf(self.cf(CF_META), checkpoint_key(projector))?.and_then(|v| be_u64(&v)) {
+        match self.db.get_pinned_cf(self.cf(CF_META), checkpoint_key(projector)).stored()?.and_then(|v| be_u64(&v)) {
             Some(c) => Ok(Some(c)),
             None => self.marker(),
         }
@@ -738,8 +754,8 @@ impl Log for RocksLog {
 
     fn set_projected_to(&self, projector: &str, position: Option<u64>) -> Result<()> {
         match position {
-            Some(p) => self.db.put_cf(self.cf(CF_META), checkpoint_key(projector), p.to_be_bytes())?,
-            None => self.db.delete_cf(self.cf(CF_META), checkpoint_key(projector))?,
+            Some(p) => self.db.put_cf(self.cf(CF_META), checkpoint_key(projector), p.to_be_bytes()).stored()?,
+            None => self.db.delete_cf(self.cf(CF_META), checkpoint_key(projector)).stored()?,
         }
         Ok(())
     }
@@ -751,7 +767,7 @@ impl Log for RocksLog {
 
     fn flush(&self) -> Result<()> {
         for cf in layout::ALL_CFS {
-            self.db.flush_cf(self.cf(cf))?;
+            self.db.flush_cf(self.cf(cf)).stored()?;
         }
         Ok(())
     }
@@ -761,7 +777,7 @@ impl Log for RocksLog {
         // are deleted. Then every table holding an old version of a replaced record (or a
         // snapshot) is rewritten by a compaction down to the last level, which keeps only
         // the newest version of each key.
-        self.db.flush_wal(true)?;
+        self.db.flush_wal(true).stored()?;
         self.flush()?;
         let mut opts = rocksdb::CompactOptions::default();
         opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
@@ -788,7 +804,7 @@ impl Log for RocksLog {
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.write_opt(wb, &wo)?;
+        self.db.write_opt(wb, &wo).stored()?;
         Ok(())
     }
 
@@ -803,21 +819,21 @@ impl Log for RocksLog {
             out.push(p);
             it.next();
         }
-        it.status()?;
+        it.status().stored()?;
         // The upper bound is exclusive: the greatest position has a key of its own.
-        if self.db.get_pinned_cf(self.cf(CF_META), layout::scrub_key(u64::MAX))?.is_some() {
+        if self.db.get_pinned_cf(self.cf(CF_META), layout::scrub_key(u64::MAX)).stored()?.is_some() {
             out.push(u64::MAX);
         }
         Ok(out)
     }
 
     fn close(&self, _count: u64) -> Result<()> {
-        self.db.flush_wal(true)?;
+        self.db.flush_wal(true).stored()?;
         Ok(())
     }
 
     fn backup(&self, dir: &Path, acknowledged: u64) -> Result<()> {
-        rocksdb::checkpoint::Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
+        rocksdb::checkpoint::Checkpoint::new(&self.db).stored()?.create_checkpoint(dir).stored()?;
         // The copy holds every event acknowledged before it began: opening it checks so.
         if wal::read_acked(&self.path).is_some() {
             wal::write_acked(dir, acknowledged)
@@ -857,7 +873,7 @@ impl Log for RocksLog {
         if let Err(e) = self.verify_table_checksums() {
             report.problems.push(VerifyProblem { position: None, id: None, problem: format!("table files: {e}") });
         }
-        for f in self.db.live_files()? {
+        for f in self.db.live_files().stored()? {
             deep.table_files += 1;
             deep.table_bytes += f.size as u64;
             let Some(key) = &f.start_key else { continue };
@@ -909,7 +925,7 @@ impl OpenGuard {
                     g.discard();
                 } else {
                     let _ =
-                        std::fs::rename(&g.dir, damaged.join(format!("{}-removed-at-open", super::writer::now_ms())));
+                        std::fs::rename(&g.dir, damaged.join(format!("{}-removed-at-open", dreamlog_store::now_ms())));
                 }
             }
         }
@@ -998,9 +1014,19 @@ fn database_files(dir: &Path) -> Vec<String> {
     counts.into_iter().map(|(k, n)| format!("{n} {k}")).collect()
 }
 
-/// RocksDB's errors become `LogError::Storage` here, the only module that knows RocksDB.
-impl From<rocksdb::Error> for Error {
-    fn from(e: rocksdb::Error) -> Self {
-        Error::Log(LogError::Storage(e.into_string()))
+/// RocksDB's errors become `LogError::Storage` here, the only crate that knows RocksDB.
+pub(crate) fn storage(e: rocksdb::Error) -> Error {
+    Error::Log(LogError::Storage(e.into_string()))
+}
+
+/// `?` for RocksDB's results: `.stored()?`.
+pub(crate) trait Stored<T> {
+    /// The result with RocksDB's error as the engine's.
+    fn stored(self) -> Result<T>;
+}
+
+impl<T> Stored<T> for std::result::Result<T, rocksdb::Error> {
+    fn stored(self) -> Result<T> {
+        self.map_err(storage)
     }
 }

@@ -21,9 +21,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::body::{GradeResult, MemoryCommand};
-use super::dream::{DreamInput, Planned, SessionInput};
-use super::hash::{Digest, EventId};
+use crate::body::{GradeResult, MemoryCommand};
+use crate::dream::{DreamInput, Planned, SessionInput};
+use crate::hash::{Digest, EventId};
 
 /// The dreamer's name.
 pub const NAME: &str = "evidence";
@@ -294,7 +294,7 @@ fn holds(kind: LessonKind, c: Counts, cfg: &EvidenceConfig, existing: bool) -> b
                 return existing;
             }
             let threshold = if existing { cfg.retire_lift } else { cfg.min_lift };
-            let significant = existing || super::stats::fisher_exact(c.a, c.b - c.a, c.c, c.d - c.c) <= cfg.max_p_value;
+            let significant = existing || crate::stats::fisher_exact(c.a, c.b - c.a, c.c, c.d - c.c) <= cfg.max_p_value;
             significant && (rate(c.a, c.b) - rate(c.c, c.d)).abs() >= threshold
         }
     }
@@ -399,7 +399,7 @@ fn tally(input: &DreamInput, cfg: &EvidenceConfig) -> BTreeMap<String, Candidate
                     push_evidence(&mut cand.tally, s, cfg);
                 }
             }
-            let expected = super::dream::expected_in_meta(&g.body);
+            let expected = crate::dream::expected_in_meta(&g.body);
             for name in &expected {
                 let cand = entry(cands, LessonKind::Expected, name);
                 cand.tally.counts.b += 1;

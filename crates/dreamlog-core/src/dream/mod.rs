@@ -1,7 +1,15 @@
-//! The dreamer interface, pure: what a dreamer reads ([`DreamInput`]: the base memory
-//! and the graded sessions of a log range) and what it writes ([`Planned`] memory
-//! commands, each citing its evidence). Running, recording and replaying dreams is
-//! `crate::dream`; this module does no I/O.
+//! Dreaming, pure: the dreamer interface — what a dreamer reads ([`DreamInput`]: the base
+//! memory and the graded sessions of a log range) and what it writes ([`Planned`] memory
+//! commands, each citing its evidence) — and the deterministic dreamers with their
+//! statistics: [`evidence`] (v1), [`evidence2`] (v2), the decisions of v2 ([`lessons`])
+//! and the within-task contrasts they rest on ([`contrast`]). Running, recording and
+//! replaying dreams is the service crate's `dream/`; nothing here does I/O. The
+//! statistical tests themselves are `crate::stats` (drift uses them too).
+
+pub mod contrast;
+pub mod evidence;
+pub mod evidence2;
+pub mod lessons;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,9 +18,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::body::{Action, Grade, MemoryCommand, SessionEnd, SessionStart};
-use super::hash::{Digest, EventId};
-use super::memory::MemoryState;
+use crate::body::{Action, Grade, MemoryCommand, SessionEnd, SessionStart};
+use crate::hash::{Digest, EventId};
+use crate::memory::MemoryState;
 
 /// A dreamer and the version and configuration it runs with: `NAME[@VERSION]` on the
 /// command line.
@@ -286,12 +294,12 @@ impl Trial {
             grade: g.id,
             position: g.position,
             rubric: g.body.rubric.clone(),
-            passed: g.body.result == super::GradeResult::Satisfied,
+            passed: g.body.result == crate::GradeResult::Satisfied,
             score: g.body.score,
             calls: s
                 .actions
                 .iter()
-                .map(|a| TrialCall { name: a.body.name.clone(), failed: a.body.status == super::ActionStatus::Error })
+                .map(|a| TrialCall { name: a.body.name.clone(), failed: a.body.status == crate::ActionStatus::Error })
                 .collect(),
             expected: expected.into_iter().collect(),
             labels: labels
@@ -342,7 +350,7 @@ impl DreamInput {
             o.remove("from_position");
             o.remove("to_position");
         }
-        Digest::of(super::canonical_json::CanonicalJson::from_value(&v).as_str().as_bytes())
+        Digest::of(crate::canonical_json::CanonicalJson::from_value(&v).as_str().as_bytes())
     }
 
     /// The base memory as a state.
@@ -435,7 +443,7 @@ pub fn check_plan(
 ) -> Result<MemoryState, PlanError> {
     let mut state = base.clone();
     // One cause slot is the dream itself.
-    let max = super::event::MAX_CAUSES - 1;
+    let max = crate::event::MAX_CAUSES - 1;
     for (index, p) in plan.iter_mut().enumerate() {
         let mut seen = std::collections::HashSet::new();
         p.causes.retain(|c| seen.insert(*c));

@@ -12,8 +12,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::dream::Trial;
-use super::stats::{benjamini_hochberg, stratified_test, StratifiedTest, Stratum};
+use crate::dream::Trial;
+use crate::stats::{benjamini_hochberg, stratified_test, StratifiedTest, Stratum};
 
 /// One tool's contrast over the tasks of a set of trials.
 #[derive(Clone, Debug, PartialEq)]

@@ -2,7 +2,7 @@
 //!
 //! It reads input format 2 (every graded session up to the dream's end as a per-task
 //! [`Trial`], and the tasks' texts) and recomputes each family's lessons from that whole
-//! history with `core::lessons`: tool lessons only from within-task contrasts, label
+//! history with `core::dream::lessons`: tool lessons only from within-task contrasts, label
 //! lessons from what the graders recorded, Benjamini–Hochberg over every candidate of a
 //! family, support counted in tasks, every lesson checked without each of its sources and
 //! its most supportive tasks, and (with `validate` ≥ 2) validated out of sample by task.
@@ -20,12 +20,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::dream::{DreamInput, Planned, Trial};
-use super::evidence::{
+use crate::dream::evidence::{
     clip, family_key, family_path, key_of as key_v1, plan_commands, FamilyBy, FamilyPlan, LessonKind, LineCounts,
     Wanted,
 };
-use super::lessons::{self, Advice, Candidate, Decision, LessonRules, Reading};
+use crate::dream::lessons::{self, Advice, Candidate, Decision, LessonRules, Reading};
+use crate::dream::{DreamInput, Planned, Trial};
 
 /// This version.
 pub const VERSION: &str = "2";

@@ -6,10 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
-use super::wal::{self, WalEvent};
-use super::{Options, Store};
-use crate::error::LogError;
-use crate::error::{Error, Result};
+use dreamlog_store::error::LogError;
+use dreamlog_store::error::{Error, Result};
+use dreamlog_store::{Options, WalEvent};
+
+use crate::wal;
 
 /// What `recover` found and did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -75,7 +76,7 @@ pub fn recover(db: &Path, opts: Options, report: Option<&Path>) -> Result<Recove
         return Err(Error::Log(LogError::Open { path: db.display().to_string(), reason: "no such folder".into() }));
     }
     let mut out = RecoveryReport { db: db.to_path_buf(), ..RecoveryReport::default() };
-    let stamp = super::writer::now_ms();
+    let stamp = dreamlog_store::now_ms();
     // CURRENT names the live MANIFEST: missing, empty or naming no MANIFEST here, it is
     // written again naming the newest one (a damaged one is kept aside first).
     let current = std::fs::read(db.join("CURRENT")).ok();
@@ -130,7 +131,7 @@ pub fn recover(db: &Path, opts: Options, report: Option<&Path>) -> Result<Recove
             None
         }
     };
-    let store = Store::open(db, Options { create_if_missing: false, drop_damaged_wal_tail: true, ..opts })?;
+    let store = crate::open(db, Options { create_if_missing: false, drop_damaged_wal_tail: true, ..opts })?;
     // What the WAL said was acknowledged and the recovered log does not hold.
     out.lost.retain(|e| store.get_at(e.position).map(|s| s.id() != e.id).unwrap_or(true));
     out.lost.sort_by_key(|e| e.position);

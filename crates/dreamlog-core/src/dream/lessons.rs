@@ -1,8 +1,8 @@
 //! Which lessons the graded history supports, and why each other one is not written: the
 //! decisions of the evidence dreamer v2, pure and explainable. Nothing here writes
-//! memory; `core::evidence` renders the candidates marked `Write`.
+//! memory; `core::dream::evidence` renders the candidates marked `Write`.
 //!
-//! - **Tool lessons** come only from within-task contrasts (`core::contrast`): the
+//! - **Tool lessons** come only from within-task contrasts (`core::dream::contrast`): the
 //!   stratified test over tasks with trials on both sides, Benjamini–Hochberg over every
 //!   tool of the family, support counted in tasks. A call the graders expected in most
 //!   sessions that made it is never advised against, and a call that ends runs (the last
@@ -23,10 +23,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::contrast::tool_contrasts;
-use super::dream::{Sources, Trial};
-use super::hash::{Digest, EventId};
-use super::stats::{mh_risk_difference, RiskDifference, Stratum};
+use crate::dream::contrast::tool_contrasts;
+use crate::dream::{Sources, Trial};
+use crate::hash::{Digest, EventId};
+use crate::stats::{mh_risk_difference, RiskDifference, Stratum};
 
 /// What a lesson advises.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
