@@ -66,3 +66,30 @@ fn a_change_that_hurts_one_family_is_flagged_though_the_mean_holds() {
     assert!(change.flagged && report.flagged == 1, "the change is flagged for the family it hurt");
     assert!(change.undo.iter().any(|u| u.contains("memory revert")), "{:?}", change.undo);
 }
+
+/// With one task on a side, its sessions are all the evidence there is: the interval
+/// resamples them (a comparison within that task), so a small fall is not flagged as if
+/// it were certain — resampling one task would give every draw the same mean.
+#[test]
+fn a_small_fall_within_one_task_is_not_taken_for_certain() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = MemoryStores::new(common::open(dir.path()));
+    let create = MemoryCommand::Create { path: "/memories/a.md".into(), file_text: "one\n".into() };
+    mem.apply("s", create, ApplyOptions::by(Actor::Human("ada".into()))).unwrap();
+    for i in 0..10 {
+        graded_session(&mem, &format!("a-{i}"), "airline", i % 2 == 0);
+    }
+    let edit =
+        MemoryCommand::StrReplace { path: "/memories/a.md".into(), old_str: "one".into(), new_str: "two".into() };
+    mem.apply("s", edit, ApplyOptions::by(Actor::Human("ada".into()))).unwrap();
+    for i in 10..20 {
+        graded_session(&mem, &format!("a-{i}"), "airline", i % 5 < 2);
+    }
+    let report = drift(&mem, "s", DriftOptions::default()).unwrap();
+    let change = report.changes.last().expect("the edit is a change");
+    assert_eq!(change.before.mean_score, Some(0.5));
+    assert_eq!(change.after.mean_score, Some(0.4));
+    let (lo, hi) = change.interval.expect("sessions on both sides");
+    assert!(lo < -0.1 && hi > 0.0, "the interval spans no change: ({lo}, {hi})");
+    assert!(!change.flagged && report.flagged == 0);
+}

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use crate::core::projection::{LedgerEntry, LEDGER_GRADES, LEDGER_RUNS};
-use crate::core::stats::{cluster_diff_ci, cluster_mean_ci, ClusterSum, GradeStats};
+use crate::core::stats::{bootstrap_diff_ci, cluster_diff_ci, cluster_mean_ci, ClusterSum, GradeStats};
 use crate::core::{Digest, EventId, Kind};
 use crate::error::Result;
 use crate::memory::{stream_name, MemoryStores};
@@ -137,6 +137,9 @@ impl std::fmt::Debug for DriftCache {
     }
 }
 
+/// A session id, a task id or a family, shared by the fold's maps (one allocation each).
+type Name = Arc<str>;
+
 /// What the ledger says of one session.
 #[derive(Clone, Debug, Default)]
 struct Session {
@@ -145,9 +148,9 @@ struct Session {
     /// Its latest `session.link`: the position it counts at, store, state.
     link: Option<(u64, String, Option<Digest>)>,
     /// Its task id.
-    task: Option<String>,
+    task: Option<Name>,
     /// Its last grade: score, passed, rubric.
-    grade: Option<(f64, bool, String)>,
+    grade: Option<(f64, bool, Name)>,
 }
 
 impl Session {
@@ -167,7 +170,7 @@ impl Session {
 struct Member {
     epoch: usize,
     position: u64,
-    cell: (String, String),
+    cell: (Name, Name),
     score: f64,
     passed: bool,
     recorded: Option<Digest>,
@@ -176,25 +179,32 @@ struct Member {
 /// The graded sessions of one (task, family) in one epoch, by (position, session).
 #[derive(Clone, Debug, Default)]
 struct Cell {
-    members: BTreeMap<(u64, String), (f64, bool)>,
+    members: BTreeMap<(u64, Name), (f64, bool)>,
+    /// [`Cell::sums`], kept until the members change.
+    sums: std::cell::OnceCell<(f64, u64, u64)>,
 }
 
 impl Cell {
     /// (sum of scores, count, passed), summed in position order.
     fn sums(&self) -> (f64, u64, u64) {
-        self.members.values().fold((0.0, 0, 0), |(s, n, p), (score, passed)| (s + score, n + 1, p + *passed as u64))
+        *self.sums.get_or_init(|| {
+            self.members.values().fold((0.0, 0, 0), |(s, n, p), (score, passed)| (s + score, n + 1, p + *passed as u64))
+        })
     }
 }
 
 /// The sessions between two changes of a store.
 #[derive(Clone, Debug, Default)]
 struct Epoch {
-    /// Graded sessions by (position, session): the first is where the state shows.
-    members: BTreeSet<(u64, String)>,
+    /// Graded sessions.
+    count: usize,
     /// (task, family) → cell.
-    cells: BTreeMap<(String, String), Cell>,
+    cells: BTreeMap<(Name, Name), Cell>,
     /// Recorded state hash → sessions that recorded it.
     recorded: HashMap<Digest, u64>,
+    /// Stamped from the store's counter on every change of the epoch: what its state row
+    /// and the changes beside it were last computed at.
+    stamp: u64,
 }
 
 /// A change of a store: position, event, the dream whose output it is, a revert.
@@ -210,19 +220,36 @@ struct StoreFold {
     /// Epoch `e` holds the sessions after `e` changes.
     epochs: BTreeMap<usize, Epoch>,
     /// Where each graded session that ran with the store sits.
-    members: HashMap<String, Member>,
+    members: HashMap<Name, Member>,
     /// The store's state hash at a position (never changes: a redaction starts a new
     /// fold).
     hashes: HashMap<u64, Digest>,
+    /// Counts changes of epochs (their stamps).
+    stamps: u64,
+    /// The answers last computed, for the options they were computed with: per epoch
+    /// (its stamp, its row, its mismatched sessions), per pair of epochs (their stamps,
+    /// the change between them). An epoch nothing touched since is not computed again.
+    rows: Option<Rows>,
+}
+
+/// Computed answers of a store's fold ([`StoreFold::rows`]).
+#[derive(Clone, Debug)]
+struct Rows {
+    opts: (usize, u64, u64),
+    states: HashMap<usize, (u64, StateRow, u64)>,
+    changes: HashMap<(usize, usize), (u64, u64, Change)>,
 }
 
 impl StoreFold {
-    fn remove(&mut self, session: &str) {
+    fn remove(&mut self, session: &Name) {
         let Some(m) = self.members.remove(session) else { return };
+        self.stamps += 1;
         if let Some(e) = self.epochs.get_mut(&m.epoch) {
-            e.members.remove(&(m.position, session.to_owned()));
+            e.stamp = self.stamps;
+            e.count -= 1;
             if let Some(c) = e.cells.get_mut(&m.cell) {
-                c.members.remove(&(m.position, session.to_owned()));
+                c.members.remove(&(m.position, session.clone()));
+                c.sums = std::cell::OnceCell::new();
                 if c.members.is_empty() {
                     e.cells.remove(&m.cell);
                 }
@@ -235,31 +262,31 @@ impl StoreFold {
                     }
                 }
             }
-            if e.members.is_empty() {
+            if e.count == 0 {
                 self.epochs.remove(&m.epoch);
             }
         }
     }
 
-    fn add(&mut self, session: &str, m: Member) {
+    fn add(&mut self, session: &Name, m: Member) {
+        self.stamps += 1;
         let e = self.epochs.entry(m.epoch).or_default();
-        e.members.insert((m.position, session.to_owned()));
-        e.cells
-            .entry(m.cell.clone())
-            .or_default()
-            .members
-            .insert((m.position, session.to_owned()), (m.score, m.passed));
+        e.stamp = self.stamps;
+        e.count += 1;
+        let cell = e.cells.entry(m.cell.clone()).or_default();
+        cell.members.insert((m.position, session.clone()), (m.score, m.passed));
+        cell.sums = std::cell::OnceCell::new();
         if let Some(d) = m.recorded {
             *e.recorded.entry(d).or_default() += 1;
         }
-        self.members.insert(session.to_owned(), m);
+        self.members.insert(session.clone(), m);
     }
 
     /// Puts `session` where its record and grade say, for store `name`.
-    fn place(&mut self, name: &str, id: &str, s: &Session) {
+    fn place(&mut self, name: &str, id: &Name, s: &Session) {
         let member = match (s.record(), &s.grade) {
             (Some((position, store, recorded)), Some((score, passed, rubric))) if store == name => {
-                let task = s.task.clone().unwrap_or_else(|| format!("session:{id}"));
+                let task = s.task.clone().unwrap_or_else(|| Name::from(format!("session:{id}")));
                 Some(Member {
                     epoch: self.changes.partition_point(|c| c.0 < position),
                     position,
@@ -285,7 +312,9 @@ impl StoreFold {
         let mut kinds: HashMap<EventId, bool> = HashMap::new();
         loop {
             let events = store.read_stream(&stream_name(name), self.next_version, 4096)?;
-            let Some(last) = events.last().map(|e| e.version) else { return Ok(()) };
+            if events.is_empty() {
+                return Ok(());
+            }
             for e in &events {
                 if e.position >= until {
                     return Ok(());
@@ -311,7 +340,7 @@ impl StoreFold {
                 };
                 self.changes.push((e.position, e.id(), dream, kind == Kind::Revert));
             }
-            if events.len() < 4096 || self.next_version <= last {
+            if events.len() < 4096 {
                 return Ok(());
             }
         }
@@ -323,7 +352,7 @@ impl StoreFold {
 pub(crate) struct Fold {
     until: u64,
     redactions: SnapshotEpoch,
-    sessions: HashMap<String, Session>,
+    sessions: HashMap<Name, Session>,
     stores: HashMap<String, StoreFold>,
 }
 
@@ -335,20 +364,34 @@ impl Fold {
     /// Folds the ledger's entries and the known stores' changes up to `until`, and
     /// builds `name`'s part if the fold has none yet.
     fn advance(&mut self, store: &Store, name: &str, until: u64) -> Result<()> {
-        let mut touched: HashSet<String> = HashSet::new();
+        // The sessions whose record or grade changed, for the stores already folded (the
+        // first request has none: it places every session once, below).
+        let mut touched: HashSet<Name> = HashSet::new();
+        let track = !self.stores.is_empty();
         if until > self.until {
             let sessions = &mut self.sessions;
+            // The session's entry (its id allocated once, when it is first seen).
+            fn session_entry(sessions: &mut HashMap<Name, Session>, id: String) -> (Name, &mut Session) {
+                let key = match sessions.get_key_value(id.as_str()) {
+                    Some((k, _)) => k.clone(),
+                    None => Name::from(id),
+                };
+                let s = sessions.entry(key.clone()).or_default();
+                (key, s)
+            }
             store.ledger(LEDGER_RUNS, self.until, until, |position, entry| {
                 match entry {
                     LedgerEntry::Start { session, store, memory_state, task_id, agent: _ } => {
                         // A start naming no store leaves an earlier one's record (as
                         // `sessions_with` does); its task holds either way.
-                        let s = sessions.entry(session.clone()).or_default();
+                        let (id, s) = session_entry(sessions, session);
                         if store.is_some() {
                             s.start = Some((position, store, memory_state));
                         }
-                        s.task = task_id;
-                        touched.insert(session);
+                        s.task = task_id.map(Name::from);
+                        if track {
+                            touched.insert(id);
+                        }
                     }
                     LedgerEntry::Link { session, store, memory_state, at } => {
                         // A link made afterwards (`sessions link --at P`) says the session
@@ -356,8 +399,11 @@ impl Fold {
                         // after P (never later than the link itself). Drift's `mismatched`
                         // shows a link whose state is not the store's there.
                         let counts_at = at.map(|p| p.saturating_add(1)).filter(|&p| p < position).unwrap_or(position);
-                        sessions.entry(session.clone()).or_default().link = Some((counts_at, store, memory_state));
-                        touched.insert(session);
+                        let (id, s) = session_entry(sessions, session);
+                        s.link = Some((counts_at, store, memory_state));
+                        if track {
+                            touched.insert(id);
+                        }
                     }
                     LedgerEntry::Grade { .. } => {}
                 }
@@ -365,8 +411,11 @@ impl Fold {
             })?;
             store.ledger(LEDGER_GRADES, self.until, until, |_, entry| {
                 if let LedgerEntry::Grade { session, score, passed, rubric } = entry {
-                    sessions.entry(session.clone()).or_default().grade = Some((score, passed, rubric));
-                    touched.insert(session);
+                    let (id, s) = session_entry(sessions, session);
+                    s.grade = Some((score, passed, Name::from(rubric)));
+                    if track {
+                        touched.insert(id);
+                    }
                 }
                 true
             })?;
@@ -404,13 +453,13 @@ fn grade_stats<'a>(cells: impl Iterator<Item = &'a Cell>) -> GradeStats {
 /// The clusters (tasks) of some cells, as (sum, count), ordered by each task's first
 /// session — so that with one session per task the draws are those of resampling
 /// sessions in log order.
-fn clusters<'a>(cells: impl Iterator<Item = (&'a (String, String), &'a Cell)>) -> Vec<ClusterSum> {
+fn clusters<'a>(cells: impl Iterator<Item = (&'a (Name, Name), &'a Cell)>) -> Vec<ClusterSum> {
     let mut by_task: BTreeMap<&str, ((u64, &str), f64, f64)> = BTreeMap::new();
     for ((task, _), cell) in cells {
         let Some(((p, s), _)) = cell.members.first_key_value() else { continue };
         let (sum, n, _) = cell.sums();
-        let slot = by_task.entry(task.as_str()).or_insert(((*p, s.as_str()), 0.0, 0.0));
-        slot.0 = slot.0.min((*p, s.as_str()));
+        let slot = by_task.entry(&**task).or_insert(((*p, &**s), 0.0, 0.0));
+        slot.0 = slot.0.min((*p, &**s));
         slot.1 += sum;
         slot.2 += n as f64;
     }
@@ -430,12 +479,22 @@ impl DriftCache {
     pub fn drift(&self, mem: &MemoryStores, name: &str, opts: DriftOptions) -> Result<DriftReport> {
         report(&self.0, mem, name, opts)
     }
+
+    /// Forgets the fold (after a reindex: the next request folds the ledger afresh).
+    pub fn clear(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 fn report(cache: &Mutex<Option<Fold>>, mem: &MemoryStores, name: &str, opts: DriftOptions) -> Result<DriftReport> {
     mem.require(name)?;
     let store = mem.store();
-    let mut guard = cache.lock().unwrap_or_else(|e| e.into_inner());
+    // A request that panicked mid-fold may have left it half-changed: start afresh.
+    let mut guard = cache.lock().unwrap_or_else(|poisoned| {
+        let mut g = poisoned.into_inner();
+        *g = None;
+        g
+    });
     let redactions = store.snapshot_epoch();
     if guard.as_ref().is_none_or(|f| f.redactions != redactions) {
         *guard = Some(Fold::new(redactions));
@@ -443,133 +502,178 @@ fn report(cache: &Mutex<Option<Fold>>, mem: &MemoryStores, name: &str, opts: Dri
     let Some(fold) = guard.as_mut() else { unreachable!("set above") };
     fold.advance(store, name, store.len())?;
     let Some(f) = fold.stores.get_mut(name) else { unreachable!("built by advance") };
+    // What was computed with other options is computed again.
+    let key = (opts.resamples, opts.level.to_bits(), opts.min_sessions);
+    let mut rows = match f.rows.take() {
+        Some(r) if r.opts == key => r,
+        _ => Rows { opts: key, states: HashMap::new(), changes: HashMap::new() },
+    };
     // The states sessions ran with: the epochs that hold graded sessions, in order.
     let epochs: Vec<usize> = f.epochs.keys().copied().collect();
     let mut mismatched = 0;
     let mut states = Vec::new();
     for &e in &epochs {
-        let first = f.epochs[&e].members.first().map_or(0, |m| m.0);
-        let hash = match f.hashes.get(&first) {
-            Some(h) => *h,
-            None => {
-                let h = mem.state_until(name, first)?.0.state_hash();
-                f.hashes.insert(first, h);
-                h
+        let epoch = &f.epochs[&e];
+        let (row, wrong) = match rows.states.get(&e) {
+            Some((stamp, row, wrong)) if *stamp == epoch.stamp => (row.clone(), *wrong),
+            _ => {
+                let (row, wrong) = state_row(mem, name, &mut f.hashes, epoch, opts)?;
+                rows.states.insert(e, (epoch.stamp, row.clone(), wrong));
+                (row, wrong)
             }
         };
-        let epoch = &f.epochs[&e];
-        mismatched += epoch.recorded.iter().filter(|(d, _)| **d != hash).map(|(_, n)| n).sum::<u64>();
-        // Tasks are the units: a session without a task id is a task of its own.
-        let mut by_task: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
-        for ((task, _), cell) in &epoch.cells {
-            let (sum, n, _) = cell.sums();
-            let slot = by_task.entry(task.as_str()).or_default();
-            slot.0 += sum;
-            slot.1 += n as f64;
-        }
-        let tasks: Vec<ClusterSum> = by_task.into_values().collect();
-        let seed = u64::from_le_bytes(hash.0[..8].try_into().unwrap_or_default()) ^ first;
-        let interval = cluster_mean_ci(&tasks, opts.resamples, opts.level, seed);
-        states.push(StateRow {
-            state: hash,
-            first_session: first,
-            grades: grade_stats(epoch.cells.values()),
-            interval,
-        });
+        mismatched += wrong;
+        states.push(row);
     }
+    rows.states.retain(|e, _| f.epochs.contains_key(e));
     let mut changes = Vec::new();
     for w in epochs.windows(2) {
         let (prev, next) = (&f.epochs[&w[0]], &f.epochs[&w[1]]);
-        let between = &f.changes[w[0]..w[1]];
-        let (before, after) = (grade_stats(prev.cells.values()), grade_stats(next.cells.values()));
-        let delta = match (before.mean_score, after.mean_score) {
-            (Some(x), Some(y)) => Some(y - x),
-            _ => None,
-        };
-        let seed = u64::from_le_bytes(between[0].1 .0[..8].try_into().unwrap_or_default());
-        let interval = cluster_diff_ci(
-            &clusters(prev.cells.iter()),
-            &clusters(next.cells.iter()),
-            opts.resamples,
-            opts.level,
-            seed,
-        );
-        let enough = before.sessions >= opts.min_sessions && after.sessions >= opts.min_sessions;
-        // Per family: the sessions of each rubric on both sides of the change.
-        let families_of = |e: &Epoch| e.cells.keys().map(|(_, fam)| fam.clone()).collect::<BTreeSet<String>>();
-        let mut all = families_of(prev);
-        all.extend(families_of(next));
-        let families: Vec<FamilyChange> = if all.len() < 2 {
-            Vec::new() // one family: the change's own figures are its figures
-        } else {
-            all.into_iter()
-                .filter_map(|family| {
-                    let of = |e: &'_ Epoch| {
-                        e.cells
-                            .iter()
-                            .filter(|((_, fam), _)| *fam == family)
-                            .map(|(k, c)| (k.clone(), c.clone()))
-                            .collect::<Vec<_>>()
-                    };
-                    let (b, a) = (of(prev), of(next));
-                    if b.is_empty() || a.is_empty() {
-                        return None;
-                    }
-                    let (before, after) = (grade_stats(b.iter().map(|x| &x.1)), grade_stats(a.iter().map(|x| &x.1)));
-                    let delta = match (before.mean_score, after.mean_score) {
-                        (Some(x), Some(y)) => Some(y - x),
-                        _ => None,
-                    };
-                    let seed = seed
-                        ^ u64::from_le_bytes(
-                            blake3::hash(family.as_bytes()).as_bytes()[..8].try_into().unwrap_or_default(),
-                        );
-                    let interval = cluster_diff_ci(
-                        &clusters(b.iter().map(|(k, c)| (k, c))),
-                        &clusters(a.iter().map(|(k, c)| (k, c))),
-                        opts.resamples,
-                        opts.level,
-                        seed,
-                    );
-                    let enough = before.sessions >= opts.min_sessions && after.sessions >= opts.min_sessions;
-                    let flagged = enough && interval.is_some_and(|(_, hi)| hi < 0.0);
-                    Some(FamilyChange { family, before, after, delta, interval, flagged })
-                })
-                .collect()
-        };
-        let flagged = (enough && interval.is_some_and(|(_, hi)| hi < 0.0)) || families.iter().any(|f| f.flagged);
-        let mut dreams: Vec<EventId> = Vec::new();
-        let mut undo = Vec::new();
-        let q = shell_quote(name);
-        for (_, id, dream, is_revert) in between {
-            match dream {
-                Some(d) if !dreams.contains(d) => {
-                    dreams.push(*d);
-                    undo.push(format!(
-                        "dreamlog memory revert {q} --dream {} --reason 'drift: grades fell'",
-                        d.short(16)
-                    ));
-                }
-                Some(_) => {}
-                None if !is_revert => undo
-                    .push(format!("dreamlog memory revert {q} --event {} --reason 'drift: grades fell'", id.short(16))),
-                None => {}
+        let change = match rows.changes.get(&(w[0], w[1])) {
+            Some((a, b, c)) if (*a, *b) == (prev.stamp, next.stamp) => c.clone(),
+            _ => {
+                let c = change_row(name, prev, next, &f.changes[w[0]..w[1]], opts);
+                rows.changes.insert((w[0], w[1]), (prev.stamp, next.stamp, c.clone()));
+                c
             }
-        }
-        changes.push(Change {
-            events: between.iter().map(|c| c.1).collect(),
-            position: between[0].0,
-            dreams,
-            before,
-            after,
-            delta,
-            interval,
-            flagged,
-            undo,
-            families,
-        });
+        };
+        changes.push(change);
     }
+    let pairs: HashSet<(usize, usize)> = epochs.windows(2).map(|w| (w[0], w[1])).collect();
+    rows.changes.retain(|k, _| pairs.contains(k));
+    f.rows = Some(rows);
     let flagged = changes.iter().filter(|c| c.flagged).count();
     let sessions = f.members.len() as u64;
     Ok(DriftReport { store: name.to_owned(), sessions, mismatched, states, changes, flagged })
+}
+
+/// A state's row and how many of its sessions recorded another state than its own.
+fn state_row(
+    mem: &MemoryStores,
+    name: &str,
+    hashes: &mut HashMap<u64, Digest>,
+    epoch: &Epoch,
+    opts: DriftOptions,
+) -> Result<(StateRow, u64)> {
+    let first =
+        epoch.cells.values().filter_map(|c| c.members.first_key_value().map(|((p, _), _)| *p)).min().unwrap_or(0);
+    let hash = match hashes.get(&first) {
+        Some(h) => *h,
+        None => {
+            let h = mem.state_until(name, first)?.0.state_hash();
+            hashes.insert(first, h);
+            h
+        }
+    };
+    let mismatched = epoch.recorded.iter().filter(|(d, _)| **d != hash).map(|(_, n)| n).sum::<u64>();
+    // Tasks are the units: a session without a task id is a task of its own.
+    let mut by_task: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+    for ((task, _), cell) in &epoch.cells {
+        let (sum, n, _) = cell.sums();
+        let slot = by_task.entry(&**task).or_default();
+        slot.0 += sum;
+        slot.1 += n as f64;
+    }
+    let tasks: Vec<ClusterSum> = by_task.into_values().collect();
+    let seed = u64::from_le_bytes(hash.0[..8].try_into().unwrap_or_default()) ^ first;
+    let interval = cluster_mean_ci(&tasks, opts.resamples, opts.level, seed);
+    let row = StateRow { state: hash, first_session: first, grades: grade_stats(epoch.cells.values()), interval };
+    Ok((row, mismatched))
+}
+
+/// An epoch's cells of one family.
+fn family_cells<'a>(e: &'a Epoch, family: &str) -> Vec<(&'a (Name, Name), &'a Cell)> {
+    e.cells.iter().filter(|((_, fam), _)| &**fam == family).collect()
+}
+
+/// The interval of a difference of mean scores between two sides' cells: tasks
+/// resampled on each side ([`cluster_diff_ci`]); with a single task on a side, that
+/// side's sessions are all there is to resample — the comparison is within that task —
+/// so the sessions are resampled ([`bootstrap_diff_ci`], in log order).
+fn diff_interval(
+    before: &[(&(Name, Name), &Cell)],
+    after: &[(&(Name, Name), &Cell)],
+    opts: DriftOptions,
+    seed: u64,
+) -> Option<(f64, f64)> {
+    let (b, a) = (clusters(before.iter().copied()), clusters(after.iter().copied()));
+    if b.len() >= 2 && a.len() >= 2 {
+        return cluster_diff_ci(&b, &a, opts.resamples, opts.level, seed);
+    }
+    let scores = |cells: &[(&(Name, Name), &Cell)]| {
+        let mut all: Vec<(&(u64, Name), f64)> =
+            cells.iter().flat_map(|(_, c)| c.members.iter().map(|(k, (score, _))| (k, *score))).collect();
+        all.sort_by(|x, y| x.0.cmp(y.0));
+        all.into_iter().map(|(_, s)| s).collect::<Vec<f64>>()
+    };
+    bootstrap_diff_ci(&scores(before), &scores(after), opts.resamples, opts.level, seed)
+}
+
+/// The change between two consecutive states: `between` holds its events.
+fn change_row(name: &str, prev: &Epoch, next: &Epoch, between: &[ChangeEvent], opts: DriftOptions) -> Change {
+    let (before, after) = (grade_stats(prev.cells.values()), grade_stats(next.cells.values()));
+    let delta = match (before.mean_score, after.mean_score) {
+        (Some(x), Some(y)) => Some(y - x),
+        _ => None,
+    };
+    let seed = u64::from_le_bytes(between[0].1 .0[..8].try_into().unwrap_or_default());
+    let interval =
+        diff_interval(&prev.cells.iter().collect::<Vec<_>>(), &next.cells.iter().collect::<Vec<_>>(), opts, seed);
+    let enough = before.sessions >= opts.min_sessions && after.sessions >= opts.min_sessions;
+    // Per family: the sessions of each rubric on both sides of the change.
+    let all: BTreeSet<&str> = prev.cells.keys().chain(next.cells.keys()).map(|(_, fam)| &**fam).collect();
+    let families: Vec<FamilyChange> = if all.len() < 2 {
+        Vec::new() // one family: the change's own figures are its figures
+    } else {
+        all.into_iter()
+            .filter_map(|family| {
+                let (b, a) = (family_cells(prev, family), family_cells(next, family));
+                if b.is_empty() || a.is_empty() {
+                    return None;
+                }
+                let (before, after) = (grade_stats(b.iter().map(|x| x.1)), grade_stats(a.iter().map(|x| x.1)));
+                let delta = match (before.mean_score, after.mean_score) {
+                    (Some(x), Some(y)) => Some(y - x),
+                    _ => None,
+                };
+                let seed = seed
+                    ^ u64::from_le_bytes(
+                        blake3::hash(family.as_bytes()).as_bytes()[..8].try_into().unwrap_or_default(),
+                    );
+                let interval = diff_interval(&b, &a, opts, seed);
+                let enough = before.sessions >= opts.min_sessions && after.sessions >= opts.min_sessions;
+                let flagged = enough && interval.is_some_and(|(_, hi)| hi < 0.0);
+                Some(FamilyChange { family: family.to_owned(), before, after, delta, interval, flagged })
+            })
+            .collect()
+    };
+    let flagged = (enough && interval.is_some_and(|(_, hi)| hi < 0.0)) || families.iter().any(|f| f.flagged);
+    let mut dreams: Vec<EventId> = Vec::new();
+    let mut undo = Vec::new();
+    let q = shell_quote(name);
+    for (_, id, dream, is_revert) in between {
+        match dream {
+            Some(d) if !dreams.contains(d) => {
+                dreams.push(*d);
+                undo.push(format!("dreamlog memory revert {q} --dream {} --reason 'drift: grades fell'", d.short(16)));
+            }
+            Some(_) => {}
+            None if !is_revert => {
+                undo.push(format!("dreamlog memory revert {q} --event {} --reason 'drift: grades fell'", id.short(16)))
+            }
+            None => {}
+        }
+    }
+    Change {
+        events: between.iter().map(|c| c.1).collect(),
+        position: between[0].0,
+        dreams,
+        before,
+        after,
+        delta,
+        interval,
+        flagged,
+        undo,
+        families,
+    }
 }

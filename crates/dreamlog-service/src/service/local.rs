@@ -196,7 +196,10 @@ impl Service for Local {
     }
 
     fn reindex(&self, progress: Box<dyn FnMut(u64) + Send>) -> Result<crate::store::ReindexReport> {
-        self.store().reindex(progress)
+        let r = self.store().reindex(progress);
+        // Drift's fold read the indexes just rebuilt: the next request folds them afresh.
+        self.drift.clear();
+        r
     }
 
     fn close(&self) -> Result<()> {
