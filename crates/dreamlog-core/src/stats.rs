@@ -73,14 +73,6 @@ impl SplitMix64 {
 /// `resamples` × n draws would cost seconds: the normal interval is used instead.
 pub const NORMAL_FROM: usize = 20_000;
 
-/// Mean and variance of the mean (sample variance / n).
-fn mean_var(xs: &[f64]) -> (f64, f64) {
-    let n = xs.len() as f64;
-    let m = xs.iter().sum::<f64>() / n;
-    let ss = xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>();
-    (m, if xs.len() > 1 { ss / (n - 1.0) / n } else { 0.0 })
-}
-
 /// The two-sided normal quantile of `level` (0.95 → 1.96), by bisection on `normal_upper`.
 fn z_of(level: f64) -> f64 {
     let tail = (1.0 - level) / 2.0;
@@ -100,29 +92,9 @@ fn z_of(level: f64) -> f64 {
 /// resampling each group with replacement `resamples` times; past [`NORMAL_FROM`] values
 /// the normal (Welch) interval. `None` when a group is empty.
 pub fn bootstrap_diff_ci(before: &[f64], after: &[f64], resamples: usize, level: f64, seed: u64) -> Option<(f64, f64)> {
-    if before.is_empty() || after.is_empty() || resamples == 0 {
-        return None;
-    }
-    if before.len() + after.len() > NORMAL_FROM {
-        let ((mb, vb), (ma, va)) = (mean_var(before), mean_var(after));
-        let half = z_of(level) * (vb + va).sqrt();
-        return Some((ma - mb - half, ma - mb + half));
-    }
-    let mut rng = SplitMix64::new(seed);
-    let mut diffs = Vec::with_capacity(resamples);
-    let resample_mean = |xs: &[f64], rng: &mut SplitMix64| {
-        let mut sum = 0.0;
-        for _ in 0..xs.len() {
-            sum += xs[rng.below(xs.len())];
-        }
-        sum / xs.len() as f64
-    };
-    for _ in 0..resamples {
-        let b = resample_mean(before, &mut rng);
-        let a = resample_mean(after, &mut rng);
-        diffs.push(a - b);
-    }
-    Some(percentiles(diffs, level))
+    // Each value a cluster of its own: the same draws, and the sample variance over n.
+    let ones = |xs: &[f64]| xs.iter().map(|x| (*x, 1.0)).collect::<Vec<ClusterSum>>();
+    cluster_diff_ci(&ones(before), &ones(after), resamples, level, seed)
 }
 
 /// Cluster bootstrap interval of the mean over all values, at `level`: the clusters (the
@@ -181,8 +153,7 @@ pub fn cluster_mean_ci(clusters: &[ClusterSum], resamples: usize, level: f64, se
 /// Interval of the difference of ratio means `after − before` at `level`, resampling
 /// each side's clusters (tasks) with replacement `resamples` times; past [`NORMAL_FROM`]
 /// clusters in all, the normal interval with cluster-robust variances. With clusters of
-/// one value each this is [`bootstrap_diff_ci`] draw for draw (clusters in the order
-/// given). `None` when a side is empty.
+/// one value each it is [`bootstrap_diff_ci`]. `None` when a side is empty.
 pub fn cluster_diff_ci(
     before: &[ClusterSum],
     after: &[ClusterSum],
@@ -221,17 +192,6 @@ fn percentiles(mut xs: Vec<f64>, level: f64) -> (f64, f64) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     #[test]
-    fn the_cluster_difference_of_clusters_of_one_is_the_bootstrap_of_values() {
-        let before: Vec<f64> = (0..40).map(|i| (i % 7) as f64 / 7.0).collect();
-        let after: Vec<f64> = (0..35).map(|i| (i % 5) as f64 / 5.0).collect();
-        let ones = |xs: &[f64]| xs.iter().map(|x| (*x, 1.0)).collect::<Vec<_>>();
-        let want = bootstrap_diff_ci(&before, &after, 500, 0.95, 11);
-        assert_eq!(cluster_diff_ci(&ones(&before), &ones(&after), 500, 0.95, 11), want);
-        assert!(want.is_some());
-        assert_eq!(cluster_diff_ci(&[], &ones(&after), 500, 0.95, 11), None);
-    }
-
-    #[test]
     fn trials_of_one_task_widen_the_interval_instead_of_narrowing_it() {
         // Ten tasks a side, each tried 20 times with the same outcome: 200 values but ten
         // pieces of evidence a side. Counted as values the interval is far too narrow.
@@ -248,16 +208,20 @@ mod tests {
     }
 
     #[test]
-    fn the_cluster_normal_interval_is_the_welch_one_for_clusters_of_one() {
+    fn the_normal_interval_of_values_is_welch_s() {
         let before: Vec<f64> = (0..NORMAL_FROM).map(|i| (i % 3) as f64).collect();
         let after: Vec<f64> = (0..50).map(|i| (i % 2) as f64).collect();
-        let ones = |xs: &[f64]| xs.iter().map(|x| (*x, 1.0)).collect::<Vec<_>>();
-        let (a, b) = bootstrap_diff_ci(&before, &after, 10, 0.95, 1).unwrap();
-        let (c, d) = cluster_diff_ci(&ones(&before), &ones(&after), 10, 0.95, 1).unwrap();
-        assert!((a - c).abs() < 1e-9 && (b - d).abs() < 1e-9, "({a}, {b}) vs ({c}, {d})");
-        let (m, v) = cluster_mean_var(&ones(&after));
-        let (m2, v2) = mean_var(&after);
-        assert!((m - m2).abs() < 1e-12 && (v - v2).abs() < 1e-12);
+        // Welch by hand: the difference of means ± z · √(s²_b/n_b + s²_a/n_a).
+        let mean_var = |xs: &[f64]| {
+            let n = xs.len() as f64;
+            let m = xs.iter().sum::<f64>() / n;
+            (m, xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0) / n)
+        };
+        let ((mb, vb), (ma, va)) = (mean_var(&before), mean_var(&after));
+        let half = 1.959964 * (vb + va).sqrt();
+        let (lo, hi) = bootstrap_diff_ci(&before, &after, 10, 0.95, 1).unwrap();
+        assert!((lo - (ma - mb - half)).abs() < 1e-5 && (hi - (ma - mb + half)).abs() < 1e-5, "({lo}, {hi})");
+        assert_eq!(cluster_diff_ci(&[], &[(1.0, 1.0)], 10, 0.95, 1), None);
     }
 
     use super::*;

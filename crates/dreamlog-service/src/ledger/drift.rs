@@ -144,7 +144,7 @@ type Name = Arc<str>;
 #[derive(Clone, Debug, Default)]
 struct Session {
     /// Its latest `session.start` that named a store: position, store, state.
-    start: Option<(u64, Option<String>, Option<Digest>)>,
+    start: Option<(u64, String, Option<Digest>)>,
     /// Its latest `session.link`: the position it counts at, store, state.
     link: Option<(u64, String, Option<Digest>)>,
     /// Its task id.
@@ -157,11 +157,7 @@ impl Session {
     /// Where the session counts, for which store, with which recorded state: its latest
     /// link over its start.
     fn record(&self) -> Option<(u64, &str, Option<Digest>)> {
-        match (&self.link, &self.start) {
-            (Some((p, s, m)), _) => Some((*p, s.as_str(), *m)),
-            (None, Some((p, Some(s), m))) => Some((*p, s.as_str(), *m)),
-            _ => None,
-        }
+        self.link.as_ref().or(self.start.as_ref()).map(|(p, s, m)| (*p, s.as_str(), *m))
     }
 }
 
@@ -385,7 +381,7 @@ impl Fold {
                         // A start naming no store leaves an earlier one's record (as
                         // `sessions_with` does); its task holds either way.
                         let (id, s) = session_entry(sessions, session);
-                        if store.is_some() {
+                        if let Some(store) = store {
                             s.start = Some((position, store, memory_state));
                         }
                         s.task = task_id.map(Name::from);
