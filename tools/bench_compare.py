@@ -16,6 +16,7 @@ and copy each `target/release/deps/<bench>-<hash>` executable to OLD_DIR/<bench>
 same for the new build into NEW_DIR. Then:
 
     python3 tools/bench_compare.py OLD_DIR NEW_DIR [--rounds 5] [--bench append read memory]
+        [--filter NAME]
 
 Prints a table (and `--json`); exits 1 when any benchmark's ratio is below `--floor`
 (default 0.95).
@@ -58,8 +59,9 @@ def parse(text):
     return {k: v for k, v in out.items() if "time" in v}
 
 
-def run(binary):
-    p = subprocess.run([binary, "--bench", "--noplot", "--discard-baseline"], capture_output=True, text=True)
+def run(binary, filt=None):
+    cmd = [binary, "--bench", "--noplot", "--discard-baseline"] + ([filt] if filt else [])
+    p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         sys.exit(f"{binary} failed ({p.returncode}):\n{p.stderr[-2000:]}")
     return parse(p.stdout)
@@ -73,13 +75,15 @@ def main():
     ap.add_argument("--bench", nargs="+", default=["append", "read", "memory"])
     ap.add_argument("--floor", type=float, default=0.95)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--filter", help="criterion's name filter (e.g. append/fsync/1000): only those "
+                    "benchmarks run; not for the memory benchmark, which takes no filter")
     a = ap.parse_args()
     samples = {"old": {}, "new": {}}
     start = time.time()
     for r in range(a.rounds):
         for bench in a.bench:
             for side in ("old", "new") if r % 2 == 0 else ("new", "old"):
-                for name, fig in run(f"{getattr(a, side)}/{bench}").items():
+                for name, fig in run(f"{getattr(a, side)}/{bench}", a.filter).items():
                     samples[side].setdefault(f"{bench}: {name}", []).append(fig)
         print(f"round {r + 1}/{a.rounds} done after {time.time() - start:.0f} s", file=sys.stderr, flush=True)
     rows = []

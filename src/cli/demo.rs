@@ -13,7 +13,7 @@ use crate::dream::{DreamRun, DreamSummary, Replay};
 use crate::error::LogError;
 use crate::error::{Error, Result};
 use crate::ledger::DriftReport;
-use crate::memory::{ApplyOptions, BlameLine};
+use crate::memory::{ApplyOptions, BlameLine, MemoryView};
 use crate::service::{
     DiffQuery, DreamRequest, DriftQuery, PathQuery, PromoteRequest, ReplayRequest, RevertRequest, Service, TagRequest,
     ToolContext, VerifyQuery, ViewQuery,
@@ -72,9 +72,15 @@ impl Demo<'_> {
         let req = RevertRequest { event, dream, to: None, reason: reason.to_owned(), force: false };
         Ok(self.svc.memory_revert(store, &req, actor)?.len())
     }
-    fn view(&self, store: &str, path: &str) -> Result<serde_json::Value> {
+    /// A path's view: its text, and for a directory every file below it.
+    fn view(&self, store: &str, path: &str) -> Result<(Digest, String, Vec<String>)> {
         let q = ViewQuery { path: Some(path.to_owned()), ..ViewQuery::default() };
-        Ok(self.svc.memory_view(store, &q)?.to_json())
+        match self.svc.memory_view(store, &q)? {
+            MemoryView::Shown { state_hash, text, files, .. } => Ok((state_hash, text, files.unwrap_or_default())),
+            MemoryView::Refused { kind, message } => {
+                Err(Error::InvalidInput(format!("memory view {store} {path}: {kind}: {message}")))
+            }
+        }
     }
     fn history(&self, store: &str) -> Result<Vec<StoredEvent>> {
         self.svc.memory_history(store, &PathQuery::default())
@@ -128,11 +134,11 @@ impl Demo<'_> {
             // An agent's store before its first memory command: empty.
             return Ok((crate::core::memory::MemoryState::new().state_hash(), Vec::new()));
         }
-        let root = self.view(store, crate::core::memory::ROOT)?;
-        let hash: Digest = root["state_hash"].as_str().unwrap_or_default().parse()?;
+        let (hash, _, files) = self.view(store, crate::core::memory::ROOT)?;
         let mut out = Vec::new();
-        for path in root["files"].as_array().into_iter().flatten().filter_map(|p| p.as_str()) {
-            out.push((path.to_owned(), self.view(store, path)?["text"].as_str().unwrap_or_default().to_owned()));
+        for path in files {
+            let text = self.view(store, &path)?.1;
+            out.push((path, text));
         }
         Ok((hash, out))
     }
@@ -243,7 +249,7 @@ fn memory_story(t: &Demo<'_>, session: &[StoredEvent]) -> Result<()> {
     let n = t.revert(STORE, ("event", &bad_id), reason, &human)?;
     stdout_line(&format!("reverted: {n} event(s) appended; nothing was deleted"))?;
     stdout_line(&format!("\n$ dreamlog memory view {STORE} {FILE}"))?;
-    stdout_line(t.view(STORE, FILE)?["text"].as_str().unwrap_or_default())?;
+    stdout_line(&t.view(STORE, FILE)?.1)?;
     Ok(())
 }
 

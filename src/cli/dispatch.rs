@@ -317,7 +317,7 @@ fn memory(cli: &Cli, svc: &dyn Service, cmd: &MemoryCmd) -> Result<ExitCode> {
     match cmd {
         MemoryCmd::View { store, path, at, range } => {
             let q = ViewQuery { path: Some(path.clone()), at: Some(at.clone()), range: range.clone() };
-            print_view(cli, &svc.memory_view(store, &q)?.to_json())
+            print_view(cli, &svc.memory_view(store, &q)?)
         }
         MemoryCmd::Apply { store, input, actor, session, precondition, causes } => {
             let text = tool_input_text(input.as_deref())?;

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use super::output::time_text;
-use super::{stdout_line, Cli};
+use super::{stdout_json, stdout_line, Cli};
 use crate::core::dream::DreamerSpec;
 use crate::core::stats::GradeStats;
 use crate::core::EventId;
@@ -165,7 +165,7 @@ pub(crate) fn print_run_result(cli: &Cli, result: Result<crate::dream::DreamRun>
 /// `dream run`'s answer.
 pub(crate) fn print_run(cli: &Cli, r: &crate::dream::DreamRun) -> Result<()> {
     if cli.json {
-        return stdout_line(&r.to_json().to_string());
+        return stdout_json(r);
     }
     let x = &r.dream;
     stdout_line(&format!(

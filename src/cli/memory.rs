@@ -4,11 +4,12 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::{output, stdout_line, Cli};
+use super::{output, stdout_json, stdout_line, Cli};
 use crate::core::{Actor, Digest};
 use crate::error::{Error, Result};
+use crate::memory::MemoryView;
 use crate::store::Appended;
 
 /// `memory` subcommands.
@@ -176,17 +177,18 @@ pub(crate) fn default_actor() -> Actor {
     Actor::Human(std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "cli".into()))
 }
 
-/// Prints a memory view (the JSON form: `ok`, `text` or `error`); exit 1 on a tool error.
-pub(crate) fn print_view(cli: &Cli, v: &Value) -> Result<ExitCode> {
-    let ok = v["ok"].as_bool() == Some(true);
+/// Prints a memory view (`--json`: its JSON form, `ok` with `text` or `error`); exit 1
+/// on a tool error.
+pub(crate) fn print_view(cli: &Cli, v: &MemoryView) -> Result<ExitCode> {
     if cli.json {
-        stdout_line(&v.to_string())?;
-    } else if ok {
-        stdout_line(v["text"].as_str().unwrap_or_default())?;
+        stdout_json(v)?;
     } else {
-        stdout_line(v["error"]["message"].as_str().unwrap_or_default())?;
+        match v {
+            MemoryView::Shown { text, .. } => stdout_line(text)?,
+            MemoryView::Refused { message, .. } => stdout_line(message)?,
+        }
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if matches!(v, MemoryView::Shown { .. }) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// A memory tool call's outcome: the text and where the command was recorded (position,

@@ -466,6 +466,14 @@ pub(crate) fn progress_bar(len: Option<u64>, what: &str) -> ProgressBar {
     bar
 }
 
+/// Prints an answer's JSON form on one line, its object keys sorted at every level (as
+/// the HTTP API writes it).
+fn stdout_json<T: serde::Serialize>(answer: &T) -> Result<()> {
+    let v =
+        serde_json::to_value(answer).map_err(|e| Error::InvalidInput(format!("the answer has no JSON form: {e}")))?;
+    stdout_line(&v.to_string())
+}
+
 fn stdout_line(line: &str) -> Result<()> {
     let mut out = io::stdout().lock();
     writeln!(out, "{line}").map_err(|source| Error::Io { path: "stdout".into(), source })

@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use serde_json::Value;
 
-use super::{output, stdout_line, Cli};
+use super::{output, stdout_json, stdout_line, Cli};
 use crate::core::Body;
 use crate::error::Result;
 use crate::sessions;
@@ -255,7 +255,7 @@ fn expected_beside(criterion: &str, meta: &Value) -> Vec<String> {
 /// commands and events.
 pub(crate) fn print_session(cli: &Cli, d: &sessions::SessionDetail) -> Result<()> {
     if cli.json {
-        return stdout_line(&d.to_json().to_string());
+        return stdout_json(d);
     }
     let (id, events) = (&d.session, &d.events);
     let s = sessions::summarize_linked(id, events, d.link.as_ref());

@@ -378,7 +378,7 @@ async fn memory_view(
             e.details = json!({"tool_error": kind});
             Err(e)
         }
-        shown => Ok(Json(shown.to_json())),
+        shown => sorted(&shown),
     }
 }
 
@@ -733,7 +733,7 @@ async fn session_events(
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Read)?;
     let detail = blocking(tenant.principal.clone(), move || tenant.svc.session(&id)).await?;
-    Ok(Json(detail.to_json()))
+    sorted(&detail)
 }
 
 /// `POST /v1/dreams`: the dreamer runs as the server's config allows (the tenant's
@@ -746,7 +746,7 @@ async fn dream_run(
     let req: DreamRequest = json_body(&body)?;
     let tenant = auth(&state, &headers, Role::Write)?;
     let r = blocking(tenant.principal.clone(), move || tenant.svc.dream_run(&req)).await?;
-    Ok(Json(r.to_json()))
+    sorted(&r)
 }
 
 async fn dream_show(

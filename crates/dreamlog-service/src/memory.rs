@@ -1298,45 +1298,110 @@ pub enum MemoryView {
     },
 }
 
-impl MemoryView {
-    /// The JSON form.
-    pub fn to_json(&self) -> serde_json::Value {
-        match self {
-            MemoryView::Shown { store, path, until, state_hash, text, files } => {
-                let mut v = serde_json::json!({"ok": true, "store": store, "path": path, "until": until,
-                                               "state_hash": state_hash, "text": text});
-                if let Some(f) = files {
-                    v["files"] = serde_json::json!(f);
-                }
-                v
-            }
-            MemoryView::Refused { kind, message } => {
-                serde_json::json!({"ok": false, "error": {"type": kind, "message": message}})
-            }
-        }
-    }
+/// `MemoryView`'s JSON form: `{ok: true, store, path, until, state_hash, text, files?}`
+/// or `{ok: false, error: {type, message}}`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ViewForm {
+    ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    store: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    until: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state_hash: Option<Digest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    files: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<ViewRefusal>,
+}
 
-    /// Reads the JSON form.
-    pub fn from_json(v: &serde_json::Value) -> Result<MemoryView> {
-        let bad = |what: &str| crate::error::Error::Remote {
-            status: 0,
-            kind: "response".into(),
-            message: format!("memory view: {what}"),
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ViewRefusal {
+    #[serde(rename = "type")]
+    kind: String,
+    message: String,
+}
+
+impl serde::Serialize for MemoryView {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let form = match self.clone() {
+            MemoryView::Shown { store, path, until, state_hash, text, files } => ViewForm {
+                ok: true,
+                store: Some(store),
+                path: Some(path),
+                until: Some(until),
+                state_hash: Some(state_hash),
+                text: Some(text),
+                files,
+                error: None,
+            },
+            MemoryView::Refused { kind, message } => ViewForm {
+                ok: false,
+                store: None,
+                path: None,
+                until: None,
+                state_hash: None,
+                text: None,
+                files: None,
+                error: Some(ViewRefusal { kind, message }),
+            },
         };
-        if v["ok"] == false {
-            return Ok(MemoryView::Refused {
-                kind: v["error"]["type"].as_str().unwrap_or("invalid").to_owned(),
-                message: v["error"]["message"].as_str().unwrap_or_default().to_owned(),
-            });
+        form.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MemoryView {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let f = ViewForm::deserialize(d)?;
+        if !f.ok {
+            let e = f.error.ok_or_else(|| D::Error::missing_field("error"))?;
+            return Ok(MemoryView::Refused { kind: e.kind, message: e.message });
         }
-        let text = |k: &str| v[k].as_str().map(str::to_owned).ok_or_else(|| bad(&format!("no {k}")));
         Ok(MemoryView::Shown {
-            store: text("store")?,
-            path: text("path")?,
-            until: v["until"].as_u64().ok_or_else(|| bad("no until"))?,
-            state_hash: text("state_hash")?.parse()?,
-            text: text("text")?,
-            files: v["files"].as_array().map(|a| a.iter().filter_map(|p| p.as_str().map(str::to_owned)).collect()),
+            store: f.store.ok_or_else(|| D::Error::missing_field("store"))?,
+            path: f.path.ok_or_else(|| D::Error::missing_field("path"))?,
+            until: f.until.ok_or_else(|| D::Error::missing_field("until"))?,
+            state_hash: f.state_hash.ok_or_else(|| D::Error::missing_field("state_hash"))?,
+            text: f.text.ok_or_else(|| D::Error::missing_field("text"))?,
+            files: f.files,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MemoryView;
+    use serde_json::json;
+
+    #[test]
+    fn a_view_reads_back_from_its_form_and_a_form_missing_a_field_is_refused_by_name() {
+        let shown = MemoryView::Shown {
+            store: "s".into(),
+            path: "/memories".into(),
+            until: 7,
+            state_hash: crate::core::memory::MemoryState::new().state_hash(),
+            text: "a listing".into(),
+            files: Some(vec!["/memories/a.md".into()]),
+        };
+        let refused = MemoryView::Refused { kind: "not_found".into(), message: "no such path".into() };
+        for view in [shown, refused] {
+            let form = serde_json::to_value(&view).expect("a form");
+            assert_eq!(serde_json::from_value::<MemoryView>(form).expect("read back"), view);
+        }
+        let file = json!({"ok": true, "store": "s", "path": "/memories/a.md", "until": 1,
+                          "state_hash": crate::core::memory::MemoryState::new().state_hash(), "text": "1\ta"});
+        let read: MemoryView = serde_json::from_value(file.clone()).expect("a file's form");
+        assert_eq!(serde_json::to_value(&read).expect("a form"), file, "a file's form has no files");
+        let mut short = file;
+        short.as_object_mut().expect("an object").remove("text");
+        let e = serde_json::from_value::<MemoryView>(short).expect_err("refused").to_string();
+        assert!(e.contains("missing field `text`"), "{e}");
+        let e = serde_json::from_value::<MemoryView>(json!({"ok": false})).expect_err("refused").to_string();
+        assert!(e.contains("missing field `error`"), "{e}");
     }
 }

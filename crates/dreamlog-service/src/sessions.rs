@@ -356,17 +356,50 @@ pub struct SessionDetail {
     pub memory: Vec<MemoryCommandRow>,
 }
 
-impl SessionDetail {
-    /// The JSON form: `{session, summary, link, memory, events}`
-    /// (schemas/api/session-events.schema.json).
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "session": self.session,
-            "summary": summarize_linked(&self.session, &self.events, self.link.as_ref()),
-            "link": self.link.as_ref().map(|l| crate::core::Body::SessionLink(l.clone()).to_json()),
-            "memory": self.memory,
-            "events": self.events.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
-        })
+/// The JSON form `{session, summary, link, memory, events}`
+/// (schemas/api/session-events.schema.json): the summary is derived from the events.
+impl serde::Serialize for SessionDetail {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Form<'a> {
+            session: &'a str,
+            summary: SessionSummary,
+            link: Option<serde_json::Value>,
+            memory: &'a [MemoryCommandRow],
+            events: &'a [StoredEvent],
+        }
+        Form {
+            session: &self.session,
+            summary: summarize_linked(&self.session, &self.events, self.link.as_ref()),
+            link: self.link.as_ref().map(|l| Body::SessionLink(l.clone()).to_json()),
+            memory: &self.memory,
+            events: &self.events,
+        }
+        .serialize(s)
+    }
+}
+
+/// From that form: the events' ids recomputed, the link read as a `session.link` body;
+/// the summary (derived) is not read.
+impl<'de> serde::Deserialize<'de> for SessionDetail {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        #[derive(serde::Deserialize)]
+        struct Form {
+            session: String,
+            link: Option<serde_json::Value>,
+            memory: Vec<MemoryCommandRow>,
+            events: Vec<StoredEvent>,
+        }
+        let f = Form::deserialize(d)?;
+        let link = match f.link {
+            None => None,
+            Some(l) => match Body::from_json(crate::core::Kind::SessionLink, l).map_err(D::Error::custom)? {
+                Body::SessionLink(l) => Some(l),
+                _ => return Err(D::Error::custom("link: not a session.link body")),
+            },
+        };
+        Ok(SessionDetail { session: f.session, events: f.events, link, memory: f.memory })
     }
 }
 

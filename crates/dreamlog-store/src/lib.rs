@@ -169,6 +169,31 @@ impl StoredEvent {
         j.received = self.received.clone();
         j
     }
+
+    /// Rebuilds an event from its JSON form, recomputing its id (a form whose id does
+    /// not match its content is refused); a form without a position or version reads
+    /// as 0.
+    pub fn from_json(j: crate::core::EventJson) -> std::result::Result<StoredEvent, crate::core::FormatError> {
+        let version = j.version.unwrap_or(0);
+        let received = j.received.clone();
+        let (position, sealed) = j.into_sealed()?;
+        let redacted = sealed.redacted;
+        Ok(StoredEvent { position: position.unwrap_or(0), version, redacted, event: sealed.into_event(), received })
+    }
+}
+
+/// The JSON form ([`StoredEvent::to_json`]).
+impl serde::Serialize for StoredEvent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
+}
+
+/// From the JSON form, the id recomputed ([`StoredEvent::from_json`]).
+impl<'de> serde::Deserialize<'de> for StoredEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        StoredEvent::from_json(crate::core::EventJson::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Counts published by the writer: readers wait on these to follow the log live.

@@ -194,7 +194,7 @@ pub struct RunOptions {
 }
 
 /// A committed dream.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct DreamRun {
     /// The dream event's id.
     pub id: EventId,
@@ -361,33 +361,35 @@ impl<'de> serde::Deserialize<'de> for DreamDetail {
     }
 }
 
-impl DreamRun {
-    /// The JSON form `dream run --json` prints: the dream's fields with `id`, `position`
-    /// and the counts.
-    pub fn to_json(&self) -> Value {
-        let mut v = serde_json::to_value(&self.dream).unwrap_or_default();
-        v["id"] = json!(self.id);
-        v["position"] = json!(self.position);
-        v["sessions"] = json!(self.sessions);
-        v["commands"] = json!(self.commands);
-        v["exchanges"] = json!(self.exchanges);
-        v
-    }
-
-    /// Parses that JSON form back.
-    pub fn from_json(v: Value) -> std::result::Result<DreamRun, serde_json::Error> {
-        use serde::de::Error as _;
-        let (dream, mut rest) =
-            split_dream::<serde_json::Error>(v, &["id", "position", "sessions", "commands", "exchanges"])?;
-        let get = |rest: &mut serde_json::Map<String, Value>, k: &str| -> std::result::Result<u64, serde_json::Error> {
-            rest.remove(k).and_then(|x| x.as_u64()).ok_or_else(|| serde_json::Error::custom(format!("{k} missing")))
+/// The JSON form `dream run --json` prints and `POST /v1/dreams` answers
+/// (schemas/dream-run.schema.json): the dream's fields with `id`, `position` and the
+/// counts.
+impl serde::Serialize for DreamRun {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let mut v = serde_json::to_value(&self.dream).map_err(S::Error::custom)?;
+        let Some(fields) = v.as_object_mut() else {
+            return Err(S::Error::custom("a dream's form is not an object"));
         };
+        fields.insert("id".into(), json!(self.id));
+        fields.insert("position".into(), json!(self.position));
+        fields.insert("sessions".into(), json!(self.sessions));
+        fields.insert("commands".into(), json!(self.commands));
+        fields.insert("exchanges".into(), json!(self.exchanges));
+        v.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DreamRun {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (dream, mut rest) =
+            split_dream(Value::deserialize(d)?, &["id", "position", "sessions", "commands", "exchanges"])?;
         Ok(DreamRun {
             id: field(&mut rest, "id")?,
-            position: get(&mut rest, "position")?,
-            sessions: get(&mut rest, "sessions")? as usize,
-            commands: get(&mut rest, "commands")? as usize,
-            exchanges: get(&mut rest, "exchanges")? as usize,
+            position: field(&mut rest, "position")?,
+            sessions: field(&mut rest, "sessions")?,
+            commands: field(&mut rest, "commands")?,
+            exchanges: field(&mut rest, "exchanges")?,
             dream,
         })
     }

@@ -17,7 +17,7 @@ use super::{
     StreamPage, TagRequest, Tagged, TimelineAnswer, ToolAnswer, ToolContext, ToolReply, VerifyQuery, ViewQuery,
 };
 use crate::core::memory::MemoryDiff;
-use crate::core::{Actor, EventJson, Kind};
+use crate::core::{Actor, EventJson};
 use crate::dream::{DreamDetail, DreamRun, DreamSummary, Replay};
 use crate::error::{DreamError, LogError};
 use crate::error::{Error, Result};
@@ -159,22 +159,9 @@ impl Remote {
         self.json(req)
     }
 
-    /// Rebuilds an event from its JSON form, recomputing its id.
-    pub fn event_from_json(v: Value) -> Result<StoredEvent> {
-        Remote::stored_one(Remote::typed(v)?)
-    }
-
-    fn stored_one(j: EventJson) -> Result<StoredEvent> {
-        let version = j.version.unwrap_or(0);
-        let received = j.received.clone();
-        let (position, sealed) = j.into_sealed()?;
-        let redacted = sealed.redacted;
-        Ok(StoredEvent { position: position.unwrap_or(0), version, redacted, event: sealed.into_event(), received })
-    }
-
     /// Rebuilds events from their JSON forms, recomputing their ids.
     fn stored(events: Vec<EventJson>) -> Result<Vec<StoredEvent>> {
-        events.into_iter().map(Remote::stored_one).collect()
+        Ok(events.into_iter().map(StoredEvent::from_json).collect::<std::result::Result<_, _>>()?)
     }
 
     fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
@@ -313,7 +300,7 @@ impl Service for Remote {
     }
 
     fn event(&self, id: &str) -> Result<StoredEvent> {
-        Remote::event_from_json(self.get(&format!("/v1/events/{id}"), &[])?)
+        Ok(StoredEvent::from_json(Remote::typed(self.get(&format!("/v1/events/{id}"), &[])?)?)?)
     }
 
     fn timeline(&self, q: &TimelineQuery) -> Result<TimelinePage> {
@@ -408,7 +395,7 @@ impl Service for Remote {
             Err(Error::Remote { kind, message, .. }) if kind.starts_with("tool:") => {
                 Ok(MemoryView::Refused { kind: kind["tool:".len()..].to_owned(), message })
             }
-            other => MemoryView::from_json(&other?),
+            other => Remote::typed(other?),
         }
     }
 
@@ -516,20 +503,7 @@ impl Service for Remote {
     }
 
     fn session(&self, id: &str) -> Result<SessionDetail> {
-        let v = self.get(&format!("/v1/session/{id}"), &[])?;
-        let link = match v["link"].clone() {
-            Value::Null => None,
-            l => match crate::core::Body::from_json(Kind::SessionLink, l)? {
-                crate::core::Body::SessionLink(l) => Some(l),
-                _ => None,
-            },
-        };
-        Ok(SessionDetail {
-            session: v["session"].as_str().unwrap_or(id).to_owned(),
-            events: Remote::stored(Remote::typed(v["events"].clone())?)?,
-            link,
-            memory: Remote::typed(v["memory"].clone())?,
-        })
+        Remote::typed(self.get(&format!("/v1/session/{id}"), &[])?)
     }
 
     fn drift(&self, store: &str, q: &DriftQuery) -> Result<DriftReport> {
@@ -550,8 +524,7 @@ impl Service for Remote {
 
     fn dream_run(&self, req: &DreamRequest) -> Result<DreamRun> {
         let body = serde_json::to_value(req).map_err(|e| remote_error(0, "request", e.to_string()))?;
-        DreamRun::from_json(self.post("/v1/dreams", &body, &[])?)
-            .map_err(|e| remote_error(0, "response", e.to_string()))
+        Remote::typed(self.post("/v1/dreams", &body, &[])?)
     }
 
     fn dream_replay(&self, id: &str, req: &ReplayRequest) -> Result<Replay> {
