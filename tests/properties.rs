@@ -85,6 +85,59 @@ proptest! {
     }
 }
 
+/// Blame's origins as they were carried before they were found on the bytes: the two
+/// texts split into lines, the shared lines counted pairwise from each end, the rest diffed.
+fn carry_origins_by_lines(old: &[u64], old_text: &str, new_text: &str, origin: u64) -> Vec<u64> {
+    use dreamlog::core::blame::split_lines;
+    let (old_lines, new_lines) = (split_lines(old_text), split_lines(new_text));
+    let head = old_lines.iter().zip(&new_lines).take_while(|(a, b)| a == b).count();
+    let tail = old_lines[head..].iter().rev().zip(new_lines[head..].iter().rev()).take_while(|(a, b)| a == b).count();
+    let (old_mid, new_mid) = (&old_lines[head..old_lines.len() - tail], &new_lines[head..new_lines.len() - tail]);
+    let mut lines = old[..head].to_vec();
+    for op in similar::capture_diff_slices(similar::Algorithm::Myers, old_mid, new_mid) {
+        match op {
+            similar::DiffOp::Equal { old_index, len, .. } => {
+                lines.extend_from_slice(&old[head + old_index..head + old_index + len])
+            }
+            similar::DiffOp::Insert { new_len, .. } | similar::DiffOp::Replace { new_len, .. } => {
+                lines.extend(std::iter::repeat_n(origin, new_len))
+            }
+            similar::DiffOp::Delete { .. } => {}
+        }
+    }
+    lines.extend_from_slice(&old[old.len() - tail..]);
+    lines
+}
+
+/// A text of few distinct lines (repeats, empty lines, with and without a final newline)
+/// and an edit of it: a span replaced, or another text altogether.
+fn text_and_edit() -> impl Strategy<Value = (String, String)> {
+    ("[ab\n]{0,24}", "[ab\n]{0,8}", any::<prop::sample::Index>(), any::<prop::sample::Index>(), "[ab\n]{0,24}")
+        .prop_map(|(old, put, i, j, other)| {
+            let (i, j) = (i.index(old.len() + 1), j.index(old.len() + 1));
+            let (from, to) = (i.min(j), i.max(j));
+            let edited = format!("{}{put}{}", &old[..from], &old[to..]);
+            (old, edited, other)
+        })
+        .prop_flat_map(|(old, edited, other)| (Just(old), prop_oneof![3 => Just(edited), 1 => Just(other)]))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn blame_carries_the_origins_a_line_by_line_comparison_carries((old, new) in text_and_edit()) {
+        use dreamlog::core::blame::{carry_origins, line_count, split_lines, Attributed, Origin};
+        let origins: Vec<u64> = (1..=split_lines(&old).len() as u64).collect();
+        let attributed = Attributed { text: old.clone(), lines: origins.iter().map(|&e| Origin::new(e)).collect() };
+        let carried = carry_origins(attributed, new.clone(), Origin::new(0));
+        let events: Vec<u64> = carried.lines.iter().map(|o| o.event).collect();
+        prop_assert_eq!(&events, &carry_origins_by_lines(&origins, &old, &new, 0), "{:?} -> {:?}", old, new);
+        prop_assert_eq!(events.len(), split_lines(&new).len());
+        prop_assert_eq!(line_count(&new), split_lines(&new).len());
+    }
+}
+
 proptest! {
     // Each case opens a RocksDB store: fewer cases, still hundreds of batches.
     #![proptest_config(ProptestConfig::with_cases(40))]

@@ -61,12 +61,12 @@ pub enum Step {
 pub fn step(cur: Option<Attributed>, path: &str, cmd: &MemoryCommand, origin: Origin, rules: Rules) -> Step {
     match cmd {
         MemoryCommand::Create { path: p, file_text } if p == path => {
-            Step::Now(Some(Attributed { text: file_text.clone(), lines: vec![origin; split_lines(file_text).len()] }))
+            Step::Now(Some(Attributed { text: file_text.clone(), lines: vec![origin; line_count(file_text)] }))
         }
         MemoryCommand::Write { path: p, file_text } if p == path => Step::Now(Some(match cur {
             // A whole-file write keeps the origins of the lines it leaves unchanged.
             Some(old) => carry_origins(old, file_text.clone(), origin),
-            None => Attributed { text: file_text.clone(), lines: vec![origin; split_lines(file_text).len()] },
+            None => Attributed { text: file_text.clone(), lines: vec![origin; line_count(file_text)] },
         })),
         MemoryCommand::StrReplace { path: p, .. } | MemoryCommand::Insert { path: p, .. } if p == path => {
             let Some(old) = cur else { return Step::Now(None) };
@@ -80,7 +80,7 @@ pub fn step(cur: Option<Attributed>, path: &str, cmd: &MemoryCommand, origin: Or
                 // Under rules 1 an insert only adds lines at `insert_line`: no diff needed
                 // (rules 2 may also drop an empty last line).
                 MemoryCommand::Insert { insert_line, .. } if rules == Rules::V1 => {
-                    let added = split_lines(&new_text).len().saturating_sub(old.lines.len());
+                    let added = line_count(&new_text).saturating_sub(old.lines.len());
                     let mut lines = old.lines;
                     let at = (*insert_line as usize).min(lines.len());
                     lines.splice(at..at, std::iter::repeat_n(origin, added));
@@ -125,17 +125,18 @@ pub fn restored(now: Attributed, command: u64, source: Option<&Attributed>, rest
 }
 
 /// Carries line origins from `old` to `new_text`: unchanged lines keep theirs, new lines
-/// get `origin`.
+/// get `origin`. Edits are local, so only what lies between the lines the two texts share
+/// at the head and at the tail is diffed; those are found on the bytes (one comparison
+/// of each text, no split into lines), with the same lines as comparing
+/// [`split_lines`] pairwise from each end would give.
 pub fn carry_origins(old: Attributed, new_text: String, origin: Origin) -> Attributed {
-    let old_lines = split_lines(&old.text);
-    let new_lines = split_lines(&new_text);
-    // Edits are local: diff only what lies between the common head and tail.
-    let head = old_lines.iter().zip(&new_lines).take_while(|(a, b)| a == b).count();
-    let tail = old_lines[head..].iter().rev().zip(new_lines[head..].iter().rev()).take_while(|(a, b)| a == b).count();
-    let (old_mid, new_mid) = (&old_lines[head..old_lines.len() - tail], &new_lines[head..new_lines.len() - tail]);
-    let mut lines = Vec::with_capacity(new_lines.len());
+    let (a, b) = (lines_of(&old.text), lines_of(&new_text));
+    let (head, a, b) = shared_head(a, b);
+    let (tail, a, b) = shared_tail(a, b);
+    let (old_mid, new_mid) = (split(a), split(b));
+    let mut lines = Vec::with_capacity(head + new_mid.len() + tail);
     lines.extend_from_slice(&old.lines[..head]);
-    for op in similar::capture_diff_slices(similar::Algorithm::Myers, old_mid, new_mid) {
+    for op in similar::capture_diff_slices(similar::Algorithm::Myers, &old_mid, &new_mid) {
         match op {
             similar::DiffOp::Equal { old_index, len, .. } => {
                 lines.extend_from_slice(&old.lines[head + old_index..head + old_index + len]);
@@ -148,6 +149,82 @@ pub fn carry_origins(old: Attributed, new_text: String, origin: Origin) -> Attri
     }
     lines.extend_from_slice(&old.lines[old.lines.len() - tail..]);
     Attributed { text: new_text, lines }
+}
+
+/// A run of lines as text: `None` has no line, `Some(s)` the lines `s.split('\n')` (so
+/// `Some("")` is one empty line). A file's text is [`split_lines`]'s lines.
+type Lines<'a> = Option<&'a str>;
+
+fn split(run: Lines<'_>) -> Vec<&str> {
+    run.map(|s| s.split('\n').collect()).unwrap_or_default()
+}
+
+fn lines_of(text: &str) -> Lines<'_> {
+    (!text.is_empty()).then(|| text.strip_suffix('\n').unwrap_or(text))
+}
+
+fn newlines(s: &str) -> usize {
+    s.bytes().filter(|&c| c == b'\n').count()
+}
+
+/// The number of leading lines `a` and `b` share, and what follows them in each.
+fn shared_head<'a, 'b>(a: Lines<'a>, b: Lines<'b>) -> (usize, Lines<'a>, Lines<'b>) {
+    let (Some(x), Some(y)) = (a, b) else { return (0, a, b) };
+    let (xb, yb) = (x.as_bytes(), y.as_bytes());
+    let n = xb.len().min(yb.len());
+    let mut p = 0;
+    while p + 64 <= n && xb[p..p + 64] == yb[p..p + 64] {
+        p += 64;
+    }
+    p += xb[p..n].iter().zip(&yb[p..n]).take_while(|(c, d)| c == d).count();
+    // One run ends where the other's line does: its lines are all shared.
+    let ends_line = |t: &[u8]| t.len() == p || t[p] == b'\n';
+    if p == xb.len() && ends_line(yb) {
+        let rest = (p < yb.len()).then(|| &y[p + 1..]);
+        return (newlines(x) + 1, None, rest);
+    }
+    if p == yb.len() && ends_line(xb) {
+        return (newlines(y) + 1, Some(&x[p + 1..]), None);
+    }
+    // Otherwise each newline of the shared bytes ends a shared line.
+    match xb[..p].iter().rposition(|&c| c == b'\n') {
+        Some(k) => (newlines(&x[..=k]), Some(&x[k + 1..]), Some(&y[k + 1..])),
+        None => (0, a, b),
+    }
+}
+
+/// The number of trailing lines `a` and `b` share, and what precedes them in each.
+fn shared_tail<'a, 'b>(a: Lines<'a>, b: Lines<'b>) -> (usize, Lines<'a>, Lines<'b>) {
+    let (Some(x), Some(y)) = (a, b) else { return (0, a, b) };
+    let (xb, yb) = (x.as_bytes(), y.as_bytes());
+    let n = xb.len().min(yb.len());
+    let mut q = 0;
+    while q + 64 <= n && xb[xb.len() - q - 64..xb.len() - q] == yb[yb.len() - q - 64..yb.len() - q] {
+        q += 64;
+    }
+    q += xb[..xb.len() - q].iter().rev().zip(yb[..yb.len() - q].iter().rev()).take_while(|(c, d)| c == d).count();
+    // One run starts where the other's line does: its lines are all shared.
+    let starts_line = |t: &[u8]| t.len() == q || t[t.len() - q - 1] == b'\n';
+    if q == xb.len() && starts_line(yb) {
+        let rest = (q < yb.len()).then(|| &y[..yb.len() - q - 1]);
+        return (newlines(x) + 1, None, rest);
+    }
+    if q == yb.len() && starts_line(xb) {
+        return (newlines(y) + 1, Some(&x[..xb.len() - q - 1]), None);
+    }
+    // Otherwise each newline of the shared bytes starts a shared line.
+    match xb[xb.len() - q..].iter().position(|&c| c == b'\n') {
+        Some(k) => {
+            let k = xb.len() - q + k;
+            (newlines(&x[k..]), Some(&x[..k]), Some(&y[..k + yb.len() - xb.len()]))
+        }
+        None => (0, a, b),
+    }
+}
+
+/// The number of lines of a file's text (as [`split_lines`] counts them).
+pub fn line_count(text: &str) -> usize {
+    lines_of(text).map_or(0, |s| newlines(s) + 1)
 }
 
 #[cfg(test)]
