@@ -180,6 +180,7 @@ pub fn run(cli: &Cli, svc: &dyn Service) -> Result<ExitCode> {
             }
         }
         Command::Import(args) => return super::import::run(cli, args, svc),
+        Command::Sync(cmd) => return super::sync::run(cli, svc, cmd),
         Command::Sessions(SessionsCmd::List { agent, task, graded }) => {
             print_sessions(cli, &svc.sessions()?, agent.as_deref(), task.as_deref(), *graded)?
         }

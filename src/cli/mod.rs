@@ -9,6 +9,7 @@ mod import;
 mod memory;
 mod output;
 mod sessions;
+mod sync;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal, Write};
@@ -145,6 +146,9 @@ pub enum Command {
     Dream(dream::DreamCmd),
     /// Grades per memory state and per dream; flags changes after which grades fell.
     Drift(dream::DriftArgs),
+    /// Mirror where agents learn elsewhere into the log (hosted Claude Managed Agents).
+    #[command(subcommand)]
+    Sync(sync::SyncCmd),
     /// Serve the HTTP API (`/v1/…`) until SIGINT or SIGTERM.
     Serve {
         /// Address to listen on (non-loopback only with tokens configured).
@@ -581,6 +585,7 @@ fn creates(command: &Command) -> bool {
         Command::Init
         | Command::Append(_)
         | Command::Import(_)
+        | Command::Sync(_)
         | Command::Demo
         | Command::Mcp { .. }
         | Command::Watch { .. } => true,

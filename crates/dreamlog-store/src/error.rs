@@ -446,6 +446,26 @@ pub enum ManagedError {
     /// running dream archived, a finished dream canceled, the current version redacted).
     #[error("{0}")]
     State(String),
+    /// The hosted Managed Agents API (`dreamlog sync anthropic`) refused a request or
+    /// could not be reached (after its retries, for 429 and 5xx).
+    #[error("the hosted API's {route}: {message}")]
+    Hosted {
+        /// The route asked (`GET /v1/memory_stores/…`).
+        route: String,
+        /// The HTTP status (0: no answer).
+        status: u16,
+        /// What it said, or why there was no answer.
+        message: String,
+    },
+    /// An object of the hosted API that does not map to dreamlog (a version whose content
+    /// does not hash to its `content_sha256`, …); nothing of it was written.
+    #[error("{object}: {reason}")]
+    Unmapped {
+        /// The object (`memver_…`).
+        object: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl ManagedError {
@@ -459,6 +479,8 @@ impl ManagedError {
             ManagedError::Invalid { .. } | ManagedError::State(_) => "invalid_request_error",
             ManagedError::PreconditionFailed { .. } => "memory_precondition_failed_error",
             ManagedError::PathConflict { .. } => "memory_path_conflict_error",
+            ManagedError::Hosted { .. } => "api_error",
+            ManagedError::Unmapped { .. } => "invalid_request_error",
         }
     }
 }
@@ -624,6 +646,8 @@ impl Error {
                 | ManagedError::NoDream(_) => ErrorClass::NotFound,
                 ManagedError::Invalid { .. } | ManagedError::State(_) => ErrorClass::InvalidRequest,
                 ManagedError::PreconditionFailed { .. } | ManagedError::PathConflict { .. } => ErrorClass::Conflict,
+                ManagedError::Hosted { .. } => ErrorClass::Upstream,
+                ManagedError::Unmapped { .. } => ErrorClass::InvalidRequest,
             },
             Error::EventJson { .. } => ErrorClass::InvalidEvent,
             Error::NotFound(_) => ErrorClass::NotFound,

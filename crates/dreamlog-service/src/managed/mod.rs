@@ -22,7 +22,9 @@ use crate::error::{Error, ManagedError, MemoryError, Result};
 use crate::service::{BatchRequest, EventsQuery, PathQuery, Service, PAGE};
 use crate::store::AppendBatch;
 
+pub mod hosted;
 mod jobs;
+pub mod mirror;
 pub use jobs::DreamJobs;
 
 /// Most key-value pairs in a store's metadata.

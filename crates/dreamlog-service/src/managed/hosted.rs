@@ -1,0 +1,151 @@
+//! A client of the hosted Claude Managed Agents API, reading it as the official SDK
+//! (`anthropic` 2.14.0, pinned in tools/requirements.txt) does: the key as a bearer token,
+//! its `anthropic-version`, the beta header each route needs, `next_page` cursors, and
+//! 429 and 5xx answers retried after the server's `retry-after` (bounded).
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::error::{Error, ManagedError, Result};
+
+/// The `anthropic-version` the pinned SDK sends.
+pub const API_VERSION: &str = "2026-10-21";
+/// The beta of the memory store routes.
+pub const MEMORY_BETA: &str = "agent-memory-2026-07-22";
+/// Where the hosted API is when `ANTHROPIC_BASE_URL` does not say.
+pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+/// Attempts per request (the first and its retries).
+const ATTEMPTS: u32 = 8;
+/// The longest wait between attempts, whatever `retry-after` says.
+const LONGEST_WAIT: Duration = Duration::from_secs(60);
+
+/// The hosted API, with the key and base URL of the environment.
+pub struct Hosted {
+    http: reqwest::blocking::Client,
+    base: String,
+    key: String,
+    workspace: Option<String>,
+    /// Requests answered, retries included (the report's count).
+    pub requests: std::cell::Cell<u64>,
+    /// Answers that were retried (429 and 5xx).
+    pub retried: std::cell::Cell<u64>,
+}
+
+impl Hosted {
+    /// The API at `ANTHROPIC_BASE_URL` (or the hosted one) with `ANTHROPIC_API_KEY`; the
+    /// key is never read from anywhere else.
+    pub fn from_env(workspace: Option<String>) -> Result<Hosted> {
+        let key = std::env::var("ANTHROPIC_API_KEY").ok().filter(|k| !k.is_empty()).ok_or_else(|| {
+            Error::InvalidInput("ANTHROPIC_API_KEY is not set: the hosted API needs a key to be read".into())
+        })?;
+        let base = std::env::var("ANTHROPIC_BASE_URL").ok().filter(|b| !b.is_empty());
+        Hosted::new(base.as_deref().unwrap_or(DEFAULT_BASE_URL), &key, workspace)
+    }
+
+    /// The API at `base` with `key`.
+    pub fn new(base: &str, key: &str, workspace: Option<String>) -> Result<Hosted> {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .user_agent(concat!("dreamlog/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| hosted_error("the client", 0, e.to_string()))?;
+        Ok(Hosted {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            key: key.to_owned(),
+            workspace,
+            requests: 0.into(),
+            retried: 0.into(),
+        })
+    }
+
+    /// `GET path?query` under `beta`, retried on 429 and 5xx.
+    pub fn get(&self, path: &str, query: &[(&str, String)], beta: &str) -> Result<Value> {
+        let route = format!("GET {path}");
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut req = self
+                .http
+                .get(format!("{}{path}", self.base))
+                .query(query)
+                .bearer_auth(&self.key)
+                .header("anthropic-version", API_VERSION)
+                .header("anthropic-beta", beta)
+                .header("accept", "application/json");
+            if let Some(w) = &self.workspace {
+                req = req.header("anthropic-workspace-id", w);
+            }
+            self.requests.set(self.requests.get() + 1);
+            let (status, wait, text) = match req.send() {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let wait = retry_after(resp.headers());
+                    let text = resp.text().map_err(|e| hosted_error(&route, status, e.to_string()))?;
+                    (status, wait, text)
+                }
+                // No answer: retried like an overloaded server.
+                Err(e) => (0, None, e.to_string()),
+            };
+            if status == 200 {
+                return serde_json::from_str(&text)
+                    .map_err(|e| hosted_error(&route, status, format!("not JSON ({e}): {}", clip(&text))));
+            }
+            let retry = status == 0 || status == 429 || status >= 500;
+            if !retry || attempt >= ATTEMPTS {
+                let message = match serde_json::from_str::<Value>(&text) {
+                    Ok(v) => v["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| clip(&text)),
+                    Err(_) => clip(&text),
+                };
+                let tried = if retry { format!(" (after {attempt} attempts)") } else { String::new() };
+                return Err(hosted_error(&route, status, format!("{status} {message}{tried}")));
+            }
+            self.retried.set(self.retried.get() + 1);
+            let backoff = Duration::from_millis(500 << (attempt - 1).min(4));
+            std::thread::sleep(wait.unwrap_or(backoff).min(LONGEST_WAIT));
+        }
+    }
+
+    /// Every item of a list, page after page (`next_page` → `page`), in the API's order.
+    pub fn list(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        beta: &str,
+        mut f: impl FnMut(Value) -> Result<()>,
+    ) -> Result<()> {
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut q = query.to_vec();
+            if let Some(c) = &cursor {
+                q.push(("page", c.clone()));
+            }
+            let page = self.get(path, &q, beta)?;
+            let Some(items) = page["data"].as_array() else {
+                return Err(hosted_error(&format!("GET {path}"), 200, "a list answer without `data`".into()));
+            };
+            for item in items {
+                f(item.clone())?;
+            }
+            match page["next_page"].as_str() {
+                Some(next) if !next.is_empty() && Some(next) != cursor.as_deref() => cursor = Some(next.to_owned()),
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let ms = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<f64>().ok());
+    let secs = headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<f64>().ok());
+    ms.map(|m| m / 1000.0).or(secs).filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+}
+
+fn clip(text: &str) -> String {
+    text.chars().take(300).collect()
+}
+
+fn hosted_error(route: &str, status: u16, message: String) -> Error {
+    Error::Managed(ManagedError::Hosted { route: route.to_owned(), status, message })
+}

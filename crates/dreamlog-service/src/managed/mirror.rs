@@ -1,0 +1,465 @@
+//! `dreamlog sync anthropic`, the memory part: hosted memory stores and their memory
+//! versions mirrored into the log, read-only.
+//!
+//! A hosted store `memstore_…` becomes the dreamlog memory store of the same name, as the
+//! self-hosted Managed-Agents API keeps its stores (`core::managed`): its fields as
+//! `anthropic.memory_store` notes, rules 2. Each retained memory version, oldest first,
+//! becomes the command it stands for — `created` a write of its content, `modified` a
+//! rename when its path changed and a write when its content did, `deleted` a delete —
+//! stamped with the version's time, written by the actor of its `created_by` (a session
+//! as `agent:sesn_…`, also named as the command's session; a user as `human:user_…`; an
+//! API key or a service account as `system:…`). Content is checked against
+//! `content_sha256` first: a version whose content does not hash to it is reported by id
+//! and not written.
+//!
+//! Exactly once: every batch of commands carries, in the same atomic append, an
+//! `anthropic.sync` note on the store's stream naming the versions it mirrors, and is
+//! appended only if the stream is still where the sync read it. A sync killed anywhere
+//! resumes from those notes; a version already named is never written again, so a second
+//! sync, or one from another machine over `--remote`, adds nothing.
+//!
+//! Redacted versions: one redacted before the first sync has no path or content; it is
+//! named in the note (so it is not asked for again) and writes nothing; the memory goes on
+//! from its next version with content (a write of the whole file).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::hosted::{Hosted, MEMORY_BETA};
+use crate::core::managed::{check_api_path, memory_path, sha256_hex, StoreFields, STORE_NOTE, STORE_PREFIX};
+use crate::core::memory::{Rules, RULES_NOTE};
+use crate::core::{Actor, Body, CanonicalJson, Draft, ExpectedVersion, Memory, MemoryCommand, Note};
+use crate::error::{Error, Result};
+use crate::service::{EventsQuery, Service, PAGE};
+use crate::store::{AppendBatch, StoredEvent};
+
+/// The note type that records what a sync mirrored.
+pub const SYNC_NOTE: &str = "anthropic.sync";
+/// Versions per atomic batch.
+const BATCH_VERSIONS: usize = 200;
+
+/// Who writes the mirror's own notes.
+pub fn sync_actor() -> Actor {
+    Actor::System("anthropic-sync".into())
+}
+
+/// Told a store's progress: (store, versions done, versions to mirror).
+pub type Progress<'a> = &'a dyn Fn(&str, usize, usize);
+
+/// What to mirror.
+#[derive(Default)]
+pub struct SyncOptions<'a> {
+    /// These stores only (all the key can list when empty).
+    pub stores: Vec<String>,
+    /// Told each store's progress.
+    pub progress: Option<Progress<'a>>,
+}
+
+/// What a sync did (`dreamlog sync anthropic --json`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SyncReport {
+    /// Per store.
+    pub stores: Vec<StoreSync>,
+    /// Objects that could not be mapped (the sync went on without them).
+    pub unmapped: Vec<UnmappedObject>,
+    /// Requests made (retries included).
+    pub requests: u64,
+    /// Answers retried (429, 5xx, no answer).
+    pub retried: u64,
+}
+
+/// One store's part of a sync.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StoreSync {
+    /// The store (`memstore_…`).
+    pub store: String,
+    /// Whether this sync created its dreamlog store.
+    pub created: bool,
+    /// Whether its fields (name, description, metadata, archived) changed.
+    pub fields_changed: bool,
+    /// Versions the API listed.
+    pub listed: usize,
+    /// Versions this sync mirrored.
+    pub mirrored: usize,
+    /// Versions an earlier sync mirrored already.
+    pub already: usize,
+    /// Versions redacted upstream before they were mirrored (nothing to write).
+    pub redacted: usize,
+    /// Events appended (commands and notes).
+    pub events: usize,
+}
+
+/// An object left out, with why.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UnmappedObject {
+    /// Its id (`memver_…`).
+    pub object: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// One version as a sync note names it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Mirrored {
+    id: String,
+    memory: String,
+    /// Its dreamlog path after it (`None`: deleted, redacted or unmapped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    /// Its content's SHA-256 after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
+    /// Commands written for it.
+    events: usize,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    redacted: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct SyncNote {
+    versions: Vec<Mirrored>,
+    /// The newest `created_at` mirrored so far (ms).
+    through: u64,
+}
+
+/// What the log says of a mirrored store.
+#[derive(Default)]
+struct Local {
+    /// The stream's last version (`None`: no stream).
+    version: Option<u64>,
+    fields: Option<StoreFields>,
+    archived: bool,
+    seen: BTreeSet<String>,
+    /// Each hosted memory's path and content hash now.
+    memories: BTreeMap<String, (String, String)>,
+    through: Option<u64>,
+}
+
+/// Mirrors the hosted memory stores into `svc`'s log.
+pub fn sync_memory(svc: &dyn Service, hosted: &Hosted, opts: &SyncOptions) -> Result<SyncReport> {
+    let mut report = SyncReport::default();
+    let ids = if opts.stores.is_empty() {
+        let mut ids = Vec::new();
+        let q = [("include_archived", "true".to_owned()), ("limit", "100".to_owned())];
+        hosted.list("/v1/memory_stores", &q, MEMORY_BETA, |s| {
+            ids.push(text(&s, "id", "memory store")?);
+            Ok(())
+        })?;
+        ids.reverse(); // oldest first
+        ids
+    } else {
+        opts.stores.clone()
+    };
+    for id in ids {
+        let store = sync_store(svc, hosted, &id, opts, &mut report.unmapped)?;
+        report.stores.push(store);
+    }
+    report.requests = hosted.requests.get();
+    report.retried = hosted.retried.get();
+    Ok(report)
+}
+
+fn sync_store(
+    svc: &dyn Service,
+    hosted: &Hosted,
+    id: &str,
+    opts: &SyncOptions,
+    unmapped: &mut Vec<UnmappedObject>,
+) -> Result<StoreSync> {
+    if !id.starts_with(STORE_PREFIX) || id.contains('/') {
+        return Err(Error::InvalidInput(format!("{id:?} is not a memory store id (memstore_…)")));
+    }
+    let mut out = StoreSync { store: id.to_owned(), ..StoreSync::default() };
+    let stream = crate::memory::stream_name(id);
+    let hosted_store = hosted.get(&format!("/v1/memory_stores/{id}"), &[], MEMORY_BETA)?;
+    let mut local = read_local(svc, &stream)?;
+
+    // The store and its fields.
+    let fields = StoreFields {
+        op: String::new(),
+        name: text(&hosted_store, "name", id)?,
+        description: hosted_store["description"].as_str().unwrap_or_default().to_owned(),
+        metadata: serde_json::from_value(hosted_store["metadata"].clone()).unwrap_or_default(),
+    };
+    let archived = !hosted_store["archived_at"].is_null();
+    let mut batch = AppendBatch::default();
+    if local.version.is_none() {
+        let created = time(&hosted_store, "created_at", id)?;
+        batch.events.push(draft(
+            &stream,
+            sync_actor(),
+            Some(created),
+            Body::Note(Note { note_type: RULES_NOTE.to_owned(), json: CanonicalJson::from_value(&Rules::V2.note()) }),
+        ));
+        batch.events.push(store_note(&stream, StoreFields { op: "created".into(), ..fields.clone() }, created));
+        out.created = true;
+    } else if local.fields.as_ref().map(|f| (&f.name, &f.description, &f.metadata))
+        != Some((&fields.name, &fields.description, &fields.metadata))
+    {
+        let updated = time(&hosted_store, "updated_at", id)?;
+        batch.events.push(store_note(&stream, StoreFields { op: "updated".into(), ..fields.clone() }, updated));
+        out.fields_changed = true;
+    }
+    if archived && !local.archived {
+        let at = time(&hosted_store, "archived_at", id)?;
+        batch.events.push(store_note(&stream, StoreFields { op: "archived".into(), ..fields.clone() }, at));
+        out.fields_changed = true;
+    }
+    if !batch.events.is_empty() {
+        local.version = Some(append(svc, batch, &stream, local.version, &mut out)?);
+    }
+
+    // The versions, oldest first; those mirrored already left out.
+    let mut q = vec![("view", "full".to_owned()), ("limit", "20".to_owned())];
+    if let Some(t) = local.through {
+        q.push(("created_at_gte", crate::core::time::time_text(t)));
+    }
+    let mut listed = Vec::new();
+    hosted.list(&format!("/v1/memory_stores/{id}/memory_versions"), &q, MEMORY_BETA, |v| {
+        listed.push(v);
+        Ok(())
+    })?;
+    out.listed = listed.len();
+    // The API lists newest first: reversed, then ordered by time (stable within a time).
+    listed.reverse();
+    let mut versions = Vec::with_capacity(listed.len());
+    for v in listed {
+        let vid = text(&v, "id", "memory version")?;
+        if local.seen.contains(&vid) {
+            out.already += 1;
+            continue;
+        }
+        versions.push((time(&v, "created_at", &vid)?, vid, v));
+    }
+    versions.sort_by_key(|(t, _, _)| *t);
+    let total = versions.len();
+    let mut done = 0;
+    // The oldest version that could not be mapped: the cursor stays at it, so every later
+    // sync lists it again (and reports it until it maps).
+    let mut pending: Option<u64> = None;
+    for chunk in versions.chunks(BATCH_VERSIONS) {
+        let mut batch = AppendBatch::default();
+        let mut note = SyncNote { versions: Vec::new(), through: local.through.unwrap_or(0) };
+        for (t, vid, v) in chunk {
+            match map_version(id, &stream, *t, vid, v, &mut local.memories) {
+                Ok((record, drafts)) => {
+                    if record.redacted {
+                        out.redacted += 1;
+                    } else {
+                        out.mirrored += 1;
+                    }
+                    batch.events.extend(drafts);
+                    note.versions.push(record);
+                }
+                Err(reason) => {
+                    unmapped.push(UnmappedObject { object: vid.clone(), reason });
+                    pending = pending.or(Some(*t));
+                }
+            }
+            note.through = pending.unwrap_or(note.through.max(*t));
+        }
+        done += chunk.len();
+        if note.versions.is_empty() {
+            continue;
+        }
+        let json = serde_json::to_value(&note).map_err(|e| Error::InvalidInput(format!("sync note: {e}")))?;
+        batch.events.push(draft(
+            &stream,
+            sync_actor(),
+            None,
+            Body::Note(Note { note_type: SYNC_NOTE.to_owned(), json: CanonicalJson::from_value(&json) }),
+        ));
+        local.version = Some(append(svc, batch, &stream, local.version, &mut out)?);
+        local.through = Some(note.through);
+        if let Some(p) = opts.progress {
+            p(id, done, total);
+        }
+    }
+    Ok(out)
+}
+
+/// One version as commands, with its record for the note; an error names why it cannot be
+/// mapped (nothing of it is written).
+fn map_version(
+    store: &str,
+    stream: &str,
+    time: u64,
+    vid: &str,
+    v: &Value,
+    memories: &mut BTreeMap<String, (String, String)>,
+) -> std::result::Result<(Mirrored, Vec<Draft>), String> {
+    let memory = v["memory_id"].as_str().ok_or("no memory_id")?.to_owned();
+    let operation = v["operation"].as_str().ok_or("no operation")?;
+    let mut record =
+        Mirrored { id: vid.to_owned(), memory: memory.clone(), path: None, sha256: None, events: 0, redacted: false };
+    if !v["redacted_at"].is_null() {
+        // Redacted before it was mirrored: nothing of it is left to write.
+        record.redacted = true;
+        if operation == "deleted" {
+            memories.remove(&memory);
+        }
+        return Ok((record, Vec::new()));
+    }
+    let (actor, session) = actor_of(&v["created_by"]);
+    let command = |command: MemoryCommand| {
+        draft(
+            stream,
+            actor.clone(),
+            Some(time),
+            Body::Memory(Memory { store: store.to_owned(), command, precondition: None, session: session.clone() }),
+        )
+    };
+    let api_path = v["path"].as_str().ok_or("no path (and not redacted)")?;
+    check_api_path(api_path).map_err(|reason| format!("path {api_path:?}: {reason}"))?;
+    let path = memory_path(api_path);
+    let mut drafts = Vec::new();
+    match operation {
+        "created" | "modified" => {
+            let content = v["content"].as_str().ok_or("no content (the list was not asked with view=full?)")?;
+            let sha = sha256_hex(content);
+            if v["content_sha256"].as_str() != Some(sha.as_str()) {
+                return Err(format!(
+                    "its content hashes to {sha}, not to its content_sha256 {}",
+                    v["content_sha256"].as_str().unwrap_or("(none)")
+                ));
+            }
+            let before = memories.get(&memory).cloned();
+            if let Some((old, _)) = before.as_ref().filter(|(old, _)| *old != path) {
+                drafts.push(command(MemoryCommand::Rename { old_path: old.clone(), new_path: path.clone() }));
+            }
+            if before.as_ref().map(|(_, s)| s) != Some(&sha) {
+                drafts.push(command(MemoryCommand::Write { path: path.clone(), file_text: content.to_owned() }));
+            }
+            memories.insert(memory, (path.clone(), sha.clone()));
+            record.path = Some(path);
+            record.sha256 = Some(sha);
+        }
+        "deleted" => {
+            let at = memories.remove(&memory).map(|(p, _)| p).unwrap_or(path);
+            drafts.push(command(MemoryCommand::Delete { path: at }));
+        }
+        other => return Err(format!("operation {other:?} is not created, modified or deleted")),
+    }
+    record.events = drafts.len();
+    Ok((record, drafts))
+}
+
+/// Who a hosted actor is in dreamlog, and the session it names.
+fn actor_of(by: &Value) -> (Actor, Option<String>) {
+    let s = |k: &str| by[k].as_str().map(str::to_owned);
+    match by["type"].as_str() {
+        Some("session_actor") => match s("session_id") {
+            Some(id) => (Actor::Agent(id.clone()), Some(id)),
+            None => (Actor::System("anthropic".into()), None),
+        },
+        Some("user_actor") => (Actor::Human(s("user_id").unwrap_or_else(|| "anthropic-user".into())), None),
+        Some("api_actor") => (Actor::System(s("api_key_id").unwrap_or_else(|| "anthropic-api-key".into())), None),
+        Some("service_account_actor") => {
+            (Actor::System(s("service_account_id").unwrap_or_else(|| "anthropic-service-account".into())), None)
+        }
+        _ => (Actor::System("anthropic".into()), None),
+    }
+}
+
+fn draft(stream: &str, actor: Actor, time: Option<u64>, body: Body) -> Draft {
+    let mut d = Draft::new(stream.to_owned(), actor, body);
+    d.time = time;
+    d
+}
+
+fn store_note(stream: &str, fields: StoreFields, time: u64) -> Draft {
+    draft(
+        stream,
+        sync_actor(),
+        Some(time),
+        Body::Note(Note { note_type: STORE_NOTE.to_owned(), json: CanonicalJson::from_value(&json!(fields)) }),
+    )
+}
+
+/// Appends `batch` if the stream is still at `version`; the stream's new last version.
+fn append(
+    svc: &dyn Service,
+    batch: AppendBatch,
+    stream: &str,
+    version: Option<u64>,
+    out: &mut StoreSync,
+) -> Result<u64> {
+    let expected = version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+    let appended = svc.append_batch(batch.expect(stream, expected))?;
+    out.events += appended.len();
+    appended.last().map(|a| a.version).ok_or_else(|| Error::InvalidInput("an empty batch".into()))
+}
+
+/// The store's stream as the sync left it.
+fn read_local(svc: &dyn Service, stream: &str) -> Result<Local> {
+    let mut local = Local::default();
+    let mut from = 0;
+    loop {
+        let q = EventsQuery { from, limit: Some(PAGE), stream: Some(stream.to_owned()), kind: None };
+        let page = match svc.events(&q) {
+            Ok(page) => page,
+            // Not mirrored yet.
+            Err(e) if from == 0 && e.class() == crate::error::ErrorClass::NotFound => return Ok(local),
+            Err(e) => return Err(e),
+        };
+        for e in &page {
+            local.version = Some(e.version);
+            read_event(&mut local, e);
+        }
+        match page.last() {
+            Some(last) if page.len() == PAGE => from = last.version + 1,
+            _ => return Ok(local),
+        }
+    }
+}
+
+fn read_event(local: &mut Local, e: &StoredEvent) {
+    let Body::Note(n) = &e.event.body else { return };
+    let value = n.json.to_value();
+    match n.note_type.as_str() {
+        STORE_NOTE => {
+            if let Ok(f) = serde_json::from_value::<StoreFields>(value) {
+                local.archived |= f.op == "archived";
+                local.fields = Some(f);
+            }
+        }
+        SYNC_NOTE => {
+            if let Ok(note) = serde_json::from_value::<SyncNote>(value) {
+                for v in note.versions {
+                    match (&v.path, &v.sha256) {
+                        (Some(p), Some(s)) => {
+                            local.memories.insert(v.memory.clone(), (p.clone(), s.clone()));
+                        }
+                        _ if !v.redacted => {
+                            local.memories.remove(&v.memory);
+                        }
+                        _ => {}
+                    }
+                    local.seen.insert(v.id);
+                }
+                local.through = Some(local.through.unwrap_or(0).max(note.through));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn text(v: &Value, field: &str, what: &str) -> Result<String> {
+    v[field].as_str().map(str::to_owned).ok_or_else(|| {
+        Error::Managed(crate::error::ManagedError::Unmapped { object: what.to_owned(), reason: format!("no {field}") })
+    })
+}
+
+fn time(v: &Value, field: &str, what: &str) -> Result<u64> {
+    let t = v[field].as_str().unwrap_or_default();
+    chrono::DateTime::parse_from_rfc3339(t).ok().and_then(|d| u64::try_from(d.timestamp_millis()).ok()).ok_or_else(
+        || {
+            Error::Managed(crate::error::ManagedError::Unmapped {
+                object: what.to_owned(),
+                reason: format!("{field}: {t:?} is not an RFC 3339 time"),
+            })
+        },
+    )
+}

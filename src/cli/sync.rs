@@ -1,0 +1,68 @@
+//! `dreamlog sync`: mirrors of where agents learn elsewhere.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::{stdout_json, stdout_line, Cli};
+use crate::error::Result;
+use crate::managed::hosted::Hosted;
+use crate::managed::mirror::{sync_memory, SyncOptions, SyncReport};
+use crate::service::Service;
+
+/// What `sync` mirrors.
+#[derive(Subcommand, Debug)]
+pub enum SyncCmd {
+    /// Mirror hosted Claude Managed Agents memory stores and their memory versions into the
+    /// log, read-only (the API at ANTHROPIC_BASE_URL with ANTHROPIC_API_KEY). Exactly once:
+    /// a second sync, or one resumed after a kill, adds nothing it added before. Exits 1
+    /// when an object could not be mapped (the report names it; the sync goes on).
+    Anthropic {
+        /// Only this store (`memstore_…`; repeat for more). Default: every store the key lists.
+        #[arg(long = "store", value_name = "ID")]
+        stores: Vec<String>,
+        /// The workspace (`anthropic-workspace-id`), for keys that reach several.
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+}
+
+/// Runs a sync.
+pub(crate) fn run(cli: &Cli, svc: &dyn Service, cmd: &SyncCmd) -> Result<ExitCode> {
+    let SyncCmd::Anthropic { stores, workspace } = cmd;
+    let hosted = Hosted::from_env(workspace.clone())?;
+    let bar = super::progress_bar(None, "sync anthropic");
+    let progress = |store: &str, done: usize, total: usize| {
+        bar.set_message(format!("sync anthropic: {store}: {done}/{total} versions"));
+        bar.tick();
+    };
+    let opts = SyncOptions { stores: stores.clone(), progress: Some(&progress) };
+    let report = sync_memory(svc, &hosted, &opts);
+    bar.finish_and_clear();
+    let report = report?;
+    if cli.json {
+        stdout_json(&report)?;
+    } else {
+        print(&report)?;
+    }
+    Ok(if report.unmapped.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn print(r: &SyncReport) -> Result<()> {
+    for s in &r.stores {
+        let mut what = format!(
+            "{}: {} versions listed, {} mirrored, {} already mirrored, {} redacted upstream",
+            s.store, s.listed, s.mirrored, s.already, s.redacted
+        );
+        if s.created {
+            what.push_str(" (store created)");
+        } else if s.fields_changed {
+            what.push_str(" (store fields changed)");
+        }
+        stdout_line(&what)?;
+    }
+    for u in &r.unmapped {
+        stdout_line(&format!("not mirrored: {}: {}", u.object, u.reason))?;
+    }
+    stdout_line(&format!("{} requests to the API, {} retried", r.requests, r.retried))
+}
