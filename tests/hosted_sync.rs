@@ -178,6 +178,13 @@ fn hosted_memory_is_mirrored_once_and_blame_names_the_hosted_session() {
         String::from_utf8_lossy(&out.stderr)
     );
     let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("schemas/sync-report.schema.json")).expect("the report's schema"),
+    )
+    .expect("JSON");
+    let v = jsonschema::options().with_draft(jsonschema::Draft::Draft202012).build(&schema).expect("schema compiles");
+    let errors: Vec<String> = v.iter_errors(&report).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(report["unmapped"].as_array().map(Vec::len), Some(1), "{report}");
     assert_eq!(report["unmapped"][0]["object"], bad);
     assert!(report["unmapped"][0]["reason"].as_str().unwrap_or_default().contains("content_sha256"), "{report}");

@@ -8,7 +8,7 @@ key, a missing beta header or a limit out of range is refused as the API refuses
 pages with `next_page` cursors, and answers 429 and 503 now and then.
 
     python3 tests/python/hosted_standin.py --scenario FILE [--key KEY] [--log FILE]
-        [--fail-every N]
+        [--fail-every N] [--port PORT]
 
 prints `listening http://127.0.0.1:PORT` on its first line, then serves until killed.
 
@@ -250,7 +250,7 @@ def serve(args: argparse.Namespace) -> None:
             if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
                 super().handle_error(request, client_address)
 
-    httpd = Server(("127.0.0.1", 0), Handler)
+    httpd = Server(("127.0.0.1", args.port), Handler)
     print(f"listening http://127.0.0.1:{httpd.server_address[1]}", flush=True)
     httpd.serve_forever()
 
@@ -272,6 +272,7 @@ def main() -> None:
     ap.add_argument("--key", default="sk-ant-standin")
     ap.add_argument("--log")
     ap.add_argument("--fail-every", type=int, default=0)
+    ap.add_argument("--port", type=int, default=0, help="0: any free port")
     ap.add_argument("--check", metavar="URL")
     args = ap.parse_args()
     if args.check:
