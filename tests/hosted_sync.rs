@@ -26,13 +26,17 @@ struct StandIn {
 
 impl StandIn {
     fn start(scenario: &Value, dir: &Path, fail_every: u32) -> StandIn {
+        StandIn::start_with(scenario, dir, fail_every, 0)
+    }
+
+    fn start_with(scenario: &Value, dir: &Path, fail_every: u32, delay_ms: u32) -> StandIn {
         let file = dir.join("scenario.json");
         std::fs::write(&file, scenario.to_string()).expect("scenario");
         let mut child = Command::new("python3")
             .arg("tests/python/hosted_standin.py")
             .args(["--scenario", file.to_str().expect("utf-8"), "--key", KEY])
             .args(["--log", dir.join("requests.jsonl").to_str().expect("utf-8")])
-            .args(["--fail-every", &fail_every.to_string()])
+            .args(["--fail-every", &fail_every.to_string(), "--delay-ms", &delay_ms.to_string()])
             .current_dir(root())
             .stdout(Stdio::piped())
             .spawn()
@@ -112,10 +116,23 @@ fn scenario() -> (Value, BTreeMap<String, String>, &'static str) {
         }
         versions.push(v);
     }
+    // A memory whose only version is past the retention period: mirrored as it is now.
+    versions.push(json!({"id": "memver_old", "memory_store_id": store, "memory_id": "mem_old", "operation": "created",
+                         "path": "/old.md", "content": "an old lesson\n", "created_at": time(0),
+                         "created_by": {"type": "user_actor", "user_id": "user_01alice"}}));
+    files.insert("mem_old".into(), ("/old.md".into(), "an old lesson\n".into()));
+    // A memory created, then deleted by a version redacted before any sync: it is gone.
+    versions.push(json!({"id": "memver_d1", "memory_store_id": store, "memory_id": "mem_gone", "operation": "created",
+                         "path": "/gone.md", "content": "a secret\n", "created_at": time(50),
+                         "created_by": {"type": "session_actor", "session_id": "sesn_9"}}));
+    versions.push(json!({"id": "memver_d2", "memory_store_id": store, "memory_id": "mem_gone", "operation": "deleted",
+                         "path": "/gone.md", "created_at": time(51), "redacted_at": time(52),
+                         "redacted_by": {"type": "user_actor", "user_id": "user_01alice"}}));
     let stores = json!([
         {"id": store, "name": "Support", "description": "What support learned.", "metadata": {"team": "support"},
          "created_at": time(0)},
         {"id": "memstore_02empty", "name": "Empty", "created_at": time(1)},
+        {"id": "memstore_03local", "name": "Named like a local store", "created_at": time(1)},
     ]);
     let expected = files.into_values().map(|(p, c)| (format!("/memories{p}"), c)).collect();
     (json!({"stores": stores, "versions": versions, "expired_before": time(2)}), expected, bad)
@@ -157,8 +174,8 @@ fn the_stand_in_speaks_the_sdk_format() {
         .expect("python3");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let summary: Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
-    // 48 versions, the two oldest past the retention period.
-    assert_eq!(summary["stores"]["memstore_01support"]["versions"].as_array().map(Vec::len), Some(46), "{summary}");
+    // 51 versions, three past the retention period.
+    assert_eq!(summary["stores"]["memstore_01support"]["versions"].as_array().map(Vec::len), Some(48), "{summary}");
     assert_eq!(summary["stores"]["memstore_02empty"]["name"], "Empty");
 }
 
@@ -169,7 +186,12 @@ fn hosted_memory_is_mirrored_once_and_blame_names_the_hosted_session() {
     let (scenario, expected, bad) = scenario();
     let standin = StandIn::start(&scenario, dir.path(), 5);
 
-    // The version with a damaged hash is named and left out; the rest is mirrored.
+    // A dreamlog store of a hosted store's name that the mirror did not make.
+    let create = json!({"command": "create", "path": "/memories/mine.md", "file_text": "local\n"}).to_string();
+    ok(&dreamlog_on(&db, &["memory", "apply", "memstore_03local", "--json", &create], None));
+
+    // The version with a damaged hash is named and left out, the store the mirror did not
+    // make is refused; the rest is mirrored.
     let out = sync(&db, &standin.url, &["--json"]);
     assert_eq!(
         out.status.code(),
@@ -185,12 +207,20 @@ fn hosted_memory_is_mirrored_once_and_blame_names_the_hosted_session() {
     let v = jsonschema::options().with_draft(jsonschema::Draft::Draft202012).build(&schema).expect("schema compiles");
     let errors: Vec<String> = v.iter_errors(&report).map(|e| format!("{e} at {}", e.instance_path())).collect();
     assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(report["unmapped"].as_array().map(Vec::len), Some(1), "{report}");
+    assert_eq!(report["unmapped"].as_array().map(Vec::len), Some(2), "{report}");
     assert_eq!(report["unmapped"][0]["object"], bad);
     assert!(report["unmapped"][0]["reason"].as_str().unwrap_or_default().contains("content_sha256"), "{report}");
+    assert_eq!(report["unmapped"][1]["object"], "memstore_03local");
+    assert!(report["unmapped"][1]["reason"].as_str().unwrap_or_default().contains("not made by `sync anthropic`"));
+    let mine = ok(&dreamlog_on(&db, &["memory", "history", "memstore_03local"], None));
+    assert_eq!(mine.lines().count(), 2, "the local store is left alone (its rules and its file): {mine}");
     let support = &report["stores"][0];
-    assert_eq!((support["store"].as_str(), support["listed"].as_u64()), (Some("memstore_01support"), Some(46)));
-    assert_eq!((support["mirrored"].as_u64(), support["redacted"].as_u64()), (Some(44), Some(1)), "{report}");
+    assert_eq!((support["store"].as_str(), support["listed"].as_u64()), (Some("memstore_01support"), Some(48)));
+    assert_eq!(
+        (support["mirrored"].as_u64(), support["redacted"].as_u64(), support["baseline"].as_u64()),
+        (Some(45), Some(2), Some(1)),
+        "{report}"
+    );
     assert!(report["retried"].as_u64().unwrap_or(0) > 0, "the stand-in answered 429 and 503: {report}");
 
     // Every request named the memory beta and asked full versions 20 at a time.
@@ -226,7 +256,10 @@ fn hosted_memory_is_mirrored_once_and_blame_names_the_hosted_session() {
                     assert_eq!(actor, format!("agent:{s}"), "{l}");
                     by_session += 1;
                 }
-                None => assert!(["human:user_01alice", "system:apikey_01ops"].contains(&actor), "{l}"),
+                None => assert!(
+                    ["human:user_01alice", "system:apikey_01ops", "system:anthropic-baseline"].contains(&actor),
+                    "{l}"
+                ),
             }
         }
     }
@@ -267,17 +300,27 @@ fn a_sync_killed_anywhere_resumes_with_nothing_lost_or_doubled() {
             .collect();
         scenario["versions"].as_array_mut().expect("versions").extend(copies);
     }
-    let standin = StandIn::start(&scenario, dir.path(), 0);
+    // The hosted API's latency (15 ms an answer) spreads a sync over time; fsync'd batches
+    // take their time too: kills land while versions are listed, between stores, and
+    // between the batches of one store.
+    let standin = StandIn::start_with(&scenario, dir.path(), 0, 15);
+    // A sync never killed: the reference, and how long a whole sync takes.
+    let clean = dir.path().join("clean");
+    let started = std::time::Instant::now();
+    assert_eq!(sync(&clean, &standin.url, &["--batch", "7"]).status.code(), Some(1));
+    let whole = started.elapsed().as_millis() as u64;
     let db = dir.path().join("db");
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut kills = 0;
     let mut runs = 0;
+    let mut lengths = Vec::new();
     loop {
         runs += 1;
         assert!(runs < 400, "the sync never finished between kills");
         let mut child = Command::new(env!("CARGO_BIN_EXE_dreamlog"))
-            .args(["--db", db.to_str().expect("utf-8"), "sync", "anthropic", "--json"])
-            .env("DREAMLOG_SYNC", "none")
+            // Small batches: kills land between the batches of one store too.
+            .args(["--db", db.to_str().expect("utf-8"), "sync", "anthropic", "--json", "--batch", "7"])
+            .env("DREAMLOG_SYNC", "fsync")
             .env("ANTHROPIC_BASE_URL", &standin.url)
             .env("ANTHROPIC_API_KEY", KEY)
             .stdout(Stdio::null())
@@ -288,11 +331,15 @@ fn a_sync_killed_anywhere_resumes_with_nothing_lost_or_doubled() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         if kills < 20 {
-            std::thread::sleep(std::time::Duration::from_millis(seed % 400));
+            // Anywhere within a whole sync's time: each run gets part of the way.
+            std::thread::sleep(std::time::Duration::from_millis(seed % whole.max(10)));
             if child.try_wait().expect("try_wait").is_none() {
                 child.kill().expect("SIGKILL");
                 child.wait().expect("reaped");
                 kills += 1;
+                if db.exists() {
+                    lengths.push(log_len(&db));
+                }
                 continue;
             }
         }
@@ -307,6 +354,9 @@ fn a_sync_killed_anywhere_resumes_with_nothing_lost_or_doubled() {
         assert_eq!(files(&db, &format!("memstore_1{k}copy")), expected, "copy {k}");
     }
     assert_eq!(files(&db, "memstore_01support"), expected);
+    let end = log_len(&db);
+    let mid = lengths.iter().filter(|&&n| n > 0 && n < end).count();
+    assert!(mid >= 3, "kills left the log part-written only {mid} times of {kills}: {lengths:?} of {end}");
     let mut named: BTreeMap<String, usize> = BTreeMap::new();
     let mut commands = 0;
     for line in ok(&dreamlog_on(&db, &["log", "--json"], None)).lines() {
@@ -316,20 +366,19 @@ fn a_sync_killed_anywhere_resumes_with_nothing_lost_or_doubled() {
         }
         if e["body"]["type"] == "anthropic.sync" {
             for v in e["body"]["json"]["versions"].as_array().expect("versions") {
-                *named.entry(v["id"].as_str().expect("id").to_owned()).or_default() += 1;
+                let key = format!("{} {}", e["stream"].as_str().unwrap_or_default(), v["id"].as_str().expect("id"));
+                *named.entry(key).or_default() += 1;
             }
         }
     }
     // Every retained version but the damaged one (reported each time, never written).
-    assert_eq!(named.len(), 7 * 45, "every retained version named");
+    assert_eq!(named.len(), 7 * 48, "every retained version named, and the baseline");
     assert!(
         named.values().all(|&n| n == 1),
         "a version named twice: {:?}",
         named.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
     );
     // And its commands written once: the same count as a sync that was never killed.
-    let clean = dir.path().join("clean");
-    assert_eq!(sync(&clean, &standin.url, &[]).status.code(), Some(1));
     let clean_commands = ok(&dreamlog_on(&clean, &["log", "--json"], None))
         .lines()
         .filter(|l| serde_json::from_str::<Value>(l).map(|e| e["kind"] == "memory").unwrap_or(false))

@@ -112,9 +112,13 @@ fn carry_origins_by_lines(old: &[u64], old_text: &str, new_text: &str, origin: u
 /// A text of few distinct lines (repeats, empty lines, with and without a final newline)
 /// and an edit of it: a span replaced, or another text altogether.
 fn text_and_edit() -> impl Strategy<Value = (String, String)> {
-    ("[ab\n]{0,24}", "[ab\n]{0,8}", any::<prop::sample::Index>(), any::<prop::sample::Index>(), "[ab\n]{0,24}")
+    // Short lines of two letters and `é` (two bytes: slices must stay on character
+    // boundaries); up to ~200 bytes, past the 64-byte steps of the byte comparison.
+    ("[abé\n]{0,120}", "[abé\n]{0,8}", any::<prop::sample::Index>(), any::<prop::sample::Index>(), "[abé\n]{0,120}")
         .prop_map(|(old, put, i, j, other)| {
-            let (i, j) = (i.index(old.len() + 1), j.index(old.len() + 1));
+            // Cut at character boundaries.
+            let cuts: Vec<usize> = old.char_indices().map(|(k, _)| k).chain([old.len()]).collect();
+            let (i, j) = (cuts[i.index(cuts.len())], cuts[j.index(cuts.len())]);
             let (from, to) = (i.min(j), i.max(j));
             let edited = format!("{}{put}{}", &old[..from], &old[to..]);
             (old, edited, other)

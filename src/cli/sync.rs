@@ -24,19 +24,23 @@ pub enum SyncCmd {
         /// The workspace (`anthropic-workspace-id`), for keys that reach several.
         #[arg(long)]
         workspace: Option<String>,
+        /// Memory versions per atomic batch (each batch with the note naming them): smaller
+        /// batches lose less work to a kill, larger ones write faster.
+        #[arg(long, default_value_t = crate::managed::mirror::BATCH_VERSIONS, value_name = "N")]
+        batch: usize,
     },
 }
 
 /// Runs a sync.
 pub(crate) fn run(cli: &Cli, svc: &dyn Service, cmd: &SyncCmd) -> Result<ExitCode> {
-    let SyncCmd::Anthropic { stores, workspace } = cmd;
+    let SyncCmd::Anthropic { stores, workspace, batch } = cmd;
     let hosted = Hosted::from_env(workspace.clone())?;
     let bar = super::progress_bar(None, "sync anthropic");
     let progress = |store: &str, done: usize, total: usize| {
         bar.set_message(format!("sync anthropic: {store}: {done}/{total} versions"));
         bar.tick();
     };
-    let opts = SyncOptions { stores: stores.clone(), progress: Some(&progress) };
+    let opts = SyncOptions { stores: stores.clone(), progress: Some(&progress), batch: *batch };
     let report = sync_memory(svc, &hosted, &opts);
     bar.finish_and_clear();
     let report = report?;
@@ -54,6 +58,9 @@ fn print(r: &SyncReport) -> Result<()> {
             "{}: {} versions listed, {} mirrored, {} already mirrored, {} redacted upstream",
             s.store, s.listed, s.mirrored, s.already, s.redacted
         );
+        if s.baseline > 0 {
+            what.push_str(&format!(", {} memories as they are now (every version expired)", s.baseline));
+        }
         if s.created {
             what.push_str(" (store created)");
         } else if s.fields_changed {

@@ -8,7 +8,7 @@ key, a missing beta header or a limit out of range is refused as the API refuses
 pages with `next_page` cursors, and answers 429 and 503 now and then.
 
     python3 tests/python/hosted_standin.py --scenario FILE [--key KEY] [--log FILE]
-        [--fail-every N] [--port PORT]
+        [--fail-every N] [--port PORT] [--delay-ms MS]
 
 prints `listening http://127.0.0.1:PORT` on its first line, then serves until killed.
 
@@ -30,6 +30,7 @@ import hashlib
 import json
 import sys
 import threading
+import time
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, get_type_hints
@@ -38,7 +39,12 @@ from urllib.parse import parse_qs, urlparse
 import anthropic
 from anthropic.types.beta import BetaManagedAgentsMemoryStore
 from anthropic.types.beta import memory_store_list_params
-from anthropic.types.beta.memory_stores import BetaManagedAgentsMemoryVersion, memory_version_list_params
+from anthropic.types.beta.memory_stores import (
+    BetaManagedAgentsMemory,
+    BetaManagedAgentsMemoryVersion,
+    memory_list_params,
+    memory_version_list_params,
+)
 
 MEMORY_BETAS = {"agent-memory-2026-07-22", "managed-agents-2026-04-01"}
 HEADER_PARAMS = {"betas", "workspace_id"}
@@ -51,6 +57,7 @@ def params_of(typed_dict: type) -> set[str]:
 
 STORE_LIST_PARAMS = params_of(memory_store_list_params.MemoryStoreListParams)
 VERSION_LIST_PARAMS = params_of(memory_version_list_params.MemoryVersionListParams)
+MEMORY_LIST_PARAMS = params_of(memory_list_params.MemoryListParams)
 
 
 def when(text: str) -> datetime:
@@ -83,6 +90,29 @@ class World:
             )
         expired = scenario.get("expired_before")
         self.versions: dict[str, list[BetaManagedAgentsMemoryVersion]] = {k: [] for k in self.stores}
+        # The memories now, from every version (expired ones included: they made them).
+        self.memories: dict[str, dict[str, BetaManagedAgentsMemory]] = {k: {} for k in self.stores}
+        for v in sorted(scenario.get("versions", []), key=lambda v: when(v["created_at"])):
+            mems = self.memories[v["memory_store_id"]]
+            if v["operation"] == "deleted":
+                mems.pop(v["memory_id"], None)
+                continue
+            before = mems.get(v["memory_id"])
+            content = v.get("content") if not v.get("redacted_at") else (before.content if before else "")
+            mems[v["memory_id"]] = BetaManagedAgentsMemory.model_validate(
+                {
+                    "type": "memory",
+                    "id": v["memory_id"],
+                    "memory_store_id": v["memory_store_id"],
+                    "memory_version_id": v["id"],
+                    "path": v.get("path") or (before.path if before else "/unknown.md"),
+                    "content": content,
+                    "content_size_bytes": len((content or "").encode()),
+                    "content_sha256": hashlib.sha256((content or "").encode()).hexdigest(),
+                    "created_at": before.created_at if before else v["created_at"],
+                    "updated_at": v["created_at"],
+                }
+            )
         for v in scenario.get("versions", []):
             if expired and when(v["created_at"]) < when(expired):
                 continue
@@ -139,6 +169,7 @@ class Handler(BaseHTTPRequestHandler):
     key: str
     log: Any
     fail_every: int
+    delay = 0.0
     count = 0
     lock = threading.Lock()
 
@@ -166,6 +197,8 @@ class Handler(BaseHTTPRequestHandler):
             Handler.count += 1
             n = Handler.count
         record = {"n": n, "path": url.path, "query": query, "beta": self.headers.get("anthropic-beta")}
+        if self.delay:
+            time.sleep(self.delay)
         try:
             bearer = (self.headers.get("authorization") or "").removeprefix("Bearer ")
             if self.key not in (self.headers.get("x-api-key"), bearer):
@@ -237,6 +270,16 @@ class Handler(BaseHTTPRequestHandler):
             if view == "basic":
                 items = [v.model_copy(update={"content": None}) for v in items]
             return page(items, query, 20 if view == "full" else 100)
+        if parts[3] == "memories" and len(parts) == 4:
+            self.only(query, MEMORY_LIST_PARAMS)
+            if query.get("depth", "0") != "0":
+                raise ApiError(400, "invalid_request_error", "depth: this stand-in lists every memory (depth 0) only")
+            view = query.get("view", "basic")
+            prefix = query.get("path_prefix", "/")
+            items = sorted((m for m in self.world.memories[store.id].values() if m.path.startswith(prefix)), key=lambda m: m.path)
+            if view == "basic":
+                items = [m.model_copy(update={"content": None}) for m in items]
+            return page(items, query, 20 if view == "full" else 100)
         raise ApiError(404, "not_found_error", f"no route {path}")
 
 
@@ -244,6 +287,7 @@ def serve(args: argparse.Namespace) -> None:
     with open(args.scenario) as f:
         world = World(json.load(f))
     Handler.world, Handler.key, Handler.fail_every = world, args.key, args.fail_every
+    Handler.delay = args.delay_ms / 1000
     Handler.log = open(args.log, "a") if args.log else None
     class Server(ThreadingHTTPServer):
         def handle_error(self, request: Any, client_address: Any) -> None:
@@ -273,6 +317,7 @@ def main() -> None:
     ap.add_argument("--log")
     ap.add_argument("--fail-every", type=int, default=0)
     ap.add_argument("--port", type=int, default=0, help="0: any free port")
+    ap.add_argument("--delay-ms", type=int, default=0, help="latency added to every answer")
     ap.add_argument("--check", metavar="URL")
     args = ap.parse_args()
     if args.check:

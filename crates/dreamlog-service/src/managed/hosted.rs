@@ -77,13 +77,16 @@ impl Hosted {
             if let Some(w) = &self.workspace {
                 req = req.header("anthropic-workspace-id", w);
             }
-            self.requests.set(self.requests.get() + 1);
             let (status, wait, text) = match req.send() {
                 Ok(resp) => {
+                    self.requests.set(self.requests.get() + 1);
                     let status = resp.status().as_u16();
                     let wait = retry_after(resp.headers());
-                    let text = resp.text().map_err(|e| hosted_error(&route, status, e.to_string()))?;
-                    (status, wait, text)
+                    match resp.text() {
+                        Ok(text) => (status, wait, text),
+                        // The answer broke off: retried like no answer.
+                        Err(e) => (0, wait, e.to_string()),
+                    }
                 }
                 // No answer: retried like an overloaded server.
                 Err(e) => (0, None, e.to_string()),
@@ -116,6 +119,7 @@ impl Hosted {
         mut f: impl FnMut(Value) -> Result<()>,
     ) -> Result<()> {
         let mut cursor: Option<String> = None;
+        let mut cursors = std::collections::HashSet::new();
         loop {
             let mut q = query.to_vec();
             if let Some(c) = &cursor {
@@ -129,7 +133,8 @@ impl Hosted {
                 f(item.clone())?;
             }
             match page["next_page"].as_str() {
-                Some(next) if !next.is_empty() && Some(next) != cursor.as_deref() => cursor = Some(next.to_owned()),
+                // A cursor seen before would go round in a circle: the list ends there.
+                Some(next) if !next.is_empty() && cursors.insert(next.to_owned()) => cursor = Some(next.to_owned()),
                 _ => return Ok(()),
             }
         }

@@ -21,6 +21,11 @@
 //! Redacted versions: one redacted before the first sync has no path or content; it is
 //! named in the note (so it is not asked for again) and writes nothing; the memory goes on
 //! from its next version with content (a write of the whole file).
+//!
+//! Expired versions: the first mirror of a store also lists its memories as they are now;
+//! a memory whose current version is not among the retained ones (every version past the
+//! retention period) is written as it is, stamped with its `updated_at`, by
+//! `system:anthropic-baseline`, before the versions.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,14 +36,16 @@ use super::hosted::{Hosted, MEMORY_BETA};
 use crate::core::managed::{check_api_path, memory_path, sha256_hex, StoreFields, STORE_NOTE, STORE_PREFIX};
 use crate::core::memory::{Rules, RULES_NOTE};
 use crate::core::{Actor, Body, CanonicalJson, Draft, ExpectedVersion, Memory, MemoryCommand, Note};
-use crate::error::{Error, Result};
+use crate::error::{Error, ManagedError, Result};
 use crate::service::{EventsQuery, Service, PAGE};
 use crate::store::{AppendBatch, StoredEvent};
 
 /// The note type that records what a sync mirrored.
 pub const SYNC_NOTE: &str = "anthropic.sync";
-/// Versions per atomic batch.
-const BATCH_VERSIONS: usize = 200;
+/// Versions per atomic batch, unless told.
+pub const BATCH_VERSIONS: usize = 200;
+/// How far before the newest version mirrored an incremental sync lists again.
+const CURSOR_MARGIN_MS: u64 = 10 * 60 * 1000;
 
 /// Who writes the mirror's own notes.
 pub fn sync_actor() -> Actor {
@@ -49,12 +56,13 @@ pub fn sync_actor() -> Actor {
 pub type Progress<'a> = &'a dyn Fn(&str, usize, usize);
 
 /// What to mirror.
-#[derive(Default)]
 pub struct SyncOptions<'a> {
     /// These stores only (all the key can list when empty).
     pub stores: Vec<String>,
     /// Told each store's progress.
     pub progress: Option<Progress<'a>>,
+    /// Versions per atomic batch (each with its note); 0 is taken as 1.
+    pub batch: usize,
 }
 
 /// What a sync did (`dreamlog sync anthropic --json`).
@@ -87,6 +95,9 @@ pub struct StoreSync {
     pub already: usize,
     /// Versions redacted upstream before they were mirrored (nothing to write).
     pub redacted: usize,
+    /// Memories written as they were at the first mirror, their every version past the
+    /// retention period.
+    pub baseline: usize,
     /// Events appended (commands and notes).
     pub events: usize,
 }
@@ -100,12 +111,17 @@ pub struct UnmappedObject {
     pub reason: String,
 }
 
-/// One version as a sync note names it.
+/// One version as a sync note names it: enough to rebuild, on resume, exactly what the
+/// sync knew after it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Mirrored {
     id: String,
     memory: String,
-    /// Its dreamlog path after it (`None`: deleted, redacted or unmapped).
+    /// `created`, `modified`, `deleted` (or `baseline`).
+    op: String,
+    /// Its `created_at` (ms).
+    at: u64,
+    /// Its dreamlog path after it (`None`: deleted, or redacted with nothing known).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     path: Option<String>,
     /// Its content's SHA-256 after it.
@@ -115,6 +131,17 @@ struct Mirrored {
     events: usize,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     redacted: bool,
+    /// Older than a version of its memory mirrored before it (it mapped late): named,
+    /// nothing written (the newer state stands).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    late: bool,
+}
+
+/// A hosted memory as the mirror holds it: where it is, and its content's hash.
+#[derive(Clone, Debug)]
+struct Known {
+    path: String,
+    sha256: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -132,9 +159,13 @@ struct Local {
     fields: Option<StoreFields>,
     archived: bool,
     seen: BTreeSet<String>,
-    /// Each hosted memory's path and content hash now.
-    memories: BTreeMap<String, (String, String)>,
+    /// Each hosted memory the mirror holds now.
+    memories: BTreeMap<String, Known>,
+    /// The newest version time of each memory mirrored (deleted ones included).
+    newest: BTreeMap<String, u64>,
     through: Option<u64>,
+    /// Who wrote the stream's first event.
+    first_actor: Option<Actor>,
 }
 
 /// Mirrors the hosted memory stores into `svc`'s log.
@@ -153,8 +184,17 @@ pub fn sync_memory(svc: &dyn Service, hosted: &Hosted, opts: &SyncOptions) -> Re
         opts.stores.clone()
     };
     for id in ids {
-        let store = sync_store(svc, hosted, &id, opts, &mut report.unmapped)?;
-        report.stores.push(store);
+        match sync_store(svc, hosted, &id, opts, &mut report.unmapped) {
+            Ok(store) => report.stores.push(store),
+            // A store that cannot be mirrored is reported; the others go on.
+            Err(Error::Managed(ManagedError::Unmapped { object, reason })) => {
+                report.unmapped.push(UnmappedObject { object, reason })
+            }
+            Err(Error::Managed(ManagedError::Hosted { status: 404, message, .. })) => {
+                report.unmapped.push(UnmappedObject { object: id.clone(), reason: format!("not found: {message}") })
+            }
+            Err(e) => return Err(e),
+        }
     }
     report.requests = hosted.requests.get();
     report.retried = hosted.retried.get();
@@ -175,6 +215,15 @@ fn sync_store(
     let stream = crate::memory::stream_name(id);
     let hosted_store = hosted.get(&format!("/v1/memory_stores/{id}"), &[], MEMORY_BETA)?;
     let mut local = read_local(svc, &stream)?;
+    if let Some(first) = local.first_actor.as_ref().filter(|a| **a != sync_actor()) {
+        return Err(Error::Managed(ManagedError::Unmapped {
+            object: id.to_owned(),
+            reason: format!(
+                "the dreamlog store {id} exists and was not made by `sync anthropic` (its first event is by {first}): \
+                 a mirror writes only into stores it made"
+            ),
+        }));
+    }
 
     // The store and its fields.
     let fields = StoreFields {
@@ -214,40 +263,76 @@ fn sync_store(
     // The versions, oldest first; those mirrored already left out.
     let mut q = vec![("view", "full".to_owned()), ("limit", "20".to_owned())];
     if let Some(t) = local.through {
-        q.push(("created_at_gte", crate::core::time::time_text(t)));
+        // A margin before the newest version mirrored: a version committed late with an
+        // earlier time is still listed (those mirrored already are left out by id).
+        q.push(("created_at_gte", crate::core::time::time_text(t.saturating_sub(CURSOR_MARGIN_MS))));
     }
     let mut listed = Vec::new();
+    let mut listed_ids = BTreeSet::new();
     hosted.list(&format!("/v1/memory_stores/{id}/memory_versions"), &q, MEMORY_BETA, |v| {
-        listed.push(v);
+        // A cursor over a list that grows may show an item twice.
+        if listed_ids.insert(v["id"].as_str().unwrap_or_default().to_owned()) {
+            listed.push(v);
+        }
         Ok(())
     })?;
     out.listed = listed.len();
     // The API lists newest first: reversed, then ordered by time (stable within a time).
     listed.reverse();
+    if local.through.is_none() {
+        // The first mirror of a store: memories whose every version is past the retention
+        // period are written as they are now (a baseline), before the versions.
+        let retained: BTreeSet<&str> = listed.iter().filter_map(|v| v["id"].as_str()).collect();
+        let mut baseline = Vec::new();
+        let q = [("view", "full".to_owned()), ("limit", "20".to_owned())];
+        hosted.list(&format!("/v1/memory_stores/{id}/memories"), &q, MEMORY_BETA, |m| {
+            if m["type"] == "memory" && !m["memory_version_id"].as_str().is_some_and(|v| retained.contains(v)) {
+                baseline.push(m);
+            }
+            Ok(())
+        })?;
+        out.baseline = baseline.len();
+        let mut as_versions: Vec<Value> = baseline
+            .into_iter()
+            .map(|m| {
+                json!({"id": format!("baseline:{}", m["id"].as_str().unwrap_or_default()), "baseline": true,
+                       "memory_id": m["id"], "operation": "created", "path": m["path"], "content": m["content"],
+                       "content_sha256": m["content_sha256"], "created_at": m["updated_at"]})
+            })
+            .collect();
+        as_versions.append(&mut listed);
+        listed = as_versions;
+    }
     let mut versions = Vec::with_capacity(listed.len());
+    let mut pending: Option<u64> = None;
     for v in listed {
-        let vid = text(&v, "id", "memory version")?;
+        let Some(vid) = v["id"].as_str().map(str::to_owned) else {
+            unmapped.push(UnmappedObject { object: format!("a version of {id}"), reason: "no id".into() });
+            continue;
+        };
         if local.seen.contains(&vid) {
             out.already += 1;
             continue;
         }
-        versions.push((time(&v, "created_at", &vid)?, vid, v));
+        match time(&v, "created_at", &vid) {
+            Ok(t) => versions.push((t, vid, v)),
+            Err(e) => unmapped.push(UnmappedObject { object: vid, reason: e.to_string() }),
+        }
     }
     versions.sort_by_key(|(t, _, _)| *t);
     let total = versions.len();
     let mut done = 0;
     // The oldest version that could not be mapped: the cursor stays at it, so every later
     // sync lists it again (and reports it until it maps).
-    let mut pending: Option<u64> = None;
-    for chunk in versions.chunks(BATCH_VERSIONS) {
+    for chunk in versions.chunks(opts.batch.max(1)) {
         let mut batch = AppendBatch::default();
         let mut note = SyncNote { versions: Vec::new(), through: local.through.unwrap_or(0) };
         for (t, vid, v) in chunk {
-            match map_version(id, &stream, *t, vid, v, &mut local.memories) {
+            match map_version(id, &stream, *t, vid, v, &mut local) {
                 Ok((record, drafts)) => {
                     if record.redacted {
                         out.redacted += 1;
-                    } else {
+                    } else if record.op != "baseline" {
                         out.mirrored += 1;
                     }
                     batch.events.extend(drafts);
@@ -265,10 +350,13 @@ fn sync_store(
             continue;
         }
         let json = serde_json::to_value(&note).map_err(|e| Error::InvalidInput(format!("sync note: {e}")))?;
+        // Stamped with the newest version it names, not with now: a point given by time
+        // (`--at 2026-11-04`) then finds the commands and their note together.
+        let stamp = note.versions.iter().map(|r| r.at).max();
         batch.events.push(draft(
             &stream,
             sync_actor(),
-            None,
+            stamp,
             Body::Note(Note { note_type: SYNC_NOTE.to_owned(), json: CanonicalJson::from_value(&json) }),
         ));
         local.version = Some(append(svc, batch, &stream, local.version, &mut out)?);
@@ -281,28 +369,58 @@ fn sync_store(
 }
 
 /// One version as commands, with its record for the note; an error names why it cannot be
-/// mapped (nothing of it is written).
+/// mapped (nothing of it is written). Updates what `local` knows of its memory.
 fn map_version(
     store: &str,
     stream: &str,
     time: u64,
     vid: &str,
     v: &Value,
-    memories: &mut BTreeMap<String, (String, String)>,
+    local: &mut Local,
 ) -> std::result::Result<(Mirrored, Vec<Draft>), String> {
     let memory = v["memory_id"].as_str().ok_or("no memory_id")?.to_owned();
-    let operation = v["operation"].as_str().ok_or("no operation")?;
-    let mut record =
-        Mirrored { id: vid.to_owned(), memory: memory.clone(), path: None, sha256: None, events: 0, redacted: false };
-    if !v["redacted_at"].is_null() {
-        // Redacted before it was mirrored: nothing of it is left to write.
-        record.redacted = true;
-        if operation == "deleted" {
-            memories.remove(&memory);
+    let baseline = v["baseline"] == true;
+    let operation = if baseline { "baseline" } else { v["operation"].as_str().ok_or("no operation")? };
+    if !matches!(operation, "created" | "modified" | "deleted" | "baseline") {
+        return Err(format!("operation {operation:?} is not created, modified or deleted"));
+    }
+    let mut record = Mirrored {
+        id: vid.to_owned(),
+        memory: memory.clone(),
+        op: operation.to_owned(),
+        at: time,
+        path: None,
+        sha256: None,
+        events: 0,
+        redacted: false,
+        late: false,
+    };
+    // What it would write, checked before anything else: a version that does not map is
+    // reported every time, late or not.
+    let redacted = !v["redacted_at"].is_null();
+    let checked = if redacted || operation == "deleted" {
+        None
+    } else {
+        let api_path = v["path"].as_str().ok_or("no path (and not redacted)")?;
+        check_api_path(api_path).map_err(|reason| format!("path {api_path:?}: {reason}"))?;
+        let content = v["content"].as_str().ok_or("no content (the list was not asked with view=full?)")?;
+        let sha = sha256_hex(content);
+        if v["content_sha256"].as_str() != Some(sha.as_str()) {
+            return Err(format!(
+                "its content hashes to {sha}, not to its content_sha256 {}",
+                v["content_sha256"].as_str().unwrap_or("(none)")
+            ));
         }
+        Some((memory_path(api_path), content, sha))
+    };
+    if local.newest.get(&memory).is_some_and(|&newest| newest > time) {
+        // It mapped only after a newer version of its memory was mirrored: writing it now
+        // would put an older state over the newer one.
+        record.late = true;
         return Ok((record, Vec::new()));
     }
-    let (actor, session) = actor_of(&v["created_by"]);
+    let (actor, session) =
+        if baseline { (Actor::System("anthropic-baseline".into()), None) } else { actor_of(&v["created_by"]) };
     let command = |command: MemoryCommand| {
         draft(
             stream,
@@ -311,38 +429,49 @@ fn map_version(
             Body::Memory(Memory { store: store.to_owned(), command, precondition: None, session: session.clone() }),
         )
     };
-    let api_path = v["path"].as_str().ok_or("no path (and not redacted)")?;
-    check_api_path(api_path).map_err(|reason| format!("path {api_path:?}: {reason}"))?;
-    let path = memory_path(api_path);
     let mut drafts = Vec::new();
-    match operation {
-        "created" | "modified" => {
-            let content = v["content"].as_str().ok_or("no content (the list was not asked with view=full?)")?;
-            let sha = sha256_hex(content);
-            if v["content_sha256"].as_str() != Some(sha.as_str()) {
-                return Err(format!(
-                    "its content hashes to {sha}, not to its content_sha256 {}",
-                    v["content_sha256"].as_str().unwrap_or("(none)")
-                ));
+    if redacted {
+        // Redacted before it was mirrored: no path or content is left. A delete still
+        // deletes what the mirror holds; any other change is unknown, and the memory goes
+        // on from its next version with content.
+        record.redacted = true;
+        if operation == "deleted" {
+            if let Some(k) = local.memories.remove(&memory) {
+                drafts.push(command(MemoryCommand::Delete { path: k.path }));
             }
-            let before = memories.get(&memory).cloned();
-            if let Some((old, _)) = before.as_ref().filter(|(old, _)| *old != path) {
-                drafts.push(command(MemoryCommand::Rename { old_path: old.clone(), new_path: path.clone() }));
-            }
-            if before.as_ref().map(|(_, s)| s) != Some(&sha) {
-                drafts.push(command(MemoryCommand::Write { path: path.clone(), file_text: content.to_owned() }));
-            }
-            memories.insert(memory, (path.clone(), sha.clone()));
-            record.path = Some(path);
-            record.sha256 = Some(sha);
+        } else if let Some(k) = local.memories.get(&memory) {
+            record.path = Some(k.path.clone());
+            record.sha256 = Some(k.sha256.clone());
         }
-        "deleted" => {
-            let at = memories.remove(&memory).map(|(p, _)| p).unwrap_or(path);
-            drafts.push(command(MemoryCommand::Delete { path: at }));
+        record.events = drafts.len();
+        local.newest.insert(memory, time);
+        return Ok((record, drafts));
+    }
+    if let Some((path, content, sha)) = checked {
+        let before = local.memories.get(&memory).cloned();
+        if let Some(k) = before.as_ref().filter(|k| k.path != path) {
+            drafts.push(command(MemoryCommand::Rename { old_path: k.path.clone(), new_path: path.clone() }));
         }
-        other => return Err(format!("operation {other:?} is not created, modified or deleted")),
+        if before.as_ref().map(|k| &k.sha256) != Some(&sha) {
+            drafts.push(command(MemoryCommand::Write { path: path.clone(), file_text: content.to_owned() }));
+        }
+        local.memories.insert(memory.clone(), Known { path: path.clone(), sha256: sha.clone() });
+        record.path = Some(path);
+        record.sha256 = Some(sha);
+    } else {
+        // A delete: of the path the mirror holds the memory at (else the version's own).
+        let at = match local.memories.remove(&memory) {
+            Some(k) => k.path,
+            None => {
+                let api_path = v["path"].as_str().ok_or("a delete without a path")?;
+                check_api_path(api_path).map_err(|reason| format!("path {api_path:?}: {reason}"))?;
+                memory_path(api_path)
+            }
+        };
+        drafts.push(command(MemoryCommand::Delete { path: at }));
     }
     record.events = drafts.len();
+    local.newest.insert(memory, time);
     Ok((record, drafts))
 }
 
@@ -416,6 +545,9 @@ fn read_local(svc: &dyn Service, stream: &str) -> Result<Local> {
 }
 
 fn read_event(local: &mut Local, e: &StoredEvent) {
+    if local.first_actor.is_none() {
+        local.first_actor = Some(e.event.header.actor.clone());
+    }
     let Body::Note(n) = &e.event.body else { return };
     let value = n.json.to_value();
     match n.note_type.as_str() {
@@ -427,15 +559,21 @@ fn read_event(local: &mut Local, e: &StoredEvent) {
         }
         SYNC_NOTE => {
             if let Ok(note) = serde_json::from_value::<SyncNote>(value) {
+                // What map_version knew after each version, rebuilt in the same order.
                 for v in note.versions {
-                    match (&v.path, &v.sha256) {
-                        (Some(p), Some(s)) => {
-                            local.memories.insert(v.memory.clone(), (p.clone(), s.clone()));
+                    if !v.late {
+                        match (v.op.as_str(), &v.path, &v.sha256) {
+                            ("deleted", _, _) => {
+                                local.memories.remove(&v.memory);
+                            }
+                            (_, Some(p), Some(s)) => {
+                                let known = Known { path: p.clone(), sha256: s.clone() };
+                                local.memories.insert(v.memory.clone(), known);
+                            }
+                            _ => {}
                         }
-                        _ if !v.redacted => {
-                            local.memories.remove(&v.memory);
-                        }
-                        _ => {}
+                        let newest = local.newest.entry(v.memory.clone()).or_insert(0);
+                        *newest = (*newest).max(v.at);
                     }
                     local.seen.insert(v.id);
                 }
@@ -448,7 +586,7 @@ fn read_event(local: &mut Local, e: &StoredEvent) {
 
 fn text(v: &Value, field: &str, what: &str) -> Result<String> {
     v[field].as_str().map(str::to_owned).ok_or_else(|| {
-        Error::Managed(crate::error::ManagedError::Unmapped { object: what.to_owned(), reason: format!("no {field}") })
+        Error::Managed(ManagedError::Unmapped { object: what.to_owned(), reason: format!("no {field}") })
     })
 }
 
@@ -456,7 +594,7 @@ fn time(v: &Value, field: &str, what: &str) -> Result<u64> {
     let t = v[field].as_str().unwrap_or_default();
     chrono::DateTime::parse_from_rfc3339(t).ok().and_then(|d| u64::try_from(d.timestamp_millis()).ok()).ok_or_else(
         || {
-            Error::Managed(crate::error::ManagedError::Unmapped {
+            Error::Managed(ManagedError::Unmapped {
                 object: what.to_owned(),
                 reason: format!("{field}: {t:?} is not an RFC 3339 time"),
             })
