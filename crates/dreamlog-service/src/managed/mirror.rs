@@ -118,8 +118,10 @@ struct Mirrored {
     id: String,
     memory: String,
     /// `created`, `modified`, `deleted` (or `baseline`).
+    #[serde(default)]
     op: String,
     /// Its `created_at` (ms).
+    #[serde(default)]
     at: u64,
     /// Its dreamlog path after it (`None`: deleted, or redacted with nothing known).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -149,6 +151,10 @@ struct SyncNote {
     versions: Vec<Mirrored>,
     /// The newest `created_at` mirrored so far (ms).
     through: u64,
+    /// This note ends the store's baseline (every memory whose versions all expired is
+    /// written): later syncs do not list its memories again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    baseline: bool,
 }
 
 /// What the log says of a mirrored store.
@@ -164,8 +170,18 @@ struct Local {
     /// The newest version time of each memory mirrored (deleted ones included).
     newest: BTreeMap<String, u64>,
     through: Option<u64>,
+    /// Whether the store's baseline was written whole.
+    baseline_done: bool,
     /// Who wrote the stream's first event.
     first_actor: Option<Actor>,
+}
+
+/// Puts a memory where the mirror holds it; another memory the mirror still places there
+/// (its move was in a version redacted or not mapped) is dropped: its next version writes
+/// it whole where it is then.
+fn place(memories: &mut BTreeMap<String, Known>, memory: &str, known: Known) {
+    memories.retain(|m, k| m == memory || k.path != known.path);
+    memories.insert(memory.to_owned(), known);
 }
 
 /// Mirrors the hosted memory stores into `svc`'s log.
@@ -181,6 +197,9 @@ pub fn sync_memory(svc: &dyn Service, hosted: &Hosted, opts: &SyncOptions) -> Re
         ids.reverse(); // oldest first
         ids
     } else {
+        for id in &opts.stores {
+            check_store_id(id)?;
+        }
         opts.stores.clone()
     };
     for id in ids {
@@ -208,9 +227,7 @@ fn sync_store(
     opts: &SyncOptions,
     unmapped: &mut Vec<UnmappedObject>,
 ) -> Result<StoreSync> {
-    if !id.starts_with(STORE_PREFIX) || id.contains('/') {
-        return Err(Error::InvalidInput(format!("{id:?} is not a memory store id (memstore_…)")));
-    }
+    check_store_id(id)?;
     let mut out = StoreSync { store: id.to_owned(), ..StoreSync::default() };
     let stream = crate::memory::stream_name(id);
     let hosted_store = hosted.get(&format!("/v1/memory_stores/{id}"), &[], MEMORY_BETA)?;
@@ -260,6 +277,22 @@ fn sync_store(
         local.version = Some(append(svc, batch, &stream, local.version, &mut out)?);
     }
 
+    // Until the baseline is written whole, the memories as they are now (listed before the
+    // versions: a memory changed in between then has its new version listed too).
+    let memories_now = if local.baseline_done {
+        Vec::new()
+    } else {
+        let mut now = Vec::new();
+        let q = [("view", "full".to_owned()), ("limit", "20".to_owned())];
+        hosted.list(&format!("/v1/memory_stores/{id}/memories"), &q, MEMORY_BETA, |m| {
+            if m["type"] == "memory" {
+                now.push(m);
+            }
+            Ok(())
+        })?;
+        now
+    };
+
     // The versions, oldest first; those mirrored already left out.
     let mut q = vec![("view", "full".to_owned()), ("limit", "20".to_owned())];
     if let Some(t) = local.through {
@@ -279,29 +312,57 @@ fn sync_store(
     out.listed = listed.len();
     // The API lists newest first: reversed, then ordered by time (stable within a time).
     listed.reverse();
-    if local.through.is_none() {
-        // The first mirror of a store: memories whose every version is past the retention
-        // period are written as they are now (a baseline), before the versions.
-        let retained: BTreeSet<&str> = listed.iter().filter_map(|v| v["id"].as_str()).collect();
-        let mut baseline = Vec::new();
-        let q = [("view", "full".to_owned()), ("limit", "20".to_owned())];
-        hosted.list(&format!("/v1/memory_stores/{id}/memories"), &q, MEMORY_BETA, |m| {
-            if m["type"] == "memory" && !m["memory_version_id"].as_str().is_some_and(|v| retained.contains(v)) {
-                baseline.push(m);
-            }
-            Ok(())
-        })?;
-        out.baseline = baseline.len();
-        let mut as_versions: Vec<Value> = baseline
-            .into_iter()
-            .map(|m| {
-                json!({"id": format!("baseline:{}", m["id"].as_str().unwrap_or_default()), "baseline": true,
-                       "memory_id": m["id"], "operation": "created", "path": m["path"], "content": m["content"],
-                       "content_sha256": m["content_sha256"], "created_at": m["updated_at"]})
+    if !local.baseline_done {
+        // Memories whose current version is neither listed nor mirrored have every version
+        // past the retention period: written as they are now, in one batch of their own
+        // before the versions (a kill cannot leave part of it behind).
+        let expired: Vec<&Value> = memories_now
+            .iter()
+            .filter(|m| {
+                let current = m["memory_version_id"].as_str().unwrap_or_default();
+                !listed_ids.contains(current) && !local.seen.contains(current)
             })
             .collect();
-        as_versions.append(&mut listed);
-        listed = as_versions;
+        let mut batch = AppendBatch::default();
+        let mut note = SyncNote { versions: Vec::new(), through: local.through.unwrap_or(0), baseline: true };
+        for m in expired {
+            let mid = m["id"].as_str().unwrap_or_default();
+            let bid = format!("baseline:{mid}");
+            if local.seen.contains(&bid) {
+                continue;
+            }
+            let as_version = json!({"id": bid, "baseline": true, "memory_id": m["id"], "path": m["path"],
+                                    "content": m["content"], "content_sha256": m["content_sha256"]});
+            let at = time(m, "updated_at", mid);
+            match at
+                .map_err(|e| e.to_string())
+                .and_then(|t| map_version(id, &stream, t, &bid, &as_version, &mut local).map(|r| (t, r)))
+            {
+                Ok((_, (record, drafts))) => {
+                    out.baseline += 1;
+                    batch.events.extend(drafts);
+                    note.versions.push(record);
+                }
+                Err(reason) => {
+                    // Listed again by the next sync, and reported until it maps.
+                    unmapped.push(UnmappedObject { object: mid.to_owned(), reason });
+                    note.baseline = false;
+                }
+            }
+        }
+        if note.baseline || !note.versions.is_empty() {
+            let stamp = note.versions.iter().map(|r| r.at).max().or(local.through);
+            let json = serde_json::to_value(&note).map_err(|e| Error::InvalidInput(format!("sync note: {e}")))?;
+            batch.events.push(draft(
+                &stream,
+                sync_actor(),
+                stamp,
+                Body::Note(Note { note_type: SYNC_NOTE.to_owned(), json: CanonicalJson::from_value(&json) }),
+            ));
+            local.version = Some(append(svc, batch, &stream, local.version, &mut out)?);
+            local.through = Some(note.through);
+            local.baseline_done = note.baseline;
+        }
     }
     let mut versions = Vec::with_capacity(listed.len());
     let mut pending: Option<u64> = None;
@@ -326,13 +387,13 @@ fn sync_store(
     // sync lists it again (and reports it until it maps).
     for chunk in versions.chunks(opts.batch.max(1)) {
         let mut batch = AppendBatch::default();
-        let mut note = SyncNote { versions: Vec::new(), through: local.through.unwrap_or(0) };
+        let mut note = SyncNote { versions: Vec::new(), through: local.through.unwrap_or(0), baseline: false };
         for (t, vid, v) in chunk {
             match map_version(id, &stream, *t, vid, v, &mut local) {
                 Ok((record, drafts)) => {
                     if record.redacted {
                         out.redacted += 1;
-                    } else if record.op != "baseline" {
+                    } else {
                         out.mirrored += 1;
                     }
                     batch.events.extend(drafts);
@@ -448,6 +509,13 @@ fn map_version(
         return Ok((record, drafts));
     }
     if let Some((path, content, sha)) = checked {
+        if let Some((other, _)) = local.memories.iter().find(|(m, k)| **m != memory && k.path == path) {
+            // The mirror still holds another memory here (its move was in a version redacted
+            // or not mapped): that copy goes; its next version writes it where it is then.
+            let other = other.clone();
+            local.memories.remove(&other);
+            drafts.push(command(MemoryCommand::Delete { path: path.clone() }));
+        }
         let before = local.memories.get(&memory).cloned();
         if let Some(k) = before.as_ref().filter(|k| k.path != path) {
             drafts.push(command(MemoryCommand::Rename { old_path: k.path.clone(), new_path: path.clone() }));
@@ -455,7 +523,7 @@ fn map_version(
         if before.as_ref().map(|k| &k.sha256) != Some(&sha) {
             drafts.push(command(MemoryCommand::Write { path: path.clone(), file_text: content.to_owned() }));
         }
-        local.memories.insert(memory.clone(), Known { path: path.clone(), sha256: sha.clone() });
+        place(&mut local.memories, &memory, Known { path: path.clone(), sha256: sha.clone() });
         record.path = Some(path);
         record.sha256 = Some(sha);
     } else {
@@ -567,8 +635,7 @@ fn read_event(local: &mut Local, e: &StoredEvent) {
                                 local.memories.remove(&v.memory);
                             }
                             (_, Some(p), Some(s)) => {
-                                let known = Known { path: p.clone(), sha256: s.clone() };
-                                local.memories.insert(v.memory.clone(), known);
+                                place(&mut local.memories, &v.memory, Known { path: p.clone(), sha256: s.clone() });
                             }
                             _ => {}
                         }
@@ -578,10 +645,18 @@ fn read_event(local: &mut Local, e: &StoredEvent) {
                     local.seen.insert(v.id);
                 }
                 local.through = Some(local.through.unwrap_or(0).max(note.through));
+                local.baseline_done |= note.baseline;
             }
         }
         _ => {}
     }
+}
+
+fn check_store_id(id: &str) -> Result<()> {
+    if !id.starts_with(STORE_PREFIX) || id.contains('/') || id.len() > 255 {
+        return Err(Error::InvalidInput(format!("{id:?} is not a memory store id (memstore_…)")));
+    }
+    Ok(())
 }
 
 fn text(v: &Value, field: &str, what: &str) -> Result<String> {
