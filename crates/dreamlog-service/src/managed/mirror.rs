@@ -180,7 +180,10 @@ struct Local {
 /// (its move was in a version redacted or not mapped) is dropped: its next version writes
 /// it whole where it is then.
 fn place(memories: &mut BTreeMap<String, Known>, memory: &str, known: Known) {
-    memories.retain(|m, k| m == memory || k.path != known.path);
+    // Only a memory that moves can meet another (paths are kept unique).
+    if memories.get(memory).map(|k| &k.path) != Some(&known.path) {
+        memories.retain(|m, k| m == memory || k.path != known.path);
+    }
     memories.insert(memory.to_owned(), known);
 }
 
@@ -351,20 +354,12 @@ fn sync_store(
             }
         }
         if note.baseline || !note.versions.is_empty() {
-            let stamp = note.versions.iter().map(|r| r.at).max().or(local.through);
-            let json = serde_json::to_value(&note).map_err(|e| Error::InvalidInput(format!("sync note: {e}")))?;
-            batch.events.push(draft(
-                &stream,
-                sync_actor(),
-                stamp,
-                Body::Note(Note { note_type: SYNC_NOTE.to_owned(), json: CanonicalJson::from_value(&json) }),
-            ));
-            local.version = Some(append(svc, batch, &stream, local.version, &mut out)?);
-            local.through = Some(note.through);
-            local.baseline_done = note.baseline;
+            commit(svc, batch, note, &stream, &mut local, &mut out)?;
         }
     }
     let mut versions = Vec::with_capacity(listed.len());
+    // The oldest version that could not be mapped: the cursor stays at it, so every later
+    // sync lists it again (and reports it until it maps).
     let mut pending: Option<u64> = None;
     for v in listed {
         let Some(vid) = v["id"].as_str().map(str::to_owned) else {
@@ -383,8 +378,6 @@ fn sync_store(
     versions.sort_by_key(|(t, _, _)| *t);
     let total = versions.len();
     let mut done = 0;
-    // The oldest version that could not be mapped: the cursor stays at it, so every later
-    // sync lists it again (and reports it until it maps).
     for chunk in versions.chunks(opts.batch.max(1)) {
         let mut batch = AppendBatch::default();
         let mut note = SyncNote { versions: Vec::new(), through: local.through.unwrap_or(0), baseline: false };
@@ -410,23 +403,38 @@ fn sync_store(
         if note.versions.is_empty() {
             continue;
         }
-        let json = serde_json::to_value(&note).map_err(|e| Error::InvalidInput(format!("sync note: {e}")))?;
-        // Stamped with the newest version it names, not with now: a point given by time
-        // (`--at 2026-11-04`) then finds the commands and their note together.
-        let stamp = note.versions.iter().map(|r| r.at).max();
-        batch.events.push(draft(
-            &stream,
-            sync_actor(),
-            stamp,
-            Body::Note(Note { note_type: SYNC_NOTE.to_owned(), json: CanonicalJson::from_value(&json) }),
-        ));
-        local.version = Some(append(svc, batch, &stream, local.version, &mut out)?);
-        local.through = Some(note.through);
+        commit(svc, batch, note, &stream, &mut local, &mut out)?;
         if let Some(p) = opts.progress {
             p(id, done, total);
         }
     }
     Ok(out)
+}
+
+/// Appends a batch of commands with the note naming its versions, if the stream is still
+/// where the sync read it, and takes the note into what `local` knows.
+fn commit(
+    svc: &dyn Service,
+    mut batch: AppendBatch,
+    note: SyncNote,
+    stream: &str,
+    local: &mut Local,
+    out: &mut StoreSync,
+) -> Result<()> {
+    let json = serde_json::to_value(&note).map_err(|e| Error::InvalidInput(format!("sync note: {e}")))?;
+    // Stamped with the newest version it names, not with now: a point given by time
+    // (`--at 2026-11-04`) then finds the commands and their note together.
+    let stamp = note.versions.iter().map(|r| r.at).max().or(local.through);
+    batch.events.push(draft(
+        stream,
+        sync_actor(),
+        stamp,
+        Body::Note(Note { note_type: SYNC_NOTE.to_owned(), json: CanonicalJson::from_value(&json) }),
+    ));
+    local.version = Some(append(svc, batch, stream, local.version, out)?);
+    local.through = Some(note.through);
+    local.baseline_done |= note.baseline;
+    Ok(())
 }
 
 /// One version as commands, with its record for the note; an error names why it cannot be
@@ -509,10 +517,16 @@ fn map_version(
         return Ok((record, drafts));
     }
     if let Some((path, content, sha)) = checked {
-        if let Some((other, _)) = local.memories.iter().find(|(m, k)| **m != memory && k.path == path) {
+        // Only a memory that moves can meet another (paths are kept unique).
+        let moves = local.memories.get(&memory).map(|k| &k.path) != Some(&path);
+        let other = if moves {
+            local.memories.iter().find(|(m, k)| **m != memory && k.path == path).map(|(m, _)| m.clone())
+        } else {
+            None
+        };
+        if let Some(other) = other {
             // The mirror still holds another memory here (its move was in a version redacted
             // or not mapped): that copy goes; its next version writes it where it is then.
-            let other = other.clone();
             local.memories.remove(&other);
             drafts.push(command(MemoryCommand::Delete { path: path.clone() }));
         }
