@@ -30,6 +30,11 @@ impl StandIn {
     }
 
     fn start_with(scenario: &Value, dir: &Path, fail_every: u32, delay_ms: u32) -> StandIn {
+        StandIn::start_paged(scenario, dir, fail_every, delay_ms, 0)
+    }
+
+    /// With at most `max_page` items a page (0: the API's own limits).
+    fn start_paged(scenario: &Value, dir: &Path, fail_every: u32, delay_ms: u32, max_page: u32) -> StandIn {
         let file = dir.join("scenario.json");
         std::fs::write(&file, scenario.to_string()).expect("scenario");
         let mut child = Command::new("python3")
@@ -37,6 +42,7 @@ impl StandIn {
             .args(["--scenario", file.to_str().expect("utf-8"), "--key", KEY])
             .args(["--log", dir.join("requests.jsonl").to_str().expect("utf-8")])
             .args(["--fail-every", &fail_every.to_string(), "--delay-ms", &delay_ms.to_string()])
+            .args(["--max-page", &max_page.to_string()])
             .current_dir(root())
             .stdout(Stdio::piped())
             .spawn()
@@ -226,10 +232,12 @@ fn hosted_memory_is_mirrored_once_and_blame_names_the_hosted_session() {
     );
     assert!(report["retried"].as_u64().unwrap_or(0) > 0, "the stand-in answered 429 and 503: {report}");
 
-    // Every request named the memory beta and asked full versions 20 at a time.
+    // Every request named its route's beta and asked full versions 20 at a time.
     let requests = std::fs::read_to_string(dir.path().join("requests.jsonl")).expect("request log");
     for r in requests.lines().map(|l| serde_json::from_str::<Value>(l).expect("JSON")) {
-        assert_eq!(r["beta"], "agent-memory-2026-07-22", "{r}");
+        let sessions = r["path"].as_str().is_some_and(|p| p.starts_with("/v1/sessions"));
+        let beta = if sessions { "managed-agents-2026-04-01" } else { "agent-memory-2026-07-22" };
+        assert_eq!(r["beta"], beta, "{r}");
         if r["path"].as_str().is_some_and(|p| p.ends_with("/memory_versions")) {
             assert_eq!((r["query"]["view"].as_str(), r["query"]["limit"].as_str()), (Some("full"), Some("20")), "{r}");
         }
@@ -401,4 +409,201 @@ fn a_sync_killed_anywhere_resumes_with_nothing_lost_or_doubled() {
         .filter(|l| serde_json::from_str::<Value>(l).map(|e| e["kind"] == "memory").unwrap_or(false))
         .count();
     assert_eq!(commands, clean_commands, "after {kills} kills");
+}
+
+/// The hosted world of tests/fixtures/hosted/learning.json: a store written by graded
+/// sessions (a multi-agent one with `needs_revision` then `satisfied`, a `failed` one with
+/// its rubric in a file, a `max_iterations_reached` one, one with two outcomes), a version
+/// redacted before any sync.
+fn learning() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(root().join("tests/fixtures/hosted/learning.json")).expect("fixture"))
+        .expect("JSON")
+}
+
+fn json_lines(out: &str) -> Vec<Value> {
+    out.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+}
+
+fn stream_events(db: &Path, stream: &str) -> Vec<Value> {
+    json_lines(&ok(&dreamlog_on(db, &["log", "--json"], None))).into_iter().filter(|e| e["stream"] == stream).collect()
+}
+
+#[test]
+fn hosted_sessions_are_mirrored_with_their_outcomes_and_blame_names_the_verdict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("db");
+    let mut world = learning();
+    // Two items a page and a 429 or 503 every fifth answer: every list takes several pages.
+    let standin = StandIn::start_paged(&world, dir.path(), 5, 0, 2);
+    // The SDK reads the sessions, events, threads and rubric files back, strictly.
+    let check = Command::new("python3")
+        .args(["tests/python/hosted_standin.py", "--check", &standin.url, "--key", KEY])
+        .current_dir(root())
+        .output()
+        .expect("python3");
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let summary: Value = serde_json::from_slice(&check.stdout).expect("JSON summary");
+    let alpha = &summary["sessions"]["sesn_01alpha"];
+    assert_eq!((alpha["events"].as_u64(), alpha["threads"]["sthr_01alpha_research"].as_u64()), (Some(14), Some(6)));
+    assert_eq!(summary["sessions"]["sesn_04delta"]["outcomes"], json!(["satisfied", "interrupted"]));
+    assert!(summary["sessions"]["sesn_02bravo"]["files"]["file_01rubric"].is_string(), "{summary}");
+
+    let out = sync(&db, &standin.url, &["--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("schemas/sync-report.schema.json")).expect("the report's schema"),
+    )
+    .expect("JSON");
+    let v = jsonschema::options().with_draft(jsonschema::Draft::Draft202012).build(&schema).expect("schema compiles");
+    let errors: Vec<String> = v.iter_errors(&report).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let s = &report["sessions"];
+    assert_eq!(
+        (s["listed"].as_u64(), s["mirrored"].as_u64(), s["threads"].as_u64(), s["grades"].as_u64()),
+        (Some(4), Some(5), Some(1), Some(6)),
+        "four sessions and one thread; six outcome evaluations: {report}"
+    );
+    assert_eq!(report["unmapped"], json!([]), "{report}");
+
+    // Each session's score is the mean of its terminal verdicts; its result the verdict.
+    let sessions: BTreeMap<String, Value> = json_lines(&ok(&dreamlog_on(&db, &["--json", "sessions", "list"], None)))
+        .into_iter()
+        .map(|s| (s["id"].as_str().expect("id").to_owned(), s))
+        .collect();
+    let verdict = |id: &str| (sessions[id]["score"].as_f64(), sessions[id]["result"].as_str().map(str::to_owned));
+    assert_eq!(verdict("sesn_01alpha"), (Some(1.0), Some("satisfied".into())));
+    assert_eq!(verdict("sesn_02bravo"), (Some(0.0), Some("failed".into())));
+    assert_eq!(verdict("sesn_03charlie"), (Some(0.0), Some("max_iterations_reached".into())));
+    assert_eq!(verdict("sesn_04delta"), (Some(0.5), Some("interrupted".into())), "one of two outcomes satisfied");
+    assert_eq!(sessions["sesn_01alpha"]["task"], "refund-flex", "the task key from the session's metadata");
+    assert_eq!(sessions["sesn_04delta"]["task"], "Rebook the flight", "else the first outcome's description");
+    assert_eq!(sessions["sesn_01alpha"]["input_tokens"], 1200, "the session's usage");
+    assert_eq!(sessions["sesn_03charlie"]["status"], "terminated");
+
+    // The first evaluation of alpha's outcome is an intermediate grade, the second passes.
+    let alpha = stream_events(&db, "session/sesn_01alpha");
+    let grades: Vec<&Value> = alpha.iter().filter(|e| e["kind"] == "grade").collect();
+    assert_eq!(grades.len(), 2);
+    assert_eq!(
+        (grades[0]["body"]["result"].as_str(), grades[0]["body"]["score"].as_f64()),
+        (Some("needs_revision"), Some(0.0))
+    );
+    assert_eq!(grades[1]["body"]["criteria"][0]["passed"], true);
+    assert!(grades[1]["body"]["rubric"].as_str().unwrap_or_default().contains("The 30-day window is quoted."));
+    assert_eq!(grades[1]["actor"], "evaluator:anthropic-outcome-grader");
+    // The cross-posted call is the thread's, not the primary thread's: one action here.
+    let actions: Vec<&Value> = alpha.iter().filter(|e| e["kind"] == "action").collect();
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(
+        (actions[0]["body"]["name"].as_str(), actions[0]["body"]["status"].as_str()),
+        (Some("write"), Some("ok"))
+    );
+    // The thread is a child session under the session; its MCP call failed.
+    let thread = stream_events(&db, "session/sthr_01alpha_research");
+    assert_eq!(thread[0]["causes"], json!([alpha[0]["id"]]), "the thread's start cites the session's");
+    let mcp = thread.iter().find(|e| e["body"]["name"] == "mcp__fares__lookup").expect("the MCP call");
+    assert_eq!(mcp["body"]["status"], "error");
+    // A rubric given as a file is read through the Files API.
+    let bravo = stream_events(&db, "session/sesn_02bravo");
+    let grade = bravo.iter().find(|e| e["kind"] == "grade").expect("bravo's grade");
+    assert!(grade["body"]["rubric"].as_str().unwrap_or_default().contains("The answer quotes the 30-day window."));
+    let custom = bravo.iter().find(|e| e["kind"] == "action").expect("the custom tool call");
+    assert_eq!(custom["body"]["output"], json!([{"type": "text", "text": "fare: BASIC"}]));
+
+    // Blame of a hosted line names the hosted session and its verdict.
+    let blame = json_lines(&ok(&dreamlog_on(
+        &db,
+        &["--json", "memory", "blame", "memstore_02learn", "/memories/refunds.md"],
+        None,
+    )));
+    assert_eq!(blame.len(), 2);
+    assert_eq!(
+        (blame[0]["session"].as_str(), blame[0]["verdict"]["result"].as_str()),
+        (Some("sesn_01alpha"), Some("satisfied"))
+    );
+    assert_eq!(
+        (blame[1]["session"].as_str(), blame[1]["verdict"]["result"].as_str()),
+        (Some("sesn_02bravo"), Some("failed"))
+    );
+    assert_eq!(blame[1]["verdict"]["score"], 0.0);
+    let text = ok(&dreamlog_on(&db, &["memory", "blame", "memstore_02learn", "/memories/refunds.md"], None));
+    assert!(text.contains("session sesn_02bravo (failed 0.00)"), "{text}");
+
+    // Drift: grades per hosted memory state, each session at the state its store had when
+    // it was created (the empty store; the first lesson; the bad second one).
+    let drift: Value =
+        serde_json::from_str(&ok(&dreamlog_on(&db, &["--json", "drift", "memstore_02learn"], None))).expect("drift");
+    assert_eq!(drift["mismatched"], 0, "{drift}");
+    let rows: Vec<(u64, f64)> = drift["states"]
+        .as_array()
+        .expect("states")
+        .iter()
+        .map(|r| (r["grades"]["sessions"].as_u64().unwrap_or(0), r["grades"]["mean_score"].as_f64().unwrap_or(-1.0)))
+        .collect();
+    assert_eq!(rows, vec![(1, 1.0), (1, 0.0), (2, 0.25)], "{drift}");
+
+    // A second sync reads no session again and adds nothing.
+    let before = log_len(&db);
+    let again: Value = serde_json::from_slice(&sync(&db, &standin.url, &["--json"]).stdout).expect("a report");
+    assert_eq!(again["sessions"]["unchanged"], 4, "{again}");
+    assert_eq!(log_len(&db), before, "a second sync appended events");
+
+    // The hosted world grows: delta gets a new turn; echo starts a call not answered yet;
+    // foxtrot answers a call no event made (it cannot be mapped).
+    let sessions = world["sessions"].as_array_mut().expect("sessions");
+    let delta = sessions.iter_mut().find(|s| s["id"] == "sesn_04delta").expect("delta");
+    delta["events"].as_array_mut().expect("events").extend([
+        json!({"type": "user.message", "content": [{"type": "text", "text": "And the seat?"}]}),
+        json!({"type": "agent.message", "content": [{"type": "text", "text": "Refunded too."}]}),
+    ]);
+    let agent = json!({"id": "agent_01support", "name": "support", "model": "claude-sonnet-5-5"});
+    sessions.push(json!({"id": "sesn_05echo", "agent": agent, "created_at": "2026-11-05T09:00:00Z",
+        "memory_store_ids": ["memstore_02learn"], "status": "running", "events": [
+            {"type": "user.message", "content": [{"type": "text", "text": "Change my seat."}]},
+            {"type": "agent.tool_use", "id": "sevt_05echo_seat", "name": "bash", "input": {"command": "seat 12A"}}]}));
+    sessions.push(json!({"id": "sesn_06foxtrot", "agent": agent, "created_at": "2026-11-05T10:00:00Z",
+        "status": "idle", "events": [
+            {"type": "user.message", "content": [{"type": "text", "text": "Hello."}]},
+            {"type": "agent.tool_result", "tool_use_id": "sevt_nowhere", "content": []}]}));
+    std::fs::write(dir.path().join("scenario.json"), world.to_string()).expect("grow the world");
+    let grown = sync(&db, &standin.url, &["--json"]);
+    assert_eq!(grown.status.code(), Some(1), "an unmapped session fails the run");
+    let grown: Value = serde_json::from_slice(&grown.stdout).expect("a report");
+    assert_eq!(
+        (grown["sessions"]["grown"].as_u64(), grown["sessions"]["mirrored"].as_u64()),
+        (Some(1), Some(1)),
+        "{grown}"
+    );
+    assert_eq!(grown["unmapped"][0]["object"], "sesn_06foxtrot", "{grown}");
+    assert!(grown["unmapped"][0]["reason"].as_str().unwrap_or_default().contains("sevt_nowhere"), "{grown}");
+    let delta = stream_events(&db, "session/sesn_04delta");
+    assert_eq!(delta.iter().filter(|e| e["kind"] == "session.end").count(), 2, "the grown session ends again");
+    // Echo's call waits for its result: its message is mirrored, the call and the end not.
+    let echo = stream_events(&db, "session/sesn_05echo");
+    assert_eq!(
+        echo.iter().map(|e| e["kind"].as_str().unwrap_or_default()).collect::<Vec<_>>(),
+        ["session.start", "message"]
+    );
+    // The result arrives and the session ends: the rest follows, nothing changed before.
+    let sessions = world["sessions"].as_array_mut().expect("sessions");
+    let echo_scenario = sessions.iter_mut().find(|s| s["id"] == "sesn_05echo").expect("echo");
+    echo_scenario["status"] = json!("idle");
+    echo_scenario["events"].as_array_mut().expect("events").push(json!({"type": "agent.tool_result",
+        "tool_use_id": "sevt_05echo_seat", "content": [{"type": "text", "text": "seat 12A"}]}));
+    std::fs::write(dir.path().join("scenario.json"), world.to_string()).expect("grow the world");
+    let last: Value = serde_json::from_slice(&sync(&db, &standin.url, &["--json"]).stdout).expect("a report");
+    assert_eq!(last["sessions"]["grown"], 1, "{last}");
+    let echo = stream_events(&db, "session/sesn_05echo");
+    assert_eq!(
+        echo.iter().map(|e| e["kind"].as_str().unwrap_or_default()).collect::<Vec<_>>(),
+        ["session.start", "message", "message", "action", "session.end"]
+    );
+
+    // --since: sessions created at or after a time only.
+    let fresh = dir.path().join("fresh");
+    let since: Value =
+        serde_json::from_slice(&sync(&fresh, &standin.url, &["--json", "--since", "2026-11-04T00:00:00Z"]).stdout)
+            .expect("a report");
+    assert_eq!(since["sessions"]["listed"], 4, "charlie, delta, echo, foxtrot: {since}");
 }

@@ -310,7 +310,14 @@ pub(crate) fn print_blame(cli: &Cli, lines: &[crate::memory::BlameLine]) -> Resu
                     )
                 })
                 .unwrap_or_default();
-            let session = l.session.as_deref().map(|s| format!("  session {s}")).unwrap_or_default();
+            let session = l
+                .session
+                .as_deref()
+                .map(|s| match &l.verdict {
+                    Some(v) => format!("  session {s} ({} {:.2})", v.result, v.score),
+                    None => format!("  session {s}"),
+                })
+                .unwrap_or_default();
             let by = l.received.as_ref().map(|r| format!("  by {}", r.principal)).unwrap_or_default();
             let restored = l
                 .restored_by

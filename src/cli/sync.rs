@@ -13,10 +13,11 @@ use crate::service::Service;
 /// What `sync` mirrors.
 #[derive(Subcommand, Debug)]
 pub enum SyncCmd {
-    /// Mirror hosted Claude Managed Agents memory stores and their memory versions into the
-    /// log, read-only (the API at ANTHROPIC_BASE_URL with ANTHROPIC_API_KEY). Exactly once:
-    /// a second sync, or one resumed after a kill, adds nothing it added before. Exits 1
-    /// when an object could not be mapped (the report names it; the sync goes on).
+    /// Mirror hosted Claude Managed Agents memory stores and their memory versions, then
+    /// sessions with their threads and outcome grades, into the log, read-only (the API at
+    /// ANTHROPIC_BASE_URL with ANTHROPIC_API_KEY). Exactly once: a second sync, or one
+    /// resumed after a kill, adds nothing it added before. Exits 1 when an object could
+    /// not be mapped (the report names it; the sync goes on).
     Anthropic {
         /// Only this store (`memstore_…`; repeat for more). Default: every store the key lists.
         #[arg(long = "store", value_name = "ID")]
@@ -28,19 +29,46 @@ pub enum SyncCmd {
         /// batches lose less work to a kill, larger ones write faster.
         #[arg(long, default_value_t = crate::managed::mirror::BATCH_VERSIONS, value_name = "N")]
         batch: usize,
+        /// Sessions created at or after this time only (RFC 3339); with --store, sessions
+        /// that mounted one of those stores only.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Memory stores only: no sessions.
+        #[arg(long)]
+        no_sessions: bool,
     },
 }
 
 /// Runs a sync.
 pub(crate) fn run(cli: &Cli, svc: &dyn Service, cmd: &SyncCmd) -> Result<ExitCode> {
-    let SyncCmd::Anthropic { stores, workspace, batch } = cmd;
+    let SyncCmd::Anthropic { stores, workspace, batch, since, no_sessions } = cmd;
+    let since = match since {
+        Some(t) => Some(
+            chrono::DateTime::parse_from_rfc3339(t)
+                .ok()
+                .and_then(|d| u64::try_from(d.timestamp_millis()).ok())
+                .ok_or_else(|| crate::error::Error::InvalidInput(format!("--since {t:?}: not an RFC 3339 time")))?,
+        ),
+        None => None,
+    };
     let hosted = Hosted::from_env(workspace.clone())?;
     let bar = super::progress_bar(None, "sync anthropic");
     let progress = |store: &str, done: usize, total: usize| {
         bar.set_message(format!("sync anthropic: {store}: {done}/{total} versions"));
         bar.tick();
     };
-    let opts = SyncOptions { stores: stores.clone(), progress: Some(&progress), batch: *batch };
+    let session_progress = |done: usize, total: usize| {
+        bar.set_message(format!("sync anthropic: sessions: {done}/{total}"));
+        bar.tick();
+    };
+    let opts = SyncOptions {
+        stores: stores.clone(),
+        progress: Some(&progress),
+        batch: *batch,
+        sessions: !no_sessions,
+        since,
+        session_progress: Some(&session_progress),
+    };
     let report = sync_memory(svc, &hosted, &opts);
     bar.finish_and_clear();
     let report = report?;
@@ -65,6 +93,19 @@ fn print(r: &SyncReport) -> Result<()> {
             what.push_str(" (store created)");
         } else if s.fields_changed {
             what.push_str(" (store fields changed)");
+        }
+        stdout_line(&what)?;
+    }
+    if let Some(s) = &r.sessions {
+        let mut what = format!(
+            "sessions: {} listed, {} unchanged, {} written ({} threads among them), {} grown, {} already mirrored, {} grades",
+            s.listed, s.unchanged, s.mirrored, s.threads, s.grown, s.already, s.grades
+        );
+        if s.waiting > 0 {
+            what.push_str(&format!(", {} with nothing to map yet", s.waiting));
+        }
+        if s.deferred > 0 {
+            what.push_str(&format!(", {} created during this sync (the next one mirrors them)", s.deferred));
         }
         stdout_line(&what)?;
     }

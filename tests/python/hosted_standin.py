@@ -19,8 +19,14 @@ that the stand-in speaks the SDK's format) and prints a JSON summary.
 
 The scenario (JSON): {"stores": [{id, name, description?, metadata?, created_at}],
 "versions": [{id, memory_store_id, memory_id, operation, path?, content?, created_at,
-created_by?, redacted_at?, redacted_by?}], "expired_before": TIME?}. Times are RFC 3339.
-Versions older than `expired_before` are past the retention period: not listed.
+created_by?, redacted_at?, redacted_by?}], "expired_before": TIME?, "sessions": [{id,
+agent: {id, name, model}, created_at, updated_at?, status?, title?, metadata?,
+memory_store_ids?, usage?, events: [EVENT], threads?: [{id, agent_name, created_at,
+parent_thread_id?, events: [EVENT]}]}], "files": [{id, filename, content, created_at?}]}.
+Times are RFC 3339. Versions older than `expired_before` are past the retention period:
+not listed. An EVENT is the SDK's session event without `id` and `processed_at` when they
+are left out (`sevt_<session>_<n>`, a second after the one before). The scenario file is
+read again whenever it changes, so a test can grow the hosted world between syncs.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import re
 import sys
 import threading
 import time
@@ -37,8 +45,21 @@ from typing import Any, get_type_hints
 from urllib.parse import parse_qs, urlparse
 
 import anthropic
-from anthropic.types.beta import BetaManagedAgentsMemoryStore
-from anthropic.types.beta import memory_store_list_params
+import pydantic
+from anthropic.types.beta import (
+    BetaFileMetadata,
+    BetaManagedAgentsMemoryStore,
+    BetaManagedAgentsSession,
+    memory_store_list_params,
+    session_list_params,
+)
+from anthropic.types.beta.sessions import (
+    BetaManagedAgentsSessionEvent,
+    BetaManagedAgentsSessionThread,
+    event_list_params,
+    thread_list_params,
+)
+from anthropic.types.beta.sessions.threads import event_list_params as thread_event_list_params
 from anthropic.types.beta.memory_stores import (
     BetaManagedAgentsMemory,
     BetaManagedAgentsMemoryVersion,
@@ -47,17 +68,25 @@ from anthropic.types.beta.memory_stores import (
 )
 
 MEMORY_BETAS = {"agent-memory-2026-07-22", "managed-agents-2026-04-01"}
+SESSION_BETAS = {"managed-agents-2026-04-01"}
 HEADER_PARAMS = {"betas", "workspace_id"}
 
 
 def params_of(typed_dict: type) -> set[str]:
-    """The query parameters an SDK parameter type names (its headers aside)."""
-    return set(get_type_hints(typed_dict)) - HEADER_PARAMS
+    """The query parameters an SDK parameter type names (its headers aside), as the SDK's
+    resources send them: time bounds as `created_at[gte]`."""
+    names = set(get_type_hints(typed_dict)) - HEADER_PARAMS
+    return {re.sub(r"^created_at_(gte|gt|lte|lt)$", r"created_at[\1]", n) for n in names}
 
 
 STORE_LIST_PARAMS = params_of(memory_store_list_params.MemoryStoreListParams)
 VERSION_LIST_PARAMS = params_of(memory_version_list_params.MemoryVersionListParams)
 MEMORY_LIST_PARAMS = params_of(memory_list_params.MemoryListParams)
+SESSION_LIST_PARAMS = params_of(session_list_params.SessionListParams)
+EVENT_LIST_PARAMS = params_of(event_list_params.EventListParams)
+THREAD_LIST_PARAMS = params_of(thread_list_params.ThreadListParams)
+THREAD_EVENT_LIST_PARAMS = params_of(thread_event_list_params.EventListParams) - {"session_id"}
+EVENT = pydantic.TypeAdapter(BetaManagedAgentsSessionEvent)
 
 
 def when(text: str) -> datetime:
@@ -141,6 +170,116 @@ class World:
         # The hosted API lists newest first.
         for vs in self.versions.values():
             vs.sort(key=lambda x: (x.created_at, x.id), reverse=True)
+        # Sessions, their events (the primary thread's) and their threads.
+        self.sessions: dict[str, BetaManagedAgentsSession] = {}
+        self.events: dict[str, list[Any]] = {}
+        self.threads: dict[str, list[BetaManagedAgentsSessionThread]] = {}
+        self.thread_events: dict[tuple[str, str], list[Any]] = {}
+        for sc in scenario.get("sessions", []):
+            sid = sc["id"]
+            events = fill_events(sid, sc["created_at"], sc.get("events", []))
+            self.events[sid] = events
+            threads = [thread_of(sid, {"id": f"sthr_{sid[5:]}_primary", "agent_name": sc["agent"]["name"],
+                                       "created_at": sc["created_at"]}, sc["agent"], None, sc)]
+            for th in sc.get("threads", []):
+                parent = th.get("parent_thread_id", threads[0].id)
+                threads.append(thread_of(sid, th, sc["agent"], parent, sc))
+                self.thread_events[(sid, th["id"])] = fill_events(th["id"], th["created_at"], th.get("events", []))
+            self.threads[sid] = threads
+            last = max([e.processed_at for e in events if e.processed_at] + [when(sc["created_at"])])
+            self.sessions[sid] = BetaManagedAgentsSession.model_validate(
+                {
+                    "type": "session",
+                    "id": sid,
+                    "agent": agent_of(sc["agent"]),
+                    "created_at": sc["created_at"],
+                    "updated_at": sc.get("updated_at") or last.isoformat(),
+                    "environment_id": "env_standin",
+                    "metadata": sc.get("metadata", {}),
+                    "outcome_evaluations": outcomes_of(events),
+                    "resources": [{"type": "memory_store", "memory_store_id": m, "access": "read_write"}
+                                  for m in sc.get("memory_store_ids", [])],
+                    "stats": {"active_seconds": 1.0, "duration_seconds": 2.0},
+                    "status": sc.get("status", "idle"),
+                    "title": sc.get("title"),
+                    "usage": sc.get("usage", {"input_tokens": 100, "output_tokens": 20}),
+                    "vault_ids": [],
+                    "archived_at": sc.get("archived_at"),
+                }
+            )
+        self.files: dict[str, tuple[BetaFileMetadata, bytes]] = {}
+        for f in scenario.get("files", []):
+            data = f["content"].encode()
+            meta = BetaFileMetadata.model_validate(
+                {"type": "file", "id": f["id"], "filename": f["filename"], "mime_type": f.get("mime_type", "text/markdown"),
+                 "size_bytes": len(data), "created_at": f.get("created_at", "2026-11-01T00:00:00Z"), "downloadable": True}
+            )
+            self.files[f["id"]] = (meta, data)
+
+
+def agent_of(a: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+    """A resolved agent snapshot (what sessions and threads carry) from {id, name, model}."""
+    return {
+        "type": "agent",
+        "id": a["id"],
+        "name": name or a["name"],
+        "version": a.get("version", 1),
+        "model": {"id": a.get("model", "claude-sonnet-5-5")},
+        "execution_identity": {"type": "service_account"},
+        "mcp_servers": [],
+        "skills": [],
+        "tools": [],
+        "system": a.get("system"),
+    }
+
+
+def fill_events(owner: str, created_at: str, events: list[dict[str, Any]]) -> list[Any]:
+    """The scenario's events as SDK models, ids and times filled in where left out."""
+    out = []
+    t = when(created_at)
+    for i, e in enumerate(events):
+        e = dict(e)
+        e.setdefault("id", f"sevt_{owner[5:]}_{i:04d}")
+        if "processed_at" in e:
+            t = when(e["processed_at"])
+        else:
+            t = t.fromtimestamp(t.timestamp() + 1, t.tzinfo)
+            e["processed_at"] = t.isoformat()
+        if e["type"] == "span.outcome_evaluation_end":
+            e.setdefault("usage", {"input_tokens": 50, "output_tokens": 10, "cache_creation_input_tokens": 0,
+                                   "cache_read_input_tokens": 0})
+            e.setdefault("outcome_evaluation_start_id", f"sevt_{owner[5:]}_start{i:04d}")
+        out.append(EVENT.validate_python(e))
+    return out
+
+
+def outcomes_of(events: list[Any]) -> list[dict[str, Any]]:
+    """`outcome_evaluations` as the session resource shows them: each defined outcome
+    with its latest evaluation."""
+    out: dict[str, dict[str, Any]] = {}
+    for e in events:
+        if e.type == "user.define_outcome":
+            out[e.outcome_id] = {"type": "outcome_evaluation", "outcome_id": e.outcome_id, "description": e.description,
+                                 "result": "pending", "iteration": 0, "explanation": None, "completed_at": None}
+        elif e.type == "span.outcome_evaluation_end" and e.outcome_id in out:
+            out[e.outcome_id].update(result=e.result, iteration=e.iteration, explanation=e.explanation,
+                                     completed_at=e.processed_at.isoformat())
+    return list(out.values())
+
+
+def thread_of(sid: str, th: dict[str, Any], agent: dict[str, Any], parent: str | None, sc: dict[str, Any]) -> Any:
+    return BetaManagedAgentsSessionThread.model_validate(
+        {
+            "type": "session_thread",
+            "id": th["id"],
+            "session_id": sid,
+            "agent": agent_of(agent, th.get("agent_name")),
+            "created_at": th["created_at"],
+            "updated_at": th.get("updated_at", th["created_at"]),
+            "parent_thread_id": parent,
+            "status": th.get("status", "idle"),
+        }
+    )
 
 
 def page(items: list[Any], query: dict[str, str], max_limit: int, default: int = 20) -> dict[str, Any]:
@@ -149,9 +288,10 @@ def page(items: list[Any], query: dict[str, str], max_limit: int, default: int =
         limit = int(query.get("limit", default))
     except ValueError:
         raise ApiError(400, "invalid_request_error", f"limit: not an integer: {query['limit']!r}")
-    if not 1 <= limit <= 100:
-        raise ApiError(400, "invalid_request_error", f"limit: must be between 1 and 100, got {limit}")
-    limit = min(limit, max_limit)
+    top = max(100, max_limit)
+    if not 1 <= limit <= top:
+        raise ApiError(400, "invalid_request_error", f"limit: must be between 1 and {top}, got {limit}")
+    limit = min(limit, max_limit, Handler.max_page or limit)
     start = 0
     if "page" in query:
         cursor = query["page"]
@@ -165,10 +305,12 @@ def page(items: list[Any], query: dict[str, str], max_limit: int, default: int =
 
 class Handler(BaseHTTPRequestHandler):
     server_version = "hosted-standin"
-    world: World
+    scenario = ""
+    loaded: tuple[int, World] | None = None
     key: str
     log: Any
     fail_every: int
+    max_page = 0
     delay = 0.0
     count = 0
     lock = threading.Lock()
@@ -189,6 +331,26 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client went away (the tests kill it mid-sync)
+
+    @property
+    def world(self) -> World:
+        """The scenario's world, read again when its file changed."""
+        with Handler.lock:
+            mtime = os.stat(Handler.scenario).st_mtime_ns
+            if Handler.loaded is None or Handler.loaded[0] != mtime:
+                with open(Handler.scenario) as f:
+                    Handler.loaded = (mtime, World(json.load(f)))
+            return Handler.loaded[1]
+
+    def answer_raw(self, body: "RawBody") -> None:
+        self.send_response(200)
+        self.send_header("content-type", body.mime)
+        self.send_header("content-length", str(len(body.data)))
+        self.end_headers()
+        try:
+            self.wfile.write(body.data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         url = urlparse(self.path)
@@ -211,7 +373,10 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError(status, kind, "try again", {"retry-after": "0"})
             body = self.route(url.path, query)
             record["status"] = 200
-            self.answer(200, body)
+            if isinstance(body, RawBody):
+                self.answer_raw(body)
+            else:
+                self.answer(200, body)
         except ApiError as e:
             record["status"] = e.status
             self.answer(e.status, {"type": "error", "error": {"type": e.kind, "message": e.message}}, e.headers)
@@ -239,6 +404,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def route(self, path: str, query: dict[str, str]) -> Any:
         parts = [p for p in path.split("/") if p]
+        if parts[:2] == ["v1", "sessions"]:
+            return self.session_route(parts, query)
+        if parts[:2] == ["v1", "files"]:
+            return self.file_route(parts, query)
         if parts[:2] != ["v1", "memory_stores"]:
             raise ApiError(404, "not_found_error", f"no route {path}")
         self.need_beta(MEMORY_BETAS)
@@ -258,10 +427,10 @@ class Handler(BaseHTTPRequestHandler):
             if view not in ("basic", "full"):
                 raise ApiError(400, "invalid_request_error", f"view: must be basic or full, got {view!r}")
             items = self.world.versions[store.id]
-            if "created_at_gte" in query:
-                items = [v for v in items if v.created_at >= when(query["created_at_gte"])]
-            if "created_at_lte" in query:
-                items = [v for v in items if v.created_at <= when(query["created_at_lte"])]
+            if "created_at[gte]" in query:
+                items = [v for v in items if v.created_at >= when(query["created_at[gte]"])]
+            if "created_at[lte]" in query:
+                items = [v for v in items if v.created_at <= when(query["created_at[lte]"])]
             for field in ("memory_id", "operation"):
                 if field in query:
                     items = [v for v in items if getattr(v, field) == query[field]]
@@ -283,11 +452,72 @@ class Handler(BaseHTTPRequestHandler):
         raise ApiError(404, "not_found_error", f"no route {path}")
 
 
+    def session_route(self, parts: list[str], query: dict[str, str]) -> Any:
+        self.need_beta(SESSION_BETAS)
+        w = self.world
+        if len(parts) == 2:
+            self.only(query, SESSION_LIST_PARAMS)
+            items = sorted(w.sessions.values(), key=lambda x: (x.created_at, x.id), reverse=query.get("order", "desc") == "desc")
+            if query.get("include_archived") != "true":
+                items = [x for x in items if x.archived_at is None]
+            for op, key in (("gte", "created_at[gte]"), ("gt", "created_at[gt]"), ("lte", "created_at[lte]"), ("lt", "created_at[lt]")):
+                if key in query:
+                    t = when(query[key])
+                    items = [x for x in items if {"gte": x.created_at >= t, "gt": x.created_at > t,
+                                                  "lte": x.created_at <= t, "lt": x.created_at < t}[op]]
+            if "memory_store_id" in query:
+                items = [x for x in items if any(getattr(r, "memory_store_id", None) == query["memory_store_id"] for r in x.resources)]
+            return page(items, query, 100)
+        session = w.sessions.get(parts[2])
+        if session is None:
+            raise ApiError(404, "not_found_error", f"session {parts[2]} not found")
+        if len(parts) == 3:
+            self.only(query, set())
+            return session.model_dump(mode="json")
+        if parts[3] == "events" and len(parts) == 4:
+            self.only(query, EVENT_LIST_PARAMS)
+            items = w.events[session.id]
+            if query.get("order", "asc") == "desc":
+                items = list(reversed(items))
+            return page(items, query, 100, default=100)
+        if parts[3] == "threads" and len(parts) == 4:
+            self.only(query, THREAD_LIST_PARAMS)
+            return page(w.threads[session.id], query, 1000, default=1000)
+        if parts[3] == "threads" and len(parts) == 6 and parts[5] == "events":
+            self.only(query, THREAD_EVENT_LIST_PARAMS)
+            key = (session.id, parts[4])
+            if key not in w.thread_events:
+                if any(t.id == parts[4] for t in w.threads[session.id]):
+                    return page(w.events[session.id], query, 100, default=100)  # the primary thread
+                raise ApiError(404, "not_found_error", f"thread {parts[4]} not found")
+            return page(w.thread_events[key], query, 100, default=100)
+        raise ApiError(404, "not_found_error", f"no route /{'/'.join(parts)}")
+
+    def file_route(self, parts: list[str], query: dict[str, str]) -> Any:
+        f = self.world.files.get(parts[2]) if len(parts) >= 3 else None
+        if f is None:
+            raise ApiError(404, "not_found_error", f"file {parts[2] if len(parts) > 2 else ''} not found")
+        self.only(query, set())
+        if len(parts) == 3:
+            return f[0].model_dump(mode="json")
+        if len(parts) == 4 and parts[3] == "content":
+            return RawBody(f[1], f[0].mime_type)
+        raise ApiError(404, "not_found_error", f"no route /{'/'.join(parts)}")
+
+
+class RawBody:
+    """An answer that is not JSON (a file's content)."""
+
+    def __init__(self, data: bytes, mime: str):
+        self.data, self.mime = data, mime
+
+
 def serve(args: argparse.Namespace) -> None:
+    Handler.scenario, Handler.key, Handler.fail_every = args.scenario, args.key, args.fail_every
     with open(args.scenario) as f:
-        world = World(json.load(f))
-    Handler.world, Handler.key, Handler.fail_every = world, args.key, args.fail_every
+        World(json.load(f))  # a bad scenario fails here, not at the first request
     Handler.delay = args.delay_ms / 1000
+    Handler.max_page = args.max_page
     Handler.log = open(args.log, "a") if args.log else None
     class Server(ThreadingHTTPServer):
         def handle_error(self, request: Any, client_address: Any) -> None:
@@ -307,6 +537,19 @@ def check(args: argparse.Namespace) -> None:
         versions = list(client.beta.memory_stores.memory_versions.list(s.id, view="full", limit=20))
         assert all(isinstance(v, BetaManagedAgentsMemoryVersion) for v in versions)
         out["stores"][s.id] = {"name": s.name, "versions": [v.id for v in versions]}
+    since = client.beta.memory_stores.memory_versions.list(
+        next(iter(out["stores"])), created_at_gte="2000-01-01T00:00:00Z", limit=100) if out["stores"] else []
+    out["versions_since_2000"] = len(list(since))
+    out["sessions"] = {}
+    for s in client.beta.sessions.list(limit=3, include_archived=True):
+        events = list(client.beta.sessions.events.list(s.id, limit=7))
+        threads = list(client.beta.sessions.threads.list(s.id))
+        per_thread = {t.id: len(list(client.beta.sessions.threads.events.list(t.id, session_id=s.id, limit=5)))
+                      for t in threads if t.parent_thread_id}
+        rubrics = [e.rubric.file_id for e in events if e.type == "user.define_outcome" and e.rubric.type == "file"]
+        files = {f: client.beta.files.download(f).text() for f in rubrics}
+        out["sessions"][s.id] = {"events": len(events), "threads": per_thread, "files": files,
+                                 "outcomes": [o.result for o in s.outcome_evaluations]}
     print(json.dumps(out))
 
 
@@ -318,6 +561,7 @@ def main() -> None:
     ap.add_argument("--fail-every", type=int, default=0)
     ap.add_argument("--port", type=int, default=0, help="0: any free port")
     ap.add_argument("--delay-ms", type=int, default=0, help="latency added to every answer")
+    ap.add_argument("--max-page", type=int, default=0, help="at most this many items a page (0: the API's own limits)")
     ap.add_argument("--check", metavar="URL")
     args = ap.parse_args()
     if args.check:

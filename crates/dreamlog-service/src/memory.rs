@@ -74,8 +74,22 @@ pub struct StoreHead {
     pub position: Option<u64>,
 }
 
+/// The grade of the session that wrote a blamed line: its last grade as of the blamed
+/// point (a session's score).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SessionVerdict {
+    /// The grade event.
+    pub grade: EventId,
+    /// Its score in 0..1.
+    pub score: f64,
+    /// Its result (`satisfied`, `needs_revision`, `failed`, …).
+    pub result: String,
+    /// Who graded.
+    pub evaluator: String,
+}
+
 /// One line of `blame`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlameLine {
     /// 1-based line number.
     pub line: usize,
@@ -95,6 +109,9 @@ pub struct BlameLine {
     pub evidence: Vec<EventId>,
     /// The session that issued the command (an agent's own memory edit), if any.
     pub session: Option<String>,
+    /// That session's grade as of the blamed point, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<SessionVerdict>,
     /// When a revert or a promote put the line back (the line above is then the event
     /// that wrote it before): that act.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -883,6 +900,7 @@ impl MemoryStores {
             receipts.insert(position, r.clone());
             Ok(r)
         };
+        let mut verdicts: HashMap<String, Option<SessionVerdict>> = HashMap::new();
         let mut out = Vec::with_capacity(file.lines.len());
         for (i, (text, &origin)) in split_lines(&file.text).into_iter().zip(&file.lines).enumerate() {
             let restored_by = match origin.restored_by {
@@ -928,6 +946,21 @@ impl MemoryStores {
                     evidence.push(*c);
                 }
             }
+            let session = match &e.event.body {
+                Body::Memory(m) => m.session.clone(),
+                _ => None,
+            };
+            let verdict = match &session {
+                Some(s) => match verdicts.get(s) {
+                    Some(v) => v.clone(),
+                    None => {
+                        let v = self.verdict(s, until)?;
+                        verdicts.insert(s.clone(), v.clone());
+                        v
+                    }
+                },
+                None => None,
+            };
             out.push(BlameLine {
                 line: i + 1,
                 text: text.to_owned(),
@@ -937,15 +970,31 @@ impl MemoryStores {
                 actor: e.event.header.actor.to_string(),
                 dream,
                 evidence,
-                session: match &e.event.body {
-                    Body::Memory(m) => m.session.clone(),
-                    _ => None,
-                },
+                session,
+                verdict,
                 received: received_of(e.position)?,
                 restored_by,
             });
         }
         Ok(out)
+    }
+
+    /// Session `id`'s last grade before `until`, if any.
+    fn verdict(&self, id: &str, until: u64) -> Result<Option<SessionVerdict>> {
+        let events = match self.store.read_stream(&crate::core::streams::session(id), 0, usize::MAX) {
+            Ok(events) => events,
+            Err(e) if e.class() == crate::error::ErrorClass::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(events.iter().rev().filter(|e| e.position < until).find_map(|e| match &e.event.body {
+            Body::Grade(g) => Some(SessionVerdict {
+                grade: e.id(),
+                score: g.score,
+                result: g.result.as_str().to_owned(),
+                evaluator: g.evaluator.clone(),
+            }),
+            _ => None,
+        }))
     }
 
     /// The file at `path` of store `name` before `until`, each line with its origin,

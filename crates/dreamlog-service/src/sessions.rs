@@ -70,8 +70,10 @@ fn usage(s: &mut SessionSummary, events: &[StoredEvent], timed: bool) {
     let mut cost =
         num(&meta, &["/total_cost_usd", "/model_stats/instance_cost", "/model_stats/total_cost", "/agent_cost"]);
     s.user_cost_usd = num(&meta, &["/user_cost"]);
-    let mut input = num(&meta, &["/total_prompt_tokens", "/model_stats/tokens_sent"]);
-    let mut output = num(&meta, &["/total_completion_tokens", "/model_stats/tokens_received"]);
+    // (Hosted Managed Agents sessions: the session's cumulative `usage`.)
+    let mut input = num(&meta, &["/total_prompt_tokens", "/model_stats/tokens_sent", "/anthropic/usage/input_tokens"]);
+    let mut output =
+        num(&meta, &["/total_completion_tokens", "/model_stats/tokens_received", "/anthropic/usage/output_tokens"]);
     if input.is_none() && output.is_none() {
         let (mut i, mut o, mut c, mut any, mut any_cost) = (0.0, 0.0, 0.0, false, false);
         let (mut ui, mut uo, mut u_any, mut uc, mut u_cost) = (0.0, 0.0, false, 0.0, false);

@@ -19,6 +19,7 @@
 mod atif;
 mod claude_code;
 mod inspect;
+pub mod managed_agents;
 pub mod otlp;
 mod swe;
 mod tau;
@@ -160,6 +161,13 @@ pub struct SessionEvents {
     /// Where the session came from, `FORMAT:PATH[POINTER]`; recorded in its
     /// `session.link`, never in its events.
     pub source: String,
+    /// The memory store it ran with and that store's state then, when the source says
+    /// (recorded in its `session.link`; else the import's own, if any).
+    pub memory: Option<(String, crate::core::Digest)>,
+    /// The position of that store's log it ran at (its state there), when the session was
+    /// mirrored after the fact: recorded as the link's `meta.at`, so drift places it
+    /// there rather than where it was written.
+    pub memory_at: Option<u64>,
 }
 
 /// What an import did.
@@ -415,8 +423,18 @@ impl SessionBuilder {
             cites: self.cites,
             start_id: None,
             source: self.source,
+            memory: None,
+            memory_at: None,
         }
     }
+}
+
+/// A hosted Managed Agents session and its threads, mapped and linked (nothing is
+/// written); `None` while it has nothing to map.
+pub fn parse_managed_session(h: &managed_agents::HostedSession) -> Result<Option<Vec<SessionEvents>>> {
+    let Some(mut sessions) = managed_agents::parse_session(h)? else { return Ok(None) };
+    link_all(&mut sessions)?;
+    Ok(Some(sessions))
 }
 
 /// The stream of a session.
@@ -533,7 +551,7 @@ pub(crate) fn plan_session(
             store: memory.map(|(m, _)| m.to_owned()),
             memory_state: memory.map(|(_, h)| h),
             source: Some(s.source),
-            meta: None,
+            meta: s.memory_at.map(|at| CanonicalJson::from_value(&serde_json::json!({"at": at}))),
         });
         let mut link = Draft::new(link_stream(&s.session), Actor::System("import".into()), link);
         link.causes.push(start);

@@ -13,6 +13,10 @@ use crate::error::{Error, ManagedError, Result};
 pub const API_VERSION: &str = "2026-10-21";
 /// The beta of the memory store routes.
 pub const MEMORY_BETA: &str = "agent-memory-2026-07-22";
+/// The beta of the session routes (sessions, their events and threads).
+pub const SESSIONS_BETA: &str = "managed-agents-2026-04-01";
+/// The beta of the Files API.
+pub const FILES_BETA: &str = "files-api-2025-04-14";
 /// Where the hosted API is when `ANTHROPIC_BASE_URL` does not say.
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 /// Attempts per request (the first and its retries).
@@ -62,6 +66,18 @@ impl Hosted {
 
     /// `GET path?query` under `beta`, retried on 429 and 5xx.
     pub fn get(&self, path: &str, query: &[(&str, String)], beta: &str) -> Result<Value> {
+        let text = self.fetch(path, query, beta, "application/json")?;
+        serde_json::from_str(&text)
+            .map_err(|e| hosted_error(&format!("GET {path}"), 200, format!("not JSON ({e}): {}", clip(&text))))
+    }
+
+    /// A file's content as text (`GET /v1/files/{id}/content`).
+    pub fn file_text(&self, id: &str) -> Result<String> {
+        self.fetch(&format!("/v1/files/{id}/content"), &[], FILES_BETA, "application/binary")
+    }
+
+    /// The body of a 200 answer to `GET path?query`, retried on 429 and 5xx.
+    fn fetch(&self, path: &str, query: &[(&str, String)], beta: &str, accept: &str) -> Result<String> {
         let route = format!("GET {path}");
         let mut attempt = 0;
         loop {
@@ -73,7 +89,7 @@ impl Hosted {
                 .bearer_auth(&self.key)
                 .header("anthropic-version", API_VERSION)
                 .header("anthropic-beta", beta)
-                .header("accept", "application/json");
+                .header("accept", accept);
             if let Some(w) = &self.workspace {
                 req = req.header("anthropic-workspace-id", w);
             }
@@ -92,8 +108,7 @@ impl Hosted {
                 Err(e) => (0, None, e.to_string()),
             };
             if status == 200 {
-                return serde_json::from_str(&text)
-                    .map_err(|e| hosted_error(&route, status, format!("not JSON ({e}): {}", clip(&text))));
+                return Ok(text);
             }
             let retry = status == 0 || status == 429 || status >= 500;
             if !retry || attempt >= ATTEMPTS {

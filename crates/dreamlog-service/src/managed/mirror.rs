@@ -63,6 +63,12 @@ pub struct SyncOptions<'a> {
     pub progress: Option<Progress<'a>>,
     /// Versions per atomic batch (each with its note); 0 is taken as 1.
     pub batch: usize,
+    /// Whether to mirror sessions too (after the stores).
+    pub sessions: bool,
+    /// Sessions created at or after this time (ms) only.
+    pub since: Option<u64>,
+    /// Told the sessions' progress: (done, listed).
+    pub session_progress: Option<&'a dyn Fn(usize, usize)>,
 }
 
 /// What a sync did (`dreamlog sync anthropic --json`).
@@ -70,6 +76,9 @@ pub struct SyncOptions<'a> {
 pub struct SyncReport {
     /// Per store.
     pub stores: Vec<StoreSync>,
+    /// The sessions (when mirrored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<super::sessions::SessionsSync>,
     /// Objects that could not be mapped (the sync went on without them).
     pub unmapped: Vec<UnmappedObject>,
     /// Requests made (retries included).
@@ -190,6 +199,10 @@ fn place(memories: &mut BTreeMap<String, Known>, memory: &str, known: Known) {
 /// Mirrors the hosted memory stores into `svc`'s log.
 pub fn sync_memory(svc: &dyn Service, hosted: &Hosted, opts: &SyncOptions) -> Result<SyncReport> {
     let mut report = SyncReport::default();
+    let began = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(u64::MAX);
     let ids = if opts.stores.is_empty() {
         let mut ids = Vec::new();
         let q = [("include_archived", "true".to_owned()), ("limit", "100".to_owned())];
@@ -217,6 +230,15 @@ pub fn sync_memory(svc: &dyn Service, hosted: &Hosted, opts: &SyncOptions) -> Re
             }
             Err(e) => return Err(e),
         }
+    }
+    if opts.sessions {
+        let sopts = super::sessions::SessionsOptions {
+            stores: &opts.stores,
+            since: opts.since,
+            began,
+            progress: opts.session_progress,
+        };
+        report.sessions = Some(super::sessions::sync_sessions(svc, hosted, &sopts, &mut report.unmapped)?);
     }
     report.requests = hosted.requests.get();
     report.retried = hosted.retried.get();
@@ -301,7 +323,7 @@ fn sync_store(
     if let Some(t) = local.through {
         // A margin before the newest version mirrored: a version committed late with an
         // earlier time is still listed (those mirrored already are left out by id).
-        q.push(("created_at_gte", crate::core::time::time_text(t.saturating_sub(CURSOR_MARGIN_MS))));
+        q.push(("created_at[gte]", crate::core::time::time_text(t.saturating_sub(CURSOR_MARGIN_MS))));
     }
     let mut listed = Vec::new();
     let mut listed_ids = BTreeSet::new();
@@ -541,16 +563,12 @@ fn map_version(
         record.path = Some(path);
         record.sha256 = Some(sha);
     } else {
-        // A delete: of the path the mirror holds the memory at (else the version's own).
-        let at = match local.memories.remove(&memory) {
-            Some(k) => k.path,
-            None => {
-                let api_path = v["path"].as_str().ok_or("a delete without a path")?;
-                check_api_path(api_path).map_err(|reason| format!("path {api_path:?}: {reason}"))?;
-                memory_path(api_path)
-            }
-        };
-        drafts.push(command(MemoryCommand::Delete { path: at }));
+        // A delete: of the path the mirror holds the memory at. A memory the mirror does
+        // not hold (every version of it redacted before it was mirrored, or not mapped)
+        // has nothing to delete: the version is named, nothing written.
+        if let Some(k) = local.memories.remove(&memory) {
+            drafts.push(command(MemoryCommand::Delete { path: k.path }));
+        }
     }
     record.events = drafts.len();
     local.newest.insert(memory, time);

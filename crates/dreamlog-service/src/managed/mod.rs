@@ -25,6 +25,7 @@ use crate::store::AppendBatch;
 pub mod hosted;
 mod jobs;
 pub mod mirror;
+pub mod sessions;
 pub use jobs::DreamJobs;
 
 /// Most key-value pairs in a store's metadata.

@@ -63,6 +63,8 @@ pub fn import_sessions(
         };
         let stored = if exists { sink.stream_events(&crate::core::streams::session(&s.session))? } else { Vec::new() };
         let session = s.session.clone();
+        let own = s.memory.clone();
+        let memory = own.as_ref().map(|(store, state)| (store.as_str(), *state)).or(memory);
         let (plan, start) = plan_session(s, stored, parent_start, memory)?;
         starts.insert(session, start);
         plans.push(plan);

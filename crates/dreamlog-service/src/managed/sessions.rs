@@ -1,0 +1,356 @@
+//! `dreamlog sync anthropic`, the session part: hosted sessions, their events and their
+//! threads mirrored as sessions (mapped by `import::managed_agents`, written by
+//! `service::ingest` as any import is: identity by content, a session whole in one atomic
+//! batch, one that grew appended).
+//!
+//! Each session's `session.link` names the first memory store it mounted and that store's
+//! state when the session was created, folded from the mirrored versions up to that time
+//! (the memory part runs first). A session created after this sync began waits for the
+//! next one, so no version it ran with can still be missing.
+//!
+//! The API has no updated-since filter: every sync lists the sessions again and reads
+//! the events of those whose `updated_at` differs from what the last sync recorded (an
+//! `anthropic.sync.sessions` note per batch of sessions, on the stream
+//! `anthropic.sync/sessions`). A kill between a session and its note costs one more read:
+//! the session is then found as it is (nothing written twice).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::hosted::{Hosted, SESSIONS_BETA};
+use super::mirror::{sync_actor, UnmappedObject};
+use crate::core::memory::{MemoryState, Rules};
+use crate::core::{Body, CanonicalJson, Digest, Draft, ExpectedVersion, Note};
+use crate::error::{Error, ManagedError, Result};
+use crate::import::managed_agents::HostedSession;
+use crate::import::SessionEvents;
+use crate::service::Service;
+use crate::store::AppendBatch;
+
+/// The stream of the session part's notes.
+pub const SESSIONS_STREAM: &str = "anthropic.sync/sessions";
+/// The note naming the sessions a sync mirrored.
+pub const SESSIONS_NOTE: &str = "anthropic.sync.sessions";
+/// Sessions per note (and per write of their events).
+const SESSIONS_PER_NOTE: usize = 50;
+
+/// What the session part did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SessionsSync {
+    /// Sessions the API listed.
+    pub listed: usize,
+    /// Sessions and threads written for the first time.
+    pub mirrored: usize,
+    /// Sessions and threads already mirrored that grew: their new events appended.
+    pub grown: usize,
+    /// Sessions unchanged since the last sync (`updated_at` as recorded): not read.
+    pub unchanged: usize,
+    /// Sessions and threads read again and found as mirrored.
+    pub already: usize,
+    /// Sessions with nothing to map yet (no task: no `task_id`, user message or outcome).
+    pub waiting: usize,
+    /// Sessions created after this sync began: the next one mirrors them.
+    pub deferred: usize,
+    /// Threads mirrored as child sessions.
+    pub threads: usize,
+    /// Grades (outcome evaluations) in the sessions read.
+    pub grades: u64,
+}
+
+/// Which sessions to mirror.
+pub struct SessionsOptions<'a> {
+    /// Sessions mounting these stores only (all when empty).
+    pub stores: &'a [String],
+    /// Sessions created at or after this time (ms) only.
+    pub since: Option<u64>,
+    /// When this sync began (ms): sessions created later wait.
+    pub began: u64,
+    /// Told the sessions done and listed.
+    pub progress: Option<&'a dyn Fn(usize, usize)>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct SessionsNote {
+    sessions: Vec<SeenSession>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct SeenSession {
+    id: String,
+    updated_at: String,
+}
+
+/// Mirrors the hosted sessions into `svc`'s log.
+pub fn sync_sessions(
+    svc: &dyn Service,
+    hosted: &Hosted,
+    opts: &SessionsOptions,
+    unmapped: &mut Vec<UnmappedObject>,
+) -> Result<SessionsSync> {
+    let mut out = SessionsSync::default();
+    let (mut version, mut seen) = read_seen(svc)?;
+
+    // Every session, oldest first (by store when asked; one session mounting two stores
+    // is listed once).
+    let mut listed: Vec<Value> = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    let filters: Vec<Option<&String>> =
+        if opts.stores.is_empty() { vec![None] } else { opts.stores.iter().map(Some).collect() };
+    for store in filters {
+        let mut q =
+            vec![("include_archived", "true".to_owned()), ("limit", "100".to_owned()), ("order", "asc".to_owned())];
+        if let Some(s) = store {
+            q.push(("memory_store_id", s.clone()));
+        }
+        if let Some(t) = opts.since {
+            q.push(("created_at[gte]", crate::core::time::time_text(t)));
+        }
+        hosted.list("/v1/sessions", &q, SESSIONS_BETA, |s| {
+            if s["type"] == "session" && ids.insert(s["id"].as_str().unwrap_or_default().to_owned()) {
+                listed.push(s);
+            }
+            Ok(())
+        })?;
+    }
+    listed.sort_by_key(|s| (created(s), s["id"].as_str().unwrap_or_default().to_owned()));
+    out.listed = listed.len();
+
+    let mut states = StoreStates::default();
+    let mut files: HashMap<String, String> = HashMap::new();
+    let mut pending: Vec<(SeenSession, Vec<SessionEvents>)> = Vec::new();
+    let mut done = 0;
+    for s in &listed {
+        done += 1;
+        let id = s["id"].as_str().unwrap_or_default().to_owned();
+        let updated_at = s["updated_at"].as_str().unwrap_or_default().to_owned();
+        if seen.get(&id) == Some(&updated_at) {
+            out.unchanged += 1;
+            continue;
+        }
+        if created(s).is_none_or(|c| c >= opts.began) {
+            out.deferred += 1;
+            continue;
+        }
+        match read_session(svc, hosted, s, &mut files, &mut states) {
+            Ok(Some(sessions)) => pending.push((SeenSession { id, updated_at }, sessions)),
+            Ok(None) => out.waiting += 1,
+            Err(e) => match unmappable(e) {
+                Ok(reason) => unmapped.push(UnmappedObject { object: id, reason }),
+                Err(e) => return Err(e),
+            },
+        }
+        if pending.len() >= SESSIONS_PER_NOTE {
+            write(svc, std::mem::take(&mut pending), &mut version, &mut seen, &mut out, unmapped)?;
+        }
+        if let Some(p) = opts.progress {
+            p(done, listed.len());
+        }
+    }
+    write(svc, pending, &mut version, &mut seen, &mut out, unmapped)?;
+    Ok(out)
+}
+
+/// A session, its events, its threads and theirs, mapped; its link set.
+fn read_session(
+    svc: &dyn Service,
+    hosted: &Hosted,
+    s: &Value,
+    files: &mut HashMap<String, String>,
+    states: &mut StoreStates,
+) -> Result<Option<Vec<SessionEvents>>> {
+    let id = s["id"].as_str().unwrap_or_default();
+    let all = |path: String| -> Result<Vec<Value>> {
+        let mut items = Vec::new();
+        hosted.list(&path, &[("limit", "100".to_owned())], SESSIONS_BETA, |e| {
+            items.push(e);
+            Ok(())
+        })?;
+        Ok(items)
+    };
+    let events = all(format!("/v1/sessions/{id}/events"))?;
+    let mut threads = Vec::new();
+    let mut listed_threads = Vec::new();
+    hosted.list(&format!("/v1/sessions/{id}/threads"), &[], SESSIONS_BETA, |t| {
+        listed_threads.push(t);
+        Ok(())
+    })?;
+    listed_threads.sort_by_key(|t| (created(t), t["id"].as_str().unwrap_or_default().to_owned()));
+    for t in listed_threads {
+        // The primary thread's events are the session's own.
+        if t["parent_thread_id"].is_null() {
+            continue;
+        }
+        let tid = t["id"].as_str().unwrap_or_default().to_owned();
+        let events = all(format!("/v1/sessions/{id}/threads/{tid}/events"))?;
+        threads.push((t, events));
+    }
+    // Rubrics given as files, read once a sync.
+    for e in events.iter().chain(threads.iter().flat_map(|(_, es)| es)) {
+        if e["type"] == "user.define_outcome" && e["rubric"]["type"] == "file" {
+            if let Some(fid) = e["rubric"]["file_id"].as_str() {
+                if !files.contains_key(fid) {
+                    files.insert(fid.to_owned(), hosted.file_text(fid)?);
+                }
+            }
+        }
+    }
+    let h = HostedSession { session: s, events: &events, threads: &threads, files };
+    let Some(mut sessions) = crate::import::parse_managed_session(&h)? else { return Ok(None) };
+    // The link: the first memory store mounted, as it was when the session was created.
+    let store = s["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["type"] == "memory_store")
+        .and_then(|r| r["memory_store_id"].as_str());
+    if let (Some(store), Some(at)) = (store, created(s)) {
+        if let Some((state, position)) = states.state_at(svc, store, at)? {
+            for child in &mut sessions {
+                child.memory = Some((store.to_owned(), state));
+                child.memory_at = Some(position);
+            }
+        }
+    }
+    Ok(Some(sessions))
+}
+
+/// Writes mapped sessions and the note naming them.
+fn write(
+    svc: &dyn Service,
+    pending: Vec<(SeenSession, Vec<SessionEvents>)>,
+    version: &mut Option<u64>,
+    seen: &mut HashMap<String, String>,
+    out: &mut SessionsSync,
+    unmapped: &mut Vec<UnmappedObject>,
+) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut note = SessionsNote::default();
+    for (s, sessions) in pending {
+        out.threads += sessions.len().saturating_sub(1);
+        // One session and its threads a call: a session refused (it changed in its
+        // middle) is reported, the others go on.
+        match crate::service::import_sessions(svc, sessions, None, |_| {}) {
+            Ok(counts) => {
+                out.grades += counts.grades;
+                out.mirrored += counts.sessions as usize;
+                out.grown += counts.grown as usize;
+                out.already += counts.already_present as usize;
+                note.sessions.push(s);
+            }
+            Err(e) => match unmappable(e) {
+                Ok(reason) => unmapped.push(UnmappedObject { object: s.id.clone(), reason }),
+                Err(e) => return Err(e),
+            },
+        }
+    }
+    if note.sessions.is_empty() {
+        return Ok(());
+    }
+    let json = serde_json::to_value(&note).map_err(|e| Error::InvalidInput(format!("sessions note: {e}")))?;
+    let mut d = Draft::new(
+        SESSIONS_STREAM.to_owned(),
+        sync_actor(),
+        Body::Note(Note { note_type: SESSIONS_NOTE.to_owned(), json: CanonicalJson::from_value(&json) }),
+    );
+    d.time = None;
+    let expected = version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+    let appended =
+        svc.append_batch(AppendBatch { events: vec![d], ..Default::default() }.expect(SESSIONS_STREAM, expected))?;
+    *version = appended.last().map(|a| a.version);
+    for s in note.sessions {
+        seen.insert(s.id, s.updated_at);
+    }
+    Ok(())
+}
+
+/// Why an error leaves one object out (the sync goes on), or the error itself when the
+/// whole sync must stop (the log or the API failing).
+fn unmappable(e: Error) -> std::result::Result<String, Error> {
+    match e {
+        Error::Record { pointer, reason, .. } => Ok(format!("{reason} (at {pointer})")),
+        Error::Input { reason, .. } => Ok(reason),
+        Error::Managed(ManagedError::Unmapped { reason, .. }) => Ok(reason),
+        Error::Managed(ManagedError::Hosted { status: 404, message, route }) => Ok(format!("{route}: {message}")),
+        e => Err(e),
+    }
+}
+
+/// The sessions an earlier sync recorded, with the `updated_at` it saw.
+fn read_seen(svc: &dyn Service) -> Result<(Option<u64>, HashMap<String, String>)> {
+    let mut seen = HashMap::new();
+    let mut version = None;
+    for e in svc.stream_events(SESSIONS_STREAM)? {
+        version = Some(e.version);
+        if let Body::Note(n) = &e.event.body {
+            if n.note_type == SESSIONS_NOTE {
+                if let Ok(note) = serde_json::from_value::<SessionsNote>(n.json.to_value()) {
+                    seen.extend(note.sessions.into_iter().map(|s| (s.id, s.updated_at)));
+                }
+            }
+        }
+    }
+    Ok((version, seen))
+}
+
+fn created(v: &Value) -> Option<u64> {
+    let t = v["created_at"].as_str()?;
+    chrono::DateTime::parse_from_rfc3339(t).ok().and_then(|d| u64::try_from(d.timestamp_millis()).ok())
+}
+
+/// Mirrored stores as they were at a time: each store's memory commands (oldest first,
+/// as the mirror writes them) folded forward as sessions come in time order.
+#[derive(Default)]
+struct StoreStates {
+    stores: BTreeMap<String, Folding>,
+}
+
+struct Folding {
+    /// (time, position, event) of the store's stream.
+    events: Vec<(u64, u64, Body)>,
+    next: usize,
+    at: u64,
+    state: MemoryState,
+}
+
+impl StoreStates {
+    /// The state hash of mirrored store `store` after its events stamped at or before
+    /// `at`, and the position of the last of them (the store's first event when none is);
+    /// `None` when the store is not mirrored.
+    fn state_at(&mut self, svc: &dyn Service, store: &str, at: u64) -> Result<Option<(Digest, u64)>> {
+        if !self.stores.contains_key(store) {
+            let events = svc.stream_events(&crate::memory::stream_name(store))?;
+            if events.is_empty() {
+                return Ok(None);
+            }
+            let events = events.into_iter().map(|e| (e.event.header.time, e.position, e.event.body)).collect();
+            self.stores.insert(store.to_owned(), Folding { events, next: 0, at: 0, state: MemoryState::new() });
+        }
+        let f = self.stores.get_mut(store).expect("inserted above");
+        if at < f.at {
+            // An earlier time than the last asked: fold again from the start.
+            (f.next, f.state) = (0, MemoryState::new());
+        }
+        f.at = at;
+        while let Some((t, _, body)) = f.events.get(f.next) {
+            // Commands are in time order (the mirror writes versions oldest first); its
+            // notes are stamped otherwise and change nothing.
+            let changes = matches!(body, Body::Memory(_)) || Rules::switched_by(body).is_some();
+            if changes && *t > at {
+                break;
+            }
+            if let Some(rules) = Rules::switched_by(body) {
+                f.state.set_rules(rules);
+            }
+            if let Body::Memory(m) = body {
+                f.state.replay(&m.command);
+            }
+            f.next += 1;
+        }
+        let position = f.events[f.next.saturating_sub(1)].1;
+        Ok(Some((f.state.state_hash(), position)))
+    }
+}
