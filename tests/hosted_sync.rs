@@ -311,6 +311,9 @@ fn a_sync_killed_anywhere_resumes_with_nothing_lost_or_doubled() {
             .collect();
         scenario["versions"].as_array_mut().expect("versions").extend(copies);
     }
+    // Sessions too (each with its events, an outcome and, every fourth, a thread): kills
+    // land while they are read and written.
+    scenario["sessions"] = json!(generated_sessions(24, "memstore_01support"));
     // The hosted API's latency (15 ms an answer) spreads a sync over time; fsync'd batches
     // take their time too: kills land while versions are listed, between stores, and
     // between the batches of one store.
@@ -409,6 +412,57 @@ fn a_sync_killed_anywhere_resumes_with_nothing_lost_or_doubled() {
         .filter(|l| serde_json::from_str::<Value>(l).map(|e| e["kind"] == "memory").unwrap_or(false))
         .count();
     assert_eq!(commands, clean_commands, "after {kills} kills");
+    // Every session and thread holds exactly the events of a sync never killed (ids are
+    // content hashes chained per stream: equal lists are equal sessions), with one link.
+    let sessions_of = |db: &Path| {
+        let mut streams: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for line in ok(&dreamlog_on(db, &["log", "--json"], None)).lines() {
+            let e: Value = serde_json::from_str(line).expect("JSON");
+            let stream = e["stream"].as_str().unwrap_or_default();
+            if stream.starts_with("session/") {
+                streams.entry(stream.to_owned()).or_default().push(e["id"].as_str().unwrap_or_default().to_owned());
+            } else if stream.starts_with("session.link/") {
+                streams.entry(stream.to_owned()).or_default().push("link".into());
+            }
+        }
+        streams
+    };
+    let (killed, never) = (sessions_of(&db), sessions_of(&clean));
+    assert_eq!(killed.len(), never.len());
+    assert_eq!(never.len(), 2 * (24 + 6), "24 sessions and 6 threads, each with its link");
+    assert_eq!(killed, never, "after {kills} kills");
+}
+
+/// `n` graded sessions writing to `store`, each with a user message, a tool call and its
+/// result, an outcome and its verdict; every fourth with a thread of its own.
+fn generated_sessions(n: u32, store: &str) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let id = format!("sesn_g{i:03}");
+            let verdict = ["satisfied", "failed", "needs_revision", "max_iterations_reached"][i as usize % 4];
+            let mut events = vec![
+                json!({"type": "user.message", "content": [{"type": "text", "text": format!("task {}", i % 5)}]}),
+                json!({"type": "user.define_outcome", "outcome_id": format!("outc_g{i}"), "description": "Done right",
+                       "rubric": {"type": "text", "content": "- right\n"}}),
+                json!({"type": "agent.tool_use", "id": format!("sevt_g{i}_call"), "name": "bash", "input": {"command": "ls"}}),
+                json!({"type": "agent.tool_result", "tool_use_id": format!("sevt_g{i}_call"),
+                       "content": [{"type": "text", "text": "a b"}]}),
+                json!({"type": "agent.message", "content": [{"type": "text", "text": format!("answer {i}")}]}),
+                json!({"type": "span.outcome_evaluation_end", "outcome_id": format!("outc_g{i}"), "result": verdict,
+                       "iteration": 0, "explanation": "checked"}),
+            ];
+            events.push(json!({"type": "session.status_idle", "stop_reason": {"type": "end_turn"}}));
+            let mut s = json!({"id": id, "agent": {"id": "agent_g", "name": "gen", "model": "claude-sonnet-5-5"},
+                "created_at": time(60 + i * 7), "memory_store_ids": [store], "events": events,
+                "metadata": {"task_id": format!("task-{}", i % 5)}});
+            if i % 4 == 0 {
+                s["threads"] = json!([{"id": format!("sthr_g{i:03}_helper"), "agent_name": "helper",
+                    "created_at": time(60 + i * 7), "events": [
+                        {"type": "agent.message", "content": [{"type": "text", "text": "helping"}]}]}]);
+            }
+            s
+        })
+        .collect()
 }
 
 /// The hosted world of tests/fixtures/hosted/learning.json: a store written by graded

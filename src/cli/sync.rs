@@ -98,7 +98,7 @@ fn print(r: &SyncReport) -> Result<()> {
     }
     if let Some(s) = &r.sessions {
         let mut what = format!(
-            "sessions: {} listed, {} unchanged, {} written ({} threads among them), {} grown, {} already mirrored, {} grades",
+            "sessions: {} listed, {} unchanged, {} written ({} of them threads), {} grown, {} already mirrored, {} grades",
             s.listed, s.unchanged, s.mirrored, s.threads, s.grown, s.already, s.grades
         );
         if s.waiting > 0 {
