@@ -422,7 +422,9 @@ fn a_sync_killed_anywhere_resumes_with_nothing_lost_or_doubled() {
             if stream.starts_with("session/") {
                 streams.entry(stream.to_owned()).or_default().push(e["id"].as_str().unwrap_or_default().to_owned());
             } else if stream.starts_with("session.link/") {
-                streams.entry(stream.to_owned()).or_default().push("link".into());
+                // Its store and state (its `at` is a position of this database's log).
+                let link = format!("link {} {}", e["body"]["store"], e["body"]["memory_state"]);
+                streams.entry(stream.to_owned()).or_default().push(link);
             }
         }
         streams
@@ -620,15 +622,41 @@ fn hosted_sessions_are_mirrored_with_their_outcomes_and_blame_names_the_verdict(
         "status": "idle", "events": [
             {"type": "user.message", "content": [{"type": "text", "text": "Hello."}]},
             {"type": "agent.tool_result", "tool_use_id": "sevt_nowhere", "content": []}]}));
+    // Golf: a denied call, a call the agent went on without, an answer routed to a thread
+    // (the thread's, not golf's own), then a user message not processed yet.
+    sessions.push(json!({"id": "sesn_07golf", "agent": agent, "created_at": "2026-11-05T11:00:00Z",
+        "status": "idle", "events": [
+            {"type": "user.message", "content": [{"type": "text", "text": "Cancel my booking."}]},
+            {"type": "agent.tool_use", "id": "sevt_07golf_rm", "name": "bash", "input": {"command": "cancel B1"}},
+            {"type": "user.tool_confirmation", "tool_use_id": "sevt_07golf_rm", "result": "deny",
+             "deny_message": "not without a reason"},
+            {"type": "agent.tool_use", "id": "sevt_07golf_ls", "name": "bash", "input": {"command": "ls"}},
+            {"type": "user.custom_tool_result", "custom_tool_use_id": "sevt_07golf_thread_call",
+             "session_thread_id": "sthr_07golf_helper", "content": []},
+            {"type": "agent.message", "content": [{"type": "text", "text": "Why cancel?"}]},
+            {"type": "session.status_idle", "stop_reason": {"type": "end_turn"}},
+            {"type": "user.message", "processed_at": null, "content": [{"type": "text", "text": "I moved."}]}]}));
     std::fs::write(dir.path().join("scenario.json"), world.to_string()).expect("grow the world");
     let grown = sync(&db, &standin.url, &["--json"]);
     assert_eq!(grown.status.code(), Some(1), "an unmapped session fails the run");
     let grown: Value = serde_json::from_slice(&grown.stdout).expect("a report");
     assert_eq!(
         (grown["sessions"]["grown"].as_u64(), grown["sessions"]["mirrored"].as_u64()),
-        (Some(1), Some(1)),
+        (Some(1), Some(2)),
         "{grown}"
     );
+    let golf = stream_events(&db, "session/sesn_07golf");
+    let kinds: Vec<&str> = golf.iter().map(|e| e["kind"].as_str().unwrap_or_default()).collect();
+    assert_eq!(
+        kinds,
+        ["session.start", "message", "message", "action", "message", "action", "message"],
+        "the unprocessed message and all after it (the end) wait"
+    );
+    assert_eq!(
+        (golf[3]["body"]["status"].as_str(), golf[3]["body"]["output"].as_str()),
+        (Some("error"), Some("not without a reason"))
+    );
+    assert_eq!(golf[5]["body"]["status"], "unknown", "the call the agent went on without");
     assert_eq!(grown["unmapped"][0]["object"], "sesn_06foxtrot", "{grown}");
     assert!(grown["unmapped"][0]["reason"].as_str().unwrap_or_default().contains("sevt_nowhere"), "{grown}");
     let delta = stream_events(&db, "session/sesn_04delta");
@@ -659,5 +687,5 @@ fn hosted_sessions_are_mirrored_with_their_outcomes_and_blame_names_the_verdict(
     let since: Value =
         serde_json::from_slice(&sync(&fresh, &standin.url, &["--json", "--since", "2026-11-04T00:00:00Z"]).stdout)
             .expect("a report");
-    assert_eq!(since["sessions"]["listed"], 4, "charlie, delta, echo, foxtrot: {since}");
+    assert_eq!(since["sessions"]["listed"], 5, "charlie, delta, echo, foxtrot, golf: {since}");
 }

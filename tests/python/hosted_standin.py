@@ -25,7 +25,8 @@ memory_store_ids?, usage?, events: [EVENT], threads?: [{id, agent_name, created_
 parent_thread_id?, events: [EVENT]}]}], "files": [{id, filename, content, created_at?}]}.
 Times are RFC 3339. Versions older than `expired_before` are past the retention period:
 not listed. An EVENT is the SDK's session event without `id` and `processed_at` when they
-are left out (`sevt_<session>_<n>`, a second after the one before). The scenario file is
+are left out (`sevt_<session>_<n>`, a second after the one before; `"processed_at": null`
+keeps it unprocessed). The scenario file is
 read again whenever it changes, so a test can grow the hosted world between syncs.
 """
 
@@ -240,7 +241,9 @@ def fill_events(owner: str, created_at: str, events: list[dict[str, Any]]) -> li
     for i, e in enumerate(events):
         e = dict(e)
         e.setdefault("id", f"sevt_{owner[5:]}_{i:04d}")
-        if "processed_at" in e:
+        if "processed_at" in e and e["processed_at"] is None:
+            pass  # not processed yet (a user event the agent has not reached)
+        elif "processed_at" in e:
             t = when(e["processed_at"])
         else:
             t = t.fromtimestamp(t.timestamp() + 1, t.tzinfo)

@@ -11,15 +11,20 @@
 //! `user.define_outcome` is a user message and names the rubric (its text, or the
 //! content of its file, fetched through the Files API); each `span.outcome_evaluation_end`
 //! is a grade: its `result` the session's verdict so far (`satisfied` once every outcome
-//! defined is satisfied; the verdict of the first outcome that ended otherwise, `failed`,
-//! `max_iterations_reached`, `interrupted`; else `needs_revision`), its `score` the mean of
-//! the terminal verdicts so far (satisfied 1, the others 0), one criterion per outcome,
+//! defined is satisfied; else the verdict of the first outcome, in the order they were
+//! defined, that ended otherwise — `failed`, `max_iterations_reached`, `interrupted`; else
+//! `needs_revision`), its `score` the mean of the ending verdicts so far (satisfied 1, the
+//! others 0; an outcome still being revised is not counted), one criterion per outcome,
 //! the evaluation itself in `meta`. So a session's last grade is its score.
 //!
 //! Events depend only on what the API says of the session, so a second sync, or one from
 //! another machine, maps it to the same events; one that grew appends its new events.
-//! What could still change is held back: a tool call not answered yet, and all after it,
-//! waits for the next sync (a session that ended records it unanswered).
+//! What could still change is held back: a tool call still awaited (its session running,
+//! or idle on `requires_action` naming it) or an event not processed yet, and all after
+//! it, wait for the next sync. A call the session went on without, or that it ended
+//! with, is recorded unanswered where it was made; a denied one answered by its denial.
+//! The task key comes from `metadata.task_id` as first mirrored: set it when the session
+//! is created (a later change makes the session unmappable, reported by every sync).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -28,6 +33,18 @@ use serde_json::{json, Value};
 use super::{bad, At, SessionBuilder, SessionEvents, ToolResult};
 use crate::core::{ActionStatus, Actor, Body, CanonicalJson, Criterion, Grade, GradeResult, SessionStart};
 use crate::error::Result;
+
+/// The events that answer a tool call.
+const RESULTS: [&str; 4] =
+    ["agent.tool_result", "agent.mcp_tool_result", "user.custom_tool_result", "user.tool_result"];
+
+/// The call an answer answers, when `v` is an answer.
+fn answered_call(v: &Value) -> Option<&str> {
+    if !RESULTS.contains(&v.get("type").and_then(Value::as_str).unwrap_or_default()) {
+        return None;
+    }
+    ["tool_use_id", "mcp_tool_use_id", "custom_tool_use_id"].iter().find_map(|k| v.get(*k)).and_then(Value::as_str)
+}
 
 /// Who grades outcomes on the hosted platform.
 pub const OUTCOME_GRADER: &str = "anthropic-outcome-grader";
@@ -56,7 +73,8 @@ pub fn parse_session(h: &HostedSession) -> Result<Option<Vec<SessionEvents>>> {
     let ended = s.get("status")?.str()? == "terminated";
     let mut out = Vec::new();
     let created = time(&s.get("created_at")?)?;
-    let primary = Thread { file: &file, session: &id, created, events: h.events, ended };
+    let live = matches!(s.get("status")?.str()?, "running" | "rescheduling");
+    let primary = Thread { file: &file, session: &id, created, events: h.events, ended, live, primary: true };
     let start = SessionStart {
         session: id.clone(),
         agent: agent.get("name")?.str()?.to_owned(),
@@ -90,12 +108,34 @@ pub fn parse_session(h: &HostedSession) -> Result<Option<Vec<SessionEvents>>> {
         };
         let tagent = th.get("agent")?;
         let status = th.get("status")?.str()?;
+        // An advisor has no name and its model is a plain string.
+        let tname = tagent
+            .value
+            .get("name")
+            .or_else(|| tagent.value.get("type"))
+            .and_then(Value::as_str)
+            .unwrap_or("thread")
+            .to_owned();
+        let tmodel = match tagent.value.get("model") {
+            Some(Value::String(m)) => Some(m.clone()),
+            Some(m) => m.get("id").and_then(Value::as_str).map(str::to_owned),
+            None => None,
+        };
         let created = time(&th.get("created_at")?)?;
-        let thread = Thread { file: &tfile, session: &tid, created, events, ended: ended || status == "terminated" };
+        let live = matches!(status, "running" | "rescheduling");
+        let thread = Thread {
+            file: &tfile,
+            session: &tid,
+            created,
+            events,
+            ended: ended || status == "terminated",
+            live,
+            primary: false,
+        };
         let start = SessionStart {
             session: tid.clone(),
-            agent: tagent.get("name")?.str()?.to_owned(),
-            model: tagent.opt("model").and_then(|m| m.value.get("id")).and_then(Value::as_str).map(str::to_owned),
+            agent: tname,
+            model: tmodel,
             task_id: Some(task_id.clone()),
             task: None,
             store: None,
@@ -159,6 +199,11 @@ struct Thread<'a> {
     events: &'a [Value],
     /// The session ended: a call never answered is recorded so, not waited for.
     ended: bool,
+    /// The thread is running (or rescheduling): a call not answered yet is awaited.
+    live: bool,
+    /// The primary thread (the session's own list, where a thread's calls and their
+    /// answers are cross-posted).
+    primary: bool,
 }
 
 /// An outcome defined in a session, with its latest verdict.
@@ -193,21 +238,45 @@ impl Thread<'_> {
         let mut order: Vec<String> = Vec::new();
         let mut held_back = false;
         let mut last = start_time;
-        // Calls answered somewhere in the list (a call still waiting holds back the rest).
-        let answered: std::collections::HashSet<&str> = self
+        // Calls answered somewhere in the list; calls the last idle status says are
+        // awaited (`requires_action`). A call neither answered nor known dead holds back
+        // the rest of a session that runs or waits on it.
+        let answered: std::collections::HashSet<&str> = self.events.iter().filter_map(answered_call).collect();
+        let awaited: std::collections::HashSet<&str> = self
             .events
             .iter()
-            .filter_map(|e| {
-                e.get("tool_use_id").or_else(|| e.get("mcp_tool_use_id")).or_else(|| e.get("custom_tool_use_id"))
+            .rev()
+            .find(|e| e.get("type").and_then(Value::as_str) == Some("session.status_idle"))
+            .and_then(|e| e.pointer("/stop_reason/event_ids"))
+            .and_then(Value::as_array)
+            .map(|ids| ids.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        // Denied calls: answered by their confirmation.
+        let denied: HashMap<&str, &Value> = self
+            .events
+            .iter()
+            .filter(|e| {
+                e.get("type").and_then(Value::as_str) == Some("user.tool_confirmation")
+                    && e.get("result").and_then(Value::as_str) == Some("deny")
             })
-            .filter_map(Value::as_str)
+            .filter_map(|e| e.get("tool_use_id").and_then(Value::as_str).map(|id| (id, e)))
             .collect();
         for (i, v) in self.events.iter().enumerate() {
             let e = At { file: self.file, pointer: format!("/events/{i}"), value: v };
             let kind = e.get("type")?.str()?;
+            // Answers routed to a thread are the thread's, as its cross-posted calls are.
+            if self.primary && RESULTS.contains(&kind) && v.get("session_thread_id").is_some_and(|s| s.is_string()) {
+                continue;
+            }
             let t = match e.opt("processed_at") {
                 Some(p) => time(&p)?,
-                None => last, // a user event the agent has not processed yet
+                // Not processed yet: its time is not known, so it and what follows wait
+                // (unless the session ended: then it never will be).
+                None if !self.ended => {
+                    held_back = true;
+                    break;
+                }
+                None => last,
             };
             last = t;
             match kind {
@@ -238,7 +307,8 @@ impl Thread<'_> {
                         continue;
                     }
                     let id = e.get("id")?.str()?;
-                    if !answered.contains(id) && !self.ended {
+                    let waits = !answered.contains(id) && !denied.contains_key(id);
+                    if waits && !self.ended && (self.live || awaited.contains(id)) {
                         held_back = true;
                         break;
                     }
@@ -259,17 +329,39 @@ impl Thread<'_> {
                         json!({"anthropic": {"type": kind, "evaluated_permission": v.get("evaluated_permission")}}),
                     );
                     b.call(id.to_owned(), name, input);
+                    if let Some(confirmation) = denied.get(id).filter(|_| !answered.contains(id)) {
+                        // Denied: the confirmation is its answer.
+                        let r = ToolResult {
+                            actor: user.clone(),
+                            output: confirmation.get("deny_message").filter(|m| !m.is_null()),
+                            status: ActionStatus::Error,
+                            meta: Some(json!({"anthropic": {"denied": confirmation.get("id")}})),
+                            time: t,
+                        };
+                        let _ = b.result(id, r);
+                    } else if waits {
+                        // Never answered and no longer awaited (the session went on without
+                        // it, or ended): recorded so, where it was made.
+                        let r = ToolResult {
+                            actor: tool.clone(),
+                            output: None,
+                            status: ActionStatus::Unknown,
+                            meta: None,
+                            time: t,
+                        };
+                        let _ = b.result(id, r);
+                    }
                 }
-                "agent.tool_result" | "agent.mcp_tool_result" | "user.custom_tool_result" => {
+                "agent.tool_result" | "agent.mcp_tool_result" | "user.custom_tool_result" | "user.tool_result" => {
                     let key = match kind {
-                        "agent.tool_result" => "tool_use_id",
+                        "agent.tool_result" | "user.tool_result" => "tool_use_id",
                         "agent.mcp_tool_result" => "mcp_tool_use_id",
                         _ => "custom_tool_use_id",
                     };
                     let id = e.get(key)?.str()?;
                     let failed = v.get("is_error").and_then(Value::as_bool).unwrap_or(false);
                     let r = ToolResult {
-                        actor: if kind == "user.custom_tool_result" { user.clone() } else { tool.clone() },
+                        actor: if kind.starts_with("user.") { user.clone() } else { tool.clone() },
                         output: v.get("content").filter(|c| !c.is_null()),
                         status: if failed { ActionStatus::Error } else { ActionStatus::Ok },
                         meta: Some(json!({"anthropic": {"result_event": e.get("id")?.str()?}})),
@@ -359,15 +451,9 @@ impl Thread<'_> {
                 _ => {}
             }
         }
-        if !held_back {
-            if let Some(id) = b.unanswered() {
-                // The session ended with this call unanswered.
-                let _ = b.result(
-                    &id,
-                    ToolResult { actor: tool, output: None, status: ActionStatus::Unknown, meta: None, time: last },
-                );
-            }
-        }
+        // An answer that came before its call (never, upstream) leaves nothing pending:
+        // every call was answered, recorded unanswered where it was made, or held back.
+        debug_assert!(held_back || b.unanswered().is_none());
         b.prepend(Body::SessionStart(start), agent.clone(), start_time);
         if !held_back {
             b.end(agent, status.to_owned(), Some(end_meta), updated.max(last));

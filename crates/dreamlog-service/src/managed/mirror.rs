@@ -232,10 +232,12 @@ pub fn sync_memory(svc: &dyn Service, hosted: &Hosted, opts: &SyncOptions) -> Re
         }
     }
     if opts.sessions {
+        let mirrored: BTreeSet<String> = report.stores.iter().map(|s| s.store.clone()).collect();
         let sopts = super::sessions::SessionsOptions {
             stores: &opts.stores,
             since: opts.since,
             began,
+            mirrored: &mirrored,
             progress: opts.session_progress,
         };
         report.sessions = Some(super::sessions::sync_sessions(svc, hosted, &sopts, &mut report.unmapped)?);

@@ -5,8 +5,9 @@
 //!
 //! Each session's `session.link` names the first memory store it mounted and that store's
 //! state when the session was created, folded from the mirrored versions up to that time
-//! (the memory part runs first). A session created after this sync began waits for the
-//! next one, so no version it ran with can still be missing.
+//! (the memory part runs first; a store not mirrored cleanly this sync is not linked to).
+//! A session created within ten minutes of this sync's start (or later) waits for the
+//! next one, so versions committed late with an earlier time are in before it is linked.
 //!
 //! The API has no updated-since filter: every sync lists the sessions again and reads
 //! the events of those whose `updated_at` differs from what the last sync recorded (an
@@ -35,6 +36,8 @@ pub const SESSIONS_STREAM: &str = "anthropic.sync/sessions";
 pub const SESSIONS_NOTE: &str = "anthropic.sync.sessions";
 /// Sessions per note (and per write of their events).
 const SESSIONS_PER_NOTE: usize = 50;
+/// Sessions created this close to the sync's start (or later) wait for the next sync.
+const SETTLE_MS: u64 = 10 * 60 * 1000;
 
 /// What the session part did.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -51,9 +54,9 @@ pub struct SessionsSync {
     pub already: usize,
     /// Sessions with nothing to map yet (no task: no `task_id`, user message or outcome).
     pub waiting: usize,
-    /// Sessions created after this sync began: the next one mirrors them.
+    /// Sessions created within ten minutes of this sync's start: the next one mirrors them.
     pub deferred: usize,
-    /// Threads mirrored as child sessions.
+    /// Threads read (as child sessions) with the sessions written or grown.
     pub threads: usize,
     /// Grades (outcome evaluations) in the sessions read.
     pub grades: u64,
@@ -65,8 +68,11 @@ pub struct SessionsOptions<'a> {
     pub stores: &'a [String],
     /// Sessions created at or after this time (ms) only.
     pub since: Option<u64>,
-    /// When this sync began (ms): sessions created later wait.
+    /// When this sync began (ms): sessions created within ten minutes of it wait.
     pub began: u64,
+    /// The stores this sync mirrored cleanly: a session's link names the first of them it
+    /// mounted.
+    pub mirrored: &'a std::collections::BTreeSet<String>,
     /// Told the sessions done and listed.
     pub progress: Option<&'a dyn Fn(usize, usize)>,
 }
@@ -129,11 +135,19 @@ pub fn sync_sessions(
             out.unchanged += 1;
             continue;
         }
-        if created(s).is_none_or(|c| c >= opts.began) {
-            out.deferred += 1;
-            continue;
+        match created(s) {
+            None => {
+                let reason = format!("created_at: {:?} is not an RFC 3339 time", s["created_at"]);
+                unmapped.push(UnmappedObject { object: id, reason });
+                continue;
+            }
+            Some(c) if c >= opts.began.saturating_sub(SETTLE_MS) => {
+                out.deferred += 1;
+                continue;
+            }
+            Some(_) => {}
         }
-        match read_session(svc, hosted, s, &mut files, &mut states) {
+        match read_session(svc, hosted, s, &mut files, &mut states, opts.mirrored) {
             Ok(Some(sessions)) => pending.push((SeenSession { id, updated_at }, sessions)),
             Ok(None) => out.waiting += 1,
             Err(e) => match unmappable(e) {
@@ -159,6 +173,7 @@ fn read_session(
     s: &Value,
     files: &mut HashMap<String, String>,
     states: &mut StoreStates,
+    mirrored: &std::collections::BTreeSet<String>,
 ) -> Result<Option<Vec<SessionEvents>>> {
     let id = s["id"].as_str().unwrap_or_default();
     let all = |path: String| -> Result<Vec<Value>> {
@@ -198,18 +213,20 @@ fn read_session(
     }
     let h = HostedSession { session: s, events: &events, threads: &threads, files };
     let Some(mut sessions) = crate::import::parse_managed_session(&h)? else { return Ok(None) };
-    // The link: the first memory store mounted, as it was when the session was created.
+    // The link: the first memory store mounted that this sync mirrored, as it was when
+    // the session was created.
     let store = s["resources"]
         .as_array()
         .into_iter()
         .flatten()
-        .find(|r| r["type"] == "memory_store")
-        .and_then(|r| r["memory_store_id"].as_str());
+        .filter(|r| r["type"] == "memory_store")
+        .filter_map(|r| r["memory_store_id"].as_str())
+        .find(|id| mirrored.contains(*id));
     if let (Some(store), Some(at)) = (store, created(s)) {
         if let Some((state, position)) = states.state_at(svc, store, at)? {
             for child in &mut sessions {
                 child.memory = Some((store.to_owned(), state));
-                child.memory_at = Some(position);
+                child.memory_at = position;
             }
         }
     }
@@ -274,7 +291,12 @@ fn unmappable(e: Error) -> std::result::Result<String, Error> {
         Error::Record { pointer, reason, .. } => Ok(format!("{reason} (at {pointer})")),
         Error::Input { reason, .. } => Ok(reason),
         Error::Managed(ManagedError::Unmapped { reason, .. }) => Ok(reason),
-        Error::Managed(ManagedError::Hosted { status: 404, message, route }) => Ok(format!("{route}: {message}")),
+        // A session, thread or rubric file the key may not read, or gone meanwhile.
+        Error::Managed(ManagedError::Hosted { status, message, route })
+            if (400..500).contains(&status) && status != 429 =>
+        {
+            Ok(format!("{route}: {message}"))
+        }
         e => Err(e),
     }
 }
@@ -318,9 +340,9 @@ struct Folding {
 
 impl StoreStates {
     /// The state hash of mirrored store `store` after its events stamped at or before
-    /// `at`, and the position of the last of them (the store's first event when none is);
-    /// `None` when the store is not mirrored.
-    fn state_at(&mut self, svc: &dyn Service, store: &str, at: u64) -> Result<Option<(Digest, u64)>> {
+    /// `at`, and the position of the last of them (none when none is); `None` when the
+    /// store is not mirrored.
+    fn state_at(&mut self, svc: &dyn Service, store: &str, at: u64) -> Result<Option<(Digest, Option<u64>)>> {
         if !self.stores.contains_key(store) {
             let events = svc.stream_events(&crate::memory::stream_name(store))?;
             if events.is_empty() {
@@ -350,7 +372,7 @@ impl StoreStates {
             }
             f.next += 1;
         }
-        let position = f.events[f.next.saturating_sub(1)].1;
+        let position = f.next.checked_sub(1).map(|i| f.events[i].1);
         Ok(Some((f.state.state_hash(), position)))
     }
 }
