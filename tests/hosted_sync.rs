@@ -235,8 +235,14 @@ fn hosted_memory_is_mirrored_once_and_blame_names_the_hosted_session() {
     // Every request named its route's beta and asked full versions 20 at a time.
     let requests = std::fs::read_to_string(dir.path().join("requests.jsonl")).expect("request log");
     for r in requests.lines().map(|l| serde_json::from_str::<Value>(l).expect("JSON")) {
-        let sessions = r["path"].as_str().is_some_and(|p| p.starts_with("/v1/sessions"));
-        let beta = if sessions { "managed-agents-2026-04-01" } else { "agent-memory-2026-07-22" };
+        let path = r["path"].as_str().unwrap_or_default();
+        let beta = if path.starts_with("/v1/sessions") {
+            "managed-agents-2026-04-01"
+        } else if path.starts_with("/v1/dreams") {
+            "dreaming-2026-04-21"
+        } else {
+            "agent-memory-2026-07-22"
+        };
         assert_eq!(r["beta"], beta, "{r}");
         if r["path"].as_str().is_some_and(|p| p.ends_with("/memory_versions")) {
             assert_eq!((r["query"]["view"].as_str(), r["query"]["limit"].as_str()), (Some("full"), Some("20")), "{r}");
@@ -599,10 +605,82 @@ fn hosted_sessions_are_mirrored_with_their_outcomes_and_blame_names_the_verdict(
         .collect();
     assert_eq!(rows, vec![(1, 1.0), (1, 0.0), (2, 0.25)], "{drift}");
 
+    // The hosted dream: its new store mirrored as a fork of the input as the dream found
+    // it; the dream recorded (input and output states, the sessions it read), not
+    // replayable; a failed one recorded too; a running one waits.
+    assert_eq!(
+        (
+            report["dreams"]["listed"].as_u64(),
+            report["dreams"]["recorded"].as_u64(),
+            report["dreams"]["running"].as_u64()
+        ),
+        (Some(3), Some(2), Some(1)),
+        "{report}"
+    );
+    let dreamed = report["stores"].as_array().expect("stores").iter().find(|s| s["store"] == "memstore_03dreamed");
+    assert_eq!(dreamed.map(|s| s["fork_of"].clone()), Some(json!("memstore_02learn")), "{report}");
+    let dreamed_files = files(&db, "memstore_03dreamed");
+    assert_eq!(
+        dreamed_files.get("/memories/refunds.md").map(String::as_str),
+        Some("Refunds within 30 days of purchase.\nBasic economy fares are not refundable.\n")
+    );
+    let dreams = json_lines(&ok(&dreamlog_on(&db, &["--json", "dream", "list"], None)));
+    let nightly = dreams
+        .iter()
+        .find(|d| d["config"]["id"] == "drm_01nightly")
+        .unwrap_or_else(|| panic!("the nightly dream is listed: {dreams:?}"));
+    assert_eq!(
+        (nightly["dreamer"].as_str(), nightly["version"].as_str()),
+        (Some("anthropic-hosted"), Some("claude-opus-5-5"))
+    );
+    assert_eq!(nightly["output_store"], "memstore_03dreamed");
+    let id = nightly["id"].as_str().expect("id").to_owned();
+    let shown = ok(&dreamlog_on(&db, &["dream", "show", &id], None));
+    assert!(shown.contains("not replayable"), "{shown}");
+    let nightly_event = json_lines(&ok(&dreamlog_on(&db, &["log", "--json"], None)))
+        .into_iter()
+        .find(|e| e["id"] == json!(id))
+        .expect("the dream event");
+    assert_eq!(nightly_event["causes"].as_array().map(Vec::len), Some(4), "it cites the four sessions it read");
+    let replay = dreamlog_on(&db, &["dream", "replay", "--all"], None);
+    assert!(
+        replay.status.success(),
+        "hosted dreams do not fail replay --all: {}",
+        String::from_utf8_lossy(&replay.stdout)
+    );
+    assert!(String::from_utf8_lossy(&replay.stdout).contains("2 hosted, not replayable"));
+    let one = dreamlog_on(&db, &["dream", "replay", &id], None);
+    assert!(!one.status.success() && String::from_utf8_lossy(&one.stderr).contains("cannot be replayed"));
+    // The fork is reviewed and promoted like a local dream's (here: what promote would do).
+    let diff = ok(&dreamlog_on(&db, &["memory", "diff", "memstore_02learn", "memstore_03dreamed"], None));
+    assert!(diff.contains("not refundable"), "{diff}");
+    let preview = ok(&dreamlog_on(
+        &db,
+        &["memory", "promote", "memstore_03dreamed", "--into", "memstore_02learn", "--dry-run"],
+        None,
+    ));
+    assert!(preview.contains("/memories/refunds.md"), "{preview}");
+    // Blame of the dreamed store: the copied line keeps its origin, the dream's line names
+    // the dream's session.
+    let blame = json_lines(&ok(&dreamlog_on(
+        &db,
+        &["--json", "memory", "blame", "memstore_03dreamed", "/memories/refunds.md"],
+        None,
+    )));
+    assert_eq!(
+        (blame[0]["session"].as_str(), blame[1]["session"].as_str()),
+        (Some("sesn_01alpha"), Some("sesn_09dream"))
+    );
+
     // A second sync reads no session again and adds nothing.
     let before = log_len(&db);
     let again: Value = serde_json::from_slice(&sync(&db, &standin.url, &["--json"]).stdout).expect("a report");
     assert_eq!(again["sessions"]["unchanged"], 4, "{again}");
+    assert_eq!(
+        (again["dreams"]["already"].as_u64(), again["dreams"]["running"].as_u64()),
+        (Some(2), Some(1)),
+        "{again}"
+    );
     assert_eq!(log_len(&db), before, "a second sync appended events");
 
     // The hosted world grows: delta gets a new turn; echo starts a call not answered yet;

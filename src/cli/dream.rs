@@ -364,6 +364,9 @@ pub(crate) fn print_show(cli: &Cli, detail: &crate::dream::DreamDetail) -> Resul
         let mut s = String::new();
         s.push_str(&format!("dream     {}\n", detail.summary.id));
         s.push_str(&format!("dreamer   {}@{}\n", x.dreamer, x.version));
+        if !crate::dream::replayable(x) {
+            s.push_str("replay    not replayable: recorded from where it ran (a hosted dream)\n");
+        }
         s.push_str(&format!("config    {}\n", x.config));
         s.push_str(&format!("input     store {} at state {}\n", x.store, x.base_state));
         s.push_str(&format!("range     positions {}..={}\n", x.from_position, x.to_position));
@@ -537,7 +540,22 @@ pub(crate) fn replay_all(
 ) -> Result<ExitCode> {
     let bar = super::progress_bar(Some(all.len() as u64), "replaying dreams");
     let mut failed = 0;
+    let mut recorded_only = 0;
     for s in all {
+        if !crate::dream::replayable(&s.dream) {
+            // Recorded from where it ran: nothing to replay, nothing failed.
+            recorded_only += 1;
+            bar.suspend(|| {
+                if cli.json {
+                    stdout_line(&json!({"id": s.id, "replayable": false}).to_string())
+                } else {
+                    let dreamer = format!("{}@{}", s.dream.dreamer, s.dream.version);
+                    stdout_line(&format!("dream {} ({dreamer}): not replayable (a hosted dream)", s.id.short(16)))
+                }
+            })?;
+            bar.inc(1);
+            continue;
+        }
         match replay(&s.id) {
             Ok(r) => {
                 if !r.identical {
@@ -560,7 +578,10 @@ pub(crate) fn replay_all(
     }
     bar.finish_and_clear();
     if !cli.json {
-        stdout_line(&format!("{} dream(s) replayed, {failed} differ", all.len()))?;
+        let replayed = all.len() - recorded_only;
+        let hosted =
+            if recorded_only > 0 { format!(" ({recorded_only} hosted, not replayable)") } else { String::new() };
+        stdout_line(&format!("{replayed} dream(s) replayed, {failed} differ{hosted}"))?;
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -33,7 +33,7 @@ pub enum SyncCmd {
         /// that mounted one of those stores only.
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
-        /// Memory stores only: no sessions.
+        /// Memory stores only: no sessions, no dreams.
         #[arg(long)]
         no_sessions: bool,
     },
@@ -89,7 +89,9 @@ fn print(r: &SyncReport) -> Result<()> {
         if s.baseline > 0 {
             what.push_str(&format!(", {} memories as they are now (every version expired)", s.baseline));
         }
-        if s.created {
+        if let Some(source) = s.fork_of.as_deref() {
+            what.push_str(&format!(" (store created as a fork of {source}: a hosted dream's output)"));
+        } else if s.created {
             what.push_str(" (store created)");
         } else if s.fields_changed {
             what.push_str(" (store fields changed)");
@@ -106,6 +108,16 @@ fn print(r: &SyncReport) -> Result<()> {
         }
         if s.deferred > 0 {
             what.push_str(&format!(", {} created during this sync (the next one mirrors them)", s.deferred));
+        }
+        stdout_line(&what)?;
+    }
+    if let Some(d) = &r.dreams {
+        let mut what = format!(
+            "dreams: {} listed, {} recorded, {} already recorded, {} still running",
+            d.listed, d.recorded, d.already, d.running
+        );
+        if d.stores_not_mirrored > 0 {
+            what.push_str(&format!(", {} over stores not mirrored", d.stores_not_mirrored));
         }
         stdout_line(&what)?;
     }

@@ -22,7 +22,9 @@ The scenario (JSON): {"stores": [{id, name, description?, metadata?, created_at}
 created_by?, redacted_at?, redacted_by?}], "expired_before": TIME?, "sessions": [{id,
 agent: {id, name, model}, created_at, updated_at?, status?, title?, metadata?,
 memory_store_ids?, usage?, events: [EVENT], threads?: [{id, agent_name, created_at,
-parent_thread_id?, events: [EVENT]}]}], "files": [{id, filename, content, created_at?}]}.
+parent_thread_id?, events: [EVENT]}]}], "files": [{id, filename, content, created_at?}],
+"dreams": [{id, created_at, status, inputs, output_behavior?, outputs?, instructions?, model?,
+session_id?, ended_at?, usage?, error?}]}.
 Times are RFC 3339. Versions older than `expired_before` are past the retention period:
 not listed. An EVENT is the SDK's session event without `id` and `processed_at` when they
 are left out (`sevt_<session>_<n>`, a second after the one before; `"processed_at": null`
@@ -48,9 +50,11 @@ from urllib.parse import parse_qs, urlparse
 import anthropic
 import pydantic
 from anthropic.types.beta import (
+    BetaDream,
     BetaFileMetadata,
     BetaManagedAgentsMemoryStore,
     BetaManagedAgentsSession,
+    dream_list_params,
     memory_store_list_params,
     session_list_params,
 )
@@ -70,6 +74,7 @@ from anthropic.types.beta.memory_stores import (
 
 MEMORY_BETAS = {"agent-memory-2026-07-22", "managed-agents-2026-04-01"}
 SESSION_BETAS = {"managed-agents-2026-04-01"}
+DREAM_BETAS = {"dreaming-2026-04-21"}
 HEADER_PARAMS = {"betas", "workspace_id"}
 
 
@@ -87,6 +92,7 @@ SESSION_LIST_PARAMS = params_of(session_list_params.SessionListParams)
 EVENT_LIST_PARAMS = params_of(event_list_params.EventListParams)
 THREAD_LIST_PARAMS = params_of(thread_list_params.ThreadListParams)
 THREAD_EVENT_LIST_PARAMS = params_of(thread_event_list_params.EventListParams) - {"session_id"}
+DREAM_LIST_PARAMS = params_of(dream_list_params.DreamListParams)
 EVENT = pydantic.TypeAdapter(BetaManagedAgentsSessionEvent)
 
 
@@ -206,6 +212,27 @@ class World:
                     "usage": sc.get("usage", {"input_tokens": 100, "output_tokens": 20}),
                     "vault_ids": [],
                     "archived_at": sc.get("archived_at"),
+                }
+            )
+        self.dreams: dict[str, BetaDream] = {}
+        for d in scenario.get("dreams", []):
+            self.dreams[d["id"]] = BetaDream.model_validate(
+                {
+                    "type": "dream",
+                    "id": d["id"],
+                    "created_at": d["created_at"],
+                    "ended_at": d.get("ended_at"),
+                    "status": d["status"],
+                    "inputs": d["inputs"],
+                    "output_behavior": d.get("output_behavior", {"type": "create_new"}),
+                    "outputs": [{"type": "memory_store", "memory_store_id": o} for o in d.get("outputs", [])],
+                    "instructions": d.get("instructions"),
+                    "model": {"id": d.get("model", "claude-opus-5-5")},
+                    "session_id": d.get("session_id"),
+                    "error": d.get("error"),
+                    "usage": d.get("usage", {"input_tokens": 5000, "output_tokens": 800, "cache_creation_input_tokens": 0,
+                                             "cache_read_input_tokens": 0}),
+                    "archived_at": d.get("archived_at"),
                 }
             )
         self.files: dict[str, tuple[BetaFileMetadata, bytes]] = {}
@@ -411,6 +438,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.session_route(parts, query)
         if parts[:2] == ["v1", "files"]:
             return self.file_route(parts, query)
+        if parts[:2] == ["v1", "dreams"]:
+            return self.dream_route(parts, query)
         if parts[:2] != ["v1", "memory_stores"]:
             raise ApiError(404, "not_found_error", f"no route {path}")
         self.need_beta(MEMORY_BETAS)
@@ -496,6 +525,20 @@ class Handler(BaseHTTPRequestHandler):
             return page(w.thread_events[key], query, 100, default=100)
         raise ApiError(404, "not_found_error", f"no route /{'/'.join(parts)}")
 
+    def dream_route(self, parts: list[str], query: dict[str, str]) -> Any:
+        self.need_beta(DREAM_BETAS)
+        if len(parts) == 2:
+            self.only(query, DREAM_LIST_PARAMS)
+            items = sorted(self.world.dreams.values(), key=lambda d: (d.created_at, d.id), reverse=True)
+            if query.get("include_archived") != "true":
+                items = [d for d in items if d.archived_at is None]
+            return page(items, query, 100)
+        d = self.world.dreams.get(parts[2])
+        if d is None or len(parts) != 3:
+            raise ApiError(404, "not_found_error", f"dream {parts[2]} not found")
+        self.only(query, set())
+        return d.model_dump(mode="json")
+
     def file_route(self, parts: list[str], query: dict[str, str]) -> Any:
         f = self.world.files.get(parts[2]) if len(parts) >= 3 else None
         if f is None:
@@ -553,6 +596,8 @@ def check(args: argparse.Namespace) -> None:
         files = {f: client.beta.files.download(f).text() for f in rubrics}
         out["sessions"][s.id] = {"events": len(events), "threads": per_thread, "files": files,
                                  "outcomes": [o.result for o in s.outcome_evaluations]}
+    out["dreams"] = {d.id: {"status": d.status, "outputs": [o.memory_store_id for o in d.outputs]}
+                     for d in client.beta.dreams.list(limit=2, include_archived=True)}
     print(json.dumps(out))
 
 

@@ -259,6 +259,16 @@ pub enum DreamError {
         /// The input store.
         store: String,
     },
+    /// A dream recorded from elsewhere (a hosted dream) has nothing here to replay.
+    #[error("dream {dream} ({dreamer}) cannot be replayed: {reason}")]
+    NotReplayable {
+        /// The dream.
+        dream: String,
+        /// `NAME@VERSION`.
+        dreamer: String,
+        /// Why.
+        reason: String,
+    },
     /// A replay could not follow the recorded dream.
     #[error("replay of dream {dream} diverged: {reason}")]
     ReplayDiverged {
@@ -635,7 +645,7 @@ impl Error {
             },
             Error::Dream(e) => match e {
                 DreamError::NothingToDream { .. } | DreamError::SameInput { .. } => ErrorClass::NothingToDream,
-                DreamError::Dreamer { .. } => ErrorClass::InvalidRequest,
+                DreamError::Dreamer { .. } | DreamError::NotReplayable { .. } => ErrorClass::InvalidRequest,
                 DreamError::Canceled { .. } => ErrorClass::Conflict,
                 DreamError::Llm { .. } | DreamError::ReplayDiverged { .. } => ErrorClass::Upstream,
             },

@@ -290,6 +290,12 @@ pub struct Replay {
     pub lesson_diff: String,
 }
 
+/// Whether a dream can be replayed here: not one recorded from elsewhere (its `meta`
+/// says `"replayable": false`, as `sync anthropic` records hosted dreams).
+pub fn replayable(d: &Dream) -> bool {
+    d.meta.as_ref().and_then(|m| m.to_value().get("replayable").and_then(Value::as_bool)) != Some(false)
+}
+
 /// A unified diff of every file that differs between two states.
 pub fn lesson_diff(a: &MemoryState, b: &MemoryState) -> String {
     let mut paths: Vec<&String> = a.files().keys().chain(b.files().keys()).collect();
@@ -930,6 +936,15 @@ impl Dreams {
     /// version or config — and compares the output with what was committed.
     pub fn replay(&self, id: &EventId, other: Option<&DreamerSpec>) -> Result<Replay> {
         let (e, d) = self.dream_event(id)?;
+        if !replayable(&d) {
+            return Err(Error::Dream(DreamError::NotReplayable {
+                dream: id.to_hex(),
+                dreamer: format!("{}@{}", d.dreamer, d.version),
+                reason: "it was recorded from where it ran (a hosted dream: its dreamer ran on Anthropic's side); \
+                         `dream show` has its request, inputs and output"
+                    .into(),
+            }));
+        }
         let recorded_spec =
             DreamerSpec { name: d.dreamer.clone(), version: Some(d.version.clone()), config: d.config.to_value() };
         let spec = other.cloned().unwrap_or_else(|| recorded_spec.clone());

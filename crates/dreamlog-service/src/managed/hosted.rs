@@ -3,6 +3,7 @@
 //! its `anthropic-version`, the beta header each route needs, `next_page` cursors, and
 //! 429 and 5xx answers retried after the server's `retry-after` (bounded).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -31,9 +32,9 @@ pub struct Hosted {
     key: String,
     workspace: Option<String>,
     /// Requests answered, retries included (the report's count).
-    pub requests: std::cell::Cell<u64>,
+    pub requests: AtomicU64,
     /// Answers that were retried (429 and 5xx).
-    pub retried: std::cell::Cell<u64>,
+    pub retried: AtomicU64,
 }
 
 impl Hosted {
@@ -59,8 +60,8 @@ impl Hosted {
             base: base.trim_end_matches('/').to_owned(),
             key: key.to_owned(),
             workspace,
-            requests: 0.into(),
-            retried: 0.into(),
+            requests: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
         })
     }
 
@@ -95,7 +96,7 @@ impl Hosted {
             }
             let (status, wait, text) = match req.send() {
                 Ok(resp) => {
-                    self.requests.set(self.requests.get() + 1);
+                    self.requests.fetch_add(1, Ordering::Relaxed);
                     let status = resp.status().as_u16();
                     let wait = retry_after(resp.headers());
                     match resp.text() {
@@ -119,7 +120,7 @@ impl Hosted {
                 let tried = if retry { format!(" (after {attempt} attempts)") } else { String::new() };
                 return Err(hosted_error(&route, status, format!("{status} {message}{tried}")));
             }
-            self.retried.set(self.retried.get() + 1);
+            self.retried.fetch_add(1, Ordering::Relaxed);
             let backoff = Duration::from_millis(500 << (attempt - 1).min(4));
             std::thread::sleep(wait.unwrap_or(backoff).min(LONGEST_WAIT));
         }

@@ -35,7 +35,7 @@ use serde_json::{json, Value};
 use super::hosted::{Hosted, MEMORY_BETA};
 use crate::core::managed::{check_api_path, memory_path, sha256_hex, StoreFields, STORE_NOTE, STORE_PREFIX};
 use crate::core::memory::{Rules, RULES_NOTE};
-use crate::core::{Actor, Body, CanonicalJson, Draft, ExpectedVersion, Memory, MemoryCommand, Note};
+use crate::core::{Actor, Body, CanonicalJson, Draft, ExpectedVersion, Memory, MemoryCommand, Note, StoreFork};
 use crate::error::{Error, ManagedError, Result};
 use crate::service::{EventsQuery, Service, PAGE};
 use crate::store::{AppendBatch, StoredEvent};
@@ -71,6 +71,10 @@ pub struct SyncOptions<'a> {
     pub session_progress: Option<&'a dyn Fn(usize, usize)>,
 }
 
+/// Stores a hosted dream created as its output: store → (input store, the dream's
+/// `created_at`).
+type Forks = BTreeMap<String, (String, u64)>;
+
 /// What a sync did (`dreamlog sync anthropic --json`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SyncReport {
@@ -79,6 +83,9 @@ pub struct SyncReport {
     /// The sessions (when mirrored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions: Option<super::sessions::SessionsSync>,
+    /// The hosted dreams (when mirrored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dreams: Option<super::dreams::DreamsSync>,
     /// Objects that could not be mapped (the sync went on without them).
     pub unmapped: Vec<UnmappedObject>,
     /// Requests made (retries included).
@@ -94,6 +101,9 @@ pub struct StoreSync {
     pub store: String,
     /// Whether this sync created its dreamlog store.
     pub created: bool,
+    /// When this sync created it as a fork: the store it forked (a hosted dream's input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork_of: Option<String>,
     /// Whether its fields (name, description, metadata, archived) changed.
     pub fields_changed: bool,
     /// Versions the API listed.
@@ -132,7 +142,8 @@ struct Mirrored {
     /// Its `created_at` (ms).
     #[serde(default)]
     at: u64,
-    /// Its dreamlog path after it (`None`: deleted, or redacted with nothing known).
+    /// Its dreamlog path after it (a delete: the path it deleted; `None`: redacted with
+    /// nothing known, or a delete of nothing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     path: Option<String>,
     /// Its content's SHA-256 after it.
@@ -196,6 +207,21 @@ fn place(memories: &mut BTreeMap<String, Known>, memory: &str, known: Known) {
     memories.insert(memory.to_owned(), known);
 }
 
+/// How the mirror names a file a forked store copied, until a version names its memory.
+const COPIED: &str = "copied:";
+
+/// A memory the mirror does not hold yet takes over the copied file at its path (a
+/// hosted dream's new store starts as a copy of its input: the copies' memory ids are
+/// first seen in their versions).
+fn adopt(memories: &mut BTreeMap<String, Known>, memory: &str, path: &str) {
+    if memories.contains_key(memory) {
+        return;
+    }
+    if let Some(k) = memories.remove(&format!("{COPIED}{path}")) {
+        memories.insert(memory.to_owned(), k);
+    }
+}
+
 /// Mirrors the hosted memory stores into `svc`'s log.
 pub fn sync_memory(svc: &dyn Service, hosted: &Hosted, opts: &SyncOptions) -> Result<SyncReport> {
     let mut report = SyncReport::default();
@@ -218,8 +244,12 @@ pub fn sync_memory(svc: &dyn Service, hosted: &Hosted, opts: &SyncOptions) -> Re
         }
         opts.stores.clone()
     };
+    // Hosted dreams first: a `create_new` dream's new store is mirrored as a fork of its
+    // input (the dreams themselves are recorded last, once their stores are in).
+    let dreams = if opts.sessions { super::dreams::list_dreams(hosted)? } else { Vec::new() };
+    let forks: Forks = super::dreams::forks(&dreams);
     for id in ids {
-        match sync_store(svc, hosted, &id, opts, &mut report.unmapped) {
+        match sync_store(svc, hosted, &id, opts, &forks, &mut report.unmapped) {
             Ok(store) => report.stores.push(store),
             // A store that cannot be mirrored is reported; the others go on.
             Err(Error::Managed(ManagedError::Unmapped { object, reason })) => {
@@ -241,9 +271,10 @@ pub fn sync_memory(svc: &dyn Service, hosted: &Hosted, opts: &SyncOptions) -> Re
             progress: opts.session_progress,
         };
         report.sessions = Some(super::sessions::sync_sessions(svc, hosted, &sopts, &mut report.unmapped)?);
+        report.dreams = Some(super::dreams::record_dreams(svc, &dreams, &mirrored, &mut report.unmapped)?);
     }
-    report.requests = hosted.requests.get();
-    report.retried = hosted.retried.get();
+    report.requests = hosted.requests.load(std::sync::atomic::Ordering::Relaxed);
+    report.retried = hosted.retried.load(std::sync::atomic::Ordering::Relaxed);
     Ok(report)
 }
 
@@ -252,6 +283,7 @@ fn sync_store(
     hosted: &Hosted,
     id: &str,
     opts: &SyncOptions,
+    forks: &Forks,
     unmapped: &mut Vec<UnmappedObject>,
 ) -> Result<StoreSync> {
     check_store_id(id)?;
@@ -280,6 +312,17 @@ fn sync_store(
     let mut batch = AppendBatch::default();
     if local.version.is_none() {
         let created = time(&hosted_store, "created_at", id)?;
+        // A hosted dream's new store starts as a copy of its input store: a fork of the
+        // mirrored input as it was when the dream was created.
+        if let Some((source, at)) = forks.get(id) {
+            let point = super::sessions::StoreStates::default().state_at(svc, source, *at)?;
+            if let Some((_, Some(position))) = point {
+                let fork = StoreFork { store: id.to_owned(), source: source.clone(), position };
+                batch.events.push(draft(&stream, sync_actor(), Some(*at), Body::StoreFork(fork)));
+                seed_copies(svc, &mut local, source, position)?;
+                out.fork_of = Some(source.clone());
+            }
+        }
         batch.events.push(draft(
             &stream,
             sync_actor(),
@@ -540,6 +583,9 @@ fn map_version(
         local.newest.insert(memory, time);
         return Ok((record, drafts));
     }
+    if let Some((path, _, _)) = &checked {
+        adopt(&mut local.memories, &memory, path);
+    }
     if let Some((path, content, sha)) = checked {
         // Only a memory that moves can meet another (paths are kept unique).
         let moves = local.memories.get(&memory).map(|k| &k.path) != Some(&path);
@@ -568,7 +614,11 @@ fn map_version(
         // A delete: of the path the mirror holds the memory at. A memory the mirror does
         // not hold (every version of it redacted before it was mirrored, or not mapped)
         // has nothing to delete: the version is named, nothing written.
+        if let Some(api_path) = v["path"].as_str().filter(|p| check_api_path(p).is_ok()) {
+            adopt(&mut local.memories, &memory, &memory_path(api_path));
+        }
         if let Some(k) = local.memories.remove(&memory) {
+            record.path = Some(k.path.clone());
             drafts.push(command(MemoryCommand::Delete { path: k.path }));
         }
     }
@@ -637,6 +687,9 @@ fn read_local(svc: &dyn Service, stream: &str) -> Result<Local> {
         };
         for e in &page {
             local.version = Some(e.version);
+            if let (0, Body::StoreFork(f)) = (e.version, &e.event.body) {
+                seed_copies(svc, &mut local, &f.source, f.position)?;
+            }
             read_event(&mut local, e);
         }
         match page.last() {
@@ -644,6 +697,17 @@ fn read_local(svc: &dyn Service, stream: &str) -> Result<Local> {
             _ => return Ok(local),
         }
     }
+}
+
+/// The files a forked store copied from `source` at `position`, held as copies until a
+/// version names their memory.
+fn seed_copies(svc: &dyn Service, local: &mut Local, source: &str, position: u64) -> Result<()> {
+    let q = crate::service::PathQuery { path: None, at: Some(position.to_string()) };
+    for (path, text) in svc.memory_files(source, &q)?.files {
+        let known = Known { path: path.clone(), sha256: sha256_hex(&text) };
+        local.memories.insert(format!("{COPIED}{path}"), known);
+    }
+    Ok(())
 }
 
 fn read_event(local: &mut Local, e: &StoredEvent) {
@@ -665,7 +729,10 @@ fn read_event(local: &mut Local, e: &StoredEvent) {
                 for v in note.versions {
                     if !v.late {
                         match (v.op.as_str(), &v.path, &v.sha256) {
-                            ("deleted", _, _) => {
+                            ("deleted", path, _) => {
+                                if let Some(p) = path {
+                                    adopt(&mut local.memories, &v.memory, p);
+                                }
                                 local.memories.remove(&v.memory);
                             }
                             (_, Some(p), Some(s)) => {

@@ -22,6 +22,7 @@ use crate::error::{Error, ManagedError, MemoryError, Result};
 use crate::service::{BatchRequest, EventsQuery, PathQuery, Service, PAGE};
 use crate::store::AppendBatch;
 
+pub mod dreams;
 pub mod hosted;
 mod jobs;
 pub mod mirror;

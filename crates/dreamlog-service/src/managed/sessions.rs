@@ -123,15 +123,11 @@ pub fn sync_sessions(
     listed.sort_by_key(|s| (created(s), s["id"].as_str().unwrap_or_default().to_owned()));
     out.listed = listed.len();
 
-    let mut states = StoreStates::default();
-    let mut files: HashMap<String, String> = HashMap::new();
-    let mut pending: Vec<(SeenSession, Vec<SessionEvents>)> = Vec::new();
-    let mut done = 0;
+    // Those to read: changed since the last sync, created long enough ago.
+    let mut to_read: Vec<&Value> = Vec::new();
     for s in &listed {
-        done += 1;
         let id = s["id"].as_str().unwrap_or_default().to_owned();
-        let updated_at = s["updated_at"].as_str().unwrap_or_default().to_owned();
-        if seen.get(&id) == Some(&updated_at) {
+        if seen.get(&id).map(String::as_str) == s["updated_at"].as_str() {
             out.unchanged += 1;
             continue;
         }
@@ -139,43 +135,77 @@ pub fn sync_sessions(
             None => {
                 let reason = format!("created_at: {:?} is not an RFC 3339 time", s["created_at"]);
                 unmapped.push(UnmappedObject { object: id, reason });
-                continue;
             }
-            Some(c) if c >= opts.began.saturating_sub(SETTLE_MS) => {
-                out.deferred += 1;
-                continue;
+            Some(c) if c >= opts.began.saturating_sub(SETTLE_MS) => out.deferred += 1,
+            Some(_) => to_read.push(s),
+        }
+    }
+
+    let mut states = StoreStates::default();
+    let mut files: HashMap<String, String> = HashMap::new();
+    let mut done = out.unchanged;
+    for chunk in to_read.chunks(SESSIONS_PER_NOTE) {
+        // Read a chunk's sessions side by side (the API's latency, not our work, is what
+        // a sync waits on); map and write them in order.
+        let fetched = fetch_all(hosted, chunk);
+        let mut pending: Vec<(SeenSession, Vec<SessionEvents>)> = Vec::new();
+        for (s, raw) in chunk.iter().zip(fetched) {
+            let id = s["id"].as_str().unwrap_or_default().to_owned();
+            let updated_at = s["updated_at"].as_str().unwrap_or_default().to_owned();
+            let mapped = raw.and_then(|raw| map_session(svc, hosted, s, raw, &mut files, &mut states, opts.mirrored));
+            match mapped {
+                Ok(Some(sessions)) => pending.push((SeenSession { id, updated_at }, sessions)),
+                Ok(None) => out.waiting += 1,
+                Err(e) => match unmappable(e) {
+                    Ok(reason) => unmapped.push(UnmappedObject { object: id, reason }),
+                    Err(e) => return Err(e),
+                },
             }
-            Some(_) => {}
         }
-        match read_session(svc, hosted, s, &mut files, &mut states, opts.mirrored) {
-            Ok(Some(sessions)) => pending.push((SeenSession { id, updated_at }, sessions)),
-            Ok(None) => out.waiting += 1,
-            Err(e) => match unmappable(e) {
-                Ok(reason) => unmapped.push(UnmappedObject { object: id, reason }),
-                Err(e) => return Err(e),
-            },
-        }
-        if pending.len() >= SESSIONS_PER_NOTE {
-            write(svc, std::mem::take(&mut pending), &mut version, &mut seen, &mut out, unmapped)?;
-        }
+        write(svc, pending, &mut version, &mut seen, &mut out, unmapped)?;
+        done += chunk.len();
         if let Some(p) = opts.progress {
             p(done, listed.len());
         }
     }
-    write(svc, pending, &mut version, &mut seen, &mut out, unmapped)?;
     Ok(out)
 }
 
-/// A session, its events, its threads and theirs, mapped; its link set.
-fn read_session(
-    svc: &dyn Service,
-    hosted: &Hosted,
-    s: &Value,
-    files: &mut HashMap<String, String>,
-    states: &mut StoreStates,
-    mirrored: &std::collections::BTreeSet<String>,
-) -> Result<Option<Vec<SessionEvents>>> {
-    let id = s["id"].as_str().unwrap_or_default();
+/// How many sessions are read from the API at once.
+const READERS: usize = 4;
+
+/// A session's events and its threads' (but the primary one's), as listed.
+struct Raw {
+    events: Vec<Value>,
+    threads: Vec<(Value, Vec<Value>)>,
+}
+
+/// Each session's [`Raw`], read by [`READERS`] threads, in the sessions' order.
+fn fetch_all(hosted: &Hosted, sessions: &[&Value]) -> Vec<Result<Raw>> {
+    let slots: Vec<std::sync::Mutex<Option<Result<Raw>>>> = sessions.iter().map(|_| Default::default()).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..READERS.min(sessions.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(s) = sessions.get(i) else { break };
+                let raw = fetch(hosted, s["id"].as_str().unwrap_or_default());
+                *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(raw);
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(|| Err(Error::InvalidInput("a session was not read".into())))
+        })
+        .collect()
+}
+
+/// One session's events, its threads and theirs.
+fn fetch(hosted: &Hosted, id: &str) -> Result<Raw> {
     let all = |path: String| -> Result<Vec<Value>> {
         let mut items = Vec::new();
         hosted.list(&path, &[("limit", "100".to_owned())], SESSIONS_BETA, |e| {
@@ -185,13 +215,13 @@ fn read_session(
         Ok(items)
     };
     let events = all(format!("/v1/sessions/{id}/events"))?;
-    let mut threads = Vec::new();
     let mut listed_threads = Vec::new();
     hosted.list(&format!("/v1/sessions/{id}/threads"), &[], SESSIONS_BETA, |t| {
         listed_threads.push(t);
         Ok(())
     })?;
     listed_threads.sort_by_key(|t| (created(t), t["id"].as_str().unwrap_or_default().to_owned()));
+    let mut threads = Vec::new();
     for t in listed_threads {
         // The primary thread's events are the session's own.
         if t["parent_thread_id"].is_null() {
@@ -201,6 +231,20 @@ fn read_session(
         let events = all(format!("/v1/sessions/{id}/threads/{tid}/events"))?;
         threads.push((t, events));
     }
+    Ok(Raw { events, threads })
+}
+
+/// A session read, mapped; its link set.
+fn map_session(
+    svc: &dyn Service,
+    hosted: &Hosted,
+    s: &Value,
+    raw: Raw,
+    files: &mut HashMap<String, String>,
+    states: &mut StoreStates,
+    mirrored: &std::collections::BTreeSet<String>,
+) -> Result<Option<Vec<SessionEvents>>> {
+    let Raw { events, threads } = raw;
     // Rubrics given as files, read once a sync.
     for e in events.iter().chain(threads.iter().flat_map(|(_, es)| es)) {
         if e["type"] == "user.define_outcome" && e["rubric"]["type"] == "file" {
@@ -246,10 +290,26 @@ fn write(
         return Ok(());
     }
     let mut note = SessionsNote::default();
+    // All in one import (its sessions checked first, then appended several to an atomic
+    // batch): a session refused (it changed in its middle) fails it before anything is
+    // written, and the sessions are then written one by one, that one reported.
+    let all: Vec<SessionEvents> = pending.iter().flat_map(|(_, s)| s.iter().cloned()).collect();
+    match crate::service::import_sessions(svc, all, None, |_| {}) {
+        Ok(counts) => {
+            out.threads += pending.iter().map(|(_, s)| s.len().saturating_sub(1)).sum::<usize>();
+            out.grades += counts.grades;
+            out.mirrored += counts.sessions as usize;
+            out.grown += counts.grown as usize;
+            out.already += counts.already_present as usize;
+            note.sessions.extend(pending.into_iter().map(|(s, _)| s));
+            return note_sessions(svc, note, version, seen);
+        }
+        Err(e) => {
+            unmappable(e)?;
+        }
+    }
     for (s, sessions) in pending {
         out.threads += sessions.len().saturating_sub(1);
-        // One session and its threads a call: a session refused (it changed in its
-        // middle) is reported, the others go on.
         match crate::service::import_sessions(svc, sessions, None, |_| {}) {
             Ok(counts) => {
                 out.grades += counts.grades;
@@ -264,6 +324,16 @@ fn write(
             },
         }
     }
+    note_sessions(svc, note, version, seen)
+}
+
+/// Appends the note naming sessions written (none: nothing).
+fn note_sessions(
+    svc: &dyn Service,
+    note: SessionsNote,
+    version: &mut Option<u64>,
+    seen: &mut HashMap<String, String>,
+) -> Result<()> {
     if note.sessions.is_empty() {
         return Ok(());
     }
@@ -326,7 +396,7 @@ fn created(v: &Value) -> Option<u64> {
 /// Mirrored stores as they were at a time: each store's memory commands (oldest first,
 /// as the mirror writes them) folded forward as sessions come in time order.
 #[derive(Default)]
-struct StoreStates {
+pub(super) struct StoreStates {
     stores: BTreeMap<String, Folding>,
 }
 
@@ -335,6 +405,8 @@ struct Folding {
     events: Vec<(u64, u64, Body)>,
     next: usize,
     at: u64,
+    /// The state before its first event (a fork's copy, else empty).
+    start: MemoryState,
     state: MemoryState,
 }
 
@@ -342,19 +414,35 @@ impl StoreStates {
     /// The state hash of mirrored store `store` after its events stamped at or before
     /// `at`, and the position of the last of them (none when none is); `None` when the
     /// store is not mirrored.
-    fn state_at(&mut self, svc: &dyn Service, store: &str, at: u64) -> Result<Option<(Digest, Option<u64>)>> {
+    pub(super) fn state_at(
+        &mut self,
+        svc: &dyn Service,
+        store: &str,
+        at: u64,
+    ) -> Result<Option<(Digest, Option<u64>)>> {
         if !self.stores.contains_key(store) {
             let events = svc.stream_events(&crate::memory::stream_name(store))?;
             if events.is_empty() {
                 return Ok(None);
             }
+            // A fork starts as its source at the fork point.
+            let start = match events.first().map(|e| &e.event.body) {
+                Some(Body::StoreFork(fork)) => {
+                    let q = crate::service::PathQuery { path: None, at: Some(fork.position.to_string()) };
+                    let copied = svc.memory_files(&fork.source, &q)?;
+                    let rules = Rules::from_number(copied.rules).unwrap_or(Rules::V2);
+                    MemoryState::from_tree(rules, copied.files, copied.dirs)
+                }
+                _ => MemoryState::new(),
+            };
             let events = events.into_iter().map(|e| (e.event.header.time, e.position, e.event.body)).collect();
-            self.stores.insert(store.to_owned(), Folding { events, next: 0, at: 0, state: MemoryState::new() });
+            let folding = Folding { events, next: 0, at: 0, start: start.clone(), state: start };
+            self.stores.insert(store.to_owned(), folding);
         }
         let f = self.stores.get_mut(store).expect("inserted above");
         if at < f.at {
             // An earlier time than the last asked: fold again from the start.
-            (f.next, f.state) = (0, MemoryState::new());
+            (f.next, f.state) = (0, f.start.clone());
         }
         f.at = at;
         while let Some((t, _, body)) = f.events.get(f.next) {
