@@ -214,6 +214,8 @@ class World:
                     "archived_at": sc.get("archived_at"),
                 }
             )
+        # Filtered lists by their filters (`memo_key`).
+        self.memo: dict[tuple, list[Any]] = {}
         self.dreams: dict[str, BetaDream] = {}
         for d in scenario.get("dreams", []):
             self.dreams[d["id"]] = BetaDream.model_validate(
@@ -243,6 +245,11 @@ class World:
                  "size_bytes": len(data), "created_at": f.get("created_at", "2026-11-01T00:00:00Z"), "downloadable": True}
             )
             self.files[f["id"]] = (meta, data)
+
+
+def memo_key(what: str, query: dict[str, str]) -> tuple:
+    """A list's filters (its cursor and page size aside): its pages share one filtering."""
+    return (what, tuple(sorted((k, v) for k, v in query.items() if k not in ("page", "limit"))))
 
 
 def agent_of(a: dict[str, Any], name: str | None = None) -> dict[str, Any]:
@@ -458,7 +465,11 @@ class Handler(BaseHTTPRequestHandler):
             view = query.get("view", "basic")
             if view not in ("basic", "full"):
                 raise ApiError(400, "invalid_request_error", f"view: must be basic or full, got {view!r}")
-            items = self.world.versions[store.id]
+            w = self.world
+            key = memo_key(store.id, query)
+            if key in w.memo:
+                return page(w.memo[key], query, 20 if view == "full" else 100)
+            items = w.versions[store.id]
             if "created_at[gte]" in query:
                 items = [v for v in items if v.created_at >= when(query["created_at[gte]"])]
             if "created_at[lte]" in query:
@@ -470,6 +481,7 @@ class Handler(BaseHTTPRequestHandler):
                 items = [v for v in items if getattr(v.created_by, "session_id", None) == query["session_id"]]
             if view == "basic":
                 items = [v.model_copy(update={"content": None}) for v in items]
+            w.memo[key] = items  # the next pages of this list (the world does not change under it)
             return page(items, query, 20 if view == "full" else 100)
         if parts[3] == "memories" and len(parts) == 4:
             self.only(query, MEMORY_LIST_PARAMS)
@@ -489,6 +501,9 @@ class Handler(BaseHTTPRequestHandler):
         w = self.world
         if len(parts) == 2:
             self.only(query, SESSION_LIST_PARAMS)
+            key = memo_key("sessions", query)
+            if key in w.memo:
+                return page(w.memo[key], query, 100)
             items = sorted(w.sessions.values(), key=lambda x: (x.created_at, x.id), reverse=query.get("order", "desc") == "desc")
             if query.get("include_archived") != "true":
                 items = [x for x in items if x.archived_at is None]
@@ -499,6 +514,7 @@ class Handler(BaseHTTPRequestHandler):
                                                   "lte": x.created_at <= t, "lt": x.created_at < t}[op]]
             if "memory_store_id" in query:
                 items = [x for x in items if any(getattr(r, "memory_store_id", None) == query["memory_store_id"] for r in x.resources)]
+            w.memo[key] = items
             return page(items, query, 100)
         session = w.sessions.get(parts[2])
         if session is None:
@@ -561,7 +577,8 @@ class RawBody:
 def serve(args: argparse.Namespace) -> None:
     Handler.scenario, Handler.key, Handler.fail_every = args.scenario, args.key, args.fail_every
     with open(args.scenario) as f:
-        World(json.load(f))  # a bad scenario fails here, not at the first request
+        # A bad scenario fails here, not at the first request.
+        Handler.loaded = (os.stat(args.scenario).st_mtime_ns, World(json.load(f)))
     Handler.delay = args.delay_ms / 1000
     Handler.max_page = args.max_page
     Handler.log = open(args.log, "a") if args.log else None

@@ -62,6 +62,10 @@ fn checkpoint_key(projector: &str) -> Vec<u8> {
     [b"checkpoint/".as_slice(), projector.as_bytes()].concat()
 }
 
+/// Memtables at least this large (all column families) are flushed when the database
+/// closes.
+const FLUSH_AT_CLOSE_BYTES: u64 = 16 << 20;
+
 /// The embedded backend: a RocksDB database in a folder.
 pub struct RocksLog {
     db: DB,
@@ -829,6 +833,17 @@ impl Log for RocksLog {
 
     fn close(&self, _count: u64) -> Result<()> {
         self.db.flush_wal(true).stored()?;
+        // Large memtables are flushed now, so the next open does not rebuild them from the
+        // WAL (seconds after a large import or sync); small ones stay in the WAL (a flush
+        // for every short command would pile up small tables).
+        let mut pending = 0u64;
+        for cf in layout::ALL_CFS {
+            let size = self.db.property_int_value_cf(self.cf(cf), rocksdb::properties::CUR_SIZE_ALL_MEM_TABLES);
+            pending += size.stored()?.unwrap_or(0);
+        }
+        if pending >= FLUSH_AT_CLOSE_BYTES {
+            self.flush()?;
+        }
         Ok(())
     }
 
