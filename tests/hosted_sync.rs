@@ -552,7 +552,11 @@ fn hosted_sessions_are_mirrored_with_their_outcomes_and_blame_names_the_verdict(
         (Some("needs_revision"), Some(0.0))
     );
     assert_eq!(grades[1]["body"]["criteria"][0]["passed"], true);
-    assert!(grades[1]["body"]["rubric"].as_str().unwrap_or_default().contains("The 30-day window is quoted."));
+    assert_eq!(grades[1]["body"]["rubric"], "The refund is handled per policy", "the outcome's description");
+    assert!(grades[1]["body"]["meta"]["anthropic"]["rubric"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("The 30-day window is quoted."));
     assert_eq!(grades[1]["actor"], "evaluator:anthropic-outcome-grader");
     // The cross-posted call is the thread's, not the primary thread's: one action here.
     let actions: Vec<&Value> = alpha.iter().filter(|e| e["kind"] == "action").collect();
@@ -569,7 +573,10 @@ fn hosted_sessions_are_mirrored_with_their_outcomes_and_blame_names_the_verdict(
     // A rubric given as a file is read through the Files API.
     let bravo = stream_events(&db, "session/sesn_02bravo");
     let grade = bravo.iter().find(|e| e["kind"] == "grade").expect("bravo's grade");
-    assert!(grade["body"]["rubric"].as_str().unwrap_or_default().contains("The answer quotes the 30-day window."));
+    assert!(grade["body"]["meta"]["anthropic"]["rubric"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("The answer quotes the 30-day window."));
     let custom = bravo.iter().find(|e| e["kind"] == "action").expect("the custom tool call");
     assert_eq!(custom["body"]["output"], json!([{"type": "text", "text": "fare: BASIC"}]));
 
@@ -766,4 +773,45 @@ fn hosted_sessions_are_mirrored_with_their_outcomes_and_blame_names_the_verdict(
         serde_json::from_slice(&sync(&fresh, &standin.url, &["--json", "--since", "2026-11-04T00:00:00Z"]).stdout)
             .expect("a report");
     assert_eq!(since["sessions"]["listed"], 5, "charlie, delta, echo, foxtrot, golf: {since}");
+}
+
+/// Lessons over mirrored sessions: twelve tasks, six trials each; the trials that checked
+/// the policy passed, those that refunded without checking failed. The evidence dreamer,
+/// run over the mirror, writes both lessons (within-task contrasts), and `memory lessons`
+/// shows them with the hosted sessions and grades behind them.
+#[test]
+fn the_evidence_dreamer_learns_from_mirrored_sessions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("db");
+    let mut sessions = Vec::new();
+    for n in 0..72u32 {
+        let (task, failed) = (n / 6, n % 2 == 0);
+        let call = if failed { "issue_refund_without_check" } else { "check_policy" };
+        sessions.push(json!({
+            "id": format!("sesn_l{n:03}"), "agent": {"id": "agent_l", "name": "support"},
+            "created_at": format!("2026-11-{:02}T{:02}:00:00Z", 1 + task, 10 + n % 6),
+            "memory_store_ids": ["memstore_lessons"], "metadata": {"task_id": format!("refund-{task}")},
+            "events": [
+                {"type": "user.message", "content": [{"type": "text", "text": format!("refund request {task}")}]},
+                {"type": "user.define_outcome", "outcome_id": format!("outc_l{n}"),
+                 "description": "Refund handled per policy", "rubric": {"type": "text", "content": "- policy followed\n"}},
+                {"type": "agent.tool_use", "id": format!("sevt_l{n}_a"), "name": call, "input": {"task": task}},
+                {"type": "agent.tool_result", "tool_use_id": format!("sevt_l{n}_a"), "content": [{"type": "text", "text": "ok"}]},
+                {"type": "agent.tool_use", "id": format!("sevt_l{n}_b"), "name": "lookup_fare", "input": {"task": task}},
+                {"type": "agent.tool_result", "tool_use_id": format!("sevt_l{n}_b"), "content": [{"type": "text", "text": "fare"}]},
+                {"type": "agent.message", "content": [{"type": "text", "text": "done"}]},
+                {"type": "span.outcome_evaluation_end", "outcome_id": format!("outc_l{n}"),
+                 "result": if failed { "failed" } else { "satisfied" }, "iteration": 0, "explanation": "checked"},
+                {"type": "session.status_idle", "stop_reason": {"type": "end_turn"}}]}));
+    }
+    let world = json!({"stores": [{"id": "memstore_lessons", "name": "Lessons", "created_at": "2026-10-01T00:00:00Z"}],
+                       "versions": [], "sessions": sessions});
+    let standin = StandIn::start(&world, dir.path(), 0);
+    assert!(sync(&db, &standin.url, &[]).status.success());
+    ok(&dreamlog_on(&db, &["dream", "run", "memstore_lessons"], None));
+    let lessons = ok(&dreamlog_on(&db, &["memory", "lessons", "memstore_lessons.dream-1"], None));
+    assert!(lessons.contains("called `check_policy` passed 36 of 36"), "{lessons}");
+    assert!(lessons.contains("called `issue_refund_without_check` passed 0 of 36"), "{lessons}");
+    assert!(lessons.contains("In `Refund handled per policy` tasks"), "the outcome names the family: {lessons}");
+    assert!(lessons.contains("sesn_l000"), "the hosted sessions behind it: {lessons}");
 }

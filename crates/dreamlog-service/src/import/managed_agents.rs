@@ -10,7 +10,7 @@
 //! them (`is_error` an error) are actions; `session.error` a system message. Each
 //! `user.define_outcome` is a user message and names the rubric (its text, or the
 //! content of its file, fetched through the Files API); each `span.outcome_evaluation_end`
-//! is a grade: its `result` the session's verdict so far (`satisfied` once every outcome
+//! is a grade of the outcome's description as its rubric (the rubric's text in `meta`): its `result` the session's verdict so far (`satisfied` once every outcome
 //! defined is satisfied; else the verdict of the first outcome, in the order they were
 //! defined, that ended otherwise — `failed`, `max_iterations_reached`, `interrupted`; else
 //! `needs_revision`), its `score` the mean of the ending verdicts so far (satisfied 1, the
@@ -414,7 +414,10 @@ impl Thread<'_> {
                     };
                     o.verdict = Some(result.clone());
                     o.explanation = Some(explanation.clone());
-                    let rubric = format!("{}\n\n{}", o.description, o.rubric);
+                    // The outcome's description names the grade's rubric (lessons group
+                    // sessions by it and quote it); the rubric's text goes in `meta`.
+                    let rubric = o.description.clone();
+                    let rubric_text = o.rubric.clone();
                     let grade = verdict(&order, &outcomes);
                     let body = Body::Grade(Grade {
                         session: self.session.to_owned(),
@@ -443,6 +446,7 @@ impl Thread<'_> {
                             "explanation": explanation,
                             "usage": v.get("usage"),
                             "evaluation": e.get("id")?.str()?,
+                            "rubric": rubric_text,
                         }}))),
                     });
                     b.push(body, grader.clone(), t);
