@@ -690,6 +690,37 @@ fn hosted_sessions_are_mirrored_with_their_outcomes_and_blame_names_the_verdict(
     );
     assert_eq!(log_len(&db), before, "a second sync appended events");
 
+    // A version redacted upstream after it was mirrored: `--redactions` finds it and
+    // redacts what was mirrored of it here, once.
+    let first_write = stream_events(&db, "memory/memstore_02learn")
+        .into_iter()
+        .find(|e| e["kind"] == "memory" && e["actor"] == "agent:sesn_01alpha")
+        .expect("memver_11's write");
+    let versions = world["versions"].as_array_mut().expect("versions");
+    let v11 = versions.iter_mut().find(|v| v["id"] == "memver_11").expect("memver_11");
+    v11["redacted_at"] = json!("2026-11-06T09:00:00Z");
+    v11["redacted_by"] = json!({"type": "user_actor", "user_id": "user_01alice"});
+    std::fs::write(dir.path().join("scenario.json"), world.to_string()).expect("redact upstream");
+    let plain: Value = serde_json::from_slice(&sync(&db, &standin.url, &["--json"]).stdout).expect("a report");
+    assert!(plain["stores"][0].get("redacted_upstream").is_none(), "only asked for: {plain}");
+    let out = sync(&db, &standin.url, &["--json", "--redactions"]);
+    let checked: Value = serde_json::from_slice(&out.stdout).expect("a report");
+    let learn =
+        checked["stores"].as_array().expect("stores").iter().find(|s| s["store"] == "memstore_02learn").cloned();
+    assert_eq!(learn.map(|s| s["redacted_upstream"].clone()), Some(json!(1)), "{checked}");
+    let shown = ok(&dreamlog_on(&db, &["--json", "show", first_write["id"].as_str().expect("id")], None));
+    assert!(!shown.contains("Refunds within 30 days"), "the mirrored text is gone: {shown}");
+    assert!(shown.contains("redacted"), "{shown}");
+    let again: Value =
+        serde_json::from_slice(&sync(&db, &standin.url, &["--json", "--redactions"]).stdout).expect("a report");
+    let learn = again["stores"].as_array().expect("stores").iter().find(|s| s["store"] == "memstore_02learn").cloned();
+    assert_eq!(learn.map(|s| s["redacted_upstream"].clone()), Some(json!(0)), "once: {again}");
+    // The file as it is now is untouched (the redacted text was an earlier version's).
+    assert_eq!(
+        files(&db, "memstore_02learn").get("/memories/refunds.md").map(String::as_str),
+        Some("Refunds within 30 days of purchase.\nBasic economy fares are refundable.\n")
+    );
+
     // The hosted world grows: delta gets a new turn; echo starts a call not answered yet;
     // foxtrot answers a call no event made (it cannot be mapped).
     let sessions = world["sessions"].as_array_mut().expect("sessions");

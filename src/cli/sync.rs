@@ -36,12 +36,16 @@ pub enum SyncCmd {
         /// Memory stores only: no sessions, no dreams.
         #[arg(long)]
         no_sessions: bool,
+        /// Also list every memory version again (100 a page) to find versions redacted
+        /// upstream after they were mirrored, and redact what was mirrored of them here.
+        #[arg(long)]
+        redactions: bool,
     },
 }
 
 /// Runs a sync.
 pub(crate) fn run(cli: &Cli, svc: &dyn Service, cmd: &SyncCmd) -> Result<ExitCode> {
-    let SyncCmd::Anthropic { stores, workspace, batch, since, no_sessions } = cmd;
+    let SyncCmd::Anthropic { stores, workspace, batch, since, no_sessions, redactions } = cmd;
     let since = match since {
         Some(t) => Some(
             chrono::DateTime::parse_from_rfc3339(t)
@@ -68,6 +72,7 @@ pub(crate) fn run(cli: &Cli, svc: &dyn Service, cmd: &SyncCmd) -> Result<ExitCod
         sessions: !no_sessions,
         since,
         session_progress: Some(&session_progress),
+        redactions: *redactions,
     };
     let report = sync_memory(svc, &hosted, &opts);
     bar.finish_and_clear();
@@ -86,6 +91,9 @@ fn print(r: &SyncReport) -> Result<()> {
             "{}: {} versions listed, {} mirrored, {} already mirrored, {} redacted upstream",
             s.store, s.listed, s.mirrored, s.already, s.redacted
         );
+        if let Some(n) = s.redacted_upstream {
+            what.push_str(&format!(", {n} redacted here (redacted upstream since they were mirrored)"));
+        }
         if s.baseline > 0 {
             what.push_str(&format!(", {} memories as they are now (every version expired)", s.baseline));
         }

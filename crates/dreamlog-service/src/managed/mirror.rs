@@ -42,6 +42,9 @@ use crate::store::{AppendBatch, StoredEvent};
 
 /// The note type that records what a sync mirrored.
 pub const SYNC_NOTE: &str = "anthropic.sync";
+/// The note type that names versions redacted upstream after they were mirrored, whose
+/// commands a sync redacted here.
+pub const REDACTIONS_NOTE: &str = "anthropic.sync.redactions";
 /// Versions per atomic batch, unless told.
 pub const BATCH_VERSIONS: usize = 200;
 /// How far before the newest version mirrored an incremental sync lists again.
@@ -69,6 +72,9 @@ pub struct SyncOptions<'a> {
     pub since: Option<u64>,
     /// Told the sessions' progress: (done, listed).
     pub session_progress: Option<&'a dyn Fn(usize, usize)>,
+    /// List every version again to find those redacted upstream after they were
+    /// mirrored, and redact their commands here.
+    pub redactions: bool,
 }
 
 /// Stores a hosted dream created as its output: store → (input store, the dream's
@@ -119,6 +125,10 @@ pub struct StoreSync {
     pub baseline: usize,
     /// Events appended (commands and notes).
     pub events: usize,
+    /// With `--redactions`: versions redacted upstream after they were mirrored whose
+    /// commands this sync redacted here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redacted_upstream: Option<usize>,
 }
 
 /// An object left out, with why.
@@ -475,7 +485,82 @@ fn sync_store(
             p(id, done, total);
         }
     }
+    if opts.redactions {
+        out.redacted_upstream = Some(redact_upstream_redactions(svc, hosted, id, &stream)?);
+    }
     Ok(out)
+}
+
+/// Redacts here what the mirror wrote for versions redacted upstream since: every version
+/// of the store listed again (`view=basic`, 100 a page: the API cannot be asked for
+/// redactions since a time), each one redacted upstream whose commands carry its text
+/// redacted with `Service::redact` (the fold goes on with the stand-in it records), then an
+/// `anthropic.sync.redactions` note naming them. A kill in between redacts again (a
+/// redaction of a redacted event only runs its scrub again). Returns the versions redacted.
+fn redact_upstream_redactions(svc: &dyn Service, hosted: &Hosted, id: &str, stream: &str) -> Result<usize> {
+    let mut redacted: BTreeMap<String, Value> = BTreeMap::new();
+    let q = [("view", "basic".to_owned()), ("limit", "100".to_owned())];
+    hosted.list(&format!("/v1/memory_stores/{id}/memory_versions"), &q, MEMORY_BETA, |v| {
+        if !v["redacted_at"].is_null() {
+            redacted.insert(v["id"].as_str().unwrap_or_default().to_owned(), v);
+        }
+        Ok(())
+    })?;
+    if redacted.is_empty() {
+        return Ok(0);
+    }
+    // Each mirrored version's commands: the events before its note in the note's batch.
+    let events = svc.stream_events(stream)?;
+    let mut written: BTreeMap<String, Vec<crate::core::EventId>> = BTreeMap::new();
+    let mut done: BTreeSet<String> = BTreeSet::new();
+    for (i, e) in events.iter().enumerate() {
+        let Body::Note(n) = &e.event.body else { continue };
+        match n.note_type.as_str() {
+            SYNC_NOTE => {
+                let Ok(note) = serde_json::from_value::<SyncNote>(n.json.to_value()) else { continue };
+                let total: usize = note.versions.iter().map(|v| v.events).sum();
+                let mut at = i.saturating_sub(total);
+                for v in note.versions {
+                    let ids = events.get(at..at + v.events).map(|es| es.iter().map(|e| e.id()).collect());
+                    at += v.events;
+                    if let Some(ids) = ids {
+                        written.insert(v.id, ids);
+                    }
+                }
+            }
+            REDACTIONS_NOTE => {
+                if let Some(vs) = n.json.to_value()["versions"].as_array() {
+                    done.extend(vs.iter().filter_map(Value::as_str).map(str::to_owned));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut named = Vec::new();
+    for (vid, v) in &redacted {
+        let Some(ids) = written.get(vid).filter(|ids| !ids.is_empty()) else { continue };
+        if done.contains(vid) {
+            continue;
+        }
+        let by = v["redacted_by"].to_string();
+        let reason = format!(
+            "memory version {vid} of {id} redacted upstream at {} by {by}",
+            v["redacted_at"].as_str().unwrap_or("?")
+        );
+        for event in ids {
+            svc.redact(&crate::service::RedactRequest::event(event.to_hex(), reason.clone()), &sync_actor())?;
+        }
+        named.push(vid.clone());
+    }
+    if named.is_empty() {
+        return Ok(0);
+    }
+    let note =
+        Note { note_type: REDACTIONS_NOTE.to_owned(), json: CanonicalJson::from_value(&json!({"versions": named})) };
+    let head = svc.stream_events(stream)?.last().map(|e| e.version);
+    let expected = head.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+    svc.append_batch(AppendBatch::one(draft(stream, sync_actor(), None, Body::Note(note))).expect(stream, expected))?;
+    Ok(named.len())
 }
 
 /// Appends a batch of commands with the note naming its versions, if the stream is still
