@@ -289,6 +289,13 @@ fn hosted_memory_is_mirrored_once_and_blame_names_the_hosted_session() {
     assert_eq!(report["stores"][0]["mirrored"], 0, "{report}");
     assert_eq!(report["stores"][0]["events"], 0, "{report}");
     assert_eq!(log_len(&db), before, "a second sync appended events");
+    // Versions redacted before they were mirrored (a delete among them) have nothing here
+    // to redact: a redaction check goes through them.
+    let checked = sync(&db, &standin.url, &["--json", "--redactions"]);
+    assert_eq!(checked.status.code(), Some(1), "{}", String::from_utf8_lossy(&checked.stderr));
+    let report: Value = serde_json::from_slice(&checked.stdout).expect("a JSON report");
+    assert_eq!(report["stores"][0]["redacted_upstream"], 0, "{report}");
+    assert_eq!(log_len(&db), before, "nothing to redact, nothing written");
 }
 
 #[test]
@@ -626,10 +633,15 @@ fn hosted_sessions_are_mirrored_with_their_outcomes_and_blame_names_the_verdict(
     );
     let dreamed = report["stores"].as_array().expect("stores").iter().find(|s| s["store"] == "memstore_03dreamed");
     assert_eq!(dreamed.map(|s| s["fork_of"].clone()), Some(json!("memstore_02learn")), "{report}");
+    // The fork copied /greeting.md too; the dream left it out (no version names it and the
+    // hosted store does not hold it): deleted.
     let dreamed_files = files(&db, "memstore_03dreamed");
     assert_eq!(
-        dreamed_files.get("/memories/refunds.md").map(String::as_str),
-        Some("Refunds within 30 days of purchase.\nBasic economy fares are not refundable.\n")
+        dreamed_files.into_iter().collect::<Vec<_>>(),
+        vec![(
+            "/memories/refunds.md".to_owned(),
+            "Refunds within 30 days of purchase.\nBasic economy fares are not refundable.\n".to_owned()
+        )]
     );
     let dreams = json_lines(&ok(&dreamlog_on(&db, &["--json", "dream", "list"], None)));
     let nightly = dreams
@@ -845,4 +857,55 @@ fn the_evidence_dreamer_learns_from_mirrored_sessions() {
     assert!(lessons.contains("called `issue_refund_without_check` passed 0 of 36"), "{lessons}");
     assert!(lessons.contains("In `Refund handled per policy` tasks"), "the outcome names the family: {lessons}");
     assert!(lessons.contains("sesn_l000"), "the hosted sessions behind it: {lessons}");
+}
+
+/// A hosted dream's new store is mirrored as a fork only when that can be done right: not
+/// while a running dream may still name it, not without its input mirrored in the same
+/// sync; and a key without the dreams' preview still mirrors its stores.
+#[test]
+fn a_dreams_new_store_waits_until_it_can_be_forked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("db");
+    let version = |id: &str, store: &str, path: &str, content: &str, at: &str| {
+        json!({"id": id, "memory_store_id": store, "memory_id": format!("mem_{id}"), "operation": "created",
+               "path": path, "content": content, "created_at": at,
+               "created_by": {"type": "user_actor", "user_id": "user_01alice"}})
+    };
+    let mut world = json!({
+        "stores": [{"id": "memstore_in", "name": "In", "created_at": "2026-11-01T00:00:00Z"},
+                   {"id": "memstore_out", "name": "Out", "created_at": "2026-11-02T00:05:00Z"}],
+        "versions": [version("memver_in1", "memstore_in", "/a.md", "a\n", "2026-11-01T01:00:00Z"),
+                     version("memver_out1", "memstore_out", "/a.md", "a, better\n", "2026-11-02T00:06:00Z")],
+        "dreams": [{"id": "drm_run", "created_at": "2026-11-02T00:00:00Z", "status": "running",
+                    "inputs": [{"type": "memory_store", "memory_store_id": "memstore_in"}]}]});
+    let standin = StandIn::start(&world, dir.path(), 0);
+    let report: Value = serde_json::from_slice(&sync(&db, &standin.url, &["--json"]).stdout).expect("a report");
+    let out = report["stores"].as_array().expect("stores").iter().find(|s| s["store"] == "memstore_out").cloned();
+    assert!(out.as_ref().and_then(|s| s["deferred"].as_str()).is_some_and(|w| w.contains("still running")), "{report}");
+    assert!(stream_events(&db, "memory/memstore_out").is_empty(), "nothing of it written");
+    // The dream names its store and ends: the store is a fork of the input now.
+    world["dreams"][0]["status"] = json!("completed");
+    world["dreams"][0]["ended_at"] = json!("2026-11-02T01:00:00Z");
+    world["dreams"][0]["outputs"] = json!(["memstore_out"]);
+    std::fs::write(dir.path().join("scenario.json"), world.to_string()).expect("the dream ends");
+    // With only the new store asked for, its input is not mirrored by the sync: it waits.
+    let fresh = dir.path().join("fresh");
+    let alone: Value =
+        serde_json::from_slice(&sync(&fresh, &standin.url, &["--json", "--store", "memstore_out"]).stdout)
+            .expect("a report");
+    assert!(alone["stores"][0]["deferred"].as_str().is_some_and(|w| w.contains("did not mirror")), "{alone}");
+    let report: Value = serde_json::from_slice(&sync(&db, &standin.url, &["--json"]).stdout).expect("a report");
+    let out = report["stores"].as_array().expect("stores").iter().find(|s| s["store"] == "memstore_out").cloned();
+    assert_eq!(out.map(|s| s["fork_of"].clone()), Some(json!("memstore_in")), "{report}");
+    assert_eq!(report["dreams"]["recorded"], 1, "{report}");
+    assert_eq!(stream_events(&db, "memory/memstore_out")[0]["kind"], "store.fork");
+    // A key without the dreams' preview: its stores are mirrored, the report says why no dream is.
+    world["dreams_forbidden"] = json!(true);
+    std::fs::write(dir.path().join("scenario.json"), world.to_string()).expect("no dreams");
+    let other = dir.path().join("other");
+    let done = sync(&other, &standin.url, &["--json"]);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let report: Value = serde_json::from_slice(&done.stdout).expect("a report");
+    assert!(report["dreams"]["unavailable"].as_str().is_some_and(|w| w.contains("403")), "{report}");
+    assert_eq!(files(&other, "memstore_in").len(), 1);
 }

@@ -33,7 +33,8 @@ pub enum SyncCmd {
         /// that mounted one of those stores only.
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
-        /// Memory stores only: no sessions, no dreams.
+        /// Memory stores only: no sessions, no dream records (a hosted dream's new store is
+        /// still mirrored as a fork of its input).
         #[arg(long)]
         no_sessions: bool,
         /// Also list every memory version again (100 a page) to find versions redacted
@@ -87,6 +88,10 @@ pub(crate) fn run(cli: &Cli, svc: &dyn Service, cmd: &SyncCmd) -> Result<ExitCod
 
 fn print(r: &SyncReport) -> Result<()> {
     for s in &r.stores {
+        if let Some(why) = &s.deferred {
+            stdout_line(&format!("{}: not mirrored yet: {why}", s.store))?;
+            continue;
+        }
         let mut what = format!(
             "{}: {} versions listed, {} mirrored, {} already mirrored, {} redacted upstream",
             s.store, s.listed, s.mirrored, s.already, s.redacted
@@ -126,6 +131,12 @@ fn print(r: &SyncReport) -> Result<()> {
         );
         if d.stores_not_mirrored > 0 {
             what.push_str(&format!(", {} over stores not mirrored", d.stores_not_mirrored));
+        }
+        if d.settling > 0 {
+            what.push_str(&format!(", {} ended too recently or wait for their sessions", d.settling));
+        }
+        if let Some(why) = &d.unavailable {
+            what = format!("dreams: not listed ({why}): none recorded, no store mirrored as a fork");
         }
         stdout_line(&what)?;
     }

@@ -24,7 +24,8 @@ agent: {id, name, model}, created_at, updated_at?, status?, title?, metadata?,
 memory_store_ids?, usage?, events: [EVENT], threads?: [{id, agent_name, created_at,
 parent_thread_id?, events: [EVENT]}]}], "files": [{id, filename, content, created_at?}],
 "dreams": [{id, created_at, status, inputs, output_behavior?, outputs?, instructions?, model?,
-session_id?, ended_at?, usage?, error?}]}.
+session_id?, ended_at?, usage?, error?}], "dreams_forbidden": BOOL?} (true: `/v1/dreams` answers
+403, as for a key the research preview is not open to).
 Times are RFC 3339. Versions older than `expired_before` are past the retention period:
 not listed. An EVENT is the SDK's session event without `id` and `processed_at` when they
 are left out (`sevt_<session>_<n>`, a second after the one before; `"processed_at": null`
@@ -217,6 +218,7 @@ class World:
         # Filtered lists by their filters (`memo_key`).
         self.memo: dict[tuple, list[Any]] = {}
         self.dreams: dict[str, BetaDream] = {}
+        self.dreams_forbidden = bool(scenario.get("dreams_forbidden"))
         for d in scenario.get("dreams", []):
             self.dreams[d["id"]] = BetaDream.model_validate(
                 {
@@ -543,6 +545,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def dream_route(self, parts: list[str], query: dict[str, str]) -> Any:
         self.need_beta(DREAM_BETAS)
+        if self.world.dreams_forbidden:
+            raise ApiError(403, "permission_error", "this key cannot use the dreams research preview")
         if len(parts) == 2:
             self.only(query, DREAM_LIST_PARAMS)
             items = sorted(self.world.dreams.values(), key=lambda d: (d.created_at, d.id), reverse=True)

@@ -50,6 +50,14 @@ pub struct DreamsSync {
     pub running: usize,
     /// Dreams whose stores this sync did not mirror (not among `--store`, or refused).
     pub stores_not_mirrored: usize,
+    /// Dreams that ended in the last ten minutes, or whose input sessions are not all
+    /// mirrored yet: recorded by a later sync, whole.
+    #[serde(default)]
+    pub settling: usize,
+    /// Why the dreams could not be listed (a key the dreams' research preview is not open
+    /// to): nothing recorded, no store mirrored as a fork.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
 }
 
 /// Every hosted dream, oldest first.
@@ -93,11 +101,27 @@ pub fn forks(dreams: &[Value]) -> BTreeMap<String, (String, u64)> {
     out
 }
 
-/// Records the dreams that ended and are not recorded yet.
+/// The earliest `created_at` of a `create_new` dream still pending or running that has not
+/// named its new store yet (the API says `outputs` is empty until then).
+pub fn unnamed_outputs_since(dreams: &[Value]) -> Option<u64> {
+    dreams
+        .iter()
+        .filter(|d| matches!(d["status"].as_str(), Some("pending" | "running")))
+        .filter(|d| d["output_behavior"]["type"] != "update_existing")
+        .filter(|d| d["outputs"].as_array().is_none_or(Vec::is_empty))
+        .filter_map(|d| time(&d["created_at"]))
+        .min()
+}
+
+/// Records the dreams that ended and are not recorded yet: once they ended before
+/// `settled` (the sync's start less the margin, so their last versions are in) and every
+/// input session the API lists is mirrored (or reported unmappable), so the record is whole.
 pub fn record_dreams(
     svc: &dyn Service,
     dreams: &[Value],
     mirrored: &BTreeSet<String>,
+    listed_sessions: &BTreeSet<String>,
+    settled: u64,
     unmapped: &mut Vec<UnmappedObject>,
 ) -> Result<DreamsSync> {
     let mut out = DreamsSync { listed: dreams.len(), ..DreamsSync::default() };
@@ -128,13 +152,18 @@ pub fn record_dreams(
             out.stores_not_mirrored += 1;
             continue;
         }
+        let ended = time(&d["ended_at"]).unwrap_or(created);
+        if ended >= settled {
+            out.settling += 1;
+            continue;
+        }
         let Some((base_state, base_at)) = states.state_at(svc, input, created)? else {
             out.stores_not_mirrored += 1;
             continue;
         };
         // What it ended with: its output store when it ended (a dream that wrote nothing
         // leaves its input as it was).
-        let ended = time(&d["ended_at"]).unwrap_or(created);
+        let wrote = output.is_some();
         let (output, result_state) = match output {
             Some(o) => match states.state_at(svc, o, ended)? {
                 Some((state, _)) => (o.to_owned(), state),
@@ -153,10 +182,16 @@ pub fn record_dreams(
             .collect();
         let starts: Vec<String> = sessions.iter().map(|s| crate::core::streams::session(s)).collect();
         let mut causes = Vec::new();
-        for page in starts.chunks(crate::service::PAGE) {
+        let mut missing = false;
+        for (ids, page) in sessions.chunks(crate::service::PAGE).zip(starts.chunks(crate::service::PAGE)) {
             let (_, heads) = svc.lookup(&LookupRequest { ids: Vec::new(), streams: page.to_vec() })?;
-            for (stream, head) in page.iter().zip(heads) {
-                if head.is_some() {
+            for ((sid, stream), head) in ids.iter().zip(page).zip(heads) {
+                if head.is_none() {
+                    // Listed upstream and neither mirrored nor reported: not yet.
+                    missing |= listed_sessions.contains(sid) && !unmapped.iter().any(|u| &u.object == sid);
+                    continue;
+                }
+                {
                     let q = crate::service::EventsQuery {
                         limit: Some(1),
                         stream: Some(stream.clone()),
@@ -165,6 +200,10 @@ pub fn record_dreams(
                     causes.extend(svc.events(&q)?.first().map(|e| e.id()));
                 }
             }
+        }
+        if missing {
+            out.settling += 1;
+            continue;
         }
         let model = d["model"]["id"].as_str().unwrap_or("unknown").to_owned();
         let dream = Dream {
@@ -185,6 +224,9 @@ pub fn record_dreams(
             result_state,
             meta: Some(CanonicalJson::from_value(&json!({
                 "replayable": false,
+                // A dream that ended before it named a store wrote nothing: its output is
+                // its input as it was.
+                "wrote": wrote,
                 "sessions": sessions,
                 "anthropic": {
                     "id": id,

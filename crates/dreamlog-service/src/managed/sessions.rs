@@ -37,7 +37,7 @@ pub const SESSIONS_NOTE: &str = "anthropic.sync.sessions";
 /// Sessions per note (and per write of their events).
 const SESSIONS_PER_NOTE: usize = 50;
 /// Sessions created this close to the sync's start (or later) wait for the next sync.
-const SETTLE_MS: u64 = 10 * 60 * 1000;
+pub(super) const SETTLE_MS: u64 = 10 * 60 * 1000;
 
 /// What the session part did.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -88,13 +88,13 @@ struct SeenSession {
     updated_at: String,
 }
 
-/// Mirrors the hosted sessions into `svc`'s log.
+/// Mirrors the hosted sessions into `svc`'s log; also returns the ids the API listed.
 pub fn sync_sessions(
     svc: &dyn Service,
     hosted: &Hosted,
     opts: &SessionsOptions,
     unmapped: &mut Vec<UnmappedObject>,
-) -> Result<SessionsSync> {
+) -> Result<(SessionsSync, std::collections::BTreeSet<String>)> {
     let mut out = SessionsSync::default();
     let (mut version, mut seen) = read_seen(svc)?;
 
@@ -168,7 +168,7 @@ pub fn sync_sessions(
             p(done, listed.len());
         }
     }
-    Ok(out)
+    Ok((out, ids.into_iter().collect()))
 }
 
 /// How many sessions are read from the API at once.
