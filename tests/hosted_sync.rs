@@ -147,6 +147,17 @@ fn scenario() -> (Value, BTreeMap<String, String>, &'static str) {
     (json!({"stores": stores, "versions": versions, "expired_before": time(2)}), expected, bad)
 }
 
+/// Checks a `sync anthropic --json` report against schemas/sync-report.schema.json.
+fn assert_matches_schema(report: &Value) {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("schemas/sync-report.schema.json")).expect("the report's schema"),
+    )
+    .expect("JSON");
+    let v = jsonschema::options().with_draft(jsonschema::Draft::Draft202012).build(&schema).expect("schema compiles");
+    let errors: Vec<String> = v.iter_errors(report).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
 fn log_len(db: &Path) -> usize {
     ok(&dreamlog_on(db, &["log", "--json"], None)).lines().count()
 }
@@ -209,13 +220,7 @@ fn hosted_memory_is_mirrored_once_and_blame_names_the_hosted_session() {
         String::from_utf8_lossy(&out.stderr)
     );
     let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
-    let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("schemas/sync-report.schema.json")).expect("the report's schema"),
-    )
-    .expect("JSON");
-    let v = jsonschema::options().with_draft(jsonschema::Draft::Draft202012).build(&schema).expect("schema compiles");
-    let errors: Vec<String> = v.iter_errors(&report).map(|e| format!("{e} at {}", e.instance_path())).collect();
-    assert!(errors.is_empty(), "{errors:?}");
+    assert_matches_schema(&report);
     assert_eq!(report["unmapped"].as_array().map(Vec::len), Some(2), "{report}");
     assert_eq!(report["unmapped"][0]["object"], bad);
     assert!(report["unmapped"][0]["reason"].as_str().unwrap_or_default().contains("content_sha256"), "{report}");
@@ -520,13 +525,7 @@ fn hosted_sessions_are_mirrored_with_their_outcomes_and_blame_names_the_verdict(
     let out = sync(&db, &standin.url, &["--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
-    let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("schemas/sync-report.schema.json")).expect("the report's schema"),
-    )
-    .expect("JSON");
-    let v = jsonschema::options().with_draft(jsonschema::Draft::Draft202012).build(&schema).expect("schema compiles");
-    let errors: Vec<String> = v.iter_errors(&report).map(|e| format!("{e} at {}", e.instance_path())).collect();
-    assert!(errors.is_empty(), "{errors:?}");
+    assert_matches_schema(&report);
     let s = &report["sessions"];
     assert_eq!(
         (s["listed"].as_u64(), s["mirrored"].as_u64(), s["threads"].as_u64(), s["grades"].as_u64()),
@@ -720,6 +719,7 @@ fn hosted_sessions_are_mirrored_with_their_outcomes_and_blame_names_the_verdict(
     let learn =
         checked["stores"].as_array().expect("stores").iter().find(|s| s["store"] == "memstore_02learn").cloned();
     assert_eq!(learn.map(|s| s["redacted_upstream"].clone()), Some(json!(1)), "{checked}");
+    assert_matches_schema(&checked);
     let shown = ok(&dreamlog_on(&db, &["--json", "show", first_write["id"].as_str().expect("id")], None));
     assert!(!shown.contains("Refunds within 30 days"), "the mirrored text is gone: {shown}");
     assert!(shown.contains("redacted"), "{shown}");
@@ -894,6 +894,7 @@ fn a_dreams_new_store_waits_until_it_can_be_forked() {
         serde_json::from_slice(&sync(&fresh, &standin.url, &["--json", "--store", "memstore_out"]).stdout)
             .expect("a report");
     assert!(alone["stores"][0]["deferred"].as_str().is_some_and(|w| w.contains("did not mirror")), "{alone}");
+    assert_matches_schema(&alone);
     let report: Value = serde_json::from_slice(&sync(&db, &standin.url, &["--json"]).stdout).expect("a report");
     let out = report["stores"].as_array().expect("stores").iter().find(|s| s["store"] == "memstore_out").cloned();
     assert_eq!(out.map(|s| s["fork_of"].clone()), Some(json!("memstore_in")), "{report}");
@@ -907,5 +908,6 @@ fn a_dreams_new_store_waits_until_it_can_be_forked() {
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
     let report: Value = serde_json::from_slice(&done.stdout).expect("a report");
     assert!(report["dreams"]["unavailable"].as_str().is_some_and(|w| w.contains("403")), "{report}");
+    assert_matches_schema(&report);
     assert_eq!(files(&other, "memstore_in").len(), 1);
 }
