@@ -860,54 +860,107 @@ fn the_evidence_dreamer_learns_from_mirrored_sessions() {
 }
 
 /// A hosted dream's new store is mirrored as a fork only when that can be done right: not
-/// while a running dream may still name it, not without its input mirrored in the same
-/// sync; and a key without the dreams' preview still mirrors its stores.
+/// while a dream that has just started may still name it; forked from its input whatever
+/// order the stores come in; a dream stuck unnamed for long blocks nothing; and a key
+/// without the dreams' preview still mirrors its stores.
 #[test]
 fn a_dreams_new_store_waits_until_it_can_be_forked() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("db");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64;
+    let ago = |minutes: u64| dreamlog::core::time::time_text(now - minutes * 60_000);
     let version = |id: &str, store: &str, path: &str, content: &str, at: &str| {
         json!({"id": id, "memory_store_id": store, "memory_id": format!("mem_{id}"), "operation": "created",
                "path": path, "content": content, "created_at": at,
                "created_by": {"type": "user_actor", "user_id": "user_01alice"}})
     };
-    let mut world = json!({
-        "stores": [{"id": "memstore_in", "name": "In", "created_at": "2026-11-01T00:00:00Z"},
-                   {"id": "memstore_out", "name": "Out", "created_at": "2026-11-02T00:05:00Z"}],
-        "versions": [version("memver_in1", "memstore_in", "/a.md", "a\n", "2026-11-01T01:00:00Z"),
-                     version("memver_out1", "memstore_out", "/a.md", "a, better\n", "2026-11-02T00:06:00Z")],
-        "dreams": [{"id": "drm_run", "created_at": "2026-11-02T00:00:00Z", "status": "running",
+    let input = |created: &str| json!({"id": "memstore_in", "name": "In", "created_at": created});
+    // A dream started three minutes ago has not named its store; a store made since waits.
+    let fresh = json!({
+        "stores": [input(&ago(60)), {"id": "memstore_new", "name": "New", "created_at": ago(2)}],
+        "versions": [version("memver_in1", "memstore_in", "/a.md", "a\n", &ago(50))],
+        "dreams": [{"id": "drm_now", "created_at": ago(3), "status": "running",
                     "inputs": [{"type": "memory_store", "memory_store_id": "memstore_in"}]}]});
-    let standin = StandIn::start(&world, dir.path(), 0);
+    let standin = StandIn::start(&fresh, dir.path(), 0);
+    let db = dir.path().join("db");
     let report: Value = serde_json::from_slice(&sync(&db, &standin.url, &["--json"]).stdout).expect("a report");
-    let out = report["stores"].as_array().expect("stores").iter().find(|s| s["store"] == "memstore_out").cloned();
-    assert!(out.as_ref().and_then(|s| s["deferred"].as_str()).is_some_and(|w| w.contains("still running")), "{report}");
-    assert!(stream_events(&db, "memory/memstore_out").is_empty(), "nothing of it written");
-    // The dream names its store and ends: the store is a fork of the input now.
-    world["dreams"][0]["status"] = json!("completed");
-    world["dreams"][0]["ended_at"] = json!("2026-11-02T01:00:00Z");
-    world["dreams"][0]["outputs"] = json!(["memstore_out"]);
-    std::fs::write(dir.path().join("scenario.json"), world.to_string()).expect("the dream ends");
-    // With only the new store asked for, its input is not mirrored by the sync: it waits.
-    let fresh = dir.path().join("fresh");
-    let alone: Value =
-        serde_json::from_slice(&sync(&fresh, &standin.url, &["--json", "--store", "memstore_out"]).stdout)
-            .expect("a report");
-    assert!(alone["stores"][0]["deferred"].as_str().is_some_and(|w| w.contains("did not mirror")), "{alone}");
-    assert_matches_schema(&alone);
-    let report: Value = serde_json::from_slice(&sync(&db, &standin.url, &["--json"]).stdout).expect("a report");
-    let out = report["stores"].as_array().expect("stores").iter().find(|s| s["store"] == "memstore_out").cloned();
-    assert_eq!(out.map(|s| s["fork_of"].clone()), Some(json!("memstore_in")), "{report}");
+    let new = report["stores"].as_array().expect("stores").iter().find(|s| s["store"] == "memstore_new").cloned();
+    assert!(new.as_ref().and_then(|s| s["deferred"].as_str()).is_some_and(|w| w.contains("still running")), "{report}");
+    assert_matches_schema(&report);
+    assert!(stream_events(&db, "memory/memstore_new").is_empty(), "nothing of it written");
+    drop(standin);
+
+    // An old dream that named its store (and one stuck unnamed for days, which holds up
+    // nothing): the store is a fork of the input, even asked for before it.
+    let mut world = json!({
+        "stores": [input("2026-11-01T00:00:00Z"),
+                   {"id": "memstore_out", "name": "Out", "created_at": "2026-11-02T00:05:00Z"},
+                   {"id": "memstore_later", "name": "Later", "created_at": "2026-11-03T00:00:00Z"}],
+        "versions": [version("memver_in1", "memstore_in", "/a.md", "a\n", "2026-11-01T01:00:00Z"),
+                     version("memver_out1", "memstore_out", "/a.md", "a, better\n", "2026-11-02T00:06:00Z"),
+                     version("memver_l1", "memstore_later", "/l.md", "l\n", "2026-11-03T00:01:00Z")],
+        "dreams": [{"id": "drm_done", "created_at": "2026-11-02T00:00:00Z", "ended_at": "2026-11-02T01:00:00Z",
+                    "status": "completed", "outputs": ["memstore_out"],
+                    "inputs": [{"type": "memory_store", "memory_store_id": "memstore_in"}]},
+                   {"id": "drm_stuck", "created_at": "2026-11-02T12:00:00Z", "status": "pending",
+                    "inputs": [{"type": "memory_store", "memory_store_id": "memstore_in"}]}]});
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let standin = StandIn::start(&world, dir2.path(), 0);
+    let db = dir2.path().join("db");
+    let asked = ["--json", "--store", "memstore_out", "--store", "memstore_in", "--store", "memstore_later"];
+    let report: Value = serde_json::from_slice(&sync(&db, &standin.url, &asked).stdout).expect("a report");
+    assert_matches_schema(&report);
+    let by_id =
+        |r: &Value, id: &str| r["stores"].as_array().expect("stores").iter().find(|s| s["store"] == id).cloned();
+    assert_eq!(by_id(&report, "memstore_out").map(|s| s["fork_of"].clone()), Some(json!("memstore_in")), "{report}");
+    assert!(by_id(&report, "memstore_later").is_some_and(|s| s["deferred"].is_null()), "{report}");
     assert_eq!(report["dreams"]["recorded"], 1, "{report}");
     assert_eq!(stream_events(&db, "memory/memstore_out")[0]["kind"], "store.fork");
+    // Its input not mirrored by the sync and not in the log: a plain store.
+    let alone_db = dir2.path().join("alone");
+    let alone: Value =
+        serde_json::from_slice(&sync(&alone_db, &standin.url, &["--json", "--store", "memstore_out"]).stdout)
+            .expect("a report");
+    assert!(alone["stores"][0]["fork_of"].is_null() && alone["stores"][0]["deferred"].is_null(), "{alone}");
+    assert_eq!(files(&alone_db, "memstore_out").len(), 1);
     // A key without the dreams' preview: its stores are mirrored, the report says why no dream is.
     world["dreams_forbidden"] = json!(true);
-    std::fs::write(dir.path().join("scenario.json"), world.to_string()).expect("no dreams");
-    let other = dir.path().join("other");
-    let done = sync(&other, &standin.url, &["--json"]);
+    std::fs::write(dir2.path().join("scenario.json"), world.to_string()).expect("no dreams");
+    let other = dir2.path().join("other");
+    let done = sync(&other, &standin.url, &["--json", "--no-sessions"]);
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
     let report: Value = serde_json::from_slice(&done.stdout).expect("a report");
     assert!(report["dreams"]["unavailable"].as_str().is_some_and(|w| w.contains("403")), "{report}");
     assert_matches_schema(&report);
     assert_eq!(files(&other, "memstore_in").len(), 1);
+}
+
+/// A version redacted upstream together with the later version that repeated or replaced
+/// its content: the text still leaves the mirror (a later version counts as keeping the
+/// text only when it is not redacted itself).
+#[test]
+fn redacted_text_leaves_the_mirror_even_when_its_successor_is_redacted_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("db");
+    let v = |id: &str, op: &str, path: &str, content: &str, at: &str| {
+        json!({"id": id, "memory_store_id": "memstore_s", "memory_id": "mem_s", "operation": op, "path": path,
+               "content": content, "created_at": at, "created_by": {"type": "user_actor", "user_id": "user_01bob"}})
+    };
+    let mut world = json!({"stores": [{"id": "memstore_s", "name": "S", "created_at": "2026-11-01T00:00:00Z"}],
+                           "versions": [v("memver_s1", "created", "/s.md", "the vault code is 4417\n", "2026-11-01T01:00:00Z")]});
+    let standin = StandIn::start(&world, dir.path(), 0);
+    assert!(sync(&db, &standin.url, &[]).status.success());
+    assert!(ok(&dreamlog_on(&db, &["log", "--json"], None)).contains("4417"));
+    // Upstream: moved (same content), then both versions redacted.
+    let versions = world["versions"].as_array_mut().expect("versions");
+    versions.push(v("memver_s2", "modified", "/moved.md", "the vault code is 4417\n", "2026-11-01T02:00:00Z"));
+    for x in versions.iter_mut() {
+        x["redacted_at"] = json!("2026-11-01T03:00:00Z");
+        x["redacted_by"] = json!({"type": "user_actor", "user_id": "user_01alice"});
+    }
+    std::fs::write(dir.path().join("scenario.json"), world.to_string()).expect("redact upstream");
+    let out = sync(&db, &standin.url, &["--json", "--redactions"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a report");
+    assert_eq!(report["stores"][0]["redacted_upstream"], 1, "{report}");
+    assert!(!ok(&dreamlog_on(&db, &["log", "--json"], None)).contains("4417"), "the text left the log");
 }

@@ -87,15 +87,16 @@ fn output_store(d: &Value) -> Option<&str> {
     }
 }
 
-/// The stores `create_new` dreams wrote, each with its input and the dream's time.
-pub fn forks(dreams: &[Value]) -> BTreeMap<String, (String, u64)> {
+/// The stores `create_new` dreams wrote, each with its input, the dream's `created_at` and
+/// (once it ended) its `ended_at`.
+pub fn forks(dreams: &[Value]) -> BTreeMap<String, (String, u64, Option<u64>)> {
     let mut out = BTreeMap::new();
     for d in dreams {
         if d["output_behavior"]["type"] == "update_existing" {
             continue;
         }
         if let (Some(input), Some(output), Some(at)) = (input_store(d), output_store(d), time(&d["created_at"])) {
-            out.insert(output.to_owned(), (input.to_owned(), at));
+            out.insert(output.to_owned(), (input.to_owned(), at, time(&d["ended_at"])));
         }
     }
     out
@@ -114,13 +115,13 @@ pub fn unnamed_outputs_since(dreams: &[Value]) -> Option<u64> {
 }
 
 /// Records the dreams that ended and are not recorded yet: once they ended before
-/// `settled` (the sync's start less the margin, so their last versions are in) and every
-/// input session the API lists is mirrored (or reported unmappable), so the record is whole.
+/// `settled` (the sync's start less the margin, so their last versions are in) and no input
+/// session is left for a later sync (`later_sessions`), so the record is whole.
 pub fn record_dreams(
     svc: &dyn Service,
     dreams: &[Value],
     mirrored: &BTreeSet<String>,
-    listed_sessions: &BTreeSet<String>,
+    later_sessions: &BTreeSet<String>,
     settled: u64,
     unmapped: &mut Vec<UnmappedObject>,
 ) -> Result<DreamsSync> {
@@ -187,8 +188,9 @@ pub fn record_dreams(
             let (_, heads) = svc.lookup(&LookupRequest { ids: Vec::new(), streams: page.to_vec() })?;
             for ((sid, stream), head) in ids.iter().zip(page).zip(heads) {
                 if head.is_none() {
-                    // Listed upstream and neither mirrored nor reported: not yet.
-                    missing |= listed_sessions.contains(sid) && !unmapped.iter().any(|u| &u.object == sid);
+                    // Left for a later sync: so is the dream. (One that cannot be mapped,
+                    // or has nothing to map yet, is not cited.)
+                    missing |= later_sessions.contains(sid);
                     continue;
                 }
                 {

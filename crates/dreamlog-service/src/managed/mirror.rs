@@ -79,8 +79,9 @@ pub struct SyncOptions<'a> {
 
 /// What the memory part needs to know of hosted dreams to mirror their new stores as forks.
 struct Forks {
-    /// Store a `create_new` dream wrote → (its input store, the dream's `created_at`).
-    outputs: BTreeMap<String, (String, u64)>,
+    /// Store a `create_new` dream wrote → (its input store, the dream's `created_at`, its
+    /// `ended_at` once it ended).
+    outputs: BTreeMap<String, (String, u64, Option<u64>)>,
     /// The earliest `created_at` of a `create_new` dream still pending or running that
     /// has not named its new store yet: a store created since may be it.
     unnamed_since: Option<u64>,
@@ -89,6 +90,8 @@ struct Forks {
     settled_before: u64,
     /// Stores this sync mirrored so far without deferring them.
     clean: BTreeSet<String>,
+    /// Stores this sync mirrors (all listed, or those asked for).
+    this_run: BTreeSet<String>,
 }
 
 /// What a sync did (`dreamlog sync anthropic --json`).
@@ -285,13 +288,29 @@ pub fn sync_memory(svc: &dyn Service, hosted: &Hosted, opts: &SyncOptions) -> Re
         }
         Err(e) => return Err(e),
     };
-    let forks = Forks {
+    let mut forks = Forks {
         outputs: super::dreams::forks(&dreams),
         unnamed_since: super::dreams::unnamed_outputs_since(&dreams),
         settled_before: began.saturating_sub(super::sessions::SETTLE_MS),
         clean: BTreeSet::new(),
+        this_run: ids.iter().cloned().collect(),
     };
-    let mut forks = forks;
+    // A dream's input before its new store, whatever order they were listed or asked in.
+    let mut ids = ids;
+    let mut i = 0;
+    let mut moves = 0;
+    while i < ids.len() && moves < ids.len() * ids.len() {
+        let later_input =
+            forks.outputs.get(&ids[i]).and_then(|(input, ..)| ids[i + 1..].iter().position(|x| x == input));
+        match later_input {
+            Some(j) => {
+                let input = ids.remove(i + 1 + j);
+                ids.insert(i, input);
+                moves += 1;
+            }
+            None => i += 1,
+        }
+    }
     for id in ids {
         match sync_store(svc, hosted, &id, opts, &forks, &mut report.unmapped) {
             Ok(store) => {
@@ -313,19 +332,24 @@ pub fn sync_memory(svc: &dyn Service, hosted: &Hosted, opts: &SyncOptions) -> Re
     if opts.sessions {
         let mirrored: BTreeSet<String> =
             report.stores.iter().filter(|s| s.deferred.is_none()).map(|s| s.store.clone()).collect();
+        let deferred: BTreeSet<String> =
+            report.stores.iter().filter(|s| s.deferred.is_some()).map(|s| s.store.clone()).collect();
         let sopts = super::sessions::SessionsOptions {
             stores: &opts.stores,
             since: opts.since,
             began,
             mirrored: &mirrored,
+            deferred_stores: &deferred,
             progress: opts.session_progress,
         };
-        let (sessions, listed) = super::sessions::sync_sessions(svc, hosted, &sopts, &mut report.unmapped)?;
+        let (sessions, later) = super::sessions::sync_sessions(svc, hosted, &sopts, &mut report.unmapped)?;
         report.sessions = Some(sessions);
         let settle = began.saturating_sub(super::sessions::SETTLE_MS);
-        let mut dreams = super::dreams::record_dreams(svc, &dreams, &mirrored, &listed, settle, &mut report.unmapped)?;
+        let mut dreams = super::dreams::record_dreams(svc, &dreams, &mirrored, &later, settle, &mut report.unmapped)?;
         dreams.unavailable = dreams_unavailable;
         report.dreams = Some(dreams);
+    } else if let Some(why) = dreams_unavailable {
+        report.dreams = Some(super::dreams::DreamsSync { unavailable: Some(why), ..Default::default() });
     }
     report.requests = hosted.requests.load(std::sync::atomic::Ordering::Relaxed);
     report.retried = hosted.retried.load(std::sync::atomic::Ordering::Relaxed);
@@ -372,25 +396,31 @@ fn sync_store(
         // still name it, a dream too recent for its input to have settled, an input this
         // sync did not mirror.
         let wait = |why: String| Ok(StoreSync { store: id.to_owned(), deferred: Some(why), ..StoreSync::default() });
+        // (A store named by no dream yet, created in the last minutes while a dream has
+        // not named its store: the API names it shortly after the dream starts.)
+        let recent = created >= forks.settled_before;
         match forks.outputs.get(id) {
-            None if forks.unnamed_since.is_some_and(|t| created >= t) => {
+            None if recent && forks.unnamed_since.is_some_and(|t| created >= t) => {
                 return wait(
                     "a hosted dream still running may have made it: mirrored once the dream names its store".into(),
                 );
             }
             None => {}
-            Some((_, at)) if *at >= forks.settled_before => {
+            Some((_, at, _)) if *at >= forks.settled_before => {
                 return wait(
                     "made by a hosted dream created in the last ten minutes: mirrored once its input has settled"
                         .into(),
                 );
             }
-            Some((source, _)) if !forks.clean.contains(source) => {
+            Some((source, ..)) if forks.this_run.contains(source) && !forks.clean.contains(source) => {
                 return wait(format!(
-                    "a hosted dream's new store, forked from {source}, which this sync did not mirror (sync it too)"
+                    "a hosted dream's new store, forked from {source}, which this sync could not mirror"
                 ));
             }
-            Some((source, at)) => {
+            // Forked from the input as this sync mirrored it, or (an input this sync does
+            // not mirror: deleted upstream, or not asked for) as the log holds it; a plain
+            // store when the log has none of it.
+            Some((source, at, _)) => {
                 let point = super::sessions::StoreStates::default().state_at(svc, source, *at)?;
                 if let Some((_, Some(position))) = point {
                     let fork = StoreFork { store: id.to_owned(), source: source.clone(), position };
@@ -426,7 +456,6 @@ fn sync_store(
 
     // Until the baseline is written whole, the memories as they are now (listed before the
     // versions: a memory changed in between then has its new version listed too).
-    let listed_now = !local.baseline_done;
     let memories_now = if local.baseline_done {
         Vec::new()
     } else {
@@ -559,10 +588,20 @@ fn sync_store(
             p(id, done, total);
         }
     }
-    // A fork's copies that no version took over and the hosted store does not hold now
-    // (listed with its memories this sync): the dream left them out, so they go.
-    if listed_now && pending.is_none() {
-        let now: BTreeSet<String> = memories_now.iter().filter_map(|m| m["path"].as_str()).map(memory_path).collect();
+    // A fork's copies that no version took over and the hosted store does not hold now:
+    // the dream left them out, so they go — once the dream has ended and settled and every
+    // version of the store mapped (the memories listed again until then).
+    let settled = forks.outputs.get(id).and_then(|(_, _, ended)| *ended).is_some_and(|e| e < forks.settled_before);
+    let copies = local.memories.keys().any(|m| m.starts_with(COPIED));
+    if copies && settled && pending.is_none() {
+        let mut now: BTreeSet<String> = BTreeSet::new();
+        let q = [("view", "basic".to_owned()), ("limit", "100".to_owned())];
+        hosted.list(&format!("/v1/memory_stores/{id}/memories"), &q, MEMORY_BETA, |m| {
+            if let Some(p) = m["path"].as_str().filter(|_| m["type"] == "memory") {
+                now.insert(memory_path(p));
+            }
+            Ok(())
+        })?;
         let gone: Vec<String> = local
             .memories
             .iter()
@@ -571,6 +610,7 @@ fn sync_store(
             .collect();
         if !gone.is_empty() {
             let mut batch = AppendBatch::default();
+            let stamp = local.through.unwrap_or(0).max(time(&hosted_store, "created_at", id)?);
             for path in &gone {
                 local.memories.remove(&format!("{COPIED}{path}"));
                 let body = Body::Memory(Memory {
@@ -579,7 +619,7 @@ fn sync_store(
                     precondition: None,
                     session: None,
                 });
-                batch.events.push(draft(&stream, sync_actor(), local.through, body));
+                batch.events.push(draft(&stream, sync_actor(), Some(stamp), body));
             }
             let through = local.through.unwrap_or(0);
             let note = SyncNote { versions: Vec::new(), through, baseline: false, dropped: gone };
@@ -640,7 +680,9 @@ fn redact_upstream_redactions(svc: &dyn Service, hosted: &Hosted, id: &str, stre
                         .map(|e| e.id())
                         .collect();
                     at += v.events;
-                    if let Some(sha) = &v.sha256 {
+                    // (A record of a version redacted before it was mirrored carries the
+                    // hash before it: it holds no text of its own.)
+                    if let (Some(sha), false) = (&v.sha256, v.redacted) {
                         hashes.entry(v.memory.clone()).or_default().push((v.id.clone(), sha.clone()));
                     }
                     if !v.redacted {
@@ -664,9 +706,13 @@ fn redact_upstream_redactions(svc: &dyn Service, hosted: &Hosted, id: &str, stre
         }
         // A later version of the memory with the same content still holds the text
         // upstream (a rename, or the same text again): the mirror keeps it too.
-        let later = hashes
-            .get(memory)
-            .map(|hs| hs.iter().skip_while(|(id, _)| id != vid).skip(1).any(|(_, h)| Some(h) == sha.as_ref()));
+        // (Only a later version not redacted upstream itself keeps the text there.)
+        let later = hashes.get(memory).map(|hs| {
+            hs.iter()
+                .skip_while(|(id, _)| id != vid)
+                .skip(1)
+                .any(|(id, h)| Some(h) == sha.as_ref() && !redacted.contains_key(id))
+        });
         if later == Some(true) {
             continue;
         }

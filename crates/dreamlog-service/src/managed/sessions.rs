@@ -73,6 +73,9 @@ pub struct SessionsOptions<'a> {
     /// The stores this sync mirrored cleanly: a session's link names the first of them it
     /// mounted.
     pub mirrored: &'a std::collections::BTreeSet<String>,
+    /// Stores this sync left for a later one: a session that mounted one waits with them
+    /// (its link is written once, with the session).
+    pub deferred_stores: &'a std::collections::BTreeSet<String>,
     /// Told the sessions done and listed.
     pub progress: Option<&'a dyn Fn(usize, usize)>,
 }
@@ -88,7 +91,8 @@ struct SeenSession {
     updated_at: String,
 }
 
-/// Mirrors the hosted sessions into `svc`'s log; also returns the ids the API listed.
+/// Mirrors the hosted sessions into `svc`'s log; also returns the ids of the sessions left
+/// for a later sync (created too recently, or mounting a store left for later).
 pub fn sync_sessions(
     svc: &dyn Service,
     hosted: &Hosted,
@@ -123,8 +127,10 @@ pub fn sync_sessions(
     listed.sort_by_key(|s| (created(s), s["id"].as_str().unwrap_or_default().to_owned()));
     out.listed = listed.len();
 
-    // Those to read: changed since the last sync, created long enough ago.
+    // Those to read: changed since the last sync, created long enough ago, mounting no
+    // store left for later.
     let mut to_read: Vec<&Value> = Vec::new();
+    let mut later: std::collections::BTreeSet<String> = Default::default();
     for s in &listed {
         let id = s["id"].as_str().unwrap_or_default().to_owned();
         if seen.get(&id).map(String::as_str) == s["updated_at"].as_str() {
@@ -136,7 +142,10 @@ pub fn sync_sessions(
                 let reason = format!("created_at: {:?} is not an RFC 3339 time", s["created_at"]);
                 unmapped.push(UnmappedObject { object: id, reason });
             }
-            Some(c) if c >= opts.began.saturating_sub(SETTLE_MS) => out.deferred += 1,
+            Some(c) if c >= opts.began.saturating_sub(SETTLE_MS) || mounts(s, opts.deferred_stores) => {
+                out.deferred += 1;
+                later.insert(id);
+            }
             Some(_) => to_read.push(s),
         }
     }
@@ -168,7 +177,16 @@ pub fn sync_sessions(
             p(done, listed.len());
         }
     }
-    Ok((out, ids.into_iter().collect()))
+    Ok((out, later))
+}
+
+/// Whether session `s` mounted one of `stores`.
+fn mounts(s: &Value, stores: &std::collections::BTreeSet<String>) -> bool {
+    s["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| r["type"] == "memory_store" && r["memory_store_id"].as_str().is_some_and(|m| stores.contains(m)))
 }
 
 /// How many sessions are read from the API at once.
