@@ -256,7 +256,4 @@ pub fn record_dreams(
     Ok(out)
 }
 
-fn time(v: &Value) -> Option<u64> {
-    let t = v.as_str()?;
-    chrono::DateTime::parse_from_rfc3339(t).ok().and_then(|d| u64::try_from(d.timestamp_millis()).ok())
-}
+use super::hosted::api_time as time;

@@ -157,6 +157,12 @@ impl Hosted {
     }
 }
 
+/// A time the API gives (RFC 3339) in ms since the epoch; `None` when it is not one.
+pub fn api_time(v: &Value) -> Option<u64> {
+    let t = v.as_str()?;
+    chrono::DateTime::parse_from_rfc3339(t).ok().and_then(|d| u64::try_from(d.timestamp_millis()).ok())
+}
+
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let ms = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<f64>().ok());
     let secs = headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<f64>().ok());

@@ -1034,13 +1034,10 @@ fn text(v: &Value, field: &str, what: &str) -> Result<String> {
 }
 
 fn time(v: &Value, field: &str, what: &str) -> Result<u64> {
-    let t = v[field].as_str().unwrap_or_default();
-    chrono::DateTime::parse_from_rfc3339(t).ok().and_then(|d| u64::try_from(d.timestamp_millis()).ok()).ok_or_else(
-        || {
-            Error::Managed(ManagedError::Unmapped {
-                object: what.to_owned(),
-                reason: format!("{field}: {t:?} is not an RFC 3339 time"),
-            })
-        },
-    )
+    super::hosted::api_time(&v[field]).ok_or_else(|| {
+        Error::Managed(ManagedError::Unmapped {
+            object: what.to_owned(),
+            reason: format!("{field}: {} is not an RFC 3339 time", v[field]),
+        })
+    })
 }

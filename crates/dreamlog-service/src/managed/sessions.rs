@@ -407,8 +407,7 @@ fn read_seen(svc: &dyn Service) -> Result<(Option<u64>, HashMap<String, String>)
 }
 
 fn created(v: &Value) -> Option<u64> {
-    let t = v["created_at"].as_str()?;
-    chrono::DateTime::parse_from_rfc3339(t).ok().and_then(|d| u64::try_from(d.timestamp_millis()).ok())
+    super::hosted::api_time(&v["created_at"])
 }
 
 /// Mirrored stores as they were at a time: each store's memory commands (oldest first,
