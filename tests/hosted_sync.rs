@@ -9,68 +9,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
+use common::hosted::{learning, sync, StandIn, KEY};
 use common::{dreamlog_on, ok, root};
 use serde_json::{json, Value};
-
-const KEY: &str = "sk-ant-standin-key";
-
-/// The stand-in, serving a scenario; killed when dropped.
-struct StandIn {
-    child: Child,
-    url: String,
-}
-
-impl StandIn {
-    fn start(scenario: &Value, dir: &Path, fail_every: u32) -> StandIn {
-        StandIn::start_with(scenario, dir, fail_every, 0)
-    }
-
-    fn start_with(scenario: &Value, dir: &Path, fail_every: u32, delay_ms: u32) -> StandIn {
-        StandIn::start_paged(scenario, dir, fail_every, delay_ms, 0)
-    }
-
-    /// With at most `max_page` items a page (0: the API's own limits).
-    fn start_paged(scenario: &Value, dir: &Path, fail_every: u32, delay_ms: u32, max_page: u32) -> StandIn {
-        let file = dir.join("scenario.json");
-        std::fs::write(&file, scenario.to_string()).expect("scenario");
-        let mut child = Command::new("python3")
-            .arg("tests/python/hosted_standin.py")
-            .args(["--scenario", file.to_str().expect("utf-8"), "--key", KEY])
-            .args(["--log", dir.join("requests.jsonl").to_str().expect("utf-8")])
-            .args(["--fail-every", &fail_every.to_string(), "--delay-ms", &delay_ms.to_string()])
-            .args(["--max-page", &max_page.to_string()])
-            .current_dir(root())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 with the anthropic SDK (tools/bootstrap.sh installs it)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("the stand-in's first line");
-        let url = line.trim().strip_prefix("listening ").unwrap_or_else(|| panic!("stand-in said {line:?}")).to_owned();
-        StandIn { child, url }
-    }
-}
-
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sync(db: &Path, url: &str, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dreamlog"))
-        .args(["--db", db.to_str().expect("utf-8"), "sync", "anthropic"])
-        .args(args)
-        .env("DREAMLOG_SYNC", "none")
-        .env("ANTHROPIC_BASE_URL", url)
-        .env("ANTHROPIC_API_KEY", KEY)
-        .output()
-        .expect("run dreamlog")
-}
 
 fn time(minute: u32) -> String {
     format!("2026-11-{:02}T{:02}:{:02}:00Z", 1 + minute / 1440, (minute / 60) % 24, minute % 60)
@@ -489,11 +433,6 @@ fn generated_sessions(n: u32, store: &str) -> Vec<Value> {
 /// sessions (a multi-agent one with `needs_revision` then `satisfied`, a `failed` one with
 /// its rubric in a file, a `max_iterations_reached` one, one with two outcomes), a version
 /// redacted before any sync.
-fn learning() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(root().join("tests/fixtures/hosted/learning.json")).expect("fixture"))
-        .expect("JSON")
-}
-
 fn json_lines(out: &str) -> Vec<Value> {
     out.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
 }

@@ -487,6 +487,34 @@ fn a_restored_line_keeps_its_origin_through_every_kind_of_revert_and_promote() {
     m.revert_dream("s", &bad_dream, "a bad dream", false, human()).unwrap();
     same_origin(&line_of(&m, "s"), "revert", last_revert(&m).id());
 
+    // 3b. A revert of a session: its two edits (one of them the lesson) undone, an edit
+    // elsewhere in the file by someone else between them kept; a session with no command in the
+    // store is refused by name, nothing written.
+    let mut opts = ApplyOptions::by(Actor::Agent("sesn_bad".into()));
+    opts.session = Some("sesn_bad".into());
+    // (Someone else's edit between the session's two: it stays.)
+    m.apply("s", replace(path, lesson_text, "- trust the caller"), opts.clone()).unwrap();
+    apply(&m, "s", replace(path, "# lessons", "# Lessons"));
+    m.apply("s", create("/memories/scratch.md", "junk\n"), opts).unwrap();
+    let before = store.len();
+    match m.revert_session("s", "sesn_other", "x", false, human()).unwrap_err() {
+        Error::Memory(MemoryError::NothingToRevert { store: s, what }) => {
+            assert_eq!(s, "s");
+            assert!(what.contains("sesn_other"), "{what}");
+        }
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(store.len(), before, "a refused revert writes nothing");
+    m.revert_session("s", "sesn_bad", "a bad session", false, human()).unwrap();
+    assert_eq!(text(&m, "s", "/memories/scratch.md", u64::MAX), None);
+    let file = text(&m, "s", path, u64::MAX).unwrap();
+    assert!(file.starts_with("# Lessons\n") && file.contains(lesson_text), "{file}");
+    let revert = last_revert(&m);
+    assert!(
+        matches!(&revert.event.body, Body::Revert(r) if r.target == dreamlog::RevertTarget::Session("sesn_bad".into()))
+    );
+    same_origin(&line_of(&m, "s"), "revert", revert.id());
+
     // 4. A promote: a fork's dream writes a lesson; promoted, it keeps that dream and its
     // evidence, and the copy is the act that put it in the live store.
     m.fork("s", "s.trial", store.len(), human()).unwrap();

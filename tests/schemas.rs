@@ -316,6 +316,7 @@ fn the_service_types_are_the_api_schemas() {
         RevertRequest {
             event: Some("ab".into()),
             dream: Some("cd".into()),
+            session: Some("sesn_1".into()),
             to: Some("3".into()),
             reason: "r".into(),
             force: true,

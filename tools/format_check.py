@@ -202,6 +202,8 @@ def revert_target(t):
         return varint(0) + bytes32(value)
     if name == "dream":
         return varint(1) + bytes32(value)
+    if name == "session":
+        return varint(3) + string(value)
     return varint(2) + varint(value)
 
 

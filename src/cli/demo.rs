@@ -69,7 +69,7 @@ impl Demo<'_> {
     fn revert(&self, store: &str, what: (&str, &EventId), reason: &str, actor: &Actor) -> Result<usize> {
         let id = Some(what.1.to_hex());
         let (event, dream) = if what.0 == "dream" { (None, id) } else { (id, None) };
-        let req = RevertRequest { event, dream, to: None, reason: reason.to_owned(), force: false };
+        let req = RevertRequest { event, dream, session: None, to: None, reason: reason.to_owned(), force: false };
         Ok(self.svc.memory_revert(store, &req, actor)?.len())
     }
     /// A path's view: its text, and for a directory every file below it.

@@ -361,10 +361,16 @@ fn memory(cli: &Cli, svc: &dyn Service, cmd: &MemoryCmd) -> Result<ExitCode> {
             let req = RevertRequest {
                 event: args.event.clone(),
                 dream: args.dream.clone(),
+                session: args.session.clone(),
                 to: args.to.clone(),
                 reason: args.reason.clone(),
                 force: args.force,
             };
+            if crate::managed::push::is_mirror(svc, &args.store)? {
+                let push =
+                    crate::managed::push::PushRequest { revert: Some(req), promote: None, dry_run: args.dry_run };
+                return super::sync::push(cli, svc, &args.store, &push, args.workspace.clone());
+            }
             if args.dry_run {
                 print_preview(cli, &svc.memory_revert_dry_run(&args.store, &req, &default_actor())?)?;
                 return Ok(ExitCode::SUCCESS);
@@ -379,7 +385,7 @@ fn memory(cli: &Cli, svc: &dyn Service, cmd: &MemoryCmd) -> Result<ExitCode> {
             print_appended(cli, &fork_what(source, f.position, new), &[f.appended])?;
             Ok(ExitCode::SUCCESS)
         }
-        MemoryCmd::Promote { fork, into, force, dry_run } => {
+        MemoryCmd::Promote { fork, into, force, dry_run, workspace } => {
             // The validation of the fork's dreams first: what is about to be promoted.
             if !cli.json {
                 for d in svc.dreams()?.into_iter().filter(|d| d.dream.output_store == *fork) {
@@ -388,6 +394,11 @@ fn memory(cli: &Cli, svc: &dyn Service, cmd: &MemoryCmd) -> Result<ExitCode> {
                         stdout_line(&text)?;
                     }
                 }
+            }
+            if crate::managed::push::is_mirror(svc, into)? {
+                let from = crate::managed::push::PromoteFrom { fork: fork.clone(), force: *force };
+                let push = crate::managed::push::PushRequest { revert: None, promote: Some(from), dry_run: *dry_run };
+                return super::sync::push(cli, svc, into, &push, workspace.clone());
             }
             let req = PromoteRequest { into: into.clone(), force: *force };
             if *dry_run {

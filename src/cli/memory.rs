@@ -108,9 +108,13 @@ pub enum MemoryCmd {
         /// Promote lessons whose validated lift is negative too (refused otherwise).
         #[arg(long)]
         force: bool,
-        /// Show the events that would be appended and the diff they make; write nothing.
+        /// Show the events that would be appended and the diff they make; write nothing (a
+        /// mirrored hosted store: the API calls that would be sent).
         #[arg(long)]
         dry_run: bool,
+        /// A mirrored hosted store: the workspace (`anthropic-workspace-id`) of its key.
+        #[arg(long)]
+        workspace: Option<String>,
     },
     /// Each lesson with its origin dream, its evidence, and the grades of sessions that
     /// ran with the store before and after it.
@@ -159,6 +163,10 @@ pub struct RevertArgs {
     /// Revert everything a dream wrote.
     #[arg(long)]
     pub dream: Option<String>,
+    /// Revert every memory command one session made (a hosted `sesn_…`, a Claude Code
+    /// session id).
+    #[arg(long)]
+    pub session: Option<String>,
     /// Restore the store as of this point.
     #[arg(long)]
     pub to: Option<String>,
@@ -168,9 +176,13 @@ pub struct RevertArgs {
     /// Restore conflicting files whole instead of refusing.
     #[arg(long)]
     pub force: bool,
-    /// Show the events that would be appended and the diff they make; write nothing.
+    /// Show the events that would be appended and the diff they make; write nothing (a
+    /// mirrored hosted store: the API calls that would be sent).
     #[arg(long)]
     pub dry_run: bool,
+    /// A mirrored hosted store: the workspace (`anthropic-workspace-id`) of its key.
+    #[arg(long)]
+    pub workspace: Option<String>,
 }
 
 pub(crate) fn default_actor() -> Actor {

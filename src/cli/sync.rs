@@ -145,3 +145,68 @@ fn print(r: &SyncReport) -> Result<()> {
     }
     stdout_line(&format!("{} requests to the API, {} retried", r.requests, r.retried))
 }
+
+/// Pushes a revert or a promote of a mirrored hosted store (`memory revert` / `memory
+/// promote` of a store `sync anthropic` mirrors) and prints what each call did; exits 1
+/// unless every call was written.
+pub(crate) fn push(
+    cli: &Cli,
+    svc: &dyn Service,
+    store: &str,
+    req: &crate::managed::push::PushRequest,
+    workspace: Option<String>,
+) -> Result<ExitCode> {
+    let hosted = Hosted::from_env(workspace)?;
+    let report = crate::managed::push::push(svc, &hosted, store, req, &super::memory::default_actor())?;
+    if cli.json {
+        stdout_json(&report)?;
+    } else {
+        let intent = report.intent.map(|id| format!(" (intent {})", id.short(12))).unwrap_or_default();
+        let head = if report.dry_run { "would send" } else { "sent" };
+        stdout_line(&format!(
+            "{} of hosted memory store {store}{intent}: {head} {} call(s)",
+            report.op,
+            report.calls.len()
+        ))?;
+        for c in &report.calls {
+            stdout_line(&format!("  {:<9} {}", c.status.replace('_', " "), describe(store, &c.call)))?;
+            if let Some(e) = &c.error {
+                stdout_line(&format!("            {e}"))?;
+            }
+            if c.call.op == "create" && c.status != "planned" && c.status != "not_sent" {
+                stdout_line("            (a memory that comes back is a new memory: a new mem_ id, sent without a precondition)")?;
+            }
+        }
+        if let Some(m) = &report.mirror {
+            stdout_line(&format!(
+                "mirrored {} version(s), {} of them made by this push ({} event(s))",
+                m.mirrored, m.linked, m.events
+            ))?;
+        }
+        if !report.complete && !report.dry_run {
+            stdout_line("not every call was written: the store is as the calls above left it; the same command again sends what is still missing")?;
+        }
+    }
+    Ok(if report.complete || report.dry_run { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// One call as the API sees it.
+fn describe(store: &str, c: &crate::core::push::PushCall) -> String {
+    let base = format!("/v1/memory_stores/{store}/memories");
+    let id = c.memory_id.as_deref().unwrap_or_default();
+    let pre = c.precondition.as_deref().map(|s| &s[..s.len().min(12)]).unwrap_or_default();
+    match c.op.as_str() {
+        "create" => format!("POST {base} path={} content={} bytes (new memory)", c.path, c.size.unwrap_or(0)),
+        "update" => {
+            let mut what = Vec::new();
+            if let Some(to) = &c.new_path {
+                what.push(format!("path={to}"));
+            }
+            if let Some(n) = c.size {
+                what.push(format!("content={n} bytes"));
+            }
+            format!("POST {base}/{id} ({}) {} precondition content_sha256={pre}…", c.path, what.join(" "))
+        }
+        _ => format!("DELETE {base}/{id} ({}) expected_content_sha256={pre}…", c.path),
+    }
+}

@@ -24,8 +24,14 @@ agent: {id, name, model}, created_at, updated_at?, status?, title?, metadata?,
 memory_store_ids?, usage?, events: [EVENT], threads?: [{id, agent_name, created_at,
 parent_thread_id?, events: [EVENT]}]}], "files": [{id, filename, content, created_at?}],
 "dreams": [{id, created_at, status, inputs, output_behavior?, outputs?, instructions?, model?,
-session_id?, ended_at?, usage?, error?}], "dreams_forbidden": BOOL?} (true: `/v1/dreams` answers
-403, as for a key the research preview is not open to).
+session_id?, ended_at?, usage?, error?}], "dreams_forbidden": BOOL?, "races": [{after_writes, version}]?} (true: `/v1/dreams` answers
+403, as for a key the research preview is not open to; a race is someone else's version
+landing after the Nth write this stand-in accepted).
+
+Memories are created, updated and deleted as the SDK sends those calls (the body and
+query checked against `memory_create_params`, `memory_update_params` and
+`memory_delete_params`; a failed `content_sha256` precondition answers 409); each write is
+a new version by `apikey_standin`, written into the scenario file.
 Times are RFC 3339. Versions older than `expired_before` are past the retention period:
 not listed. An EVENT is the SDK's session event without `id` and `processed_at` when they
 are left out (`sevt_<session>_<n>`, a second after the one before; `"processed_at": null`
@@ -43,7 +49,8 @@ import re
 import sys
 import threading
 import time
-from datetime import datetime
+import unicodedata
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, get_type_hints
 from urllib.parse import parse_qs, urlparse
@@ -67,9 +74,13 @@ from anthropic.types.beta.sessions import (
 )
 from anthropic.types.beta.sessions.threads import event_list_params as thread_event_list_params
 from anthropic.types.beta.memory_stores import (
+    BetaManagedAgentsDeletedMemory,
     BetaManagedAgentsMemory,
     BetaManagedAgentsMemoryVersion,
+    memory_create_params,
+    memory_delete_params,
     memory_list_params,
+    memory_update_params,
     memory_version_list_params,
 )
 
@@ -94,6 +105,13 @@ EVENT_LIST_PARAMS = params_of(event_list_params.EventListParams)
 THREAD_LIST_PARAMS = params_of(thread_list_params.ThreadListParams)
 THREAD_EVENT_LIST_PARAMS = params_of(thread_event_list_params.EventListParams) - {"session_id"}
 DREAM_LIST_PARAMS = params_of(dream_list_params.DreamListParams)
+# The writes: where the SDK puts each parameter (the path's ids aside).
+CREATE_BODY = params_of(memory_create_params.MemoryCreateParams) - {"view"}
+UPDATE_BODY = params_of(memory_update_params.MemoryUpdateParams) - {"view", "memory_store_id"}
+DELETE_QUERY = params_of(memory_delete_params.MemoryDeleteParams) - {"memory_store_id"}
+CREATE = pydantic.TypeAdapter(memory_create_params.MemoryCreateParams)
+UPDATE = pydantic.TypeAdapter(memory_update_params.MemoryUpdateParams)
+MAX_CONTENT = 102_400
 EVENT = pydantic.TypeAdapter(BetaManagedAgentsSessionEvent)
 
 
@@ -352,6 +370,7 @@ class Handler(BaseHTTPRequestHandler):
     max_page = 0
     delay = 0.0
     count = 0
+    writes = 0
     lock = threading.Lock()
 
     def log_message(self, *args: Any) -> None:  # quiet
@@ -392,12 +411,29 @@ class Handler(BaseHTTPRequestHandler):
             pass
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.serve_request("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.serve_request("POST")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self.serve_request("DELETE")
+
+    def serve_request(self, method: str) -> None:
         url = urlparse(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
         with Handler.lock:
             Handler.count += 1
             n = Handler.count
         record = {"n": n, "path": url.path, "query": query, "beta": self.headers.get("anthropic-beta")}
+        if method != "GET":
+            record["method"] = method
+            try:
+                record["body"] = json.loads(raw) if raw else None
+            except ValueError:
+                record["body"] = raw.decode(errors="replace")
         if self.delay:
             time.sleep(self.delay)
         try:
@@ -410,7 +446,12 @@ class Handler(BaseHTTPRequestHandler):
                 # Overloaded or rate limited: the client must wait as told and retry.
                 status, kind = (429, "rate_limit_error") if (n // self.fail_every) % 2 else (503, "overloaded_error")
                 raise ApiError(status, kind, "try again", {"retry-after": "0"})
-            body = self.route(url.path, query)
+            if method == "GET":
+                body = self.route(url.path, query)
+            else:
+                if not isinstance(record["body"], (dict, type(None))):
+                    raise ApiError(400, "invalid_request_error", "the body is not a JSON object")
+                body = self.write(method, url.path, query, record["body"] or {})
             record["status"] = 200
             if isinstance(body, RawBody):
                 self.answer_raw(body)
@@ -498,6 +539,121 @@ class Handler(BaseHTTPRequestHandler):
         raise ApiError(404, "not_found_error", f"no route {path}")
 
 
+    def write(self, method: str, path: str, query: dict[str, str], body: dict[str, Any]) -> Any:
+        """A memory created, updated or deleted, as the SDK sends it: recorded as a new
+        version in the scenario file (the world is read again from it)."""
+        parts = [p for p in path.split("/") if p]
+        if parts[:2] != ["v1", "memory_stores"] or len(parts) not in (4, 5) or parts[3] != "memories":
+            raise ApiError(404, "not_found_error", f"no route {method} {path}")
+        self.need_beta(MEMORY_BETAS)
+        store = self.store(parts[2])
+        with Handler.lock:
+            self.race()
+            w = self.world_unlocked()
+            mems = w.memories[store.id]
+            by = {"type": "api_actor", "api_key_id": "apikey_standin"}
+            if method == "POST" and len(parts) == 4:
+                self.only(query, {"view"})
+                self.body_only(body, CREATE_BODY)
+                try:
+                    CREATE.validate_python(body, strict=True)
+                except pydantic.ValidationError as e:
+                    raise ApiError(400, "invalid_request_error", f"body: {e.errors()[0]['msg']}")
+                if "content" not in body or "path" not in body:
+                    raise ApiError(400, "invalid_request_error", "content and path are required")
+                content, p = body["content"] or "", body["path"]
+                check_write(content, p)
+                taken = next((m for m in mems.values() if m.path == p), None)
+                if taken:
+                    raise ApiError(409, "conflict_error", f"memory {taken.id} is at path {p}")
+                mid = f"mem_standin{Handler.count:06d}"
+                self.record_version(store.id, mid, "created", p, content, by)
+                return self.world_unlocked().memories[store.id][mid].model_dump(mode="json")
+            memory = mems.get(parts[4]) if len(parts) == 5 else None
+            if memory is None:
+                raise ApiError(404, "not_found_error", f"memory {parts[-1]} not found")
+            if method == "POST":
+                self.only(query, {"view"})
+                self.body_only(body, UPDATE_BODY)
+                try:
+                    UPDATE.validate_python({**body, "memory_store_id": store.id}, strict=True)
+                except pydantic.ValidationError as e:
+                    raise ApiError(400, "invalid_request_error", f"body: {e.errors()[0]['msg']}")
+                pre = body.get("precondition")
+                if pre is not None:
+                    self.body_only(pre, {"type", "content_sha256"})
+                    check_precondition(memory, pre.get("content_sha256"))
+                content = body.get("content")
+                p = body.get("path") or memory.path
+                check_write(content if content is not None else "", p)
+                taken = next((m for m in mems.values() if m.path == p and m.id != memory.id), None)
+                if taken:
+                    raise ApiError(409, "conflict_error", f"memory {taken.id} is at path {p}")
+                new = content if content is not None else memory.content
+                if p != memory.path or new != memory.content:
+                    self.record_version(store.id, memory.id, "modified", p, new, by)
+                return self.world_unlocked().memories[store.id][memory.id].model_dump(mode="json")
+            self.only(query, DELETE_QUERY)
+            if body:
+                raise ApiError(400, "invalid_request_error", "a delete has no body")
+            check_precondition(memory, query.get("expected_content_sha256"))
+            self.record_version(store.id, memory.id, "deleted", memory.path, None, by)
+            return BetaManagedAgentsDeletedMemory.model_validate({"id": memory.id, "type": "memory_deleted"}).model_dump(mode="json")
+
+    def race(self) -> None:
+        """Someone else's change landing between two writes: the scenario's `races`, each
+        `{"after_writes": N, "version": VERSION}`, applied before the write that follows
+        the Nth accepted one (the caller holds the lock)."""
+        with open(Handler.scenario) as f:
+            sc = json.load(f)
+        due = [r for r in sc.get("races", []) if r["after_writes"] <= Handler.writes]
+        if not due:
+            return
+        now = datetime.now(tz=timezone.utc)
+        for r in due:
+            last = max([when(v["created_at"]) for v in sc.get("versions", [])], default=now)
+            v = dict(r["version"])
+            v["created_at"] = max(now, last + timedelta(milliseconds=1)).isoformat().replace("+00:00", "Z")
+            sc["versions"].append(v)
+        sc["races"] = [r for r in sc["races"] if r not in due]
+        self.save(sc)
+
+    def save(self, sc: dict[str, Any]) -> None:
+        tmp = Handler.scenario + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(sc, f, indent=1)
+        os.replace(tmp, Handler.scenario)
+        # Read again now: two writes within the file system's time step share an mtime.
+        Handler.loaded = (os.stat(Handler.scenario).st_mtime_ns, World(sc))
+
+    @staticmethod
+    def body_only(body: dict[str, Any], allowed: set[str]) -> None:
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise ApiError(400, "invalid_request_error", f"{unknown[0]}: Extra inputs are not permitted")
+
+    def record_version(self, store: str, memory: str, op: str, path: str, content: str | None, by: dict[str, Any]) -> None:
+        """A new version, written into the scenario file (the caller holds the lock)."""
+        with open(Handler.scenario) as f:
+            sc = json.load(f)
+        now = datetime.now(tz=timezone.utc)
+        last = max([when(v["created_at"]) for v in sc.get("versions", [])], default=now)
+        at = max(now, last + timedelta(milliseconds=1))  # after every version already there
+        v = {"id": f"memver_standin{Handler.count:06d}", "memory_store_id": store, "memory_id": memory,
+             "operation": op, "path": path, "created_at": at.isoformat().replace("+00:00", "Z"), "created_by": by}
+        if content is not None:
+            v["content"] = content
+        sc.setdefault("versions", []).append(v)
+        Handler.writes += 1
+        self.save(sc)
+
+    def world_unlocked(self) -> World:
+        mtime = os.stat(Handler.scenario).st_mtime_ns
+        if Handler.loaded is None or Handler.loaded[0] != mtime:
+            with open(Handler.scenario) as f:
+                Handler.loaded = (mtime, World(json.load(f)))
+        return Handler.loaded[1]
+
     def session_route(self, parts: list[str], query: dict[str, str]) -> Any:
         self.need_beta(SESSION_BETAS)
         w = self.world
@@ -571,6 +727,28 @@ class Handler(BaseHTTPRequestHandler):
         raise ApiError(404, "not_found_error", f"no route /{'/'.join(parts)}")
 
 
+def check_write(content: str, path: str) -> None:
+    """What the API refuses in a memory's content and path."""
+    if len(content.encode()) > MAX_CONTENT:
+        raise ApiError(400, "invalid_request_error", f"content: {len(content.encode())} bytes, over {MAX_CONTENT}")
+    segments = path.split("/")[1:]
+    if not path.startswith("/") or len(path.encode()) > 1024 or not 1 <= len(segments) <= 20 \
+            or any(s in ("", ".", "..") for s in segments) or unicodedata.normalize("NFC", path) != path:
+        raise ApiError(400, "invalid_request_error", f"path: not a memory path: {path!r}")
+
+
+def check_precondition(memory: BetaManagedAgentsMemory, expected: str | None) -> None:
+    if expected is None:
+        return
+    if not re.fullmatch(r"[0-9a-f]{64}", expected):
+        raise ApiError(400, "invalid_request_error", "content_sha256: 64 lowercase hexadecimal characters")
+    if memory.content_sha256 != expected:
+        # (Final: the SDK retries a 409 unless told not to.)
+        raise ApiError(409, "conflict_error",
+                       f"precondition failed: memory {memory.id} has content_sha256 {memory.content_sha256}",
+                       {"x-should-retry": "false"})
+
+
 class RawBody:
     """An answer that is not JSON (a file's content)."""
 
@@ -619,6 +797,24 @@ def check(args: argparse.Namespace) -> None:
                                  "outcomes": [o.result for o in s.outcome_evaluations]}
     out["dreams"] = {d.id: {"status": d.status, "outputs": [o.memory_store_id for o in d.outputs]}
                      for d in client.beta.dreams.list(limit=2, include_archived=True)}
+    if args.check_writes:
+        # The writes as the SDK sends them: a create, a conditioned update, one refused (409),
+        # a conditioned delete.
+        mems = client.beta.memory_stores.memories
+        store = args.check_writes
+        m = mems.create(store, path="/sdk/check.md", content="one\n")
+        assert isinstance(m, BetaManagedAgentsMemory)
+        m2 = mems.update(m.id, memory_store_id=store, content="two\n", path="/sdk/moved.md",
+                         precondition={"type": "content_sha256", "content_sha256": m.content_sha256})
+        try:
+            mems.update(m.id, memory_store_id=store, content="three\n",
+                        precondition={"type": "content_sha256", "content_sha256": m.content_sha256})
+            refused = None
+        except anthropic.ConflictError as e:
+            refused = e.status_code
+        d = mems.delete(m.id, memory_store_id=store, expected_content_sha256=m2.content_sha256)
+        assert isinstance(d, BetaManagedAgentsDeletedMemory)
+        out["writes"] = {"created": m.id, "moved_to": m2.path, "refused": refused, "deleted": d.id}
     print(json.dumps(out))
 
 
@@ -632,6 +828,7 @@ def main() -> None:
     ap.add_argument("--delay-ms", type=int, default=0, help="latency added to every answer")
     ap.add_argument("--max-page", type=int, default=0, help="at most this many items a page (0: the API's own limits)")
     ap.add_argument("--check", metavar="URL")
+    ap.add_argument("--check-writes", metavar="STORE", help="with --check: create, update and delete a memory in STORE through the SDK")
     args = ap.parse_args()
     if args.check:
         check(args)

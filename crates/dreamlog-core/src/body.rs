@@ -313,8 +313,8 @@ pub struct LlmExchange {
     pub meta: Option<CanonicalJson>,
 }
 
-/// What a `revert` rolls back. JSON form: `{"event": ID}`, `{"dream": ID}` or
-/// `{"position": N}`.
+/// What a `revert` rolls back. JSON form: `{"event": ID}`, `{"dream": ID}`,
+/// `{"position": N}` or `{"session": ID}`.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum RevertTarget {
@@ -324,6 +324,8 @@ pub enum RevertTarget {
     Dream(EventId),
     /// tag 2: the store's state as of a global position.
     Position(u64),
+    /// tag 3: every memory command one session made (`Memory.session`).
+    Session(String),
 }
 
 /// `revert`: memory changes rolled back by appending inverse commands.
@@ -681,6 +683,7 @@ impl Body {
                     RevertTarget::Event(id) => format!("event {}", id.short(12)),
                     RevertTarget::Dream(id) => format!("dream {}", id.short(12)),
                     RevertTarget::Position(p) => format!("to position {p}"),
+                    RevertTarget::Session(s) => format!("session {}", clip(s, 40)),
                 };
                 format!("{} revert {what}: {}", b.store, clip(&b.reason, 40))
             }

@@ -20,6 +20,7 @@ pub mod kind;
 pub mod managed;
 pub mod memory;
 pub mod projection;
+pub mod push;
 pub mod receipt;
 pub mod redact;
 pub mod stats;

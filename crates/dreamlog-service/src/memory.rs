@@ -911,11 +911,18 @@ impl MemoryStores {
                         std::collections::hash_map::Entry::Vacant(v) => v.insert(self.store.get_at(r)?),
                     };
                     let (how, reason) = match &by.event.body {
-                        Body::Revert(x) => ("revert", Some(x.reason.clone())),
-                        _ => ("promote", None),
+                        Body::Revert(x) => ("revert".to_owned(), Some(x.reason.clone())),
+                        // A push to the hosted store (its intent).
+                        Body::Note(n) => {
+                            match serde_json::from_value::<crate::core::push::PushIntent>(n.json.to_value()) {
+                                Ok(i) if i.op == "revert" => ("revert".to_owned(), Some(i.reason)),
+                                _ => ("promote".to_owned(), None),
+                            }
+                        }
+                        _ => ("promote".to_owned(), None),
                     };
                     Some(RestoredBy {
-                        how: how.to_owned(),
+                        how,
                         id: by.id(),
                         position: by.position,
                         time: by.event.header.time,
@@ -1089,6 +1096,20 @@ impl MemoryStores {
         };
         if let Some(src) = get(last)? {
             match &src.event.body {
+                // A command the mirror wrote for a version a push made: the push's intent
+                // names the state it put back.
+                Body::Note(n) if causes.len() == 1 && n.note_type == crate::core::push::PUSH_NOTE => {
+                    if src.event.header.stream == e.event.header.stream {
+                        if let Ok(intent) = serde_json::from_value::<crate::core::push::PushIntent>(n.json.to_value()) {
+                            return Ok(PutBack::Restore {
+                                store: intent.restore.store,
+                                until: intent.restore.until,
+                                by: src.position,
+                            });
+                        }
+                    }
+                    return Ok(PutBack::No);
+                }
                 Body::Memory(copied) if copied.store != name && copied.command == m.command => {
                     let mut theirs = src.event.header.causes.clone();
                     theirs.truncate(crate::core::event::MAX_CAUSES - 1);
@@ -1119,7 +1140,7 @@ impl MemoryStores {
                 Body::Revert(r) if r.store == name => {
                     let until = match r.target {
                         RevertTarget::Position(q) => q + 1,
-                        RevertTarget::Event(_) | RevertTarget::Dream(_) => undone_from,
+                        RevertTarget::Event(_) | RevertTarget::Dream(_) | RevertTarget::Session(_) => undone_from,
                     };
                     return Ok(PutBack::Restore { store: name.to_owned(), until, by: x.position });
                 }
@@ -1174,6 +1195,33 @@ impl MemoryStores {
         self.revert_span(name, events, RevertTarget::Dream(*dream), reason, force, actor)
     }
 
+    /// Reverts every memory command one session made to `name` (the commands whose
+    /// `session` names it: a Managed-Agents session's edits, a Claude Code session's).
+    /// As for a dream, the files go back to their state before the session's first
+    /// command; later edits by others are merged with the undo, overlapping ones refused
+    /// unless `force`.
+    pub fn revert_session(
+        &self,
+        name: &str,
+        session: &str,
+        reason: &str,
+        force: bool,
+        actor: Actor,
+    ) -> Result<Vec<Appended>> {
+        let events: Vec<StoredEvent> = self
+            .history(name, None)?
+            .into_iter()
+            .filter(|e| matches!(&e.event.body, Body::Memory(m) if m.session.as_deref() == Some(session)))
+            .collect();
+        if events.is_empty() {
+            return Err(Error::Memory(MemoryError::NothingToRevert {
+                store: name.to_owned(),
+                what: format!("session {session:?} made no memory command in it"),
+            }));
+        }
+        self.revert_span(name, events, RevertTarget::Session(session.to_owned()), reason, force, actor)
+    }
+
     /// Restores `name` to its state before `until`, recording what was undone.
     pub fn revert_to(&self, name: &str, until: u64, reason: &str, actor: Actor) -> Result<Vec<Appended>> {
         self.require(name)?;
@@ -1211,60 +1259,83 @@ impl MemoryStores {
         force: bool,
         actor: Actor,
     ) -> Result<Vec<Appended>> {
-        let first = events.first().map(|e| e.position).unwrap_or(0);
-        let last = events.last().map(|e| e.position).unwrap_or(0);
-        let (before, _) = self.state_until(name, first)?;
-        let (after, _) = self.state_until(name, last + 1)?;
         let (current, _) = self.state(name)?;
-        // The files the span changed: differing between before and after.
-        let d = diff_states(&before, &after);
-        let mut touched: BTreeSet<String> = d.added.iter().chain(&d.removed).cloned().collect();
-        touched.extend(d.changed.iter().map(|c| c.path.clone()));
-        for (a, b) in &d.renamed {
-            touched.insert(a.clone());
-            touched.insert(b.clone());
-        }
-        let touched_dirs: BTreeSet<String> = d.dirs_added.iter().chain(&d.dirs_removed).cloned().collect();
-        // Each touched file goes back to its content before the span. Where later edits
-        // changed it since, the undo is merged line by line with them (three-way, with the
-        // span's result as the base); overlapping edits are a conflict.
-        let mut wanted = current.clone();
-        let mut conflicts: BTreeMap<String, Vec<(u64, EventId)>> = BTreeMap::new();
-        for p in &touched {
-            let (now, then, was) = (current.file(p), after.file(p), before.file(p));
-            let restored = if now.map(|f| &f.text) == then.map(|f| &f.text) {
-                Some(was.map(|f| f.text.to_string()))
-            } else if let (Some(n), Some(t), Some(w)) = (now, then, was) {
-                merge3(&t.text, &n.text, &w.text).map(Some)
-            } else {
-                None
-            };
-            let restored = match restored {
-                Some(r) => r,
-                None => {
-                    let later: Vec<(u64, EventId)> = self
-                        .history(name, Some(p))?
-                        .into_iter()
-                        .filter(|e| e.position > last)
-                        .map(|e| (e.position, e.id()))
-                        .collect();
-                    conflicts.insert(p.clone(), later);
-                    was.map(|f| f.text.to_string())
+        // The events as runs: each a stretch of the store's memory events with no other
+        // memory event of it in between (a dream's output is one run; a session's edits
+        // with someone else's between them are several). Runs are undone last first, each
+        // against what the undo of the later ones left, so the edits between them stay.
+        let wanted_ids: BTreeSet<EventId> = events.iter().map(|e| e.id()).collect();
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        let mut open: Option<(u64, u64)> = None;
+        if events.len() == 1 {
+            runs.push((events[0].position, events[0].position));
+        } else {
+            for e in self.history(name, None)?.iter().filter(|e| e.event.header.kind == Kind::Memory) {
+                if wanted_ids.contains(&e.id()) {
+                    open = Some(open.map_or((e.position, e.position), |(f, _)| (f, e.position)));
+                } else if let Some(r) = open.take() {
+                    runs.push(r);
                 }
-            };
-            match restored {
-                Some(text) => wanted.put(p, &text),
-                None => wanted.remove(p),
             }
+            runs.extend(open);
         }
-        // Directories the span made go again when nothing is left in them; those it
-        // removed come back.
-        for dir in touched_dirs.iter().rev() {
-            if before.is_dir(dir) {
-                wanted.make_dir(dir);
-            } else if !wanted.has_children(dir) {
-                wanted.remove_dir(dir);
+        // Each file a run touched goes back to its content before the run. Where later
+        // edits changed it since, the undo is merged line by line with them (three-way,
+        // with the run's result as the base); overlapping edits are a conflict.
+        let mut wanted = current.clone();
+        let mut touched: BTreeSet<String> = BTreeSet::new();
+        let mut touched_dirs: BTreeSet<String> = BTreeSet::new();
+        let mut conflicts: BTreeMap<String, Vec<(u64, EventId)>> = BTreeMap::new();
+        for &(first, run_last) in runs.iter().rev() {
+            let (before, _) = self.state_until(name, first)?;
+            let (after, _) = self.state_until(name, run_last + 1)?;
+            let d = diff_states(&before, &after);
+            let mut files: BTreeSet<String> = d.added.iter().chain(&d.removed).cloned().collect();
+            files.extend(d.changed.iter().map(|c| c.path.clone()));
+            for (a, b) in &d.renamed {
+                files.insert(a.clone());
+                files.insert(b.clone());
             }
+            let dirs: BTreeSet<String> = d.dirs_added.iter().chain(&d.dirs_removed).cloned().collect();
+            let now_state = wanted.clone();
+            for p in &files {
+                let (now, then, was) = (now_state.file(p), after.file(p), before.file(p));
+                let restored = if now.map(|f| &f.text) == then.map(|f| &f.text) {
+                    Some(was.map(|f| f.text.to_string()))
+                } else if let (Some(n), Some(t), Some(w)) = (now, then, was) {
+                    merge3(&t.text, &n.text, &w.text).map(Some)
+                } else {
+                    None
+                };
+                let restored = match restored {
+                    Some(r) => r,
+                    None => {
+                        let later: Vec<(u64, EventId)> = self
+                            .history(name, Some(p))?
+                            .into_iter()
+                            .filter(|e| e.position > run_last && !wanted_ids.contains(&e.id()))
+                            .map(|e| (e.position, e.id()))
+                            .collect();
+                        conflicts.entry(p.clone()).or_default().extend(later);
+                        was.map(|f| f.text.to_string())
+                    }
+                };
+                match restored {
+                    Some(text) => wanted.put(p, &text),
+                    None => wanted.remove(p),
+                }
+            }
+            // Directories the run made go again when nothing is left in them; those it
+            // removed come back.
+            for dir in dirs.iter().rev() {
+                if before.is_dir(dir) {
+                    wanted.make_dir(dir);
+                } else if !wanted.has_children(dir) {
+                    wanted.remove_dir(dir);
+                }
+            }
+            touched.extend(files);
+            touched_dirs.extend(dirs);
         }
         touched.extend(touched_dirs);
         if !conflicts.is_empty() && !force {

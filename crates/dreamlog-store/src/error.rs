@@ -211,6 +211,15 @@ pub enum MemoryError {
         /// The lessons, each with its validated lift.
         lessons: Vec<String>,
     },
+    /// A revert that names nothing the store holds (a session that made no memory command
+    /// in it); nothing was written.
+    #[error("nothing to revert in memory store {store:?}: {what}")]
+    NothingToRevert {
+        /// The store.
+        store: String,
+        /// What was asked for, and why it undoes nothing.
+        what: String,
+    },
 }
 
 /// A dream, a dreamer or a replay failed: nothing was written.
@@ -636,7 +645,7 @@ impl Error {
                 | MemoryError::UnknownPoint(_)
                 | MemoryError::PointOutOfRange(_)
                 | MemoryError::RulesBackwards { .. } => ErrorClass::InvalidRequest,
-                MemoryError::NoSuchStore { .. } => ErrorClass::NotFound,
+                MemoryError::NoSuchStore { .. } | MemoryError::NothingToRevert { .. } => ErrorClass::NotFound,
                 MemoryError::TagExists { .. }
                 | MemoryError::StoreExists(_)
                 | MemoryError::RevertConflict { .. }

@@ -126,6 +126,69 @@ impl Hosted {
         }
     }
 
+    /// A write (`POST` or `DELETE` on `path`): its JSON answer. Retried only on answers
+    /// that say nothing was done (429, 503, 529, after `retry-after`); any other failure
+    /// is an error with its status (0: no answer, or an answer broken off — whether the
+    /// write happened is not known).
+    pub fn write(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        beta: &str,
+    ) -> Result<Value> {
+        let route = format!("{method} {path}");
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let url = format!("{}{path}", self.base);
+            let mut req = match method {
+                "DELETE" => self.http.delete(url),
+                _ => self.http.post(url),
+            }
+            .query(query)
+            .bearer_auth(&self.key)
+            .header("anthropic-version", API_VERSION)
+            .header("anthropic-beta", beta)
+            .header("accept", "application/json");
+            if let Some(w) = &self.workspace {
+                req = req.header("anthropic-workspace-id", w);
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let (status, wait, text) = match req.send() {
+                Ok(resp) => {
+                    self.requests.fetch_add(1, Ordering::Relaxed);
+                    let status = resp.status().as_u16();
+                    let wait = retry_after(resp.headers());
+                    match resp.text() {
+                        Ok(text) => (status, wait, text),
+                        Err(e) => (0, wait, format!("the answer broke off: {e}")),
+                    }
+                }
+                Err(e) => (0, None, format!("no answer: {e}")),
+            };
+            if status == 200 {
+                return serde_json::from_str(&text).map_err(|e| {
+                    hosted_error(&route, 0, format!("an answer that is not JSON ({e}): {}", clip(&text)))
+                });
+            }
+            let refused_unread = matches!(status, 429 | 503 | 529);
+            if !refused_unread || attempt >= ATTEMPTS {
+                let message = match serde_json::from_str::<Value>(&text) {
+                    Ok(v) => v["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| clip(&text)),
+                    Err(_) => clip(&text),
+                };
+                return Err(hosted_error(&route, status, message));
+            }
+            self.retried.fetch_add(1, Ordering::Relaxed);
+            let backoff = Duration::from_millis(500 << (attempt - 1).min(4));
+            std::thread::sleep(wait.unwrap_or(backoff).min(LONGEST_WAIT));
+        }
+    }
+
     /// Every item of a list, page after page (`next_page` → `page`), in the API's order.
     pub fn list(
         &self,

@@ -35,7 +35,10 @@ use serde_json::{json, Value};
 use super::hosted::{Hosted, MEMORY_BETA};
 use crate::core::managed::{check_api_path, memory_path, sha256_hex, StoreFields, STORE_NOTE, STORE_PREFIX};
 use crate::core::memory::{Rules, RULES_NOTE};
-use crate::core::{Actor, Body, CanonicalJson, Draft, ExpectedVersion, Memory, MemoryCommand, Note, StoreFork};
+use crate::core::push::PUSH_NOTE;
+use crate::core::{
+    Actor, Body, CanonicalJson, Draft, EventId, ExpectedVersion, Memory, MemoryCommand, Note, StoreFork,
+};
 use crate::error::{Error, ManagedError, Result};
 use crate::service::{EventsQuery, Service, PAGE};
 use crate::store::{AppendBatch, StoredEvent};
@@ -137,6 +140,9 @@ pub struct StoreSync {
     pub already: usize,
     /// Versions redacted upstream before they were mirrored (nothing to write).
     pub redacted: usize,
+    /// Of the versions mirrored, those a push from dreamlog made (linked to its intent).
+    #[serde(default)]
+    pub linked: usize,
     /// Memories written as they were at the first mirror, their every version past the
     /// retention period.
     pub baseline: usize,
@@ -184,6 +190,19 @@ struct Mirrored {
     /// nothing written (the newer state stands).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     late: bool,
+    /// Made by a call of a push (`anthropic.push` note): the intent's id, and the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    intent: Option<EventId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    call: Option<usize>,
+}
+
+/// A push's intent as the mirror matches versions to it.
+struct Intent {
+    id: EventId,
+    calls: Vec<crate::core::push::PushCall>,
+    /// The calls a version was matched to already.
+    linked: BTreeSet<usize>,
 }
 
 /// A hosted memory as the mirror holds it: where it is, and its content's hash.
@@ -225,6 +244,8 @@ struct Local {
     baseline_done: bool,
     /// Who wrote the stream's first event.
     first_actor: Option<Actor>,
+    /// Pushes to the hosted store recorded on the stream.
+    intents: Vec<Intent>,
 }
 
 /// Puts a memory where the mirror holds it; another memory the mirror still places there
@@ -569,6 +590,7 @@ fn sync_store(
                     } else {
                         out.mirrored += 1;
                     }
+                    out.linked += usize::from(record.intent.is_some());
                     batch.events.extend(drafts);
                     note.versions.push(record);
                 }
@@ -794,6 +816,8 @@ fn map_version(
         events: 0,
         redacted: false,
         late: false,
+        intent: None,
+        call: None,
     };
     // What it would write, checked before anything else: a version that does not map is
     // reported every time, late or not.
@@ -821,6 +845,17 @@ fn map_version(
     }
     let (actor, session) =
         if baseline { (Actor::System("anthropic-baseline".into()), None) } else { actor_of(&v["created_by"]) };
+    // A version a push's call made cites the push's intent (blame then finds what the push
+    // put back and where it came from).
+    let causes = match (!redacted && !baseline).then(|| pushed_by(&mut local.intents, &memory, operation, v)).flatten()
+    {
+        Some((intent, call)) => {
+            record.intent = Some(intent);
+            record.call = Some(call);
+            vec![intent]
+        }
+        None => Vec::new(),
+    };
     let command = |command: MemoryCommand| {
         draft(
             stream,
@@ -828,6 +863,7 @@ fn map_version(
             Some(time),
             Body::Memory(Memory { store: store.to_owned(), command, precondition: None, session: session.clone() }),
         )
+        .caused_by(causes.clone())
     };
     let mut drafts = Vec::new();
     if redacted {
@@ -889,6 +925,44 @@ fn map_version(
     record.events = drafts.len();
     local.newest.insert(memory, time);
     Ok((record, drafts))
+}
+
+/// The push call that made version `v` of `memory` (`operation`), if one of the intents
+/// the mirror has not matched yet names it: the same memory (a create: the same path),
+/// the same kind of change, the content it wrote, the path it moved to; never a
+/// session's version. Marks the call matched.
+fn pushed_by(intents: &mut [Intent], memory: &str, operation: &str, v: &Value) -> Option<(EventId, usize)> {
+    if v["created_by"]["type"] == "session_actor" {
+        return None;
+    }
+    let op = match operation {
+        "created" => "create",
+        "modified" => "update",
+        "deleted" => "delete",
+        _ => return None,
+    };
+    let sha = v["content_sha256"].as_str();
+    let path = v["path"].as_str();
+    for intent in intents.iter_mut().rev() {
+        let found = intent.calls.iter().enumerate().find(|(k, c)| {
+            !intent.linked.contains(k)
+                && c.op == op
+                && match op {
+                    "create" => Some(c.path.as_str()) == path && c.content_sha256.as_deref() == sha,
+                    "update" => {
+                        c.memory_id.as_deref() == Some(memory)
+                            && (c.content_sha256.is_none() || c.content_sha256.as_deref() == sha)
+                            && (c.new_path.is_none() || c.new_path.as_deref() == path)
+                    }
+                    _ => c.memory_id.as_deref() == Some(memory),
+                }
+        });
+        if let Some((k, _)) = found {
+            intent.linked.insert(k);
+            return Some((intent.id, k));
+        }
+    }
+    None
 }
 
 /// Who a hosted actor is in dreamlog, and the session it names.
@@ -981,6 +1055,11 @@ fn read_event(local: &mut Local, e: &StoredEvent) {
     let Body::Note(n) = &e.event.body else { return };
     let value = n.json.to_value();
     match n.note_type.as_str() {
+        PUSH_NOTE => {
+            if let Ok(intent) = serde_json::from_value::<crate::core::push::PushIntent>(value) {
+                local.intents.push(Intent { id: e.id(), calls: intent.calls, linked: BTreeSet::new() });
+            }
+        }
         STORE_NOTE => {
             if let Ok(f) = serde_json::from_value::<StoreFields>(value) {
                 local.archived |= f.op == "archived";
@@ -1006,6 +1085,11 @@ fn read_event(local: &mut Local, e: &StoredEvent) {
                         }
                         let newest = local.newest.entry(v.memory.clone()).or_insert(0);
                         *newest = (*newest).max(v.at);
+                    }
+                    if let (Some(id), Some(k)) = (v.intent, v.call) {
+                        if let Some(intent) = local.intents.iter_mut().find(|i| i.id == id) {
+                            intent.linked.insert(k);
+                        }
                     }
                     local.seen.insert(v.id);
                 }

@@ -26,6 +26,7 @@ pub mod dreams;
 pub mod hosted;
 mod jobs;
 pub mod mirror;
+pub mod push;
 pub mod sessions;
 pub use jobs::DreamJobs;
 

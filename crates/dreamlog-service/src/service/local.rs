@@ -52,14 +52,19 @@ impl Local {
     /// A revert through `m` (the stores themselves, or a dry run's planner).
     fn revert_with(&self, m: &MemoryStores, store: &str, req: &RevertRequest, actor: &Actor) -> Result<Vec<Appended>> {
         let actor = actor.clone();
-        match (&req.event, &req.dream, &req.to) {
-            (Some(e), None, None) => m.revert_event(store, &self.store().resolve_id(e)?, &req.reason, req.force, actor),
-            (None, Some(d), None) => m.revert_dream(store, &self.store().resolve_id(d)?, &req.reason, req.force, actor),
-            (None, None, Some(p)) => m.revert_to(store, m.resolve_point(p)?, &req.reason, actor),
+        match (&req.event, &req.dream, &req.session, &req.to) {
+            (Some(e), None, None, None) => {
+                m.revert_event(store, &self.store().resolve_id(e)?, &req.reason, req.force, actor)
+            }
+            (None, Some(d), None, None) => {
+                m.revert_dream(store, &self.store().resolve_id(d)?, &req.reason, req.force, actor)
+            }
+            (None, None, Some(s), None) => m.revert_session(store, s, &req.reason, req.force, actor),
+            (None, None, None, Some(p)) => m.revert_to(store, m.resolve_point(p)?, &req.reason, actor),
             _ => Err(Error::Input {
                 path: "revert".into(),
                 line: 0,
-                reason: "give exactly one of event, dream, to".into(),
+                reason: "give exactly one of event, dream, session, to".into(),
             }),
         }
     }
@@ -485,6 +490,9 @@ impl Service for Local {
     }
 
     fn memory_revert(&self, store: &str, req: &RevertRequest, actor: &Actor) -> Result<Vec<Appended>> {
+        if crate::managed::push::is_mirror(self, store)? {
+            return Err(crate::managed::push::mirrored(store, "revert"));
+        }
         self.revert_with(&self.mem, store, req, actor)
     }
 
@@ -499,6 +507,9 @@ impl Service for Local {
     }
 
     fn memory_promote(&self, store: &str, req: &PromoteRequest, actor: &Actor) -> Result<Vec<Appended>> {
+        if crate::managed::push::is_mirror(self, &req.into)? {
+            return Err(crate::managed::push::mirrored(&req.into, "promote"));
+        }
         self.mem.promote(store, &req.into, actor.clone(), req.force)
     }
 

@@ -454,7 +454,7 @@ pub struct DiffQuery {
     pub at: Option<String>,
 }
 
-/// `POST /v1/memory/{store}/revert`: exactly one of `event`, `dream`, `to`.
+/// `POST /v1/memory/{store}/revert`: exactly one of `event`, `dream`, `session`, `to`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevertRequest {
@@ -464,6 +464,9 @@ pub struct RevertRequest {
     /// Everything a dream wrote (id or prefix).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dream: Option<String>,
+    /// Every memory command one session made (its id, as the commands name it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
     /// The store as of this point.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
