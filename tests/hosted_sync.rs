@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::hosted::{learning, sync, StandIn, KEY};
+use common::hosted::{files, learning, sync, StandIn, KEY};
 use common::{dreamlog_on, ok, root};
 use serde_json::{json, Value};
 
@@ -104,26 +104,6 @@ fn assert_matches_schema(report: &Value) {
 
 fn log_len(db: &Path) -> usize {
     ok(&dreamlog_on(db, &["log", "--json"], None)).lines().count()
-}
-
-/// The store's files now, read back with `memory view`.
-fn files(db: &Path, store: &str) -> BTreeMap<String, String> {
-    let root: Value =
-        serde_json::from_str(&ok(&dreamlog_on(db, &["--json", "memory", "view", store, "/memories"], None)))
-            .expect("a view");
-    let mut out = BTreeMap::new();
-    for f in root["files"].as_array().expect("files") {
-        let path = f.as_str().expect("a path");
-        let v: Value = serde_json::from_str(&ok(&dreamlog_on(db, &["--json", "memory", "view", store, path], None)))
-            .expect("a view");
-        // The view (rules 2) is a header line, then the file's lines numbered, the text
-        // after a final newline included: the text after each tab, joined again.
-        let shown = v["text"].as_str().expect("text");
-        let numbered: Vec<&str> = shown.split('\n').skip(1).map(|l| l.split_once('\t').expect("numbered").1).collect();
-        let text = numbered.join("\n");
-        out.insert(path.to_owned(), text);
-    }
-    out
 }
 
 #[test]

@@ -153,7 +153,7 @@ pub enum MemoryCmd {
 
 /// Arguments of `memory revert`.
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["event", "dream", "to"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["event", "dream", "session", "to"])))]
 pub struct RevertArgs {
     /// Store name.
     pub store: String,

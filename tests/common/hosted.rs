@@ -1,13 +1,14 @@
 //! The stand-in of the hosted Managed Agents API (tests/python/hosted_standin.py) and
 //! `dreamlog sync anthropic` against it.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
-use super::root;
+use super::{dreamlog_on, ok, root};
 
 pub const KEY: &str = "sk-ant-standin-key";
 
@@ -69,4 +70,24 @@ pub fn sync(db: &Path, url: &str, args: &[&str]) -> std::process::Output {
 pub fn learning() -> Value {
     serde_json::from_str(&std::fs::read_to_string(root().join("tests/fixtures/hosted/learning.json")).expect("fixture"))
         .expect("JSON")
+}
+
+/// The store's files now, read back with `memory view`.
+pub fn files(db: &Path, store: &str) -> BTreeMap<String, String> {
+    let root: Value =
+        serde_json::from_str(&ok(&dreamlog_on(db, &["--json", "memory", "view", store, "/memories"], None)))
+            .expect("a view");
+    let mut out = BTreeMap::new();
+    for f in root["files"].as_array().expect("files") {
+        let path = f.as_str().expect("a path");
+        let v: Value = serde_json::from_str(&ok(&dreamlog_on(db, &["--json", "memory", "view", store, path], None)))
+            .expect("a view");
+        // The view (rules 2) is a header line, then the file's lines numbered, the text
+        // after a final newline included: the text after each tab, joined again.
+        let shown = v["text"].as_str().expect("text");
+        let numbered: Vec<&str> = shown.split('\n').skip(1).map(|l| l.split_once('\t').expect("numbered").1).collect();
+        let text = numbered.join("\n");
+        out.insert(path.to_owned(), text);
+    }
+    out
 }

@@ -1286,7 +1286,8 @@ impl MemoryStores {
         let mut touched: BTreeSet<String> = BTreeSet::new();
         let mut touched_dirs: BTreeSet<String> = BTreeSet::new();
         let mut conflicts: BTreeMap<String, Vec<(u64, EventId)>> = BTreeMap::new();
-        for &(first, run_last) in runs.iter().rev() {
+        let mut states = Vec::with_capacity(runs.len());
+        for &(first, run_last) in &runs {
             let (before, _) = self.state_until(name, first)?;
             let (after, _) = self.state_until(name, run_last + 1)?;
             let d = diff_states(&before, &after);
@@ -1297,6 +1298,22 @@ impl MemoryStores {
                 files.insert(b.clone());
             }
             let dirs: BTreeSet<String> = d.dirs_added.iter().chain(&d.dirs_removed).cloned().collect();
+            states.push((before, after, files, dirs, run_last));
+        }
+        // A file already as it was before the first run that touched it — undone since, by
+        // a push whose rest is still to send, or by hand — has nothing left to undo.
+        let mut undone: BTreeSet<String> = BTreeSet::new();
+        let mut seen: BTreeSet<&String> = BTreeSet::new();
+        for (before, _, files, _, _) in &states {
+            for p in files {
+                if seen.insert(p) && current.file(p).map(|f| &f.text) == before.file(p).map(|f| &f.text) {
+                    undone.insert(p.clone());
+                }
+            }
+        }
+        for (before, after, files, dirs, run_last) in states.iter().rev() {
+            let (run_last, files) =
+                (*run_last, files.iter().filter(|p| !undone.contains(*p)).cloned().collect::<BTreeSet<_>>());
             let now_state = wanted.clone();
             for p in &files {
                 let (now, then, was) = (now_state.file(p), after.file(p), before.file(p));
@@ -1335,7 +1352,7 @@ impl MemoryStores {
                 }
             }
             touched.extend(files);
-            touched_dirs.extend(dirs);
+            touched_dirs.extend(dirs.iter().cloned());
         }
         touched.extend(touched_dirs);
         if !conflicts.is_empty() && !force {

@@ -181,6 +181,7 @@ impl Hosted {
                     Ok(v) => v["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| clip(&text)),
                     Err(_) => clip(&text),
                 };
+                let message = if status == 0 { message } else { format!("{status} {message}") };
                 return Err(hosted_error(&route, status, message));
             }
             self.retried.fetch_add(1, Ordering::Relaxed);
