@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::hosted::{learning, sync, StandIn, KEY};
+use common::hosted::{hosted, learning, sync, StandIn, KEY};
 use common::{dreamlog_on, ok, root};
 use serde_json::{json, Value};
 
@@ -40,19 +40,6 @@ fn world() -> Value {
         "content": "Greet the caller by name.\nOffer a voucher before anything else.\n",
         "created_at": "2026-11-05T09:00:20Z", "created_by": by}));
     w
-}
-
-/// `dreamlog` with the stand-in as the hosted API.
-fn hosted(db: &Path, url: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_dreamlog"))
-        .args(["--db", db.to_str().expect("utf-8")])
-        .args(args)
-        .env("DREAMLOG_SYNC", "none")
-        .env("ANTHROPIC_BASE_URL", url)
-        .env("ANTHROPIC_API_KEY", KEY)
-        .env("USER", "ops-alice")
-        .output()
-        .expect("run dreamlog")
 }
 
 /// The writes the stand-in received, in order.
@@ -96,14 +83,19 @@ fn report_of(out: &std::process::Output) -> Value {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!("{e}: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
     });
+    check_schema(&report);
+    report
+}
+
+/// Checks a push report against schemas/push-report.schema.json.
+fn check_schema(report: &Value) {
     let schema: Value = serde_json::from_str(
         &std::fs::read_to_string(root().join("schemas/push-report.schema.json")).expect("the report's schema"),
     )
     .expect("JSON");
     let v = jsonschema::options().with_draft(jsonschema::Draft::Draft202012).build(&schema).expect("schema compiles");
-    let errors: Vec<String> = v.iter_errors(&report).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    let errors: Vec<String> = v.iter_errors(report).map(|e| format!("{e} at {}", e.instance_path())).collect();
     assert!(errors.is_empty(), "{errors:?}");
-    report
 }
 
 /// `memory blame --json` of a file of the live store: one line a line.
@@ -324,7 +316,28 @@ fn a_hosted_dreams_new_store_is_promoted_onto_the_live_store() {
         report_of(&hosted(&db, &standin.url, &["--json", "memory", "promote", dreamed, "--into", LIVE, "--dry-run"]));
     assert!(!dry["calls"].as_array().unwrap().is_empty());
     assert!(writes(dir.path()).is_empty());
-    let report = report_of(&hosted(&db, &standin.url, &["--json", "memory", "promote", dreamed, "--into", LIVE]));
+    // Through the server (the web view's button): the local promote route refuses a
+    // mirrored store and names the push route, which writes to the hosted store with the
+    // server's key.
+    let server = common::server::Server::start_env(
+        &db,
+        &[],
+        &[("ANTHROPIC_BASE_URL", standin.url.as_str()), ("ANTHROPIC_API_KEY", KEY)],
+    );
+    let c = common::server::client();
+    let (status, err) =
+        common::server::post(&c, &server.url(&format!("/v1/memory/{dreamed}/promote")), None, &json!({"into": LIVE}));
+    assert_eq!(status, 409, "{err}");
+    assert!(err["error"]["message"].as_str().unwrap().contains(&format!("/v1/memory/{LIVE}/push")), "{err}");
+    let (status, report) = common::server::post(
+        &c,
+        &server.url(&format!("/v1/memory/{LIVE}/push")),
+        None,
+        &json!({"promote": {"fork": dreamed}}),
+    );
+    assert_eq!(status, 200, "{report}");
+    check_schema(&report);
+    server.stop();
     assert_eq!(report["complete"], true, "{report}");
     assert!(report["calls"].as_array().unwrap().iter().all(|c| c["status"] == "written"));
     assert_eq!(hosted_files(dir.path()), target);

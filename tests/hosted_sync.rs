@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::hosted::{files, learning, sync, StandIn, KEY};
+use common::hosted::{files, hosted, learning, sync, StandIn, KEY};
 use common::{dreamlog_on, ok, root};
 use serde_json::{json, Value};
 
@@ -588,15 +588,16 @@ fn hosted_sessions_are_mirrored_with_their_outcomes_and_blame_names_the_verdict(
     assert!(String::from_utf8_lossy(&replay.stdout).contains("2 hosted, not replayable"));
     let one = dreamlog_on(&db, &["dream", "replay", &id], None);
     assert!(!one.status.success() && String::from_utf8_lossy(&one.stderr).contains("cannot be replayed"));
-    // The fork is reviewed and promoted like a local dream's (here: what promote would do).
+    // The fork is reviewed and promoted like a local dream's, onto the hosted store (here:
+    // the calls promote would send; tests/hosted_push.rs sends them).
     let diff = ok(&dreamlog_on(&db, &["memory", "diff", "memstore_02learn", "memstore_03dreamed"], None));
     assert!(diff.contains("not refundable"), "{diff}");
-    let preview = ok(&dreamlog_on(
+    let preview = ok(&hosted(
         &db,
+        &standin.url,
         &["memory", "promote", "memstore_03dreamed", "--into", "memstore_02learn", "--dry-run"],
-        None,
     ));
-    assert!(preview.contains("/memories/refunds.md"), "{preview}");
+    assert!(preview.contains("memories/mem_11refunds (/refunds.md)"), "{preview}");
     // Blame of the dreamed store: the copied line keeps its origin, the dream's line names
     // the dream's session.
     let blame = json_lines(&ok(&dreamlog_on(

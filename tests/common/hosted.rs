@@ -91,3 +91,16 @@ pub fn files(db: &Path, store: &str) -> BTreeMap<String, String> {
     }
     out
 }
+
+/// `dreamlog` with the stand-in as the hosted API.
+pub fn hosted(db: &Path, url: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dreamlog"))
+        .args(["--db", db.to_str().expect("utf-8")])
+        .args(args)
+        .env("DREAMLOG_SYNC", "none")
+        .env("ANTHROPIC_BASE_URL", url)
+        .env("ANTHROPIC_API_KEY", KEY)
+        .env("USER", "ops-alice")
+        .output()
+        .expect("run dreamlog")
+}

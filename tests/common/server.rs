@@ -17,12 +17,18 @@ pub struct Server {
 
 impl Server {
     pub fn start(db: &Path, extra: &[&str]) -> Server {
+        Server::start_env(db, extra, &[])
+    }
+
+    /// With these environment variables set for the server.
+    pub fn start_env(db: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dreamlog"))
             .arg("--db")
             .arg(db)
             .args(["serve", "--addr", "127.0.0.1:0"])
             .args(extra)
             .env("DREAMLOG_SYNC", "fsync")
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start server");

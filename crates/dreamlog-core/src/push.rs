@@ -270,7 +270,7 @@ mod tests {
             MemoryCommand::Delete { path: "/memories/b.md".into() },
             MemoryCommand::Create { path: "/memories/d.md".into(), file_text: "d\n".into() },
         ];
-        let calls = plan_calls(&now, Rules::V2, &id, &cmds).unwrap();
+        let calls = plan_calls(&now, Rules::V2, &id, &cmds).expect("a plan");
         let ops: Vec<(&str, Option<&str>, &str)> =
             calls.iter().map(|c| (c.op.as_str(), c.memory_id.as_deref(), c.path.as_str())).collect();
         assert_eq!(
@@ -293,7 +293,7 @@ mod tests {
             MemoryCommand::Delete { path: "/memories/a.md".into() },
             MemoryCommand::Create { path: "/memories/z.md".into(), file_text: "a\n".into() },
         ];
-        let calls = plan_calls(&now, Rules::V2, &id, &cmds).unwrap();
+        let calls = plan_calls(&now, Rules::V2, &id, &cmds).expect("a plan");
         assert_eq!(calls.len(), 2, "{calls:?}");
         for (c, (id, from, to)) in calls.iter().zip([("mem_b", "/x/b.md", "/y/b.md"), ("mem_a", "/a.md", "/z.md")]) {
             assert_eq!(
@@ -312,12 +312,12 @@ mod tests {
             MemoryCommand::Write { path: "/memories/a.md".into(), file_text: big },
             MemoryCommand::Delete { path: "/memories/copy.md".into() },
         ];
-        let problems = plan_calls(&now, Rules::V2, &id, &cmds).unwrap_err();
+        let problems = plan_calls(&now, Rules::V2, &id, &cmds).expect_err("refused");
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems.iter().any(|p| p.starts_with("/memories/copy.md: no hosted memory")));
         assert!(problems.iter().any(|p| p.starts_with("/a.md: 102401 bytes, over")));
         let refused = vec![MemoryCommand::Delete { path: "/memories/nope.md".into() }];
-        let problems = plan_calls(&now, Rules::V2, &id, &refused).unwrap_err();
+        let problems = plan_calls(&now, Rules::V2, &id, &refused).expect_err("refused");
         assert!(problems[0].starts_with("/memories/nope.md: the change does not apply"), "{problems:?}");
     }
 }

@@ -47,6 +47,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/v1/memory/{store}/blame", get(memory_blame))
         .route("/v1/memory/{store}/lessons", get(memory_lessons))
         .route("/v1/memory/{store}/revert", post(memory_revert))
+        .route("/v1/memory/{store}/push", post(memory_push))
         .route("/v1/memory/{store}/fork", post(memory_fork))
         .route("/v1/memory/{store}/promote", post(memory_promote))
         .route("/v1/memory/{store}/batch", post(memory_batch))
@@ -639,6 +640,26 @@ async fn memory_revert(
     }
     let out = blocking(tenant.principal.clone(), move || tenant.svc.memory_revert(&store, &req, &actor)).await?;
     Ok(Json(appended_json(&out)).into_response())
+}
+
+/// A revert or a promote of a store `sync anthropic` mirrors, pushed to the hosted store
+/// with the server's `ANTHROPIC_API_KEY` (`managed::push`); the report answers, the
+/// calls' outcomes in it (200 also when a precondition stopped the rest).
+async fn memory_push(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(store): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Write)?;
+    let req: crate::managed::push::PushRequest = json_body(&body)?;
+    let actor = actor_of(&headers, &tenant)?;
+    let report = blocking(tenant.principal.clone(), move || {
+        let hosted = crate::managed::hosted::Hosted::from_env(None)?;
+        crate::managed::push::push(&*tenant.svc, &hosted, &store, &req, &actor)
+    })
+    .await?;
+    sorted(&report)
 }
 
 async fn memory_fork(

@@ -485,6 +485,23 @@ pub enum ManagedError {
         /// Why.
         reason: String,
     },
+    /// A push to a hosted store refused before anything was sent: a memory it changes is
+    /// not on the hosted store as the mirror holds it, or cannot be written there.
+    #[error("push to hosted memory store {store} refused, nothing sent:{}", .problems.iter().map(|p| format!("\n  {p}")).collect::<String>())]
+    PushRefused {
+        /// The hosted store.
+        store: String,
+        /// Each problem, naming the memory's path.
+        problems: Vec<String>,
+    },
+    /// A change to a store that mirrors a hosted one, which only the hosted store takes.
+    #[error("memory store {store} mirrors a hosted Claude Managed Agents store: a {what} is written to the hosted store (`dreamlog memory {what}` pushes it there with ANTHROPIC_API_KEY set, as does POST /v1/memory/{store}/push), and the mirror records it")]
+    Mirrored {
+        /// The store.
+        store: String,
+        /// `revert` or `promote`.
+        what: String,
+    },
 }
 
 impl ManagedError {
@@ -500,6 +517,7 @@ impl ManagedError {
             ManagedError::PathConflict { .. } => "memory_path_conflict_error",
             ManagedError::Hosted { .. } => "api_error",
             ManagedError::Unmapped { .. } => "invalid_request_error",
+            ManagedError::PushRefused { .. } | ManagedError::Mirrored { .. } => "invalid_request_error",
         }
     }
 }
@@ -670,6 +688,7 @@ impl Error {
                 ManagedError::Hosted { status: 400..=499, .. } => ErrorClass::InvalidRequest,
                 ManagedError::Hosted { .. } => ErrorClass::Upstream,
                 ManagedError::Unmapped { .. } => ErrorClass::InvalidRequest,
+                ManagedError::PushRefused { .. } | ManagedError::Mirrored { .. } => ErrorClass::Conflict,
             },
             Error::EventJson { .. } => ErrorClass::InvalidEvent,
             Error::NotFound(_) => ErrorClass::NotFound,

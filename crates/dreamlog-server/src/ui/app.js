@@ -784,7 +784,27 @@ async function dreamPage(ctx, current) {
   } else {
     actions.append(h('span', { class: 'muted' }, 'Replay: '), h('code', {}, `dreamlog dream replay ${short(d.id)}`), ' ');
   }
-  if (isAdmin()) {
+  const hosted = (d.dreamer || '').startsWith('anthropic-hosted');
+  const hostedSession = hosted && d.meta && d.meta.anthropic ? d.meta.anthropic.session_id : null;
+  if (isAdmin() && hosted) {
+    // A hosted dream's stores are mirrors: the change is pushed to the hosted store.
+    if (d.output_store !== d.store) {
+      actions.append(h('button', { type: 'button', id: 'promote-btn', onclick: () => confirmPush({
+        title: `Promote ${d.output_store} into hosted store ${d.store}`,
+        command: ['dreamlog', 'memory', 'promote', d.output_store, '--into', d.store],
+        store: d.store,
+        body: { promote: { fork: d.output_store } },
+      }) }, `Promote into ${d.store} (hosted)…`), ' ');
+    } else if (hostedSession) {
+      actions.append(h('button', { type: 'button', id: 'revert-btn', class: 'danger', onclick: () => confirmPush({
+        title: `Revert what hosted dream session ${hostedSession} wrote to ${d.store}`,
+        command: ['dreamlog', 'memory', 'revert', d.store, '--session', hostedSession],
+        store: d.store,
+        body: { revert: { session: hostedSession } },
+        reason: true,
+      }) }, `Revert in ${d.store} (hosted)…`));
+    }
+  } else if (isAdmin()) {
     if (d.output_store !== d.store) {
       actions.append(h('button', { type: 'button', id: 'promote-btn', onclick: () => confirmWrite({
         title: `Promote ${d.output_store} into ${d.store}`,
@@ -864,6 +884,59 @@ async function confirmWrite(op) {
     reason ? h('p', {}, h('label', {}, 'Reason (recorded) ', reason)) : null,
     h('p', {}, 'The same write from a terminal:'), cmd, body,
     h('p', { class: 'actions' }, confirm, ' ', h('button', { type: 'button', onclick: close }, 'Close'))));
+  dialog.showModal();
+  await preview();
+}
+
+/** A push to a hosted store (a mirrored store's revert or promote): the API calls a dry
+ * run lists first, then each call's outcome. */
+async function confirmPush(op) {
+  const dialog = document.getElementById('dialog');
+  const route = `/v1/memory/${encodeURIComponent(op.store)}/push`;
+  const reason = op.reason ? h('input', { id: 'reason', value: 'reverted from the web view', size: 50, required: true }) : null;
+  const body = h('div', { class: 'preview' }, h('p', { class: 'muted' }, 'Asking the server which calls it would send…'));
+  const cmd = h('pre', { class: 'command', id: 'command' });
+  const confirm = h('button', { type: 'button', id: 'confirm', disabled: true, class: 'danger' }, 'Send these calls');
+  const payload = (dry) => {
+    const b = JSON.parse(JSON.stringify(op.body));
+    if (b.revert && reason) b.revert.reason = reason.value;
+    return { ...b, dry_run: dry };
+  };
+  const calls = (r) => h('table', { class: 'push-calls', id: 'push-calls' },
+    h('tr', {}, h('th', {}, 'call'), h('th', {}, 'memory'), h('th', {}, 'precondition'), h('th', {}, 'status')),
+    r.calls.map((c) => h('tr', { class: c.status },
+      h('td', {}, c.op), h('td', {}, c.new_path ? `${c.path} → ${c.new_path}` : c.path, c.memory_id ? [' ', h('code', {}, c.memory_id)] : ''),
+      h('td', {}, c.precondition ? h('code', {}, short(c.precondition)) : 'none (a new memory)'),
+      h('td', {}, c.status.replace('_', ' '), c.error ? [' — ', c.error] : ''))));
+  const preview = async () => {
+    cmd.textContent = [...op.command, ...(op.reason ? ['--reason', reason.value] : [])].map(shq).join(' ');
+    confirm.disabled = true;
+    try {
+      const r = await api(route, { method: 'POST', body: payload(true) });
+      body.replaceChildren(h('p', {}, `${r.calls.length} call(s) to hosted store ${r.store}, each only if the memory is still as the mirror holds it:`), calls(r));
+      confirm.disabled = r.calls.length === 0;
+    } catch (e) {
+      body.replaceChildren(h('p', { class: 'error', role: 'alert' }, e.message));
+    }
+  };
+  confirm.addEventListener('click', async () => {
+    confirm.disabled = true;
+    try {
+      const r = await api(route, { method: 'POST', body: payload(false) });
+      body.replaceChildren(
+        h('p', { class: r.complete ? 'ok' : 'error', id: 'done' }, r.complete
+          ? ['Every call was written; intent ', eventLink(r.intent), '.']
+          : 'Not every call was written: the hosted store is as the calls below left it; the same push again sends what is still missing.'),
+        calls(r));
+    } catch (e) {
+      body.replaceChildren(h('p', { class: 'error', role: 'alert' }, e.message));
+    }
+  });
+  if (reason) reason.addEventListener('change', preview);
+  dialog.replaceChildren(h('div', {}, h('h2', {}, op.title),
+    reason ? h('p', {}, h('label', {}, 'Reason (recorded) ', reason)) : null,
+    h('p', {}, 'The same push from a terminal (with ANTHROPIC_API_KEY set):'), cmd, body,
+    h('p', { class: 'actions' }, confirm, ' ', h('button', { type: 'button', onclick: () => dialog.close() }, 'Close'))));
   dialog.showModal();
   await preview();
 }

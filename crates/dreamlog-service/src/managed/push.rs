@@ -118,11 +118,7 @@ pub fn is_mirror(svc: &dyn Service, store: &str) -> Result<bool> {
 
 /// The refusal of a local change to a mirrored store.
 pub fn mirrored(store: &str, what: &str) -> Error {
-    Error::Managed(ManagedError::State(format!(
-        "memory store {store} mirrors a hosted Claude Managed Agents store: a {what} is written to the hosted store \
-         (`dreamlog memory {what}` pushes it with ANTHROPIC_API_KEY set, or POST /v1/memory/{store}/push), \
-         and the mirror records it"
-    )))
+    Error::Managed(ManagedError::Mirrored { store: store.to_owned(), what: what.to_owned() })
 }
 
 /// Pushes a revert or a promote of mirrored store `store` to the hosted store.
@@ -307,8 +303,5 @@ fn target_json(t: &RevertTarget) -> Value {
 }
 
 fn refused(store: &str, problems: Vec<String>) -> Error {
-    Error::Managed(ManagedError::State(format!(
-        "push to hosted memory store {store} refused, nothing sent:{}",
-        problems.iter().map(|p| format!("\n  {p}")).collect::<String>()
-    )))
+    Error::Managed(ManagedError::PushRefused { store: store.to_owned(), problems })
 }
