@@ -199,7 +199,12 @@ struct Part {
 }
 
 fn part() -> Part {
-    let dir = tempdir().unwrap();
+    part_with(tempdir().unwrap(), &[])
+}
+
+/// A part whose server runs with these environment variables, over `dir` (its `db` may
+/// hold events already).
+fn part_with(dir: TempDir, env: &[(&str, &str)]) -> Part {
     let hash = dreamlog::hash_token;
     let config = json!({"tokens": [
         {"tenant": "t", "role": "admin", "token_blake3": hash("admin-token")},
@@ -213,7 +218,7 @@ fn part() -> Part {
     ));
     let cfg = dir.path().join("server.json");
     std::fs::write(&cfg, config.to_string()).unwrap();
-    let server = Server::start(&dir.path().join("db"), &["--config", cfg.to_str().unwrap()]);
+    let server = Server::start_env(&dir.path().join("db"), &["--config", cfg.to_str().unwrap()], env);
     let mut api = Contract::new(&server.base, Some("admin-token"));
 
     api.ok("get", "/v1/health", None);
@@ -234,7 +239,7 @@ fn part() -> Part {
 }
 
 /// The parts, and the routes each saw answer 200.
-const PARTS: usize = 5;
+const PARTS: usize = 6;
 static ANSWERED: Mutex<(usize, BTreeSet<String>)> = Mutex::new((0, BTreeSet::new()));
 
 /// A part passed: its server stops cleanly, and once every part has passed, every
@@ -593,4 +598,24 @@ fn the_managed_agents_api() {
         (404, Some("error"), Some("not_found_error"))
     );
     passed(Part { api, server, first, notes, _dir });
+}
+
+/// A push to a hosted store (the SDK-typed stand-in of the hosted API, mirrored first):
+/// the calls a revert would send, then sent.
+#[test]
+fn the_push_to_a_hosted_store() {
+    let dir = tempdir().unwrap();
+    let standin = common::hosted::StandIn::start(&common::hosted::learning(), dir.path(), 0);
+    // (Tenant t's database, mirrored before the server starts.)
+    common::ok(&common::hosted::sync(&dir.path().join("db/tenants/t"), &standin.url, &["--no-sessions"]));
+    let env = [("ANTHROPIC_BASE_URL", standin.url.as_str()), ("ANTHROPIC_API_KEY", common::hosted::KEY)];
+    let p = part_with(dir, &env);
+    let mut api = p.api;
+    let revert = json!({"session": "sesn_02bravo", "reason": "contract test"});
+    let dry = api.ok("post", "/v1/memory/memstore_02learn/push", Some(&json!({"revert": revert, "dry_run": true})));
+    assert_eq!(dry["calls"][0]["status"], "planned", "{dry}");
+    let done = api.ok("post", "/v1/memory/memstore_02learn/push", Some(&json!({"revert": revert})));
+    assert_eq!(done["complete"], true, "{done}");
+    api.error("post", "/v1/memory/memstore_02learn/revert", Some(&revert), 409, "conflict");
+    passed(Part { api, ..p });
 }

@@ -324,6 +324,18 @@ fn the_service_types_are_the_api_schemas() {
         RevertRequest { reason: "r".into(), ..Default::default() },
     );
     check(
+        "push-request",
+        dreamlog::managed::push::PushRequest {
+            revert: Some(RevertRequest { session: Some("sesn_1".into()), reason: "r".into(), ..Default::default() }),
+            promote: Some(dreamlog::managed::push::PromoteFrom { fork: "f".into(), force: true }),
+            dry_run: true,
+        },
+        dreamlog::managed::push::PushRequest {
+            promote: Some(dreamlog::managed::push::PromoteFrom { fork: "f".into(), force: false }),
+            ..Default::default()
+        },
+    );
+    check(
         "fork-request",
         ForkRequest { new: "n".into(), at: Some("head".into()) },
         ForkRequest { new: "n".into(), at: None },
