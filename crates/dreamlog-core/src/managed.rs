@@ -29,6 +29,11 @@ use super::memory::{MemoryState, Rules, ROOT};
 pub const STORE_NOTE: &str = "anthropic.memory_store";
 /// Prefix of memory store ids (and of the dreamlog stores that back them).
 pub const STORE_PREFIX: &str = "memstore_";
+/// Who writes a mirror of hosted Managed Agents (`dreamlog sync anthropic`): its notes, and
+/// the first event of every store it mirrors (what tells a mirror from a local store).
+pub fn sync_actor() -> crate::Actor {
+    crate::Actor::System("anthropic-sync".into())
+}
 /// At most this many bytes of content per memory (the API's limit).
 pub const MAX_CONTENT_BYTES: usize = 102_400;
 /// At most this many segments in an API path.

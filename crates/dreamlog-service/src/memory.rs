@@ -204,6 +204,25 @@ impl MemoryStores {
         Ok(self.store.session_stores()?.into_iter().collect())
     }
 
+    /// Whether store `name` is a mirror of a hosted store (`sync anthropic` wrote its
+    /// first event).
+    pub fn is_mirror(&self, name: &str) -> Result<bool> {
+        let first = self.store.read_stream(&stream_name(name), 0, 1)?;
+        Ok(first.first().is_some_and(|e| e.event.header.actor == crate::core::managed::sync_actor()))
+    }
+
+    /// Refuses a change made here to a store `sync anthropic` mirrors (`what`: `revert`,
+    /// `promote`): it is pushed to the hosted store instead (`managed::push`).
+    pub fn refuse_mirror(&self, name: &str, what: &str) -> Result<()> {
+        if self.is_mirror(name)? {
+            return Err(Error::Managed(crate::error::ManagedError::Mirrored {
+                store: name.to_owned(),
+                what: what.to_owned(),
+            }));
+        }
+        Ok(())
+    }
+
     /// Refuses a store that is not known — no event of its own and no session that ran
     /// with it — (`error: no memory store "x" (known: …)`), so a typo reads nothing and
     /// writes nothing.

@@ -53,10 +53,7 @@ pub const BATCH_VERSIONS: usize = 200;
 /// How far before the newest version mirrored an incremental sync lists again.
 const CURSOR_MARGIN_MS: u64 = 10 * 60 * 1000;
 
-/// Who writes the mirror's own notes.
-pub fn sync_actor() -> Actor {
-    Actor::System("anthropic-sync".into())
-}
+pub use crate::core::managed::sync_actor;
 
 /// Told a store's progress: (store, versions done, versions to mirror).
 pub type Progress<'a> = &'a dyn Fn(&str, usize, usize);

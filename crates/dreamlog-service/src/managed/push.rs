@@ -116,11 +116,6 @@ pub fn is_mirror(svc: &dyn Service, store: &str) -> Result<bool> {
     }
 }
 
-/// The refusal of a local change to a mirrored store.
-pub fn mirrored(store: &str, what: &str) -> Error {
-    Error::Managed(ManagedError::Mirrored { store: store.to_owned(), what: what.to_owned() })
-}
-
 /// Pushes a revert or a promote of mirrored store `store` to the hosted store.
 pub fn push(svc: &dyn Service, hosted: &Hosted, store: &str, req: &PushRequest, actor: &Actor) -> Result<PushReport> {
     if !is_mirror(svc, store)? {

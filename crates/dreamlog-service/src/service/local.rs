@@ -490,9 +490,7 @@ impl Service for Local {
     }
 
     fn memory_revert(&self, store: &str, req: &RevertRequest, actor: &Actor) -> Result<Vec<Appended>> {
-        if crate::managed::push::is_mirror(self, store)? {
-            return Err(crate::managed::push::mirrored(store, "revert"));
-        }
+        self.mem.refuse_mirror(store, "revert")?;
         self.revert_with(&self.mem, store, req, actor)
     }
 
@@ -507,9 +505,7 @@ impl Service for Local {
     }
 
     fn memory_promote(&self, store: &str, req: &PromoteRequest, actor: &Actor) -> Result<Vec<Appended>> {
-        if crate::managed::push::is_mirror(self, &req.into)? {
-            return Err(crate::managed::push::mirrored(&req.into, "promote"));
-        }
+        self.mem.refuse_mirror(&req.into, "promote")?;
         self.mem.promote(store, &req.into, actor.clone(), req.force)
     }
 
