@@ -237,7 +237,7 @@ fn a_hosted_sessions_edits_are_reverted_on_the_hosted_store_with_their_origin_in
 fn a_change_made_upstream_meanwhile_stops_the_push_and_a_second_push_finishes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("db");
-    let mut w = world();
+    let w = world();
     let standin = StandIn::start(&w, dir.path(), 0);
     ok(&sync(&db, &standin.url, &[]));
     let args = ["--json", "memory", "revert", LIVE, "--session", BAD, "--reason", "bad"];
@@ -258,13 +258,15 @@ fn a_change_made_upstream_meanwhile_stops_the_push_and_a_second_push_finishes() 
     assert!(writes(dir.path()).is_empty());
     assert_eq!(log_len(&db), before);
 
-    // 2. Changed upstream between two of the push's calls: the first is written, the
-    // second refused by its precondition, the third not sent; the report says so.
-    w["races"] = json!([{"after_writes": 1, "version": {"id": "memver_19", "memory_store_id": LIVE,
-        "memory_id": "mem_15greeting", "operation": "modified", "path": "/greeting.md",
-        "content": "Be brief.\nGreet the caller by name.\nOffer a voucher before anything else.\n",
-        "created_by": user}}]);
-    std::fs::write(dir.path().join("scenario.json"), w.to_string()).unwrap();
+    // 2. That change mirrored, then a change upstream between two of the push's calls:
+    // the fares are deleted, the greeting written as a merge (the user's line kept), then
+    // someone puts the refund rule back by hand: the push's update of it is refused by its
+    // precondition and the rest is not sent; the report says so.
+    ok(&sync(&db, &standin.url, &[]));
+    changed["races"] = json!([{"after_writes": 2, "version": {"id": "memver_20", "memory_store_id": LIVE,
+        "memory_id": "mem_11refunds", "operation": "modified", "path": "/refunds.md",
+        "content": REFUNDS_BEFORE, "created_by": user}}]);
+    std::fs::write(dir.path().join("scenario.json"), changed.to_string()).unwrap();
     let out = hosted(&db, &standin.url, &args);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     let report = report_of(&out);
@@ -272,28 +274,23 @@ fn a_change_made_upstream_meanwhile_stops_the_push_and_a_second_push_finishes() 
         statuses(&report),
         [
             ("delete".to_owned(), "/fares.md".to_owned(), "written".to_owned()),
-            ("update".to_owned(), "/greeting.md".to_owned(), "refused".to_owned()),
-            ("update".to_owned(), "/refunds.md".to_owned(), "not_sent".to_owned()),
+            ("update".to_owned(), "/greeting.md".to_owned(), "written".to_owned()),
+            ("update".to_owned(), "/refunds.md".to_owned(), "refused".to_owned()),
         ]
     );
     assert_eq!(report["complete"], false);
-    assert!(report["calls"][1]["error"].as_str().unwrap().contains("409"), "{report}");
+    assert!(report["calls"][2]["error"].as_str().unwrap().contains("409"), "{report}");
     let sent: Vec<Value> = writes(dir.path());
-    assert_eq!(sent.len(), 2, "nothing after the refusal: {sent:?}");
-    // The mirror holds the hosted store as it is: the user's change and the one write.
-    assert_eq!(report["mirror"]["linked"], 1);
+    assert_eq!(sent.len(), 3, "nothing after the refusal: {sent:?}");
+    assert_eq!(sent[1]["body"]["content"], "Be brief.\nGreet the caller by name.\n");
+    // The mirror holds the hosted store as it is: the two writes (linked) and the user's.
+    assert_eq!(report["mirror"]["linked"], 2, "{report}");
     assert_eq!(mirrored_files(&db, LIVE), hosted_files(dir.path()));
 
-    // 3. The same command again finishes: the user's line stays, the session's go.
+    // 3. The same command again finds nothing left to do (the greeting merged already, the
+    // refund rule put back by hand): no call, complete; the user's line stays.
     let report = report_of(&hosted(&db, &standin.url, &args));
-    assert_eq!(
-        statuses(&report),
-        [
-            ("update".to_owned(), "/greeting.md".to_owned(), "written".to_owned()),
-            ("update".to_owned(), "/refunds.md".to_owned(), "written".to_owned()),
-        ],
-        "{report}"
-    );
+    assert_eq!((report["calls"].as_array().map(Vec::len), &report["complete"]), (Some(0), &json!(true)), "{report}");
     let expected: BTreeMap<String, String> = [
         ("/memories/greeting.md".to_owned(), "Be brief.\nGreet the caller by name.\n".to_owned()),
         ("/memories/refunds.md".to_owned(), REFUNDS_BEFORE.to_owned()),
@@ -301,6 +298,7 @@ fn a_change_made_upstream_meanwhile_stops_the_push_and_a_second_push_finishes() 
     .into();
     assert_eq!(hosted_files(dir.path()), expected);
     assert_eq!(mirrored_files(&db, LIVE), expected);
+    assert_eq!(writes(dir.path()).len(), 3);
 }
 
 #[test]
@@ -348,4 +346,9 @@ fn a_hosted_dreams_new_store_is_promoted_onto_the_live_store() {
     assert_eq!(lesson["actor"], "agent:sesn_09dream", "{lesson}");
     assert_eq!(lesson["restored_by"]["how"], "promote");
     assert_eq!(lesson["restored_by"]["id"], report["intent"]);
+    // Promoted already: the same promote again has nothing to send.
+    let n = writes(dir.path()).len();
+    let again = report_of(&hosted(&db, &standin.url, &["--json", "memory", "promote", dreamed, "--into", LIVE]));
+    assert_eq!((again["calls"].as_array().map(Vec::len), &again["complete"]), (Some(0), &json!(true)), "{again}");
+    assert_eq!(writes(dir.path()).len(), n);
 }

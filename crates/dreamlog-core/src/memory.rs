@@ -1050,7 +1050,10 @@ pub fn merge3(base: &str, ours: &str, theirs: &str) -> Option<String> {
     }
     let (b, o, t) = (lines(base), lines(ours), lines(theirs));
     let mut all = changes(&b, &o);
-    let theirs_changes = changes(&b, &t);
+    let mut theirs_changes = changes(&b, &t);
+    // The same change made on both sides is made once (an undo that someone, or an
+    // earlier part of the same undo, already made).
+    theirs_changes.retain(|ct| !all.iter().any(|co| (co.start, co.end, &co.lines) == (ct.start, ct.end, &ct.lines)));
     for ct in &theirs_changes {
         // Closed intervals: touching changes conflict too.
         if all.iter().any(|co| co.start <= ct.end && ct.start <= co.end) {
@@ -1125,6 +1128,16 @@ impl ToolCall {
 #[allow(clippy::unwrap_used)]
 mod sync_tests {
     use super::*;
+
+    #[test]
+    fn a_change_made_on_both_sides_merges_once_and_overlapping_ones_conflict() {
+        // An undo of "S" already made (and "B" added since): nothing more to do.
+        assert_eq!(merge3("S\nA\n", "A\nB\n", "A\n").as_deref(), Some("A\nB\n"));
+        // Both sides change line 1 differently: a conflict.
+        assert_eq!(merge3("S\nA\n", "X\nA\n", "Y\nA\n"), None);
+        // Separate changes both land.
+        assert_eq!(merge3("a\nb\nc\nd\n", "A\nb\nc\nd\n", "a\nb\nc\nD\n").as_deref(), Some("A\nb\nc\nD\n"));
+    }
 
     fn state(files: &[(&str, &str)]) -> MemoryState {
         MemoryState::from_files(files.iter().map(|(p, t)| ((*p).to_owned(), (*t).to_owned())))

@@ -69,6 +69,23 @@ pub struct PushIntent {
     pub calls: Vec<PushCall>,
 }
 
+/// The note type that records what a push's calls did (after the last call).
+pub const PUSH_RESULT_NOTE: &str = "anthropic.push.result";
+
+/// What a push's calls did (the `anthropic.push.result` note's JSON).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushResult {
+    /// The intent.
+    pub intent: crate::EventId,
+    /// The memory version each written call made (call index → `memver_…`).
+    #[serde(default)]
+    pub versions: BTreeMap<usize, String>,
+    /// The calls that wrote nothing (refused, failed, not sent).
+    #[serde(default)]
+    pub closed: Vec<usize>,
+}
+
 /// The store state a push restores: `store` before log position `until`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -200,6 +217,23 @@ pub fn plan_calls(
             });
         }
     }
+    // A delete and a create at the same path: the memory's content replaced (it keeps its
+    // id; a file emptied, then written, is planned so).
+    deletes.retain(|d| {
+        let Some(c) = creates.iter().position(|c| c.path == d.path) else { return true };
+        let c = creates.remove(c);
+        updates.push(PushCall {
+            op: "update".into(),
+            memory_id: d.memory_id.clone(),
+            path: d.path.clone(),
+            new_path: None,
+            precondition: d.precondition.clone(),
+            content_sha256: c.content_sha256,
+            size: c.size,
+            content: c.content,
+        });
+        false
+    });
     // A delete and a create of the same content: the memory moves (it keeps its id).
     deletes.retain(|d| {
         let Some(c) = creates.iter().position(|c| c.content_sha256 == d.precondition) else { return true };
@@ -224,10 +258,38 @@ pub fn plan_calls(
             ));
         }
     }
+    // A memory that moves to a path another one leaves goes after it.
+    let updates = match order_moves(updates) {
+        Ok(u) => u,
+        Err(cycle) => {
+            problems.push(format!(
+                "{cycle}: memories would swap paths, which the hosted API cannot do without a third path (move one first)"
+            ));
+            Vec::new()
+        }
+    };
     if !problems.is_empty() {
         return Err(problems);
     }
     Ok(deletes.into_iter().chain(updates).chain(creates).collect())
+}
+
+/// Updates ordered so that one moving into a path comes after the one moving out of it;
+/// a cycle of moves is an error naming its paths.
+fn order_moves(mut pending: Vec<PushCall>) -> Result<Vec<PushCall>, String> {
+    let mut out = Vec::with_capacity(pending.len());
+    while !pending.is_empty() {
+        let ready = pending.iter().position(|c| {
+            c.new_path.as_ref().is_none_or(|to| !pending.iter().any(|o| o.path == *to && o.new_path.is_some()))
+        });
+        match ready {
+            Some(i) => out.push(pending.remove(i)),
+            None => {
+                return Err(pending.iter().map(|c| c.path.as_str()).collect::<Vec<_>>().join(" → "));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The path a command names first.
@@ -301,6 +363,38 @@ mod tests {
                 ("update", Some(id), from, Some(to), None)
             );
         }
+    }
+
+    #[test]
+    fn an_emptied_file_written_again_is_an_update_and_moves_go_in_an_order_that_frees_each_path() {
+        let now = files(&[("/memories/a.md", ""), ("/memories/b.md", "b\n"), ("/memories/c.md", "c\n")]);
+        let id = ids(&[("/memories/a.md", "mem_a"), ("/memories/b.md", "mem_b"), ("/memories/c.md", "mem_c")]);
+        // (What restore_commands makes of an empty file: a delete, then a create.)
+        let cmds = vec![
+            MemoryCommand::Delete { path: "/memories/a.md".into() },
+            MemoryCommand::Create { path: "/memories/a.md".into(), file_text: "a\n".into() },
+            MemoryCommand::Rename { old_path: "/memories/c.md".into(), new_path: "/memories/d.md".into() },
+            MemoryCommand::Rename { old_path: "/memories/b.md".into(), new_path: "/memories/c.md".into() },
+        ];
+        let calls = plan_calls(&now, Rules::V2, &id, &cmds).expect("a plan");
+        let ops: Vec<(&str, &str, Option<&str>)> =
+            calls.iter().map(|c| (c.op.as_str(), c.path.as_str(), c.new_path.as_deref())).collect();
+        assert_eq!(
+            ops,
+            [("update", "/c.md", Some("/d.md")), ("update", "/b.md", Some("/c.md")), ("update", "/a.md", None)]
+        );
+        assert_eq!(
+            (calls[2].memory_id.as_deref(), calls[2].precondition.clone()),
+            (Some("mem_a"), Some(sha256_hex("")))
+        );
+        assert_eq!(calls[2].content.as_deref(), Some("a\n"));
+        let swap = vec![
+            MemoryCommand::Rename { old_path: "/memories/b.md".into(), new_path: "/memories/x.md".into() },
+            MemoryCommand::Rename { old_path: "/memories/c.md".into(), new_path: "/memories/b.md".into() },
+            MemoryCommand::Rename { old_path: "/memories/x.md".into(), new_path: "/memories/c.md".into() },
+        ];
+        let problems = plan_calls(&now, Rules::V2, &id, &swap).expect_err("a swap");
+        assert!(problems[0].contains("swap paths"), "{problems:?}");
     }
 
     #[test]

@@ -493,6 +493,9 @@ pub enum ManagedError {
         store: String,
         /// Each problem, naming the memory's path.
         problems: Vec<String>,
+        /// A conflict (the hosted store, or the store here, changed where the push writes);
+        /// else the push itself cannot be written (a size, a path).
+        conflict: bool,
     },
     /// A change to a store that mirrors a hosted one, which only the hosted store takes.
     #[error("memory store {store} mirrors a hosted Claude Managed Agents store: a {what} is written to the hosted store (`dreamlog memory {what}` pushes it there with ANTHROPIC_API_KEY set, as does POST /v1/memory/{store}/push), and the mirror records it")]
@@ -688,6 +691,7 @@ impl Error {
                 ManagedError::Hosted { status: 400..=499, .. } => ErrorClass::InvalidRequest,
                 ManagedError::Hosted { .. } => ErrorClass::Upstream,
                 ManagedError::Unmapped { .. } => ErrorClass::InvalidRequest,
+                ManagedError::PushRefused { conflict: false, .. } => ErrorClass::InvalidRequest,
                 ManagedError::PushRefused { .. } | ManagedError::Mirrored { .. } => ErrorClass::Conflict,
             },
             Error::EventJson { .. } => ErrorClass::InvalidEvent,

@@ -158,24 +158,28 @@ impl Hosted {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let (status, wait, text) = match req.send() {
+            let (status, wait, should_retry, text) = match req.send() {
                 Ok(resp) => {
                     self.requests.fetch_add(1, Ordering::Relaxed);
                     let status = resp.status().as_u16();
                     let wait = retry_after(resp.headers());
+                    let should =
+                        resp.headers().get("x-should-retry").and_then(|v| v.to_str().ok()).map(|v| v == "true");
                     match resp.text() {
-                        Ok(text) => (status, wait, text),
-                        Err(e) => (0, wait, format!("the answer broke off: {e}")),
+                        Ok(text) => (status, wait, should, text),
+                        Err(e) => (0, wait, Some(false), format!("the answer broke off: {e}")),
                     }
                 }
-                Err(e) => (0, None, format!("no answer: {e}")),
+                Err(e) => (0, None, Some(false), format!("no answer: {e}")),
             };
             if status == 200 {
                 return serde_json::from_str(&text).map_err(|e| {
                     hosted_error(&route, 0, format!("an answer that is not JSON ({e}): {}", clip(&text)))
                 });
             }
-            let refused_unread = matches!(status, 429 | 503 | 529);
+            // The server's `x-should-retry` decides (as the SDK reads it: a 409 that is a
+            // lock timeout says true); without it, only answers that did nothing.
+            let refused_unread = should_retry.unwrap_or(matches!(status, 429 | 503 | 529));
             if !refused_unread || attempt >= ATTEMPTS {
                 let message = match serde_json::from_str::<Value>(&text) {
                     Ok(v) => v["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| clip(&text)),

@@ -35,7 +35,7 @@ use serde_json::{json, Value};
 use super::hosted::{Hosted, MEMORY_BETA};
 use crate::core::managed::{check_api_path, memory_path, sha256_hex, StoreFields, STORE_NOTE, STORE_PREFIX};
 use crate::core::memory::{Rules, RULES_NOTE};
-use crate::core::push::PUSH_NOTE;
+use crate::core::push::{PUSH_NOTE, PUSH_RESULT_NOTE};
 use crate::core::{
     Actor, Body, CanonicalJson, Draft, EventId, ExpectedVersion, Memory, MemoryCommand, Note, StoreFork,
 };
@@ -198,8 +198,10 @@ struct Mirrored {
 struct Intent {
     id: EventId,
     calls: Vec<crate::core::push::PushCall>,
-    /// The calls a version was matched to already.
+    /// The calls a version was matched to already, and those that wrote nothing.
     linked: BTreeSet<usize>,
+    /// The version each written call made, as the push recorded it (version id → call).
+    exact: BTreeMap<String, usize>,
 }
 
 /// A hosted memory as the mirror holds it: where it is, and its content's hash.
@@ -938,11 +940,24 @@ fn pushed_by(intents: &mut [Intent], memory: &str, operation: &str, v: &Value) -
         "deleted" => "delete",
         _ => return None,
     };
+    // A version the push recorded its call made: that call.
+    let vid = v["id"].as_str().unwrap_or_default();
+    for intent in intents.iter_mut() {
+        if let Some(&k) = intent.exact.get(vid) {
+            if intent.linked.insert(k) {
+                return Some((intent.id, k));
+            }
+            return None;
+        }
+    }
+    // Else (the push stopped before it recorded what its calls did), a call still open
+    // that this version answers.
     let sha = v["content_sha256"].as_str();
     let path = v["path"].as_str();
     for intent in intents.iter_mut().rev() {
         let found = intent.calls.iter().enumerate().find(|(k, c)| {
             !intent.linked.contains(k)
+                && !intent.exact.values().any(|e| e == k)
                 && c.op == op
                 && match op {
                     "create" => Some(c.path.as_str()) == path && c.content_sha256.as_deref() == sha,
@@ -1054,7 +1069,20 @@ fn read_event(local: &mut Local, e: &StoredEvent) {
     match n.note_type.as_str() {
         PUSH_NOTE => {
             if let Ok(intent) = serde_json::from_value::<crate::core::push::PushIntent>(value) {
-                local.intents.push(Intent { id: e.id(), calls: intent.calls, linked: BTreeSet::new() });
+                local.intents.push(Intent {
+                    id: e.id(),
+                    calls: intent.calls,
+                    linked: BTreeSet::new(),
+                    exact: BTreeMap::new(),
+                });
+            }
+        }
+        PUSH_RESULT_NOTE => {
+            if let Ok(result) = serde_json::from_value::<crate::core::push::PushResult>(value) {
+                if let Some(intent) = local.intents.iter_mut().find(|i| i.id == result.intent) {
+                    intent.linked.extend(result.closed);
+                    intent.exact.extend(result.versions.into_iter().map(|(k, v)| (v, k)));
+                }
             }
         }
         STORE_NOTE => {

@@ -30,7 +30,7 @@ use super::hosted::{Hosted, MEMORY_BETA};
 use super::mirror::{sync_actor, sync_memory, StoreSync, SyncOptions, BATCH_VERSIONS};
 use crate::core::managed::memory_path;
 use crate::core::memory::Rules;
-use crate::core::push::{plan_calls, PushCall, PushIntent, PushRestore, PUSH_NOTE};
+use crate::core::push::{plan_calls, PushCall, PushIntent, PushRestore, PushResult, PUSH_NOTE, PUSH_RESULT_NOTE};
 use crate::core::{Actor, Body, CanonicalJson, Draft, EventId, Note, RevertTarget};
 use crate::error::{Error, ManagedError, Result};
 use crate::service::{EventsQuery, PathQuery, PromoteRequest, RevertRequest, Service};
@@ -82,6 +82,10 @@ pub struct PushReport {
     /// The mirror of the store after the calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<StoreSync>,
+    /// Why that mirror failed (the calls' outcomes above stand; `sync anthropic` later
+    /// records and links them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_error: Option<String>,
 }
 
 /// One call and what came of it.
@@ -123,26 +127,39 @@ pub fn push(svc: &dyn Service, hosted: &Hosted, store: &str, req: &PushRequest, 
             "memory store {store:?} is not a mirror of a hosted store (`dreamlog sync anthropic` makes those)"
         )));
     }
-    let (op, preview) = match (&req.revert, &req.promote) {
-        (Some(r), None) => ("revert", svc.memory_revert_dry_run(store, r, actor)?),
-        (None, Some(p)) => {
-            let pr = PromoteRequest { into: store.to_owned(), force: p.force };
-            ("promote", svc.memory_promote_dry_run(&p.fork, &pr, actor)?)
-        }
-        _ => return Err(Error::InvalidInput("a push is one of `revert`, `promote`".into())),
-    };
     let now = svc.memory_files(store, &PathQuery::default())?;
     let rules = Rules::from_number(now.rules).unwrap_or(Rules::V2);
     let mut commands = Vec::new();
     let mut revert_of: Option<(RevertTarget, Vec<EventId>)> = None;
-    for e in &preview.events {
-        let draft = e.clone().into_draft(None).map_err(|e| Error::InvalidInput(format!("a planned event: {e}")))?;
-        match draft.body {
-            Body::Memory(m) => commands.push(m.command),
-            Body::Revert(r) => revert_of = Some((r.target, draft.causes.clone())),
-            _ => {}
+    let op = match (&req.revert, &req.promote) {
+        (Some(r), None) => {
+            // Planned as the local revert: its dry run's commands.
+            let preview = svc.memory_revert_dry_run(store, r, actor)?;
+            for e in &preview.events {
+                let draft =
+                    e.clone().into_draft(None).map_err(|e| Error::InvalidInput(format!("a planned event: {e}")))?;
+                match draft.body {
+                    Body::Memory(m) => commands.push(m.command),
+                    Body::Revert(r) => revert_of = Some((r.target, draft.causes.clone())),
+                    _ => {}
+                }
+            }
+            "revert"
         }
-    }
+        (None, Some(p)) => {
+            // The local promote's checks first (a lesson validated with a negative lift is
+            // refused unless `force`); its plan is not used: a promote replays the fork's
+            // commands, which a second push would replay again. Here each file the fork
+            // changed since it was made is merged, line by line, into the store as it is
+            // (so edits made on the hosted store since stay, and a push that stopped
+            // midway, sent again, sends only what is still missing).
+            let pr = PromoteRequest { into: store.to_owned(), force: p.force };
+            svc.memory_promote_dry_run(&p.fork, &pr, actor)?;
+            commands = promote_commands(svc, store, &p.fork, &now.files)?;
+            "promote"
+        }
+        _ => return Err(Error::InvalidInput("a push is one of `revert`, `promote`".into())),
+    };
     let mut report =
         PushReport { store: store.to_owned(), op: op.to_owned(), dry_run: req.dry_run, ..Default::default() };
 
@@ -159,7 +176,7 @@ pub fn push(svc: &dyn Service, hosted: &Hosted, store: &str, req: &PushRequest, 
         Ok(())
     })?;
     let ids: BTreeMap<String, String> = hosted_now.iter().map(|(p, (id, _))| (p.clone(), id.clone())).collect();
-    let calls = plan_calls(&now.files, rules, &ids, &commands).map_err(|problems| refused(store, problems))?;
+    let calls = plan_calls(&now.files, rules, &ids, &commands).map_err(|problems| refused(store, problems, false))?;
     // Refused whole, nothing sent, when a memory the calls touch is not as the mirror holds it.
     let mut changed = Vec::new();
     for c in &calls {
@@ -170,22 +187,20 @@ pub fn push(svc: &dyn Service, hosted: &Hosted, store: &str, req: &PushRequest, 
                 c.path,
                 c.precondition.as_deref().unwrap_or("-")
             )),
-            (None, Some((id, _))) => {
+            (None, Some((id, _))) if !vacated(&calls, &c.path) => {
                 changed.push(format!("{}: memory {id} is at this path on the hosted store, not in the mirror", c.path))
             }
             _ => {}
         }
         if let Some(to) = &c.new_path {
-            if let Some((id, _)) =
-                hosted_now.get(&memory_path(to)).filter(|_| !calls.iter().any(|d| d.op == "delete" && d.path == *to))
-            {
+            if let Some((id, _)) = hosted_now.get(&memory_path(to)).filter(|_| !vacated(&calls, to)) {
                 changed.push(format!("{to}: memory {id} is at this path on the hosted store"));
             }
         }
     }
     if !changed.is_empty() {
         changed.push("run `dreamlog sync anthropic` to mirror the hosted store, then push again".into());
-        return Err(refused(store, changed));
+        return Err(refused(store, changed, true));
     }
     report.calls = calls
         .iter()
@@ -247,6 +262,29 @@ pub fn push(svc: &dyn Service, hosted: &Hosted, store: &str, req: &PushRequest, 
         }
     }
     report.complete = !stopped;
+    // What each call did, for the mirror to link the versions by id: the versions the
+    // calls made, and the calls that wrote nothing (never linked). A call whose answer
+    // never came stays open: a version that matches it is linked when the mirror sees it.
+    if let Some(intent) = report.intent {
+        let result = PushResult {
+            intent,
+            versions: report.calls.iter().enumerate().filter_map(|(k, c)| c.version.clone().map(|v| (k, v))).collect(),
+            closed: report
+                .calls
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| matches!(c.status.as_str(), "refused" | "failed" | "not_sent"))
+                .map(|(k, _)| k)
+                .collect(),
+        };
+        let json = serde_json::to_value(&result).map_err(|e| Error::InvalidInput(format!("push result: {e}")))?;
+        let note = Note { note_type: PUSH_RESULT_NOTE.to_owned(), json: CanonicalJson::from_value(&json) };
+        svc.append_batch(AppendBatch::one(Draft::new(
+            crate::memory::stream_name(store),
+            actor.clone(),
+            Body::Note(note),
+        )))?;
+    }
 
     // The mirror records what the calls wrote, citing the intent.
     let opts = SyncOptions {
@@ -258,8 +296,11 @@ pub fn push(svc: &dyn Service, hosted: &Hosted, store: &str, req: &PushRequest, 
         session_progress: None,
         redactions: false,
     };
-    let synced = sync_memory(svc, hosted, &opts)?;
-    report.mirror = synced.stores.into_iter().find(|s| s.store == store);
+    // (A mirror that fails now does not hide what the calls did: the report says both.)
+    match sync_memory(svc, hosted, &opts) {
+        Ok(synced) => report.mirror = synced.stores.into_iter().find(|s| s.store == store),
+        Err(e) => report.mirror_error = Some(e.to_string()),
+    }
     Ok(report)
 }
 
@@ -297,6 +338,69 @@ fn target_json(t: &RevertTarget) -> Value {
     serde_json::to_value(t).unwrap_or(Value::Null)
 }
 
-fn refused(store: &str, problems: Vec<String>) -> Error {
-    Error::Managed(ManagedError::PushRefused { store: store.to_owned(), problems })
+fn refused(store: &str, problems: Vec<String>, conflict: bool) -> Error {
+    Error::Managed(ManagedError::PushRefused { store: store.to_owned(), problems, conflict })
+}
+
+/// Whether a call of the plan frees `path` (a delete of it, a move away from it).
+fn vacated(calls: &[PushCall], path: &str) -> bool {
+    calls.iter().any(|d| d.path == path && (d.op == "delete" || d.new_path.is_some()))
+}
+
+/// A promote of `fork` into `store` as commands over the store's files now (`ours`): each
+/// file the fork changed since it was made goes to the fork's content, merged line by line
+/// with what changed in the store since (three-way, the fork point as the base); a file
+/// both changed where their changes overlap refuses the push, naming it.
+fn promote_commands(
+    svc: &dyn Service,
+    store: &str,
+    fork: &str,
+    ours: &BTreeMap<String, String>,
+) -> Result<Vec<crate::core::MemoryCommand>> {
+    use crate::core::MemoryCommand;
+    let q = EventsQuery { from: 0, limit: Some(1), stream: Some(crate::memory::stream_name(fork)), kind: None };
+    let position = match svc.events(&q)?.first().map(|e| &e.event.body) {
+        Some(Body::StoreFork(f)) if f.source == store => f.position,
+        _ => {
+            return Err(Error::InvalidInput(format!(
+                "memory store {fork:?} is not a fork of {store:?}: nothing to promote"
+            )))
+        }
+    };
+    let base = svc.memory_files(store, &PathQuery { path: None, at: Some(position.to_string()) })?.files;
+    let theirs = svc.memory_files(fork, &PathQuery::default())?.files;
+    let paths: std::collections::BTreeSet<&String> = base.keys().chain(theirs.keys()).collect();
+    let mut commands = Vec::new();
+    let mut overlapping = Vec::new();
+    for p in paths {
+        let (b, t, o) = (base.get(p), theirs.get(p), ours.get(p));
+        if b == t || o == t {
+            continue;
+        }
+        let wanted = if o == b {
+            t.cloned()
+        } else if let (Some(b), Some(o), Some(t)) = (b, o, t) {
+            match crate::core::memory::merge3(b, o, t) {
+                Some(m) => Some(m),
+                None => {
+                    overlapping.push(format!("{p}: changed in {fork} and here since the fork, in the same lines"));
+                    continue;
+                }
+            }
+        } else {
+            overlapping.push(format!("{p}: changed in {fork} and here since the fork (made or deleted on one side)"));
+            continue;
+        };
+        if wanted.as_ref() == o {
+            continue;
+        }
+        commands.push(match wanted {
+            Some(text) => MemoryCommand::Write { path: p.clone(), file_text: text },
+            None => MemoryCommand::Delete { path: p.clone() },
+        });
+    }
+    if !overlapping.is_empty() {
+        return Err(refused(store, overlapping, true));
+    }
+    Ok(commands)
 }
