@@ -199,12 +199,12 @@ struct Part {
 }
 
 fn part() -> Part {
-    part_with(tempdir().unwrap(), &[])
+    part_with(tempdir().unwrap(), &[], json!({}))
 }
 
 /// A part whose server runs with these environment variables, over `dir` (its `db` may
 /// hold events already).
-fn part_with(dir: TempDir, env: &[(&str, &str)]) -> Part {
+fn part_with(dir: TempDir, env: &[(&str, &str)], extra: Value) -> Part {
     let hash = dreamlog::hash_token;
     let config = json!({"tokens": [
         {"tenant": "t", "role": "admin", "token_blake3": hash("admin-token")},
@@ -216,6 +216,10 @@ fn part_with(dir: TempDir, env: &[(&str, &str)]) -> Part {
         &["keygen", dir.path().join("key").to_str().unwrap()],
         None,
     ));
+    let mut config = config;
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        config[k] = v.clone();
+    }
     let cfg = dir.path().join("server.json");
     std::fs::write(&cfg, config.to_string()).unwrap();
     let server = Server::start_env(&dir.path().join("db"), &["--config", cfg.to_str().unwrap()], env);
@@ -609,13 +613,24 @@ fn the_push_to_a_hosted_store() {
     // (Tenant t's database, mirrored before the server starts.)
     common::ok(&common::hosted::sync(&dir.path().join("db/tenants/t"), &standin.url, &["--no-sessions"]));
     let env = [("ANTHROPIC_BASE_URL", standin.url.as_str()), ("ANTHROPIC_API_KEY", common::hosted::KEY)];
-    let p = part_with(dir, &env);
+    let sync = json!({"sync": {"anthropic": {"every_secs": 3600, "sessions": false}}});
+    let p = part_with(dir, &env, sync);
     let mut api = p.api;
+    // The server's mirror runs at start (nothing new: mirrored above); the push after it.
+    let start = std::time::Instant::now();
+    while api.ok("get", "/v1/info", None)["sync"]["runs"] != 1 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "the server's mirror never ran");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let revert = json!({"session": "sesn_02bravo", "reason": "contract test"});
     let dry = api.ok("post", "/v1/memory/memstore_02learn/push", Some(&json!({"revert": revert, "dry_run": true})));
     assert_eq!(dry["calls"][0]["status"], "planned", "{dry}");
     let done = api.ok("post", "/v1/memory/memstore_02learn/push", Some(&json!({"revert": revert})));
     assert_eq!(done["complete"], true, "{done}");
     api.error("post", "/v1/memory/memstore_02learn/revert", Some(&revert), 409, "conflict");
+    // The server's own mirror, run now: the push's versions are in already.
+    let report = api.ok("post", "/v1/sync/anthropic", None);
+    assert!(report["stores"].as_array().unwrap().iter().all(|s| s["mirrored"] == 0), "{report}");
+    assert_eq!(api.ok("get", "/v1/info", None)["sync"]["failures"], 0);
     passed(Part { api, ..p });
 }

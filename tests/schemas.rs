@@ -488,8 +488,13 @@ fn the_service_types_are_the_api_schemas() {
             events: 3,
             max_batch: 10,
             log_of_record: Some("JetStream stream DREAMLOG_default on nats://127.0.0.1:4222".into()),
+            sync: Some(serde_json::json!({"source": "anthropic", "tenant": "default", "every_secs": 300,
+                "running": false, "runs": 2, "failures": 1, "skipped": 0, "last_started": 1_764_000_000_000u64,
+                "last_finished": 1_764_000_001_000u64, "last_success": 1_763_999_700_000u64, "lag_ms": 300_000,
+                "last_error": "the hosted API's GET /v1/memory_stores: 503 overloaded (after 8 attempts)",
+                "unmapped": 0, "events": 120, "cursors": {"memstore_01": 1_763_999_000_000u64}})),
         },
-        Info { tenant: String::new(), events: 0, max_batch: 1, log_of_record: None },
+        Info { tenant: String::new(), events: 0, max_batch: 1, log_of_record: None, sync: None },
     );
 }
 

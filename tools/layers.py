@@ -55,6 +55,7 @@ LAYERS = {
     # surface shares and what runs beside the service, the surfaces, their router
     "config": 6,
     "state": 7,
+    "sync": 7,
     "http": 8,
     "metrics": 8,
     "mcp": 8,

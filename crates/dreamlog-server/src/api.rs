@@ -48,6 +48,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/v1/memory/{store}/lessons", get(memory_lessons))
         .route("/v1/memory/{store}/revert", post(memory_revert))
         .route("/v1/memory/{store}/push", post(memory_push))
+        .route("/v1/sync/anthropic", post(sync_anthropic))
         .route("/v1/memory/{store}/fork", post(memory_fork))
         .route("/v1/memory/{store}/promote", post(memory_promote))
         .route("/v1/memory/{store}/batch", post(memory_batch))
@@ -79,7 +80,37 @@ async fn health() -> Json<Health> {
 
 async fn info(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Info>> {
     let tenant = auth(&state, &headers, Role::Read)?;
-    Ok(Json(tenant.svc.info()?))
+    let mut info = tenant.svc.info()?;
+    if let Some(job) = state.sync.as_ref().filter(|j| j.tenant == tenant.name) {
+        info.sync = serde_json::to_value(job.state()).ok();
+    }
+    Ok(Json(info))
+}
+
+/// `POST /v1/sync/anthropic` (admin): a run of the server's mirror now (after one under
+/// way ends); its report. 404 when the config has no `sync.anthropic`, or it mirrors into
+/// another tenant.
+async fn sync_anthropic(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Admin)?;
+    let Some(job) = state.sync.clone().filter(|j| j.tenant == tenant.name) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "the server mirrors nothing into tenant {:?} (its config has no sync.anthropic for it)",
+                tenant.name
+            ),
+        ));
+    };
+    let report = blocking(tenant.principal.clone(), move || {
+        job.run_once(&*tenant.svc)?.ok_or_else(|| {
+            crate::error::Error::Managed(crate::error::ManagedError::State(
+                "another node of the cluster holds the mirror's lease: it runs the mirror".into(),
+            ))
+        })
+    })
+    .await?;
+    sorted(&report)
 }
 
 /// `POST /v1/events`: an atomic batch.
@@ -434,6 +465,7 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiR
         subscribers: state.subscriber_count(),
         dream_jobs: state.dream_jobs_running(&tenant.name),
         reloads: state.reload_counts(),
+        sync: state.sync.as_ref().filter(|j| j.tenant == tenant.name).map(|j| j.state()),
     };
     let tails = state.tail_budget.clone();
     let text = blocking(tenant.principal.clone(), move || {

@@ -139,6 +139,9 @@ pub struct ServerConfig {
     /// --log-of-record` sets it from the command line.
     #[cfg(feature = "jetstream")]
     pub log_of_record: Option<dreamlog_jetstream::JetStreamConfig>,
+    /// Mirrors kept current inside the server (`anthropic`: hosted Claude Managed Agents,
+    /// as `dreamlog sync anthropic` on an interval).
+    pub sync: SyncSection,
 }
 
 /// The certificate chain and private key `serve` uses for TLS.
@@ -275,6 +278,7 @@ impl Default for ServerConfig {
             ui_session_secs: 3600,
             #[cfg(feature = "jetstream")]
             log_of_record: None,
+            sync: SyncSection::default(),
         }
     }
 }
@@ -346,4 +350,63 @@ pub fn check_bind(addr: &SocketAddr, config: &ServerConfig) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// The config's `sync` section.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSection {
+    /// Mirror hosted Claude Managed Agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anthropic: Option<AnthropicSync>,
+}
+
+/// `sync.anthropic`: what to mirror, into which tenant, how often.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnthropicSync {
+    /// The tenant whose log holds the mirror (default: the only tenant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Seconds between runs (a run that takes longer is followed by the next at once).
+    #[serde(default = "default_every")]
+    pub every_secs: u64,
+    /// Only these stores (`memstore_…`; default every store the key lists).
+    #[serde(default)]
+    pub stores: Vec<String>,
+    /// Sessions and dream records too (as without `--no-sessions`).
+    #[serde(default = "yes")]
+    pub sessions: bool,
+    /// Sessions created at or after this time only (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Also look for versions redacted upstream after they were mirrored (every version
+    /// listed again each run).
+    #[serde(default)]
+    pub redactions: bool,
+    /// The workspace (`anthropic-workspace-id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
+    /// The environment variable holding the API key (the key itself is never in a file).
+    #[serde(default = "default_key_env")]
+    pub api_key_env: String,
+    /// The API's base URL (default `ANTHROPIC_BASE_URL`, else the hosted API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Memory versions per atomic batch.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+}
+
+fn default_every() -> u64 {
+    300
+}
+fn yes() -> bool {
+    true
+}
+fn default_key_env() -> String {
+    "ANTHROPIC_API_KEY".into()
+}
+fn default_batch() -> usize {
+    crate::managed::mirror::BATCH_VERSIONS
 }

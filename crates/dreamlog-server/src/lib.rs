@@ -27,6 +27,7 @@ pub mod mcp;
 pub mod metrics;
 mod routes;
 mod state;
+mod sync;
 mod ui;
 mod workers;
 

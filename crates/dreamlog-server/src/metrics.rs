@@ -18,6 +18,8 @@ pub struct ServerGauges {
     pub dream_jobs: usize,
     /// SIGHUP reloads of the config's tokens: (applied, refused).
     pub reloads: (u64, u64),
+    /// The mirror of hosted Managed Agents into the tenant, when the config has one.
+    pub sync: Option<crate::sync::SyncState>,
 }
 
 /// The metrics of a store's gauges `g` (tenant `tenant`) and of the server (its gauges,
@@ -89,6 +91,52 @@ pub fn render(tenant: &str, g: &Gauges, server: &ServerGauges, tails: &TailBudge
             ("{result=\"refused\"}".to_owned(), server.reloads.1.to_string()),
         ],
     );
+    if let Some(m) = &server.sync {
+        metric(
+            "dreamlog_sync_runs_total",
+            "counter",
+            "Runs of the server's mirror of hosted Managed Agents, by outcome.",
+            &[
+                (format!("{{{t},result=\"ok\"}}"), (m.runs - m.failures).to_string()),
+                (format!("{{{t},result=\"error\"}}"), m.failures.to_string()),
+                (format!("{{{t},result=\"skipped\"}}"), m.skipped.to_string()),
+            ],
+        );
+        metric(
+            "dreamlog_sync_running",
+            "gauge",
+            "1 while a run of the mirror is under way.",
+            &one(u8::from(m.running).to_string()),
+        );
+        metric(
+            "dreamlog_sync_events_total",
+            "counter",
+            "Events the mirror's runs appended.",
+            &one(m.events.to_string()),
+        );
+        if let Some(lag) = m.lag_ms {
+            metric(
+                "dreamlog_sync_lag_seconds",
+                "gauge",
+                "Time since the start of the mirror's last run that succeeded.",
+                &one(format!("{}", lag as f64 / 1000.0)),
+            );
+        }
+        if let Some(t) = m.last_success {
+            metric(
+                "dreamlog_sync_last_success_timestamp_seconds",
+                "gauge",
+                "When the mirror's last run that succeeded started (Unix time).",
+                &one(format!("{}", t as f64 / 1000.0)),
+            );
+        }
+        metric(
+            "dreamlog_sync_unmapped",
+            "gauge",
+            "Objects the mirror's last run could not map.",
+            &one(m.unmapped.to_string()),
+        );
+    }
     // The tails' shared read-ahead budget (server-wide, no tenant label).
     for (name, kind, help, value) in [
         (

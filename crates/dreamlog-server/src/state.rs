@@ -115,6 +115,8 @@ pub struct AppState {
     ui_sessions: std::sync::Mutex<std::collections::HashMap<blake3::Hash, UiSession>>,
     /// SIGHUP reloads of the config's tokens: [applied, refused].
     pub(crate) reloads: [std::sync::atomic::AtomicU64; 2],
+    /// The mirror of hosted Managed Agents the config's `sync.anthropic` keeps current.
+    pub(crate) sync: Option<Arc<crate::sync::SyncJob>>,
 }
 
 /// A web view session: the token it was opened with (checked again on every use, so a
@@ -204,7 +206,18 @@ impl AppState {
             tokens = token_table(&config)?;
         }
         let backup_root = config.backup_root.as_deref().map(|root| backup_root(db, root)).transpose()?;
+        #[cfg(feature = "jetstream")]
+        let cluster = config.log_of_record.is_some();
+        #[cfg(not(feature = "jetstream"))]
+        let cluster = false;
+        let sync = match &config.sync.anthropic {
+            Some(a) => {
+                Some(Arc::new(crate::sync::SyncJob::new(a.clone(), &tenants.keys().collect::<Vec<_>>(), cluster)?))
+            }
+            None => None,
+        };
         Ok(Arc::new(AppState {
+            sync,
             backup_root,
             tenants,
             tokens: std::sync::RwLock::new(tokens),

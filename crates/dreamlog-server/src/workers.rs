@@ -1,6 +1,6 @@
 //! What runs beside the service while the server is up, each until shutdown: the OTLP
 //! assembler following each tenant's log, signed checkpoints on a timer, token reloads
-//! on SIGHUP.
+//! on SIGHUP, the mirror of hosted Managed Agents (`sync.anthropic`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +17,9 @@ use crate::store::principal::as_principal;
 pub(crate) fn start(state: &Arc<AppState>) {
     if state.config.checkpoint_every_secs > 0 && state.config.checkpoint_key.is_some() {
         tokio::spawn(sign_checkpoints(state.clone()));
+    }
+    if let Some(job) = &state.sync {
+        tokio::spawn(mirror_hosted(state.clone(), job.clone()));
     }
     #[cfg(unix)]
     tokio::spawn(reload_on_sighup(state.clone()));
@@ -193,6 +196,39 @@ async fn sign_checkpoints(state: Arc<AppState>) {
                 Ok(Err(e)) => tracing::warn!("tenant {name}: checkpoint: {e}"),
                 Err(e) => tracing::warn!("tenant {name}: checkpoint: {e}"),
             }
+        }
+    }
+}
+
+/// Runs the mirror every `every_secs` (the first at start) until shutdown (`POST
+/// /v1/sync/anthropic` runs one in between, on the request's thread).
+async fn mirror_hosted(state: Arc<AppState>, job: Arc<crate::sync::SyncJob>) {
+    let Some(tenant) = state.tenants.get(&job.tenant) else { return };
+    let svc = tenant.svc.clone();
+    let mut stop = state.stopping();
+    let mut every = tokio::time::interval(Duration::from_secs(job.config.every_secs));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.changed() => {
+                job.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+                return;
+            }
+        }
+        let (job2, svc2) = (job.clone(), svc.clone());
+        let ran =
+            tokio::task::spawn_blocking(move || as_principal(server_principal("sync"), || job2.run_once(&*svc2))).await;
+        match ran {
+            Ok(Ok(Some(r))) => tracing::info!(
+                "sync anthropic: {} store(s), {} event(s) appended, {} unmapped",
+                r.stores.len(),
+                r.stores.iter().map(|s| s.events).sum::<usize>(),
+                r.unmapped.len()
+            ),
+            Ok(Ok(None)) => tracing::debug!("sync anthropic: another node holds the lease"),
+            Ok(Err(e)) => tracing::warn!("sync anthropic: {e}"),
+            Err(e) => tracing::warn!("sync anthropic: {e}"),
         }
     }
 }

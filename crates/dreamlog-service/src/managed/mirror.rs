@@ -140,6 +140,9 @@ pub struct StoreSync {
     /// Of the versions mirrored, those a push from dreamlog made (linked to its intent).
     #[serde(default)]
     pub linked: usize,
+    /// The store's cursor after this sync: the newest version time mirrored (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub through: Option<u64>,
     /// Memories written as they were at the first mirror, their every version past the
     /// retention period.
     pub baseline: usize,
@@ -650,6 +653,7 @@ fn sync_store(
     if opts.redactions {
         out.redacted_upstream = Some(redact_upstream_redactions(svc, hosted, id, &stream)?);
     }
+    out.through = local.through;
     Ok(out)
 }
 

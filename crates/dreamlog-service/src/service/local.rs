@@ -222,6 +222,7 @@ impl Service for Local {
             events: store.len(),
             max_batch: self.max_batch,
             log_of_record: store.log_of_record().map(|l| l.describe()),
+            sync: None,
         })
     }
 

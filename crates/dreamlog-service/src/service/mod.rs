@@ -208,6 +208,10 @@ pub struct Info {
     /// The replicated log of record this node is a projection of (a cluster node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_of_record: Option<String>,
+    /// The server's mirror of hosted Managed Agents into this tenant (its config's
+    /// `sync.anthropic`): runs, cursors, lag, the last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<Value>,
 }
 
 /// `POST /v1/events`: events in their JSON form.
