@@ -14,77 +14,15 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use common::cluster::Cluster;
+
+use std::path::PathBuf;
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-
-/// A cluster started by tools/cluster.sh in a temporary folder; stopped when dropped.
-struct Cluster {
-    dir: tempfile::TempDir,
-    env: HashMap<String, String>,
-}
-
-impl Cluster {
-    fn up() -> Cluster {
-        let dir = tempfile::Builder::new().prefix("dreamlog-cluster-test").tempdir().expect("temp dir");
-        let mut c = Cluster { dir, env: HashMap::new() };
-        let out = c.sh(&["up"]);
-        assert!(out.status.success(), "cluster.sh up failed:\n{}", text(&out));
-        let env = std::fs::read_to_string(c.dir.path().join("cluster.env")).expect("cluster.env");
-        c.env = env.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-        c
-    }
-
-    fn sh(&self, args: &[&str]) -> Output {
-        Command::new("bash")
-            .arg(common::root().join("tools/cluster.sh"))
-            .args(args)
-            .env("DREAMLOG_CLUSTER_DIR", self.dir.path())
-            .env("DREAMLOG_BIN", env!("CARGO_BIN_EXE_dreamlog"))
-            .output()
-            .expect("run tools/cluster.sh")
-    }
-
-    fn member(&self, verb: &str, member: &str) {
-        let out = self.sh(&[verb, member]);
-        assert!(out.status.success(), "cluster.sh {verb} {member}:\n{}", text(&out));
-    }
-
-    fn node(&self, n: usize) -> String {
-        self.env.get(&format!("NODE{n}")).cloned().unwrap_or_else(|| {
-            let base: u16 = self.env["BASE"].parse().expect("BASE");
-            format!("http://127.0.0.1:{}", base + 30 + n as u16)
-        })
-    }
-
-    fn nodes(&self) -> Vec<String> {
-        (1..=3).map(|n| self.node(n)).collect()
-    }
-
-    fn nats_health(&self, n: u16) -> String {
-        let base: u16 = self.env["BASE"].parse().expect("BASE");
-        format!("http://127.0.0.1:{}/healthz", base + 20 + n)
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.sh(&["down"]);
-    }
-}
-
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
 
 fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("client")

@@ -17,7 +17,8 @@
 # Ports: DREAMLOG_CLUSTER_PORT (default: a free block): NATS clients +1..3, routes
 # +11..13, NATS monitoring +21..23, dreamlog nodes +31..33.
 # DREAMLOG_CLUSTER_REPLICAS (default 3) sets the streams' replicas, DREAMLOG_CLUSTER_SYNC
-# JetStream's sync_interval (default always: fsync before every acknowledgement); DREAMLOG_BIN the
+# JetStream's sync_interval (default always: fsync before every acknowledgement);
+# DREAMLOG_CLUSTER_CONFIG a server config every node starts with; DREAMLOG_BIN the
 # dreamlog binary (default: $CARGO_TARGET_DIR, else target/, then release/dreamlog; built when missing).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -96,7 +97,9 @@ start_node() { # N
   local n="$1" port
   if pid_alive "$DIR/node$n.pid"; then return 0; fi
   port=$((BASE + 30 + n))
-  setsid "$BIN" --db "$DIR/node$n" serve --addr "127.0.0.1:$port" \
+  local config=()
+  if [ -n "${DREAMLOG_CLUSTER_CONFIG:-}" ]; then config=(--config "$DREAMLOG_CLUSTER_CONFIG"); fi
+  setsid "$BIN" --db "$DIR/node$n" serve --addr "127.0.0.1:$port" "${config[@]}" \
     --log-of-record "$NATS_URLS" --replicas "$REPLICAS" --log warn >>"$DIR/node$n.log" 2>&1 < /dev/null &
   echo $! >"$DIR/node$n.pid"
 }
