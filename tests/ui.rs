@@ -114,6 +114,50 @@ fn an_auditor_clicks_through_every_page_in_chromium() {
     }
 }
 
+/// A hosted dream's new store (a mirror of hosted Managed Agents) promoted from its dream's
+/// page: the web view pushes it to the hosted store (the SDK-typed stand-in), listing the
+/// calls first.
+#[test]
+fn a_hosted_dreams_store_is_pushed_from_the_web_view_in_chromium() {
+    let dir = tempdir().unwrap();
+    let standin = common::hosted::StandIn::start(&common::hosted::learning(), dir.path(), 0);
+    let db = dir.path().join("db/tenants/audit");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    ok(&common::hosted::sync(&db, &standin.url, &[]));
+    let dream = common::json_lines(&ok(&dreamlog_on(&db, &["--json", "dream", "list"], None)))
+        .into_iter()
+        .find(|d| d["output_store"] == "memstore_03dreamed")
+        .expect("the hosted dream");
+    let dream_id = dream["id"].as_str().unwrap().to_owned();
+    let hash = dreamlog::hash_token;
+    let cfg = dir.path().join("server.json");
+    let config = json!({"tokens": [{"tenant": "audit", "role": "admin", "token_blake3": hash(ADMIN)}]});
+    std::fs::write(&cfg, config.to_string()).unwrap();
+    let env = [("ANTHROPIC_BASE_URL", standin.url.as_str()), ("ANTHROPIC_API_KEY", common::hosted::KEY)];
+    let server = Server::start_env(&dir.path().join("db"), &["--config", cfg.to_str().unwrap()], &env);
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new("python3")
+        .arg("tests/python/ui_push.py")
+        .args([&server.base, ADMIN, &dream_id, shots.to_str().unwrap()])
+        .current_dir(common::root())
+        .output()
+        .expect("python3 with playwright");
+    assert!(
+        out.status.success(),
+        "the browser test failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(server.stop().success());
+    // The hosted store now holds the dream's store, as the mirror shows.
+    assert_eq!(common::hosted::files(&db, "memstore_02learn"), common::hosted::files(&db, "memstore_03dreamed"));
+    let sc: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("scenario.json")).unwrap()).unwrap();
+    let pushed =
+        sc["versions"].as_array().unwrap().iter().filter(|v| v["created_by"]["api_key_id"] == "apikey_standin");
+    assert!(pushed.count() >= 1, "the calls reached the hosted store");
+}
+
 /// `POST /ui/session` with a token: the cookie it sets and its JSON.
 fn sign_in(base: &str, token: &str) -> (u16, Option<String>, Value) {
     let r = client().post(format!("{base}/ui/session")).json(&json!({ "token": token })).send().unwrap();

@@ -828,7 +828,7 @@ async function dreamPage(ctx, current) {
       ['store', [a(d.store, href('memory', [d.store])), ' → wrote to ', a(d.output_store, href('memory', [d.output_store]))]],
       ['input', [`log range [${d.from_position}, ${d.to_position}) · ${d.meta ? d.meta.sessions : '?'} graded sessions · base state `, h('code', {}, short(d.base_state)),
         ' · ', a('the range in the timeline', href('timeline', [], { before: d.to_position }))]],
-      ['output', ['result state ', h('code', {}, short(d.result_state)), ` · ${d.meta ? d.meta.commands : '?'} commands`]],
+      ['output', ['result state ', h('code', {}, short(d.result_state)), ` · ${d.meta && d.meta.commands != null ? d.meta.commands : '?'} commands`]],
       ['event', eventLink(d.id, `#${d.position} ${short(d.id)}`)],
       ['time', time(d.time) + ' UTC'],
     ]),
