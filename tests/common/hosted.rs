@@ -56,14 +56,7 @@ impl Drop for StandIn {
 }
 
 pub fn sync(db: &Path, url: &str, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dreamlog"))
-        .args(["--db", db.to_str().expect("utf-8"), "sync", "anthropic"])
-        .args(args)
-        .env("DREAMLOG_SYNC", "none")
-        .env("ANTHROPIC_BASE_URL", url)
-        .env("ANTHROPIC_API_KEY", KEY)
-        .output()
-        .expect("run dreamlog")
+    hosted(db, url, &[&["sync", "anthropic"], args].concat())
 }
 
 /// The fixture of a learning loop on the hosted platform (tests/fixtures/hosted).
@@ -94,7 +87,7 @@ pub fn files(db: &Path, store: &str) -> BTreeMap<String, String> {
 
 /// `dreamlog` with the stand-in as the hosted API.
 pub fn hosted(db: &Path, url: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_dreamlog"))
+    Command::new(env!("CARGO_BIN_EXE_dreamlog"))
         .args(["--db", db.to_str().expect("utf-8")])
         .args(args)
         .env("DREAMLOG_SYNC", "none")

@@ -13,8 +13,6 @@
 //! (Were two runs to overlap anyway, the mirror's expected versions let only one write each
 //! batch: the other fails and retries at its next run.)
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -84,8 +82,6 @@ pub struct SyncJob {
     /// One run at a time.
     run: std::sync::Mutex<()>,
     state: std::sync::Mutex<SyncState>,
-    /// The server is stopping: a run that has not begun does not.
-    pub(crate) stopping: AtomicBool,
 }
 
 fn now_ms() -> u64 {
@@ -131,7 +127,6 @@ impl SyncJob {
             node,
             run: std::sync::Mutex::new(()),
             state: std::sync::Mutex::new(state),
-            stopping: AtomicBool::new(false),
         })
     }
 
@@ -205,9 +200,6 @@ impl SyncJob {
             session_progress: None,
             redactions: self.config.redactions,
         };
-        if self.stopping.load(Ordering::SeqCst) {
-            return Err(Error::InvalidInput("the server is stopping".into()));
-        }
         sync_memory(svc, &hosted, &opts)
     }
 

@@ -211,10 +211,7 @@ async fn mirror_hosted(state: Arc<AppState>, job: Arc<crate::sync::SyncJob>) {
     loop {
         tokio::select! {
             _ = every.tick() => {}
-            _ = stop.changed() => {
-                job.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
-                return;
-            }
+            _ = stop.changed() => return,
         }
         let (job2, svc2) = (job.clone(), svc.clone());
         let ran =
