@@ -127,7 +127,8 @@ fn every_write_names_the_authenticated_principal_not_the_asserted_actor() {
     let (_, report) = post(&c, &server.url("/v1/verify"), Some("admin-token"), &json!({}));
     assert_eq!(report["problems"].as_array().map(Vec::len), Some(0), "{report}");
     assert!(report["receipts"].as_u64().unwrap() >= 4, "{report}");
-    assert!(server.stop().success());
+    let (status, log) = server.stop_with_log();
+    assert!(status.success(), "{status}: {}", log.join("\n"));
 }
 
 #[test]

@@ -214,6 +214,10 @@ pub(crate) struct Inner {
     pub writer: Mutex<Option<writer::WriterHandle>>,
     pub writer_thread: Mutex<Option<JoinHandle<()>>>,
     pub closed: Arc<AtomicBool>,
+    /// Held while `ACKED` is written: the recorder thread and close write it through one
+    /// temporary file, and a count the recorder read before close must not land after
+    /// close's final one.
+    pub acked: Arc<Mutex<()>>,
     /// Append counters (`GET /metrics`).
     pub metrics: metrics::AppendMetrics,
     /// What opening found and set right (a torn group dropped, projectors caught up).
@@ -434,9 +438,9 @@ impl Store {
             Some(r) => Some(r.follow(count, handle.sink(), committed.watch.subscribe())?),
             None => None,
         };
-        let closed = Arc::new(AtomicBool::new(false));
+        let (closed, acked) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(())));
         if opts.sync == SyncMode::Fsync {
-            spawn_acked_recorder(Arc::downgrade(&log), committed.clone(), closed.clone());
+            spawn_acked_recorder(Arc::downgrade(&log), committed.clone(), closed.clone(), acked.clone());
         }
         Ok(Store {
             inner: Arc::new(Inner {
@@ -447,6 +451,7 @@ impl Store {
                 writer: Mutex::new(Some(handle)),
                 writer_thread: Mutex::new(Some(thread)),
                 closed,
+                acked,
                 metrics: Default::default(),
                 opened,
                 redactions: Mutex::new(0),
@@ -1220,6 +1225,7 @@ impl Store {
         }
         self.inner.log.close(self.len())?;
         if self.inner.opts.sync == SyncMode::Fsync && self.poison_reason().is_none() {
+            let _writing = self.inner.acked.lock().unwrap_or_else(|p| p.into_inner());
             self.inner.log.record_acknowledged(self.len())?;
         }
         Ok(())
@@ -1243,7 +1249,14 @@ impl Drop for Inner {
 
 /// Under fsync every published count is durable: a thread beside the writer (off its
 /// path) records it in `ACKED` at most every half second while it changes, until close.
-fn spawn_acked_recorder(log: std::sync::Weak<dyn Log>, committed: Arc<Committed>, closed: Arc<AtomicBool>) {
+/// `closed` is read again under `acked` (which close holds while it writes the final
+/// count), so nothing the recorder writes lands after close's.
+fn spawn_acked_recorder(
+    log: std::sync::Weak<dyn Log>,
+    committed: Arc<Committed>,
+    closed: Arc<AtomicBool>,
+    acked: Arc<Mutex<()>>,
+) {
     let run = move || {
         let mut recorded = committed.count.lock().map(|c| *c).unwrap_or(0);
         while !closed.load(Ordering::SeqCst) {
@@ -1252,6 +1265,10 @@ fn spawn_acked_recorder(log: std::sync::Weak<dyn Log>, committed: Arc<Committed>
             if now != recorded && !closed.load(Ordering::SeqCst) {
                 // Held weakly: a closed store's backend is not kept open by this thread.
                 let Some(log) = log.upgrade() else { return };
+                let _writing = acked.lock().unwrap_or_else(|p| p.into_inner());
+                if closed.load(Ordering::SeqCst) {
+                    return;
+                }
                 match log.record_acknowledged(now) {
                     Ok(()) => recorded = now,
                     Err(e) => tracing::warn!("cannot record the acknowledged count of {}: {e}", log.describe()),
