@@ -40,7 +40,7 @@ pub use dreamlog_service::embedded::{recover, RecoveryReport};
 #[doc(hidden)]
 pub use dreamlog_service::fuzzing;
 pub use dreamlog_service::{
-    dream, exchange, import, keys, ledger, managed, memory, otlp, service, sessions, sim, timeline, watch,
+    dream, exchange, hooks, import, keys, ledger, managed, memory, otlp, service, sessions, sim, timeline, watch,
 };
 pub use dreamlog_store as store;
 use dreamlog_store::error;

@@ -76,6 +76,16 @@ if [ ! -f "$VENV/.python-package" ] || ! cmp -s "$(dirname "$0")/../python/pypro
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -e "$(dirname "$0")/../python[anthropic]"
   cp "$(dirname "$0")/../python/pyproject.toml" "$VENV/.python-package"
 fi
+# The real Claude Code CLI (tools/claude-code/package-lock.json, pinned with its
+# integrity hashes; its platform binary ships inside the package, and its install script
+# links it as bin/claude.exe) for tests/claude_code.rs, into the git-ignored
+# tools/claude-code/node_modules, never globally.
+CC="$(cd "$(dirname "$0")" && pwd)/claude-code"
+if command -v npm >/dev/null 2>&1 && ! cmp -s "$CC/package-lock.json" "$CC/node_modules/.package-lock.copy"; then
+  echo "bootstrap: installing the pinned Claude Code CLI into $CC/node_modules" >&2
+  (cd "$CC" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  cp "$CC/package-lock.json" "$CC/node_modules/.package-lock.copy"
+fi
 export PATH="$VENV/bin:$PATH"
 
 if [ "$#" -gt 0 ]; then

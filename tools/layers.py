@@ -51,6 +51,7 @@ LAYERS = {
     "managed": 5,
     "otlp": 5,
     "watch": 5,
+    "hooks": 5,
     # crates/dreamlog-server: its config, the state requests share, what every HTTP
     # surface shares and what runs beside the service, the surfaces, their router
     "config": 6,

@@ -265,6 +265,7 @@ pub fn run(cli: &Cli, svc: &dyn Service) -> Result<ExitCode> {
             }
         }
         Command::Demo => super::demo::run(svc, cli.remote.is_some())?,
+        Command::Hook(args) => super::hooks::flush(cli, args, svc)?,
         Command::Watch { dir, store, quiet_ms, max_burst_ms, actor, session } => {
             let opts = crate::watch::WatchOptions {
                 store: store.clone(),

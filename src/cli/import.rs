@@ -51,6 +51,10 @@ fn expand(paths: &[String]) -> Result<(Vec<Input>, Vec<SetAside>)> {
                 }
             } else if trial && p.file_name().is_some_and(|n| n == "result.json") {
                 // read with the trial's trajectory
+            } else if let Some(agent) = claude_code_agent_meta(&p) {
+                let why =
+                    format!("Claude Code's description of sub-agent {agent} (its transcript is agent-{agent}.jsonl)");
+                aside.push((p.display().to_string(), why));
             } else if matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "jsonl" | "traj" | "eval")) {
                 out.push(Input { path: p.display().to_string(), in_dir: true });
             }
@@ -93,6 +97,14 @@ fn expand(paths: &[String]) -> Result<(Vec<Input>, Vec<SetAside>)> {
         Path::new(&i.path).file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("agent-"))
     });
     Ok((out, aside))
+}
+
+/// The sub-agent a Claude Code `subagents/agent-ID.meta.json` describes (its type and
+/// task, beside the transcript `agent-ID.jsonl`): not a run of its own.
+fn claude_code_agent_meta(p: &Path) -> Option<&str> {
+    let name = p.file_name()?.to_str()?;
+    let in_subagents = p.parent().and_then(|d| d.file_name()).is_some_and(|d| d == "subagents");
+    name.strip_prefix("agent-")?.strip_suffix(".meta.json").filter(|_| in_subagents)
 }
 
 /// `import`, into the embedded database or a server (one batch per session, or per

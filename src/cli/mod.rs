@@ -5,6 +5,7 @@
 mod demo;
 mod dispatch;
 mod dream;
+mod hooks;
 mod import;
 mod memory;
 mod output;
@@ -187,6 +188,12 @@ pub enum Command {
         #[arg(long)]
         session: Option<String>,
     },
+    /// The command Claude Code runs for its hooks (`hooks install` puts it in): reads the
+    /// hook's JSON on standard input and what the session's transcripts gained since the
+    /// hook before, and delivers both to --remote (spooled when the server is slow or
+    /// unreachable; always spooled embedded, delivered at the session's end or by
+    /// `--flush`). Always exits 0 so Claude Code is never held up.
+    Hook(hooks::HookArgs),
     /// Guard a folder of memory files: record every change any program makes to DIR as
     /// memory commands in STORE, a burst of changes as one atomic batch, until SIGINT or
     /// SIGTERM. Works embedded and `--remote`.
@@ -588,7 +595,8 @@ fn creates(command: &Command) -> bool {
         | Command::Sync(_)
         | Command::Demo
         | Command::Mcp { .. }
-        | Command::Watch { .. } => true,
+        | Command::Watch { .. }
+        | Command::Hook(_) => true,
         Command::Dream(c) => matches!(c, dream::DreamCmd::Run(_)),
         Command::Memory(c) => matches!(
             c,
@@ -616,6 +624,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             ))?;
         }
         return Ok(ExitCode::SUCCESS);
+    }
+    // A hook opens no database and builds no service client: it must be quick and never
+    // fail Claude Code.
+    if let Command::Hook(args) = &cli.command {
+        if !args.flush {
+            return Ok(hooks::run_hook(&cli, args));
+        }
     }
     if let Some(url) = cli.remote.clone() {
         let remote = crate::service::Remote::with_ca(&url, cli.token.clone(), cli.ca_cert.as_deref())?;

@@ -22,10 +22,15 @@ impl Server {
 
     /// With these environment variables set for the server.
     pub fn start_env(db: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_at(db, "127.0.0.1:0", extra, env)
+    }
+
+    /// On `addr` (a server started again where clients know it).
+    pub fn start_at(db: &Path, addr: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dreamlog"))
             .arg("--db")
             .arg(db)
-            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(["serve", "--addr", addr])
             .args(extra)
             .env("DREAMLOG_SYNC", "fsync")
             .envs(env.iter().copied())

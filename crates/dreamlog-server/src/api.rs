@@ -72,6 +72,21 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/v1/export", get(export))
         .route("/v1/traces", post(otlp_traces))
         .route("/v1/logs", post(otlp_logs))
+        .route("/v1/hooks/claude-code", post(claude_code_hook))
+}
+
+/// `POST /v1/hooks/claude-code` (write): what one Claude Code hook delivered
+/// (`dreamlog hook`): its payload and the transcript lines since the hook before, kept
+/// as a raw note; the session assembled from every delivery of it so far.
+async fn claude_code_hook(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let tenant = auth(&state, &headers, Role::Write)?;
+    let d: crate::hooks::Delivery = json_body(&body)?;
+    let recorded = blocking(tenant.principal.clone(), move || crate::hooks::record(&*tenant.svc, &d)).await?;
+    sorted(&recorded)
 }
 
 async fn health() -> Json<Health> {

@@ -32,7 +32,7 @@ mod ui;
 mod workers;
 
 use dreamlog_core as core;
-use dreamlog_service::{dream, embedded, keys, managed, otlp, service};
+use dreamlog_service::{dream, embedded, hooks, keys, managed, otlp, service};
 use dreamlog_store as store;
 use dreamlog_store::error;
 

@@ -5,7 +5,7 @@
 //! [`exchange`], [`sim`], [`keys`]) reads and folds the log; [`service`] is every
 //! operation with typed requests, in process ([`service::Local`]) or over HTTP
 //! ([`service::Remote`]); the adapters over the service ([`managed`], [`otlp`],
-//! [`watch`]) translate other vocabularies into its operations; [`embedded`] is the one
+//! [`watch`], [`hooks`]) translate other vocabularies into its operations; [`embedded`] is the one
 //! place that opens the embedded database (RocksDB). Nothing here serves HTTP
 //! or parses a command line: those surfaces are `dreamlog-server` and the `dreamlog`
 //! binary.
@@ -22,6 +22,7 @@ pub mod embedded;
 pub mod exchange;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hooks;
 pub mod import;
 pub mod keys;
 pub mod ledger;

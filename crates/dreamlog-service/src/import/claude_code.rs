@@ -67,6 +67,10 @@ fn session_from(file: &str, lines: Vec<Line>, session: String, parent: Option<St
     let agent = Actor::Agent("claude-code".into());
     let model = lines.iter().find_map(|(_, v)| v.pointer("/message/model").and_then(Value::as_str)).map(str::to_owned);
     let mut t = 0u64;
+    // The end's time is the last message's: lines after it (notices, cost records) come
+    // and go with the version of Claude Code and how far it got writing them, and a
+    // session recorded live must end as its finished transcript does.
+    let mut last = 0u64;
     let mut first_time = None;
     for (line_no, v) in &lines {
         let at = At { file, pointer: format!(":{line_no}"), value: v };
@@ -75,6 +79,7 @@ fn session_from(file: &str, lines: Vec<Line>, session: String, parent: Option<St
         if !matches!(kind, "user" | "assistant") {
             continue; // summaries, system notices, file snapshots: not conversation
         }
+        last = t;
         first_time.get_or_insert(t);
         let msg = at.get("message")?;
         let role = msg.get("role")?.str()?;
@@ -125,6 +130,6 @@ fn session_from(file: &str, lines: Vec<Line>, session: String, parent: Option<St
         first_time.unwrap_or(0),
     );
     // Tool calls cut off by the end of a transcript stay unanswered.
-    b.end(agent, "ended".into(), None, t);
+    b.end(agent, "ended".into(), None, last);
     Ok(b.finish(parent))
 }

@@ -171,7 +171,7 @@ pub struct SessionEvents {
 }
 
 /// What an import did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImportCounts {
     /// Sessions written.
     pub sessions: u64,

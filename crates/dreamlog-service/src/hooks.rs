@@ -1,0 +1,641 @@
+//! Claude Code recorded while it runs: what its hooks deliver ([`Delivery`]: the hook's
+//! JSON payload and the transcript lines written since the hook before) becomes a raw
+//! note on `claude-code.hooks/SESSION`, and the session is assembled from those notes as
+//! an import of the transcript so far ([`record`]). The transcript is the source of
+//! truth (its uuids, times, messages, calls and results); the payloads add what it lacks
+//! (tool responses, durations, the permission mode, the hook events themselves) and are
+//! kept whole in the raw notes, unknown events and fields included.
+//!
+//! Because the live session is the transcript's import, grown as lines arrive, importing
+//! the finished transcript afterwards finds it present (nothing doubled), and a delivery
+//! made twice is one note (content-addressed). Segments may arrive out of order (a hook
+//! that spooled while a later one reached the server): a transcript is assembled up to
+//! its first gap. A session is held back until its model is known (its first answer) or
+//! it ended, so its start is the one the finished transcript gives; it and its
+//! sub-agents end at `SessionEnd`, whose hook first waits for the transcripts to stop
+//! growing ([`Spool::settle`]).
+//!
+//! [`Spool`] is the hook's side: the folder a hook process writes to when it cannot (or,
+//! embedded, must not) reach the database, and the per-session offsets it reads the
+//! transcripts from, under a file lock so concurrent hooks of one session read each line
+//! once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::core::{Actor, Body, CanonicalJson, Draft, Kind, Note};
+use crate::error::{Error, Result};
+use crate::import::{Format, ImportCounts};
+use crate::service::Service;
+use crate::store::AppendBatch;
+
+/// The note type of a delivery.
+pub const NOTE_TYPE: &str = "claude-code.hook";
+/// Deliveries of session `ID` are notes on `claude-code.hooks/ID`.
+pub const STREAM_PREFIX: &str = "claude-code.hooks/";
+/// The version of [`Delivery`] this build writes and reads.
+pub const DELIVERY_VERSION: u32 = 1;
+/// Most bytes of transcript one delivery carries; the rest waits for the next hook.
+pub const MAX_SEGMENT: u64 = 8 << 20;
+
+/// What one hook call delivers (schemas/hook-delivery.schema.json).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// [`DELIVERY_VERSION`].
+    pub v: u32,
+    /// When the hook ran (milliseconds since the Unix epoch): the raw note's time.
+    pub at: u64,
+    /// The hook's JSON payload as Claude Code gave it.
+    pub payload: Value,
+    /// Transcript lines written since the hook before, whole lines only.
+    #[serde(default)]
+    pub transcripts: Vec<Segment>,
+}
+
+/// Bytes `offset..offset + text.len()` of a transcript file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    /// The transcript's path, as Claude Code names it.
+    pub path: String,
+    /// The sub-agent whose transcript it is (`agent_id`), none for the session's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// Where the text starts in the file.
+    pub offset: u64,
+    /// Whole lines (each ending in a newline).
+    pub text: String,
+}
+
+/// What [`record`] did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Recorded {
+    /// The session (`claude-code/ID`).
+    pub session: String,
+    /// The hook event delivered.
+    pub hook_event: String,
+    /// Whether the delivery was new (false: the same delivery was recorded before).
+    pub new: bool,
+    /// What the assembly wrote.
+    pub assembled: ImportCounts,
+    /// Sessions held back (no answer yet) or waiting for a gap in their transcript.
+    pub waiting: Vec<String>,
+}
+
+fn bad(reason: impl Into<String>) -> Error {
+    Error::Input { path: "hook delivery".into(), line: 0, reason: reason.into() }
+}
+
+/// Claude Code's session id from a payload: a name fit for a stream segment.
+pub fn session_id(payload: &Value) -> Result<&str> {
+    let id =
+        payload.get("session_id").and_then(Value::as_str).ok_or_else(|| bad("the payload has no session_id string"))?;
+    let fits = !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !id.starts_with('.');
+    if !fits {
+        return Err(bad(format!("session_id {id:?}: expected 1 to 128 of A-Z a-z 0-9 - _ . (not starting with .)")));
+    }
+    Ok(id)
+}
+
+/// Checks a delivery before anything is written: its version, its session, whole lines.
+pub fn check(d: &Delivery) -> Result<()> {
+    if d.v != DELIVERY_VERSION {
+        return Err(bad(format!("version {} (this build reads {DELIVERY_VERSION})", d.v)));
+    }
+    if !d.payload.is_object() {
+        return Err(bad("the payload is not a JSON object"));
+    }
+    session_id(&d.payload)?;
+    for s in &d.transcripts {
+        if s.path.is_empty() {
+            return Err(bad("a transcript segment has no path"));
+        }
+        if !s.text.is_empty() && !s.text.ends_with('\n') {
+            return Err(bad(format!("the segment of {} at {} does not end with a whole line", s.path, s.offset)));
+        }
+        if s.agent_id
+            .as_deref()
+            .is_some_and(|a| !a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
+            return Err(bad(format!("agent_id {:?} of {}: expected A-Z a-z 0-9 - _", s.agent_id, s.path)));
+        }
+    }
+    Ok(())
+}
+
+/// Records a delivery: its raw note, then the sessions assembled from every note of its
+/// session so far. Nothing is written for a delivery that fails [`check`].
+pub fn record(svc: &dyn Service, d: &Delivery) -> Result<Recorded> {
+    check(d)?;
+    let id = session_id(&d.payload)?.to_owned();
+    let hook_event = d.payload.get("hook_event_name").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let lock = session_lock(&id);
+    let _one = lock.lock().unwrap_or_else(|p| p.into_inner());
+    let new = keep_locked(svc, d, &id)?;
+    let (assembled, waiting) = assemble_retrying(svc, &id)?;
+    Ok(Recorded { session: format!("claude-code/{id}"), hook_event, new, assembled, waiting })
+}
+
+/// Keeps a delivery as its raw note (nothing else); whether it was new: a delivery
+/// recorded before (a hook that spooled what had reached the server, a flush run twice)
+/// is not written again. Nothing is written for a delivery that fails [`check`].
+pub fn keep(svc: &dyn Service, d: &Delivery) -> Result<bool> {
+    check(d)?;
+    let id = session_id(&d.payload)?.to_owned();
+    let lock = session_lock(&id);
+    let _one = lock.lock().unwrap_or_else(|p| p.into_inner());
+    keep_locked(svc, d, &id)
+}
+
+fn keep_locked(svc: &dyn Service, d: &Delivery, id: &str) -> Result<bool> {
+    let stream = format!("{STREAM_PREFIX}{id}");
+    let json = CanonicalJson::from_value(&serde_json::to_value(d).map_err(|e| bad(e.to_string()))?);
+    let mut tries = 0;
+    loop {
+        let stored = stream_or_empty(svc, &stream)?;
+        if stored.iter().any(|e| matches!(&e.event.body, Body::Note(n) if n.note_type == NOTE_TYPE && n.json == json)) {
+            return Ok(false);
+        }
+        let expected = match stored.last() {
+            Some(e) => crate::store::ExpectedVersion::Exact(e.version),
+            None => crate::store::ExpectedVersion::NoStream,
+        };
+        let note = Body::Note(Note { note_type: NOTE_TYPE.into(), json: json.clone() });
+        let draft = Draft::new(stream.clone(), Actor::Agent("claude-code".into()), note).at(d.at);
+        let batch = AppendBatch {
+            events: vec![draft],
+            expectations: vec![(stream.clone(), expected)],
+            ..AppendBatch::default()
+        };
+        match svc.append_batch(batch) {
+            // Another process (a cluster's other node) recorded one meanwhile: look again.
+            Err(Error::Log(crate::error::LogError::WrongExpectedVersion { .. })) if tries < 20 => tries += 1,
+            Err(e) => return Err(e),
+            Ok(_) => return Ok(true),
+        }
+    }
+}
+
+fn stream_or_empty(svc: &dyn Service, stream: &str) -> Result<Vec<crate::store::StoredEvent>> {
+    match svc.stream_events(stream) {
+        Ok(s) => Ok(s),
+        Err(Error::NotFound(_)) | Err(Error::Remote { status: 404, .. }) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The lock of session `id` in this process: one delivery or assembly of it at a time.
+fn session_lock(id: &str) -> std::sync::Arc<std::sync::Mutex<()>> {
+    let mut all = ASSEMBLING.lock().unwrap_or_else(|p| p.into_inner());
+    all.retain(|_, l| std::sync::Arc::strong_count(l) > 1);
+    all.entry(id.to_owned()).or_default().clone()
+}
+
+/// [`assemble`] of session `id`, one at a time in this process, read again when another
+/// process (a cluster's other node) moved the session meanwhile.
+pub fn assemble_now(svc: &dyn Service, id: &str) -> Result<(ImportCounts, Vec<String>)> {
+    let lock = session_lock(id);
+    let _one = lock.lock().unwrap_or_else(|p| p.into_inner());
+    assemble_retrying(svc, id)
+}
+
+fn assemble_retrying(svc: &dyn Service, id: &str) -> Result<(ImportCounts, Vec<String>)> {
+    let mut tries = 0;
+    loop {
+        match assemble(svc, id) {
+            Err(Error::Log(crate::error::LogError::WrongExpectedVersion { .. })) if tries < 5 => tries += 1,
+            r => return r,
+        }
+    }
+}
+
+/// Sessions being assembled in this process, each behind its own lock.
+static ASSEMBLING: std::sync::Mutex<BTreeMap<String, std::sync::Arc<std::sync::Mutex<()>>>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// The deliveries recorded for Claude Code session `id`, in the order they were recorded.
+pub fn deliveries(svc: &dyn Service, id: &str) -> Result<Vec<Delivery>> {
+    let stored = stream_or_empty(svc, &format!("{STREAM_PREFIX}{id}"))?;
+    let mut out = Vec::with_capacity(stored.len());
+    for e in stored {
+        if let Body::Note(n) = &e.event.body {
+            if n.note_type == NOTE_TYPE {
+                if let Ok(d) = serde_json::from_value::<Delivery>(n.json.to_value()) {
+                    out.push(d);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Transcript path → (the sub-agent it is of, its text so far).
+type Texts = BTreeMap<String, (Option<String>, String)>;
+
+/// Each transcript's text from its start up to the first gap, from the segments of
+/// `deliveries` (overlaps are the same bytes of one file: each byte is taken once).
+fn transcripts(deliveries: &[Delivery]) -> (Texts, Vec<String>) {
+    let mut segments: BTreeMap<&str, Vec<&Segment>> = BTreeMap::new();
+    for d in deliveries {
+        for s in &d.transcripts {
+            segments.entry(s.path.as_str()).or_default().push(s);
+        }
+    }
+    let mut out = BTreeMap::new();
+    let mut gaps = Vec::new();
+    for (path, mut segs) in segments {
+        segs.sort_by_key(|s| s.offset);
+        let mut text = String::new();
+        let agent = segs.iter().find_map(|s| s.agent_id.clone());
+        for s in segs {
+            let covered = text.len() as u64;
+            if s.offset > covered {
+                gaps.push(format!("{path} from byte {covered}"));
+                break;
+            }
+            let skip = (covered - s.offset) as usize;
+            if skip < s.text.len() && s.text.is_char_boundary(skip) {
+                text.push_str(&s.text[skip..]);
+            }
+        }
+        out.insert(path.to_owned(), (agent, text));
+    }
+    (out, gaps)
+}
+
+/// Assembles Claude Code session `id` from its deliveries: each transcript so far is
+/// imported (new sessions written, grown ones grown), without an end until the session
+/// (or sub-agent) ended, and not before its first answer names the model.
+pub fn assemble(svc: &dyn Service, id: &str) -> Result<(ImportCounts, Vec<String>)> {
+    let all = deliveries(svc, id)?;
+    let event = |d: &&Delivery| d.payload.get("hook_event_name").and_then(Value::as_str).map(str::to_owned);
+    // Claude Code writes a transcript after the hooks of what it records may have run (a
+    // sub-agent's last lines can follow its SubagentStop): sessions and their sub-agents
+    // end only at SessionEnd, whose hook reads the transcripts once they stopped growing.
+    let ended = all.iter().any(|d| event(&d).as_deref() == Some("SessionEnd"));
+    let (texts, mut waiting) = transcripts(&all);
+    // The session's own transcript first: sub-agents start from its start.
+    let mut files: Vec<(String, Option<String>, String)> =
+        texts.into_iter().map(|(path, (agent, text))| (path, agent, text)).collect();
+    files.sort_by_key(|(_, agent, _)| agent.is_some());
+    let mut sessions = Vec::new();
+    let mut held: BTreeSet<String> = BTreeSet::new();
+    for (path, _, text) in files {
+        if text.is_empty() {
+            continue;
+        }
+        for mut s in crate::import::parse(Format::ClaudeCode, &path, text.as_bytes())? {
+            if s.parent.as_ref().is_some_and(|p| held.contains(p)) {
+                held.insert(s.session.clone());
+                continue;
+            }
+            let named =
+                s.events.first().is_some_and(|d| matches!(&d.body, Body::SessionStart(st) if st.model.is_some()));
+            if !ended {
+                if s.events.last().is_some_and(|d| d.body.kind() == Kind::SessionEnd) {
+                    s.events.pop();
+                }
+                if !named {
+                    held.insert(s.session.clone());
+                    continue;
+                }
+            }
+            sessions.push(s);
+        }
+    }
+    waiting.extend(held.into_iter().map(|s| format!("{s}: no answer yet")));
+    if sessions.is_empty() {
+        return Ok((ImportCounts::default(), waiting));
+    }
+    let counts = crate::service::import_sessions(svc, sessions, None, |_| ())?;
+    Ok((counts, waiting))
+}
+
+/// The route a server records deliveries at.
+pub const ROUTE: &str = "/v1/hooks/claude-code";
+
+/// A client that delivers to a server within `timeout` (connecting included): what a
+/// hook waits at most before it spools instead.
+pub fn client(timeout: std::time::Duration, ca: Option<&Path>) -> Result<reqwest::blocking::Client> {
+    let mut builder = reqwest::blocking::Client::builder().timeout(timeout).connect_timeout(timeout);
+    if let Some(path) = ca {
+        let pem = std::fs::read(path).map_err(io(path))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::Input {
+            path: path.display().to_string(),
+            line: 0,
+            reason: format!("not a PEM certificate: {e}"),
+        })?;
+        for c in certs {
+            builder = builder.add_root_certificate(c);
+        }
+    }
+    builder.build().map_err(|e| Error::Remote { status: 0, kind: "client".into(), message: e.to_string() })
+}
+
+/// Delivers `d` to the server at `base` ([`ROUTE`]).
+pub fn deliver(http: &reqwest::blocking::Client, base: &str, token: Option<&str>, d: &Delivery) -> Result<Recorded> {
+    let url = format!("{}{ROUTE}", base.trim_end_matches('/'));
+    let mut req = http.post(&url).json(d);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().map_err(|e| Error::Remote {
+        status: 0,
+        kind: "connection".into(),
+        message: format!("{url}: {e}"),
+    })?;
+    let status = resp.status().as_u16();
+    let text = resp.text().unwrap_or_default();
+    if !(200..300).contains(&status) {
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        return Err(Error::Remote {
+            status,
+            kind: v["error"]["type"].as_str().unwrap_or("error").to_owned(),
+            message: v["error"]["message"].as_str().map_or_else(|| text.clone(), str::to_owned),
+        });
+    }
+    serde_json::from_str(&text).map_err(|e| Error::Remote {
+        status,
+        kind: "answer".into(),
+        message: format!("{url}: not a hook answer: {e}"),
+    })
+}
+
+/// Where a hook keeps what it could not deliver yet, and how far it read each transcript.
+///
+/// Layout: `DIR/pending/*.json` (one [`Delivery`] per file, named so they sort in the
+/// order they were made), `DIR/state/SESSION.json` (transcript path → bytes read) with
+/// its lock `DIR/state/SESSION.lock`.
+pub struct Spool {
+    dir: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.display().to_string(), source }
+}
+
+impl Spool {
+    /// The spool in `dir` (made when first written).
+    pub fn new(dir: impl Into<PathBuf>) -> Spool {
+        Spool { dir: dir.into() }
+    }
+
+    /// Its folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn pending_dir(&self) -> PathBuf {
+        self.dir.join("pending")
+    }
+
+    /// Reads what the transcripts named by `payload` gained since the last hook of its
+    /// session, and moves their offsets past it, under the session's lock. The session's
+    /// own transcript is `transcript_path`; a sub-agent's (`agent_id`) is
+    /// `agent_transcript_path`, else `SESSION/subagents/agent-ID.jsonl` beside the
+    /// session's; at `Stop` and `SessionEnd` every sub-agent transcript of the session is
+    /// read too. Only whole lines are taken: a half-written last line waits.
+    pub fn read_new(&self, payload: &Value) -> Result<Vec<Segment>> {
+        let id = session_id(payload)?;
+        let state_dir = self.dir.join("state");
+        std::fs::create_dir_all(&state_dir).map_err(io(&state_dir))?;
+        let lock_path = state_dir.join(format!("{id}.lock"));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        lock.lock().map_err(io(&lock_path))?;
+        let state_path = state_dir.join(format!("{id}.json"));
+        let mut offsets: BTreeMap<String, u64> = match std::fs::read(&state_path) {
+            Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(io(&state_path)(e)),
+        };
+        let mut files: Vec<(String, Option<String>)> = Vec::new();
+        let main = payload.get("transcript_path").and_then(Value::as_str).filter(|p| !p.is_empty());
+        if let Some(main) = main {
+            files.push((main.to_owned(), None));
+        }
+        let event = payload.get("hook_event_name").and_then(Value::as_str).unwrap_or_default();
+        if let Some(agent) = payload.get("agent_id").and_then(Value::as_str) {
+            let path = match payload.get("agent_transcript_path").and_then(Value::as_str) {
+                Some(p) => Some(p.to_owned()),
+                None => main.map(|m| subagent_dir(m, id).join(format!("agent-{agent}.jsonl")).display().to_string()),
+            };
+            if let Some(p) = path {
+                files.push((p, Some(agent.to_owned())));
+            }
+        }
+        if matches!(event, "Stop" | "SessionEnd" | "SubagentStop") {
+            if let Some(main) = main {
+                let dir = subagent_dir(main, id);
+                if let Ok(entries) = std::fs::read_dir(&dir) {
+                    let mut found: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                    found.sort();
+                    for p in found {
+                        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+                        let Some(agent) = name.strip_prefix("agent-").and_then(|n| n.strip_suffix(".jsonl")) else {
+                            continue;
+                        };
+                        let path = p.display().to_string();
+                        if !files.iter().any(|(f, _)| *f == path) {
+                            files.push((path, Some(agent.to_owned())));
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (path, agent_id) in files {
+            let from = offsets.get(&path).copied().unwrap_or(0);
+            let Some(text) = read_lines(Path::new(&path), from)? else { continue };
+            if text.is_empty() {
+                continue;
+            }
+            offsets.insert(path.clone(), from + text.len() as u64);
+            out.push(Segment { path, agent_id, offset: from, text });
+        }
+        if !out.is_empty() {
+            write_atomically(&state_path, &serde_json::to_vec(&offsets).map_err(|e| bad(e.to_string()))?)?;
+        }
+        drop(lock);
+        Ok(out)
+    }
+
+    /// Waits until the transcripts of `payload`'s session (its own and its sub-agents')
+    /// stopped growing — no change for [`SETTLED`] — or [`SETTLE_LIMIT`] passed: at
+    /// SessionEnd, Claude Code may still be writing the last lines.
+    pub fn settle(&self, payload: &Value) {
+        let Ok(id) = session_id(payload) else { return };
+        let Some(main) = payload.get("transcript_path").and_then(Value::as_str) else { return };
+        let size = || {
+            let mut total = std::fs::metadata(main).map(|m| m.len()).unwrap_or(0);
+            if let Ok(entries) = std::fs::read_dir(subagent_dir(main, id)) {
+                for e in entries.flatten() {
+                    total += e.metadata().map(|m| m.len()).unwrap_or(0);
+                }
+            }
+            total
+        };
+        let (start, mut last, mut since) = (Instant::now(), size(), Instant::now());
+        while start.elapsed() < SETTLE_LIMIT {
+            std::thread::sleep(Duration::from_millis(25));
+            let now = size();
+            if now != last {
+                (last, since) = (now, Instant::now());
+            } else if since.elapsed() >= SETTLED {
+                return;
+            }
+        }
+    }
+
+    /// Keeps a delivery until it can be delivered.
+    pub fn put(&self, d: &Delivery) -> Result<PathBuf> {
+        let dir = self.pending_dir();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let mut nonce = [0u8; 6];
+        let _ = getrandom::fill(&mut nonce);
+        let name = format!("{:016}-{:010}-{}.json", d.at, std::process::id(), hex::encode(nonce));
+        let path = dir.join(name);
+        write_atomically(&path, &serde_json::to_vec(d).map_err(|e| bad(e.to_string()))?)?;
+        Ok(path)
+    }
+
+    /// The deliveries waiting, oldest first. A file that is not a delivery (cut short by a
+    /// crash before its rename cannot be: files appear whole) is named in the error.
+    pub fn pending(&self) -> Result<Vec<(PathBuf, Delivery)>> {
+        let dir = self.pending_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&dir)(e)),
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        paths.sort();
+        let mut out = Vec::with_capacity(paths.len());
+        for p in paths {
+            let bytes = match std::fs::read(&p) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // delivered meanwhile
+                Err(e) => return Err(io(&p)(e)),
+            };
+            let d: Delivery = serde_json::from_slice(&bytes).map_err(|e| Error::Input {
+                path: p.display().to_string(),
+                line: 0,
+                reason: format!("not a hook delivery: {e}"),
+            })?;
+            out.push((p, d));
+        }
+        Ok(out)
+    }
+
+    /// Forgets a delivery once it is recorded.
+    pub fn done(&self, path: &Path) -> Result<()> {
+        match std::fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(path)(e)),
+        }
+    }
+}
+
+/// How long the transcripts must stay unchanged at SessionEnd to count as finished.
+pub const SETTLED: Duration = Duration::from_millis(150);
+/// The longest a SessionEnd hook waits for them.
+pub const SETTLE_LIMIT: Duration = Duration::from_millis(1500);
+
+/// Where Claude Code keeps session `id`'s sub-agent transcripts: `SESSION/subagents/`
+/// beside the session's own.
+fn subagent_dir(main: &str, id: &str) -> PathBuf {
+    Path::new(main).parent().unwrap_or(Path::new(".")).join(id).join("subagents")
+}
+
+/// The whole lines of `path` from byte `from` (at most [`MAX_SEGMENT`] bytes of them);
+/// `None` when the file does not exist (yet). A file shorter than `from` was replaced:
+/// read again from its start.
+fn read_lines(path: &Path, from: u64) -> Result<Option<String>> {
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(path)(e)),
+    };
+    let len = f.metadata().map_err(io(path))?.len();
+    if len <= from {
+        return Ok(Some(String::new()));
+    }
+    f.seek(std::io::SeekFrom::Start(from)).map_err(io(path))?;
+    let mut buf = Vec::new();
+    f.take(MAX_SEGMENT.min(len - from)).read_to_end(&mut buf).map_err(io(path))?;
+    let whole = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    buf.truncate(whole);
+    match String::from_utf8(buf) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) => Err(Error::Input {
+            path: path.display().to_string(),
+            line: 0,
+            reason: format!("not UTF-8 after byte {from}: {e}"),
+        }),
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file renamed over it, synced.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut nonce = [0u8; 6];
+    let _ = getrandom::fill(&mut nonce);
+    let tmp = path.with_extension(format!("tmp-{}", hex::encode(nonce)));
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn seg(path: &str, offset: u64, text: &str) -> Segment {
+        Segment { path: path.into(), agent_id: None, offset, text: text.into() }
+    }
+
+    fn delivery(segs: Vec<Segment>) -> Delivery {
+        Delivery { v: 1, at: 1, payload: serde_json::json!({"session_id": "s1"}), transcripts: segs }
+    }
+
+    #[test]
+    fn transcripts_join_segments_in_any_order_up_to_the_first_gap() {
+        let ds = vec![
+            delivery(vec![seg("t", 4, "bb\n"), seg("u", 3, "late\n")]),
+            delivery(vec![seg("t", 0, "aaa\n")]),
+            delivery(vec![seg("t", 0, "aaa\n")]), // twice: taken once
+        ];
+        let (texts, gaps) = transcripts(&ds);
+        assert_eq!(texts["t"].1, "aaa\nbb\n");
+        assert_eq!(texts["u"].1, "", "u's bytes 0..3 never arrived");
+        assert_eq!(gaps, ["u from byte 0"]);
+    }
+
+    #[test]
+    fn deliveries_are_checked_before_anything_is_written() {
+        let mut d = delivery(vec![seg("t", 0, "half")]);
+        assert!(check(&d).unwrap_err().to_string().contains("whole line"));
+        d.transcripts.clear();
+        d.payload = serde_json::json!({"session_id": "../x"});
+        assert!(check(&d).unwrap_err().to_string().contains("session_id"));
+        d.payload = serde_json::json!({"session_id": "0b9e-11"});
+        check(&d).unwrap();
+    }
+}

@@ -1,0 +1,419 @@
+//! Claude Code recorded while it runs (issue 36), with the real Claude Code CLI
+//! (tools/claude-code: the pinned npm package, installed by tools/bootstrap.sh) run
+//! headless against a loopback stand-in of the Messages API built from the `anthropic`
+//! SDK's types (tests/python/messages_standin.py), its hooks running `dreamlog hook`:
+//! the live session equals the import of the finished transcript; embedded, the hooks
+//! spool and the session lands at its end; a server stopped mid-run loses nothing;
+//! 64 hook processes at once against one server.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::server::Server;
+use common::{ok, run_dreamlog};
+use serde_json::{json, Value};
+use tempfile::tempdir;
+
+const DREAMLOG: &str = env!("CARGO_BIN_EXE_dreamlog");
+
+fn claude_bin() -> PathBuf {
+    let p = common::root().join("tools/claude-code/node_modules/.bin/claude");
+    assert!(p.exists(), "{} is missing: run `bash tools/bootstrap.sh` (it installs the pinned CLI)", p.display());
+    p
+}
+
+/// The scripted run: a Bash call, a failing call, a Write, an Edit, a sub-agent (the
+/// `Agent` tool) that runs a Bash call of its own, a final answer.
+fn scenario(project: &Path) -> Value {
+    let notes = project.join("notes.md").display().to_string();
+    json!({"agents": [
+        {"match": "MAIN", "turns": [
+            [{"type": "text", "text": "Listing."},
+             {"type": "tool_use", "id": "toolu_01bash", "name": "Bash",
+              "input": {"command": "echo hello-from-bash", "description": "Say hello"}}],
+            [{"type": "tool_use", "id": "toolu_02fail", "name": "Bash",
+              "input": {"command": "ls /nonexistent-dir-xyz", "description": "List a missing dir"}}],
+            [{"type": "tool_use", "id": "toolu_03write", "name": "Write",
+              "input": {"file_path": notes, "content": "# Notes\nfirst line\n"}}],
+            [{"type": "tool_use", "id": "toolu_04edit", "name": "Edit",
+              "input": {"file_path": notes, "old_string": "first line", "new_string": "first line, edited"}}],
+            [{"type": "tool_use", "id": "toolu_05agent", "name": "Agent",
+              "input": {"description": "Check the folder", "prompt": "SUB: print the working directory",
+                        "subagent_type": "general-purpose"}}],
+            [{"type": "text", "text": "All done: notes written and edited."}]
+        ]},
+        {"match": "SUB:", "turns": [
+            [{"type": "tool_use", "id": "toolu_11pwd", "name": "Bash",
+              "input": {"command": "pwd", "description": "Print cwd"}}],
+            [{"type": "text", "text": "The folder is the project."}]
+        ]}
+    ]})
+}
+
+/// The stand-in of the Messages API, serving until dropped.
+struct ModelApi {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl ModelApi {
+    fn start(dir: &Path, scenario: &Value, delay_ms: u64) -> ModelApi {
+        let file = dir.join("scenario.json");
+        std::fs::write(&file, scenario.to_string()).unwrap();
+        let log = dir.join("model-requests.jsonl");
+        let mut child = Command::new("python3")
+            .arg(common::root().join("tests/python/messages_standin.py"))
+            .arg("--scenario")
+            .arg(&file)
+            .arg("--log")
+            .arg(&log)
+            .args(["--delay-ms", &delay_ms.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 (run through tools/bootstrap.sh)");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        let url = line.trim().strip_prefix("listening ").expect(&line).to_owned();
+        ModelApi { child, url, log }
+    }
+
+    fn requests(&self) -> usize {
+        std::fs::read_to_string(&self.log).map(|t| t.lines().count()).unwrap_or(0)
+    }
+}
+
+impl Drop for ModelApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// A project folder whose `.claude/settings.json` runs `hook_command` for every hook
+/// event, and a home of its own (Claude Code keeps its transcripts under it).
+struct Project {
+    dir: PathBuf,
+    home: PathBuf,
+}
+
+const EVENTS: [&str; 10] = [
+    "SessionStart",
+    "UserPromptSubmit",
+    "PreToolUse",
+    "PostToolUse",
+    "PostToolUseFailure",
+    "SubagentStart",
+    "SubagentStop",
+    "Stop",
+    "PreCompact",
+    "SessionEnd",
+];
+
+fn project(root: &Path, hook_command: &str) -> Project {
+    let dir = root.join("project");
+    let home = root.join("home");
+    std::fs::create_dir_all(dir.join(".claude")).unwrap();
+    std::fs::create_dir_all(&home).unwrap();
+    let mut hooks = serde_json::Map::new();
+    for e in EVENTS {
+        let mut entry = json!({"hooks": [{"type": "command", "command": hook_command}]});
+        if e.contains("ToolUse") {
+            entry["matcher"] = json!("*");
+        }
+        hooks.insert(e.to_owned(), json!([entry]));
+    }
+    std::fs::write(dir.join(".claude/settings.json"), json!({"hooks": hooks}).to_string()).unwrap();
+    Project { dir, home }
+}
+
+/// Runs `claude -p PROMPT --output-format json` headless in the project against the
+/// stand-in; its JSON answer.
+fn run_claude(p: &Project, model_url: &str, prompt: &str) -> Value {
+    let out = Command::new(claude_bin())
+        .args(["-p", prompt, "--output-format", "json", "--dangerously-skip-permissions"])
+        .current_dir(&p.dir)
+        .env("HOME", &p.home)
+        .env("ANTHROPIC_BASE_URL", model_url)
+        .env("ANTHROPIC_API_KEY", "sk-ant-standin")
+        // Tests run as root: Claude Code then wants to know it is sandboxed.
+        .env("IS_SANDBOX", "1")
+        // Nothing but the stand-in is reachable from here.
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env_remove("DREAMLOG_REMOTE")
+        .env_remove("DREAMLOG_DB")
+        .output()
+        .expect("run claude");
+    assert!(
+        out.status.success(),
+        "claude: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["is_error"], false, "{answer}");
+    answer
+}
+
+/// The transcripts folder of the project (`~/.claude/projects/<slug>/`).
+fn transcripts(p: &Project) -> PathBuf {
+    let projects = p.home.join(".claude/projects");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&projects).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.pop().unwrap()
+}
+
+/// A session as calls and messages: what must be equal between sources.
+fn shape(session: &Value) -> Vec<String> {
+    session["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let b = &e["body"];
+            match e["kind"].as_str().unwrap() {
+                "action" => format!(
+                    "action {} {} {} {}",
+                    b["name"].as_str().unwrap(),
+                    b["call_id"].as_str().unwrap_or("-"),
+                    b["status"].as_str().unwrap(),
+                    b["output"]
+                ),
+                "message" => format!("message {} {}", b["role"].as_str().unwrap(), b["content"]),
+                k => format!("{k} {}", e["time"]),
+            }
+        })
+        .collect()
+}
+
+fn session_json(target: &[&str], id: &str) -> Value {
+    let mut args = target.to_vec();
+    args.extend(["--json", "sessions", "show", id]);
+    let out = ok(&run_dreamlog(&args, None));
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+/// Waits until `id` on `target` has an end (the session is whole).
+fn ended(target: &[&str], id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut args = target.to_vec();
+        args.extend(["--json", "sessions", "show", id]);
+        let out = run_dreamlog(&args, None);
+        if out.status.success() {
+            let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+            if s["events"].as_array().unwrap().iter().any(|e| e["kind"] == "session.end") {
+                return s;
+            }
+        }
+        assert!(Instant::now() < deadline, "{id} never ended on {target:?}: {}", String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// What the finished transcripts give, imported into a fresh database.
+fn imported(dir: &Path, transcripts: &Path) -> PathBuf {
+    let db = dir.join("imported.db");
+    ok(&common::dreamlog_on(&db, &["import", "claude-code", transcripts.to_str().unwrap()], None));
+    db
+}
+
+fn hook_notes(target: &[&str], session_id: &str) -> Vec<Value> {
+    let stream = format!("claude-code.hooks/{session_id}");
+    let mut args = target.to_vec();
+    args.extend(["--json", "log", "--stream", &stream]);
+    common::json_lines(&ok(&run_dreamlog(&args, None)))
+}
+
+#[test]
+fn a_session_recorded_live_by_its_hooks_is_its_finished_transcripts_import() {
+    let dir = tempdir().unwrap();
+    let server = Server::start(&dir.path().join("db"), &[]);
+    let model = ModelApi::start(dir.path(), &scenario(&dir.path().join("project")), 0);
+    let spool = dir.path().join("spool");
+    let p = project(dir.path(), &format!("{DREAMLOG} --remote {} hook --spool {}", server.base, spool.display()));
+    let answer = run_claude(&p, &model.url, "MAIN: take notes");
+    let sid = answer["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(model.requests(), 9, "six turns of the session and two of its sub-agent, one after the notice");
+
+    let remote = ["--remote", server.base.as_str()];
+    let main = format!("claude-code/{sid}");
+    let live = ended(&remote, &main);
+    let folder = transcripts(&p);
+    let db = imported(dir.path(), &folder);
+    let local = ["--db", db.to_str().unwrap()];
+    let file = session_json(&local, &main);
+    assert_eq!(shape(&live), shape(&file), "the live session is the transcript's import");
+    let calls: Vec<String> = shape(&live).into_iter().filter(|l| l.starts_with("action")).collect();
+    assert_eq!(calls.len(), 5, "{calls:#?}");
+    assert!(calls[1].starts_with("action Bash toolu_02fail error"), "the failing call failed: {calls:#?}");
+    assert!(calls[0].contains("hello-from-bash") && calls[2].starts_with("action Write toolu_03write ok"));
+
+    // The sub-agent is a child session, its start caused by the session's.
+    let agents: Vec<String> = std::fs::read_dir(folder.join(&sid).join("subagents"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|n| n.strip_suffix(".jsonl").map(str::to_owned))
+        .collect();
+    assert_eq!(agents.len(), 1, "{agents:?}");
+    let child = format!("{main}/{}", agents[0]);
+    let live_child = ended(&remote, &child);
+    assert_eq!(shape(&live_child), shape(&session_json(&local, &child)));
+    assert!(shape(&live_child).iter().any(|l| l.starts_with("action Bash toolu_11pwd ok")));
+    assert_eq!(live_child["events"][0]["causes"][0], live["events"][0]["id"], "{live_child:#}");
+
+    // Importing the finished transcripts into the live database doubles nothing.
+    let again = ok(&run_dreamlog(
+        &["--remote", &server.base, "--json", "import", "claude-code", folder.to_str().unwrap()],
+        None,
+    ));
+    for line in common::json_lines(&again).iter().filter(|l| l.get("already_present").is_some()) {
+        assert_eq!((line["sessions"].as_u64(), line["grown"].as_u64()), (Some(0), Some(0)), "{again}");
+    }
+    assert_eq!(shape(&session_json(&remote, &main)), shape(&live));
+
+    // The payloads are kept whole: what the transcript lacks is in them.
+    let notes = hook_notes(&remote, &sid);
+    let payloads: Vec<&Value> = notes.iter().map(|n| &n["body"]["json"]["payload"]).collect();
+    let named = |e: &str| payloads.iter().filter(|p| p["hook_event_name"] == e).count();
+    for e in ["SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "Stop", "SessionEnd"] {
+        assert!(named(e) >= 1, "{e} recorded: {payloads:#?}");
+    }
+    let failure = payloads.iter().find(|p| p["hook_event_name"] == "PostToolUseFailure").expect("the failure's hook");
+    assert_eq!(failure["tool_use_id"], "toolu_02fail");
+    assert!(failure["error"].as_str().unwrap().contains("nonexistent-dir-xyz") && failure["is_interrupt"] == false);
+    let bash = payloads.iter().find(|p| p["tool_use_id"] == "toolu_01bash" && p["hook_event_name"] == "PostToolUse");
+    assert_eq!(bash.unwrap()["tool_response"]["stdout"], "hello-from-bash");
+    assert!(payloads.iter().any(|p| p["agent_id"].is_string() && p["hook_event_name"] == "SubagentStop"));
+    assert!(!spool.join("pending").exists() || std::fs::read_dir(spool.join("pending")).unwrap().next().is_none());
+    assert!(server.stop().success());
+}
+
+#[test]
+fn embedded_hooks_only_spool_and_the_session_lands_when_it_ends() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("live.db");
+    let model = ModelApi::start(dir.path(), &scenario(&dir.path().join("project")), 0);
+    let p = project(dir.path(), &format!("{DREAMLOG} --db {} hook", db.display()));
+    let answer = run_claude(&p, &model.url, "MAIN: take notes");
+    let sid = answer["session_id"].as_str().unwrap().to_owned();
+    // The SessionEnd hook started `hook --flush` on its own, after Claude Code was told
+    // the hook was done; it takes the database's lock when it is free.
+    let target = ["--db", db.to_str().unwrap()];
+    let live = ended(&target, &format!("claude-code/{sid}"));
+    let pending = PathBuf::from(format!("{}.spool/pending", db.display()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(&pending).map(|d| d.count()).unwrap_or(0) > 0 {
+        assert!(Instant::now() < deadline, "the spool never emptied");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let file = imported(dir.path(), &transcripts(&p));
+    assert_eq!(shape(&live), shape(&session_json(&["--db", file.to_str().unwrap()], &format!("claude-code/{sid}"))));
+}
+
+#[test]
+fn a_server_stopped_mid_run_loses_nothing_and_doubles_nothing() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    let server = Server::start(&db, &[]);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    // Slow answers, so the server can be stopped between the session's hooks.
+    let model = ModelApi::start(dir.path(), &scenario(&dir.path().join("project")), 400);
+    let spool = dir.path().join("spool");
+    let p = project(
+        dir.path(),
+        &format!("{DREAMLOG} --remote {} hook --spool {} --timeout-ms 300", server.base, spool.display()),
+    );
+    let claude = {
+        let p_dir = p.dir.clone();
+        let home = p.home.clone();
+        let url = model.url.clone();
+        std::thread::spawn(move || run_claude(&Project { dir: p_dir, home }, &url, "MAIN: take notes"))
+    };
+    // Stopped after the second answer, started again after the fourth.
+    wait_for(|| model.requests() >= 2);
+    assert!(server.stop().success());
+    wait_for(|| model.requests() >= 4);
+    let spooled = std::fs::read_dir(spool.join("pending")).map(|d| d.count()).unwrap_or(0);
+    assert!(spooled > 0, "hooks ran while the server was down: they spooled");
+    let server = Server::start_at(&db, &addr, &[], &[]);
+    let answer = claude.join().unwrap();
+    let sid = answer["session_id"].as_str().unwrap().to_owned();
+    let remote = ["--remote", server.base.as_str()];
+    // Later hooks delivered the spool first; a flush finds nothing left.
+    let flushed = ok(&run_dreamlog(
+        &["--remote", &server.base, "--json", "hook", "--flush", "--spool", spool.to_str().unwrap()],
+        None,
+    ));
+    assert_eq!(serde_json::from_str::<Value>(flushed.trim()).unwrap()["left"], 0, "{flushed}");
+    let live = ended(&remote, &format!("claude-code/{sid}"));
+    let file = imported(dir.path(), &transcripts(&p));
+    assert_eq!(shape(&live), shape(&session_json(&["--db", file.to_str().unwrap()], &format!("claude-code/{sid}"))));
+    // Every hook call once: as many notes as distinct payloads Claude Code sent.
+    let notes = hook_notes(&remote, &sid);
+    let mut seen = std::collections::HashSet::new();
+    for n in &notes {
+        assert!(seen.insert(n["body"]["json"].to_string()), "a delivery recorded twice");
+    }
+    assert!(notes.len() >= 14, "{} hook calls recorded", notes.len());
+    assert!(server.stop().success());
+}
+
+fn wait_for(mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sixty_four_hook_processes_at_once_against_one_server() {
+    let dir = tempdir().unwrap();
+    let server = Server::start(&dir.path().join("db"), &[]);
+    // A transcript of one session growing as 64 hooks of it run side by side.
+    let transcript = dir.path().join("s64.jsonl");
+    let line = |i: usize, parent: Option<String>| {
+        json!({"type": "user", "uuid": format!("u{i:03}"), "parentUuid": parent, "sessionId": "s64",
+               "timestamp": format!("2026-12-07T10:00:{:02}.{:03}Z", i / 1000, i % 1000),
+               "message": {"role": "user", "content": format!("line {i}")}})
+        .to_string()
+    };
+    let mut f = std::fs::File::create(&transcript).unwrap();
+    let answer = json!({"type": "assistant", "uuid": "a000", "parentUuid": null, "sessionId": "s64",
+        "timestamp": "2026-12-07T09:59:59.000Z",
+        "message": {"role": "assistant", "model": "claude-test", "content": [{"type": "text", "text": "hi"}]}});
+    writeln!(f, "{answer}").unwrap();
+    let spool = dir.path().join("spool");
+    let mut children = Vec::new();
+    for i in 0..64 {
+        writeln!(f, "{}", line(i, None)).unwrap();
+        let payload = json!({"session_id": "s64", "transcript_path": transcript, "cwd": "/", "hook_event_name": "PreToolUse",
+            "tool_name": "Bash", "tool_input": {"command": format!("echo {i}")}, "tool_use_id": format!("toolu_{i:03}")});
+        let mut c = Command::new(DREAMLOG)
+            .args(["--remote", &server.base, "hook", "--spool", spool.to_str().unwrap(), "--timeout-ms", "10000"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(payload.to_string().as_bytes()).unwrap();
+        children.push(c);
+    }
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no hook said anything went wrong");
+    }
+    assert!(!spool.join("pending").exists(), "every hook reached the server");
+    let remote = ["--remote", server.base.as_str()];
+    assert_eq!(hook_notes(&remote, "s64").len(), 64);
+    let s = session_json(&remote, "claude-code/s64");
+    let messages = s["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "message").count();
+    assert_eq!(messages, 65, "every line once, none twice");
+    assert!(server.stop().success());
+}
