@@ -295,6 +295,22 @@ fn events_sessions_otlp_export_tail_and_metrics() {
     assert_eq!(status, 400);
     // The raw requests are two notes on `otlp` (the info count below includes them).
 
+    // A Claude Code hook's delivery (the real CLI: tests/claude_code.rs): kept, and the
+    // session assembled from its transcript lines; a segment cut mid-line is refused.
+    let line = json!({"type": "assistant", "uuid": "a1", "sessionId": "cc-1", "timestamp": "2026-12-07T10:00:00Z",
+        "message": {"role": "assistant", "model": "claude-test", "content": [{"type": "text", "text": "hi"}]}});
+    let delivery = json!({"v": 1, "at": 1_796_000_000_000u64,
+        "payload": {"session_id": "cc-1", "hook_event_name": "Stop", "transcript_path": "/t/cc-1.jsonl"},
+        "transcripts": [{"path": "/t/cc-1.jsonl", "offset": 0, "text": format!("{line}\n")}]});
+    let recorded = api.ok("post", "/v1/hooks/claude-code", Some(&delivery));
+    assert_eq!((recorded["new"].as_bool(), recorded["assembled"]["sessions"].as_u64()), (Some(true), Some(1)));
+    assert_eq!(api.ok("post", "/v1/hooks/claude-code", Some(&delivery))["new"], false, "once");
+    let mut cut = delivery.clone();
+    cut["transcripts"][0]["text"] = json!("{\"type\": \"user\"");
+    let (status, _) = api.call_with("post", "/v1/hooks/claude-code", Some(&cut), false);
+    assert_eq!(status, 400);
+    api.ok("get", "/v1/session/claude-code/cc-1", None);
+
     api.ok("get", "/v1/sessions/stats", None);
     api.ok("get", "/v1/session/r/1", None);
 

@@ -234,8 +234,28 @@ fn a_session_recorded_live_by_its_hooks_is_its_finished_transcripts_import() {
     let dir = tempdir().unwrap();
     let server = Server::start(&dir.path().join("db"), &[]);
     let model = ModelApi::start(dir.path(), &scenario(&dir.path().join("project")), 0);
-    let spool = dir.path().join("spool");
-    let p = project(dir.path(), &format!("{DREAMLOG} --remote {} hook --spool {}", server.base, spool.display()));
+    // Set up as the docs say: `hooks install` into the project's settings, beside a
+    // setting of the project's own.
+    let p = Project { dir: dir.path().join("project"), home: dir.path().join("home") };
+    std::fs::create_dir_all(p.dir.join(".claude")).unwrap();
+    std::fs::create_dir_all(&p.home).unwrap();
+    let settings = p.dir.join(".claude/settings.json");
+    std::fs::write(&settings, r#"{"permissions": {"allow": ["Bash(ls:*)"]}}"#).unwrap();
+    let install = |extra: &[&str]| {
+        let mut args = vec!["--remote", server.base.as_str(), "--json", "hooks", "install", "--project", "--dir"];
+        args.push(p.dir.to_str().unwrap());
+        args.extend_from_slice(extra);
+        serde_json::from_str::<Value>(ok(&run_dreamlog(&args, None)).trim()).unwrap()
+    };
+    let first = install(&[]);
+    assert_eq!(first["written"], true, "{first}");
+    assert!(first["diff"].as_str().unwrap().contains("+    \"SessionEnd\""), "{first}");
+    let installed = std::fs::read(&settings).unwrap();
+    let second = install(&[]);
+    assert_eq!((second["changed"].as_bool(), second["written"].as_bool()), (Some(false), Some(false)), "{second}");
+    assert_eq!(std::fs::read(&settings).unwrap(), installed, "installing twice changes nothing");
+    let written: Value = serde_json::from_slice(&installed).unwrap();
+    assert_eq!(written["permissions"]["allow"][0], "Bash(ls:*)", "the project's own settings kept");
     let answer = run_claude(&p, &model.url, "MAIN: take notes");
     let sid = answer["session_id"].as_str().unwrap().to_owned();
     assert_eq!(model.requests(), 9, "six turns of the session and two of its sub-agent, one after the notice");
@@ -278,6 +298,16 @@ fn a_session_recorded_live_by_its_hooks_is_its_finished_transcripts_import() {
 
     // The payloads are kept whole: what the transcript lacks is in them.
     let notes = hook_notes(&remote, &sid);
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::root().join("schemas/api/hook-delivery.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let check = jsonschema::options().with_draft(jsonschema::Draft::Draft202012).build(&schema).unwrap();
+    for n in &notes {
+        let errors: Vec<String> =
+            check.iter_errors(&n["body"]["json"]).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "a delivery its schema refuses: {errors:?}");
+    }
     let payloads: Vec<&Value> = notes.iter().map(|n| &n["body"]["json"]["payload"]).collect();
     let named = |e: &str| payloads.iter().filter(|p| p["hook_event_name"] == e).count();
     for e in ["SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "Stop", "SessionEnd"] {
@@ -289,7 +319,16 @@ fn a_session_recorded_live_by_its_hooks_is_its_finished_transcripts_import() {
     let bash = payloads.iter().find(|p| p["tool_use_id"] == "toolu_01bash" && p["hook_event_name"] == "PostToolUse");
     assert_eq!(bash.unwrap()["tool_response"]["stdout"], "hello-from-bash");
     assert!(payloads.iter().any(|p| p["agent_id"].is_string() && p["hook_event_name"] == "SubagentStop"));
-    assert!(!spool.join("pending").exists() || std::fs::read_dir(spool.join("pending")).unwrap().next().is_none());
+    // Nothing was left in the spool (under the home Claude Code ran the hooks with).
+    let spools = p.home.join(".local/state/dreamlog/spool");
+    for s in std::fs::read_dir(&spools).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default() {
+        assert_eq!(std::fs::read_dir(s.path().join("pending")).map(|d| d.count()).unwrap_or(0), 0);
+    }
+    // Uninstalled: exactly the project's own settings are left.
+    let removed = install(&["--uninstall"]);
+    assert_eq!(removed["written"], true, "{removed}");
+    let left: Value = serde_json::from_slice(&std::fs::read(&settings).unwrap()).unwrap();
+    assert_eq!(left, json!({"permissions": {"allow": ["Bash(ls:*)"]}}));
     assert!(server.stop().success());
 }
 

@@ -299,6 +299,8 @@ pub fn run(cli: &Cli, svc: &dyn Service) -> Result<ExitCode> {
             let opts = crate::mcp::McpOptions { store: store.clone(), actor: actor.clone(), session: session.clone() };
             crate::mcp::serve(svc, &opts, std::io::stdin().lock(), std::io::stdout().lock())?
         }
+        // Handled before a database or a server is opened.
+        Command::Hooks(cmd) => return super::hooks::run_hooks(cli, cmd),
         Command::Serve { .. }
         | Command::Recover { .. }
         | Command::Reindex

@@ -189,3 +189,127 @@ pub fn flush(cli: &Cli, args: &HookArgs, svc: &dyn crate::service::Service) -> R
         ))
     }
 }
+
+/// `dreamlog hooks`.
+#[derive(clap::Subcommand, Debug)]
+pub enum HooksCmd {
+    /// Put `dreamlog hook` into Claude Code's settings for every hook event it records
+    /// (idempotent; every other hook and setting kept; the diff shown), delivering to
+    /// --remote or into the embedded --db (an absolute path is written). The token is
+    /// not written: the hook reads DREAMLOG_TOKEN from Claude Code's environment.
+    Install {
+        /// `.claude/settings.json` of the project (the default).
+        #[arg(long, conflicts_with_all = ["user", "local"])]
+        project: bool,
+        /// `~/.claude/settings.json`: every project of this user.
+        #[arg(long, conflicts_with = "local")]
+        user: bool,
+        /// `.claude/settings.local.json` of the project (not checked in).
+        #[arg(long)]
+        local: bool,
+        /// The project folder (default: the current one).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Remove exactly the entries `hooks install` wrote instead.
+        #[arg(long)]
+        uninstall: bool,
+        /// Show the diff, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// What `hooks install` did.
+#[derive(serde::Serialize)]
+struct Installed {
+    file: String,
+    command: String,
+    changed: bool,
+    written: bool,
+    diff: String,
+}
+
+/// `dreamlog hooks install`: needs neither a database nor a server.
+pub fn run_hooks(cli: &Cli, cmd: &HooksCmd) -> Result<ExitCode> {
+    let HooksCmd::Install { user, local, dir, uninstall, dry_run, .. } = cmd;
+    let file = if *user {
+        let home = std::env::var_os("HOME").map(PathBuf::from).ok_or_else(|| {
+            crate::error::Error::InvalidInput("--user: HOME is not set, so ~/.claude is nowhere".into())
+        })?;
+        home.join(".claude/settings.json")
+    } else if *local {
+        dir.join(".claude/settings.local.json")
+    } else {
+        dir.join(".claude/settings.json")
+    };
+    let io = |source| crate::error::Error::Io { path: file.display().to_string(), source };
+    let old = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io(e)),
+    };
+    let settings: Value = if old.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&old).map_err(|e| crate::error::Error::Input {
+            path: file.display().to_string(),
+            line: e.line(),
+            reason: format!("not JSON (nothing was changed): {e}"),
+        })?
+    };
+    let command = hook_command(cli)?;
+    let new = crate::hooks::install_settings(&settings, &command, *uninstall).map_err(|e| match e {
+        crate::error::Error::Input { reason, .. } => {
+            crate::error::Error::Input { path: file.display().to_string(), line: 0, reason }
+        }
+        e => e,
+    })?;
+    let changed = new != settings && !(settings.is_null() && new == serde_json::json!({}));
+    let text = crate::hooks::settings_text(&new);
+    let diff = if changed { crate::hooks::diff(&file.display().to_string(), &old, &text) } else { String::new() };
+    let written = changed && !dry_run;
+    if written {
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        let tmp = file.with_extension("json.dreamlog-tmp");
+        std::fs::write(&tmp, &text).map_err(io)?;
+        std::fs::rename(&tmp, &file).map_err(io)?;
+    }
+    let out = Installed { file: file.display().to_string(), command, changed, written, diff };
+    if cli.json {
+        stdout_line(&serde_json::to_string(&out).unwrap_or_default())?;
+    } else if !out.changed {
+        stdout_line(&format!("{}: nothing to change", out.file))?;
+    } else {
+        print!("{}", out.diff);
+        let what = match (*uninstall, written) {
+            (true, true) => "removed dreamlog's hooks from",
+            (false, true) => "installed dreamlog's hooks into",
+            (_, false) => "would change (--dry-run: nothing written)",
+        };
+        stdout_line(&format!("{what} {}", out.file))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The command the hooks run: this binary (absolute), its target, `hook`.
+fn hook_command(cli: &Cli) -> Result<String> {
+    let me =
+        std::env::current_exe().map_err(|source| crate::error::Error::Io { path: "this program".into(), source })?;
+    let quote = |p: &Path| {
+        let s = p.display().to_string();
+        if s.chars().any(|c| c.is_whitespace() || c == '\'' || c == '"') {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        } else {
+            s
+        }
+    };
+    Ok(match &cli.remote {
+        Some(url) => format!("{} --remote {url} hook", quote(&me)),
+        None => {
+            let db = std::path::absolute(&cli.db).unwrap_or_else(|_| cli.db.clone());
+            format!("{} --db {} hook", quote(&me), quote(&db))
+        }
+    })
+}

@@ -194,6 +194,9 @@ pub enum Command {
     /// unreachable; always spooled embedded, delivered at the session's end or by
     /// `--flush`). Always exits 0 so Claude Code is never held up.
     Hook(hooks::HookArgs),
+    /// Claude Code's hooks: `hooks install` puts `dreamlog hook` into its settings.
+    #[command(subcommand)]
+    Hooks(hooks::HooksCmd),
     /// Guard a folder of memory files: record every change any program makes to DIR as
     /// memory commands in STORE, a burst of changes as one atomic batch, until SIGINT or
     /// SIGTERM. Works embedded and `--remote`.
@@ -631,6 +634,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         if !args.flush {
             return Ok(hooks::run_hook(&cli, args));
         }
+    }
+    if let Command::Hooks(cmd) = &cli.command {
+        return hooks::run_hooks(&cli, cmd);
     }
     if let Some(url) = cli.remote.clone() {
         let remote = crate::service::Remote::with_ca(&url, cli.token.clone(), cli.ca_cert.as_deref())?;

@@ -551,6 +551,98 @@ impl Spool {
     }
 }
 
+/// The hook events `hooks install` has Claude Code run `dreamlog hook` for.
+pub const HOOK_EVENTS: [&str; 10] = [
+    "SessionStart",
+    "UserPromptSubmit",
+    "PreToolUse",
+    "PostToolUse",
+    "PostToolUseFailure",
+    "SubagentStart",
+    "SubagentStop",
+    "Stop",
+    "PreCompact",
+    "SessionEnd",
+];
+
+/// Whether a hook command is one `hooks install` wrote: a program named `dreamlog`
+/// whose subcommand is `hook`.
+pub fn is_ours(command: &str) -> bool {
+    let command = command.trim_start();
+    // The program, quoted when its path has spaces.
+    let (program, rest) = match command.chars().next() {
+        Some(q @ ('"' | '\'')) => match command[1..].find(q) {
+            Some(end) => (&command[1..1 + end], &command[2 + end..]),
+            None => return false,
+        },
+        _ => command.split_once(char::is_whitespace).unwrap_or((command, "")),
+    };
+    Path::new(program).file_name().is_some_and(|n| n == "dreamlog") && rest.split_whitespace().any(|w| w == "hook")
+}
+
+/// Claude Code settings (`settings.json`) with `command` run for every hook event
+/// ([`HOOK_EVENTS`]; tool events for every tool), every other hook and setting kept;
+/// an entry of ours with another command is replaced. With `uninstall`, exactly the
+/// entries of ours are removed (and groups and events left empty by that). Settings
+/// that are not a JSON object, or whose `hooks` is not one, are refused.
+pub fn install_settings(settings: &Value, command: &str, uninstall: bool) -> Result<Value> {
+    let mut out = match settings {
+        Value::Null => serde_json::Map::new(),
+        Value::Object(m) => m.clone(),
+        _ => return Err(bad("the settings file is not a JSON object")),
+    };
+    let mut hooks = match out.remove("hooks") {
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(bad("the settings' \"hooks\" is not a JSON object")),
+    };
+    let names: Vec<String> =
+        if uninstall { hooks.keys().cloned().collect() } else { HOOK_EVENTS.iter().map(|e| (*e).to_owned()).collect() };
+    for event in names {
+        let mut groups = match hooks.remove(&event) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a,
+            Some(_) => return Err(bad(format!("the settings' hooks.{event} is not an array"))),
+        };
+        // Ours out of every group (a group left empty goes).
+        for g in &mut groups {
+            if let Some(Value::Array(list)) = g.get_mut("hooks") {
+                list.retain(|h| !h.get("command").and_then(Value::as_str).is_some_and(is_ours));
+            }
+        }
+        groups.retain(|g| !matches!(g.get("hooks"), Some(Value::Array(l)) if l.is_empty()));
+        if !uninstall {
+            let mut group = serde_json::json!({"hooks": [{"type": "command", "command": command}]});
+            if event.contains("ToolUse") {
+                group["matcher"] = Value::String("*".into());
+            }
+            groups.push(group);
+        }
+        if !groups.is_empty() {
+            hooks.insert(event, Value::Array(groups));
+        }
+    }
+    if !hooks.is_empty() {
+        out.insert("hooks".into(), Value::Object(hooks));
+    }
+    Ok(Value::Object(out))
+}
+
+/// The settings as `hooks install` writes them: two-space indented JSON and a newline.
+pub fn settings_text(settings: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(settings).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// A unified diff of two texts of file `name` (empty when they are the same).
+pub fn diff(name: &str, old: &str, new: &str) -> String {
+    if old == new {
+        return String::new();
+    }
+    similar::TextDiff::from_lines(old, new).unified_diff().header(name, name).to_string()
+}
+
 /// How long the transcripts must stay unchanged at SessionEnd to count as finished.
 pub const SETTLED: Duration = Duration::from_millis(150);
 /// The longest a SessionEnd hook waits for them.
@@ -626,6 +718,27 @@ mod tests {
         assert_eq!(texts["t"].1, "aaa\nbb\n");
         assert_eq!(texts["u"].1, "", "u's bytes 0..3 never arrived");
         assert_eq!(gaps, ["u from byte 0"]);
+    }
+
+    #[test]
+    fn install_keeps_every_other_hook_and_setting_and_uninstall_removes_only_its_own() {
+        let theirs = serde_json::json!({"model": "opus", "hooks": {
+            "PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "./check.sh"}]}],
+            "Notification": [{"hooks": [{"type": "command", "command": "notify-send hi"}]}]}});
+        let cmd = "/opt/bin/dreamlog --remote http://127.0.0.1:7070 hook";
+        let once = install_settings(&theirs, cmd, false).unwrap();
+        assert_eq!(install_settings(&once, cmd, false).unwrap(), once, "idempotent");
+        assert_eq!(once["model"], "opus");
+        assert_eq!(once["hooks"]["PreToolUse"][0]["hooks"][0]["command"], "./check.sh");
+        assert_eq!(once["hooks"]["PreToolUse"][1]["matcher"], "*");
+        assert_eq!(once["hooks"]["SessionEnd"][0]["hooks"][0]["command"], cmd);
+        // Another target replaces ours, not adds a second.
+        let moved = install_settings(&once, "/opt/bin/dreamlog --db /data/x.db hook", false).unwrap();
+        assert_eq!(moved["hooks"]["Stop"].as_array().unwrap().len(), 1);
+        assert_eq!(install_settings(&moved, cmd, true).unwrap(), theirs, "exactly ours removed");
+        assert!(install_settings(&serde_json::json!([1]), cmd, false).is_err());
+        assert!(is_ours("\"/a b/dreamlog\" hook") && is_ours("/a/dreamlog --db x hook"));
+        assert!(!is_ours("/usr/bin/dreamlog-hook") && !is_ours("dreamlog serve"));
     }
 
     #[test]
