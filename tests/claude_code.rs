@@ -456,3 +456,55 @@ fn sixty_four_hook_processes_at_once_against_one_server() {
     assert_eq!(messages, 65, "every line once, none twice");
     assert!(server.stop().success());
 }
+
+#[test]
+fn import_follow_grows_a_session_as_its_transcript_grows_and_waits_on_a_half_line() {
+    let dir = tempdir().unwrap();
+    let db = dir.path().join("db");
+    let fixture =
+        common::root().join("tests/fixtures/claude-code/-work-demo/5d0c9a3e-7b1f-4c2a-9e4d-2f6b8a1c0d93.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(&fixture).unwrap().lines().map(str::to_owned).collect();
+    let folder = dir.path().join("projects");
+    std::fs::create_dir_all(&folder).unwrap();
+    let growing = folder.join(fixture.file_name().unwrap());
+    // The first four lines, and half of the fifth.
+    let (head, tail) = lines[4].split_at(lines[4].len() / 2);
+    std::fs::write(&growing, format!("{}\n{head}", lines[..4].join("\n"))).unwrap();
+    let mut follow = Command::new(DREAMLOG)
+        .arg("--db")
+        .arg(&db)
+        .args(["--json", "import", "claude-code", "--follow", "--poll-ms", "50"])
+        .arg(&folder)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(follow.stdout.take().unwrap());
+    let mut pass = || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        serde_json::from_str::<Value>(&line).expect(&line)
+    };
+    let first = pass();
+    assert_eq!(first["counts"]["sessions"], 1, "{first}");
+    // The rest of the half line, then the rest of the file.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&growing).unwrap();
+    write!(f, "{tail}\n{}\n", lines[5..].join("\n")).unwrap();
+    drop(f);
+    let second = pass();
+    assert_eq!(second["counts"]["grown"], 1, "{second}");
+    Command::new("kill").args(["-TERM", &follow.id().to_string()]).status().unwrap();
+    let status = follow.wait().unwrap();
+    assert!(status.success(), "{status}");
+    // Followed, the session has no end; the finished file's import only adds the end,
+    // and the session is then the file's import into a fresh database.
+    let id = "claude-code/5d0c9a3e-7b1f-4c2a-9e4d-2f6b8a1c0d93";
+    let target = ["--db", db.to_str().unwrap()];
+    let open = session_json(&target, id);
+    assert!(open["events"].as_array().unwrap().iter().all(|e| e["kind"] != "session.end"));
+    let done = ok(&common::dreamlog_on(&db, &["--json", "import", "claude-code", growing.to_str().unwrap()], None));
+    assert!(done.contains("\"grown\":1"), "{done}");
+    let fresh = dir.path().join("fresh");
+    ok(&common::dreamlog_on(&fresh, &["import", "claude-code", fixture.to_str().unwrap()], None));
+    assert_eq!(shape(&session_json(&target, id)), shape(&session_json(&["--db", fresh.to_str().unwrap()], id)));
+}

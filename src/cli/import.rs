@@ -129,6 +129,46 @@ pub(super) fn run(cli: &Cli, args: &ImportArgs, svc: &dyn Service) -> Result<Exi
     run_into(cli, args, svc, memory)
 }
 
+/// `import claude-code --follow`: a pass whenever a transcript grew, until a signal.
+fn follow(cli: &Cli, args: &ImportArgs, paths: &[String], sink: &dyn Service) -> Result<ExitCode> {
+    if paths.is_empty() {
+        return Err(Error::InvalidInput("--follow: name the transcript files or folders to follow".into()));
+    }
+    for p in paths {
+        if !Path::new(p).exists() {
+            return Err(Error::NotFound(format!("{p}: no such file or folder to follow")));
+        }
+    }
+    let stop = super::stop_on_signal();
+    let mut follower = crate::hooks::Follower::new(paths.iter().map(PathBuf::from).collect());
+    if !cli.json {
+        eprintln!("following {} (SIGINT or SIGTERM stops)", paths.join(", "));
+    }
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        if let Some(pass) = follower.pass(sink)? {
+            if cli.json {
+                stdout_line(&serde_json::to_string(&pass).unwrap_or_default())?;
+            } else if pass.counts != Default::default() || !pass.waiting.is_empty() {
+                stdout_line(&format!(
+                    "{}: {} new session(s), {} grown, {} messages, {} tool calls{}",
+                    pass.grew.join(", "),
+                    pass.counts.sessions,
+                    pass.counts.grown,
+                    pass.counts.messages,
+                    pass.counts.actions,
+                    if pass.waiting.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; waiting: {}", pass.waiting.join(", "))
+                    }
+                ))?;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(args.poll_ms.max(10)));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// What happened to one file.
 enum Outcome {
     Imported,
@@ -150,6 +190,15 @@ fn run_into(
             None => (None, &args.args[..]),
         },
     };
+    if args.follow {
+        if format != Some(Format::ClaudeCode) {
+            return Err(Error::InvalidInput(
+                "--follow reads Claude Code transcripts as they grow: give the format, `import claude-code --follow FILE|DIR`"
+                    .into(),
+            ));
+        }
+        return follow(cli, args, rest, sink);
+    }
     let (files, aside) = expand(rest)?;
     if files.is_empty() {
         return Err(Error::Input { path: args.args.join(" "), line: 0, reason: "no files to import".into() });

@@ -363,6 +363,15 @@ pub struct ImportArgs {
     /// nothing, and the exit status is 1 when any failed).
     #[arg(long)]
     pub fail_fast: bool,
+    /// `claude-code` only: keep importing the transcripts as Claude Code writes them (a
+    /// session grows as its file grows; a half-written last line waits), until SIGINT or
+    /// SIGTERM. Sessions stay open (no end) while followed; importing the finished files
+    /// afterwards ends them.
+    #[arg(long)]
+    pub follow: bool,
+    /// How often --follow looks at the files, in milliseconds.
+    #[arg(long, default_value_t = 250, requires = "follow")]
+    pub poll_ms: u64,
 }
 
 /// Runs the CLI and turns errors into one line on stderr and a non-zero exit code.

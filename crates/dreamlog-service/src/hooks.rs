@@ -281,10 +281,24 @@ pub fn assemble(svc: &dyn Service, id: &str) -> Result<(ImportCounts, Vec<String
     // end only at SessionEnd, whose hook reads the transcripts once they stopped growing.
     let ended = all.iter().any(|d| event(&d).as_deref() == Some("SessionEnd"));
     let (texts, mut waiting) = transcripts(&all);
+    let files = texts.into_iter().map(|(path, (agent, text))| (path, agent.is_some(), text)).collect();
+    let (counts, held) = import_transcripts(svc, files, ended)?;
+    waiting.extend(held);
+    Ok((counts, waiting))
+}
+
+/// Imports Claude Code transcripts as far as they are written — `(path, is a sub-agent's,
+/// whole lines so far)` — as a live session: while not `ended`, without an end, and a
+/// session is held back (named in the second value) until its first answer names the
+/// model, with its sub-agents. What it writes is what importing the finished transcripts
+/// writes, up to where they are.
+pub fn import_transcripts(
+    svc: &dyn Service,
+    mut files: Vec<(String, bool, String)>,
+    ended: bool,
+) -> Result<(ImportCounts, Vec<String>)> {
     // The session's own transcript first: sub-agents start from its start.
-    let mut files: Vec<(String, Option<String>, String)> =
-        texts.into_iter().map(|(path, (agent, text))| (path, agent, text)).collect();
-    files.sort_by_key(|(_, agent, _)| agent.is_some());
+    files.sort_by_key(|(_, agent, _)| *agent);
     let mut sessions = Vec::new();
     let mut held: BTreeSet<String> = BTreeSet::new();
     for (path, _, text) in files {
@@ -310,7 +324,7 @@ pub fn assemble(svc: &dyn Service, id: &str) -> Result<(ImportCounts, Vec<String
             sessions.push(s);
         }
     }
-    waiting.extend(held.into_iter().map(|s| format!("{s}: no answer yet")));
+    let waiting = held.into_iter().map(|s| format!("{s}: no answer yet")).collect();
     if sessions.is_empty() {
         return Ok((ImportCounts::default(), waiting));
     }
@@ -366,6 +380,85 @@ pub fn deliver(http: &reqwest::blocking::Client, base: &str, token: Option<&str>
         kind: "answer".into(),
         message: format!("{url}: not a hook answer: {e}"),
     })
+}
+
+/// `import claude-code --follow`: transcripts (files, or every `.jsonl` below a folder)
+/// imported as they grow, whole lines only — a half-written last line waits for the rest
+/// — as a live session ([`import_transcripts`]: no end, held until the model is known).
+pub struct Follower {
+    roots: Vec<PathBuf>,
+    /// Each transcript's whole lines so far.
+    texts: BTreeMap<PathBuf, String>,
+}
+
+/// What one pass of a [`Follower`] wrote.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FollowPass {
+    /// Transcripts that grew.
+    pub grew: Vec<String>,
+    /// What the import wrote.
+    pub counts: ImportCounts,
+    /// Sessions held back (no answer yet).
+    pub waiting: Vec<String>,
+}
+
+impl Follower {
+    /// Follows `roots` (files or folders).
+    pub fn new(roots: Vec<PathBuf>) -> Follower {
+        Follower { roots, texts: BTreeMap::new() }
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            let Ok(entries) = std::fs::read_dir(dir) else { return };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "jsonl") {
+                    out.push(p);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for r in &self.roots {
+            if r.is_dir() {
+                walk(r, &mut out);
+            } else {
+                out.push(r.clone());
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Reads what the transcripts gained and imports them when any grew; `None` when
+    /// nothing did.
+    pub fn pass(&mut self, svc: &dyn Service) -> Result<Option<FollowPass>> {
+        let mut grew = Vec::new();
+        for f in self.files() {
+            let text = self.texts.entry(f.clone()).or_default();
+            if let Some(new) = read_lines(&f, text.len() as u64)? {
+                if !new.is_empty() {
+                    text.push_str(&new);
+                    grew.push(f.display().to_string());
+                }
+            }
+        }
+        if grew.is_empty() {
+            return Ok(None);
+        }
+        let files = self
+            .texts
+            .iter()
+            .map(|(p, t)| {
+                let agent = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("agent-"));
+                (p.display().to_string(), agent, t.clone())
+            })
+            .collect();
+        let (counts, waiting) = import_transcripts(svc, files, false)?;
+        Ok(Some(FollowPass { grew, counts, waiting }))
+    }
 }
 
 /// Where a hook keeps what it could not deliver yet, and how far it read each transcript.
