@@ -300,11 +300,23 @@ fn events_sessions_otlp_export_tail_and_metrics() {
     let line = json!({"type": "assistant", "uuid": "a1", "sessionId": "cc-1", "timestamp": "2026-12-07T10:00:00Z",
         "message": {"role": "assistant", "model": "claude-test", "content": [{"type": "text", "text": "hi"}]}});
     let delivery = json!({"v": 1, "at": 1_796_000_000_000u64,
-        "payload": {"session_id": "cc-1", "hook_event_name": "Stop", "transcript_path": "/t/cc-1.jsonl"},
+        "payload": {"session_id": "cc-1", "hook_event_name": "SessionEnd", "transcript_path": "/t/cc-1.jsonl"},
         "transcripts": [{"path": "/t/cc-1.jsonl", "offset": 0, "text": format!("{line}\n")}]});
+    // At SessionEnd the session is assembled before the answer; at other events after it.
     let recorded = api.ok("post", "/v1/hooks/claude-code", Some(&delivery));
     assert_eq!((recorded["new"].as_bool(), recorded["assembled"]["sessions"].as_u64()), (Some(true), Some(1)));
     assert_eq!(api.ok("post", "/v1/hooks/claude-code", Some(&delivery))["new"], false, "once");
+    let line2 = line.to_string().replace("cc-1", "cc-2");
+    let later = json!({"v": 1, "at": 1_796_000_000_000u64,
+        "payload": {"session_id": "cc-2", "hook_event_name": "Stop", "transcript_path": "/t/cc-2.jsonl"},
+        "transcripts": [{"path": "/t/cc-2.jsonl", "offset": 0, "text": format!("{line2}\n")}]});
+    let recorded = api.ok("post", "/v1/hooks/claude-code", Some(&later));
+    assert_eq!(recorded["assembling"], true, "{recorded}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while api.call_with("get", "/v1/session/claude-code/cc-2", None, false).0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "cc-2 never assembled");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let mut cut = delivery.clone();
     cut["transcripts"][0]["text"] = json!("{\"type\": \"user\"");
     let (status, _) = api.call_with("post", "/v1/hooks/claude-code", Some(&cut), false);

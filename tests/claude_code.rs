@@ -451,9 +451,23 @@ fn sixty_four_hook_processes_at_once_against_one_server() {
     assert!(!spool.join("pending").exists(), "every hook reached the server");
     let remote = ["--remote", server.base.as_str()];
     assert_eq!(hook_notes(&remote, "s64").len(), 64);
-    let s = session_json(&remote, "claude-code/s64");
-    let messages = s["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "message").count();
-    assert_eq!(messages, 65, "every line once, none twice");
+    // Assembled after the answers: every line once, none twice.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = run_dreamlog(&["--remote", &server.base, "--json", "sessions", "show", "claude-code/s64"], None);
+        let messages = if out.status.success() {
+            let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+            s["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "message").count()
+        } else {
+            0
+        };
+        assert!(messages <= 65, "a line recorded twice: {messages} messages");
+        if messages == 65 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{messages} of 65 messages assembled");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(server.stop().success());
 }
 

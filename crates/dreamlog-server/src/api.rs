@@ -85,7 +85,24 @@ async fn claude_code_hook(
 ) -> ApiResult<Json<Value>> {
     let tenant = auth(&state, &headers, Role::Write)?;
     let d: crate::hooks::Delivery = json_body(&body)?;
-    let recorded = blocking(tenant.principal.clone(), move || crate::hooks::record(&*tenant.svc, &d)).await?;
+    let principal = tenant.principal.clone();
+    let recorded = blocking(tenant.principal.clone(), move || {
+        let svc = tenant.svc.clone();
+        crate::hooks::keep_then(&*tenant.svc, &d, move |id| {
+            // After the answer: the hook never waits for the assembly.
+            tokio::task::spawn_blocking(move || {
+                let run = || crate::hooks::assemble_coalesced(&*svc, &id);
+                let done = match principal {
+                    Some(p) => crate::store::principal::as_principal(p, run),
+                    None => run(),
+                };
+                if let Some(Err(e)) = done {
+                    tracing::warn!("Claude Code session {id} not assembled (its deliveries are kept): {e}");
+                }
+            });
+        })
+    })
+    .await?;
     sorted(&recorded)
 }
 

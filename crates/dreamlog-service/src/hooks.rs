@@ -84,6 +84,10 @@ pub struct Recorded {
     pub assembled: ImportCounts,
     /// Sessions held back (no answer yet) or waiting for a gap in their transcript.
     pub waiting: Vec<String>,
+    /// The assembly runs after the answer ([`keep_then`]): `assembled` and `waiting`
+    /// are then empty.
+    #[serde(default)]
+    pub assembling: bool,
 }
 
 fn bad(reason: impl Into<String>) -> Error {
@@ -140,8 +144,58 @@ pub fn record(svc: &dyn Service, d: &Delivery) -> Result<Recorded> {
     let _one = lock.lock().unwrap_or_else(|p| p.into_inner());
     let new = keep_locked(svc, d, &id)?;
     let (assembled, waiting) = assemble_retrying(svc, &id)?;
-    Ok(Recorded { session: format!("claude-code/{id}"), hook_event, new, assembled, waiting })
+    Ok(Recorded { session: format!("claude-code/{id}"), hook_event, new, assembled, waiting, assembling: false })
 }
+
+/// What a server answers a hook with: the delivery kept (durable), and the session's
+/// assembly left to `later` — run after the answer, so the hook does not wait for it —
+/// except at `SessionEnd`, assembled before the answer so a session's end never waits
+/// on work a shutdown could cut short. Assemblies of one session requested while one
+/// runs are one more run after it ([`assemble_coalesced`]).
+pub fn keep_then(svc: &dyn Service, d: &Delivery, later: impl FnOnce(String)) -> Result<Recorded> {
+    if d.payload.get("hook_event_name").and_then(Value::as_str) == Some("SessionEnd") {
+        return record(svc, d);
+    }
+    let new = keep(svc, d)?;
+    let id = session_id(&d.payload)?.to_owned();
+    let hook_event = d.payload.get("hook_event_name").and_then(Value::as_str).unwrap_or_default().to_owned();
+    later(id.clone());
+    Ok(Recorded {
+        session: format!("claude-code/{id}"),
+        hook_event,
+        new,
+        assembled: ImportCounts::default(),
+        waiting: Vec::new(),
+        assembling: true,
+    })
+}
+
+/// [`assemble_now`], unless an assembly of the session is running: then that one runs
+/// once more when it is done (and this returns `None` at once).
+pub fn assemble_coalesced(svc: &dyn Service, id: &str) -> Option<Result<(ImportCounts, Vec<String>)>> {
+    {
+        let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(again) = running.get_mut(id) {
+            *again = true;
+            return None;
+        }
+        running.insert(id.to_owned(), false);
+    }
+    loop {
+        let r = assemble_now(svc, id);
+        let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+        match running.get_mut(id) {
+            Some(again) if *again && r.is_ok() => *again = false,
+            _ => {
+                running.remove(id);
+                return Some(r);
+            }
+        }
+    }
+}
+
+/// Sessions whose assembly runs, and whether another was asked for meanwhile.
+static RUNNING: std::sync::Mutex<BTreeMap<String, bool>> = std::sync::Mutex::new(BTreeMap::new());
 
 /// Keeps a delivery as its raw note (nothing else); whether it was new: a delivery
 /// recorded before (a hook that spooled what had reached the server, a flush run twice)
@@ -157,14 +211,43 @@ pub fn keep(svc: &dyn Service, d: &Delivery) -> Result<bool> {
 fn keep_locked(svc: &dyn Service, d: &Delivery, id: &str) -> Result<bool> {
     let stream = format!("{STREAM_PREFIX}{id}");
     let json = CanonicalJson::from_value(&serde_json::to_value(d).map_err(|e| bad(e.to_string()))?);
+    let digest = crate::core::Digest::of(json.as_str().as_bytes());
     let mut tries = 0;
     loop {
-        let stored = stream_or_empty(svc, &stream)?;
-        if stored.iter().any(|e| matches!(&e.event.body, Body::Note(n) if n.note_type == NOTE_TYPE && n.json == json)) {
+        // The digests of the session's deliveries: this process's own record of them
+        // while the stream's head is the one it last saw, else read from the stream.
+        let (_, heads) =
+            svc.lookup(&crate::service::LookupRequest { ids: Vec::new(), streams: vec![stream.clone()] })?;
+        let head = heads.first().copied().flatten().map(|(version, _)| version);
+        let known = {
+            let seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+            seen.get(id).filter(|(at, _)| Some(*at) == head).map(|(_, set)| set.contains(&digest))
+        };
+        let known = match known {
+            Some(k) => k,
+            None => {
+                let stored = stream_or_empty(svc, &stream)?;
+                let set: std::collections::HashSet<crate::core::Digest> = stored
+                    .iter()
+                    .filter_map(|e| match &e.event.body {
+                        Body::Note(n) if n.note_type == NOTE_TYPE => {
+                            Some(crate::core::Digest::of(n.json.as_str().as_bytes()))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let k = set.contains(&digest);
+                if let Some(v) = stored.last().map(|e| e.version) {
+                    remember(id, v, set);
+                }
+                k
+            }
+        };
+        if known {
             return Ok(false);
         }
-        let expected = match stored.last() {
-            Some(e) => crate::store::ExpectedVersion::Exact(e.version),
+        let expected = match head {
+            Some(v) => crate::store::ExpectedVersion::Exact(v),
             None => crate::store::ExpectedVersion::NoStream,
         };
         let note = Body::Note(Note { note_type: NOTE_TYPE.into(), json: json.clone() });
@@ -178,9 +261,33 @@ fn keep_locked(svc: &dyn Service, d: &Delivery, id: &str) -> Result<bool> {
             // Another process (a cluster's other node) recorded one meanwhile: look again.
             Err(Error::Log(crate::error::LogError::WrongExpectedVersion { .. })) if tries < 20 => tries += 1,
             Err(e) => return Err(e),
-            Ok(_) => return Ok(true),
+            Ok(appended) => {
+                let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+                if let (Some(entry), Some(a)) = (seen.get_mut(id), appended.first()) {
+                    if Some(entry.0) == head {
+                        entry.0 = a.version;
+                        entry.1.insert(digest);
+                    }
+                }
+                return Ok(true);
+            }
         }
     }
+}
+
+/// Per session: the stream version this process last saw and the digests of every
+/// delivery up to it (deduplication without reading the stream on every delivery).
+type Seen = BTreeMap<String, (u64, std::collections::HashSet<crate::core::Digest>)>;
+static SEEN: std::sync::Mutex<Seen> = std::sync::Mutex::new(BTreeMap::new());
+/// Sessions [`SEEN`] keeps at most (then it starts over).
+const SEEN_SESSIONS: usize = 4096;
+
+fn remember(id: &str, version: u64, set: std::collections::HashSet<crate::core::Digest>) {
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if seen.len() >= SEEN_SESSIONS && !seen.contains_key(id) {
+        seen.clear();
+    }
+    seen.insert(id.to_owned(), (version, set));
 }
 
 fn stream_or_empty(svc: &dyn Service, stream: &str) -> Result<Vec<crate::store::StoredEvent>> {
