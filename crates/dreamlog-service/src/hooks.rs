@@ -854,9 +854,9 @@ fn subagent_dir(main: &str, id: &str) -> PathBuf {
     Path::new(main).parent().unwrap_or(Path::new(".")).join(id).join("subagents")
 }
 
-/// The whole lines of `path` from byte `from` (at most [`MAX_SEGMENT`] bytes of them);
-/// `None` when the file does not exist (yet). A file shorter than `from` was replaced:
-/// read again from its start.
+/// The whole lines of `path` from byte `from` (about [`MAX_SEGMENT`] bytes of them, or one
+/// longer line whole); `None` when the file does not exist (yet). Claude Code only appends
+/// to a transcript: a file no longer than `from` has nothing new.
 fn read_lines(path: &Path, from: u64) -> Result<Option<String>> {
     let mut f = match std::fs::File::open(path) {
         Ok(f) => f,
@@ -869,8 +869,19 @@ fn read_lines(path: &Path, from: u64) -> Result<Option<String>> {
     }
     f.seek(std::io::SeekFrom::Start(from)).map_err(io(path))?;
     let mut buf = Vec::new();
-    f.take(MAX_SEGMENT.min(len - from)).read_to_end(&mut buf).map_err(io(path))?;
-    let whole = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let mut f = f.take(len - from);
+    (&mut f).take(MAX_SEGMENT).read_to_end(&mut buf).map_err(io(path))?;
+    // One line longer than MAX_SEGMENT (a large tool result) is read whole: else it
+    // would never be taken.
+    let mut whole = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    while whole == 0 && buf.len() as u64 >= MAX_SEGMENT && f.limit() > 0 {
+        let before = buf.len();
+        (&mut f).take(MAX_SEGMENT).read_to_end(&mut buf).map_err(io(path))?;
+        whole = buf[before..].iter().rposition(|&b| b == b'\n').map_or(0, |i| before + i + 1);
+        if buf.len() == before {
+            break;
+        }
+    }
     buf.truncate(whole);
     match String::from_utf8(buf) {
         Ok(s) => Ok(Some(s)),
@@ -939,6 +950,22 @@ mod tests {
         assert!(install_settings(&serde_json::json!([1]), cmd, false).is_err());
         assert!(is_ours("\"/a b/dreamlog\" hook") && is_ours("/a/dreamlog --db x hook"));
         assert!(!is_ours("/usr/bin/dreamlog-hook") && !is_ours("dreamlog serve"));
+    }
+
+    #[test]
+    fn whole_lines_only_and_a_line_longer_than_a_segment_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("t.jsonl");
+        std::fs::write(&t, "{\"a\":1}\n{\"b\":").unwrap();
+        assert_eq!(read_lines(&t, 0).unwrap().unwrap(), "{\"a\":1}\n", "the half line waits");
+        assert_eq!(read_lines(&t, 8).unwrap().unwrap(), "");
+        assert!(read_lines(&dir.path().join("none"), 0).unwrap().is_none());
+        let long = format!("{{\"big\":\"{}\"}}\n", "x".repeat(MAX_SEGMENT as usize + 10));
+        std::fs::write(&t, format!("{long}{{\"c\":3}}\n")).unwrap();
+        std::fs::write(&t, format!("{long}{{\"c\":")).unwrap();
+        assert_eq!(read_lines(&t, 0).unwrap().unwrap(), long, "one line past the segment size, whole");
+        std::fs::write(&t, format!("{long}{{\"c\":3}}\n")).unwrap();
+        assert_eq!(read_lines(&t, long.len() as u64).unwrap().unwrap(), "{\"c\":3}\n");
     }
 
     #[test]
