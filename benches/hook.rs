@@ -7,10 +7,10 @@
 //! assistant line and a user line, about 1.5 kB), then `dreamlog --remote URL hook` runs
 //! with a PreToolUse or PostToolUse payload on standard input. Each call is timed from
 //! the process's start to its exit (what Claude Code waits for: process start, reading
-//! the transcript's new lines, the delivery, the server keeping it and assembling the
-//! session so far). Reported: p50, p90, p99 and the worst call, over all calls and over
-//! the last 100 (the server reassembles a session from its deliveries on every call, so
-//! a long session costs more per call).
+//! the transcript's new lines, spooling them, the delivery and the server keeping it
+//! durably; the server assembles the session after its answer). Reported: p50, p90, p99
+//! and the worst call, over all calls and over the last 100 (a longer session costs the
+//! server more per assembly, which then competes for the same two cores).
 
 use std::io::Write;
 use std::process::{Command, Stdio};

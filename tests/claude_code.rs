@@ -447,8 +447,10 @@ fn sixty_four_hook_processes_at_once_against_one_server() {
         let out = c.wait_with_output().unwrap();
         assert!(out.status.success());
         assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no hook said anything went wrong");
+        assert!(out.stdout.is_empty(), "a hook prints nothing: Claude Code reads a hook's stdout");
     }
-    assert!(!spool.join("pending").exists(), "every hook reached the server");
+    let left = std::fs::read_dir(spool.join("pending")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "every hook's delivery reached the server");
     let remote = ["--remote", server.base.as_str()];
     assert_eq!(hook_notes(&remote, "s64").len(), 64);
     // Assembled after the answers: every line once, none twice.
@@ -521,4 +523,39 @@ fn import_follow_grows_a_session_as_its_transcript_grows_and_waits_on_a_half_lin
     let fresh = dir.path().join("fresh");
     ok(&common::dreamlog_on(&fresh, &["import", "claude-code", fixture.to_str().unwrap()], None));
     assert_eq!(shape(&session_json(&target, id)), shape(&session_json(&["--db", fresh.to_str().unwrap()], id)));
+}
+
+#[test]
+fn a_hook_never_fails_claude_code_even_misconfigured() {
+    let dir = tempdir().unwrap();
+    let payload =
+        json!({"session_id": "s1", "transcript_path": dir.path().join("none.jsonl"), "hook_event_name": "PreToolUse"});
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = Command::new(DREAMLOG)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(payload.to_string().as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    };
+    let spool = dir.path().join("spool");
+    let spool = spool.to_str().unwrap();
+    // A bad environment (clap would exit 2, which blocks the tool), a server that is not
+    // there, a payload that is not JSON: exit 0, stdout empty, the reason on stderr.
+    for (args, env) in [
+        (vec!["--remote", "http://127.0.0.1:9", "hook", "--spool", spool], vec![("DREAMLOG_HOOK_TIMEOUT_MS", "soon")]),
+        (vec!["--remote", "http://127.0.0.1:9", "hook", "--spool", spool, "--timeout-ms", "200"], vec![]),
+        (vec!["hook", "--no-such-flag"], vec![]),
+    ] {
+        let out = run(&args, &env);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}: the reason is said");
+    }
+    // The unreachable server's delivery waits in the spool.
+    assert_eq!(std::fs::read_dir(dir.path().join("spool/pending")).unwrap().count(), 1);
 }

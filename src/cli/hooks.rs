@@ -4,14 +4,14 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde_json::Value;
 
 use super::{stdout_line, Cli};
 use crate::error::Result;
-use crate::hooks::{Delivery, Spool, DELIVERY_VERSION};
+use crate::hooks::{Delivery, Spool};
 
 /// `dreamlog hook`.
 #[derive(Args, Debug)]
@@ -57,6 +57,12 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// Whether a command line is a hook call (`dreamlog … hook`, not `--flush`).
+pub fn is_hook_call(args: impl Iterator<Item = String>) -> bool {
+    let args: Vec<String> = args.collect();
+    args.iter().any(|a| a == "hook") && !args.iter().any(|a| a == "--flush")
+}
+
 /// One hook call: never fails Claude Code. Whatever goes wrong is said on stderr (which
 /// Claude Code shows in its debug output) and the exit code is 0.
 pub fn run_hook(cli: &Cli, args: &HookArgs) -> ExitCode {
@@ -82,22 +88,14 @@ fn hook(cli: &Cli, args: &HookArgs) -> Result<()> {
     if event == "SessionEnd" {
         spool.settle(&payload);
     }
-    // What the transcripts gained is read (and the offsets moved) even when delivery
-    // fails: it is then spooled with the payload, so no line is read twice or lost.
-    let transcripts = match spool.read_new(&payload) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("dreamlog hook: the transcript waits for the next hook: {e}");
-            Vec::new()
-        }
-    };
-    let d = Delivery { v: DELIVERY_VERSION, at: now_ms(), payload, transcripts };
-    crate::hooks::check(&d)?;
+    // Spooled first — the payload and what the transcripts gained — and delivered from
+    // the spool: a hook that dies at any point loses nothing.
+    let mut warn = |m: String| eprintln!("dreamlog hook: {m}");
+    let mine = spool.take(&payload, now_ms(), &mut warn)?;
     let Some(url) = &cli.remote else {
         // Embedded: RocksDB admits one process at a time, and Claude Code runs hooks
         // side by side: the hook only spools. At the session's end a flush runs on its
         // own, after the hook returned.
-        spool.put(&d)?;
         if event == "SessionEnd" {
             flush_in_background(cli, spool.dir());
         }
@@ -105,26 +103,41 @@ fn hook(cli: &Cli, args: &HookArgs) -> Result<()> {
     };
     let http = crate::hooks::client(Duration::from_millis(args.timeout_ms.max(1)), cli.ca_cert.as_deref())?;
     let token = cli.token.as_deref();
-    // What waits in the spool goes first, in order; the first failure keeps the rest.
-    let mut reachable = true;
-    for (path, old) in spool.pending()? {
-        if crate::hooks::deliver(&http, url, token, &old).is_err() {
-            reachable = false;
-            break;
+    // One hook at a time delivers what earlier hooks left (oldest first, within a time
+    // budget); the others deliver their own.
+    let drainer = spool.try_drain_lock();
+    let queue: Vec<PathBuf> = match &drainer {
+        Some(_) => spool.pending()?.into_iter().map(|(p, _)| p).collect(),
+        None => mine.clone(),
+    };
+    let budget = Instant::now() + Duration::from_millis(args.timeout_ms.max(1) * 4);
+    for path in queue {
+        if Instant::now() > budget && !mine.contains(&path) {
+            continue; // the next hook goes on with it
         }
-        spool.done(&path)?;
-    }
-    let delivered = reachable && {
+        let d: Delivery = match std::fs::read(&path).map(|b| serde_json::from_slice(&b)) {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => {
+                spool.reject(&path, &format!("not a hook delivery: {e}"))?;
+                continue;
+            }
+            Err(_) => continue, // delivered by another hook meanwhile
+        };
         match crate::hooks::deliver(&http, url, token, &d) {
-            Ok(_) => true,
+            Ok(_) => spool.done(&path)?,
+            // Refused for good (malformed, too large): set aside, never in the way.
+            Err(crate::error::Error::Remote { status: status @ (400 | 413 | 422), message, .. }) => {
+                let to = spool.reject(&path, &format!("{status}: {message}"))?;
+                eprintln!(
+                    "dreamlog hook: the server refused a delivery ({status}: {message}); kept in {}",
+                    to.display()
+                );
+            }
             Err(e) => {
-                eprintln!("dreamlog hook: spooled ({e})");
-                false
+                eprintln!("dreamlog hook: spooled in {} ({e})", spool.dir().display());
+                break;
             }
         }
-    };
-    if !delivered {
-        spool.put(&d)?;
     }
     Ok(())
 }
@@ -269,12 +282,17 @@ pub fn run_hooks(cli: &Cli, cmd: &HooksCmd) -> Result<ExitCode> {
     let diff = if changed { crate::hooks::diff(&file.display().to_string(), &old, &text) } else { String::new() };
     let written = changed && !dry_run;
     if written {
-        if let Some(parent) = file.parent() {
+        // Through a symbolic link to where the settings really are, keeping their mode.
+        let target = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
+        if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
-        let tmp = file.with_extension("json.dreamlog-tmp");
+        let tmp = target.with_extension("json.dreamlog-tmp");
         std::fs::write(&tmp, &text).map_err(io)?;
-        std::fs::rename(&tmp, &file).map_err(io)?;
+        if let Ok(meta) = std::fs::metadata(&target) {
+            std::fs::set_permissions(&tmp, meta.permissions()).map_err(io)?;
+        }
+        std::fs::rename(&tmp, &target).map_err(io)?;
     }
     let out = Installed { file: file.display().to_string(), command, changed, written, diff };
     if cli.json {
@@ -297,19 +315,21 @@ pub fn run_hooks(cli: &Cli, cmd: &HooksCmd) -> Result<ExitCode> {
 fn hook_command(cli: &Cli) -> Result<String> {
     let me =
         std::env::current_exe().map_err(|source| crate::error::Error::Io { path: "this program".into(), source })?;
-    let quote = |p: &Path| {
-        let s = p.display().to_string();
-        if s.chars().any(|c| c.is_whitespace() || c == '\'' || c == '"') {
-            format!("'{}'", s.replace('\'', "'\\''"))
-        } else {
+    // Quoted for the shell Claude Code runs the command with when anything in it could
+    // mean something to that shell.
+    let quote = |s: String| {
+        if s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-:@%+=,".contains(c)) {
             s
+        } else {
+            format!("'{}'", s.replace('\'', "'\\''"))
         }
     };
+    let me = quote(me.display().to_string());
     Ok(match &cli.remote {
-        Some(url) => format!("{} --remote {url} hook", quote(&me)),
+        Some(url) => format!("{me} --remote {} hook", quote(url.clone())),
         None => {
             let db = std::path::absolute(&cli.db).unwrap_or_else(|_| cli.db.clone());
-            format!("{} --db {} hook", quote(&me), quote(&db))
+            format!("{me} --db {} hook", quote(db.display().to_string()))
         }
     })
 }

@@ -376,7 +376,16 @@ pub struct ImportArgs {
 
 /// Runs the CLI and turns errors into one line on stderr and a non-zero exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A hook must not fail Claude Code even when its command line or environment is
+        // wrong (exit 2 would block the tool or the prompt): said on stderr, exit 0.
+        Err(e) if e.use_stderr() && hooks::is_hook_call(std::env::args()) => {
+            eprintln!("dreamlog hook: not run: {e}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => e.exit(),
+    };
     let json = cli.json;
     match run(cli) {
         Ok(code) => code,

@@ -40,8 +40,12 @@ pub const NOTE_TYPE: &str = "claude-code.hook";
 pub const STREAM_PREFIX: &str = "claude-code.hooks/";
 /// The version of [`Delivery`] this build writes and reads.
 pub const DELIVERY_VERSION: u32 = 1;
-/// Most bytes of transcript one delivery carries; the rest waits for the next hook.
-pub const MAX_SEGMENT: u64 = 8 << 20;
+/// Most bytes of transcript one read takes (a longer line is read whole).
+pub const MAX_SEGMENT: u64 = 4 << 20;
+/// Most bytes of transcript lines one delivery carries (a server takes 16 MiB bodies,
+/// and JSON escaping grows text): the rest waits for the next hook, or, at `Stop` and
+/// `SessionEnd`, goes in further deliveries.
+pub const MAX_DELIVERY: u64 = 4 << 20;
 
 /// What one hook call delivers (schemas/hook-delivery.schema.json).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -137,13 +141,10 @@ pub fn check(d: &Delivery) -> Result<()> {
 /// Records a delivery: its raw note, then the sessions assembled from every note of its
 /// session so far. Nothing is written for a delivery that fails [`check`].
 pub fn record(svc: &dyn Service, d: &Delivery) -> Result<Recorded> {
-    check(d)?;
+    let new = keep(svc, d)?;
     let id = session_id(&d.payload)?.to_owned();
     let hook_event = d.payload.get("hook_event_name").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let lock = session_lock(&id);
-    let _one = lock.lock().unwrap_or_else(|p| p.into_inner());
-    let new = keep_locked(svc, d, &id)?;
-    let (assembled, waiting) = assemble_retrying(svc, &id)?;
+    let (assembled, waiting) = assemble_now(svc, &id)?;
     Ok(Recorded { session: format!("claude-code/{id}"), hook_event, new, assembled, waiting, assembling: false })
 }
 
@@ -173,21 +174,22 @@ pub fn keep_then(svc: &dyn Service, d: &Delivery, later: impl FnOnce(String)) ->
 /// [`assemble_now`], unless an assembly of the session is running: then that one runs
 /// once more when it is done (and this returns `None` at once).
 pub fn assemble_coalesced(svc: &dyn Service, id: &str) -> Option<Result<(ImportCounts, Vec<String>)>> {
+    let key = scoped(svc, id);
     {
         let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(again) = running.get_mut(id) {
+        if let Some(again) = running.get_mut(&key) {
             *again = true;
             return None;
         }
-        running.insert(id.to_owned(), false);
+        running.insert(key.clone(), false);
     }
     loop {
         let r = assemble_now(svc, id);
         let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
-        match running.get_mut(id) {
+        match running.get_mut(&key) {
             Some(again) if *again && r.is_ok() => *again = false,
             _ => {
-                running.remove(id);
+                running.remove(&key);
                 return Some(r);
             }
         }
@@ -203,15 +205,22 @@ static RUNNING: std::sync::Mutex<BTreeMap<String, bool>> = std::sync::Mutex::new
 pub fn keep(svc: &dyn Service, d: &Delivery) -> Result<bool> {
     check(d)?;
     let id = session_id(&d.payload)?.to_owned();
-    let lock = session_lock(&id);
+    // Its own lock, not the assembly's: a delivery never waits for an assembly.
+    let lock = lock_of(&KEEPING, &scoped(svc, &id));
     let _one = lock.lock().unwrap_or_else(|p| p.into_inner());
     keep_locked(svc, d, &id)
+}
+
+/// A session's key in this process's maps: the tenant (or database) and the id.
+fn scoped(svc: &dyn Service, id: &str) -> String {
+    format!("{}\u{0}{id}", svc.target())
 }
 
 fn keep_locked(svc: &dyn Service, d: &Delivery, id: &str) -> Result<bool> {
     let stream = format!("{STREAM_PREFIX}{id}");
     let json = CanonicalJson::from_value(&serde_json::to_value(d).map_err(|e| bad(e.to_string()))?);
     let digest = crate::core::Digest::of(json.as_str().as_bytes());
+    let key = scoped(svc, id);
     let mut tries = 0;
     loop {
         // The digests of the session's deliveries: this process's own record of them
@@ -221,7 +230,7 @@ fn keep_locked(svc: &dyn Service, d: &Delivery, id: &str) -> Result<bool> {
         let head = heads.first().copied().flatten().map(|(version, _)| version);
         let known = {
             let seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
-            seen.get(id).filter(|(at, _)| Some(*at) == head).map(|(_, set)| set.contains(&digest))
+            seen.get(&key).filter(|(at, _)| Some(*at) == head).map(|(_, set)| set.contains(&digest))
         };
         let known = match known {
             Some(k) => k,
@@ -238,7 +247,7 @@ fn keep_locked(svc: &dyn Service, d: &Delivery, id: &str) -> Result<bool> {
                     .collect();
                 let k = set.contains(&digest);
                 if let Some(v) = stored.last().map(|e| e.version) {
-                    remember(id, v, set);
+                    remember(&key, v, set);
                 }
                 k
             }
@@ -263,7 +272,7 @@ fn keep_locked(svc: &dyn Service, d: &Delivery, id: &str) -> Result<bool> {
             Err(e) => return Err(e),
             Ok(appended) => {
                 let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
-                if let (Some(entry), Some(a)) = (seen.get_mut(id), appended.first()) {
+                if let (Some(entry), Some(a)) = (seen.get_mut(&key), appended.first()) {
                     if Some(entry.0) == head {
                         entry.0 = a.version;
                         entry.1.insert(digest);
@@ -298,17 +307,23 @@ fn stream_or_empty(svc: &dyn Service, stream: &str) -> Result<Vec<crate::store::
     }
 }
 
-/// The lock of session `id` in this process: one delivery or assembly of it at a time.
-fn session_lock(id: &str) -> std::sync::Arc<std::sync::Mutex<()>> {
-    let mut all = ASSEMBLING.lock().unwrap_or_else(|p| p.into_inner());
+/// Locks per session (keyed by [`scoped`]).
+type Locks = std::sync::Mutex<BTreeMap<String, std::sync::Arc<std::sync::Mutex<()>>>>;
+
+/// The lock of `key` in `locks` (made when first asked for; dropped when unused).
+fn lock_of(locks: &Locks, key: &str) -> std::sync::Arc<std::sync::Mutex<()>> {
+    let mut all = locks.lock().unwrap_or_else(|p| p.into_inner());
     all.retain(|_, l| std::sync::Arc::strong_count(l) > 1);
-    all.entry(id.to_owned()).or_default().clone()
+    all.entry(key.to_owned()).or_default().clone()
 }
+
+/// Deliveries being kept, one per session at a time.
+static KEEPING: Locks = std::sync::Mutex::new(BTreeMap::new());
 
 /// [`assemble`] of session `id`, one at a time in this process, read again when another
 /// process (a cluster's other node) moved the session meanwhile.
 pub fn assemble_now(svc: &dyn Service, id: &str) -> Result<(ImportCounts, Vec<String>)> {
-    let lock = session_lock(id);
+    let lock = lock_of(&ASSEMBLING, &scoped(svc, id));
     let _one = lock.lock().unwrap_or_else(|p| p.into_inner());
     assemble_retrying(svc, id)
 }
@@ -324,8 +339,7 @@ fn assemble_retrying(svc: &dyn Service, id: &str) -> Result<(ImportCounts, Vec<S
 }
 
 /// Sessions being assembled in this process, each behind its own lock.
-static ASSEMBLING: std::sync::Mutex<BTreeMap<String, std::sync::Arc<std::sync::Mutex<()>>>> =
-    std::sync::Mutex::new(BTreeMap::new());
+static ASSEMBLING: Locks = std::sync::Mutex::new(BTreeMap::new());
 
 /// The deliveries recorded for Claude Code session `id`, in the order they were recorded.
 pub fn deliveries(svc: &dyn Service, id: &str) -> Result<Vec<Delivery>> {
@@ -388,6 +402,9 @@ pub fn assemble(svc: &dyn Service, id: &str) -> Result<(ImportCounts, Vec<String
     // end only at SessionEnd, whose hook reads the transcripts once they stopped growing.
     let ended = all.iter().any(|d| event(&d).as_deref() == Some("SessionEnd"));
     let (texts, mut waiting) = transcripts(&all);
+    // A transcript with a gap is not whole: its session does not end before the gap is
+    // filled (the missing delivery is still on its way).
+    let ended = ended && waiting.is_empty();
     let files = texts.into_iter().map(|(path, (agent, text))| (path, agent.is_some(), text)).collect();
     let (counts, held) = import_transcripts(svc, files, ended)?;
     waiting.extend(held);
@@ -412,7 +429,15 @@ pub fn import_transcripts(
         if text.is_empty() {
             continue;
         }
-        for mut s in crate::import::parse(Format::ClaudeCode, &path, text.as_bytes())? {
+        let parsed = match crate::import::parse(Format::ClaudeCode, &path, text.as_bytes()) {
+            Ok(p) => p,
+            // One transcript that does not parse holds back its own sessions, not others.
+            Err(e) => {
+                held.insert(format!("{path}: {e}"));
+                continue;
+            }
+        };
+        for mut s in parsed {
             if s.parent.as_ref().is_some_and(|p| held.contains(p)) {
                 held.insert(s.session.clone());
                 continue;
@@ -431,7 +456,7 @@ pub fn import_transcripts(
             sessions.push(s);
         }
     }
-    let waiting = held.into_iter().map(|s| format!("{s}: no answer yet")).collect();
+    let waiting = held.into_iter().map(|s| if s.contains(": ") { s } else { format!("{s}: no answer yet") }).collect();
     if sessions.is_empty() {
         return Ok((ImportCounts::default(), waiting));
     }
@@ -596,13 +621,22 @@ impl Spool {
         self.dir.join("pending")
     }
 
-    /// Reads what the transcripts named by `payload` gained since the last hook of its
-    /// session, and moves their offsets past it, under the session's lock. The session's
-    /// own transcript is `transcript_path`; a sub-agent's (`agent_id`) is
+    /// Spools what this hook call delivers — `payload` with what the transcripts it names
+    /// gained since the last hook of its session — and only then moves their offsets past
+    /// it, all under the session's lock, so a line is never read twice by concurrent
+    /// hooks nor lost by a hook that dies before delivering (a hook killed between the
+    /// two reads the same lines again: the same bytes, joined once). Returns the spooled
+    /// files, oldest first, for the caller to deliver.
+    ///
+    /// The session's own transcript is `transcript_path`; a sub-agent's (`agent_id`) is
     /// `agent_transcript_path`, else `SESSION/subagents/agent-ID.jsonl` beside the
-    /// session's; at `Stop` and `SessionEnd` every sub-agent transcript of the session is
-    /// read too. Only whole lines are taken: a half-written last line waits.
-    pub fn read_new(&self, payload: &Value) -> Result<Vec<Segment>> {
+    /// session's; at `Stop`, `SubagentStop` and `SessionEnd` every sub-agent transcript of
+    /// the session is read too, each to its end, in deliveries of at most
+    /// [`MAX_DELIVERY`] bytes of lines (the ones before the last carry the payload
+    /// `{session_id, transcript_path, hook_event_name: "dreamlog.transcript"}`). Only
+    /// whole lines are taken: a half-written last line waits. A transcript that cannot be
+    /// read is skipped (said on `warn`) and read again by the next hook.
+    pub fn take(&self, payload: &Value, at: u64, warn: &mut dyn FnMut(String)) -> Result<Vec<PathBuf>> {
         let id = session_id(payload)?;
         let state_dir = self.dir.join("state");
         std::fs::create_dir_all(&state_dir).map_err(io(&state_dir))?;
@@ -620,13 +654,15 @@ impl Spool {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(io(&state_path)(e)),
         };
+        let agent_ok =
+            |a: &str| !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         let mut files: Vec<(String, Option<String>)> = Vec::new();
         let main = payload.get("transcript_path").and_then(Value::as_str).filter(|p| !p.is_empty());
         if let Some(main) = main {
             files.push((main.to_owned(), None));
         }
         let event = payload.get("hook_event_name").and_then(Value::as_str).unwrap_or_default();
-        if let Some(agent) = payload.get("agent_id").and_then(Value::as_str) {
+        if let Some(agent) = payload.get("agent_id").and_then(Value::as_str).filter(|a| agent_ok(a)) {
             let path = match payload.get("agent_transcript_path").and_then(Value::as_str) {
                 Some(p) => Some(p.to_owned()),
                 None => main.map(|m| subagent_dir(m, id).join(format!("agent-{agent}.jsonl")).display().to_string()),
@@ -635,7 +671,8 @@ impl Spool {
                 files.push((p, Some(agent.to_owned())));
             }
         }
-        if matches!(event, "Stop" | "SessionEnd" | "SubagentStop") {
+        let to_the_end = matches!(event, "Stop" | "SessionEnd" | "SubagentStop");
+        if to_the_end {
             if let Some(main) = main {
                 let dir = subagent_dir(main, id);
                 if let Ok(entries) = std::fs::read_dir(&dir) {
@@ -647,28 +684,56 @@ impl Spool {
                             continue;
                         };
                         let path = p.display().to_string();
-                        if !files.iter().any(|(f, _)| *f == path) {
+                        if agent_ok(agent) && !files.iter().any(|(f, _)| *f == path) {
                             files.push((path, Some(agent.to_owned())));
                         }
                     }
                 }
             }
         }
-        let mut out = Vec::new();
-        for (path, agent_id) in files {
-            let from = offsets.get(&path).copied().unwrap_or(0);
-            let Some(text) = read_lines(Path::new(&path), from)? else { continue };
-            if text.is_empty() {
-                continue;
+        let mut deliveries: Vec<Vec<Segment>> = vec![Vec::new()];
+        let mut size = 0u64;
+        'files: for (path, agent_id) in files {
+            loop {
+                let from = offsets.get(&path).copied().unwrap_or(0);
+                let text = match read_lines(Path::new(&path), from) {
+                    Ok(Some(t)) if !t.is_empty() => t,
+                    Ok(_) => break,
+                    Err(e) => {
+                        warn(format!("{path} waits for the next hook: {e}"));
+                        break;
+                    }
+                };
+                offsets.insert(path.clone(), from + text.len() as u64);
+                size += text.len() as u64;
+                let last = deliveries.len() - 1;
+                deliveries[last].push(Segment { path: path.clone(), agent_id: agent_id.clone(), offset: from, text });
+                if size >= MAX_DELIVERY {
+                    if !to_the_end {
+                        break 'files; // the rest with the next hook
+                    }
+                    deliveries.push(Vec::new());
+                    size = 0;
+                }
+                if !to_the_end {
+                    break;
+                }
             }
-            offsets.insert(path.clone(), from + text.len() as u64);
-            out.push(Segment { path, agent_id, offset: from, text });
         }
-        if !out.is_empty() {
-            write_atomically(&state_path, &serde_json::to_vec(&offsets).map_err(|e| bad(e.to_string()))?)?;
+        // The spool first, the offsets after: a crash between them reads lines again.
+        let count = deliveries.len();
+        let mut spooled = Vec::with_capacity(count);
+        for (i, transcripts) in deliveries.into_iter().enumerate() {
+            let payload = if i + 1 == count {
+                payload.clone()
+            } else {
+                serde_json::json!({"session_id": id, "transcript_path": main, "hook_event_name": "dreamlog.transcript"})
+            };
+            spooled.push(self.put_nth(&Delivery { v: DELIVERY_VERSION, at, payload, transcripts }, i)?);
         }
+        write_atomically(&state_path, &serde_json::to_vec(&offsets).map_err(|e| bad(e.to_string()))?)?;
         drop(lock);
-        Ok(out)
+        Ok(spooled)
     }
 
     /// Waits until the transcripts of `payload`'s session (its own and its sub-agents')
@@ -698,13 +763,32 @@ impl Spool {
         }
     }
 
+    /// The lock of the one hook that delivers what earlier hooks left, if no other holds
+    /// it (held until the value is dropped).
+    pub fn try_drain_lock(&self) -> Option<std::fs::File> {
+        std::fs::create_dir_all(&self.dir).ok()?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join("drain.lock"))
+            .ok()?;
+        f.try_lock().ok()?;
+        Some(f)
+    }
+
     /// Keeps a delivery until it can be delivered.
     pub fn put(&self, d: &Delivery) -> Result<PathBuf> {
+        self.put_nth(d, 0)
+    }
+
+    /// [`Spool::put`] of the `n`th delivery of one hook call (they sort in that order).
+    fn put_nth(&self, d: &Delivery, n: usize) -> Result<PathBuf> {
         let dir = self.pending_dir();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let mut nonce = [0u8; 6];
         let _ = getrandom::fill(&mut nonce);
-        let name = format!("{:016}-{:010}-{}.json", d.at, std::process::id(), hex::encode(nonce));
+        let name = format!("{:016}-{:010}-{n:04}-{}.json", d.at, std::process::id(), hex::encode(nonce));
         let path = dir.join(name);
         write_atomically(&path, &serde_json::to_vec(d).map_err(|e| bad(e.to_string()))?)?;
         Ok(path)
@@ -731,14 +815,27 @@ impl Spool {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // delivered meanwhile
                 Err(e) => return Err(io(&p)(e)),
             };
-            let d: Delivery = serde_json::from_slice(&bytes).map_err(|e| Error::Input {
-                path: p.display().to_string(),
-                line: 0,
-                reason: format!("not a hook delivery: {e}"),
-            })?;
-            out.push((p, d));
+            match serde_json::from_slice::<Delivery>(&bytes) {
+                Ok(d) => out.push((p, d)),
+                // Not a delivery (written by something else): set aside, never in the way.
+                Err(e) => {
+                    let _ = self.reject(&p, &format!("not a hook delivery: {e}"));
+                }
+            }
         }
         Ok(out)
+    }
+
+    /// Moves a delivery the server refused for good (not one it could not take now) to
+    /// `DIR/rejected/`, with the reason beside it: kept for a person, out of the way of the
+    /// deliveries after it.
+    pub fn reject(&self, path: &Path, why: &str) -> Result<PathBuf> {
+        let dir = self.dir.join("rejected");
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let to = dir.join(path.file_name().unwrap_or_default());
+        std::fs::rename(path, &to).map_err(io(path))?;
+        let _ = std::fs::write(to.with_extension("why.txt"), why);
+        Ok(to)
     }
 
     /// Forgets a delivery once it is recorded.
@@ -764,6 +861,9 @@ pub const HOOK_EVENTS: [&str; 10] = [
     "PreCompact",
     "SessionEnd",
 ];
+
+/// The `timeout` (seconds) `hooks install` gives the SessionEnd hook.
+pub const SESSION_END_TIMEOUT_SECS: u64 = 15;
 
 /// Whether a hook command is one `hooks install` wrote: a program named `dreamlog`
 /// whose subcommand is `hook`.
@@ -813,6 +913,11 @@ pub fn install_settings(settings: &Value, command: &str, uninstall: bool) -> Res
         groups.retain(|g| !matches!(g.get("hooks"), Some(Value::Array(l)) if l.is_empty()));
         if !uninstall {
             let mut group = serde_json::json!({"hooks": [{"type": "command", "command": command}]});
+            // SessionEnd hooks get little time unless they ask: the hook waits for the
+            // transcripts to settle, then delivers.
+            if event == "SessionEnd" {
+                group["hooks"][0]["timeout"] = Value::from(SESSION_END_TIMEOUT_SECS);
+            }
             if event.contains("ToolUse") {
                 group["matcher"] = Value::String("*".into());
             }
@@ -846,7 +951,7 @@ pub fn diff(name: &str, old: &str, new: &str) -> String {
 /// How long the transcripts must stay unchanged at SessionEnd to count as finished.
 pub const SETTLED: Duration = Duration::from_millis(150);
 /// The longest a SessionEnd hook waits for them.
-pub const SETTLE_LIMIT: Duration = Duration::from_millis(1500);
+pub const SETTLE_LIMIT: Duration = Duration::from_millis(1000);
 
 /// Where Claude Code keeps session `id`'s sub-agent transcripts: `SESSION/subagents/`
 /// beside the session's own.

@@ -614,7 +614,9 @@ pub(crate) fn plan_session(
     }
     let last = stored.last().filter(|e| e.event.header.kind == crate::core::Kind::SessionEnd);
     let end_same = match (last, events.get(body_end)) {
-        (Some(e), Some(d)) => same(e, d),
+        // The same end read at another time (Claude Code sessions end at their last
+        // message now, at their last line before): not a second end.
+        (Some(e), Some(d)) => same(e, d) || (e.event.header.actor == d.actor && e.event.body == d.body),
         (None, None) => true,
         _ => false,
     };
