@@ -100,18 +100,8 @@ struct Project {
     home: PathBuf,
 }
 
-const EVENTS: [&str; 10] = [
-    "SessionStart",
-    "UserPromptSubmit",
-    "PreToolUse",
-    "PostToolUse",
-    "PostToolUseFailure",
-    "SubagentStart",
-    "SubagentStop",
-    "Stop",
-    "PreCompact",
-    "SessionEnd",
-];
+/// The hook events `hooks install` writes (tests that set settings up by hand use them).
+const EVENTS: [&str; 10] = dreamlog::hooks::HOOK_EVENTS;
 
 fn project(root: &Path, hook_command: &str) -> Project {
     let dir = root.join("project");

@@ -470,19 +470,7 @@ pub const ROUTE: &str = "/v1/hooks/claude-code";
 /// A client that delivers to a server within `timeout` (connecting included): what a
 /// hook waits at most before it spools instead.
 pub fn client(timeout: std::time::Duration, ca: Option<&Path>) -> Result<reqwest::blocking::Client> {
-    let mut builder = reqwest::blocking::Client::builder().timeout(timeout).connect_timeout(timeout);
-    if let Some(path) = ca {
-        let pem = std::fs::read(path).map_err(io(path))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::Input {
-            path: path.display().to_string(),
-            line: 0,
-            reason: format!("not a PEM certificate: {e}"),
-        })?;
-        for c in certs {
-            builder = builder.add_root_certificate(c);
-        }
-    }
-    builder.build().map_err(|e| Error::Remote { status: 0, kind: "client".into(), message: e.to_string() })
+    crate::service::http_client(reqwest::blocking::Client::builder().timeout(timeout).connect_timeout(timeout), ca)
 }
 
 /// Delivers `d` to the server at `base` ([`ROUTE`]).

@@ -27,7 +27,7 @@ pub use answers::{
 };
 pub use ingest::{import_export, import_sessions};
 pub use local::{DreamerPolicy, Local};
-pub use remote::Remote;
+pub use remote::{http_client, Remote};
 
 /// The header a request names the log length it must see with (read-your-writes across
 /// a cluster's nodes): part of the HTTP contract the server and [`Remote`] share.

@@ -52,6 +52,26 @@ fn remote_error(status: u16, kind: &str, message: impl Into<String>) -> Error {
     Error::Remote { status, kind: kind.to_owned(), message: message.into() }
 }
 
+/// `builder` built, trusting the PEM certificates (or bundle) at `ca` besides the public
+/// roots: a server with a private or self-signed certificate.
+pub fn http_client(
+    mut builder: reqwest::blocking::ClientBuilder,
+    ca: Option<&std::path::Path>,
+) -> Result<reqwest::blocking::Client> {
+    if let Some(path) = ca {
+        let pem = std::fs::read(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::Input {
+            path: path.display().to_string(),
+            line: 0,
+            reason: format!("not a PEM certificate: {e}"),
+        })?;
+        for c in certs {
+            builder = builder.add_root_certificate(c);
+        }
+    }
+    builder.build().map_err(|e| remote_error(0, "client", e.to_string()))
+}
+
 impl Remote {
     /// What only a service in the server's own process can do.
     fn in_process_only(&self, what: &str) -> Error {
@@ -69,19 +89,7 @@ impl Remote {
     /// A client of the server at `url` that also trusts the PEM certificate(s) in `ca`
     /// (a server with a private or self-signed certificate).
     pub fn with_ca(url: &str, token: Option<String>, ca: Option<&std::path::Path>) -> Result<Remote> {
-        let mut builder = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300));
-        if let Some(path) = ca {
-            let pem = std::fs::read(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::Input {
-                path: path.display().to_string(),
-                line: 0,
-                reason: format!("not a PEM certificate: {e}"),
-            })?;
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
-        }
-        let http = builder.build().map_err(|e| remote_error(0, "client", e.to_string()))?;
+        let http = http_client(reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)), ca)?;
         Ok(Remote { base: url.trim_end_matches('/').to_owned(), token, http, seen: Default::default() })
     }
 
