@@ -392,6 +392,20 @@ fn a_server_stopped_mid_run_loses_nothing_and_doubles_nothing() {
     assert!(server.stop().success());
 }
 
+/// `dreamlog ARGS` (a hook) started with `payload` on its standard input.
+fn spawn_hook(args: &[&str], env: &[(&str, &str)], payload: &Value) -> Child {
+    let mut c = Command::new(DREAMLOG)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(payload.to_string().as_bytes()).unwrap();
+    c
+}
+
 fn wait_for(mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !f() {
@@ -423,15 +437,8 @@ fn sixty_four_hook_processes_at_once_against_one_server() {
         writeln!(f, "{}", line(i, None)).unwrap();
         let payload = json!({"session_id": "s64", "transcript_path": transcript, "cwd": "/", "hook_event_name": "PreToolUse",
             "tool_name": "Bash", "tool_input": {"command": format!("echo {i}")}, "tool_use_id": format!("toolu_{i:03}")});
-        let mut c = Command::new(DREAMLOG)
-            .args(["--remote", &server.base, "hook", "--spool", spool.to_str().unwrap(), "--timeout-ms", "10000"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        c.stdin.take().unwrap().write_all(payload.to_string().as_bytes()).unwrap();
-        children.push(c);
+        let args = ["--remote", &server.base, "hook", "--spool", spool.to_str().unwrap(), "--timeout-ms", "10000"];
+        children.push(spawn_hook(&args, &[], &payload));
     }
     for c in children {
         let out = c.wait_with_output().unwrap();
@@ -520,18 +527,7 @@ fn a_hook_never_fails_claude_code_even_misconfigured() {
     let dir = tempdir().unwrap();
     let payload =
         json!({"session_id": "s1", "transcript_path": dir.path().join("none.jsonl"), "hook_event_name": "PreToolUse"});
-    let run = |args: &[&str], env: &[(&str, &str)]| {
-        let mut c = Command::new(DREAMLOG)
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        c.stdin.take().unwrap().write_all(payload.to_string().as_bytes()).unwrap();
-        c.wait_with_output().unwrap()
-    };
+    let run = |args: &[&str], env: &[(&str, &str)]| spawn_hook(args, env, &payload).wait_with_output().unwrap();
     let spool = dir.path().join("spool");
     let spool = spool.to_str().unwrap();
     // A bad environment (clap would exit 2, which blocks the tool), a server that is not

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{stdout_line, Cli};
 use crate::error::Result;
-use crate::hooks::{Delivery, Spool};
+use crate::hooks::Spool;
 
 /// `dreamlog hook`.
 #[derive(Args, Debug)]
@@ -106,23 +106,15 @@ fn hook(cli: &Cli, args: &HookArgs) -> Result<()> {
     // One hook at a time delivers what earlier hooks left (oldest first, within a time
     // budget); the others deliver their own.
     let drainer = spool.try_drain_lock();
-    let queue: Vec<PathBuf> = match &drainer {
-        Some(_) => spool.pending()?.into_iter().map(|(p, _)| p).collect(),
-        None => mine.clone(),
+    let queue = match &drainer {
+        Some(_) => spool.pending()?,
+        None => spool.read(&mine),
     };
     let budget = Instant::now() + Duration::from_millis(args.timeout_ms.max(1) * 4);
-    for path in queue {
+    for (path, d) in queue {
         if Instant::now() > budget && !mine.contains(&path) {
             continue; // the next hook goes on with it
         }
-        let d: Delivery = match std::fs::read(&path).map(|b| serde_json::from_slice(&b)) {
-            Ok(Ok(d)) => d,
-            Ok(Err(e)) => {
-                spool.reject(&path, &format!("not a hook delivery: {e}"))?;
-                continue;
-            }
-            Err(_) => continue, // delivered by another hook meanwhile
-        };
         match crate::hooks::deliver(&http, url, token, &d) {
             Ok(_) => spool.done(&path)?,
             // Refused for good (malformed, too large): set aside, never in the way.

@@ -765,12 +765,8 @@ impl Spool {
         Some(f)
     }
 
-    /// Keeps a delivery until it can be delivered.
-    pub fn put(&self, d: &Delivery) -> Result<PathBuf> {
-        self.put_nth(d, 0)
-    }
-
-    /// [`Spool::put`] of the `n`th delivery of one hook call (they sort in that order).
+    /// Keeps the `n`th delivery of one hook call until it is delivered (the files sort in
+    /// the order they were made).
     fn put_nth(&self, d: &Delivery, n: usize) -> Result<PathBuf> {
         let dir = self.pending_dir();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
@@ -824,6 +820,22 @@ impl Spool {
         std::fs::rename(path, &to).map_err(io(path))?;
         let _ = std::fs::write(to.with_extension("why.txt"), why);
         Ok(to)
+    }
+
+    /// The deliveries of `paths` still waiting (one delivered meanwhile by another hook
+    /// is gone; one that is not a delivery is set aside).
+    pub fn read(&self, paths: &[PathBuf]) -> Vec<(PathBuf, Delivery)> {
+        let mut out = Vec::with_capacity(paths.len());
+        for p in paths {
+            match std::fs::read(p).map(|b| serde_json::from_slice::<Delivery>(&b)) {
+                Ok(Ok(d)) => out.push((p.clone(), d)),
+                Ok(Err(e)) => {
+                    let _ = self.reject(p, &format!("not a hook delivery: {e}"));
+                }
+                Err(_) => {}
+            }
+        }
+        out
     }
 
     /// Forgets a delivery once it is recorded.
